@@ -1,0 +1,3 @@
+from retrain_lib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,665 @@
+"""Model and platform configuration: schema, loading and error reporting.
+
+A model is described by one YAML file in ``configs/models/``; platform-wide settings live in
+``configs/platform.yaml``. Both are read with ``yaml.safe_load`` only and validated by
+pydantic models that forbid unknown keys. Validation reports *every* problem of *every*
+file at once, each with file, line, dotted field path, reason and a fix::
+
+    configs/models/credit.yaml:14:3: drift.treshold: unknown field; did you mean 'threshold'?
+
+This module is imported by the DAG factory at parse time: it must stay light (pydantic and
+PyYAML only).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrain_lib.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1_000_000
+DRIFT_METHODS = ("psi", "ks", "js", "chi2", "wasserstein")
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
+_NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+_CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_cron(value: str | None) -> str | None:
+    if value is None:
+        return value
+    value = value.strip()
+    if value in _CRON_PRESETS:
+        return value
+    fields = value.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z?]+", f) for f in fields):
+        raise ValueError(
+            f"{value!r} is not a cron expression; use five fields such as '0 6 * * *' "
+            f"or one of {', '.join(_CRON_PRESETS[1:])}"
+        )
+    return value
+
+
+class DataSource(_Strict):
+    """Where a model's data lives: one file per day, named ``YYYY-MM-DD.<format>``."""
+
+    path: str = Field(description="Directory of daily partitions, relative to the platform's data_root.")
+    format: Literal["parquet", "csv"] = "parquet"
+    labels_path: str | None = Field(
+        default=None,
+        description=(
+            "Directory of daily label partitions (id column + target), dated by the day the labels "
+            "arrived. When omitted the target is read from the feature partitions."
+        ),
+    )
+    id_column: str = Field(description="Unique id of an event; joins late labels to features.")
+    timestamp_column: str
+    label_delay_days: int = Field(default=0, ge=0, le=365)
+
+    @field_validator("path", "labels_path")
+    @classmethod
+    def _relative_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"{value!r} must be a path relative to the platform's data_root, without '..'"
+            )
+        return value
+
+
+class Features(_Strict):
+    target: str
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    segments: list[str] = Field(default_factory=list, description="Columns to report metrics by.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Features:
+        if not self.numeric and not self.categorical:
+            raise ValueError("declare at least one feature under 'numeric' or 'categorical'")
+        seen: dict[str, str] = {}
+        for kind in ("numeric", "categorical"):
+            for name in getattr(self, kind):
+                if name in seen:
+                    raise ValueError(f"feature {name!r} is listed under both {seen[name]!r} and {kind!r}")
+                seen[name] = kind
+        if self.target in seen:
+            raise ValueError(f"the target {self.target!r} is also listed as a feature; remove it")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class Windows(_Strict):
+    training_days: int = Field(default=60, ge=1, le=3660)
+    monitor_days: int = Field(default=7, ge=1, le=366, description="Current window for drift checks.")
+    reference_days: int = Field(
+        default=30, ge=1, le=3660,
+        description="Reference window for drift before a champion exists (the oldest days of data).",
+    )
+
+
+class Schedule(_Strict):
+    monitor: str = Field(default="@daily", description="Cron of the monitor DAG.")
+    retrain_floor: str | None = Field(
+        default="@weekly", description="Cron of the retrain DAG: a retrain at least this often. null = never.",
+    )
+    min_retrain_interval_days: int = Field(default=1, ge=0, le=365)
+    max_days_without_retrain: int | None = Field(
+        default=None, ge=1, le=3660,
+        description="The monitor requests a retrain when the champion is older than this.",
+    )
+
+    @field_validator("monitor", "retrain_floor")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return _check_cron(value)
+
+
+class FeatureDrift(_Strict):
+    method: Literal["psi", "ks", "js", "chi2", "wasserstein"] | None = None
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class DriftTrigger(_Strict):
+    method: Literal["psi", "ks", "js", "chi2", "wasserstein"] = "psi"
+    categorical_method: Literal["psi", "js", "chi2"] = "psi"
+    threshold: float | None = Field(
+        default=None, gt=0, description="Threshold of the default method; null = the method's default.",
+    )
+    bins: int = Field(default=10, ge=2, le=1000)
+    features: dict[str, FeatureDrift] = Field(default_factory=dict)
+    exclude: list[str] = Field(
+        default_factory=list, description="Features left out of drift checks (e.g. calendar features).",
+    )
+    drift_share: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that makes the dataset drifted.",
+    )
+    enabled: bool = True
+
+
+class PerformanceTrigger(_Strict):
+    metric: str
+    max_drop: float = Field(
+        gt=0, description="Retrain when the champion's live metric is worse than its baseline by more than this.",
+    )
+    min_labels: int = Field(default=100, ge=1)
+    enabled: bool = True
+
+
+class Split(_Strict):
+    method: Literal["time", "random", "stratified"] = "time"
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+
+
+class Training(_Strict):
+    estimator: str = Field(description="Import path of a scikit-learn estimator class.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+    split: Split = Field(default_factory=Split)
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
+            raise ValueError(f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression'")
+        return value
+
+
+class Gate(_Strict):
+    """One evaluation gate. Absolute: ``min``/``max``. Relative to the champion:
+    ``max_regression`` (the candidate may be at most this much worse) and ``min_improvement``
+    (it must be at least this much better); with ``relative: true`` both are fractions of the
+    champion's value. Better/worse follow the metric's direction."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = Field(default=None, ge=0)
+    min_improvement: float | None = Field(default=None, ge=0)
+    relative: bool = False
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Gate:
+        if all(v is None for v in (self.min, self.max, self.max_regression, self.min_improvement)):
+            raise ValueError("a gate needs at least one of min, max, max_regression, min_improvement")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.max_regression is not None and self.min_improvement is not None:
+            raise ValueError("use either max_regression or min_improvement, not both")
+        return self
+
+
+class Deploy(_Strict):
+    mode: Literal["direct", "shadow", "canary"] = "direct"
+    canary_steps: list[int] = Field(default_factory=lambda: [5, 20, 50, 100])
+    shadow_hours: float = Field(default=24, gt=0)
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        if not steps or any(not 0 < s <= 100 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"canary_steps must increase strictly within 1..100, got {steps}")
+        return steps
+
+
+class Alerts(_Strict):
+    slack_conn_id: str | None = None
+    on: list[Literal["gate_failure", "drift", "promotion", "rollback", "failure"]] = Field(
+        default_factory=lambda: ["gate_failure", "promotion", "rollback", "failure"]
+    )
+
+
+class ModelConfig(_Strict):
+    """One model, as a data engineer describes it in ``configs/models/<name>.yaml``."""
+
+    name: Annotated[str, Field(pattern=_NAME_RE, description="Lower-case identifier; DAG ids derive from it.")]
+    owner: str
+    description: str = ""
+    task: Literal["classification", "regression"]
+    data: DataSource
+    features: Features
+    windows: Windows = Field(default_factory=Windows)
+    schedule: Schedule = Field(default_factory=Schedule)
+    drift: DriftTrigger = Field(default_factory=DriftTrigger)
+    performance: PerformanceTrigger | None = None
+    training: Training
+    gates: list[Gate] = Field(default_factory=list)
+    deploy: Deploy = Field(default_factory=Deploy)
+    alerts: Alerts = Field(default_factory=Alerts)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelConfig:
+        metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        problems = []
+        for i, gate in enumerate(self.gates):
+            if gate.metric not in metrics:
+                problems.append(f"gates[{i}].metric {gate.metric!r} is not a {self.task} metric ({', '.join(metrics)})")
+        if self.performance and self.performance.metric not in metrics:
+            problems.append(
+                f"performance.metric {self.performance.metric!r} is not a {self.task} metric ({', '.join(metrics)})"
+            )
+        features = set(self.features.all)
+        for name in self.drift.features:
+            if name not in features:
+                hint = _did_you_mean(name, features)
+                problems.append(f"drift.features.{name} is not a declared feature{hint}")
+        for name in self.drift.exclude:
+            if name not in features:
+                problems.append(f"drift.exclude: {name!r} is not a declared feature{_did_you_mean(name, features)}")
+        for name in self.features.segments:
+            if name not in self.features.categorical:
+                problems.append(f"features.segments: {name!r} must also be listed under features.categorical")
+        for name, spec in self.drift.features.items():
+            if spec.method in ("ks", "wasserstein") and name in self.features.categorical:
+                problems.append(f"drift.features.{name}.method {spec.method!r} needs a numeric feature")
+        if self.task == "regression" and self.training.split.method == "stratified":
+            problems.append("training.split.method 'stratified' needs a classification task")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # Convenience -------------------------------------------------------------------------
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+
+    @property
+    def primary_metric(self) -> str:
+        if self.performance:
+            return self.performance.metric
+        if self.gates:
+            return self.gates[0].metric
+        return "roc_auc" if self.task == "classification" else "rmse"
+
+    def dag_id(self, kind: str) -> str:
+        return f"{self.name}__{kind}"
+
+    def config_hash(self) -> str:
+        """A stable hash of the validated config (key order and comments do not matter)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class MlflowSettings(_Strict):
+    tracking_uri: str | None = Field(
+        default=None, description="Default: a SQLite file under state_dir. Env MLFLOW_TRACKING_URI overrides."
+    )
+    registry_uri: str | None = None
+    experiment_prefix: str = "retrain/"
+
+
+class PlatformConfig(_Strict):
+    """Platform-wide settings from ``configs/platform.yaml``. Paths are relative to the
+    directory holding ``configs/``; environment variables override them."""
+
+    state_dir: str = Field(default=".retrain", description="Env RETRAIN_HOME overrides.")
+    data_root: str = Field(default=".retrain/data", description="Env RETRAIN_DATA_ROOT overrides.")
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    allowed_estimator_prefixes: list[str] = Field(default_factory=lambda: ["sklearn."])
+    alerts: Alerts = Field(default_factory=Alerts)
+    airflow_base_url: str = "http://localhost:8080"
+    mlflow_ui_url: str = "http://localhost:5000"
+
+
+# -----------------------------------------------------------------------------------------
+# Problems and their messages
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem of one config file."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    reason: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.field or '<file>'}: {self.reason}"
+        if self.fix:
+            text += f"\n    fix: {self.fix}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "line": self.line, "column": self.column,
+            "field": self.field, "reason": self.reason, "fix": self.fix,
+        }
+
+
+def _did_you_mean(word: str, options) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class _LineIndex:
+    """Maps a path in a YAML document (tuple of keys/indices) to the line of its key."""
+
+    def __init__(self, text: str):
+        self.marks: dict[tuple, tuple[int, int]] = {}
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            root = None
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, key.value)
+                self.marks[sub] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                self._walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*path, i)
+                self.marks[sub] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                self._walk(item, sub)
+
+    def find(self, loc: tuple) -> tuple[int | None, int | None]:
+        loc = tuple(loc)
+        while loc:
+            if loc in self.marks:
+                return self.marks[loc]
+            loc = loc[:-1]
+        return (1, 1) if self.marks else (None, None)
+
+
+def _unwrap(annotation) -> list:
+    """The BaseModel / dict / list types an annotation can hold."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        out = []
+        for arg in typing.get_args(annotation):
+            out += _unwrap(arg)
+        return out
+    return [annotation]
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that validates the mapping at ``loc``."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            if typing.get_origin(current) in (list, dict):
+                current = typing.get_args(current)[-1]
+                for candidate in _unwrap(current):
+                    current = candidate
+                    break
+                continue
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        candidates = [c for c in _unwrap(field.annotation) if c is not type(None)]
+        current = candidates[0] if candidates else None
+        if typing.get_origin(current) in (list, dict):
+            continue
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+_FIXES = {
+    "missing": "add the field",
+    "extra_forbidden": "remove it or fix its spelling",
+    "literal_error": "use one of the allowed values",
+    "float_parsing": "write a number",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "bool_parsing": "write true or false",
+    "string_type": "write a string (quote it)",
+    "list_type": "write a YAML list",
+    "dict_type": "write a YAML mapping",
+    "model_type": "write a YAML mapping",
+    "model_attributes_type": "write a YAML mapping",
+    "string_pattern_mismatch": "use lower-case letters, digits and '_', starting with a letter",
+}
+
+
+def _problems_from_validation(
+    exc: ValidationError, file: str, index: _LineIndex, model: type[BaseModel]
+) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        line, col = index.find(loc)
+        reason = err["msg"]
+        fix = _FIXES.get(kind, "")
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            options = list(parent.model_fields) if parent else []
+            reason = f"unknown field {loc[-1]!r}{_did_you_mean(loc[-1], options)}"
+            if options:
+                fix = f"remove it or use one of: {', '.join(options)}"
+        elif kind == "missing":
+            reason = "required field is missing"
+            fix = f"add '{loc[-1]}:' here" if loc else fix
+            line, col = index.find(loc[:-1])
+        elif kind == "literal_error":
+            got = err.get("input")
+            expected = err.get("ctx", {}).get("expected", "")
+            allowed = re.findall(r"'([^']*)'", expected)
+            reason = f"{got!r} is not allowed{_did_you_mean(got, allowed)}"
+            fix = f"use one of {expected}"
+        elif "input" in err and kind not in ("value_error", "assertion_error"):
+            got = err["input"]
+            if not isinstance(got, (dict, list)):
+                reason = f"{reason} (got {got!r})"
+        if reason.startswith("Value error, "):
+            reason = reason[len("Value error, "):]
+        problems.append(ConfigProblem(file, line, col, _dotted(loc), reason, fix))
+    return problems
+
+
+def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]:
+    """Read one YAML file safely; problems instead of exceptions."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return None, None, [ConfigProblem(name, None, None, "", f"cannot read the file: {exc.strerror}", "check the path")]
+    if size > MAX_CONFIG_BYTES:
+        return None, None, [ConfigProblem(
+            name, None, None, "", f"file is {size} bytes, more than the {MAX_CONFIG_BYTES} allowed",
+            "a model config is a short YAML file; check you pointed at the right file",
+        )]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, None, [ConfigProblem(name, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                          "save the file as UTF-8")]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, None, [ConfigProblem(name, line, col, "", f"invalid YAML: {problem}", "fix the YAML syntax")]
+    except RecursionError:
+        return None, None, [ConfigProblem(name, None, None, "", "YAML nesting is too deep", "flatten the file")]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, None, [ConfigProblem(name, 1, 1, "", f"top level must be a mapping, got {type(data).__name__}",
+                                          "write 'key: value' pairs at the top level")]
+    return data, _LineIndex(text), []
+
+
+def _validate(path: Path, model: type[BaseModel]):
+    data, index, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, _problems_from_validation(exc, str(path), index, model)
+
+
+# -----------------------------------------------------------------------------------------
+# Public API
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated model config and the file it came from."""
+
+    path: Path
+    config: ModelConfig
+
+
+@dataclass
+class ConfigSet:
+    """All model configs of a directory: the valid ones and the problems of the others."""
+
+    models: dict[str, LoadedConfig]
+    problems: list[ConfigProblem]
+    platform: PlatformConfig
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load_platform_config(path: str | os.PathLike | None) -> PlatformConfig:
+    """Load ``platform.yaml``; a missing file means the defaults."""
+    if path is None or not Path(path).exists():
+        return PlatformConfig()
+    config, problems = _validate(Path(path), PlatformConfig)
+    if problems:
+        raise ConfigError("\n".join(str(p) for p in problems), problems)
+    return config
+
+
+def check_model_file(path: str | os.PathLike, platform: PlatformConfig | None = None):
+    """Validate one model file. Returns ``(ModelConfig | None, problems)``."""
+    path = Path(path)
+    config, problems = _validate(path, ModelConfig)
+    if config is not None:
+        platform = platform or PlatformConfig()
+        prefixes = tuple(platform.allowed_estimator_prefixes)
+        if not config.training.estimator.startswith(prefixes):
+            _, index, _ = _read_yaml(path)
+            line, col = index.find(("training", "estimator"))
+            problems.append(ConfigProblem(
+                str(path), line, col, "training.estimator",
+                f"{config.training.estimator!r} is outside the allowed estimator modules ({', '.join(prefixes)})",
+                "use a scikit-learn estimator, or add its module to allowed_estimator_prefixes in platform.yaml",
+            ))
+            config = None
+        elif path.stem != config.name:
+            _, index, _ = _read_yaml(path)
+            line, col = index.find(("name",))
+            problems.append(ConfigProblem(
+                str(path), line, col, "name",
+                f"model name {config.name!r} does not match the file name {path.name!r}",
+                f"rename the file to {config.name}.yaml or set name: {path.stem}",
+            ))
+            config = None
+    return config, problems
+
+
+def _expand(paths) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
+        else:
+            files.append(p)
+    return files
+
+
+def load_model_configs(paths, platform: PlatformConfig | None = None) -> ConfigSet:
+    """Validate every model file under ``paths`` (files or directories).
+
+    Never raises for a bad file: its problems are collected and the good files are kept,
+    so one broken config cannot hide the others.
+    """
+    platform = platform or PlatformConfig()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    models: dict[str, LoadedConfig] = {}
+    problems: list[ConfigProblem] = []
+    for file in _expand(paths):
+        if not file.exists():
+            problems.append(ConfigProblem(str(file), None, None, "", "no such file or directory", "check the path"))
+            continue
+        config, file_problems = check_model_file(file, platform)
+        problems += file_problems
+        if config is None:
+            continue
+        if config.name in models:
+            problems.append(ConfigProblem(
+                str(file), None, None, "name",
+                f"model name {config.name!r} is already used by {models[config.name].path}",
+                "give every model a unique name",
+            ))
+            continue
+        models[config.name] = LoadedConfig(file, config)
+    return ConfigSet(models, problems, platform)
+
+
+def load_model_config(path: str | os.PathLike, platform: PlatformConfig | None = None) -> ModelConfig:
+    """Load one model config or raise :class:`ConfigError` listing all its problems."""
+    config, problems = check_model_file(path, platform)
+    if problems:
+        raise ConfigError("\n".join(str(p) for p in problems), problems)
+    return config
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a model config file (for editors and CI)."""
+    schema = ModelConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Retrain model config"
+    return schema
+
+
+def platform_json_schema() -> dict[str, Any]:
+    schema = PlatformConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,36 @@
+"""Exceptions of the platform.
+
+Every error the library raises on purpose derives from :class:`RetrainError` and from
+the builtin it specialises, so callers can catch either. Messages say what is wrong and
+what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class RetrainError(Exception):
+    """Base class of every error raised by ``retrain_lib`` on purpose."""
+
+
+class ConfigError(RetrainError, ValueError):
+    """A configuration file is missing, unreadable or invalid.
+
+    ``problems`` holds one :class:`~retrain_lib.config.ConfigProblem` per problem found,
+    so a caller can show all of them at once.
+    """
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class DataError(RetrainError, ValueError):
+    """Input data is missing or does not match the model config (a retry will not help)."""
+
+
+class TrainingError(RetrainError, RuntimeError):
+    """Training could not produce a model."""
+
+
+class RegistryError(RetrainError, RuntimeError):
+    """The model registry is not in the state an operation expects."""

@@ -1,0 +1,120 @@
+"""The MLflow model registry, through aliases (never the deprecated stages).
+
+``champion`` serves, ``challenger`` is in shadow/canary, ``previous-champion`` is the
+rollback target. Registration is idempotent per MLflow run, and promotion moves
+``champion`` only if it still points where the caller saw it (compare-and-swap).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from retrain_lib.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous-champion"
+
+
+def get_client(tracking_uri: str, registry_uri: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+def _not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "") or ""
+    return "RESOURCE_DOES_NOT_EXIST" in code or "INVALID_PARAMETER_VALUE" in code or "not found" in str(exc).lower()
+
+
+def get_alias_version(client, name: str, alias: str):
+    """The model version an alias points at, or ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+def aliases(client, name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    except MlflowException as exc:
+        if _not_found(exc):
+            return {}
+        raise
+
+
+def register_version(client, name: str, *, run_id: str, source: str, tags: dict[str, str],
+                     description: str = ""):
+    """Register the model of ``run_id``; a second call for the same run returns the same version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        try:
+            client.create_registered_model(name, tags={"managed_by": "retrain"},
+                                           description=f"Managed by the retraining platform: {name}")
+        except MlflowException as exc2:  # created concurrently
+            if "ALREADY_EXISTS" not in (getattr(exc2, "error_code", "") or ""):
+                raise
+    existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        version = sorted(existing, key=lambda v: int(v.version))[0]
+        log.info("run %s is already registered as %s version %s", run_id, name, version.version)
+        return version
+    return client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    alias: str
+    from_version: str | None
+    to_version: str
+
+    def to_dict(self) -> dict:
+        return {"alias": self.alias, "from": self.from_version, "to": self.to_version}
+
+
+def promote_champion(client, name: str, version: str, *, expected_champion: str | None) -> list[AliasMove]:
+    """Point ``champion`` at ``version`` and keep the old one as ``previous-champion``.
+
+    Compare-and-swap: fails with :class:`RegistryError` when the champion is no longer
+    ``expected_champion`` (someone promoted or rolled back meanwhile), so a decision
+    taken on stale facts never lands. Promoting the current champion again is a no-op.
+    """
+    before = aliases(client, name)
+    current = before.get(CHAMPION)
+    if current == str(version):
+        return []
+    if current != (str(expected_champion) if expected_champion is not None else None):
+        raise RegistryError(
+            f"champion of {name!r} is version {current}, not {expected_champion} as when the candidate was "
+            "evaluated; re-run the evaluation against the new champion"
+        )
+    moves = []
+    if current is not None:
+        client.set_registered_model_alias(name, PREVIOUS, current)
+        moves.append(AliasMove(PREVIOUS, before.get(PREVIOUS), current))
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    moves.append(AliasMove(CHAMPION, current, str(version)))
+    if before.get(CHALLENGER) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return moves
+
+
+def set_challenger(client, name: str, version: str) -> AliasMove:
+    before = aliases(client, name).get(CHALLENGER)
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    return AliasMove(CHALLENGER, before, str(version))

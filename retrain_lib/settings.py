@@ -1,0 +1,77 @@
+"""Where things are: config directory, state directory, data root, MLflow store.
+
+Resolution order: explicit argument, environment variable, ``configs/platform.yaml``,
+built-in default. Relative paths in ``platform.yaml`` are relative to the directory that
+holds ``configs/`` (the project root).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrain_lib.config import PlatformConfig, load_platform_config
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_config_dir() -> Path:
+    env = os.environ.get("RETRAIN_CONFIG_DIR")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd() / "configs"
+    if (cwd / "models").is_dir():
+        return cwd.resolve()
+    return PACKAGE_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_dir: Path
+    platform: PlatformConfig
+    state_dir: Path
+    data_root: Path
+    tracking_uri: str
+    registry_uri: str
+
+    @property
+    def models_dir(self) -> Path:
+        return self.config_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "decisions.jsonl"
+
+    def experiment_name(self, model: str) -> str:
+        return f"{self.platform.mlflow.experiment_prefix}{model}"
+
+
+def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
+    config_dir = Path(config_dir).resolve() if config_dir else default_config_dir()
+    platform = load_platform_config(config_dir / "platform.yaml")
+    base = config_dir.parent
+
+    def _path(env: str, value: str) -> Path:
+        raw = os.environ.get(env) or value
+        p = Path(raw).expanduser()
+        return (p if p.is_absolute() else base / p).resolve()
+
+    state_dir = _path("RETRAIN_HOME", platform.state_dir)
+    data_root = _path("RETRAIN_DATA_ROOT", platform.data_root)
+    if os.environ.get("RETRAIN_HOME") and not os.environ.get("RETRAIN_DATA_ROOT") and platform.data_root.startswith(
+        platform.state_dir
+    ):
+        # The data root lives inside the state directory by default: follow it.
+        data_root = (state_dir / Path(platform.data_root).relative_to(platform.state_dir)).resolve()
+    tracking = (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or platform.mlflow.tracking_uri
+        or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}"
+    )
+    registry = os.environ.get("MLFLOW_REGISTRY_URI") or platform.mlflow.registry_uri or tracking
+    return Settings(config_dir, platform, state_dir, data_root, tracking, registry)
