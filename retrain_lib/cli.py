@@ -174,12 +174,6 @@ def cmd_retrain(args) -> int:
     return EXIT_OK if res["outcome"] == "deployed" else EXIT_FAILED
 
 
-def cmd_demo(args) -> int:
-    from retrain_lib.demo import run_demo
-
-    return run_demo(args)
-
-
 # -----------------------------------------------------------------------------------------
 
 
@@ -237,14 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=["text", "json"], default="text")
     r.set_defaults(func=cmd_retrain)
 
-    demo = sub.add_parser("demo", help="simulate data and run the DAGs through Airflow day by day")
-    demo.add_argument("--model", default="credit_default")
-    demo.add_argument("--days", type=int, default=50)
-    demo.add_argument("--drift-day", type=int, default=40)
-    demo.add_argument("--drift-kind", choices=["covariate", "concept"], default="covariate")
-    demo.add_argument("--first-day", type=int, default=29, help="first simulated day the monitor runs")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=cmd_demo)
     return p
 
 

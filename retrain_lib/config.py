@@ -1,7 +1,7 @@
 """Model and platform configuration: schema, loading and error reporting.
 
 A model is described by one YAML file in ``configs/models/``; platform-wide settings live in
-``configs/platform.yaml``. Both are read with ``yaml.safe_load`` only and validated by
+``configs/platform.yaml``. Both are read with a ``yaml.SafeLoader`` only and validated by
 pydantic models that forbid unknown keys. Validation reports *every* problem of *every*
 file at once, each with file, line, dotted field path, reason and a fix::
 
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from retrain_lib.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_NODES = 100_000  # YAML values once aliases are expanded: stops "billion laughs" files
 DRIFT_METHODS = ("psi", "ks", "js", "chi2", "wasserstein")
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
@@ -115,7 +116,10 @@ class Windows(_Strict):
     monitor_days: int = Field(default=7, ge=1, le=366, description="Current window for drift checks.")
     reference_days: int = Field(
         default=30, ge=1, le=3660,
-        description="Reference window for drift before a champion exists (the oldest days of data).",
+        description=(
+            "Reference window for drift: the last days of the champion's training window "
+            "(before any champion: the oldest days of data)."
+        ),
     )
 
 
@@ -493,6 +497,47 @@ def _problems_from_validation(
     return problems
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans, so the key
+    ``on`` (``alerts.on``) and values such as ``no`` stay strings instead of becoming bools."""
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _expanded_size(root) -> int | None:
+    """Nodes of a composed YAML document, an aliased node counted at every use (linear time);
+    None when an alias refers to a node that contains it."""
+    sizes: dict[int, int | None] = {}
+
+    def size(node) -> int | None:
+        if id(node) in sizes:
+            return sizes[id(node)]  # None while the node is still being counted: a cycle
+        sizes[id(node)] = None
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        total = 1
+        for child in children:
+            sub = size(child)
+            if sub is None:
+                return None
+            total += sub
+        sizes[id(node)] = total
+        return total
+
+    return 0 if root is None else size(root)
+
+
 def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]:
     """Read one YAML file safely; problems instead of exceptions."""
     name = str(path)
@@ -510,8 +555,16 @@ def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]
     except UnicodeDecodeError as exc:
         return None, None, [ConfigProblem(name, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                                           "save the file as UTF-8")]
+    loader = _SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        nodes = _expanded_size(root)
+        if nodes is None or nodes > MAX_CONFIG_NODES:
+            reason = ("a YAML alias refers to a node that contains it" if nodes is None else
+                      f"has {nodes} YAML values once aliases are expanded, more than the {MAX_CONFIG_NODES} allowed")
+            return None, None, [ConfigProblem(name, None, None, "", reason,
+                                              "write the values out instead of repeating '*alias' references")]
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -520,6 +573,8 @@ def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]
         return None, None, [ConfigProblem(name, line, col, "", f"invalid YAML: {problem}", "fix the YAML syntax")]
     except RecursionError:
         return None, None, [ConfigProblem(name, None, None, "", "YAML nesting is too deep", "flatten the file")]
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):

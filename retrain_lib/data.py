@@ -136,10 +136,14 @@ def load_window(
                 f"expected files named YYYY-MM-DD.{src.format} (run 'retrain simulate' for sample data)"
             )
         return Window(pd.DataFrame(), start, end, as_of, ())
-    frames = [read_partition(p, src.format) for p in parts.values()]
+    frames = []
+    for p in parts.values():
+        part = read_partition(p, src.format)
+        # Check every partition: after concat a column missing from one file would be NaN-filled silently.
+        _check_columns(cfg, part, f"feature partition {p}", require_target=src.labels_path is None)
+        frames.append(part)
     frame = pd.concat(frames, ignore_index=True)
     files = list(parts.values())
-    _check_columns(cfg, frame, "feature partitions", require_target=src.labels_path is None)
     frame[src.timestamp_column] = pd.to_datetime(frame[src.timestamp_column])
     target = cfg.features.target
 
@@ -151,11 +155,15 @@ def load_window(
         if target in frame.columns:
             frame = frame.drop(columns=[target])
         if label_parts:
-            labels = pd.concat([read_partition(p, src.format) for p in label_parts.values()], ignore_index=True)
-            missing = [c for c in (src.id_column, target) if c not in labels.columns]
-            if missing:
-                raise DataError(f"label partitions in {label_dir} lack column(s) {missing}; "
-                                f"each must have {src.id_column!r} and {target!r}")
+            label_frames = []
+            for p in label_parts.values():
+                part = read_partition(p, src.format)
+                missing = [c for c in (src.id_column, target) if c not in part.columns]
+                if missing:
+                    raise DataError(f"label partition {p} lacks column(s) {missing}; "
+                                    f"each must have {src.id_column!r} and {target!r}")
+                label_frames.append(part)
+            labels = pd.concat(label_frames, ignore_index=True)
             labels = labels[[src.id_column, target]].drop_duplicates(src.id_column, keep="last")
             frame = frame.merge(labels, on=src.id_column, how="left")
             files += list(label_parts.values())

@@ -42,7 +42,7 @@ CATEGORICAL = "categorical"
 def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
     """Bucket edges from reference quantiles, outer buckets open (``-inf``/``inf``)."""
     ref = np.asarray(reference, dtype=float)
-    ref = ref[~np.isnan(ref)]
+    ref = ref[np.isfinite(ref)]  # +-inf would make quantiles inf/NaN and the edges unsorted
     if ref.size == 0:
         return np.array([-np.inf, np.inf])
     inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))

@@ -128,10 +128,12 @@ def _finite(metrics: dict) -> dict:
 
 
 def reference_window(ctx: ModelContext, champion) -> Window:
-    """The champion's training window, or the oldest ``reference_days`` before any champion."""
+    """The most recent ``reference_days`` of the champion's training window (the inputs it
+    was built for); before any champion, the oldest ``reference_days`` of data."""
     cfg = ctx.cfg
     if champion is not None and champion.tags.get("data.start") and champion.tags.get("data.end"):
         start, end = _day(champion.tags["data.start"]), _day(champion.tags["data.end"])
+        start = max(start, end - dt.timedelta(days=cfg.windows.reference_days - 1))
         return load_window(cfg, ctx.settings.data_root, start, end, as_of=end)
     days = available_days(cfg, ctx.settings.data_root)
     if not days:
@@ -241,6 +243,8 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     ctx.record("monitor", as_of.isoformat(), actor, {
         "action": result["action"], "reasons": result["reasons"], "champion_version": result["champion_version"],
         "drifted_share": drift_summary["drifted_share"] if drift_summary else None,
+        "top": [{k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
+                for f in (drift_summary or {}).get("top", [])],
         "mlflow_run_id": result["mlflow_run_id"], "report": str(report_path),
     })
     return result

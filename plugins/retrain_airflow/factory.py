@@ -1,0 +1,263 @@
+"""Builds each model's DAGs from its YAML config.
+
+``build_all()`` validates every file in ``configs/models/``. A broken file is logged with
+all its problems and skipped, so every other model's DAGs still load; with
+``RETRAIN_STRICT=1`` (CI) it is an import error instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Param, task
+
+from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs, load_platform_config
+from retrain_lib.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def config_dir() -> Path:
+    """``RETRAIN_CONFIG_DIR`` or this repository's ``configs/``."""
+    return Path(os.environ.get("RETRAIN_CONFIG_DIR") or REPO_ROOT / "configs").resolve()
+
+
+def strict() -> bool:
+    return os.environ.get("RETRAIN_STRICT", "").lower() in ("1", "true", "yes")
+
+
+def _as_of(context: dict[str, Any]) -> str:
+    """The day a run acts for: ``params.as_of``, else the run's logical date, else its run_after."""
+    as_of = (context.get("params") or {}).get("as_of")
+    if as_of:
+        return str(as_of)[:10]
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return when.date().isoformat()
+
+
+def _fail_fast(fn, *args, **kwargs):
+    """Run a lifecycle step; outcomes a retry cannot fix fail the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from retrain_lib.errors import ConfigError, DataError, RegistryError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, DataError, RegistryError) as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _settings(cfg_dir: str):
+    from retrain_lib.settings import load_settings
+
+    return load_settings(cfg_dir)
+
+
+def _doc(cfg: ModelConfig, path: Path, kind: str) -> str:
+    return (
+        f"### {cfg.name} - {kind}\n\n{cfg.description}\n\n"
+        f"* owner: {cfg.owner}\n* task: {cfg.task}\n* config: `{path}` (hash `{cfg.config_hash()}`)\n"
+        f"* features: {', '.join(cfg.features.all)}; target `{cfg.features.target}`\n"
+        f"* drift: {cfg.drift.method} (share {cfg.drift.drift_share:.0%}); deploy: {cfg.deploy.mode}\n"
+    )
+
+
+def _default_args(cfg: ModelConfig) -> dict[str, Any]:
+    return {"owner": cfg.owner, "retries": 2, "retry_delay": dt.timedelta(seconds=30),
+            "retry_exponential_backoff": True}
+
+
+def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
+    name = cfg.name
+    cfg_dir_s = str(cfg_dir)
+    with DAG(
+        dag_id=cfg.dag_id("monitor"),
+        schedule=cfg.schedule.monitor,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["retrain", name, "monitor"],
+        doc_md=_doc(cfg, path, "monitor"),
+        default_args=_default_args(cfg),
+        params={"as_of": Param(None, type=["null", "string"], format="date",
+                               description="Day to check (YYYY-MM-DD); default: the run's logical date")},
+    ) as dag:
+
+        @task(task_id="check_model")
+        def check_model(**context) -> dict:
+            """Drift of the current window vs the champion's training data, and the champion's
+            live performance on matured labels; returns the decision with its reasons."""
+            from retrain_lib.lifecycle import monitor_model
+
+            as_of = _as_of(context)
+            res = _fail_fast(monitor_model, name, as_of, settings=_settings(cfg_dir_s),
+                             actor=f"{dag.dag_id}/{context['run_id']}")
+            drift = res.get("drift") or {}
+            summary = {
+                "as_of": res["as_of"], "action": res["action"], "reasons": res["reasons"],
+                "throttled": res["throttled"], "champion_version": res["champion_version"],
+                "drifted_share": drift.get("drifted_share"), "dataset_drift": drift.get("dataset_drift"),
+                "top_features": drift.get("top", []), "performance": res.get("performance"),
+                "report_path": res["report_path"], "mlflow_run_id": res["mlflow_run_id"],
+            }
+            for line in res["reasons"]:
+                log.info("%s %s: %s", name, res["action"], line)
+            return summary
+
+        @task.branch(task_id="decide_action")
+        def decide_action(result: dict) -> str:
+            return "request_retrain" if result["action"] == "retrain" else "healthy"
+
+        checked = check_model()
+        request = TriggerDagRunOperator(
+            task_id="request_retrain",
+            trigger_dag_id=cfg.dag_id("retrain"),
+            trigger_run_id="requested__{{ run_id }}",
+            logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}",
+            conf={
+                "as_of": "{{ ti.xcom_pull(task_ids='check_model')['as_of'] }}",
+                "reason": "{{ ti.xcom_pull(task_ids='check_model')['reasons'] | join('; ') }}",
+            },
+            skip_when_already_exists=True,
+        )
+        healthy = EmptyOperator(task_id="healthy")
+        decide_action(checked) >> [request, healthy]
+    return dag
+
+
+def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
+    name = cfg.name
+    cfg_dir_s = str(cfg_dir)
+    with DAG(
+        dag_id=cfg.dag_id("retrain"),
+        schedule=cfg.schedule.retrain_floor,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["retrain", name, "retrain"],
+        doc_md=_doc(cfg, path, "retrain"),
+        default_args=_default_args(cfg),
+        params={
+            "as_of": Param(None, type=["null", "string"], format="date",
+                           description="Train on the window ending this day; default: the run's logical date"),
+            "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
+        },
+    ) as dag:
+
+        def actor(context) -> str:
+            return f"{dag.dag_id}/{context['run_id']}"
+
+        @task(task_id="snapshot_data")
+        def snapshot_data(**context) -> dict:
+            """Fix the training window and its content hash; stop here if the data is unfit."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from retrain_lib.lifecycle import snapshot_data as snap_fn
+
+            snap = _fail_fast(snap_fn, name, _as_of(context), settings=_settings(cfg_dir_s), actor=actor(context))
+            if not snap["valid"]:
+                raise AirflowFailException(f"training data of {name} for {snap['start']}..{snap['end']} failed "
+                                           f"validation: {'; '.join(snap['problems'])}")
+            return snap
+
+        @task(task_id="train_candidate")
+        def train_candidate(snap: dict, **context) -> dict:
+            from retrain_lib.lifecycle import train_candidate as train_fn
+
+            return _fail_fast(train_fn, name, snap, settings=_settings(cfg_dir_s),
+                              run_key=f"{dag.dag_id}/{context['run_id']}", actor=actor(context))
+
+        @task(task_id="evaluate_candidate")
+        def evaluate_candidate(snap: dict, trained: dict) -> dict:
+            from retrain_lib.lifecycle import evaluate_candidate as eval_fn
+
+            return _fail_fast(eval_fn, name, snap, trained, settings=_settings(cfg_dir_s))
+
+        @task(task_id="check_gates")
+        def check_gates(snap: dict, trained: dict, evaluation: dict, **context) -> dict:
+            from retrain_lib.lifecycle import check_gates as gates_fn
+
+            res = _fail_fast(gates_fn, name, evaluation, trained, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
+                             actor=actor(context))
+            for r in res["results"]:
+                log.info("%s gate %s: %s", "PASS" if r["passed"] else "FAIL", r["gate"], r["reason"])
+            return res
+
+        @task.branch(task_id="decide_promotion")
+        def decide_promotion(gates: dict) -> str:
+            return "register_candidate" if gates["passed"] else "reject_candidate"
+
+        @task(task_id="register_candidate")
+        def register_candidate(snap: dict, trained: dict, evaluation: dict, gates: dict) -> dict:
+            from retrain_lib.lifecycle import register_candidate as register_fn
+
+            return _fail_fast(register_fn, name, snap, trained, evaluation, gates, settings=_settings(cfg_dir_s))
+
+        @task(task_id="deploy_candidate")
+        def deploy_candidate(snap: dict, registered: dict, evaluation: dict, **context) -> dict:
+            """``direct``: promote to champion (compare-and-swap); ``shadow``/``canary``: make it
+            the challenger."""
+            from retrain_lib.lifecycle import deploy_candidate as deploy_fn
+
+            reason = (context.get("params") or {}).get("reason") or "manual"
+            return _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
+                              as_of=snap["as_of"], actor=actor(context), reason=reason)
+
+        @task(task_id="reject_candidate")
+        def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
+            from retrain_lib.lifecycle import reject_candidate as reject_fn
+
+            return _fail_fast(reject_fn, name, trained, gates, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
+                              actor=actor(context))
+
+        snap = snapshot_data()
+        trained = train_candidate(snap)
+        evaluation = evaluate_candidate(snap, trained)
+        gates = check_gates(snap, trained, evaluation)
+        branch = decide_promotion(gates)
+        registered = register_candidate(snap, trained, evaluation, gates)
+        deployed = deploy_candidate(snap, registered, evaluation)
+        rejected = reject_candidate(snap, trained, gates)
+        branch >> [registered, rejected]
+        registered >> deployed
+    return dag
+
+
+def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:
+    dags = [build_monitor_dag(cfg, path, cfg_dir), build_retrain_dag(cfg, path, cfg_dir)]
+    return {d.dag_id: d for d in dags}
+
+
+def load_configs(cfg_dir: Path | None = None) -> ConfigSet:
+    cfg_dir = cfg_dir or config_dir()
+    platform = load_platform_config(cfg_dir / "platform.yaml")
+    return load_model_configs([cfg_dir / "models"], platform)
+
+
+def build_all(cfg_dir: Path | None = None) -> dict[str, DAG]:
+    """Every valid model's DAGs, keyed by dag id. Bad configs are logged and skipped."""
+    cfg_dir = cfg_dir or config_dir()
+    configs = load_configs(cfg_dir)
+    if configs.problems:
+        message = "\n".join(str(p) for p in configs.problems)
+        if strict():
+            raise ConfigError(f"invalid model config(s) (RETRAIN_STRICT=1):\n{message}", configs.problems)
+        log.error("skipping invalid model config(s); their DAGs are not loaded:\n%s", message)
+    dags: dict[str, DAG] = {}
+    for name, loaded in configs.models.items():
+        try:
+            dags.update(build_model_dags(loaded.config, loaded.path, cfg_dir))
+        except Exception:
+            if strict():
+                raise
+            log.exception("could not build the DAGs of model %s from %s; skipped", name, loaded.path)
+    return dags
