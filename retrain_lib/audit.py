@@ -39,7 +39,7 @@ def record_decision(path: Path, *, model: str, event: str, as_of: str | None = N
                     prev, seq = last["hash"], last["seq"] + 1
             record = {
                 "seq": seq,
-                "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "model": model, "event": event, "as_of": as_of, "actor": actor,
                 "details": details or {}, "prev": prev,
             }

@@ -60,6 +60,7 @@ class ModelContext:
     def mlflow(self):
         """The ``mlflow`` module pointed at this platform's store, with the model's experiment."""
         import mlflow
+        import mlflow.sklearn  # noqa: F401 - the flavour the platform logs and loads
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.settings.tracking_uri)
@@ -333,10 +334,7 @@ def _load_snapshot(ctx: ModelContext, snap: dict) -> Window:
 
 
 def load_model(ctx: ModelContext, uri: str):
-    mlflow = ctx.mlflow()
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(uri)
+    return ctx.mlflow().sklearn.load_model(uri)
 
 
 def _trusted_types(model) -> list[str]:
@@ -379,7 +377,6 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
     X_hold, y_hold = xy(cfg, split.holdout)
     metrics = evaluate(pipeline, X_hold, y_hold, cfg.task)
     mlflow = ctx.mlflow()
-    import mlflow.sklearn
     from mlflow.models import infer_signature
 
     tags = {

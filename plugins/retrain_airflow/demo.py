@@ -159,7 +159,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         day = START + dt.timedelta(days=n - 1)
         for model in models:
             monitor = bag.get_dag(f"{model}__monitor")
-            logical = dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc)
+            logical = dt.datetime.combine(day, dt.time(6), tzinfo=dt.UTC)
             run_m = monitor.test(logical_date=logical)
             if run_m.state != "success":
                 print(f"{day} {model}: monitor run {run_m.run_id} ended {run_m.state}", err=True)

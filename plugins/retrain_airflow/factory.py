@@ -23,7 +23,7 @@ from retrain_lib.errors import ConfigError
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def config_dir() -> Path:

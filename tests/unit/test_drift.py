@@ -8,6 +8,8 @@ out in this file. None of them is computed by the code under test.
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from retrain_lib import drift
+from retrain_lib.config import load_model_config
 from retrain_lib.drift import (
     METHODS,
     bucket_shares,
@@ -26,6 +29,8 @@ from retrain_lib.drift import (
     psi_from_shares,
     quantile_edges,
 )
+
+MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 
 # -----------------------------------------------------------------------------------------
 # Independent reference implementations (no retrain_lib code involved)
@@ -90,8 +95,10 @@ def ref_wasserstein(a, b) -> float:
 
 
 def evidently_psi(ref, cur, categorical: bool, n_bins: int = 30) -> float:
-    from evidently.legacy.calculations.stattests.psi import _psi
-    from evidently.legacy.core import ColumnType
+    with warnings.catch_warnings():  # Evidently's import emits third-party deprecation warnings
+        warnings.simplefilter("ignore")
+        from evidently.legacy.calculations.stattests.psi import _psi
+        from evidently.legacy.core import ColumnType
 
     ctype = ColumnType.Categorical if categorical else ColumnType.Numerical
     value, _ = _psi(pd.Series(ref), pd.Series(cur), ctype, 0.1, n_bins)
@@ -355,7 +362,7 @@ def test_wasserstein_is_normalised_by_reference_std():
 
 def test_chi2_matches_scipy_chisquare():
     rng = np.random.default_rng(41)
-    for i in range(30):
+    for _ in range(30):
         k = int(rng.integers(2, 8))
         cats = [f"k{j}" for j in range(k)]
         ref = rng.choice(cats, 2000, p=rng.dirichlet(np.ones(k) * 5))
@@ -526,9 +533,7 @@ def test_compute_drift_missing_column_raises():
 
 
 def test_drift_for_config_honours_exclude_and_overrides():
-    from retrain_lib.config import load_model_config
-
-    demand = load_model_config("configs/models/daily_demand.yaml")
+    demand = load_model_config(MODELS / "daily_demand.yaml")
     assert "day_of_week" in demand.drift.exclude
     rng = np.random.default_rng(0)
     n = 1000
@@ -547,7 +552,7 @@ def test_drift_for_config_honours_exclude_and_overrides():
     assert rep.drift_share_threshold == demand.drift.drift_share
     assert not rep.dataset_drift
 
-    credit = load_model_config("configs/models/credit_default.yaml")
+    credit = load_model_config(MODELS / "credit_default.yaml")
     m = 800
     cf = pd.DataFrame({c: rng.normal(0, 1, m) for c in credit.features.numeric})
     cf["region"] = rng.choice(["n", "s"], m)

@@ -9,12 +9,15 @@ where the semantics line up: absolute thresholds and ``min_improvement`` (MLflow
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrain_lib.config import Gate, load_model_config
 from retrain_lib.gates import GateResult, all_passed, evaluate_gate, evaluate_gates
+
+MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 
 
 def one(gate: Gate, candidate: dict, champion: dict | None) -> GateResult:
@@ -179,12 +182,12 @@ def test_gate_result_to_dict():
 
 
 def test_shipped_config_gates():
-    credit = load_model_config("configs/models/credit_default.yaml")
+    credit = load_model_config(MODELS / "credit_default.yaml")
     ok = evaluate_gates(credit.gates, {"roc_auc": 0.75, "brier": 0.15}, {"roc_auc": 0.755})
     assert all_passed(ok) and len(ok) == 3
     worse = evaluate_gates(credit.gates, {"roc_auc": 0.75, "brier": 0.15}, {"roc_auc": 0.77})
     assert [r.passed for r in worse] == [True, True, False]
-    demand = load_model_config("configs/models/daily_demand.yaml")
+    demand = load_model_config(MODELS / "daily_demand.yaml")
     res = evaluate_gates(demand.gates, {"r2": 0.8, "rmse": 10.6}, {"rmse": 10.0})
     assert [r.passed for r in res] == [True, False]
     assert res[1].threshold == pytest.approx(10.5)

@@ -1,0 +1,132 @@
+"""DagBag integrity: the factory turns every valid model config into its DAGs, skips a bad
+one without hiding the others, fails in strict mode, and keeps parsing light."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ["credit_default", "daily_demand"]
+HEAVY = ["mlflow", "evidently", "great_expectations", "sklearn", "pandas", "numpy", "scipy", "dvc", "boto3"]
+
+
+def _bag(monkeypatch, config_dir: Path | None = None, strict: bool = False):
+    from airflow.dag_processing.dagbag import DagBag
+
+    if config_dir is not None:
+        monkeypatch.setenv("RETRAIN_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("RETRAIN_STRICT", "1" if strict else "0")
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+@pytest.fixture
+def config_copy(tmp_path) -> Path:
+    dst = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", dst)
+    return dst
+
+
+def test_every_model_gets_its_dags(monkeypatch):
+    bag = _bag(monkeypatch, strict=True)
+    assert bag.import_errors == {}
+    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain")}
+    assert set(bag.dag_ids) == expected
+
+
+def test_dag_shape_follows_the_config(monkeypatch):
+    bag = _bag(monkeypatch, strict=True)
+    for model in MODELS:
+        cfg = yaml.safe_load((REPO / "configs" / "models" / f"{model}.yaml").read_text())
+        monitor = bag.dags[f"{model}__monitor"]
+        retrain = bag.dags[f"{model}__retrain"]
+        for dag in (monitor, retrain):
+            assert {"retrain", model} <= set(dag.tags)
+            assert dag.catchup is False
+            assert dag.max_active_runs == 1
+            assert dag.start_date.tzinfo is not None
+        assert monitor.schedule == cfg["schedule"]["monitor"]
+        assert retrain.schedule == cfg["schedule"]["retrain_floor"]
+        assert set(monitor.task_ids) == {"check_model", "decide_action", "request_retrain", "healthy"}
+        assert set(retrain.task_ids) == {
+            "snapshot_data", "train_candidate", "evaluate_candidate", "check_gates", "decide_promotion",
+            "register_candidate", "deploy_candidate", "reject_candidate",
+        }
+        assert monitor.get_task("request_retrain").trigger_dag_id == f"{model}__retrain"
+        assert set(monitor.get_task("decide_action").downstream_task_ids) == {"request_retrain", "healthy"}
+        assert set(retrain.get_task("decide_promotion").downstream_task_ids) == {"register_candidate",
+                                                                                 "reject_candidate"}
+
+
+def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_copy, caplog):
+    broken = (config_copy / "models" / "credit_default.yaml").read_text().replace("  bins: 10", "  binz: 10")
+    (config_copy / "models" / "credit_default.yaml").write_text(broken)
+    (config_copy / "models" / "garbage.yaml").write_text("name: [unclosed\n")
+    bag = _bag(monkeypatch, config_copy, strict=False)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"daily_demand__monitor", "daily_demand__retrain"}
+    logged = caplog.text
+    assert "credit_default.yaml" in logged and "drift.binz" in logged and "did you mean 'bins'" in logged
+    assert "garbage.yaml" in logged
+
+
+def test_strict_mode_turns_a_bad_config_into_an_import_error(monkeypatch, config_copy):
+    text = (config_copy / "models" / "daily_demand.yaml").read_text().replace("task: regression", "task: regresion")
+    (config_copy / "models" / "daily_demand.yaml").write_text(text)
+    bag = _bag(monkeypatch, config_copy, strict=True)
+    assert len(bag.import_errors) == 1
+    message = next(iter(bag.import_errors.values()))
+    assert "daily_demand.yaml" in message and "task" in message and "regression" in message
+
+
+def test_parses_with_no_connections_defined(monkeypatch):
+    # The example configs name a Slack connection that does not exist here: parsing must not need it.
+    monkeypatch.delenv("AIRFLOW_CONN_SLACK_RETRAIN", raising=False)
+    bag = _bag(monkeypatch, strict=True)
+    assert bag.import_errors == {} and len(bag.dag_ids) == 4
+
+
+def test_parsing_imports_no_heavy_library():
+    code = (
+        "import json, runpy, sys\n"
+        f"runpy.run_path({str(REPO / 'dags' / 'retrain_dags.py')!r})\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("folder", ["dags", "plugins"])
+def test_no_heavy_import_at_module_level(folder):
+    """Module-level imports in DAG and plugin files (ruff TID253 enforces the same in lint)."""
+    import ast
+
+    for path in (REPO / folder).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in HEAVY, f"{path}: module-level import of {name}"
+
+
+def test_deprecated_airflow_apis_are_errors_in_our_code():
+    """The session turns Airflow's deprecation warnings into errors for project code."""
+    import warnings
+
+    from airflow.utils.deprecation_tools import DeprecatedImportWarning
+
+    with pytest.raises(DeprecatedImportWarning):
+        warnings.warn("old import", DeprecatedImportWarning, stacklevel=1)

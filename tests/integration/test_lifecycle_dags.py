@@ -1,0 +1,188 @@
+"""The monitor and retrain DAGs run through real Airflow (``dag.test()``) against a real
+MLflow store: first champion, a healthy day, a drift that leads to retrain and promotion,
+a failed gate and invalid data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+START = dt.date(2026, 1, 1)
+
+
+def day(n: int) -> dt.date:
+    return START + dt.timedelta(days=n - 1)
+
+
+@pytest.fixture(scope="module")
+def platform(airflow_db, tmp_path_factory):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from retrain_lib.config import load_model_config
+    from retrain_lib.settings import load_settings
+    from retrain_lib.simulate import simulate
+
+    root = tmp_path_factory.mktemp("platform")
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    demand = yaml.safe_load((cfg_dir / "models" / "daily_demand.yaml").read_text())
+    demand["gates"] = [{"metric": "r2", "min": 0.999}]  # no model can pass this
+    (cfg_dir / "models" / "daily_demand.yaml").write_text(yaml.safe_dump(demand, sort_keys=False))
+    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT")}
+    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1")
+    settings = load_settings(cfg_dir)
+    for name, kind, seed in (("credit_default", "covariate", 3), ("daily_demand", "none", 4)):
+        cfg = load_model_config(cfg_dir / "models" / f"{name}.yaml")
+        simulate(cfg, settings.data_root, days=44, drift_day=40, drift_kind=kind, rows_per_day=800, seed=seed)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    yield SimpleNamespace(bag=bag, settings=settings, root=root)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _states(dag_id: str, run_id: str) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).all()
+        return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
+
+
+def _triggered(model: str, monitor_run_id: str):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == f"{model}__retrain",
+                                           DagRun.run_id == f"requested__{monitor_run_id}").one_or_none()
+        return None if run is None else (run.logical_date, dict(run.conf or {}))
+
+
+def run_monitor(platform, model: str, n: int):
+    dag = platform.bag.dags[f"{model}__monitor"]
+    run = dag.test(logical_date=dt.datetime.combine(day(n), dt.time(6), tzinfo=dt.UTC))
+    return run, _states(dag.dag_id, run.run_id)
+
+
+def run_retrain(platform, model: str, conf: dict, logical_date=None):
+    dag = platform.bag.dags[f"{model}__retrain"]
+    run = dag.test(logical_date=logical_date, run_conf=conf)
+    return run, _states(dag.dag_id, run.run_id)
+
+
+def client(platform):
+    from retrain_lib import registry
+
+    return registry.get_client(platform.settings.tracking_uri)
+
+
+def versions(platform, model: str) -> list:
+    return client(platform).search_model_versions(f"name='{model}'")
+
+
+def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platform):
+    from retrain_lib import registry
+    from retrain_lib.audit import read_ledger, verify_ledger
+
+    run, states = run_monitor(platform, "credit_default", 29)
+    assert run.state == "success"
+    assert states["check_model"] == "success" and states["request_retrain"] == "success"
+    assert states["healthy"] == "skipped"
+    triggered = _triggered("credit_default", run.run_id)
+    assert triggered is not None, "the monitor did not trigger the retrain DAG"
+    logical, conf = triggered
+    assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"]
+
+    run, states = run_retrain(platform, "credit_default", conf, logical)
+    assert run.state == "success", states
+    assert states["deploy_candidate"] == "success" and states["reject_candidate"] == "skipped"
+    assert registry.aliases(client(platform), "credit_default") == {"champion": "1"}
+    v1 = client(platform).get_model_version("credit_default", "1")
+    for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "git.commit", "metric.roc_auc"):
+        assert v1.tags.get(tag), tag
+    assert v1.tags["data.end"] == "2026-01-29"
+    mlflow_run = client(platform).get_run(v1.run_id)
+    assert mlflow_run.data.params["estimator"] == "sklearn.ensemble.HistGradientBoostingClassifier"
+    assert 0.7 < mlflow_run.data.metrics["holdout.roc_auc"] <= 1.0
+    events = [r["event"] for r in read_ledger(platform.settings.ledger_path, "credit_default")]
+    assert events == ["monitor", "gates", "promote"]
+    assert verify_ledger(platform.settings.ledger_path) == []
+
+
+def test_a_healthy_day_makes_no_new_version(platform):
+    run, states = run_monitor(platform, "credit_default", 33)
+    assert run.state == "success"
+    assert states["healthy"] == "success" and states["request_retrain"] == "skipped"
+    assert _triggered("credit_default", run.run_id) is None
+    assert len(versions(platform, "credit_default")) == 1
+
+
+def test_drift_leads_to_retrain_gates_and_promotion(platform):
+    from retrain_lib import registry
+    from retrain_lib.audit import read_ledger
+
+    run, states = run_monitor(platform, "credit_default", 42)
+    assert states["request_retrain"] == "success", states
+    logical, conf = _triggered("credit_default", run.run_id)
+    assert "data drift" in conf["reason"]
+    monitor_rec = [r for r in read_ledger(platform.settings.ledger_path, "credit_default") if r["event"] == "monitor"][-1]
+    drifted = {t["name"] for t in monitor_rec["details"]["top"] if t["drifted"]}
+    assert drifted & {"income", "credit_utilization", "region", "num_late_payments"}
+
+    run, states = run_retrain(platform, "credit_default", conf, logical)
+    assert run.state == "success", states
+    assert registry.aliases(client(platform), "credit_default") == {"champion": "2", "previous-champion": "1"}
+    promote = [r for r in read_ledger(platform.settings.ledger_path, "credit_default") if r["event"] == "promote"][-1]
+    assert {"alias": "champion", "from": "1", "to": "2"} in promote["details"]["moves"]
+    assert promote["details"]["champion_metrics"]["roc_auc"] > 0.5  # the champion was scored on the same holdout
+
+
+def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
+    from retrain_lib.audit import read_ledger
+
+    run, states = run_retrain(platform, "daily_demand", {"as_of": "2026-02-05", "reason": "test"})
+    assert run.state == "success"
+    assert states["reject_candidate"] == "success"
+    assert states["register_candidate"] == "skipped" and states["deploy_candidate"] == "skipped"
+    assert versions(platform, "daily_demand") == []
+    reject = [r for r in read_ledger(platform.settings.ledger_path, "daily_demand") if r["event"] == "reject"][-1]
+    assert any("r2" in f and "< min 0.999" in f for f in reject["details"]["failed"])
+
+
+def test_invalid_data_stops_the_retrain_before_training(platform):
+    run, states = run_retrain(platform, "credit_default", {"as_of": "2025-06-01", "reason": "test"})
+    assert run.state == "failed"
+    assert states["snapshot_data"] == "failed"
+    assert states["train_candidate"] == "upstream_failed"
+    assert len(versions(platform, "credit_default")) == 2
+
+
+def test_retried_steps_create_no_second_run_or_version(platform):
+    from retrain_lib import lifecycle
+
+    s = platform.settings
+    snap = lifecycle.snapshot_data("credit_default", "2026-02-01", settings=s)
+    first = lifecycle.train_candidate("credit_default", snap, settings=s, run_key="retry-test")
+    again = lifecycle.train_candidate("credit_default", snap, settings=s, run_key="retry-test")
+    assert again["run_id"] == first["run_id"] and again["reused"] is True
+    assert again["metrics"] == pytest.approx(first["metrics"])
+    evaluation = lifecycle.evaluate_candidate("credit_default", snap, first, settings=s)
+    gates = {"passed": True, "results": []}
+    reg1 = lifecycle.register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    reg2 = lifecycle.register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    assert reg1["version"] == reg2["version"] == "3"
+    assert len(versions(platform, "credit_default")) == 3
