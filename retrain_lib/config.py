@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from retrain_lib.errors import ConfigError
 
@@ -254,35 +254,50 @@ class ModelConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> ModelConfig:
-        metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
-        problems = []
+    def _cross_checks(self, info: ValidationInfo) -> ModelConfig:
+        if info.context and info.context.get("defer_cross_checks"):
+            return self  # check_model_file reports them one by one, with their lines
+        problems = self.cross_field_problems()
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(loc)}: {reason}" for loc, reason, _ in problems))
+        return self
+
+    def cross_field_problems(self) -> list[tuple[tuple, str, str]]:
+        """Problems that involve several fields: ``(location, reason, fix)`` each."""
+        metrics = self.metrics
+        listed = ", ".join(metrics)
+        problems: list[tuple[tuple, str, str]] = []
         for i, gate in enumerate(self.gates):
             if gate.metric not in metrics:
-                problems.append(f"gates[{i}].metric {gate.metric!r} is not a {self.task} metric ({', '.join(metrics)})")
+                problems.append((("gates", i, "metric"),
+                                 f"{gate.metric!r} is not a {self.task} metric{_did_you_mean(gate.metric, metrics)}",
+                                 f"use one of: {listed}"))
         if self.performance and self.performance.metric not in metrics:
-            problems.append(
-                f"performance.metric {self.performance.metric!r} is not a {self.task} metric ({', '.join(metrics)})"
-            )
+            m = self.performance.metric
+            problems.append((("performance", "metric"), f"{m!r} is not a {self.task} metric{_did_you_mean(m, metrics)}",
+                             f"use one of: {listed}"))
         features = set(self.features.all)
-        for name in self.drift.features:
-            if name not in features:
-                hint = _did_you_mean(name, features)
-                problems.append(f"drift.features.{name} is not a declared feature{hint}")
-        for name in self.drift.exclude:
-            if name not in features:
-                problems.append(f"drift.exclude: {name!r} is not a declared feature{_did_you_mean(name, features)}")
-        for name in self.features.segments:
-            if name not in self.features.categorical:
-                problems.append(f"features.segments: {name!r} must also be listed under features.categorical")
+        declared = ", ".join(self.features.all)
         for name, spec in self.drift.features.items():
-            if spec.method in ("ks", "wasserstein") and name in self.features.categorical:
-                problems.append(f"drift.features.{name}.method {spec.method!r} needs a numeric feature")
+            if name not in features:
+                problems.append((("drift", "features", name), f"{name!r} is not a declared feature"
+                                 f"{_did_you_mean(name, features)}", f"use one of: {declared}"))
+            elif spec.method in ("ks", "wasserstein") and name in self.features.categorical:
+                problems.append((("drift", "features", name, "method"),
+                                 f"{spec.method!r} needs a numeric feature and {name!r} is categorical",
+                                 "use psi, js or chi2 for a categorical feature"))
+        for i, name in enumerate(self.drift.exclude):
+            if name not in features:
+                problems.append((("drift", "exclude", i), f"{name!r} is not a declared feature"
+                                 f"{_did_you_mean(name, features)}", f"use one of: {declared}"))
+        for i, name in enumerate(self.features.segments):
+            if name not in self.features.categorical:
+                problems.append((("features", "segments", i), f"segment {name!r} is not a categorical feature",
+                                 "list it under features.categorical too"))
         if self.task == "regression" and self.training.split.method == "stratified":
-            problems.append("training.split.method 'stratified' needs a classification task")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            problems.append((("training", "split", "method"), "'stratified' needs a classification task",
+                             "use 'time' or 'random'"))
+        return problems
 
     # Convenience -------------------------------------------------------------------------
     @property
@@ -586,11 +601,11 @@ def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]
 def _validate(path: Path, model: type[BaseModel]):
     data, index, problems = _read_yaml(path)
     if problems:
-        return None, problems
+        return None, None, problems
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data, context={"defer_cross_checks": True}), index, []
     except ValidationError as exc:
-        return None, _problems_from_validation(exc, str(path), index, model)
+        return None, index, _problems_from_validation(exc, str(path), index, model)
 
 
 # -----------------------------------------------------------------------------------------
@@ -623,7 +638,7 @@ def load_platform_config(path: str | os.PathLike | None) -> PlatformConfig:
     """Load ``platform.yaml``; a missing file means the defaults."""
     if path is None or not Path(path).exists():
         return PlatformConfig()
-    config, problems = _validate(Path(path), PlatformConfig)
+    config, _, problems = _validate(Path(path), PlatformConfig)
     if problems:
         raise ConfigError("\n".join(str(p) for p in problems), problems)
     return config
@@ -632,29 +647,23 @@ def load_platform_config(path: str | os.PathLike | None) -> PlatformConfig:
 def check_model_file(path: str | os.PathLike, platform: PlatformConfig | None = None):
     """Validate one model file. Returns ``(ModelConfig | None, problems)``."""
     path = Path(path)
-    config, problems = _validate(path, ModelConfig)
-    if config is not None:
-        platform = platform or PlatformConfig()
-        prefixes = tuple(platform.allowed_estimator_prefixes)
-        if not config.training.estimator.startswith(prefixes):
-            _, index, _ = _read_yaml(path)
-            line, col = index.find(("training", "estimator"))
-            problems.append(ConfigProblem(
-                str(path), line, col, "training.estimator",
-                f"{config.training.estimator!r} is outside the allowed estimator modules ({', '.join(prefixes)})",
-                "use a scikit-learn estimator, or add its module to allowed_estimator_prefixes in platform.yaml",
-            ))
-            config = None
-        elif path.stem != config.name:
-            _, index, _ = _read_yaml(path)
-            line, col = index.find(("name",))
-            problems.append(ConfigProblem(
-                str(path), line, col, "name",
-                f"model name {config.name!r} does not match the file name {path.name!r}",
-                f"rename the file to {config.name}.yaml or set name: {path.stem}",
-            ))
-            config = None
-    return config, problems
+    config, index, problems = _validate(path, ModelConfig)
+    if config is None:
+        return None, problems
+    platform = platform or PlatformConfig()
+    prefixes = tuple(platform.allowed_estimator_prefixes)
+    found = list(config.cross_field_problems())
+    if not config.training.estimator.startswith(prefixes):
+        found.append((("training", "estimator"),
+                      f"{config.training.estimator!r} is outside the allowed estimator modules ({', '.join(prefixes)})",
+                      "use a scikit-learn estimator, or add its module to allowed_estimator_prefixes in platform.yaml"))
+    if path.stem != config.name:
+        found.append((("name",), f"model name {config.name!r} does not match the file name {path.name!r}",
+                      f"rename the file to {config.name}.yaml or set name: {path.stem}"))
+    for loc, reason, fix in found:
+        line, col = index.find(loc)
+        problems.append(ConfigProblem(str(path), line, col, _dotted(loc), reason, fix))
+    return (None if problems else config), problems
 
 
 def _expand(paths) -> list[Path]:

@@ -261,11 +261,11 @@ def test_value_errors_in_list_items_name_the_index(tmp_path, retrain_cfg_model_y
 CROSS_FIELD_CASES = {
     "gate metric of the other task": (
         "{metric: roc_auc, min: 0.6}", "{metric: rmse, min: 0.6}",
-        "gates[0].metric 'rmse' is not a classification metric",
+        "gates[0].metric: 'rmse' is not a classification metric",
     ),
     "performance metric of the other task": (
         "  metric: roc_auc\n  max_drop", "  metric: mae\n  max_drop",
-        "performance.metric 'mae' is not a classification metric",
+        "performance.metric: 'mae' is not a classification metric",
     ),
     "feature both numeric and categorical": (
         "categorical: [plan, region]", "categorical: [plan, region, tenure]",
@@ -282,19 +282,19 @@ CROSS_FIELD_CASES = {
     ),
     "drift.features names an undeclared feature": (
         "tenure: {method: ks", "tenur: {method: ks",
-        "drift.features.tenur is not a declared feature; did you mean 'tenure'?",
+        "drift.features.tenur: 'tenur' is not a declared feature; did you mean 'tenure'?",
     ),
     "drift.exclude names an undeclared feature": (
         "  drift_share: 0.3\n", "  drift_share: 0.3\n  exclude: [regoin]\n",
-        "drift.exclude: 'regoin' is not a declared feature; did you mean 'region'?",
+        "drift.exclude[0]: 'regoin' is not a declared feature; did you mean 'region'?",
     ),
     "segment is not categorical": (
         "segments: [plan]", "segments: [tenure]",
-        "features.segments: 'tenure' must also be listed under features.categorical",
+        "features.segments[0]: segment 'tenure' is not a categorical feature",
     ),
     "numeric-only drift method on a categorical feature": (
         "tenure: {method: ks, threshold: 0.01}", "plan: {method: wasserstein}",
-        "drift.features.plan.method 'wasserstein' needs a numeric feature",
+        "drift.features.plan.method: 'wasserstein' needs a numeric feature",
     ),
     "canary steps not increasing": (
         "canary_steps: [10, 50, 100]", "canary_steps: [10, 50, 50]", "canary_steps must increase strictly",
@@ -329,6 +329,19 @@ def test_cross_field_checks_reject(tmp_path, retrain_cfg_model_yaml, old, new, r
     assert reason in all_text(problems)
 
 
+def test_cross_field_problems_point_at_their_line_and_field(tmp_path, retrain_cfg_model_yaml):
+    text = edit(retrain_cfg_model_yaml, "{metric: roc_auc, min: 0.6}", "{metric: rmse, min: 0.6}")
+    text = edit(text, "segments: [plan]", "segments: [tenure]")
+    problems = {p.field: p for p in rejected(write(tmp_path, "churn_risk.yaml", text))}
+    lines = text.splitlines()
+    gate_line = next(i for i, line in enumerate(lines, 1) if "{metric: rmse" in line)
+    segment_line = next(i for i, line in enumerate(lines, 1) if "segments: [tenure]" in line)
+    assert problems["gates[0].metric"].line == gate_line
+    assert problems["features.segments[0]"].line == segment_line
+    assert "roc_auc" in problems["gates[0].metric"].fix
+    assert "features.categorical" in problems["features.segments[0]"].fix
+
+
 def test_stratified_split_needs_classification(tmp_path, retrain_cfg_model_yaml):
     text = edit(retrain_cfg_model_yaml, "task: classification", "task: regression")
     text = edit(text, "segments: [plan]\n", "")
@@ -348,9 +361,9 @@ def test_all_cross_field_problems_of_a_file_are_reported_together(tmp_path, retr
     text = edit(text, "segments: [plan]", "segments: [tenure]")
     text = edit(text, "tenure: {method: ks", "tenur: {method: ks")
     report = all_text(rejected(write(tmp_path, "churn_risk.yaml", text)))
-    assert "gates[0].metric 'rmse'" in report
-    assert "features.segments: 'tenure'" in report
-    assert "drift.features.tenur " in report
+    assert "gates[0].metric: 'rmse'" in report
+    assert "features.segments[0]: segment 'tenure'" in report
+    assert "drift.features.tenur: " in report
 
 
 @pytest.mark.parametrize(
