@@ -234,7 +234,7 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     report_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "model": cfg.name, "as_of": as_of.isoformat(), "action": decision["action"], "reasons": decision["reasons"],
-        "throttled": decision["throttled"], "champion_version": champion.version if champion else None,
+        "throttled": decision["throttled"], "champion_version": _str(champion.version) if champion else None,
         "drift": drift_summary, "performance": performance, "config_hash": cfg.config_hash(),
     }
     report_path = report_dir / "monitor.json"
@@ -432,7 +432,7 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
         for k, v in _finite(champion_metrics).items():
             ctx.client.log_metric(trained["run_id"], f"champion.{k}", v)
     return {"candidate": _finite(candidate), "champion": _finite(champion_metrics) if champion_metrics else None,
-            "champion_version": champion.version if champion else None, "holdout_rows": int(len(holdout))}
+            "champion_version": _str(champion.version) if champion else None, "holdout_rows": int(len(holdout))}
 
 
 def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settings | None = None,
