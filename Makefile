@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the uv module of $(PYTHON) (installed with pip on first use)
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 export UV_PYTHON_DOWNLOADS := never
 
 # Embedded installation: every piece of state under .retrain/
@@ -24,11 +25,8 @@ MLFLOW_PORT ?= 5000
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(UV):
-	@echo "uv not found: installing it with pip"
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
-
-$(BIN)/retrain: uv.lock pyproject.toml | $(UV)
+$(BIN)/retrain: uv.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; $(PYTHON) -m pip install --quiet uv; }
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
