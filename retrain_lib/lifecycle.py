@@ -54,6 +54,9 @@ class ModelContext:
     @property
     def client(self):
         if self._client is None:
+            # Some MLflow calls (registering a 'models:/m-...' source) open a default client
+            # through the global tracking URI: point it at this platform's store as well.
+            self.mlflow()
             self._client = registry.get_client(self.settings.tracking_uri, self.settings.registry_uri)
         return self._client
 

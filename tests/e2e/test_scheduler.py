@@ -192,6 +192,10 @@ class Stack:
                     parts.append(f"--- import errors ---\n{errors}")
         except sqlite3.Error as exc:
             parts.append(f"(metadata DB not readable: {exc})")
+        stray = sorted(str(p) for p in self.root.glob("*.db"))
+        if stray:
+            parts.append(f"--- stray database(s) in the processes' working directory: {stray} ---\n"
+                         "(a task used a default store, e.g. MLflow's sqlite:///mlflow.db, instead of the platform's)")
         logs = sorted((self.home / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)
         for path in logs[-4:]:
             parts.append(f"--- {path.relative_to(self.home)} (last 25 lines) ---\n{_tail(path, 25)}")
@@ -271,7 +275,7 @@ def stack(tmp_path, monkeypatch):
     cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml", settings.platform)
     simulate(cfg, settings.data_root, days=35, drift_kind="none", rows_per_day=600, seed=3)
 
-    port = _free_port()
+    port, log_port = _free_port(), _free_port()
     passwords = home / "simple_auth_manager_passwords.json.generated"
     passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -289,6 +293,8 @@ def stack(tmp_path, monkeypatch):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The scheduler's log server binds 8793 by default: taken when another Airflow runs here.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -306,6 +312,9 @@ def stack(tmp_path, monkeypatch):
         "GIT_PYTHON_REFRESH": "quiet",
         "GIT_OPTIONAL_LOCKS": "0",  # the tasks' `git status` must not take the repo's index lock
     })
+    # Deliberately no MLFLOW_TRACKING_URI: like `make up`, the store comes from platform.yaml via
+    # RETRAIN_HOME, so a step that relies on MLflow's global default (sqlite:///mlflow.db in the
+    # working directory) instead of the platform's store fails here, as it would in production.
     for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RETRAIN_DATA_ROOT", "PYTEST_CURRENT_TEST"):
         env.pop(k, None)
 
@@ -408,22 +417,24 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     assert rtis == {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
                     "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
                     "deploy_candidate": "success", "reject_candidate": "skipped"}, f"{rtis}{why}"
-    conf = json.loads(retrain["conf"]) if isinstance(retrain["conf"], str) else None
-    if conf is not None:  # stored as JSON text on SQLite (older schemas pickled it)
-        assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
+    conf = json.loads(retrain["conf"])  # JSON text on SQLite
+    assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
     assert str(retrain["logical_date"]).startswith("2026-01-29 06:00:00"), retrain["logical_date"]
 
-    # They ran under the scheduler: manual runs from the REST API / the operator, not dag.test(),
-    # and every task that ran was executed by a supervised task process on this host.
-    assert monitor["run_type"] == "manual" and monitor["triggered_by"] == "rest_api", monitor
-    assert retrain["run_type"] == "manual" and retrain["triggered_by"] == "operator", retrain
+    # They ran under the scheduler, not dag.test() (triggered_by 'test'): the monitor run came from
+    # the REST API, the retrain run from the TriggerDagRunOperator (Airflow 3.3 gives it its own run
+    # type, 'operator_triggered'; triggered_by is stored as the enum name, e.g. 'REST_API').
+    assert (monitor["run_type"], monitor["triggered_by"].lower()) == ("manual", "rest_api"), monitor
+    assert (retrain["run_type"], retrain["triggered_by"].lower()) == ("operator_triggered", "operator"), retrain
+    # Every task that ran was executed by its own supervised task process on this host.
     for run in (monitor, retrain):
         for task_id, ti in run["tis"].items():
             if ti["state"] == "success":
                 assert ti["hostname"] and ti["pid"], f"{run['dag_id']}.{task_id} has no hostname/pid: {ti}"
                 assert ti["pid"] not in (os.getpid(), *(p.pid for p in stack.procs.values())), ti
 
-    # MLflow: version 1 is the champion.
+    # MLflow: version 1 is the champion, in the platform's store (and no task fell back to a default store).
+    assert not list(stack.root.glob("*.db")), f"stray store(s): {list(stack.root.glob('*.db'))}"
     client = registry.get_client(stack.settings.tracking_uri)
     assert stack.settings.tracking_uri == f"sqlite:///{stack.root / 'state' / 'mlflow' / 'mlflow.db'}"
     assert registry.aliases(client, MODEL) == {"champion": "1"}
