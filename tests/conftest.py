@@ -23,26 +23,17 @@ _SESSION_DIR: Path | None = None
 def pytest_configure(config):
     global _SESSION_DIR
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="retrain-tests-"))
-    home = _SESSION_DIR / "airflow"
-    home.mkdir()
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "RETRAIN_HOME": str(_SESSION_DIR / "state"),
-        "RETRAIN_CONFIG_DIR": str(REPO / "configs"),
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "GIT_PYTHON_REFRESH": "quiet",
-    })
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("RETRAIN_DATA_ROOT", None)
     plugins = str(REPO / "plugins")
     if plugins not in sys.path:
         sys.path.append(plugins)
+    from retrain_airflow.demo import airflow_env  # stdlib only: Airflow is not imported yet
+
+    env = airflow_env(_SESSION_DIR)  # the same layout `make demo` uses, under a temp dir
+    Path(env["AIRFLOW_HOME"]).mkdir()
+    os.environ.update(env)
+    os.environ.update({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "GIT_PYTHON_REFRESH": "quiet"})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("RETRAIN_DATA_ROOT", None)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -71,26 +71,29 @@ def _doc(cfg: ModelConfig, path: Path, kind: str) -> str:
     )
 
 
-def _default_args(cfg: ModelConfig) -> dict[str, Any]:
-    return {"owner": cfg.owner, "retries": 2, "retry_delay": dt.timedelta(seconds=30),
-            "retry_exponential_backoff": True}
+def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule: str | None, params: dict[str, Param]) -> DAG:
+    """The settings every model DAG shares: one run at a time, no catch-up, tagged by model."""
+    return DAG(
+        dag_id=cfg.dag_id(kind),
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["retrain", cfg.name, kind],
+        doc_md=_doc(cfg, path, kind),
+        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": dt.timedelta(seconds=30),
+                      "retry_exponential_backoff": True},
+        params=params,
+    )
 
 
 def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
-    with DAG(
-        dag_id=cfg.dag_id("monitor"),
-        schedule=cfg.schedule.monitor,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=["retrain", name, "monitor"],
-        doc_md=_doc(cfg, path, "monitor"),
-        default_args=_default_args(cfg),
-        params={"as_of": Param(None, type=["null", "string"], format="date",
-                               description="Day to check (YYYY-MM-DD); default: the run's logical date")},
-    ) as dag:
+    with _model_dag(cfg, path, "monitor", cfg.schedule.monitor, {
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Day to check (YYYY-MM-DD); default: the run's logical date"),
+    }) as dag:
 
         @task(task_id="check_model")
         def check_model(**context) -> dict:
@@ -137,21 +140,11 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
-    with DAG(
-        dag_id=cfg.dag_id("retrain"),
-        schedule=cfg.schedule.retrain_floor,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=["retrain", name, "retrain"],
-        doc_md=_doc(cfg, path, "retrain"),
-        default_args=_default_args(cfg),
-        params={
-            "as_of": Param(None, type=["null", "string"], format="date",
-                           description="Train on the window ending this day; default: the run's logical date"),
-            "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
-        },
-    ) as dag:
+    with _model_dag(cfg, path, "retrain", cfg.schedule.retrain_floor, {
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Train on the window ending this day; default: the run's logical date"),
+        "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
+    }) as dag:
 
         def actor(context) -> str:
             return f"{dag.dag_id}/{context['run_id']}"
