@@ -42,7 +42,7 @@ test-fast: setup  ## unit and DAG tests only
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m "not slow"
 
 lint: setup  ## ruff and the import contract (retrain_lib never imports airflow)
-	$(BIN)/ruff check retrain_lib plugins dags tests
+	$(BIN)/ruff check retrain_lib plugins dags tests benchmarks
 	$(BIN)/lint-imports
 
 up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http://localhost:$(AIRFLOW_PORT)

@@ -80,7 +80,7 @@ def cmd_simulate(args) -> int:
     out = Path(args.out) if args.out else settings.data_root
     res = simulate(cfg, out, days=args.days, start=args.start, drift_day=args.drift_day, drift_kind=args.drift_kind,
                    rows_per_day=args.rows_per_day, seed=args.seed)
-    summary = {"model": cfg.name, "out": str(out / cfg.data.path), "days": res.days, "rows": res.rows,
+    summary = {"model": cfg.name, "out": str(out / (cfg.data.path or cfg.name)), "days": res.days, "rows": res.rows,
                "start": res.start.isoformat(), "drift_start": res.drift_start.isoformat() if res.drift_start else None,
                "drift_kind": args.drift_kind, "label_files": res.label_files}
     if args.format == "json":
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--reference", required=True, help="parquet or CSV file")
     d.add_argument("--current", required=True, help="parquet or CSV file")
     d.add_argument("--config", help="model config: features, methods and thresholds from it")
-    d.add_argument("--method", choices=["psi", "ks", "js", "wasserstein"], default="psi",
+    d.add_argument("--method", choices=["psi", "ks", "js", "wasserstein", "missing_share"], default="psi",
                    help="method for numeric columns without --config (categoricals use psi)")
     d.add_argument("--threshold", type=float, default=None)
     d.add_argument("--drift-share", type=float, default=0.3)

@@ -563,3 +563,138 @@ def test_drift_for_config_honours_exclude_and_overrides():
     assert (by["age"].method, by["age"].threshold) == ("psi", 0.2)
     assert by["region"].kind == "categorical" and by["region"].method == credit.drift.categorical_method
     assert not any(f.drifted for f in rep.features)
+
+
+# -----------------------------------------------------------------------------------------
+# L-infinity, missing values, unseen categories (golden values written out here)
+# -----------------------------------------------------------------------------------------
+
+
+def test_linf_is_the_largest_share_difference():
+    ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 20 + [None] * 7
+    cur = ["a"] * 20 + ["b"] * 30 + ["d"] * 10
+    # shares over non-missing rows: ref a .5 b .3 c .2; cur a 1/3 b .5 d 1/6
+    expected = max(abs(0.5 - 20 / 60), abs(0.3 - 30 / 60), abs(0.2 - 0), abs(0 - 10 / 60))
+    r = compute_feature_drift("g", ref, cur, method="linf", kind="categorical")
+    assert r.score == pytest.approx(expected, abs=1e-15) and r.p_value is None
+    assert r.threshold == 0.1 and r.drifted
+    assert not compute_feature_drift("g", ref, ref, method="linf", kind="categorical").drifted
+    assert compute_feature_drift("g", [None], [None], method="linf", kind="categorical").score == 0.0
+    with pytest.raises(ValueError, match="'linf' does not support numeric"):
+        compute_feature_drift("x", [1.0], [1.0], method="linf", kind="numeric")
+
+
+def test_missing_share_is_the_absolute_change_of_the_missing_share():
+    ref = np.array([1.0, np.nan, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])  # 10 % missing
+    cur = np.array([np.nan, np.nan, 3.0, np.nan, 5.0])  # 60 % missing
+    r = compute_feature_drift("x", ref, cur, method="missing_share", kind="numeric")
+    assert r.score == pytest.approx(0.5, abs=1e-15) and r.drifted and r.threshold == 0.1
+    r = compute_feature_drift("x", cur, ref, method="missing_share", kind="numeric")
+    assert r.score == pytest.approx(0.5, abs=1e-15)  # absolute: less missing is a change too
+    # at or above the threshold is drift
+    ref = [None] * 1 + ["a"] * 9
+    cur = [None] * 2 + ["a"] * 8
+    r = compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical")
+    assert r.score == pytest.approx(0.1, abs=1e-15)
+    assert compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical",
+                                 threshold=r.score).drifted
+    assert not compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical",
+                                     threshold=float(np.nextafter(r.score, 1))).drifted
+    # infinities are values, not missing
+    assert compute_feature_drift("x", [np.inf, 1.0], [1.0, 2.0], method="missing_share", kind="numeric").score == 0
+
+
+def test_unseen_is_the_share_of_current_rows_with_a_new_category():
+    ref = ["a", "b", "b", None]
+    cur = ["a", "z", "z", "b", "y", None, None, "a"]  # 3 of 6 non-missing rows are new
+    r = compute_feature_drift("g", ref, cur, method="unseen", kind="categorical")
+    assert r.score == pytest.approx(3 / 6, abs=1e-15) and r.drifted and r.threshold == 0.05
+    assert compute_feature_drift("g", ref, ["a", "b"], method="unseen", kind="categorical").score == 0.0
+    assert compute_feature_drift("g", ref, [None], method="unseen", kind="categorical").score == 0.0
+    rng = np.random.default_rng(3)
+    ref = rng.choice(["p", "q", "r"], 1000)
+    cur = np.where(rng.random(2000) < 0.04, "new", rng.choice(["p", "q"], 2000))
+    r = compute_feature_drift("g", ref, cur, method="unseen", kind="categorical")
+    assert r.score == pytest.approx(np.mean(cur == "new"), abs=1e-15)
+    assert r.drifted == (r.score >= 0.05)
+
+
+def test_new_methods_are_registered_with_kinds_defaults_and_direction():
+    assert {"linf", "missing_share", "unseen"} <= set(METHODS)
+    assert METHODS["linf"].kinds == frozenset({"categorical"})
+    assert METHODS["unseen"].kinds == frozenset({"categorical"})
+    assert METHODS["missing_share"].kinds == frozenset({"numeric", "categorical"})
+    assert (METHODS["missing_share"].default_threshold, METHODS["unseen"].default_threshold) == (0.1, 0.05)
+    assert not any(METHODS[m].uses_p_value for m in ("linf", "missing_share", "unseen"))
+
+
+def test_model_config_accepts_the_new_method_names():
+    from retrain_lib.config import DriftTrigger
+
+    d = DriftTrigger.model_validate({"categorical_method": "unseen",
+                                     "features": {"region": {"method": "linf"}, "age": {"method": "missing_share"}}})
+    assert d.categorical_method == "unseen" and d.features["region"].method == "linf"
+
+
+# -----------------------------------------------------------------------------------------
+# Prediction drift, weighted dataset decision, binning option
+# -----------------------------------------------------------------------------------------
+
+
+def test_prediction_drift_on_scores_and_labels():
+    rng = np.random.default_rng(4)
+    ref, cur = rng.beta(2, 5, 3000), rng.beta(2.6, 5, 3000)
+    r = drift.prediction_drift(ref, cur)
+    assert (r.name, r.method, r.kind) == ("prediction", "psi", "numeric")
+    rs, cs = ref_quantile_bucket_shares(ref, cur, 10)
+    assert r.score == pytest.approx(ref_psi(rs, cs), rel=1e-9, abs=1e-12)
+    k = drift.prediction_drift(ref, cur, method="ks", threshold=0.01)
+    assert k.p_value == pytest.approx(float(stats.ks_2samp(ref, cur).pvalue), abs=1e-12)
+    assert k.drifted == (k.p_value <= 0.01)
+    labels = drift.prediction_drift(np.array(["yes"] * 70 + ["no"] * 30), np.array(["yes"] * 40 + ["no"] * 60),
+                                    method="linf")
+    assert labels.kind == "categorical" and labels.score == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        drift.prediction_drift(np.zeros((5, 2)), np.zeros((5, 2)))
+
+
+def test_weighted_drifted_share():
+    ref, cur = _frames()
+    # drifted: a, b, g; not drifted: c, d
+    numeric, categorical = ["a", "b", "c", "d"], ["g"]
+    plain = compute_drift(ref, cur, numeric=numeric, categorical=categorical, drift_share=0.5)
+    assert plain.drifted_share == pytest.approx(3 / 5) and "weights" not in plain.to_dict()
+    w = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 4.0, "g": 0.0, "not_checked": 100.0}
+    rep = compute_drift(ref, cur, numeric=numeric, categorical=categorical, drift_share=0.5, weights=w)
+    assert rep.drifted_share == pytest.approx(2 / 10) and not rep.dataset_drift
+    assert rep.to_dict()["weights"] == pytest.approx({"a": 0.1, "b": 0.1, "c": 0.4, "d": 0.4, "g": 0.0})
+    assert [f.drifted for f in rep.features] == [f.drifted for f in plain.features]  # only the share changes
+    rep = compute_drift(ref, cur, numeric=numeric, categorical=categorical, drift_share=0.5,
+                        weights={"a": 3, "g": np.float64(1.0)})  # c, d, b missing: weight 0
+    assert rep.drifted_share == pytest.approx(1.0) and rep.dataset_drift
+    with pytest.raises(ValueError, match="non-negative finite numbers"):
+        compute_drift(ref, cur, numeric=numeric, categorical=[], weights={"a": -1.0})
+    with pytest.raises(ValueError, match="weight of 0"):
+        compute_drift(ref, cur, numeric=numeric, categorical=[], weights={"g": 1.0})
+
+
+def test_binning_option_is_validated():
+    ref, cur = _frames()
+    with pytest.raises(ValueError, match=r"'binning' parameter of compute_drift must be 'quantile' or "
+                                         r"'sturges_combined'. Got 'sturges' instead"):
+        compute_drift(ref, cur, numeric=["a"], categorical=[], binning="sturges")
+    with pytest.raises(ValueError, match="'binning' parameter of compute_feature_drift"):
+        compute_feature_drift("a", ref["a"], cur["a"], method="psi", kind="numeric", binning="x")
+
+
+def test_sturges_binning_matches_evidently_psi():
+    rng = np.random.default_rng(5)
+    ref, cur = rng.normal(0, 1, 2000), rng.normal(0.3, 1.2, 1500)
+    r = compute_feature_drift("x", ref, cur, method="psi", kind="numeric", binning="sturges_combined")
+    assert r.score == pytest.approx(evidently_psi(ref, cur, categorical=False), rel=1e-9, abs=1e-12)
+
+
+def test_compute_drift_rejects_non_numeric_values_in_a_numeric_feature():
+    ref = pd.DataFrame({"x": ["1.0", "abc"]})
+    with pytest.raises(ValueError, match="numeric feature 'x' has non-numeric values in the reference data"):
+        compute_drift(ref, ref, numeric=["x"], categorical=[])
