@@ -1,6 +1,8 @@
 """Data access: daily partitions of features and late-arriving labels.
 
-Layout under the platform's ``data_root``::
+Three sources, one contract (``load_window``): local files under the platform's
+``data_root``, the same files in S3 (``s3://<bucket>/<path>/``), or SQL tables queried by
+timestamp. Layout of the file sources::
 
     <data.path>/<YYYY-MM-DD>.<parquet|csv>         events of that day (features, id, timestamp)
     <data.labels_path>/<YYYY-MM-DD>.<parquet|csv>  labels that *arrived* that day (id, target)
@@ -83,10 +85,14 @@ class Window:
     start: dt.date
     end: dt.date
     as_of: dt.date
-    files: tuple[Path, ...]
+    files: tuple = ()
+    digest: str | None = None
 
     @property
     def fingerprint(self) -> str:
+        """Content hash of the data behind the window (files, objects or rows)."""
+        if self.digest is not None:
+            return self.digest
         return fingerprint_files(self.files)
 
     @property
@@ -105,51 +111,162 @@ def fingerprint_files(files) -> str:
     return digest.hexdigest()[:16]
 
 
-def available_days(cfg: ModelConfig, data_root: Path) -> list[dt.date]:
-    return list(list_partitions(resolve_dir(data_root, cfg.data.path), cfg.data.format))
+class _LocalStore:
+    """Daily files in a directory under the data root."""
+
+    def __init__(self, data_root: Path, relative: str):
+        self.dir = resolve_dir(data_root, relative)
+
+    def where(self) -> str:
+        return str(self.dir)
+
+    def list(self, fmt: str) -> dict:
+        return list_partitions(self.dir, fmt)
+
+    def read(self, ref, fmt: str) -> pd.DataFrame:
+        return read_partition(ref, fmt)
+
+    def fingerprint(self, refs) -> str:
+        return fingerprint_files(refs)
+
+
+class _S3Store:
+    """Daily objects ``<prefix>/YYYY-MM-DD.<format>`` in an S3 (or S3-compatible) bucket."""
+
+    def __init__(self, bucket: str, prefix: str, platform=None):
+        import boto3
+
+        s3 = getattr(platform, "s3", None)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/"
+        self.client = boto3.client("s3", endpoint_url=getattr(s3, "endpoint_url", None) or None,
+                                   region_name=getattr(s3, "region", None) or None)
+        self._digests: dict[str, tuple[str, bytes]] = {}
+
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _call(self, what: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchKey"):
+                raise DataError(f"cannot {what} {self.where()}: {code}; check the bucket, prefix and credentials "
+                                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from exc
+            raise
+        # Network errors are transient: let them propagate so that task retries run.
+        except BotoCoreError:
+            raise
+
+    def list(self, fmt: str) -> dict:
+        out: dict[dt.date, str] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call("list", lambda **kw: list(paginator.paginate(**kw)), Bucket=self.bucket,
+                           Prefix=self.prefix, Delimiter="/")
+        for page in pages:
+            for obj in page.get("Contents", []):
+                m = _DATE_RE.match(obj["Key"][len(self.prefix):])
+                if m and m.group(2) == fmt:
+                    out[dt.date.fromisoformat(m.group(1))] = f"s3://{self.bucket}/{obj['Key']}"
+        return dict(sorted(out.items()))
+
+    def read(self, ref: str, fmt: str) -> pd.DataFrame:
+        import io
+
+        key = ref[len(f"s3://{self.bucket}/"):]
+        body = self._call("read", self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read()
+        self._digests[ref] = (key.rsplit("/", 1)[-1], body)
+        try:
+            return pd.read_parquet(io.BytesIO(body)) if fmt == "parquet" else pd.read_csv(io.BytesIO(body))
+        except Exception as exc:  # noqa: BLE001 - any reader error means an unreadable partition
+            raise DataError(f"cannot read partition {ref}: {exc}; fix or remove the object") from exc
+
+    def fingerprint(self, refs) -> str:
+        digest = hashlib.sha256()
+        for ref in sorted(refs):
+            name, body = self._digests[ref]
+            digest.update(name.encode())
+            digest.update(body)
+        return digest.hexdigest()[:16]
+
+
+def _store(cfg: ModelConfig, data_root: Path, relative: str, platform=None):
+    if cfg.data.source == "s3":
+        bucket = cfg.data.bucket or getattr(getattr(platform, "s3", None), "bucket", None)
+        if not bucket:
+            raise DataError(f"model {cfg.name!r} reads from S3 but names no bucket; set data.bucket in its "
+                            "config or s3.bucket in platform.yaml")
+        return _S3Store(bucket, relative, platform)
+    return _LocalStore(data_root, relative)
+
+
+def _root_and_platform(data_root, platform):
+    """Accept a data root (with an optional platform config) or a Settings object."""
+    if hasattr(data_root, "data_root"):
+        return data_root.data_root, platform or data_root.platform
+    return data_root, platform
+
+
+def available_days(cfg: ModelConfig, data_root, platform=None) -> list[dt.date]:
+    """Days that have data. ``data_root``: the data root path, or a Settings object."""
+    data_root, platform = _root_and_platform(data_root, platform)
+    if cfg.data.source == "sql":
+        return _sql_days(cfg, platform)
+    return list(_store(cfg, data_root, cfg.data.path, platform).list(cfg.data.format))
 
 
 def load_window(
     cfg: ModelConfig,
-    data_root: Path,
+    data_root,
     start: dt.date,
     end: dt.date,
     *,
     as_of: dt.date | None = None,
     require_rows: bool = True,
+    platform=None,
 ) -> Window:
     """Events of days ``start..end`` (inclusive), with the labels known on ``as_of``.
 
+    ``data_root`` is the data root path, or a Settings object (data root and platform config).
+
     The returned frame has the features, id, timestamp and target columns plus a boolean
-    column ``__label_known``. Target values not yet known on ``as_of`` are NaN.
+    column ``__label_known``. Target values not yet known on ``as_of`` are NaN. ``platform``
+    (a :class:`~retrain_lib.config.PlatformConfig`) supplies S3 and SQL settings.
     """
+    data_root, platform = _root_and_platform(data_root, platform)
     as_of = as_of or end
     if start > end:
         raise DataError(f"window start {start} is after its end {end}")
     src = cfg.data
-    feat_dir = resolve_dir(data_root, src.path)
-    parts = {d: p for d, p in list_partitions(feat_dir, src.format).items() if start <= d <= end and d <= as_of}
+    if src.source == "sql":
+        return _load_sql_window(cfg, start, end, as_of, platform, require_rows)
+    store = _store(cfg, data_root, src.path, platform)
+    parts = {d: p for d, p in store.list(src.format).items() if start <= d <= end and d <= as_of}
     if not parts:
         if require_rows:
             raise DataError(
-                f"no {src.format} partitions for model {cfg.name!r} between {start} and {end} in {feat_dir}; "
+                f"no {src.format} partitions for model {cfg.name!r} between {start} and {end} in {store.where()}; "
                 f"expected files named YYYY-MM-DD.{src.format} (run 'retrain simulate' for sample data)"
             )
         return Window(pd.DataFrame(), start, end, as_of, ())
     frames = []
     for p in parts.values():
-        part = read_partition(p, src.format)
+        part = store.read(p, src.format)
         # Check every partition: after concat a column missing from one file would be NaN-filled silently.
         _check_columns(cfg, part, f"feature partition {p}", require_target=src.labels_path is None)
         frames.append(part)
     frame = pd.concat(frames, ignore_index=True)
     files = list(parts.values())
+    fingerprint_parts = [(store, list(parts.values()))]
     frame[src.timestamp_column] = pd.to_datetime(frame[src.timestamp_column])
     target = cfg.features.target
 
     if src.labels_path:
-        label_dir = resolve_dir(data_root, src.labels_path)
-        label_parts = {d: p for d, p in list_partitions(label_dir, src.format).items() if d <= as_of}
+        label_store = _store(cfg, data_root, src.labels_path, platform)
+        label_parts = {d: p for d, p in label_store.list(src.format).items() if d <= as_of}
         # Labels of these events arrive at the earliest on the event day.
         label_parts = {d: p for d, p in label_parts.items() if d >= start}
         if target in frame.columns:
@@ -157,25 +274,126 @@ def load_window(
         if label_parts:
             label_frames = []
             for p in label_parts.values():
-                part = read_partition(p, src.format)
+                part = label_store.read(p, src.format)
                 missing = [c for c in (src.id_column, target) if c not in part.columns]
                 if missing:
                     raise DataError(f"label partition {p} lacks column(s) {missing}; "
                                     f"each must have {src.id_column!r} and {target!r}")
                 label_frames.append(part)
             labels = pd.concat(label_frames, ignore_index=True)
-            labels = labels[[src.id_column, target]].drop_duplicates(src.id_column, keep="last")
-            frame = frame.merge(labels, on=src.id_column, how="left")
+            frame = _join_labels(cfg, frame, labels)
             files += list(label_parts.values())
+            fingerprint_parts.append((label_store, list(label_parts.values())))
         else:
             frame[target] = np.nan
         known = frame[target].notna()
     else:
-        cutoff = pd.Timestamp(as_of - dt.timedelta(days=src.label_delay_days)) + pd.Timedelta(days=1)
-        known = (frame[src.timestamp_column] < cutoff) & frame[target].notna()
-        frame.loc[~known, target] = np.nan
+        known = _mask_young_labels(cfg, frame, as_of)
     frame["__label_known"] = known.to_numpy()
-    return Window(frame, start, end, as_of, tuple(files))
+    digest = None
+    if src.source != "local":
+        digest = hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
+    return Window(frame, start, end, as_of, tuple(files), digest)
+
+
+def _join_labels(cfg: ModelConfig, frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    src, target = cfg.data, cfg.features.target
+    labels = labels[[src.id_column, target]].drop_duplicates(src.id_column, keep="last")
+    return frame.merge(labels, on=src.id_column, how="left")
+
+
+def _mask_young_labels(cfg: ModelConfig, frame: pd.DataFrame, as_of: dt.date) -> pd.Series:
+    """Targets in the event rows: hide those younger than the label delay."""
+    src, target = cfg.data, cfg.features.target
+    cutoff = pd.Timestamp(as_of - dt.timedelta(days=src.label_delay_days)) + pd.Timedelta(days=1)
+    known = (frame[src.timestamp_column] < cutoff) & frame[target].notna()
+    frame.loc[~known, target] = np.nan
+    return known
+
+
+# -----------------------------------------------------------------------------------------
+# SQL
+# -----------------------------------------------------------------------------------------
+
+
+def sql_engine(platform=None):
+    """SQLAlchemy engine from the URL in the environment variable platform.yaml names."""
+    import os
+
+    import sqlalchemy as sa
+
+    env = getattr(getattr(platform, "sql", None), "url_env", None) or "RETRAIN_SQL_URL"
+    url = os.environ.get(env)
+    if not url:
+        raise DataError(f"a sql data source needs a connection URL in the environment variable {env}; "
+                        "set it (e.g. postgresql+psycopg://user@host/db) in the worker's environment")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _table(name: str, *columns: str):
+    import sqlalchemy as sa
+
+    schema, _, table = name.rpartition(".")
+    return sa.table(table, *(sa.column(c) for c in columns), schema=schema or None)
+
+
+def _sql_days(cfg: ModelConfig, platform=None) -> list[dt.date]:
+    import sqlalchemy as sa
+
+    ts = cfg.data.timestamp_column
+    t = _table(cfg.data.table, ts)
+    with sql_engine(platform).connect() as conn:
+        first, last = conn.execute(sa.select(sa.func.min(t.c[ts]), sa.func.max(t.c[ts]))).one()
+    if first is None:
+        return []
+    first, last = pd.Timestamp(first).date(), pd.Timestamp(last).date()
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _load_sql_window(cfg: ModelConfig, start: dt.date, end: dt.date, as_of: dt.date, platform,
+                     require_rows: bool) -> Window:
+    import sqlalchemy as sa
+
+    src, target = cfg.data, cfg.features.target
+    ts = src.timestamp_column
+    lo = dt.datetime.combine(start, dt.time())
+    hi = dt.datetime.combine(min(end, as_of) + dt.timedelta(days=1), dt.time())
+    t = _table(src.table, ts)
+    query = sa.select(sa.text("*")).select_from(t).where(t.c[ts] >= lo, t.c[ts] < hi)
+    engine = sql_engine(platform)
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+            labels = None
+            if src.labels_table:
+                lt = _table(src.labels_table, src.id_column, target, src.labels_arrival_column)
+                arrival_hi = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+                labels = pd.read_sql(
+                    sa.select(lt.c[src.id_column], lt.c[target]).where(lt.c[src.labels_arrival_column] < arrival_hi)
+                    .order_by(lt.c[src.labels_arrival_column]), conn)
+    except sa.exc.ProgrammingError as exc:
+        raise DataError(f"query of model {cfg.name!r} on table {src.table!r} failed: {exc.orig}; check the "
+                        "table and column names in its config") from exc
+    finally:
+        engine.dispose()
+    where = f"table {src.table} ({start}..{end})"
+    if frame.empty:
+        if require_rows:
+            raise DataError(f"no rows for model {cfg.name!r} in {where}")
+        return Window(pd.DataFrame(), start, end, as_of, (), "empty")
+    _check_columns(cfg, frame, where, require_target=labels is None)
+    frame[ts] = pd.to_datetime(frame[ts])
+    frame = frame.sort_values([ts, src.id_column], kind="mergesort").reset_index(drop=True)
+    if labels is not None:
+        if target in frame.columns:
+            frame = frame.drop(columns=[target])
+        frame = _join_labels(cfg, frame, labels)
+        known = frame[target].notna()
+    else:
+        known = _mask_young_labels(cfg, frame, as_of)
+    frame["__label_known"] = known.to_numpy()
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
+    return Window(frame, start, end, as_of, (f"sql:{src.table}",), digest)
 
 
 def _check_columns(cfg: ModelConfig, frame: pd.DataFrame, what: str, *, require_target: bool) -> None:

@@ -148,7 +148,7 @@ def simulate(
     """Write ``days`` daily partitions (and their late labels) for model ``cfg``.
 
     ``out_dir`` is the data root: files go to ``out_dir/<data.path>`` and
-    ``out_dir/<data.labels_path>``. ``drift_day`` is 1-based: day 1 is ``start``.
+    ``out_dir/<data.labels_path>`` (for a sql source: ``out_dir/<name>``, to load into tables). ``drift_day`` is 1-based: day 1 is ``start``.
     """
     if drift_kind not in DRIFT_KINDS:
         raise ConfigError(f"drift kind {drift_kind!r} is not one of {DRIFT_KINDS}")
@@ -156,7 +156,7 @@ def simulate(
         raise ConfigError(f"days must be at least 1, got {days}")
     scenario = pick_scenario(cfg, scenario)
     src = cfg.data
-    feat_dir = resolve_dir(out_dir, src.path)
+    feat_dir = resolve_dir(out_dir, src.path or cfg.name)
     label_dir = resolve_dir(out_dir, src.labels_path) if src.labels_path else None
     rng = np.random.default_rng(seed)
     pending_labels: dict[dt.date, list[pd.DataFrame]] = {}

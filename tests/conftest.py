@@ -65,3 +65,22 @@ def airflow_db(session_dir) -> Path:
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return session_dir / "airflow" / "airflow.db"
+
+
+@pytest.fixture
+def clear_dag_runs(airflow_db):
+    """Forget the DAG runs earlier tests made in the shared metadata DB.
+
+    The monitor triggers one retrain run per logical date; a run left by another test for the
+    same model and date would (rightly) be seen as "already requested"."""
+
+    def clear() -> None:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            for run in session.query(DagRun).all():
+                session.delete(run)
+
+    clear()
+    return clear

@@ -52,7 +52,13 @@ def test_dag_shape_follows_the_config(monkeypatch):
             assert dag.catchup is False
             assert dag.max_active_runs == 1
             assert dag.start_date.tzinfo is not None
-        assert monitor.schedule == cfg["schedule"]["monitor"]
+        from airflow.sdk import AssetOrTimeSchedule
+
+        assert isinstance(monitor.timetable, AssetOrTimeSchedule)  # cron OR new data
+        presets = {"@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@hourly": "0 * * * *"}
+        cron = cfg["schedule"]["monitor"]
+        assert monitor.timetable.timetable.expression == presets.get(cron, cron)
+        assert [a.name for a in monitor.timetable.asset_condition.objects] == [f"{model}.new_data"]
         assert retrain.schedule == cfg["schedule"]["retrain_floor"]
         assert set(monitor.task_ids) == {"check_model", "decide_action", "request_retrain", "healthy"}
         assert set(retrain.task_ids) == {

@@ -1,6 +1,7 @@
 """The model DAGs under the real Airflow 3.3 scheduler, not ``dag.test()``.
 
-A fresh Airflow home (SQLite, LocalExecutor) in ``tmp_path`` runs ``airflow api-server``,
+A fresh Airflow home in ``tmp_path``, with its metadata in a fresh PostgreSQL database
+(created and dropped here) and the LocalExecutor, runs ``airflow api-server``,
 ``airflow scheduler`` and ``airflow dag-processor`` as separate processes, the way a
 deployment does. The test triggers ``credit_default__monitor`` for 2026-01-29 through the
 REST API; with no champion yet the monitor's branch requests a retrain, its
@@ -9,10 +10,8 @@ REST API; with no champion yet the monitor's branch requests a retrain, its
 first champion in MLflow. Every process started here is stopped in the fixture's teardown,
 and the test checks that none of them (nor any of their children) is left.
 
-Cron schedules are switched off (``[scheduler] use_job_schedule = False``): today's
-scheduled runs would act on days without simulated data, write to the decision ledger and,
-with ``max_active_runs=1``, hold up the run under test. Manually triggered runs, including
-those the ``TriggerDagRunOperator`` creates, still run.
+Then the data pipeline's signal: an event on the model's ``<model>.new_data`` Asset, with the
+day that landed in its extra, makes the scheduler run the monitor for that day.
 """
 
 from __future__ import annotations
@@ -23,16 +22,18 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -96,8 +97,8 @@ class Stack:
         return Path(self.env["AIRFLOW_HOME"])
 
     @property
-    def db(self) -> Path:
-        return self.home / "airflow.db"
+    def pg_dsn(self) -> str:
+        return self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg://", "postgresql://")
 
     @property
     def base_url(self) -> str:
@@ -190,7 +191,7 @@ class Stack:
                 errors = list(con.execute("SELECT filename, stacktrace FROM import_error"))
                 if errors:
                     parts.append(f"--- import errors ---\n{errors}")
-        except sqlite3.Error as exc:
+        except psycopg.Error as exc:
             parts.append(f"(metadata DB not readable: {exc})")
         stray = sorted(str(p) for p in self.root.glob("*.db"))
         if stray:
@@ -201,8 +202,8 @@ class Stack:
             parts.append(f"--- {path.relative_to(self.home)} (last 25 lines) ---\n{_tail(path, 25)}")
         return "\n".join(parts)
 
-    def sql(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db, timeout=10)
+    def sql(self):
+        return psycopg.connect(self.pg_dsn, autocommit=True)
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -252,8 +253,24 @@ def _wait(what: str, stack: Stack, timeout: float, check):
 # --------------------------------------------------------------------------- fixture
 
 
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def pg_database():
+    """A fresh PostgreSQL database for Airflow's metadata, dropped afterwards."""
+    name = f"retrain_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch, pg_database):
     """Simulated data, a migrated Airflow home, and api-server + scheduler + dag-processor."""
     from retrain_lib.config import load_model_config
     from retrain_lib.settings import load_settings
@@ -291,7 +308,8 @@ def stack(tmp_path, monkeypatch):
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{pg_database}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{PG}/{pg_database}",  # psycopg 3 is async too
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # The scheduler's log server binds 8793 by default: taken when another Airflow runs here.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
@@ -300,7 +318,6 @@ def stack(tmp_path, monkeypatch):
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
@@ -349,7 +366,7 @@ def _token(stack: Stack) -> str | None:
 
 def _parsed(stack: Stack) -> bool:
     with stack.sql() as con:
-        found = {r[0] for r in con.execute("SELECT dag_id FROM serialized_dag WHERE dag_id IN (?, ?)",
+        found = {r[0] for r in con.execute("SELECT dag_id FROM serialized_dag WHERE dag_id IN (%s, %s)",
                                            (MONITOR, RETRAIN))}
         errors = list(con.execute("SELECT filename, stacktrace FROM import_error"))
     assert not errors, f"DAG import errors: {errors}"
@@ -358,12 +375,12 @@ def _parsed(stack: Stack) -> bool:
 
 def _run(stack: Stack, dag_id: str, run_id: str) -> dict | None:
     with stack.sql() as con:
-        con.row_factory = sqlite3.Row
-        row = con.execute("SELECT * FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)).fetchone()
+        con.row_factory = dict_row
+        row = con.execute("SELECT * FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchone()
         if row is None:
             return None
         tis = con.execute("SELECT task_id, state, hostname, pid, try_number FROM task_instance "
-                          "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)).fetchall()
+                          "WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchall()
     return {**dict(row), "tis": {t["task_id"]: dict(t) for t in tis}}
 
 
@@ -417,7 +434,7 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     assert rtis == {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
                     "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
                     "deploy_candidate": "success", "reject_candidate": "skipped"}, f"{rtis}{why}"
-    conf = json.loads(retrain["conf"])  # JSON text on SQLite
+    conf = retrain["conf"] if isinstance(retrain["conf"], dict) else json.loads(retrain["conf"])
     assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
     assert str(retrain["logical_date"]).startswith("2026-01-29 06:00:00"), retrain["logical_date"]
 
@@ -448,3 +465,29 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     assert verify_ledger(ledger) == []
 
     print(f"scheduler e2e: stack ready and run triggered after {ready:.0f} s, both runs done after {took:.0f} s")
+
+    # New data lands: the pipeline emits an event on the model's Asset, with the day it wrote.
+    # The scheduler runs the monitor for that day (cron OR asset schedule); the champion is
+    # fresh and nothing drifted, so it stays healthy.
+    status, body = _request(stack, "GET", "/api/v2/assets?name_pattern=credit_default.new_data", None, token)
+    assert status == 200 and body["assets"], (status, body)
+    asset_id = body["assets"][0]["id"]
+    status, body = _request(stack, "POST", "/api/v2/assets/events",
+                            {"asset_id": asset_id, "extra": {"as_of": "2026-01-31"}}, token)
+    assert status == 200, (status, body)
+
+    def asset_run():
+        with stack.sql() as con:
+            row = con.execute("SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'asset_triggered'",
+                              (MONITOR,)).fetchone()
+        if row is None:
+            return None
+        run = _run(stack, MONITOR, row[0])
+        return run if run["state"] in finished else None
+
+    event_run = _wait("an asset-triggered monitor run", stack, RUN_TIMEOUT, asset_run)
+    assert event_run["state"] == "success", f"{event_run['tis']}\n{stack.diagnostics()}"
+    assert event_run["tis"]["healthy"]["state"] == "success", event_run["tis"]
+    last = read_ledger(ledger, MODEL)[-1]
+    assert (last["event"], last["as_of"], last["details"]["action"]) == ("monitor", "2026-01-31", "healthy"), last
+    assert last["actor"] == f"{MONITOR}/{event_run['run_id']}"

@@ -26,6 +26,12 @@ def day(n: int) -> dt.date:
 @pytest.fixture(scope="module")
 def platform(airflow_db, tmp_path_factory):
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:  # runs other modules left in the shared DB
+        for run in session.query(DagRun).all():
+            session.delete(run)
 
     from retrain_lib.config import load_model_config
     from retrain_lib.settings import load_settings
