@@ -57,18 +57,35 @@ def _check_cron(value: str | None) -> str | None:
     return value
 
 
-class DataSource(_Strict):
-    """Where a model's data lives: one file per day, named ``YYYY-MM-DD.<format>``."""
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
 
-    path: str = Field(description="Directory of daily partitions, relative to the platform's data_root.")
+
+class DataSource(_Strict):
+    """Where a model's data lives.
+
+    ``local``: files named ``YYYY-MM-DD.<format>`` in ``path`` under the platform's data_root.
+    ``s3``: the same files under ``s3://<bucket>/<path>/`` (endpoint and region from
+    platform.yaml, credentials from the environment). ``sql``: rows of ``table`` selected by
+    the timestamp column, labels from ``labels_table`` by their arrival column (connection URL
+    from the environment variable named in platform.yaml).
+    """
+
+    source: Literal["local", "s3", "sql"] = "local"
+    path: str | None = Field(
+        default=None, description="local: directory under data_root; s3: key prefix in the bucket.",
+    )
+    bucket: str | None = Field(default=None, description="s3 only; default: platform.yaml s3.bucket.")
     format: Literal["parquet", "csv"] = "parquet"
     labels_path: str | None = Field(
         default=None,
         description=(
-            "Directory of daily label partitions (id column + target), dated by the day the labels "
-            "arrived. When omitted the target is read from the feature partitions."
+            "Directory (or S3 prefix) of daily label partitions (id column + target), dated by the day "
+            "the labels arrived. When omitted the target is read from the feature partitions."
         ),
     )
+    table: str | None = Field(default=None, pattern=_IDENT, description="sql only: table of events.")
+    labels_table: str | None = Field(default=None, pattern=_IDENT, description="sql only: table of labels.")
+    labels_arrival_column: str = Field(default="arrived_at", description="sql only: when a label arrived.")
     id_column: str = Field(description="Unique id of an event; joins late labels to features.")
     timestamp_column: str
     label_delay_days: int = Field(default=0, ge=0, le=365)
@@ -79,11 +96,23 @@ class DataSource(_Strict):
         if value is None:
             return value
         parts = Path(value).parts
-        if Path(value).is_absolute() or ".." in parts:
+        if Path(value).is_absolute() or ".." in parts or "://" in value:
             raise ValueError(
-                f"{value!r} must be a path relative to the platform's data_root, without '..'"
+                f"{value!r} must be a path relative to the platform's data_root (or bucket), without '..'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataSource:
+        if self.source in ("local", "s3") and not self.path:
+            raise ValueError(f"source {self.source!r} needs 'path' (the directory or prefix of daily files)")
+        if self.source == "sql" and not self.table:
+            raise ValueError("source 'sql' needs 'table'")
+        if self.source != "sql" and (self.table or self.labels_table):
+            raise ValueError("'table' and 'labels_table' only apply to source 'sql'")
+        if self.source != "s3" and self.bucket:
+            raise ValueError("'bucket' only applies to source 's3'")
+        return self
 
 
 class Features(_Strict):
@@ -141,13 +170,13 @@ class Schedule(_Strict):
 
 
 class FeatureDrift(_Strict):
-    method: Literal["psi", "ks", "js", "chi2", "wasserstein"] | None = None
+    method: Literal["psi", "ks", "js", "chi2", "wasserstein", "linf", "missing_share", "unseen"] | None = None
     threshold: float | None = Field(default=None, gt=0)
 
 
 class DriftTrigger(_Strict):
-    method: Literal["psi", "ks", "js", "chi2", "wasserstein"] = "psi"
-    categorical_method: Literal["psi", "js", "chi2"] = "psi"
+    method: Literal["psi", "ks", "js", "chi2", "wasserstein", "missing_share"] = "psi"
+    categorical_method: Literal["psi", "js", "chi2", "linf", "missing_share", "unseen"] = "psi"
     threshold: float | None = Field(
         default=None, gt=0, description="Threshold of the default method; null = the method's default.",
     )
@@ -234,6 +263,111 @@ class Alerts(_Strict):
     )
 
 
+DTYPES = ("numeric", "string", "datetime")
+
+
+def _share(description: str):
+    return Field(default=None, gt=0, le=1, description=description)
+
+
+class NotNull(_Strict):
+    column: str
+    mostly: float | None = _share("Share of rows that must be non-missing; default: validation.mostly.")
+
+
+class ValueRange(_Strict):
+    min: float | None = None
+    max: float | None = None
+    mostly: float | None = _share("Share of non-missing values that must be in range; default: validation.mostly.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ValueRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        return self
+
+
+class ValueSet(_Strict):
+    values: list[str | int | float | bool] = Field(min_length=1)
+    mostly: float | None = _share("Share of non-missing values that must be in the set; default: validation.mostly.")
+
+
+class RowCount(_Strict):
+    """Rows per day; a window of N days must hold between ``min * N`` and ``max * N`` rows."""
+
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCount:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Validation(_Strict):
+    """Data expectations (Great Expectations) checked on the training window before a retrain
+    (a failure stops it and quarantines the batch) and on the monitor's current window (a
+    failure is recorded, the monitor carries on)."""
+
+    enabled: bool = True
+    mostly: float = Field(
+        default=1.0, gt=0, le=1,
+        description="Default share of rows a column-value expectation needs (1.0 = every row).",
+    )
+    not_null: list[NotNull] = Field(
+        default_factory=list, description="Columns without missing values: names, or {column, mostly}.",
+    )
+    between: dict[str, ValueRange] = Field(default_factory=dict, description="Column -> {min, max, mostly}.")
+    in_set: dict[str, ValueSet] = Field(
+        default_factory=dict, description="Column -> allowed values (a list, or {values, mostly}).",
+    )
+    unique: list[str] = Field(default_factory=list, description="Columns whose values must be unique.")
+    row_count: RowCount | None = Field(default=None, description="Rows per day of the window: {min, max}.")
+    exact_columns: bool = Field(
+        default=False,
+        description="The columns must be exactly the id, timestamp, features and target (no extra column).",
+    )
+    dtypes: dict[str, Literal["numeric", "string", "datetime"]] = Field(
+        default_factory=dict, description="Column -> numeric, string or datetime.",
+    )
+    dtypes_from_features: bool = Field(
+        default=True, description="Also expect numeric features to be numeric and the timestamp a datetime.",
+    )
+    freshness_hours: float | None = Field(
+        default=None, gt=0,
+        description="The latest timestamp must be within this many hours of the end of the as_of day.",
+    )
+
+    @field_validator("not_null", mode="before", json_schema_input_type=list[str | NotNull])
+    @classmethod
+    def _names_or_rules(cls, value):
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append({"column": item})
+            elif isinstance(item, dict):
+                out.append(item)
+            else:
+                raise ValueError(f"item {i} ({item!r}) must be a column name or a mapping such as "
+                                 "{column: income, mostly: 0.98}")
+        return out
+
+    @field_validator("in_set", mode="before",
+                     json_schema_input_type=dict[str, list[str | int | float | bool] | ValueSet])
+    @classmethod
+    def _list_or_rule(cls, value):
+        if not isinstance(value, dict):
+            return value
+        return {k: {"values": v} if isinstance(v, list) else v for k, v in value.items()}
+
+
 class ModelConfig(_Strict):
     """One model, as a data engineer describes it in ``configs/models/<name>.yaml``."""
 
@@ -251,6 +385,9 @@ class ModelConfig(_Strict):
     gates: list[Gate] = Field(default_factory=list)
     deploy: Deploy = Field(default_factory=Deploy)
     alerts: Alerts = Field(default_factory=Alerts)
+    validation: Validation | None = Field(
+        default=None, description="Data expectations; omitted = only the built-in sanity checks.",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -285,7 +422,11 @@ class ModelConfig(_Strict):
             elif spec.method in ("ks", "wasserstein") and name in self.features.categorical:
                 problems.append((("drift", "features", name, "method"),
                                  f"{spec.method!r} needs a numeric feature and {name!r} is categorical",
-                                 "use psi, js or chi2 for a categorical feature"))
+                                 "use psi, js, chi2, linf, unseen or missing_share for a categorical feature"))
+            elif spec.method in ("chi2", "linf", "unseen") and name in self.features.numeric:
+                problems.append((("drift", "features", name, "method"),
+                                 f"{spec.method!r} needs a categorical feature and {name!r} is numeric",
+                                 "use psi, ks, js, wasserstein or missing_share for a numeric feature"))
         for i, name in enumerate(self.drift.exclude):
             if name not in features:
                 problems.append((("drift", "exclude", i), f"{name!r} is not a declared feature"
@@ -297,6 +438,77 @@ class ModelConfig(_Strict):
         if self.task == "regression" and self.training.split.method == "stratified":
             problems.append((("training", "split", "method"), "'stratified' needs a classification task",
                              "use 'time' or 'random'"))
+        if self.validation is not None:
+            problems += self._validation_problems(self.validation)
+        return problems
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column a model's data has: id, timestamp, features, target."""
+        return [self.data.id_column, self.data.timestamp_column, *self.features.all, self.features.target]
+
+    def expected_dtypes(self) -> dict[str, str]:
+        """Column -> ``numeric``/``string``/``datetime`` the validation expects: derived from
+        the features (when ``dtypes_from_features``), then the explicit ``dtypes``."""
+        v = self.validation
+        if v is None:
+            return {}
+        out: dict[str, str] = {}
+        if v.dtypes_from_features:
+            out[self.data.timestamp_column] = "datetime"
+            out.update({name: "numeric" for name in self.features.numeric})
+        out.update(v.dtypes)
+        return out
+
+    def _validation_problems(self, v: Validation) -> list[tuple[tuple, str, str]]:
+        problems: list[tuple[tuple, str, str]] = []
+        columns = self.columns
+        declared = ", ".join(columns)
+
+        def unknown(loc: tuple, name: str) -> bool:
+            if name in columns:
+                return False
+            problems.append((loc, f"{name!r} is not a declared column{_did_you_mean(name, columns)}",
+                             f"use one of: {declared}"))
+            return True
+
+        target, ts = self.features.target, self.data.timestamp_column
+        late_labels = bool(self.data.labels_path or self.data.label_delay_days)
+        for i, rule in enumerate(v.not_null):
+            loc = ("validation", "not_null", i)
+            if not unknown(loc, rule.column) and rule.column == target and late_labels:
+                problems.append((loc, f"the target {target!r} is missing until its label arrives, so not_null on "
+                                      "it fails for every recent row",
+                                 "remove it; between or in_set on the target skip missing values"))
+        for i, name in enumerate(v.unique):
+            unknown(("validation", "unique", i), name)
+        for name in v.in_set:
+            unknown(("validation", "in_set", name), name)
+        for name, kind in v.dtypes.items():
+            loc = ("validation", "dtypes", name)
+            if unknown(loc, name):
+                continue
+            if name in self.features.numeric and kind != "numeric":
+                problems.append((loc, f"{name!r} is a numeric feature; dtype {kind!r} contradicts it",
+                                 "use numeric, or list the feature under features.categorical"))
+            elif name == ts and kind != "datetime":
+                problems.append((loc, f"the timestamp column {name!r} is parsed as a datetime when loaded",
+                                 "use datetime or remove the entry"))
+        dtypes = self.expected_dtypes()
+        for name in v.between:
+            loc = ("validation", "between", name)
+            if unknown(loc, name):
+                continue
+            kind = dtypes.get(name)
+            if name == ts or kind == "datetime":
+                problems.append((loc, f"between needs a numeric column and {name!r} holds datetimes",
+                                 "use freshness_hours to check the latest timestamp"))
+            elif name in self.features.numeric:
+                continue  # a contradicting dtype is reported above
+            elif kind == "string" or (kind is None and name in (*self.features.categorical, self.data.id_column)):
+                problems.append((loc, f"between needs a numeric column and {name!r} is "
+                                      f"{'a string' if kind else 'categorical'}",
+                                 "use in_set for a categorical column, or declare it under dtypes as numeric"))
         return problems
 
     # Convenience -------------------------------------------------------------------------
@@ -329,6 +541,21 @@ class MlflowSettings(_Strict):
     experiment_prefix: str = "retrain/"
 
 
+class S3Settings(_Strict):
+    bucket: str | None = Field(default=None, description="Default bucket of s3 data sources.")
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, ...); env AWS_ENDPOINT_URL also works.",
+    )
+    region: str | None = None
+
+
+class SqlSettings(_Strict):
+    url_env: str = Field(
+        default="RETRAIN_SQL_URL",
+        description="Environment variable holding the SQLAlchemy URL of sql data sources (never the URL itself).",
+    )
+
+
 class PlatformConfig(_Strict):
     """Platform-wide settings from ``configs/platform.yaml``. Paths are relative to the
     directory holding ``configs/``; environment variables override them."""
@@ -338,6 +565,8 @@ class PlatformConfig(_Strict):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     allowed_estimator_prefixes: list[str] = Field(default_factory=lambda: ["sklearn."])
     alerts: Alerts = Field(default_factory=Alerts)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     airflow_base_url: str = "http://localhost:8080"
     mlflow_ui_url: str = "http://localhost:5000"
 

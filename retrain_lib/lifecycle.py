@@ -66,8 +66,16 @@ class ModelContext:
         import mlflow.sklearn  # noqa: F401 - the flavour the platform logs and loads
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # set_*_uri also export MLFLOW_*_URI, which load_settings() reads as an override: keep
+        # the environment as it was, so the next model's settings are not this model's store.
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(self.settings.tracking_uri)
         mlflow.set_registry_uri(self.settings.registry_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         return mlflow
 
     def experiment_id(self) -> str:
@@ -138,12 +146,13 @@ def reference_window(ctx: ModelContext, champion) -> Window:
     if champion is not None and champion.tags.get("data.start") and champion.tags.get("data.end"):
         start, end = _day(champion.tags["data.start"]), _day(champion.tags["data.end"])
         start = max(start, end - dt.timedelta(days=cfg.windows.reference_days - 1))
-        return load_window(cfg, ctx.settings.data_root, start, end, as_of=end)
-    days = available_days(cfg, ctx.settings.data_root)
+        return load_window(cfg, ctx.settings, start, end, as_of=end)
+    days = available_days(cfg, ctx.settings)
     if not days:
-        raise DataError(f"no data partitions for model {cfg.name!r} under {ctx.settings.data_root / cfg.data.path}")
+        raise DataError(f"no data for model {cfg.name!r} in its {cfg.data.source} source "
+                        f"({cfg.data.path or cfg.data.table}); check data in its config")
     start = days[0]
-    return load_window(cfg, ctx.settings.data_root, start, start + dt.timedelta(days=cfg.windows.reference_days - 1))
+    return load_window(cfg, ctx.settings, start, start + dt.timedelta(days=cfg.windows.reference_days - 1))
 
 
 def champion_performance(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
@@ -164,7 +173,7 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date) -> dict[st
     if start > end:
         result["reason"] = "no matured labels since the champion was trained"
         return result
-    window = load_window(cfg, ctx.settings.data_root, start, end, as_of=as_of, require_rows=False)
+    window = load_window(cfg, ctx.settings, start, end, as_of=as_of, require_rows=False)
     if window.frame.empty:
         result["reason"] = "no data in the matured window"
         return result
@@ -218,8 +227,10 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     as_of = _day(as_of)
     champion = ctx.champion()
     start, end = day_range(as_of, cfg.windows.monitor_days)
-    current = load_window(cfg, ctx.settings.data_root, start, end, as_of=as_of)
+    current = load_window(cfg, ctx.settings, start, end, as_of=as_of)
+    validation, validation_report = _monitor_validation(ctx, current)
     drift_summary = None
+    reference = None
     if cfg.drift.enabled:
         reference = reference_window(ctx, champion)
         report = drift_for_config(cfg, reference.frame, current.frame)
@@ -235,30 +246,80 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance)
     report_dir = ctx.settings.reports_dir / cfg.name / as_of.isoformat()
     report_dir.mkdir(parents=True, exist_ok=True)
+    html_path, report_error = None, None
+    if reference is not None:
+        html_path, report_error = _drift_html(ctx, reference, current, report_dir / "drift_report.html")
+    validation_path = None
+    if validation_report is not None:
+        validation_path = report_dir / "validation.json"
+        validation_path.write_text(json.dumps(validation_report.to_dict(), indent=2, default=str))
     result = {
         "model": cfg.name, "as_of": as_of.isoformat(), "action": decision["action"], "reasons": decision["reasons"],
         "throttled": decision["throttled"], "champion_version": _str(champion.version) if champion else None,
-        "drift": drift_summary, "performance": performance, "config_hash": cfg.config_hash(),
+        "drift": drift_summary, "performance": performance, "validation": validation,
+        "drift_report_path": str(html_path) if html_path else None, "report_error": report_error,
+        "config_hash": cfg.config_hash(),
     }
     report_path = report_dir / "monitor.json"
     report_path.write_text(json.dumps(result, indent=2, default=str))
     result["report_path"] = str(report_path)
-    result["mlflow_run_id"] = _log_monitor_run(ctx, result, report_path)
+    result["mlflow_run_id"] = _log_monitor_run(ctx, result, report_path, html_path=html_path,
+                                               validation_path=validation_path)
     ctx.record("monitor", as_of.isoformat(), actor, {
         "action": result["action"], "reasons": result["reasons"], "champion_version": result["champion_version"],
         "drifted_share": drift_summary["drifted_share"] if drift_summary else None,
         "top": [{k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
                 for f in (drift_summary or {}).get("top", [])],
+        "validation": None if validation is None else {k: validation.get(k) for k in (
+            "success", "expectations", "failed_expectations", "failed", "error") if k in validation},
         "mlflow_run_id": result["mlflow_run_id"], "report": str(report_path),
+        "drift_report": result["drift_report_path"], "report_error": report_error,
     })
     return result
 
 
-def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path) -> str:
+def _monitor_validation(ctx: ModelContext, window: Window):
+    """Expectations on the monitor's current window: ``(summary, report)``, or ``(None, None)``
+    without a ``validation`` section. A failure (or a crash of the validation itself) is
+    recorded, never raised: the monitor still decides on drift and performance."""
+    cfg = ctx.cfg
+    if cfg.validation is None or not cfg.validation.enabled:
+        return None, None
+    from retrain_lib.validation import validate_window
+
+    try:
+        report = validate_window(cfg, window)
+    except Exception as exc:  # noqa: BLE001 - validation must not stop the monitor
+        log.exception("data validation of %s for %s could not run", cfg.name, window.as_of)
+        return {"success": None, "error": f"{type(exc).__name__}: {exc}"}, None
+    summary = {**report.summary(), "window": [window.start.isoformat(), window.end.isoformat()]}
+    if not report.success:
+        log.warning("%s: the current window %s..%s fails %d expectation(s); the monitor carries on: %s", cfg.name,
+                    window.start, window.end, len(report.failed), "; ".join(report.explain()))
+    return summary, report
+
+
+def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Path):
+    """The Evidently drift report: ``(path, None)``, or ``(None, error)`` when it failed (the
+    monitor's decision does not depend on it)."""
+    from retrain_lib.reports import drift_html_report
+
+    try:
+        return drift_html_report(ctx.cfg, reference.frame, current.frame, path), None
+    except Exception as exc:  # noqa: BLE001 - a report failure must not stop the monitor
+        log.exception("the drift report of %s could not be built", ctx.name)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path, *, html_path: Path | None = None,
+                     validation_path: Path | None = None) -> str:
     mlflow = ctx.mlflow()
     exp = ctx.experiment_id()
     tags = {"retrain.kind": "monitor", "retrain.as_of": result["as_of"], "retrain.action": result["action"],
             "retrain.model": ctx.name}
+    validation = result.get("validation")
+    if validation is not None:
+        tags["retrain.validation"] = {True: "passed", False: "failed"}.get(validation.get("success"), "error")
     with mlflow.start_run(experiment_id=exp, run_name=f"monitor {result['as_of']}", tags=tags) as run:
         metrics: dict[str, float] = {}
         if result["drift"]:
@@ -268,8 +329,14 @@ def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path) -> str:
         perf = result["performance"] or {}
         if "live" in perf:
             metrics[f"live.{perf['metric']}"] = perf["live"]
+        if validation and validation.get("success") is not None:
+            metrics["validation.failed_expectations"] = validation["failed_expectations"]
         mlflow.log_metrics(_finite(metrics))
         mlflow.log_artifact(str(report_path), artifact_path="monitor")
+        if html_path is not None:
+            mlflow.log_artifact(str(html_path), artifact_path="monitor")
+        if validation_path is not None:
+            mlflow.log_artifact(str(validation_path), artifact_path="monitor")
         return run.info.run_id
 
 
@@ -314,21 +381,81 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
     ctx = ModelContext(model, settings)
     as_of = _day(as_of)
     start, end = training_window(ctx.cfg, as_of)
-    window = load_window(ctx.cfg, ctx.settings.data_root, start, end, as_of=as_of)
+    window = load_window(ctx.cfg, ctx.settings, start, end, as_of=as_of)
     problems = validate_training_data(ctx.cfg, window)
+    report = None
+    if ctx.cfg.validation is not None and ctx.cfg.validation.enabled:
+        from retrain_lib.validation import validate_window
+
+        report = validate_window(ctx.cfg, window)
+        problems += report.explain()
     snap = {
         "model": model, "as_of": as_of.isoformat(), "start": start.isoformat(), "end": end.isoformat(),
         "fingerprint": window.fingerprint, "rows": int(len(window.frame)), "labelled_rows": int(len(window.labelled)),
         "files": len(window.files), "problems": problems, "valid": not problems,
     }
+    if report is None and not problems:
+        return snap
+    quarantine = None
     if problems:
-        ctx.record("data_validation_failed", as_of.isoformat(), actor, {"problems": problems, "window": [snap["start"],
-                                                                          snap["end"]]})
+        from retrain_lib.validation import quarantine_batch
+
+        quarantine = quarantine_batch(ctx.cfg, window, data_root=ctx.settings.data_root,
+                                      state_dir=ctx.settings.state_dir, report=report, problems=problems,
+                                      extra={"actor": actor})
+    run_id = _log_validation_run(ctx, snap, report, quarantine)
+    snap["validation"] = {
+        "expectations": len(report.results) if report else 0,
+        "failed_expectations": len(report.failed) if report else 0,
+        "mlflow_run_id": run_id, "quarantine": str(quarantine) if quarantine else None,
+    }
+    if problems:
+        ctx.record("data_validation_failed", as_of.isoformat(), actor, {
+            "problems": problems, "window": [snap["start"], snap["end"]], "fingerprint": snap["fingerprint"],
+            "failed": [{"check": r.check, "column": r.column, "expectation": r.expectation,
+                        "observed": r.observed_value, "unexpected_count": r.unexpected_count,
+                        "unexpected_percent": r.unexpected_percent,
+                        "examples": list(dict.fromkeys(map(repr, r.partial_unexpected_list)))[:5]}
+                       for r in (report.failed if report else [])],
+            "quarantine": snap["validation"]["quarantine"], "mlflow_run_id": run_id,
+        })
     return snap
 
 
+def _log_validation_run(ctx: ModelContext, snap: dict, report, quarantine: Path | None) -> str:
+    """An MLflow run (``retrain.kind=validation``) with the report as a JSON artifact.
+    Idempotent: the same data, config and day reuse the finished run."""
+    exp = ctx.experiment_id()
+    key = f"{snap['as_of']}|{snap['fingerprint']}|{ctx.cfg.config_hash()}"
+    done = ctx.client.search_runs([exp], filter_string=f"tags.`retrain.validation_key` = '{key}' and "
+                                                      "attributes.status = 'FINISHED'", max_results=1)
+    if done:
+        return done[0].info.run_id
+    mlflow = ctx.mlflow()
+    valid = snap["valid"]
+    tags = {"retrain.kind": "validation", "retrain.model": ctx.name, "retrain.as_of": snap["as_of"],
+            "data.start": snap["start"], "data.end": snap["end"], "data.fingerprint": snap["fingerprint"],
+            "config.hash": ctx.cfg.config_hash(), "validation.success": str(valid).lower()}
+    if quarantine is not None:
+        tags["validation.quarantine"] = str(quarantine)
+    payload = {"window": [snap["start"], snap["end"]], "valid": valid, "problems": snap["problems"],
+               "quarantine": str(quarantine) if quarantine else None, **(report.to_dict() if report else {})}
+    with mlflow.start_run(experiment_id=exp, run_name=f"validation {snap['as_of']}", tags=tags) as run:
+        mlflow.log_metrics({
+            "failed_expectations": len(report.failed) if report else 0,
+            "expectations": len(report.results) if report else 0,
+            "problems": len(snap["problems"]), "rows": snap["rows"], "success": float(valid),
+        })
+        mlflow.log_dict(payload, "validation/report.json")
+        if quarantine is not None and (quarantine / "manifest.json").exists():
+            mlflow.log_artifact(str(quarantine / "manifest.json"), artifact_path="validation")
+        # Last: a run with this tag counts as finished work that a retry may reuse.
+        mlflow.set_tag("retrain.validation_key", key)
+        return run.info.run_id
+
+
 def _load_snapshot(ctx: ModelContext, snap: dict) -> Window:
-    window = load_window(ctx.cfg, ctx.settings.data_root, _day(snap["start"]), _day(snap["end"]),
+    window = load_window(ctx.cfg, ctx.settings, _day(snap["start"]), _day(snap["end"]),
                          as_of=_day(snap["as_of"]))
     if window.fingerprint != snap["fingerprint"]:
         raise DataError(f"data of {ctx.name} for {snap['start']}..{snap['end']} changed since the snapshot "
@@ -388,6 +515,8 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         "data.fingerprint": snap["fingerprint"], "config.hash": cfg.config_hash(), "git.commit": git_commit(),
         "lock.hash": lock_hash(),
     }
+    if (snap.get("validation") or {}).get("mlflow_run_id"):
+        tags["validation.run_id"] = snap["validation"]["mlflow_run_id"]
     with mlflow.start_run(experiment_id=exp, run_name=f"train {snap['as_of']}", tags=tags) as run:
         params = {"estimator": cfg.training.estimator, "seed": cfg.training.seed,
                   "split.method": cfg.training.split.method, "split.holdout_fraction": cfg.training.split.holdout_fraction,

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs, load_platform_config
 from retrain_lib.errors import ConfigError
@@ -36,10 +36,20 @@ def strict() -> bool:
 
 
 def _as_of(context: dict[str, Any]) -> str:
-    """The day a run acts for: ``params.as_of``, else the run's logical date, else its run_after."""
+    """The day a run acts for: ``params.as_of``; else the latest ``as_of`` that the data
+    pipeline put in the extra of the Asset events that triggered the run; else the run's
+    logical date; else its run_after."""
     as_of = (context.get("params") or {}).get("as_of")
     if as_of:
         return str(as_of)[:10]
+    days = [
+        str(event.extra["as_of"])[:10]
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if (event.extra or {}).get("as_of")
+    ]
+    if days:
+        return max(days)
     when = context.get("logical_date") or context["dag_run"].run_after
     return when.date().isoformat()
 
@@ -71,7 +81,7 @@ def _doc(cfg: ModelConfig, path: Path, kind: str) -> str:
     )
 
 
-def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule: str | None, params: dict[str, Param]) -> DAG:
+def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[str, Param]) -> DAG:
     """The settings every model DAG shares: one run at a time, no catch-up, tagged by model."""
     return DAG(
         dag_id=cfg.dag_id(kind),
@@ -87,10 +97,24 @@ def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule: str | None, pa
     )
 
 
+def data_asset(cfg: ModelConfig) -> Asset:
+    """The Asset a data pipeline updates when new data for this model has landed.
+
+    Emitting an event on it (from a producing DAG's ``outlets`` or ``POST
+    /api/v2/assets/events``) runs the monitor right away, besides its cron."""
+    return Asset(name=f"{cfg.name}.new_data", uri=f"retrain://{cfg.name}/new_data", group="retrain")
+
+
+def monitor_schedule(cfg: ModelConfig):
+    """The monitor runs on its cron AND whenever new data lands."""
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.schedule.monitor, timezone="UTC"),
+                               assets=[data_asset(cfg)])
+
+
 def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
-    with _model_dag(cfg, path, "monitor", cfg.schedule.monitor, {
+    with _model_dag(cfg, path, "monitor", monitor_schedule(cfg), {
         "as_of": Param(None, type=["null", "string"], format="date",
                        description="Day to check (YYYY-MM-DD); default: the run's logical date"),
     }) as dag:
@@ -111,6 +135,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 "drifted_share": drift.get("drifted_share"), "dataset_drift": drift.get("dataset_drift"),
                 "top_features": drift.get("top", []), "performance": res.get("performance"),
                 "report_path": res["report_path"], "mlflow_run_id": res["mlflow_run_id"],
+                "drift_report_path": res.get("drift_report_path"), "validation": res.get("validation"),
             }
             for line in res["reasons"]:
                 log.info("%s %s: %s", name, res["action"], line)
@@ -158,8 +183,11 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             snap = _fail_fast(snap_fn, name, _as_of(context), settings=_settings(cfg_dir_s), actor=actor(context))
             if not snap["valid"]:
-                raise AirflowFailException(f"training data of {name} for {snap['start']}..{snap['end']} failed "
-                                           f"validation: {'; '.join(snap['problems'])}")
+                where = snap.get("validation") or {}
+                raise AirflowFailException(
+                    f"training data of {name} for {snap['start']}..{snap['end']} failed validation: "
+                    f"{'; '.join(snap['problems'])}. Batch quarantined in {where.get('quarantine')}; "
+                    f"MLflow validation run {where.get('mlflow_run_id')}")
             return snap
 
         @task(task_id="train_candidate")

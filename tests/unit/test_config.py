@@ -744,3 +744,11 @@ def test_module_has_no_os_dependency_on_cwd(tmp_path, retrain_cfg_model_yaml, mo
     relative = load_model_configs("models")
     absolute = load_model_configs(os.fspath(tmp_path / "models"))
     assert list(relative.models) == list(absolute.models) == ["churn_risk"]
+
+
+def test_categorical_only_drift_method_on_a_numeric_feature_is_rejected(tmp_path, retrain_cfg_model_yaml):
+    text = edit(retrain_cfg_model_yaml, "tenure: {method: ks, threshold: 0.01}", "tenure: {method: linf}")
+    problems = {p.field: p for p in rejected(write(tmp_path, "churn_risk.yaml", text))}
+    problem = problems["drift.features.tenure.method"]
+    assert "'linf' needs a categorical feature" in problem.reason
+    assert problem.line == next(i for i, line in enumerate(text.splitlines(), 1) if "tenure: {method: linf}" in line)

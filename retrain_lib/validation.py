@@ -1,0 +1,509 @@
+"""Data validation with Great Expectations 1.x, the expectations taken from a model's YAML.
+
+A model config's ``validation:`` section becomes one expectation suite::
+
+    validation:
+      not_null: [debt_to_income, {column: income, mostly: 0.97}]
+      between: {income: {min: 0, max: 10000000}}
+      in_set: {region: [north, south, east, west]}
+      unique: [application_id]
+      row_count: {min: 200, max: 5000}      # per day of the window
+      exact_columns: true
+      freshness_hours: 6
+
+:func:`validate_frame` runs it on a whole window (an ephemeral GX context, a pandas data
+source, one whole-dataframe batch) and returns a :class:`ValidationReport` whose failed
+results name the expectation, its arguments, what was observed and a few offending rows::
+
+    income: expect_column_values_to_be_between(min=0, max=10000000): 37 rows (0.8%) unexpected, e.g. -5.0, -12.0
+
+:func:`quarantine_batch` keeps a copy of a failed batch. "Quarantine" here means *copy and
+record*, never move: the source partitions are shared (the monitor reads them, overlapping
+training windows read them, a snapshot's fingerprint is computed from them), so deleting or
+rewriting them would change other runs' inputs and destroy the evidence. The retrain that
+found the problem stops; fixing the data upstream (a new partition file) changes the
+fingerprint, and the next retrain validates it again.
+
+Great Expectations takes about 10 s to import: it is imported inside the functions that
+need it, never at module level.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain_lib.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+NUMERIC_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
+                 "float64", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
+                 "Float64")
+STRING_TYPES = ("str", "string", "StringDtype")
+DATETIME_TYPES = ("datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]")
+TYPE_LISTS = {"numeric": NUMERIC_TYPES, "string": STRING_TYPES, "datetime": DATETIME_TYPES}
+MAX_ROWS = 5  # offending rows kept per failed expectation
+MAX_VALUES = 20  # unexpected values kept per failed expectation
+_ARG_NAMES = {"min_value": "min", "max_value": "max", "value_set": "values", "column_set": "columns"}
+
+
+# -----------------------------------------------------------------------------------------
+# Results
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one expectation, with what was observed.
+
+    ``check`` is the config key it came from (``not_null``, ``between``, ...); ``kwargs`` are
+    the Great Expectations arguments; ``rows`` holds up to five offending rows of the frame.
+    """
+
+    check: str
+    expectation: str
+    column: str | None
+    kwargs: dict[str, Any]
+    success: bool
+    observed_value: Any = None
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    partial_unexpected_list: list = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    error: str | None = None
+
+    def _args(self) -> str:
+        if self.check == "dtypes":
+            return f"type={self.note}"
+        shown = []
+        for key, value in self.kwargs.items():
+            if key in ("column", "exact_match", "batch_id", "type_list") or value is None:
+                continue
+            if key == "mostly" and value == 1:
+                continue
+            shown.append(f"{_ARG_NAMES.get(key, key)}={_fmt_arg(value)}")
+        return ", ".join(shown)
+
+    def explain(self) -> str:
+        """One line: where, which expectation with which arguments, what was observed."""
+        head = f"{self.column or 'table'}: {self.expectation}({self._args()})"
+        if self.error:
+            return f"{head}: could not be evaluated: {self.error}"
+        if self.unexpected_count is not None and (self.unexpected_count or not self.success):
+            rows = "row" if self.unexpected_count == 1 else "rows"
+            text = f"{head}: {self.unexpected_count} {rows} ({_pct(self.unexpected_percent)}) unexpected"
+            examples = _distinct(self.partial_unexpected_list)[:3]
+            if examples:
+                text += ", e.g. " + ", ".join(_fmt(v) for v in examples)
+            if self.success:
+                text += " (within mostly)"
+        elif self.check == "exact_columns" and not self.success:
+            parts = [f"{k} column(s) {_fmt(v)}" for k, v in self.details.items() if v]
+            text = f"{head}: {'; '.join(parts) or f'observed {_fmt_arg(self.observed_value)}'}"
+        elif self.observed_value is not None:
+            text = f"{head}: observed {_fmt_arg(self.observed_value)}"
+        else:
+            text = f"{head}: {'passed' if self.success else 'failed'}"
+        if self.note and self.check != "dtypes":
+            text += f" [{self.note}]"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["explain"] = self.explain()
+        return _jsonable(out)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every expectation of a model's suite on one frame."""
+
+    model: str
+    as_of: str
+    rows: int
+    results: tuple[ExpectationResult, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failed(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success]
+
+    def explain(self) -> list[str]:
+        """One line per failed expectation (empty when the frame passed)."""
+        return [r.explain() for r in self.failed]
+
+    def summary(self) -> dict[str, Any]:
+        """Small enough for XCom and the decision ledger."""
+        return {"success": self.success, "expectations": len(self.results), "failed_expectations": len(self.failed),
+                "failed": self.explain()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "as_of": self.as_of, "rows": self.rows, **self.summary(),
+                "results": [r.to_dict() for r in self.results]}
+
+
+# -----------------------------------------------------------------------------------------
+# Suite from config
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    check: str
+    column: str | None
+    kind: str  # the gx.expectations class name
+    kwargs: dict[str, Any]
+    note: str = ""
+
+
+def _mostly(value: float | None, default: float) -> dict[str, float]:
+    share = default if value is None else value
+    return {} if share >= 1 else {"mostly": share}
+
+
+def end_of_day(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+
+
+def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[_Spec]:
+    """The expectations a config asks for, in a fixed order (pure: no GX import)."""
+    v = cfg.validation
+    if v is None:
+        return []
+    specs: list[_Spec] = []
+    if v.exact_columns:
+        specs.append(_Spec("exact_columns", None, "ExpectTableColumnsToMatchSet",
+                           {"column_set": list(cfg.columns), "exact_match": True}))
+    if v.row_count is not None:
+        lo = None if v.row_count.min is None else v.row_count.min * days
+        hi = None if v.row_count.max is None else v.row_count.max * days
+        per_day = f"{v.row_count.min if v.row_count.min is not None else 0}..{v.row_count.max or 'any'}"
+        specs.append(_Spec("row_count", None, "ExpectTableRowCountToBeBetween", {"min_value": lo, "max_value": hi},
+                           f"row_count {per_day} per day x {days} day(s)"))
+    for column, kind in cfg.expected_dtypes().items():
+        specs.append(_Spec("dtypes", column, "ExpectColumnValuesToBeInTypeList",
+                           {"column": column, "type_list": list(TYPE_LISTS[kind])}, kind))
+    for rule in v.not_null:
+        specs.append(_Spec("not_null", rule.column, "ExpectColumnValuesToNotBeNull",
+                           {"column": rule.column, **_mostly(rule.mostly, v.mostly)}))
+    for column in v.unique:
+        specs.append(_Spec("unique", column, "ExpectColumnValuesToBeUnique", {"column": column,
+                                                                                **_mostly(None, v.mostly)}))
+    for column, rng in v.between.items():
+        specs.append(_Spec("between", column, "ExpectColumnValuesToBeBetween",
+                           {"column": column, "min_value": rng.min, "max_value": rng.max,
+                            **_mostly(rng.mostly, v.mostly)}))
+    for column, allowed in v.in_set.items():
+        specs.append(_Spec("in_set", column, "ExpectColumnValuesToBeInSet",
+                           {"column": column, "value_set": list(allowed.values), **_mostly(allowed.mostly, v.mostly)}))
+    if v.freshness_hours is not None:
+        end = end_of_day(as_of)
+        start = end - dt.timedelta(hours=v.freshness_hours)
+        specs.append(_Spec("freshness_hours", cfg.data.timestamp_column, "ExpectColumnMaxToBeBetween",
+                           {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
+                           f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}"))
+    return specs
+
+
+# -----------------------------------------------------------------------------------------
+# Running the suite
+# -----------------------------------------------------------------------------------------
+
+
+def _gx_context():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False),
+                               store_backend_defaults=InMemoryStoreBackendDefaults())
+    return gx, gx.get_context(mode="ephemeral", project_config=config)
+
+
+def run_suite(frame: pd.DataFrame, specs: list[_Spec], *, name: str = "retrain") -> list[dict]:
+    """Run ``specs`` on ``frame`` with Great Expectations; one JSON-able result dict per spec,
+    in the order of ``specs``."""
+    if not specs:
+        return []
+    gx, context = _gx_context()
+    batch = (context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(f"{name}_frame")
+             .add_batch_definition_whole_dataframe("whole_frame"))
+    # The whole suite at once: adding expectations one by one rewrites the store each time.
+    expectations = [getattr(gx.expectations, spec.kind)(**spec.kwargs, meta={"retrain_index": i})
+                    for i, spec in enumerate(specs)]
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch,
+                                                                            suite=suite))
+    outcome = definition.run(batch_parameters={"dataframe": frame},
+                             result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_VALUES})
+    by_index: dict[int, dict] = {}
+    for result in outcome.results:
+        data = result.to_json_dict()
+        by_index[int(data["expectation_config"]["meta"]["retrain_index"])] = data
+    return [by_index[i] for i in range(len(specs))]
+
+
+def validate_frame(cfg: ModelConfig, frame: pd.DataFrame, *, as_of, days: int = 1) -> ValidationReport:
+    """Check ``frame`` against the expectations of ``cfg.validation``.
+
+    ``as_of`` anchors ``freshness_hours`` (the latest timestamp must fall within that many
+    hours before the end of the ``as_of`` day); ``days`` is the number of calendar days the
+    frame covers (``row_count`` bounds are per day). Internal columns (``__*``) are ignored;
+    time-zone aware timestamps are compared in UTC.
+
+    Example::
+
+        report = validate_frame(cfg, window.frame, as_of=window.as_of, days=28)
+        if not report.success:
+            print("\\n".join(report.explain()))
+    """
+    as_of = _as_date(as_of)
+    frame = frame[[c for c in frame.columns if not str(c).startswith("__")]].reset_index(drop=True)
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+            frame[col] = frame[col].dt.tz_convert("UTC").dt.tz_localize(None)
+    specs = build_specs(cfg, as_of=as_of, days=days)
+    raw = run_suite(frame, specs, name=cfg.name)
+    results = tuple(_result(spec, data, frame) for spec, data in zip(specs, raw))
+    report = ValidationReport(cfg.name, as_of.isoformat(), int(len(frame)), results)
+    for r in report.failed:
+        log.warning("%s data validation failed: %s%s", cfg.name, r.explain(),
+                    f"; first offending row: {r.rows[0]}" if r.rows else "")
+    return report
+
+
+def validate_window(cfg: ModelConfig, window) -> ValidationReport:
+    """:func:`validate_frame` on a :class:`~retrain_lib.data.Window` (its days and as_of)."""
+    days = (window.end - window.start).days + 1
+    return validate_frame(cfg, window.frame, as_of=window.as_of, days=days)
+
+
+def _result(spec: _Spec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
+    res = data.get("result") or {}
+    exc = data.get("exception_info") or {}
+    error = exc.get("exception_message") if exc.get("raised_exception") else None
+    kwargs = {k: v for k, v in (data.get("expectation_config") or {}).get("kwargs", {}).items() if k != "batch_id"}
+    values = list(res.get("partial_unexpected_list") or [])
+    details = {}
+    if spec.check == "exact_columns":
+        mismatched = (res.get("details") or {}).get("mismatched") or {}
+        details = {"unexpected": mismatched.get("unexpected") or [], "missing": mismatched.get("missing") or []}
+    unexpected = res.get("unexpected_count")
+    rows = _offending_rows(frame, spec, res) if unexpected else []
+    return ExpectationResult(
+        check=spec.check, expectation=data["expectation_config"]["type"], column=spec.column, kwargs=kwargs,
+        success=bool(data.get("success")) and error is None, observed_value=res.get("observed_value"),
+        element_count=res.get("element_count"), unexpected_count=unexpected,
+        unexpected_percent=res.get("unexpected_percent"), partial_unexpected_list=values, rows=rows,
+        details=details, note=spec.note, error=error,
+    )
+
+
+def _offending_rows(frame: pd.DataFrame, spec: _Spec, res: dict) -> list[dict]:
+    """Up to five rows of ``frame`` behind the unexpected values (by GX's row index, else
+    by matching the unexpected values)."""
+    index = [i for i in (res.get("partial_unexpected_index_list") or []) if isinstance(i, int) and i < len(frame)]
+    if index:
+        rows = frame.iloc[index[:MAX_ROWS]]
+    elif spec.column in frame.columns:
+        col = frame[spec.column]
+        values = [v for v in res.get("partial_unexpected_list") or [] if v is not None]
+        mask = col.isna() if spec.check == "not_null" else col.isin(values)
+        rows = frame[mask].head(MAX_ROWS)
+    else:
+        return []
+    return json.loads(rows.to_json(orient="records", date_format="iso"))
+
+
+# -----------------------------------------------------------------------------------------
+# Quarantine
+# -----------------------------------------------------------------------------------------
+
+
+def quarantine_dir(state_dir: Path, model: str, as_of) -> Path:
+    return Path(state_dir) / "quarantine" / model / _as_date(as_of).isoformat()
+
+
+def quarantine_batch(
+    cfg: ModelConfig,
+    window,
+    *,
+    data_root: Path,
+    state_dir: Path,
+    report: ValidationReport | None = None,
+    problems: list[str] | tuple[str, ...] = (),
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Copy the window's partition files to ``<state_dir>/quarantine/<model>/<as_of>/`` with a
+    ``manifest.json`` of the failures; returns that directory.
+
+    The source files are only read, never moved, deleted or modified (see the module
+    docstring). Paths under the quarantine mirror those under ``data_root``. A window read
+    from S3 or SQL has no local files: its rows are written to ``batch.parquet`` instead and
+    the manifest lists the objects or table they came from. Running it
+    again for the same data rewrites the same copies; a quarantine of *different* data for
+    the same day is kept, renamed ``<as_of>.<its fingerprint>``.
+    """
+    dest = quarantine_dir(state_dir, cfg.name, window.as_of)
+    fingerprint = window.fingerprint
+    manifest_path = dest / "manifest.json"
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            old = None
+        if old and old != fingerprint:
+            kept = dest.with_name(f"{dest.name}.{old}")
+            if not kept.exists():
+                dest.rename(kept)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = Path(data_root).resolve()
+    files, remote = [], []
+    for ref in window.files:
+        if "://" in str(ref) or str(ref).startswith("sql:") or not Path(ref).is_file():
+            remote.append(str(ref))
+            continue
+        src = Path(ref).resolve()
+        try:
+            rel = src.relative_to(root)
+        except ValueError:
+            rel = Path(src.name)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = _copy(src, target)
+        files.append({"source": str(src), "copy": str(target), "bytes": size, "sha256": digest})
+    batch = None
+    if remote or not files:
+        # S3 objects or SQL rows: keep the rows as they were read and validated.
+        batch = dest / "batch.parquet"
+        tmp = batch.with_name(batch.name + ".tmp")
+        window.frame[[c for c in window.frame.columns if not str(c).startswith("__")]].to_parquet(tmp, index=False)
+        tmp.replace(batch)
+    manifest = {
+        "model": cfg.name, "as_of": window.as_of.isoformat(), "window": [window.start.isoformat(),
+                                                                          window.end.isoformat()],
+        "fingerprint": fingerprint, "rows": int(len(window.frame)),
+        "semantics": "copies of the source partitions; the sources are left untouched because the monitor and "
+                     "other windows read them",
+        "problems": list(problems),
+        "failed": [r.to_dict() for r in report.failed] if report else [],
+        "expectations": len(report.results) if report else 0,
+        "files": files, "remote_sources": remote, "batch": str(batch) if batch else None, **(extra or {}),
+    }
+    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(manifest), indent=2, default=str))
+    tmp.replace(manifest_path)
+    log.warning("quarantined the %s batch of %s (%d file(s) copied%s) in %s", window.as_of.isoformat(), cfg.name,
+                len(files), ", rows in batch.parquet" if batch else "", dest)
+    return dest
+
+
+def _copy(src: Path, target: Path) -> tuple[str, int]:
+    """Copy ``src`` to ``target`` (through a temporary file); sha256 and size of the bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    tmp = target.with_name(target.name + ".tmp")
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+    shutil.copystat(src, tmp)
+    tmp.replace(target)
+    return digest.hexdigest(), size
+
+
+# -----------------------------------------------------------------------------------------
+# Helpers
+# -----------------------------------------------------------------------------------------
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "?%"
+    if value >= 10 or value == 0:
+        return f"{value:.0f}%"
+    if value >= 0.1:
+        return f"{value:.1f}%"
+    return f"{value:.2g}%"
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, list):
+        shown = ", ".join(_fmt(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _fmt_arg(value) -> str:
+    """An expectation argument: numbers without a needless ``.0`` (``max=10000000``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:.15g}"
+    if isinstance(value, list):
+        shown = ", ".join(_fmt_arg(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
+    if isinstance(value, str):
+        return value
+    return _fmt(value)
+
+
+def _distinct(values: list) -> list:
+    out: list = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.datetime, dt.date, pd.Timestamp)):
+        return value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    return value
