@@ -216,7 +216,8 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     problems = verify_ledger(ledger)
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
     print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
-    print("  Airflow: make up             -> http://localhost:8080 (user admin, password printed by 'make up')")
+    print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
+          f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")
     print(f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
           f"{settings.tracking_uri})")
     if args.json:
