@@ -722,13 +722,21 @@ class FeatureDrift:
     drifted: bool
     reference_rows: int
     current_rows: int
+    calibration: dict | None = None  # threshold: auto -> how the threshold was set (retrain_lib.calibration)
 
     def explain(self) -> str:
+        t = f"{self.threshold:g}" if self.calibration is None else f"{self.threshold:.3g}"
         if self.p_value is not None:
             op = "<=" if self.drifted else ">"
-            return f"{self.name}: {self.method} p={self.p_value:.3g} {op} {self.threshold:g}"
-        op = ">=" if self.drifted else "<"
-        return f"{self.name}: {self.method} {self.score:.3f} {op} {self.threshold:g}"
+            text = f"{self.name}: {self.method} p={self.p_value:.3g} {op} {t}"
+        else:
+            op = ">=" if self.drifted else "<"
+            text = f"{self.name}: {self.method} {self.score:.3f} {op} {t}"
+        if self.calibration is None:
+            return text
+        c = self.calibration
+        mt = ", BH" if c.get("multiple_testing") == "bh" else ""
+        return f"{text} (auto: {c['source']}, false-alarm rate {c['false_alarm_rate']:g}{mt})"
 
 
 @dataclass(frozen=True)
@@ -760,6 +768,7 @@ class DriftReport:
             "features": [
                 {k: v for k, v in asdict(f).items() if k in ("name", "method", "score", "p_value", "threshold",
                                                                "drifted", "kind")}
+                | ({"calibration": dict(f.calibration)} if f.calibration is not None else {})
                 for f in self.features
             ],
             "drifted_share": self.drifted_share,
@@ -770,6 +779,8 @@ class DriftReport:
         }
         if "weights" in self.extra:
             out["weights"] = dict(self.extra["weights"])
+        if "calibration" in self.extra:
+            out["calibration"] = dict(self.extra["calibration"])
         return out
 
 
@@ -942,6 +953,9 @@ def compute_drift(
     drift_share: float = 0.3,
     weights: dict[str, float] | None = None,
     binning: str = "quantile",
+    false_alarm_rate: float = 0.01,
+    multiple_testing: str | None = None,
+    seed: int = 0,
 ) -> DriftReport:
     """Drift of every feature and the dataset-level decision.
 
@@ -953,23 +967,36 @@ def compute_drift(
     missing from ``weights`` counts 0 and names that are not checked are ignored.
     ``binning`` chooses the numeric buckets of PSI and JS (see the module docstring).
 
+    Calibrated thresholds: ``threshold="auto"`` calibrates every feature without its own
+    threshold (whatever its method), a ``per_feature`` threshold ``"auto"`` that feature, to a
+    false-alarm rate ``false_alarm_rate`` under no drift at the actual sample sizes;
+    ``multiple_testing`` (``"bh"``, the default, or ``"none"``) corrects across the calibrated
+    features and ``seed`` fixes the resampling of methods without a closed form. Each such
+    :class:`FeatureDrift` carries the threshold used and a ``calibration`` dict; see
+    :mod:`retrain_lib.calibration`.
+
     Scores equal those of :func:`compute_feature_drift` on each column; this function
     computes them for all columns at once.
     """
     _check_binning(binning, "compute_drift")
     per_feature = per_feature or {}
-    plan: list[tuple[str, str, str, float]] = []
+    _check_threshold(threshold, "threshold")
+    for col, (_, t) in per_feature.items():
+        _check_threshold(t, f"per_feature[{col!r}]")
+    plan: list[tuple[str, str, str, float | str]] = []
     for kind, columns, default in ((NUMERIC, numeric, method), (CATEGORICAL, categorical, categorical_method)):
         for col in columns:
             if col not in reference.columns or col not in current.columns:
                 raise ValueError(f"feature {col!r} is missing from the {'reference' if col not in reference.columns else 'current'} data")
             m, t = per_feature.get(col, (None, None))
             chosen = m or default
+            if t is None and threshold == AUTO:
+                t = AUTO
             if t is None and m is None and chosen == default and (kind == NUMERIC or default == method):
                 t = threshold
             dm = get_method(chosen)
             _check_kind(dm, kind, col)
-            plan.append((col, kind, chosen, dm.default_threshold if t is None else float(t)))
+            plan.append((col, kind, chosen, dm.default_threshold if t is None else (AUTO if t == AUTO else float(t))))
 
     by_method: dict[str, dict[str, list[str]]] = {NUMERIC: {}, CATEGORICAL: {}}
     for col, kind, chosen, _ in plan:
@@ -977,14 +1004,23 @@ def compute_drift(
     scores = _score_numeric(reference, current, by_method[NUMERIC], bins, binning)
     scores.update(_score_categorical(reference, current, by_method[CATEGORICAL], bins, binning))
 
+    extra: dict = {}
+    calibrated: dict[str, tuple[float, bool, dict]] = {}
+    if any(t == AUTO for *_, t in plan):
+        calibrated, extra["calibration"] = _calibrate(plan, scores, reference, current, bins=bins, binning=binning,
+                                                      false_alarm_rate=false_alarm_rate,
+                                                      multiple_testing=multiple_testing, seed=seed)
     results = []
     for col, kind, chosen, t in plan:
         res, n_ref, n_cur = scores[col]
+        if col in calibrated:
+            t, drifted, info = calibrated[col]
+        else:
+            drifted, info = bool(METHODS[chosen].is_drift(res, t)), None
         results.append(FeatureDrift(
             name=col, method=chosen, kind=kind, score=res.score, p_value=res.p_value, threshold=t,
-            drifted=bool(METHODS[chosen].is_drift(res, t)), reference_rows=n_ref, current_rows=n_cur,
+            drifted=drifted, reference_rows=n_ref, current_rows=n_cur, calibration=info,
         ))
-    extra: dict = {}
     if weights is not None and results:
         share, extra["weights"] = _weighted_share(results, weights)
     else:
@@ -994,8 +1030,53 @@ def compute_drift(
     return DriftReport(results, share, drift_share, share >= drift_share, len(reference), len(current), extra)
 
 
+AUTO = "auto"
+
+
+def _check_threshold(value, where: str) -> None:
+    if value is None or value == AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"The {where!r} threshold of compute_drift must be a positive number, 'auto' or None. "
+                         f"Got {value!r} instead.")
+
+
+def _calibrate(plan, scores, reference, current, *, bins, binning, false_alarm_rate, multiple_testing,
+               seed) -> tuple[dict[str, tuple[float, bool, dict]], dict]:
+    from retrain_lib import calibration
+
+    if isinstance(false_alarm_rate, bool) or not isinstance(false_alarm_rate, numbers.Real) \
+            or not 0 < false_alarm_rate < 1:
+        raise ValueError("The 'false_alarm_rate' parameter of compute_drift must be a number in (0, 1). "
+                         f"Got {false_alarm_rate!r} instead.")
+    multiple_testing = "bh" if multiple_testing is None else multiple_testing
+    if multiple_testing not in calibration.MULTIPLE_TESTING:
+        raise ValueError("The 'multiple_testing' parameter of compute_drift must be 'bh', 'none' or None. "
+                         f"Got {multiple_testing!r} instead.")
+    found = {}
+    for col, kind, chosen, t in plan:
+        if t != AUTO:
+            continue
+        res, n_ref, n_cur = scores[col]
+        found[col] = calibration.calibrate_feature(
+            col, chosen, kind, reference[col], current[col], score=res.score, p_value=res.p_value, n_ref=n_ref,
+            n_cur=n_cur, bins=bins, binning=binning, false_alarm_rate=false_alarm_rate, seed=seed)
+    decided = calibration.decide_calibrated(found, false_alarm_rate=false_alarm_rate,
+                                            multiple_testing=multiple_testing)
+    level = next(iter(decided.values()))[2]["level"]
+    summary = {"false_alarm_rate": float(false_alarm_rate), "multiple_testing": multiple_testing,
+               "features": len(found), "level": level}
+    return decided, summary
+
+
 def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame) -> DriftReport:
-    """:func:`compute_drift` with methods and thresholds from a model config."""
+    """:func:`compute_drift` with methods and thresholds from a model config.
+
+    ``drift.threshold: auto`` (or a feature's ``threshold: auto``) calibrates thresholds
+    to ``drift.false_alarm_rate`` with ``drift.multiple_testing``. ``drift.persistence`` is
+    not applied here (one report is one check): see
+    :func:`retrain_lib.calibration.apply_persistence`.
+    """
     d = cfg.drift
     per = {name: (spec.method, spec.threshold) for name, spec in d.features.items()}
     skip = set(d.exclude)
@@ -1004,4 +1085,5 @@ def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame) -> Dri
         categorical=[c for c in cfg.features.categorical if c not in skip],
         method=d.method, categorical_method=d.categorical_method, threshold=d.threshold,
         per_feature=per, bins=d.bins, drift_share=d.drift_share,
+        false_alarm_rate=d.false_alarm_rate, multiple_testing=d.multiple_testing,
     )
