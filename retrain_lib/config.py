@@ -152,6 +152,13 @@ class Windows(_Strict):
     )
 
 
+class MaxRetrains(_Strict):
+    """``{count: 3, days: 7}``: at most ``count`` retrain requests in any ``days`` days."""
+
+    count: int = Field(ge=1, le=1000)
+    days: int = Field(ge=1, le=3660)
+
+
 class Schedule(_Strict):
     monitor: str = Field(default="@daily", description="Cron of the monitor DAG.")
     retrain_floor: str | None = Field(
@@ -162,6 +169,17 @@ class Schedule(_Strict):
         default=None, ge=1, le=3660,
         description="The monitor requests a retrain when the champion is older than this.",
     )
+    new_labels_share: float | None = Field(
+        default=None, gt=0, le=100,
+        description=(
+            "The monitor requests a retrain when the labelled rows that matured since the champion's "
+            "training window are at least this share of its training rows (e.g. 0.15). null = off."
+        ),
+    )
+    max_retrains: MaxRetrains | None = Field(
+        default=None,
+        description="At most this many retrain requests by the monitor within a rolling period; more are throttled.",
+    )
 
     @field_validator("monitor", "retrain_floor")
     @classmethod
@@ -169,16 +187,72 @@ class Schedule(_Strict):
         return _check_cron(value)
 
 
+def _check_threshold(value):
+    """A drift threshold: a positive number, ``auto`` (calibrated, see retrain_lib.calibration) or null."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"threshold must be a positive number or 'auto'. Got {value!r} instead.")
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            hint = _did_you_mean(value.strip().lower(), ["auto"]) or "."
+            raise ValueError(f"threshold must be a positive number or 'auto'. Got {value!r} instead{hint}") from None
+    else:
+        number = float(value)
+    if not number > 0:
+        raise ValueError(f"threshold must be a positive number or 'auto'. Got {value!r} instead.")
+    return value
+
+
+_Threshold = Annotated[float, Field(gt=0)] | Literal["auto"] | None
+
+
 class FeatureDrift(_Strict):
     method: Literal["psi", "ks", "js", "chi2", "wasserstein", "linf", "missing_share", "unseen"] | None = None
-    threshold: float | None = Field(default=None, gt=0)
+    threshold: _Threshold = Field(
+        default=None,
+        description="Threshold of this feature's method; 'auto' = calibrated to drift.false_alarm_rate.",
+    )
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value):
+        return _check_threshold(value)
+
+
+class DriftPersistence(_Strict):
+    """Alarm only when at least ``k`` of the last ``n`` monitor checks drifted."""
+
+    k: int = Field(ge=1, le=100)
+    n: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> DriftPersistence:
+        if self.k > self.n:
+            raise ValueError(f"persistence k ({self.k}) must not exceed n ({self.n})")
+        return self
 
 
 class DriftTrigger(_Strict):
     method: Literal["psi", "ks", "js", "chi2", "wasserstein", "missing_share"] = "psi"
     categorical_method: Literal["psi", "js", "chi2", "linf", "missing_share", "unseen"] = "psi"
-    threshold: float | None = Field(
-        default=None, gt=0, description="Threshold of the default method; null = the method's default.",
+    threshold: _Threshold = Field(
+        default=None,
+        description=("Threshold of the default method; null = the method's default; 'auto' = every feature "
+                     "without its own threshold is calibrated to false_alarm_rate at the actual sample sizes."),
+    )
+    false_alarm_rate: float = Field(
+        default=0.01, gt=0, le=0.5,
+        description="Target false-alarm rate of 'auto' thresholds (with bh: of the whole set of auto features).",
+    )
+    multiple_testing: Literal["bh", "none"] | None = Field(
+        default=None,
+        description="Correction across the 'auto' features: bh (Benjamini-Hochberg) or none; null = bh.",
+    )
+    persistence: DriftPersistence | None = Field(
+        default=None, description="Alarm only when at least k of the last n checks drifted: {k: 2, n: 3}.",
     )
     bins: int = Field(default=10, ge=2, le=1000)
     features: dict[str, FeatureDrift] = Field(default_factory=dict)
@@ -190,14 +264,84 @@ class DriftTrigger(_Strict):
     )
     enabled: bool = True
 
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, value):
+        return _check_threshold(value)
+
+    @property
+    def uses_auto(self) -> bool:
+        """Whether any feature's threshold is calibrated (``threshold: auto``)."""
+        return self.threshold == "auto" or any(f.threshold == "auto" for f in self.features.values())
+
+    @model_validator(mode="after")
+    def _auto_options(self) -> DriftTrigger:
+        if self.multiple_testing is not None and not self.uses_auto:
+            raise ValueError("multiple_testing only applies to calibrated thresholds; set threshold: auto "
+                             "(for drift or for a feature) or remove multiple_testing")
+        return self
+
 
 class PerformanceTrigger(_Strict):
+    """The champion's live metric on matured labels against its baseline.
+
+    Levels (at least one): ``max_drop`` is an absolute drop (in the metric's units) and
+    ``critical_drop``/``warn_drop`` are relative drops (fractions of the baseline). Passing
+    ``max_drop`` or ``critical_drop`` requests a retrain; passing ``warn_drop`` is recorded
+    (reasons and ledger) but does not retrain by itself. Worse follows the metric's direction.
+
+    The baseline is the champion's holdout metric at registration (version tag
+    ``metric.<metric>``) until at least ``baseline_min_days`` days of matured labels since
+    its training window precede the current window; from then on it is the mean of the
+    champion's daily live metric over the last ``baseline_days`` of those days.
+    """
+
     metric: str
-    max_drop: float = Field(
-        gt=0, description="Retrain when the champion's live metric is worse than its baseline by more than this.",
+    max_drop: float | None = Field(
+        default=None, gt=0,
+        description="Retrain when the champion's live metric is worse than its baseline by more than this.",
+    )
+    warn_drop: float | None = Field(
+        default=None, gt=0, lt=10,
+        description="Relative drop (fraction of the baseline, e.g. 0.05) recorded as a warning.",
+    )
+    critical_drop: float | None = Field(
+        default=None, gt=0, lt=10,
+        description="Relative drop (fraction of the baseline, e.g. 0.10) that requests a retrain.",
     )
     min_labels: int = Field(default=100, ge=1)
+    min_segment_labels: int = Field(
+        default=50, ge=1, description="Segments with fewer matured labels are reported but not flagged.",
+    )
+    baseline_days: int = Field(
+        default=14, ge=1, le=3660, description="Days of matured labels in the champion's rolling live baseline.",
+    )
+    baseline_min_days: int = Field(
+        default=7, ge=1, le=3660,
+        description="Matured days needed before the rolling live baseline replaces the holdout metric.",
+    )
+    use_estimate: bool = Field(
+        default=False,
+        description=(
+            "Classification: an estimated (CBPE) drop beyond critical_drop on rows still without labels "
+            "requests a retrain too."
+        ),
+    )
+    estimate_draws: int = Field(default=50, ge=2, le=10_000)
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _levels(self) -> PerformanceTrigger:
+        if self.max_drop is None and self.warn_drop is None and self.critical_drop is None:
+            raise ValueError("performance needs at least one of max_drop, warn_drop, critical_drop")
+        if self.warn_drop is not None and self.critical_drop is not None and self.warn_drop >= self.critical_drop:
+            raise ValueError(f"warn_drop ({self.warn_drop}) must be smaller than critical_drop ({self.critical_drop})")
+        if self.use_estimate and self.critical_drop is None:
+            raise ValueError("use_estimate needs critical_drop (an estimated drop is compared with it)")
+        if self.baseline_min_days > self.baseline_days:
+            raise ValueError(f"baseline_min_days ({self.baseline_min_days}) is greater than baseline_days "
+                             f"({self.baseline_days})")
+        return self
 
 
 class Split(_Strict):

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -155,67 +156,340 @@ def reference_window(ctx: ModelContext, champion) -> Window:
     return load_window(cfg, ctx.settings, start, start + dt.timedelta(days=cfg.windows.reference_days - 1))
 
 
-def champion_performance(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
-    """The champion's metric on labels that have matured by ``as_of``, vs its baseline."""
+def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: Window | None = None,
+                         ) -> dict[str, Any] | None:
+    """Facts about the champion's performance on ``as_of``, for :func:`decide`.
+
+    * ``live``: its metric on the last ``monitor_days`` days of events whose labels have
+      matured by ``as_of`` (never before its training window ends), overall and per segment
+      (``features.segments``);
+    * ``baseline``: its holdout metric at registration (tag ``metric.<m>``) until at least
+      ``performance.baseline_min_days`` matured days precede that window; from then on the
+      mean of its daily live metric over the last ``performance.baseline_days`` of them
+      (``baseline_source`` says which). Segment baselines come from the same source: the
+      champion's holdout rows (recomputed from its training window) or the rolling days;
+    * ``estimate``: for classifiers, the CBPE estimate of the metric on the rows of the
+      ``current`` window whose labels have not arrived yet.
+
+    Drops and levels are annotated for the report; :func:`decide` judges them again from the
+    numbers, so the decision stays a pure function of these facts.
+    """
     cfg = ctx.cfg
     perf = cfg.performance
     if champion is None or perf is None or not perf.enabled:
         return None
-    from retrain_lib.metrics import evaluate, greater_is_better
+    from retrain_lib.performance import assess_drop, daily_metrics, segment_metrics
     from retrain_lib.training import xy
 
     end = as_of - dt.timedelta(days=cfg.data.label_delay_days)
     start, end = day_range(end, cfg.windows.monitor_days)
     trained_end = _day(champion.tags.get("data.end", "1970-01-01"))
     start = max(start, trained_end + dt.timedelta(days=1))
-    result: dict[str, Any] = {"metric": perf.metric, "window": [start.isoformat(), end.isoformat()],
-                              "labels": 0, "triggered": False}
+    holdout_baseline = float(champion.tags.get(f"metric.{perf.metric}", "nan"))
+    result: dict[str, Any] = {
+        "metric": perf.metric, "window": [start.isoformat(), end.isoformat()], "labels": 0, "triggered": False,
+        "level": "ok", "baseline": holdout_baseline, "baseline_source": "holdout",
+        "baseline_holdout": holdout_baseline, "max_drop": perf.max_drop, "warn_drop": perf.warn_drop,
+        "critical_drop": perf.critical_drop, "segments": [], "estimate": None,
+    }
+    models: dict[str, Any] = {}
+
+    def model():
+        if "m" not in models:
+            models["m"] = load_model(ctx, f"models:/{ctx.name}/{champion.version}")
+        return models["m"]
+
+    if cfg.task == "classification" and current is not None and not current.frame.empty:
+        result["estimate"] = _estimated_performance(ctx, current, model)
     if start > end:
         result["reason"] = "no matured labels since the champion was trained"
         return result
-    window = load_window(cfg, ctx.settings, start, end, as_of=as_of, require_rows=False)
+    base_start = max(trained_end + dt.timedelta(days=1), start - dt.timedelta(days=perf.baseline_days))
+    window = load_window(cfg, ctx.settings, base_start, end, as_of=as_of, require_rows=False)
     if window.frame.empty:
         result["reason"] = "no data in the matured window"
         return result
     labelled = window.labelled
-    result["labels"] = int(len(labelled))
-    if len(labelled) < perf.min_labels:
-        result["reason"] = f"only {len(labelled)} matured labels (< min_labels {perf.min_labels})"
+    event_day = labelled[cfg.data.timestamp_column].dt.date
+    now = labelled[(event_day >= start).to_numpy()]
+    before = labelled[(event_day < start).to_numpy()]
+    result["labels"] = int(len(now))
+    if len(now) < perf.min_labels:
+        result["reason"] = f"only {len(now)} matured labels (< min_labels {perf.min_labels})"
         return result
-    model = load_model(ctx, f"models:/{ctx.name}/{champion.version}")
-    X, y = xy(cfg, labelled)
-    live = evaluate(model, X, y, cfg.task)[perf.metric]
-    baseline = float(champion.tags.get(f"metric.{perf.metric}", "nan"))
-    drop = (baseline - live) if greater_is_better(perf.metric) else (live - baseline)
-    result.update(live=live, baseline=baseline, drop=drop, max_drop=perf.max_drop,
-                  triggered=bool(not math.isnan(drop) and drop > perf.max_drop))
+    from retrain_lib.metrics import predict_scores
+
+    X, y = xy(cfg, now)
+    scores = predict_scores(model(), X, cfg.task)
+    from retrain_lib.performance import metric_value
+
+    live = metric_value(y, scores, perf.metric, cfg.task)
+    seg_baseline: dict[str, dict[str, dict]] = {}
+    daily: dict[str, float] = {}
+    if len(before):
+        Xb, yb = xy(cfg, before)
+        scores_b = predict_scores(model(), Xb, cfg.task)
+        daily = daily_metrics(before[cfg.data.timestamp_column], yb, scores_b, metric=perf.metric, task=cfg.task,
+                              min_rows=perf.min_segment_labels)
+    if len(daily) >= perf.baseline_min_days:
+        result.update(baseline=float(sum(daily.values()) / len(daily)), baseline_source="rolling",
+                      baseline_days=[min(daily), max(daily), len(daily)])
+        if cfg.features.segments:
+            seg_baseline = segment_metrics(before[cfg.features.segments], yb, scores_b, metric=perf.metric,
+                                           task=cfg.task)
+    elif cfg.features.segments:
+        seg_baseline = _holdout_segment_metrics(ctx, champion, model)
+    result["baseline_rolling_days"] = len(daily)
+    if cfg.features.segments:
+        for column, values in segment_metrics(now[cfg.features.segments], y, scores, metric=perf.metric,
+                                              task=cfg.task).items():
+            for value, seg in values.items():
+                base = seg_baseline.get(column, {}).get(value, {}).get("value", math.nan)
+                result["segments"].append({"segment": column, "value": value, "rows": seg["rows"],
+                                           "live": seg["value"], "baseline": base})
+    levels = dict(max_drop=perf.max_drop, warn_drop=perf.warn_drop, critical_drop=perf.critical_drop)
+    overall = assess_drop(live, result["baseline"], perf.metric, **levels)
+    result.update(live=live, drop=overall.drop, relative_drop=overall.relative_drop, level=overall.level,
+                  threshold=overall.threshold, triggered=overall.critical)
+    for seg in result["segments"]:
+        a = assess_drop(seg["live"], seg["baseline"], perf.metric, **levels)
+        seg.update(drop=a.drop, relative_drop=a.relative_drop,
+                   level=a.level if seg["rows"] >= perf.min_segment_labels else "ok")
     return result
 
 
-def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None) -> dict:
-    """Retrain or not, with the reasons. Pure: the same facts give the same decision."""
+def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
+    """CBPE on the rows of the current window whose labels have not arrived yet."""
+    from retrain_lib.metrics import predict_scores
+    from retrain_lib.performance import estimate_performance
+    from retrain_lib.training import xy
+
+    cfg = ctx.cfg
+    perf = cfg.performance
+    frame = current.frame
+    unlabelled = frame[~frame["__label_known"].astype(bool)]
+    out: dict[str, Any] = {"metric": perf.metric, "rows": int(len(unlabelled)),
+                           "window": [current.start.isoformat(), current.end.isoformat()]}
+    if len(unlabelled) < perf.min_labels:
+        out["reason"] = f"only {len(unlabelled)} rows without labels (< min_labels {perf.min_labels})"
+        return out
+    X, _ = xy(cfg, unlabelled)
+    proba = predict_scores(model(), X, cfg.task)
+    est = estimate_performance(proba, perf.metric, draws=perf.estimate_draws, seed=cfg.training.seed)
+    out.update(est.to_dict())
+    return out
+
+
+def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, dict[str, dict]]:
+    """The champion's metric per segment on its own holdout rows (its training window read
+    as of its training day, split as training split it); ``{}`` when that data is gone."""
+    from retrain_lib.metrics import predict_scores
+    from retrain_lib.performance import segment_metrics
+    from retrain_lib.training import split_frame, xy
+
+    cfg = ctx.cfg
+    tags = champion.tags
+    if not (tags.get("data.start") and tags.get("data.end")):
+        return {}
+    try:
+        window = load_window(cfg, ctx.settings, _day(tags["data.start"]), _day(tags["data.end"]),
+                             as_of=_day(tags.get("trained_as_of") or tags["data.end"]))
+        holdout = split_frame(cfg, window.labelled).holdout
+    except DataError as exc:
+        log.warning("%s: no holdout rows for segment baselines of version %s: %s", cfg.name, champion.version, exc)
+        return {}
+    X, y = xy(cfg, holdout)
+    scores = predict_scores(model(), X, cfg.task)
+    return segment_metrics(holdout[cfg.features.segments], y, scores, metric=cfg.performance.metric, task=cfg.task)
+
+
+def new_labels_since_training(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
+    """Labelled rows of events after the champion's training window, known by ``as_of``,
+    against its training rows (version tag ``rows.train``, else the run's param)."""
+    cfg = ctx.cfg
+    if champion is None or cfg.schedule.new_labels_share is None:
+        return None
+    since = _day(champion.tags.get("data.end", "1970-01-01")) + dt.timedelta(days=1)
+    rows = 0
+    if since <= as_of:
+        window = load_window(cfg, ctx.settings, since, as_of, as_of=as_of, require_rows=False)
+        rows = 0 if window.frame.empty else int(len(window.labelled))
+    train_rows = champion.tags.get("rows.train")
+    if not train_rows and getattr(champion, "run_id", None):
+        try:
+            train_rows = ctx.client.get_run(champion.run_id).data.params.get("rows.train")
+        except Exception:  # noqa: BLE001 - a missing run only disables this signal
+            log.warning("%s: cannot read rows.train of run %s", cfg.name, champion.run_id)
+    return {"labelled_rows": rows, "train_rows": int(train_rows) if train_rows else None,
+            "since": since.isoformat()}
+
+
+def recent_retrain_requests(ctx: ModelContext, as_of: dt.date) -> list[str] | None:
+    """Days before ``as_of`` within ``schedule.max_retrains.days`` on which the monitor
+    requested a retrain (from the ledger); ``None`` without ``max_retrains``."""
+    limit = ctx.cfg.schedule.max_retrains
+    if limit is None:
+        return None
+    first = as_of - dt.timedelta(days=limit.days - 1)
+    days = {r["as_of"] for r in audit.read_ledger(ctx.settings.ledger_path, ctx.name)
+            if r.get("event") == "monitor" and (r.get("details") or {}).get("action") == RETRAIN
+            and r.get("as_of") and first <= _day(r["as_of"]) < as_of}
+    return sorted(days)
+
+
+def _json_safe(value):
+    """NaN floats become ``None`` (XCom and strict JSON readers reject NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _signal(signal: str, triggered: bool, value, threshold, detail) -> dict[str, Any]:
+    return {"signal": signal, "triggered": bool(triggered), "value": value, "threshold": threshold, "detail": detail}
+
+
+def _segment_text(segments: list[dict], metric: str) -> str:
+    return "; ".join(f"{s['segment']}={s['value']} {metric} {s['live']:.4f} vs {s['baseline']:.4f} "
+                     f"(drop {s['relative_drop']:.1%}, {s['level']}, {s['rows']} rows)" for s in segments)
+
+
+def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None,
+           new_labels: dict | None = None, recent_retrains: list[str] | None = None) -> dict:
+    """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
+    decision.
+
+    Signals (each ``{signal, triggered, value, threshold, detail}``): ``drift`` (dataset
+    drift), ``performance`` (live metric vs baseline: a critical level retrains, a warning
+    is only recorded), ``performance_segments`` (segments past a level: recorded),
+    ``performance_estimate`` (CBPE before labels arrive: retrains when critical and
+    ``performance.use_estimate``), ``new_labels`` (matured labelled rows since training vs
+    ``schedule.new_labels_share`` of the training rows), ``age``
+    (``schedule.max_days_without_retrain``). A retrain request is then throttled (the
+    decision is ``healthy``) by ``min_retrain_interval`` or ``max_retrains``.
+    """
+    from retrain_lib.performance import assess_drop, critical_limit
+
     reasons: list[str] = []
+    notes: list[str] = []
+    signals: list[dict] = []
     if champion is None:
-        return {"action": RETRAIN, "reasons": ["no champion yet: train the first model"], "throttled": False}
-    if drift and drift.get("dataset_drift"):
+        return {"action": RETRAIN, "reasons": ["no champion yet: train the first model"], "throttled": False,
+                "signals": [_signal("champion", True, None, None, "no champion yet")]}
+    if drift is not None:
+        fired = bool(drift.get("dataset_drift"))
         top = ", ".join(f["explain"] for f in drift.get("top", []) if f.get("drifted"))
-        reasons.append(f"data drift: {drift['drifted_share']:.0%} of features drifted "
-                       f"(>= {drift['drift_share_threshold']:.0%}): {top}")
-    if performance and performance.get("triggered"):
-        reasons.append(f"performance: {performance['metric']} {performance['live']:.4f} vs baseline "
-                       f"{performance['baseline']:.4f} (drop {performance['drop']:.4f} > {performance['max_drop']:g})")
+        signals.append(_signal("drift", fired, drift.get("drifted_share"), drift.get("drift_share_threshold"),
+                               {"features": [f["name"] for f in drift.get("top", []) if f.get("drifted")]}))
+        if fired:
+            reasons.append(f"data drift: {drift['drifted_share']:.0%} of features drifted "
+                           f"(>= {drift['drift_share_threshold']:.0%}): {top}")
+    perf_cfg = cfg.performance
+    if performance and perf_cfg is not None:
+        levels = dict(max_drop=perf_cfg.max_drop, warn_drop=perf_cfg.warn_drop, critical_drop=perf_cfg.critical_drop)
+        metric = performance["metric"]
+        if "live" in performance:
+            a = assess_drop(performance["live"], performance["baseline"], metric, **levels)
+            source = performance.get("baseline_source", "holdout")
+            text = (f"{metric} {a.live:.4f} vs {source} baseline {a.baseline:.4f} "
+                    f"(drop {a.drop:.4f}, {a.relative_drop:.1%} of baseline" + (f" > {a.threshold})" if a.threshold else ")"))
+            limit = critical_limit(a.baseline, metric, max_drop=perf_cfg.max_drop,
+                                   critical_drop=perf_cfg.critical_drop)
+            signals.append(_signal("performance", a.critical, a.live, limit, {
+                "baseline": a.baseline,
+                "level": a.level, "drop": a.drop, "relative_drop": a.relative_drop, "passed": a.threshold,
+                "baseline_source": source, "labels": performance.get("labels"), "window": performance.get("window")}))
+            if a.critical:
+                reasons.append(f"performance: {text}")
+            elif a.level == "warn":
+                notes.append(f"performance warning (no retrain by itself): {text}")
+            flagged = []
+            for seg in performance.get("segments", []):
+                if seg["rows"] < perf_cfg.min_segment_labels:
+                    continue
+                s = assess_drop(seg["live"], seg["baseline"], metric, **levels)
+                if s.level != "ok":
+                    flagged.append({**seg, "relative_drop": s.relative_drop, "drop": s.drop, "level": s.level})
+            if performance.get("segments"):
+                signals.append(_signal("performance_segments", False, len(flagged), None, {
+                    "min_segment_labels": perf_cfg.min_segment_labels,
+                    "flagged": [{k: f[k] for k in ("segment", "value", "rows", "live", "baseline", "relative_drop",
+                                                     "level")} for f in flagged]}))
+            if flagged:
+                (reasons if a.critical else notes).append(
+                    f"performance segments past a level: {_segment_text(flagged, metric)}")
+        est = performance.get("estimate") or {}
+        if est.get("value") is not None and not math.isnan(est["value"]):
+            e = assess_drop(est["value"], performance["baseline"], metric, warn_drop=perf_cfg.warn_drop,
+                            critical_drop=perf_cfg.critical_drop)
+            fired = e.critical and perf_cfg.use_estimate
+            text = (f"estimated {metric} {e.live:.4f} (interval {est['low']:.4f}..{est['high']:.4f}, "
+                    f"{est['rows']} rows without labels) vs baseline {e.baseline:.4f} "
+                    f"(drop {e.drop:.4f}, {e.relative_drop:.1%} of baseline" + (f" > {e.threshold})" if e.threshold else ")"))
+            limit = critical_limit(e.baseline, metric, critical_drop=perf_cfg.critical_drop)
+            signals.append(_signal("performance_estimate", fired, e.live, limit, {
+                "baseline": e.baseline,
+                "level": e.level, "low": est["low"], "high": est["high"], "rows": est["rows"],
+                "relative_drop": e.relative_drop, "passed": e.threshold, "use_estimate": perf_cfg.use_estimate}))
+            if fired:
+                reasons.append(f"performance (estimated, labels not yet arrived): {text}")
+            elif e.level != "ok":
+                notes.append(f"performance warning (estimated{'' if perf_cfg.use_estimate else ', use_estimate off'}):"
+                             f" {text}")
+    share = cfg.schedule.new_labels_share
+    if share is not None and new_labels and new_labels.get("train_rows"):
+        got = new_labels["labelled_rows"] / new_labels["train_rows"]
+        fired = got >= share
+        signals.append(_signal("new_labels", fired, got, share, dict(new_labels)))
+        if fired:
+            reasons.append(f"new labels: {new_labels['labelled_rows']} labelled rows matured since "
+                           f"{new_labels['since']} ({got:.0%} of the champion's {new_labels['train_rows']} training "
+                           f"rows >= new_labels_share {share:.0%})")
     trained = champion.tags.get("trained_as_of")
     age = (as_of - _day(trained)).days if trained else None
     limit = cfg.schedule.max_days_without_retrain
-    if limit and age is not None and age >= limit:
-        reasons.append(f"champion is {age} days old (>= max_days_without_retrain {limit})")
+    if limit and age is not None:
+        signals.append(_signal("age", age >= limit, age, limit, {"trained_as_of": trained}))
+        if age >= limit:
+            reasons.append(f"champion is {age} days old (>= max_days_without_retrain {limit})")
     if not reasons:
-        return {"action": HEALTHY, "reasons": ["no trigger fired"], "throttled": False}
+        return {"action": HEALTHY, "reasons": [*notes, "no trigger fired"], "throttled": False, "signals": signals}
     gap = cfg.schedule.min_retrain_interval_days
     if age is not None and age < gap:
-        return {"action": HEALTHY, "throttled": True,
-                "reasons": [*reasons, f"throttled: last retrain {age} day(s) ago (< min_retrain_interval_days {gap})"]}
-    return {"action": RETRAIN, "reasons": reasons, "throttled": False}
+        signals.append(_signal("min_retrain_interval", True, age, gap, {"trained_as_of": trained}))
+        return {"action": HEALTHY, "throttled": True, "signals": signals,
+                "reasons": [*reasons, *notes,
+                            f"throttled: last retrain {age} day(s) ago (< min_retrain_interval_days {gap})"]}
+    most = cfg.schedule.max_retrains
+    if most is not None and recent_retrains is not None:
+        over = len(recent_retrains) >= most.count
+        signals.append(_signal("max_retrains", over, len(recent_retrains), most.count,
+                               {"days": most.days, "requests": list(recent_retrains)}))
+        if over:
+            return {"action": HEALTHY, "throttled": True, "signals": signals,
+                    "reasons": [*reasons, *notes,
+                                f"throttled: {len(recent_retrains)} retrain request(s) in the last {most.days} days "
+                                f"({', '.join(recent_retrains)}) (max_retrains {most.count} per {most.days} days)"]}
+    return {"action": RETRAIN, "reasons": [*reasons, *notes], "throttled": False, "signals": signals}
+
+
+def drift_history(ctx: ModelContext, as_of: dt.date) -> list[bool]:
+    """Raw dataset-level drift of the earlier monitor checks (ledger), oldest first, one per day."""
+    by_day: dict[str, bool] = {}
+    share = ctx.cfg.drift.drift_share
+    for rec in audit.read_ledger(ctx.settings.ledger_path, ctx.name):
+        day, d = rec.get("as_of"), rec.get("details") or {}
+        if rec.get("event") != "monitor" or not day or day >= as_of.isoformat():
+            continue
+        raw = d.get("dataset_drift_raw")
+        if raw is None and d.get("drifted_share") is not None:
+            raw = d["drifted_share"] >= share  # records written before the raw value was kept
+        if raw is not None:
+            by_day[day] = bool(raw)
+    return [by_day[k] for k in sorted(by_day)]
 
 
 def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
@@ -242,8 +516,16 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
              "drifted": f.drifted, "explain": f.explain()}
             for f in report.top(3)
         ]
-    performance = champion_performance(ctx, champion, as_of)
-    decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance)
+        if cfg.drift.persistence is not None:
+            from retrain_lib.calibration import apply_persistence
+
+            drift_summary = apply_persistence(drift_summary, drift_history(ctx, as_of),
+                                              k=cfg.drift.persistence.k, n=cfg.drift.persistence.n)
+    performance = _json_safe(champion_performance(ctx, champion, as_of, current))
+    new_labels = new_labels_since_training(ctx, champion, as_of)
+    recent = recent_retrain_requests(ctx, as_of)
+    decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
+                      new_labels=new_labels, recent_retrains=recent)
     report_dir = ctx.settings.reports_dir / cfg.name / as_of.isoformat()
     report_dir.mkdir(parents=True, exist_ok=True)
     html_path, report_error = None, None
@@ -255,7 +537,8 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         validation_path.write_text(json.dumps(validation_report.to_dict(), indent=2, default=str))
     result = {
         "model": cfg.name, "as_of": as_of.isoformat(), "action": decision["action"], "reasons": decision["reasons"],
-        "throttled": decision["throttled"], "champion_version": _str(champion.version) if champion else None,
+        "throttled": decision["throttled"], "signals": decision["signals"],
+        "champion_version": _str(champion.version) if champion else None,
         "drift": drift_summary, "performance": performance, "validation": validation,
         "drift_report_path": str(html_path) if html_path else None, "report_error": report_error,
         "config_hash": cfg.config_hash(),
@@ -266,8 +549,11 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     result["mlflow_run_id"] = _log_monitor_run(ctx, result, report_path, html_path=html_path,
                                                validation_path=validation_path)
     ctx.record("monitor", as_of.isoformat(), actor, {
-        "action": result["action"], "reasons": result["reasons"], "champion_version": result["champion_version"],
+        "action": result["action"], "reasons": result["reasons"], "signals": result["signals"],
+        "champion_version": result["champion_version"],
         "drifted_share": drift_summary["drifted_share"] if drift_summary else None,
+        "dataset_drift_raw": (drift_summary.get("dataset_drift_raw", drift_summary["dataset_drift"])
+                              if drift_summary else None),
         "top": [{k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
                 for f in (drift_summary or {}).get("top", [])],
         "validation": None if validation is None else {k: validation.get(k) for k in (
@@ -329,6 +615,13 @@ def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path, *, html
         perf = result["performance"] or {}
         if "live" in perf:
             metrics[f"live.{perf['metric']}"] = perf["live"]
+            metrics[f"baseline.{perf['metric']}"] = perf["baseline"]
+        for seg in perf.get("segments") or []:
+            if seg.get("live") is not None:
+                name = re.sub(r"[^A-Za-z0-9_.\- ]", "_", f"{seg['segment']}.{seg['value']}")
+                metrics[f"live.{perf['metric']}.{name}"] = seg["live"]
+        if (perf.get("estimate") or {}).get("value") is not None:
+            metrics[f"estimated.{perf['metric']}"] = perf["estimate"]["value"]
         if validation and validation.get("success") is not None:
             metrics["validation.failed_expectations"] = validation["failed_expectations"]
         mlflow.log_metrics(_finite(metrics))
@@ -599,6 +892,8 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
         "gates.summary": "; ".join(r["reason"] for r in gates["results"])[:4000],
     }
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
+    if "rows.train" in run.data.params:
+        tags["rows.train"] = run.data.params["rows.train"]
     source = trained["model_uri"]
     version = registry.register_version(ctx.client, ctx.name, run_id=trained["run_id"], source=source, tags=tags,
                                         description=f"Trained on {snap['start']}..{snap['end']}")

@@ -133,7 +133,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 "as_of": res["as_of"], "action": res["action"], "reasons": res["reasons"],
                 "throttled": res["throttled"], "champion_version": res["champion_version"],
                 "drifted_share": drift.get("drifted_share"), "dataset_drift": drift.get("dataset_drift"),
-                "top_features": drift.get("top", []), "performance": res.get("performance"),
+                "top_features": drift.get("top", []), "performance": res.get("performance"), "signals": res.get("signals"),
                 "report_path": res["report_path"], "mlflow_run_id": res["mlflow_run_id"],
                 "drift_report_path": res.get("drift_report_path"), "validation": res.get("validation"),
             }
