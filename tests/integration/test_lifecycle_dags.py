@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from airflow_runs import task_states, triggered_retrain
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,35 +60,16 @@ def platform(airflow_db, tmp_path_factory):
             os.environ[k] = v
 
 
-def _states(dag_id: str, run_id: str) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).all()
-        return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
-
-
-def _triggered(model: str, monitor_run_id: str):
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        run = session.query(DagRun).filter(DagRun.dag_id == f"{model}__retrain",
-                                           DagRun.run_id == f"requested__{monitor_run_id}").one_or_none()
-        return None if run is None else (run.logical_date, dict(run.conf or {}))
-
-
 def run_monitor(platform, model: str, n: int):
     dag = platform.bag.dags[f"{model}__monitor"]
     run = dag.test(logical_date=dt.datetime.combine(day(n), dt.time(6), tzinfo=dt.UTC))
-    return run, _states(dag.dag_id, run.run_id)
+    return run, task_states(dag.dag_id, run.run_id)
 
 
 def run_retrain(platform, model: str, conf: dict, logical_date=None):
     dag = platform.bag.dags[f"{model}__retrain"]
     run = dag.test(logical_date=logical_date, run_conf=conf)
-    return run, _states(dag.dag_id, run.run_id)
+    return run, task_states(dag.dag_id, run.run_id)
 
 
 def client(platform):
@@ -108,7 +90,7 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     assert run.state == "success"
     assert states["check_model"] == "success" and states["request_retrain"] == "success"
     assert states["healthy"] == "skipped"
-    triggered = _triggered("credit_default", run.run_id)
+    triggered = triggered_retrain("credit_default", run.run_id)
     assert triggered is not None, "the monitor did not trigger the retrain DAG"
     logical, conf = triggered
     assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"]
@@ -133,7 +115,7 @@ def test_a_healthy_day_makes_no_new_version(platform):
     run, states = run_monitor(platform, "credit_default", 33)
     assert run.state == "success"
     assert states["healthy"] == "success" and states["request_retrain"] == "skipped"
-    assert _triggered("credit_default", run.run_id) is None
+    assert triggered_retrain("credit_default", run.run_id) is None
     assert len(versions(platform, "credit_default")) == 1
 
 
@@ -143,7 +125,7 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
 
     run, states = run_monitor(platform, "credit_default", 42)
     assert states["request_retrain"] == "success", states
-    logical, conf = _triggered("credit_default", run.run_id)
+    logical, conf = triggered_retrain("credit_default", run.run_id)
     assert "data drift" in conf["reason"]
     monitor_rec = [r for r in read_ledger(platform.settings.ledger_path, "credit_default") if r["event"] == "monitor"][-1]
     drifted = {t["name"] for t in monitor_rec["details"]["top"] if t["drifted"]}

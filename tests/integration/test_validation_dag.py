@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from airflow_runs import task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,15 +69,6 @@ def platform(airflow_db, tmp_path_factory):
                 os.environ[k] = v
 
 
-def _states(dag_id: str, run_id: str) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).all()
-        return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis}
-
-
 def _client(platform):
     from retrain_lib import registry
 
@@ -97,7 +89,7 @@ def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined
 
     dag = platform.bag.dags[f"{MODEL}__retrain"]
     run = dag.test(run_conf={"as_of": AS_OF.isoformat(), "reason": "test"})
-    states = _states(dag.dag_id, run.run_id)
+    states = task_states(dag.dag_id, run.run_id)
     assert run.state == "failed"
     assert states["snapshot_data"] == "failed"
     assert states["train_candidate"] == "upstream_failed"
@@ -149,7 +141,7 @@ def test_the_monitor_records_the_failure_carries_on_and_logs_the_drift_report(pl
 
     dag = platform.bag.dags[f"{MODEL}__monitor"]
     run = dag.test(logical_date=dt.datetime.combine(AS_OF, dt.time(6), tzinfo=dt.UTC))
-    states = _states(dag.dag_id, run.run_id)
+    states = task_states(dag.dag_id, run.run_id)
     assert run.state == "success", states
     assert states["check_model"] == "success"
     assert states["request_retrain"] == "success"  # no champion yet: the decision is still made
