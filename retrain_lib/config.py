@@ -262,6 +262,12 @@ class DriftTrigger(_Strict):
     drift_share: float = Field(
         default=0.3, gt=0, le=1, description="Share of drifted features that makes the dataset drifted.",
     )
+    weight_by_importance: bool = Field(
+        default=False,
+        description="Weight the drifted share by the champion's permutation importance (logged at training).",
+    )
+    prediction: bool = Field(default=True, description="Also check the champion's output distribution.")
+    prediction_threshold: float | None = Field(default=None, gt=0, description="PSI threshold of prediction drift.")
     enabled: bool = True
 
     @field_validator("threshold", mode="before")

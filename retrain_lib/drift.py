@@ -1069,7 +1069,8 @@ def _calibrate(plan, scores, reference, current, *, bins, binning, false_alarm_r
     return decided, summary
 
 
-def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame) -> DriftReport:
+def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame, *,
+                     weights: dict[str, float] | None = None) -> DriftReport:
     """:func:`compute_drift` with methods and thresholds from a model config.
 
     ``drift.threshold: auto`` (or a feature's ``threshold: auto``) calibrates thresholds
@@ -1085,5 +1086,5 @@ def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame) -> Dri
         categorical=[c for c in cfg.features.categorical if c not in skip],
         method=d.method, categorical_method=d.categorical_method, threshold=d.threshold,
         per_feature=per, bins=d.bins, drift_share=d.drift_share,
-        false_alarm_rate=d.false_alarm_rate, multiple_testing=d.multiple_testing,
+        false_alarm_rate=d.false_alarm_rate, multiple_testing=d.multiple_testing, weights=weights,
     )

@@ -507,8 +507,11 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     reference = None
     if cfg.drift.enabled:
         reference = reference_window(ctx, champion)
-        report = drift_for_config(cfg, reference.frame, current.frame)
+        weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
+        report = drift_for_config(cfg, reference.frame, current.frame, weights=weights)
         drift_summary = report.to_dict()
+        if champion is not None and cfg.drift.prediction:
+            drift_summary["prediction"] = _prediction_drift(ctx, champion, reference, current)
         drift_summary["reference_window"] = [reference.start.isoformat(), reference.end.isoformat()]
         drift_summary["current_window"] = [start.isoformat(), end.isoformat()]
         drift_summary["top"] = [
@@ -526,6 +529,13 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     recent = recent_retrain_requests(ctx, as_of)
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
                       new_labels=new_labels, recent_retrains=recent)
+    pred = (drift_summary or {}).get("prediction")
+    if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
+        decision["signals"] = [*decision.get("signals", []), {
+            "signal": "prediction_drift", "triggered": False, "value": pred["score"],
+            "threshold": pred["threshold"], "detail": pred["explain"]}]
+        if pred["drifted"]:
+            decision["reasons"] = [*decision["reasons"], f"prediction drift (reported): {pred['explain']}"]
     report_dir = ctx.settings.reports_dir / cfg.name / as_of.isoformat()
     report_dir.mkdir(parents=True, exist_ok=True)
     html_path, report_error = None, None
@@ -756,6 +766,46 @@ def _load_snapshot(ctx: ModelContext, snap: dict) -> Window:
     return window
 
 
+def permutation_importances(cfg: ModelConfig, pipeline, X, y, *, max_rows: int = 2000) -> dict[str, float]:
+    """Permutation importance of each feature on (a seeded sample of) the holdout, clipped at 0
+    and normalised to sum 1: what the monitor weights drift by (``drift.weight_by_importance``)."""
+    import numpy as np
+    from sklearn.inspection import permutation_importance
+
+    if len(X) > max_rows:
+        rows = np.random.default_rng(cfg.training.seed).choice(len(X), max_rows, replace=False)
+        X, y = X.iloc[rows], np.asarray(y)[rows]
+    if cfg.task == "classification" and len(np.unique(y)) < 2:
+        return {}
+    scoring = "roc_auc" if cfg.task == "classification" else "neg_root_mean_squared_error"
+    res = permutation_importance(pipeline, X, y, scoring=scoring, n_repeats=3, random_state=cfg.training.seed)
+    raw = {f: max(float(v), 0.0) for f, v in zip(X.columns, res.importances_mean)}
+    total = sum(raw.values())
+    return {f: (v / total if total > 0 else 1.0 / len(raw)) for f, v in raw.items()}
+
+
+def importance_weights(champion) -> dict[str, float] | None:
+    """Feature weights from the champion's ``importance.<feature>`` tags (``None`` if absent)."""
+    if champion is None:
+        return None
+    weights = {k[len("importance."):]: float(v) for k, v in champion.tags.items() if k.startswith("importance.")}
+    return weights if weights and sum(weights.values()) > 0 else None
+
+
+def _prediction_drift(ctx: ModelContext, champion, reference: Window, current: Window) -> dict[str, Any]:
+    """Drift of the champion's outputs between the reference and current windows (reported)."""
+    from retrain_lib.drift import prediction_drift
+    from retrain_lib.metrics import predict_scores
+
+    cfg = ctx.cfg
+    model = load_model(ctx, f"models:/{cfg.name}/{champion.version}")
+    ref = predict_scores(model, reference.frame[cfg.features.all], cfg.task)
+    cur = predict_scores(model, current.frame[cfg.features.all], cfg.task)
+    res = prediction_drift(ref, cur, method="psi", threshold=cfg.drift.prediction_threshold, bins=cfg.drift.bins)
+    return {"method": res.method, "score": res.score, "threshold": res.threshold, "drifted": res.drifted,
+            "explain": res.explain()}
+
+
 def load_model(ctx: ModelContext, uri: str):
     return ctx.mlflow().sklearn.load_model(uri)
 
@@ -820,6 +870,8 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         mlflow.log_params(params)
         mlflow.log_metrics({f"holdout.{k}": v for k, v in _finite(metrics).items()})
         mlflow.log_metric("train.duration_s", duration)
+        mlflow.log_metrics({f"importance.{k}": v for k, v in _finite(
+            permutation_importances(cfg, pipeline, X_hold, y_hold)).items()})
         mlflow.log_dict(cfg.model_dump(mode="json"), "config/model.json")
         example = X_hold.head(5)
         signature = infer_signature(example, pipeline.predict_proba(example)[:, 1] if cfg.task == "classification"
@@ -894,6 +946,7 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
+    tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})
     source = trained["model_uri"]
     version = registry.register_version(ctx.client, ctx.name, run_id=trained["run_id"], source=source, tags=tags,
                                         description=f"Trained on {snap['start']}..{snap['end']}")
