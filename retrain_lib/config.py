@@ -425,6 +425,13 @@ class NotNull(_Strict):
     mostly: float | None = _share("Share of rows that must be non-missing; default: validation.mostly.")
 
 
+def _check_bounds(lo: float | None, hi: float | None) -> None:
+    if lo is None and hi is None:
+        raise ValueError("give min, max or both")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"min ({lo:g}) is greater than max ({hi:g})")
+
+
 class ValueRange(_Strict):
     min: float | None = None
     max: float | None = None
@@ -432,10 +439,7 @@ class ValueRange(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> ValueRange:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        _check_bounds(self.min, self.max)
         return self
 
 
@@ -452,10 +456,7 @@ class RowCount(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> RowCount:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        _check_bounds(self.min, self.max)
         return self
 
 

@@ -47,6 +47,7 @@ class ModelContext:
         self.config_path = path
         self.cfg: ModelConfig = load_model_config(path, self.settings.platform)
         self._client = None
+        self.models: dict[str, Any] = {}  # loaded models by URI, see load_model()
 
     @property
     def name(self) -> str:
@@ -192,12 +193,8 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: W
         "baseline_holdout": holdout_baseline, "max_drop": perf.max_drop, "warn_drop": perf.warn_drop,
         "critical_drop": perf.critical_drop, "segments": [], "estimate": None,
     }
-    models: dict[str, Any] = {}
-
     def model():
-        if "m" not in models:
-            models["m"] = load_model(ctx, f"models:/{ctx.name}/{champion.version}")
-        return models["m"]
+        return load_model(ctx, f"models:/{ctx.name}/{champion.version}")
 
     if cfg.task == "classification" and current is not None and not current.frame.empty:
         result["estimate"] = _estimated_performance(ctx, current, model)
@@ -807,7 +804,10 @@ def _prediction_drift(ctx: ModelContext, champion, reference: Window, current: W
 
 
 def load_model(ctx: ModelContext, uri: str):
-    return ctx.mlflow().sklearn.load_model(uri)
+    """A model by URI, loaded once per context (a monitor run uses the champion several times)."""
+    if uri not in ctx.models:
+        ctx.models[uri] = ctx.mlflow().sklearn.load_model(uri)
+    return ctx.models[uri]
 
 
 def _trusted_types(model) -> list[str]:
