@@ -1,82 +1,567 @@
-"""An append-only, hash-chained ledger of every decision the platform takes.
+"""The decision ledger: an append-only, hash-chained table of every decision the platform takes.
 
-One JSON object per line. Each record carries the hash of the previous one, so an edited or
-deleted line breaks the chain and :func:`verify_ledger` finds it.
+Every monitor verdict, gate result, promotion, rollback and rejection is one row of the
+``retrain_ledger`` table in the platform database (SQLAlchemy Core): an embedded SQLite
+file ``<state_dir>/platform.db`` by default, PostgreSQL in production (the URL comes from
+the environment variable named by ``database.url_env`` in ``platform.yaml``, see
+:mod:`retrain_lib.settings`). The table is created on first use.
+
+Schema (``retrain_ledger``)::
+
+    seq             BIGINT PRIMARY KEY   -- 0, 1, 2, ... contiguous over the whole ledger
+    time            TEXT NOT NULL        -- wall clock of the append, ISO 8601 UTC
+    model           TEXT NOT NULL
+    event           TEXT NOT NULL        -- monitor, gates, promote, challenger, reject, ...
+    as_of           TEXT NULL            -- the logical day of the run that decided
+    actor           TEXT NOT NULL        -- "cli", "<dag_id>/<run_id>", a person
+    before_version  TEXT NULL            -- champion version before the decision (if it moved)
+    after_version   TEXT NULL            -- champion version after the decision (if it moved)
+    reason          TEXT NOT NULL
+    details         TEXT NOT NULL        -- canonical JSON of the details dict
+    prev_hash       VARCHAR(64) NOT NULL -- hash of row seq-1 (64 zeros for seq 0)
+    hash            VARCHAR(64) NOT NULL UNIQUE
+
+``retrain_ledger_head`` holds one row (``id = 1``): the ``seq`` and ``hash`` of the last
+row, written in the same transaction as every append.
+
+The hash of a row is ``sha256`` of the canonical JSON (sorted keys, ``","``/``":"``
+separators, ASCII) of every other column, ``prev_hash`` included (see :func:`row_hash`).
+
+Appends are serialised across processes and machines: on SQLite with ``BEGIN IMMEDIATE``
+(plus WAL mode and a busy timeout), on PostgreSQL with a transaction-scoped advisory lock
+taken before the head is read; the primary key on ``seq`` is the backstop. Rows are never
+updated or deleted (triggers refuse it, to catch accidents).
+
+What the chain proves, and what it does not:
+
+* :meth:`Ledger.verify` finds a row edited in place (its hash no longer matches), an
+  edited row whose hash was recomputed (the next row's ``prev_hash`` no longer matches, or
+  the head does not for the last row), deleted or reordered rows (a ``seq`` gap, a broken
+  link) and a deleted tail (the head names a later row than the table holds).
+* It cannot detect a rewrite by someone who can write the whole table *and* the head
+  table: they can recompute every hash from the edited row on. Nothing in one database can
+  prove that. To make such a rewrite detectable, anchor the head hash somewhere the database
+  owner cannot write (``retrain ledger verify --format json`` prints it: store it in a
+  ticket, a signed commit, a WORM bucket) and compare later heads with it: an honest ledger's
+  later chain still contains the anchored hash at the anchored ``seq``.
+* The ``time`` column is the writer's clock; the chain proves order of appends, not time.
+
+Example::
+
+    ledger = Ledger.from_settings(load_settings())
+    ledger.append("credit_default", "promote", as_of="2026-01-11", actor="cli",
+                  before="2", after="3", reason="manual", details={"run_id": "abc"})
+    with ledger.transaction() as tx:         # exclusive: concurrent appends wait
+        ...                                  # check the champion alias, then move it
+        tx.append("credit_default", "promote", before="3", after="4")
+    assert ledger.verify() == []
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
+import logging
+import math
 import os
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from retrain_lib.errors import ConfigError, RetrainError
+
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
+TABLE = "retrain_ledger"
+HEAD_TABLE = "retrain_ledger_head"
+HASHED_COLUMNS = ("seq", "time", "model", "event", "as_of", "actor", "before_version", "after_version", "reason",
+                  "details", "prev_hash")
+# pg_advisory_xact_lock key of ledger appends: the ASCII of "retrain_" as a signed 64-bit integer.
+_PG_LOCK_KEY = int.from_bytes(b"retrain_", "big", signed=True)
+_BUSY_TIMEOUT_MS = 60_000
 
 
-def _hash(record: dict) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+class LedgerError(RetrainError, RuntimeError):
+    """The ledger could not be written or read (database unreachable, chain head moved)."""
 
 
-def record_decision(path: Path, *, model: str, event: str, as_of: str | None = None, actor: str = "",
-                    details: dict[str, Any] | None = None) -> dict:
-    """Append one decision; safe against concurrent writers on one machine."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+# -----------------------------------------------------------------------------------------
+# Canonical form
+# -----------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: numpy scalars and arrays, dates, paths, tuples and
+    sets become JSON values; NaN and infinities become ``None`` (strict JSON has neither)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=json.dumps) if isinstance(value, set | frozenset) else items
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalar or array
+        return _jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of ``value`` the ledger stores and hashes."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def row_hash(row: Mapping[str, Any]) -> str:
+    """``sha256`` of the canonical JSON of the row's :data:`HASHED_COLUMNS` (all but ``hash``)."""
+    body = {k: row[k] for k in HASHED_COLUMNS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _record(row: Mapping[str, Any]) -> dict:
+    """A row as the dict readers use (the keys of the JSONL ledger plus before/after/reason)."""
+    try:
+        details = json.loads(row["details"])
+    except (TypeError, ValueError):
+        details = {"_unparsable": row["details"]}
+    return {"seq": row["seq"], "time": row["time"], "model": row["model"], "event": row["event"],
+            "as_of": row["as_of"], "actor": row["actor"], "before": row["before_version"],
+            "after": row["after_version"], "reason": row["reason"], "details": details,
+            "prev": row["prev_hash"], "hash": row["hash"]}
+
+
+# -----------------------------------------------------------------------------------------
+# Database
+# -----------------------------------------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """A SQLAlchemy URL for the ledger: ``postgres://`` and ``postgresql://`` use psycopg 3."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _tables():
+    import sqlalchemy as sa
+
+    md = sa.MetaData()
+    ledger = sa.Table(
+        TABLE, md,
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("time", sa.Text, nullable=False),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("as_of", sa.Text, nullable=True),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("before_version", sa.Text, nullable=True),
+        sa.Column("after_version", sa.Text, nullable=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("details", sa.Text, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.CheckConstraint("seq >= 0", name="retrain_ledger_seq_nonnegative"),
+    )
+    sa.Index("retrain_ledger_model_seq", ledger.c.model, ledger.c.seq)
+    head = sa.Table(
+        HEAD_TABLE, md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.CheckConstraint("id = 1", name="retrain_ledger_head_single_row"),
+    )
+    return md, ledger, head
+
+
+_SQLITE_GUARDS = [
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE} "
+    f"BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE} "
+    f"BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END",
+]
+_PG_GUARDS = [
+    f"CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN RAISE EXCEPTION '{TABLE} is append-only'; END $$",
+    f"CREATE OR REPLACE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {TABLE} "
+    f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()",
+]
+
+_engines: dict[tuple[str, int], Any] = {}
+_ready: set[tuple[str, int]] = set()
+_engines_lock = threading.Lock()
+
+
+def _engine(url: str):
+    """One engine per URL and process (a forked child must not share its parent's sockets)."""
+    key = (url, os.getpid())
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[key] = engine
+        return engine
+
+
+def _create_engine(url: str):
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"ledger database URL {url!r} is not a SQLAlchemy URL ({exc}); use e.g. "
+                          "postgresql://user@host/db or sqlite:////path/platform.db") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write")
+                                 else "BEGIN")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    raise ConfigError(f"ledger database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql")
+
+
+class Ledger:
+    """The decision ledger in one database.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``; the latter is run
+            through psycopg 3).
+    """
+
+    def __init__(self, url: str):
+        self.url = normalise_url(url)
+        self._md, self._table, self._head = _tables()
+
+    def __repr__(self) -> str:
+        import sqlalchemy as sa
+
+        return f"Ledger({sa.engine.make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @classmethod
+    def from_settings(cls, settings) -> Ledger:
+        """The ledger of a platform: ``settings.database_url`` (see :mod:`retrain_lib.settings`)."""
+        return cls(settings.database_url)
+
+    # -- connections ------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        engine = _engine(self.url)
+        self._ensure_schema(engine)
+        return engine
+
+    def _ensure_schema(self, engine) -> None:
+        key = (self.url, os.getpid())
+        if key in _ready:
+            return
+        import sqlalchemy as sa
+
         try:
-            fh.seek(0)
-            prev = GENESIS
-            seq = 0
-            for line in fh:
-                if line.strip():
-                    last = json.loads(line)
-                    prev, seq = last["hash"], last["seq"] + 1
-            record = {
-                "seq": seq,
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "model": model, "event": event, "as_of": as_of, "actor": actor,
-                "details": details or {}, "prev": prev,
-            }
-            record["hash"] = _hash(record)
-            fh.seek(0, os.SEEK_END)
-            fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    return record
+            with self._write_conn(engine) as conn:
+                self._md.create_all(conn, checkfirst=True)
+                for stmt in _PG_GUARDS if engine.dialect.name == "postgresql" else _SQLITE_GUARDS:
+                    conn.exec_driver_sql(stmt)
+        except sa.exc.OperationalError as exc:
+            raise LedgerError(f"cannot open the decision ledger at {self!r}: {exc.orig}") from exc
+        _ready.add(key)
+
+    @contextlib.contextmanager
+    def _write_conn(self, engine) -> Iterator[Any]:
+        """A connection in a transaction that holds the ledger's exclusive write lock."""
+        import sqlalchemy as sa
+
+        with engine.connect() as conn:
+            conn.execution_options(ledger_write=True)
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                yield conn
+
+    # -- writing ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[LedgerTransaction]:
+        """Hold the ledger's exclusive lock for a block and append in it atomically.
+
+        Every other append (any process, any machine using the same database) waits until
+        the block ends. Use it to make an external check-and-act and its ledger row one
+        step, e.g. a compare-and-swap promotion::
+
+            with ledger.transaction() as tx:
+                moves = registry.promote_champion(client, name, version, expected_champion=seen)
+                tx.append(name, "promote", before=seen, after=version)
+
+        When the block raises, nothing it appended is kept. (What the block did outside
+        the database, such as moving an alias, is not undone: do the external action last
+        but one and the append last.)
+        """
+        import sqlalchemy as sa
+
+        try:
+            with self._write_conn(self.engine) as conn:
+                yield LedgerTransaction(self, conn)
+        except sa.exc.IntegrityError as exc:
+            raise LedgerError(f"ledger append conflicted with another writer ({exc.orig}); retry") from exc
+
+    def append(self, model: str, event: str, *, as_of: str | dt.date | None = None, actor: str = "",
+               before: str | None = None, after: str | None = None, reason: str = "",
+               details: Mapping[str, Any] | None = None) -> dict:
+        """Append one decision in its own transaction and return the record written.
+
+        Args:
+            model: the model the decision is about.
+            event: what was decided (``monitor``, ``gates``, ``promote``, ``rollback``, ...).
+            as_of: the logical day of the run that decided (not "now").
+            actor: who decided (``cli``, ``<dag_id>/<run_id>``, a person).
+            before, after: the champion version before and after, when the decision moved it.
+            reason: why, in a sentence.
+            details: JSON-able facts (numpy values, dates and paths are converted).
+        """
+        with self.transaction() as tx:
+            return tx.append(model, event, as_of=as_of, actor=actor, before=before, after=after, reason=reason,
+                             details=details)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def records(self, model: str | None = None) -> list[dict]:
+        """Every record (of ``model``), in ``seq`` order, as dicts with the keys ``seq, time,
+        model, event, as_of, actor, before, after, reason, details, prev, hash``."""
+        t = self._table
+        query = t.select().order_by(t.c.seq)
+        if model is not None:
+            query = query.where(t.c.model == model)
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query).mappings()]
+
+    def models(self) -> list[str]:
+        """The models that have at least one record."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(sa.select(self._table.c.model).distinct()).scalars())
+
+    def head(self) -> dict | None:
+        """``{"seq": ..., "hash": ...}`` of the last append (from the head table), or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(self._head.select()).mappings().first()
+        return None if row is None else {"seq": row["seq"], "hash": row["hash"]}
+
+    def verify(self) -> list[str]:
+        """Problems of the chain, one sentence each (empty when intact). See the module
+        docstring for what an intact chain does and does not prove."""
+        t = self._table
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")  # rows and head: one snapshot
+            with conn.begin():
+                rows = list(conn.execute(t.select().order_by(t.c.seq)).mappings())
+                head = conn.execute(self._head.select()).mappings().first()
+        return _problems(rows, None if head is None else dict(head))
 
 
-def read_ledger(path: Path, model: str | None = None) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
+class LedgerTransaction:
+    """Appends inside :meth:`Ledger.transaction` (the exclusive lock is held)."""
+
+    def __init__(self, ledger: Ledger, conn):
+        self._ledger = ledger
+        self._conn = conn
+        self._last: tuple[int, str] | None = None
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last row (``(-1, GENESIS)`` on an empty ledger)."""
+        if self._last is None:
+            import sqlalchemy as sa
+
+            t = self._ledger._table
+            row = self._conn.execute(sa.select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+            self._last = (-1, GENESIS) if row is None else (int(row[0]), row[1])
+        return self._last
+
+    def records(self, model: str | None = None) -> list[dict]:
+        """Like :meth:`Ledger.records`, seen from inside the transaction."""
+        t = self._ledger._table
+        query = t.select().order_by(t.c.seq)
+        if model is not None:
+            query = query.where(t.c.model == model)
+        return [_record(r) for r in self._conn.execute(query).mappings()]
+
+    def append(self, model: str, event: str, *, as_of: str | dt.date | None = None, actor: str = "",
+               before: str | None = None, after: str | None = None, reason: str = "",
+               details: Mapping[str, Any] | None = None) -> dict:
+        """Append one decision (kept when the transaction commits); see :meth:`Ledger.append`."""
+        if not model or not event:
+            raise ValueError(f"The 'model' and 'event' parameters of append must be non-empty. "
+                             f"Got {model!r} and {event!r} instead.")
+        if isinstance(as_of, dt.date | dt.datetime):
+            as_of = as_of.isoformat()
+        last_seq, last_hash = self.head()
+        row = {"seq": last_seq + 1, "time": _now(), "model": str(model), "event": str(event),
+               "as_of": _opt_str(as_of), "actor": str(actor or ""), "before_version": _opt_str(before),
+               "after_version": _opt_str(after), "reason": str(reason or ""),
+               "details": canonical_json(dict(details or {})), "prev_hash": last_hash}
+        row["hash"] = row_hash(row)
+        self._conn.execute(self._ledger._table.insert().values(**row))
+        head = self._ledger._head
+        updated = self._conn.execute(head.update().where(head.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+        if updated.rowcount == 0:
+            self._conn.execute(head.insert().values(id=1, seq=row["seq"], hash=row["hash"]))
+        self._last = (row["seq"], row["hash"])
+        return _record(row)
+
+
+def _problems(rows: list[Mapping[str, Any]], head: dict | None) -> list[str]:
+    problems: list[str] = []
+    expected, prev, prev_seq = 0, GENESIS, None
+    for row in rows:
+        seq = row["seq"]
+        if seq != expected:
+            missing = f"seq {expected}" if seq == expected + 1 else f"seq {expected}..{seq - 1}"
+            problems.append(f"seq {seq}: {missing} missing (deleted?)")
+        if row["prev_hash"] != prev:
+            after = "the start of the ledger" if prev_seq is None else f"seq {prev_seq}"
+            problems.append(f"seq {seq}: prev_hash does not match the hash of {after} "
+                            "(a row before it was deleted or rewritten)")
+        if row_hash(row) != row["hash"]:
+            problems.append(f"seq {seq}: content does not match its hash (edited?)")
+        expected, prev, prev_seq = seq + 1, row["hash"], seq
+    if head is None:
+        if rows:
+            problems.append(f"head missing: {len(rows)} row(s) but no {HEAD_TABLE} row (deleted?)")
+        return problems
+    if not rows:
+        problems.append(f"ledger is empty but the head names seq {head['seq']}: every row deleted?")
+    elif head["seq"] > prev_seq:
+        problems.append(f"head names seq {head['seq']} but the last row is seq {prev_seq}: "
+                        f"{head['seq'] - prev_seq} row(s) at the end deleted?")
+    elif head["seq"] < prev_seq:
+        problems.append(f"head names seq {head['seq']} but rows go on to seq {prev_seq}: "
+                        "rows appended without the ledger (or the head rewound)")
+    elif head["hash"] != prev:
+        problems.append(f"head hash does not match seq {prev_seq}: the last row was rewritten")
+    return problems
+
+
+# -----------------------------------------------------------------------------------------
+# Champion history
+# -----------------------------------------------------------------------------------------
+
+CHAMPION_EVENTS = ("promote", "rollback")
+
+
+def effective_time(record: Mapping[str, Any]) -> dt.datetime:
+    """When a decision took effect: its ``as_of`` (the logical day of the run that decided; a
+    date is the start of that day, UTC) when set, else the wall-clock ``time`` of the append."""
+    return parse_instant(record.get("as_of") or record["time"])
+
+
+def parse_instant(value: str | dt.date | dt.datetime) -> dt.datetime:
+    """An aware UTC datetime from an ISO date (its start) or datetime (naive means UTC)."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time())
+    else:
+        moment = dt.datetime.fromisoformat(str(value).strip())
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def champion_changes(records: list[Mapping[str, Any]]) -> list[dict]:
+    """The records that moved a model's ``champion`` alias, oldest (lowest ``seq``) first.
+
+    A record moved the champion when its ``details['moves']`` holds a ``champion`` move, or
+    when it is a ``promote``/``rollback`` event with ``before``/``after`` versions.
+    """
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                if model is None or rec.get("model") == model:
-                    out.append(rec)
+    for r in records:
+        details = r.get("details") or {}
+        moves = [m for m in details.get("moves") or [] if isinstance(m, dict) and m.get("alias") == "champion"]
+        if moves:
+            before, after = moves[-1].get("from"), moves[-1].get("to")
+        elif r.get("event") in CHAMPION_EVENTS and (r.get("before") is not None or r.get("after") is not None):
+            before, after = r.get("before"), r.get("after")
+        else:
+            continue
+        out.append({"seq": r["seq"], "time": r["time"], "as_of": r.get("as_of"),
+                    "effective": effective_time(r).isoformat(), "event": r["event"], "from": _opt_str(before),
+                    "to": _opt_str(after), "reason": r.get("reason") or str(details.get("reason") or ""),
+                    "actor": r.get("actor") or "", "hash": r["hash"]})
     return out
 
 
-def verify_ledger(path: Path) -> list[str]:
-    """Problems of the chain (empty when intact)."""
-    problems = []
-    prev = GENESIS
-    for i, rec in enumerate(read_ledger(path)):
-        if rec.get("seq") != i:
-            problems.append(f"record {i}: sequence number {rec.get('seq')} (expected {i})")
-        if rec.get("prev") != prev:
-            problems.append(f"record {i}: previous hash does not match record {i - 1}")
-        if _hash(rec) != rec.get("hash"):
-            problems.append(f"record {i}: content does not match its hash (edited?)")
-        prev = rec.get("hash")
-    return problems
+def champion_at(changes: list[Mapping[str, Any]], at: dt.datetime) -> dict | None:
+    """The change (from :func:`champion_changes`) that made the champion of instant ``at``:
+    the latest by effective time (then ``seq``) at or before ``at``; ``None`` before the first."""
+    at = parse_instant(at)
+    past = [c for c in changes if parse_instant(c["effective"]) <= at]
+    if not past:
+        return None
+    return dict(max(past, key=lambda c: (parse_instant(c["effective"]), c["seq"])))
+
+
+# -----------------------------------------------------------------------------------------
+# Module-level helpers (the functions of the former JSONL ledger)
+# -----------------------------------------------------------------------------------------
+
+
+def open_ledger(target) -> Ledger:
+    """A :class:`Ledger` from a ``Ledger``, a ``Settings``, a database URL or a SQLite file path."""
+    if isinstance(target, Ledger):
+        return target
+    if hasattr(target, "database_url"):
+        return Ledger.from_settings(target)
+    text = os.fspath(target)
+    if "://" in text:
+        return Ledger(text)
+    return Ledger(f"sqlite:///{Path(text).resolve()}")
+
+
+def record_decision(target, *, model: str, event: str, as_of: str | None = None, actor: str = "",
+                    details: dict[str, Any] | None = None, before: str | None = None, after: str | None = None,
+                    reason: str = "") -> dict:
+    """Append one decision to the ledger ``target`` (see :func:`open_ledger`)."""
+    return open_ledger(target).append(model, event, as_of=as_of, actor=actor, before=before, after=after,
+                                      reason=reason, details=details)
+
+
+def read_ledger(target, model: str | None = None) -> list[dict]:
+    """The records of the ledger ``target`` (of ``model``), in ``seq`` order."""
+    return open_ledger(target).records(model)
+
+
+def verify_ledger(target) -> list[str]:
+    """Problems of the ledger ``target`` (empty when intact)."""
+    return open_ledger(target).verify()

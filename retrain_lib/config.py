@@ -32,7 +32,7 @@ from retrain_lib.errors import ConfigError
 MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_NODES = 100_000  # YAML values once aliases are expanded: stops "billion laughs" files
 DRIFT_METHODS = ("psi", "ks", "js", "chi2", "wasserstein")
-CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier")
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
 _NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
 _CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually")
@@ -350,16 +350,78 @@ class PerformanceTrigger(_Strict):
         return self
 
 
+class Recency(_Strict):
+    """Weight recent training rows more (``retrain_lib.training.sample_weights``).
+
+    The window is anchored at the end of the training window (``as_of``): ``{days: 90,
+    weight: 2.0}`` makes rows of the last 90 days count ``weight`` times as much as older
+    rows; ``{half_life_days: 30}`` halves a row's weight every 30 days of age. Both together
+    multiply. The weights are rescaled to average 1, so the total weight equals the number
+    of rows, as in unweighted training. The estimator's ``fit`` must accept ``sample_weight``.
+    """
+
+    days: int | None = Field(
+        default=None, gt=0, le=3660, description="Rows of the last `days` days count `weight` times (with weight).",
+    )
+    weight: float | None = Field(
+        default=None, gt=0, le=1000, description="Relative weight of rows within the last `days` days.",
+    )
+    half_life_days: float | None = Field(
+        default=None, gt=0, le=3660, description="Exponential decay: a row's weight halves every this many days.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Recency:
+        if (self.days is None) != (self.weight is None):
+            given, missing = ("days", "weight") if self.weight is None else ("weight", "days")
+            raise ValueError(f"recency {given} needs {missing} too, e.g. {{days: 90, weight: 2.0}}")
+        if self.days is None and self.half_life_days is None:
+            raise ValueError("recency needs days and weight, half_life_days, or both; "
+                             "e.g. {days: 90, weight: 2.0} or {half_life_days: 30}")
+        if self.weight == 1:
+            raise ValueError("recency weight 1 gives recent and older rows the same weight; use a weight other "
+                             "than 1 (e.g. 2.0) or remove days and weight")
+        return self
+
+
 class Split(_Strict):
     method: Literal["time", "random", "stratified"] = "time"
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.9)
 
 
 class Training(_Strict):
+    """How a candidate is trained (``retrain_lib.training.fit``).
+
+    ``recency`` weights recent rows more; ``timeout_minutes`` fits in a child process that is
+    stopped after that long; ``warm_start`` continues from the champion's fitted model instead
+    of training from scratch (the champion's preprocessing is reused when the feature lists
+    are unchanged, and ``warm_start_extra`` trees/iterations are added). A warm-started model
+    depends on its parent version: the same data and config reproduce it only from the same
+    parent, which is recorded in its lineage.
+    """
+
     estimator: str = Field(description="Import path of a scikit-learn estimator class.")
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
     split: Split = Field(default_factory=Split)
+    recency: Recency | None = Field(
+        default=None, description="Weight recent rows more: {days: 90, weight: 2.0} and/or {half_life_days: 30}.",
+    )
+    timeout_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60,
+        description="Stop a fit that takes longer (it then runs in a child process). null = no limit, in-process.",
+    )
+    warm_start: bool = Field(
+        default=False,
+        description=("Continue from the champion's fitted model (estimators with a warm_start parameter); "
+                     "the new model then depends on its parent version."),
+    )
+    warm_start_extra: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description=("With warm_start: trees/boosting iterations added to the champion's (n_estimators, "
+                     "max_iter); for solvers such as LogisticRegression the max_iter of the continued fit. "
+                     "Default 50."),
+    )
 
     @field_validator("estimator")
     @classmethod
@@ -368,28 +430,150 @@ class Training(_Strict):
             raise ValueError(f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression'")
         return value
 
+    @model_validator(mode="after")
+    def _warm_start_options(self) -> Training:
+        if self.warm_start_extra is not None and not self.warm_start:
+            raise ValueError("warm_start_extra only applies with warm_start: true; set warm_start: true "
+                             "or remove warm_start_extra")
+        return self
+
+    @property
+    def extra_iterations(self) -> int:
+        """``warm_start_extra`` or its default (50)."""
+        return 50 if self.warm_start_extra is None else self.warm_start_extra
+
 
 class Gate(_Strict):
-    """One evaluation gate. Absolute: ``min``/``max``. Relative to the champion:
-    ``max_regression`` (the candidate may be at most this much worse) and ``min_improvement``
-    (it must be at least this much better); with ``relative: true`` both are fractions of the
-    champion's value. Better/worse follow the metric's direction."""
+    """One evaluation gate; a candidate is promoted only when every gate passes.
 
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    max_regression: float | None = Field(default=None, ge=0)
-    min_improvement: float | None = Field(default=None, ge=0)
-    relative: bool = False
+    ``type`` chooses the kind (default ``metric``), and each kind takes its own fields::
+
+        - {metric: roc_auc, min: 0.70}                                  # metric, absolute
+        - {metric: rmse, max_regression: 0.05, relative: true}          # metric, vs champion
+        - {metric: roc_auc, min: 0.65, segment: region, min_rows: 50}   # metric, per segment
+        - {type: fairness, metric: recall, by: region, max_gap: 0.10}
+        - {type: calibration, metric: ece, max: 0.05, bins: 10}
+        - {type: latency, max_ms: 20}
+        - {type: stability, max_change: 0.05}
+        - {type: bootstrap, metric: roc_auc, margin: 0.0, confidence: 0.95}
+        - {type: leakage, max_score: 0.98}
+
+    ``metric``: absolute ``min``/``max`` (bounds included), and relative to the champion
+    ``max_regression`` (the candidate may be at most this much worse) or ``min_improvement``
+    (it must be at least this much better); with ``relative: true`` both are fractions of
+    ``|champion|``. Better/worse follow the metric's direction. The semantics are those of
+    MLflow's ``MetricThreshold``: ``min``/``max`` = ``threshold``, ``min_improvement`` =
+    ``min_absolute_change`` (``min_relative_change`` when relative); ``max_regression`` has no
+    MLflow counterpart (MLflow only accepts positive changes) and equals an MLflow
+    ``threshold`` of ``champion - max_regression`` (in the metric's direction). With
+    ``segment`` every value of that holdout column is a slice checked on its own.
+    Relative checks are skipped while there is no champion.
+
+    ``fairness``: the largest difference of ``metric`` between groups of ``by`` must not
+    exceed ``max_gap``. ``calibration``: Brier score or ECE at most ``max``. ``latency``:
+    p95 single-row predict time at most ``max_ms``. ``stability``: prediction change against
+    the champion on the holdout at most ``max_change`` (classification: share of flipped
+    decisions at 0.5; regression: mean absolute change / std of y). ``bootstrap``: paired
+    bootstrap of the improvement over the champion; fails when the challenger is worse than
+    ``-margin`` with ``confidence``. ``leakage``: no feature alone may predict the target on
+    the training rows with a score of ``max_score`` or more. See ``retrain_lib.gates``.
+    """
+
+    type: Literal["metric", "fairness", "calibration", "latency", "stability", "bootstrap", "leakage"] = Field(
+        default="metric", description="Kind of gate; each kind takes the fields listed in its description.",
+    )
+    metric: str | None = Field(
+        default=None,
+        description="metric, fairness, bootstrap: the metric (e.g. roc_auc, rmse); calibration: brier or ece.",
+    )
+    min: float | None = Field(default=None, description="metric: lowest allowed value (included).")
+    max: float | None = Field(default=None, description="metric, calibration: highest allowed value (included).")
+    max_regression: float | None = Field(
+        default=None, ge=0, description="metric: the candidate may be at most this much worse than the champion.",
+    )
+    min_improvement: float | None = Field(
+        default=None, ge=0, description="metric: the candidate must be at least this much better than the champion.",
+    )
+    relative: bool = Field(
+        default=False, description="metric: max_regression/min_improvement are fractions of |champion value|.",
+    )
+    segment: str | None = Field(
+        default=None, description="metric: check the metric on each value of this holdout column (one slice each).",
+    )
+    min_rows: int = Field(
+        default=50, ge=1, description="metric with segment, fairness: smaller slices/groups are skipped.",
+    )
+    by: str | None = Field(default=None, description="fairness: column whose groups are compared.")
+    max_gap: float | None = Field(
+        default=None, ge=0, description="fairness: largest allowed metric difference between two groups.",
+    )
+    bins: int = Field(default=10, ge=2, le=1000, description="calibration: equal-width bins of the ECE.")
+    max_ms: float | None = Field(default=None, gt=0, description="latency: highest allowed p95 single-row predict ms.")
+    max_change: float | None = Field(
+        default=None, ge=0, description="stability: highest allowed prediction change against the champion.",
+    )
+    n_resamples: int = Field(default=1000, ge=100, le=100_000, description="bootstrap: number of resamples.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="bootstrap: one-sided confidence level.")
+    margin: float = Field(
+        default=0.0, ge=0, description="bootstrap: tolerated worsening (metric units) before the gate fails.",
+    )
+    max_score: float = Field(
+        default=0.98, gt=0, le=1,
+        description="leakage: a feature whose univariate score (AUC, |Spearman| or R2) reaches this fails.",
+    )
+
+    _FIELDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "metric": ("metric", "min", "max", "max_regression", "min_improvement", "relative", "segment", "min_rows"),
+        "fairness": ("metric", "by", "max_gap", "min_rows"),
+        "calibration": ("metric", "max", "bins"),
+        "latency": ("max_ms",),
+        "stability": ("max_change",),
+        "bootstrap": ("metric", "n_resamples", "confidence", "margin"),
+        "leakage": ("max_score",),
+    }
+    _REQUIRED: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "metric": ("metric",), "fairness": ("metric", "by", "max_gap"), "calibration": ("metric", "max"),
+        "latency": ("max_ms",), "stability": ("max_change",), "bootstrap": ("metric",), "leakage": (),
+    }
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str | None) -> str | None:
+        from retrain_lib.metrics import GREATER_IS_BETTER  # light: numpy loads inside its functions
+
+        if value is not None and value not in GREATER_IS_BETTER:
+            raise ValueError(f"unknown metric {value!r}{_did_you_mean(value, GREATER_IS_BETTER)}; "
+                             f"use one of: {', '.join(sorted(GREATER_IS_BETTER))}")
+        return value
 
     @model_validator(mode="after")
     def _has_bound(self) -> Gate:
+        kind = self.type
+        allowed = self._FIELDS[kind]
+        # Fields left at their default do not count (a dumped config lists every field).
+        foreign = {n for n in self.model_fields_set - {"type", *allowed}
+                   if getattr(self, n) != type(self).model_fields[n].default}
+        for name in sorted(foreign):
+            owners = [k for k, fields in self._FIELDS.items() if name in fields]
+            raise ValueError(f"'{name}' does not apply to a {kind} gate; it belongs to type "
+                             f"{' or '.join(owners)} (a {kind} gate takes {', '.join(allowed)})")
+        missing = [name for name in self._REQUIRED[kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {kind} gate needs {' and '.join(repr(m) for m in missing)}")
+        if kind == "calibration" and self.metric not in ("brier", "ece"):
+            raise ValueError(f"a calibration gate measures brier or ece, not {self.metric!r}")
+        if kind != "metric":
+            return self
         if all(v is None for v in (self.min, self.max, self.max_regression, self.min_improvement)):
             raise ValueError("a gate needs at least one of min, max, max_regression, min_improvement")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if self.max_regression is not None and self.min_improvement is not None:
             raise ValueError("use either max_regression or min_improvement, not both")
+        if self.relative and self.max_regression is None and self.min_improvement is None:
+            raise ValueError("relative only applies to max_regression or min_improvement")
+        if self.min_rows != type(self).model_fields["min_rows"].default and self.segment is None:
+            raise ValueError("min_rows only applies with segment (or to a fairness gate)")
         return self
 
 
@@ -519,6 +703,27 @@ class Validation(_Strict):
         return {k: {"values": v} if isinstance(v, list) else v for k, v in value.items()}
 
 
+class Approval(_Strict):
+    """When a human must approve a promotion (Airflow's human-in-the-loop ``ApprovalOperator``).
+
+    The retrain DAG waits for an answer in the Airflow UI (Required Actions) after the gates
+    passed and the candidate was registered. No answer within ``timeout_hours`` counts as a
+    rejection. Approver and answer go to the decision ledger and the version's tags."""
+
+    required_when: list[Literal["always", "first_deployment", "new_features", "rows_changed", "narrow_margin"]] = Field(
+        default_factory=lambda: ["first_deployment"], min_length=1,
+        description="always | first_deployment (no champion yet) | new_features (the feature list differs from "
+                    "the champion's) | rows_changed (training rows changed by more than rows_changed_pct) | "
+                    "narrow_margin (a gate passed by less than margin).",
+    )
+    rows_changed_pct: float = Field(default=50.0, gt=0, description="rows_changed: change of training rows, %.")
+    margin: float = Field(default=0.005, ge=0, description="narrow_margin: distance of observed to threshold.")
+    timeout_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="No answer by then = rejected.")
+    approvers: list[str] = Field(
+        default_factory=list, description="Airflow user ids allowed to answer; empty = anyone with access.",
+    )
+
+
 class ModelConfig(_Strict):
     """One model, as a data engineer describes it in ``configs/models/<name>.yaml``."""
 
@@ -536,6 +741,9 @@ class ModelConfig(_Strict):
     gates: list[Gate] = Field(default_factory=list)
     deploy: Deploy = Field(default_factory=Deploy)
     alerts: Alerts = Field(default_factory=Alerts)
+    approval: Approval | None = Field(
+        default=None, description="Ask a human before promoting; omitted = gates alone decide.",
+    )
     validation: Validation | None = Field(
         default=None, description="Data expectations; omitted = only the built-in sanity checks.",
     )
@@ -556,7 +764,7 @@ class ModelConfig(_Strict):
         listed = ", ".join(metrics)
         problems: list[tuple[tuple, str, str]] = []
         for i, gate in enumerate(self.gates):
-            if gate.metric not in metrics:
+            if gate.metric is not None and gate.metric not in metrics:
                 problems.append((("gates", i, "metric"),
                                  f"{gate.metric!r} is not a {self.task} metric{_did_you_mean(gate.metric, metrics)}",
                                  f"use one of: {listed}"))
@@ -671,8 +879,9 @@ class ModelConfig(_Strict):
     def primary_metric(self) -> str:
         if self.performance:
             return self.performance.metric
-        if self.gates:
-            return self.gates[0].metric
+        for gate in self.gates:
+            if gate.metric is not None and gate.type in ("metric", "bootstrap"):
+                return gate.metric
         return "roc_auc" if self.task == "classification" else "rmse"
 
     def dag_id(self, kind: str) -> str:
@@ -707,6 +916,44 @@ class SqlSettings(_Strict):
     )
 
 
+class DvcSettings(_Strict):
+    """The data registry (see :mod:`retrain_lib.lineage`): a git repository of ``.dvc`` files
+    plus a DVC remote holding every training set a model was trained on."""
+
+    repo: str | None = Field(
+        default=None,
+        description="Git repository of the registry. null = <state_dir>/data-registry; relative = to the project root.",
+    )
+    remote: str | None = Field(
+        default=None,
+        description=(
+            "DVC remote: s3://bucket/prefix (endpoint and region from s3:, credentials from the environment "
+            "only) or a local directory. null = <state_dir>/dvc-remote. Env RETRAIN_DVC_REMOTE overrides."
+        ),
+    )
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_url(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:
+            return value
+        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,62}(/[^@\s]*)?", value):
+            raise ValueError(f"{value!r} is not a DVC remote this platform supports: use s3://bucket/prefix "
+                             "(credentials come from the environment, never from the URL) or a local directory")
+        return value
+
+
+class DatabaseSettings(_Strict):
+    url_env: str = Field(
+        default="RETRAIN_DB_URL",
+        description=(
+            "Environment variable holding the SQLAlchemy URL of the platform database (decision ledger), "
+            "never the URL itself. Unset variable: an embedded SQLite file <state_dir>/platform.db. "
+            "postgresql:// URLs use the psycopg 3 driver."
+        ),
+    )
+
+
 class PlatformConfig(_Strict):
     """Platform-wide settings from ``configs/platform.yaml``. Paths are relative to the
     directory holding ``configs/``; environment variables override them."""
@@ -718,6 +965,8 @@ class PlatformConfig(_Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     s3: S3Settings = Field(default_factory=S3Settings)
     sql: SqlSettings = Field(default_factory=SqlSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    dvc: DvcSettings = Field(default_factory=DvcSettings)
     airflow_base_url: str = "http://localhost:8080"
     mlflow_ui_url: str = "http://localhost:5000"
 

@@ -34,3 +34,12 @@ class TrainingError(RetrainError, RuntimeError):
 
 class RegistryError(RetrainError, RuntimeError):
     """The model registry is not in the state an operation expects."""
+
+
+class StaleChampionError(RegistryError):
+    """``champion`` moved after the candidate was evaluated (compare-and-swap failed)."""
+
+    def __init__(self, message: str, *, expected: str | None, current: str | None):
+        super().__init__(message)
+        self.expected = expected
+        self.current = current

@@ -16,14 +16,13 @@ import math
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from retrain_lib import audit, registry
 from retrain_lib.config import ModelConfig, load_model_config
 from retrain_lib.data import Window, available_days, day_range, load_window
-from retrain_lib.errors import DataError, RegistryError
+from retrain_lib.errors import DataError, RegistryError, StaleChampionError
 from retrain_lib.settings import PACKAGE_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -100,9 +99,18 @@ class ModelContext:
     def champion(self):
         return registry.get_alias_version(self.client, self.name, registry.CHAMPION)
 
+    def ledger(self) -> audit.Ledger:
+        return audit.Ledger.from_settings(self.settings)
+
     def record(self, event: str, as_of: str | None, actor: str, details: dict) -> dict:
-        return audit.record_decision(self.settings.ledger_path, model=self.name, event=event, as_of=as_of,
-                                     actor=actor, details=details)
+        """Append a decision to the ledger; the champion move in ``details['moves']`` fills the
+        ``before``/``after`` columns and ``details['reason']`` the ``reason`` column."""
+        details = details or {}
+        move = next((m for m in details.get("moves") or []
+                     if isinstance(m, dict) and m.get("alias") == registry.CHAMPION), None) or {}
+        return audit.Ledger.from_settings(self.settings).append(
+            self.name, event, as_of=as_of, actor=actor, before=move.get("from"), after=move.get("to"),
+            reason=str(details.get("reason") or ""), details=details)
 
 
 def _day(value) -> dt.date:
@@ -328,7 +336,7 @@ def recent_retrain_requests(ctx: ModelContext, as_of: dt.date) -> list[str] | No
     if limit is None:
         return None
     first = as_of - dt.timedelta(days=limit.days - 1)
-    days = {r["as_of"] for r in audit.read_ledger(ctx.settings.ledger_path, ctx.name)
+    days = {r["as_of"] for r in audit.read_ledger(ctx.settings, ctx.name)
             if r.get("event") == "monitor" and (r.get("details") or {}).get("action") == RETRAIN
             and r.get("as_of") and first <= _day(r["as_of"]) < as_of}
     return sorted(days)
@@ -477,7 +485,7 @@ def drift_history(ctx: ModelContext, as_of: dt.date) -> list[bool]:
     """Raw dataset-level drift of the earlier monitor checks (ledger), oldest first, one per day."""
     by_day: dict[str, bool] = {}
     share = ctx.cfg.drift.drift_share
-    for rec in audit.read_ledger(ctx.settings.ledger_path, ctx.name):
+    for rec in audit.read_ledger(ctx.settings, ctx.name):
         day, d = rec.get("as_of"), rec.get("details") or {}
         if rec.get("event") != "monitor" or not day or day >= as_of.isoformat():
             continue
@@ -694,6 +702,11 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
         "fingerprint": window.fingerprint, "rows": int(len(window.frame)), "labelled_rows": int(len(window.labelled)),
         "files": len(window.files), "problems": problems, "valid": not problems,
     }
+    if not problems:
+        from retrain_lib.lineage import snapshot_training_set
+
+        snap["dvc"] = snapshot_training_set(ctx.settings, model, window.frame, as_of=as_of,
+                                            fingerprint=window.fingerprint)
     if report is None and not problems:
         return snap
     quarantine = None
@@ -752,6 +765,20 @@ def _log_validation_run(ctx: ModelContext, snap: dict, report, quarantine: Path 
         # Last: a run with this tag counts as finished work that a retry may reuse.
         mlflow.set_tag("retrain.validation_key", key)
         return run.info.run_id
+
+
+def training_rows(ctx: ModelContext, snap: dict):
+    """The labelled rows of a snapshot: the exact DVC version when the snapshot has one (what
+    ``retrain reproduce`` reads back), else the data source, checked against the fingerprint."""
+    if snap.get("dvc"):
+        from retrain_lib.lineage import LABEL_KNOWN_COLUMN, load_training_set
+
+        key = f"dvc:{snap['dvc']['rev']}:{snap['dvc']['md5']}"
+        if key not in ctx.models:
+            frame = load_training_set(ctx.settings, snap["dvc"]["path"], snap["dvc"]["rev"], snap["dvc"]["md5"])
+            ctx.models[key] = frame[frame[LABEL_KNOWN_COLUMN].astype(bool)]
+        return ctx.models[key]
+    return _load_snapshot(ctx, snap).labelled
 
 
 def _load_snapshot(ctx: ModelContext, snap: dict) -> Window:
@@ -828,11 +855,15 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
     reuses the finished MLflow run instead of training a second model.
     """
     from retrain_lib.metrics import evaluate
-    from retrain_lib.training import split_frame, train_model, xy
+    from retrain_lib.training import fit, split_frame, xy
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
-    key = f"{run_key or 'manual'}|{snap['fingerprint']}|{cfg.config_hash()}"
+    parent = ctx.champion() if cfg.training.warm_start else None
+    parent_uri = f"models:/{cfg.name}/{parent.version}" if parent is not None else None
+    # The parent is part of the key: a retry after the champion moved must not reuse a model
+    # warm-started from another version.
+    key = f"{run_key or 'manual'}|{snap['fingerprint']}|{cfg.config_hash()}|{parent_uri or ''}"
     exp = ctx.experiment_id()
     done = ctx.client.search_runs([exp], filter_string=f"tags.`retrain.run_key` = '{key}' and "
                                                       "attributes.status = 'FINISHED'", max_results=1)
@@ -842,11 +873,12 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         return {"run_id": run.info.run_id, "model_uri": run.data.tags["retrain.model_uri"],
                 "metrics": {k[len("holdout."):]: v for k, v in run.data.metrics.items() if k.startswith("holdout.")},
                 "reused": True}
-    window = _load_snapshot(ctx, snap)
-    split = split_frame(cfg, window.labelled)
-    started = time.monotonic()
-    pipeline = train_model(cfg, split.train, ctx.settings.platform.allowed_estimator_prefixes)
-    duration = time.monotonic() - started
+    split = split_frame(cfg, training_rows(ctx, snap))
+    timeout = cfg.training.timeout_minutes * 60 if cfg.training.timeout_minutes else None
+    pipeline, info = fit(cfg, split.train, ctx.settings.platform.allowed_estimator_prefixes, as_of=_day(snap["as_of"]),
+                         init_model=load_model(ctx, parent_uri) if parent_uri else None, init_model_ref=parent_uri,
+                         timeout_s=timeout)
+    duration = info.duration_s
     X_hold, y_hold = xy(cfg, split.holdout)
     metrics = evaluate(pipeline, X_hold, y_hold, cfg.task)
     mlflow = ctx.mlflow()
@@ -860,6 +892,12 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
     }
     if (snap.get("validation") or {}).get("mlflow_run_id"):
         tags["validation.run_id"] = snap["validation"]["mlflow_run_id"]
+    if snap.get("dvc"):
+        from retrain_lib.lineage import lineage_tags
+
+        tags.update(lineage_tags(snap["dvc"]))
+    if info.warm_started_from:
+        tags["training.warm_start_from"] = info.warm_started_from
     with mlflow.start_run(experiment_id=exp, run_name=f"train {snap['as_of']}", tags=tags) as run:
         params = {"estimator": cfg.training.estimator, "seed": cfg.training.seed,
                   "split.method": cfg.training.split.method, "split.holdout_fraction": cfg.training.split.holdout_fraction,
@@ -867,9 +905,20 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
                   "rows.holdout": len(split.holdout), "features.numeric": ",".join(cfg.features.numeric),
                   "features.categorical": ",".join(cfg.features.categorical)}
         params.update({f"model.{k}": v for k, v in cfg.training.params.items()})
+        params.update({"rows.window": snap.get("rows"), "rows.labelled": len(split.train) + len(split.holdout),
+                       "training.recency": json.dumps(cfg.training.recency.model_dump()) if cfg.training.recency
+                       else "none", "training.timeout_s": timeout, "training.warm_start_from": info.warm_started_from,
+                       "training.child_process": info.child_process})
+        if snap.get("dvc"):
+            params.update({"data.dvc_md5": snap["dvc"]["md5"], "data.dvc_rev": snap["dvc"]["rev"]})
         mlflow.log_params(params)
         mlflow.log_metrics({f"holdout.{k}": v for k, v in _finite(metrics).items()})
         mlflow.log_metric("train.duration_s", duration)
+        if info.weighted_rows_share is not None:
+            mlflow.log_metrics({"train.recent_rows_share": info.weighted_rows_share,
+                                "train.recent_weight_share": info.recent_weight_share or 0.0})
+        if info.notes:
+            mlflow.set_tag("training.notes", "; ".join(info.notes)[:4000])
         mlflow.log_metrics({f"importance.{k}": v for k, v in _finite(
             permutation_importances(cfg, pipeline, X_hold, y_hold)).items()})
         mlflow.log_dict(cfg.model_dump(mode="json"), "config/model.json")
@@ -898,8 +947,7 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
-    window = _load_snapshot(ctx, snap)
-    holdout = split_frame(cfg, window.labelled).holdout
+    holdout = split_frame(cfg, training_rows(ctx, snap)).holdout
     X, y = xy(cfg, holdout)
     candidate = evaluate(load_model(ctx, trained["model_uri"]), X, y, cfg.task)
     champion = ctx.champion()
@@ -912,22 +960,59 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
             "champion_version": _str(champion.version) if champion else None, "holdout_rows": int(len(holdout))}
 
 
+def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
+    """What the gates look at: the same holdout rows scored by the candidate and by the
+    champion the evaluation used, the training rows (leakage) and a latency measurement."""
+    from retrain_lib.gates import GateInputs, measure_latency_ms
+    from retrain_lib.metrics import predict_scores
+    from retrain_lib.training import split_frame, xy
+
+    cfg = ctx.cfg
+    split = split_frame(cfg, training_rows(ctx, snap))
+    X, y = xy(cfg, split.holdout)
+    candidate = load_model(ctx, trained["model_uri"])
+    champion_version = evaluation.get("champion_version")
+    champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
+    needs_latency = any(g.type == "latency" for g in cfg.gates)
+    return GateInputs(
+        task=cfg.task, y_true=y, candidate_scores=predict_scores(candidate, X, cfg.task),
+        champion_scores=predict_scores(champion, X, cfg.task) if champion is not None else None,
+        holdout=split.holdout, train=split.train, candidate_metrics=evaluation["candidate"],
+        champion_metrics=evaluation["champion"],
+        latency_ms=measure_latency_ms(candidate, X, task=cfg.task, seed=cfg.training.seed) if needs_latency else None,
+        target=cfg.features.target, features=list(cfg.features.all), seed=cfg.training.seed,
+    )
+
+
 def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settings | None = None,
-                as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
-    from retrain_lib.gates import all_passed, evaluate_gates
+                as_of: str | None = None, actor: str = "cli", snap: dict | None = None) -> dict[str, Any]:
+    """Every configured gate on the candidate (see :mod:`retrain_lib.gates`); fails closed.
+
+    With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
+    latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
+    from retrain_lib.gates import GateResult, all_passed, evaluate_gates, run_gates
 
     ctx = ModelContext(model, settings)
-    results = evaluate_gates(ctx.cfg.gates, evaluation["candidate"], evaluation["champion"])
-    passed = all_passed(results)
+    if snap is None:
+        results = evaluate_gates(ctx.cfg.gates, evaluation["candidate"], evaluation["champion"])
+    else:
+        try:
+            results = run_gates(ctx.cfg.gates, gate_inputs(ctx, snap, trained, evaluation))
+        except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
+            log.exception("gate inputs of %s could not be built", model)
+            results = [GateResult("inputs", "", None, None, None, None, False,
+                                  f"gate inputs could not be built: {exc}")]
+    passed = all_passed(results) and bool(results or not ctx.cfg.gates)
     payload = {"passed": passed, "results": [r.to_dict() for r in results],
-               "failed": [r.to_dict() for r in results if not r.passed]}
+               "failed": [r.to_dict() for r in results if not r.passed],
+               "champion_version": evaluation["champion_version"]}
     ctx.client.set_tag(trained["run_id"], "gates.passed", str(passed).lower())
     ctx.mlflow()
-    ctx.client.log_dict(trained["run_id"], payload, "gates/results.json")
+    ctx.client.log_dict(trained["run_id"], _json_safe(payload), "gates/results.json")
     ctx.record("gates", as_of, actor, {"run_id": trained["run_id"], "passed": passed,
                                        "failed": [r.reason for r in results if not r.passed],
                                        "champion_version": evaluation["champion_version"]})
-    return payload
+    return _json_safe(payload)
 
 
 def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, *,
@@ -943,6 +1028,17 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
         "git.commit": run.data.tags.get("git.commit", ""), "gates.passed": "true",
         "gates.summary": "; ".join(r["reason"] for r in gates["results"])[:4000],
     }
+    from retrain_lib.approval import FEATURES_TAG, feature_signature
+
+    results = gates["results"]
+    tags.update({
+        "lock.hash": run.data.tags.get("lock.hash", ""), FEATURES_TAG: feature_signature(ctx.cfg),
+        "gates.count": str(len(results)), "gates.skipped": str(sum(bool(r.get("skipped")) for r in results)),
+        "approval": "required" if ctx.cfg.approval is not None else "not required",
+    })
+    for key in ("dvc.path", "dvc.rev", "dvc.md5", "training.warm_start_from"):
+        if run.data.tags.get(key):
+            tags[key] = run.data.tags[key]
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
@@ -950,38 +1046,228 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
     source = trained["model_uri"]
     version = registry.register_version(ctx.client, ctx.name, run_id=trained["run_id"], source=source, tags=tags,
                                         description=f"Trained on {snap['start']}..{snap['end']}")
+    try:
+        write_model_card(ctx, str(version.version), _card_info(ctx, snap, trained, evaluation, gates, run,
+                                                               str(version.version)))
+    except Exception:  # noqa: BLE001 - the card documents the version; it never blocks it
+        log.exception("model card of %s version %s could not be written", model, version.version)
     return {"version": str(version.version), "run_id": trained["run_id"]}
 
 
+def _card_info(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict, gates: dict, run,
+               version: str) -> dict[str, Any]:
+    """What the model card of a version shows (see :mod:`retrain_lib.model_card`)."""
+    from retrain_lib.metrics import evaluate
+    from retrain_lib.training import split_frame, xy
+
+    cfg = ctx.cfg
+    split = split_frame(cfg, training_rows(ctx, snap))
+    model = load_model(ctx, trained["model_uri"])
+    segments: dict[str, dict] = {}
+    for column in cfg.features.segments:
+        for value, rows in split.holdout.groupby(column, observed=True):
+            X, y = xy(cfg, rows)
+            if cfg.task == "classification" and len(set(y)) < 2:
+                continue
+            segments.setdefault(column, {})[str(value)] = {**_finite(evaluate(model, X, y, cfg.task)),
+                                                           "rows": int(len(rows))}
+    params = run.data.params
+    return _json_safe({
+        "model": cfg.name, "version": version, "description": cfg.description, "owner": cfg.owner, "task": cfg.task,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": {"start": snap["start"], "end": snap["end"], "as_of": snap["as_of"], "rows": snap.get("rows"),
+                 "labelled_rows": snap.get("labelled_rows"), "train_rows": len(split.train),
+                 "holdout_rows": len(split.holdout), "fingerprint": snap["fingerprint"], "dvc": snap.get("dvc") or {}},
+        "features": {"target": cfg.features.target, "numeric": list(cfg.features.numeric),
+                     "categorical": list(cfg.features.categorical), "segments": list(cfg.features.segments)},
+        "training": {"estimator": cfg.training.estimator, "params": dict(cfg.training.params),
+                     "seed": cfg.training.seed, "split": cfg.training.split.model_dump(),
+                     "recency": cfg.training.recency.model_dump() if cfg.training.recency else None,
+                     "warm_started_from": run.data.tags.get("training.warm_start_from"),
+                     "duration_s": run.data.metrics.get("train.duration_s"),
+                     "timeout_s": float(params["training.timeout_s"]) if params.get("training.timeout_s") not in
+                     (None, "None") else None},
+        "metrics": evaluation["candidate"], "segment_metrics": segments, "gates": gates["results"], "approvals": [],
+        "lineage": {"mlflow_run_id": trained["run_id"], "model_uri": trained["model_uri"],
+                    "git_commit": run.data.tags.get("git.commit"), "config_hash": run.data.tags.get("config.hash"),
+                    "lock_hash": run.data.tags.get("lock.hash")},
+        "limitations": [f"champion at evaluation: version {evaluation.get('champion_version') or 'none'}"],
+    })
+
+
+def write_model_card(ctx: ModelContext, version: str, info: dict[str, Any]) -> None:
+    """Render the card and log it (markdown, HTML and its input) to the version's MLflow run."""
+    from retrain_lib.model_card import build_model_card
+
+    markdown, html = build_model_card(info)
+    run_id = info["lineage"]["mlflow_run_id"]
+    ctx.mlflow()
+    ctx.client.log_text(run_id, markdown, "model_card/model_card.md")
+    ctx.client.log_text(run_id, html, "model_card/model_card.html")
+    ctx.client.log_dict(run_id, info, "model_card/info.json")
+    ctx.client.set_model_version_tag(ctx.name, version, "model_card", f"runs:/{run_id}/model_card/model_card.html")
+
+
+def _add_approval_to_card(ctx: ModelContext, version: str, approval: dict) -> None:
+    try:
+        mv = ctx.client.get_model_version(ctx.name, version)
+        ctx.mlflow()
+        info = ctx.mlflow().artifacts.load_dict(f"runs:/{mv.run_id}/model_card/info.json")
+        info.setdefault("approvals", []).append(approval)
+        write_model_card(ctx, version, info)
+    except Exception:  # noqa: BLE001 - the approval is in the ledger and the tags already
+        log.exception("could not add the approval to the model card of %s version %s", ctx.name, version)
+
+
 def deploy_candidate(model: str, registered: dict, evaluation: dict, *, settings: Settings | None = None,
-                     as_of: str | None = None, actor: str = "cli", reason: str = "") -> dict[str, Any]:
-    """Deploy per config: ``direct`` promotes to champion (compare-and-swap);
-    ``shadow``/``canary`` make the version the ``challenger`` for the rollout DAG."""
+                     as_of: str | None = None, actor: str = "cli", reason: str = "", snap: dict | None = None,
+                     trained: dict | None = None, approval: dict | None = None,
+                     max_reevaluations: int = 3) -> dict[str, Any]:
+    """Deploy per config: ``direct`` promotes to champion, ``shadow``/``canary`` make the
+    version the ``challenger`` for the rollout DAG.
+
+    Promotion is compare-and-swap under the ledger's lock: ``champion`` moves only if it
+    still is the version the candidate was evaluated against, and the ledger entry is written
+    in the same critical section (if it cannot be written, the aliases are put back). When the
+    champion moved meanwhile, the candidate is evaluated again against the new champion (with
+    ``snap`` and ``trained``) and promoted only if it still passes every gate; otherwise it is
+    rejected with that reason.
+    """
     ctx = ModelContext(model, settings)
     mode = ctx.cfg.deploy.mode
     version = registered["version"]
-    if mode == "direct":
-        moves = registry.promote_champion(ctx.client, ctx.name, version,
-                                          expected_champion=evaluation["champion_version"])
-        event = "promote"
+    if approval is not None:
+        record_approval(ctx, version, approval, as_of=as_of, actor=actor)
+        if approval.get("answer") != "Approve":
+            raise RegistryError(f"version {version} of {model} was not approved ({approval}); not deploying it")
+    reevaluated: list[dict] = []
+    for _attempt in range(max_reevaluations + 1):
+        try:
+            moves = _move_aliases(ctx, mode, version, evaluation, as_of=as_of, actor=actor, reason=reason,
+                                  registered=registered, approval=approval, reevaluated=reevaluated)
+            break
+        except StaleChampionError as exc:
+            if snap is None or trained is None:
+                raise
+            log.warning("%s; evaluating version %s again against champion %s", exc, version, exc.current)
+            evaluation = evaluate_candidate(model, snap, trained, settings=ctx.settings)
+            gates = check_gates(model, evaluation, trained, settings=ctx.settings, as_of=as_of, actor=actor,
+                                snap=snap)
+            reevaluated.append({"champion_was": exc.expected, "champion_now": exc.current, "passed": gates["passed"]})
+            if not gates["passed"]:
+                rejected = reject_candidate(
+                    model, trained, gates, settings=ctx.settings, as_of=as_of, actor=actor,
+                    why=f"champion moved from version {exc.expected} to {exc.current} during the evaluation; "
+                        "against the new champion the candidate fails its gates")
+                return {"mode": mode, "version": version, "moves": [], "rejected": True,
+                        "failed": rejected["failed"], "reevaluated": reevaluated,
+                        "champion": _str(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION))}
     else:
-        moves = [registry.set_challenger(ctx.client, ctx.name, version)]
-        event = "challenger"
-    details = {"mode": mode, "version": version, "moves": [m.to_dict() for m in moves],
-               "run_id": registered["run_id"], "reason": reason,
-               "metrics": evaluation["candidate"], "champion_metrics": evaluation["champion"]}
-    if moves:
-        ctx.record(event, as_of, actor, details)
-    return {"mode": mode, "version": version, "moves": [m.to_dict() for m in moves],
+        raise RegistryError(f"champion of {model} moved {max_reevaluations + 1} times while version {version} was "
+                            "being promoted; stopping. Re-run the retrain when the registry is quiet")
+    return {"mode": mode, "version": version, "moves": [m.to_dict() for m in moves], "reevaluated": reevaluated,
             "champion": _str(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION))}
 
 
+def _move_aliases(ctx: ModelContext, mode: str, version: str, evaluation: dict, *, as_of, actor, reason,
+                  registered, approval, reevaluated) -> list:
+    """One compare-and-swap attempt, atomic with its ledger entry."""
+    with ctx.ledger().transaction() as tx:
+        before = registry.aliases(ctx.client, ctx.name)
+        if mode == "direct":
+            moves = registry.promote_champion(ctx.client, ctx.name, version,
+                                              expected_champion=evaluation["champion_version"])
+            event = "promote"
+        else:
+            moves = [registry.set_challenger(ctx.client, ctx.name, version)]
+            event = "challenger"
+        if not moves:
+            return moves
+        alias = registry.CHAMPION if mode == "direct" else registry.CHALLENGER
+        details = {"mode": mode, "version": version, "moves": [m.to_dict() for m in moves],
+                   "run_id": registered["run_id"], "reason": reason, "metrics": evaluation["candidate"],
+                   "champion_metrics": evaluation["champion"], "approval": approval, "reevaluated": reevaluated}
+        try:
+            tx.append(ctx.name, event, as_of=as_of, actor=actor, before=before.get(alias), after=str(version),
+                      reason=reason, details=details)
+        except Exception:
+            registry.restore_aliases(ctx.client, ctx.name, before)
+            raise
+    return moves
+
+
+def record_approval(ctx: ModelContext, version: str, approval: dict, *, as_of: str | None, actor: str) -> None:
+    """The human answer to a promotion request: in the ledger and on the version's tags."""
+    for key, value in (("approval.answer", approval.get("answer")), ("approval.by", approval.get("by")),
+                       ("approval.at", approval.get("at")), ("approval.timed_out", approval.get("timed_out"))):
+        if value is not None:
+            ctx.client.set_model_version_tag(ctx.name, str(version), key, str(value).lower()
+                                             if isinstance(value, bool) else str(value))
+    _add_approval_to_card(ctx, str(version), approval)
+    event = "approval_timeout" if approval.get("timed_out") else "approval"
+    ctx.record(event, as_of, actor, {"version": str(version), **approval,
+                                     "reason": f"{approval.get('answer')} by {approval.get('by') or 'nobody (timeout)'}"})
+
+
+def approval_request(model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict, *,
+                     settings: Settings | None = None, as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
+    """Whether this promotion needs a human answer, and the text the approver reads."""
+    from retrain_lib.approval import approval_reasons
+
+    ctx = ModelContext(model, settings)
+    champion = ctx.champion()
+    run = ctx.client.get_run(trained["run_id"])
+    rows = run.data.params.get("rows.train")
+    reasons = approval_reasons(ctx.cfg, champion_tags=dict(champion.tags) if champion else None, gates=gates,
+                               train_rows=int(rows) if rows else None)
+    version = registered["version"]
+    subject = f"Promote {model} version {version} to champion?"
+    lines = [f"**{model}** version {version} passed its gates and waits for an approval.", "",
+             "Why an approval is needed:", *[f"- {r}" for r in reasons], "",
+             f"Training window {snap['start']}..{snap['end']} ({snap.get('rows')} rows), "
+             f"champion: {evaluation.get('champion_version') or 'none'}.", "",
+             "| metric | candidate | champion |", "|---|---|---|"]
+    champ = evaluation.get("champion") or {}
+    for k, v in sorted(evaluation["candidate"].items()):
+        c = champ.get(k)
+        lines.append(f"| {k} | {v:.4f} | {'' if c is None else f'{c:.4f}'} |")
+    lines += ["", "Gates:", *[f"- {'PASS' if r['passed'] else 'FAIL'} {r['reason']}" for r in gates["results"]], "",
+              f"MLflow run: {ctx.settings.platform.mlflow_ui_url}/#/experiments/{run.info.experiment_id}/runs/"
+              f"{trained['run_id']}",
+              f"No answer within {ctx.cfg.approval.timeout_hours:g} h counts as a rejection."
+              if ctx.cfg.approval else ""]
+    if reasons:
+        ctx.record("approval_requested", as_of, actor, {"version": str(version), "reasons": reasons,
+                                                        "run_id": trained["run_id"]})
+    return {"required": bool(reasons), "reasons": reasons, "subject": subject, "body": "\n".join(lines)}
+
+
+def close_review(model: str, registered: dict, approval: dict, *, settings: Settings | None = None,
+                 as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
+    """After the approval step: a rejection or a timeout is recorded (ledger, version tags) and
+    the version is tagged as not deployed; an approval was recorded by the deployment."""
+    ctx = ModelContext(model, settings)
+    version = registered["version"]
+    if approval.get("answer") == "Approve":
+        return {"version": version, "approved": True}
+    record_approval(ctx, version, approval, as_of=as_of, actor=actor)
+    ctx.client.set_model_version_tag(ctx.name, str(version), "retrain.decision", "rejected_by_approver"
+                                     if not approval.get("timed_out") else "approval_timed_out")
+    why = ("no answer to the approval request in time" if approval.get("timed_out")
+           else f"rejected by {approval.get('by')}")
+    ctx.record("reject", as_of, actor, {"version": str(version), "run_id": registered["run_id"], "failed": [why],
+                                        "reason": why})
+    log.warning("version %s of %s not deployed: %s", version, model, why)
+    return {"version": version, "approved": False, "reason": why}
+
+
 def reject_candidate(model: str, trained: dict, gates: dict, *, settings: Settings | None = None,
-                     as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
+                     as_of: str | None = None, actor: str = "cli", why: str = "") -> dict[str, Any]:
     ctx = ModelContext(model, settings)
     failed = [r["reason"] for r in gates["results"] if not r["passed"]]
     ctx.client.set_tag(trained["run_id"], "retrain.decision", "rejected")
-    ctx.record("reject", as_of, actor, {"run_id": trained["run_id"], "failed": failed})
+    ctx.record("reject", as_of, actor, {"run_id": trained["run_id"], "failed": failed,
+                                        "reason": why or "the candidate failed its gates"})
     log.warning("candidate of %s rejected: %s", model, "; ".join(failed))
     return {"rejected": True, "failed": failed, "run_id": trained["run_id"]}
 
@@ -995,13 +1281,22 @@ def retrain_model(model: str, as_of, *, settings: Settings | None = None, actor:
         return {"outcome": "invalid_data", "snapshot": snap}
     trained = train_candidate(model, snap, settings=settings, run_key=actor, actor=actor)
     evaluation = evaluate_candidate(model, snap, trained, settings=settings)
-    gates = check_gates(model, evaluation, trained, settings=settings, as_of=as_of, actor=actor)
+    gates = check_gates(model, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap)
     if not gates["passed"]:
         return {"outcome": "rejected", **reject_candidate(model, trained, gates, settings=settings, as_of=as_of,
                                                           actor=actor)}
     registered = register_candidate(model, snap, trained, evaluation, gates, settings=settings)
+    request = approval_request(model, snap, trained, evaluation, gates, registered, settings=settings, as_of=as_of,
+                               actor=actor)
+    if request["required"]:
+        # Outside Airflow nobody can be asked: the version stays registered, not deployed.
+        return {"outcome": "approval_required", "reasons": request["reasons"], "snapshot": snap,
+                "trained": trained, "evaluation": evaluation, "gates": gates, "registered": registered}
     deployed = deploy_candidate(model, registered, evaluation, settings=settings, as_of=as_of, actor=actor,
-                                reason=reason)
+                                reason=reason, snap=snap, trained=trained)
+    if deployed.get("rejected"):
+        return {"outcome": "rejected", "failed": deployed["failed"], "run_id": trained["run_id"],
+                "deployed": deployed}
     return {"outcome": "deployed", "snapshot": snap, "trained": trained, "evaluation": evaluation, "gates": gates,
             "registered": registered, "deployed": deployed}
 

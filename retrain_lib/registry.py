@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from retrain_lib.errors import RegistryError
+from retrain_lib.errors import StaleChampionError
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class AliasMove:
 def promote_champion(client, name: str, version: str, *, expected_champion: str | None) -> list[AliasMove]:
     """Point ``champion`` at ``version`` and keep the old one as ``previous-champion``.
 
-    Compare-and-swap: fails with :class:`RegistryError` when the champion is no longer
+    Compare-and-swap: fails with :class:`StaleChampionError` when the champion is no longer
     ``expected_champion`` (someone promoted or rolled back meanwhile), so a decision
     taken on stale facts never lands. Promoting the current champion again is a no-op.
     """
@@ -99,9 +99,10 @@ def promote_champion(client, name: str, version: str, *, expected_champion: str 
     if current == str(version):
         return []
     if current != (str(expected_champion) if expected_champion is not None else None):
-        raise RegistryError(
+        raise StaleChampionError(
             f"champion of {name!r} is version {current}, not {expected_champion} as when the candidate was "
-            "evaluated; re-run the evaluation against the new champion"
+            "evaluated; re-run the evaluation against the new champion",
+            expected=None if expected_champion is None else str(expected_champion), current=current,
         )
     moves = []
     if current is not None:
@@ -118,3 +119,16 @@ def set_challenger(client, name: str, version: str) -> AliasMove:
     before = aliases(client, name).get(CHALLENGER)
     client.set_registered_model_alias(name, CHALLENGER, str(version))
     return AliasMove(CHALLENGER, before, str(version))
+
+
+def restore_aliases(client, name: str, before: dict[str, str]) -> None:
+    """Point ``champion``, ``challenger`` and ``previous-champion`` back to ``before``
+    (undo of a promotion whose ledger entry could not be written)."""
+    now = aliases(client, name)
+    for alias in (CHAMPION, CHALLENGER, PREVIOUS):
+        if before.get(alias) == now.get(alias):
+            continue
+        if before.get(alias) is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, before[alias])

@@ -1,8 +1,10 @@
 """Where things are: config directory, state directory, data root, MLflow store.
 
 Resolution order: explicit argument, environment variable, ``configs/platform.yaml``,
-built-in default. Relative paths in ``platform.yaml`` are relative to the directory that
-holds ``configs/`` (the project root).
+built-in default. The platform database (decision ledger) comes from the environment variable
+named by ``database.url_env`` in ``platform.yaml`` (default ``RETRAIN_DB_URL``), else an
+embedded SQLite file ``<state_dir>/platform.db``. Relative paths in ``platform.yaml`` are
+relative to the directory that holds ``configs/`` (the project root).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class Settings:
     data_root: Path
     tracking_uri: str
     registry_uri: str
+    database_url: str = ""  # the platform database (decision ledger); "" = the embedded SQLite file
+
+    def __post_init__(self):
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.state_dir / 'platform.db'}")
 
     @property
     def models_dir(self) -> Path:
@@ -44,8 +51,10 @@ class Settings:
         return self.state_dir / "reports"
 
     @property
-    def ledger_path(self) -> Path:
-        return self.state_dir / "decisions.jsonl"
+    def ledger_path(self) -> str:
+        """Deprecated: the ledger is a table in :attr:`database_url` now (use
+        ``audit.Ledger.from_settings``). Kept so ``audit.read_ledger(settings.ledger_path)`` works."""
+        return self.database_url
 
     def experiment_name(self, model: str) -> str:
         return f"{self.platform.mlflow.experiment_prefix}{model}"
@@ -74,4 +83,5 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
         or f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}"
     )
     registry = os.environ.get("MLFLOW_REGISTRY_URI") or platform.mlflow.registry_uri or tracking
-    return Settings(config_dir, platform, state_dir, data_root, tracking, registry)
+    database = (os.environ.get(platform.database.url_env) or "").strip()
+    return Settings(config_dir, platform, state_dir, data_root, tracking, registry, database)

@@ -70,10 +70,9 @@ def _quiet_airflow() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _new_records(ledger: Path, seen: int) -> list[dict]:
-    from retrain_lib.audit import read_ledger
-
-    return [r for r in read_ledger(ledger) if r["seq"] >= seen]
+def _new_records(ledger, seen: int) -> list[dict]:
+    """Records of ``ledger`` (an ``audit.Ledger``) from ``seq`` ``seen`` on."""
+    return [r for r in ledger.records() if r["seq"] >= seen]
 
 
 def _top(details: dict) -> str:
@@ -150,7 +149,9 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         print(f"DAG import errors: {bag.import_errors}", err=True)
         return 1
     print(f"DAGs: {', '.join(sorted(bag.dag_ids))}\n")
-    ledger = settings.ledger_path
+    from retrain_lib.audit import Ledger
+
+    ledger = Ledger.from_settings(settings)
     seen = len(_new_records(ledger, 0))
     header = f"{'day':<11} {'model':<15} {'decision':<9} {'drifted':>7}  {'why (top drifted features or trigger)':<58} outcome"
     print(header)
@@ -211,9 +212,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         a = registry.aliases(client, model)
         summary[model] = a
         print(f"{model}: champion v{a.get('champion')}, previous-champion v{a.get('previous-champion', '-')}")
-    from retrain_lib.audit import verify_ledger
-
-    problems = verify_ledger(ledger)
+    problems = ledger.verify()
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
     print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
     print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, task
 
 from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs, load_platform_config
 from retrain_lib.errors import ConfigError
@@ -208,7 +209,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             from retrain_lib.lifecycle import check_gates as gates_fn
 
             res = _fail_fast(gates_fn, name, evaluation, trained, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
-                             actor=actor(context))
+                             actor=actor(context), snap=snap)
             for r in res["results"]:
                 log.info("%s gate %s: %s", "PASS" if r["passed"] else "FAIL", r["gate"], r["reason"])
             return res
@@ -223,15 +224,29 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             return _fail_fast(register_fn, name, snap, trained, evaluation, gates, settings=_settings(cfg_dir_s))
 
-        @task(task_id="deploy_candidate")
-        def deploy_candidate(snap: dict, registered: dict, evaluation: dict, **context) -> dict:
+        @task.branch(task_id="decide_approval")
+        def decide_approval(snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict,
+                            **context) -> str:
+            """Ask a human when the config's ``approval`` section says so (reasons in the ledger)."""
+            from retrain_lib.lifecycle import approval_request
+
+            req = _fail_fast(approval_request, name, snap, trained, evaluation, gates, registered,
+                             settings=_settings(cfg_dir_s), as_of=snap["as_of"], actor=actor(context))
+            context["ti"].xcom_push(key="subject", value=req["subject"])
+            context["ti"].xcom_push(key="body", value=req["body"])
+            return "approve_promotion" if req["required"] else "deploy_candidate"
+
+        @task(task_id="deploy_candidate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        def deploy_candidate(snap: dict, trained: dict, registered: dict, evaluation: dict, **context) -> dict:
             """``direct``: promote to champion (compare-and-swap); ``shadow``/``canary``: make it
-            the challenger."""
+            the challenger. After a human approval, the answer is recorded first."""
             from retrain_lib.lifecycle import deploy_candidate as deploy_fn
 
             reason = (context.get("params") or {}).get("reason") or "manual"
+            approval = _approval_answer(context) if cfg.approval is not None else None
             return _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
-                              as_of=snap["as_of"], actor=actor(context), reason=reason)
+                              as_of=snap["as_of"], actor=actor(context), reason=reason, snap=snap, trained=trained,
+                              approval=approval)
 
         @task(task_id="reject_candidate")
         def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
@@ -246,11 +261,59 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         gates = check_gates(snap, trained, evaluation)
         branch = decide_promotion(gates)
         registered = register_candidate(snap, trained, evaluation, gates)
-        deployed = deploy_candidate(snap, registered, evaluation)
+        deployed = deploy_candidate(snap, trained, registered, evaluation)
         rejected = reject_candidate(snap, trained, gates)
         branch >> [registered, rejected]
-        registered >> deployed
+        if cfg.approval is None:
+            registered >> deployed
+        else:
+            ask = decide_approval(snap, trained, evaluation, gates, registered)
+            approve = ApprovalOperator(
+                task_id="approve_promotion",
+                subject="{{ ti.xcom_pull(task_ids='decide_approval', key='subject') }}",
+                body="{{ ti.xcom_pull(task_ids='decide_approval', key='body') }}",
+                # No answer in time: the scheduler answers with the default, a rejection.
+                defaults=ApprovalOperator.REJECT,
+                response_timeout=dt.timedelta(hours=cfg.approval.timeout_hours),
+                assigned_users=[{"id": u, "name": u} for u in cfg.approval.approvers] or None,
+            )
+
+            @task(task_id="close_review", trigger_rule=TriggerRule.ALL_DONE)
+            def close_review(**context) -> dict:
+                """Record a rejection or a timeout of the approval (a promotion records itself).
+                Runs after ``deploy_candidate`` whatever happened to it; skips when nobody was asked."""
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                from retrain_lib.lifecycle import close_review as close_fn
+
+                answer = _approval_answer(context)
+                if answer is None:
+                    raise AirflowSkipException("no approval was asked in this run")
+                ti = context["ti"]
+                snap = ti.xcom_pull(task_ids="snapshot_data")
+                registered = ti.xcom_pull(task_ids="register_candidate")
+                return _fail_fast(close_fn, name, registered, answer, settings=_settings(cfg_dir_s),
+                                  as_of=snap["as_of"], actor=actor(context))
+
+            ask >> [approve, deployed]
+            approve >> deployed >> close_review()
     return dag
+
+
+def _approval_answer(context) -> dict | None:
+    """The answer of ``approve_promotion`` (``None`` when nobody was asked): option, who, when."""
+    ti = context["ti"]
+    ret = ti.xcom_pull(task_ids="approve_promotion")
+    if not ret:
+        return None
+    who = ret.get("responded_by_user") or None
+    when = ret.get("responded_at")
+    return {
+        "answer": (ret.get("chosen_options") or [None])[0],
+        "by": (who.get("name") or who.get("id")) if isinstance(who, dict) else who,
+        "at": when.isoformat() if hasattr(when, "isoformat") else when,
+        "timed_out": who is None,
+    }
 
 
 def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:

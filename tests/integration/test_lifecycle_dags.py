@@ -84,7 +84,7 @@ def versions(platform, model: str) -> list:
 
 def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platform):
     from retrain_lib import registry
-    from retrain_lib.audit import read_ledger, verify_ledger
+    from retrain_lib.audit import Ledger
 
     run, states = run_monitor(platform, "credit_default", 29)
     assert run.state == "success"
@@ -106,9 +106,11 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     mlflow_run = client(platform).get_run(v1.run_id)
     assert mlflow_run.data.params["estimator"] == "sklearn.ensemble.HistGradientBoostingClassifier"
     assert 0.7 < mlflow_run.data.metrics["holdout.roc_auc"] <= 1.0
-    events = [r["event"] for r in read_ledger(platform.settings.ledger_path, "credit_default")]
-    assert events == ["monitor", "gates", "promote"]
-    assert verify_ledger(platform.settings.ledger_path) == []
+    ledger = Ledger.from_settings(platform.settings)
+    records = ledger.records("credit_default")
+    assert [r["event"] for r in records] == ["monitor", "gates", "promote"]
+    assert (records[-1]["before"], records[-1]["after"]) == (None, "1")  # the champion columns
+    assert ledger.verify() == []
 
 
 def test_a_healthy_day_makes_no_new_version(platform):
@@ -121,33 +123,34 @@ def test_a_healthy_day_makes_no_new_version(platform):
 
 def test_drift_leads_to_retrain_gates_and_promotion(platform):
     from retrain_lib import registry
-    from retrain_lib.audit import read_ledger
+    from retrain_lib.audit import Ledger
 
     run, states = run_monitor(platform, "credit_default", 42)
     assert states["request_retrain"] == "success", states
     logical, conf = triggered_retrain("credit_default", run.run_id)
     assert "data drift" in conf["reason"]
-    monitor_rec = [r for r in read_ledger(platform.settings.ledger_path, "credit_default") if r["event"] == "monitor"][-1]
+    monitor_rec = [r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "monitor"][-1]
     drifted = {t["name"] for t in monitor_rec["details"]["top"] if t["drifted"]}
     assert drifted & {"income", "credit_utilization", "region", "num_late_payments"}
 
     run, states = run_retrain(platform, "credit_default", conf, logical)
     assert run.state == "success", states
     assert registry.aliases(client(platform), "credit_default") == {"champion": "2", "previous-champion": "1"}
-    promote = [r for r in read_ledger(platform.settings.ledger_path, "credit_default") if r["event"] == "promote"][-1]
+    promote = [r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "promote"][-1]
     assert {"alias": "champion", "from": "1", "to": "2"} in promote["details"]["moves"]
+    assert (promote["before"], promote["after"]) == ("1", "2")
     assert promote["details"]["champion_metrics"]["roc_auc"] > 0.5  # the champion was scored on the same holdout
 
 
 def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
-    from retrain_lib.audit import read_ledger
+    from retrain_lib.audit import Ledger
 
     run, states = run_retrain(platform, "daily_demand", {"as_of": "2026-02-05", "reason": "test"})
     assert run.state == "success"
     assert states["reject_candidate"] == "success"
     assert states["register_candidate"] == "skipped" and states["deploy_candidate"] == "skipped"
     assert versions(platform, "daily_demand") == []
-    reject = [r for r in read_ledger(platform.settings.ledger_path, "daily_demand") if r["event"] == "reject"][-1]
+    reject = [r for r in Ledger.from_settings(platform.settings).records("daily_demand") if r["event"] == "reject"][-1]
     assert any("r2" in f and "< min 0.999" in f for f in reject["details"]["failed"])
 
 

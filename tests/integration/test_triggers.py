@@ -93,9 +93,9 @@ def test_new_labels_throttling_and_concept_drift(tmp_path):
                for r in drifted["reasons"])
 
     # the ledger carries the signals too
-    from retrain_lib.audit import read_ledger
+    from retrain_lib.audit import Ledger
 
-    monitors = [r for r in read_ledger(tmp_path / "state" / "decisions.jsonl", "daily_demand")
+    monitors = [r for r in Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}").records("daily_demand")
                 if r["event"] == "monitor"]
     assert [m["details"]["action"] for m in monitors] == ["healthy", "retrain", "healthy", "retrain"]
     assert {s["signal"] for s in monitors[-1]["details"]["signals"]} >= {"performance", "performance_segments",

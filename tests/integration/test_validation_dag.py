@@ -83,7 +83,7 @@ def _runs(platform, kind: str):
 
 
 def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined(platform):
-    from retrain_lib.audit import read_ledger
+    from retrain_lib.audit import Ledger
     from retrain_lib.data import load_window
     from retrain_lib.lifecycle import training_window
 
@@ -130,14 +130,14 @@ def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined
     assert any(line.startswith("income: expect_column_values_to_be_between(min=0, max=10000000): 20 rows")
                for line in report["failed"])
 
-    [rec] = [r for r in read_ledger(platform.settings.ledger_path, MODEL) if r["event"] == "data_validation_failed"]
+    [rec] = [r for r in Ledger.from_settings(platform.settings).records(MODEL) if r["event"] == "data_validation_failed"]
     assert rec["details"]["mlflow_run_id"] == vrun.info.run_id
     assert rec["details"]["quarantine"] == str(quarantine)
     assert any("'atlantis'" in p for p in rec["details"]["problems"])
 
 
 def test_the_monitor_records_the_failure_carries_on_and_logs_the_drift_report(platform):
-    from retrain_lib.audit import read_ledger
+    from retrain_lib.audit import Ledger
 
     dag = platform.bag.dags[f"{MODEL}__monitor"]
     run = dag.test(logical_date=dt.datetime.combine(AS_OF, dt.time(6), tzinfo=dt.UTC))
@@ -146,7 +146,7 @@ def test_the_monitor_records_the_failure_carries_on_and_logs_the_drift_report(pl
     assert states["check_model"] == "success"
     assert states["request_retrain"] == "success"  # no champion yet: the decision is still made
 
-    rec = [r for r in read_ledger(platform.settings.ledger_path, MODEL) if r["event"] == "monitor"][-1]
+    rec = [r for r in Ledger.from_settings(platform.settings).records(MODEL) if r["event"] == "monitor"][-1]
     validation = rec["details"]["validation"]
     assert validation["success"] is False and validation["failed_expectations"] == 2
     assert any(line.startswith("region: expect_column_values_to_be_in_set") for line in validation["failed"])
