@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -160,7 +161,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=1)
 def _tables():
+    """The ledger's tables (one MetaData per process)."""
     import sqlalchemy as sa
 
     md = sa.MetaData()

@@ -236,11 +236,19 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             context["ti"].xcom_push(key="body", value=req["body"])
             return "approve_promotion" if req["required"] else "deploy_candidate"
 
-        @task(task_id="deploy_candidate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-        def deploy_candidate(snap: dict, trained: dict, registered: dict, evaluation: dict, **context) -> dict:
+        # With an approval step, deploy follows either the approval or (nobody asked) the branch.
+        @task(task_id="deploy_candidate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+              if cfg.approval is not None else TriggerRule.ALL_SUCCESS)
+        def deploy_candidate(snap: dict, trained: dict, registered: dict | None, evaluation: dict,
+                             **context) -> dict:
             """``direct``: promote to champion (compare-and-swap); ``shadow``/``canary``: make it
             the challenger. After a human approval, the answer is recorded first."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from retrain_lib.lifecycle import deploy_candidate as deploy_fn
+
+            if not registered:
+                raise AirflowSkipException("no candidate was registered (the gates failed)")
 
             reason = (context.get("params") or {}).get("reason") or "manual"
             approval = _approval_answer(context) if cfg.approval is not None else None
@@ -268,12 +276,12 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             registered >> deployed
         else:
             ask = decide_approval(snap, trained, evaluation, gates, registered)
-            approve = ApprovalOperator(
+            approve = PromotionApproval(
                 task_id="approve_promotion",
                 subject="{{ ti.xcom_pull(task_ids='decide_approval', key='subject') }}",
                 body="{{ ti.xcom_pull(task_ids='decide_approval', key='body') }}",
                 # No answer in time: the scheduler answers with the default, a rejection.
-                defaults=ApprovalOperator.REJECT,
+                defaults=PromotionApproval.REJECT,
                 response_timeout=dt.timedelta(hours=cfg.approval.timeout_hours),
                 assigned_users=[{"id": u, "name": u} for u in cfg.approval.approvers] or None,
             )
@@ -300,20 +308,27 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     return dag
 
 
+class PromotionApproval(ApprovalOperator):
+    """Airflow's ``ApprovalOperator`` that also keeps the answer (option, who, when, timed out)
+    in XCom key ``answer``: on "Reject" the operator skips its downstream tasks by raising,
+    so its return value never reaches XCom, and the rejection must still be recorded."""
+
+    def execute_complete(self, context, event):
+        if "error" not in event:
+            who = event.get("responded_by_user") or None
+            when = event.get("responded_at")
+            context["ti"].xcom_push(key="answer", value={
+                "answer": (event.get("chosen_options") or [None])[0],
+                "by": (who.get("name") or who.get("id")) if isinstance(who, dict) else who,
+                "at": when.isoformat() if hasattr(when, "isoformat") else when,
+                "timed_out": bool(event.get("timedout")) or who is None,
+            })
+        return super().execute_complete(context, event)
+
+
 def _approval_answer(context) -> dict | None:
     """The answer of ``approve_promotion`` (``None`` when nobody was asked): option, who, when."""
-    ti = context["ti"]
-    ret = ti.xcom_pull(task_ids="approve_promotion")
-    if not ret:
-        return None
-    who = ret.get("responded_by_user") or None
-    when = ret.get("responded_at")
-    return {
-        "answer": (ret.get("chosen_options") or [None])[0],
-        "by": (who.get("name") or who.get("id")) if isinstance(who, dict) else who,
-        "at": when.isoformat() if hasattr(when, "isoformat") else when,
-        "timed_out": who is None,
-    }
+    return context["ti"].xcom_pull(task_ids="approve_promotion", key="answer") or None
 
 
 def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:

@@ -106,7 +106,7 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
 
     # the ledger tells the whole story, with no gap and no fork
     promotions = [r for r in ledger.records(MODEL) if r["event"] == "promote"]
-    chain = [(r["before_version"], r["after_version"]) for r in promotions]
+    chain = [(r["before"], r["after"]) for r in promotions]
     for (_, after), (before, _) in zip(chain, chain[1:]):
         assert before == after, chain  # no lost update
     afters = [after for _, after in chain]
