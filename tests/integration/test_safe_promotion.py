@@ -1,0 +1,91 @@
+"""The retrain path refuses what it must refuse, end to end against a real MLflow store and
+ledger: a clearly worse challenger, and any candidate whose gates raise inside."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "credit_default"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    from retrain_lib.config import load_model_config
+    from retrain_lib.settings import load_settings
+    from retrain_lib.simulate import simulate
+
+    root = tmp_path_factory.mktemp("safe")
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    (cfg_dir / "models" / "daily_demand.yaml").unlink()
+    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR")}
+    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
+    settings = load_settings(cfg_dir)
+    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+    simulate(cfg, settings.data_root, days=36, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
+    first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
+    assert first["outcome"] == "deployed", first
+    yield settings, cfg_dir
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _edit(cfg_dir: Path, change) -> None:
+    path = cfg_dir / "models" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    change(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _champion(settings) -> str | None:
+    from retrain_lib import registry
+
+    return registry.aliases(registry.get_client(settings.tracking_uri), MODEL).get("champion")
+
+
+def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform):
+    from retrain_lib import lifecycle
+
+    settings, cfg_dir = platform
+    before = _champion(settings)
+    original = (cfg_dir / "models" / f"{MODEL}.yaml").read_text()
+    # a much weaker model: two shallow trees instead of 150
+    _edit(cfg_dir, lambda raw: raw["training"].update(params={"max_iter": 2, "max_depth": 1}))
+    try:
+        res = lifecycle.retrain_model(MODEL, "2026-02-03", settings=settings, actor="worse")
+    finally:
+        (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
+    assert res["outcome"] == "rejected", res
+    reasons = " ".join(res["failed"])
+    assert "roc_auc" in reasons
+    assert "bootstrap" in reasons or "paired bootstrap" in reasons, res["failed"]
+    assert _champion(settings) == before
+    last = lifecycle.ModelContext(MODEL, settings).ledger().records(MODEL)[-1]
+    assert last["event"] == "reject" and last["after"] is None
+
+
+def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
+    from retrain_lib import gates, lifecycle
+
+    settings, _ = platform
+    before = _champion(settings)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("calibration bins exploded")
+
+    monkeypatch.setitem(gates._RUNNERS, "calibration", broken)  # the calibration gate raises inside
+    res = lifecycle.retrain_model(MODEL, "2026-02-04", settings=settings, actor="broken-gate")
+    assert res["outcome"] == "rejected", res
+    assert any("gate could not be evaluated" in r and "exploded" in r for r in res["failed"]), res["failed"]
+    assert _champion(settings) == before
