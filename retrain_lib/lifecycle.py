@@ -979,7 +979,8 @@ def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
         champion_scores=predict_scores(champion, X, cfg.task) if champion is not None else None,
         holdout=split.holdout, train=split.train, candidate_metrics=evaluation["candidate"],
         champion_metrics=evaluation["champion"],
-        latency_ms=measure_latency_ms(candidate, X, task=cfg.task, seed=cfg.training.seed) if needs_latency else None,
+        latency_ms=measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed) if needs_latency
+        else None,
         target=cfg.features.target, features=list(cfg.features.all), seed=cfg.training.seed,
     )
 
@@ -1259,6 +1260,36 @@ def close_review(model: str, registered: dict, approval: dict, *, settings: Sett
                                         "reason": why})
     log.warning("version %s of %s not deployed: %s", version, model, why)
     return {"version": version, "approved": False, "reason": why}
+
+
+def rollback_model(model: str, *, settings: Settings | None = None, as_of: str | None = None, actor: str = "cli",
+                   reason: str = "", expected_champion: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` back to ``previous-champion`` in one step, atomic with its ledger entry.
+
+    ``expected_champion`` is the version found degraded (default: the current champion); if the
+    champion moved since, nothing happens and the reason says so (the degraded model is no longer
+    serving)."""
+    ctx = ModelContext(model, settings)
+    expected = expected_champion if expected_champion is not None else _str(
+        registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION))
+    with ctx.ledger().transaction() as tx:
+        before = registry.aliases(ctx.client, ctx.name)
+        try:
+            moves = registry.rollback_champion(ctx.client, ctx.name, expected_champion=expected)
+        except StaleChampionError as exc:
+            log.warning("rollback of %s not needed any more: %s", model, exc)
+            return {"rolled_back": False, "reason": str(exc), "champion": exc.current}
+        try:
+            tx.append(ctx.name, "rollback", as_of=as_of, actor=actor, before=before.get(registry.CHAMPION),
+                      after=before.get(registry.PREVIOUS), reason=reason or "champion degraded",
+                      details={"moves": [m.to_dict() for m in moves], "reason": reason or "champion degraded"})
+        except Exception:
+            registry.restore_aliases(ctx.client, ctx.name, before)
+            raise
+    log.warning("rolled %s back from version %s to %s: %s", model, before.get(registry.CHAMPION),
+                before.get(registry.PREVIOUS), reason)
+    return {"rolled_back": True, "from": before.get(registry.CHAMPION), "to": before.get(registry.PREVIOUS),
+            "moves": [m.to_dict() for m in moves], "reason": reason}
 
 
 def reject_candidate(model: str, trained: dict, gates: dict, *, settings: Settings | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from retrain_lib.errors import StaleChampionError
+from retrain_lib.errors import RegistryError, StaleChampionError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def register_version(client, name: str, *, run_id: str, source: str, tags: dict[
 class AliasMove:
     alias: str
     from_version: str | None
-    to_version: str
+    to_version: str | None
 
     def to_dict(self) -> dict:
         return {"alias": self.alias, "from": self.from_version, "to": self.to_version}
@@ -132,3 +132,24 @@ def restore_aliases(client, name: str, before: dict[str, str]) -> None:
             client.delete_registered_model_alias(name, alias)
         else:
             client.set_registered_model_alias(name, alias, before[alias])
+
+
+def rollback_champion(client, name: str, *, expected_champion: str | None) -> list[AliasMove]:
+    """Point ``champion`` back at ``previous-champion`` (compare-and-swap on the champion).
+
+    The rolled-back version is tagged ``retrain.rolled_back=true`` and is no rollback target
+    any more: ``previous-champion`` is removed (the registry does not know the version before it;
+    the ledger does)."""
+    before = aliases(client, name)
+    current, target = before.get(CHAMPION), before.get(PREVIOUS)
+    if current != (str(expected_champion) if expected_champion is not None else None):
+        raise StaleChampionError(
+            f"champion of {name!r} is version {current}, not {expected_champion} as when the rollback was decided",
+            expected=None if expected_champion is None else str(expected_champion), current=current)
+    if target is None:
+        raise RegistryError(f"{name!r} has no previous-champion to roll back to; champion stays version {current}")
+    client.set_registered_model_alias(name, CHAMPION, target)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    if current is not None:
+        client.set_model_version_tag(name, current, "retrain.rolled_back", "true")
+    return [AliasMove(CHAMPION, current, target), AliasMove(PREVIOUS, target, None)]

@@ -214,6 +214,12 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         print(f"{model}: champion v{a.get('champion')}, previous-champion v{a.get('previous-champion', '-')}")
     problems = ledger.verify()
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
+    champion = summary.get(models[0], {}).get("champion")
+    print("\nAudit and reproduce (from the ledger, MLflow and the DVC data registry):")
+    print(f"  .venv/bin/retrain history {models[0]} --format json")
+    print("  .venv/bin/retrain ledger verify")
+    if champion:
+        print(f"  .venv/bin/retrain reproduce {models[0]} {champion} --format json")
     print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
     print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
           f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")

@@ -76,7 +76,8 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
         results: dict[str, dict] = {}
         errors: list[BaseException] = []
 
-        def promote(version: str) -> None:
+        def promote(version: str, barrier=barrier, results=results, errors=errors, evaluation=evaluation,
+                    trial=trial) -> None:
             try:
                 barrier.wait(timeout=60)
                 results[version] = lifecycle.deploy_candidate(

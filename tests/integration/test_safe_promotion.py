@@ -89,3 +89,35 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
     assert res["outcome"] == "rejected", res
     assert any("gate could not be evaluated" in r and "exploded" in r for r in res["failed"]), res["failed"]
     assert _champion(settings) == before
+
+
+def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
+    from retrain_lib import audit, lifecycle, registry
+    from retrain_lib.errors import RegistryError
+
+    settings, _ = platform
+    client = registry.get_client(settings.tracking_uri)
+    old = _champion(settings)
+    source = client.get_model_version(MODEL, old)
+    new = str(client.create_model_version(MODEL, source.source, run_id=source.run_id).version)
+    registry.promote_champion(client, MODEL, new, expected_champion=old)
+    assert registry.aliases(client, MODEL)["previous-champion"] == old
+
+    # decided on a champion that is no longer serving: nothing moves
+    stale = lifecycle.rollback_model(MODEL, settings=settings, as_of="2026-02-05", expected_champion=old)
+    assert stale["rolled_back"] is False and _champion(settings) == new
+
+    res = lifecycle.rollback_model(MODEL, settings=settings, as_of="2026-02-05", actor="monitor",
+                                   reason="roc_auc dropped 12% after promotion", expected_champion=new)
+    assert res["rolled_back"] and (res["from"], res["to"]) == (new, old)
+    assert registry.aliases(client, MODEL).get("champion") == old
+    assert "previous-champion" not in registry.aliases(client, MODEL)
+    assert client.get_model_version(MODEL, new).tags.get("retrain.rolled_back") == "true"
+    ledger = lifecycle.ModelContext(MODEL, settings).ledger()
+    last = ledger.records(MODEL)[-1]
+    assert (last["event"], last["before"], last["after"]) == ("rollback", new, old)
+    changes = audit.champion_changes(ledger.records(MODEL))
+    assert changes[-1]["to"] == old and changes[-1]["event"] == "rollback"
+    with pytest.raises(RegistryError, match="no previous-champion"):
+        lifecycle.rollback_model(MODEL, settings=settings, reason="again")
+    assert _champion(settings) == old and ledger.verify() == []

@@ -1,0 +1,143 @@
+"""``retrain serve`` and ``retrain replay``: the serving gateway and its replay client.
+
+Hooked into :mod:`retrain_lib.cli` by ``register(sub)``; also runs alone as
+``python -m retrain_lib.cli_serving serve|replay ...``. Exit codes as in ``retrain``:
+0 ok; 1 the run finished with failures (replay errors); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from retrain_lib.errors import ConfigError, DataError, RetrainError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _days(value: str) -> tuple:
+    import datetime as dt
+
+    first, sep, last = value.partition("..")
+    try:
+        start = dt.date.fromisoformat(first)
+        end = dt.date.fromisoformat(last) if sep else start
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a day range; use YYYY-MM-DD..YYYY-MM-DD") from None
+    if end < start:
+        raise argparse.ArgumentTypeError(f"{value!r}: the range ends before it starts")
+    return start, end
+
+
+def _positive(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return v
+
+
+def cmd_serve(args) -> int:
+    from retrain_lib.serving.gateway import serve
+    from retrain_lib.settings import load_settings
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env) or None
+        if token is None and args.require_token:
+            print(f"error: --require-token: environment variable {args.token_env} is empty or unset; set it to the "
+                  "bearer token clients must send", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    settings = load_settings(args.config_dir)
+    if args.format == "json":
+        print(json.dumps({"serving": f"http://{args.host}:{args.port}", "models": models or "all",
+                          "auth": token is not None, "log": not args.no_log}), flush=True)
+    else:
+        print(f"serving {', '.join(models) if models else 'all models'} on http://{args.host}:{args.port} "
+              f"(auth {'on' if token else 'off'}, prediction log {'off' if args.no_log else 'on'})", flush=True)
+    serve(settings, host=args.host, port=args.port, models=models, auth_token=token, refresh_s=args.refresh_s,
+          log_url=args.log_url, log_predictions=not args.no_log, max_body_bytes=args.max_body_bytes)
+    return EXIT_OK
+
+
+def cmd_replay(args) -> int:
+    from retrain_lib.config import load_model_config
+    from retrain_lib.serving.replay import replay
+
+    cfg = load_model_config(args.config)
+    token = os.environ.get(args.token_env) if args.token_env else None
+    summary = replay(cfg, args.data, url=args.url, rate=args.rate, days=args.days, label_delay_s=args.label_delay_s,
+                     limit=args.limit, token=token, concurrency=args.concurrency)
+    if args.format == "json":
+        print(json.dumps(summary))
+    else:
+        print(f"sent {summary['sent']} ({summary['ok']} ok, {summary['errors']} errors) at {summary['rps']:.1f} req/s; "
+              f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms; labels posted {summary['labels_posted']}")
+    return EXIT_FAILED if summary["errors"] else EXIT_OK
+
+
+def register(sub) -> None:
+    """Add ``serve`` and ``replay`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    s = sub.add_parser("serve", help="run the serving gateway (champion/challenger routing, prediction log)",
+                       description="Serve models:/<name>@champion (and @challenger in shadow or canary mode, per the "
+                       "rollout.* tags of the registered model) over HTTP; log every prediction before answering.")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--models", help="comma-separated model names (default: every model config)")
+    s.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN",
+                   help="environment variable holding the bearer token (unset or empty: no auth)")
+    s.add_argument("--require-token", action="store_true", help="refuse to start without a token")
+    s.add_argument("--refresh-s", type=_positive, default=2.0, help="registry poll interval (seconds)")
+    s.add_argument("--log-url", help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or "
+                   "<state_dir>/predictions.db)")
+    s.add_argument("--no-log", action="store_true", help="do not log predictions (benchmarks only)")
+    s.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    s.add_argument("--format", choices=["text", "json"], default="text")
+    s.add_argument("--config-dir", default=argparse.SUPPRESS,
+                   help="directory holding platform.yaml and models/ (also accepted before the command)")
+    s.set_defaults(func=cmd_serve)
+
+    r = sub.add_parser("replay", help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
+                       description="Read the model's daily partitions under DATA, send each record to the gateway at "
+                       "RATE requests per second (its id column as entity), then post the labels of the answered "
+                       "requests (from the labels partitions) after --label-delay-s. Prints a JSON summary. Exit 1 "
+                       "when any request failed.")
+    r.add_argument("--config", required=True, help="model config file")
+    r.add_argument("--data", required=True, help="data root holding <data.path>/ and <data.labels_path>/")
+    r.add_argument("--rate", type=_positive, required=True, help="requests per second")
+    r.add_argument("--days", type=_days, default=None, help="D1..D2 (inclusive; default: every partition)")
+    r.add_argument("--url", default="http://127.0.0.1:8000")
+    r.add_argument("--label-delay-s", type=float, default=0.0)
+    r.add_argument("--limit", type=int, default=None, help="send at most this many records")
+    r.add_argument("--concurrency", type=int, default=8)
+    r.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN")
+    r.add_argument("--format", choices=["text", "json"], default="json")
+    r.set_defaults(func=cmd_replay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from retrain_lib.cli import _Parser
+
+    parser = _Parser(prog="retrain", description="Serving commands of retrain.")
+    parser.add_argument("--config-dir", help="directory holding platform.yaml and models/ (default: ./configs)")
+    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config_dir"):
+        args.config_dir = None
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RetrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

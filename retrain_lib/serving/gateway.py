@@ -1,0 +1,670 @@
+"""The serving gateway: answers predictions from ``champion``/``challenger`` per the
+registry's rollout state, logs each one durably before answering, accepts late labels.
+
+Routes (JSON in and out; all but ``/health`` need ``Authorization: Bearer <token>`` when the
+app has a token):
+
+* ``POST /v1/models/{name}/predict`` body ``{"records": [{feature: value, ...}, ...]}`` or
+  ``{"record": {...}}``; optional ``"entity"`` (a list as long as ``records``, or one value
+  with ``record``) used as sticky routing key when the record lacks the sticky column.
+  Records carry every feature of the model config (numeric: number or null; categorical:
+  string or null) and may carry the config's ``data.id_column``; anything else is an error.
+  Answer ``{"model", "predictions": [{"request_id", "version", "arm", "prediction"}]}``;
+  each prediction is committed to the prediction log before the answer is sent.
+  Errors: 404 unknown model, 413 body larger than ``max_body_bytes``, 422 invalid body
+  (``{"detail": [{"index", "field", "reason"}, ...]}``, nothing logged), 503 no champion
+  loaded or the log could not commit.
+* ``POST /v1/models/{name}/feedback`` body ``{"labels": [{"request_id", "label"}]}``: stores
+  the labels of known requests; 200 ``{"stored": n}``, or 404 ``{"stored": n, "unknown": [...]}``
+  when some ids are unknown (the known ones are stored).
+* ``GET /health``: loaded versions and rollout state per model; 503 while a model has no
+  champion loaded.
+* ``GET /metrics``: Prometheus text format.
+
+A refresher thread polls each registered model (aliases and ``rollout.*`` tags, one registry
+call per model) every ``refresh_s`` seconds, loads and warms new versions off the request
+path and swaps an immutable :class:`Deployment` reference, so requests never wait for a load
+and never see half a change.
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the `Request` annotations of the
+# routes defined inside create_app() at runtime.
+import asyncio
+import hmac
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrain_lib.errors import ConfigError
+from retrain_lib.serving import routing
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MAX_RECORDS = 10_000
+
+
+# -----------------------------------------------------------------------------------------
+# Models
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What a record of a model must look like (from its config)."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    optional: tuple[str, ...]  # accepted, not passed to the model (the entity id column)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @classmethod
+    def from_config(cls, cfg) -> "FeatureSchema":
+        optional = tuple(c for c in (cfg.data.id_column,) if c and c not in cfg.features.all)
+        return cls(tuple(cfg.features.numeric), tuple(cfg.features.categorical), optional)
+
+    def check(self, records: list) -> list[dict[str, Any]]:
+        """Every problem of every record: ``{"index", "field", "reason"}``."""
+        problems = []
+        allowed = set(self.columns) | set(self.optional)
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                problems.append({"index": i, "field": None, "reason": f"a record must be an object, got "
+                                 f"{type(rec).__name__}"})
+                continue
+            for name in self.numeric:
+                if name not in rec:
+                    problems.append({"index": i, "field": name, "reason": "missing (numeric feature)"})
+                    continue
+                v = rec[name]
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                    problems.append({"index": i, "field": name, "reason": f"must be a number or null, got "
+                                     f"{type(v).__name__} {v!r:.40}"})
+                elif isinstance(v, float) and not math.isfinite(v):
+                    problems.append({"index": i, "field": name, "reason": "must be finite"})
+            for name in self.categorical:
+                if name not in rec:
+                    problems.append({"index": i, "field": name, "reason": "missing (categorical feature)"})
+                elif rec[name] is not None and not isinstance(rec[name], str):
+                    problems.append({"index": i, "field": name, "reason": f"must be a string or null, got "
+                                     f"{type(rec[name]).__name__} {rec[name]!r:.40}"})
+            for name in rec:
+                if name not in allowed:
+                    problems.append({"index": i, "field": name, "reason": "unexpected field; the model takes "
+                                     f"{', '.join(self.columns)}"})
+        return problems
+
+    def frame(self, records: list[dict]):
+        """A DataFrame of the feature columns with the training dtypes (float64, object),
+        built column-wise without per-row pandas work."""
+        import numpy as np
+        import pandas as pd
+
+        n = len(records)
+        nan = float("nan")
+        data = {}
+        for c in self.numeric:
+            data[c] = np.fromiter((nan if r[c] is None else r[c] for r in records), dtype=np.float64, count=n)
+        for c in self.categorical:
+            col = np.empty(n, dtype=object)
+            col[:] = [r[c] for r in records]
+            data[c] = col
+        return pd.DataFrame(data, copy=False)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    model: Any
+    task: str
+
+    def predict(self, frame) -> list[float]:
+        from retrain_lib.metrics import predict_scores
+
+        return [float(x) for x in predict_scores(self.model, frame, self.task)]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What answers requests of one model right now (swapped whole, never mutated)."""
+
+    champion: LoadedModel | None = None
+    challenger: LoadedModel | None = None
+    rollout: routing.RolloutState = routing.RolloutState()
+    since: float = 0.0
+
+    @property
+    def key(self) -> tuple:
+        return (self.champion and self.champion.version, self.challenger and self.challenger.version, self.rollout)
+
+
+@dataclass
+class ModelSlot:
+    name: str
+    cfg: Any
+    ctx: Any  # lifecycle.ModelContext
+    schema: FeatureSchema
+    deployment: Deployment = field(default_factory=Deployment)
+    cache: dict[str, LoadedModel] = field(default_factory=dict)
+    last_refresh: float = 0.0
+    error: str | None = None
+
+
+def _warm_row(schema: FeatureSchema) -> dict:
+    return {**{c: 0.0 for c in schema.numeric}, **{c: "" for c in schema.categorical}}
+
+
+def _load(slot: ModelSlot, version: str) -> LoadedModel:
+    if version in slot.cache:
+        return slot.cache[version]
+    model = slot.ctx.mlflow().sklearn.load_model(f"models:/{slot.name}/{version}")
+    wanted = getattr(model, "feature_names_in_", None)
+    if wanted is not None:
+        missing = [c for c in wanted if c not in slot.schema.columns]
+        if missing:
+            raise ConfigError(f"version {version} of {slot.name!r} needs features {missing} that its config does not "
+                              "declare; fix features in the model config")
+    loaded = LoadedModel(str(version), model, slot.cfg.task)
+    loaded.predict(slot.schema.frame([_warm_row(slot.schema)]))  # first call is slow: pay it here
+    slot.cache[str(version)] = loaded
+    return loaded
+
+
+def refresh_slot(slot: ModelSlot, client) -> bool:
+    """Poll the registry once for ``slot``; load and swap when something changed. True on a swap."""
+    from mlflow.exceptions import MlflowException
+
+    from retrain_lib.registry import CHALLENGER, CHAMPION, _not_found
+
+    try:
+        rm = client.get_registered_model(slot.name)
+        found_aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}
+        state = routing.state_from_tags(rm.tags)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        found_aliases, state = {}, routing.RolloutState()
+    champ_v, chall_v = found_aliases.get(CHAMPION), found_aliases.get(CHALLENGER)
+    current = slot.deployment
+    slot.last_refresh = time.time()
+    if (champ_v, chall_v, state) == current.key:
+        slot.error = None
+        return False
+    champion = _load(slot, champ_v) if champ_v else None
+    challenger = _load(slot, chall_v) if chall_v else None
+    slot.deployment = Deployment(champion, challenger, state, time.time())  # the atomic swap
+    keep = {v for v in (champ_v, chall_v, current.key[0], current.key[1]) if v}
+    for v in list(slot.cache):
+        if v not in keep:
+            slot.cache.pop(v, None)
+    slot.error = None
+    log.info("%s now serves champion %s, challenger %s, rollout %s", slot.name, champ_v, chall_v, state.to_dict())
+    return True
+
+
+# -----------------------------------------------------------------------------------------
+# Metrics
+# -----------------------------------------------------------------------------------------
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.hist: dict[str, list[int]] = {}
+        self.hist_sum: dict[str, float] = {}
+        self.shadow_dropped = 0
+        self.shadow_failed = 0
+
+    def request(self, model: str, arm: str, status: int, n: int = 1) -> None:
+        with self._lock:
+            key = (model, arm, str(status))
+            self.requests[key] = self.requests.get(key, 0) + n
+
+    def latency(self, model: str, seconds: float) -> None:
+        with self._lock:
+            counts = self.hist.setdefault(model, [0] * (len(LATENCY_BUCKETS) + 1))
+            for i, b in enumerate(LATENCY_BUCKETS):
+                if seconds <= b:
+                    counts[i] += 1
+                    break
+            else:
+                counts[-1] += 1
+            self.hist_sum[model] = self.hist_sum.get(model, 0.0) + seconds
+
+    def render(self, slots: dict[str, ModelSlot], log_depth: int, shadow_depth: int) -> str:
+        def esc(v: str) -> str:
+            return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+        out = ["# HELP retrain_gateway_requests_total Predictions answered, by model, arm and HTTP status.",
+               "# TYPE retrain_gateway_requests_total counter"]
+        with self._lock:
+            for (m, arm, status), n in sorted(self.requests.items()):
+                out.append(f'retrain_gateway_requests_total{{model="{esc(m)}",arm="{esc(arm)}",status="{status}"}} {n}')
+            out += ["# HELP retrain_gateway_request_duration_seconds Predict request latency (receive to answer).",
+                    "# TYPE retrain_gateway_request_duration_seconds histogram"]
+            for m, counts in sorted(self.hist.items()):
+                cum = 0
+                for b, c in zip((*LATENCY_BUCKETS, "+Inf"), counts):
+                    cum += c
+                    out.append(f'retrain_gateway_request_duration_seconds_bucket{{model="{esc(m)}",le="{b}"}} {cum}')
+                out.append(f'retrain_gateway_request_duration_seconds_sum{{model="{esc(m)}"}} {self.hist_sum[m]:.6f}')
+                out.append(f'retrain_gateway_request_duration_seconds_count{{model="{esc(m)}"}} {cum}')
+            dropped, failed = self.shadow_dropped, self.shadow_failed
+        out += ["# HELP retrain_gateway_log_queue_depth Prediction-log items waiting for the writer.",
+                "# TYPE retrain_gateway_log_queue_depth gauge", f"retrain_gateway_log_queue_depth {log_depth}",
+                "# HELP retrain_gateway_shadow_queue_depth Shadow scorings waiting.",
+                "# TYPE retrain_gateway_shadow_queue_depth gauge", f"retrain_gateway_shadow_queue_depth {shadow_depth}",
+                "# HELP retrain_gateway_shadow_dropped_total Shadow scorings dropped (queue full) or failed.",
+                "# TYPE retrain_gateway_shadow_dropped_total counter",
+                f'retrain_gateway_shadow_dropped_total{{reason="queue_full"}} {dropped}',
+                f'retrain_gateway_shadow_dropped_total{{reason="error"}} {failed}',
+                "# HELP retrain_gateway_model_version Loaded model version per alias.",
+                "# TYPE retrain_gateway_model_version gauge"]
+        for name, slot in sorted(slots.items()):
+            d = slot.deployment
+            for alias, lm in (("champion", d.champion), ("challenger", d.challenger)):
+                if lm is not None and lm.version.isdigit():
+                    out.append(f'retrain_gateway_model_version{{model="{esc(name)}",alias="{alias}"}} {lm.version}')
+        out += ["# HELP retrain_gateway_canary_percent Share of requests routed to the challenger.",
+                "# TYPE retrain_gateway_canary_percent gauge"]
+        for name, slot in sorted(slots.items()):
+            d = slot.deployment
+            pct = d.rollout.canary_percent if d.rollout.mode == "canary" else 0.0
+            out.append(f'retrain_gateway_canary_percent{{model="{esc(name)}",mode="{d.rollout.mode}"}} {pct}')
+        return "\n".join(out) + "\n"
+
+
+# -----------------------------------------------------------------------------------------
+# App
+# -----------------------------------------------------------------------------------------
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, detail):
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+
+
+class Gateway:
+    """The state behind the app: model slots, refresher, shadow worker, prediction log."""
+
+    def __init__(self, settings, models: list[str] | None, *, refresh_s: float, log_url: str | None,
+                 log_predictions: bool, shadow_queue: int = 10_000):
+        from retrain_lib.lifecycle import ModelContext
+
+        self.settings = settings
+        names = models or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
+        self.slots: dict[str, ModelSlot] = {}
+        for name in names:
+            path = settings.models_dir / f"{name}.yaml"
+            if not path.is_file():
+                raise ConfigError(f"model {name!r} has no config {path}; pass models that exist in "
+                                  f"{settings.models_dir}")
+            ctx = ModelContext(name, settings)
+            self.slots[name] = ModelSlot(name, ctx.cfg, ctx, FeatureSchema.from_config(ctx.cfg))
+        self.refresh_s = refresh_s
+        self.metrics = Metrics()
+        self.log_url = None
+        self.predlog = None
+        if log_predictions:
+            from retrain_lib.serving.predlog import resolve_url
+
+            self.log_url = resolve_url(settings, log_url)
+        self._stop = threading.Event()
+        self._shadow: queue.Queue = queue.Queue(maxsize=shadow_queue)
+        self._threads: list[threading.Thread] = []
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from retrain_lib.registry import get_client
+
+            self._client = get_client(self.settings.tracking_uri, self.settings.registry_uri)
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.log_url is not None:
+            from retrain_lib.serving.predlog import PredictionLog
+
+            self.predlog = PredictionLog(self.log_url)
+        self.refresh_all()
+        for target, name in ((self._refresh_loop, "gateway-refresher"), (self._shadow_loop, "gateway-shadow")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._shadow.put(None)
+        for t in self._threads:
+            t.join(10)
+        if self.predlog is not None:
+            self.predlog.close()
+
+    def refresh_all(self) -> None:
+        for slot in self.slots.values():
+            try:
+                refresh_slot(slot, self.client)
+            except Exception as exc:  # noqa: BLE001 - keep serving what is loaded; retry next round
+                slot.error = f"{type(exc).__name__}: {exc}"
+                log.warning("refresh of %s failed (still serving %s): %s", slot.name, slot.deployment.key, exc)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            self.refresh_all()
+
+    def _shadow_loop(self) -> None:
+        from retrain_lib.serving.predlog import utcnow
+
+        while True:
+            item = self._shadow.get()
+            if item is None:
+                return
+            name, challenger, frame, request_ids, features = item
+            try:
+                t0 = time.perf_counter()
+                outputs = challenger.predict(frame)
+                ms = (time.perf_counter() - t0) * 1000 / max(len(request_ids), 1)
+                if self.predlog is not None:
+                    now = utcnow()
+                    self.predlog.submit([
+                        {"request_id": f"{rid}:shadow", "model": name, "version": challenger.version,
+                         "arm": routing.SHADOW_ARM, "features": feats, "output": out, "latency_ms": ms,
+                         "created_at": now, "parent_id": rid}
+                        for rid, feats, out in zip(request_ids, features, outputs)])
+                self.metrics.request(name, routing.SHADOW_ARM, 200, len(request_ids))
+            except Exception:  # noqa: BLE001 - the shadow never affects answers
+                log.exception("shadow scoring of %s failed", name)
+                self.metrics.shadow_failed += 1
+
+    # -- requests --------------------------------------------------------------------------
+
+    def parse_predict(self, slot: ModelSlot, body: Any) -> tuple[list[dict], list]:
+        if not isinstance(body, dict):
+            raise _BadRequest(422, [{"index": None, "field": None, "reason": "the body must be a JSON object with "
+                                     "'records' (a list) or 'record' (an object)"}])
+        extra = [k for k in body if k not in ("records", "record", "entity")]
+        problems = [{"index": None, "field": k, "reason": "unexpected top-level field; use 'records' or 'record' "
+                     "and optionally 'entity'"} for k in extra]
+        if ("records" in body) == ("record" in body):
+            problems.append({"index": None, "field": "records", "reason": "give exactly one of 'records' (a list) "
+                             "or 'record' (an object)"})
+            raise _BadRequest(422, problems)
+        if "record" in body:
+            records = [body["record"]]
+            entity = [body["entity"]] if "entity" in body else None
+        else:
+            records = body["records"]
+            entity = body.get("entity")
+            if not isinstance(records, list) or not records:
+                raise _BadRequest(422, [*problems, {"index": None, "field": "records",
+                                                    "reason": "must be a non-empty list of objects"}])
+            if len(records) > MAX_RECORDS:
+                raise _BadRequest(413, [{"index": None, "field": "records",
+                                         "reason": f"{len(records)} records; at most {MAX_RECORDS} per request"}])
+            if entity is not None and (not isinstance(entity, list) or len(entity) != len(records)):
+                problems.append({"index": None, "field": "entity", "reason": "with 'records', 'entity' must be a "
+                                 f"list of {len(records)} values (one per record)"})
+        if entity is not None:
+            for i, e in enumerate(entity if isinstance(entity, list) else []):
+                if e is not None and not isinstance(e, str | int):
+                    problems.append({"index": i, "field": "entity", "reason": "must be a string, integer or null"})
+        problems += slot.schema.check(records)
+        if problems:
+            raise _BadRequest(422, problems)
+        return records, entity or [None] * len(records)
+
+
+def create_app(settings, models: list[str] | None = None, *, auth_token: str | None = None,
+               max_body_bytes: int = 1_000_000, refresh_s: float = 2.0, log_url: str | None = None,
+               log_predictions: bool = True):
+    """The gateway as a FastAPI app (models load at startup; see the module docstring).
+
+    ``models``: names of model configs to serve (default: every config in
+    ``settings.models_dir``). ``log_url``: the prediction log (default
+    ``$RETRAIN_PREDICTIONS_URL`` or ``<state_dir>/predictions.db``). ``log_predictions=False``
+    turns the log off (benchmarks only: nothing is recorded).
+
+    Example::
+
+        app = create_app(load_settings(), ["credit_default"], auth_token="s3cret")
+        uvicorn.run(app, port=8000)
+    """
+    import contextlib
+
+    import orjson
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
+    gw = Gateway(settings, models, refresh_s=refresh_s, log_url=log_url, log_predictions=log_predictions)
+    token = auth_token.encode() if auth_token else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await run_in_threadpool(gw.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(gw.stop)
+
+    app = FastAPI(title="retrain serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.gateway = gw
+
+    def json_response(content, status: int = 200) -> Response:
+        return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+    def unauthorized(request: Request) -> Response | None:
+        if token is None:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+    async def read_json(request: Request):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            raise _BadRequest(413, f"body of {length} bytes is larger than the limit of {max_body_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _BadRequest(413, f"body larger than the limit of {max_body_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise _BadRequest(422, [{"index": None, "field": None, "reason": f"body is not valid JSON: {exc}"}]) \
+                from None
+
+    def await_commit(rows) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def done(error):
+            def settle():
+                if fut.done():
+                    return
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+
+            loop.call_soon_threadsafe(settle)
+
+        gw.predlog.submit(rows, done)
+        return fut
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request):
+        t0 = time.perf_counter()
+        denied = unauthorized(request)
+        if denied is not None:
+            gw.metrics.request(name if name in gw.slots else "_unknown", "none", 401)
+            return denied
+        slot = gw.slots.get(name)
+        if slot is None:
+            gw.metrics.request("_unknown", "none", 404)
+            return json_response({"detail": f"unknown model {name!r}; served: {', '.join(sorted(gw.slots))}"}, 404)
+        try:
+            records, entity = gw.parse_predict(slot, await read_json(request))
+        except _BadRequest as exc:
+            gw.metrics.request(name, "none", exc.status)
+            return json_response({"detail": exc.detail}, exc.status)
+        dep = slot.deployment
+        if dep.champion is None:
+            gw.metrics.request(name, "none", 503)
+            return json_response({"detail": f"model {name!r} has no champion loaded "
+                                  f"({slot.error or 'no champion alias in the registry'})"}, 503)
+        state = dep.rollout
+        sticky = state.sticky_key
+        ids = [uuid.uuid4().hex for _ in records]
+        if state.mode == "canary" and dep.challenger is not None:
+            arms = [routing.route(rec.get(sticky, ent) if sticky else ent, rid, state.canary_percent, "canary")
+                    for rec, ent, rid in zip(records, entity, ids)]
+        else:
+            arms = [routing.CHAMPION_ARM] * len(records)
+        frame = slot.schema.frame(records)
+
+        def score():
+            outputs: list = [None] * len(records)
+            if all(a == routing.CHAMPION_ARM for a in arms):
+                outputs = dep.champion.predict(frame)
+            else:
+                for arm_name, lm in ((routing.CHAMPION_ARM, dep.champion), (routing.CHALLENGER_ARM, dep.challenger)):
+                    idx = [i for i, a in enumerate(arms) if a == arm_name]
+                    if idx:
+                        for i, v in zip(idx, lm.predict(frame.iloc[idx])):
+                            outputs[i] = v
+            return outputs
+
+        outputs = score() if len(records) == 1 else await run_in_threadpool(score)
+        ms = (time.perf_counter() - t0) * 1000
+        versions = [dep.champion.version if a == routing.CHAMPION_ARM else dep.challenger.version for a in arms]
+        features = None
+        if gw.predlog is not None or (state.mode == "shadow" and dep.challenger is not None):
+            features = [orjson.dumps(r).decode() for r in records]
+        if gw.predlog is not None:
+            from retrain_lib.serving.predlog import utcnow
+
+            now = utcnow()
+            rows = [{"request_id": rid, "model": name, "version": v, "arm": a, "features": f, "output": o,
+                     "latency_ms": ms, "created_at": now, "parent_id": None}
+                    for rid, v, a, f, o in zip(ids, versions, arms, features, outputs)]
+            try:
+                await asyncio.wait_for(await_commit(rows), timeout=30)
+            except Exception as exc:  # noqa: BLE001 - not logged = not acknowledged
+                log.warning("prediction log commit failed: %s", exc)
+                gw.metrics.request(name, "none", 503)
+                return json_response({"detail": f"the prediction could not be logged ({type(exc).__name__}); "
+                                      "retry"}, 503)
+        if state.mode == "shadow" and dep.challenger is not None:
+            try:
+                gw._shadow.put_nowait((name, dep.challenger, frame, ids, features))
+            except queue.Full:
+                gw.metrics.shadow_dropped += 1
+        for a in set(arms):
+            gw.metrics.request(name, a, 200, arms.count(a))
+        gw.metrics.latency(name, time.perf_counter() - t0)
+        return json_response({"model": name, "predictions": [
+            {"request_id": rid, "version": v, "arm": a, "prediction": o}
+            for rid, v, a, o in zip(ids, versions, arms, outputs)]})
+
+    @app.post("/v1/models/{name}/feedback")
+    async def post_feedback(name: str, request: Request):
+        denied = unauthorized(request)
+        if denied is not None:
+            return denied
+        if name not in gw.slots:
+            return json_response({"detail": f"unknown model {name!r}; served: {', '.join(sorted(gw.slots))}"}, 404)
+        if gw.predlog is None:
+            return json_response({"detail": "this gateway runs without a prediction log"}, 503)
+        try:
+            body = await read_json(request)
+        except _BadRequest as exc:
+            return json_response({"detail": exc.detail}, exc.status)
+        labels = body.get("labels") if isinstance(body, dict) else None
+        if not isinstance(labels, list) or not labels:
+            return json_response({"detail": [{"index": None, "field": "labels", "reason": "must be a non-empty "
+                                              "list of {request_id, label}"}]}, 422)
+        problems, pairs = [], []
+        for i, item in enumerate(labels):
+            if not isinstance(item, dict) or set(item) - {"request_id", "label"}:
+                problems.append({"index": i, "field": None, "reason": "must be an object with request_id and label"})
+                continue
+            rid, label = item.get("request_id"), item.get("label")
+            if not isinstance(rid, str) or not rid:
+                problems.append({"index": i, "field": "request_id", "reason": "must be a non-empty string"})
+            if isinstance(label, bool):
+                label = int(label)
+            if not isinstance(label, int | float) or not math.isfinite(label):
+                problems.append({"index": i, "field": "label", "reason": "must be a finite number"})
+            else:
+                pairs.append((rid, float(label)))
+        if problems:
+            return json_response({"detail": problems}, 422)
+        res = await run_in_threadpool(gw.predlog.add_feedback, name, pairs)
+        if res.unknown:
+            return json_response({"stored": len(res.stored), "unknown": res.unknown,
+                                  "detail": f"{len(res.unknown)} request id(s) not in the prediction log of {name!r}"},
+                                 404)
+        return json_response({"stored": len(res.stored)})
+
+    @app.get("/health")
+    async def health():
+        out, ready = {}, True
+        for name, slot in gw.slots.items():
+            d = slot.deployment
+            ready = ready and d.champion is not None
+            out[name] = {"champion": d.champion and d.champion.version,
+                         "challenger": d.challenger and d.challenger.version,
+                         "rollout": d.rollout.to_dict(), "since": d.since, "last_refresh": slot.last_refresh,
+                         "error": slot.error}
+        return json_response({"status": "ok" if ready else "degraded", "models": out,
+                              "prediction_log": gw.log_url is not None}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request):
+        denied = unauthorized(request)
+        if denied is not None:
+            return denied
+        text = gw.metrics.render(gw.slots, gw.predlog.depth if gw.predlog else 0, gw._shadow.qsize())
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def serve(settings, *, host: str = "127.0.0.1", port: int = 8000, models: list[str] | None = None,
+          auth_token: str | None = None, refresh_s: float = 2.0, log_url: str | None = None,
+          log_predictions: bool = True, max_body_bytes: int = 1_000_000, model_threads: int | None = 1) -> None:
+    """Run the gateway with uvicorn until SIGINT/SIGTERM.
+
+    ``model_threads`` caps OpenMP/BLAS threads (``threadpoolctl``): a single-row predict is
+    faster and far steadier with 1 thread than with threads that spin against each other.
+    """
+    import uvicorn
+
+    if model_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(model_threads)
+    app = create_app(settings, models, auth_token=auth_token, max_body_bytes=max_body_bytes, refresh_s=refresh_s,
+                     log_url=log_url, log_predictions=log_predictions)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

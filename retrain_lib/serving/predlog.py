@@ -1,0 +1,339 @@
+"""The prediction log: every answered prediction and every late label, durably.
+
+Two tables (SQLAlchemy Core):
+
+* ``predictions``: ``request_id`` (primary key), ``model``, ``version``, ``arm``
+  (``champion``, ``challenger`` or ``shadow``), ``features`` (JSON text of the record),
+  ``output`` (positive-class probability or regression prediction), ``latency_ms``,
+  ``created_at`` (UTC), and ``parent_id``: for a ``shadow`` row, the request id of the
+  answered request it mirrors (its own id is ``<parent_id>:shadow``), else NULL.
+* ``feedback``: ``request_id`` (primary key, the answered request), ``label``,
+  ``received_at`` (UTC). A second label for the same request replaces the first.
+
+Storage: an embedded SQLite file ``<state_dir>/predictions.db`` in WAL mode with
+``synchronous=NORMAL`` (a committed transaction survives a kill of the process), or
+PostgreSQL when the URL (argument, else ``RETRAIN_PREDICTIONS_URL``) is a ``postgresql://``
+URL (normalised to the ``postgresql+psycopg`` driver).
+
+Writes go through :class:`PredictionLog`: one writer thread drains its queue and commits
+everything waiting in one transaction (group commit), then tells each submitter. The gateway
+answers a request only after that callback, so an acknowledged prediction is on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+URL_ENV = "RETRAIN_PREDICTIONS_URL"
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("request_id", sa.String(80), primary_key=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(40), nullable=False),
+    sa.Column("arm", sa.String(20), nullable=False),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("output", sa.Float, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("parent_id", sa.String(80), nullable=True),
+    sa.Index("ix_predictions_model_created", "model", "created_at"),
+)
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("request_id", sa.String(80), primary_key=True),
+    sa.Column("label", sa.Float, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def resolve_url(settings=None, log_url: str | None = None) -> str:
+    """The prediction log URL: ``log_url``, else ``$RETRAIN_PREDICTIONS_URL``, else the
+    embedded SQLite file ``<state_dir>/predictions.db``; ``postgresql://`` and
+    ``postgres://`` become ``postgresql+psycopg://``."""
+    url = (log_url or os.environ.get(URL_ENV) or "").strip()
+    if not url:
+        if settings is None:
+            from retrain_lib.settings import load_settings
+
+            settings = load_settings()
+        url = f"sqlite:///{Path(settings.state_dir) / 'predictions.db'}"
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(url: str) -> sa.Engine:
+    """One engine per URL and process, with the tables created."""
+    url = resolve_url(log_url=url)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            metadata.create_all(engine)
+            _ENGINES[url] = engine
+        return engine
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time.min)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _insert(engine: sa.Engine, table: sa.Table, *, upsert_on: str | None = None):
+    """INSERT, or an upsert on ``upsert_on`` for SQLite and PostgreSQL."""
+    if upsert_on is None:
+        return table.insert()
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(index_elements=[upsert_on],
+                                      set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != upsert_on})
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    stored: list[str]
+    unknown: list[str]
+
+
+class LogClosedError(RuntimeError):
+    """The prediction log was closed; nothing more can be written."""
+
+
+_STOP = object()
+
+
+class PredictionLog:
+    """Group-committing writer of the prediction log (one per gateway process).
+
+    :meth:`submit` queues rows and returns at once; ``callback(error)`` runs on the writer
+    thread after the rows are committed (``error`` is ``None``) or could not be (the
+    exception). :meth:`write` waits for the commit. Every batch is one transaction; when a
+    batch fails, its items are retried one by one so one bad item fails alone.
+    """
+
+    def __init__(self, url: str, *, max_batch: int = 512):
+        self.url = resolve_url(log_url=url)
+        self.engine = get_engine(self.url)
+        self.max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue()
+        self._closed = False
+        self.batches = 0  # transactions committed
+        self.rows = 0  # prediction rows committed
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
+        self._thread.start()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for the writer."""
+        return self._queue.qsize()
+
+    def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None):
+        if self._closed:
+            raise LogClosedError("the prediction log is closed")
+        self._queue.put((rows, callback))
+
+    def write(self, rows: list[dict[str, Any]], timeout: float | None = 30.0) -> None:
+        """Queue ``rows`` and wait until they are committed (raises what the commit raised)."""
+        done = threading.Event()
+        box: list[BaseException | None] = [None]
+
+        def callback(error):
+            box[0] = error
+            done.set()
+
+        self.submit(rows, callback)
+        if not done.wait(timeout):
+            raise TimeoutError(f"prediction log commit did not finish within {timeout} s")
+        if box[0] is not None:
+            raise box[0]
+
+    def add_feedback(self, model: str, labels: Iterable[tuple[str, float]]) -> FeedbackResult:
+        """Store late labels for answered requests of ``model``; ids the log does not know
+        (or that belong to another model) are returned as ``unknown`` and not stored."""
+        labels = list(labels)
+        ids = [rid for rid, _ in labels]
+        known: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                known.update(r[0] for r in conn.execute(
+                    sa.select(predictions.c.request_id).where(predictions.c.request_id.in_(chunk),
+                                                              predictions.c.model == model,
+                                                              predictions.c.parent_id.is_(None))))
+        now = utcnow()
+        rows = {rid: {"request_id": rid, "label": float(label), "received_at": now}
+                for rid, label in labels if rid in known}
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_insert(self.engine, feedback, upsert_on="request_id"), list(rows.values()))
+        return FeedbackResult(stored=[r for r in ids if r in known], unknown=[r for r in ids if r not in known])
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch = []
+            if item is _STOP:
+                stop = True
+            else:
+                batch.append(item)
+            n = len(item[0]) if batch else 0
+            while n < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+                n += len(item[0])
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list) -> None:
+        rows = [row for rs, _ in batch for row in rs]
+        try:
+            if rows:
+                with self.engine.begin() as conn:
+                    conn.execute(predictions.insert(), rows)
+            self.batches += 1
+            self.rows += len(rows)
+            outcome = [(cb, None) for _, cb in batch]
+        except Exception as exc:  # noqa: BLE001 - retry item by item, report each outcome
+            if len(batch) == 1:
+                log.warning("prediction log write failed: %s", exc)
+                self.failures += 1
+                outcome = [(batch[0][1], exc)]
+            else:
+                for item in batch:
+                    self._commit([item])
+                return
+        for cb, error in outcome:
+            if cb is not None:
+                try:
+                    cb(error)
+                except Exception:  # noqa: BLE001 - a broken callback must not stop the writer
+                    log.exception("prediction log callback failed")
+
+
+# -----------------------------------------------------------------------------------------
+# Reading (monitor, rollout)
+# -----------------------------------------------------------------------------------------
+
+
+def read_predictions(url: str, model: str, since, until=None, arm: str | None = None):
+    """Predictions of ``model`` with ``since <= created_at < until`` (UTC; naive = UTC), with
+    their label joined (``label``, ``received_at``; NaN/NaT when none yet). Shadow rows get
+    the label of the request they mirror. Columns: request_id, model, version, arm, features
+    (dict), output, latency_ms, created_at (tz-aware UTC), parent_id, label, received_at.
+    """
+    import pandas as pd
+
+    engine = get_engine(url)
+    p, f = predictions, feedback
+    key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
+    query = (sa.select(p, f.c.label, f.c.received_at)
+             .select_from(p.outerjoin(f, f.c.request_id == key))
+             .where(p.c.model == model, p.c.created_at >= _utc(since)))
+    if until is not None:
+        query = query.where(p.c.created_at < _utc(until))
+    if arm is not None:
+        query = query.where(p.c.arm == arm)
+    query = query.order_by(p.c.created_at, p.c.request_id)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=[*(c.name for c in p.columns), "label", "received_at"])
+    frame["features"] = frame["features"].map(json.loads)
+    for col in ("created_at", "received_at"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    frame["label"] = frame["label"].astype(float)
+    return frame
+
+
+def arm_summary(url: str, model: str, since, until=None) -> dict[str, dict[str, Any]]:
+    """Per arm: ``n``, ``versions``, ``mean_output``, ``p50_latency_ms``, ``p95_latency_ms``,
+    ``labelled``, ``mean_label`` and, for 0/1 labels with both classes, ``roc_auc``
+    of the outputs (None otherwise)."""
+    import numpy as np
+
+    frame = read_predictions(url, model, since, until)
+    out: dict[str, dict[str, Any]] = {}
+    for arm_name, part in frame.groupby("arm", sort=True):
+        labelled = part[part["label"].notna()]
+        auc = None
+        if len(labelled) and set(np.unique(labelled["label"])) == {0.0, 1.0}:
+            from sklearn.metrics import roc_auc_score
+
+            auc = float(roc_auc_score(labelled["label"].astype(int), labelled["output"]))
+        out[str(arm_name)] = {
+            "n": int(len(part)),
+            "versions": sorted(part["version"].unique().tolist(), key=lambda v: (len(v), v)),
+            "mean_output": float(part["output"].mean()),
+            "p50_latency_ms": float(part["latency_ms"].quantile(0.5)),
+            "p95_latency_ms": float(part["latency_ms"].quantile(0.95)),
+            "labelled": int(len(labelled)),
+            "mean_label": float(labelled["label"].mean()) if len(labelled) else None,
+            "roc_auc": auc,
+        }
+    return out

@@ -1,0 +1,391 @@
+"""The serving gateway over real HTTP (uvicorn in a subprocess) against a real MLflow store:
+answers and logs predictions, refuses bad input without logging it, follows alias and
+rollout-state changes under load without failing a request, and never loses an acknowledged
+prediction to a ``kill -9``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "credit_default"
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (httpx.HTTPError, sqlite3.Error) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    from retrain_lib import lifecycle, registry
+    from retrain_lib.config import load_model_config
+    from retrain_lib.settings import load_settings
+    from retrain_lib.simulate import simulate
+
+    root = tmp_path_factory.mktemp("gateway")
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    (cfg_dir / "models" / "daily_demand.yaml").unlink()
+    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR")}
+    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
+    settings = load_settings(cfg_dir)
+    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+    simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=1)
+    first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+    assert first["outcome"] == "deployed", first
+    client = registry.get_client(settings.tracking_uri, settings.registry_uri)
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)
+    assert v2.version in (2, "2")
+    yield settings, cfg, client
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def gateway(platform):
+    settings, cfg, client = platform
+    port = _free_port()
+    env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir), "RETRAIN_CONFIG_DIR": str(settings.config_dir),
+           "RETRAIN_GATEWAY_TOKEN": TOKEN}
+    env.pop("RETRAIN_PREDICTIONS_URL", None)
+    log = open(settings.state_dir / "gateway.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
+                             "--models", MODEL, "--refresh-s", "0.3", "--max-body-bytes", "20000"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def healthy():
+            if proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {(settings.state_dir / 'gateway.log').read_text()[-3000:]}")
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+
+        _wait_for(healthy, 180, "the gateway to load the champion", interval=0.5)
+        yield {"url": url, "proc": proc, "db": settings.state_dir / "predictions.db", "client": client, "cfg": cfg,
+               "settings": settings}
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def records(platform):
+    settings, cfg, _ = platform
+    import pandas as pd
+
+    frame = pd.read_parquet(settings.data_root / MODEL / "2026-01-31.parquet")
+    feats = frame[cfg.features.all].astype(object).where(frame[cfg.features.all].notna(), None)
+    return [dict(r, application_id=a) for r, a in zip(feats.to_dict("records"), frame["application_id"])]
+
+
+def _features(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k != "application_id"}
+
+
+def _predict(url, recs, *, headers=AUTH, timeout=10.0, **extra):
+    return httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"records": recs, **extra}, headers=headers,
+                      timeout=timeout)
+
+
+def _rows(db: Path, where: str = "1=1", params=()) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f"select request_id, version, arm, output, parent_id from predictions where {where}",
+                           params).fetchall()
+    finally:
+        con.close()
+
+
+def _health(url) -> dict:
+    return httpx.get(f"{url}/health", timeout=5).json()["models"][MODEL]
+
+
+def _set_state(gw, mode, percent=0.0, sticky="", challenger: str | None = "2"):
+    from retrain_lib.serving.routing import set_rollout_state
+
+    client = gw["client"]
+    if challenger is None:
+        try:
+            client.delete_registered_model_alias(MODEL, "challenger")
+        except Exception:  # noqa: BLE001 - not set
+            pass
+    else:
+        client.set_registered_model_alias(MODEL, "challenger", challenger)
+    set_rollout_state(client, MODEL, mode, percent, sticky)
+    _wait_for(lambda: (h := _health(gw["url"]))["rollout"] == {"mode": mode, "canary_percent": float(percent),
+                                                                 "sticky_key": sticky}
+              and h["challenger"] == challenger, 10, f"the gateway to pick up {mode} {percent} {sticky}")
+
+
+def test_predict_answers_with_the_champion_version_and_logs_every_prediction(gateway, records):
+    import mlflow
+
+    resp = _predict(gateway["url"], [_features(r) for r in records[:3]])
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == MODEL
+    preds = body["predictions"]
+    assert [p["version"] for p in preds] == ["1", "1", "1"]
+    assert [p["arm"] for p in preds] == ["champion"] * 3
+    # golden: the registered model loaded by MLflow in this process
+    import pandas as pd
+
+    mlflow.set_tracking_uri(gateway["settings"].tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}/1")
+    expected = model.predict_proba(pd.DataFrame([_features(r) for r in records[:3]]))[:, 1]
+    assert [p["prediction"] for p in preds] == pytest.approx(list(expected), abs=1e-9)
+    ids = [p["request_id"] for p in preds]
+    assert len(set(ids)) == 3
+    logged = {r[0]: r for r in _rows(gateway["db"], f"request_id in ({','.join('?' * 3)})", ids)}
+    assert set(logged) == set(ids)  # committed before the answer
+    assert all(logged[i][1:3] == ("1", "champion") for i in ids)
+    assert [logged[i][3] for i in ids] == pytest.approx(list(expected), abs=1e-9)
+    one = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", json={"record": records[3]}, headers=AUTH)
+    assert one.status_code == 200 and len(one.json()["predictions"]) == 1  # the id column is accepted
+    metrics = httpx.get(f"{gateway['url']}/metrics", headers=AUTH).text
+    assert f'retrain_gateway_requests_total{{model="{MODEL}",arm="champion",status="200"}}' in metrics
+    assert f'retrain_gateway_model_version{{model="{MODEL}",alias="champion"}} 1' in metrics
+    assert "retrain_gateway_log_queue_depth" in metrics
+    assert "retrain_gateway_request_duration_seconds_bucket" in metrics
+
+
+def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway, records):
+    before = len(_rows(gateway["db"]))
+    good = _features(records[0])
+    bad_type = {**_features(records[1]), "income": "lots"}
+    bad_two = {k: v for k, v in _features(records[2]).items() if k != "region"} | {"shoe_size": 44,
+                                                                                   "employment_type": 3}
+    resp = _predict(gateway["url"], [good, bad_type, bad_two])
+    assert resp.status_code == 422, resp.text
+    problems = {(p["index"], p["field"]): p["reason"] for p in resp.json()["detail"]}
+    assert set(problems) == {(1, "income"), (2, "region"), (2, "shoe_size"), (2, "employment_type")}
+    assert "number" in problems[(1, "income")]
+    assert "missing" in problems[(2, "region")]
+    assert "unexpected" in problems[(2, "shoe_size")]
+    assert "string" in problems[(2, "employment_type")]
+    assert httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=b"{not json", headers=AUTH
+                      ).status_code == 422
+    assert _predict(gateway["url"], []).status_code == 422
+    assert len(_rows(gateway["db"])) == before  # no half-written batch
+
+
+def test_auth_size_limit_and_unknown_model(gateway, records):
+    url = gateway["url"]
+    recs = [_features(records[0])]
+    assert _predict(url, recs, headers={}).status_code == 401
+    assert _predict(url, recs, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(f"{url}/metrics").status_code == 401
+    assert httpx.get(f"{url}/health").status_code == 200  # open
+    big = [_features(records[i % 50]) for i in range(200)]  # about 40 kB > the 20 kB limit
+    assert _predict(url, big).status_code == 413
+    resp = httpx.post(f"{url}/v1/models/no_such_model/predict", json={"records": recs}, headers=AUTH)
+    assert resp.status_code == 404 and "no_such_model" in resp.text
+
+
+def test_feedback_stores_known_labels_and_lists_unknown_ids(gateway, records):
+    from retrain_lib.serving.predlog import read_predictions
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    ids = [p["request_id"] for p in _predict(gateway["url"], [_features(r) for r in records[10:14]]).json()[
+        "predictions"]]
+    labels = [{"request_id": i, "label": lbl} for i, lbl in zip(ids, [1, 0, 1, 0])]
+    ok = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback", json={"labels": labels[:2]}, headers=AUTH)
+    assert ok.status_code == 200 and ok.json() == {"stored": 2}
+    mixed = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback",
+                       json={"labels": labels[2:] + [{"request_id": "not-a-request", "label": 1}]}, headers=AUTH)
+    assert mixed.status_code == 404
+    assert mixed.json()["unknown"] == ["not-a-request"] and mixed.json()["stored"] == 2
+    bad = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback",
+                     json={"labels": [{"request_id": ids[0], "label": "yes"}]}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "label"
+    frame = read_predictions(f"sqlite:///{gateway['db']}", MODEL, since)
+    joined = dict(zip(frame["request_id"], frame["label"]))
+    assert [joined[i] for i in ids] == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_replay_sends_records_at_the_rate_and_posts_their_labels(gateway):
+    from retrain_lib.serving.replay import replay
+
+    settings, cfg = gateway["settings"], gateway["cfg"]
+    day = dt.date(2026, 1, 5)
+    t0 = time.monotonic()
+    out = replay(cfg, settings.data_root, url=gateway["url"], rate=40, days=(day, day), limit=40, token=TOKEN,
+                 concurrency=4)
+    took = time.monotonic() - t0
+    assert out["sent"] == 40 and out["ok"] == 40 and out["errors"] == 0, out
+    assert took >= 0.9  # 40 records at 40/s
+    assert out["labels_posted"] == 40 and out["labels_unknown"] == 0  # day 5's labels have all arrived
+    assert out["p50_ms"] is not None and out["p99_ms"] >= out["p50_ms"]
+
+
+def test_shadow_logs_the_challenger_off_the_request_path_and_answers_from_the_champion(gateway, records):
+    _set_state(gateway, "shadow", challenger="2")
+    try:
+        answers = [p for i in range(10) for p in _predict(gateway["url"], [_features(records[20 + 2 * i]),
+                                                                           _features(records[21 + 2 * i])]
+                                                          ).json()["predictions"]]
+        assert {(p["version"], p["arm"]) for p in answers} == {("1", "champion")}
+        ids = [p["request_id"] for p in answers]
+        marks = ",".join("?" * len(ids))
+        shadow = _wait_for(lambda: (rows := _rows(gateway["db"], f"parent_id in ({marks})", ids))
+                           and len(rows) == len(ids) and rows, 10, "the shadow rows")
+        assert {(r[1], r[2]) for r in shadow} == {("2", "shadow")}
+        assert {r[4] for r in shadow} == set(ids)
+        # the challenger is the same artifact here: its shadow outputs equal the answers
+        by_parent = {r[4]: r[3] for r in shadow}
+        assert [by_parent[p["request_id"]] for p in answers] == pytest.approx([p["prediction"] for p in answers])
+    finally:
+        _set_state(gateway, "none", challenger=None)
+
+
+def test_canary_routes_the_configured_share_and_a_sticky_entity_keeps_its_arm(gateway, records):
+    import math
+
+    _set_state(gateway, "canary", 30, challenger="2")
+    try:
+        answers = [p for i in range(4) for p in _predict(gateway["url"], [_features(r) for r in records[:100]]
+                                                         ).json()["predictions"]]
+        n = len(answers)
+        hits = sum(p["arm"] == "challenger" for p in answers)
+        assert abs(hits - 0.3 * n) <= 4 * math.sqrt(n * 0.3 * 0.7), hits
+        assert {p["version"] for p in answers if p["arm"] == "challenger"} == {"2"}
+        assert {p["version"] for p in answers if p["arm"] == "champion"} == {"1"}
+        logged = _rows(gateway["db"], "arm='challenger'")
+        assert {r[0] for r in logged} >= {p["request_id"] for p in answers if p["arm"] == "challenger"}
+
+        _set_state(gateway, "canary", 50, sticky="application_id", challenger="2")
+        batch = records[:60]
+        first = [p["arm"] for p in _predict(gateway["url"], batch).json()["predictions"]]
+        again = [p["arm"] for p in _predict(gateway["url"], batch).json()["predictions"]]
+        assert first == again and set(first) == {"champion", "challenger"}
+        # the entity can come as "entity" instead of a record column
+        via_entity = [p["arm"] for p in _predict(gateway["url"], [_features(r) for r in batch],
+                                                 entity=[r["application_id"] for r in batch]).json()["predictions"]]
+        assert via_entity == first
+    finally:
+        _set_state(gateway, "none", challenger=None)
+
+
+def test_an_alias_move_under_load_fails_no_request_and_takes_effect_within_seconds(gateway, records):
+    url, client = gateway["url"], gateway["client"]
+    stop = threading.Event()
+    results: list[tuple[float, int, str | None]] = []
+
+    def load():
+        with httpx.Client(headers=AUTH, timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = http.post(f"{url}/v1/models/{MODEL}/predict", json={"record": _features(records[i % 300])})
+                    version = r.json()["predictions"][0]["version"] if r.status_code == 200 else None
+                    results.append((time.monotonic(), r.status_code, version))
+                except httpx.HTTPError as exc:
+                    results.append((time.monotonic(), -1, type(exc).__name__))
+                i += 1
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        moved_at = time.monotonic()
+        client.set_registered_model_alias(MODEL, "champion", "2")
+        _wait_for(lambda: any(v == "2" for _, _, v in results[-5:]), 10, "answers from version 2")
+        switched = min(t for t, _, v in results if v == "2")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+        client.set_registered_model_alias(MODEL, "champion", "1")
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed[:5]
+    assert len(results) > 20
+    assert switched - moved_at < 5.0
+    after = [v for t, _, v in results if t > switched + 0.5]
+    assert after and set(after) == {"2"}  # no flapping back once swapped
+    _wait_for(lambda: _health(url)["champion"] == "1", 10, "champion back to 1")
+
+
+def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
+    """Runs last: it kills the module's gateway."""
+    url, proc = gateway["url"], gateway["proc"]
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(offset):
+        with httpx.Client(headers=AUTH, timeout=5) as http:
+            i = offset
+            while not stop.is_set():
+                try:
+                    r = http.post(f"{url}/v1/models/{MODEL}/predict",
+                                  json={"records": [_features(records[i % 300]), _features(records[(i + 1) % 300])]})
+                except httpx.HTTPError:
+                    if proc.poll() is not None:
+                        return
+                    continue
+                if r.status_code == 200:
+                    with lock:
+                        acked.extend(p["request_id"] for p in r.json()["predictions"])
+                i += 2
+
+    threads = [threading.Thread(target=load, args=(k * 37,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert len(acked) > 20, len(acked)
+    con = sqlite3.connect(gateway["db"])
+    try:
+        stored = {r[0] for r in con.execute("select request_id from predictions")}
+    finally:
+        con.close()
+    missing = [i for i in acked if i not in stored]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged predictions lost"

@@ -1,0 +1,132 @@
+"""The prediction log commits in groups, only acknowledges committed rows, joins late labels,
+and runs SQLite in WAL mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+
+import pytest
+
+from retrain_lib.serving.predlog import PredictionLog, arm_summary, read_predictions, resolve_url
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _row(i, *, arm="champion", model="m", at=T0, output=0.5, parent=None, latency=5.0):
+    rid = f"r{i}" if parent is None else f"{parent}:shadow"
+    return {"request_id": rid, "model": model, "version": "2" if arm != "champion" else "1", "arm": arm,
+            "features": f'{{"x": {i}}}', "output": output, "latency_ms": latency, "created_at": at,
+            "parent_id": parent}
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'predictions.db'}"
+
+
+def test_sqlite_runs_in_wal_mode_with_the_tables(url, tmp_path):
+    plog = PredictionLog(url)
+    plog.write([_row(1)])
+    plog.close()
+    con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {r[0] for r in con.execute("select name from sqlite_master where type='table'")} >= {"predictions",
+                                                                                                  "feedback"}
+    assert con.execute("select request_id, output from predictions").fetchall() == [("r1", 0.5)]
+
+
+def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(url, tmp_path):
+    plog = PredictionLog(url)
+    n_threads, per_thread = 8, 60
+    seen_committed = []
+
+    def writer(t):
+        con = sqlite3.connect(tmp_path / "predictions.db")
+        for j in range(per_thread):
+            rid = t * 1000 + j
+            plog.write([_row(rid)])
+            # write() returned: the row is visible to another connection
+            seen_committed.append(con.execute("select count(*) from predictions where request_id=?",
+                                              (f"r{rid}",)).fetchone()[0])
+        con.close()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    plog.close()
+    total = n_threads * per_thread
+    assert seen_committed == [1] * total
+    assert plog.rows == total
+    assert plog.batches < total, f"{plog.batches} transactions for {total} writes: no group commit"
+
+
+def test_a_failing_item_fails_alone(url):
+    plog = PredictionLog(url)
+    plog.write([_row(1)])
+    results = {}
+    # a duplicate primary key in the same batch as a good row
+    ev = threading.Event()
+    plog.submit([_row(1)], lambda e: results.__setitem__("dup", e))
+    plog.submit([_row(2)], lambda e: (results.__setitem__("ok", e), ev.set()))
+    assert ev.wait(10)
+    plog.close()
+    assert results["ok"] is None
+    assert results["dup"] is not None
+    assert sorted(read_predictions(url, "m", T0)["request_id"]) == ["r1", "r2"]
+
+
+def test_read_predictions_joins_labels_and_filters_by_time_and_arm(url):
+    plog = PredictionLog(url)
+    plog.write([_row(1, output=0.9), _row(2, output=0.1), _row(3, arm="challenger", output=0.7),
+                _row(4, at=T0 - dt.timedelta(days=2)), _row(5, model="other"),
+                _row(9, arm="shadow", parent="r1", output=0.8)])
+    res = plog.add_feedback("m", [("r1", 1), ("r3", 0.0), ("nope", 1), ("r5", 1), ("r1:shadow", 1)])
+    assert res.stored == ["r1", "r3"]
+    assert res.unknown == ["nope", "r5", "r1:shadow"]  # other model's and shadow ids are not answerable ids
+    plog.add_feedback("m", [("r3", 1.0)])  # a second label replaces the first
+    plog.close()
+    frame = read_predictions(url, "m", T0 - dt.timedelta(hours=1), T0 + dt.timedelta(hours=1))
+    assert sorted(frame["request_id"]) == ["r1", "r1:shadow", "r2", "r3"]
+    labels = dict(zip(frame["request_id"], frame["label"]))
+    assert labels["r1"] == 1.0 and labels["r3"] == 1.0 and labels["r1:shadow"] == 1.0
+    assert labels["r2"] != labels["r2"]  # NaN: no label yet
+    assert frame["features"].iloc[0] == {"x": 1}
+    assert str(frame["created_at"].dt.tz) == "UTC"
+    assert list(read_predictions(url, "m", "2026-02-27", "2026-02-28T00:00:00")["request_id"]) == ["r4"]
+    assert list(read_predictions(url, "m", T0, arm="challenger")["request_id"]) == ["r3"]
+    assert read_predictions(url, "m", T0 + dt.timedelta(days=1)).empty
+
+
+def test_arm_summary(url):
+    plog = PredictionLog(url)
+    plog.write([_row(i, output=o, latency=float(i)) for i, o in enumerate([0.9, 0.8, 0.2, 0.1], start=1)]
+               + [_row(10 + i, arm="challenger", output=0.4) for i in range(3)])
+    plog.add_feedback("m", [("r1", 1), ("r2", 1), ("r3", 0), ("r4", 0)])
+    plog.close()
+    out = arm_summary(url, "m", T0)
+    assert set(out) == {"champion", "challenger"}
+    champ = out["champion"]
+    assert champ["n"] == 4 and champ["labelled"] == 4 and champ["versions"] == ["1"]
+    assert champ["mean_output"] == pytest.approx(0.5)
+    assert champ["mean_label"] == pytest.approx(0.5)
+    assert champ["roc_auc"] == pytest.approx(1.0)
+    assert champ["p95_latency_ms"] == pytest.approx(3.85)  # numpy's linear interpolation of 1..4
+    assert out["challenger"]["labelled"] == 0 and out["challenger"]["roc_auc"] is None
+
+
+def test_resolve_url(monkeypatch, tmp_path):
+    monkeypatch.delenv("RETRAIN_PREDICTIONS_URL", raising=False)
+    assert resolve_url(log_url="postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert resolve_url(log_url="postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    monkeypatch.setenv("RETRAIN_PREDICTIONS_URL", "postgresql://x@y/z")
+    assert resolve_url(log_url=None, settings=object()) == "postgresql+psycopg://x@y/z"
+    monkeypatch.delenv("RETRAIN_PREDICTIONS_URL")
+
+    class S:
+        state_dir = tmp_path
+
+    assert resolve_url(S()) == f"sqlite:///{tmp_path / 'predictions.db'}"
