@@ -703,6 +703,22 @@ class Validation(_Strict):
         return {k: {"values": v} if isinstance(v, list) else v for k, v in value.items()}
 
 
+class Rollback(_Strict):
+    """Automatic rollback of a recently promoted champion that does worse than the version it
+    replaced. The monitor scores the champion and ``previous-champion`` on the same matured
+    live labels; when the champion is worse by more than ``max_drop`` (relative, in the metric's
+    direction) it moves ``champion`` back in one task. Both being bad (concept drift) is a
+    retrain, not a rollback."""
+
+    enabled: bool = True
+    within_days: int = Field(default=14, ge=1, le=365, description="Only a champion promoted this recently.")
+    max_drop: float = Field(
+        default=0.05, gt=0, lt=1,
+        description="Relative: roll back when the champion's live metric is worse than previous-champion's by more.",
+    )
+    min_labels: int = Field(default=200, ge=1, description="Matured labels needed to judge.")
+
+
 class Approval(_Strict):
     """When a human must approve a promotion (Airflow's human-in-the-loop ``ApprovalOperator``).
 
@@ -743,6 +759,9 @@ class ModelConfig(_Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     approval: Approval | None = Field(
         default=None, description="Ask a human before promoting; omitted = gates alone decide.",
+    )
+    rollback: Rollback | None = Field(
+        default=None, description="Roll a degraded new champion back to previous-champion; needs performance.",
     )
     validation: Validation | None = Field(
         default=None, description="Data expectations; omitted = only the built-in sanity checks.",
@@ -797,6 +816,9 @@ class ModelConfig(_Strict):
         if self.task == "regression" and self.training.split.method == "stratified":
             problems.append((("training", "split", "method"), "'stratified' needs a classification task",
                              "use 'time' or 'random'"))
+        if self.rollback is not None and self.rollback.enabled and self.performance is None:
+            problems.append((("rollback",), "rollback compares live performance and this model has no "
+                             "performance section", "add performance: {metric: ..., max_drop: ...} or remove rollback"))
         if self.validation is not None:
             problems += self._validation_problems(self.validation)
         return problems

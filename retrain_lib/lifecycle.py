@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RETRAIN = "retrain"
 HEALTHY = "healthy"
+ROLLBACK = "rollback"
 SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
@@ -308,6 +309,48 @@ def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, di
     return segment_metrics(holdout[cfg.features.segments], y, scores, metric=cfg.performance.metric, task=cfg.task)
 
 
+def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dict | None) -> dict[str, Any] | None:
+    """Champion vs ``previous-champion`` on the same matured live labels (the performance
+    window), for a champion promoted within ``rollback.within_days``; ``None`` when the
+    config has no rollback or nothing can be compared."""
+    spec = ctx.cfg.rollback
+    if spec is None or not spec.enabled or champion is None or not performance or "window" not in performance:
+        return None
+    promoted = champion.tags.get("promoted_as_of")
+    if not promoted or (as_of - _day(promoted)).days > spec.within_days:
+        return None
+    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
+    if previous is None:
+        return None
+    from retrain_lib.metrics import greater_is_better, predict_scores
+    from retrain_lib.performance import metric_value
+    from retrain_lib.training import xy
+
+    cfg = ctx.cfg
+    start, end = (_day(d) for d in performance["window"])
+    facts: dict[str, Any] = {"champion": _str(champion.version), "previous": _str(previous.version),
+                             "promoted_as_of": promoted, "window": performance["window"], "labels": 0,
+                             "max_drop": spec.max_drop, "metric": cfg.performance.metric}
+    if start > end:
+        return {**facts, "reason": "no matured labels since the promotion"}
+    window = load_window(cfg, ctx.settings, start, end, as_of=as_of, require_rows=False)
+    rows = window.labelled if not window.frame.empty else window.frame
+    facts["labels"] = int(len(rows))
+    if len(rows) < spec.min_labels:
+        return {**facts, "reason": f"only {len(rows)} matured labels (< rollback.min_labels {spec.min_labels})"}
+    X, y = xy(cfg, rows)
+    metric = cfg.performance.metric
+    live = {}
+    for role, version in (("champion", champion.version), ("previous", previous.version)):
+        live[role] = metric_value(y, predict_scores(load_model(ctx, f"models:/{cfg.name}/{version}"), X, cfg.task),
+                                  metric, cfg.task)
+    up = greater_is_better(metric)
+    worse_by = (live["previous"] - live["champion"]) if up else (live["champion"] - live["previous"])
+    relative = worse_by / abs(live["previous"]) if live["previous"] else math.inf
+    return {**facts, "champion_live": live["champion"], "previous_live": live["previous"],
+            "relative_worse": relative, "worse": bool(relative > spec.max_drop)}
+
+
 def new_labels_since_training(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
     """Labelled rows of events after the champion's training window, known by ``as_of``,
     against its training rows (version tag ``rows.train``, else the run's param)."""
@@ -363,7 +406,8 @@ def _segment_text(segments: list[dict], metric: str) -> str:
 
 
 def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None,
-           new_labels: dict | None = None, recent_retrains: list[str] | None = None) -> dict:
+           new_labels: dict | None = None, recent_retrains: list[str] | None = None,
+           rollback: dict | None = None) -> dict:
     """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
     decision.
 
@@ -384,6 +428,19 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
     if champion is None:
         return {"action": RETRAIN, "reasons": ["no champion yet: train the first model"], "throttled": False,
                 "signals": [_signal("champion", True, None, None, "no champion yet")]}
+    if rollback and "worse" in rollback:
+        m = rollback["metric"]
+        text = (f"champion v{rollback['champion']} (promoted {rollback['promoted_as_of']}) {m} "
+                f"{rollback['champion_live']:.4f} vs previous-champion v{rollback['previous']} "
+                f"{rollback['previous_live']:.4f} on the same {rollback['labels']} matured labels: "
+                f"{rollback['relative_worse']:.1%} worse (limit {rollback['max_drop']:.0%})")
+        signal = _signal("rollback", rollback["worse"], rollback["relative_worse"], rollback["max_drop"],
+                         {k: rollback[k] for k in ("champion", "previous", "champion_live", "previous_live",
+                                                   "labels", "window")})
+        signals.append(signal)
+        if rollback["worse"]:
+            return {"action": ROLLBACK, "reasons": [f"rollback: {text}"], "throttled": False, "signals": signals,
+                    "rollback": {"from": rollback["champion"], "to": rollback["previous"]}}
     if drift is not None:
         fired = bool(drift.get("dataset_drift"))
         top = ", ".join(f["explain"] for f in drift.get("top", []) if f.get("drifted"))
@@ -532,8 +589,9 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     performance = _json_safe(champion_performance(ctx, champion, as_of, current))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
+    rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
-                      new_labels=new_labels, recent_retrains=recent)
+                      new_labels=new_labels, recent_retrains=recent, rollback=rollback)
     pred = (drift_summary or {}).get("prediction")
     if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
         decision["signals"] = [*decision.get("signals", []), {
@@ -554,7 +612,7 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         "model": cfg.name, "as_of": as_of.isoformat(), "action": decision["action"], "reasons": decision["reasons"],
         "throttled": decision["throttled"], "signals": decision["signals"],
         "champion_version": _str(champion.version) if champion else None,
-        "drift": drift_summary, "performance": performance, "validation": validation,
+        "drift": drift_summary, "performance": performance, "validation": validation, "rollback": rollback,
         "drift_report_path": str(html_path) if html_path else None, "report_error": report_error,
         "config_hash": cfg.config_hash(),
     }
@@ -1184,6 +1242,8 @@ def _move_aliases(ctx: ModelContext, mode: str, version: str, evaluation: dict, 
             event = "challenger"
         if not moves:
             return moves
+        if mode == "direct" and as_of:
+            ctx.client.set_model_version_tag(ctx.name, str(version), "promoted_as_of", str(as_of))
         alias = registry.CHAMPION if mode == "direct" else registry.CHALLENGER
         details = {"mode": mode, "version": version, "moves": [m.to_dict() for m in moves],
                    "run_id": registered["run_id"], "reason": reason, "metrics": evaluation["candidate"],

@@ -144,7 +144,19 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
         @task.branch(task_id="decide_action")
         def decide_action(result: dict) -> str:
-            return "request_retrain" if result["action"] == "retrain" else "healthy"
+            return {"retrain": "request_retrain", "rollback": "rollback_champion"}.get(result["action"], "healthy")
+
+        @task(task_id="rollback_champion")
+        def rollback_champion(result: dict, **context) -> dict:
+            """Move ``champion`` back to ``previous-champion`` (compare-and-swap on the version
+            found degraded; atomic with its ledger entry)."""
+            from retrain_lib.lifecycle import rollback_model
+
+            res = _fail_fast(rollback_model, name, settings=_settings(cfg_dir_s), as_of=result["as_of"],
+                             actor=f"{dag.dag_id}/{context['run_id']}", reason="; ".join(result["reasons"]),
+                             expected_champion=result["champion_version"])
+            log.warning("%s rollback: %s", name, res)
+            return res
 
         checked = check_model()
         request = TriggerDagRunOperator(
@@ -159,7 +171,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             skip_when_already_exists=True,
         )
         healthy = EmptyOperator(task_id="healthy")
-        decide_action(checked) >> [request, healthy]
+        decide_action(checked) >> [request, healthy, rollback_champion(checked)]
     return dag
 
 

@@ -30,7 +30,7 @@ def platform(tmp_path_factory):
     os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
     settings = load_settings(cfg_dir)
     cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=36, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
+    simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
     first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
     assert first["outcome"] == "deployed", first
     yield settings, cfg_dir
@@ -121,3 +121,37 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
     with pytest.raises(RegistryError, match="no previous-champion"):
         lifecycle.rollback_model(MODEL, settings=settings, reason="again")
     assert _champion(settings) == old and ledger.verify() == []
+
+
+def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_replaced(platform):
+    """A deliberately weak model is promoted over a good one; on the matured labels after the
+    promotion the monitor finds it worse than previous-champion and moves champion back."""
+    from retrain_lib import lifecycle, registry
+
+    settings, cfg_dir = platform
+    client = registry.get_client(settings.tracking_uri)
+    good = _champion(settings)
+    _edit(cfg_dir, lambda raw: raw.update(rollback={"within_days": 14, "max_drop": 0.05, "min_labels": 300}))
+    original = (cfg_dir / "models" / f"{MODEL}.yaml").read_text()
+    _edit(cfg_dir, lambda raw: raw["training"].update(params={"max_iter": 1, "max_depth": 1}))
+    snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=settings)
+    weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
+    (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
+    tags = dict(client.get_model_version(MODEL, good).tags)  # same window and baseline as the good one
+    bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
+                                        tags=tags).version)
+    registry.promote_champion(client, MODEL, bad, expected_champion=good)
+    client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
+
+    res = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
+    assert res["action"] == "rollback", res["reasons"]
+    facts = res["rollback"]
+    assert (facts["champion"], facts["previous"]) == (bad, good)
+    assert facts["champion_live"] < facts["previous_live"] and facts["relative_worse"] > 0.05
+    assert facts["labels"] >= 300
+    out = lifecycle.rollback_model(MODEL, settings=settings, as_of=res["as_of"], reason="; ".join(res["reasons"]),
+                                   expected_champion=res["champion_version"])
+    assert out["rolled_back"] and _champion(settings) == good
+    # back on the good model: no rollback is asked again
+    again = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
+    assert again["action"] != "rollback"

@@ -217,3 +217,34 @@ def test_relative_levels_without_max_drop_validate():
     cfg = make_cfg({"critical_drop": 0.1})
     assert cfg.performance.max_drop is None and cfg.performance.baseline_days == 14
     assert make_cfg().performance.max_drop == 0.05
+
+
+def rollback_facts(champion_live: float, previous_live: float, max_drop: float = 0.05) -> dict:
+    rel = (previous_live - champion_live) / previous_live
+    return {"metric": "roc_auc", "champion": "3", "previous": "2", "promoted_as_of": "2026-02-05", "labels": 800,
+            "window": ["2026-02-05", "2026-02-07"], "max_drop": max_drop, "champion_live": champion_live,
+            "previous_live": previous_live, "relative_worse": rel, "worse": rel > max_drop}
+
+
+def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_retrain():
+    from retrain_lib.lifecycle import ROLLBACK
+
+    d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(True), performance=perf(0.60),
+               rollback=rollback_facts(0.60, 0.80))
+    assert d["action"] == ROLLBACK and d["rollback"] == {"from": "3", "to": "2"}
+    assert "25.0% worse" in d["reasons"][0] and "v2" in d["reasons"][0]
+    assert signal(d, "rollback")["triggered"] is True
+
+
+def test_both_models_bad_is_a_retrain_not_a_rollback():
+    # concept drift: the new champion is as bad as the old one on the same labels
+    d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.60),
+               rollback=rollback_facts(0.60, 0.61))
+    assert d["action"] == RETRAIN
+    assert signal(d, "rollback")["triggered"] is False
+
+
+def test_rollback_facts_without_a_comparison_do_not_decide():
+    d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79),
+               rollback={"metric": "roc_auc", "reason": "only 12 matured labels"})
+    assert d["action"] == HEALTHY and all(s["signal"] != "rollback" for s in d["signals"])

@@ -1,0 +1,210 @@
+"""Serving gateway overhead: single-record latency through HTTP vs the model's own predict.
+
+1. Builds a platform (simulated credit_default data, champion v1, challenger v2 = same
+   artifact) in a temp dir, or reuses one (``--state-dir`` + ``--config-dir``).
+2. Times the champion's in-process ``predict_proba`` on single-row frames of the bench rows
+   (1 OpenMP thread, as the gateway runs it) and derives its capacity (1 / mean time).
+3. Starts the gateway (subprocess, canary 20 % sticky on application_id, prediction log on)
+   and sends single-record requests open-loop at half that capacity with a few client
+   threads for ``--seconds``; then the same with ``--no-log``.
+4. Prints one JSON line last: p50_ms, p99_ms (logging on), inprocess_p50_ms,
+   inprocess_p99_ms, rps, p99_ratio (gateway/in-process), nolog_p99_ms, logging_overhead
+   (p99 with logging / without). Targets: p99_ratio <= 1.5, logging_overhead <= 1.1.
+
+Client latencies include the client's own HTTP work (httpx, same machine, same cores).
+
+    .venv/bin/python benchmarks/gateway_bench.py --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "credit_default"
+
+
+def build_platform(root: Path) -> tuple[Path, Path]:
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    (cfg_dir / "models" / "daily_demand.yaml").unlink()
+    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
+    from retrain_lib import lifecycle
+    from retrain_lib.config import load_model_config
+    from retrain_lib.settings import load_settings
+    from retrain_lib.simulate import simulate
+
+    settings = load_settings(cfg_dir)
+    simulate(load_model_config(cfg_dir / "models" / f"{MODEL}.yaml"), settings.data_root, days=35, drift_day=None,
+             drift_kind="none", rows_per_day=300, seed=1)
+    res = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+    assert res["outcome"] == "deployed", res
+    return root / "state", cfg_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values, q) -> float:
+    return round(float(np.percentile(np.asarray(values), q)), 3)
+
+
+def run_gateway(env, port: int, *, log: bool, rate: float, seconds: float, clients: int, bodies: list[dict]):
+    import httpx
+
+    cmd = [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port), "--models", MODEL,
+           "--refresh-s", "2"] + ([] if log else ["--no-log"])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not become healthy")
+            time.sleep(0.5)
+        http = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=clients))
+        path = f"{url}/v1/models/{MODEL}/predict"
+        for b in bodies[:200]:  # warm up
+            http.post(path, json=b).raise_for_status()
+        n = int(rate * seconds)
+        lat = [0.0] * n
+        errors = [0]
+        arms: dict[str, int] = {}
+        start = time.perf_counter() + 0.05
+        lock = threading.Lock()
+
+        def worker(k):
+            for i in range(k, n, clients):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                r = http.post(path, json=bodies[i % len(bodies)])
+                lat[i] = (time.perf_counter() - t0) * 1000
+                if r.status_code != 200:
+                    errors[0] += 1
+                else:
+                    arm = r.json()["predictions"][0]["arm"]
+                    with lock:
+                        arms[arm] = arms.get(arm, 0) + 1
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - start
+        http.close()
+        return {"p50": pct(lat, 50), "p99": pct(lat, 99), "rps": round(n / took, 1), "errors": errors[0],
+                "arms": arms}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--state-dir", help="reuse this RETRAIN_HOME (with --config-dir) instead of building one")
+    p.add_argument("--config-dir")
+    args = p.parse_args()
+    tmp = None
+    if args.state_dir:
+        state, cfg_dir = Path(args.state_dir), Path(args.config_dir)
+        os.environ.update(RETRAIN_HOME=str(state), RETRAIN_CONFIG_DIR=str(cfg_dir))
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+        state, cfg_dir = build_platform(tmp)
+    try:
+        import pandas as pd
+        from threadpoolctl import threadpool_limits
+
+        from retrain_lib import registry
+        from retrain_lib.config import load_model_config
+        from retrain_lib.serving.gateway import FeatureSchema
+        from retrain_lib.serving.routing import set_rollout_state
+        from retrain_lib.settings import load_settings
+
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        client = registry.get_client(settings.tracking_uri, settings.registry_uri)
+        if "2" not in {str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")}:
+            v1 = client.get_model_version(MODEL, "1")
+            client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)
+        client.set_registered_model_alias(MODEL, "champion", "1")
+        client.set_registered_model_alias(MODEL, "challenger", "2")
+        set_rollout_state(client, MODEL, "canary", 20, "application_id")
+
+        frame = pd.read_parquet(settings.data_root / MODEL / "2026-01-31.parquet")
+        feats = frame[cfg.features.all].astype(object).where(frame[cfg.features.all].notna(), None)
+        recs = feats.to_dict("records")
+        bodies = [{"record": r, "entity": a} for r, a in zip(recs, frame["application_id"])]
+
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        model = mlflow.sklearn.load_model(f"models:/{MODEL}/1")
+        schema = FeatureSchema.from_config(cfg)
+        frames = [schema.frame([r]) for r in recs]
+        with threadpool_limits(1):
+            for f in frames[:100]:
+                model.predict_proba(f)
+            times = []
+            for _ in range(3):
+                for f in frames:
+                    t0 = time.perf_counter()
+                    model.predict_proba(f)
+                    times.append((time.perf_counter() - t0) * 1000)
+        in50, in99 = pct(times, 50), pct(times, 99)
+        capacity = 1000.0 / float(np.mean(times))
+        rate = round(capacity / 2, 1)
+        env = {**os.environ, "RETRAIN_HOME": str(state), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
+        env.pop("RETRAIN_GATEWAY_TOKEN", None)
+        on = run_gateway(env, free_port(), log=True, rate=rate, seconds=args.seconds, clients=args.clients,
+                         bodies=bodies)
+        off = run_gateway(env, free_port(), log=False, rate=rate, seconds=args.seconds, clients=args.clients,
+                          bodies=bodies)
+        print(f"logging on:  {on}", file=sys.stderr)
+        print(f"logging off: {off}", file=sys.stderr)
+        print(json.dumps({
+            "p50_ms": on["p50"], "p99_ms": on["p99"], "inprocess_p50_ms": in50, "inprocess_p99_ms": in99,
+            "rps": on["rps"], "target_rps": rate, "inprocess_capacity_rps": round(capacity, 1),
+            "p99_ratio": round(on["p99"] / in99, 3), "nolog_p50_ms": off["p50"], "nolog_p99_ms": off["p99"],
+            "logging_overhead": round(on["p99"] / off["p99"], 3), "errors": on["errors"] + off["errors"],
+            "canary_arms": on["arms"], "seconds": args.seconds, "clients": args.clients,
+        }))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
