@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="directory holding platform.yaml and models/ (also accepted before the command)")
     rp.set_defaults(func=cmd_reproduce)
 
+    from retrain_lib.cli_serving import register as register_serving
+
+    register_serving(sub)  # serve, replay
     return p
 
 

@@ -33,6 +33,7 @@ import asyncio
 import hmac
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -388,7 +389,8 @@ class Gateway:
                 self.metrics.request(name, routing.SHADOW_ARM, 200, len(request_ids))
             except Exception:  # noqa: BLE001 - the shadow never affects answers
                 log.exception("shadow scoring of %s failed", name)
-                self.metrics.shadow_failed += 1
+                with self.metrics._lock:
+                    self.metrics.shadow_failed += 1
 
     # -- requests --------------------------------------------------------------------------
 
@@ -579,7 +581,8 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             try:
                 gw._shadow.put_nowait((name, dep.challenger, frame, ids, features))
             except queue.Full:
-                gw.metrics.shadow_dropped += 1
+                with gw.metrics._lock:
+                    gw.metrics.shadow_dropped += 1
         for a in set(arms):
             gw.metrics.request(name, a, 200, arms.count(a))
         gw.metrics.latency(name, time.perf_counter() - t0)
@@ -662,6 +665,10 @@ def serve(settings, *, host: str = "127.0.0.1", port: int = 8000, models: list[s
     import uvicorn
 
     if model_threads:
+        # Before sklearn loads its OpenMP runtime (threadpoolctl only limits loaded libraries).
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(model_threads))
+        import sklearn.ensemble  # noqa: F401 - load the OpenMP runtime now, then cap it
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(model_threads)
