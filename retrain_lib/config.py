@@ -578,9 +578,30 @@ class Gate(_Strict):
 
 
 class Deploy(_Strict):
+    """How a candidate that passed its gates reaches production. ``direct`` promotes it;
+    ``shadow`` and ``canary`` make it the ``challenger`` and the ``<model>__rollout`` DAG
+    moves it through the serving gateway: shadow first (scored on every request, never
+    answered, compared with the champion), then for ``canary`` each share of
+    ``canary_steps`` in turn, each step decided by a sequential test on live labels (bounded
+    false-rollback rate, early stop when clearly worse); it ends in a promotion
+    (compare-and-swap) or a rollback of the challenger."""
+
     mode: Literal["direct", "shadow", "canary"] = "direct"
     canary_steps: list[int] = Field(default_factory=lambda: [5, 20, 50, 100])
-    shadow_hours: float = Field(default=24, gt=0)
+    shadow_hours: float = Field(default=24, gt=0, description="Shadow for at least this long ...")
+    min_predictions: int = Field(default=200, ge=10, description="... and at least this many predictions per arm.")
+    step_minutes: float = Field(default=60, gt=0, description="Shortest time of a canary step.")
+    max_step_predictions: int = Field(
+        default=5000, ge=20, description="A canary step still undecided at this many labels per arm rolls back.",
+    )
+    rollout_timeout_hours: float = Field(default=72, gt=0, description="A wait longer than this fails the step.")
+    sticky_key: str | None = Field(default=None, description="Column that keeps an entity on one arm.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="False-rollback rate of the sequential test.")
+    margin: float = Field(
+        default=0.0, ge=0, description="Per-request loss the challenger may exceed the champion's by and still pass.",
+    )
+    max_psi: float = Field(default=0.2, gt=0, description="Shadow: PSI of challenger vs champion outputs.")
+    max_latency_ratio: float = Field(default=1.5, gt=0, description="Shadow: challenger p95 latency / champion's.")
 
     @field_validator("canary_steps")
     @classmethod

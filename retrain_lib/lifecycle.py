@@ -1194,6 +1194,8 @@ def deploy_candidate(model: str, registered: dict, evaluation: dict, *, settings
     """
     ctx = ModelContext(model, settings)
     mode = ctx.cfg.deploy.mode
+    if mode != "direct" and evaluation.get("champion_version") is None and ctx.champion() is None:
+        mode = "direct"  # the first model has nothing to be compared with live: it is promoted
     version = registered["version"]
     if approval is not None:
         record_approval(ctx, version, approval, as_of=as_of, actor=actor)

@@ -284,6 +284,11 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         deployed = deploy_candidate(snap, trained, registered, evaluation)
         rejected = reject_candidate(snap, trained, gates)
         branch >> [registered, rejected]
+        if cfg.deploy.mode != "direct":
+            deployed >> TriggerDagRunOperator(
+                task_id="start_rollout", trigger_dag_id=cfg.dag_id("rollout"), trigger_run_id="rollout__{{ run_id }}",
+                conf={"as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}"},
+                logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}", skip_when_already_exists=True)
         if cfg.approval is None:
             registered >> deployed
         else:
@@ -343,8 +348,112 @@ def _approval_answer(context) -> dict | None:
     return context["ti"].xcom_pull(task_ids="approve_promotion", key="answer") or None
 
 
+def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
+    """Shadow, then each canary step, on the serving gateway's live traffic; promote or roll back.
+
+    start_rollout ─► wait_shadow ─► judge_shadow ─┬─► canary_step_1 ─► watch_step_1 ─► judge_step_1 ─► ... ─► promote_challenger
+                                                  └─► rollback_after_shadow ──────────────► rollback_challenger ◄── rollback_after_step_i
+    """
+    from retrain_airflow.triggers import CanarySensor, PredictionsSensor
+
+    name = cfg.name
+    cfg_dir_s = str(cfg_dir)
+    d = cfg.deploy
+    # A step of 100 % is the promotion itself: with no champion traffic left there is nothing to compare.
+    steps = [p for p in d.canary_steps if p < 100] if d.mode == "canary" else []
+    with _model_dag(cfg, path, "rollout", None, {
+        "as_of": Param(None, type=["null", "string"], format="date", description="Day recorded in the ledger"),
+    }) as dag:
+
+        def actor(context) -> str:
+            return f"{dag.dag_id}/{context['run_id']}"
+
+        @task(task_id="start_rollout")
+        def start_rollout(**context) -> dict:
+            from retrain_lib.rollout_run import start_rollout as start_fn
+
+            return _fail_fast(start_fn, name, settings=_settings(cfg_dir_s), as_of=_as_of(context),
+                              actor=actor(context))
+
+        started = start_rollout()
+        wait_shadow = PredictionsSensor(
+            task_id="wait_shadow", model=name, since="{{ ti.xcom_pull(task_ids='start_rollout')['since'] }}",
+            need={"champion": d.min_predictions, "shadow": d.min_predictions}, min_seconds=d.shadow_hours * 3600,
+            timeout_s=d.rollout_timeout_hours * 3600, cfg_dir=cfg_dir_s)
+        first = "canary_step_1" if steps else "promote_challenger"
+
+        @task.branch(task_id="judge_shadow")
+        def judge_shadow(started: dict, **context) -> str:
+            from retrain_lib.rollout_run import judge_shadow as judge_fn
+
+            res = _fail_fast(judge_fn, name, started, settings=_settings(cfg_dir_s), as_of=_as_of(context),
+                             actor=actor(context))
+            context["ti"].xcom_push(key="why", value="; ".join(res["reasons"]) or "shadow ok")
+            return first if res["decision"] == "continue" else "rollback_after_shadow"
+
+        @task(task_id="promote_challenger")
+        def promote_challenger(started: dict, **context) -> dict:
+            from retrain_lib.rollout_run import finish_rollout
+
+            why = "shadow and every canary step passed" if steps else "shadow passed"
+            return _fail_fast(finish_rollout, name, started, "promote", settings=_settings(cfg_dir_s),
+                              as_of=_as_of(context), actor=actor(context), reason=why)
+
+        @task(task_id="rollback_challenger", trigger_rule=TriggerRule.ONE_SUCCESS)
+        def rollback_challenger(**context) -> dict:
+            """Runs when one judge sent the rollout to its rollback; its upstreams are only those."""
+            from retrain_lib.rollout_run import finish_rollout
+
+            started = context["ti"].xcom_pull(task_ids="start_rollout")
+            judges = ["judge_shadow", *[f"judge_step_{i}" for i in range(1, len(steps) + 1)]]
+            whys = [w for w in context["ti"].xcom_pull(task_ids=judges, key="why") or [] if w]
+            return _fail_fast(finish_rollout, name, started, "rollback", settings=_settings(cfg_dir_s),
+                              as_of=_as_of(context), actor=actor(context), reason=whys[-1] if whys else "rollout failed")
+
+        shadow_branch = judge_shadow(started)
+        started >> wait_shadow >> shadow_branch
+        rollbacks = [EmptyOperator(task_id="rollback_after_shadow")]
+        shadow_branch >> rollbacks[0]
+        upstream = shadow_branch
+        for i, pct in enumerate(steps, 1):
+            nxt = f"canary_step_{i + 1}" if i < len(steps) else "promote_challenger"
+
+            @task(task_id=f"canary_step_{i}")
+            def canary_step(started: dict, percent: float = pct, **context) -> dict:
+                from retrain_lib.rollout_run import set_canary_step
+
+                return _fail_fast(set_canary_step, name, started, percent, settings=_settings(cfg_dir_s),
+                                  as_of=_as_of(context), actor=actor(context))
+
+            @task.branch(task_id=f"judge_step_{i}")
+            def judge_step(started: dict, step: dict, status: dict, nxt: str = nxt, i: int = i, **context) -> str:
+                from retrain_lib.rollout_run import judge_canary
+
+                res = _fail_fast(judge_canary, name, started, step, status, settings=_settings(cfg_dir_s),
+                                 as_of=_as_of(context), actor=actor(context))
+                context["ti"].xcom_push(key="why", value=f"canary {step['percent']:g}%: {res['reason']}")
+                return nxt if res["decision"] == "promote" else f"rollback_after_step_{i}"
+
+            step = canary_step(started)
+            watch = CanarySensor(task_id=f"watch_step_{i}", model=name, started=started, step=step,
+                                 min_seconds=d.step_minutes * 60, timeout_s=d.rollout_timeout_hours * 3600,
+                                 cfg_dir=cfg_dir_s)
+            branch = judge_step(started, step, watch.output)
+            upstream >> step
+            step >> watch >> branch
+            rollback = EmptyOperator(task_id=f"rollback_after_step_{i}")
+            branch >> rollback
+            rollbacks.append(rollback)
+            upstream = branch
+        upstream >> promote_challenger(started)
+        rollbacks >> rollback_challenger()
+    return dag
+
+
 def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:
     dags = [build_monitor_dag(cfg, path, cfg_dir), build_retrain_dag(cfg, path, cfg_dir)]
+    if cfg.deploy.mode != "direct":
+        dags.append(build_rollout_dag(cfg, path, cfg_dir))
     return {d.dag_id: d for d in dags}
 
 

@@ -1,0 +1,220 @@
+"""The ``<model>__rollout`` DAG in real ``dag.test()`` runs against a running serving gateway
+(uvicorn subprocess) and a real MLflow store: live traffic with labels flows while the DAG
+shadows the challenger, moves it to a canary share and decides with the sequential test.
+A challenger as good as the champion is promoted; a much weaker one is rolled back and the
+champion keeps serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import yaml
+from airflow_runs import task_states
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "credit_default"
+DAG_ID = f"{MODEL}__rollout"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def platform(airflow_db, tmp_path_factory):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for run in session.query(DagRun).all():
+            session.delete(run)
+
+    from retrain_lib import lifecycle, registry
+    from retrain_lib.config import load_model_config
+    from retrain_lib.settings import load_settings
+    from retrain_lib.simulate import simulate
+
+    root = tmp_path_factory.mktemp("rollout")
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    (cfg_dir / "models" / "daily_demand.yaml").unlink()
+    raw = yaml.safe_load((cfg_dir / "models" / f"{MODEL}.yaml").read_text())
+    # seconds instead of hours; margin: "no worse than the champion by 0.25 nats per request"
+    raw["deploy"] = {"mode": "canary", "canary_steps": [50, 100], "shadow_hours": 0.001, "min_predictions": 150,
+                     "step_minutes": 0.01, "max_step_predictions": 3000, "rollout_timeout_hours": 0.12,
+                     "margin": 0.25, "max_psi": 0.25}
+    (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT",
+                                            "RETRAIN_ROLLOUT_POLL_S")}
+    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1",
+                      RETRAIN_ROLLOUT_POLL_S="0.5")
+    settings = load_settings(cfg_dir)
+    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+    simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=400, seed=8)
+    first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+    assert first["outcome"] == "deployed" and first["deployed"]["mode"] == "direct", first  # first model: direct
+    client = registry.get_client(settings.tracking_uri)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    assert DAG_ID in bag.dags
+
+    port = _free_port()
+    env = {**os.environ}
+    env.pop("RETRAIN_PREDICTIONS_URL", None)
+    log = open(root / "gateway.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
+                             "--models", MODEL, "--refresh-s", "0.3"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, (root / "gateway.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "gateway did not come up"
+        time.sleep(0.5)
+    import pandas as pd
+
+    frame = pd.concat([pd.read_parquet(settings.data_root / MODEL / f"2026-02-0{d}.parquet") for d in (1, 2, 3)])
+    labels = pd.concat([pd.read_parquet(p) for p in sorted((settings.data_root / MODEL / "labels").glob("*.parquet"))])
+    truth = dict(zip(labels[cfg.data.id_column], labels[cfg.features.target]))
+    feats = frame[cfg.features.all].astype(object).where(frame[cfg.features.all].notna(), None)
+    records = [(r, truth[i]) for r, i in zip(feats.to_dict("records"), frame[cfg.data.id_column]) if i in truth]
+    try:
+        yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Traffic:
+    """Live requests (batches of 10 records) with their labels posted right after the answer."""
+
+    def __init__(self, url: str, records: list):
+        self.url, self.records, self.stop = url, records, threading.Event()
+        self.sent = self.failed = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        with httpx.Client(timeout=30) as http:
+            while not self.stop.is_set():
+                batch = [self.records[(i + k) % len(self.records)] for k in range(10)]
+                i += 10
+                r = http.post(f"{self.url}/v1/models/{MODEL}/predict", json={"records": [b[0] for b in batch]})
+                if r.status_code != 200:
+                    self.failed += 1
+                    continue
+                self.sent += len(batch)
+                preds = r.json()["predictions"]
+                http.post(f"{self.url}/v1/models/{MODEL}/feedback",
+                          json={"labels": [{"request_id": p["request_id"], "label": float(b[1])}
+                                           for p, b in zip(preds, batch)]})
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def _run_rollout(platform, day: str):
+    dag = platform.bag.dags[DAG_ID]
+    with Traffic(platform.url, platform.records) as traffic:
+        run = dag.test(logical_date=dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC), run_conf={"as_of": day})
+    assert traffic.failed == 0 and traffic.sent > 0
+    return run, task_states(DAG_ID, run.run_id)
+
+
+def _ledger(platform):
+    from retrain_lib.audit import Ledger
+
+    return Ledger.from_settings(platform.settings)
+
+
+def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and_is_promoted(platform):
+    from retrain_lib import registry
+
+    client = platform.client
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = str(client.create_model_version(MODEL, v1.source, run_id=v1.run_id).version)
+    registry.set_challenger(client, MODEL, v2)
+    run, states = _run_rollout(platform, "2026-02-03")
+    assert states["judge_shadow"] == "success" and states["canary_step_1"] == "success", states
+    assert states["promote_challenger"] == "success", states
+    assert states["rollback_challenger"] == "skipped", states
+    aliases = registry.aliases(client, MODEL)
+    assert aliases["champion"] == v2 and aliases["previous-champion"] == "1" and "challenger" not in aliases
+    events = [r["event"] for r in _ledger(platform).records(MODEL)]
+    for event in ("rollout_start", "rollout_shadow", "rollout_step", "rollout_canary", "promote"):
+        assert event in events, events
+    canary = [r for r in _ledger(platform).records(MODEL) if r["event"] == "rollout_canary"][-1]
+    assert canary["details"]["decision"] == "promote"
+    assert canary["details"]["labelled"]["challenger"] > 0
+    # the gateway follows: the new champion answers
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{platform.url}/v1/models/{MODEL}/predict", json={"record": platform.records[0][0]})
+        if r.json()["predictions"][0]["version"] == v2:
+            break
+        time.sleep(0.3)
+    assert r.json()["predictions"][0]["version"] == v2
+
+
+def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(platform):
+    from retrain_lib import lifecycle, registry
+
+    client = platform.client
+    champion = registry.aliases(client, MODEL)["champion"]
+    path = platform.cfg_dir / "models" / f"{MODEL}.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    raw["training"]["params"] = {"max_iter": 1, "max_depth": 1}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=platform.settings)
+        weak = lifecycle.train_candidate(MODEL, snap, settings=platform.settings, run_key="weak")
+    finally:
+        path.write_text(original)
+    bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
+                                        tags={}).version)
+    registry.set_challenger(client, MODEL, bad)
+    run, states = _run_rollout(platform, "2026-02-04")
+    assert states["promote_challenger"] == "skipped", states
+    assert states["rollback_challenger"] == "success", states
+    aliases = registry.aliases(client, MODEL)
+    assert aliases["champion"] == champion and "challenger" not in aliases
+    assert client.get_model_version(MODEL, bad).tags.get("retrain.rollout") == "rolled_back"
+    last = [r for r in _ledger(platform).records(MODEL) if r["event"] == "rollout_rollback"][-1]
+    assert last["details"]["version"] == bad and last["details"]["reason"]
+    assert _ledger(platform).verify() == []
