@@ -50,9 +50,12 @@ SCENARIOS = {
 
 
 def _reset(state_dir: Path) -> None:
-    for sub in ("data", "mlflow", "reports"):
+    for sub in ("data", "mlflow", "reports", "data-registry", "dvc-remote", "quarantine"):
         shutil.rmtree(state_dir / sub, ignore_errors=True)
-    (state_dir / "decisions.jsonl").unlink(missing_ok=True)
+    # The ledger and the prediction log describe the MLflow store just removed: start them anew.
+    for name in ("decisions.jsonl", "platform.db", "platform.db-wal", "platform.db-shm", "predictions.db",
+                 "predictions.db-wal", "predictions.db-shm", "data-registry.lock"):
+        (state_dir / name).unlink(missing_ok=True)
     # Old runs would collide with the runs the demo triggers for the same simulated days.
     (state_dir / "airflow" / "airflow.db").unlink(missing_ok=True)
 

@@ -1,0 +1,151 @@
+"""How fast a degraded champion is rolled back, in embedded Airflow with a running gateway.
+
+A good champion (v1) serves through the gateway; a deliberately weak model (v2) is then
+promoted over it (the injected degradation). The monitor DAG runs with ``dag.test()`` for
+the next day whose labels have matured, finds v2 worse than ``previous-champion`` on the
+same labels and its ``rollback_champion`` task moves ``champion`` back. Measured:
+
+* ``degradation_to_decision_s``: from the injection to the rollback's ledger entry (the
+  monitor run, in embedded Airflow, started right away: in production its cron or an asset
+  event starts it);
+* ``decision_to_serving_s``: from that ledger entry to the first gateway answer from v1
+  (the gateway polls the registry every ``--refresh-s``).
+
+Prints one JSON object on its last line. Target: decision_to_serving_s < 60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "credit_default"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--refresh-s", type=float, default=2.0, help="gateway registry poll interval")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary state directory")
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="rollback_bench_"))
+    sys.path.insert(0, str(REPO / "plugins"))
+    from retrain_airflow.demo import _migrate, _quiet_airflow, airflow_env
+
+    cfg_dir = root / "configs"
+    shutil.copytree(REPO / "configs", cfg_dir)
+    env = airflow_env(root, REPO)
+    env["RETRAIN_CONFIG_DIR"] = str(cfg_dir)
+    os.environ.update(env)
+    _migrate(env)
+    proc = None
+    try:
+        import httpx
+        import yaml
+
+        from retrain_lib import lifecycle, registry
+        from retrain_lib.audit import Ledger
+        from retrain_lib.config import load_model_config
+        from retrain_lib.settings import load_settings
+        from retrain_lib.simulate import simulate
+
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=3)
+        assert lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)["outcome"] == "deployed"
+        client = registry.get_client(settings.tracking_uri)
+        good = registry.aliases(client, MODEL)["champion"]
+
+        # the weak model, trained like any candidate but with two stumps
+        path = cfg_dir / "models" / f"{MODEL}.yaml"
+        original = path.read_text()
+        raw = yaml.safe_load(original)
+        raw["training"]["params"] = {"max_iter": 1, "max_depth": 1}
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=settings)
+        weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
+        path.write_text(original)
+
+        port = _free_port()
+        log = open(root / "gateway.log", "w")  # noqa: SIM115 - closed in finally
+        proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
+                                 "--models", MODEL, "--refresh-s", str(args.refresh_s)],
+                                env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway did not start: {(root / 'gateway.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        import pandas as pd
+
+        rec = pd.read_parquet(settings.data_root / MODEL / "2026-02-10.parquet")[cfg.features.all].head(1)
+        record = rec.astype(object).where(rec.notna(), None).to_dict("records")[0]
+
+        def served() -> str:
+            r = httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"record": record}, timeout=10)
+            return r.json()["predictions"][0]["version"]
+
+        # inject the degradation: the weak model becomes champion
+        injected = time.time()
+        tags = dict(client.get_model_version(MODEL, good).tags)
+        bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
+                                            tags=tags).version)
+        registry.promote_champion(client, MODEL, bad, expected_champion=good)
+        client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
+        while served() != bad:  # the gateway serves the degraded model
+            time.sleep(0.1)
+
+        from airflow.dag_processing.dagbag import DagBag
+
+        _quiet_airflow()
+        bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
+        dag = bag.get_dag(f"{MODEL}__monitor")
+        run = dag.test(logical_date=dt.datetime(2026, 2, 12, 6, tzinfo=dt.UTC))
+        rollback = [r for r in Ledger.from_settings(settings).records(MODEL) if r["event"] == "rollback"]
+        if not rollback:
+            raise RuntimeError(f"the monitor did not roll back (run {run.state})")
+        decided = dt.datetime.fromisoformat(rollback[-1]["time"]).timestamp()
+        while served() != good:
+            time.sleep(0.05)
+        serving = time.time()
+        result = {"degradation_to_decision_s": round(decided - injected, 2),
+                  "decision_to_serving_s": round(serving - decided, 2), "refresh_s": args.refresh_s,
+                  "rolled_back_from": bad, "rolled_back_to": good, "monitor_run_state": str(run.state),
+                  "target_decision_to_serving_s": 60}
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
