@@ -16,8 +16,12 @@ PostgreSQL when the URL (argument, else ``RETRAIN_PREDICTIONS_URL``) is a ``post
 URL (normalised to the ``postgresql+psycopg`` driver).
 
 Writes go through :class:`PredictionLog`: one writer thread drains its queue and commits
-everything waiting in one transaction (group commit), then tells each submitter. The gateway
-answers a request only after that callback, so an acknowledged prediction is on disk.
+everything waiting in one transaction (group commit) on a connection it keeps open, then
+tells each submitter. The gateway answers a request only after that callback, so an
+acknowledged prediction is on disk. On SQLite the writer's connection does not checkpoint
+the WAL itself (a checkpoint syncs the database file and would stall every waiting
+request): a checkpointer thread runs passive checkpoints beside it (they never block the
+writer); should that thread be gone, the writer goes back to SQLite's own checkpoints.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ class LogClosedError(RuntimeError):
 
 
 _STOP = object()
+CHECKPOINT_EVERY_S = 1.0
 
 
 class PredictionLog:
@@ -167,6 +172,15 @@ class PredictionLog:
         self.batches = 0  # transactions committed
         self.rows = 0  # prediction rows committed
         self.failures = 0
+        self._conn = None  # the writer thread's connection
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._written = threading.Event()  # rows committed since the last checkpoint
+        self._stopped = threading.Event()
+        self._checkpointer = None
+        if self._sqlite:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="predlog-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
         self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
         self._thread.start()
 
@@ -225,10 +239,58 @@ class PredictionLog:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        self._stopped.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout)
 
     # -- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._disconnect()
+
+    def _connect(self):
+        if self._conn is None:
+            conn = self.engine.connect()
+            if self._sqlite:
+                # The checkpointer thread does it; SQLite's default (1000 pages) if it is gone.
+                alive = self._checkpointer is not None and self._checkpointer.is_alive()
+                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={0 if alive else 1000}")
+                conn.commit()
+            self._conn = conn
+        elif self._sqlite and self.batches % 1000 == 0 and not self._checkpointer.is_alive():
+            self._disconnect()
+            return self._connect()
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+                log.debug("closing the prediction log connection failed", exc_info=True)
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stopped.wait(CHECKPOINT_EVERY_S):
+            if self._written.is_set():
+                self._written.clear()
+                self._checkpoint("PASSIVE")
+        self._checkpoint("PASSIVE")
+
+    def _checkpoint(self, mode: str) -> int | None:
+        """Run a WAL checkpoint on a connection of its own; the WAL size in pages, or None."""
+        try:
+            with self.engine.connect() as conn:
+                busy, wal_pages, _done = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                return int(wal_pages)
+        except Exception as exc:  # noqa: BLE001 - checkpoints are housekeeping; retried next round
+            log.warning("prediction log checkpoint failed: %s", exc)
+            return None
+
+    def _loop(self) -> None:
         stop = False
         while not stop:
             item = self._queue.get()
@@ -255,8 +317,16 @@ class PredictionLog:
         rows = [row for rs, _ in batch for row in rs]
         try:
             if rows:
-                with self.engine.begin() as conn:
-                    conn.execute(predictions.insert(), rows)
+                conn = self._connect()
+                try:
+                    with conn.begin():
+                        conn.execute(predictions.insert(), rows)
+                except Exception:
+                    if conn.invalidated or conn.closed:
+                        self._disconnect()
+                    raise
+                if self._sqlite:
+                    self._written.set()
             self.batches += 1
             self.rows += len(rows)
             outcome = [(cb, None) for _, cb in batch]
