@@ -7,8 +7,10 @@
    times the gateway's own scorer (``LoadedModel.score``: the pandas-free fast path when the
    model allows it) on the same rows, for information (``fastpath_*``).
 3. Starts the gateway (subprocess, canary 20 % sticky on application_id, prediction log on)
-   and sends single-record requests open-loop at half that capacity with a few client
-   threads for ``--seconds``; then the same with ``--no-log``. Request ``i`` is due at
+   and a second one with ``--no-log``, and sends single-record requests open-loop at half
+   that capacity with a few client threads for ``--seconds`` to each, alternating between
+   the two in ``--segments`` slices so that the changing load of other jobs on the machine
+   hits both alike (one gateway is loaded at a time). Request ``i`` is due at
    ``start + i / rate``; a client that is late sends at once, and the lateness is reported
    (``max_send_lag_ms``, ``late_sends``: more than 5 ms late) together with the achieved
    ``rps``, so a run that could not keep the rate shows it.
@@ -79,7 +81,8 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def run_gateway(env, port: int, *, log: bool, rate: float, seconds: float, clients: int, bodies: list[dict]):
+def start_gateway(env, port: int, *, log: bool):
+    """Start a gateway subprocess and wait until it is healthy; (process, base url)."""
     import httpx
 
     cmd = [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port), "--models", MODEL,
@@ -99,61 +102,113 @@ def run_gateway(env, port: int, *, log: bool, rate: float, seconds: float, clien
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not become healthy")
             time.sleep(0.5)
-        http = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=clients))
-        path = f"{url}/v1/models/{MODEL}/predict"
+    except BaseException:
+        stop_gateway(proc)
+        raise
+    return proc, url
+
+
+def stop_gateway(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+class Load:
+    """Open-loop single-record load against one gateway, run in segments; accumulates."""
+
+    def __init__(self, url: str, clients: int, bodies: list[dict]):
+        import httpx
+
+        self.http = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=clients))
+        self.path = f"{url}/v1/models/{MODEL}/predict"
+        self.clients, self.bodies = clients, bodies
+        self.lat: list[float] = []
+        self.lag: list[float] = []
+        self.from_due: list[float] = []
+        self.errors = 0
+        self.arms: dict[str, int] = {}
+        self.sent = 0
+        self.took = 0.0
         for b in bodies[:200]:  # warm up
-            http.post(path, json=b).raise_for_status()
+            self.http.post(self.path, json=b).raise_for_status()
+
+    def run(self, rate: float, seconds: float) -> None:
         n = int(rate * seconds)
-        lat = [0.0] * n
-        lag = [0.0] * n
-        from_due = [0.0] * n
+        lat, lag, from_due = [0.0] * n, [0.0] * n, [0.0] * n
         errors = [0]
-        arms: dict[str, int] = {}
-        start = time.perf_counter() + 0.05
         lock = threading.Lock()
+        offset = self.sent
+        start = time.perf_counter() + 0.05
 
         def worker(k):
-            for i in range(k, n, clients):
+            for i in range(k, n, self.clients):
                 due = start + i / rate
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 t0 = time.perf_counter()
-                r = http.post(path, json=bodies[i % len(bodies)])
+                r = self.http.post(self.path, json=self.bodies[(offset + i) % len(self.bodies)])
                 t1 = time.perf_counter()
                 lat[i] = (t1 - t0) * 1000
                 lag[i] = max(0.0, (t0 - due) * 1000)
                 from_due[i] = (t1 - due) * 1000
                 if r.status_code != 200:
-                    errors[0] += 1
+                    with lock:
+                        errors[0] += 1
                 else:
                     arm = r.json()["predictions"][0]["arm"]
                     with lock:
-                        arms[arm] = arms.get(arm, 0) + 1
+                        self.arms[arm] = self.arms.get(arm, 0) + 1
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(self.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        took = time.perf_counter() - start
-        http.close()
-        return {"p50": pct(lat, 50), "p99": pct(lat, 99), "p99_from_due": pct(from_due, 99),
-                "rps": round(n / took, 1), "errors": errors[0], "arms": arms,
-                "max_send_lag_ms": round(max(lag), 3), "late_sends": sum(x > 5.0 for x in lag)}
+        self.took += time.perf_counter() - start
+        self.sent += n
+        self.errors += errors[0]
+        self.lat += lat
+        self.lag += lag
+        self.from_due += from_due
+
+    def summary(self) -> dict:
+        self.http.close()
+        return {"p50": pct(self.lat, 50), "p99": pct(self.lat, 99), "p99_from_due": pct(self.from_due, 99),
+                "rps": round(self.sent / self.took, 1), "errors": self.errors, "arms": self.arms,
+                "max_send_lag_ms": round(max(self.lag), 3), "late_sends": sum(x > 5.0 for x in self.lag)}
+
+
+def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dict], segments: int):
+    """Both gateways (prediction log on / off) up at once, loaded in turn: ``segments``
+    alternating slices of ``seconds / segments`` each, so drifting load from other jobs on
+    the machine hits both alike. Only one gateway is loaded at a time."""
+    procs = []
+    try:
+        on_proc, on_url = start_gateway(env, free_port(), log=True)
+        procs.append(on_proc)
+        off_proc, off_url = start_gateway(env, free_port(), log=False)
+        procs.append(off_proc)
+        on, off = Load(on_url, clients, bodies), Load(off_url, clients, bodies)
+        for k in range(segments):
+            for load in ((on, off) if k % 2 == 0 else (off, on)):
+                load.run(rate, seconds / segments)
+        return on.summary(), off.summary()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        for proc in procs:
+            stop_gateway(proc)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--segments", type=int, default=4,
+                   help="alternate the logging-on and logging-off gateways this many times each")
     p.add_argument("--state-dir", help="reuse this RETRAIN_HOME (with --config-dir) instead of building one")
     p.add_argument("--config-dir")
     args = p.parse_args()
@@ -217,10 +272,8 @@ def main() -> int:
         rate = round(capacity / 2, 1)
         env = {**os.environ, "RETRAIN_HOME": str(state), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
         env.pop("RETRAIN_GATEWAY_TOKEN", None)
-        on = run_gateway(env, free_port(), log=True, rate=rate, seconds=args.seconds, clients=args.clients,
-                         bodies=bodies)
-        off = run_gateway(env, free_port(), log=False, rate=rate, seconds=args.seconds, clients=args.clients,
-                          bodies=bodies)
+        on, off = run_both(env, rate=rate, seconds=args.seconds, clients=args.clients, bodies=bodies,
+                           segments=max(1, args.segments))
         print(f"logging on:  {on}", file=sys.stderr)
         print(f"logging off: {off}", file=sys.stderr)
         print(json.dumps({
@@ -228,7 +281,7 @@ def main() -> int:
             "rps": on["rps"], "target_rps": rate, "inprocess_capacity_rps": round(capacity, 1),
             "p99_ratio": round(on["p99"] / in99, 3), "nolog_p50_ms": off["p50"], "nolog_p99_ms": off["p99"],
             "logging_overhead": round(on["p99"] / off["p99"], 3), "errors": on["errors"] + off["errors"],
-            "canary_arms": on["arms"], "seconds": args.seconds, "clients": args.clients,
+            "canary_arms": on["arms"], "seconds": args.seconds, "clients": args.clients, "segments": args.segments,
             "p99_from_due_ms": on["p99_from_due"], "nolog_p99_from_due_ms": off["p99_from_due"],
             "nolog_rps": off["rps"], "max_send_lag_ms": max(on["max_send_lag_ms"], off["max_send_lag_ms"]),
             "late_sends": on["late_sends"] + off["late_sends"],

@@ -318,7 +318,7 @@ def test_an_alias_move_under_load_fails_no_request_and_takes_effect_within_secon
             i = 0
             while not stop.is_set():
                 try:
-                    r = http.post(f"{url}/v1/models/{MODEL}/predict", json={"record": _features(records[i % 300])})
+                    r = http.post(f"{url}/v1/models/{MODEL}/predict", json={"record": _features(records[i % len(records)])})
                     version = r.json()["predictions"][0]["version"] if r.status_code == 200 else None
                     results.append((time.monotonic(), r.status_code, version))
                 except httpx.HTTPError as exc:
@@ -362,7 +362,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
             while not stop.is_set():
                 try:
                     r = http.post(f"{url}/v1/models/{MODEL}/predict",
-                                  json={"records": [_features(records[i % 300]), _features(records[(i + 1) % 300])]})
+                                  json={"records": [_features(records[i % len(records)]), _features(records[(i + 1) % 300])]})
                 except httpx.HTTPError:
                     if proc.poll() is not None:
                         return
