@@ -362,7 +362,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
             while not stop.is_set():
                 try:
                     r = http.post(f"{url}/v1/models/{MODEL}/predict",
-                                  json={"records": [_features(records[i % len(records)]), _features(records[(i + 1) % 300])]})
+                                  json={"records": [_features(records[i % len(records)]), _features(records[(i + 1) % len(records)])]})
                 except httpx.HTTPError:
                     if proc.poll() is not None:
                         return
