@@ -60,15 +60,48 @@ def test_dag_shape_follows_the_config(monkeypatch):
         assert monitor.timetable.timetable.expression == presets.get(cron, cron)
         assert [a.name for a in monitor.timetable.asset_condition.objects] == [f"{model}.new_data"]
         assert retrain.schedule == cfg["schedule"]["retrain_floor"]
-        assert set(monitor.task_ids) == {"check_model", "decide_action", "request_retrain", "healthy"}
+        assert set(monitor.task_ids) == {"check_model", "decide_action", "request_retrain", "healthy",
+                                         "rollback_champion"}
         assert set(retrain.task_ids) == {
             "snapshot_data", "train_candidate", "evaluate_candidate", "check_gates", "decide_promotion",
             "register_candidate", "deploy_candidate", "reject_candidate",
         }
         assert monitor.get_task("request_retrain").trigger_dag_id == f"{model}__retrain"
-        assert set(monitor.get_task("decide_action").downstream_task_ids) == {"request_retrain", "healthy"}
+        assert set(monitor.get_task("decide_action").downstream_task_ids) == {"request_retrain", "healthy",
+                                                                              "rollback_champion"}
         assert set(retrain.get_task("decide_promotion").downstream_task_ids) == {"register_candidate",
                                                                                  "reject_candidate"}
+
+
+def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeypatch, config_copy):
+    import datetime as dt
+
+    path = config_copy / "models" / "credit_default.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["approval"] = {"required_when": ["first_deployment", "narrow_margin"], "timeout_hours": 6,
+                       "approvers": ["alice"]}
+    raw["deploy"] = {"mode": "canary", "canary_steps": [5, 20, 100]}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    bag = _bag(monkeypatch, config_copy, strict=True)
+    assert bag.import_errors == {}
+    retrain = bag.dags["credit_default__retrain"]
+    assert {"decide_approval", "approve_promotion", "close_review", "start_rollout"} <= set(retrain.task_ids)
+    approve = retrain.get_task("approve_promotion")
+    assert type(approve).__name__ == "PromotionApproval"
+    assert approve.response_timeout == dt.timedelta(hours=6) and approve.defaults == ["Reject"]
+    assert approve.assigned_users == [{"id": "alice", "name": "alice"}]
+    assert set(retrain.get_task("decide_approval").downstream_task_ids) == {"approve_promotion", "deploy_candidate"}
+    assert retrain.get_task("start_rollout").trigger_dag_id == "credit_default__rollout"
+    rollout = bag.dags["credit_default__rollout"]
+    # steps below 100 % are tested; reaching 100 % is the promotion itself
+    assert {"canary_step_1", "watch_step_1", "judge_step_1", "canary_step_2", "watch_step_2",
+            "judge_step_2"} <= set(rollout.task_ids) and "canary_step_3" not in rollout.task_ids
+    assert rollout.get_task("watch_step_1").__class__.__name__ == "CanarySensor"
+    assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {"promote_challenger",
+                                                                        "rollback_after_step_2"}
+    assert set(rollout.get_task("rollback_challenger").upstream_task_ids) == {
+        "rollback_after_shadow", "rollback_after_step_1", "rollback_after_step_2"}
+    assert "credit_default__rollout" not in _bag(monkeypatch, REPO / "configs", strict=True).dags  # direct: none
 
 
 def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_copy, caplog):
