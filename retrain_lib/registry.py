@@ -19,9 +19,45 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous-champion"
 
 
+_READY: set[str] = set()
+
+
+def _init_sqlite_store(uri: str) -> None:
+    """Create (migrate) an embedded SQLite MLflow store once, under a file lock: two tasks
+    starting at once must not both migrate it, and a migration cut short earlier (alembic's
+    ``_alembic_tmp_*`` batch tables left behind) is resumed instead of failing every retry."""
+    import fcntl
+    import sqlite3
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if path.exists():
+                con = sqlite3.connect(path, timeout=60)
+                try:
+                    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name LIKE '_alembic_tmp_%'").fetchall():
+                        log.warning("dropping %s left by an interrupted MLflow store migration in %s", name, path)
+                        con.execute(f'DROP TABLE "{name}"')
+                    con.commit()
+                finally:
+                    con.close()
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates / migrates the store
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
+
+
 def get_client(tracking_uri: str, registry_uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
+    if tracking_uri.startswith("sqlite:///") and tracking_uri not in _READY:
+        _init_sqlite_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
 
 
