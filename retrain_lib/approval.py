@@ -25,7 +25,7 @@ def gate_margin(result: dict[str, Any]) -> float | None:
     has no numeric threshold, was skipped, or failed)."""
     if not result.get("passed"):
         return None
-    if result.get("skipped") or str(result.get("reason", "")).startswith(("skipped", "no champion")):
+    if result.get("skipped"):
         return None
     thr, obs = result.get("threshold"), result.get("observed")
     try:
