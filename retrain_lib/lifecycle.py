@@ -22,7 +22,7 @@ from typing import Any
 from retrain_lib import audit, registry
 from retrain_lib.config import ModelConfig, load_model_config
 from retrain_lib.data import Window, available_days, day_range, load_window
-from retrain_lib.errors import DataError, RegistryError, StaleChampionError
+from retrain_lib.errors import ConfigError, DataError, RegistryError, StaleChampionError
 from retrain_lib.settings import PACKAGE_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -1181,9 +1181,10 @@ def _add_approval_to_card(ctx: ModelContext, version: str, approval: dict) -> No
 def deploy_candidate(model: str, registered: dict, evaluation: dict, *, settings: Settings | None = None,
                      as_of: str | None = None, actor: str = "cli", reason: str = "", snap: dict | None = None,
                      trained: dict | None = None, approval: dict | None = None,
-                     max_reevaluations: int = 3) -> dict[str, Any]:
-    """Deploy per config: ``direct`` promotes to champion, ``shadow``/``canary`` make the
-    version the ``challenger`` for the rollout DAG.
+                     max_reevaluations: int = 3, mode: str | None = None) -> dict[str, Any]:
+    """Deploy per config (or per ``mode``, which overrides ``deploy.mode`` for this run):
+    ``direct`` promotes to champion, ``shadow``/``canary`` make the version the
+    ``challenger`` for the rollout DAG.
 
     Promotion is compare-and-swap under the ledger's lock: ``champion`` moves only if it
     still is the version the candidate was evaluated against, and the ledger entry is written
@@ -1193,7 +1194,9 @@ def deploy_candidate(model: str, registered: dict, evaluation: dict, *, settings
     rejected with that reason.
     """
     ctx = ModelContext(model, settings)
-    mode = ctx.cfg.deploy.mode
+    mode = mode or ctx.cfg.deploy.mode
+    if mode not in ("direct", "shadow", "canary"):
+        raise ConfigError(f"deploy mode {mode!r} of {model} is not one of direct, shadow, canary")
     if mode != "direct" and evaluation.get("champion_version") is None and ctx.champion() is None:
         mode = "direct"  # the first model has nothing to be compared with live: it is promoted
     version = registered["version"]

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from retrain_lib import registry
-from retrain_lib.errors import RegistryError, StaleChampionError
+from retrain_lib.errors import ConfigError, RegistryError, StaleChampionError
 from retrain_lib.lifecycle import ModelContext, _json_safe, _str
 from retrain_lib.settings import Settings
 
@@ -37,11 +37,21 @@ def _log_url(ctx: ModelContext, log_url: str | None) -> str:
 
 
 def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | None = None,
-                  actor: str = "cli") -> dict[str, Any]:
-    """Put the challenger in shadow mode; returns what the later steps compare against."""
+                  actor: str = "cli", mode: str | None = None, min_predictions: int | None = None) -> dict[str, Any]:
+    """Put the challenger in shadow mode; returns what the later steps compare against.
+
+    ``mode`` (``shadow`` or ``canary``) and ``min_predictions`` override the config's
+    ``deploy`` for this rollout (a rollout started by hand, or a retrain run with
+    ``deploy_mode``); a config with ``mode: direct`` rolls out as ``canary``."""
     from retrain_lib.serving.routing import set_rollout_state
 
     ctx = ModelContext(model, settings)
+    d = ctx.cfg.deploy
+    mode = mode or (d.mode if d.mode != "direct" else "canary")
+    if mode not in ("shadow", "canary"):
+        raise ConfigError(f"rollout mode {mode!r} of {model} is not shadow or canary")
+    if min_predictions is not None and int(min_predictions) < 10:
+        raise ConfigError(f"rollout min_predictions of {model} must be at least 10, got {min_predictions}")
     now = registry.aliases(ctx.client, ctx.name)
     challenger, champion = now.get(registry.CHALLENGER), now.get(registry.CHAMPION)
     if challenger is None:
@@ -51,7 +61,8 @@ def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | 
         raise RegistryError(f"{model} has no champion to compare the challenger with")
     set_rollout_state(ctx.client, ctx.name, "shadow", 0.0, ctx.cfg.deploy.sticky_key or "")
     started = {"model": model, "challenger": challenger, "champion": champion, "since": _now(),
-               "mode": ctx.cfg.deploy.mode, "as_of": as_of}
+               "mode": mode, "as_of": as_of,
+               "min_predictions": int(min_predictions) if min_predictions is not None else d.min_predictions}
     ctx.record("rollout_start", as_of, actor, {"version": challenger, "champion": champion, "mode": started["mode"],
                                                 "reason": f"shadow of version {challenger} against {champion}"})
     return started
@@ -69,6 +80,10 @@ def prediction_counts(model: str, since: str, *, settings: Settings | None = Non
         out[str(arm)] = int(len(part))
         out[f"{arm}_labelled"] = int(part["label"].notna().sum())
     return out
+
+
+def _min_predictions(deploy, started: dict) -> int:
+    return int(started.get("min_predictions") or deploy.min_predictions)
 
 
 def _arm(frame, arm: str):
@@ -90,7 +105,7 @@ def judge_shadow(model: str, started: dict, *, settings: Settings | None = None,
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, started["since"])
-    limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=d.min_predictions)
+    limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started))
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
     decision = CONTINUE if verdict.ok else (WAIT if not verdict.ready else ROLLBACK)
     out = _json_safe({"decision": decision, "verdict": verdict.to_dict(), "reasons": list(verdict.reasons)})
@@ -127,7 +142,7 @@ def canary_status(model: str, started: dict, step: dict, *, settings: Settings |
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, step["since"])
     champ = frame[(frame["arm"] == "champion") & frame["label"].notna()]
     chall = frame[(frame["arm"] == "challenger") & frame["label"].notna()]
-    min_n = max(10, d.min_predictions // 2)
+    min_n = max(10, _min_predictions(d, started) // 2)
     if len(champ) >= min_n and len(chall) >= min_n:
         res = canary_decision(loss_per_request(cfg.task, champ["label"].to_numpy(float), champ["output"].to_numpy()),
                               loss_per_request(cfg.task, chall["label"].to_numpy(float), chall["output"].to_numpy()),
@@ -135,7 +150,7 @@ def canary_status(model: str, started: dict, step: dict, *, settings: Settings |
     else:
         res = canary_proxy_decision(_arm(frame, "champion"), _arm(frame, "challenger"),
                                     limits=ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio,
-                                                        min_n=d.min_predictions),
+                                                        min_n=_min_predictions(d, started)),
                                     alpha=d.alpha, max_n=d.max_step_predictions)
         if res.decision == PROMOTE:  # outputs alone never promote: wait for labels
             res = dataclasses.replace(res, decision=CONTINUE,

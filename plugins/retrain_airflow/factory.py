@@ -182,6 +182,9 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         "as_of": Param(None, type=["null", "string"], format="date",
                        description="Train on the window ending this day; default: the run's logical date"),
         "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
+        "deploy_mode": Param(cfg.deploy.mode, enum=["direct", "shadow", "canary"],
+                             description="direct: promote; shadow/canary: make it the challenger and start the "
+                                         "rollout DAG (deploy.mode of the config by default)"),
     }) as dag:
 
         def actor(context) -> str:
@@ -266,7 +269,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             approval = _approval_answer(context) if cfg.approval is not None else None
             return _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
                               as_of=snap["as_of"], actor=actor(context), reason=reason, snap=snap, trained=trained,
-                              approval=approval)
+                              approval=approval, mode=(context.get("params") or {}).get("deploy_mode"))
 
         @task(task_id="reject_candidate")
         def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
@@ -284,11 +287,16 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         deployed = deploy_candidate(snap, trained, registered, evaluation)
         rejected = reject_candidate(snap, trained, gates)
         branch >> [registered, rejected]
-        if cfg.deploy.mode != "direct":
-            deployed >> TriggerDagRunOperator(
-                task_id="start_rollout", trigger_dag_id=cfg.dag_id("rollout"), trigger_run_id="rollout__{{ run_id }}",
-                conf={"as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}"},
-                logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}", skip_when_already_exists=True)
+        @task.short_circuit(task_id="rollout_needed")
+        def rollout_needed(deployed: dict) -> bool:
+            """A challenger was made (not a direct promotion, not rejected on re-evaluation)."""
+            return deployed.get("mode") != "direct" and not deployed.get("rejected")
+
+        rollout_needed(deployed) >> TriggerDagRunOperator(
+            task_id="start_rollout", trigger_dag_id=cfg.dag_id("rollout"), trigger_run_id="rollout__{{ run_id }}",
+            conf={"as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}",
+                  "mode": "{{ ti.xcom_pull(task_ids='deploy_candidate')['mode'] }}"},
+            logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}", skip_when_already_exists=True)
         if cfg.approval is None:
             registered >> deployed
         else:
@@ -360,9 +368,17 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     cfg_dir_s = str(cfg_dir)
     d = cfg.deploy
     # A step of 100 % is the promotion itself: with no champion traffic left there is nothing to compare.
-    steps = [p for p in d.canary_steps if p < 100] if d.mode == "canary" else []
+    steps = [p for p in d.canary_steps if p < 100]
     with _model_dag(cfg, path, "rollout", None, {
         "as_of": Param(None, type=["null", "string"], format="date", description="Day recorded in the ledger"),
+        "mode": Param(d.mode if d.mode != "direct" else "canary", enum=["shadow", "canary"],
+                      description="shadow: promote after the shadow; canary: then each canary step"),
+        "shadow_minutes": Param(d.shadow_hours * 60, type="number", exclusiveMinimum=0,
+                                description="Shortest shadow (deploy.shadow_hours)"),
+        "min_predictions": Param(d.min_predictions, type="integer", minimum=10,
+                                 description="Predictions per arm before the shadow is judged (deploy.min_predictions)"),
+        "step_minutes": Param(d.step_minutes, type="number", exclusiveMinimum=0,
+                              description="Shortest canary step (deploy.step_minutes)"),
     }) as dag:
 
         def actor(context) -> str:
@@ -372,15 +388,17 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         def start_rollout(**context) -> dict:
             from retrain_lib.rollout_run import start_rollout as start_fn
 
+            params = context.get("params") or {}
             return _fail_fast(start_fn, name, settings=_settings(cfg_dir_s), as_of=_as_of(context),
-                              actor=actor(context))
+                              actor=actor(context), mode=params.get("mode"),
+                              min_predictions=params.get("min_predictions"))
 
         started = start_rollout()
+        need = "{{ ti.xcom_pull(task_ids='start_rollout')['min_predictions'] }}"
         wait_shadow = PredictionsSensor(
             task_id="wait_shadow", model=name, since="{{ ti.xcom_pull(task_ids='start_rollout')['since'] }}",
-            need={"champion": d.min_predictions, "shadow": d.min_predictions}, min_seconds=d.shadow_hours * 3600,
+            need={"champion": need, "shadow": need}, min_seconds="{{ params.shadow_minutes * 60 }}",
             timeout_s=d.rollout_timeout_hours * 3600, cfg_dir=cfg_dir_s)
-        first = "canary_step_1" if steps else "promote_challenger"
 
         @task.branch(task_id="judge_shadow")
         def judge_shadow(started: dict, **context) -> str:
@@ -389,13 +407,19 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             res = _fail_fast(judge_fn, name, started, settings=_settings(cfg_dir_s), as_of=_as_of(context),
                              actor=actor(context))
             context["ti"].xcom_push(key="why", value="; ".join(res["reasons"]) or "shadow ok")
-            return first if res["decision"] == "continue" else "rollback_after_shadow"
+            if res["decision"] != "continue":
+                return "rollback_after_shadow"
+            return "canary_step_1" if steps and started["mode"] == "canary" else "shadow_passed"
 
-        @task(task_id="promote_challenger")
-        def promote_challenger(started: dict, **context) -> dict:
+        # Only one of the two joins runs (the others are skipped by their branch); the
+        # promotion reads the rollout's start from XCom so that no always-successful
+        # upstream could satisfy its trigger rule.
+        @task(task_id="promote_challenger", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        def promote_challenger(**context) -> dict:
             from retrain_lib.rollout_run import finish_rollout
 
-            why = "shadow and every canary step passed" if steps else "shadow passed"
+            started = context["ti"].xcom_pull(task_ids="start_rollout")
+            why = "shadow and every canary step passed" if started["mode"] == "canary" else "shadow passed"
             return _fail_fast(finish_rollout, name, started, "promote", settings=_settings(cfg_dir_s),
                               as_of=_as_of(context), actor=actor(context), reason=why)
 
@@ -413,10 +437,11 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         shadow_branch = judge_shadow(started)
         started >> wait_shadow >> shadow_branch
         rollbacks = [EmptyOperator(task_id="rollback_after_shadow")]
-        shadow_branch >> rollbacks[0]
+        passed = [EmptyOperator(task_id="shadow_passed")]
+        shadow_branch >> [rollbacks[0], passed[0]]
         upstream = shadow_branch
         for i, pct in enumerate(steps, 1):
-            nxt = f"canary_step_{i + 1}" if i < len(steps) else "promote_challenger"
+            nxt = f"canary_step_{i + 1}" if i < len(steps) else "canary_passed"
 
             @task(task_id=f"canary_step_{i}")
             def canary_step(started: dict, percent: float = pct, **context) -> dict:
@@ -436,7 +461,8 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             step = canary_step(started)
             watch = CanarySensor(task_id=f"watch_step_{i}", model=name, started=started, step=step,
-                                 min_seconds=d.step_minutes * 60, timeout_s=d.rollout_timeout_hours * 3600,
+                                 min_seconds="{{ params.step_minutes * 60 }}",
+                                 timeout_s=d.rollout_timeout_hours * 3600,
                                  cfg_dir=cfg_dir_s)
             branch = judge_step(started, step, watch.output)
             upstream >> step
@@ -445,15 +471,20 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             branch >> rollback
             rollbacks.append(rollback)
             upstream = branch
-        upstream >> promote_challenger(started)
+        if steps:
+            passed.append(EmptyOperator(task_id="canary_passed"))
+            upstream >> passed[-1]
+        passed >> promote_challenger()
         rollbacks >> rollback_challenger()
     return dag
 
 
 def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:
-    dags = [build_monitor_dag(cfg, path, cfg_dir), build_retrain_dag(cfg, path, cfg_dir)]
-    if cfg.deploy.mode != "direct":
-        dags.append(build_rollout_dag(cfg, path, cfg_dir))
+    """Monitor, retrain and rollout DAGs of one model. The rollout DAG exists for every model:
+    with ``deploy.mode: direct`` it serves rollouts asked for by hand (a retrain run with
+    ``deploy_mode`` shadow or canary, or a trigger of the rollout DAG itself)."""
+    dags = [build_monitor_dag(cfg, path, cfg_dir), build_retrain_dag(cfg, path, cfg_dir),
+            build_rollout_dag(cfg, path, cfg_dir)]
     return {d.dag_id: d for d in dags}
 
 

@@ -55,16 +55,19 @@ class PredictionsSensor(BaseOperator):
     """Defers to :class:`PredictionsTrigger`; ``since`` is templated (an XCom of the step that
     started the wait). A timeout fails the task with the counts reached."""
 
-    template_fields = ("since",)
+    template_fields = ("since", "need", "min_seconds")
 
-    def __init__(self, *, model: str, since: str, need: dict[str, int], min_seconds: float, timeout_s: float,
-                 cfg_dir: str, poll_s: float | None = None, **kwargs):
+    def __init__(self, *, model: str, since: str, need: dict[str, int | str], min_seconds: float | str,
+                 timeout_s: float, cfg_dir: str, poll_s: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model, self.since, self.need = model, since, need
         self.min_seconds, self.timeout_s, self.cfg_dir = min_seconds, timeout_s, cfg_dir
         self.poll_s = poll_s if poll_s is not None else float(os.environ.get("RETRAIN_ROLLOUT_POLL_S", "5"))
 
     def execute(self, context):
+        # ``need`` and ``min_seconds`` may be templates of the run's params: rendered as text.
+        self.need = {k: int(float(v)) for k, v in self.need.items()}
+        self.min_seconds = float(self.min_seconds)
         self.defer(trigger=PredictionsTrigger(self.model, self.since, self.need, self.min_seconds, self.timeout_s,
                                               self.cfg_dir, self.poll_s), method_name="execute_complete")
 
@@ -118,9 +121,9 @@ class CanarySensor(BaseOperator):
     ``started`` and ``step`` are templated XComs. A timeout returns a rollback decision: a step
     that cannot be judged does not promote."""
 
-    template_fields = ("started", "step")
+    template_fields = ("started", "step", "min_seconds")
 
-    def __init__(self, *, model: str, started, step, min_seconds: float, timeout_s: float, cfg_dir: str,
+    def __init__(self, *, model: str, started, step, min_seconds: float | str, timeout_s: float, cfg_dir: str,
                  poll_s: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model, self.started, self.step = model, started, step
@@ -128,6 +131,7 @@ class CanarySensor(BaseOperator):
         self.poll_s = poll_s if poll_s is not None else float(os.environ.get("RETRAIN_ROLLOUT_POLL_S", "5"))
 
     def execute(self, context):
+        self.min_seconds = float(self.min_seconds)  # may be a template of the run's params
         self.defer(trigger=CanaryTrigger(self.model, self.started, self.step, self.min_seconds, self.timeout_s,
                                          self.cfg_dir, self.poll_s), method_name="execute_complete")
 

@@ -37,7 +37,7 @@ def config_copy(tmp_path) -> Path:
 def test_every_model_gets_its_dags(monkeypatch):
     bag = _bag(monkeypatch, strict=True)
     assert bag.import_errors == {}
-    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain")}
+    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain", "rollout")}
     assert set(bag.dag_ids) == expected
 
 
@@ -64,8 +64,11 @@ def test_dag_shape_follows_the_config(monkeypatch):
                                          "rollback_champion"}
         assert set(retrain.task_ids) == {
             "snapshot_data", "train_candidate", "evaluate_candidate", "check_gates", "decide_promotion",
-            "register_candidate", "deploy_candidate", "reject_candidate",
+            "register_candidate", "deploy_candidate", "reject_candidate", "rollout_needed", "start_rollout",
         }
+        # direct by default; a run may still ask for a rollout (param deploy_mode)
+        assert retrain.params["deploy_mode"] == cfg.get("deploy", {}).get("mode", "direct")
+        assert retrain.get_task("start_rollout").upstream_task_ids == {"rollout_needed"}
         assert monitor.get_task("request_retrain").trigger_dag_id == f"{model}__retrain"
         assert set(monitor.get_task("decide_action").downstream_task_ids) == {"request_retrain", "healthy",
                                                                               "rollback_champion"}
@@ -97,11 +100,16 @@ def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeyp
     assert {"canary_step_1", "watch_step_1", "judge_step_1", "canary_step_2", "watch_step_2",
             "judge_step_2"} <= set(rollout.task_ids) and "canary_step_3" not in rollout.task_ids
     assert rollout.get_task("watch_step_1").__class__.__name__ == "CanarySensor"
-    assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {"promote_challenger",
-                                                                        "rollback_after_step_2"}
+    assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {"canary_passed", "rollback_after_step_2"}
+    assert set(rollout.get_task("judge_shadow").downstream_task_ids) == {"canary_step_1", "shadow_passed",
+                                                                        "rollback_after_shadow"}
+    assert set(rollout.get_task("promote_challenger").upstream_task_ids) == {"shadow_passed", "canary_passed"}
     assert set(rollout.get_task("rollback_challenger").upstream_task_ids) == {
         "rollback_after_shadow", "rollback_after_step_1", "rollback_after_step_2"}
-    assert "credit_default__rollout" not in _bag(monkeypatch, REPO / "configs", strict=True).dags  # direct: none
+    assert rollout.params["mode"] == "canary" and rollout.params["min_predictions"] == 200
+    # a direct model's rollout DAG serves rollouts asked for by hand, in canary mode by default
+    direct = _bag(monkeypatch, REPO / "configs", strict=True).dags["credit_default__rollout"]
+    assert direct.params["mode"] == "canary" and "canary_step_1" in direct.task_ids
 
 
 def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_copy, caplog):
@@ -110,7 +118,7 @@ def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_cop
     (config_copy / "models" / "garbage.yaml").write_text("name: [unclosed\n")
     bag = _bag(monkeypatch, config_copy, strict=False)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"daily_demand__monitor", "daily_demand__retrain"}
+    assert set(bag.dag_ids) == {"daily_demand__monitor", "daily_demand__retrain", "daily_demand__rollout"}
     logged = caplog.text
     assert "credit_default.yaml" in logged and "drift.binz" in logged and "did you mean 'bins'" in logged
     assert "garbage.yaml" in logged
@@ -129,7 +137,7 @@ def test_parses_with_no_connections_defined(monkeypatch):
     # The example configs name a Slack connection that does not exist here: parsing must not need it.
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_RETRAIN", raising=False)
     bag = _bag(monkeypatch, strict=True)
-    assert bag.import_errors == {} and len(bag.dag_ids) == 4
+    assert bag.import_errors == {} and len(bag.dag_ids) == 6
 
 
 def test_parsing_imports_no_heavy_library():
