@@ -1,4 +1,5 @@
-"""``retrain serve`` and ``retrain replay``: the serving gateway and its replay client.
+"""``retrain serve``, ``retrain replay`` and ``retrain promote``: the serving gateway, its
+replay client, and a promotion by hand.
 
 Hooked into :mod:`retrain_lib.cli` by ``register(sub)``; also runs alone as
 ``python -m retrain_lib.cli_serving serve|replay ...``. Exit codes as in ``retrain``:
@@ -81,8 +82,36 @@ def cmd_replay(args) -> int:
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
+def cmd_promote(args) -> int:
+    from retrain_lib.errors import StaleChampionError
+    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.settings import load_settings
+
+    settings = load_settings(args.config_dir)
+    if not (settings.models_dir / f"{args.model}.yaml").is_file():
+        print(f"error: unknown model {args.model!r}: no config {settings.models_dir / (args.model + '.yaml')}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = promote_version(args.model, args.version, settings=settings, reason=args.reason,
+                              actor=f"cli/{os.environ.get('USER', 'unknown')}", as_of=args.as_of,
+                              expected_champion=args.expected_champion)
+    except StaleChampionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - an unknown version comes back from MLflow
+        if type(exc).__name__ == "MlflowException":
+            print(f"error: {args.model} version {args.version}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+    print(json.dumps(out, indent=2) if args.format == "json" else
+          (f"{args.model}: version {out['version']} is the champion ({out['reason']})" if out["promoted"]
+           else f"{args.model}: {out['reason']}"))
+    return EXIT_OK
+
+
 def register(sub) -> None:
-    """Add ``serve`` and ``replay`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    """Add ``serve``, ``replay`` and ``promote`` to the subparsers ``sub`` of the ``retrain`` parser."""
     s = sub.add_parser("serve", help="run the serving gateway (champion/challenger routing, prediction log)",
                        description="Serve models:/<name>@champion (and @challenger in shadow or canary mode, per the "
                        "rollout.* tags of the registered model) over HTTP; log every prediction before answering.")
@@ -118,6 +147,22 @@ def register(sub) -> None:
     r.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN")
     r.add_argument("--format", choices=["text", "json"], default="json")
     r.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("promote", help="make a registered version the champion by hand (no gates; in the ledger)",
+                       description="Point models:/<model>@champion at VERSION (the old champion becomes "
+                       "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
+                       "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
+                       "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
+                       "the champion moved meanwhile.")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger)")
+    p.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
+    p.add_argument("--expected-champion", default=None, help="promote only if this version still is the champion")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--config-dir", default=argparse.SUPPRESS,
+                   help="directory holding platform.yaml and models/ (also accepted before the command)")
+    p.set_defaults(func=cmd_promote)
 
 
 def main(argv: list[str] | None = None) -> int:

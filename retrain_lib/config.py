@@ -738,6 +738,17 @@ class Rollback(_Strict):
         description="Relative: roll back when the champion's live metric is worse than previous-champion's by more.",
     )
     min_labels: int = Field(default=200, ge=1, description="Matured labels needed to judge.")
+    # Live serving, from the gateway's prediction log (the champion's requests of the last
+    # ``serving_minutes``): labelled requests are scored again by previous-champion and
+    # compared as above; error rate and latency have limits of their own.
+    serving_minutes: float = Field(default=60, gt=0, description="Window of live traffic the monitor reads.")
+    min_requests: int = Field(default=100, ge=1, description="Requests in that window needed to judge serving.")
+    max_error_rate: float | None = Field(
+        default=0.05, gt=0, lt=1, description="Roll back when more of the champion's requests fail (HTTP 500).",
+    )
+    max_p95_latency_ms: float | None = Field(
+        default=None, gt=0, description="Roll back when the champion's p95 latency exceeds this (off by default).",
+    )
 
 
 class Approval(_Strict):

@@ -351,6 +351,90 @@ def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dic
             "relative_worse": relative, "worse": bool(relative > spec.max_drop)}
 
 
+def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.datetime | None = None,
+                  log_url: str | None = None) -> dict[str, Any] | None:
+    """The champion's live traffic from the gateway's prediction log: its requests of the last
+    ``rollback.serving_minutes`` (wall clock: the log is live, whatever day ``as_of`` is), their
+    error rate and p95 latency, and, on the requests whose labels came back, its metric
+    against ``previous-champion`` scoring the same logged features. ``None`` when rollback is
+    off, the champion was promoted more than ``within_days`` before ``as_of``, or there is no
+    log or no traffic."""
+    spec = ctx.cfg.rollback
+    if spec is None or not spec.enabled or champion is None:
+        return None
+    promoted = champion.tags.get("promoted_as_of")
+    if promoted and (as_of - _day(promoted)).days > spec.within_days:
+        return None
+    from retrain_lib.serving.predlog import read_predictions, resolve_url
+
+    url = resolve_url(ctx.settings, log_url)
+    if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
+        return None  # no gateway has logged here
+    now = now or dt.datetime.now(dt.UTC)
+    since = now - dt.timedelta(minutes=spec.serving_minutes)
+    frame = read_predictions(url, ctx.name, since, now, arm="champion")
+    rows = frame[frame["version"] == _str(champion.version)]
+    if rows.empty:
+        return None
+    cfg = ctx.cfg
+    failed = rows["error"].notna()
+    ok = rows[~failed]
+    facts: dict[str, Any] = {
+        "source": "prediction log", "window": [since.isoformat(), now.isoformat()], "champion": _str(champion.version),
+        "requests": int(len(rows)), "errors": int(failed.sum()), "error_rate": float(failed.mean()),
+        "p95_latency_ms": float(ok["latency_ms"].quantile(0.95)) if len(ok) else None,
+        "min_requests": spec.min_requests, "max_error_rate": spec.max_error_rate,
+        "max_p95_latency_ms": spec.max_p95_latency_ms, "metric": cfg.performance.metric, "max_drop": spec.max_drop,
+        "min_labels": spec.min_labels,
+    }
+    labelled = ok[ok["label"].notna()]
+    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
+    facts.update(labels=int(len(labelled)), previous=_str(previous.version) if previous is not None else None)
+    if previous is None or len(labelled) < spec.min_labels:
+        return facts
+    import pandas as pd
+
+    from retrain_lib.metrics import greater_is_better, predict_scores
+    from retrain_lib.performance import metric_value
+    from retrain_lib.training import feature_frame
+
+    X = feature_frame(cfg, pd.DataFrame(labelled["features"].tolist(), index=labelled.index))
+    y = labelled["label"].to_numpy(float)
+    if cfg.task == "classification":
+        y = y.astype(int)
+    metric = cfg.performance.metric
+    live = metric_value(y, labelled["output"].to_numpy(float), metric, cfg.task)
+    prev = metric_value(y, predict_scores(load_model(ctx, f"models:/{cfg.name}/{previous.version}"), X, cfg.task),
+                        metric, cfg.task)
+    worse_by = (prev - live) if greater_is_better(metric) else (live - prev)
+    relative = worse_by / abs(prev) if prev else math.inf
+    return {**facts, "champion_live": live, "previous_live": prev,
+            "relative_worse": relative, "worse": bool(relative > spec.max_drop)}
+
+
+def _serving_rollback(serving: dict | None) -> list[str]:
+    """Why the live serving facts call for a rollback (empty: they do not)."""
+    if not serving or serving["requests"] < serving["min_requests"]:
+        return []
+    out = []
+    if serving["max_error_rate"] is not None and serving["error_rate"] > serving["max_error_rate"]:
+        out.append(f"error rate {serving['error_rate']:.1%} of the champion's {serving['requests']} requests "
+                   f"in the last {_minutes(serving)} (limit {serving['max_error_rate']:.1%})")
+    p95, limit = serving["p95_latency_ms"], serving["max_p95_latency_ms"]
+    if limit is not None and p95 is not None and p95 > limit:
+        out.append(f"p95 latency {p95:.1f} ms over the last {_minutes(serving)} (limit {limit:g} ms)")
+    if serving.get("worse"):
+        out.append(f"{serving['metric']} {serving['champion_live']:.4f} on {serving['labels']} labelled live "
+                   f"requests vs previous-champion v{serving['previous']} {serving['previous_live']:.4f} on the same "
+                   f"requests: {serving['relative_worse']:.1%} worse (limit {serving['max_drop']:.0%})")
+    return out
+
+
+def _minutes(serving: dict) -> str:
+    a, b = (dt.datetime.fromisoformat(x) for x in serving["window"])
+    return f"{(b - a).total_seconds() / 60:g} min"
+
+
 def new_labels_since_training(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
     """Labelled rows of events after the champion's training window, known by ``as_of``,
     against its training rows (version tag ``rows.train``, else the run's param)."""
@@ -407,7 +491,7 @@ def _segment_text(segments: list[dict], metric: str) -> str:
 
 def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None,
            new_labels: dict | None = None, recent_retrains: list[str] | None = None,
-           rollback: dict | None = None) -> dict:
+           rollback: dict | None = None, serving: dict | None = None) -> dict:
     """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
     decision.
 
@@ -428,6 +512,17 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
     if champion is None:
         return {"action": RETRAIN, "reasons": ["no champion yet: train the first model"], "throttled": False,
                 "signals": [_signal("champion", True, None, None, "no champion yet")]}
+    serving_why = _serving_rollback(serving)
+    if serving:
+        signals.append(_signal("serving", bool(serving_why), serving["error_rate"], serving["max_error_rate"],
+                               {k: serving.get(k) for k in ("source", "window", "requests", "errors", "p95_latency_ms",
+                                                            "max_p95_latency_ms", "labels", "champion_live",
+                                                            "previous_live", "relative_worse")}))
+    if serving_why and serving.get("previous"):
+        return {"action": ROLLBACK, "throttled": False, "signals": signals,
+                "reasons": [f"rollback: champion v{serving['champion']} degraded in live serving: " + "; ".join(
+                    serving_why)],
+                "rollback": {"from": serving["champion"], "to": serving["previous"]}}
     if rollback and "worse" in rollback:
         m = rollback["metric"]
         text = (f"champion v{rollback['champion']} (promoted {rollback['promoted_as_of']}) {m} "
@@ -590,8 +685,9 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
     rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance))
+    serving = _json_safe(serving_facts(ctx, champion, as_of))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
-                      new_labels=new_labels, recent_retrains=recent, rollback=rollback)
+                      new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving)
     pred = (drift_summary or {}).get("prediction")
     if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
         decision["signals"] = [*decision.get("signals", []), {
@@ -613,6 +709,7 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         "throttled": decision["throttled"], "signals": decision["signals"],
         "champion_version": _str(champion.version) if champion else None,
         "drift": drift_summary, "performance": performance, "validation": validation, "rollback": rollback,
+        "serving": serving,
         "drift_report_path": str(html_path) if html_path else None, "report_error": report_error,
         "config_hash": cfg.config_hash(),
     }
@@ -1355,6 +1452,35 @@ def rollback_model(model: str, *, settings: Settings | None = None, as_of: str |
                 before.get(registry.PREVIOUS), reason)
     return {"rolled_back": True, "from": before.get(registry.CHAMPION), "to": before.get(registry.PREVIOUS),
             "moves": [m.to_dict() for m in moves], "reason": reason}
+
+
+def promote_version(model: str, version: str, *, settings: Settings | None = None, as_of: str | None = None,
+                    actor: str = "cli", reason: str, expected_champion: str | None = None) -> dict[str, Any]:
+    """Make ``version`` the champion by hand, without gates (an emergency fix, a known-good
+    version back). Compare-and-swap on ``expected_champion`` (default: the champion now),
+    atomic with its ledger entry; the version is tagged ``promoted_by_hand``. Automatic
+    rollback watches it like any new champion."""
+    if not reason.strip():
+        raise ConfigError("a promotion by hand needs a reason (kept in the ledger); pass --reason")
+    ctx = ModelContext(model, settings)
+    version = str(version)
+    ctx.client.get_model_version(ctx.name, version)  # raises when it does not exist
+    with ctx.ledger().transaction() as tx:
+        before = registry.aliases(ctx.client, ctx.name)
+        expected = expected_champion if expected_champion is not None else before.get(registry.CHAMPION)
+        moves = registry.promote_champion(ctx.client, ctx.name, version, expected_champion=expected)
+        if not moves:
+            return {"promoted": False, "version": version, "reason": f"version {version} already is the champion"}
+        for key, value in (("promoted_as_of", str(as_of or dt.date.today())), ("promoted_by_hand", actor)):
+            ctx.client.set_model_version_tag(ctx.name, version, key, value)
+        try:
+            tx.append(ctx.name, "promote", as_of=as_of, actor=actor, before=before.get(registry.CHAMPION),
+                      after=version, reason=reason, details={"mode": "by_hand", "version": version, "reason": reason,
+                                                             "moves": [m.to_dict() for m in moves]})
+        except Exception:
+            registry.restore_aliases(ctx.client, ctx.name, before)
+            raise
+    return {"promoted": True, "version": version, "moves": [m.to_dict() for m in moves], "reason": reason}
 
 
 def reject_candidate(model: str, trained: dict, gates: dict, *, settings: Settings | None = None,

@@ -37,11 +37,12 @@ def _log_url(ctx: ModelContext, log_url: str | None) -> str:
 
 
 def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | None = None,
-                  actor: str = "cli", mode: str | None = None, min_predictions: int | None = None) -> dict[str, Any]:
+                  actor: str = "cli", mode: str | None = None, min_predictions: int | None = None,
+                  margin: float | None = None) -> dict[str, Any]:
     """Put the challenger in shadow mode; returns what the later steps compare against.
 
-    ``mode`` (``shadow`` or ``canary``) and ``min_predictions`` override the config's
-    ``deploy`` for this rollout (a rollout started by hand, or a retrain run with
+    ``mode`` (``shadow`` or ``canary``), ``min_predictions`` and ``margin`` override the
+    config's ``deploy`` for this rollout (a rollout started by hand, or a retrain run with
     ``deploy_mode``); a config with ``mode: direct`` rolls out as ``canary``."""
     from retrain_lib.serving.routing import set_rollout_state
 
@@ -50,6 +51,8 @@ def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | 
     mode = mode or (d.mode if d.mode != "direct" else "canary")
     if mode not in ("shadow", "canary"):
         raise ConfigError(f"rollout mode {mode!r} of {model} is not shadow or canary")
+    if margin is not None and float(margin) < 0:
+        raise ConfigError(f"rollout margin of {model} must not be negative, got {margin}")
     if min_predictions is not None and int(min_predictions) < 10:
         raise ConfigError(f"rollout min_predictions of {model} must be at least 10, got {min_predictions}")
     now = registry.aliases(ctx.client, ctx.name)
@@ -62,7 +65,8 @@ def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | 
     set_rollout_state(ctx.client, ctx.name, "shadow", 0.0, ctx.cfg.deploy.sticky_key or "")
     started = {"model": model, "challenger": challenger, "champion": champion, "since": _now(),
                "mode": mode, "as_of": as_of,
-               "min_predictions": int(min_predictions) if min_predictions is not None else d.min_predictions}
+               "min_predictions": int(min_predictions) if min_predictions is not None else d.min_predictions,
+               "margin": float(margin) if margin is not None else d.margin}
     ctx.record("rollout_start", as_of, actor, {"version": challenger, "champion": champion, "mode": started["mode"],
                                                 "reason": f"shadow of version {challenger} against {champion}"})
     return started
@@ -89,9 +93,11 @@ def _min_predictions(deploy, started: dict) -> int:
 def _arm(frame, arm: str):
     from retrain_lib.rollout import ShadowArm
 
-    part = frame[frame["arm"] == arm]
+    rows = frame[frame["arm"] == arm]
+    failed = rows["error"].notna() if "error" in rows else rows["output"].isna()
+    part = rows[~failed]
     return ShadowArm(outputs=part["output"].to_numpy(float), latencies_ms=part["latency_ms"].to_numpy(float),
-                     errors=0, n=int(len(part)),
+                     errors=int(failed.sum()), n=int(len(rows)),
                      request_ids=(part["parent_id"].fillna(part["request_id"]).to_numpy()
                                   if arm == "shadow" else part["request_id"].to_numpy()))
 
@@ -140,13 +146,15 @@ def canary_status(model: str, started: dict, step: dict, *, settings: Settings |
     ctx = ModelContext(model, settings)
     cfg, d = ctx.cfg, ctx.cfg.deploy
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, step["since"])
-    champ = frame[(frame["arm"] == "champion") & frame["label"].notna()]
-    chall = frame[(frame["arm"] == "challenger") & frame["label"].notna()]
+    scored = frame["label"].notna() & frame["output"].notna()
+    champ = frame[(frame["arm"] == "champion") & scored]
+    chall = frame[(frame["arm"] == "challenger") & scored]
     min_n = max(10, _min_predictions(d, started) // 2)
     if len(champ) >= min_n and len(chall) >= min_n:
         res = canary_decision(loss_per_request(cfg.task, champ["label"].to_numpy(float), champ["output"].to_numpy()),
                               loss_per_request(cfg.task, chall["label"].to_numpy(float), chall["output"].to_numpy()),
-                              alpha=d.alpha, min_n=min_n, margin=d.margin, max_n=d.max_step_predictions)
+                              alpha=d.alpha, min_n=min_n, margin=started.get("margin", d.margin),
+                              max_n=d.max_step_predictions)
     else:
         res = canary_proxy_decision(_arm(frame, "champion"), _arm(frame, "challenger"),
                                     limits=ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio,

@@ -246,8 +246,22 @@ def split_frame(cfg: ModelConfig, frame: pd.DataFrame) -> Split:
     return Split(train, hold)
 
 
+def feature_frame(cfg: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns of ``frame``; a missing categorical value (None, as parquet and JSON
+    give it, or NaN) is NaN, so that the imputer turns it into ``__missing__``."""
+    import numpy as np
+
+    X = frame.reindex(columns=cfg.features.all)
+    cats = [c for c in cfg.features.categorical if X[c].dtype == object and X[c].isna().any()]
+    if cats:
+        X = X.copy()
+        for c in cats:
+            X[c] = X[c].where(X[c].notna(), np.nan)
+    return X
+
+
 def xy(cfg: ModelConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    X = frame[cfg.features.all]
+    X = feature_frame(cfg, frame)
     y = frame[cfg.features.target].to_numpy()
     if cfg.task == "classification":
         y = y.astype(int)

@@ -3,7 +3,9 @@
 For each day the monitor DAG of every model runs for that day's logical date. When its
 branch requests a retrain, the retrain DAG run it triggered (with its ``conf``) is executed
 too, the way the scheduler would. The story printed comes from the decision ledger the
-tasks wrote, so what you read is what an auditor reads.
+tasks wrote, so what you read is what an auditor reads. Then the live part
+(:mod:`retrain_airflow.demo_live`): a serving gateway with traffic, a canary rollout that is
+promoted and a bad champion rolled back automatically.
 
 Run with ``python -m retrain_airflow.demo`` (``plugins/`` on ``PYTHONPATH``); ``make demo``
 does that with the environment set.
@@ -206,6 +208,13 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
                 top = "; ".join(x.split(" (drop")[0] for x in mon["details"]["reasons"])[:58]
             share_s = f"{share:.0%}" if share is not None else "-"
             print(f"{day!s:<11} {model:<15} {decision:<9} {share_s:>7}  {top:<58} {outcome}")
+    if args.live and args.live_model in models:
+        from retrain_airflow.demo_live import run_live
+
+        last_day = START + dt.timedelta(days=args.days - 1)
+        if run_live(bag, settings, ledger, args.live_model, last_day, state_dir, print) != 0:
+            return 1
+        seen = len(_new_records(ledger, 0))
     print()
     from retrain_lib import registry
 
@@ -242,6 +251,9 @@ def main(argv=None) -> int:
     p.add_argument("--first-day", type=int, default=29)
     p.add_argument("--rows-per-day", type=int, default=1500)
     p.add_argument("--no-reset", dest="reset", action="store_false")
+    p.add_argument("--no-live", dest="live", action="store_false",
+                   help="skip the live part (gateway, canary rollout, automatic rollback)")
+    p.add_argument("--live-model", default="credit_default", help="model of the live part")
     p.add_argument("--json", help="write the final aliases to this file")
     return run(p.parse_args(argv))
 

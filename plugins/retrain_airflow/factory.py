@@ -379,6 +379,8 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                                  description="Predictions per arm before the shadow is judged (deploy.min_predictions)"),
         "step_minutes": Param(d.step_minutes, type="number", exclusiveMinimum=0,
                               description="Shortest canary step (deploy.step_minutes)"),
+        "margin": Param(d.margin, type="number", minimum=0,
+                        description="Per-request loss the challenger may exceed the champion's by (deploy.margin)"),
     }) as dag:
 
         def actor(context) -> str:
@@ -391,7 +393,7 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             params = context.get("params") or {}
             return _fail_fast(start_fn, name, settings=_settings(cfg_dir_s), as_of=_as_of(context),
                               actor=actor(context), mode=params.get("mode"),
-                              min_predictions=params.get("min_predictions"))
+                              min_predictions=params.get("min_predictions"), margin=params.get("margin"))
 
         started = start_rollout()
         need = "{{ ti.xcom_pull(task_ids='start_rollout')['min_predictions'] }}"

@@ -124,9 +124,9 @@ class FeatureSchema:
         data = {}
         for c in self.numeric:
             data[c] = np.fromiter((nan if r[c] is None else r[c] for r in records), dtype=np.float64, count=n)
-        for c in self.categorical:
+        for c in self.categorical:  # null is missing (NaN), as training sees it
             col = np.empty(n, dtype=object)
-            col[:] = [r[c] for r in records]
+            col[:] = [nan if r[c] is None else r[c] for r in records]
             data[c] = col
         return pd.DataFrame(data, copy=False)
 
@@ -237,7 +237,7 @@ class FastScorer:
                         v = r[c]
                         for op, a, b in steps:
                             if op == "impute":
-                                if (v is None) if a is None else _is_nan(v):
+                                if v is None or (a is not None and _is_nan(v)):
                                     v = b[j]
                             else:  # onehot: (offsets, index per category)
                                 k = b[j].get(v) if isinstance(v, str) else None
@@ -665,22 +665,24 @@ class Gateway:
             if item is None:
                 return
             name, challenger, records, request_ids, features = item
+            error = None
+            t0 = time.perf_counter()
             try:
-                t0 = time.perf_counter()
                 outputs = challenger.score(records)
-                ms = (time.perf_counter() - t0) * 1000 / max(len(request_ids), 1)
-                if self.predlog is not None:
-                    now = utcnow()
-                    self.predlog.submit([
-                        {"request_id": f"{rid}:shadow", "model": name, "version": challenger.version,
-                         "arm": routing.SHADOW_ARM, "features": feats, "output": out, "latency_ms": ms,
-                         "created_at": now, "parent_id": rid}
-                        for rid, feats, out in zip(request_ids, features, outputs)])
-                self.metrics.request(name, routing.SHADOW_ARM, 200, len(request_ids))
-            except Exception:  # noqa: BLE001 - the shadow never affects answers
+            except Exception as exc:  # noqa: BLE001 - the shadow never affects answers; its errors are logged
                 log.exception("shadow scoring of %s failed", name)
+                error, outputs = f"{type(exc).__name__}: {exc}"[:300], [None] * len(records)
                 with self.metrics._lock:
                     self.metrics.shadow_failed += 1
+            ms = (time.perf_counter() - t0) * 1000 / max(len(request_ids), 1)
+            if self.predlog is not None:
+                now = utcnow()
+                self.predlog.submit([
+                    {"request_id": f"{rid}:shadow", "model": name, "version": challenger.version,
+                     "arm": routing.SHADOW_ARM, "features": feats, "output": out, "latency_ms": ms,
+                     "created_at": now, "parent_id": rid, "error": error}
+                    for rid, feats, out in zip(request_ids, features, outputs)])
+            self.metrics.request(name, routing.SHADOW_ARM, 500 if error else 200, len(request_ids))
 
     # -- requests --------------------------------------------------------------------------
 
@@ -842,11 +844,17 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         # One record on the fast path takes well under a millisecond: answer it on the loop
         # (a thread handoff would cost more than it frees). Batches and the pandas pipeline
         # path run in the prediction pool so the loop keeps serving.
-        if len(records) == 1 and (dep.champion if arms[0] == champion_arm else dep.challenger).fast is not None:
-            outputs = score_records(dep, records, arms)
-        else:
-            outputs = await asyncio.get_running_loop().run_in_executor(gw.executor, score_records, dep, records,
-                                                                       arms)
+        error = None
+        try:
+            if len(records) == 1 and (dep.champion if arms[0] == champion_arm else dep.challenger).fast is not None:
+                outputs = score_records(dep, records, arms)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(gw.executor, score_records, dep, records,
+                                                                           arms)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot score: logged, answered 500
+            log.exception("%s: scoring failed", name)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            outputs = [None] * len(records)
         ms = (time.perf_counter() - t0) * 1000
         versions = [dep.champion.version if a == champion_arm else dep.challenger.version for a in arms]
         shadow = state.mode == "shadow" and dep.challenger is not None
@@ -856,7 +864,7 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         if gw.predlog is not None:
             now = utcnow()
             rows = [{"request_id": rid, "model": name, "version": v, "arm": a, "features": f, "output": o,
-                     "latency_ms": ms, "created_at": now, "parent_id": None}
+                     "latency_ms": ms, "created_at": now, "parent_id": None, "error": error}
                     for rid, v, a, f, o in zip(ids, versions, arms, features, outputs)]
             try:
                 async with asyncio.timeout(30):
@@ -866,6 +874,11 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
                 gw.metrics.request(name, "none", 503)
                 return json_response({"detail": f"the prediction could not be logged ({type(exc).__name__}); "
                                       "retry"}, 503)
+        if error is not None:
+            for a in set(arms):
+                gw.metrics.request(name, a, 500, arms.count(a))
+            return json_response({"detail": f"model {name!r} could not score the request ({error})",
+                                  "request_ids": ids}, 500)
         if shadow:
             try:
                 gw._shadow.put_nowait((name, dep.challenger, records, ids, features))

@@ -6,7 +6,9 @@ Two tables (SQLAlchemy Core):
   (``champion``, ``challenger`` or ``shadow``), ``features`` (JSON text of the record),
   ``output`` (positive-class probability or regression prediction), ``latency_ms``,
   ``created_at`` (UTC), and ``parent_id``: for a ``shadow`` row, the request id of the
-  answered request it mirrors (its own id is ``<parent_id>:shadow``), else NULL.
+  answered request it mirrors (its own id is ``<parent_id>:shadow``), else NULL; ``error``:
+  why the model could not score the request (the gateway answered 500, ``output`` is NULL),
+  else NULL. The monitor's serving checks read error rates and latencies from here.
 * ``feedback``: ``request_id`` (primary key, the answered request), ``label``,
   ``received_at`` (UTC). A second label for the same request replaces the first.
 
@@ -55,8 +57,11 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("parent_id", sa.String(80), nullable=True),
+    sa.Column("error", sa.String(300), nullable=True),
     sa.Index("ix_predictions_model_created", "model", "created_at"),
 )
+_EMPTY_ROW = {c.name: None for c in predictions.columns}
+_NCOLS = len(_EMPTY_ROW)
 feedback = sa.Table(
     "feedback", metadata,
     sa.Column("request_id", sa.String(80), primary_key=True),
@@ -109,8 +114,19 @@ def get_engine(url: str) -> sa.Engine:
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True)
             metadata.create_all(engine)
+            _add_missing_columns(engine)
             _ENGINES[url] = engine
         return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added since a log was created (nullable ones only): added in place."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
+    for col in predictions.columns:
+        if col.name not in have and col.nullable:
+            kind = col.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'ALTER TABLE predictions ADD COLUMN "{col.name}" {kind}'))
 
 
 def utcnow() -> dt.datetime:
@@ -174,6 +190,7 @@ class PredictionLog:
         self.failures = 0
         self._conn = None  # the writer thread's connection
         self._sqlite = self.engine.dialect.name == "sqlite"
+        self._upsert_labels = _insert(self.engine, feedback, upsert_on="request_id")
         self._written = threading.Event()  # rows committed since the last checkpoint
         self._stopped = threading.Event()
         self._checkpointer = None
@@ -191,12 +208,14 @@ class PredictionLog:
         """Items waiting for the writer."""
         return self._queue.qsize()
 
-    def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None):
+    def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None,
+               *, labels: bool = False):
+        """Queue prediction rows (or, with ``labels``, feedback rows: upserts by request id)."""
         if self._closed:
             raise LogClosedError("the prediction log is closed")
-        self._queue.put((rows, callback))
+        self._queue.put((rows, callback, labels))
 
-    def write(self, rows: list[dict[str, Any]], timeout: float | None = 30.0) -> None:
+    def write(self, rows: list[dict[str, Any]], timeout: float | None = 30.0, *, labels: bool = False) -> None:
         """Queue ``rows`` and wait until they are committed (raises what the commit raised)."""
         done = threading.Event()
         box: list[BaseException | None] = [None]
@@ -205,7 +224,7 @@ class PredictionLog:
             box[0] = error
             done.set()
 
-        self.submit(rows, callback)
+        self.submit(rows, callback, labels=labels)
         if not done.wait(timeout):
             raise TimeoutError(f"prediction log commit did not finish within {timeout} s")
         if box[0] is not None:
@@ -227,9 +246,8 @@ class PredictionLog:
         now = utcnow()
         rows = {rid: {"request_id": rid, "label": float(label), "received_at": now}
                 for rid, label in labels if rid in known}
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(_insert(self.engine, feedback, upsert_on="request_id"), list(rows.values()))
+        if rows:  # through the writer: committed with the predictions waiting beside them
+            self.write(list(rows.values()), labels=True)
         return FeedbackResult(stored=[r for r in ids if r in known], unknown=[r for r in ids if r not in known])
 
     def close(self, timeout: float = 30.0) -> None:
@@ -314,13 +332,22 @@ class PredictionLog:
                 self._commit(batch)
 
     def _commit(self, batch: list) -> None:
-        rows = [row for rs, _ in batch for row in rs]
+        # Every row names every column (one executemany needs the same keys in each row).
+        rows = [row if len(row) == _NCOLS else {**_EMPTY_ROW, **row}
+                for rs, _, is_labels in batch if not is_labels for row in rs]
+        labels: dict[str, dict] = {}  # a later label of a request replaces an earlier one
+        for rs, _, is_labels in batch:
+            if is_labels:
+                labels.update((r["request_id"], r) for r in rs)
         try:
-            if rows:
+            if rows or labels:
                 conn = self._connect()
                 try:
                     with conn.begin():
-                        conn.execute(predictions.insert(), rows)
+                        if rows:
+                            conn.execute(predictions.insert(), rows)
+                        if labels:
+                            conn.execute(self._upsert_labels, list(labels.values()))
                 except Exception:
                     if conn.invalidated or conn.closed:
                         self._disconnect()
@@ -329,7 +356,7 @@ class PredictionLog:
                     self._written.set()
             self.batches += 1
             self.rows += len(rows)
-            outcome = [(cb, None) for _, cb in batch]
+            outcome = [(cb, None) for _, cb, _ in batch]
         except Exception as exc:  # noqa: BLE001 - retry item by item, report each outcome
             if len(batch) == 1:
                 log.warning("prediction log write failed: %s", exc)

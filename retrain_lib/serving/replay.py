@@ -122,3 +122,77 @@ def replay(cfg, data_root, *, url: str, rate: float, days=None, label_delay_s: f
             "error_kinds": errors, "labels_posted": posted, "labels_unknown": unknown,
             "rps": round(len(records) / elapsed, 2) if elapsed > 0 else None,
             "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99)}
+
+
+class LiveTraffic:
+    """Steady live traffic for demos and tests: batches of ``batch`` records sent back to back
+    from a background thread, each batch's labels posted ``label_delay_s`` after its answer
+    (0: at once). ``records`` are ``(features, label)`` pairs, reused round robin.
+    Counts: ``sent`` (answered records), ``failed`` (requests not answered 200, by status)."""
+
+    def __init__(self, url: str, model: str, records: list[tuple[dict, float]], *, batch: int = 10,
+                 label_delay_s: float = 0.0, token: str | None = None):
+        if not records:
+            raise DataError(f"no labelled records to send to {model}")
+        self.base = url.rstrip("/") + f"/v1/models/{model}"
+        self.records, self.batch, self.label_delay_s = records, batch, label_delay_s
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.stop_event = threading.Event()
+        self.sent = 0
+        self.failed: dict[str, int] = {}
+        self.versions: dict[str, int] = {}
+        self._pending: list[tuple[float, list[dict]]] = []
+        self.thread = threading.Thread(target=self._run, name=f"traffic-{model}", daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        i = 0
+        with httpx.Client(timeout=30, headers=self.headers) as http:
+            while not self.stop_event.is_set():
+                chunk = [self.records[(i + k) % len(self.records)] for k in range(self.batch)]
+                i += self.batch
+                try:
+                    r = http.post(f"{self.base}/predict", json={"records": [c[0] for c in chunk]})
+                except httpx.HTTPError as exc:
+                    r, status = None, type(exc).__name__
+                if r is not None and r.status_code == 200:
+                    preds = r.json()["predictions"]
+                    self.sent += len(preds)
+                    for p in preds:
+                        self.versions[p["version"]] = self.versions.get(p["version"], 0) + 1
+                    self._pending.append((time.monotonic() + self.label_delay_s,
+                                          [{"request_id": p["request_id"], "label": float(c[1])}
+                                           for p, c in zip(preds, chunk)]))
+                else:
+                    status = str(r.status_code) if r is not None else status
+                    self.failed[status] = self.failed.get(status, 0) + 1
+                    time.sleep(0.05)
+                due = [p for p in self._pending if p[0] <= time.monotonic()]
+                if due:
+                    self._pending = [p for p in self._pending if p[0] > time.monotonic()]
+                    labels = [x for _, batch in due for x in batch]
+                    try:
+                        http.post(f"{self.base}/feedback", json={"labels": labels})
+                    except httpx.HTTPError as exc:
+                        log.warning("feedback to %s failed: %s", self.base, exc)
+
+    def start(self) -> LiveTraffic:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
+
+    def __enter__(self) -> LiveTraffic:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def labelled_records(cfg, data_root, days: tuple[dt.date, dt.date]) -> list[tuple[dict, float]]:
+    """``(features, label)`` of the records of ``days`` whose label is known."""
+    records, ids, labels = _records(cfg, Path(data_root), days)
+    return [(r, float(labels[i])) for r, i in zip(records, ids) if i in labels and labels[i] == labels[i]]

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,44 +114,13 @@ def platform(airflow_db, tmp_path_factory):
                 os.environ[k] = v
 
 
-class Traffic:
-    """Live requests (batches of 10 records) with their labels posted right after the answer."""
-
-    def __init__(self, url: str, records: list):
-        self.url, self.records, self.stop = url, records, threading.Event()
-        self.sent = self.failed = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        with httpx.Client(timeout=30) as http:
-            while not self.stop.is_set():
-                batch = [self.records[(i + k) % len(self.records)] for k in range(10)]
-                i += 10
-                r = http.post(f"{self.url}/v1/models/{MODEL}/predict", json={"records": [b[0] for b in batch]})
-                if r.status_code != 200:
-                    self.failed += 1
-                    continue
-                self.sent += len(batch)
-                preds = r.json()["predictions"]
-                http.post(f"{self.url}/v1/models/{MODEL}/feedback",
-                          json={"labels": [{"request_id": p["request_id"], "label": float(b[1])}
-                                           for p, b in zip(preds, batch)]})
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=60)
-
-
 def _run_rollout(platform, day: str):
     dag = platform.bag.dags[DAG_ID]
-    with Traffic(platform.url, platform.records) as traffic:
+    from retrain_lib.serving.replay import LiveTraffic
+
+    with LiveTraffic(platform.url, MODEL, platform.records) as traffic:
         run = dag.test(logical_date=dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC), run_conf={"as_of": day})
-    assert traffic.failed == 0 and traffic.sent > 0
+    assert not traffic.failed and traffic.sent > 0
     return run, task_states(DAG_ID, run.run_id)
 
 
@@ -191,11 +159,10 @@ def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and
     assert r.json()["predictions"][0]["version"] == v2
 
 
-def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(platform):
+def _weak_version(platform, key: str) -> str:
+    """A registered version trained with max_iter 1, max_depth 1 (much weaker than the others)."""
     from retrain_lib import lifecycle, registry
 
-    client = platform.client
-    champion = registry.aliases(client, MODEL)["champion"]
     path = platform.cfg_dir / "models" / f"{MODEL}.yaml"
     original = path.read_text()
     raw = yaml.safe_load(original)
@@ -203,11 +170,28 @@ def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
         snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=platform.settings)
-        weak = lifecycle.train_candidate(MODEL, snap, settings=platform.settings, run_key="weak")
+        weak = lifecycle.train_candidate(MODEL, snap, settings=platform.settings, run_key=key)
     finally:
         path.write_text(original)
-    bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
-                                        tags={}).version)
+    return str(registry.register_version(platform.client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
+                                         tags={}).version)
+
+
+def _wait_serving(platform, version: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if httpx.get(f"{platform.url}/health", timeout=2).json()["models"][MODEL]["champion"] == version:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the gateway did not serve v{version} within {timeout_s} s")
+
+
+def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(platform):
+    from retrain_lib import registry
+
+    client = platform.client
+    champion = registry.aliases(client, MODEL)["champion"]
+    bad = _weak_version(platform, "weak")
     registry.set_challenger(client, MODEL, bad)
     run, states = _run_rollout(platform, "2026-02-04")
     assert states["promote_challenger"] == "skipped", states
@@ -217,4 +201,41 @@ def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(
     assert client.get_model_version(MODEL, bad).tags.get("retrain.rollout") == "rolled_back"
     last = [r for r in _ledger(platform).records(MODEL) if r["event"] == "rollout_rollback"][-1]
     assert last["details"]["version"] == bad and last["details"]["reason"]
+    assert _ledger(platform).verify() == []
+
+
+def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_prediction_log(platform):
+    from retrain_lib import registry
+    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.serving.replay import LiveTraffic
+
+    client = platform.client
+    good = registry.aliases(client, MODEL)["champion"]
+    bad = _weak_version(platform, "bad-by-hand")
+    out = promote_version(MODEL, bad, settings=platform.settings, as_of="2026-02-05", actor="test/on-call",
+                          reason="hotfix without gates")
+    assert out["promoted"] and registry.aliases(client, MODEL)["previous-champion"] == good
+    _wait_serving(platform, bad)
+    min_labels = 200  # rollback.min_labels of the example config
+    with LiveTraffic(platform.url, MODEL, platform.records) as traffic:
+        deadline = time.monotonic() + 120
+        while traffic.versions.get(bad, 0) < 2 * min_labels and time.monotonic() < deadline:
+            time.sleep(0.3)
+        monitor = platform.bag.dags[f"{MODEL}__monitor"]
+        run = monitor.test(logical_date=dt.datetime(2026, 2, 5, 18, tzinfo=dt.UTC))
+        states = task_states(f"{MODEL}__monitor", run.run_id)
+        assert states["rollback_champion"] == "success", states
+        assert states["request_retrain"] == "skipped" and states["healthy"] == "skipped", states
+        _wait_serving(platform, good)
+    assert not traffic.failed and traffic.versions.get(bad, 0) >= 2 * min_labels
+    aliases = registry.aliases(client, MODEL)
+    assert aliases["champion"] == good
+    records = _ledger(platform).records(MODEL)
+    monitor_rec = [r for r in records if r["event"] == "monitor"][-1]
+    serving = next(s for s in monitor_rec["details"]["signals"] if s["signal"] == "serving")
+    assert serving["triggered"] is True and serving["detail"]["labels"] >= min_labels
+    assert serving["detail"]["champion_live"] < serving["detail"]["previous_live"]
+    assert "degraded in live serving" in monitor_rec["details"]["reasons"][0]
+    back = [r for r in records if r["event"] == "rollback"][-1]
+    assert (back["before"], back["after"]) == (bad, good)
     assert _ledger(platform).verify() == []

@@ -248,3 +248,45 @@ def test_rollback_facts_without_a_comparison_do_not_decide():
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79),
                rollback={"metric": "roc_auc", "reason": "only 12 matured labels"})
     assert d["action"] == HEALTHY and all(s["signal"] != "rollback" for s in d["signals"])
+
+
+def serving(requests=500, errors=0, p95=8.0, max_error_rate=0.05, max_p95=None, previous="2", **live) -> dict:
+    out = {"source": "prediction log", "window": ["2026-11-26T10:00:00+00:00", "2026-11-26T11:00:00+00:00"],
+           "champion": "3", "previous": previous, "requests": requests, "errors": errors,
+           "error_rate": errors / requests, "p95_latency_ms": p95, "min_requests": 100,
+           "max_error_rate": max_error_rate, "max_p95_latency_ms": max_p95, "metric": "roc_auc", "max_drop": 0.05,
+           "labels": 0, "min_labels": 200}
+    if live:
+        rel = (live["previous_live"] - live["champion_live"]) / live["previous_live"]
+        out.update(labels=400, relative_worse=rel, worse=rel > 0.05, **live)
+    return out
+
+
+@pytest.mark.parametrize(("facts", "why"), [
+    (serving(errors=40), "error rate 8.0% of the champion's 500 requests in the last 60 min (limit 5.0%)"),
+    (serving(p95=250.0, max_p95=100.0), "p95 latency 250.0 ms over the last 60 min (limit 100 ms)"),
+    (serving(champion_live=0.55, previous_live=0.80),
+     "roc_auc 0.5500 on 400 labelled live requests vs previous-champion v2 0.8000 on the same requests: 31.2% worse"),
+])
+def test_live_serving_past_a_limit_rolls_back(facts, why):
+    from retrain_lib.lifecycle import ROLLBACK
+
+    d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79),
+               serving=facts)
+    assert d["action"] == ROLLBACK and d["rollback"] == {"from": "3", "to": "2"}
+    assert why in d["reasons"][0]
+    assert signal(d, "serving")["triggered"] is True
+
+
+@pytest.mark.parametrize("facts", [
+    serving(errors=20),                                        # 4% < 5%
+    serving(requests=50, errors=25),                           # too few requests to judge
+    serving(p95=250.0),                                        # no latency limit configured
+    serving(champion_live=0.78, previous_live=0.80),           # 2.5% worse < 5%
+    serving(errors=40, previous=None),                         # nothing to go back to
+])
+def test_live_serving_within_limits_or_unjudgeable_does_not_roll_back(facts):
+    d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79),
+               serving=facts)
+    assert d["action"] == HEALTHY
+    assert signal(d, "serving")["triggered"] is (bool(facts["previous"] is None))

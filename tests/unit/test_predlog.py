@@ -4,11 +4,14 @@ and runs SQLite in WAL mode."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import threading
+import uuid
 
 import pytest
 
+from retrain_lib.serving import predlog
 from retrain_lib.serving.predlog import PredictionLog, arm_summary, read_predictions, resolve_url
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -21,12 +24,57 @@ def _row(i, *, arm="champion", model="m", at=T0, output=0.5, parent=None, latenc
             "parent_id": parent}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """The embedded SQLite log, and the production one on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'predictions.db'}"
+        return
+    psycopg = pytest.importorskip("psycopg")
+    server = "host=127.0.0.1 port=5432 user=postgres"
+    try:
+        psycopg.connect(f"{server} dbname=postgres", connect_timeout=3).close()
+    except psycopg.OperationalError:
+        if os.environ.get("RETRAIN_STRICT") == "1":
+            raise
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    name = f"retrain_predlog_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        for key, engine in list(predlog._ENGINES.items()):
+            if name in key:
+                engine.dispose()
+                predlog._ENGINES.pop(key)
+        with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def url(tmp_path):
+def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'predictions.db'}"
 
 
-def test_sqlite_runs_in_wal_mode_with_the_tables(url, tmp_path):
+def test_a_log_created_before_the_error_column_gets_it(url):
+    import sqlalchemy as sa
+
+    old = sa.MetaData()
+    sa.Table("predictions", old, *[sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                                   for c in predlog.predictions.columns if c.name != "error"])
+    engine = sa.create_engine(predlog.resolve_url(log_url=url))
+    old.create_all(engine)
+    engine.dispose()
+    plog = PredictionLog(url)
+    plog.write([_row(1), {**_row(2), "output": None, "error": "ValueError: boom"}])
+    plog.close()
+    frame = read_predictions(url, "m", T0)
+    assert dict(zip(frame["request_id"], frame["error"])) == {"r1": None, "r2": "ValueError: boom"}
+
+
+def test_sqlite_runs_in_wal_mode_with_the_tables(sqlite_url, tmp_path):
+    url = sqlite_url
     plog = PredictionLog(url)
     plog.write([_row(1)])
     plog.close()
@@ -37,8 +85,8 @@ def test_sqlite_runs_in_wal_mode_with_the_tables(url, tmp_path):
     assert con.execute("select request_id, output from predictions").fetchall() == [("r1", 0.5)]
 
 
-def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(url, tmp_path):
-    plog = PredictionLog(url)
+def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(sqlite_url, tmp_path):
+    plog = PredictionLog(sqlite_url)
     n_threads, per_thread = 8, 60
     seen_committed = []
 

@@ -1,0 +1,238 @@
+"""The live part of ``make demo``: a serving gateway with traffic, a canary that is promoted
+and a bad champion that the monitor rolls back, all in real Airflow runs.
+
+1. ``retrain serve`` starts (a subprocess) and serves the model's champion; a thread sends it
+   the last days' records and posts each answer's label back (``LiveTraffic``).
+2. The retrain DAG runs with ``deploy_mode: canary``: the new version becomes the challenger
+   and the run triggers the rollout DAG, which the demo then runs the way the scheduler
+   would, with its durations shortened through the run's params (minutes instead of hours):
+   shadow, then each canary step judged by the sequential test on the live labels, then
+   the promotion (compare-and-swap).
+3. A deliberately bad version (trained with ``max_iter: 1, max_depth: 1``) is promoted by
+   hand (``promote_version``, as ``retrain promote`` does). The monitor DAG reads the
+   prediction log, finds the champion worse than previous-champion on the same labelled
+   live requests and its ``rollback_champion`` task moves the alias back; the gateway
+   follows within seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Durations of the demo's rollout (a real one takes the config's hours): run params.
+FAST_ROLLOUT = {"shadow_minutes": 0.2, "min_predictions": 150, "step_minutes": 0.2, "margin": 0.25}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """``retrain serve`` as a subprocess, stopped by PID on exit."""
+
+    def __init__(self, model: str, log_path: Path, refresh_s: float = 1.0):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(self.port), "--models", model,
+             "--refresh-s", str(refresh_s)], env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout_s: float = 120) -> dict:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                r = httpx.get(f"{self.url}/health", timeout=2)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the gateway did not become healthy within {timeout_s:g} s; see {self.log.name}")
+
+    def wait_serving(self, model: str, version: str, timeout_s: float = 60) -> float:
+        """Seconds until the gateway's champion is ``version``."""
+        import httpx
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["models"][model]["champion"] == version:
+                    return time.monotonic() - t0
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the gateway did not serve {model} v{version} within {timeout_s:g} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def _since(iso_time: str) -> float:
+    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(iso_time)).total_seconds()
+
+
+def _promotion_time(ledger, version: str) -> str:
+    return [r for r in ledger.records() if r["event"] == "promote" and r["after"] == version][-1]["time"]
+
+
+def _triggered(dag_id: str, run_id: str):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one_or_none()
+        return (run.logical_date, dict(run.conf or {})) if run else None
+
+
+def _bad_version(model: str, settings, day: dt.date) -> str:
+    """A version trained with a crippling setting, carrying the champion's data tags."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from retrain_lib import lifecycle, registry
+    from retrain_lib.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_dir = Path(tmp) / "configs"
+        shutil.copytree(settings.config_dir, cfg_dir)
+        path = cfg_dir / "models" / f"{model}.yaml"
+        raw = yaml.safe_load(path.read_text())
+        raw["training"]["params"] = {**(raw["training"].get("params") or {}), "max_iter": 1, "max_depth": 1}
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        bad_settings = load_settings(cfg_dir)
+        snap = lifecycle.snapshot_data(model, day.isoformat(), settings=bad_settings, actor="demo/bad-model")
+        trained = lifecycle.train_candidate(model, snap, settings=bad_settings, run_key="demo/bad-model",
+                                            actor="demo/bad-model")
+    client = registry.get_client(settings.tracking_uri)
+    champion = client.get_model_version_by_alias(model, registry.CHAMPION)
+    tags = {k: v for k, v in champion.tags.items() if k.startswith(("data.", "trained_as_of", "config_hash"))}
+    return str(registry.register_version(client, model, run_id=trained["run_id"], source=trained["model_uri"],
+                                         tags=tags).version)
+
+
+def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, print) -> int:  # noqa: A002
+    from retrain_lib import registry
+    from retrain_lib.config import load_model_config
+    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.serving.replay import LiveTraffic, labelled_records
+
+    cfg = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
+    client = registry.get_client(settings.tracking_uri)
+    seen = len(ledger.records())
+    print(f"\nLive on {day}: {model} behind the serving gateway, traffic with labels, rollout and rollback")
+    gateway = Gateway(model, state_dir / "gateway.log")
+    traffic = None
+    try:
+        health = gateway.wait_healthy()
+        print(f"  gateway {gateway.url} serves {model} v{health['models'][model]['champion']}; every prediction "
+              f"logged in {settings.state_dir / 'predictions.db'} (gateway log: {state_dir / 'gateway.log'})")
+        records = labelled_records(cfg, settings.data_root, (day - dt.timedelta(days=6), day))
+        traffic = LiveTraffic(gateway.url, model, records, batch=10).start()
+        print(f"  traffic: {len(records)} recorded applications of the last week in a loop, 10 per request, "
+              "each label posted back after the answer")
+
+        # -- a canary that is promoted -------------------------------------------------------
+        retrain = bag.get_dag(f"{model}__retrain")
+        logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+        run_r = retrain.test(logical_date=logical, run_conf={
+            "deploy_mode": "canary", "reason": "live demo: roll the retrained model out as a canary"})
+        if run_r.state != "success":
+            print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)
+            return 1
+        trig = _triggered(f"{model}__rollout", f"rollout__{run_r.run_id}")
+        if trig is None:
+            outcome = [r for r in ledger.records()[seen:] if r["event"] in ("reject", "promote")]
+            print(f"  retrain run {run_r.run_id} started no rollout: {outcome[-1]['reason'] if outcome else '?'}",
+                  err=True)
+            return 1
+        challenger = registry.aliases(client, model).get(registry.CHALLENGER)
+        print(f"  retrain run {run_r.run_id} (deploy_mode canary): v{challenger} is the challenger; it triggered the "
+              f"rollout run rollout__{run_r.run_id}")
+        print(f"  rollout params for the demo: {FAST_ROLLOUT} (a real rollout keeps the config's hours)")
+        t0 = time.monotonic()
+        rollout = bag.get_dag(f"{model}__rollout")
+        run_o = rollout.test(logical_date=trig[0], run_conf={**trig[1], **FAST_ROLLOUT})
+        records_now = ledger.records()[seen:]
+        seen += len(records_now)
+        for r in records_now:
+            d = r["details"]
+            if r["event"] == "rollout_shadow":
+                v = d.get("verdict") or {}
+                print(f"    shadow: {d['decision']} ({d['reason']}; output PSI {v.get('psi', float('nan')):.3f}, "
+                      f"{v.get('n_paired', v.get('n', '?'))} paired requests)")
+            elif r["event"] == "rollout_canary":
+                print(f"    canary {d['percent']:g}%: {d['decision']} after {d['labelled']['challenger']} labelled "
+                      f"challenger requests ({d['reason']})")
+            elif r["event"] == "promote":
+                print(f"    promoted v{r['after']} (was v{r['before']}), compare-and-swap, {time.monotonic() - t0:.0f} s "
+                      "after the rollout began")
+            elif r["event"] == "rollout_rollback":
+                print(f"    rolled back v{d['version']}: {d['reason']}")
+        if run_o.state != "success":
+            print(f"  rollout run ended {run_o.state}", err=True)
+            return 1
+        champion = registry.aliases(client, model)[registry.CHAMPION]
+        if champion != challenger:
+            print(f"  the canary v{challenger} was not promoted (champion v{champion})", err=True)
+            return 1
+        gateway.wait_serving(model, champion)
+        print(f"  the gateway answers with v{champion} {_since(_promotion_time(ledger, champion)):.1f} s after the "
+              "promotion (registry poll every second)")
+
+        # -- a bad champion that the monitor rolls back --------------------------------------
+        bad = _bad_version(model, settings, day)
+        promote_version(model, bad, settings=settings, as_of=day.isoformat(), actor="demo/on-call",
+                        reason="hotfix promoted by hand without gates (trained with max_iter 1, max_depth 1)")
+        gateway.wait_serving(model, bad)
+        print(f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
+              "the gateway serves it")
+        need = cfg.rollback.min_labels if cfg.rollback else 200
+        served_before = traffic.versions.get(bad, 0)
+        deadline = time.monotonic() + 120
+        while traffic.versions.get(bad, 0) - served_before < need * 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        seen = len(ledger.records())
+        monitor = bag.get_dag(f"{model}__monitor")
+        run_m = monitor.test(logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
+        if run_m.state != "success":
+            print(f"  monitor run {run_m.run_id} ended {run_m.state}", err=True)
+            return 1
+        new = ledger.records()[seen:]
+        mon = next((r for r in new if r["event"] == "monitor"), None)
+        back = next((r for r in new if r["event"] == "rollback"), None)
+        print(f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
+              f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}")
+        if back is None:
+            print("  the bad champion was not rolled back", err=True)
+            return 1
+        gateway.wait_serving(model, back["after"])
+        print(f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
+              f"with v{back['after']} {_since(back['time']):.1f} s after that decision")
+        print(f"  traffic: {traffic.sent} predictions answered, "
+              f"{sum(traffic.failed.values())} requests failed {traffic.failed or ''}")
+        return 0
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        gateway.stop()
