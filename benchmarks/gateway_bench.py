@@ -32,8 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,12 +62,6 @@ def build_platform(root: Path) -> tuple[Path, Path]:
     return root / "state", cfg_dir
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pct(values, q) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 3)
 
@@ -81,40 +73,11 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def start_gateway(env, port: int, *, log: bool):
-    """Start a gateway subprocess and wait until it is healthy; (process, base url)."""
-    import httpx
+def start_gateway(env, *, log: bool):
+    """A healthy gateway subprocess serving the model, with or without its prediction log."""
+    from retrain_lib.serving.process import GatewayProcess
 
-    cmd = [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port), "--models", MODEL,
-           "--refresh-s", "2"] + ([] if log else ["--no-log"])
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gateway did not become healthy")
-            time.sleep(0.5)
-    except BaseException:
-        stop_gateway(proc)
-        raise
-    return proc, url
-
-
-def stop_gateway(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    return GatewayProcess(MODEL, refresh_s=2, env=env, args=[] if log else ["--no-log"]).start()
 
 
 class Load:
@@ -187,20 +150,18 @@ def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dic
     """Both gateways (prediction log on / off) up at once, loaded in turn: ``segments``
     alternating slices of ``seconds / segments`` each, so drifting load from other jobs on
     the machine hits both alike. Only one gateway is loaded at a time."""
-    procs = []
+    gateways = []
     try:
-        on_proc, on_url = start_gateway(env, free_port(), log=True)
-        procs.append(on_proc)
-        off_proc, off_url = start_gateway(env, free_port(), log=False)
-        procs.append(off_proc)
-        on, off = Load(on_url, clients, bodies), Load(off_url, clients, bodies)
+        gateways.append(start_gateway(env, log=True))
+        gateways.append(start_gateway(env, log=False))
+        on, off = (Load(g.url, clients, bodies) for g in gateways)
         for k in range(segments):
             for load in ((on, off) if k % 2 == 0 else (off, on)):
                 load.run(rate, seconds / segments)
         return on.summary(), off.summary()
     finally:
-        for proc in procs:
-            stop_gateway(proc)
+        for gateway in gateways:
+            gateway.stop()
 
 
 def main() -> int:

@@ -21,8 +21,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +28,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "credit_default"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -54,7 +46,7 @@ def main() -> int:
     env["RETRAIN_CONFIG_DIR"] = str(cfg_dir)
     os.environ.update(env)
     _migrate(env)
-    proc = None
+    gateway = None
     try:
         import httpx
         import yaml
@@ -62,6 +54,7 @@ def main() -> int:
         from retrain_lib import lifecycle, registry
         from retrain_lib.audit import Ledger
         from retrain_lib.config import load_model_config
+        from retrain_lib.serving.process import GatewayProcess
         from retrain_lib.settings import load_settings
         from retrain_lib.simulate import simulate
 
@@ -82,22 +75,8 @@ def main() -> int:
         weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
         path.write_text(original)
 
-        port = _free_port()
-        log = open(root / "gateway.log", "w")  # noqa: SIM115 - closed in finally
-        proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
-                                 "--models", MODEL, "--refresh-s", str(args.refresh_s)],
-                                env={**os.environ}, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway did not start: {(root / 'gateway.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+        gateway = GatewayProcess(MODEL, refresh_s=args.refresh_s, log_path=root / "gateway.log").start()
+        url = gateway.url
         import pandas as pd
 
         rec = pd.read_parquet(settings.data_root / MODEL / "2026-02-10.parquet")[cfg.features.all].head(1)
@@ -135,12 +114,8 @@ def main() -> int:
                   "rolled_back_from": bad, "rolled_back_to": good, "monitor_run_state": str(run.state),
                   "target_decision_to_serving_s": 60}
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if gateway is not None:
+            gateway.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))

@@ -18,72 +18,11 @@ and a bad champion that the monitor rolls back, all in real Airflow runs.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 # Durations of the demo's rollout (a real one takes the config's hours): run params.
 FAST_ROLLOUT = {"shadow_minutes": 0.2, "min_predictions": 150, "step_minutes": 0.2, "margin": 0.25}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Gateway:
-    """``retrain serve`` as a subprocess, stopped by PID on exit."""
-
-    def __init__(self, model: str, log_path: Path, refresh_s: float = 1.0):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_path, "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(self.port), "--models", model,
-             "--refresh-s", str(refresh_s)], env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_healthy(self, timeout_s: float = 120) -> dict:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.proc.returncode}; see {self.log.name}")
-            try:
-                r = httpx.get(f"{self.url}/health", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the gateway did not become healthy within {timeout_s:g} s; see {self.log.name}")
-
-    def wait_serving(self, model: str, version: str, timeout_s: float = 60) -> float:
-        """Seconds until the gateway's champion is ``version``."""
-        import httpx
-
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout_s:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).json()["models"][model]["champion"] == version:
-                    return time.monotonic() - t0
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the gateway did not serve {model} v{version} within {timeout_s:g} s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
 
 
 def _since(iso_time: str) -> float:
@@ -135,16 +74,17 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
     from retrain_lib import registry
     from retrain_lib.config import load_model_config
     from retrain_lib.lifecycle import promote_version
+    from retrain_lib.serving.process import GatewayProcess
     from retrain_lib.serving.replay import LiveTraffic, labelled_records
 
     cfg = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
     client = registry.get_client(settings.tracking_uri)
     seen = len(ledger.records())
     print(f"\nLive on {day}: {model} behind the serving gateway, traffic with labels, rollout and rollback")
-    gateway = Gateway(model, state_dir / "gateway.log")
+    gateway = GatewayProcess(model, log_path=state_dir / "gateway.log")
     traffic = None
     try:
-        health = gateway.wait_healthy()
+        health = gateway.start().health()
         print(f"  gateway {gateway.url} serves {model} v{health['models'][model]['champion']}; every prediction "
               f"logged in {settings.state_dir / 'predictions.db'} (gateway log: {state_dir / 'gateway.log'})")
         records = labelled_records(cfg, settings.data_root, (day - dt.timedelta(days=6), day))

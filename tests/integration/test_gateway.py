@@ -9,10 +9,7 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,18 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retrain_lib.serving.process import GatewayProcess
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -81,33 +74,16 @@ def platform(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gateway(platform):
     settings, cfg, client = platform
-    port = _free_port()
     env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir), "RETRAIN_CONFIG_DIR": str(settings.config_dir),
            "RETRAIN_GATEWAY_TOKEN": TOKEN}
     env.pop("RETRAIN_PREDICTIONS_URL", None)
-    log = open(settings.state_dir / "gateway.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
-                             "--models", MODEL, "--refresh-s", "0.3", "--max-body-bytes", "20000"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    gw = GatewayProcess(MODEL, refresh_s=0.3, args=["--max-body-bytes", "20000"], env=env,
+                        log_path=settings.state_dir / "gateway.log").start()
     try:
-        def healthy():
-            if proc.poll() is not None:
-                raise AssertionError(f"gateway exited: {(settings.state_dir / 'gateway.log').read_text()[-3000:]}")
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-
-        _wait_for(healthy, 180, "the gateway to load the champion", interval=0.5)
-        yield {"url": url, "proc": proc, "db": settings.state_dir / "predictions.db", "client": client, "cfg": cfg,
-               "settings": settings}
+        yield {"url": gw.url, "proc": gw.proc, "db": settings.state_dir / "predictions.db", "client": client,
+               "cfg": cfg, "settings": settings}
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
+        gw.stop()
 
 
 @pytest.fixture(scope="module")

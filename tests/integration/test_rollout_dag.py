@@ -9,9 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,17 +18,13 @@ import pytest
 import yaml
 from airflow_runs import task_states
 
+from retrain_lib.serving.process import GatewayProcess
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 DAG_ID = f"{MODEL}__rollout"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,40 +66,18 @@ def platform(airflow_db, tmp_path_factory):
     assert bag.import_errors == {}
     assert DAG_ID in bag.dags
 
-    port = _free_port()
+    from retrain_lib.serving.replay import labelled_records
+
+    records = labelled_records(cfg, settings.data_root, (dt.date(2026, 2, 1), dt.date(2026, 2, 3)))
     env = {**os.environ}
     env.pop("RETRAIN_PREDICTIONS_URL", None)
-    log = open(root / "gateway.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(port),
-                             "--models", MODEL, "--refresh-s", "0.3"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, (root / "gateway.log").read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "gateway did not come up"
-        time.sleep(0.5)
-    import pandas as pd
-
-    frame = pd.concat([pd.read_parquet(settings.data_root / MODEL / f"2026-02-0{d}.parquet") for d in (1, 2, 3)])
-    labels = pd.concat([pd.read_parquet(p) for p in sorted((settings.data_root / MODEL / "labels").glob("*.parquet"))])
-    truth = dict(zip(labels[cfg.data.id_column], labels[cfg.features.target]))
-    feats = frame[cfg.features.all].astype(object).where(frame[cfg.features.all].notna(), None)
-    records = [(r, truth[i]) for r, i in zip(feats.to_dict("records"), frame[cfg.data.id_column]) if i in truth]
+    gateway = GatewayProcess(MODEL, refresh_s=0.3, env=env, log_path=root / "gateway.log").start()
+    url = gateway.url
     try:
-        yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir)
+        yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir,
+                              gateway=gateway)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        gateway.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -178,12 +149,7 @@ def _weak_version(platform, key: str) -> str:
 
 
 def _wait_serving(platform, version: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if httpx.get(f"{platform.url}/health", timeout=2).json()["models"][MODEL]["champion"] == version:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the gateway did not serve v{version} within {timeout_s} s")
+    platform.gateway.wait_serving(MODEL, version, timeout_s)
 
 
 def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(platform):
