@@ -4,7 +4,10 @@ Resolution order: explicit argument, environment variable, ``configs/platform.ya
 built-in default. The platform database (decision ledger) comes from the environment variable
 named by ``database.url_env`` in ``platform.yaml`` (default ``RETRAIN_DB_URL``), else an
 embedded SQLite file ``<state_dir>/platform.db``. Relative paths in ``platform.yaml`` are
-relative to the directory that holds ``configs/`` (the project root).
+relative to the directory that holds ``configs/`` (the project root). The UI bases that alerts
+link to (``airflow_base_url``, ``mlflow_ui_url``) are overridden by ``RETRAIN_AIRFLOW_URL`` and
+``RETRAIN_MLFLOW_UI_URL``; the default bucket of S3 data sources (``s3.bucket``) by
+``RETRAIN_S3_BUCKET`` (the S3 endpoint already follows ``AWS_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from retrain_lib.config import PlatformConfig, load_platform_config
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# platform.yaml link bases and the environment variables that override them
+LINK_ENV = {"airflow_base_url": "RETRAIN_AIRFLOW_URL", "mlflow_ui_url": "RETRAIN_MLFLOW_UI_URL"}
 
 
 def default_config_dir() -> Path:
@@ -63,6 +68,13 @@ class Settings:
 def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
     config_dir = Path(config_dir).resolve() if config_dir else default_config_dir()
     platform = load_platform_config(config_dir / "platform.yaml")
+    links = {field: os.environ[env].strip().rstrip("/") for field, env in LINK_ENV.items()
+             if (os.environ.get(env) or "").strip()}
+    if links:  # the UIs alerts and approval requests link to
+        platform = platform.model_copy(update=links)
+    bucket = (os.environ.get("RETRAIN_S3_BUCKET") or "").strip()
+    if bucket:  # one deployment-wide bucket (docker-compose.yaml) without editing platform.yaml
+        platform = platform.model_copy(update={"s3": platform.s3.model_copy(update={"bucket": bucket})})
     base = config_dir.parent
 
     def _path(env: str, value: str) -> Path:

@@ -18,6 +18,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, task
 
+from retrain_airflow import alerting
 from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs, load_platform_config
 from retrain_lib.errors import ConfigError
 
@@ -82,8 +83,9 @@ def _doc(cfg: ModelConfig, path: Path, kind: str) -> str:
     )
 
 
-def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[str, Param]) -> DAG:
-    """The settings every model DAG shares: one run at a time, no catch-up, tagged by model."""
+def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[str, Param], cfg_dir: Path) -> DAG:
+    """The settings every model DAG shares: one run at a time, no catch-up, tagged by model, a
+    Slack alert when a task fails after its retries."""
     return DAG(
         dag_id=cfg.dag_id(kind),
         schedule=schedule,
@@ -93,7 +95,8 @@ def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[s
         tags=["retrain", cfg.name, kind],
         doc_md=_doc(cfg, path, kind),
         default_args={"owner": cfg.owner, "retries": 2, "retry_delay": dt.timedelta(seconds=30),
-                      "retry_exponential_backoff": True},
+                      "retry_exponential_backoff": True,
+                      "on_failure_callback": alerting.TaskFailureAlert(cfg.name, str(cfg_dir), cfg.alerts)},
         params=params,
     )
 
@@ -112,13 +115,46 @@ def monitor_schedule(cfg: ModelConfig):
                                assets=[data_asset(cfg)])
 
 
+def _monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
+    """Drift that made the monitor act, and a failed validation of the current window."""
+    from retrain_lib import alerts
+
+    name = cfg.name
+    try:
+        drifted = any(s.get("signal") == "drift" and s.get("triggered") for s in res.get("signals") or [])
+    except AttributeError:  # alerting never fails the monitor
+        log.exception("unexpected monitor signals of %s; no drift alert", name)
+        drifted = False
+    if drifted and res.get("action") in ("retrain", "rollback"):
+        alerting.alert(name, cfg_dir, cfg.alerts, "drift", lambda link, severity: alerts.drift(
+            name, res, links=link, severity=severity), context=context, mlflow_run_id=res.get("mlflow_run_id"),
+            monitor=res)
+    if (res.get("validation") or {}).get("success") is False:
+        alerting.alert(name, cfg_dir, cfg.alerts, "validation_failure", lambda link, severity: alerts.validation_failure(
+            name, stage="monitor", as_of=res.get("as_of"), links=link, severity=severity,
+            **alerts.monitor_validation_facts(res)), context=context, mlflow_run_id=res.get("mlflow_run_id"),
+            monitor=res)
+
+
+def _rollout_alert(cfg: ModelConfig, cfg_dir: str, decision: str, started: dict, outcome: dict, why: str,
+                   context) -> None:
+    from retrain_lib import alerts
+
+    name = cfg.name
+    alerting.alert(name, cfg_dir, cfg.alerts, "promotion" if decision == "promote" else "rollback",
+                   lambda link, severity: alerts.rollout_decision(name, decision, started, outcome, reason=why,
+                                                                  as_of=started.get("as_of"), links=link,
+                                                                  severity=severity),
+                   context=context, version=started.get("challenger"), as_of=started.get("as_of"))
+
+
 def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
     with _model_dag(cfg, path, "monitor", monitor_schedule(cfg), {
         "as_of": Param(None, type=["null", "string"], format="date",
                        description="Day to check (YYYY-MM-DD); default: the run's logical date"),
-    }) as dag:
+    }, cfg_dir) as dag:
 
         @task(task_id="check_model")
         def check_model(**context) -> dict:
@@ -140,6 +176,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             }
             for line in res["reasons"]:
                 log.info("%s %s: %s", name, res["action"], line)
+            _monitor_alerts(cfg, cfg_dir_s, res, context)
             return summary
 
         @task.branch(task_id="decide_action")
@@ -156,6 +193,12 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                              actor=f"{dag.dag_id}/{context['run_id']}", reason="; ".join(result["reasons"]),
                              expected_champion=result["champion_version"])
             log.warning("%s rollback: %s", name, res)
+            if res.get("rolled_back"):
+                from retrain_lib import alerts
+
+                alerting.alert(name, cfg_dir_s, cfg.alerts, "rollback", lambda link, severity: alerts.rollback(
+                    name, res, as_of=result["as_of"], links=link, severity=severity), context=context,
+                    mlflow_run_id=result.get("mlflow_run_id"), monitor=result)
             return res
 
         checked = check_model()
@@ -185,7 +228,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         "deploy_mode": Param(cfg.deploy.mode, enum=["direct", "shadow", "canary"],
                              description="direct: promote; shadow/canary: make it the challenger and start the "
                                          "rollout DAG (deploy.mode of the config by default)"),
-    }) as dag:
+    }, cfg_dir) as dag:
 
         def actor(context) -> str:
             return f"{dag.dag_id}/{context['run_id']}"
@@ -200,6 +243,12 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             snap = _fail_fast(snap_fn, name, _as_of(context), settings=_settings(cfg_dir_s), actor=actor(context))
             if not snap["valid"]:
                 where = snap.get("validation") or {}
+                from retrain_lib import alerts
+
+                alerting.alert(name, cfg_dir_s, cfg.alerts, "validation_failure", lambda link, severity:
+                               alerts.validation_failure(name, stage="retrain", as_of=snap["as_of"], links=link,
+                                                         severity=severity, **alerts.retrain_validation_facts(snap)),
+                               context=context, mlflow_run_id=where.get("mlflow_run_id"), as_of=snap["as_of"])
                 raise AirflowFailException(
                     f"training data of {name} for {snap['start']}..{snap['end']} failed validation: "
                     f"{'; '.join(snap['problems'])}. Batch quarantined in {where.get('quarantine')}; "
@@ -249,6 +298,17 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                              settings=_settings(cfg_dir_s), as_of=snap["as_of"], actor=actor(context))
             context["ti"].xcom_push(key="subject", value=req["subject"])
             context["ti"].xcom_push(key="body", value=req["body"])
+            if req["required"]:
+                from retrain_lib import alerts
+
+                a = cfg.approval
+                alerting.alert(name, cfg_dir_s, cfg.alerts, "approval_needed", lambda link, severity:
+                               alerts.approval_needed(name, req, version=registered["version"],
+                                                      timeout_hours=a.timeout_hours if a else None,
+                                                      approvers=a.approvers if a else (), as_of=snap["as_of"],
+                                                      links=link, severity=severity),
+                               context=context, mlflow_run_id=trained["run_id"], as_of=snap["as_of"],
+                               other_tasks=(("answer in Airflow", "approve_promotion"),))
             return "approve_promotion" if req["required"] else "deploy_candidate"
 
         # With an approval step, deploy follows either the approval or (nobody asked) the branch.
@@ -267,16 +327,29 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             reason = (context.get("params") or {}).get("reason") or "manual"
             approval = _approval_answer(context) if cfg.approval is not None else None
-            return _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
-                              as_of=snap["as_of"], actor=actor(context), reason=reason, snap=snap, trained=trained,
-                              approval=approval, mode=(context.get("params") or {}).get("deploy_mode"))
+            deployed = _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
+                                  as_of=snap["as_of"], actor=actor(context), reason=reason, snap=snap,
+                                  trained=trained, approval=approval,
+                                  mode=(context.get("params") or {}).get("deploy_mode"))
+            if any(m.get("alias") == "champion" for m in deployed.get("moves") or []):
+                from retrain_lib import alerts
+
+                alerting.alert(name, cfg_dir_s, cfg.alerts, "promotion", lambda link, severity: alerts.promotion(
+                    name, deployed, evaluation=evaluation, reason=reason, as_of=snap["as_of"], links=link,
+                    severity=severity), context=context, mlflow_run_id=registered["run_id"], as_of=snap["as_of"])
+            return deployed
 
         @task(task_id="reject_candidate")
         def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
+            from retrain_lib import alerts
             from retrain_lib.lifecycle import reject_candidate as reject_fn
 
-            return _fail_fast(reject_fn, name, trained, gates, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
-                              actor=actor(context))
+            res = _fail_fast(reject_fn, name, trained, gates, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
+                             actor=actor(context))
+            alerting.alert(name, cfg_dir_s, cfg.alerts, "gate_failure", lambda link, severity: alerts.gate_failure(
+                name, gates, run_id=trained["run_id"], as_of=snap["as_of"], links=link, severity=severity),
+                context=context, mlflow_run_id=trained["run_id"], as_of=snap["as_of"])
+            return res
 
         snap = snapshot_data()
         trained = train_candidate(snap)
@@ -381,7 +454,7 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                               description="Shortest canary step (deploy.step_minutes)"),
         "margin": Param(d.margin, type="number", minimum=0,
                         description="Per-request loss the challenger may exceed the champion's by (deploy.margin)"),
-    }) as dag:
+    }, cfg_dir) as dag:
 
         def actor(context) -> str:
             return f"{dag.dag_id}/{context['run_id']}"
@@ -422,8 +495,11 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             started = context["ti"].xcom_pull(task_ids="start_rollout")
             why = "shadow and every canary step passed" if started["mode"] == "canary" else "shadow passed"
-            return _fail_fast(finish_rollout, name, started, "promote", settings=_settings(cfg_dir_s),
-                              as_of=_as_of(context), actor=actor(context), reason=why)
+            outcome = _fail_fast(finish_rollout, name, started, "promote", settings=_settings(cfg_dir_s),
+                                 as_of=_as_of(context), actor=actor(context), reason=why)
+            _rollout_alert(cfg, cfg_dir_s, "promote" if outcome.get("promoted") else "rollback", started, outcome,
+                           why if outcome.get("promoted") else outcome.get("reason") or why, context)
+            return outcome
 
         @task(task_id="rollback_challenger", trigger_rule=TriggerRule.ONE_SUCCESS)
         def rollback_challenger(**context) -> dict:
@@ -433,8 +509,11 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             started = context["ti"].xcom_pull(task_ids="start_rollout")
             judges = ["judge_shadow", *[f"judge_step_{i}" for i in range(1, len(steps) + 1)]]
             whys = [w for w in context["ti"].xcom_pull(task_ids=judges, key="why") or [] if w]
-            return _fail_fast(finish_rollout, name, started, "rollback", settings=_settings(cfg_dir_s),
-                              as_of=_as_of(context), actor=actor(context), reason=whys[-1] if whys else "rollout failed")
+            why = whys[-1] if whys else "rollout failed"
+            outcome = _fail_fast(finish_rollout, name, started, "rollback", settings=_settings(cfg_dir_s),
+                                 as_of=_as_of(context), actor=actor(context), reason=why)
+            _rollout_alert(cfg, cfg_dir_s, "rollback", started, outcome, why, context)
+            return outcome
 
         shadow_branch = judge_shadow(started)
         started >> wait_shadow >> shadow_branch

@@ -1,0 +1,252 @@
+"""Slack alerts from the model DAGs, through ``apache-airflow-providers-slack``.
+
+The messages are built by :mod:`retrain_lib.alerts` (Block Kit payloads, de-duplication,
+retries); this module adds what only Airflow knows: the Slack connection (``alerts.slack_conn_id``
+of the model config; a ``slackwebhook`` connection posts with ``SlackWebhookHook``, a ``slack``
+token connection with ``SlackHook`` to ``alerts.channel``), the task the alert comes from (its
+log link) and a task-level ``on_failure_callback`` for a task that failed after its retries.
+
+Alerting never changes a task's outcome: :func:`send` and the callback catch everything and
+log it. A connection that does not exist is logged once per process and the alert skipped.
+Nothing heavy is imported at module level (the DAG factory imports this module at parse time).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT_S = 10
+_missing_logged: set[str] = set()
+_reported: set[tuple] = set()  # task tries whose failure already went out as a specific alert
+_lock = threading.Lock()
+
+
+# -----------------------------------------------------------------------------------------
+# Slack
+# -----------------------------------------------------------------------------------------
+
+
+def _log_once(conn_id: str, message: str, *args) -> None:
+    with _lock:
+        if conn_id in _missing_logged:
+            return
+        _missing_logged.add(conn_id)
+    log.warning(message, *args)
+
+
+def slack_post(conn_id: str, channel: str | None = None) -> Callable[[dict[str, Any]], Any] | None:
+    """A ``post(payload)`` for the Airflow connection ``conn_id``, or ``None`` when the
+    connection does not exist (logged once per process). Each call of ``post`` is one HTTP
+    request; retries are :func:`retrain_lib.alerts.deliver`'s."""
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException or an unreachable secrets backend
+        _log_once(conn_id, "Slack connection %r is not available (%s: %s); alerts are logged, not sent",
+                  conn_id, type(exc).__name__, exc)
+        return None
+    if conn.conn_type == "slack":
+        if not channel:
+            _log_once(conn_id, "Slack connection %r is a token connection but alerts.channel is not set; "
+                               "alerts are logged, not sent", conn_id)
+            return None
+        from airflow.providers.slack.hooks.slack import SlackHook
+
+        hook = SlackHook(slack_conn_id=conn_id, timeout=HTTP_TIMEOUT_S, retry_handlers=[])
+
+        def post_api(payload: dict[str, Any]) -> Any:
+            return hook.client.chat_postMessage(channel=channel, **payload)  # raises SlackApiError unless ok
+
+        return post_api
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=HTTP_TIMEOUT_S, retry_handlers=[])
+
+    def post_webhook(payload: dict[str, Any]) -> Any:
+        return hook.send_dict(payload)  # raises unless Slack answers 200
+
+    return post_webhook
+
+
+# -----------------------------------------------------------------------------------------
+# Links
+# -----------------------------------------------------------------------------------------
+
+
+def _experiment_of(settings, run_id: str | None) -> str | None:
+    """The MLflow experiment of a run, when MLflow is loaded already (task bodies that use it);
+    a failure callback does not pay MLflow's import for a link."""
+    if not run_id or "mlflow" not in sys.modules:
+        return None
+    try:
+        from retrain_lib import registry
+
+        return registry.get_client(settings.tracking_uri, settings.registry_uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is not worth a failure
+        log.debug("experiment of MLflow run %s not found", run_id, exc_info=True)
+        return None
+
+
+def _task_ids(context: dict | None) -> tuple[str | None, str | None, str | None]:
+    if not context:
+        return None, None, None
+    ti = context.get("ti") or context.get("task_instance")
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None)
+    run_id = context.get("run_id") or getattr(ti, "run_id", None)
+    return dag_id, run_id, getattr(ti, "task_id", None)
+
+
+def _version_run(settings, model: str, version: str | None) -> str | None:
+    if not version or "mlflow" not in sys.modules:
+        return None
+    try:
+        from retrain_lib import registry
+
+        return registry.get_client(settings.tracking_uri, settings.registry_uri).get_model_version(
+            model, str(version)).run_id
+    except Exception:  # noqa: BLE001 - a link is not worth a failure
+        log.debug("run of %s version %s not found", model, version, exc_info=True)
+        return None
+
+
+def links(settings, model: str, context: dict | None = None, *, mlflow_run_id: str | None = None,
+          version: str | None = None, monitor: dict | None = None, as_of: str | None = None,
+          other_tasks: tuple[tuple[str, str], ...] = ()):
+    """Task log of the running task, MLflow run (``mlflow_run_id`` or the run of model
+    ``version``) and drift report: the report of ``monitor`` (a monitor result), else of the
+    latest monitor check up to ``as_of`` (ledger). ``other_tasks`` are ``(label, task_id)``
+    of tasks of the same run shown first (e.g. where an approval is answered)."""
+    from retrain_lib import alerts
+
+    p = settings.platform
+    dag_id, run_id, running = _task_ids(context)
+    mlflow_run_id = mlflow_run_id or _version_run(settings, model, version)
+    report_run, report_path = None, None
+    if monitor is not None:
+        report_run, report_path = monitor.get("mlflow_run_id"), monitor.get("drift_report_path")
+    else:
+        try:
+            from retrain_lib.audit import Ledger
+
+            latest = alerts.latest_monitor_report(Ledger.from_settings(settings).records(model), as_of)
+        except Exception:  # noqa: BLE001
+            log.debug("latest drift report of %s not found", model, exc_info=True)
+            latest = None
+        if latest:
+            report_run, report_path = latest["mlflow_run_id"], latest["drift_report"]
+    report_url = None
+    if report_run and report_path:
+        exp = _experiment_of(settings, report_run)
+        if exp:
+            report_url = alerts.mlflow_run_url(p.mlflow_ui_url, report_run, exp, "monitor/drift_report.html")
+    extra = tuple((label, url) for label, task in other_tasks
+                  if (url := alerts.task_log_url(p.airflow_base_url, dag_id, run_id, task)))
+    return alerts.Links(
+        task_log=alerts.task_log_url(p.airflow_base_url, dag_id, run_id, running),
+        mlflow_run=alerts.mlflow_run_url(p.mlflow_ui_url, mlflow_run_id, _experiment_of(settings, mlflow_run_id)),
+        drift_report=report_url, drift_report_path=report_path if not report_url else None, extra=extra)
+
+
+# -----------------------------------------------------------------------------------------
+# Sending
+# -----------------------------------------------------------------------------------------
+
+
+def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context: dict | None = None) -> str:
+    """Build (``build(severity=...)`` returns a :class:`retrain_lib.alerts.Alert`) and send one
+    alert of ``kind`` per the model's ``alerts`` config. Returns ``sent``, ``suppressed``,
+    ``failed`` or ``disabled``; never raises."""
+    try:
+        from retrain_lib import alerts
+
+        if not alerts_cfg.wants(kind):
+            return alerts.DISABLED
+        alert = build(severity=alerts_cfg.severity_of(kind))
+        conn_id = alerts_cfg.slack_conn_id or settings.platform.alerts.slack_conn_id
+        if not conn_id:
+            log.info("alert (no alerts.slack_conn_id, not sent): %s", alert.text)
+            return alerts.DISABLED
+        post = slack_post(conn_id, alerts_cfg.channel or settings.platform.alerts.channel)
+        if post is None:
+            log.info("alert (connection %r missing, not sent): %s", conn_id, alert.text)
+            return alerts.DISABLED
+        outcome = alerts.deliver(alert, post, store=alerts.DedupeStore.from_settings(settings),
+                                 dedupe_minutes=alerts_cfg.dedupe_minutes, retries=alerts_cfg.retries,
+                                 retry_seconds=alerts_cfg.retry_seconds)
+        if outcome != alerts.FAILED and context is not None:
+            mark_reported(context)
+        return outcome
+    except Exception:  # noqa: BLE001 - alerting must never change the task's outcome
+        log.exception("the %s alert could not be built or sent", kind)
+        return "failed"
+
+
+def alert(model: str, cfg_dir: str, alerts_cfg, kind: str, build: Callable[..., Any], *,
+          context: dict | None = None, **link_args) -> str:
+    """One alert from a task: ``build(links, severity)`` returns the
+    :class:`retrain_lib.alerts.Alert`; ``link_args`` go to :func:`links`. Never raises."""
+    try:
+        if not alerts_cfg.wants(kind):
+            return "disabled"
+        from retrain_lib.settings import load_settings
+
+        settings = load_settings(cfg_dir)
+        link = links(settings, model, context, **link_args)
+        return send(alerts_cfg, settings, kind, lambda severity: build(link, severity), context=context)
+    except Exception:  # noqa: BLE001 - alerting must never change the task's outcome
+        log.exception("the %s alert of %s could not be sent", kind, model)
+        return "failed"
+
+
+def mark_reported(context: dict) -> None:
+    """This task try's failure is explained by the alert just sent: the failure callback skips it."""
+    dag_id, run_id, task_id = _task_ids(context)
+    ti = context.get("ti")
+    with _lock:
+        _reported.add((dag_id, run_id, task_id, getattr(ti, "try_number", None)))
+
+
+def _was_reported(context: dict) -> bool:
+    dag_id, run_id, task_id = _task_ids(context)
+    ti = context.get("ti")
+    with _lock:
+        return (dag_id, run_id, task_id, getattr(ti, "try_number", None)) in _reported
+
+
+class TaskFailureAlert:
+    """``on_failure_callback`` of every task of a model's DAGs: Airflow calls it once a task
+    has failed for good (after its retries). Sends a ``failure`` alert with the DAG, task,
+    run, try number, exception and log link, unless the task already sent a specific alert
+    for that failure (e.g. a data validation failure)."""
+
+    def __init__(self, model: str, cfg_dir: str, alerts_cfg):
+        self.model, self.cfg_dir, self.alerts_cfg = model, cfg_dir, alerts_cfg
+        self.__name__ = f"task_failure_alert_{model}"
+
+    def __call__(self, context: dict) -> None:
+        try:
+            if _was_reported(context):
+                log.info("failure already alerted by the task itself; no second alert")
+                return
+            from retrain_lib import alerts
+
+            dag_id, run_id, task_id = _task_ids(context)
+            ti = context.get("ti")
+            params = context.get("params") or {}
+            as_of = params.get("as_of") if hasattr(params, "get") else None
+            max_tries = getattr(ti, "max_tries", None)
+            alert(self.model, self.cfg_dir, self.alerts_cfg, "failure", lambda link, severity: alerts.task_failure(
+                self.model, dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=getattr(ti, "try_number", None),
+                max_tries=(max_tries + 1) if isinstance(max_tries, int) else None,
+                exception=context.get("exception"), as_of=as_of, links=link, severity=severity),
+                context=context, as_of=as_of)
+        except Exception:  # noqa: BLE001 - a callback must not raise
+            log.exception("the task failure alert of %s could not be sent", self.model)
