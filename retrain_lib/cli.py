@@ -298,6 +298,159 @@ def cmd_reproduce(args) -> int:
 
 
 # -----------------------------------------------------------------------------------------
+# status
+# -----------------------------------------------------------------------------------------
+
+_STATUS_HELP = """\
+The fleet's state from the MLflow registry (aliases, versions, rollout tags), the decision
+ledger (last monitor check, gate results, decisions) and the monitor's reports: the same
+information as the Airflow fleet page (/retrain/ on the API server).
+
+Without MODEL: one row per model. With MODEL: its versions, rollout, last drift check per
+feature, drift trend, last gates and last decisions. Progress goes to stderr on a terminal.
+
+Exit codes: 0 ok; 2 unknown model or bad arguments."""
+
+
+def _fmt(value, spec: str = "", none: str = "-") -> str:
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if spec and isinstance(value, int | float):
+        return format(value, spec)
+    return str(value)
+
+
+def _v(version) -> str:
+    return f"v{version}" if version else "-"
+
+
+def _moved(decision: dict) -> str:
+    """``v1->v2`` (``none->v1`` for a first champion, ``v2->none`` for a removed alias)."""
+    return f"{_v(decision.get('before')).replace('-', 'none')}->{_v(decision.get('after')).replace('-', 'none')}"
+
+
+def _rollout_text(r: dict) -> str:
+    if r["mode"] == "canary":
+        return f"canary {r['canary_percent']:g}%" + (f" by {r['sticky_key']}" if r["sticky_key"] else "")
+    return r["mode"]
+
+
+def _table(headers: list[str], rows: list[list[str]], out) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+
+
+def _print_fleet(fleet: dict, out) -> None:
+    rows = []
+    for m in fleet["models"]:
+        mon = m["last_monitor"] or {}
+        last = m["last_decision"] or {}
+        gates = m["last_gates"] or {}
+        rows.append([
+            m["model"], _v(m["aliases"].get("champion")), _v(m["aliases"].get("challenger")),
+            _v(m["aliases"].get("previous-champion")), _rollout_text(m["rollout"]), _fmt(mon.get("as_of")),
+            _fmt(mon.get("action")), _fmt(mon.get("drifted_share"), ".0%"),
+            {True: "passed", False: "FAILED"}.get(gates.get("passed"), "-"),
+            f"{last['as_of'] or last['time'][:10]} {last['event']}" + (
+                f" {_moved(last)}" if last.get("after") else "") if last else "-",
+        ])
+    _table(["model", "champion", "challenger", "previous", "rollout", "last check", "action", "drifted", "gates",
+            "last decision"], rows, out)
+    for p in fleet["config_problems"]:
+        print(f"config problem: {p['file']}:{p['line']}: {p['field']}: {p['reason']}", file=out)
+
+
+def _print_model(m: dict, out) -> None:
+    print(f"{m['model']}  (owner {_fmt(m['owner'])}, {_fmt(m['task'])}, deploy {_fmt(m['deploy_mode'])}, "
+          f"config {_fmt(m['config'])})", file=out)
+    print(f"rollout: {_rollout_text(m['rollout'])}; latest registered version {_v(m['latest_version'])}", file=out)
+    print(file=out)
+    metric_names = sorted({k for v in m["versions"].values() for k in (v.get("metrics") or {})})[:4]
+    rows = [[", ".join(v.get("aliases") or []), _v(v["version"]), _fmt(v.get("trained_as_of")),
+             _fmt(v.get("promoted_as_of")), _fmt(v.get("gates_passed")),
+             *[_fmt((v.get("metrics") or {}).get(k), ".4f") for k in metric_names], _fmt(v.get("run_id"))]
+            for v in sorted(m["versions"].values(), key=lambda v: int(v["version"]), reverse=True)]
+    _table(["alias", "version", "trained as of", "promoted as of", "gates", *metric_names, "run"], rows, out)
+    mon = m["last_monitor"]
+    print(file=out)
+    if mon is None:
+        print("last drift check: none in the ledger", file=out)
+    else:
+        print(f"last drift check {mon['as_of']}: {_fmt(mon['action']).upper()}, drifted share "
+              f"{_fmt(mon['drifted_share'], '.0%')} (dataset drift at {_fmt(mon.get('drift_share_threshold'), '.0%')})"
+              f"; report {_fmt(mon['drift_report'])}", file=out)
+        for r in mon["reasons"]:
+            print(f"  - {r}", file=out)
+        _table(["feature", "method", "score", "p_value", "threshold", "drifted"],
+               [[_fmt(f.get("name")), _fmt(f.get("method")), _fmt(f.get("score"), ".4f"), _fmt(f.get("p_value"), ".3g"),
+                 _fmt(f.get("threshold"), "g"), "YES" if f.get("drifted") else "no"] for f in mon["features"]], out)
+    if m["drift_trend"]:
+        print(file=out)
+        print(f"drift trend (last {len(m['drift_trend'])} checks):", file=out)
+        _table(["as of", "action", "drifted", "drifted features"],
+               [[t["as_of"], _fmt(t["action"]), _fmt(t["drifted_share"], ".0%"), ", ".join(t["drifted"]) or "-"]
+                for t in m["drift_trend"]], out)
+    g = m["last_gates"]
+    print(file=out)
+    if g is None:
+        print("last gates: none in the ledger", file=out)
+    else:
+        print(f"last gates {g['as_of']}: {'PASSED' if g['passed'] else 'FAILED'} (run {g['run_id']})", file=out)
+        if g["results"]:
+            _table(["gate", "metric", "slice", "observed", "threshold", "champion", "passed"],
+                   [[_fmt(r.get("gate")), _fmt(r.get("metric")), _fmt(r.get("slice")), _fmt(r.get("observed"), ".4f"),
+                     _fmt(r.get("threshold"), ".4f"), _fmt(r.get("champion"), ".4f"),
+                     "skipped" if r.get("skipped") else ("PASS" if r.get("passed") else "FAIL")]
+                    for r in g["results"]], out)
+        else:
+            for reason in g["failed"]:
+                print(f"  FAIL {reason}", file=out)
+    print(file=out)
+    print(f"last decisions ({len(m['decisions'])} of {m['ledger_records']} ledger records):", file=out)
+    _table(["seq", "as of", "event", "champion", "actor", "reason"],
+           [[str(d["seq"]), _fmt(d["as_of"]), d["event"],
+             _moved(d) if d.get("after") or d.get("before") else "-",
+             _fmt(d["actor"]), (d["reason"] or "")[:80]] for d in m["decisions"]], out)
+
+
+def cmd_status(args) -> int:
+    from retrain_lib.settings import load_settings
+    from retrain_lib.status import UnknownModelError, fleet_status
+
+    if args.history < 0 or args.decisions < 0:
+        print(f"error: --history and --decisions must be 0 or more; got {args.history} and {args.decisions}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    show = sys.stderr.isatty() and args.format == "text"
+
+    def progress(message: str) -> None:
+        if show:
+            print(f"\r\033[K{message}...", end="", file=sys.stderr, flush=True)
+
+    try:
+        fleet = fleet_status(load_settings(args.config_dir), model=args.model, history=args.history,
+                             decisions=args.decisions, progress=progress)
+    except UnknownModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        if show:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    if args.format == "json":
+        print(json.dumps(fleet, indent=2, default=str))
+    elif args.model is None:
+        _print_fleet(fleet, sys.stdout)
+    else:
+        _print_model(fleet["models"][0], sys.stdout)
+    return EXIT_OK
+
+
+# -----------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,6 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config-dir", default=argparse.SUPPRESS,
                     help="directory holding platform.yaml and models/ (also accepted before the command)")
     rp.set_defaults(func=cmd_reproduce)
+
+    st = sub.add_parser("status", help="fleet state: champions, challengers, rollout, drift, gates, decisions",
+                        description=_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    st.add_argument("model", nargs="?", default=None, help="one model in detail (default: every model, one row each)")
+    st.add_argument("--history", type=int, default=14, help="monitor checks in the drift trend (default 14)")
+    st.add_argument("--decisions", type=int, default=10, help="ledger decisions per model (default 10)")
+    st.add_argument("--format", choices=["text", "json"], default="text")
+    st.set_defaults(func=cmd_status)
 
     from retrain_lib.cli_serving import register as register_serving
 

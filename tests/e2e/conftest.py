@@ -1,0 +1,34 @@
+"""The state `make demo` produces, made once per test session for every end-to-end test
+that needs it (`test_demo.py` reads its story, `test_fleet_ui.py` serves its fleet page)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_DAYS = 46
+
+
+class DemoRun(NamedTuple):
+    proc: subprocess.CompletedProcess  # the demo driver's run: returncode, stdout (the story), stderr
+    state_dir: Path  # its RETRAIN_HOME: MLflow store, ledger, reports, Airflow home
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """`make demo`'s driver in a fresh state directory (46 days, 800 rows a day), run once."""
+    root = tmp_path_factory.mktemp("demo")
+    state_dir = root / "state"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrain_airflow.demo", "--state-dir", str(state_dir), "--days", str(DEMO_DAYS),
+         "--rows-per-day", "800"],
+        capture_output=True, text=True, env=env, timeout=840, cwd=root,
+    )
+    return DemoRun(proc, state_dir)
