@@ -426,8 +426,10 @@ class Training(_Strict):
     @field_validator("estimator")
     @classmethod
     def _import_path(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
-            raise ValueError(f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression'")
+        # dotted names, none private or dunder: ``sklearn.__class__.__init__`` is not an estimator
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+", value):
+            raise ValueError(f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression' "
+                             "(dotted names, none starting with '_')")
         return value
 
     @model_validator(mode="after")

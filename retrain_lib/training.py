@@ -42,7 +42,8 @@ from retrain_lib.errors import ConfigError, DataError, TrainingError
 
 log = logging.getLogger(__name__)
 
-_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# module.Class, no private or dunder part (``sklearn.__class__`` is not an estimator)
+_IMPORT_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 _EXAMPLE = "e.g. 'sklearn.ensemble.RandomForestClassifier'"
 START_METHOD = "spawn"
 """Start method of the child process of a fit with a timeout (``spawn`` or ``forkserver``)."""
