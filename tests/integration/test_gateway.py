@@ -6,6 +6,7 @@ prediction to a ``kill -9``."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -185,6 +186,45 @@ def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway,
                       ).status_code == 422
     assert _predict(gateway["url"], []).status_code == 422
     assert len(_rows(gateway["db"])) == before  # no half-written batch
+
+
+MALFORMED = [  # (id, raw body or JSON value, allowed statuses)
+    ("not_json", b"{not json", {422}),
+    ("empty_body", b"", {422}),
+    ("json_null", None, {422}),
+    ("json_array", [1, 2, 3], {422}),
+    ("json_string", "records", {422}),
+    ("records_not_list", {"records": {"income": 1}}, {422}),
+    ("record_not_object", {"record": [1, 2]}, {422}),
+    ("both_record_and_records", {"record": {}, "records": []}, {422}),
+    ("empty_records", {"records": []}, {422}),
+    ("records_of_strings", {"records": ["a", "b"]}, {422}),
+    ("nested_object_value", "nested", {422}),
+    ("nan_and_inf", b'{"record": {"income": NaN, "age": Infinity}}', {422}),
+    ("huge_number", "huge", {422}),
+    ("bool_for_number", "bool", {422}),
+    ("deep_nesting", b'{"record": ' + b"[" * 5000 + b"]" * 5000 + b"}", {413, 422}),
+    ("raw_invalid_utf8", b'{"record": {"region": "' + b"\xff\xfe" + b'"}}', {422}),
+    ("unknown_top_level", {"records": [], "exec": "rm -rf /"}, {422}),
+    ("entity_wrong_type", "entity", {422}),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "allowed"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_requests_get_a_clean_4xx_and_log_nothing(gateway, records, case, body, allowed):
+    good = _features(records[0])
+    body = {"nested": {"record": {**good, "income": {"$gt": 1}}},
+            "huge": {"record": {**good, "income": 10 ** 400}},
+            "bool": {"record": {**good, "age": True}},
+            "entity": {"record": good, "entity": {"id": [1]}}}.get(body, body) if isinstance(body, str) else body
+    before = len(_rows(gateway["db"]))
+    headers = {**AUTH, "content-type": "application/json"}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    resp = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=content, headers=headers, timeout=10)
+    assert resp.status_code in allowed, (resp.status_code, resp.text[:300])
+    assert "detail" in resp.json()
+    assert len(_rows(gateway["db"])) == before
+    assert httpx.get(f"{gateway['url']}/health", timeout=5).status_code == 200
 
 
 def test_auth_size_limit_and_unknown_model(gateway, records):
