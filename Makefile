@@ -17,6 +17,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
+# pytest-xdist workers of `make test` (each has its own Airflow home and metadata DB)
+TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 MLFLOW_PORT ?= 5000
 
@@ -36,7 +38,7 @@ demo: setup  ## simulate data, run the DAGs day by day through Airflow, print th
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
 
 test: setup lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
-	RETRAIN_STRICT=1 $(BIN)/python -m pytest
+	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup  ## unit and DAG tests only
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m "not slow"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("demo")]  # one demo run per session
 REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(2026-\d\d-\d\d)\s+(\w+)\s+(retrain|healthy)\s+(\S+)\s+(.*)$")
 

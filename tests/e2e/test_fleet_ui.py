@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1100)]  # the demo (session fixture) may run first
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1100), pytest.mark.xdist_group("demo")]  # the demo (session fixture) may run first
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
