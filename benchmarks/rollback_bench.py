@@ -49,7 +49,6 @@ def main() -> int:
     gateway = None
     try:
         import httpx
-        import yaml
 
         from retrain_lib import lifecycle, registry
         from retrain_lib.audit import Ledger
@@ -65,15 +64,11 @@ def main() -> int:
         client = registry.get_client(settings.tracking_uri)
         good = registry.aliases(client, MODEL)["champion"]
 
-        # the weak model, trained like any candidate but with two stumps
-        path = cfg_dir / "models" / f"{MODEL}.yaml"
-        original = path.read_text()
-        raw = yaml.safe_load(original)
-        raw["training"]["params"] = {"max_iter": 1, "max_depth": 1}
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=settings)
-        weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
-        path.write_text(original)
+        # the weak model, trained like any candidate but with one stump
+        from retrain_lib.simulate import register_weak_version
+
+        tags = dict(client.get_model_version(MODEL, good).tags)
+        bad = register_weak_version(MODEL, settings, "2026-01-30", run_key="weak", tags=tags)
 
         gateway = GatewayProcess(MODEL, refresh_s=args.refresh_s, log_path=root / "gateway.log").start()
         url = gateway.url
@@ -88,11 +83,8 @@ def main() -> int:
 
         # inject the degradation: the weak model becomes champion
         injected = time.time()
-        tags = dict(client.get_model_version(MODEL, good).tags)
-        bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
-                                            tags=tags).version)
-        registry.promote_champion(client, MODEL, bad, expected_champion=good)
-        client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
+        lifecycle.promote_version(MODEL, bad, settings=settings, as_of="2026-01-31", actor="rollback_bench",
+                                  reason="injected degradation", expected_champion=good)
         while served() != bad:  # the gateway serves the degraded model
             time.sleep(0.1)
 

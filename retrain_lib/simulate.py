@@ -190,3 +190,37 @@ def simulate(
                             src.format)
             label_files += 1
     return SimulationResult(Path(out_dir), days, rows, start, drift_start, days, label_files)
+
+
+WEAK_PARAMS = {"max_iter": 1, "max_depth": 1}
+
+
+def register_weak_version(model: str, settings, as_of: str, *, run_key: str = "weak",
+                          params: dict | None = None, tags: dict[str, str] | None = None) -> str:
+    """A deliberately weak version of ``model``, for demos and tests of rollout and rollback.
+
+    Trained like any candidate (``lifecycle.snapshot_data`` and ``train_candidate`` on the
+    window ending ``as_of``) from the model's config with ``training.params`` replaced by
+    ``params`` (default: one stump), registered with ``tags`` and not promoted. The platform's
+    stores are those of ``settings``; only the config is a temporary copy. Returns the version."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from retrain_lib import lifecycle, registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_dir = Path(tmp) / "configs"
+        shutil.copytree(settings.config_dir, cfg_dir)
+        path = cfg_dir / "models" / f"{model}.yaml"
+        raw = yaml.safe_load(path.read_text())
+        raw["training"]["params"] = dict(WEAK_PARAMS if params is None else params)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        weak = dataclasses.replace(settings, config_dir=cfg_dir)
+        snap = lifecycle.snapshot_data(model, as_of, settings=weak, actor=run_key)
+        trained = lifecycle.train_candidate(model, snap, settings=weak, run_key=run_key, actor=run_key)
+    client = registry.get_client(settings.tracking_uri)
+    return str(registry.register_version(client, model, run_id=trained["run_id"], source=trained["model_uri"],
+                                         tags=tags or {}).version)

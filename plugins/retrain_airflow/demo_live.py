@@ -43,31 +43,13 @@ def _triggered(dag_id: str, run_id: str):
 
 
 def _bad_version(model: str, settings, day: dt.date) -> str:
-    """A version trained with a crippling setting, carrying the champion's data tags."""
-    import shutil
-    import tempfile
+    """A version trained with one stump, carrying the champion's data tags."""
+    from retrain_lib import registry
+    from retrain_lib.simulate import register_weak_version
 
-    import yaml
-
-    from retrain_lib import lifecycle, registry
-    from retrain_lib.settings import load_settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg_dir = Path(tmp) / "configs"
-        shutil.copytree(settings.config_dir, cfg_dir)
-        path = cfg_dir / "models" / f"{model}.yaml"
-        raw = yaml.safe_load(path.read_text())
-        raw["training"]["params"] = {**(raw["training"].get("params") or {}), "max_iter": 1, "max_depth": 1}
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        bad_settings = load_settings(cfg_dir)
-        snap = lifecycle.snapshot_data(model, day.isoformat(), settings=bad_settings, actor="demo/bad-model")
-        trained = lifecycle.train_candidate(model, snap, settings=bad_settings, run_key="demo/bad-model",
-                                            actor="demo/bad-model")
-    client = registry.get_client(settings.tracking_uri)
-    champion = client.get_model_version_by_alias(model, registry.CHAMPION)
+    champion = registry.get_client(settings.tracking_uri).get_model_version_by_alias(model, registry.CHAMPION)
     tags = {k: v for k, v in champion.tags.items() if k.startswith(("data.", "trained_as_of", "config_hash"))}
-    return str(registry.register_version(client, model, run_id=trained["run_id"], source=trained["model_uri"],
-                                         tags=tags).version)
+    return register_weak_version(model, settings, day.isoformat(), run_key="demo/bad-model", tags=tags)
 
 
 def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, print) -> int:  # noqa: A002

@@ -131,21 +131,10 @@ def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and
 
 
 def _weak_version(platform, key: str) -> str:
-    """A registered version trained with max_iter 1, max_depth 1 (much weaker than the others)."""
-    from retrain_lib import lifecycle, registry
+    """A registered version trained with one stump (much weaker than the others)."""
+    from retrain_lib.simulate import register_weak_version
 
-    path = platform.cfg_dir / "models" / f"{MODEL}.yaml"
-    original = path.read_text()
-    raw = yaml.safe_load(original)
-    raw["training"]["params"] = {"max_iter": 1, "max_depth": 1}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=platform.settings)
-        weak = lifecycle.train_candidate(MODEL, snap, settings=platform.settings, run_key=key)
-    finally:
-        path.write_text(original)
-    return str(registry.register_version(platform.client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
-                                         tags={}).version)
+    return register_weak_version(MODEL, platform.settings, "2026-01-30", run_key=key)
 
 
 def _wait_serving(platform, version: str, timeout_s: float = 15) -> None:

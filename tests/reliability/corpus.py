@@ -8,7 +8,6 @@ of a case is the one it was made for.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 
