@@ -38,7 +38,7 @@ demo: setup  ## simulate data, run the DAGs day by day through Airflow, print th
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
 
 test: setup lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
-	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup  ## unit and DAG tests only
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m "not slow"

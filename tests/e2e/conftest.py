@@ -1,5 +1,5 @@
 """The state `make demo` produces, made once per test session for every end-to-end test
-that needs it (`test_demo.py` reads its story, `test_fleet_ui.py` serves its fleet page)."""
+that needs it (`test_demo.py`: its story, its live part and its fleet page)."""
 
 from __future__ import annotations
 
