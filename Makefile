@@ -22,7 +22,7 @@ TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup demo test test-fast lint up mlflow-ui clean
+.PHONY: help setup demo test test-fast test-production lint up mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,10 +38,13 @@ demo: setup  ## simulate data, run the DAGs day by day through Airflow, print th
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
 
 test: setup lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
-	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production"
 
 test-fast: setup  ## unit and DAG tests only
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m "not slow"
+
+test-production: setup  ## docker-compose.yaml's topology, natively: Celery workers, PostgreSQL, Redis, MLflow, S3 (~5 min)
+	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m production tests/production
 
 lint: setup  ## ruff and the import contract (retrain_lib never imports airflow)
 	$(BIN)/ruff check retrain_lib plugins dags tests benchmarks

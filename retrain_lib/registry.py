@@ -110,7 +110,11 @@ def register_version(client, name: str, *, run_id: str, source: str, tags: dict[
         version = sorted(existing, key=lambda v: int(v.version))[0]
         log.info("run %s is already registered as %s version %s", run_id, name, version.version)
         return version
-    return client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
+    # A logged model's URI (models:/m-<id>) must come with its model_id: an MLflow tracking
+    # server refuses the version otherwise (a local store does not check).
+    model_id = source[len("models:/"):].split("/")[0] if source.startswith("models:/m-") else None
+    return client.create_model_version(name, source, run_id=run_id, tags=tags, description=description,
+                                       model_id=model_id)
 
 
 @dataclass(frozen=True)
