@@ -548,7 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from retrain_lib.cli_serving import register as register_serving
 
-    register_serving(sub)  # serve, replay
+    register_serving(sub)  # serve, replay, promote
+    from retrain_lib.cli_backtest import register as register_backtest
+
+    register_backtest(sub)  # backtest, dry-run, calibrate
     return p
 
 

@@ -309,17 +309,23 @@ def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, di
     return segment_metrics(holdout[cfg.features.segments], y, scores, metric=cfg.performance.metric, task=cfg.task)
 
 
-def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dict | None) -> dict[str, Any] | None:
+_FROM_REGISTRY = object()
+
+
+def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dict | None, *,
+                   previous=_FROM_REGISTRY) -> dict[str, Any] | None:
     """Champion vs ``previous-champion`` on the same matured live labels (the performance
     window), for a champion promoted within ``rollback.within_days``; ``None`` when the
-    config has no rollback or nothing can be compared."""
+    config has no rollback or nothing can be compared. ``previous`` is the rollback target
+    (default: read from the registry; the backtest passes its own, or ``None``)."""
     spec = ctx.cfg.rollback
     if spec is None or not spec.enabled or champion is None or not performance or "window" not in performance:
         return None
     promoted = champion.tags.get("promoted_as_of")
     if not promoted or (as_of - _day(promoted)).days > spec.within_days:
         return None
-    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
+    if previous is _FROM_REGISTRY:
+        previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
     if previous is None:
         return None
     from retrain_lib.metrics import greater_is_better, predict_scores
@@ -459,11 +465,20 @@ def new_labels_since_training(ctx: ModelContext, champion, as_of: dt.date) -> di
 def recent_retrain_requests(ctx: ModelContext, as_of: dt.date) -> list[str] | None:
     """Days before ``as_of`` within ``schedule.max_retrains.days`` on which the monitor
     requested a retrain (from the ledger); ``None`` without ``max_retrains``."""
-    limit = ctx.cfg.schedule.max_retrains
+    if ctx.cfg.schedule.max_retrains is None:
+        return None
+    return retrain_requests_within(ctx.cfg, as_of, audit.read_ledger(ctx.settings, ctx.name))
+
+
+def retrain_requests_within(cfg: ModelConfig, as_of: dt.date, records) -> list[str] | None:
+    """Pure part of :func:`recent_retrain_requests`: from ledger-shaped ``records``
+    (``{event, as_of, details: {action}}``), the days before ``as_of`` within
+    ``schedule.max_retrains.days`` on which the monitor requested a retrain."""
+    limit = cfg.schedule.max_retrains
     if limit is None:
         return None
     first = as_of - dt.timedelta(days=limit.days - 1)
-    days = {r["as_of"] for r in audit.read_ledger(ctx.settings, ctx.name)
+    days = {r["as_of"] for r in records
             if r.get("event") == "monitor" and (r.get("details") or {}).get("action") == RETRAIN
             and r.get("as_of") and first <= _day(r["as_of"]) < as_of}
     return sorted(days)
@@ -649,10 +664,35 @@ def drift_history(ctx: ModelContext, as_of: dt.date) -> list[bool]:
     return [by_day[k] for k in sorted(by_day)]
 
 
-def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
-    """Check drift and performance for ``as_of`` and decide whether to retrain."""
+def drift_facts(cfg: ModelConfig, reference: Window, current: Window, *, weights: dict[str, float] | None = None,
+                prediction: dict | None = None, history=None) -> dict[str, Any]:
+    """The monitor's drift summary of ``current`` against ``reference`` (what :func:`decide`
+    reads): the report, its windows, the top features, and with ``drift.persistence`` the
+    persistent alarm over ``history`` (the earlier raw decisions, oldest first, or a callable
+    returning them). Pure: no registry, ledger or MLflow."""
     from retrain_lib.drift import drift_for_config
 
+    report = drift_for_config(cfg, reference.frame, current.frame, weights=weights)
+    summary = report.to_dict()
+    if prediction is not None:
+        summary["prediction"] = prediction
+    summary["reference_window"] = [reference.start.isoformat(), reference.end.isoformat()]
+    summary["current_window"] = [current.start.isoformat(), current.end.isoformat()]
+    summary["top"] = [
+        {"name": f.name, "method": f.method, "score": f.score, "p_value": f.p_value, "threshold": f.threshold,
+         "drifted": f.drifted, "explain": f.explain()}
+        for f in report.top(3)
+    ]
+    if cfg.drift.persistence is not None:
+        from retrain_lib.calibration import apply_persistence
+
+        past = history() if callable(history) else list(history or [])
+        summary = apply_persistence(summary, past, k=cfg.drift.persistence.k, n=cfg.drift.persistence.n)
+    return summary
+
+
+def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
+    """Check drift and performance for ``as_of`` and decide whether to retrain."""
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
     as_of = _day(as_of)
@@ -660,27 +700,17 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     start, end = day_range(as_of, cfg.windows.monitor_days)
     current = load_window(cfg, ctx.settings, start, end, as_of=as_of)
     validation, validation_report = _monitor_validation(ctx, current)
+    _check_numeric_features(cfg, current)
     drift_summary = None
     reference = None
     if cfg.drift.enabled:
         reference = reference_window(ctx, champion)
         weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
-        report = drift_for_config(cfg, reference.frame, current.frame, weights=weights)
-        drift_summary = report.to_dict()
+        prediction = None
         if champion is not None and cfg.drift.prediction:
-            drift_summary["prediction"] = _prediction_drift(ctx, champion, reference, current)
-        drift_summary["reference_window"] = [reference.start.isoformat(), reference.end.isoformat()]
-        drift_summary["current_window"] = [start.isoformat(), end.isoformat()]
-        drift_summary["top"] = [
-            {"name": f.name, "method": f.method, "score": f.score, "p_value": f.p_value, "threshold": f.threshold,
-             "drifted": f.drifted, "explain": f.explain()}
-            for f in report.top(3)
-        ]
-        if cfg.drift.persistence is not None:
-            from retrain_lib.calibration import apply_persistence
-
-            drift_summary = apply_persistence(drift_summary, drift_history(ctx, as_of),
-                                              k=cfg.drift.persistence.k, n=cfg.drift.persistence.n)
+            prediction = _prediction_drift(ctx, champion, reference, current)
+        drift_summary = drift_facts(cfg, reference, current, weights=weights, prediction=prediction,
+                                    history=(lambda: drift_history(ctx, as_of)))
     performance = _json_safe(champion_performance(ctx, champion, as_of, current))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
@@ -732,6 +762,32 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         "drift_report": result["drift_report_path"], "report_error": report_error,
     })
     return result
+
+
+def _check_numeric_features(cfg: ModelConfig, window: Window) -> None:
+    """Stop with a :class:`DataError` naming the partitions and an example value when a numeric
+    feature holds values that are not numbers (a schema change upstream): neither drift nor the
+    champion's predictions can be computed on them, and guessing a conversion would hide it."""
+    import pandas as pd
+
+    frame = window.frame
+    bad: dict[str, tuple[list[str], Any]] = {}
+    for col in cfg.features.numeric:
+        if col not in frame.columns or pd.api.types.is_numeric_dtype(frame[col]) or frame[col].isna().all():
+            continue
+        values = frame[col]
+        wrong = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if not wrong.any():
+            continue
+        days = sorted({d.date().isoformat() for d in pd.to_datetime(frame.loc[wrong, cfg.data.timestamp_column])})
+        labels = cfg.data.labels_path or "\0"
+        files = [str(f) for f in window.files if Path(str(f)).stem in days and labels not in str(f)]
+        bad[col] = (files or days, values[wrong].iloc[0])
+    if bad:
+        raise DataError("; ".join(
+            f"numeric feature {col!r} of {cfg.name} holds non-numeric values (e.g. {example!r}) in "
+            f"{', '.join(where)}" for col, (where, example) in bad.items())
+            + "; fix the data upstream (the column's type changed) and run the monitor again")
 
 
 def _monitor_validation(ctx: ModelContext, window: Window):
