@@ -564,7 +564,11 @@ _RUNNERS = {
 
 def measure_latency_ms(model, X, *, task: str = "classification", n: int = 200, seed: int = 0,
                        warmup: int = 5) -> dict[str, float]:
-    """p50/p95 wall time in ms of single-row predictions on ``n`` rows sampled from ``X``.
+    """p50/p95 in ms of single-row predictions on ``n`` rows sampled from ``X``: the CPU time
+    of the calling thread (the model runs on it alone, OpenMP capped at one thread), so the
+    gate judges the model's own cost and a busy machine (a training job beside it, a loaded CI
+    runner) cannot fail it. End-to-end wall latency under load is the gateway's concern
+    (``benchmarks/gateway_bench.py``, the monitor's serving checks).
 
     Rows are drawn with ``numpy.random.default_rng(seed)`` (without replacement when ``X`` has
     enough rows); ``warmup`` untimed calls come first. Returns
@@ -588,8 +592,8 @@ def measure_latency_ms(model, X, *, task: str = "classification", n: int = 200, 
         times = []
         for i in idx:
             row = take(int(i))
-            start = time.perf_counter()
+            start = time.thread_time()
             predict_scores(model, row, task)
-            times.append((time.perf_counter() - start) * 1000)
+            times.append((time.thread_time() - start) * 1000)
     p50, p95 = np.percentile(times, [50, 95])
     return {"p50": float(p50), "p95": float(p95), "n": int(n)}

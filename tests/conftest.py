@@ -36,9 +36,16 @@ def pytest_configure(config):
     os.environ.pop("RETRAIN_DATA_ROOT", None)
 
 
+# The longest test modules, started first so that the pytest-xdist workers (``--dist
+# loadfile``) do not end with one of them running alone.
+FIRST = ("tests/e2e/test_demo.py", "tests/e2e/test_scheduler.py", "tests/integration/test_triggers.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Deprecated Airflow imports and APIs are errors (DeprecatedImportWarning,
-    RemovedInAirflow4Warning): the platform uses Airflow 3 idioms only."""
+    """The longest modules first; deprecated Airflow imports and APIs are errors
+    (DeprecatedImportWarning, RemovedInAirflow4Warning): the platform uses Airflow 3 idioms only."""
+    rank = {path: i for i, path in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(FIRST)))  # stable: order kept within
     ours = r"(retrain_dags|retrain_airflow|retrain_lib|tests|test_\w+)(\..*)?$"
     for item in items:
         for category in ("airflow.utils.deprecation_tools.DeprecatedImportWarning",

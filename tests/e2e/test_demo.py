@@ -271,7 +271,8 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
 
     from retrain_lib.audit import Ledger
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{demo.state_dir / 'mlflow' / 'mlflow.db'}")
+    uri = f"sqlite:///{demo.state_dir / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the process's registry URI of earlier tests
     ledger = Ledger(f"sqlite:///{demo.state_dir / 'platform.db'}")
     for model in MODELS:
         aliases = {k: str(v) for k, v in client.get_registered_model(model).aliases.items()}

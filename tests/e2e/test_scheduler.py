@@ -433,7 +433,9 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     rtis = {t: ti["state"] for t, ti in retrain["tis"].items()}
     assert rtis == {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
                     "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
-                    "deploy_candidate": "success", "reject_candidate": "skipped"}, f"{rtis}{why}"
+                    "deploy_candidate": "success", "reject_candidate": "skipped",
+                    # a direct promotion: no rollout to start
+                    "rollout_needed": "success", "start_rollout": "skipped"}, f"{rtis}{why}"
     conf = retrain["conf"] if isinstance(retrain["conf"], dict) else json.loads(retrain["conf"])
     assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
     assert str(retrain["logical_date"]).startswith("2026-01-29 06:00:00"), retrain["logical_date"]

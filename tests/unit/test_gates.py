@@ -683,3 +683,33 @@ def test_a_worse_challenger_never_passes_relative_gates():
                      Gate(metric=metric, min_improvement=bound, relative=relative)):
             r = run_gates([gate], inputs(candidate_metrics={metric: candidate}, champion_metrics={metric: champion}))
             assert not r[0].passed, (gate, candidate, champion)
+
+
+def test_measure_latency_ms_counts_the_models_cpu_time_not_the_machines_load():
+    import threading
+    import time as _time
+
+    class Busy:  # burns about 2 ms of CPU per row
+        def predict_proba(self, X):
+            end = _time.thread_time() + 0.002
+            while _time.thread_time() < end:
+                pass
+            return np.tile([0.5, 0.5], (len(X), 1))
+
+    class Waits:  # waits 20 ms per row without computing (what contention looks like from inside)
+        def predict_proba(self, X):
+            _time.sleep(0.02)
+            return np.tile([0.5, 0.5], (len(X), 1))
+
+    X = pd.DataFrame({"a": np.arange(50.0)})
+    stop = threading.Event()
+    hog = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)], daemon=True)
+    hog.start()  # another thread competing for the GIL and the CPU
+    try:
+        busy = measure_latency_ms(Busy(), X, n=20, seed=0, warmup=1)
+        waits = measure_latency_ms(Waits(), X, n=20, seed=0, warmup=1)
+    finally:
+        stop.set()
+        hog.join(5)
+    assert 1.5 <= busy["p50"] <= 10
+    assert waits["p95"] < 5  # 20 ms of waiting per row is not the model's cost

@@ -96,10 +96,17 @@ def test_paths_outside_prefixes_are_rejected(path):
 
 
 @pytest.mark.parametrize("path", ["sklearn.metrics.roc_auc_score", "sklearn.base.clone", "sklearn.linear_model",
-                                  "sklearn.utils.Bunch", "sklearn.base.BaseEstimator", "sklearn.__version__",
-                                  "sklearn.utils.all_estimators", "sklearn.ensemble._forest.BaseForest"])
+                                  "sklearn.utils.Bunch", "sklearn.base.BaseEstimator",
+                                  "sklearn.utils.all_estimators"])
 def test_non_estimator_classes_and_callables_are_rejected(path):
     with pytest.raises(ConfigError, match="not a scikit-learn estimator class"):
+        load_estimator_class(path)
+
+
+@pytest.mark.parametrize("path", ["sklearn.__version__", "sklearn.ensemble._forest.BaseForest",
+                                  "sklearn.__class__.__init__", "_sklearn.Model"])
+def test_private_and_dunder_paths_are_rejected_before_any_import(path):
+    with pytest.raises(ConfigError, match="is not an import path"):
         load_estimator_class(path)
 
 
