@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from retrain_lib.config import ALERT_KINDS, DEFAULT_SEVERITY
+from retrain_lib.settings import redact
 
 log = logging.getLogger(__name__)
 
@@ -451,9 +452,9 @@ def task_failure(model: str, *, dag_id: str, task_id: str, run_id: str, try_numb
     """A task failed for good (after its retries)."""
     sev = _severity(severity, "failure")
     if isinstance(exception, BaseException):
-        kind, message = type(exception).__name__, str(exception)
+        kind, message = type(exception).__name__, redact(exception)
     else:
-        kind, message = "", str(exception or "no exception recorded")
+        kind, message = "", redact(exception or "no exception recorded")
     error = f"{kind}: {message}" if kind else message
     tries = f"try {try_number}" + (f" of {max_tries}" if max_tries else "") if try_number else ""
     head = (f"*{_esc(dag_id)}.{_esc(task_id)} failed*" + (f" ({tries})" if tries else "")
@@ -612,8 +613,8 @@ def deliver(alert: Alert, post: Callable[[dict[str, Any]], Any], *, store: Dedup
             try:
                 token = store.claim(alert, dedupe_minutes)
             except Exception:  # noqa: BLE001 - no dedupe state: rather a repeat than a lost alert
-                log.exception("alert de-duplication store %s unavailable; sending %s without it", store.url,
-                              alert.kind)
+                log.exception("alert de-duplication store %s unavailable; sending %s without it",
+                              redact(store.url), alert.kind)
                 token = -1.0
             if token is None:
                 log.info("alert %s of %s not sent: the same alert went out within %g min (%s)", alert.kind,
@@ -623,8 +624,9 @@ def deliver(alert: Alert, post: Callable[[dict[str, Any]], Any], *, store: Dedup
             try:
                 post(alert.payload)
             except Exception as exc:  # noqa: BLE001 - Slack down, refused, 5xx, bad token: all logged
+                # a client error may quote the webhook URL (its path is the secret) or a token
                 log.warning("Slack alert %s of %s: attempt %d of %d failed: %s: %s", alert.kind, alert.model,
-                            attempt + 1, retries + 1, type(exc).__name__, exc)
+                            attempt + 1, retries + 1, type(exc).__name__, redact(exc))
                 if attempt < retries:
                     sleep(retry_seconds * 2 ** attempt)
                 continue

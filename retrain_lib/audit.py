@@ -229,9 +229,11 @@ def _create_engine(url: str):
 
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"ledger database URL {url!r} is not a SQLAlchemy URL ({exc}); use e.g. "
-                          "postgresql://user@host/db or sqlite:////path/platform.db") from None
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
+        from retrain_lib.settings import redact
+
+        raise ConfigError(f"ledger database URL {redact(url)!r} is not a SQLAlchemy URL ({redact(exc)}); use "
+                          "e.g. postgresql://user@host/db or sqlite:////path/platform.db") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ link to (``airflow_base_url``, ``mlflow_ui_url``) are overridden by ``RETRAIN_AI
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,29 @@ from retrain_lib.config import PlatformConfig, load_platform_config
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # platform.yaml link bases and the environment variables that override them
 LINK_ENV = {"airflow_base_url": "RETRAIN_AIRFLOW_URL", "mlflow_ui_url": "RETRAIN_MLFLOW_UI_URL"}
+
+
+# Environment variables whose values are credentials: masked wherever :func:`redact` runs.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "RETRAIN_GATEWAY_TOKEN")
+_SECRET_PATTERNS = (
+    (re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/\s@'\"]*):[^@\s/'\"]+@"), r"\1:***@"),  # URL password
+    (re.compile(r"/services/[A-Za-z0-9_]+/[A-Za-z0-9_]+/[A-Za-z0-9_]+"), "/services/***"),  # Slack webhook path
+    (re.compile(r"\bxox[a-z]-[A-Za-z0-9-]+"), "xox*-***"),  # Slack token
+)
+
+
+def redact(text: object) -> str:
+    """``text`` with credentials masked: URL passwords, Slack webhook paths and tokens, and the
+    values of :data:`SECRET_ENV`. For messages that may quote a URL or a client's error (logs,
+    alerts, exceptions), e.g. ``postgresql://u:***@db/x``."""
+    out = str(text)
+    for pattern, repl in _SECRET_PATTERNS:
+        out = pattern.sub(repl, out)
+    for name in SECRET_ENV:
+        value = os.environ.get(name) or ""
+        if len(value) >= 8:
+            out = out.replace(value, "***")
+    return out
 
 
 def default_config_dir() -> Path:

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -292,9 +293,42 @@ def validate_frame(cfg: ModelConfig, frame: pd.DataFrame, *, as_of, days: int = 
 
 
 def validate_window(cfg: ModelConfig, window) -> ValidationReport:
-    """:func:`validate_frame` on a :class:`~retrain_lib.data.Window` (its days and as_of)."""
+    """:func:`validate_frame` on a :class:`~retrain_lib.data.Window` (its days and as_of), plus
+    ``row_count`` for each day that has a partition file (the frame-wide bounds are the
+    per-day ones times the days: an empty or truncated day would hide among the others)."""
     days = (window.end - window.start).days + 1
-    return validate_frame(cfg, window.frame, as_of=window.as_of, days=days)
+    report = validate_frame(cfg, window.frame, as_of=window.as_of, days=days)
+    extra = _partition_row_counts(cfg, window)
+    if not extra:
+        return report
+    return ValidationReport(report.model, report.as_of, report.rows, report.results + tuple(extra))
+
+
+def _partition_row_counts(cfg: ModelConfig, window) -> list[ExpectationResult]:
+    """A failed ``row_count`` result per feature partition (a file or object named
+    ``YYYY-MM-DD.<format>``) whose day has fewer or more rows than ``validation.row_count``."""
+    v = cfg.validation
+    bounds = v.row_count if v is not None else None
+    ts = cfg.data.timestamp_column
+    if bounds is None or (bounds.min is None and bounds.max is None) or ts not in window.frame.columns:
+        return []
+    labels = cfg.data.labels_path
+    per_day = pd.to_datetime(window.frame[ts]).dt.date.value_counts()
+    out = []
+    for ref in window.files:
+        name = str(ref).rsplit("/", 1)[-1]
+        if (labels and f"/{labels.strip('/')}/" in str(ref)) or not re.match(r"\d{4}-\d{2}-\d{2}\.", name):
+            continue
+        day = _as_date(name[:10])
+        count = int(per_day.get(day, 0))
+        if (bounds.min is not None and count < bounds.min) or (bounds.max is not None and count > bounds.max):
+            kwargs = {"min_value": bounds.min, "max_value": bounds.max}
+            out.append(ExpectationResult(
+                check="row_count", expectation="expect_table_row_count_to_be_between", column=None, kwargs=kwargs,
+                success=False, observed_value=count, note=f"rows of partition {ref} ({day})"))
+            log.warning("%s data validation failed: partition %s has %d rows (row_count %s..%s per day)", cfg.name,
+                        ref, count, bounds.min, bounds.max)
+    return out
 
 
 def _result(spec: _Spec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
