@@ -555,6 +555,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_commands(register, description: str, argv: list[str] | None = None) -> int:
+    """``main`` of a module that adds its commands with ``register(sub)`` (``cli_serving``,
+    ``cli_backtest``), run alone: the same parser class, ``--config-dir`` and exit codes."""
+    parser = _Parser(prog="retrain", description=description)
+    parser.add_argument("--config-dir", help="directory holding platform.yaml and models/ (default: ./configs)")
+    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config_dir"):
+        args.config_dir = None
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RetrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from retrain_lib.errors import ConfigError, DataError, RetrainError
+from retrain_lib.errors import ConfigError, DataError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -249,23 +249,9 @@ def register(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from retrain_lib.cli import _Parser
+    from retrain_lib.cli import run_commands
 
-    parser = _Parser(prog="retrain", description="Backtest commands of retrain.")
-    parser.add_argument("--config-dir", help="directory holding platform.yaml and models/ (default: ./configs)")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(argv)
-    if not hasattr(args, "config_dir"):
-        args.config_dir = None
-    try:
-        return args.func(args)
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RetrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
+    return run_commands(register, "Backtest commands of retrain.", argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -328,7 +328,7 @@ def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dic
         previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
     if previous is None:
         return None
-    from retrain_lib.metrics import greater_is_better, predict_scores
+    from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import metric_value
     from retrain_lib.training import xy
 
@@ -350,11 +350,18 @@ def rollback_facts(ctx: ModelContext, champion, as_of: dt.date, performance: dic
     for role, version in (("champion", champion.version), ("previous", previous.version)):
         live[role] = metric_value(y, predict_scores(load_model(ctx, f"models:/{cfg.name}/{version}"), X, cfg.task),
                                   metric, cfg.task)
-    up = greater_is_better(metric)
-    worse_by = (live["previous"] - live["champion"]) if up else (live["champion"] - live["previous"])
-    relative = worse_by / abs(live["previous"]) if live["previous"] else math.inf
+    relative = _relative_worse(metric, live["champion"], live["previous"])
     return {**facts, "champion_live": live["champion"], "previous_live": live["previous"],
             "relative_worse": relative, "worse": bool(relative > spec.max_drop)}
+
+
+def _relative_worse(metric: str, champion: float, previous: float) -> float:
+    """How much worse ``champion`` is than ``previous`` on ``metric``, relative to ``previous``
+    (in the metric's direction; negative when better)."""
+    from retrain_lib.metrics import greater_is_better
+
+    worse_by = (previous - champion) if greater_is_better(metric) else (champion - previous)
+    return worse_by / abs(previous) if previous else math.inf
 
 
 def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.datetime | None = None,
@@ -400,7 +407,7 @@ def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.dateti
         return facts
     import pandas as pd
 
-    from retrain_lib.metrics import greater_is_better, predict_scores
+    from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import metric_value
     from retrain_lib.training import feature_frame
 
@@ -412,8 +419,7 @@ def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.dateti
     live = metric_value(y, labelled["output"].to_numpy(float), metric, cfg.task)
     prev = metric_value(y, predict_scores(load_model(ctx, f"models:/{cfg.name}/{previous.version}"), X, cfg.task),
                         metric, cfg.task)
-    worse_by = (prev - live) if greater_is_better(metric) else (live - prev)
-    relative = worse_by / abs(prev) if prev else math.inf
+    relative = _relative_worse(metric, live, prev)
     return {**facts, "champion_live": live, "previous_live": prev,
             "relative_worse": relative, "worse": bool(relative > spec.max_drop)}
 

@@ -229,3 +229,13 @@ class PrivatePostgres:
     def cleanup(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fake_slack():
+    """The local Slack stand-in of tests/integration/test_slack_alerts.py (a real HTTP server)."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    try:
+        from test_slack_alerts import FakeSlack
+    finally:
+        sys.path.remove(str(REPO / "tests" / "integration"))
+    return FakeSlack()

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from harness import (
     MlflowServer,
     PrivatePostgres,
     champion,
+    fake_slack,
     free_port,
     make_platform,
     platform_env,
@@ -33,13 +33,6 @@ MODEL = "credit_default"
 WEBHOOK_PATH = "/services/T000/B000/RELIABILITY"
 
 
-def _fake_slack():
-    sys.path.insert(0, str(REPO / "tests" / "integration"))
-    try:
-        from test_slack_alerts import FakeSlack
-    finally:
-        sys.path.remove(str(REPO / "tests" / "integration"))
-    return FakeSlack()
 
 
 def _slack_env(slack) -> dict[str, str]:
@@ -89,7 +82,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
     reliability("fault")
     _clear_runs()
     server = MlflowServer(tmp_path / "mlflow")
-    slack = _fake_slack()
+    slack = fake_slack()
     settings, cfg_dir = make_platform(tmp_path, days=29)
     try:
         server.start()
@@ -358,7 +351,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
 
     reliability("fault")
     _clear_runs()
-    slack = _fake_slack()
+    slack = fake_slack()
     slack.status = 500
 
     def fast_alerts(raw):

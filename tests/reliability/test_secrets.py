@@ -16,13 +16,12 @@ import datetime as dt
 import json
 import logging
 import secrets as pysecrets
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from airflow_runs import task_states
-from harness import env, free_port, make_platform, platform_env
+from harness import env, fake_slack, free_port, make_platform, platform_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,13 +60,6 @@ def pg_db():
         con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _fake_slack():
-    sys.path.insert(0, str(REPO / "tests" / "integration"))
-    try:
-        from test_slack_alerts import FakeSlack
-    finally:
-        sys.path.remove(str(REPO / "tests" / "integration"))
-    return FakeSlack()
 
 
 def _clear_runs() -> None:
@@ -133,7 +125,7 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
         "s3_access_key": _token("AKIA").upper(), "s3_secret_key": _token("S3"), "db_password": _token("PW"),
     }
     _clear_runs()
-    slack = _fake_slack()
+    slack = fake_slack()
     settings, cfg_dir = make_platform(tmp_path, days=31)
     db_url = f"postgresql://postgres:{planted['db_password']}@127.0.0.1:5432/{pg_db}"
     dead_db = f"postgresql://postgres:{planted['db_password']}@127.0.0.1:{free_port()}/{pg_db}"
