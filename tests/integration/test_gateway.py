@@ -369,16 +369,19 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
     """Runs last: it kills the module's gateway."""
     url, proc = gateway["url"], gateway["proc"]
     acked: list[str] = []
+    singles = [0]
     lock = threading.Lock()
     stop = threading.Event()
 
-    def load(offset):
+    def load(offset, single):
+        # single records are committed on the gateway's event loop, pairs by its writer thread
         with httpx.Client(headers=AUTH, timeout=5) as http:
             i = offset
             while not stop.is_set():
+                body = ({"record": _features(records[i % len(records)])} if single else
+                        {"records": [_features(records[i % len(records)]), _features(records[(i + 1) % len(records)])]})
                 try:
-                    r = http.post(f"{url}/v1/models/{MODEL}/predict",
-                                  json={"records": [_features(records[i % len(records)]), _features(records[(i + 1) % len(records)])]})
+                    r = http.post(f"{url}/v1/models/{MODEL}/predict", json=body)
                 except httpx.HTTPError:
                     if proc.poll() is not None:
                         return
@@ -386,9 +389,10 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
                 if r.status_code == 200:
                     with lock:
                         acked.extend(p["request_id"] for p in r.json()["predictions"])
+                        singles[0] += single
                 i += 2
 
-    threads = [threading.Thread(target=load, args=(k * 37,)) for k in range(4)]
+    threads = [threading.Thread(target=load, args=(k * 37, k % 2 == 0)) for k in range(4)]
     for t in threads:
         t.start()
     time.sleep(2.5)
@@ -398,6 +402,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
     for t in threads:
         t.join(15)
     assert len(acked) > 20, len(acked)
+    assert singles[0] > 10 and len(acked) - singles[0] > 10, (singles, len(acked))  # both write paths ran
     con = sqlite3.connect(gateway["db"])
     try:
         stored = {r[0] for r in con.execute("select request_id from predictions")}

@@ -112,6 +112,65 @@ def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(sq
     assert plog.batches < total, f"{plog.batches} transactions for {total} writes: no group commit"
 
 
+def test_commit_now_writes_what_the_writer_writes_and_is_committed_on_return(sqlite_url, tmp_path):
+    plog = PredictionLog(sqlite_url)
+    at = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    plog.write([_row(1, at=at, output=0.25, latency=1.5)])  # through the writer thread
+    direct = [_row(2, at=at, output=0.25, latency=1.5), {**_row(3, at=at), "output": None, "error": "E: x"}]
+    assert plog.commit_now(direct) is True
+    con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader sees them at once
+    raw = {r[0]: r[1:] for r in con.execute("select request_id, created_at, output, latency_ms, features, error "
+                                            "from predictions")}
+    con.close()
+    assert raw["r2"] == raw["r1"][:3] + ('{"x": 2}', None)  # the same encoding (timestamp text too)
+    assert raw["r3"][1] is None and raw["r3"][4] == "E: x"
+    assert (plog.rows, plog.batches) == (3, 2)
+    plog.close()
+    frame = read_predictions(sqlite_url, "m", T0)
+    assert sorted(frame["request_id"]) == ["r1", "r2", "r3"]
+    assert set(frame["created_at"]) == {at}
+
+
+def test_commit_now_never_waits_for_another_writer_and_writes_nothing_when_it_cannot(sqlite_url, tmp_path):
+    plog = PredictionLog(sqlite_url)
+    plog.write([_row(1)])
+    other = sqlite3.connect(tmp_path / "predictions.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+    try:
+        assert plog.commit_now([_row(2)]) is False
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert plog.commit_now([_row(1)]) is False  # duplicate request id: nothing written, no exception
+    assert plog.commit_now([_row(3)]) is True  # the direct connection still works afterwards
+    plog.write([_row(2)])  # what the caller does when commit_now says no
+    plog.close()
+    assert plog.commit_now([_row(4)]) is False  # closed
+    assert sorted(read_predictions(sqlite_url, "m", T0)["request_id"]) == ["r1", "r2", "r3"]
+
+
+def test_commit_now_is_sqlite_only(url):
+    plog = PredictionLog(url)
+    try:
+        assert plog.commit_now([_row(1)]) is (url.startswith("sqlite"))
+    finally:
+        plog.close()
+
+
+def test_request_ids_are_uuid7_ordered_by_time():
+    import time
+
+    first = [predlog.new_request_id() for _ in range(5000)]
+    time.sleep(0.005)
+    later = predlog.new_request_id()
+    assert len(set(first)) == len(first)
+    for rid in first[:50] + [later]:
+        u = uuid.UUID(rid)
+        assert len(rid) == 32 and u.hex == rid and u.version == 7 and u.variant == uuid.RFC_4122
+        assert abs(int(rid[:12], 16) / 1000 - time.time()) < 60  # the leading 48 bits are the time in ms
+    assert later > max(first)
+
+
 def test_a_failing_item_fails_alone(url):
     plog = PredictionLog(url)
     plog.write([_row(1)])
