@@ -98,7 +98,6 @@ class Load:
         self.http = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=clients))
         self.path = f"{url}/v1/models/{MODEL}/predict"
         self.clients, self.bodies = clients, bodies
-        self.lat: list[float] = []
         self.slices: list[list[float]] = []  # latencies per slice, in order
         self.lag: list[float] = []
         self.from_due: list[float] = []
@@ -145,14 +144,14 @@ class Load:
         self.took += time.perf_counter() - start
         self.sent += n
         self.errors += errors[0]
-        self.lat += lat
         self.slices.append(lat)
         self.lag += lag
         self.from_due += from_due
 
     def summary(self) -> dict:
         self.http.close()
-        return {"p50": pct(self.lat, 50), "p99": pct(self.lat, 99), "p99_from_due": pct(self.from_due, 99),
+        lat = [x for s in self.slices for x in s]
+        return {"p50": pct(lat, 50), "p99": pct(lat, 99), "p99_from_due": pct(self.from_due, 99),
                 "rps": round(self.sent / self.took, 1), "errors": self.errors, "arms": self.arms,
                 "max_send_lag_ms": round(max(self.lag), 3), "late_sends": sum(x > 5.0 for x in self.lag)}
 

@@ -25,10 +25,12 @@ own thread (:meth:`PredictionLog.commit_now`: one short transaction on a direct 
 about 0.1 ms): the gateway does that for a single record it scored on its event loop, since
 the two thread wake-ups of a queued write cost more than the commit itself and the request
 would yield the loop while it waits. When SQLite is busy with another writer that call does
-not wait; the rows go through the queue instead. On SQLite the writer's connection does not checkpoint
-the WAL itself (a checkpoint syncs the database file and would stall every waiting
-request): a checkpointer thread runs passive checkpoints beside it (they never block the
-writer); should that thread be gone, the writer goes back to SQLite's own checkpoints.
+not wait; the rows go through the queue instead.
+
+On SQLite neither the writer's connection nor the direct one checkpoints the WAL itself (a
+checkpoint syncs the database file and would stall every waiting request): a checkpointer
+thread runs passive checkpoints beside them (they never block a writer); should that thread
+be gone, the writing connections go back to SQLite's own checkpoints.
 """
 
 from __future__ import annotations
@@ -148,6 +150,15 @@ def new_request_id() -> str:
 
 _MASK48 = (1 << 48) - 1
 _MASK62 = (1 << 62) - 1
+
+
+def _close_quietly(conn) -> None:
+    """Close a connection (SQLAlchemy or DB-API) that is being dropped either way."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+            log.debug("closing a prediction log connection failed", exc_info=True)
 
 
 def utcnow() -> dt.datetime:
@@ -299,21 +310,16 @@ class PredictionLog:
 
     def _direct_connect(self) -> sqlite3.Connection:
         if self._direct is None:
-            conn = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False,
-                                   timeout=0)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            alive = self._checkpointer is not None and self._checkpointer.is_alive()
-            conn.execute(f"PRAGMA wal_autocheckpoint={0 if alive else 1000}")
+            conn = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
+            _sqlite_pragmas(conn, None)  # as the engine's connections
+            conn.execute("PRAGMA busy_timeout=0")  # never wait for another writer
+            conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint_pages()}")
             self._direct = conn
         return self._direct
 
     def _direct_close(self) -> None:
         conn, self._direct = self._direct, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - dropped either way
-                log.debug("closing the direct prediction log connection failed", exc_info=True)
+        _close_quietly(conn)
 
     def add_feedback(self, model: str, labels: Iterable[tuple[str, float]]) -> FeedbackResult:
         """Store late labels for answered requests of ``model``; ids the log does not know
@@ -360,9 +366,7 @@ class PredictionLog:
         if self._conn is None:
             conn = self.engine.connect()
             if self._sqlite:
-                # The checkpointer thread does it; SQLite's default (1000 pages) if it is gone.
-                alive = self._checkpointer is not None and self._checkpointer.is_alive()
-                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={0 if alive else 1000}")
+                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self._autocheckpoint_pages()}")
                 conn.commit()
             self._conn = conn
         elif self._sqlite and self.batches % 1000 == 0 and not self._checkpointer.is_alive():
@@ -370,13 +374,14 @@ class PredictionLog:
             return self._connect()
         return self._conn
 
+    def _autocheckpoint_pages(self) -> int:
+        """``wal_autocheckpoint`` of a writing connection: off while the checkpointer thread
+        does it, SQLite's default (1000 pages) if that thread is gone."""
+        return 0 if self._checkpointer is not None and self._checkpointer.is_alive() else 1000
+
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
-                log.debug("closing the prediction log connection failed", exc_info=True)
+        _close_quietly(conn)
 
     def _checkpoint_loop(self) -> None:
         while not self._stopped.wait(CHECKPOINT_EVERY_S):
