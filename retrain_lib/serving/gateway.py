@@ -31,11 +31,13 @@ is scored without pandas (:class:`FastScorer`: the fitted transforms on a numpy 
 fitted estimator), checked against the pipeline itself when the version loads; other models
 (or ``RETRAIN_GATEWAY_FAST_PATH=0``) go through the pipeline on a DataFrame. A single record
 on the fast path is scored on the event loop (it takes about a millisecond, less than a
-thread handoff costs under load), and its prediction-log row is committed there as well, in
-a transaction of its own on SQLite (about 0.1 ms; the request never yields the loop between
-scoring and answering). Batches and pipeline-path predictions run in a small prediction
-thread pool (1 OpenMP thread each); their log wait is one queue put to the group-commit
-writer and one future settled on the loop.
+thread handoff costs under load). Batches and pipeline-path predictions run in a small
+prediction thread pool (1 OpenMP thread each).
+
+Logging: with the embedded SQLite log, a request's rows are made durable by one append to
+the process's prediction-log journal (see :mod:`retrain_lib.serving.predlog`) before the
+answer, and reach the database within a second, off the request path; with PostgreSQL the
+request waits for the group-commit writer (one queue put and one future settled on the loop).
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the `Request` annotations of the
@@ -503,7 +505,7 @@ class Metrics:
                 counts[-1] += 1
             self.hist_sum[model] = self.hist_sum.get(model, 0.0) + seconds
 
-    def render(self, slots: dict[str, ModelSlot], log_depth: int, shadow_depth: int) -> str:
+    def render(self, slots: dict[str, ModelSlot], log_depth: int, shadow_depth: int, journaled: int) -> str:
         def esc(v: str) -> str:
             return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -524,6 +526,8 @@ class Metrics:
             dropped, failed = self.shadow_dropped, self.shadow_failed
         out += ["# HELP retrain_gateway_log_queue_depth Prediction-log items waiting for the writer.",
                 "# TYPE retrain_gateway_log_queue_depth gauge", f"retrain_gateway_log_queue_depth {log_depth}",
+                "# HELP retrain_gateway_log_journaled_rows Predictions in the journal, not yet in the database.",
+                "# TYPE retrain_gateway_log_journaled_rows gauge", f"retrain_gateway_log_journaled_rows {journaled}",
                 "# HELP retrain_gateway_shadow_queue_depth Shadow scorings waiting.",
                 "# TYPE retrain_gateway_shadow_queue_depth gauge", f"retrain_gateway_shadow_queue_depth {shadow_depth}",
                 "# HELP retrain_gateway_shadow_dropped_total Shadow scorings dropped (queue full) or failed.",
@@ -869,9 +873,9 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
                      "latency_ms": ms, "created_at": now, "parent_id": None, "error": error}
                     for rid, v, a, f, o in zip(ids, versions, arms, features, outputs)]
             try:
-                # A single record scored on the loop is committed there too (see the module
-                # docstring); anything else, or when that cannot be done at once, is queued.
-                if not (on_loop and gw.predlog.commit_now(rows)):
+                # Durable before the answer: journaled here (SQLite, one file write), else
+                # committed by the writer thread while this request waits.
+                if not gw.predlog.append(rows):
                     async with asyncio.timeout(30):
                         await await_commit(rows)
             except Exception as exc:  # noqa: BLE001 - not logged = not acknowledged
@@ -958,7 +962,8 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         denied = unauthorized(request)
         if denied is not None:
             return denied
-        text = gw.metrics.render(gw.slots, gw.predlog.depth if gw.predlog else 0, gw._shadow.qsize())
+        plog = gw.predlog
+        text = gw.metrics.render(gw.slots, plog.depth if plog else 0, gw._shadow.qsize(), plog.journaled if plog else 0)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -19,23 +19,34 @@ URL (normalised to the ``postgresql+psycopg`` driver).
 
 Writes go through :class:`PredictionLog`: one writer thread drains its queue and commits
 everything waiting in one transaction (group commit) on a connection it keeps open, then
-tells each submitter. The gateway answers a request only after that callback, so an
-acknowledged prediction is on disk. On SQLite a caller may instead commit a few rows on its
-own thread (:meth:`PredictionLog.commit_now`: one short transaction on a direct connection,
-about 0.1 ms): the gateway does that for a single record it scored on its event loop, since
-the two thread wake-ups of a queued write cost more than the commit itself and the request
-would yield the loop while it waits. When SQLite is busy with another writer that call does
-not wait; the rows go through the queue instead.
+tells each submitter; :meth:`PredictionLog.write` waits for that.
 
-On SQLite neither the writer's connection nor the direct one checkpoints the WAL itself (a
-checkpoint syncs the database file and would stall every waiting request): a checkpointer
-thread runs passive checkpoints beside them (they never block a writer); should that thread
-be gone, the writing connections go back to SQLite's own checkpoints.
+The gateway acknowledges a prediction only once it is durable, and on SQLite it makes it
+durable without a database transaction on the request path: :meth:`PredictionLog.append`
+writes the rows as JSON lines to this process's **journal segment** (one ``write`` to a file
+under ``<database>.journal/``; once it returns the rows survive a kill of the process) and
+hands them to the writer thread, which moves everything journaled into the database once a
+second (``JOURNAL_INGEST_S``) in one transaction, off the request path. A segment is locked
+(``flock``) by its process while it lives and deleted once all its rows are committed;
+segments whose process died (the lock is free) are moved into the database by
+:func:`recover_journals`, which the next :class:`PredictionLog` and every reader
+(:func:`read_predictions`) run first, so a reader never misses an acknowledged prediction
+of a killed gateway. Rows are inserted with ``ON CONFLICT (request_id) DO NOTHING`` there,
+so a row is never stored twice. PostgreSQL has no journal: the gateway waits for the group
+commit instead. Feedback first waits until everything journaled is in the database, so a
+label is never refused for a prediction that was already answered.
+
+On SQLite the writing connections do not checkpoint the WAL themselves (a checkpoint syncs
+the database file): a checkpointer thread runs passive checkpoints beside them (they never
+block a writer); should that thread be gone, the writing connections go back to SQLite's own
+checkpoints.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -48,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
@@ -200,6 +212,154 @@ class LogClosedError(RuntimeError):
 
 _STOP = object()
 CHECKPOINT_EVERY_S = 1.0
+JOURNAL_INGEST_S = 1.0  # how often the writer moves journaled rows into the database
+JOURNAL_SEGMENT_BYTES = 8 << 20  # a segment is retired (deleted once committed) past this size
+
+
+# -- SQLite journal -------------------------------------------------------------------------
+
+
+def journal_dir(database: str) -> Path:
+    """Where the gateways logging to the SQLite file ``database`` keep their journal segments."""
+    return Path(f"{database}.journal")
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    url = sa.engine.make_url(url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+class _Columns:
+    """The predictions table as a raw SQLite statement, values encoded as SQLAlchemy encodes
+    them for this table (timestamps as text), so rows written either way read back alike."""
+
+    def __init__(self, engine: sa.Engine):
+        dialect = engine.dialect
+        self.cols = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in predictions.columns]
+        self.sql = (f"INSERT INTO predictions ({', '.join(c for c, _ in self.cols)}) "
+                    f"VALUES ({', '.join('?' * len(self.cols))}) ON CONFLICT (request_id) DO NOTHING")
+
+    def params(self, row: dict[str, Any]) -> tuple:
+        return tuple(row.get(c) if proc is None else proc(row.get(c)) for c, proc in self.cols)
+
+    def insert(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tuple[dict, Exception]]:
+        """Insert ``rows`` in one transaction; if that fails, row by row. The rows that could
+        not be stored, with why (an empty list when all were). A request id already stored
+        is not stored again."""
+        try:
+            self._insert(conn, [self.params(r) for r in rows])
+            return []
+        except Exception as exc:  # noqa: BLE001 - retried row by row below, each failure reported
+            if len(rows) == 1:
+                return [(rows[0], exc)]
+        return [failed for row in rows for failed in self.insert(conn, [row])]
+
+    def _insert(self, conn: sqlite3.Connection, params: list[tuple]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(self.sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _sqlite_connect(database: str, *, autocheckpoint: int = 1000) -> sqlite3.Connection:
+    """A raw connection with the engine's pragmas (it waits up to 10 s for another writer)."""
+    conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    _sqlite_pragmas(conn, None)
+    conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
+    return conn
+
+
+def _journal_line(row: dict[str, Any]) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"  # timestamps: RFC 3339 with offset
+
+
+def _read_segment(path: Path, fd: int) -> tuple[list[dict[str, Any]], int]:
+    """The rows of a journal segment and how many lines could not be read (a line cut short
+    by a crash in the middle of its write was never acknowledged)."""
+    with os.fdopen(os.dup(fd), "rb") as f:
+        data = f.read()
+    rows, bad = [], 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+            row["created_at"] = _utc(row["created_at"])
+            rows.append(row)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            bad += 1
+    if bad:
+        log.warning("prediction log journal %s: %d unreadable line(s) skipped", path, bad)
+    return rows, bad
+
+
+def recover_journals(url: str) -> int:
+    """Move into the database the journal segments of SQLite log ``url`` that no living
+    process holds (their gateway was killed, or could not commit them); each is deleted
+    once its rows are committed. Segments of running gateways are left to them. A segment
+    with rows the database refuses is renamed ``*.failed`` (kept, not retried) with an
+    error in the log. Returns the number of rows recovered (already stored ones count)."""
+    database = _sqlite_file(resolve_url(log_url=url))
+    if database is None:
+        return 0
+    jdir = journal_dir(database)
+    try:
+        paths = sorted(p for p in jdir.iterdir() if p.suffix in (".jsonl", ".tmp"))
+    except FileNotFoundError:
+        return 0
+    if not paths:
+        return 0
+    cols = _Columns(get_engine(resolve_url(log_url=url)))
+    recovered = 0
+    conn = None
+    try:
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # retired by its gateway meanwhile
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a living gateway's segment
+                    continue
+                if os.fstat(fd).st_nlink == 0:  # retired (deleted) before we locked it
+                    continue
+                rows, _bad = _read_segment(path, fd)
+                if rows:
+                    conn = conn or _sqlite_connect(database)
+                    failed = cols.insert(conn, rows)
+                    if failed:
+                        kept = path.with_suffix(".failed")
+                        os.rename(path, kept)
+                        log.error("prediction log journal %s: %d row(s) could not be stored (first: %s); the "
+                                  "segment is kept as %s, fix the database and move it back to %s", path,
+                                  len(failed), failed[0][1], kept, path)
+                        recovered += len(rows) - len(failed)
+                        continue
+                    recovered += len(rows)
+                os.unlink(path)
+            finally:
+                os.close(fd)
+    finally:
+        _close_quietly(conn)
+    if recovered:
+        log.info("prediction log: %d journaled prediction(s) recovered from %s", recovered, jdir)
+    return recovered
+
+
+@dataclass(eq=False)
+class _Segment:
+    path: Path
+    fd: int
+    size: int = 0
+    failed: bool = False  # some of its rows could not be committed: kept for recovery
 
 
 class PredictionLog:
@@ -209,6 +369,8 @@ class PredictionLog:
     thread after the rows are committed (``error`` is ``None``) or could not be (the
     exception). :meth:`write` waits for the commit. Every batch is one transaction; when a
     batch fails, its items are retried one by one so one bad item fails alone.
+    :meth:`append` (SQLite) makes rows durable in this process's journal at once and leaves
+    the database write to the writer thread.
     """
 
     def __init__(self, url: str, *, max_batch: int = 512):
@@ -224,17 +386,17 @@ class PredictionLog:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._upsert_labels = _insert(self.engine, feedback, upsert_on="request_id")
         self._count_lock = threading.Lock()
-        # commit_now(): a direct SQLite connection, one caller at a time, with the column
-        # values encoded as SQLAlchemy encodes them for the table (timestamps as text)
-        self._direct: sqlite3.Connection | None = None
-        self._direct_lock = threading.Lock()
-        self._direct_ok = self._sqlite and self.engine.url.database not in (None, "", ":memory:")
-        if self._direct_ok:
-            dialect = self.engine.dialect
-            self._direct_cols = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
-                                 for c in predictions.columns]
-            self._direct_sql = (f"INSERT INTO predictions ({', '.join(c for c, _ in self._direct_cols)}) "
-                                f"VALUES ({', '.join('?' * len(self._direct_cols))})")
+        # The journal (SQLite files only): appended under _journal_lock, moved into the
+        # database by the writer thread on a raw connection of its own.
+        self._database = _sqlite_file(self.url)
+        self._segment: _Segment | None = None
+        self._journaled: collections.deque = collections.deque()  # (segment, rows | None = retire)
+        self._journal_lock = threading.Lock()
+        self._raw: sqlite3.Connection | None = None
+        self._unmoved = 0  # journaled rows the writer has not taken up yet
+        if self._database is not None:
+            self._columns = _Columns(self.engine)
+            recover_journals(self.url)  # what a killed gateway left behind
         self._written = threading.Event()  # rows committed since the last checkpoint
         self._stopped = threading.Event()
         self._checkpointer = None
@@ -249,8 +411,13 @@ class PredictionLog:
 
     @property
     def depth(self) -> int:
-        """Items waiting for the writer."""
+        """Items queued for the writer."""
         return self._queue.qsize()
+
+    @property
+    def journaled(self) -> int:
+        """Rows in the journal that the writer has not committed (or failed to commit) yet."""
+        return self._unmoved
 
     def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None,
                *, labels: bool = False):
@@ -274,58 +441,74 @@ class PredictionLog:
         if box[0] is not None:
             raise box[0]
 
-    def commit_now(self, rows: list[dict[str, Any]]) -> bool:
-        """Commit prediction ``rows`` on the calling thread, now, in one transaction of their
-        own (SQLite only). ``False`` when that cannot be done at once: the log is PostgreSQL,
-        another thread is using the direct connection, SQLite's write lock is held by another
-        writer (never waited for), or the write failed; nothing was written then, and the
-        caller queues the rows with :meth:`submit` (which waits and retries properly)."""
-        if not self._direct_ok or self._closed or not self._direct_lock.acquire(blocking=False):
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until everything appended or submitted before this call is in the database."""
+        self.write([], timeout)
+
+    def append(self, rows: list[dict[str, Any]]) -> bool:
+        """Make prediction ``rows`` durable now, on the calling thread: one ``write`` of JSON
+        lines to this process's journal segment (SQLite files only). Once it returns
+        ``True`` the rows survive a kill of the process; the writer thread commits them to
+        the database within ``JOURNAL_INGEST_S``. ``False`` when there is no journal (the
+        log is PostgreSQL or in memory), the log is closed or the write failed; nothing was
+        acknowledged then, and the caller uses :meth:`submit` and waits for the commit."""
+        if self._database is None:
             return False
         try:
-            conn = self._direct_connect()
-            params = [tuple(row.get(c) if proc is None else proc(row.get(c)) for c, proc in self._direct_cols)
-                      for row in rows]
-            try:
-                conn.execute("BEGIN IMMEDIATE")  # takes the write lock now, or fails at once
-            except sqlite3.OperationalError:  # locked by another writer: queue instead of waiting
+            data = b"".join(_journal_line(r) for r in rows)
+        except TypeError as exc:  # a value JSON cannot hold: the database write reports it
+            log.debug("prediction rows cannot be journaled, committing instead: %s", exc)
+            return False
+        with self._journal_lock:
+            if self._closed:
                 return False
             try:
-                conn.executemany(self._direct_sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # noqa: BLE001 - the queued writer retries and reports
-            log.debug("direct prediction log write failed, queueing: %s", exc)
-            self._direct_close()
-            return False
-        finally:
-            self._direct_lock.release()
-        self._written.set()
-        with self._count_lock:
-            self.batches += 1
-            self.rows += len(rows)
+                seg = self._segment or self._open_segment()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(seg.fd, view):]
+            except OSError as exc:
+                log.warning("prediction log journal write failed, committing instead: %s", exc)
+                if self._segment is not None:  # a partly written line: start a new segment
+                    self._retire_segment()
+                return False
+            seg.size += len(data)
+            with self._count_lock:
+                self._unmoved += len(rows)
+            self._journaled.append((seg, rows))
+            if seg.size >= JOURNAL_SEGMENT_BYTES:
+                self._retire_segment()
         return True
 
-    def _direct_connect(self) -> sqlite3.Connection:
-        if self._direct is None:
-            conn = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
-            _sqlite_pragmas(conn, None)  # as the engine's connections
-            conn.execute("PRAGMA busy_timeout=0")  # never wait for another writer
-            conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint_pages()}")
-            self._direct = conn
-        return self._direct
+    def _open_segment(self) -> _Segment:
+        """A new segment, locked before it gets the name recovery looks for."""
+        jdir = journal_dir(self._database)
+        jdir.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}"
+        tmp = jdir / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, jdir / f"{name}.jsonl")
+        except OSError:
+            os.close(fd)
+            raise
+        self._segment = _Segment(jdir / f"{name}.jsonl", fd)
+        return self._segment
 
-    def _direct_close(self) -> None:
-        conn, self._direct = self._direct, None
-        _close_quietly(conn)
+    def _retire_segment(self) -> None:
+        """No more appends to the current segment; the writer deletes it once what was
+        journaled before is committed (caller holds ``_journal_lock``)."""
+        self._journaled.append((self._segment, None))
+        self._segment = None
 
     def add_feedback(self, model: str, labels: Iterable[tuple[str, float]]) -> FeedbackResult:
         """Store late labels for answered requests of ``model``; ids the log does not know
         (or that belong to another model) are returned as ``unknown`` and not stored."""
         labels = list(labels)
         ids = [rid for rid, _ in labels]
+        if self._database is not None:
+            self.flush()  # answered predictions still in the journal are in the database now
         known: set[str] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
@@ -342,14 +525,15 @@ class PredictionLog:
         return FeedbackResult(stored=[r for r in ids if r in known], unknown=[r for r in ids if r not in known])
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop the writer."""
-        if self._closed:
-            return
-        self._closed = True
+        """Commit what is queued and journaled, then stop the writer."""
+        with self._journal_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._segment is not None:
+                self._retire_segment()
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        with self._direct_lock:
-            self._direct_close()
         self._stopped.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout)
@@ -361,6 +545,8 @@ class PredictionLog:
             self._loop()
         finally:
             self._disconnect()
+            raw, self._raw = self._raw, None
+            _close_quietly(raw)
 
     def _connect(self):
         if self._conn is None:
@@ -401,9 +587,17 @@ class PredictionLog:
             return None
 
     def _loop(self) -> None:
+        wait = JOURNAL_INGEST_S if self._database is not None else None
         stop = False
         while not stop:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            # Everything journaled before this item was taken goes first (flush() relies on it).
+            self._ingest_journaled()
+            if item is None:
+                continue
             batch = []
             if item is _STOP:
                 stop = True
@@ -422,6 +616,64 @@ class PredictionLog:
                 n += len(item[0])
             if batch:
                 self._commit(batch)
+        self._ingest_journaled()
+
+    def _ingest_journaled(self) -> None:
+        """Commit the journaled rows (one transaction, or row by row after a failure) and
+        delete the retired segments whose rows are all in the database."""
+        rows: list[dict] = []
+        segments: list[_Segment] = []
+        while True:
+            try:
+                seg, seg_rows = self._journaled.popleft()
+            except IndexError:
+                break
+            if seg_rows is not None:
+                rows.extend(seg_rows)
+                segments.extend(seg for _ in seg_rows)
+                continue
+            self._commit_journaled(rows, segments)  # everything before the retirement first
+            rows, segments = [], []
+            self._delete_segment(seg)
+        self._commit_journaled(rows, segments)
+
+    def _commit_journaled(self, rows: list[dict], segments: list[_Segment]) -> None:
+        if not rows:
+            return
+        try:
+            if self._raw is None:
+                self._raw = _sqlite_connect(self._database, autocheckpoint=self._autocheckpoint_pages())
+            failed = self._columns.insert(self._raw, rows)
+        except Exception as exc:  # noqa: BLE001 - no connection: everything stays journaled
+            failed = [(row, exc) for row in rows]
+            raw, self._raw = self._raw, None
+            _close_quietly(raw)
+        if failed:
+            bad = {id(row) for row, _ in failed}
+            for row, seg in zip(rows, segments):
+                if id(row) in bad:
+                    seg.failed = True
+            self.failures += len(failed)
+            log.warning("prediction log: %d journaled row(s) not committed, kept in the journal for "
+                        "recovery: %s", len(failed), failed[0][1])
+        self._written.set()
+        with self._count_lock:
+            self.batches += 1
+            self.rows += len(rows) - len(failed)
+            self._unmoved -= len(rows)
+
+    @staticmethod
+    def _delete_segment(seg: _Segment) -> None:
+        """A retired segment: deleted when all its rows are committed, else closed and left
+        for :func:`recover_journals` (deleted before its lock is released, so recovery never
+        sees a finished segment)."""
+        try:
+            if not seg.failed:
+                os.unlink(seg.path)
+        except OSError as exc:
+            log.warning("prediction log journal %s could not be deleted: %s", seg.path, exc)
+        finally:
+            os.close(seg.fd)
 
     def _commit(self, batch: list) -> None:
         # Every row names every column (one executemany needs the same keys in each row).
@@ -480,6 +732,7 @@ def read_predictions(url: str, model: str, since, until=None, arm: str | None = 
     """
     import pandas as pd
 
+    recover_journals(url)  # predictions a killed gateway acknowledged but did not commit
     engine = get_engine(url)
     p, f = predictions, feedback
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)

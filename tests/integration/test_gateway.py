@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retrain_lib.serving import predlog
 from retrain_lib.serving.process import GatewayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -106,8 +107,18 @@ def _predict(url, recs, *, headers=AUTH, timeout=10.0, **extra):
                       timeout=timeout)
 
 
-def _rows(db: Path, where: str = "1=1", params=()) -> list[tuple]:
-    con = sqlite3.connect(db)
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics", headers=AUTH, timeout=5).text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _rows(gateway, where: str = "1=1", params=()) -> list[tuple]:
+    """Rows of the gateway's prediction log, read once its journal is all in the database."""
+    _wait_for(lambda: _metric(gateway["url"], "retrain_gateway_log_journaled_rows") == 0, 10,
+              "the journal moved into the database")
+    con = sqlite3.connect(gateway["db"])
     try:
         return con.execute(f"select request_id, version, arm, output, parent_id from predictions where {where}",
                            params).fetchall()
@@ -155,7 +166,7 @@ def test_predict_answers_with_the_champion_version_and_logs_every_prediction(gat
     assert [p["prediction"] for p in preds] == pytest.approx(list(expected), abs=1e-9)
     ids = [p["request_id"] for p in preds]
     assert len(set(ids)) == 3
-    logged = {r[0]: r for r in _rows(gateway["db"], f"request_id in ({','.join('?' * 3)})", ids)}
+    logged = {r[0]: r for r in _rows(gateway, f"request_id in ({','.join('?' * 3)})", ids)}
     assert set(logged) == set(ids)  # committed before the answer
     assert all(logged[i][1:3] == ("1", "champion") for i in ids)
     assert [logged[i][3] for i in ids] == pytest.approx(list(expected), abs=1e-9)
@@ -169,7 +180,7 @@ def test_predict_answers_with_the_champion_version_and_logs_every_prediction(gat
 
 
 def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway, records):
-    before = len(_rows(gateway["db"]))
+    before = len(_rows(gateway))
     good = _features(records[0])
     bad_type = {**_features(records[1]), "income": "lots"}
     bad_two = {k: v for k, v in _features(records[2]).items() if k != "region"} | {"shoe_size": 44,
@@ -185,7 +196,7 @@ def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway,
     assert httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=b"{not json", headers=AUTH
                       ).status_code == 422
     assert _predict(gateway["url"], []).status_code == 422
-    assert len(_rows(gateway["db"])) == before  # no half-written batch
+    assert len(_rows(gateway)) == before  # no half-written batch
 
 
 MALFORMED = [  # (id, raw body or JSON value, allowed statuses)
@@ -217,13 +228,13 @@ def test_malformed_requests_get_a_clean_4xx_and_log_nothing(gateway, records, ca
             "huge": {"record": {**good, "income": 10 ** 400}},
             "bool": {"record": {**good, "age": True}},
             "entity": {"record": good, "entity": {"id": [1]}}}.get(body, body) if isinstance(body, str) else body
-    before = len(_rows(gateway["db"]))
+    before = len(_rows(gateway))
     headers = {**AUTH, "content-type": "application/json"}
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     resp = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=content, headers=headers, timeout=10)
     assert resp.status_code in allowed, (resp.status_code, resp.text[:300])
     assert "detail" in resp.json()
-    assert len(_rows(gateway["db"])) == before
+    assert len(_rows(gateway)) == before
     assert httpx.get(f"{gateway['url']}/health", timeout=5).status_code == 200
 
 
@@ -285,7 +296,7 @@ def test_shadow_logs_the_challenger_off_the_request_path_and_answers_from_the_ch
         assert {(p["version"], p["arm"]) for p in answers} == {("1", "champion")}
         ids = [p["request_id"] for p in answers]
         marks = ",".join("?" * len(ids))
-        shadow = _wait_for(lambda: (rows := _rows(gateway["db"], f"parent_id in ({marks})", ids))
+        shadow = _wait_for(lambda: (rows := _rows(gateway, f"parent_id in ({marks})", ids))
                            and len(rows) == len(ids) and rows, 10, "the shadow rows")
         assert {(r[1], r[2]) for r in shadow} == {("2", "shadow")}
         assert {r[4] for r in shadow} == set(ids)
@@ -308,7 +319,7 @@ def test_canary_routes_the_configured_share_and_a_sticky_entity_keeps_its_arm(ga
         assert abs(hits - 0.3 * n) <= 4 * math.sqrt(n * 0.3 * 0.7), hits
         assert {p["version"] for p in answers if p["arm"] == "challenger"} == {"2"}
         assert {p["version"] for p in answers if p["arm"] == "champion"} == {"1"}
-        logged = _rows(gateway["db"], "arm='challenger'")
+        logged = _rows(gateway, "arm='challenger'")
         assert {r[0] for r in logged} >= {p["request_id"] for p in answers if p["arm"] == "challenger"}
 
         _set_state(gateway, "canary", 50, sticky="application_id", challenger="2")
@@ -374,7 +385,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
     stop = threading.Event()
 
     def load(offset, single):
-        # single records are committed on the gateway's event loop, pairs by its writer thread
+        # single records are scored on the gateway's event loop, pairs in its prediction pool
         with httpx.Client(headers=AUTH, timeout=5) as http:
             i = offset
             while not stop.is_set():
@@ -402,11 +413,20 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
     for t in threads:
         t.join(15)
     assert len(acked) > 20, len(acked)
-    assert singles[0] > 10 and len(acked) - singles[0] > 10, (singles, len(acked))  # both write paths ran
+    assert singles[0] > 10 and len(acked) - singles[0] > 10, (singles, len(acked))  # both request paths ran
+    journal = predlog.journal_dir(gateway["db"])
+    left = list(journal.glob("*.jsonl"))
+    assert left, "the killed gateway left no journal segment"
     con = sqlite3.connect(gateway["db"])
     try:
-        stored = {r[0] for r in con.execute("select request_id from predictions")}
+        before = {r[0] for r in con.execute("select request_id from predictions")}
     finally:
         con.close()
+    # What the monitor reads: the dead gateway's journal is moved into the database first.
+    stored = set(predlog.read_predictions(f"sqlite:///{gateway['db']}", MODEL,
+                                          dt.datetime(2000, 1, 1, tzinfo=dt.UTC))["request_id"])
+    assert not list(journal.glob("*.jsonl")), "recovered segments are deleted"
+    print(f"{len(acked)} acknowledged, {len([i for i in acked if i not in before])} of them only in the journal "
+          f"at the kill")
     missing = [i for i in acked if i not in stored]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged predictions lost"

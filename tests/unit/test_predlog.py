@@ -1,12 +1,15 @@
-"""The prediction log commits in groups, only acknowledges committed rows, joins late labels,
-and runs SQLite in WAL mode."""
+"""The prediction log commits in groups, only acknowledges durable rows (committed, or in the
+SQLite journal that survives a kill), joins late labels, and runs SQLite in WAL mode."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import signal
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -112,49 +115,128 @@ def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(sq
     assert plog.batches < total, f"{plog.batches} transactions for {total} writes: no group commit"
 
 
-def test_commit_now_writes_what_the_writer_writes_and_is_committed_on_return(sqlite_url, tmp_path):
+def test_appended_rows_are_journaled_at_once_and_committed_like_the_writers(sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 60.0)  # nothing moves unless asked
     plog = PredictionLog(sqlite_url)
     at = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
     plog.write([_row(1, at=at, output=0.25, latency=1.5)])  # through the writer thread
-    direct = [_row(2, at=at, output=0.25, latency=1.5), {**_row(3, at=at), "output": None, "error": "E: x"}]
-    assert plog.commit_now(direct) is True
-    con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader sees them at once
+    journaled = [_row(2, at=at, output=0.25, latency=1.5), {**_row(3, at=at), "output": None, "error": "E: x"}]
+    assert plog.append(journaled) is True
+    segments = list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
+    assert len(segments) == 1
+    lines = segments[0].read_bytes().splitlines()
+    assert [json.loads(x)["request_id"] for x in lines] == ["r2", "r3"]  # on disk when append returns
+    plog.flush()
+    con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader sees them now
     raw = {r[0]: r[1:] for r in con.execute("select request_id, created_at, output, latency_ms, features, error "
                                             "from predictions")}
     con.close()
     assert raw["r2"] == raw["r1"][:3] + ('{"x": 2}', None)  # the same encoding (timestamp text too)
     assert raw["r3"][1] is None and raw["r3"][4] == "E: x"
-    assert (plog.rows, plog.batches) == (3, 2)
+    assert plog.rows == 3
     plog.close()
+    assert not segments[0].exists(), "a closed log's segment is deleted once its rows are committed"
     frame = read_predictions(sqlite_url, "m", T0)
     assert sorted(frame["request_id"]) == ["r1", "r2", "r3"]
     assert set(frame["created_at"]) == {at}
 
 
-def test_commit_now_never_waits_for_another_writer_and_writes_nothing_when_it_cannot(sqlite_url, tmp_path):
+def test_the_writer_moves_journaled_rows_into_the_database_on_its_own(sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 0.05)
+    monkeypatch.setattr(predlog, "JOURNAL_SEGMENT_BYTES", 600)  # a new segment every few rows
     plog = PredictionLog(sqlite_url)
-    plog.write([_row(1)])
-    other = sqlite3.connect(tmp_path / "predictions.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
     try:
-        assert plog.commit_now([_row(2)]) is False
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-    assert plog.commit_now([_row(1)]) is False  # duplicate request id: nothing written, no exception
-    assert plog.commit_now([_row(3)]) is True  # the direct connection still works afterwards
-    plog.write([_row(2)])  # what the caller does when commit_now says no
-    plog.close()
-    assert plog.commit_now([_row(4)]) is False  # closed
-    assert sorted(read_predictions(sqlite_url, "m", T0)["request_id"]) == ["r1", "r2", "r3"]
-
-
-def test_commit_now_is_sqlite_only(url):
-    plog = PredictionLog(url)
-    try:
-        assert plog.commit_now([_row(1)]) is (url.startswith("sqlite"))
+        for i in range(20):
+            assert plog.append([_row(i)]) is True
+        deadline = time.monotonic() + 10
+        while plog.rows < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert plog.rows == 20 and plog.depth == 0
+        segments = list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
+        # 20 rows of ~180 bytes filled 5 or more segments: the retired ones are deleted once
+        # committed, only the open one (if any) is left
+        assert len(segments) <= 1, segments
     finally:
         plog.close()
+    assert len(read_predictions(sqlite_url, "m", T0)) == 20
+
+
+_KILLED_GATEWAY = """
+import datetime as dt, os, signal, sys
+from retrain_lib.serving import predlog
+predlog.JOURNAL_INGEST_S = 3600.0
+plog = predlog.PredictionLog(sys.argv[1])
+at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+for i in range(int(sys.argv[2])):
+    row = {"request_id": f"k{i}", "model": "m", "version": "1", "arm": "champion", "features": "{}",
+           "output": 0.5, "latency_ms": 1.0, "created_at": at, "parent_id": None, "error": None}
+    assert plog.append([row])
+print("acknowledged", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_log(sqlite_url, tmp_path):
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "predictions.db")
+    out = subprocess.run([sys.executable, "-c", _KILLED_GATEWAY, sqlite_url, "30"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == -signal.SIGKILL and "acknowledged" in out.stdout, out.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("select count(*) from predictions").fetchone()[0] == 0  # nothing committed
+    con.close()
+    segment = next(predlog.journal_dir(db).glob("*.jsonl"))
+    with open(segment, "ab") as f:  # a line cut short by the kill: never acknowledged, skipped
+        f.write(b'{"request_id": "torn", "model"')
+    frame = read_predictions(sqlite_url, "m", T0)  # the monitor's reader recovers first
+    assert sorted(frame["request_id"]) == sorted(f"k{i}" for i in range(30))
+    assert not segment.exists()
+    # a second killed process: its journal is recovered by the next log (the next gateway)
+    subprocess.run([sys.executable, "-c", _KILLED_GATEWAY.replace('f"k{i}"', 'f"j{i}"'), sqlite_url, "5"],
+                   capture_output=True, timeout=120)
+    plog = PredictionLog(sqlite_url)
+    plog.close()
+    assert len(read_predictions(sqlite_url, "m", T0)) == 35
+    assert predlog.recover_journals(sqlite_url) == 0
+
+
+def test_recovery_leaves_a_living_logs_segment_alone(sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 60.0)
+    plog = PredictionLog(sqlite_url)
+    try:
+        assert plog.append([_row(1)])
+        assert predlog.recover_journals(sqlite_url) == 0  # locked by its living log
+        assert len(list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))) == 1
+        assert plog.add_feedback("m", [("r1", 1.0)]).stored == ["r1"]  # feedback waits for the journal
+    finally:
+        plog.close()
+    frame = read_predictions(sqlite_url, "m", T0)
+    assert frame["label"].tolist() == [1.0]
+
+
+def test_rows_the_database_refuses_keep_their_segment(sqlite_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 60.0)
+    plog = PredictionLog(sqlite_url)
+    assert plog.append([_row(1), {**_row(2), "model": None}, _row(3)])  # model is NOT NULL
+    plog.close()
+    assert plog.failures == 1 and plog.rows == 2
+    assert sorted(read_predictions(sqlite_url, "m", T0)["request_id"]) == ["r1", "r3"]
+    jdir = predlog.journal_dir(str(tmp_path / "predictions.db"))
+    assert not list(jdir.glob("*.jsonl"))  # the reader tried it once more, then set it aside
+    kept = list(jdir.glob("*.failed"))
+    assert len(kept) == 1 and b'"request_id":"r2"' in kept[0].read_bytes()
+
+
+def test_append_is_sqlite_file_only(url):
+    plog = PredictionLog(url)
+    try:
+        assert plog.append([_row(1)]) is url.startswith("sqlite")
+    finally:
+        plog.close()
+    assert plog.append([_row(2)]) is False  # closed
+    assert len(read_predictions(url, "m", T0)) == (1 if url.startswith("sqlite") else 0)
 
 
 def test_request_ids_are_uuid7_ordered_by_time():
