@@ -36,10 +36,10 @@ so a row is never stored twice. PostgreSQL has no journal: the gateway waits for
 commit instead. Feedback first waits until everything journaled is in the database, so a
 label is never refused for a prediction that was already answered.
 
-On SQLite the writing connections do not checkpoint the WAL themselves (a checkpoint syncs
-the database file): a checkpointer thread runs passive checkpoints beside them (they never
-block a writer); should that thread be gone, the writing connections go back to SQLite's own
-checkpoints.
+On a SQLite file the writing connections do not checkpoint the WAL as they commit (a
+checkpoint syncs the database file): the writer thread runs a passive checkpoint (it never
+blocks another writer) at most once a second after it has written, in the same wake-up as
+it moves the journal, so the gateway sees one short burst of background work a second.
 """
 
 from __future__ import annotations
@@ -397,13 +397,8 @@ class PredictionLog:
         if self._database is not None:
             self._columns = _Columns(self.engine)
             recover_journals(self.url)  # what a killed gateway left behind
-        self._written = threading.Event()  # rows committed since the last checkpoint
-        self._stopped = threading.Event()
-        self._checkpointer = None
-        if self._sqlite:
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="predlog-checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
+        self._dirty = False  # written since the last checkpoint (writer thread only)
+        self._last_checkpoint = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
         self._thread.start()
 
@@ -534,9 +529,6 @@ class PredictionLog:
                 self._retire_segment()
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        self._stopped.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout)
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -551,40 +543,34 @@ class PredictionLog:
     def _connect(self):
         if self._conn is None:
             conn = self.engine.connect()
-            if self._sqlite:
-                conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self._autocheckpoint_pages()}")
+            if self._database is not None:  # checkpointed by _checkpoint() instead
+                conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
                 conn.commit()
             self._conn = conn
-        elif self._sqlite and self.batches % 1000 == 0 and not self._checkpointer.is_alive():
-            self._disconnect()
-            return self._connect()
         return self._conn
-
-    def _autocheckpoint_pages(self) -> int:
-        """``wal_autocheckpoint`` of a writing connection: off while the checkpointer thread
-        does it, SQLite's default (1000 pages) if that thread is gone."""
-        return 0 if self._checkpointer is not None and self._checkpointer.is_alive() else 1000
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         _close_quietly(conn)
 
-    def _checkpoint_loop(self) -> None:
-        while not self._stopped.wait(CHECKPOINT_EVERY_S):
-            if self._written.is_set():
-                self._written.clear()
-                self._checkpoint("PASSIVE")
-        self._checkpoint("PASSIVE")
+    def _raw_connection(self) -> sqlite3.Connection:
+        if self._raw is None:
+            self._raw = _sqlite_connect(self._database, autocheckpoint=0)
+        return self._raw
 
-    def _checkpoint(self, mode: str) -> int | None:
-        """Run a WAL checkpoint on a connection of its own; the WAL size in pages, or None."""
+    def _checkpoint(self, *, due_only: bool = True) -> None:
+        """A passive WAL checkpoint when something was written, at most every
+        ``CHECKPOINT_EVERY_S`` unless ``due_only`` is False."""
+        if self._database is None or not self._dirty:
+            return
+        now = time.monotonic()
+        if due_only and now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+            return
+        self._dirty, self._last_checkpoint = False, now
         try:
-            with self.engine.connect() as conn:
-                busy, wal_pages, _done = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").fetchone()
-                return int(wal_pages)
+            self._raw_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except Exception as exc:  # noqa: BLE001 - checkpoints are housekeeping; retried next round
             log.warning("prediction log checkpoint failed: %s", exc)
-            return None
 
     def _loop(self) -> None:
         wait = JOURNAL_INGEST_S if self._database is not None else None
@@ -597,6 +583,7 @@ class PredictionLog:
             # Everything journaled before this item was taken goes first (flush() relies on it).
             self._ingest_journaled()
             if item is None:
+                self._checkpoint()
                 continue
             batch = []
             if item is _STOP:
@@ -616,7 +603,9 @@ class PredictionLog:
                 n += len(item[0])
             if batch:
                 self._commit(batch)
+            self._checkpoint()
         self._ingest_journaled()
+        self._checkpoint(due_only=False)
 
     def _ingest_journaled(self) -> None:
         """Commit the journaled rows (one transaction, or row by row after a failure) and
@@ -641,9 +630,7 @@ class PredictionLog:
         if not rows:
             return
         try:
-            if self._raw is None:
-                self._raw = _sqlite_connect(self._database, autocheckpoint=self._autocheckpoint_pages())
-            failed = self._columns.insert(self._raw, rows)
+            failed = self._columns.insert(self._raw_connection(), rows)
         except Exception as exc:  # noqa: BLE001 - no connection: everything stays journaled
             failed = [(row, exc) for row in rows]
             raw, self._raw = self._raw, None
@@ -656,7 +643,7 @@ class PredictionLog:
             self.failures += len(failed)
             log.warning("prediction log: %d journaled row(s) not committed, kept in the journal for "
                         "recovery: %s", len(failed), failed[0][1])
-        self._written.set()
+        self._dirty = True
         with self._count_lock:
             self.batches += 1
             self.rows += len(rows) - len(failed)
@@ -696,8 +683,7 @@ class PredictionLog:
                     if conn.invalidated or conn.closed:
                         self._disconnect()
                     raise
-                if self._sqlite:
-                    self._written.set()
+                self._dirty = True
             with self._count_lock:
                 self.batches += 1
                 self.rows += len(rows)

@@ -192,6 +192,7 @@ def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_
         f.write(b'{"request_id": "torn", "model"')
     frame = read_predictions(sqlite_url, "m", T0)  # the monitor's reader recovers first
     assert sorted(frame["request_id"]) == sorted(f"k{i}" for i in range(30))
+    assert set(frame["created_at"]) == {dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)}
     assert not segment.exists()
     # a second killed process: its journal is recovered by the next log (the next gateway)
     subprocess.run([sys.executable, "-c", _KILLED_GATEWAY.replace('f"k{i}"', 'f"j{i}"'), sqlite_url, "5"],
@@ -319,3 +320,30 @@ def test_resolve_url(monkeypatch, tmp_path):
         state_dir = tmp_path
 
     assert resolve_url(S()) == f"sqlite:///{tmp_path / 'predictions.db'}"
+
+
+def test_the_writer_checkpoints_the_wal_into_the_database_file(sqlite_url, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 0.05)
+    monkeypatch.setattr(predlog, "CHECKPOINT_EVERY_S", 0.05)
+    plog = PredictionLog(sqlite_url)
+    try:
+        assert plog.append([_row(i) for i in range(5)])
+
+        def in_the_file_alone() -> int:  # a copy of the database file without its WAL
+            shutil.copy(tmp_path / "predictions.db", tmp_path / "copy.db")
+            con = sqlite3.connect(tmp_path / "copy.db")
+            try:
+                return con.execute("select count(*) from predictions").fetchone()[0]
+            except sqlite3.OperationalError:  # not even the table is in the file yet
+                return 0
+            finally:
+                con.close()
+
+        deadline = time.monotonic() + 10
+        while in_the_file_alone() < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_the_file_alone() == 5
+    finally:
+        plog.close()
