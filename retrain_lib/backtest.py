@@ -674,10 +674,10 @@ class _Scorer:
 
     def _scores(self, key: str, day: str):
         from retrain_lib.metrics import predict_scores
-        from retrain_lib.training import xy
+        from retrain_lib.training import feature_frame
 
         if (key, day) not in self.scores:
-            X, _ = xy(self.cfg, self.by_day[day])
+            X = feature_frame(self.cfg, self.by_day[day])
             self.scores[(key, day)] = predict_scores(self.store.get(key).pipeline, X, self.cfg.task)
         return self.scores[(key, day)]
 

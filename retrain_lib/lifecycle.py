@@ -268,7 +268,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     """CBPE on the rows of the current window whose labels have not arrived yet."""
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import estimate_performance
-    from retrain_lib.training import xy
+    from retrain_lib.training import feature_frame
 
     cfg = ctx.cfg
     perf = cfg.performance
@@ -279,7 +279,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     if len(unlabelled) < perf.min_labels:
         out["reason"] = f"only {len(unlabelled)} rows without labels (< min_labels {perf.min_labels})"
         return out
-    X, _ = xy(cfg, unlabelled)
+    X = feature_frame(cfg, unlabelled)  # their targets are missing: not cast to labels
     proba = predict_scores(model(), X, cfg.task)
     est = estimate_performance(proba, perf.metric, draws=perf.estimate_draws, seed=cfg.training.seed)
     out.update(est.to_dict())
