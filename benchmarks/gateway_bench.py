@@ -1,7 +1,8 @@
 """Serving gateway overhead: single-record latency through HTTP vs the model's own predict.
 
 1. Builds a platform (simulated credit_default data, champion v1, challenger v2 = same
-   artifact) in a temp dir, or reuses one (``--state-dir`` + ``--config-dir``).
+   artifact) in a temp dir, in a child process, or reuses one (``--state-dir`` +
+   ``--config-dir``).
 2. With two or more CPUs, pins itself to CPU 1 (``pinned``): the in-process timing below and
    the gateways started next run there, and the load client then moves to CPU 0, so the
    client's own threads never preempt the server they measure (unpinned, two identical
@@ -41,6 +42,7 @@ import gc
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -207,7 +209,11 @@ def main() -> int:
                    help="alternate the logging-on and logging-off gateways this many times each")
     p.add_argument("--state-dir", help="reuse this RETRAIN_HOME (with --config-dir) instead of building one")
     p.add_argument("--config-dir")
+    p.add_argument("--build-into", help=argparse.SUPPRESS)  # internal: build a platform there and exit
     args = p.parse_args()
+    if args.build_into:
+        build_platform(Path(args.build_into))
+        return 0
     load_start = loadavg()
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pinned = len(cpus) >= 2
@@ -216,8 +222,12 @@ def main() -> int:
         state, cfg_dir = Path(args.state_dir), Path(args.config_dir)
         os.environ.update(RETRAIN_HOME=str(state), RETRAIN_CONFIG_DIR=str(cfg_dir))
     else:
+        # Built in a child process: training and MLflow logging leave threads and a large heap
+        # behind that stalled this process's load client for 100-200 ms at a time.
         tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-        state, cfg_dir = build_platform(tmp)
+        subprocess.run([sys.executable, __file__, "--build-into", str(tmp)], check=True)
+        state, cfg_dir = tmp / "state", tmp / "configs"
+        os.environ.update(RETRAIN_HOME=str(state), RETRAIN_CONFIG_DIR=str(cfg_dir))
     try:
         import mlflow
         import pandas as pd
