@@ -222,8 +222,8 @@ def main() -> int:
         state, cfg_dir = Path(args.state_dir), Path(args.config_dir)
         os.environ.update(RETRAIN_HOME=str(state), RETRAIN_CONFIG_DIR=str(cfg_dir))
     else:
-        # Built in a child process: training and MLflow logging leave threads and a large heap
-        # behind that stalled this process's load client for 100-200 ms at a time.
+        # Built in a child process, so that training's threads and heap stay out of the
+        # process that measures (the client's send lag is reported either way).
         tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
         subprocess.run([sys.executable, __file__, "--build-into", str(tmp)], check=True)
         state, cfg_dir = tmp / "state", tmp / "configs"
