@@ -850,9 +850,8 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         # (a thread handoff would cost more than it frees). Batches and the pandas pipeline
         # path run in the prediction pool so the loop keeps serving.
         error = None
-        on_loop = len(records) == 1 and (dep.champion if arms[0] == champion_arm else dep.challenger).fast is not None
         try:
-            if on_loop:
+            if len(records) == 1 and (dep.champion if arms[0] == champion_arm else dep.challenger).fast is not None:
                 outputs = score_records(dep, records, arms)
             else:
                 outputs = await asyncio.get_running_loop().run_in_executor(gw.executor, score_records, dep, records,

@@ -305,7 +305,8 @@ def recover_journals(url: str) -> int:
     once its rows are committed. Segments of running gateways are left to them. A segment
     with rows the database refuses is renamed ``*.failed`` (kept, not retried) with an
     error in the log. Returns the number of rows recovered (already stored ones count)."""
-    database = _sqlite_file(resolve_url(log_url=url))
+    url = resolve_url(log_url=url)
+    database = _sqlite_file(url)
     if database is None:
         return 0
     jdir = journal_dir(database)
@@ -315,7 +316,7 @@ def recover_journals(url: str) -> int:
         return 0
     if not paths:
         return 0
-    cols = _Columns(get_engine(resolve_url(log_url=url)))
+    cols = _Columns(get_engine(url))
     recovered = 0
     conn = None
     try:
@@ -383,7 +384,6 @@ class PredictionLog:
         self.rows = 0  # prediction rows committed
         self.failures = 0
         self._conn = None  # the writer thread's connection
-        self._sqlite = self.engine.dialect.name == "sqlite"
         self._upsert_labels = _insert(self.engine, feedback, upsert_on="request_id")
         self._count_lock = threading.Lock()
         # The journal (SQLite files only): appended under _journal_lock, moved into the
