@@ -232,6 +232,18 @@ def _sqlite_file(url: str) -> str | None:
     return url.database
 
 
+def _all_or_each(items: list, commit: Callable[[list], None]) -> list[tuple[Any, Exception]]:
+    """``commit(items)`` as one transaction; if it fails, each item in a transaction of its
+    own, so one bad item fails alone. The items that could not be committed, with why."""
+    try:
+        commit(items)
+        return []
+    except Exception as exc:  # noqa: BLE001 - retried one by one below, each failure reported
+        if len(items) <= 1:
+            return [(item, exc) for item in items]
+    return [failed for item in items for failed in _all_or_each([item], commit)]
+
+
 class _Columns:
     """The predictions table as a raw SQLite statement, values encoded as SQLAlchemy encodes
     them for this table (timestamps as text), so rows written either way read back alike."""
@@ -246,16 +258,9 @@ class _Columns:
         return tuple(row.get(c) if proc is None else proc(row.get(c)) for c, proc in self.cols)
 
     def insert(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[tuple[dict, Exception]]:
-        """Insert ``rows`` in one transaction; if that fails, row by row. The rows that could
-        not be stored, with why (an empty list when all were). A request id already stored
-        is not stored again."""
-        try:
-            self._insert(conn, [self.params(r) for r in rows])
-            return []
-        except Exception as exc:  # noqa: BLE001 - retried row by row below, each failure reported
-            if len(rows) == 1:
-                return [(rows[0], exc)]
-        return [failed for row in rows for failed in self.insert(conn, [row])]
+        """Insert ``rows`` (see :func:`_all_or_each`); the rows that could not be stored, with
+        why. A request id already stored is not stored again."""
+        return _all_or_each(rows, lambda part: self._insert(conn, [self.params(r) for r in part]))
 
     def _insert(self, conn: sqlite3.Connection, params: list[tuple]) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -663,6 +668,21 @@ class PredictionLog:
             os.close(seg.fd)
 
     def _commit(self, batch: list) -> None:
+        """Commit queued items (see :func:`_all_or_each`) and tell each submitter its outcome."""
+        failed = {id(item): exc for item, exc in _all_or_each(batch, self._commit_items)}
+        for item in batch:
+            error = failed.get(id(item))
+            if error is not None:
+                log.warning("prediction log write failed: %s", error)
+                self.failures += 1
+            if item[1] is not None:
+                try:
+                    item[1](error)
+                except Exception:  # noqa: BLE001 - a broken callback must not stop the writer
+                    log.exception("prediction log callback failed")
+
+    def _commit_items(self, batch: list) -> None:
+        """The prediction rows and labels of ``batch`` in one transaction."""
         # Every row names every column (one executemany needs the same keys in each row).
         rows = [row if len(row) == _NCOLS else {**_EMPTY_ROW, **row}
                 for rs, _, is_labels in batch if not is_labels for row in rs]
@@ -670,39 +690,22 @@ class PredictionLog:
         for rs, _, is_labels in batch:
             if is_labels:
                 labels.update((r["request_id"], r) for r in rs)
-        try:
-            if rows or labels:
-                conn = self._connect()
-                try:
-                    with conn.begin():
-                        if rows:
-                            conn.execute(predictions.insert(), rows)
-                        if labels:
-                            conn.execute(self._upsert_labels, list(labels.values()))
-                except Exception:
-                    if conn.invalidated or conn.closed:
-                        self._disconnect()
-                    raise
-                self._dirty = True
-            with self._count_lock:
-                self.batches += 1
-                self.rows += len(rows)
-            outcome = [(cb, None) for _, cb, _ in batch]
-        except Exception as exc:  # noqa: BLE001 - retry item by item, report each outcome
-            if len(batch) == 1:
-                log.warning("prediction log write failed: %s", exc)
-                self.failures += 1
-                outcome = [(batch[0][1], exc)]
-            else:
-                for item in batch:
-                    self._commit([item])
-                return
-        for cb, error in outcome:
-            if cb is not None:
-                try:
-                    cb(error)
-                except Exception:  # noqa: BLE001 - a broken callback must not stop the writer
-                    log.exception("prediction log callback failed")
+        if rows or labels:
+            conn = self._connect()
+            try:
+                with conn.begin():
+                    if rows:
+                        conn.execute(predictions.insert(), rows)
+                    if labels:
+                        conn.execute(self._upsert_labels, list(labels.values()))
+            except Exception:
+                if conn.invalidated or conn.closed:
+                    self._disconnect()
+                raise
+            self._dirty = True
+        with self._count_lock:
+            self.batches += 1
+            self.rows += len(rows)
 
 
 # -----------------------------------------------------------------------------------------

@@ -347,3 +347,19 @@ def test_the_writer_checkpoints_the_wal_into_the_database_file(sqlite_url, tmp_p
         assert in_the_file_alone() == 5
     finally:
         plog.close()
+
+
+def test_all_or_each_commits_once_and_isolates_the_failing_items():
+    calls = []
+
+    def commit(items):
+        calls.append(list(items))
+        if any(i % 3 == 0 for i in items):
+            raise ValueError(f"refused {items}")
+
+    assert predlog._all_or_each([1, 2, 4], commit) == [] and calls == [[1, 2, 4]]
+    calls.clear()
+    failed = predlog._all_or_each([1, 3, 4, 6], commit)
+    assert [item for item, _ in failed] == [3, 6]
+    assert all(isinstance(exc, ValueError) and str(exc) == f"refused [{item}]" for item, exc in failed)
+    assert calls == [[1, 3, 4, 6], [1], [3], [4], [6]]
