@@ -365,13 +365,13 @@ def _relative_worse(metric: str, champion: float, previous: float) -> float:
 
 
 def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.datetime | None = None,
-                  log_url: str | None = None) -> dict[str, Any] | None:
+                  log_url: str | None = None, previous=_FROM_REGISTRY) -> dict[str, Any] | None:
     """The champion's live traffic from the gateway's prediction log: its requests of the last
     ``rollback.serving_minutes`` (wall clock: the log is live, whatever day ``as_of`` is), their
     error rate and p95 latency, and, on the requests whose labels came back, its metric
     against ``previous-champion`` scoring the same logged features. ``None`` when rollback is
     off, the champion was promoted more than ``within_days`` before ``as_of``, or there is no
-    log or no traffic."""
+    log or no traffic. ``previous`` as in :func:`rollback_facts`."""
     spec = ctx.cfg.rollback
     if spec is None or not spec.enabled or champion is None:
         return None
@@ -401,7 +401,8 @@ def serving_facts(ctx: ModelContext, champion, as_of: dt.date, *, now: dt.dateti
         "min_labels": spec.min_labels,
     }
     labelled = ok[ok["label"].notna()]
-    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
+    if previous is _FROM_REGISTRY:
+        previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
     facts.update(labels=int(len(labelled)), previous=_str(previous.version) if previous is not None else None)
     if previous is None or len(labelled) < spec.min_labels:
         return facts
@@ -720,8 +721,10 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     performance = _json_safe(champion_performance(ctx, champion, as_of, current))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
-    rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance))
-    serving = _json_safe(serving_facts(ctx, champion, as_of))
+    # one read of the rollback target, so both checks compare against the same version
+    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS) if champion is not None else None
+    rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance, previous=previous))
+    serving = _json_safe(serving_facts(ctx, champion, as_of, previous=previous))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
                       new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving)
     pred = (drift_summary or {}).get("prediction")
