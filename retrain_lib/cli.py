@@ -13,9 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from retrain_lib.errors import ConfigError, DataError, RetrainError
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigError, DataError, RetrainError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,9 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from retrain_lib.errors import ConfigError, DataError
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from retrain_lib.errors import EXIT_OK, ConfigError, DataError
 
 
 def _date(value: str) -> dt.date:

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
 def _days(value: str) -> tuple:

@@ -7,6 +7,10 @@ what to do about it.
 
 from __future__ import annotations
 
+# Exit codes of every ``retrain`` command: done, failed (a retry may help), bad input (fix
+# the config, the data or the arguments first).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
 
 class RetrainError(Exception):
     """Base class of every error raised by ``retrain_lib`` on purpose."""
