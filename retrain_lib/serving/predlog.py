@@ -214,6 +214,7 @@ _STOP = object()
 CHECKPOINT_EVERY_S = 1.0
 JOURNAL_INGEST_S = 1.0  # how often the writer moves journaled rows into the database
 JOURNAL_SEGMENT_BYTES = 8 << 20  # a segment is retired (deleted once committed) past this size
+STALE_TMP_S = 60.0  # an unrenamed segment older than this is an orphan (see _stale)
 
 
 # -- SQLite journal -------------------------------------------------------------------------
@@ -316,7 +317,7 @@ def recover_journals(url: str) -> int:
         return 0
     jdir = journal_dir(database)
     try:
-        paths = sorted(p for p in jdir.iterdir() if p.suffix in (".jsonl", ".tmp"))
+        paths = sorted(p for p in jdir.iterdir() if p.suffix == ".jsonl" or (p.suffix == ".tmp" and _stale(p)))
     except FileNotFoundError:
         return 0
     if not paths:
@@ -358,6 +359,16 @@ def recover_journals(url: str) -> int:
     if recovered:
         log.info("prediction log: %d journaled prediction(s) recovered from %s", recovered, jdir)
     return recovered
+
+
+def _stale(path: Path) -> bool:
+    """A segment still named ``.tmp`` this long after it was created belongs to a process that
+    died between creating and locking it (it holds no rows: appends start after the rename).
+    A younger one may be a starting gateway's, about to be locked: recovery leaves it."""
+    try:
+        return time.time() - path.stat().st_mtime > STALE_TMP_S
+    except FileNotFoundError:
+        return False
 
 
 @dataclass(eq=False)

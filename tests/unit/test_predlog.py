@@ -217,6 +217,20 @@ def test_recovery_leaves_a_living_logs_segment_alone(sqlite_url, tmp_path, monke
     assert frame["label"].tolist() == [1.0]
 
 
+def test_recovery_leaves_a_starting_logs_unlocked_tmp_segment_and_clears_an_orphaned_one(sqlite_url, tmp_path):
+    PredictionLog(sqlite_url).close()  # the database exists
+    jdir = predlog.journal_dir(str(tmp_path / "predictions.db"))
+    jdir.mkdir(exist_ok=True)
+    starting = jdir / ".1-1-aa.tmp"  # created, not yet locked: a gateway between open and flock
+    orphan = jdir / ".2-2-bb.tmp"  # a process killed between open and rename, long ago
+    starting.touch()
+    orphan.touch()
+    old = time.time() - predlog.STALE_TMP_S - 5
+    os.utime(orphan, (old, old))
+    assert predlog.recover_journals(sqlite_url) == 0
+    assert starting.exists() and not orphan.exists()
+
+
 def test_rows_the_database_refuses_keep_their_segment(sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 60.0)
     plog = PredictionLog(sqlite_url)
