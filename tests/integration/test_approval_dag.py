@@ -11,7 +11,6 @@ rejection or a timeout must leave the champion where it was.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import threading
 import time
@@ -51,19 +50,16 @@ def platform(airflow_db, tmp_path_factory):
     raw["approval"] = {"required_when": ["always"], "timeout_hours": 2, "approvers": []}
     raw["gates"] = [{"metric": "roc_auc", "min": 0.5}]  # every candidate reaches the approval step
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1")
-    settings = load_settings(cfg_dir)
-    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=40, drift_day=None, drift_kind="none", rows_per_day=400, seed=11)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    yield SimpleNamespace(bag=bag, settings=settings)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        mp.setenv("RETRAIN_STRICT", "1")
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=40, drift_day=None, drift_kind="none", rows_per_day=400, seed=11)
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        yield SimpleNamespace(bag=bag, settings=settings)
 
 
 def _awaiting(run_id_prefix: str):

@@ -54,23 +54,19 @@ def platform(tmp_path_factory):
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
-    settings = load_settings(cfg_dir)
-    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=1)
-    first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
-    assert first["outcome"] == "deployed", first
-    client = registry.get_client(settings.tracking_uri, settings.registry_uri)
-    v1 = client.get_model_version(MODEL, "1")
-    v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)
-    assert v2.version in (2, "2")
-    yield settings, cfg, client
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=1)
+        first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+        assert first["outcome"] == "deployed", first
+        client = registry.get_client(settings.tracking_uri, settings.registry_uri)
+        v1 = client.get_model_version(MODEL, "1")
+        v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)
+        assert v2.version in (2, "2")
+        yield settings, cfg, client
 
 
 @pytest.fixture(scope="module")

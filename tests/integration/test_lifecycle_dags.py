@@ -5,7 +5,6 @@ a failed gate and invalid data."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,20 +43,17 @@ def platform(airflow_db, tmp_path_factory):
     demand = yaml.safe_load((cfg_dir / "models" / "daily_demand.yaml").read_text())
     demand["gates"] = [{"metric": "r2", "min": 0.999}]  # no model can pass this
     (cfg_dir / "models" / "daily_demand.yaml").write_text(yaml.safe_dump(demand, sort_keys=False))
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1")
-    settings = load_settings(cfg_dir)
-    for name, kind, seed in (("credit_default", "covariate", 3), ("daily_demand", "none", 4)):
-        cfg = load_model_config(cfg_dir / "models" / f"{name}.yaml")
-        simulate(cfg, settings.data_root, days=44, drift_day=40, drift_kind=kind, rows_per_day=800, seed=seed)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    yield SimpleNamespace(bag=bag, settings=settings, root=root)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        mp.setenv("RETRAIN_STRICT", "1")
+        settings = load_settings(cfg_dir)
+        for name, kind, seed in (("credit_default", "covariate", 3), ("daily_demand", "none", 4)):
+            cfg = load_model_config(cfg_dir / "models" / f"{name}.yaml")
+            simulate(cfg, settings.data_root, days=44, drift_day=40, drift_kind=kind, rows_per_day=800, seed=seed)
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        yield SimpleNamespace(bag=bag, settings=settings, root=root)
 
 
 def run_monitor(platform, model: str, n: int):

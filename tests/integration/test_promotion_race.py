@@ -11,7 +11,6 @@ and the ledger chain stays verifiable.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -41,17 +40,13 @@ def platform(tmp_path_factory):
     # the race is about the registry and the ledger: gates that only read metrics keep trials quick
     raw["gates"] = [{"metric": "roc_auc", "min": 0.6}, {"metric": "roc_auc", "max_regression": 0.01}]
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
-    settings = load_settings(cfg_dir)
-    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=5)
-    yield settings
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=5)
+        yield settings
 
 
 def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):

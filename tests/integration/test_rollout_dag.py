@@ -52,37 +52,33 @@ def platform(airflow_db, tmp_path_factory):
                      "step_minutes": 0.01, "max_step_predictions": 3000, "rollout_timeout_hours": 0.12,
                      "margin": 0.25, "max_psi": 0.25}
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT",
-                                            "RETRAIN_ROLLOUT_POLL_S")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1",
-                      RETRAIN_ROLLOUT_POLL_S="0.5")
-    settings = load_settings(cfg_dir)
-    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=400, seed=8)
-    first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
-    assert first["outcome"] == "deployed" and first["deployed"]["mode"] == "direct", first  # first model: direct
-    client = registry.get_client(settings.tracking_uri)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    assert DAG_ID in bag.dags
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        mp.setenv("RETRAIN_STRICT", "1")
+        mp.setenv("RETRAIN_ROLLOUT_POLL_S", "0.5")
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=400, seed=8)
+        first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+        assert first["outcome"] == "deployed" and first["deployed"]["mode"] == "direct", first  # first model: direct
+        client = registry.get_client(settings.tracking_uri)
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        assert DAG_ID in bag.dags
 
-    from retrain_lib.serving.replay import labelled_records
+        from retrain_lib.serving.replay import labelled_records
 
-    records = labelled_records(cfg, settings.data_root, (dt.date(2026, 2, 1), dt.date(2026, 2, 3)))
-    env = {**os.environ}
-    env.pop("RETRAIN_PREDICTIONS_URL", None)
-    gateway = GatewayProcess(MODEL, refresh_s=0.3, env=env, log_path=root / "gateway.log").start()
-    url = gateway.url
-    try:
-        yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir,
-                              gateway=gateway)
-    finally:
-        gateway.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        records = labelled_records(cfg, settings.data_root, (dt.date(2026, 2, 1), dt.date(2026, 2, 3)))
+        env = {**os.environ}
+        env.pop("RETRAIN_PREDICTIONS_URL", None)
+        gateway = GatewayProcess(MODEL, refresh_s=0.3, env=env, log_path=root / "gateway.log").start()
+        url = gateway.url
+        try:
+            yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir,
+                                  gateway=gateway)
+        finally:
+            gateway.stop()
 
 
 def _run_rollout(platform, day: str):

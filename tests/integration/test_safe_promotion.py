@@ -3,7 +3,6 @@ ledger: a clearly worse challenger, and any candidate whose gates raise inside."
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -26,19 +25,15 @@ def platform(tmp_path_factory):
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
-    settings = load_settings(cfg_dir)
-    cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-    simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
-    first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
-    assert first["outcome"] == "deployed", first
-    yield settings, cfg_dir
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        settings = load_settings(cfg_dir)
+        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+        simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
+        first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
+        assert first["outcome"] == "deployed", first
+        yield settings, cfg_dir
 
 
 def _edit(cfg_dir: Path, change) -> None:

@@ -123,24 +123,23 @@ def platform(airflow_db, tmp_path_factory):
                                                   "password": f"http://127.0.0.1:{_closed_port()}/hook"}),
            "AIRFLOW_CONN_SLACK_TOKEN": json.dumps({"conn_type": "slack", "password": "xoxb-test-token",
                                                    "extra": {"base_url": slack.url + "/api/"}})}
-    saved = {k: os.environ.get(k) for k in [*env, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"]}
-    os.environ.update(env)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("MLFLOW_REGISTRY_URI", None)
-    try:
-        settings = load_settings(cfg_dir)
-        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-        simulate(cfg, settings.data_root, days=30, rows_per_day=150, seed=5)
-        bag = DagBag(dag_folder=str(REPO / "dags"))
-        assert bag.import_errors == {}
-        yield SimpleNamespace(bag=bag, settings=settings, cfg=cfg, cfg_dir=cfg_dir, slack=slack, root=root)
-    finally:
-        slack.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            # setenv first records the value before, or that there was none: delenv alone records
+            # nothing for an unset name, and a value exported during the module would stay.
+            mp.setenv(name, "")
+            mp.delenv(name)
+        try:
+            settings = load_settings(cfg_dir)
+            cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
+            simulate(cfg, settings.data_root, days=30, rows_per_day=150, seed=5)
+            bag = DagBag(dag_folder=str(REPO / "dags"))
+            assert bag.import_errors == {}
+            yield SimpleNamespace(bag=bag, settings=settings, cfg=cfg, cfg_dir=cfg_dir, slack=slack, root=root)
+        finally:
+            slack.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,13 +39,16 @@ def platform(airflow_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("validation")
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
-    saved = {k: os.environ.get(k) for k in ("RETRAIN_HOME", "RETRAIN_CONFIG_DIR", "RETRAIN_STRICT",
-                                            "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_STRICT="1")
-    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI: an earlier module's store would win.
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("MLFLOW_REGISTRY_URI", None)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_HOME", str(root / "state"))
+        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
+        mp.setenv("RETRAIN_STRICT", "1")
+        # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI: an earlier module's store would win.
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            # setenv first records the value before, or that there was none: delenv alone records
+            # nothing for an unset name, and a value exported during the module would stay.
+            mp.setenv(name, "")
+            mp.delenv(name)
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
         simulate(cfg, settings.data_root, days=31, rows_per_day=400, seed=8)
@@ -61,12 +63,6 @@ def platform(airflow_db, tmp_path_factory):
         yield SimpleNamespace(bag=bag, settings=settings, cfg=cfg, bad=bad, sources=sources,
                               broken={"income": int((part["income"] < 0).sum()),
                                       "region": int((~part["region"].isin(["north", "south", "east", "west"])).sum())})
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _client(platform):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,20 +29,16 @@ LIGHT_GATES = [{"metric": "roc_auc", "min": 0.6}, {"metric": "roc_auc", "max_reg
 @contextlib.contextmanager
 def env(**values: str | None) -> Iterator[None]:
     """Set (``None``: unset) environment variables for a block, then put them back."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
+    with pytest.MonkeyPatch.context() as mp:
         for k, v in values.items():
             if v is None:
-                os.environ.pop(k, None)
+                # setenv first records the value before, or that there was none: delenv alone
+                # records nothing for an unset name, and a value set in the block would stay.
+                mp.setenv(k, "")
+                mp.delenv(k)
             else:
-                os.environ[k] = v
+                mp.setenv(k, v)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def free_port() -> int:
