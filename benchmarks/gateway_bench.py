@@ -22,11 +22,15 @@
    ``start + i / rate``; a client that is late sends at once, and the lateness is reported
    (``max_send_lag_ms``, ``late_sends``: more than 5 ms late) together with the achieved
    ``rps``, so a run that could not keep the rate shows it. A slice pair in which the client
-   stalled (a send more than ``STALL_MS`` late: its own GIL, its CPU, the VM's steal) is
+   stalled (a thread that was free, with its previous answer in, and whose request was due,
+   yet sent more than ``STALL_MS`` late: its own GIL, its CPU, the VM's steal; a send that
+   is late because the previous answer was slow is the gateway's doing and counts) is
    set aside and run again, at most ``--redo`` times: the stall inflates the requests in
    flight and is followed by a burst, both landing in one gateway's p99 without saying
    anything about that gateway. ``redone_pairs`` and ``stalls_set_aside`` (by gateway) show
    what was set aside, ``stalled_kept`` what stayed once the budget was spent,
+   ``max_client_stall_ms`` the longest such stall, ``max_latency_ms`` each gateway's slowest
+   answer,
    ``logging_overhead_all_slices`` the ratio with nothing set aside, and ``steal_pct`` the
    share of CPU the hypervisor gave to other guests during the load.
 4. Prints one JSON line last: p50_ms, p99_ms (logging on), inprocess_p50_ms,
@@ -98,7 +102,7 @@ def start_gateway(env, *, log: bool):
     return GatewayProcess(MODEL, refresh_s=2, env=env, args=[] if log else ["--no-log"]).start()
 
 
-STALL_MS = 20.0  # a send this late means the client itself stalled (its GIL, its CPU, the VM)
+STALL_MS = 20.0  # a thread this late to send, though free and due, means the client itself stalled
 
 
 class Load:
@@ -117,7 +121,7 @@ class Load:
 
     def run(self, rate: float, seconds: float) -> dict:
         n = int(rate * seconds)
-        lat, lag, from_due = [0.0] * n, [0.0] * n, [0.0] * n
+        lat, lag, own, from_due = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
         errors = [0]
         arms: dict[str, int] = {}
         lock = threading.Lock()
@@ -125,6 +129,7 @@ class Load:
         start = time.perf_counter() + 0.05
 
         def worker(k):
+            free = start  # when this thread's previous request ended
             for i in range(k, n, self.clients):
                 due = start + i / rate
                 delay = due - time.perf_counter()
@@ -135,6 +140,10 @@ class Load:
                 t1 = time.perf_counter()
                 lat[i] = (t1 - t0) * 1000
                 lag[i] = max(0.0, (t0 - due) * 1000)
+                # late through no fault of the gateway: the thread was free (its previous answer
+                # was in) and the request due, yet it did not send
+                own[i] = max(0.0, (t0 - max(due, free)) * 1000)
+                free = t1
                 from_due[i] = (t1 - due) * 1000
                 if r.status_code != 200:
                     with lock:
@@ -151,7 +160,8 @@ class Load:
             t.join()
         self.sent += n
         piece = {"lat": lat, "lag": lag, "from_due": from_due, "errors": errors[0], "arms": arms,
-                 "took": time.perf_counter() - start, "stalled": max(lag, default=0.0) > STALL_MS}
+                 "took": time.perf_counter() - start, "stalled": max(own, default=0.0) > STALL_MS,
+                 "max_own_lag": max(own, default=0.0), "max_lat": max(lat, default=0.0)}
         self.slices.append(piece)
         return piece
 
@@ -177,7 +187,8 @@ def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dic
     on the machine hits both alike. Only one gateway is loaded at a time. The gateways inherit
     this process's CPU affinity; the client then moves to ``client_cpus`` (if given).
 
-    A pair in which the client stalled (a send more than ``STALL_MS`` late) is set aside and
+    A pair in which the client stalled (a free thread sent more than ``STALL_MS`` after its
+    request was due) is set aside and
     run again, at most ``redo`` times in all: a stalled client inflates the latency of the
     requests it has in flight and then sends a burst, which lands in one gateway's p99 and
     says nothing about that gateway. Returns both loads and the (on, off) slices kept; the
@@ -353,6 +364,9 @@ def main() -> int:
             "stalls_set_aside": {"log": sum(s["stalled"] and id(s) not in kept for s in on_load.slices),
                                "nolog": sum(s["stalled"] and id(s) not in kept for s in off_load.slices)},
             "stalled_kept": sum(s["stalled"] for s in kept_on + kept_off),
+            "max_client_stall_ms": round(max(s["max_own_lag"] for s in on_load.slices + off_load.slices), 3),
+            "max_latency_ms": {"log": round(max(s["max_lat"] for s in on_load.slices), 3),
+                               "nolog": round(max(s["max_lat"] for s in off_load.slices), 3)},
             "logging_overhead_all_slices": round(on_all["p99"] / off_all["p99"], 3),
             "steal_pct": steal,
             "fastpath": loaded.fast is not None, "fastpath_p50_ms": pct(fast_times, 50),
