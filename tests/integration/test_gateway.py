@@ -8,22 +8,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from platforms import credit_platform
 
 from retrain_lib.serving import predlog
 from retrain_lib.serving.process import GatewayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,20 +44,8 @@ def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     from retrain_lib import lifecycle, registry
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
 
-    root = tmp_path_factory.mktemp("gateway")
-    cfg_dir = root / "configs"
-    shutil.copytree(REPO / "configs", cfg_dir)
-    (cfg_dir / "models" / "daily_demand.yaml").unlink()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RETRAIN_HOME", str(root / "state"))
-        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
-        settings = load_settings(cfg_dir)
-        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-        simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=1)
+    with credit_platform(tmp_path_factory.mktemp("gateway"), days=35, rows_per_day=300, seed=1) as (settings, cfg, _):
         first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
         assert first["outcome"] == "deployed", first
         client = registry.get_client(settings.tracking_uri, settings.registry_uri)

@@ -11,41 +11,27 @@ and the ledger chain stays verifiable.
 
 from __future__ import annotations
 
-import shutil
 import threading
-from pathlib import Path
 
 import pytest
-import yaml
+from platforms import credit_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 TRIALS = 20
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
-
-    root = tmp_path_factory.mktemp("race")
-    cfg_dir = root / "configs"
-    shutil.copytree(REPO / "configs", cfg_dir)
-    (cfg_dir / "models" / "daily_demand.yaml").unlink()
-    raw = yaml.safe_load((cfg_dir / "models" / f"{MODEL}.yaml").read_text())
+def _light(raw: dict) -> None:
     raw.pop("validation", None)
     # the race is about the registry and the ledger: gates that only read metrics keep trials quick
     raw["gates"] = [{"metric": "roc_auc", "min": 0.6}, {"metric": "roc_auc", "max_regression": 0.01}]
-    (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RETRAIN_HOME", str(root / "state"))
-        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
-        settings = load_settings(cfg_dir)
-        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-        simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=300, seed=5)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    with credit_platform(tmp_path_factory.mktemp("race"), days=35, rows_per_day=300, seed=5, edit=_light) as (
+            settings, _, _):
         yield settings
 
 

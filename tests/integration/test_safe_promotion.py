@@ -3,34 +3,20 @@ ledger: a clearly worse challenger, and any candidate whose gates raise inside."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from platforms import credit_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
-
-    root = tmp_path_factory.mktemp("safe")
-    cfg_dir = root / "configs"
-    shutil.copytree(REPO / "configs", cfg_dir)
-    (cfg_dir / "models" / "daily_demand.yaml").unlink()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RETRAIN_HOME", str(root / "state"))
-        mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
-        settings = load_settings(cfg_dir)
-        cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
-        simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=21)
+    with credit_platform(tmp_path_factory.mktemp("safe"), days=45, rows_per_day=400, seed=21) as (settings, _, cfg_dir):
         first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
         assert first["outcome"] == "deployed", first
         yield settings, cfg_dir
