@@ -722,7 +722,9 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
     # one read of the rollback target, so both checks compare against the same version
-    previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS) if champion is not None else None
+    previous = None
+    if champion is not None and cfg.rollback is not None and cfg.rollback.enabled:
+        previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
     rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance, previous=previous))
     serving = _json_safe(serving_facts(ctx, champion, as_of, previous=previous))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
