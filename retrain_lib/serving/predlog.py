@@ -281,8 +281,11 @@ def _sqlite_connect(database: str, *, autocheckpoint: int = 1000) -> sqlite3.Con
     return conn
 
 
+_JOURNAL_OPT = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
 def _journal_line(row: dict[str, Any]) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"  # timestamps: RFC 3339 with offset
+    return orjson.dumps(row, option=_JOURNAL_OPT)  # one line; timestamps: RFC 3339 with offset
 
 
 def _read_segment(path: Path, fd: int) -> tuple[list[dict[str, Any]], int]:
@@ -409,7 +412,8 @@ class PredictionLog:
         self._journaled: collections.deque = collections.deque()  # (segment, rows | None = retire)
         self._journal_lock = threading.Lock()
         self._raw: sqlite3.Connection | None = None
-        self._unmoved = 0  # journaled rows the writer has not taken up yet
+        self._appended = 0  # rows journaled (under _journal_lock)
+        self._moved = 0  # journaled rows the writer has taken up (writer thread only)
         if self._database is not None:
             self._columns = _Columns(self.engine)
             recover_journals(self.url)  # what a killed gateway left behind
@@ -428,7 +432,7 @@ class PredictionLog:
     @property
     def journaled(self) -> int:
         """Rows in the journal that the writer has not committed (or failed to commit) yet."""
-        return self._unmoved
+        return self._appended - self._moved
 
     def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None,
                *, labels: bool = False):
@@ -465,8 +469,9 @@ class PredictionLog:
         acknowledged then, and the caller uses :meth:`submit` and waits for the commit."""
         if self._database is None:
             return False
+        # This runs on every answered request: kept to one encode, one lock and one write.
         try:
-            data = b"".join(_journal_line(r) for r in rows)
+            data = _journal_line(rows[0]) if len(rows) == 1 else b"".join([_journal_line(r) for r in rows])
         except TypeError as exc:  # a value JSON cannot hold: the database write reports it
             log.debug("prediction rows cannot be journaled, committing instead: %s", exc)
             return False
@@ -475,17 +480,18 @@ class PredictionLog:
                 return False
             try:
                 seg = self._segment or self._open_segment()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(seg.fd, view):]
+                written = os.write(seg.fd, data)
+                if written < len(data):  # a short write (rare): the rest of the lines
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(seg.fd, view):]
             except OSError as exc:
                 log.warning("prediction log journal write failed, committing instead: %s", exc)
                 if self._segment is not None:  # a partly written line: start a new segment
                     self._retire_segment()
                 return False
             seg.size += len(data)
-            with self._count_lock:
-                self._unmoved += len(rows)
+            self._appended += len(rows)
             self._journaled.append((seg, rows))
             if seg.size >= JOURNAL_SEGMENT_BYTES:
                 self._retire_segment()
@@ -663,7 +669,7 @@ class PredictionLog:
         with self._count_lock:
             self.batches += 1
             self.rows += len(rows) - len(failed)
-            self._unmoved -= len(rows)
+        self._moved += len(rows)
 
     @staticmethod
     def _delete_segment(seg: _Segment) -> None:
