@@ -15,7 +15,11 @@
    and a second one with ``--no-log``, and sends single-record requests open-loop at half
    that capacity with a few client threads for ``--seconds`` to each, alternating between
    the two in ``--segments`` slices so that the changing load of other jobs on the machine
-   hits both alike (one gateway is loaded at a time). The client's garbage collector is off
+   hits both alike (one gateway is loaded at a time). The slice pairs are spread over
+   ``--rounds`` freshly started pairs of gateways: two processes running the same code differ
+   by a few per cent in p99 by the luck of their memory layout (hash seeds, address-space
+   randomisation), which a longer run does not average out but several processes of each
+   kind do. The client's garbage collector is off
    while a slice runs (its heap is frozen, the rest collected between slices): a full
    collection of the client's heap takes ~100 ms and would land in someone's p99. Request
    ``i`` is due at
@@ -43,7 +47,8 @@
 Client latencies include the client's own HTTP work (httpx, same machine, same cores);
 ``p99_from_due_ms`` is measured from the due time instead (includes any send lag).
 
-    .venv/bin/python benchmarks/gateway_bench.py --seconds 60
+    .venv/bin/python benchmarks/gateway_bench.py                # 120 s per gateway, ~6 min
+    .venv/bin/python benchmarks/gateway_bench.py --seconds 30   # a quick look, wider interval
 """
 
 from __future__ import annotations
@@ -108,14 +113,16 @@ STALL_MS = 20.0  # a thread this late to send, though free and due, means the cl
 class Load:
     """Open-loop single-record load against one gateway, run in slices; keeps each slice."""
 
-    def __init__(self, url: str, clients: int, bodies: list[dict]):
+    def __init__(self, url: str, clients: int, bodies: list[dict], slices: list[dict] | None = None):
         import httpx
 
         self.http = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=clients))
         self.path = f"{url}/v1/models/{MODEL}/predict"
         self.clients, self.bodies = clients, bodies
-        self.slices: list[dict] = []  # in order: lat, lag, from_due (ms per request), errors, arms, took
-        self.sent = 0
+        # in order: lat, lag, from_due (ms per request), errors, arms, took; shared by the
+        # loads of one kind of gateway over several rounds
+        self.slices: list[dict] = [] if slices is None else slices
+        self.sent = sum(len(s["lat"]) for s in self.slices)
         for b in bodies[:200]:  # warm up
             self.http.post(self.path, json=b).raise_for_status()
 
@@ -180,49 +187,67 @@ class Load:
                 "max_send_lag_ms": round(max(lag), 3), "late_sends": sum(x > 5.0 for x in lag)}
 
 
-def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dict], segments: int,
-             client_cpus: set[int] | None, redo: int):
+def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dict], segments: int, rounds: int,
+             server_cpus: set[int] | None, client_cpus: set[int] | None, redo: int):
     """Both gateways (prediction log on / off) up at once, loaded in turn: ``segments``
     alternating slice pairs of ``seconds / segments`` each, so drifting load from other jobs
-    on the machine hits both alike. Only one gateway is loaded at a time. The gateways inherit
-    this process's CPU affinity; the client then moves to ``client_cpus`` (if given).
+    on the machine hits both alike. Only one gateway is loaded at a time.
+
+    The pairs are spread over ``rounds``, each with a freshly started pair of gateways: two
+    processes running the same code differ by a few per cent in p99 by the luck of their
+    memory layout (hash seeds, address-space randomisation), which no run length averages
+    out, but several processes of each kind do. Each round the gateways are started on
+    ``server_cpus`` (they inherit this process's affinity) and the client then moves to
+    ``client_cpus`` (if given).
 
     A pair in which the client stalled (a free thread sent more than ``STALL_MS`` after its
-    request was due) is set aside and
-    run again, at most ``redo`` times in all: a stalled client inflates the latency of the
-    requests it has in flight and then sends a burst, which lands in one gateway's p99 and
-    says nothing about that gateway. Returns both loads and the (on, off) slices kept; the
-    set-aside pairs stay in ``Load.slices`` and are reported beside the result."""
-    gateways = []
-    try:
-        gateways.append(start_gateway(env, log=True))
-        gateways.append(start_gateway(env, log=False))
-        if client_cpus:
-            os.sched_setaffinity(0, client_cpus)
-        on, off = (Load(g.url, clients, bodies) for g in gateways)
-        gc.collect()
-        gc.freeze()
-        kept_on, kept_off = [], []
-        k = 0
-        while len(kept_on) < segments:
-            pair = {}
-            for load in ((on, off) if k % 2 == 0 else (off, on)):
-                gc.disable()
-                try:
-                    pair[id(load)] = load.run(rate, seconds / segments)
-                finally:
-                    gc.enable()
-                gc.collect()
-            k += 1
-            stalled = pair[id(on)]["stalled"] or pair[id(off)]["stalled"]
-            if stalled and k - len(kept_on) - 1 < redo:
-                continue
-            kept_on.append(pair[id(on)])
-            kept_off.append(pair[id(off)])
-        return on, off, kept_on, kept_off
-    finally:
-        for gateway in gateways:
-            gateway.stop()
+    request was due) is set aside and run again, at most ``redo`` times in all: a stalled
+    client inflates the latency of the requests it has in flight and then sends a burst,
+    which lands in one gateway's p99 and says nothing about that gateway. Returns both loads
+    (their ``slices``: every slice of every round) and the (on, off) slices kept."""
+    on_slices: list[dict] = []
+    off_slices: list[dict] = []
+    kept_on: list[dict] = []
+    kept_off: list[dict] = []
+    k = 0
+    rounds = max(1, min(rounds, segments))
+    on = off = None
+    for r in range(rounds):
+        gateways = []
+        try:
+            if server_cpus:
+                os.sched_setaffinity(0, server_cpus)
+            gateways.append(start_gateway(env, log=True))
+            gateways.append(start_gateway(env, log=False))
+            if client_cpus:
+                os.sched_setaffinity(0, client_cpus)
+            on = Load(gateways[0].url, clients, bodies, on_slices)
+            off = Load(gateways[1].url, clients, bodies, off_slices)
+            gc.collect()
+            gc.freeze()
+            while len(kept_on) < segments * (r + 1) // rounds:
+                pair = {}
+                for load in ((on, off) if k % 2 == 0 else (off, on)):
+                    gc.disable()
+                    try:
+                        pair[id(load)] = load.run(rate, seconds / segments)
+                    finally:
+                        gc.enable()
+                    gc.collect()
+                k += 1
+                stalled = pair[id(on)]["stalled"] or pair[id(off)]["stalled"]
+                if stalled and k - len(kept_on) - 1 < redo:
+                    continue
+                kept_on.append(pair[id(on)])
+                kept_off.append(pair[id(off)])
+        finally:
+            for load in (on, off):
+                if load is not None:
+                    load.http.close()
+            for gateway in gateways:
+                gateway.stop()
+            gc.unfreeze()
+    return on, off, kept_on, kept_off
 
 
 def cpu_times() -> list[int] | None:
@@ -258,10 +283,12 @@ def bootstrap_ratio_ci(on: list[list[float]], off: list[list[float]], q: float =
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=60.0, help="load per gateway, in all")
+    p.add_argument("--seconds", type=float, default=120.0, help="load per gateway, in all")
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--segments", type=int, default=30,
+    p.add_argument("--segments", type=int, default=60,
                    help="alternate the logging-on and logging-off gateways this many times each")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="spread the slice pairs over this many freshly started pairs of gateways")
     p.add_argument("--redo", type=int, default=10,
                    help="run a slice pair again when the client stalled in it, at most this many times")
     p.add_argument("--state-dir", help="reuse this RETRAIN_HOME (with --config-dir) instead of building one")
@@ -342,7 +369,8 @@ def main() -> int:
         times0 = cpu_times()
         on_load, off_load, kept_on, kept_off = run_both(
             env, rate=rate, seconds=args.seconds, clients=args.clients, bodies=bodies,
-            segments=max(1, args.segments), client_cpus={cpus[0]} if pinned else None, redo=args.redo)
+            segments=max(1, args.segments), rounds=args.rounds, server_cpus={cpus[1]} if pinned else None,
+            client_cpus={cpus[0]} if pinned else None, redo=args.redo)
         steal = steal_pct(times0, cpu_times())
         ci = bootstrap_ratio_ci([s["lat"] for s in kept_on], [s["lat"] for s in kept_off])
         on, off = on_load.summary(kept_on), off_load.summary(kept_off)
@@ -357,6 +385,7 @@ def main() -> int:
             "logging_overhead": round(on["p99"] / off["p99"], 3), "logging_overhead_ci90": ci,
             "logging_overhead_p50": round(on["p50"] / off["p50"], 3), "errors": on["errors"] + off["errors"],
             "canary_arms": on["arms"], "seconds": args.seconds, "clients": args.clients, "segments": args.segments,
+            "rounds": args.rounds,
             "p99_from_due_ms": on["p99_from_due"], "nolog_p99_from_due_ms": off["p99_from_due"],
             "nolog_rps": off["rps"], "max_send_lag_ms": max(on["max_send_lag_ms"], off["max_send_lag_ms"]),
             "late_sends": on["late_sends"] + off["late_sends"],
