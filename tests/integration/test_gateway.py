@@ -412,3 +412,51 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
           f"at the kill")
     missing = [i for i in acked if i not in stored]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged predictions lost"
+
+
+def test_the_refresher_makes_no_registry_call_while_nothing_is_committed_and_follows_a_move(platform, monkeypatch):
+    """With the embedded (SQLite) registry, a poll with nothing committed since the last one
+    costs no registry call; an alias move is still followed at the next poll, and a full poll
+    still runs every ``FULL_REFRESH_S``."""
+    from retrain_lib import registry
+    from retrain_lib.serving import gateway as gateway_mod
+
+    settings, _, client = platform
+    calls: list[str] = []
+
+    class CountingClient:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def get_registered_model(self, name):
+            calls.append(name)
+            return self.inner.get_registered_model(name)
+
+        def __getattr__(self, attr):
+            return getattr(self.inner, attr)
+
+    before = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    target = "2" if before == "1" else "1"
+    gw = gateway_mod.Gateway(settings, [MODEL], refresh_s=60, log_url=None, log_predictions=False)
+    assert gw._probe is not None, "the platform's registry is a SQLite file"
+    gw._client = CountingClient(registry.get_client(settings.tracking_uri, settings.registry_uri))
+    slot = gw.slots[MODEL]
+    try:
+        gw.refresh_all()
+        assert calls == [MODEL] and slot.deployment.key[0] == before
+        for _ in range(5):
+            gw.refresh_all()
+        assert calls == [MODEL], "nothing committed, yet the registry was asked"
+
+        client.set_registered_model_alias(MODEL, "champion", target)
+        gw.refresh_all()
+        assert len(calls) == 2 and slot.deployment.key[0] == target
+        gw.refresh_all()
+        assert len(calls) == 2
+
+        monkeypatch.setattr(gateway_mod, "FULL_REFRESH_S", 0.0)
+        gw.refresh_all()
+        assert len(calls) == 3 and slot.deployment.key[0] == target
+    finally:
+        client.set_registered_model_alias(MODEL, "champion", before)
+        gw.stop()
