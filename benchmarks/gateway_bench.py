@@ -10,7 +10,10 @@
    Times the champion's in-process ``predict_proba`` on single-row frames of the bench rows
    (1 OpenMP thread, as the gateway runs it) and derives its capacity (1 / mean time). Also
    times the gateway's own scorer (``LoadedModel.score``: the pandas-free fast path when the
-   model allows it) on the same rows, for information (``fastpath_*``).
+   model allows it) on the same rows, for information (``fastpath_*``), and the CPU cost of
+   one registry poll, alternated: MLflow's registry call (``registry_poll_cpu_ms``, what a
+   full poll costs per model, GIL held) and the gateway's SQLite change probe that replaces
+   it while nothing is committed (``change_probe_cpu_ms``).
 3. Starts the gateway (subprocess, canary 20 % sticky on application_id, prediction log on)
    and a second one with ``--no-log``, and sends single-record requests open-loop at half
    that capacity with a few client threads for ``--seconds`` to each, alternating between
@@ -98,6 +101,33 @@ def loadavg() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def poll_costs(settings, n: int = 100) -> tuple[list[float], list[float]]:
+    """CPU ms of one registry poll of the model, alternated: MLflow's registry call (what
+    a full poll makes per model) and the gateway's change probe with nothing committed (what
+    a poll costs instead with a SQLite registry). Empty lists for other registries."""
+    from retrain_lib.registry import get_client
+    from retrain_lib.serving.gateway import RegistryChangeProbe
+
+    client = get_client(settings.tracking_uri, settings.registry_uri)
+    probe = RegistryChangeProbe.for_uri(settings.registry_uri or settings.tracking_uri)
+    if probe is None:
+        return [], []
+    probe.changed()
+    full, quick = [], []
+    try:
+        for _ in range(n):
+            t0 = time.thread_time()
+            client.get_registered_model(MODEL)
+            full.append((time.thread_time() - t0) * 1000)
+            t0 = time.thread_time()
+            changed = probe.changed()
+            quick.append((time.thread_time() - t0) * 1000)
+            assert not changed, "the registry changed during the measurement"
+    finally:
+        probe.close()
+    return full, quick
 
 
 def start_gateway(env, *, log: bool):
@@ -362,6 +392,7 @@ def main() -> int:
                 loaded.score([r])
                 fast_times.append((time.perf_counter() - t0) * 1000)
         in50, in99 = pct(times, 50), pct(times, 99)
+        poll_full, poll_probe = poll_costs(settings)
         capacity = 1000.0 / float(np.mean(times))
         rate = round(capacity / 2, 1)
         env = {**os.environ, "RETRAIN_HOME": str(state), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
@@ -399,7 +430,10 @@ def main() -> int:
             "logging_overhead_all_slices": round(on_all["p99"] / off_all["p99"], 3),
             "steal_pct": steal,
             "fastpath": loaded.fast is not None, "fastpath_p50_ms": pct(fast_times, 50),
-            "fastpath_p99_ms": pct(fast_times, 99), "cpus": os.cpu_count(), "pinned": pinned,
+            "fastpath_p99_ms": pct(fast_times, 99),
+            "registry_poll_cpu_ms": pct(poll_full, 50) if poll_full else None,
+            "change_probe_cpu_ms": pct(poll_probe, 50) if poll_probe else None,
+            "cpus": os.cpu_count(), "pinned": pinned,
             "loadavg_start": load_start, "loadavg_end": loadavg(),
         }))
     finally:
