@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import pytest
+
 from retrain_lib.serving.gateway import RegistryChangeProbe
 
 
@@ -17,11 +19,20 @@ def _db(path, value: int) -> None:
     con.close()
 
 
-def test_a_commit_by_another_connection_is_a_change_and_a_read_is_not(tmp_path):
+@pytest.fixture
+def registry_db(tmp_path):
+    """A SQLite file and a probe that has already seen it once (its first call is a change:
+    it knows nothing yet)."""
     path = tmp_path / "registry.db"
     _db(path, 1)
     probe = RegistryChangeProbe(str(path))
-    assert probe.changed()  # the first call knows nothing yet
+    assert probe.changed()
+    yield path, probe
+    probe.close()
+
+
+def test_a_commit_by_another_connection_is_a_change_and_a_read_is_not(registry_db):
+    path, probe = registry_db
     assert not probe.changed()
     assert not probe.changed()
 
@@ -36,14 +47,10 @@ def test_a_commit_by_another_connection_is_a_change_and_a_read_is_not(tmp_path):
     other.rollback()
     assert not probe.changed(), "a rolled-back write is not a change"
     other.close()
-    probe.close()
 
 
-def test_a_replaced_or_missing_file_counts_as_a_change(tmp_path):
-    path = tmp_path / "registry.db"
-    _db(path, 1)
-    probe = RegistryChangeProbe(str(path))
-    probe.changed()
+def test_a_replaced_or_missing_file_counts_as_a_change(registry_db, tmp_path):
+    path, probe = registry_db
     assert not probe.changed()
 
     _db(tmp_path / "new.db", 7)
@@ -56,7 +63,6 @@ def test_a_replaced_or_missing_file_counts_as_a_change(tmp_path):
     _db(path, 1)
     assert probe.changed()
     assert not probe.changed()
-    probe.close()
 
 
 def test_only_a_local_sqlite_file_gets_a_probe(tmp_path):
