@@ -27,8 +27,8 @@ writes the rows as JSON lines to this process's **journal segment** (one ``write
 under ``<database>.journal/``; once it returns the rows survive a kill of the process) and
 hands them to the writer thread, which moves everything journaled into the database four
 times a second (``JOURNAL_INGEST_S``) in one transaction, off the request path (a few short
-bursts of background work disturb the gateway's tail latency less than one longer burst). A segment is locked
-(``flock``) by its process while it lives and deleted once all its rows are committed;
+bursts of background work rather than one longer one beside the requests). A segment is
+locked (``flock``) by its process while it lives and deleted once all its rows are committed;
 segments whose process died (the lock is free) are moved into the database by
 :func:`recover_journals`, which the next :class:`PredictionLog` and every reader
 (:func:`read_predictions`) run first, so a reader never misses an acknowledged prediction
