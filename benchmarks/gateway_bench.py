@@ -111,7 +111,7 @@ def poll_costs(settings, n: int = 100) -> tuple[list[float], list[float]]:
     from retrain_lib.serving.gateway import RegistryChangeProbe
 
     client = get_client(settings.tracking_uri, settings.registry_uri)
-    probe = RegistryChangeProbe.for_uri(settings.registry_uri or settings.tracking_uri)
+    probe = RegistryChangeProbe.for_uri(settings.registry_uri)
     if probe is None:
         return [], []
     probe.changed()

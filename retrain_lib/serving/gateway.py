@@ -28,7 +28,8 @@ and never see half a change. With a registry in a local SQLite file (the embedde
 poll first asks SQLite whether anything was committed since the last one
 (:class:`RegistryChangeProbe`, about 0.03 ms) and skips the registry calls when nothing was:
 each costs about 3 ms of CPU with the GIL held in MLflow's SQLAlchemy store, which requests
-arriving meanwhile would wait for (``benchmarks/gateway_bench.py`` measures both). A full poll still runs at least every ``FULL_REFRESH_S``.
+arriving meanwhile would wait for (``benchmarks/gateway_bench.py`` measures both). A full
+poll still runs at least every ``FULL_REFRESH_S``.
 
 Hot path: a model that is ``Pipeline([ColumnTransformer(imputers, scalers, one-hot), estimator])``
 is scored without pandas (:class:`FastScorer`: the fitted transforms on a numpy row, then the
@@ -464,14 +465,12 @@ class RegistryChangeProbe:
 
     @classmethod
     def for_uri(cls, uri: str | None) -> "RegistryChangeProbe | None":
-        if not uri or not uri.startswith("sqlite:"):
+        if not uri:
             return None
-        import sqlalchemy as sa
+        from retrain_lib.serving.predlog import sqlite_file
 
-        database = sa.engine.make_url(uri).database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(os.path.abspath(database))
+        database = sqlite_file(uri)
+        return cls(os.path.abspath(database)) if database else None
 
     def changed(self) -> bool:
         try:
@@ -666,9 +665,8 @@ class Gateway:
         self._shadow: queue.Queue = queue.Queue(maxsize=shadow_queue)
         self._threads: list[threading.Thread] = []
         self._client = None
-        self._probe = RegistryChangeProbe.for_uri(settings.registry_uri or settings.tracking_uri)
+        self._probe = RegistryChangeProbe.for_uri(settings.registry_uri)
         self._last_full = -math.inf  # time.monotonic() of the last full poll
-        self.full_polls = 0
         # Batches and pipeline-path predictions run here, off the event loop (1 OpenMP thread each).
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, predict_threads), thread_name_prefix="gateway-predict",
@@ -720,7 +718,6 @@ class Gateway:
                     slot.last_refresh = now
                 return
         self._last_full = time.monotonic()
-        self.full_polls += 1
         for slot in self.slots.values():
             try:
                 refresh_slot(slot, self.client)

@@ -226,7 +226,7 @@ def journal_dir(database: str) -> Path:
     return Path(f"{database}.journal")
 
 
-def _sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
     url = sa.engine.make_url(url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -316,7 +316,7 @@ def recover_journals(url: str) -> int:
     with rows the database refuses is renamed ``*.failed`` (kept, not retried) with an
     error in the log. Returns the number of rows recovered (already stored ones count)."""
     url = resolve_url(log_url=url)
-    database = _sqlite_file(url)
+    database = sqlite_file(url)
     if database is None:
         return 0
     jdir = journal_dir(database)
@@ -408,7 +408,7 @@ class PredictionLog:
         self._count_lock = threading.Lock()
         # The journal (SQLite files only): appended under _journal_lock, moved into the
         # database by the writer thread on a raw connection of its own.
-        self._database = _sqlite_file(self.url)
+        self._database = sqlite_file(self.url)
         self._segment: _Segment | None = None
         self._journaled: collections.deque = collections.deque()  # (segment, rows | None = retire)
         self._journal_lock = threading.Lock()
