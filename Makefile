@@ -22,7 +22,7 @@ TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup demo test test-fast test-production lint up mlflow-ui clean
+.PHONY: help setup browser demo test test-fast test-production lint up mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,10 +34,22 @@ $(BIN)/retrain: uv.lock pyproject.toml
 
 setup: $(BIN)/retrain  ## create .venv from uv.lock (installs uv if missing)
 
+# The fleet page's browser test renders it in Debian's headless Chromium (no other browser
+# build can be downloaded here). Installed with apt when we may; otherwise the exact command.
+browser:  ## install Debian's chromium for the browser test (apt, as root)
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the fleet page's browser test (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "the fleet page's browser test needs Debian's chromium: run  sudo apt-get install -y chromium  then make test again" >&2; \
+	  exit 2; \
+	fi
+
 demo: setup  ## simulate data, run the DAGs day by day through Airflow, print the story
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
 
-test: setup lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
+test: setup browser lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production"
 
 test-fast: setup  ## unit and DAG tests only

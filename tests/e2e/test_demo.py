@@ -9,7 +9,7 @@ MLflow registry and the decision ledger read here independently, and a screensho
 
 The screenshot goes to ``build/screenshots/fleet.png`` in the repository (the README names
 it), or to ``$RETRAIN_SCREENSHOT_DIR/fleet.png``. Without Chromium the test is skipped, or
-fails under ``RETRAIN_STRICT=1`` (CI installs it: ``apt-get install -y chromium``).
+fails under ``RETRAIN_STRICT=1`` (``make test`` installs it first: ``make browser``).
 
 Every test of the demo's state lives in this one module so that pytest-xdist (``--dist
 loadfile``) runs them on one worker and the demo runs once.
