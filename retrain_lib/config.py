@@ -1390,22 +1390,46 @@ def load_platform_config(path: str | os.PathLike | None) -> PlatformConfig:
     return config
 
 
+def _file_problems(path: Path, data, platform: PlatformConfig) -> list[tuple[tuple, str, str]]:
+    """Problems of a model file's raw values (``(location, reason, fix)`` each), found even
+    when the schema rejects other fields: ``name`` against the file name, and
+    ``training.estimator`` / ``training.params`` looked up in the estimator's source
+    (:func:`retrain_lib.estimators.check_estimator`: a misspelt class or param gets a "did you
+    mean"; nothing is imported, so scikit-learn stays out of DAG parsing)."""
+    from retrain_lib.estimators import check_estimator
+
+    data = data if isinstance(data, dict) else {}
+    found: list[tuple[tuple, str, str]] = []
+    name, training = data.get("name"), data.get("training")
+    if isinstance(name, str) and name != path.stem:
+        found.append((("name",), f"model name {name!r} does not match the file name {path.name!r}",
+                      f"rename the file to {name}.yaml or set name: {path.stem}"))
+    if isinstance(training, dict) and isinstance(training.get("estimator"), str):
+        found += check_estimator(training["estimator"], training.get("params"), platform.allowed_estimator_prefixes,
+                                 recency=training.get("recency") is not None,
+                                 warm_start=training.get("warm_start") is True)
+    return found
+
+
 def check_model_file(path: str | os.PathLike, platform: PlatformConfig | None = None):
-    """Validate one model file. Returns ``(ModelConfig | None, problems)``."""
+    """Validate one model file. Returns ``(ModelConfig | None, problems)``.
+
+    Every problem in one pass: when the schema rejects the file, its raw values are still
+    checked for the name/file-name match and the estimator (:func:`_file_problems`).
+    """
     path = Path(path)
+    platform = platform or PlatformConfig()
     config, index, problems = _validate(path, ModelConfig)
     if config is None:
-        return None, problems
-    platform = platform or PlatformConfig()
-    prefixes = tuple(platform.allowed_estimator_prefixes)
-    found = list(config.cross_field_problems())
-    if not config.training.estimator.startswith(prefixes):
-        found.append((("training", "estimator"),
-                      f"{config.training.estimator!r} is outside the allowed estimator modules ({', '.join(prefixes)})",
-                      "use a scikit-learn estimator, or add its module to allowed_estimator_prefixes in platform.yaml"))
-    if path.stem != config.name:
-        found.append((("name",), f"model name {config.name!r} does not match the file name {path.name!r}",
-                      f"rename the file to {config.name}.yaml or set name: {path.stem}"))
+        if index is None:  # not YAML, not a mapping, too big: nothing more to read
+            return None, problems
+        data, _, _ = _read_yaml(path)
+        reported = [p.field for p in problems]
+        found = [(loc, reason, fix) for loc, reason, fix in _file_problems(path, data, platform)
+                 if not any(_dotted(loc) == f or _dotted(loc).startswith(f + ".") for f in reported)]
+    else:
+        found = [*config.cross_field_problems(),
+                 *_file_problems(path, config.model_dump(include={"name", "training"}), platform)]
     for loc, reason, fix in found:
         line, col = index.find(loc)
         problems.append(ConfigProblem(str(path), line, col, _dotted(loc), reason, fix))

@@ -39,6 +39,7 @@ import pandas as pd
 
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import ConfigError, DataError, TrainingError
+from retrain_lib.estimators import module_allowed
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +53,6 @@ START_METHOD = "spawn"
 # -----------------------------------------------------------------------------------------
 # Estimator import path
 # -----------------------------------------------------------------------------------------
-
-
-def module_allowed(module: str, allowed_prefixes) -> bool:
-    """Whether ``module`` is one of ``allowed_prefixes`` or inside one, by whole components.
-
-    A prefix ``sklearn.`` (or ``sklearn``) admits ``sklearn`` and ``sklearn.ensemble`` but not
-    ``sklearnx``; ``mycompany.models.`` admits ``mycompany.models.trees`` but not
-    ``mycompany.modelsx``.
-
-    >>> module_allowed("sklearn.ensemble", ["sklearn."]), module_allowed("sklearnx.evil", ["sklearn."])
-    (True, False)
-    """
-    for prefix in allowed_prefixes:
-        base = str(prefix).rstrip(".")
-        if base and (module == base or module.startswith(base + ".")):
-            return True
-    return False
 
 
 def _estimator_error(path: str, reason: str, fix: str) -> ConfigError:

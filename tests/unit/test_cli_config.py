@@ -159,6 +159,45 @@ def test_validate_honours_the_platform_estimator_allow_list(capsys, retrain_cfg_
     assert code == 0 and "churn_risk" in out
 
 
+def test_validate_reports_every_problem_of_every_file_in_one_pass(capsys, retrain_cfg_config_dir,
+                                                                  retrain_cfg_model_yaml):
+    """A misspelt estimator class, a misspelt param and a name that is not the file name come
+    with the schema's own errors, all files at once, each with file, line, field and a
+    "did you mean"."""
+    models = retrain_cfg_config_dir / "models"
+    klass = edit(retrain_cfg_model_yaml, "sklearn.linear_model.LogisticRegression",
+                 "sklearn.linear_model.LogisticRegresion")
+    klass = edit(klass, "name: churn_risk", "name: churn_risks")
+    klass = edit(klass, "  threshold: 0.2\n", "  treshold: 0.2\n")  # a schema error in the same file
+    (models / "churn_risk.yaml").write_text(klass)
+    param = edit(retrain_cfg_model_yaml, "name: churn_risk", "name: churn_param")
+    param = edit(param, "{C: 1.0, max_iter: 200}", "{C: 1.0, max_iters: 200}")
+    (models / "churn_param.yaml").write_text(param)
+    code, out, _ = run(capsys, "--config-dir", str(retrain_cfg_config_dir), "config", "validate", "--format", "json")
+    assert code == EXIT_BAD_INPUT
+    report = json.loads(out)
+    assert report["valid"] == SHIPPED
+    got = {(Path(p["file"]).name, p["line"], p["field"]): p["reason"] for p in report["problems"]}
+    assert got[("churn_risk.yaml", line_of(klass, "name: churn_risks"), "name")] == (
+        "model name 'churn_risks' does not match the file name 'churn_risk.yaml'")
+    assert got[("churn_risk.yaml", line_of(klass, "estimator:"), "training.estimator")].endswith(
+        "module 'sklearn.linear_model' has no 'LogisticRegresion'; did you mean 'LogisticRegression'?")
+    assert ("churn_risk.yaml", line_of(klass, "treshold"), "drift.treshold") in got
+    assert got[("churn_param.yaml", line_of(param, "max_iters"), "training.params.max_iters")] == (
+        "'max_iters' is not a parameter of LogisticRegression; did you mean 'max_iter'?")
+    assert len(got) == 4
+
+
+def test_validate_imports_no_heavy_library(retrain_cfg_config_dir):
+    code = ("import json, sys\nfrom retrain_lib.cli import main\n"
+            f"main(['--config-dir', {str(retrain_cfg_config_dir)!r}, 'config', 'validate'])\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'sklearn', 'numpy', 'scipy', 'pandas', 'mlflow'})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
 def test_validate_reports_a_malicious_file_and_keeps_going(capsys, tmp_path, retrain_cfg_config_dir):
     marker = tmp_path / "pwned"
     (retrain_cfg_config_dir / "models" / "evil.yaml").write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
