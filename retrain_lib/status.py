@@ -10,8 +10,9 @@ Everything comes from the real sources, read once per call:
 * the monitor's own reports under ``<state_dir>/reports/<model>/<as_of>/`` (``monitor.json``
   holds every feature's score; ``drift_report.html`` is the Evidently report).
 
-The result is plain JSON-serialisable dicts. MLflow is imported only when the registry is
-read (about 6 s cold); the rest is the standard library, PyYAML, pydantic and SQLAlchemy.
+The result is plain JSON-serialisable dicts. An SQLite registry is read from its file
+(:mod:`retrain_lib.registry_reader`); MLflow (about 6 s cold) is imported only for any other
+registry. The rest is the standard library, PyYAML, pydantic and SQLAlchemy.
 
 Example::
 
@@ -122,13 +123,23 @@ def _read_json(path: str | None) -> dict | None:
         return None
 
 
-def _version_info(client, model: str, version: str, aliases: list[str], ui_url: str) -> dict[str, Any]:
-    """One registered version: lineage and metric tags, as plain values."""
+def _registry_errors(client) -> tuple[type[Exception], ...]:
+    """What ``client``'s calls raise for a missing model or version: the
+    :class:`~retrain_lib.registry_reader.SqliteRegistryReader`'s own errors (MLflow is not
+    imported), else ``MlflowException``."""
+    errors = getattr(client, "errors", None)
+    if isinstance(errors, tuple):
+        return errors
     from mlflow.exceptions import MlflowException
 
+    return (MlflowException,)
+
+
+def _version_info(client, model: str, version: str, aliases: list[str], ui_url: str) -> dict[str, Any]:
+    """One registered version: lineage and metric tags, as plain values."""
     try:
         mv = client.get_model_version(model, str(version))
-    except MlflowException as exc:
+    except _registry_errors(client) as exc:
         log.warning("%s version %s: %s", model, version, exc)
         return {"version": str(version), "aliases": aliases, "missing": True}
     tags = dict(mv.tags or {})
@@ -149,14 +160,13 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
 
 def _registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
     """Aliases, rollout state and the aliased versions of ``model`` (empty when unregistered)."""
-    from mlflow.exceptions import MlflowException
-
     from retrain_lib.registry import _not_found
     from retrain_lib.serving.routing import state_from_tags
 
+    errors = _registry_errors(client)
     try:
         rm = client.get_registered_model(model)
-    except MlflowException as exc:
+    except errors as exc:
         if _not_found(exc):
             return {"registered": False, "aliases": {}, "rollout": state_from_tags({}).to_dict(), "versions": {}}
         raise
@@ -170,7 +180,7 @@ def _registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
     try:
         found = client.search_model_versions(f"name='{model}'", max_results=1000)
         latest = max((int(v.version) for v in found), default=None)
-    except MlflowException as exc:  # the count is informative only
+    except errors as exc:  # the count is informative only
         log.warning("cannot list the versions of %s: %s", model, exc)
     return {"registered": True, "aliases": {a: aliases[a] for a in ALIASES if a in aliases},
             "rollout": state_from_tags(rm.tags).to_dict(), "versions": versions,
@@ -309,7 +319,9 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
             record and no registered model.
         history: monitor checks in each model's drift trend (the latest, one per day).
         decisions: ledger decisions per model (newest first; monitor checks excluded).
-        client: an ``MlflowClient`` (default: one on the settings' tracking URI).
+        client: an ``MlflowClient`` (default: for an SQLite registry a
+            :class:`~retrain_lib.registry_reader.SqliteRegistryReader`, which does not import
+            MLflow; else an ``MlflowClient`` on the settings' tracking URI).
         progress: called with a short message before each slow step (the CLI shows them).
 
     Returns:
@@ -320,6 +332,7 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
     """
     from retrain_lib import registry
     from retrain_lib.audit import Ledger
+    from retrain_lib.registry_reader import reader_for
     from retrain_lib.settings import load_settings
 
     settings = settings or load_settings()
@@ -329,7 +342,9 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
     ledger = Ledger.from_settings(settings)
     valid, problems, names = model_names(settings, ledger)
     say("opening the MLflow registry")
-    client = client or registry.get_client(settings.tracking_uri, settings.registry_uri)
+    # an SQLite registry is read straight from its file (milliseconds; MLflow's import takes 6 s)
+    client = client or reader_for(settings.tracking_uri, settings.registry_uri) or registry.get_client(
+        settings.tracking_uri, settings.registry_uri)
     if model is not None:
         if model not in names:
             if not _registry_state(client, model, ui_url)["registered"]:

@@ -235,3 +235,78 @@ def test_fleet_app_pages_json_and_reports(cli_env):
     for bad in ("/reports/../secret.txt", "/reports/%2e%2e/secret.txt", "/reports/..%2fsecret.txt",
                 f"/reports/{os.fspath(cli_env.settings.state_dir / 'secret.txt')}"):
         assert app.get(bad).status_code == 404, bad
+
+
+# -----------------------------------------------------------------------------------------
+# Reading the SQLite registry without MLflow (retrain status under 2 s)
+# -----------------------------------------------------------------------------------------
+
+
+def test_the_sqlite_reader_answers_as_mlflow_does(fleet):
+    """Every call status makes, on the same store: MLflow's client is the golden value."""
+    from retrain_lib.registry_reader import RegistryReadError, reader_for
+
+    reader = reader_for(fleet.settings.tracking_uri, fleet.settings.registry_uri)
+    assert reader is not None
+    fleet.client.create_model_version(MODEL, f"runs:/{fleet.runs[0]}/model", fleet.runs[0])  # version 4 ...
+    fleet.client.delete_model_version(MODEL, "4")  # ... deleted: hidden from both
+    try:
+        want, got = fleet.client.get_registered_model(MODEL), reader.get_registered_model(MODEL)
+        assert (got.name, got.aliases, got.tags) == (want.name, {k: str(v) for k, v in want.aliases.items()},
+                                                     want.tags)
+        for version in ("1", "2", "3"):
+            want, got = fleet.client.get_model_version(MODEL, version), reader.get_model_version(MODEL, version)
+            assert (got.version, got.run_id, got.creation_timestamp, got.description, got.tags) == (
+                str(want.version), want.run_id, want.creation_timestamp, want.description, want.tags)
+        assert sorted(v.version for v in reader.search_model_versions(f"name='{MODEL}'")) == sorted(
+            str(v.version) for v in fleet.client.search_model_versions(f"name='{MODEL}'"))
+        for missing in (lambda c: c.get_registered_model("nope"), lambda c: c.get_model_version(MODEL, "4")):
+            with pytest.raises(RegistryReadError) as info:
+                missing(reader)
+            assert registry._not_found(info.value)
+            with pytest.raises(Exception) as mlflow_info:
+                missing(fleet.client)
+            assert registry._not_found(mlflow_info.value)
+        dest = fleet.root / "download"
+        copied = Path(reader.download_artifacts(fleet.runs[2], "gates/results.json", str(dest)))
+        assert copied.is_relative_to(dest)
+        assert json.loads(copied.read_text()) == json.loads(
+            Path(fleet.client.download_artifacts(fleet.runs[2], "gates/results.json", str(fleet.root))).read_text())
+        with pytest.raises(RegistryReadError):
+            reader.download_artifacts(fleet.runs[2], "../../../secret.txt", str(dest))
+    finally:
+        reader.close()
+
+
+def test_status_through_the_reader_equals_status_through_mlflow(fleet):
+    with_reader = fleet_status(fleet.settings)
+    with_mlflow = fleet_status(fleet.settings, client=fleet.client)
+    with_reader.pop("generated_at"), with_mlflow.pop("generated_at")
+    assert with_reader == with_mlflow
+    assert with_reader["models"][0]["last_gates"]["results"]  # read from the run's artifact
+
+
+def test_reader_only_for_an_sqlite_store_mlflow_created(tmp_path):
+    from retrain_lib.registry_reader import reader_for
+
+    assert reader_for("http://127.0.0.1:5000") is None
+    assert reader_for("postgresql://u@db/mlflow") is None
+    assert reader_for(f"sqlite:///{tmp_path / 'missing.db'}") is None
+    (tmp_path / "other.db").write_bytes(b"")  # a file, but no MLflow tables
+    assert reader_for(f"sqlite:///{tmp_path / 'other.db'}") is None
+
+
+def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom retrain_lib.cli import main\nrc = main(['status', '--format', 'json'])\n"
+            "print(json.dumps({'rc': rc, 'heavy': sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'mlflow', 'numpy', 'pandas', 'sklearn', 'scipy'})}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    *status, last = proc.stdout.splitlines()
+    assert json.loads(last) == {"rc": 0, "heavy": []}
+    assert [m["model"] for m in json.loads("\n".join(status))["models"]] == ["credit_default", "daily_demand"]
+
