@@ -103,26 +103,48 @@ def _read_table(path: str):
     raise DataError(f"{path}: unknown file type {p.suffix!r}; use .parquet or .csv")
 
 
-def cmd_drift(args) -> int:
-    import pandas as pd
+def _drift_features(args, ref, cur):
+    """The features two files are compared on without --config; DataError when the files do
+    not look like two samples of one table."""
+    from retrain_lib.drift import select_features
 
+    sel = select_features(ref, cur, exclude=args.exclude or (), keep=args.keep or ())
+    shapes = (f"{args.reference} has {sel.reference_columns} column(s), {args.current} has "
+              f"{sel.current_columns}, shared: {', '.join(map(str, sel.shared)) or 'none'}")
+    fix = "compare two files of the same table, or pass --config MODEL.yaml to name the features"
+    if sel.shared_fraction < 0.5:
+        raise DataError(f"{args.reference} and {args.current} share fewer than half of their columns ({shapes}); "
+                        f"they do not look like two samples of the same table: {fix}")
+    if not sel.features:
+        left = "; ".join(f"{c}: {why}" for c, why in sel.left_out.items())
+        raise DataError(f"{args.reference} and {args.current} share no feature column ({shapes}; left out: "
+                        f"{left or '-'}): {fix}, or --keep COLUMN to score a column left out")
+    if sel.left_out:
+        print(f"note: left out {len(sel.left_out)} shared column(s) that are ids or timestamps, not features: "
+              + ", ".join(f"{c} ({why})" for c, why in sel.left_out.items())
+              + "; --keep COLUMN scores one anyway", file=sys.stderr)
+    return sel
+
+
+def cmd_drift(args) -> int:
     from retrain_lib.drift import compute_drift, drift_for_config
 
     ref = _read_table(args.reference)
     cur = _read_table(args.current)
+    left_out = {}
     if args.config:
         from retrain_lib.config import load_model_config
 
         cfg = load_model_config(args.config)
         report = drift_for_config(cfg, ref, cur)
     else:
-        skip = set(args.exclude or [])
-        common = [c for c in ref.columns if c in cur.columns and c not in skip]
-        numeric = [c for c in common if pd.api.types.is_numeric_dtype(ref[c]) and not pd.api.types.is_bool_dtype(ref[c])]
-        categorical = [c for c in common if c not in numeric]
-        report = compute_drift(ref, cur, numeric=numeric, categorical=categorical, method=args.method,
+        sel = _drift_features(args, ref, cur)
+        left_out = sel.left_out
+        report = compute_drift(ref, cur, numeric=sel.numeric, categorical=sel.categorical, method=args.method,
                                threshold=args.threshold, drift_share=args.drift_share, bins=args.bins)
     out = report.to_dict()
+    if not args.config:
+        out["left_out"] = left_out
     if args.format == "json":
         print(json.dumps(out, default=float))
     else:
@@ -488,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threshold", type=float, default=None)
     d.add_argument("--drift-share", type=float, default=0.3)
     d.add_argument("--bins", type=int, default=10)
-    d.add_argument("--exclude", nargs="*", help="columns to leave out (without --config)")
+    d.add_argument("--exclude", nargs="*", metavar="COLUMN", help="columns to leave out (without --config)")
+    d.add_argument("--keep", nargs="*", metavar="COLUMN",
+                   help="columns to score although they look like ids or timestamps (without --config)")
     d.add_argument("--format", choices=["text", "json"], default="text")
     d.set_defaults(func=cmd_drift)
 

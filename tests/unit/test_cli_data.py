@@ -89,6 +89,61 @@ def test_drift_without_config_infers_feature_types(simulated, tmp_path):
     assert np.isclose(out["drifted_share"], 0.5)
 
 
+def test_drift_without_config_leaves_out_ids_and_timestamps(simulated, tmp_path):
+    """The simulated partitions carry application_id (unique text) and event_time (datetime):
+    scored as features they drift by construction (PSI above 3) and fake a dataset drift."""
+    ref = pd.read_parquet(simulated / "2026-01-02.parquet")
+    assert {"application_id", "event_time"} <= set(ref.columns)
+    ref = ref.assign(row=np.arange(len(ref)), ticket=[f"t-{i:05d}" for i in range(len(ref))],
+                     stamp=ref["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    cur = ref.copy()
+    cur["row"] += len(ref)
+    cur["ticket"] = [f"u-{i:05d}" for i in range(len(cur))]
+    cur["event_time"] += pd.Timedelta(days=30)
+    cur["stamp"] = cur["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    cur.to_csv(tmp_path / "cur.csv", index=False)
+    proc = retrain("drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"),
+                   "--format", "json")
+    assert proc.returncode == 0, proc.stderr  # the same rows with new ids and times: no drift
+    out = json.loads(proc.stdout)
+    assert [f["name"] for f in out["features"]] == [
+        "income", "debt_to_income", "credit_utilization", "age", "num_late_payments", "loan_amount", "region",
+        "employment_type"]
+    assert out["left_out"] == {"application_id": "id: named like one", "event_time": "timestamp: ISO date/time text",
+                               "row": "id: an increasing integer in every row",
+                               "ticket": "id: a different value in every row",
+                               "stamp": "timestamp: ISO date/time text"}
+    assert proc.stderr.startswith("note: left out 5 shared column(s) that are ids or timestamps")
+    assert out["dataset_drift"] is False and out["drifted_share"] == 0
+
+    # --keep scores one anyway (and it drifts: every id is new)
+    proc = retrain("drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"),
+                   "--format", "json", "--keep", "ticket")
+    out = json.loads(proc.stdout)
+    assert "ticket" in [f["name"] for f in out["features"] if f["drifted"]] and "ticket" not in out["left_out"]
+
+
+def test_drift_refuses_files_without_shared_features(simulated, tmp_path):
+    credit = simulated / "2026-01-02.parquet"
+    other = tmp_path / "demand.csv"
+    frame = pd.read_parquet(credit)
+    pd.DataFrame({"event_time": frame["event_time"], "store_id": range(len(frame)),
+                  "income": frame["income"], "price": 1.0, "promo": "yes"}).to_csv(other, index=False)
+    proc = retrain("drift", "--reference", str(credit), "--current", str(other))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"error: {credit} and {other} share fewer than half of their columns")
+    assert "shared: event_time, income" in proc.stderr and "--config" in proc.stderr
+
+    ids_only = tmp_path / "ids.parquet"
+    frame[["application_id", "event_time"]].to_parquet(ids_only)
+    proc = retrain("drift", "--reference", str(ids_only), "--current", str(ids_only))
+    assert proc.returncode == 2
+    assert f"error: {ids_only} and {ids_only} share no feature column" in proc.stderr
+    assert "application_id: id: named like one" in proc.stderr and "--keep" in proc.stderr
+    assert "event_time: timestamp: datetime column" in proc.stderr
+
+
 def test_bad_paths_exit_2_with_the_file_named(tmp_path):
     proc = retrain("drift", "--reference", str(tmp_path / "missing.parquet"), "--current", str(tmp_path / "x.csv"))
     assert proc.returncode == 2
