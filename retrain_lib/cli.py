@@ -245,10 +245,11 @@ def cmd_history(args) -> int:
         elif not changes:
             print(f"{args.model}: no champion changes in the ledger")
         else:
-            print(f"{'effective':<26} {'from':>6} -> {'to':<6} {'event':<9} {'seq':>6}  {'actor':<28} reason")
-            for c in changes:
-                print(f"{c['effective']:<26} {c['from'] or '-':>6} -> {c['to'] or '-':<6} {c['event']:<9} "
-                      f"{c['seq']:>6}  {c['actor']:<28} {c['reason']}")
+            wide = max(len("from"), *(len(str(c["from"] or "-")) for c in changes))
+            _table(["effective", f"{'from':>{wide}} -> to", "event", "seq", "actor", "reason"],
+                   [[str(c["effective"]), f"{c['from'] or '-':>{wide}} -> {c['to'] or '-'}", str(c["event"]),
+                     str(c["seq"]), str(c["actor"] or "-"), str(c["reason"] or "")] for c in changes],
+                   sys.stdout, right={3})
         return EXIT_OK
     entry = champion_at(changes, args.at)
     out = {"model": args.model, "at": args.at.isoformat(), "champion": entry["to"] if entry else None,
@@ -357,12 +358,18 @@ def _rollout_text(r: dict) -> str:
     return r["mode"]
 
 
-def _table(headers: list[str], rows: list[list[str]], out) -> None:
+def _table(headers: list[str], rows: list[list[str]], out, *, right=frozenset()) -> None:
+    """Columns as wide as their widest cell (header included), two spaces apart; the columns
+    whose index is in ``right`` aligned right (numbers)."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(headers).rstrip(), file=out)
     print("  ".join("-" * w for w in widths), file=out)
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+        print(line(r).rstrip(), file=out)
 
 
 def _print_fleet(fleet: dict, out) -> None:
@@ -473,78 +480,123 @@ def cmd_status(args) -> int:
 # -----------------------------------------------------------------------------------------
 
 
+FORMAT_HELP = "text for people (default) or json: one JSON object on stdout"
+
+
+def _format(p, default: str = "text") -> None:
+    """The --format option every command has."""
+    p.add_argument("--format", choices=["text", "json"], default=default,
+                   help=FORMAT_HELP if default == "text" else "json (default): one JSON object on stdout; or text")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="retrain", description="Keep production ML models current: drift, retrain, gates, promotion.")
     p.add_argument("--config-dir", help="directory holding platform.yaml and models/ (default: ./configs)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    cfg = sub.add_parser("config", help="validate model configs or print their JSON Schema")
+    cfg = sub.add_parser("config", help="validate model configs or print their JSON Schema",
+                         description="Check model configs (configs/models/*.yaml) or print the JSON Schema editors "
+                         "and CI can check them with.")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
-    v = cfg_sub.add_parser("validate", help="report every problem of every model config (exit 2 on any)")
+    v = cfg_sub.add_parser(
+        "validate", help="report every problem of every model config (exit 2 on any)",
+        description="Validate model configs against the schema and report every problem of every file in one pass, "
+        "each with file, line, field, reason and fix: unknown or misspelt fields, wrong types, a model name that is "
+        "not the file name, and an estimator class or params that do not exist (looked up in the estimator's source "
+        "without importing it). Exit 0 all valid, 2 any problem.")
     v.add_argument("paths", nargs="*", help="files or directories (default: configs/models)")
-    v.add_argument("--format", choices=["text", "json"], default="text")
+    _format(v)
     v.set_defaults(func=cmd_config_validate)
-    s = cfg_sub.add_parser("schema", help="print the JSON Schema of a model config")
+    s = cfg_sub.add_parser("schema", help="print the JSON Schema of a model config",
+                           description="Print the JSON Schema of a model config (or of platform.yaml) on stdout.")
     s.add_argument("--platform", action="store_true", help="the schema of platform.yaml instead")
     s.set_defaults(func=cmd_config_schema)
 
-    sim = sub.add_parser("simulate", help="write daily sample partitions with a drift and late labels")
+    sim = sub.add_parser(
+        "simulate", help="write daily sample partitions with a drift and late labels",
+        description="Write one partition per day of sample data for a model config (its features and label) under "
+        "<out>/<data.path>/, and the labels under <data.labels_path>/ data.label_delay_days later, with a drift "
+        "from --drift-day on. For trying the platform without real data.")
     sim.add_argument("--config", required=True, help="model config file")
     sim.add_argument("--out", help="data root to write to (default: the platform's data_root)")
-    sim.add_argument("--days", type=int, default=60)
-    sim.add_argument("--start", type=_date, default=dt.date(2026, 1, 1))
-    sim.add_argument("--drift-day", type=int, default=None, help="1-based day the drift starts")
-    sim.add_argument("--drift-kind", choices=["covariate", "concept", "none"], default="covariate")
-    sim.add_argument("--rows-per-day", type=int, default=1500)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--format", choices=["text", "json"], default="text")
+    sim.add_argument("--days", type=int, default=60, help="how many daily partitions (default 60)")
+    sim.add_argument("--start", type=_date, default=dt.date(2026, 1, 1),
+                     help="first day, YYYY-MM-DD (default 2026-01-01)")
+    sim.add_argument("--drift-day", type=int, default=None,
+                     help="1-based day the drift starts (default: no drift)")
+    sim.add_argument("--drift-kind", choices=["covariate", "concept", "none"], default="covariate",
+                     help="covariate: the features shift; concept: the features stay, their relation to the label "
+                     "changes; none (default covariate)")
+    sim.add_argument("--rows-per-day", type=int, default=1500, help="rows in each daily partition (default 1500)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same data (default 0)")
+    _format(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    d = sub.add_parser("drift", help="compare two data files feature by feature (exit 1 on dataset drift)")
+    d = sub.add_parser(
+        "drift", help="compare two data files feature by feature (exit 1 on dataset drift)",
+        description="Score the drift of every feature between a reference and a current file (parquet or CSV). With "
+        "--config the features, methods and thresholds come from the model config; without it, the columns both "
+        "files share, less ids and timestamps (named on stderr), numeric ones with --method and the others with psi. "
+        "Files that share fewer than half of their columns are refused. Exit 0 no dataset drift, 1 dataset drift, "
+        "2 bad input.")
     d.add_argument("--reference", required=True, help="parquet or CSV file")
     d.add_argument("--current", required=True, help="parquet or CSV file")
     d.add_argument("--config", help="model config: features, methods and thresholds from it")
     d.add_argument("--method", choices=["psi", "ks", "js", "wasserstein", "missing_share"], default="psi",
                    help="method for numeric columns without --config (categoricals use psi)")
-    d.add_argument("--threshold", type=float, default=None)
-    d.add_argument("--drift-share", type=float, default=0.3)
-    d.add_argument("--bins", type=int, default=10)
+    d.add_argument("--threshold", type=float, default=None,
+                   help="a feature drifts at this score (p-value methods: at or below it; default: the method's)")
+    d.add_argument("--drift-share", type=float, default=0.3,
+                   help="dataset drift when at least this share of the features drift (default 0.3)")
+    d.add_argument("--bins", type=int, default=10, help="bins of numeric features for psi and js (default 10)")
     d.add_argument("--exclude", nargs="*", metavar="COLUMN", help="columns to leave out (without --config)")
     d.add_argument("--keep", nargs="*", metavar="COLUMN",
                    help="columns to score although they look like ids or timestamps (without --config)")
-    d.add_argument("--format", choices=["text", "json"], default="text")
+    _format(d)
     d.set_defaults(func=cmd_drift)
 
-    m = sub.add_parser("monitor", help="check one model for one day (exit 1 when it should retrain)")
-    m.add_argument("model")
-    m.add_argument("--as-of", type=_date, required=True)
-    m.add_argument("--format", choices=["text", "json"], default="text")
+    m = sub.add_parser(
+        "monitor", help="check one model for one day (exit 1 when it should retrain)",
+        description="What the model's monitor DAG does for one day, run here: validate the day's data, score drift "
+        "against the reference window, compare the champion's live metric with its baseline, check the schedule "
+        "and the retrain limits, and decide whether the model should retrain. Exit 0 no retrain needed, 1 retrain "
+        "needed, 2 bad input.")
+    m.add_argument("model", help="model name (its config is configs/models/MODEL.yaml)")
+    m.add_argument("--as-of", type=_date, required=True, help="the logical day to check, YYYY-MM-DD")
+    _format(m)
     m.set_defaults(func=cmd_monitor)
 
-    r = sub.add_parser("retrain", help="train, evaluate, gate and deploy one model (exit 1 when rejected)")
-    r.add_argument("model")
-    r.add_argument("--as-of", type=_date, required=True)
-    r.add_argument("--reason", default="manual")
-    r.add_argument("--format", choices=["text", "json"], default="text")
+    r = sub.add_parser(
+        "retrain", help="train, evaluate, gate and deploy one model (exit 1 when rejected)",
+        description="What the model's retrain DAG does, run here: snapshot the training window ending at --as-of, "
+        "train a candidate, evaluate it on the holdout against the champion, run the gates, register it and deploy "
+        "it as the config's deploy mode says (champion, or challenger for shadow/canary). Exit 0 deployed, 1 not "
+        "deployed (a gate failed, invalid data, approval required), 2 bad input.")
+    r.add_argument("model", help="model name (its config is configs/models/MODEL.yaml)")
+    r.add_argument("--as-of", type=_date, required=True, help="the logical day: last day of the training window")
+    r.add_argument("--reason", default="manual", help="why, kept in the ledger and the model version (default manual)")
+    _format(r)
     r.set_defaults(func=cmd_retrain)
 
     h = sub.add_parser("history", help="champion changes of a model over time, or the champion at --at and why",
                        description=_HISTORY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    h.add_argument("model")
+    h.add_argument("model", help="model name")
     h.add_argument("--at", type=_instant, default=None,
                    help="YYYY-MM-DD (end of that day, UTC) or ISO datetime: the champion at that instant")
-    h.add_argument("--format", choices=["text", "json"], default="text")
+    _format(h)
     h.set_defaults(func=cmd_history)
 
-    led = sub.add_parser("ledger", help="check the decision ledger")
+    led = sub.add_parser("ledger", help="check the decision ledger",
+                         description="The decision ledger: every monitor check, gate verdict, promotion and rollback, "
+                         "hash-chained.")
     led_sub = led.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
     lv = led_sub.add_parser(
         "verify", help="check the hash chain and head of the decision ledger (exit 1 when broken)",
         description="Recompute every row's hash, check seq is contiguous from 0, every prev_hash links to the row "
                     "before, and the head table names the last row. Exit 0 intact, 1 broken. A chain cannot prove "
                     "that nobody rewrote the whole table and head: anchor the printed head hash elsewhere.")
-    lv.add_argument("--format", choices=["text", "json"], default="text")
+    _format(lv)
     lv.set_defaults(func=cmd_ledger_verify)
 
     rp = sub.add_parser("reproduce", help="retrain a registered model version from its DVC data and logged config "
@@ -553,9 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(tags dvc.path, dvc.rev, dvc.md5), retrain it with its logged config and seed, and compare "
                         "holdout metrics and predictions with the registered model. Exit 0 identical, 1 different, "
                         "2 unknown model/version or tampered data.")
-    rp.add_argument("model")
-    rp.add_argument("version")
-    rp.add_argument("--format", choices=["text", "json"], default="text")
+    rp.add_argument("model", help="registered model name")
+    rp.add_argument("version", help="registered version number")
+    _format(rp)
     rp.add_argument("--config-dir", default=argparse.SUPPRESS,
                     help="directory holding platform.yaml and models/ (also accepted before the command)")
     rp.set_defaults(func=cmd_reproduce)
@@ -565,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("model", nargs="?", default=None, help="one model in detail (default: every model, one row each)")
     st.add_argument("--history", type=int, default=14, help="monitor checks in the drift trend (default 14)")
     st.add_argument("--decisions", type=int, default=10, help="ledger decisions per model (default 10)")
-    st.add_argument("--format", choices=["text", "json"], default="text")
+    _format(st)
     st.set_defaults(func=cmd_status)
 
     from retrain_lib.cli_serving import register as register_serving

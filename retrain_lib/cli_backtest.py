@@ -179,7 +179,8 @@ def cmd_calibrate(args) -> int:
 
 def _common(p, *, data_help: str) -> None:
     p.add_argument("--data", default=None, help=data_help)
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text for people (default) or json: one JSON object on stdout")
     p.add_argument("--config-dir", default=argparse.SUPPRESS,
                    help="directory holding platform.yaml and models/ (also accepted before the command)")
 
@@ -224,9 +225,10 @@ def register(sub) -> None:
     d.add_argument("--against", required=True, metavar="OLD.yaml", help="the current model config YAML")
     d.add_argument("--days", type=_workers, required=True, help="how many days back from --to")
     d.add_argument("--to", type=_date, default=None, help="last day (default: last data day)")
-    d.add_argument("--workers", type=_workers, default=2)
-    d.add_argument("--cache-dir", default=None)
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--workers", type=_workers, default=2, help="processes (default 2)")
+    d.add_argument("--cache-dir", default=None,
+                   help="keep trained models here between runs (default: a temporary directory)")
+    d.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _common(d, data_help=data_help)
     d.set_defaults(func=cmd_dry_run)
 
@@ -237,8 +239,9 @@ def register(sub) -> None:
         "the stable window's own statistics, Bonferroni across features) and performance warn/critical levels "
         "(default baseline x 0.90 and x 0.80). Prints a YAML patch for the model config.")
     c.add_argument("config", help="model config YAML")
-    c.add_argument("--stable-from", type=_date, required=True)
-    c.add_argument("--stable-to", type=_date, required=True)
+    c.add_argument("--stable-from", type=_date, required=True,
+                   help="first day of a window without drift or incidents, YYYY-MM-DD")
+    c.add_argument("--stable-to", type=_date, required=True, help="last day of that window, YYYY-MM-DD")
     c.add_argument("--false-alarm-rate", type=float, default=0.01, help="target rate of dataset drift alarms")
     c.add_argument("--warn", type=float, default=0.90, help="warning at baseline x this (default 0.90)")
     c.add_argument("--critical", type=float, default=0.80, help="critical at baseline x this (default 0.80)")

@@ -113,8 +113,8 @@ def register(sub) -> None:
     s = sub.add_parser("serve", help="run the serving gateway (champion/challenger routing, prediction log)",
                        description="Serve models:/<name>@champion (and @challenger in shadow or canary mode, per the "
                        "rollout.* tags of the registered model) over HTTP; log every prediction before answering.")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--models", help="comma-separated model names (default: every model config)")
     s.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN",
                    help="environment variable holding the bearer token (unset or empty: no auth)")
@@ -123,8 +123,10 @@ def register(sub) -> None:
     s.add_argument("--log-url", help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or "
                    "<state_dir>/predictions.db)")
     s.add_argument("--no-log", action="store_true", help="do not log predictions (benchmarks only)")
-    s.add_argument("--max-body-bytes", type=int, default=1_000_000)
-    s.add_argument("--format", choices=["text", "json"], default="text")
+    s.add_argument("--max-body-bytes", type=int, default=1_000_000,
+                   help="larger request bodies are refused with 413 (default 1000000)")
+    s.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text for people (default) or json: one JSON object on stdout")
     s.add_argument("--config-dir", default=argparse.SUPPRESS,
                    help="directory holding platform.yaml and models/ (also accepted before the command)")
     s.set_defaults(func=cmd_serve)
@@ -138,12 +140,15 @@ def register(sub) -> None:
     r.add_argument("--data", required=True, help="data root holding <data.path>/ and <data.labels_path>/")
     r.add_argument("--rate", type=_positive, required=True, help="requests per second")
     r.add_argument("--days", type=_days, default=None, help="D1..D2 (inclusive; default: every partition)")
-    r.add_argument("--url", default="http://127.0.0.1:8000")
-    r.add_argument("--label-delay-s", type=float, default=0.0)
+    r.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
+    r.add_argument("--label-delay-s", type=float, default=0.0,
+                   help="seconds between a request's answer and the post of its label (default 0)")
     r.add_argument("--limit", type=int, default=None, help="send at most this many records")
-    r.add_argument("--concurrency", type=int, default=8)
-    r.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN")
-    r.add_argument("--format", choices=["text", "json"], default="json")
+    r.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    r.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN",
+                   help="environment variable holding the bearer token to send (default RETRAIN_GATEWAY_TOKEN)")
+    r.add_argument("--format", choices=["text", "json"], default="json",
+                   help="json (default): one JSON object on stdout; or text")
     r.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("promote", help="make a registered version the champion by hand (no gates; in the ledger)",
@@ -152,12 +157,13 @@ def register(sub) -> None:
                        "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
                        "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
                        "the champion moved meanwhile.")
-    p.add_argument("model")
-    p.add_argument("version")
+    p.add_argument("model", help="registered model name")
+    p.add_argument("version", help="the registered version to make the champion")
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
     p.add_argument("--expected-champion", default=None, help="promote only if this version still is the champion")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text for people (default) or json: one JSON object on stdout")
     p.add_argument("--config-dir", default=argparse.SUPPRESS,
                    help="directory holding platform.yaml and models/ (also accepted before the command)")
     p.set_defaults(func=cmd_promote)
