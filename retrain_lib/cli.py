@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigError, DataError, RetrainError
@@ -20,6 +21,58 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse exits 2 already; keep its message short and clear
         self.print_usage(sys.stderr)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+class _ProgressHandler(logging.Handler):
+    """Shows the library's INFO messages (``retrain_lib.*`` loggers) as progress lines."""
+
+    def __init__(self, say):
+        super().__init__(logging.INFO)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.say(record.getMessage())
+        except Exception:  # noqa: BLE001 - a progress line must never fail the command
+            self.handleError(record)
+
+
+def _progress_printer(out=None):
+    """``say(message)``: one ``[  12.3s] message`` line on stderr, seconds since the command started."""
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=out or sys.stderr, flush=True)
+
+    return say
+
+
+def _say(args, message: str) -> None:
+    """A progress line on stderr for a step that can take seconds (not with --quiet)."""
+    say = getattr(args, "say", None)
+    if say is not None:
+        say(message)
+
+
+def _with_progress(args, run) -> int:
+    """Run ``run(args)`` with progress on stderr: the command's own steps (``_say``) and the
+    library's INFO messages; none with --quiet or for a command that shows its own
+    (``own_progress``: serve, backtest, dry-run); -v logs everything instead."""
+    if getattr(args, "no_progress", False) or getattr(args, "own_progress", False):
+        return run(args)
+    args.say = _progress_printer()
+    if getattr(args, "verbose", False):
+        return run(args)
+    handler = _ProgressHandler(args.say)
+    lib = logging.getLogger("retrain_lib")
+    level = lib.level
+    lib.addHandler(handler)
+    lib.setLevel(logging.INFO)
+    try:
+        return run(args)
+    finally:
+        lib.removeHandler(handler)
+        lib.setLevel(level)
 
 
 def _date(value: str) -> dt.date:
@@ -76,6 +129,7 @@ def cmd_simulate(args) -> int:
     settings = load_settings(args.config_dir)
     cfg = load_model_config(args.config, settings.platform)
     out = Path(args.out) if args.out else settings.data_root
+    _say(args, f"simulating {args.days} day(s) of {args.rows_per_day} rows for {cfg.name} under {out}")
     res = simulate(cfg, out, days=args.days, start=args.start, drift_day=args.drift_day, drift_kind=args.drift_kind,
                    rows_per_day=args.rows_per_day, seed=args.seed)
     summary = {"model": cfg.name, "out": str(out / (cfg.data.path or cfg.name)), "days": res.days, "rows": res.rows,
@@ -167,6 +221,8 @@ def cmd_monitor(args) -> int:
     from retrain_lib.lifecycle import monitor_model
     from retrain_lib.settings import load_settings
 
+    _say(args, f"checking {args.model} as of {args.as_of}: data validation, drift, the champion's live metric "
+               "(MLflow and the data load first)")
     res = monitor_model(args.model, args.as_of, settings=load_settings(args.config_dir), actor="cli")
     if args.format == "json":
         print(json.dumps(res, default=str))
@@ -181,6 +237,7 @@ def cmd_retrain(args) -> int:
     from retrain_lib.lifecycle import retrain_model
     from retrain_lib.settings import load_settings
 
+    _say(args, f"retraining {args.model} as of {args.as_of}: snapshot, training, evaluation, gates, registration")
     res = retrain_model(args.model, args.as_of, settings=load_settings(args.config_dir), actor="cli",
                         reason=args.reason)
     if args.format == "json":
@@ -299,7 +356,8 @@ def cmd_reproduce(args) -> int:
     from retrain_lib.settings import load_settings
 
     try:
-        res = reproduce(args.model, args.version, settings=load_settings(args.config_dir))
+        res = reproduce(args.model, args.version, settings=load_settings(args.config_dir),
+                        progress=lambda message: _say(args, message))
     except RegistryError as exc:  # unknown model or version, no lineage tags: bad input here
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -492,7 +550,9 @@ def _format(p, default: str = "text") -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="retrain", description="Keep production ML models current: drift, retrain, gates, promotion.")
     p.add_argument("--config-dir", help="directory holding platform.yaml and models/ (default: ./configs)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="log everything (every library's INFO) to stderr")
+    p.add_argument("-q", "--quiet", action="store_true", dest="no_progress",
+                   help="no progress lines on stderr (by default the slow steps of a command are printed there)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     cfg = sub.add_parser("config", help="validate model configs or print their JSON Schema",
@@ -639,7 +699,7 @@ def run_commands(register, description: str, argv: list[str] | None = None) -> i
     if not hasattr(args, "config_dir"):
         args.config_dir = None
     try:
-        return args.func(args)
+        return _with_progress(args, args.func)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -657,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return args.func(args)
+        return _with_progress(args, args.func)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -214,7 +214,7 @@ def register(sub) -> None:
     b.add_argument("--full", action="store_true", help="with --format json: include day-by-day metrics and decisions")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _common(b, data_help=data_help)
-    b.set_defaults(func=cmd_backtest)
+    b.set_defaults(func=cmd_backtest, own_progress=True)  # --quiet turns its progress off
 
     d = sub.add_parser(
         "dry-run", help="what an edited config would have fired in the last N days vs the current one",
@@ -230,7 +230,7 @@ def register(sub) -> None:
                    help="keep trained models here between runs (default: a temporary directory)")
     d.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _common(d, data_help=data_help)
-    d.set_defaults(func=cmd_dry_run)
+    d.set_defaults(func=cmd_dry_run, own_progress=True)
 
     c = sub.add_parser(
         "calibrate", help="drift thresholds and performance levels from a stable window, as a YAML patch",

@@ -70,6 +70,10 @@ def cmd_replay(args) -> int:
 
     cfg = load_model_config(args.config)
     token = os.environ.get(args.token_env) if args.token_env else None
+    from retrain_lib.cli import _say
+
+    _say(args, f"sending {cfg.name}'s records under {args.data} to {args.url} at {args.rate:g} request(s)/s"
+               + (f", at most {args.limit}" if args.limit else ""))
     summary = replay(cfg, args.data, url=args.url, rate=args.rate, days=args.days, label_delay_s=args.label_delay_s,
                      limit=args.limit, token=token, concurrency=args.concurrency)
     if args.format == "json":
@@ -91,6 +95,10 @@ def cmd_promote(args) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        from retrain_lib.cli import _say
+
+        _say(args, f"promoting {args.model} version {args.version}: compare-and-swap on the champion alias, "
+                   "ledger entry (MLflow loads first)")
         out = promote_version(args.model, args.version, settings=settings, reason=args.reason,
                               actor=f"cli/{os.environ.get('USER', 'unknown')}", as_of=args.as_of,
                               expected_champion=args.expected_champion)
@@ -129,7 +137,7 @@ def register(sub) -> None:
                    help="text for people (default) or json: one JSON object on stdout")
     s.add_argument("--config-dir", default=argparse.SUPPRESS,
                    help="directory holding platform.yaml and models/ (also accepted before the command)")
-    s.set_defaults(func=cmd_serve)
+    s.set_defaults(func=cmd_serve, own_progress=True)  # a server: its own log
 
     r = sub.add_parser("replay", help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
                        description="Read the model's daily partitions under DATA, send each record to the gateway at "

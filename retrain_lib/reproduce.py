@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from retrain_lib import lineage, registry
@@ -42,8 +43,11 @@ CONFIG_ARTIFACT = "config/model.json"
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w\-]+))")
 
 
-def reproduce(model: str, version: str | int, settings: Settings | None = None) -> dict[str, Any]:
+def reproduce(model: str, version: str | int, settings: Settings | None = None, *,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Retrain ``model`` version ``version`` from its recorded data and config; compare.
+
+    ``progress`` is called with a short message before each slow step (the CLI prints them).
 
     Returns:
         ``{"model", "version", "identical", "metrics": {"recorded", "reproduced", "logged"},
@@ -67,10 +71,12 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None) 
     from retrain_lib.training import split_frame, train_model, xy
 
     settings = settings or load_settings()
+    say = progress or (lambda _message: None)
     version = str(version)
     if not re.fullmatch(r"[1-9]\d{0,8}", version):
         raise RegistryError(f"The 'version' parameter of reproduce must be a model version number such as '3'. "
                             f"Got {version!r} instead.")
+    say(f"reading the lineage of {model} version {version} from the MLflow registry")
     client = registry.get_client(settings.tracking_uri, settings.registry_uri)
     mv = _model_version(client, model, version)
     if not mv.run_id:
@@ -86,6 +92,7 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None) 
     cfg = _logged_config(client, mv.run_id, model, version)
     as_of = tags.get(AS_OF_TAG) or tags.get("trained_as_of")
 
+    say(f"fetching the training set {data['path']} at data registry rev {data['rev']}")
     frame = lineage.load_training_set(settings, data["path"], data["rev"], data["md5"])
     labelled = frame[frame[lineage.LABEL_KNOWN_COLUMN].astype(bool)] if lineage.LABEL_KNOWN_COLUMN in frame else frame
     split = split_frame(cfg, labelled)
@@ -101,8 +108,11 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None) 
         raise RegistryError(f"version {version} of {model} was warm-started from {parent}, but this platform's "
                             "train_model takes no init_model: it cannot be reproduced here")
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    say(f"retraining {cfg.training.estimator.rpartition('.')[2]} on {len(split.train)} rows (seed {cfg.training.seed})")
     reproduced = train_model(cfg, split.train, settings.platform.allowed_estimator_prefixes, **kwargs)
+    say(f"loading the registered model {model} version {version}")
     recorded = _load_model(client, f"models:/{model}/{version}")
+    say(f"comparing predictions and metrics on {len(split.holdout)} holdout rows")
 
     X, y = xy(cfg, split.holdout)
     recorded_scores = np.asarray(predict_scores(recorded, X, cfg.task), dtype=float)

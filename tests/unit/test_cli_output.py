@@ -102,3 +102,45 @@ def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_con
                                                   ("rollback", "alice", "AUC dropped")]):
         assert row[columns[2]:].startswith(event) and row[columns[4]:].startswith(actor)
         assert row[columns[5]:] == reason
+
+
+# -----------------------------------------------------------------------------------------
+# Progress on stderr
+# -----------------------------------------------------------------------------------------
+
+
+def _slow_command(args) -> int:
+    import logging
+
+    cli._say(args, "step one")
+    logging.getLogger("retrain_lib.lifecycle").info("trained %s on %s rows", "m", 10)
+    logging.getLogger("mlflow.store").info("not ours")
+    print("result")
+    return 0
+
+
+@pytest.mark.parametrize(("argv", "lines"), [
+    ([], ["step one", "trained m on 10 rows"]),
+    (["-q"], []),
+    (["--quiet"], []),
+])
+def test_slow_commands_print_progress_to_stderr(argv, lines, capsys, monkeypatch):
+    import logging
+    import re
+
+    args = cli.build_parser().parse_args([*argv, "status"])
+    monkeypatch.setattr(args, "func", _slow_command)
+    assert cli._with_progress(args, args.func) == 0
+    out, err = capsys.readouterr()
+    assert out == "result\n"  # stdout keeps only the result (and --format json stays parseable)
+    got = err.splitlines()
+    assert all(re.fullmatch(r"\[ *\d+\.\ds\] .+", line) for line in got), got
+    assert [line.split("] ", 1)[1] for line in got] == lines
+    assert logging.getLogger("retrain_lib").handlers == []  # removed again
+
+
+def test_commands_with_their_own_progress_are_left_alone(capsys):
+    args = cli.build_parser().parse_args(["dry-run", "new.yaml", "--against", "old.yaml", "--days", "3"])
+    assert args.own_progress is True
+    assert cli._with_progress(args, _slow_command) == 0
+    assert capsys.readouterr().err == ""
