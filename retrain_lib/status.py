@@ -5,8 +5,9 @@ Everything comes from the real sources, read once per call:
 * the MLflow registry: the aliases ``champion``, ``challenger`` and ``previous-champion``, each
   version's tags (training window, ``metric.*``, gates, promotion day) and the registered
   model's rollout tags (``rollout.mode``, ``rollout.canary_percent``, ``rollout.sticky_key``);
-* the decision ledger: the last monitor checks (drifted share, top features, report paths),
-  the last gate results and the last decisions;
+* the decision ledger: the monitor checks (the latest day's verdict, the drifted share and the
+  champion's live metric per day), the last gate results, the last decisions and the outcome
+  of each retrain (promoted, challenger, rejected, no gain);
 * the monitor's own reports under ``<state_dir>/reports/<model>/<as_of>/`` (``monitor.json``
   holds every feature's score; ``drift_report.html`` is the Evidently report).
 
@@ -42,10 +43,20 @@ log = logging.getLogger(__name__)
 ALIASES = ("champion", "challenger", "previous-champion")
 DEFAULT_HISTORY = 14  # monitor checks in the drift trend
 DEFAULT_DECISIONS = 10  # ledger decisions per model
+DEFAULT_TIMELINE_DAYS = 60  # calendar days in the per-day timeline (live metric, drift share, markers)
+METRIC_COLUMNS = 6  # version metrics shown: the gated ones always, then others up to this many
 # Ledger events listed as "decisions" (monitor checks have their own section; gates too, but
 # a gate verdict is a decision an operator looks for next to promotions and rejections).
 MONITOR_EVENT = "monitor"
 GATES_EVENT = "gates"
+# Outcomes of a retrain that did not deploy its candidate: a ``reject`` record (failed gates,
+# an approver's no), a ``no_gain`` record, or any record whose details carry ``outcome``.
+REJECTED, NO_GAIN = "rejected", "no_gain"
+NOT_DEPLOYED = (REJECTED, NO_GAIN)
+# Timeline markers: ledger event -> marker kind (a failed ``gates`` verdict and the outcomes
+# above are added by :func:`retrain_outcome`).
+MARKER_EVENTS = {GATES_EVENT: "retrain", "promote": "promote", "challenger": "challenger", "rollback": "rollback"}
+P_VALUE, DISTANCE = "p_value", "distance"  # the two axes of drift scores
 
 
 class UnknownModelError(RetrainError, LookupError):
@@ -187,20 +198,101 @@ def _registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
             "latest_version": None if latest is None else str(latest)}
 
 
+def _day_of(rec: dict) -> str:
+    """The logical day of a ledger record (its ``as_of``; the day it was written if it has none)."""
+    return rec.get("as_of") or str(rec.get("time") or "")[:10]
+
+
+def _latest(records: list[dict]) -> dict | None:
+    """The record of the latest day (the last written of that day), not the last written."""
+    return max(records, key=lambda r: (_day_of(r), r["seq"]), default=None)
+
+
+# The axis of each built-in method of :data:`retrain_lib.drift.METHODS` (a test keeps them
+# equal): ``retrain status`` reads them without importing drift's numpy and pandas (~1.5 s).
+BUILTIN_METHOD_AXES = {"psi": DISTANCE, "ks": P_VALUE, "js": DISTANCE, "wasserstein": DISTANCE, "chi2": P_VALUE,
+                       "linf": DISTANCE, "missing_share": DISTANCE, "unseen": DISTANCE}
+
+
+def uses_p_value(method: str | None, p_value: Any = None) -> bool:
+    """Whether drift method ``method`` decides on a p-value (drift when *at or below* the
+    threshold) rather than a distance (drift when *at or above* it), from the method registry
+    of :mod:`retrain_lib.drift` when it is loaded (else :data:`BUILTIN_METHOD_AXES`); a method
+    neither knows is judged by whether it reported a p-value."""
+    import sys
+
+    drift = sys.modules.get("retrain_lib.drift")
+    known = drift.METHODS.get(str(method)) if drift is not None else None
+    if known is not None:
+        return known.uses_p_value
+    if str(method) in BUILTIN_METHOD_AXES:
+        return BUILTIN_METHOD_AXES[str(method)] == P_VALUE
+    return p_value is not None
+
+
+def relative_to_threshold(feature: dict) -> float | None:
+    """How far a feature's drift score is along the way to its threshold (1.0 = at the
+    threshold, more = drifted), on the axis of its method: ``score / threshold`` for a
+    distance, ``log(p) / log(threshold)`` for a p-value (a smaller p-value is more drift)."""
+    t = _float(feature.get("threshold"))
+    if t is None or t <= 0:
+        return None
+    if feature.get("axis") == P_VALUE:
+        p = _float(feature.get("p_value"))
+        if p is None or t >= 1:
+            return None
+        return 0.0 if p >= 1 else math.log(max(p, 1e-300)) / math.log(t)
+    score = _float(feature.get("score"))
+    return None if score is None else score / t
+
+
+def _feature(f: dict) -> dict[str, Any]:
+    keys = ("name", "method", "kind", "score", "p_value", "threshold", "drifted")
+    out = {k: f.get(k) for k in keys}
+    out["axis"] = P_VALUE if uses_p_value(out["method"], out["p_value"]) else DISTANCE
+    out["relative"] = relative_to_threshold(out)
+    return out
+
+
 def _features_of(monitor_json: dict | None) -> list[dict] | None:
     drift = (monitor_json or {}).get("drift") or {}
     feats = drift.get("features")
     if not feats:
         return None
-    keys = ("name", "method", "kind", "score", "p_value", "threshold", "drifted")
-    return [{k: f.get(k) for k in keys} for f in feats]
+    return [_feature(f) for f in feats]
+
+
+def _throttled(details: dict, monitor_json: dict | None = None) -> bool:
+    """A retrain the triggers asked for but ``min_retrain_interval_days`` / ``max_retrains``
+    held back (the check's action is then ``healthy``)."""
+    if "throttled" in details:
+        return bool(details["throttled"])
+    if monitor_json is not None and "throttled" in monitor_json:
+        return bool(monitor_json["throttled"])
+    return any(str(r).startswith("throttled") for r in details.get("reasons") or [])
+
+
+def _performance_signal(details: dict) -> dict | None:
+    """The champion's live metric of a monitor record (its ``performance`` signal)."""
+    sig = next((s for s in details.get("signals") or [] if s.get("signal") == "performance"), None)
+    if sig is None or _float(sig.get("value")) is None:
+        return None
+    detail = sig.get("detail") or {}
+    return {"live": _float(sig.get("value")), "limit": _float(sig.get("threshold")),
+            "baseline": _float(detail.get("baseline")), "level": detail.get("level"),
+            "critical": bool(sig.get("triggered"))}
 
 
 def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -> dict[str, Any]:
     d = rec.get("details") or {}
+    monitor_json = _read_json(d.get("report"))
+    throttled = _throttled(d, monitor_json)
     out = {
         "seq": rec["seq"], "as_of": rec.get("as_of"), "time": rec.get("time"), "actor": rec.get("actor"),
-        "action": d.get("action"), "reasons": list(d.get("reasons") or []),
+        "action": d.get("action"), "throttled": throttled,
+        # what the page and the CLI show: a throttled retrain request is not "healthy"
+        "state": "throttled" if throttled and d.get("action") == "healthy" else d.get("action"),
+        "reasons": list(d.get("reasons") or []),
         "champion_version": d.get("champion_version"), "drifted_share": _float(d.get("drifted_share")),
         "dataset_drift": d.get("dataset_drift_raw"), "top": list(d.get("top") or []),
         "mlflow_run_id": d.get("mlflow_run_id"), "run_url": mlflow_run_url(ui_url, d.get("mlflow_run_id")),
@@ -209,10 +301,9 @@ def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -
         "report_error": d.get("report_error"),
         "validation": d.get("validation"),
     }
-    monitor_json = _read_json(d.get("report"))
     feats = _features_of(monitor_json)
     out["features_source"] = "report" if feats else "ledger"
-    out["features"] = feats if feats is not None else [dict(t) for t in out["top"]]
+    out["features"] = feats if feats is not None else [_feature(t) for t in out["top"]]
     if full:
         drift = (monitor_json or {}).get("drift") or {}
         out["drift_share_threshold"] = _float(drift.get("drift_share_threshold"))
@@ -224,24 +315,115 @@ def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -
     return out
 
 
+def _by_day(monitors: list[dict]) -> dict[str, dict]:
+    """The monitor record of each day (the last written that day)."""
+    by_day: dict[str, dict] = {}
+    for rec in sorted(monitors, key=lambda r: r["seq"]):
+        by_day[_day_of(rec)] = rec
+    return by_day
+
+
 def _drift_trend(monitors: list[dict], reports_dir: Path, ui_url: str, history: int) -> list[dict]:
     """The last ``history`` monitor checks, one per day (the latest record of a day), oldest first."""
-    by_day: dict[str, dict] = {}
-    for rec in monitors:
-        by_day[rec.get("as_of") or rec["time"]] = rec
+    by_day = _by_day(monitors)
     days = sorted(by_day)[-history:] if history > 0 else []
     out = []
     for day in days:
         s = _monitor_summary(by_day[day], reports_dir, ui_url, full=False)
-        out.append({"as_of": day, "seq": s["seq"], "action": s["action"], "drifted_share": s["drifted_share"],
-                    "scores": {f["name"]: _float(f.get("score")) for f in s["features"] if f.get("name")},
-                    "drifted": sorted(f["name"] for f in s["features"] if f.get("drifted")),
+        named = [f for f in s["features"] if f.get("name")]
+        out.append({"as_of": day, "seq": s["seq"], "action": s["action"], "throttled": s["throttled"],
+                    "state": s["state"], "drifted_share": s["drifted_share"],
+                    "scores": {f["name"]: _float(f.get("score")) for f in named},
+                    "p_values": {f["name"]: _float(f.get("p_value")) for f in named if f["axis"] == P_VALUE},
+                    "axes": {f["name"]: f["axis"] for f in named},
+                    "thresholds": {f["name"]: _float(f.get("threshold")) for f in named},
+                    "drifted": sorted(f["name"] for f in named if f.get("drifted")),
                     "features_source": s["features_source"]})
     return out
 
 
-def _gates_summary(client, rec: dict | None, ui_url: str) -> dict[str, Any] | None:
-    """The last gate verdict (ledger) with every gate's result from the run's ``gates/results.json``."""
+def retrain_outcome(rec: dict) -> str | None:
+    """``"rejected"`` or ``"no_gain"`` when the record is a retrain that deployed nothing: an
+    outcome in its details, a ``reject`` or ``no_gain`` event; else ``None``."""
+    outcome = (rec.get("details") or {}).get("outcome")
+    if outcome in NOT_DEPLOYED:
+        return outcome
+    return {"reject": REJECTED, "no_gain": NO_GAIN}.get(rec["event"])
+
+
+def _markers(rec: dict) -> list[str]:
+    kinds = []
+    kind = MARKER_EVENTS.get(rec["event"])
+    if kind:
+        kinds.append(kind)
+    outcome = retrain_outcome(rec)
+    if outcome is None and rec["event"] == GATES_EVENT and (rec.get("details") or {}).get("passed") is False:
+        outcome = REJECTED
+    if outcome:
+        kinds.append(outcome)
+    return kinds
+
+
+def _timeline(monitors: list[dict], others: list[dict], days: int) -> list[dict]:
+    """One entry per calendar day of the last ``days`` days up to the latest day with a record:
+    the day's monitor check (action, throttled, drifted share, the champion's live metric with
+    its baseline and retrain limit) and the markers of that day's retrains, promotions,
+    rollbacks and rejections. Days without a record are present with ``None`` values."""
+    by_day = _by_day(monitors)
+    events: dict[str, list[dict]] = {}
+    for rec in others:
+        for kind in _markers(rec):
+            day = _day_of(rec)
+            seen = events.setdefault(day, [])
+            if not any(m["kind"] == kind for m in seen):  # a failed gate and its rejection: one marker
+                seen.append({"kind": kind, "seq": rec["seq"], "event": rec["event"],
+                             "version": rec.get("after") or (rec.get("details") or {}).get("version"),
+                             "reason": _decision_reason(rec)})
+    known = sorted(set(by_day) | set(events))
+    if not known or days <= 0:
+        return []
+    try:
+        last = dt.date.fromisoformat(known[-1][:10])
+        first = max(dt.date.fromisoformat(known[0][:10]), last - dt.timedelta(days=days - 1))
+    except ValueError:  # not ISO days: the known days themselves
+        span = known[-days:]
+    else:
+        span = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    out = []
+    for day in span:
+        rec = by_day.get(day)
+        d = (rec or {}).get("details") or {}
+        perf = _performance_signal(d) or {}
+        out.append({"as_of": day, "monitor_seq": rec["seq"] if rec else None,
+                    "action": d.get("action"), "throttled": _throttled(d) if rec else None,
+                    "drifted_share": _float(d.get("drifted_share")),
+                    "live": perf.get("live"), "baseline": perf.get("baseline"), "limit": perf.get("limit"),
+                    "markers": events.get(day, [])})
+    return out
+
+
+def gated_metrics(cfg) -> list[str]:
+    """The metrics a model's gates and its performance trigger judge, in config order."""
+    if cfg is None:
+        return []
+    names = [g.metric for g in cfg.gates if g.metric]
+    if cfg.performance is not None:
+        names.append(cfg.performance.metric)
+    return list(dict.fromkeys(names))
+
+
+def shown_metrics(versions: dict, gated: list[str], limit: int = METRIC_COLUMNS) -> list[str]:
+    """The version metrics to show: every gated metric a version has, then the others
+    alphabetically while fewer than ``limit`` are shown."""
+    have = sorted({k for v in versions.values() for k in v.get("metrics") or {}})
+    pinned = [m for m in gated if m in have]
+    rest = [m for m in have if m not in pinned]
+    return pinned + rest[:max(limit - len(pinned), 0)]
+
+
+def _gates_summary(client, rec: dict | None, ui_url: str, *, cache: dict | None = None) -> dict[str, Any] | None:
+    """The last gate verdict (ledger) with every gate's result from the run's ``gates/results.json``
+    (kept in ``cache`` by run id once read)."""
     if rec is None:
         return None
     d = rec.get("details") or {}
@@ -250,7 +432,9 @@ def _gates_summary(client, rec: dict | None, ui_url: str) -> dict[str, Any] | No
            "passed": d.get("passed"), "failed": list(d.get("failed") or []),
            "champion_version": d.get("champion_version"), "run_id": run_id, "run_url": mlflow_run_url(ui_url, run_id),
            "results": None}
-    if run_id and client is not None:
+    if run_id and cache is not None and run_id in cache:
+        out["results"] = cache[run_id]
+    elif run_id and client is not None:
         import os
         import tempfile
 
@@ -265,6 +449,9 @@ def _gates_summary(client, rec: dict | None, ui_url: str) -> dict[str, Any] | No
             out["results"] = [{k: r.get(k) for k in keys} for r in payload.get("results") or []]
         except Exception as exc:  # noqa: BLE001 - the ledger's verdict stands without the details
             log.warning("gate results of run %s unavailable: %s", run_id, exc)
+        else:
+            if cache is not None:
+                cache[run_id] = out["results"]
     return out
 
 
@@ -286,6 +473,7 @@ def _decision(rec: dict, ui_url: str) -> dict[str, Any]:
             "actor": rec.get("actor"), "before": rec.get("before"), "after": rec.get("after"),
             "version": None if d.get("version") is None else str(d["version"]),
             "reason": _decision_reason(rec), "run_id": run_id, "run_url": mlflow_run_url(ui_url, run_id),
+            "outcome": retrain_outcome(rec), "passed": d.get("passed") if rec["event"] == GATES_EVENT else None,
             "hash": rec.get("hash")}
 
 
@@ -309,7 +497,8 @@ def model_names(settings, ledger=None) -> tuple[dict[str, Any], list[dict], list
 
 
 def fleet_status(settings=None, *, model: str | None = None, history: int = DEFAULT_HISTORY,
-                 decisions: int = DEFAULT_DECISIONS, client=None,
+                 decisions: int = DEFAULT_DECISIONS, timeline_days: int = DEFAULT_TIMELINE_DAYS, client=None,
+                 gate_results: dict | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The state of every model (or of ``model`` only), as JSON-serialisable dicts.
 
@@ -319,16 +508,22 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
             record and no registered model.
         history: monitor checks in each model's drift trend (the latest, one per day).
         decisions: ledger decisions per model (newest first; monitor checks excluded).
+        timeline_days: calendar days of each model's ``timeline`` (up to its latest record).
         client: an ``MlflowClient`` (default: for an SQLite registry a
             :class:`~retrain_lib.registry_reader.SqliteRegistryReader`, which does not import
             MLflow; else an ``MlflowClient`` on the settings' tracking URI).
+        gate_results: a dict kept between calls (the fleet page's) in which the gate results
+            of an MLflow run are kept once read (a run's ``gates/results.json`` never changes).
         progress: called with a short message before each slow step (the CLI shows them).
 
     Returns:
         ``{"generated_at", "state_dir", "tracking_uri", "mlflow_ui_url", "ledger",
         "config_problems", "models": [{"model", "config", "aliases", "versions", "champion",
-        "challenger", "previous_champion", "rollout", "last_monitor", "drift_trend",
-        "last_gates", "decisions", ...}]}``.
+        "challenger", "previous_champion", "rollout", "gated_metrics", "metric_columns",
+        "last_monitor", "drift_trend", "timeline", "last_gates", "last_retrain", "decisions",
+        ...}]}``. ``last_monitor`` is the check of the latest day (``state`` is its action, or
+        ``"throttled"`` for a retrain request held back); each decision has an ``outcome``
+        (``"rejected"``, ``"no_gain"`` or ``None``).
     """
     from retrain_lib import registry
     from retrain_lib.audit import Ledger
@@ -362,7 +557,8 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
         say(f"[{i}/{len(names)}] {name}: registry, ledger, reports")
         out_models.append(_model_status(settings, client, name, valid.get(name), by_model.get(name, []),
                                         [p for p in problems if Path(p.get("file", "")).stem == name],
-                                        ui_url=ui_url, history=history, decisions=decisions))
+                                        ui_url=ui_url, history=history, decisions=decisions,
+                                        timeline_days=timeline_days, gate_results=gate_results))
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "state_dir": str(settings.state_dir), "reports_dir": str(settings.reports_dir),
@@ -382,19 +578,24 @@ def model_status(settings=None, model: str = "", **kwargs) -> dict[str, Any]:
 
 
 def _model_status(settings, client, name: str, loaded, records: list[dict], problems: list[dict], *,
-                  ui_url: str, history: int, decisions: int) -> dict[str, Any]:
+                  ui_url: str, history: int, decisions: int, timeline_days: int = DEFAULT_TIMELINE_DAYS,
+                  gate_results: dict | None = None) -> dict[str, Any]:
     cfg = loaded.config if loaded is not None else None
     reg = _registry_state(client, name, ui_url)
     versions = reg["versions"]
     aliases = reg["aliases"]
     monitors = [r for r in records if r["event"] == MONITOR_EVENT]
-    last_monitor = _monitor_summary(monitors[-1], settings.reports_dir, ui_url, full=True) if monitors else None
+    latest = _latest(monitors)
+    last_monitor = _monitor_summary(latest, settings.reports_dir, ui_url, full=True) if latest else None
     if last_monitor is not None and cfg is not None and last_monitor.get("drift_share_threshold") is None:
         last_monitor["drift_share_threshold"] = cfg.drift.drift_share
     gates = [r for r in records if r["event"] == GATES_EVENT]
     others = [r for r in records if r["event"] != MONITOR_EVENT]
-    last_change = next((r for r in reversed(others) if r["event"] in ("promote", "rollback", "challenger", "reject")),
-                       None)
+    last_change = next((r for r in reversed(others)
+                        if r["event"] in ("promote", "rollback", "challenger", "reject") or retrain_outcome(r)), None)
+    last_retrain = next((r for r in reversed(others) if retrain_outcome(r) or (
+        r["event"] in ("promote", "challenger") and (r.get("details") or {}).get("mode") != "by_hand")), None)
+    gated = gated_metrics(cfg)
     return {
         "model": name,
         "config": str(loaded.path) if loaded is not None else None,
@@ -402,6 +603,9 @@ def _model_status(settings, client, name: str, loaded, records: list[dict], prob
         "owner": cfg.owner if cfg else None, "task": cfg.task if cfg else None,
         "deploy_mode": cfg.deploy.mode if cfg else None,
         "drift_share_threshold": cfg.drift.drift_share if cfg else None,
+        "performance_metric": cfg.performance.metric if cfg and cfg.performance else None,
+        "gated_metrics": gated,
+        "metric_columns": shown_metrics(versions, gated),
         "dag_ids": {k: f"{name}__{k}" for k in ("monitor", "retrain", "rollout")},
         "registered": reg["registered"], "latest_version": reg.get("latest_version"),
         "aliases": aliases,
@@ -414,7 +618,9 @@ def _model_status(settings, client, name: str, loaded, records: list[dict], prob
         "last_monitor": last_monitor,
         "monitor_checks": len(monitors),
         "drift_trend": _drift_trend(monitors, settings.reports_dir, ui_url, history),
-        "last_gates": _gates_summary(client, gates[-1] if gates else None, ui_url),
+        "timeline": _timeline(monitors, others, timeline_days),
+        "last_gates": _gates_summary(client, gates[-1] if gates else None, ui_url, cache=gate_results),
+        "last_retrain": _decision(last_retrain, ui_url) if last_retrain else None,
         "last_decision": _decision(last_change, ui_url) if last_change else None,
         "decisions": [_decision(r, ui_url) for r in reversed(others)][:max(decisions, 0)],
         "ledger_records": len(records),
