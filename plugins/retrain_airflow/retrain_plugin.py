@@ -2,6 +2,9 @@
 
 * ``fastapi_apps``: :mod:`retrain_airflow.ui` mounted on the API server under ``/retrain``
   (``http://localhost:8080/retrain/`` with ``make up``);
+* ``fastapi_root_middlewares``: a pass-through middleware that, when the API server starts,
+  builds that app and reads the fleet in a background thread (so the first page load does
+  not wait for MLflow's import);
 * ``external_views``: a "Model fleet" entry in the UI's navigation, showing that page;
 * ``global_operator_extra_links``: on ``check_model`` (monitor DAGs) and ``check_gates``
   (retrain DAGs), an "MLflow run" button to the run the task logged and, for the monitor,
@@ -77,6 +80,8 @@ class DriftReportLink(BaseOperatorLink):
 class RetrainPlugin(AirflowPlugin):
     name = "retrain"
     fastapi_apps = [{"app": ui.app, "url_prefix": ui.URL_PREFIX, "name": "Retrain fleet"}]
+    fastapi_root_middlewares = [{"middleware": ui.WarmUpMiddleware, "args": [], "kwargs": {},
+                                 "name": "Retrain fleet warm-up"}]
     external_views = [{"name": "Model fleet", "href": f"{ui.URL_PREFIX}/", "url_route": "retrain-fleet",
                        "destination": "nav", "category": "browse"}]
     global_operator_extra_links = [MlflowRunLink(), DriftReportLink()]
