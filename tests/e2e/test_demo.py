@@ -17,6 +17,7 @@ loadfile``) runs them on one worker and the demo runs once.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -34,7 +35,15 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1100)]
 REPO = Path(__file__).resolve().parents[2]
-ROW = re.compile(r"^(2026-\d\d-\d\d)\s+(\w+)\s+(retrain|healthy)\s+(\S+)\s+(.*)$")
+ROW = re.compile(r"^(\d{4}-\d\d-\d\d)\s+(\w+)\s+(retrain|healthy)\s+(\S+)\s+(.*)$")
+POINT = r"(\d+\.\d{4}) \((\d{4}-\d\d-\d\d) v(\d+)\)"
+RECOVERY = re.compile(rf"^(credit_default|daily_demand)\s+(roc_auc|rmse)\s+{POINT}\s+{POINT}\s+(?:{POINT}|-)\s+(.+)$")
+
+
+def _drift_day(stdout: str) -> str:
+    days = set(re.findall(r"drift from (\d{4}-\d\d-\d\d), labels", stdout))
+    assert len(days) == 1, stdout[:2000]
+    return days.pop()
 
 
 def test_demo_tells_the_story(demo_run):
@@ -42,7 +51,13 @@ def test_demo_tells_the_story(demo_run):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [m.groups() for line in proc.stdout.splitlines() if (m := ROW.match(line))]
     assert rows, proc.stdout
-    drift_day = "2026-02-09"
+    # The simulated calendar ends the day the demo ran (UTC); the drift is on day 40 of 46.
+    today = demo_run.started.date()
+    assert rows[-1][0] in (today.isoformat(), (today + dt.timedelta(days=1)).isoformat()), rows[-1]
+    last = dt.date.fromisoformat(rows[-1][0])
+    drift_day = _drift_day(proc.stdout)
+    assert drift_day == (last - dt.timedelta(days=46 - 40)).isoformat()
+    assert f"to {last} (today, UTC)" in proc.stdout
     for model in ("credit_default", "daily_demand"):
         mine = [r for r in rows if r[1] == model]
         assert len(mine) == 46 - 29 + 1
@@ -59,6 +74,69 @@ def test_demo_tells_the_story(demo_run):
     assert re.search(r"credit_default: champion v[2-9]", proc.stdout)
     assert "chain intact" in proc.stdout
     assert (demo_run.state_dir / "demo.log").stat().st_size > 0
+
+
+def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_the_retrain(demo_run):
+    """The recovery table, and each number in it is a monitor record's live metric in the ledger
+    (read here independently): the display takes the numbers as they are."""
+    from retrain_lib.audit import Ledger
+
+    proc = demo_run.proc
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = {m.group(1): m.groups() for line in proc.stdout.splitlines() if (m := RECOVERY.match(line))}
+    assert set(table) == {"credit_default", "daily_demand"}, proc.stdout[-4000:]
+    ledger = Ledger(f"sqlite:///{demo_run.state_dir / 'platform.db'}")
+    drift_day = _drift_day(proc.stdout)
+    for model, (_, metric, *cells) in table.items():
+        points = [tuple(cells[i:i + 3]) for i in (0, 3, 6) if cells[i] is not None]
+        assert len(points) >= 2, (model, cells)  # before the drift and at its worst, always
+        measured = {}
+        for r in ledger.records(model):
+            perf = next((s for s in r["details"].get("signals") or [] if s["signal"] == "performance"), None)
+            if r["event"] == "monitor" and perf is not None:
+                measured.setdefault((r["as_of"], r["details"]["champion_version"]), []).append(perf["value"])
+        for value, as_of, version in points:
+            assert any(abs(v - float(value)) < 6e-5 for v in measured.get((as_of, version), [])), (
+                model, value, as_of, version, measured)
+        before, worst = float(cells[0]), float(cells[3])
+        assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
+        assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
+        assert cells[7] is None or cells[7] >= drift_day, (model, cells)
+        verdict = cells[9]
+        assert re.search(r"-?\d+% of the loss regained|no retrain promoted|no matured labels", verdict), verdict
+
+
+def test_demo_runs_have_real_times_and_task_logs(demo_run):
+    """The demo's Airflow runs started and ended during the demo (not on their simulated day),
+    no logical date is one the schedules fire at (so unpausing a DAG creates today's run), and
+    every task that ran has a log file where the api-server looks, JSON lines with the platform's
+    own messages."""
+    import sqlite3
+
+    assert demo_run.proc.returncode == 0, demo_run.proc.stdout[-3000:] + demo_run.proc.stderr[-3000:]
+    home = demo_run.state_dir / "airflow"
+    db = sqlite3.connect(home / "airflow.db")
+    runs = db.execute("select dag_id, run_id, logical_date, start_date, end_date from dag_run").fetchall()
+    assert runs
+    began = demo_run.started.replace(tzinfo=None)
+    for dag_id, run_id, logical, start, end in runs:
+        start, end = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+        assert began <= start <= end <= dt.datetime.now(dt.UTC).replace(tzinfo=None), (dag_id, run_id, start, end)
+        assert end - start < dt.timedelta(minutes=10), (dag_id, run_id, start, end)
+        assert dt.datetime.fromisoformat(logical).time() not in (dt.time(0), dt.time(3), dt.time(6)), (dag_id, logical)
+    tis = db.execute("select dag_id, run_id, task_id, try_number from task_instance "
+                     "where state in ('success', 'failed')").fetchall()
+    assert tis
+    missing = [ti for ti in tis if not (home / "logs" / f"dag_id={ti[0]}" / f"run_id={ti[1]}" / f"task_id={ti[2]}"
+                                        / f"attempt={ti[3]}.log").is_file()]
+    assert not missing, missing[:5]
+    last_check = max((ti for ti in tis if ti[0] == "daily_demand__monitor" and ti[2] == "check_model"),
+                     key=lambda ti: ti[1])
+    lines = (home / "logs" / f"dag_id={last_check[0]}" / f"run_id={last_check[1]}" / "task_id=check_model"
+             / f"attempt={last_check[3]}.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records and all({"timestamp", "level", "event"} <= set(r) for r in records)
+    assert any(r.get("logger", "").startswith("retrain") and "daily_demand" in r["event"] for r in records), lines
 
 
 def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run):
@@ -284,9 +362,19 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
             assert section[alias] == _v(aliases.get(alias)), (model, alias, section, aliases)
         records = ledger.records(model)
         monitors = [r for r in records if r["event"] == "monitor"]
-        last = monitors[-1]
+        last = max(monitors, key=lambda r: (r["as_of"], r["seq"]))  # the latest day, not the last written
         assert row["last-check"] == last["as_of"]
-        assert row["action"] == last["details"]["action"]
+        report = json.loads(Path(last["details"]["report"]).read_text())
+        held = last["details"]["action"] == "healthy" and last["details"].get("throttled", report["throttled"])
+        assert row["action"] == ("throttled" if held else last["details"]["action"])
+        # the chart: one point per day whose (last) check measured the champion's live metric
+        by_day = {r["as_of"]: r for r in sorted(monitors, key=lambda r: r["seq"])}
+        live_days = sorted(day for day, r in by_day.items()
+                           if any(s["signal"] == "performance" for s in r["details"].get("signals") or []))
+        section_html = dom.stdout[dom.stdout.index(f'<section class="model" id="model-{model}"'):]
+        section_html = section_html[:section_html.index("</section>")]
+        assert sorted(re.findall(r'<circle class="live"[^>]*data-day="([0-9-]+)"', section_html)) == live_days
+        assert len(re.findall(r'<rect class="share"', section_html)) == len(by_day)
         assert row["drifted-share"] == f"{last['details']['drifted_share']:.0%}"
         assert section["drifted-share"] == f"{last['details']['drifted_share']:.0%}"
         decisions = [r for r in records if r["event"] != "monitor"]
@@ -337,3 +425,23 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
                   f"{base}/retrain/", profile=tmp_path / "p2")
     assert png.returncode == 0 and shot.is_file(), png.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    for model in MODELS:  # each model's page: the per-day chart in full width
+        shot = out_dir / f"fleet-{model}.png"
+        png = _chrome(browser, "--virtual-time-budget=10000", "--window-size=1400,2000", f"--screenshot={shot}",
+                      f"{base}/retrain/models/{model}", profile=tmp_path / f"p-{model}")
+        assert png.returncode == 0 and shot.is_file(), png.stderr[-2000:]
+
+
+def test_api_server_serves_the_demos_task_logs(api_server):
+    """The Logs tab of a demo task: the api-server reads the file the demo wrote for it."""
+    base, log = api_server
+    status, body = _get(f"{base}/api/v2/dags/daily_demand__monitor/dagRuns?order_by=-logical_date&limit=1")
+    assert status == 200, body[:500]
+    run_id = json.loads(body)["dag_runs"][0]["dag_run_id"]
+    req = urllib.request.Request(f"{base}/api/v2/dags/daily_demand__monitor/dagRuns/{urllib.request.quote(run_id)}/"
+                                 "taskInstances/check_model/logs/1", headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        content = json.loads(resp.read())["content"]
+    events = [c.get("event", "") for c in content]
+    assert any(e.endswith("/task_id=check_model/attempt=1.log") for e in events), (events[:5], _tail(log))
+    assert any(c.get("level") == "info" and c.get("logger", "").startswith("retrain") for c in content), events
