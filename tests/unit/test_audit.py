@@ -30,6 +30,8 @@ from retrain_lib.audit import (
     LedgerError,
     champion_at,
     champion_changes,
+    live_metric,
+    metric_recovery,
     normalise_url,
     read_ledger,
     record_decision,
@@ -560,3 +562,63 @@ def test_cli_entry_point_exit_codes_and_help(history_ledger, tmp_path):
     assert broken.returncode == 1 and "1 row(s) at the end deleted" in broken.stderr
     helped = run("history", "--help")
     assert helped.returncode == 0 and "as_of" in helped.stdout and "end of that day" in helped.stdout
+
+
+# -----------------------------------------------------------------------------------------
+# The live metric over time and the recovery after a drift (what `make demo` prints)
+# -----------------------------------------------------------------------------------------
+
+
+def _monitor(as_of, champion, live, labels=500, window_end=None):
+    signals = [{"signal": "drift", "triggered": False, "value": 0.1, "threshold": 0.5, "detail": {}}]
+    if live is not None:
+        signals.append({"signal": "performance", "triggered": False, "value": live, "threshold": 7.0,
+                        "detail": {"labels": labels, "window": ["2026-02-20", window_end or as_of]}})
+    return {"event": "monitor", "as_of": as_of, "details": {"champion_version": champion, "signals": signals}}
+
+
+def _promote(seq, as_of, before, after):
+    return {"seq": seq, "time": f"{as_of}T07:00:00+00:00", "event": "promote", "as_of": as_of, "actor": "dag",
+            "before": before, "after": after, "reason": "", "hash": str(seq),
+            "details": {"moves": [{"alias": "champion", "from": before, "to": after}]}}
+
+
+def test_metric_recovery_reads_before_worst_and_after_the_retrain():
+    records = [
+        _promote(0, "2026-03-01", None, "1"),
+        _monitor("2026-03-02", "1", 5.0), _monitor("2026-03-03", "1", 5.2),
+        _monitor("2026-03-04", "1", 9.0), _monitor("2026-03-05", "1", 11.0),
+        _promote(5, "2026-03-05", "1", "2"),
+        _monitor("2026-03-06", "2", None),  # no matured labels yet for v2
+        _monitor("2026-03-07", "2", 6.0),
+        _monitor("2026-03-08", "2", 5.6),
+    ]
+    r = metric_recovery(records, metric="rmse", greater_is_better=False, drift_start="2026-03-04")
+    assert (r.before.as_of, r.before.value, r.before.champion_version) == ("2026-03-03", 5.2, "1")
+    assert (r.worst.as_of, r.worst.value) == ("2026-03-05", 11.0)
+    assert (r.after.as_of, r.after.value, r.after.champion_version) == ("2026-03-08", 5.6, "2")
+    assert r.retrained == ("2",)
+    assert r.recovered_share == pytest.approx((5.6 - 11.0) / (5.2 - 11.0))
+    assert [p.as_of for p in live_metric(records)] == ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05",
+                                                       "2026-03-07", "2026-03-08"]
+    higher = metric_recovery(records, metric="r2", greater_is_better=True, drift_start=dt.date(2026, 3, 4))
+    assert higher.worst.value == 5.6  # the lowest is the worst when greater is better
+
+
+def test_metric_recovery_without_a_retrain_has_no_after():
+    records = [_promote(0, "2026-03-01", None, "1"), _monitor("2026-03-02", "1", 0.84),
+               _monitor("2026-03-04", "1", 0.70), _monitor("2026-03-05", "1", float("nan"))]
+    r = metric_recovery(records, metric="roc_auc", greater_is_better=True, drift_start="2026-03-04")
+    assert r.after is None and r.retrained == () and r.recovered_share is None
+    assert (r.before.value, r.worst.value) == (0.84, 0.70)
+
+
+def test_metric_recovery_sides_of_the_drift_by_the_days_the_labels_came_from():
+    """Labels 3 days late: the checks of the first days after the drift measure days before it."""
+    records = [_promote(0, "2026-03-01", None, "1"),
+               _monitor("2026-03-04", "1", 0.85, window_end="2026-03-01"),
+               _monitor("2026-03-06", "1", 0.84, window_end="2026-03-03"),  # after the drift day, before its labels
+               _monitor("2026-03-08", "1", 0.72, window_end="2026-03-05")]
+    r = metric_recovery(records, metric="roc_auc", greater_is_better=True, drift_start="2026-03-04")
+    assert (r.before.as_of, r.before.value) == ("2026-03-06", 0.84)
+    assert (r.worst.as_of, r.worst.value) == ("2026-03-08", 0.72)
