@@ -84,14 +84,14 @@ def _credit_day(rng: np.random.Generator, n: int, drifted: bool, kind: str) -> t
 
 
 def _demand_day(
-    rng: np.random.Generator, n: int, drifted: bool, kind: str, day: dt.date
+    rng: np.random.Generator, n: int, drifted: bool, kind: str, day: dt.date, season_day: dt.date | None = None
 ) -> tuple[pd.DataFrame, np.ndarray]:
     cov = drifted and kind == "covariate"
     concept = drifted and kind == "concept"
     store_type = rng.choice(["small", "medium", "large"], n, p=[0.5, 0.35, 0.15])
     base_size = pd.Series(store_type).map({"small": 300.0, "medium": 800.0, "large": 2000.0}).to_numpy()
     store_size = (base_size * rng.lognormal(0, 0.15, n)).round(0)
-    season = 12 + 8 * np.sin(2 * np.pi * (day.timetuple().tm_yday - 110) / 365)
+    season = 12 + 8 * np.sin(2 * np.pi * ((season_day or day).timetuple().tm_yday - 110) / 365)
     temperature = (rng.normal(season + (9 if cov else 0), 4, n)).round(1)
     price = (rng.normal(13.0 if cov else 10.0, 1.5, n)).clip(2, None).round(2)
     discount = (rng.choice([0, 0.1, 0.2, 0.3], n, p=[0.4, 0.2, 0.2, 0.2] if cov else [0.7, 0.15, 0.1, 0.05])).round(2)
@@ -144,11 +144,14 @@ def simulate(
     rows_per_day: int = 1500,
     seed: int = 0,
     scenario: str | None = None,
+    season_start: dt.date | None = None,
 ) -> SimulationResult:
     """Write ``days`` daily partitions (and their late labels) for model ``cfg``.
 
     ``out_dir`` is the data root: files go to ``out_dir/<data.path>`` and
     ``out_dir/<data.labels_path>`` (for a sql source: ``out_dir/<name>``, to load into tables). ``drift_day`` is 1-based: day 1 is ``start``.
+    ``season_start``: the day of the year whose weather the first day has (``demand``; default
+    ``start``), so that a calendar moved elsewhere in the year keeps the same data.
     """
     if drift_kind not in DRIFT_KINDS:
         raise ConfigError(f"drift kind {drift_kind!r} is not one of {DRIFT_KINDS}")
@@ -169,7 +172,8 @@ def simulate(
         if scenario == "credit":
             frame, target = _credit_day(rng, n, drifted, drift_kind)
         else:
-            frame, target = _demand_day(rng, n, drifted, drift_kind, day)
+            season_day = season_start + dt.timedelta(days=i) if season_start else None
+            frame, target = _demand_day(rng, n, drifted, drift_kind, day, season_day)
         ids = [f"{day:%Y%m%d}-{j:05d}" for j in range(n)]
         seconds = np.sort(rng.integers(0, 86_400, n))
         frame.insert(0, src.timestamp_column, pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s"))
