@@ -22,7 +22,7 @@ TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup browser demo test test-fast test-production lint up mlflow-ui clean
+.PHONY: help setup browser demo test test-fast test-production lint up airflow mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,11 @@ up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http:
 	@echo "MLflow UI:  make mlflow-ui  ->  http://localhost:$(MLFLOW_PORT)"
 	PATH=$(BIN):$$PATH AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
 	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(BIN)/airflow standalone
+
+# The airflow CLI on the same state as `make up` and `make demo` (AIRFLOW_HOME, DAGs and plugins
+# folders, metadata DB, RETRAIN_HOME: the exports at the top of this file).
+airflow: setup  ## the airflow CLI on the demo's state: make airflow ARGS="dags list"
+	PATH=$(BIN):$$PATH $(BIN)/airflow $(ARGS)
 
 mlflow-ui: setup  ## MLflow UI on the platform's store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RETRAIN_HOME)/mlflow/mlflow.db --port $(MLFLOW_PORT)
