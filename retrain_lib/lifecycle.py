@@ -8,6 +8,7 @@ same inputs does not create a second MLflow run, model version or promotion.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -16,6 +17,7 @@ import math
 import os
 import re
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -1052,17 +1054,31 @@ def _prediction_drift(ctx: ModelContext, champion, reference: Window, current: W
             "explain": res.explain()}
 
 
+@contextlib.contextmanager
+def _quiet_skops_import():
+    """Without the ~1,200 warnings Airflow's deprecated-module shims emit when skops is first
+    imported in a task (skops looks up each scipy ufunc in every loaded module): only
+    ``FutureWarning`` (Airflow's ``DeprecatedImportWarning``) raised from ``skops.io._utils``
+    about an ``airflow.`` attribute."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning,
+                                module=r"skops\.io\._utils")
+        yield
+
+
 def load_model(ctx: ModelContext, uri: str):
     """A model by URI, loaded once per context (a monitor run uses the champion several times)."""
     if uri not in ctx.models:
-        ctx.models[uri] = ctx.mlflow().sklearn.load_model(uri)
+        with _quiet_skops_import():
+            ctx.models[uri] = ctx.mlflow().sklearn.load_model(uri)
     return ctx.models[uri]
 
 
 def _trusted_types(model) -> list[str]:
-    import skops.io as sio
+    with _quiet_skops_import():
+        import skops.io as sio
 
-    found = sio.get_untrusted_types(data=sio.dumps(model))
+        found = sio.get_untrusted_types(data=sio.dumps(model))
     bad = [t for t in found if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
     if bad:
         raise DataError(f"model holds types outside {SKOPS_TRUSTED_PREFIXES}: {bad}")

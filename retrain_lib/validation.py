@@ -228,6 +228,9 @@ def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[_Spe
 
 
 def _gx_context():
+    # Importing GX logs "Skipping registering function ..." at INFO for ~200 functions of its
+    # public-API registry (and more registry chatter at each run): task logs keep its warnings only.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
