@@ -82,14 +82,17 @@ class ModelContext:
                 os.environ[key] = value
         return mlflow
 
-    def experiment_id(self) -> str:
-        name = self.settings.experiment_name(self.name)
+    def experiment_id(self, *, monitor: bool = False) -> str:
+        """The model's MLflow experiment (training and validation runs); with ``monitor=True``
+        its monitor experiment, so the daily monitor runs do not crowd the training runs."""
+        name = (self.settings.monitor_experiment_name if monitor else self.settings.experiment_name)(self.name)
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         location = None
         if self.settings.tracking_uri.startswith("sqlite:"):
-            location = (self.settings.state_dir / "mlflow" / "artifacts" / self.name).as_uri()
+            location = (self.settings.state_dir / "mlflow" / "artifacts" / self.name / ("monitor" if monitor else "")
+                        ).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location,
                                                  tags={"retrain.model": self.name, "owner": self.cfg.owner})
@@ -839,7 +842,7 @@ def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Pat
 def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path, *, html_path: Path | None = None,
                      validation_path: Path | None = None) -> str:
     mlflow = ctx.mlflow()
-    exp = ctx.experiment_id()
+    exp = ctx.experiment_id(monitor=True)
     tags = {"retrain.kind": "monitor", "retrain.as_of": result["as_of"], "retrain.action": result["action"],
             "retrain.model": ctx.name}
     validation = result.get("validation")
@@ -866,7 +869,10 @@ def _log_monitor_run(ctx: ModelContext, result: dict, report_path: Path, *, html
         mlflow.log_metrics(_finite(metrics))
         mlflow.log_artifact(str(report_path), artifact_path="monitor")
         if html_path is not None:
+            from retrain_lib.reports import link_to_artifact
+
             mlflow.log_artifact(str(html_path), artifact_path="monitor")
+            link_to_artifact(html_path, run.info.artifact_uri, "monitor")  # stored once, not twice
         if validation_path is not None:
             mlflow.log_artifact(str(validation_path), artifact_path="monitor")
         return run.info.run_id

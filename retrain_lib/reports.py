@@ -94,3 +94,41 @@ def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.Dat
     tmp.replace(path)
     log.info("drift report of %s written to %s", cfg.name, path)
     return path
+
+
+def link_to_artifact(path, artifact_uri: str, artifact_dir: str) -> bool:
+    """Keep one copy of a report that was also logged to MLflow: when the run's artifacts are
+    in a local directory, ``path`` becomes a hard link to the logged copy (same file, two
+    names: the reports directory the fleet page serves, and MLflow's artifact). Returns whether
+    it did; with a remote artifact store (S3, an MLflow server) or across file systems the
+    local file stays as it is.
+
+    Example::
+
+        mlflow.log_artifact(str(html), artifact_path="monitor")
+        link_to_artifact(html, run.info.artifact_uri, "monitor")
+    """
+    import os
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return False
+    path = Path(path)
+    stored = Path(url2pathname(parsed.path)) / artifact_dir / path.name
+    tmp = path.with_name(path.name + ".link")
+    try:
+        if os.path.samefile(stored, path):
+            return True
+        if stored.stat().st_size != path.stat().st_size:
+            log.warning("the logged copy %s differs from %s; both are kept", stored, path)
+            return False
+        tmp.unlink(missing_ok=True)
+        os.link(stored, tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        log.info("report %s kept as a copy of %s: %s", path, stored, exc)
+        tmp.unlink(missing_ok=True)
+        return False
+    return True

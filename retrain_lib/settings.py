@@ -88,6 +88,10 @@ class Settings:
     def experiment_name(self, model: str) -> str:
         return f"{self.platform.mlflow.experiment_prefix}{model}"
 
+    def monitor_experiment_name(self, model: str) -> str:
+        """The experiment of the model's monitor runs, apart from its training runs."""
+        return f"{self.experiment_name(model)}/monitor"
+
 
 def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
     config_dir = Path(config_dir).resolve() if config_dir else default_config_dir()

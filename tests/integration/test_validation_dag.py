@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,5 +159,12 @@ def test_the_monitor_records_the_failure_carries_on_and_logs_the_drift_report(pl
     assert any(k.startswith("drift.income.") for k in mrun.data.metrics)  # the per-feature scores stay
     names = {a.path for a in client.list_artifacts(mrun.info.run_id, "monitor")}
     assert {"monitor/drift_report.html", "monitor/monitor.json", "monitor/validation.json"} <= names
+    # the report is stored once: the reports directory's file is the MLflow artifact (a hard link)
+    from urllib.parse import urlparse
+
+    logged = Path(urlparse(mrun.info.artifact_uri).path) / "monitor" / "drift_report.html"
+    assert os.path.samefile(logged, html) and html.stat().st_nlink == 2
+    # in the model's monitor experiment, apart from its training runs
+    assert client.get_experiment(mrun.info.experiment_id).name == f"retrain/{MODEL}/monitor"
     logged = Path(client.download_artifacts(mrun.info.run_id, "monitor/drift_report.html"))
     assert logged.read_bytes() == html.read_bytes()
