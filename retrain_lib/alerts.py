@@ -446,17 +446,35 @@ def approval_needed(model: str, request: Mapping[str, Any], *, version: str | No
     return Alert("approval_needed", model, sev, dedupe_key("approval_needed", model, [str(version)]), payload)
 
 
+def _tries(try_number: int | None, max_tries: int | None) -> str:
+    """``try 3 of 3; no retries left``, ``try 1; not retried: ...``, or ``""`` when unknown."""
+    if not try_number:
+        return ""
+    if max_tries is None:
+        return f"try {try_number}"
+    if max_tries == 0:
+        return f"try {try_number}; no retries configured"
+    if try_number > max_tries:
+        return f"try {try_number} of {max_tries + 1}; no retries left"
+    return f"try {try_number}; not retried: a retry cannot fix this error"
+
+
 def task_failure(model: str, *, dag_id: str, task_id: str, run_id: str, try_number: int | None = None,
                  max_tries: int | None = None, exception: BaseException | str | None = None,
                  as_of: str | None = None, links: Links = Links(), severity: str | None = None) -> Alert:
-    """A task failed for good (after its retries)."""
+    """A task failed for good: Airflow's failure callback runs only when no retry follows.
+
+    ``try_number`` is the try that failed and ``max_tries`` the retries Airflow allowed (the
+    task instance's ``max_tries``); the text says which it was: the last try of all, or an
+    earlier one that was not retried because a retry cannot fix the error
+    (``AirflowFailException``)."""
     sev = _severity(severity, "failure")
     if isinstance(exception, BaseException):
         kind, message = type(exception).__name__, redact(exception)
     else:
         kind, message = "", redact(exception or "no exception recorded")
     error = f"{kind}: {message}" if kind else message
-    tries = f"try {try_number}" + (f" of {max_tries}" if max_tries else "") if try_number else ""
+    tries = _tries(try_number, max_tries)
     head = (f"*{_esc(dag_id)}.{_esc(task_id)} failed*" + (f" ({tries})" if tries else "")
             + f" in run `{_esc(run_id)}`.\n```{_esc(_cut(error, 1500))}```")
     fallback = (f"{model}: task {_esc(dag_id)}.{_esc(task_id)} failed" + (f" ({tries})" if tries else "")

@@ -249,7 +249,8 @@ def load_window(
         if require_rows:
             raise DataError(
                 f"no {src.format} partitions for model {cfg.name!r} between {start} and {end} in {store.where()}; "
-                f"expected files named YYYY-MM-DD.{src.format} (run 'retrain simulate' for sample data)"
+                f"expected one file per day named YYYY-MM-DD.{src.format}: has the data pipeline written them, "
+                "and is data.path right?"
             )
         return Window(pd.DataFrame(), start, end, as_of, ())
     frames = []

@@ -245,7 +245,7 @@ class TaskFailureAlert:
             max_tries = getattr(ti, "max_tries", None)
             alert(self.model, self.cfg_dir, self.alerts_cfg, "failure", lambda link, severity: alerts.task_failure(
                 self.model, dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=getattr(ti, "try_number", None),
-                max_tries=(max_tries + 1) if isinstance(max_tries, int) else None,
+                max_tries=max_tries if isinstance(max_tries, int) else None,
                 exception=context.get("exception"), as_of=as_of, links=link, severity=severity),
                 context=context, as_of=as_of)
         except Exception:  # noqa: BLE001 - a callback must not raise

@@ -369,13 +369,15 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
         ">", "&gt;")
     received = slack.payloads()
     assert received == [{
-        "text": f":red_circle: daily_demand: task daily_demand__retrain.snapshot_data failed (try 1 of 3): {error}; "
+        "text": f":red_circle: daily_demand: task daily_demand__retrain.snapshot_data failed "
+                f"(try 1; not retried: a retry cannot fix this error): {error}; "
                 f"task log {task_log}",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                         "text": ":red_circle: Task failed: daily_demand__retrain.snapshot_data"}},
             {"type": "section", "text": {"type": "mrkdwn", "text": "*daily_demand__retrain.snapshot_data failed* "
-                                                                   f"(try 1 of 3) in run `{run.run_id}`.\n```{error}```"}},
+                                                                   f"(try 1; not retried: a retry cannot fix this error) in run `{run.run_id}`.\n"
+                                                                   f"```{error}```"}},
         ],
         "attachments": [{"color": "#a30200", "blocks": [{"type": "context", "elements": [
             {"type": "mrkdwn", "text": "severity *red* · model `daily_demand` · as of 2025-06-01"},

@@ -366,21 +366,39 @@ def test_approval_needed_payload():
     }
 
 
+@pytest.mark.parametrize(("try_number", "max_tries", "said"), [
+    (3, 2, "(try 3 of 3; no retries left)"),  # every retry was used
+    (1, 2, "(try 1; not retried: a retry cannot fix this error)"),  # AirflowFailException: no retry ran
+    (1, 0, "(try 1; no retries configured)"),
+    (2, None, "(try 2)"),
+])
+def test_task_failure_says_which_try_failed_and_that_no_retry_follows(try_number, max_tries, said):
+    a = alerts.task_failure("m", dag_id="m__retrain", task_id="snapshot_data", run_id="r", try_number=try_number,
+                            max_tries=max_tries, exception="boom")
+    assert a.payload["text"] == f":red_circle: m: task m__retrain.snapshot_data failed {said}: boom"
+
+
+def test_task_failure_without_a_try_number_says_nothing_of_tries():
+    a = alerts.task_failure("m", dag_id="m__retrain", task_id="snapshot_data", run_id="r", exception="boom")
+    assert a.payload["text"] == ":red_circle: m: task m__retrain.snapshot_data failed: boom"
+
+
 def test_task_failure_payload():
     a = alerts.task_failure("credit_default", dag_id="credit_default__retrain", task_id="train_candidate",
-                            run_id="manual__x", try_number=3, max_tries=3,
+                            run_id="manual__x", try_number=3, max_tries=2,
                             exception=RuntimeError("fit timed out after 30 min <limit>"), as_of="2026-02-01",
                             links=alerts.Links(task_log="http://af/t"))
     assert (a.kind, a.severity) == ("failure", "red")
     assert a.key == "failure|credit_default|RuntimeError,credit_default__retrain,train_candidate"
     assert a.payload == {
-        "text": ":red_circle: credit_default: task credit_default__retrain.train_candidate failed (try 3 of 3): "
+        "text": ":red_circle: credit_default: task credit_default__retrain.train_candidate failed "
+                "(try 3 of 3; no retries left): "
                 "RuntimeError: fit timed out after 30 min &lt;limit&gt;; task log http://af/t",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                         "text": ":red_circle: Task failed: credit_default__retrain.train_candidate"}},
             {"type": "section", "text": {"type": "mrkdwn", "text":
-                "*credit_default__retrain.train_candidate failed* (try 3 of 3) in run `manual__x`.\n"
+                "*credit_default__retrain.train_candidate failed* (try 3 of 3; no retries left) in run `manual__x`.\n"
                 "```RuntimeError: fit timed out after 30 min &lt;limit&gt;```"}},
         ],
         "attachments": [{"color": "#a30200", "blocks": [{"type": "context", "elements": [
