@@ -101,6 +101,19 @@ def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[s
     )
 
 
+class TriggerForThisRun(TriggerDagRunOperator):
+    """``TriggerDagRunOperator`` whose triggered run takes this run's logical date, or its
+    ``run_after`` when it has none: runs triggered through the REST API or the UI have a null
+    logical date by default in Airflow 3, and a template naming ``logical_date`` then fails
+    with ``UndefinedError``. Read in Python from the run itself, so scheduled, asset-triggered,
+    API and UI runs all work."""
+
+    def execute(self, context):
+        run = context["dag_run"]
+        self.logical_date = run.logical_date or run.run_after
+        return super().execute(context)
+
+
 def data_asset(cfg: ModelConfig) -> Asset:
     """The Asset a data pipeline updates when new data for this model has landed.
 
@@ -202,11 +215,10 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             return res
 
         checked = check_model()
-        request = TriggerDagRunOperator(
+        request = TriggerForThisRun(
             task_id="request_retrain",
             trigger_dag_id=cfg.dag_id("retrain"),
             trigger_run_id="requested__{{ run_id }}",
-            logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}",
             conf={
                 "as_of": "{{ ti.xcom_pull(task_ids='check_model')['as_of'] }}",
                 "reason": "{{ ti.xcom_pull(task_ids='check_model')['reasons'] | join('; ') }}",
@@ -351,6 +363,24 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 context=context, mlflow_run_id=trained["run_id"], as_of=snap["as_of"])
             return res
 
+        def outcome_leaf(outcome: str):
+            """A last task that runs only when the retrain ended with ``outcome`` (a result of
+            ``reject_candidate``), so the run shows how it ended in Airflow's grid: Airflow 3.3
+            offers a task no way to set its run's note. Returns that note."""
+
+            @task(task_id=f"retrain_{outcome}")
+            def leaf(res: dict) -> str:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                ended = res.get("outcome") or "rejected"
+                if ended != outcome:
+                    raise AirflowSkipException(f"the retrain ended {ended!r}, not {outcome!r}")
+                note = outcome_note(res)
+                log.warning("%s: %s", name, note)
+                return note
+
+            return leaf
+
         snap = snapshot_data()
         trained = train_candidate(snap)
         evaluation = evaluate_candidate(snap, trained)
@@ -360,16 +390,18 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         deployed = deploy_candidate(snap, trained, registered, evaluation)
         rejected = reject_candidate(snap, trained, gates)
         branch >> [registered, rejected]
+        outcome_leaf("rejected")(rejected)
+        outcome_leaf("no_gain")(rejected)
         @task.short_circuit(task_id="rollout_needed")
         def rollout_needed(deployed: dict) -> bool:
             """A challenger was made (not a direct promotion, not rejected on re-evaluation)."""
             return deployed.get("mode") != "direct" and not deployed.get("rejected")
 
-        rollout_needed(deployed) >> TriggerDagRunOperator(
+        rollout_needed(deployed) >> TriggerForThisRun(
             task_id="start_rollout", trigger_dag_id=cfg.dag_id("rollout"), trigger_run_id="rollout__{{ run_id }}",
             conf={"as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}",
                   "mode": "{{ ti.xcom_pull(task_ids='deploy_candidate')['mode'] }}"},
-            logical_date="{{ (logical_date or dag_run.run_after).isoformat() }}", skip_when_already_exists=True)
+            skip_when_already_exists=True)
         if cfg.approval is None:
             registered >> deployed
         else:
@@ -404,6 +436,22 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             ask >> [approve, deployed]
             approve >> deployed >> close_review()
     return dag
+
+
+def outcome_note(res: dict) -> str:
+    """One line on how a retrain ended without a new champion, from ``reject_candidate``'s
+    result: ``"rejected: <failed gate>; <failed gate> (+n more)"`` or ``"no gain: <why>"``.
+
+    Example::
+
+        outcome_note({"rejected": True, "failed": ["roc_auc 0.70 < min 0.75"]})
+        # 'rejected: roc_auc 0.70 < min 0.75'
+    """
+    label = str(res.get("outcome") or "rejected").replace("_", " ")
+    why = res.get("failed") or ([res["reason"]] if res.get("reason") else [])
+    why = [why] if isinstance(why, str) else [str(w) for w in why]
+    text = "; ".join(why[:2]) + (f" (+{len(why) - 2} more)" if len(why) > 2 else "")
+    return f"{label}: {text}" if text else label
 
 
 class PromotionApproval(ApprovalOperator):

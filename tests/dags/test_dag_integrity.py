@@ -65,7 +65,12 @@ def test_dag_shape_follows_the_config(monkeypatch):
         assert set(retrain.task_ids) == {
             "snapshot_data", "train_candidate", "evaluate_candidate", "check_gates", "decide_promotion",
             "register_candidate", "deploy_candidate", "reject_candidate", "rollout_needed", "start_rollout",
+            "retrain_rejected", "retrain_no_gain",
         }
+        # how a run without a new champion ended shows as a leaf of its own
+        for leaf in ("retrain_rejected", "retrain_no_gain"):
+            assert retrain.get_task(leaf).upstream_task_ids == {"reject_candidate"}
+            assert not retrain.get_task(leaf).downstream_task_ids
         # direct by default; a run may still ask for a rollout (param deploy_mode)
         assert retrain.params["deploy_mode"] == cfg.get("deploy", {}).get("mode", "direct")
         assert retrain.get_task("start_rollout").upstream_task_ids == {"rollout_needed"}
@@ -74,6 +79,28 @@ def test_dag_shape_follows_the_config(monkeypatch):
                                                                               "rollback_champion"}
         assert set(retrain.get_task("decide_promotion").downstream_task_ids) == {"register_candidate",
                                                                                  "reject_candidate"}
+
+
+def test_the_outcome_leaves_name_a_rejection_or_a_missing_gain(monkeypatch):
+    """``reject_candidate``'s result decides which leaf runs; the one that runs returns the note."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    retrain = _bag(monkeypatch, strict=True).dags["credit_default__retrain"]
+    rejected = retrain.get_task("retrain_rejected").python_callable
+    no_gain = retrain.get_task("retrain_no_gain").python_callable
+    gates = {"rejected": True, "outcome": "rejected", "run_id": "r",
+             "failed": ["roc_auc 0.712 < max_regression bound 0.724", "latency p95 31 ms > max 20 ms",
+                        "ece 0.09 > max 0.05"]}
+    assert rejected(gates) == ("rejected: roc_auc 0.712 < max_regression bound 0.724; "
+                               "latency p95 31 ms > max 20 ms (+1 more)")
+    assert rejected({"rejected": True, "failed": ["r2 0.41 < min 0.999"]}) == "rejected: r2 0.41 < min 0.999"
+    flat = {"rejected": True, "outcome": "no_gain", "failed": [], "run_id": "r",
+            "reason": "roc_auc +0.0004 over the champion, below min_gain 0.002"}
+    assert no_gain(flat) == "no gain: roc_auc +0.0004 over the champion, below min_gain 0.002"
+    with pytest.raises(AirflowSkipException, match="ended 'no_gain', not 'rejected'"):
+        rejected(flat)
+    with pytest.raises(AirflowSkipException, match="ended 'rejected', not 'no_gain'"):
+        no_gain(gates)
 
 
 def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeypatch, config_copy):

@@ -373,6 +373,26 @@ def _parsed(stack: Stack) -> bool:
     return found == {MONITOR, RETRAIN}
 
 
+def _task_log(stack: Stack, dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """The lines of a task's log file(s) under the Airflow home (every attempt)."""
+    folder = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    files = sorted(folder.glob("**/*.log"))
+    assert files, f"no log of {dag_id}/{run_id}/{task_id} under {folder}"
+    return [line for f in files for line in f.read_text(errors="replace").splitlines()]
+
+
+MAX_TASK_LOG_LINES = 100
+
+
+def _assert_readable(lines: list[str], what: str) -> None:
+    """A task log tells the platform's story, not the libraries' noise (issue 20: a monitor's
+    check_model log had 1,160 skops/Airflow DeprecatedImportWarning lines and 209 Great
+    Expectations "Skipping registering function" lines)."""
+    noise = [line for line in lines if "DeprecatedImportWarning" in line or "Skipping registering function" in line]
+    assert not noise, f"{what}: {len(noise)} lines of library noise, e.g. {noise[:2]}"
+    assert len(lines) < MAX_TASK_LOG_LINES, f"{what}: {len(lines)} lines:\n" + "\n".join(lines[:200])
+
+
 def _run(stack: Stack, dag_id: str, run_id: str) -> dict | None:
     with stack.sql() as con:
         con.row_factory = dict_row
@@ -434,6 +454,7 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     assert rtis == {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
                     "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
                     "deploy_candidate": "success", "reject_candidate": "skipped",
+                    "retrain_rejected": "skipped", "retrain_no_gain": "skipped",
                     # a direct promotion: no rollout to start
                     "rollout_needed": "success", "start_rollout": "skipped"}, f"{rtis}{why}"
     conf = retrain["conf"] if isinstance(retrain["conf"], dict) else json.loads(retrain["conf"])
@@ -490,6 +511,60 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     event_run = _wait("an asset-triggered monitor run", stack, RUN_TIMEOUT, asset_run)
     assert event_run["state"] == "success", f"{event_run['tis']}\n{stack.diagnostics()}"
     assert event_run["tis"]["healthy"]["state"] == "success", event_run["tis"]
+    # this check loaded the champion (skops) and validated the window (Great Expectations)
+    lines = _task_log(stack, MONITOR, event_run["run_id"], "check_model")
+    print(f"check_model log of the asset-triggered monitor run: {len(lines)} lines")
+    _assert_readable(lines, "check_model log with a champion")
     last = read_ledger(ledger, MODEL)[-1]
     assert (last["event"], last["as_of"], last["details"]["action"]) == ("monitor", "2026-01-31", "healthy"), last
     assert last["actor"] == f"{MONITOR}/{event_run['run_id']}"
+
+
+def test_a_rest_trigger_with_a_null_logical_date_starts_the_retrain(stack):
+    """The README's recipe: ``POST /api/v2/dags/<model>__monitor/dagRuns`` with ``logical_date:
+    null`` (Airflow 3's default for API triggers) and the day in ``conf``. With no champion yet the
+    monitor requests a retrain; ``request_retrain`` must create ``<model>__retrain`` run
+    ``requested__<monitor run id>`` (it failed with ``UndefinedError: 'logical_date' is
+    undefined`` when the triggered run's date came from a template), and the scheduler starts it."""
+    token = _wait("the api-server to issue a token", stack, STARTUP_TIMEOUT, lambda: _token(stack))
+    _wait("the dag-processor to parse both DAGs", stack, STARTUP_TIMEOUT, lambda: _parsed(stack))
+    for dag_id in (MONITOR, RETRAIN):
+        status, body = _request(stack, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+        assert status == 200 and body["is_paused"] is False, (status, body)
+
+    status, body = _request(stack, "POST", f"/api/v2/dags/{MONITOR}/dagRuns",
+                            {"logical_date": None, "conf": {"as_of": "2026-01-29"}}, token)
+    assert status == 200 and body["logical_date"] is None, (status, body)
+    monitor_run_id = body["dag_run_id"]
+    retrain_run_id = f"requested__{monitor_run_id}"
+
+    def started():
+        monitor = _run(stack, MONITOR, monitor_run_id)
+        if monitor is None or monitor["state"] not in ("success", "failed"):
+            return None
+        if monitor["state"] == "failed":
+            return monitor, None
+        retrain = _run(stack, RETRAIN, retrain_run_id)
+        if retrain is None:
+            return None if monitor["tis"].get("request_retrain", {}).get("state") != "skipped" else (monitor, None)
+        # started: its first task ran (or the whole run already ended)
+        first = retrain["tis"].get("snapshot_data", {}).get("state")
+        return (monitor, retrain) if first in ("success", "failed") or retrain["state"] == "failed" else None
+
+    monitor, retrain = _wait(f"{MONITOR}/{monitor_run_id} and the start of {RETRAIN}/{retrain_run_id}", stack,
+                             RUN_TIMEOUT, started)
+    why = f"\n{stack.diagnostics()}"
+    assert monitor["logical_date"] is None, monitor
+    mtis = {t: ti["state"] for t, ti in monitor["tis"].items()}
+    assert monitor["state"] == "success", f"monitor run {monitor['state']}: {mtis}{why}"
+    assert mtis["request_retrain"] == "success", f"{mtis}{why}"
+    assert retrain is not None, f"the monitor did not trigger {RETRAIN}/{retrain_run_id}{why}"
+    assert retrain["tis"]["snapshot_data"]["state"] == "success", f"{retrain['tis']}{why}"
+    conf = retrain["conf"] if isinstance(retrain["conf"], dict) else json.loads(retrain["conf"])
+    assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
+    # the monitor run had no logical date: the retrain run is dated when the monitor run was due
+    assert retrain["logical_date"] == monitor["run_after"], (retrain["logical_date"], monitor["run_after"])
+
+    lines = _task_log(stack, MONITOR, monitor_run_id, "check_model")
+    print(f"check_model log of the REST-triggered monitor run: {len(lines)} lines")
+    _assert_readable(lines, "check_model log without a champion")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from airflow_runs import task_states, triggered_retrain
+from airflow_runs import task_states, triggered_retrain, xcom_return
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,6 +86,10 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     assert run.state == "success"
     assert states["check_model"] == "success" and states["request_retrain"] == "success"
     assert states["healthy"] == "skipped"
+    # the monitor's MLflow run is in the model's monitor experiment, not among its training runs
+    mlflow = client(platform)
+    monitor_run = mlflow.get_run(xcom_return("credit_default__monitor", run.run_id, "check_model")["mlflow_run_id"])
+    assert mlflow.get_experiment(monitor_run.info.experiment_id).name == "retrain/credit_default/monitor"
     triggered = triggered_retrain("credit_default", run.run_id)
     assert triggered is not None, "the monitor did not trigger the retrain DAG"
     logical, conf = triggered
@@ -94,7 +98,11 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     run, states = run_retrain(platform, "credit_default", conf, logical)
     assert run.state == "success", states
     assert states["deploy_candidate"] == "success" and states["reject_candidate"] == "skipped"
+    assert states["retrain_rejected"] == states["retrain_no_gain"] == "skipped"
     assert registry.aliases(client(platform), "credit_default") == {"champion": "1"}
+    training = mlflow.get_experiment_by_name("retrain/credit_default")
+    kinds = {r.data.tags.get("retrain.kind") for r in mlflow.search_runs([training.experiment_id])}
+    assert "train" in kinds and "monitor" not in kinds, kinds
     v1 = client(platform).get_model_version("credit_default", "1")
     for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "git.commit", "metric.roc_auc"):
         assert v1.tags.get(tag), tag
@@ -145,6 +153,10 @@ def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
     assert run.state == "success"
     assert states["reject_candidate"] == "success"
     assert states["register_candidate"] == "skipped" and states["deploy_candidate"] == "skipped"
+    # the run says so in Airflow: its leaf retrain_rejected ran (and returned the note), retrain_no_gain did not
+    assert (states["retrain_rejected"], states["retrain_no_gain"]) == ("success", "skipped"), states
+    note = xcom_return("daily_demand__retrain", run.run_id, "retrain_rejected")
+    assert note.startswith("rejected: ") and "r2" in note and "< min 0.999" in note, note
     assert versions(platform, "daily_demand") == []
     reject = [r for r in Ledger.from_settings(platform.settings).records("daily_demand") if r["event"] == "reject"][-1]
     assert any("r2" in f and "< min 0.999" in f for f in reject["details"]["failed"])
