@@ -1,8 +1,13 @@
 """``make demo``: simulated days run through the real DAGs with ``dag.test()``.
 
-For each day the monitor DAG of every model runs for that day's logical date. When its
-branch requests a retrain, the retrain DAG run it triggered (with its ``conf``) is executed
-too, the way the scheduler would. The story printed comes from the decision ledger the
+The simulated calendar ends today (UTC; ``--last-day`` to choose): after the demo, the
+scheduler of ``make up`` continues where it stopped, and a model's monitor unpaused there
+runs for today on the demo's data. For each day the monitor DAG of every model runs for that
+day's logical date (at ``RUN_TIME``, off every schedule of the example configs, so the
+scheduler's own run of a day is never mistaken for one that exists). When its branch
+requests a retrain, the retrain DAG run it triggered (with its ``conf``) is executed too, the
+way the scheduler would. Runs carry their real start and end times and task logs the UI
+shows (:mod:`retrain_airflow.demo_runs`). The story printed comes from the decision ledger the
 tasks wrote, so what you read is what an auditor reads. Then the live part
 (:mod:`retrain_airflow.demo_live`): a serving gateway with traffic, a canary rollout that is
 promoted and a bad champion rolled back automatically.
@@ -25,7 +30,19 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START = dt.date(2026, 1, 1)
+# Time of day of the demo's runs: not a time any example schedule fires at (monitor 06:00 and
+# 00:00, retrain floors Sunday 03:00 and 00:00), so unpausing a DAG after the demo creates the
+# scheduled run of today instead of finding the demo's run at that logical date and skipping it.
+RUN_TIME = dt.time(5, 30)
+
+
+# The simulated weather of daily_demand follows the winter of the demo's first calendar
+# (January on), whatever the day the demo runs: an autumn's cooling would be a drift of its own.
+SEASON_START = dt.date(2026, 1, 1)
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
 
 def airflow_env(state_dir: Path, repo: Path = REPO_ROOT) -> dict[str, str]:
@@ -123,9 +140,16 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     log_note = state_dir / "demo.log"
     env = airflow_env(state_dir)
     os.environ.update(env)
+    # Task logs (demo_runs.task_logs) as JSON lines, the form a supervised task's log has.
+    os.environ["AIRFLOW__LOGGING__JSON_LOGS"] = "True"
+    last_day = dt.date.fromisoformat(args.last_day) if args.last_day else today_utc()
+    start = last_day - dt.timedelta(days=args.days - 1)
     if args.reset:
         _reset(state_dir)
-    print(f"state under {state_dir}; Airflow's own logs in {log_note}")
+    print(f"state under {state_dir}; task logs in {Path(env['AIRFLOW_HOME']) / 'logs'} (and the Airflow UI), "
+          f"Airflow's other logs in {log_note}")
+    print(f"simulated calendar: {start} to {last_day} (today, UTC)" if last_day == today_utc()
+          else f"simulated calendar: {start} to {last_day}")
     t0 = time.monotonic()
     _migrate(env)
     print(f"airflow metadata DB ready ({time.monotonic() - t0:.0f} s)")
@@ -136,17 +160,19 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
 
     settings = load_settings(env["RETRAIN_CONFIG_DIR"])
     models = args.models.split(",")
+    configs, drift_starts = {}, {}
     for model in models:
-        cfg = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
+        cfg = configs[model] = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
         kind, seed = SCENARIOS.get(model, ("covariate", 0))
-        res = simulate(cfg, settings.data_root, days=args.days, start=START, drift_day=args.drift_day,
-                       drift_kind=kind, seed=seed, rows_per_day=args.rows_per_day)
+        res = simulate(cfg, settings.data_root, days=args.days, start=start, drift_day=args.drift_day,
+                       drift_kind=kind, seed=seed, rows_per_day=args.rows_per_day, season_start=SEASON_START)
+        drift_starts[model] = res.drift_start
         print(f"simulated {model}: {res.days} days, {res.rows} rows, {kind} drift from {res.drift_start}, "
               f"labels {cfg.data.label_delay_days} day(s) late")
 
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
+
+    from retrain_airflow.demo_runs import task_logs
 
     _quiet_airflow()
     bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -161,15 +187,65 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     header = f"{'day':<11} {'model':<15} {'decision':<9} {'drifted':>7}  {'why (top drifted features or trigger)':<58} outcome"
     print(header)
     print("-" * len(header))
+    with task_logs():
+        seen = _days(args, bag, ledger, models, start, seen, print)
+        if seen is None:
+            return 1
+        loop_end = seen  # the live part's records come after
+        if args.live and args.live_model in models:
+            from retrain_airflow.demo_live import run_live
+
+            if run_live(bag, settings, ledger, args.live_model, last_day, state_dir, print) != 0:
+                return 1
+            seen = len(_new_records(ledger, 0))
+    print()
+    from retrain_lib import registry
+
+    client = registry.get_client(settings.tracking_uri)
+    summary = {}
+    for model in models:
+        a = registry.aliases(client, model)
+        summary[model] = a
+        print(f"{model}: champion v{a.get('champion')}, previous-champion v{a.get('previous-champion', '-')}")
+    _print_recovery(ledger, configs, drift_starts, loop_end, print)
+    problems = ledger.verify()
+    print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
+    champion = summary.get(models[0], {}).get("champion")
+    print("\nAudit and reproduce (from the ledger, MLflow and the DVC data registry):")
+    print(f"  .venv/bin/retrain history {models[0]} --format json")
+    print("  .venv/bin/retrain ledger verify")
+    if champion:
+        print(f"  .venv/bin/retrain reproduce {models[0]} {champion} --format json")
+    print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
+    print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
+          f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")
+    print("           its DAGs start paused: unpause a model's DAGs and its monitor runs for today "
+          f"({last_day}) on this data; README, \"Using the real Airflow\"")
+    print(f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
+          f"{settings.tracking_uri})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | None:  # noqa: A002
+    """The simulated days from ``--first-day`` on, one table row per model and day: its monitor
+    run, and the retrain run it requested. Returns the number of ledger records read
+    (``seen`` on), or ``None`` when a run failed."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from retrain_airflow.demo_runs import run_dag
+
     for n in range(args.first_day, args.days + 1):
-        day = START + dt.timedelta(days=n - 1)
+        day = start + dt.timedelta(days=n - 1)
         for model in models:
             monitor = bag.get_dag(f"{model}__monitor")
-            logical = dt.datetime.combine(day, dt.time(6), tzinfo=dt.UTC)
-            run_m = monitor.test(logical_date=logical)
+            logical = dt.datetime.combine(day, RUN_TIME, tzinfo=dt.UTC)
+            run_m = run_dag(monitor, logical_date=logical)
             if run_m.state != "success":
                 print(f"{day} {model}: monitor run {run_m.run_id} ended {run_m.state}", err=True)
-                return 1
+                return None
             outcome = ""
             with create_session() as session:
                 triggered = session.query(DagRun).filter(
@@ -177,10 +253,10 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
                 trig = (triggered.logical_date, dict(triggered.conf or {})) if triggered else None
             if trig:
                 retrain = bag.get_dag(f"{model}__retrain")
-                run_r = retrain.test(logical_date=trig[0], run_conf=trig[1])
+                run_r = run_dag(retrain, logical_date=trig[0], conf=trig[1])
                 if run_r.state != "success":
                     print(f"{day} {model}: retrain run ended {run_r.state}", err=True)
-                    return 1
+                    return None
             records = _new_records(ledger, seen)
             seen += len(records)
             mon = next((r for r in records if r["event"] == "monitor"), None)
@@ -208,45 +284,60 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
                 top = "; ".join(x.split(" (drop")[0] for x in mon["details"]["reasons"])[:58]
             share_s = f"{share:.0%}" if share is not None else "-"
             print(f"{day!s:<11} {model:<15} {decision:<9} {share_s:>7}  {top:<58} {outcome}")
-    if args.live and args.live_model in models:
-        from retrain_airflow.demo_live import run_live
+    return seen
 
-        last_day = START + dt.timedelta(days=args.days - 1)
-        if run_live(bag, settings, ledger, args.live_model, last_day, state_dir, print) != 0:
-            return 1
-        seen = len(_new_records(ledger, 0))
-    print()
-    from retrain_lib import registry
 
-    client = registry.get_client(settings.tracking_uri)
-    summary = {}
-    for model in models:
-        a = registry.aliases(client, model)
-        summary[model] = a
-        print(f"{model}: champion v{a.get('champion')}, previous-champion v{a.get('previous-champion', '-')}")
-    problems = ledger.verify()
-    print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
-    champion = summary.get(models[0], {}).get("champion")
-    print("\nAudit and reproduce (from the ledger, MLflow and the DVC data registry):")
-    print(f"  .venv/bin/retrain history {models[0]} --format json")
-    print("  .venv/bin/retrain ledger verify")
-    if champion:
-        print(f"  .venv/bin/retrain reproduce {models[0]} {champion} --format json")
-    print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
-    print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
-          f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")
-    print(f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
-          f"{settings.tracking_uri})")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return 0
+def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, print) -> None:  # noqa: A002
+    """Per model: its primary metric before the drift, at its worst and after the retrain, as
+    the daily monitor runs measured it (the ledger's monitor records; the live part's runs
+    are left out), so a reader sees whether the retrains brought the model back."""
+    from retrain_lib.audit import metric_recovery
+    from retrain_lib.metrics import greater_is_better
+
+    def point(p) -> str:
+        return f"{p.value:.4f} ({p.as_of} v{p.champion_version})" if p else "-"
+
+    rows = []
+    for model, cfg in configs.items():
+        if cfg.performance is None or drift_starts.get(model) is None:
+            continue
+        metric = cfg.performance.metric
+        records = [r for r in ledger.records(model) if r["seq"] < loop_end]
+        r = metric_recovery(records, metric=metric, greater_is_better=greater_is_better(metric),
+                            drift_start=drift_starts[model])
+        share = r.recovered_share
+        late = f"labels {cfg.data.label_delay_days} day(s) late"
+        promoted = f"v{', v'.join(r.retrained)} promoted" if r.retrained else "no retrain promoted since the drift"
+        if r.worst is None:
+            verdict = f"no labels of the days since the drift matured yet ({late}); {promoted}"
+        elif not r.retrained:
+            verdict = promoted
+        elif r.after is None:
+            verdict = f"{promoted}; not measured yet ({late})"
+        elif share is None:
+            verdict = "-"
+        else:
+            verdict = f"{share + 0.0:.0%} of the loss regained"
+        rows.append((model, metric, point(r.before), point(r.worst), point(r.after), verdict,
+                     drift_starts[model]))
+    if not rows:
+        return
+    print("\nRecovery: each champion's live metric on the matured labels of its monitor window, as the daily "
+          "monitor runs recorded it in the ledger")
+    head = f"{'model':<15} {'metric':<8} {'before the drift':<27} {'worst since the drift':<27} " \
+           f"{'after the retrain':<27} recovered"
+    print(head)
+    print("-" * len(head))
+    for model, metric, before, worst, after, verdict, drift in rows:
+        print(f"{model:<15} {metric:<8} {before:<27} {worst:<27} {after:<27} {verdict} (drift from {drift})")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="retrain-demo", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", default=os.environ.get("RETRAIN_HOME", str(REPO_ROOT / ".retrain")))
     p.add_argument("--models", default="credit_default,daily_demand")
-    p.add_argument("--days", type=int, default=50)
+    p.add_argument("--days", type=int, default=50, help="simulated days, the last one --last-day")
+    p.add_argument("--last-day", help="last simulated day, YYYY-MM-DD (default: today, UTC)")
     p.add_argument("--drift-day", type=int, default=40)
     p.add_argument("--first-day", type=int, default=29)
     p.add_argument("--rows-per-day", type=int, default=1500)

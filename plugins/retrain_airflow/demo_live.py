@@ -53,6 +53,7 @@ def _bad_version(model: str, settings, day: dt.date) -> str:
 
 
 def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, print) -> int:  # noqa: A002
+    from retrain_airflow.demo_runs import run_dag
     from retrain_lib import registry
     from retrain_lib.config import load_model_config
     from retrain_lib.lifecycle import promote_version
@@ -77,7 +78,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
         # -- a canary that is promoted -------------------------------------------------------
         retrain = bag.get_dag(f"{model}__retrain")
         logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-        run_r = retrain.test(logical_date=logical, run_conf={
+        run_r = run_dag(retrain, logical_date=logical, conf={
             "deploy_mode": "canary", "reason": "live demo: roll the retrained model out as a canary"})
         if run_r.state != "success":
             print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)
@@ -94,7 +95,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
         print(f"  rollout params for the demo: {FAST_ROLLOUT} (a real rollout keeps the config's hours)")
         t0 = time.monotonic()
         rollout = bag.get_dag(f"{model}__rollout")
-        run_o = rollout.test(logical_date=trig[0], run_conf={**trig[1], **FAST_ROLLOUT})
+        run_o = run_dag(rollout, logical_date=trig[0], conf={**trig[1], **FAST_ROLLOUT})
         records_now = ledger.records()[seen:]
         seen += len(records_now)
         for r in records_now:
@@ -136,7 +137,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
             time.sleep(0.5)
         seen = len(ledger.records())
         monitor = bag.get_dag(f"{model}__monitor")
-        run_m = monitor.test(logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
+        run_m = run_dag(monitor, logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
         if run_m.state != "success":
             print(f"  monitor run {run_m.run_id} ended {run_m.state}", err=True)
             return 1

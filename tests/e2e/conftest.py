@@ -3,6 +3,7 @@ that needs it (`test_demo.py`: its story, its live part and its fleet page)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ DEMO_DAYS = 46
 class DemoRun(NamedTuple):
     proc: subprocess.CompletedProcess  # the demo driver's run: returncode, stdout (the story), stderr
     state_dir: Path  # its RETRAIN_HOME: MLflow store, ledger, reports, Airflow home
+    started: dt.datetime  # wall clock (UTC) just before the demo started: its calendar ends that day
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +28,10 @@ def demo_run(tmp_path_factory) -> DemoRun:
     root = tmp_path_factory.mktemp("demo")
     state_dir = root / "state"
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+    started = dt.datetime.now(dt.UTC)
     proc = subprocess.run(
         [sys.executable, "-m", "retrain_airflow.demo", "--state-dir", str(state_dir), "--days", str(DEMO_DAYS),
          "--rows-per-day", "800"],
         capture_output=True, text=True, env=env, timeout=840, cwd=root,
     )
-    return DemoRun(proc, state_dir)
+    return DemoRun(proc, state_dir, started)

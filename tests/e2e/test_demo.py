@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1100)]
 REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(\d{4}-\d\d-\d\d)\s+(\w+)\s+(retrain|healthy)\s+(\S+)\s+(.*)$")
 POINT = r"(\d+\.\d{4}) \((\d{4}-\d\d-\d\d) v(\d+)\)"
-RECOVERY = re.compile(rf"^(credit_default|daily_demand)\s+(roc_auc|rmse)\s+{POINT}\s+{POINT}\s+(?:{POINT}|-)\s+(.+)$")
+RECOVERY = re.compile(rf"^(credit_default|daily_demand)\s+(roc_auc|rmse)\s+{POINT}\s+(?:{POINT}|-)\s+(?:{POINT}|-)\s+(.+)$")
 
 
 def _drift_day(stdout: str) -> str:
@@ -78,7 +78,9 @@ def test_demo_tells_the_story(demo_run):
 
 def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_the_retrain(demo_run):
     """The recovery table, and each number in it is a monitor record's live metric in the ledger
-    (read here independently): the display takes the numbers as they are."""
+    (read here independently): the display takes the numbers as they are. daily_demand's labels
+    arrive a day late, so its worst is measured; credit_default's arrive 7 days late, which the
+    46 simulated days may not reach after the drift on day 40 (then the table says so)."""
     from retrain_lib.audit import Ledger
 
     proc = demo_run.proc
@@ -89,7 +91,11 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
     drift_day = _drift_day(proc.stdout)
     for model, (_, metric, *cells) in table.items():
         points = [tuple(cells[i:i + 3]) for i in (0, 3, 6) if cells[i] is not None]
-        assert len(points) >= 2, (model, cells)  # before the drift and at its worst, always
+        verdict = cells[9]
+        if model == "daily_demand":  # labels a day late: the days after the drift are measured
+            assert cells[3] is not None, (model, cells)
+        elif cells[3] is None:
+            assert verdict.startswith("no labels of the days since the drift matured yet"), (model, cells)
         measured = {}
         for r in ledger.records(model):
             perf = next((s for s in r["details"].get("signals") or [] if s["signal"] == "performance"), None)
@@ -98,12 +104,12 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
         for value, as_of, version in points:
             assert any(abs(v - float(value)) < 6e-5 for v in measured.get((as_of, version), [])), (
                 model, value, as_of, version, measured)
-        before, worst = float(cells[0]), float(cells[3])
-        assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
-        assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
+        if cells[3] is not None:
+            before, worst = float(cells[0]), float(cells[3])
+            assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
+            assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
         assert cells[7] is None or cells[7] >= drift_day, (model, cells)
-        verdict = cells[9]
-        assert re.search(r"-?\d+% of the loss regained|no retrain promoted|no matured labels", verdict), verdict
+        assert re.search(r"^-?\d+% of the loss regained|promoted|not measured yet", verdict), verdict
 
 
 def test_demo_runs_have_real_times_and_task_logs(demo_run):
