@@ -310,3 +310,10 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
     assert json.loads(last) == {"rc": 0, "heavy": []}
     assert [m["model"] for m in json.loads("\n".join(status))["models"]] == ["credit_default", "daily_demand"]
 
+
+def test_builtin_method_axes_match_the_drift_registry():
+    from retrain_lib.drift import METHODS
+    from retrain_lib.status import BUILTIN_METHOD_AXES, P_VALUE
+
+    assert {n: m.uses_p_value for n, m in METHODS.items()} == {
+        n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()}
