@@ -334,12 +334,25 @@ class PerformanceTrigger(_Strict):
         ),
     )
     estimate_draws: int = Field(default=50, ge=2, le=10_000)
+    false_alarm_rate: float | None = Field(
+        default=None, gt=0, lt=0.5,
+        description=(
+            "Make the drop a statistical test: retrain when the drop is significant at this false-alarm rate per "
+            "check for the number of matured labels (bootstrap standard errors of the live metric and of the "
+            "baseline) and at least min_effect. max_drop/critical_drop then only label reports."
+        ),
+    )
+    min_effect: float = Field(
+        default=0.0, ge=0,
+        description="With false_alarm_rate: the smallest drop (metric units) worth a retrain, however significant.",
+    )
     enabled: bool = True
 
     @model_validator(mode="after")
     def _levels(self) -> PerformanceTrigger:
-        if self.max_drop is None and self.warn_drop is None and self.critical_drop is None:
-            raise ValueError("performance needs at least one of max_drop, warn_drop, critical_drop")
+        if (self.max_drop is None and self.warn_drop is None and self.critical_drop is None
+                and self.false_alarm_rate is None):
+            raise ValueError("performance needs at least one of max_drop, warn_drop, critical_drop (or false_alarm_rate)")
         if self.warn_drop is not None and self.critical_drop is not None and self.warn_drop >= self.critical_drop:
             raise ValueError(f"warn_drop ({self.warn_drop}) must be smaller than critical_drop ({self.critical_drop})")
         if self.use_estimate and self.critical_drop is None:
@@ -443,6 +456,46 @@ class Training(_Strict):
     def extra_iterations(self) -> int:
         """``warm_start_extra`` or its default (50)."""
         return 50 if self.warm_start_extra is None else self.warm_start_extra
+
+
+class Adaptation(_Strict):
+    """Change-aware retraining (``retrain_lib.adaptation``).
+
+    A retrain estimates the day the champion's matured performance changed (if it did).
+    Candidates trained on several ``windows`` compete on the newest matured labels (after the
+    change when there is one): ``after_change`` (only the rows since the change, once there are
+    ``min_rows_after_change`` of them), ``recency_weighted`` (the whole window, rows since the
+    change, or the last quarter of the window, carrying ``recent_weight_share`` of the weight)
+    and ``configured`` (the training section as written). The winner is compared with the
+    champion on those same rows, then refit on every row it may use. With ``require_gain`` a
+    candidate that is not better than the champion beyond noise (paired bootstrap at
+    ``gain_confidence``) is a "no gain" outcome, not a promotion. With a performance trigger,
+    data drift alone rebases the drift reference and leaves the decision to the labels
+    (``rebase_on_drift``), and a champion below its healthy level stays armed with backoff.
+    """
+
+    windows: list[Literal["after_change", "recency_weighted", "configured"]] = Field(
+        default_factory=lambda: ["after_change", "recency_weighted", "configured"], min_length=1,
+        description="Training windows whose candidates compete on the newest matured labels.",
+    )
+    min_rows_after_change: int = Field(
+        default=200, ge=20, description="after_change: labelled rows since the change needed to train on them alone.",
+    )
+    recent_weight_share: float = Field(
+        default=0.75, gt=0, lt=1, description="recency_weighted: share of the total weight of the recent rows.",
+    )
+    require_gain: bool = Field(
+        default=True, description="A candidate not better than the champion beyond noise is not registered.",
+    )
+    gain_confidence: float = Field(default=0.95, gt=0.5, lt=1, description="One-sided confidence of the gain.")
+    gain_resamples: int = Field(default=1000, ge=100, le=100_000, description="Resamples of the gain bootstrap.")
+    rebase_on_drift: bool = Field(
+        default=True,
+        description="With performance: drift alone rebases the drift reference; matured labels decide a retrain.",
+    )
+    backoff: bool = Field(
+        default=True, description="Double the wait after each retrain that was not deployed (no gain, rejected).",
+    )
 
 
 class Gate(_Strict):
@@ -834,6 +887,9 @@ class ModelConfig(_Strict):
     )
     validation: Validation | None = Field(
         default=None, description="Data expectations; omitted = only the built-in sanity checks.",
+    )
+    adaptation: Adaptation | None = Field(
+        default=None, description="Change-aware retraining; omitted = the configured window and holdout only.",
     )
     tags: dict[str, str] = Field(default_factory=dict)
 
