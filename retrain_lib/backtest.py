@@ -196,7 +196,7 @@ def training_hash(cfg: ModelConfig) -> str:
     """Hash of what a trained model depends on (data, features, training window length,
     training and validation settings), not of the triggers: policies share models."""
     dump = cfg.model_dump(mode="json")
-    part = {k: dump.get(k) for k in ("name", "task", "data", "features", "training", "validation")}
+    part = {k: dump.get(k) for k in ("name", "task", "data", "features", "training", "validation", "adaptation")}
     part["training_days"] = dump["windows"]["training_days"]
     part["training"] = {**(part["training"] or {}), "timeout_minutes": None}
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
@@ -220,13 +220,17 @@ class Artifact:
     importances: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] | None = None
     pipeline: Any = None
+    selection: dict | None = None  # adaptation: the candidates and the choice
+    eval_pipeline: Any = None  # adaptation: the chosen recipe before its refit (scored on the newest labels)
+    metric_se: dict[str, float] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
         return not self.problems and self.pipeline is not None
 
 
-def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None) -> str:
+def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None,
+                 change: str | None = None) -> str:
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
@@ -239,6 +243,8 @@ def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, par
     except DataError:
         content = "no-data"
     raw = f"{training_hash(cfg)}|{as_of.isoformat()}|{content}|{parent if cfg.training.warm_start else ''}"
+    if cfg.adaptation is not None:
+        raw += f"|adaptation:{change or ''}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -249,7 +255,7 @@ def _no_timeout(cfg: ModelConfig) -> ModelConfig:
 
 
 def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *, parent: Artifact | None = None,
-                   key: str | None = None) -> Artifact:
+                   key: str | None = None, change: str | None = None) -> Artifact:
     """The retrain path's data and training steps for ``as_of``: the training window read as
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
@@ -259,8 +265,8 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     from retrain_lib.training import fit, split_frame, xy
 
     start, end = training_window(cfg, as_of)
-    art = Artifact(key or artifact_key(cfg, settings, as_of, parent.key if parent else None), as_of.isoformat(),
-                   start.isoformat(), end.isoformat())
+    art = Artifact(key or artifact_key(cfg, settings, as_of, parent.key if parent else None, change),
+                   as_of.isoformat(), start.isoformat(), end.isoformat())
     try:
         window = load_window(cfg, settings, start, end, as_of=as_of)
     except DataError as exc:
@@ -276,20 +282,41 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     if problems:
         art.problems = problems
         return art
-    split = split_frame(cfg, window.labelled)
     prefixes = getattr(settings.platform, "allowed_estimator_prefixes", None) or ("sklearn.",)
+    init = parent.pipeline if parent is not None else None
     try:
-        pipeline, info = fit(_no_timeout(cfg), split.train, prefixes, as_of=as_of,
-                             init_model=parent.pipeline if parent is not None else None)
+        if cfg.adaptation is not None:
+            from retrain_lib.adaptation import bootstrap_se
+            from retrain_lib.candidates import selection_rows, train_candidates
+            from retrain_lib.metrics import predict_scores
+
+            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=change,
+                                      allowed_prefixes=prefixes, init_model=init)
+            pipeline, info, scored_by = chosen.model, chosen.info, chosen.eval_model
+            art.selection = chosen.selection.to_dict()
+            art.eval_pipeline = scored_by
+            train, holdout = selection_rows(cfg, window.labelled, art.selection)
+            art.fit_s = float(info.duration_s + sum(i.duration_s for _, i in chosen.fits))
+        else:
+            split = split_frame(cfg, window.labelled)
+            train, holdout = split.train, split.holdout
+            pipeline, info = fit(_no_timeout(cfg), train, prefixes, as_of=as_of, init_model=init)
+            scored_by = pipeline
+            art.fit_s = float(info.duration_s)
     except (DataError, ValueError, RuntimeError) as exc:
         art.problems = [f"training failed: {exc}"]
         return art
-    X, y = xy(cfg, split.holdout)
+    X, y = xy(cfg, holdout)
     art.pipeline = pipeline
-    art.fit_s = float(info.duration_s)
-    art.train_rows = int(len(split.train))
-    art.metrics = {k: float(v) for k, v in evaluate(pipeline, X, y, cfg.task).items()
+    art.train_rows = int(len(train))
+    art.metrics = {k: float(v) for k, v in evaluate(scored_by, X, y, cfg.task).items()
                    if v is not None and not math.isnan(float(v))}
+    if cfg.adaptation is not None:
+        scores = predict_scores(scored_by, X, cfg.task)
+        for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:
+            se = bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
+            if math.isfinite(se):
+                art.metric_se[m] = se
     if cfg.drift.weight_by_importance:
         art.importances = permutation_importances(cfg, pipeline, X, y)
     if any(g.type == "latency" for g in cfg.gates):
@@ -330,14 +357,15 @@ class ArtifactStore:
                 pickle.dump(art, fh)
             tmp.replace(self.directory / f"{art.key}.pkl")
 
-    def trained(self, cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: Artifact | None = None
-                ) -> tuple[Artifact, bool]:
+    def trained(self, cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: Artifact | None = None,
+                change: str | None = None) -> tuple[Artifact, bool]:
         """``(artifact, cached)``."""
-        key = artifact_key(cfg, settings, as_of, parent.key if parent else None)
+        key = artifact_key(cfg, settings, as_of, parent.key if parent else None, change)
         art = self.get(key)
         if art is not None:
             return art, True
-        art = train_artifact(cfg, settings, as_of, parent=parent if cfg.training.warm_start else None, key=key)
+        art = train_artifact(cfg, settings, as_of, parent=parent if cfg.training.warm_start else None, key=key,
+                             change=change)
         self.put(art)
         return art, False
 
@@ -407,6 +435,7 @@ class _Replay:
         tags = {"data.start": art.start, "data.end": art.end, "trained_as_of": art.as_of,
                 "promoted_as_of": promoted.isoformat(), "rows.train": str(art.train_rows)}
         tags.update({f"metric.{k}": repr(v) for k, v in art.metrics.items()})
+        tags.update({f"metric_se.{k}": repr(v) for k, v in art.metric_se.items()})
         tags.update({f"importance.{k}": repr(v) for k, v in art.importances.items()})
         version = Version(str(self.counter), art.key, tags)
         self.models[_uri(self.cfg, version)] = art.pipeline
@@ -414,14 +443,17 @@ class _Replay:
 
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
     def monitor(self, day: dt.date) -> dict:
+        from retrain_lib.adaptation import rebased_window
         from retrain_lib.data import day_range, load_window
         from retrain_lib.lifecycle import (
             _json_safe,
+            adaptation_state,
             champion_performance,
             decide,
             drift_facts,
             importance_weights,
             new_labels_since_training,
+            record_adaptation,
             reference_window,
             retrain_requests_within,
             rollback_facts,
@@ -432,35 +464,57 @@ class _Replay:
             return decide(cfg, as_of=day, champion=None, drift=None, performance=None)
         start, end = day_range(day, cfg.windows.monitor_days)
         current = load_window(cfg, self.settings, start, end, as_of=day)
+        _records, healthy, backoff = adaptation_state(ctx, champion, day, records=self.records)
         drift = None
         if cfg.drift.enabled:
-            reference = reference_window(ctx, champion)
+            rebased = rebased_window(self.records, champion.version, before=day.isoformat()) \
+                if cfg.adaptation is not None else None
+            reference = reference_window(ctx, champion, rebased)
             weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
             drift = drift_facts(cfg, reference, current, weights=weights, history=list(self.drift_raw))
             self.drift_raw.append(bool(drift.get("dataset_drift_raw", drift["dataset_drift"])))
         # The CBPE estimate only decides with performance.use_estimate; otherwise it is a note
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
-        performance = _json_safe(champion_performance(ctx, champion, day, current if use_estimate else None))
+        performance = _json_safe(champion_performance(ctx, champion, day, current if use_estimate else None,
+                                                      healthy=healthy))
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
         rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
         decision = decide(cfg, as_of=day, champion=champion, drift=drift, performance=performance,
-                          new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=None)
+                          new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=None,
+                          backoff=backoff)
+        record_adaptation(self._record, cfg, day.isoformat(), "backtest", decision, performance, healthy,
+                          champion.version)
         self.records.append({"event": "monitor", "as_of": day.isoformat(),
                              "details": {"action": decision["action"]}})
         return decision
 
+    def _record(self, event: str, as_of: str | None, actor: str, details: dict) -> dict:
+        """Ledger-shaped record of the replay (what ``ModelContext.record`` writes to the ledger)."""
+        rec = {"event": event, "as_of": as_of, "actor": actor, "details": details}
+        self.records.append(rec)
+        return rec
+
     # The retrain path: snapshot + validation + training (cached), evaluation, gates, promotion.
     def retrain(self, day: dt.date, trigger: str, reasons: list[str]) -> dict:
         from retrain_lib.gates import all_passed, run_gates
-        from retrain_lib.lifecycle import _json_safe, gate_inputs, training_rows
+        from retrain_lib.lifecycle import (
+            NO_GAIN,
+            PROMOTE,
+            REJECTED,
+            _json_safe,
+            gate_inputs,
+            promotion_outcome,
+            training_rows,
+        )
         from retrain_lib.metrics import evaluate
-        from retrain_lib.training import split_frame, xy
+        from retrain_lib.training import xy
 
         cfg = self.cfg
         parent = self.store.get(self.champion.key) if (self.champion and cfg.training.warm_start) else None
-        art, cached = self.store.trained(cfg, self.settings, day, parent)
+        change = self._change_day(day) if cfg.adaptation is not None else None
+        art, cached = self.store.trained(cfg, self.settings, day, parent, change=change)
         event = {"day": day.isoformat(), "trigger": trigger, "reasons": reasons, "window": [art.start, art.end],
                  "fit_s": round(art.fit_s, 3), "cached": cached, "champion_before": self._key(self.champion)}
         self.run.compute_s += art.fit_s
@@ -473,15 +527,24 @@ class _Replay:
         snap = {"model": cfg.name, "as_of": art.as_of, "start": art.start, "end": art.end,
                 "fingerprint": art.fingerprint}
         trained = {"model_uri": _uri(cfg, candidate), "metrics": art.metrics}
+        if art.selection is not None:
+            scored_by = Version(f"selection-{day.isoformat()}", art.key, {})
+            self.models[_uri(cfg, scored_by)] = art.eval_pipeline
+            trained.update(selection=art.selection, selection_model_uri=_uri(cfg, scored_by))
+            event["selection"] = {"chosen": art.selection["chosen"], "change_day": art.selection["change_day"],
+                                  "reason": art.selection["reason"]}
         champion_metrics = None
         if self.champion is not None:
-            holdout = split_frame(cfg, training_rows(self.ctx, snap)).holdout
+            from retrain_lib.candidates import selection_rows
+
+            holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
             X, y = xy(cfg, holdout)
             champion_metrics = _json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
         evaluation = {"candidate": art.metrics, "champion": champion_metrics,
                       "champion_version": self.champion.version if self.champion else None}
         event["candidate"] = art.metrics.get(cfg.primary_metric)
         event["champion"] = (champion_metrics or {}).get(cfg.primary_metric)
+        outcome = PROMOTE
         if self.policy.gates:
             inputs = gate_inputs(self.ctx, snap, trained, evaluation)
             if art.latency_ms is not None:
@@ -489,17 +552,43 @@ class _Replay:
             results = run_gates(cfg.gates, inputs)
             passed = all_passed(results) and bool(results or not cfg.gates)
             event["failed_gates"] = [r.reason for r in results if not r.passed]
-        else:
-            passed = True
-        del self.models[_uri(cfg, candidate)]
-        if not passed:
-            event["outcome"] = "rejected"
+            outcome, gain = promotion_outcome(cfg, passed, inputs)
+            if gain is not None:
+                event["gain"] = gain.explain()
+        for key in ("model_uri", "selection_model_uri"):
+            self.models.pop(trained.get(key), None)
+        self._record("gates", day.isoformat(), "backtest", {"outcome": outcome, "passed": outcome == PROMOTE})
+        if outcome != PROMOTE:
+            event["outcome"] = "rejected" if outcome == REJECTED else outcome
+            if outcome == NO_GAIN and cfg.performance is not None:
+                from retrain_lib.adaptation import LEVEL_EVENT, acceptance
+
+                accepted = acceptance(art.selection, metric=cfg.performance.metric,
+                                      min_rows_after_change=cfg.adaptation.min_rows_after_change)
+                if accepted:
+                    self._record(LEVEL_EVENT, day.isoformat(), "backtest", accepted)
             self.run.retrains.append(event)
             return event
         self.previous, self.champion = self.champion, self._version(art, promoted=day)
         event.update(outcome="deployed", version=self.champion.version)
         self.run.retrains.append(event)
         return event
+
+    def _change_day(self, day: dt.date) -> str | None:
+        """The change day of the champion's matured daily metric in the training window."""
+        if self.champion is None:
+            return None
+        from retrain_lib.candidates import estimate_change
+        from retrain_lib.data import load_window
+        from retrain_lib.lifecycle import training_window
+
+        start, end = training_window(self.cfg, day)
+        try:
+            window = load_window(self.cfg, self.settings, start, end, as_of=day)
+        except DataError:
+            return None
+        return estimate_change(self.cfg, window.labelled, self.models[_uri(self.cfg, self.champion)],
+                               self.champion.tags.get("data.end"))
 
     def rollback(self, day: dt.date, decision: dict) -> dict:
         event = {"day": day.isoformat(), "from": self._key(self.champion), "to": self._key(self.previous),

@@ -155,10 +155,15 @@ def _finite(metrics: dict) -> dict:
 # -----------------------------------------------------------------------------------------
 
 
-def reference_window(ctx: ModelContext, champion) -> Window:
+def reference_window(ctx: ModelContext, champion, rebased: tuple[str, str] | None = None) -> Window:
     """The most recent ``reference_days`` of the champion's training window (the inputs it
-    was built for); before any champion, the oldest ``reference_days`` of data."""
+    was built for); before any champion, the oldest ``reference_days`` of data. ``rebased``:
+    the window a recorded covariate shift moved the reference to
+    (:func:`retrain_lib.adaptation.rebased_window`)."""
     cfg = ctx.cfg
+    if champion is not None and rebased is not None:
+        start, end = _day(rebased[0]), _day(rebased[1])
+        return load_window(cfg, ctx.settings, start, end, as_of=end)
     if champion is not None and champion.tags.get("data.start") and champion.tags.get("data.end"):
         start, end = _day(champion.tags["data.start"]), _day(champion.tags["data.end"])
         start = max(start, end - dt.timedelta(days=cfg.windows.reference_days - 1))
@@ -172,7 +177,7 @@ def reference_window(ctx: ModelContext, champion) -> Window:
 
 
 def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: Window | None = None,
-                         ) -> dict[str, Any] | None:
+                         healthy=None) -> dict[str, Any] | None:
     """Facts about the champion's performance on ``as_of``, for :func:`decide`.
 
     * ``live``: its metric on the last ``monitor_days`` days of events whose labels have
@@ -184,7 +189,12 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: W
       (``baseline_source`` says which). Segment baselines come from the same source: the
       champion's holdout rows (recomputed from its training window) or the rolling days;
     * ``estimate``: for classifiers, the CBPE estimate of the metric on the rows of the
-      ``current`` window whose labels have not arrived yet.
+      ``current`` window whose labels have not arrived yet;
+    * ``test`` (with ``performance.false_alarm_rate``): the drop as a statistical test
+      (:func:`retrain_lib.adaptation.drop_test`) against the better of the baseline and the
+      model's armed ``healthy`` level (:func:`retrain_lib.adaptation.healthy_level`), so a
+      degraded champion never becomes its own baseline; when it is significant, the
+      estimated ``change_day``.
 
     Drops and levels are annotated for the report; :func:`decide` judges them again from the
     numbers, so the decision stays a pure function of these facts.
@@ -258,15 +268,60 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: W
                 base = seg_baseline.get(column, {}).get(value, {}).get("value", math.nan)
                 result["segments"].append({"segment": column, "value": value, "rows": seg["rows"],
                                            "live": seg["value"], "baseline": base})
+    if perf.false_alarm_rate is not None:
+        _test_drop(ctx, result, y, scores, now, before, daily, healthy, champion)
     levels = dict(max_drop=perf.max_drop, warn_drop=perf.warn_drop, critical_drop=perf.critical_drop)
     overall = assess_drop(live, result["baseline"], perf.metric, **levels)
     result.update(live=live, drop=overall.drop, relative_drop=overall.relative_drop, level=overall.level,
                   threshold=overall.threshold, triggered=overall.critical)
+    if "test" in result:
+        result["triggered"] = result["test"]["significant"]
     for seg in result["segments"]:
         a = assess_drop(seg["live"], seg["baseline"], perf.metric, **levels)
         seg.update(drop=a.drop, relative_drop=a.relative_drop,
                    level=a.level if seg["rows"] >= perf.min_segment_labels else "ok")
     return result
+
+
+def _test_drop(ctx: ModelContext, result: dict, y, scores, now, before, daily: dict[str, float], healthy,
+               champion) -> None:
+    """The drop as a test (``result['test']``), against the better of the champion's baseline
+    and the armed healthy level; with a significant drop, the estimated ``change_day``."""
+    import numpy as np
+
+    from retrain_lib.adaptation import bootstrap_se, change_day, drop_test
+    from retrain_lib.metrics import greater_is_better
+    from retrain_lib.performance import daily_metrics, metric_value
+
+    cfg, perf = ctx.cfg, ctx.cfg.performance
+    live = metric_value(y, scores, perf.metric, cfg.task)
+    live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
+    baseline = result["baseline"]
+    if result["baseline_source"] == "rolling" and len(daily) > 1:
+        values = np.array(list(daily.values()), dtype=float)
+        baseline_se = float(values.std(ddof=1) / math.sqrt(len(values)))
+    else:
+        tagged = champion.tags.get(f"metric_se.{perf.metric}")
+        baseline_se = float(tagged) if tagged not in (None, "") else live_se
+    up = greater_is_better(perf.metric)
+    if healthy is not None and math.isfinite(healthy.level) and (
+            not math.isfinite(baseline) or (healthy.level > baseline if up else healthy.level < baseline)):
+        result.update(own_baseline=baseline, baseline=healthy.level,
+                      baseline_source=f"healthy level (armed {healthy.since})")
+        baseline, baseline_se = healthy.level, healthy.se
+    test = drop_test(live, baseline, perf.metric, live_se=live_se, baseline_se=baseline_se, rows=len(y),
+                     false_alarm_rate=perf.false_alarm_rate, min_effect=perf.min_effect)
+    result["test"] = test.to_dict()
+    result["baseline_se"] = baseline_se
+    if test.significant:
+        ts = cfg.data.timestamp_column
+        recent = daily_metrics(now[ts], y, scores, metric=perf.metric, task=cfg.task, min_rows=1)
+        counts: dict[str, int] = {}
+        for frame in (before, now):
+            if len(frame):
+                for day, n in frame[ts].dt.date.value_counts().items():
+                    counts[day.isoformat()] = counts.get(day.isoformat(), 0) + int(n)
+        result["change_day"] = change_day({**daily, **recent}, counts, perf.metric)
 
 
 def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
@@ -518,7 +573,7 @@ def _segment_text(segments: list[dict], metric: str) -> str:
 
 def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None,
            new_labels: dict | None = None, recent_retrains: list[str] | None = None,
-           rollback: dict | None = None, serving: dict | None = None) -> dict:
+           rollback: dict | None = None, serving: dict | None = None, backoff=None) -> dict:
     """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
     decision.
 
@@ -529,8 +584,14 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
     ``performance.use_estimate``), ``new_labels`` (matured labelled rows since training vs
     ``schedule.new_labels_share`` of the training rows), ``age``
     (``schedule.max_days_without_retrain``). A retrain request is then throttled (the
-    decision is ``healthy``) by ``min_retrain_interval`` or ``max_retrains``.
+    decision is ``healthy``) by ``min_retrain_interval`` or ``max_retrains``, or by the
+    ``backoff`` after retrains that were not deployed (``adaptation.backoff``).
+
+    With ``adaptation.rebase_on_drift`` and a performance trigger, data drift alone does not
+    retrain: it is recorded, the decision carries ``rebase`` (the drifted window, the next
+    drift reference) and the matured labels after the shift decide.
     """
+    from retrain_lib.metrics import greater_is_better
     from retrain_lib.performance import assess_drop, critical_limit
 
     reasons: list[str] = []
@@ -563,14 +624,24 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         if rollback["worse"]:
             return {"action": ROLLBACK, "reasons": [f"rollback: {text}"], "throttled": False, "signals": signals,
                     "rollback": {"from": rollback["champion"], "to": rollback["previous"]}}
+    rebase = None
     if drift is not None:
         fired = bool(drift.get("dataset_drift"))
         top = ", ".join(f["explain"] for f in drift.get("top", []) if f.get("drifted"))
         signals.append(_signal("drift", fired, drift.get("drifted_share"), drift.get("drift_share_threshold"),
                                {"features": [f["name"] for f in drift.get("top", []) if f.get("drifted")]}))
-        if fired:
-            reasons.append(f"data drift: {drift['drifted_share']:.0%} of features drifted "
-                           f"(>= {drift['drift_share_threshold']:.0%}): {top}")
+        text = (f"data drift: {drift['drifted_share']:.0%} of features drifted "
+                f"(>= {drift['drift_share_threshold']:.0%}): {top}") if fired else ""
+        labels_decide = (cfg.adaptation is not None and cfg.adaptation.rebase_on_drift
+                         and cfg.performance is not None and cfg.performance.enabled)
+        if fired and labels_decide:
+            rebase = {"window": drift.get("current_window"), "champion_version": _str(champion.version)}
+            ready = (dt.date.fromisoformat(drift["current_window"][0])
+                     + dt.timedelta(days=cfg.data.label_delay_days)).isoformat() if drift.get("current_window") else "?"
+            notes.append(f"{text}; recorded, drift reference rebased to {drift.get('current_window')}: the labels "
+                         f"of the shifted rows (matured from {ready}) decide a retrain, not the drift alone")
+        elif fired:
+            reasons.append(text)
     perf_cfg = cfg.performance
     if performance and perf_cfg is not None:
         levels = dict(max_drop=perf_cfg.max_drop, warn_drop=perf_cfg.warn_drop, critical_drop=perf_cfg.critical_drop)
@@ -582,13 +653,24 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
                     f"(drop {a.drop:.4f}, {a.relative_drop:.1%} of baseline" + (f" > {a.threshold})" if a.threshold else ")"))
             limit = critical_limit(a.baseline, metric, max_drop=perf_cfg.max_drop,
                                    critical_drop=perf_cfg.critical_drop)
-            signals.append(_signal("performance", a.critical, a.live, limit, {
+            critical = a.critical
+            test = performance.get("test")
+            if test is not None:  # the drop as a test (performance.false_alarm_rate) decides
+                from retrain_lib.adaptation import DropTest
+
+                t = DropTest(**test)
+                critical = t.significant
+                text = f"{t.explain()} (baseline: {source})"
+                limit = t.baseline - t.z_limit * math.sqrt(t.live_se ** 2 + t.baseline_se ** 2) * (
+                    1 if greater_is_better(metric) else -1) if math.isfinite(t.baseline) else None
+            signals.append(_signal("performance", critical, a.live, limit, {
                 "baseline": a.baseline,
                 "level": a.level, "drop": a.drop, "relative_drop": a.relative_drop, "passed": a.threshold,
-                "baseline_source": source, "labels": performance.get("labels"), "window": performance.get("window")}))
-            if a.critical:
+                "baseline_source": source, "labels": performance.get("labels"), "window": performance.get("window"),
+                **({"test": test, "change_day": performance.get("change_day")} if test is not None else {})}))
+            if critical:
                 reasons.append(f"performance: {text}")
-            elif a.level == "warn":
+            elif a.level == "warn" or (test is not None and a.level != "ok"):
                 notes.append(f"performance warning (no retrain by itself): {text}")
             flagged = []
             for seg in performance.get("segments", []):
@@ -603,7 +685,7 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
                     "flagged": [{k: f[k] for k in ("segment", "value", "rows", "live", "baseline", "relative_drop",
                                                      "level")} for f in flagged]}))
             if flagged:
-                (reasons if a.critical else notes).append(
+                (reasons if critical else notes).append(
                     f"performance segments past a level: {_segment_text(flagged, metric)}")
         est = performance.get("estimate") or {}
         if est.get("value") is not None and not math.isnan(est["value"]):
@@ -639,12 +721,21 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         signals.append(_signal("age", age >= limit, age, limit, {"trained_as_of": trained}))
         if age >= limit:
             reasons.append(f"champion is {age} days old (>= max_days_without_retrain {limit})")
+    extra = {"rebase": rebase} if rebase else {}
+    if performance and performance.get("change_day"):
+        extra["change_day"] = performance["change_day"]
     if not reasons:
-        return {"action": HEALTHY, "reasons": [*notes, "no trigger fired"], "throttled": False, "signals": signals}
+        return {"action": HEALTHY, "reasons": [*notes, "no trigger fired"], "throttled": False, "signals": signals,
+                **extra}
+    if backoff is not None and backoff.blocked:
+        signals.append(_signal("backoff", True, backoff.not_deployed, backoff.wait_days,
+                               {"last_attempt": backoff.last_attempt, "attempts": backoff.attempts}))
+        return {"action": HEALTHY, "throttled": True, "signals": signals, **extra,
+                "reasons": [*reasons, *notes, f"throttled: {backoff.explain()}"]}
     gap = cfg.schedule.min_retrain_interval_days
     if age is not None and age < gap:
         signals.append(_signal("min_retrain_interval", True, age, gap, {"trained_as_of": trained}))
-        return {"action": HEALTHY, "throttled": True, "signals": signals,
+        return {"action": HEALTHY, "throttled": True, "signals": signals, **extra,
                 "reasons": [*reasons, *notes,
                             f"throttled: last retrain {age} day(s) ago (< min_retrain_interval_days {gap})"]}
     most = cfg.schedule.max_retrains
@@ -653,11 +744,11 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         signals.append(_signal("max_retrains", over, len(recent_retrains), most.count,
                                {"days": most.days, "requests": list(recent_retrains)}))
         if over:
-            return {"action": HEALTHY, "throttled": True, "signals": signals,
+            return {"action": HEALTHY, "throttled": True, "signals": signals, **extra,
                     "reasons": [*reasons, *notes,
                                 f"throttled: {len(recent_retrains)} retrain request(s) in the last {most.days} days "
                                 f"({', '.join(recent_retrains)}) (max_retrains {most.count} per {most.days} days)"]}
-    return {"action": RETRAIN, "reasons": [*reasons, *notes], "throttled": False, "signals": signals}
+    return {"action": RETRAIN, "reasons": [*reasons, *notes], "throttled": False, "signals": signals, **extra}
 
 
 def drift_history(ctx: ModelContext, as_of: dt.date) -> list[bool]:
@@ -715,15 +806,19 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     _check_numeric_features(cfg, current)
     drift_summary = None
     reference = None
+    records, healthy, backoff = adaptation_state(ctx, champion, as_of)
     if cfg.drift.enabled:
-        reference = reference_window(ctx, champion)
+        from retrain_lib.adaptation import rebased_window
+
+        rebased = rebased_window(records, _str(champion.version), before=as_of.isoformat()) if champion else None
+        reference = reference_window(ctx, champion, rebased)
         weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
         prediction = None
         if champion is not None and cfg.drift.prediction:
             prediction = _prediction_drift(ctx, champion, reference, current)
         drift_summary = drift_facts(cfg, reference, current, weights=weights, prediction=prediction,
                                     history=(lambda: drift_history(ctx, as_of)))
-    performance = _json_safe(champion_performance(ctx, champion, as_of, current))
+    performance = _json_safe(champion_performance(ctx, champion, as_of, current, healthy=healthy))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
     # one read of the rollback target, so both checks compare against the same version
@@ -733,7 +828,10 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     rollback = _json_safe(rollback_facts(ctx, champion, as_of, performance, previous=previous))
     serving = _json_safe(serving_facts(ctx, champion, as_of, previous=previous))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
-                      new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving)
+                      new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving,
+                      backoff=backoff)
+    record_adaptation(ctx.record, cfg, as_of.isoformat(), actor, decision, performance, healthy,
+                      _str(champion.version) if champion else None)
     pred = (drift_summary or {}).get("prediction")
     if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
         decision["signals"] = [*decision.get("signals", []), {
@@ -778,6 +876,42 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         "drift_report": result["drift_report_path"], "report_error": report_error,
     })
     return result
+
+
+def adaptation_state(ctx: ModelContext, champion, as_of: dt.date, records=None):
+    """``(records, healthy level, backoff)`` of the model before ``as_of``, from the ledger
+    (or the given ledger-shaped ``records``); ``([], None, None)`` without ``adaptation``."""
+    cfg = ctx.cfg
+    if cfg.adaptation is None or champion is None:
+        return [], None, None
+    from retrain_lib.adaptation import backoff, healthy_level
+
+    if records is None:
+        records = audit.read_ledger(ctx.settings, ctx.name)
+    healthy = None
+    if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
+        healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
+    wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
+    return records, healthy, wait
+
+
+def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision: dict, performance: dict | None,
+                      healthy, champion_version: str | None) -> list[dict]:
+    """Write what a monitor check changed in the adaptation state through ``record(event,
+    as_of, actor, details)``: the healthy level armed or restored, the drift reference rebased."""
+    if cfg.adaptation is None:
+        return []
+    from retrain_lib.adaptation import LEVEL_EVENT, REBASE_EVENT, level_updates
+
+    out = []
+    if cfg.performance is not None:
+        for details in level_updates(performance, healthy, min_effect=cfg.performance.min_effect,
+                                     champion_version=champion_version):
+            out.append(record(LEVEL_EVENT, as_of, actor, details))
+    if decision.get("rebase"):
+        out.append(record(REBASE_EVENT, as_of, actor, {**decision["rebase"],
+                                                       "reason": "covariate shift recorded; labels decide"}))
+    return out
 
 
 def _check_numeric_features(cfg: ModelConfig, window: Window) -> None:
@@ -1114,17 +1248,43 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
     if done:
         run = done[0]
         log.info("reusing finished training run %s for key %s", run.info.run_id, key)
-        return {"run_id": run.info.run_id, "model_uri": run.data.tags["retrain.model_uri"],
-                "metrics": {k[len("holdout."):]: v for k, v in run.data.metrics.items() if k.startswith("holdout.")},
-                "reused": True}
-    split = split_frame(cfg, training_rows(ctx, snap))
+        out = {"run_id": run.info.run_id, "model_uri": run.data.tags["retrain.model_uri"],
+               "metrics": {k[len("holdout."):]: v for k, v in run.data.metrics.items() if k.startswith("holdout.")},
+               "reused": True}
+        if run.data.tags.get("retrain.selection_model_uri"):
+            out.update(selection=json.loads(run.data.tags["retrain.selection"]),
+                       selection_model_uri=run.data.tags["retrain.selection_model_uri"])
+        return out
     timeout = cfg.training.timeout_minutes * 60 if cfg.training.timeout_minutes else None
-    pipeline, info = fit(cfg, split.train, ctx.settings.platform.allowed_estimator_prefixes, as_of=_day(snap["as_of"]),
-                         init_model=load_model(ctx, parent_uri) if parent_uri else None, init_model_ref=parent_uri,
-                         timeout_s=timeout)
+    labelled = training_rows(ctx, snap)
+    init_model = load_model(ctx, parent_uri) if parent_uri else None
+    chosen = None
+    if cfg.adaptation is not None:
+        from retrain_lib.candidates import estimate_change, train_candidates
+
+        champion = ctx.champion()
+        change = snap.get("change_day")
+        if change is None and champion is not None:
+            change = estimate_change(cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
+                                     champion.tags.get("data.end"))
+        chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change,
+                                  allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
+                                  init_model=init_model, init_model_ref=parent_uri, timeout_s=timeout)
+        pipeline, info = chosen.model, chosen.info
+        from retrain_lib.candidates import selection_rows
+        from retrain_lib.training import Split
+
+        split = Split(*selection_rows(cfg, labelled, chosen.selection.to_dict()))
+        X_hold, y_hold = xy(cfg, split.holdout)
+        metrics = evaluate(chosen.eval_model, X_hold, y_hold, cfg.task)
+    else:
+        split = split_frame(cfg, labelled)
+        pipeline, info = fit(cfg, split.train, ctx.settings.platform.allowed_estimator_prefixes,
+                             as_of=_day(snap["as_of"]), init_model=init_model, init_model_ref=parent_uri,
+                             timeout_s=timeout)
+        X_hold, y_hold = xy(cfg, split.holdout)
+        metrics = evaluate(pipeline, X_hold, y_hold, cfg.task)
     duration = info.duration_s
-    X_hold, y_hold = xy(cfg, split.holdout)
-    metrics = evaluate(pipeline, X_hold, y_hold, cfg.task)
     mlflow = ctx.mlflow()
     from mlflow.models import infer_signature
 
@@ -1171,29 +1331,71 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
                                     else pipeline.predict(example))
         import sklearn
 
+        requirements = [f"scikit-learn=={sklearn.__version__}", f"mlflow=={mlflow.__version__}"]
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=signature, input_example=example,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"mlflow=={mlflow.__version__}"],
-            skops_trusted_types=_trusted_types(pipeline),
+            pip_requirements=requirements, skops_trusted_types=_trusted_types(pipeline),
         )
         run_id = run.info.run_id
+        extra: dict[str, Any] = {}
+        if chosen is not None:
+            extra = _log_candidates(mlflow, exp, chosen, snap, requirements, signature)
         mlflow.set_tag("retrain.model_uri", info.model_uri)
         # Last: a run with this tag counts as finished work that a retry may reuse.
         mlflow.set_tag("retrain.run_key", key)
     log.info("trained %s on %s..%s: %s", cfg.name, snap["start"], snap["end"], metrics)
-    return {"run_id": run_id, "model_uri": info.model_uri, "metrics": _finite(metrics), "reused": False}
+    return {"run_id": run_id, "model_uri": info.model_uri, "metrics": _finite(metrics), "reused": False, **extra}
+
+
+def _log_candidates(mlflow, exp: str, chosen, snap: dict, requirements: list[str], signature) -> dict[str, Any]:
+    """Inside the training run: one child run per candidate (window, rows, score on the newest
+    labels), the chosen recipe's model before its refit (what the gates compare with the
+    champion) and the choice as a tag and an artifact. Returns what the later steps read."""
+    selection = chosen.selection.to_dict()
+    for cand in chosen.selection.candidates:
+        with mlflow.start_run(experiment_id=exp, run_name=f"candidate {cand.name} {snap['as_of']}", nested=True,
+                              tags={"retrain.kind": "candidate", "retrain.candidate": cand.name,
+                                    "retrain.chosen": str(cand.name == chosen.selection.chosen).lower(),
+                                    "retrain.as_of": snap["as_of"]}):
+            mlflow.log_params({"rows.train": cand.train_rows, "since": cand.since or "window start",
+                               "recency": json.dumps(cand.recency) if cand.recency else "none"})
+            if cand.value is not None:
+                mlflow.log_metric(f"selection.{chosen.selection.metric}", cand.value)
+            if cand.problem:
+                mlflow.set_tag("retrain.problem", cand.problem[:4000])
+    logged = mlflow.sklearn.log_model(chosen.eval_model, name="selection_model", signature=signature,
+                                      pip_requirements=requirements,
+                                      skops_trusted_types=_trusted_types(chosen.eval_model))
+    mlflow.log_dict(selection, "adaptation/selection.json")
+    mlflow.log_params({"rows.final": chosen.final_rows, "adaptation.chosen": chosen.selection.chosen,
+                       "adaptation.change_day": chosen.selection.change_day or "none"})
+    mlflow.set_tag("retrain.selection", json.dumps(selection)[:7500])
+    mlflow.set_tag("retrain.selection_model_uri", logged.model_uri)
+    return {"selection": selection, "selection_model_uri": logged.model_uri}
 
 
 def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Settings | None = None) -> dict[str, Any]:
-    """Score the candidate and the current champion on the same holdout rows."""
-    from retrain_lib.metrics import evaluate
-    from retrain_lib.training import split_frame, xy
+    """Score the candidate and the current champion on the same rows: the configured holdout,
+    or with ``adaptation`` the newest matured labels the candidate was chosen on (scored by the
+    chosen recipe's model from before its refit, which never saw them)."""
+    from retrain_lib.candidates import selection_rows
+    from retrain_lib.metrics import evaluate, predict_scores
+    from retrain_lib.training import xy
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
-    holdout = split_frame(cfg, training_rows(ctx, snap)).holdout
+    holdout = selection_rows(cfg, training_rows(ctx, snap), trained.get("selection"))[1]
     X, y = xy(cfg, holdout)
-    candidate = evaluate(load_model(ctx, trained["model_uri"]), X, y, cfg.task)
+    scored_by = load_model(ctx, trained.get("selection_model_uri") or trained["model_uri"])
+    candidate = evaluate(scored_by, X, y, cfg.task)
+    out: dict[str, Any] = {}
+    if cfg.adaptation is not None:
+        from retrain_lib.adaptation import bootstrap_se
+
+        scores = predict_scores(scored_by, X, cfg.task)
+        metrics = {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}
+        out["candidate_se"] = _json_safe({m: bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
+                                          for m in metrics})
     champion = ctx.champion()
     champion_metrics = None
     if champion is not None:
@@ -1201,29 +1403,32 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
         for k, v in _finite(champion_metrics).items():
             ctx.client.log_metric(trained["run_id"], f"champion.{k}", v)
     return {"candidate": _finite(candidate), "champion": _finite(champion_metrics) if champion_metrics else None,
-            "champion_version": _str(champion.version) if champion else None, "holdout_rows": int(len(holdout))}
+            "champion_version": _str(champion.version) if champion else None, "holdout_rows": int(len(holdout)),
+            **out}
 
 
 def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
     """What the gates look at: the same holdout rows scored by the candidate and by the
     champion the evaluation used, the training rows (leakage) and a latency measurement."""
+    from retrain_lib.candidates import selection_rows
     from retrain_lib.gates import GateInputs, measure_latency_ms
     from retrain_lib.metrics import predict_scores
-    from retrain_lib.training import split_frame, xy
+    from retrain_lib.training import xy
 
     cfg = ctx.cfg
-    split = split_frame(cfg, training_rows(ctx, snap))
-    X, y = xy(cfg, split.holdout)
-    candidate = load_model(ctx, trained["model_uri"])
+    train, holdout = selection_rows(cfg, training_rows(ctx, snap), trained.get("selection"))
+    X, y = xy(cfg, holdout)
+    candidate = load_model(ctx, trained.get("selection_model_uri") or trained["model_uri"])
     champion_version = evaluation.get("champion_version")
     champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
     needs_latency = any(g.type == "latency" for g in cfg.gates)
+    served = load_model(ctx, trained["model_uri"]) if needs_latency else None
     return GateInputs(
         task=cfg.task, y_true=y, candidate_scores=predict_scores(candidate, X, cfg.task),
         champion_scores=predict_scores(champion, X, cfg.task) if champion is not None else None,
-        holdout=split.holdout, train=split.train, candidate_metrics=evaluation["candidate"],
+        holdout=holdout, train=train, candidate_metrics=evaluation["candidate"],
         champion_metrics=evaluation["champion"],
-        latency_ms=measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed) if needs_latency
+        latency_ms=measure_latency_ms(served, X, task=cfg.task, n=100, seed=cfg.training.seed) if needs_latency
         else None,
         target=cfg.features.target, features=list(cfg.features.all), seed=cfg.training.seed,
     )
@@ -1238,26 +1443,52 @@ def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settin
     from retrain_lib.gates import GateResult, all_passed, evaluate_gates, run_gates
 
     ctx = ModelContext(model, settings)
+    inputs = None
     if snap is None:
         results = evaluate_gates(ctx.cfg.gates, evaluation["candidate"], evaluation["champion"])
     else:
         try:
-            results = run_gates(ctx.cfg.gates, gate_inputs(ctx, snap, trained, evaluation))
+            inputs = gate_inputs(ctx, snap, trained, evaluation)
+            results = run_gates(ctx.cfg.gates, inputs)
         except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
             log.exception("gate inputs of %s could not be built", model)
             results = [GateResult("inputs", "", None, None, None, None, False,
                                   f"gate inputs could not be built: {exc}")]
     passed = all_passed(results) and bool(results or not ctx.cfg.gates)
-    payload = {"passed": passed, "results": [r.to_dict() for r in results],
+    outcome, gain = promotion_outcome(ctx.cfg, passed, inputs)
+    payload = {"passed": outcome == PROMOTE, "gates_passed": passed, "outcome": outcome,
+               "gain": gain.to_dict() if gain is not None else None,
+               "results": [r.to_dict() for r in results],
                "failed": [r.to_dict() for r in results if not r.passed],
                "champion_version": evaluation["champion_version"]}
     ctx.client.set_tag(trained["run_id"], "gates.passed", str(passed).lower())
+    ctx.client.set_tag(trained["run_id"], "retrain.outcome", outcome)
     ctx.mlflow()
     ctx.client.log_dict(trained["run_id"], _json_safe(payload), "gates/results.json")
-    ctx.record("gates", as_of, actor, {"run_id": trained["run_id"], "passed": passed,
+    ctx.record("gates", as_of, actor, {"run_id": trained["run_id"], "passed": passed, "outcome": outcome,
+                                       "gain": gain.explain() if gain is not None else None,
                                        "failed": [r.reason for r in results if not r.passed],
                                        "champion_version": evaluation["champion_version"]})
     return _json_safe(payload)
+
+
+PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
+
+
+def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs) -> tuple[str, Any]:
+    """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
+    ``adaptation.require_gain`` and the candidate is not better than the champion beyond
+    noise on the gates' rows; else ``promote``."""
+    if not gates_passed:
+        return REJECTED, None
+    if inputs is None or cfg.adaptation is None:
+        return PROMOTE, None
+    from retrain_lib.candidates import gain
+
+    result = gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
+    if result is None:
+        return PROMOTE, None
+    return (PROMOTE if result.significant else NO_GAIN), result
 
 
 def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, *,
@@ -1285,6 +1516,10 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
         if run.data.tags.get(key):
             tags[key] = run.data.tags[key]
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
+    tags.update({f"metric_se.{k}": repr(v) for k, v in (evaluation.get("candidate_se") or {}).items() if v is not None})
+    if trained.get("selection"):
+        tags["adaptation.chosen"] = trained["selection"]["chosen"]
+        tags["adaptation.change_day"] = trained["selection"].get("change_day") or "none"
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
     tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})
@@ -1576,11 +1811,29 @@ def reject_candidate(model: str, trained: dict, gates: dict, *, settings: Settin
                      as_of: str | None = None, actor: str = "cli", why: str = "") -> dict[str, Any]:
     ctx = ModelContext(model, settings)
     failed = [r["reason"] for r in gates["results"] if not r["passed"]]
+    if gates.get("outcome") == NO_GAIN:
+        from retrain_lib.adaptation import Gain
+
+        gain = Gain(**gates["gain"])
+        ctx.client.set_tag(trained["run_id"], "retrain.decision", NO_GAIN)
+        ctx.record(NO_GAIN, as_of, actor, {"run_id": trained["run_id"], "outcome": NO_GAIN, "gain": gates["gain"],
+                                           "reason": why or f"no gain: {gain.explain()}"})
+        log.warning("candidate of %s not registered: %s", model, gain.explain())
+        perf = ctx.cfg.performance
+        if perf is not None and ctx.cfg.adaptation is not None:
+            from retrain_lib.adaptation import LEVEL_EVENT, acceptance
+
+            accepted = acceptance(trained.get("selection"), metric=perf.metric,
+                                  min_rows_after_change=ctx.cfg.adaptation.min_rows_after_change)
+            if accepted:
+                ctx.record(LEVEL_EVENT, as_of, actor, accepted)
+        return {"rejected": True, "outcome": NO_GAIN, "failed": [], "gain": gates["gain"],
+                "reason": gain.explain(), "run_id": trained["run_id"]}
     ctx.client.set_tag(trained["run_id"], "retrain.decision", "rejected")
-    ctx.record("reject", as_of, actor, {"run_id": trained["run_id"], "failed": failed,
+    ctx.record("reject", as_of, actor, {"run_id": trained["run_id"], "failed": failed, "outcome": REJECTED,
                                         "reason": why or "the candidate failed its gates"})
     log.warning("candidate of %s rejected: %s", model, "; ".join(failed))
-    return {"rejected": True, "failed": failed, "run_id": trained["run_id"]}
+    return {"rejected": True, "outcome": REJECTED, "failed": failed, "run_id": trained["run_id"]}
 
 
 def retrain_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli",
@@ -1594,8 +1847,7 @@ def retrain_model(model: str, as_of, *, settings: Settings | None = None, actor:
     evaluation = evaluate_candidate(model, snap, trained, settings=settings)
     gates = check_gates(model, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap)
     if not gates["passed"]:
-        return {"outcome": "rejected", **reject_candidate(model, trained, gates, settings=settings, as_of=as_of,
-                                                          actor=actor)}
+        return reject_candidate(model, trained, gates, settings=settings, as_of=as_of, actor=actor)
     registered = register_candidate(model, snap, trained, evaluation, gates, settings=settings)
     request = approval_request(model, snap, trained, evaluation, gates, registered, settings=settings, as_of=as_of,
                                actor=actor)
