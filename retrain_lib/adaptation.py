@@ -457,10 +457,16 @@ def rebased_window(records: Iterable[dict], champion_version: str | None, before
 def acceptance(selection: dict | None, *, metric: str, min_rows_after_change: int) -> dict | None:
     """A ``performance_level`` ``accepted`` record (details) when a retrain brought no gain
     although a candidate learnt on plenty of rows since the change (five times
-    ``min_rows_after_change``): the champion is as good as the new data allows, so its level
-    becomes the model's healthy level instead of re-arming the trigger forever."""
-    if not selection or not selection.get("change_day"):
+    ``min_rows_after_change``), or the champion's own metric shows no change since it was
+    trained (it was trained after the change): the champion is as good as the new data
+    allows, so its level becomes the model's healthy level instead of re-arming the trigger
+    forever."""
+    if not selection:
         return None
+    if not selection.get("change_day"):
+        return {"action": ACCEPTED, "metric": metric,
+                "reason": "no gain, and the champion's metric shows no change since it was trained: its level is "
+                          "the new healthy level"}
     after = next((c for c in selection.get("candidates") or [] if c.get("name") == AFTER_CHANGE), None)
     if after is None or after.get("value") is None or after.get("train_rows", 0) < 5 * min_rows_after_change:
         return None
