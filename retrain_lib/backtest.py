@@ -506,6 +506,7 @@ class _Replay:
             _json_safe,
             gate_inputs,
             promotion_outcome,
+            record_no_gain_acceptance,
             training_rows,
         )
         from retrain_lib.metrics import evaluate
@@ -560,13 +561,8 @@ class _Replay:
         self._record("gates", day.isoformat(), "backtest", {"outcome": outcome, "passed": outcome == PROMOTE})
         if outcome != PROMOTE:
             event["outcome"] = "rejected" if outcome == REJECTED else outcome
-            if outcome == NO_GAIN and cfg.performance is not None:
-                from retrain_lib.adaptation import LEVEL_EVENT, acceptance
-
-                accepted = acceptance(art.selection, metric=cfg.performance.metric,
-                                      min_rows_after_change=cfg.adaptation.min_rows_after_change)
-                if accepted:
-                    self._record(LEVEL_EVENT, day.isoformat(), "backtest", accepted)
+            if outcome == NO_GAIN:
+                record_no_gain_acceptance(self._record, cfg, day.isoformat(), "backtest", art.selection)
             self.run.retrains.append(event)
             return event
         self.previous, self.champion = self.champion, self._version(art, promoted=day)

@@ -914,6 +914,19 @@ def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision
     return out
 
 
+def record_no_gain_acceptance(record, cfg: ModelConfig, as_of: str | None, actor: str,
+                              selection: dict | None) -> dict | None:
+    """After a no-gain retrain, write the ``accepted`` healthy-level record through ``record``
+    when :func:`retrain_lib.adaptation.acceptance` says the champion's level is the new one."""
+    if cfg.performance is None or cfg.adaptation is None:
+        return None
+    from retrain_lib.adaptation import LEVEL_EVENT, acceptance
+
+    accepted = acceptance(selection, metric=cfg.performance.metric,
+                          min_rows_after_change=cfg.adaptation.min_rows_after_change)
+    return record(LEVEL_EVENT, as_of, actor, accepted) if accepted else None
+
+
 def _check_numeric_features(cfg: ModelConfig, window: Window) -> None:
     """Stop with a :class:`DataError` naming the partitions and an example value when a numeric
     feature holds values that are not numbers (a schema change upstream): neither drift nor the
@@ -1819,14 +1832,7 @@ def reject_candidate(model: str, trained: dict, gates: dict, *, settings: Settin
         ctx.record(NO_GAIN, as_of, actor, {"run_id": trained["run_id"], "outcome": NO_GAIN, "gain": gates["gain"],
                                            "reason": why or f"no gain: {gain.explain()}"})
         log.warning("candidate of %s not registered: %s", model, gain.explain())
-        perf = ctx.cfg.performance
-        if perf is not None and ctx.cfg.adaptation is not None:
-            from retrain_lib.adaptation import LEVEL_EVENT, acceptance
-
-            accepted = acceptance(trained.get("selection"), metric=perf.metric,
-                                  min_rows_after_change=ctx.cfg.adaptation.min_rows_after_change)
-            if accepted:
-                ctx.record(LEVEL_EVENT, as_of, actor, accepted)
+        record_no_gain_acceptance(ctx.record, ctx.cfg, as_of, actor, trained.get("selection"))
         return {"rejected": True, "outcome": NO_GAIN, "failed": [], "gain": gates["gain"],
                 "reason": gain.explain(), "run_id": trained["run_id"]}
     ctx.client.set_tag(trained["run_id"], "retrain.decision", "rejected")
