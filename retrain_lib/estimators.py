@@ -112,7 +112,9 @@ def _find_module(name: str) -> _Module | None:
     parts = name.split(".")
     spec = None
     try:
-        spec = importlib.util.find_spec(parts[0])  # a top-level name: found, not imported
+        # on the path, not in sys.modules: a module of that name imported earlier (another
+        # checkout, a test's package) must not stand in for the file the config names
+        spec = importlib.machinery.PathFinder.find_spec(parts[0]) or importlib.util.find_spec(parts[0])
     except (ImportError, ValueError):
         return None
     for i in range(1, len(parts)):

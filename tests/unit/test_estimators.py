@@ -160,6 +160,20 @@ def test_leaves_unchecked_what_source_cannot_tell(acme):
     assert check_estimator("xgboost_not_here.XGBClassifier", {"x": 1}, ["xgboost_not_here."]) == []
 
 
+def test_an_imported_module_of_the_same_name_does_not_stand_in_for_the_file(acme, tmp_path, monkeypatch):
+    # another test (or another checkout) imported a different acme_models earlier
+    stale = tmp_path / "elsewhere" / "acme_models"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text("class Other:\n    pass\n")
+    spec = importlib.util.spec_from_file_location("acme_models", stale / "__init__.py",
+                                                  submodule_search_locations=[str(stale)])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "acme_models", module)
+    estimators._find_module.cache_clear()
+    assert describe_estimator("acme_models.Forest", acme).defined_in == "acme_models._impl.trees"
+
+
 def test_abstract_class_is_refused(acme, tmp_path):
     with open(tmp_path / "acme_models" / "__init__.py", "a") as f:
         f.write("from ._impl.base import Sized\n")
