@@ -117,6 +117,10 @@ class GateInputs:
     target: str | None = None
     features: list[str] = field(default_factory=list)
     seed: int = 0
+    # An absolute gate (min/max, segment, fairness, calibration) the champion fails too on the
+    # same rows passes when the candidate is not worse there (config ``adaptation``): a gate
+    # must not keep a degraded model serving because its successor is not yet perfect.
+    champion_relative_floor: bool = False
 
     @property
     def has_champion(self) -> bool:
@@ -232,11 +236,47 @@ def run_gates(gates: list[Gate], inputs: GateInputs) -> list[GateResult]:
     results: list[GateResult] = []
     for gate in gates:
         try:
-            results += _RUNNERS[gate.type](gate, inputs)
+            out = _RUNNERS[gate.type](gate, inputs)
+            if inputs.champion_relative_floor and _absolute(gate) and any(not r.passed for r in out):
+                out = _floor_at_champion(gate, inputs, out)
+            results += out
         except Exception as exc:  # noqa: BLE001 - a gate that cannot be computed fails closed
             log.warning("gate %s could not be evaluated: %s", _gate_name(gate), exc)
             results.append(_failed(gate, exc))
     return results
+
+
+def _absolute(gate: Gate) -> bool:
+    if gate.type in ("fairness", "calibration"):
+        return True
+    return gate.type == "metric" and gate.max_regression is None and gate.min_improvement is None
+
+
+def _floor_at_champion(gate: Gate, inputs: GateInputs, out: list[GateResult]) -> list[GateResult]:
+    """Failed checks of an absolute gate pass when the champion fails the same check on the
+    same rows and the candidate is not worse (see ``GateInputs.champion_relative_floor``)."""
+    import dataclasses
+
+    if inputs.champion_scores is None:
+        return out
+    as_champion = dataclasses.replace(inputs, candidate_scores=inputs.champion_scores,
+                                      candidate_metrics=dict(inputs.champion_metrics or {}), champion_scores=None,
+                                      champion_metrics=None, champion_relative_floor=False)
+    theirs = _RUNNERS[gate.type](gate, as_champion)
+    by_check = {(h.gate, h.slice if gate.type != "fairness" else ""): h for h in theirs}
+    higher_better = gate.type == "metric"
+    fixed = []
+    for r in out:
+        h = by_check.get((r.gate, r.slice if gate.type != "fairness" else ""))
+        up = higher_better and r.gate.endswith("_min")
+        if (not r.passed and h is not None and not h.passed and not h.skipped and r.observed is not None
+                and h.observed is not None and (r.observed >= h.observed if up else r.observed <= h.observed)):
+            r = dataclasses.replace(r, passed=True, champion=h.observed, delta=r.observed - h.observed,
+                                    reason=f"{r.reason}; the champion fails it too on the same rows "
+                                           f"({h.observed:.4f}): not worse than the model serving now",
+                                    details={**r.details, "champion_fails_too": h.observed})
+        fixed.append(r)
+    return fixed
 
 
 def _gate_name(gate: Gate) -> str:

@@ -713,3 +713,44 @@ def test_measure_latency_ms_counts_the_models_cpu_time_not_the_machines_load():
         hog.join(5)
     assert 1.5 <= busy["p50"] <= 10
     assert waits["p95"] < 5  # 20 ms of waiting per row is not the model's cost
+
+
+def test_an_absolute_gate_the_champion_fails_too_does_not_keep_it_serving():
+    """With ``champion_relative_floor`` (config ``adaptation``) a failed min/max, segment,
+    fairness or calibration check passes when the champion fails it on the same rows and the
+    candidate is not worse; without it, or when the candidate is worse, it fails as before."""
+    import numpy as np
+
+    from retrain_lib.config import Gate
+    from retrain_lib.gates import GateInputs, run_gates
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    noise = rng.normal(0, 1, 2000)
+    candidate = 1 / (1 + np.exp(-(1.0 * (2 * y - 1) + 1.5 * noise)))
+    champion = 1 / (1 + np.exp(-(0.5 * (2 * y - 1) + 1.5 * noise)))  # same noise, weaker signal
+    gates = [Gate(metric="roc_auc", min=0.9)]  # candidate ~0.83, champion ~0.69
+    base = dict(task="classification", y_true=y, candidate_scores=candidate, champion_scores=champion,
+                candidate_metrics={"roc_auc": float(_auc(y, candidate))},
+                champion_metrics={"roc_auc": float(_auc(y, champion))})
+    strict = run_gates(gates, GateInputs(**base))
+    assert not strict[0].passed
+    floored = run_gates(gates, GateInputs(**base, champion_relative_floor=True))[0]
+    assert floored.passed and "the champion fails it too" in floored.reason
+    assert floored.champion == pytest.approx(_auc(y, champion))
+    # the candidate worse than the failing champion: still fails
+    swapped = dict(base, candidate_scores=champion, champion_scores=candidate,
+                   candidate_metrics=base["champion_metrics"], champion_metrics=base["candidate_metrics"])
+    assert not run_gates(gates, GateInputs(**swapped, champion_relative_floor=True))[0].passed
+    # a champion that passes the gate gives no floor
+    good = dict(base, champion_scores=y * 0.9 + 0.05, champion_metrics={"roc_auc": 1.0})
+    assert not run_gates(gates, GateInputs(**good, champion_relative_floor=True))[0].passed
+    # calibration (lower is better) follows the same rule
+    cal = [Gate(type="calibration", metric="ece", max=0.0001)]
+    assert not run_gates(cal, GateInputs(**swapped, champion_relative_floor=False))[0].passed
+
+
+def _auc(y, s):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, s)
