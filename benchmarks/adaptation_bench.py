@@ -36,8 +36,15 @@ same day unless gradual):
   ``[first day, last day + L + 7]``; counted against the true change days only (a request
   for a real change whose retrain gains nothing is a wasted retrain, not a false alarm);
 * ``retrains``: retrains after the first model, any trigger (the backtest's ``retrains``);
-  ``triggered_retrains`` those the monitor asked for; per change, ``triggered_retrains`` in
-  its attribution window ("at most 1 retrain per shift" counts these);
+  ``triggered_retrains`` those the monitor asked for, except follow-ups; per change,
+  ``triggered_retrains`` in its attribution window ("at most 1 retrain per shift" counts
+  these);
+* follow-ups: retrains asked for by the ``follow_up`` trigger alone (a champion that learnt
+  a detected change from a few days of labels, retrained as those days double; see
+  ``retrain_lib.adaptation.follow_up``). They are the policy's response to a change, not
+  requests of their own: neither requests nor false alarms; listed per change
+  (``follow_ups``, up to the next change) and counted (``follow_up_retrains``). A follow-up
+  that brings nothing still counts as a wasted retrain;
 * ``recovery_days``: per change, ``r - first day`` for the first day ``r`` of the change's
   stretch (to the day before the next change, or the end) whose ``SMOOTH_DAYS`` (3) day
   mean of the served model's daily metric is within ``RECOVERY_TOL`` (0.02) of the target
@@ -191,9 +198,15 @@ def _worst(values):
 # -----------------------------------------------------------------------------------------
 
 
+def _follow_up(decision: dict) -> bool:
+    """A retrain asked for only by the follow-up trigger (the regime of a detected change
+    learnt from more days of it)."""
+    return (decision.get("retrain") or {}).get("trigger") == "follow_up"
+
+
 def _requests(decisions: list[dict], first_model: str | None) -> list[str]:
     return [d["day"] for d in decisions
-            if (d.get("action") in ("retrain", "rollback") or d.get("throttled"))
+            if (d.get("action") in ("retrain", "rollback") or d.get("throttled")) and not _follow_up(d)
             and (first_model is None or d["day"] > first_model)]
 
 
@@ -221,7 +234,8 @@ def score_run(data: ScenarioData, summary: dict) -> dict:
     cfg_pol, decisions = summary["policies"]["config"], summary["decisions"]["config"]
     first_model = cfg_pol.get("first_model")
     requests, flags = _requests(decisions, first_model), _flags(decisions, first_model)
-    triggered = [d["day"] for d in decisions if "retrain" in d]
+    triggered = [d["day"] for d in decisions if "retrain" in d and not _follow_up(d)]
+    follow_ups = [d["day"] for d in decisions if _follow_up(d)]
     scheduled = [d["day"] for d in decisions if "scheduled" in d]
     if first_model is not None:
         triggered = [d for d in triggered if d > first_model]
@@ -241,6 +255,7 @@ def score_run(data: ScenarioData, summary: dict) -> dict:
             "recovery_days": rec["days"], "oracle_recovery_days": orec["days"],
             "pre_level": _round(rec["pre"]), "attainable_level": _round(rec["attainable"]),
             "triggered_retrains": sum(in_window(d, window, L) for d in triggered),
+            "follow_ups": [d for d in follow_ups if first.isoformat() <= d <= end],
             "scheduled_retrains": sum(in_window(d, window, L) for d in scheduled),
         })
     alarms = false_alarm_days(requests, data.changes, L)
@@ -250,7 +265,8 @@ def score_run(data: ScenarioData, summary: dict) -> dict:
         "detection_delay_days": _worst(c["detection_delay_days"] for c in changes),
         "flag_delay_days": _worst(c["flag_delay_days"] for c in changes),
         "false_alarms": len(alarms), "false_alarm_days": alarms,
-        "retrains": cfg_pol["retrains"], "triggered_retrains": len(triggered), "scheduled_retrains": len(scheduled),
+        "retrains": cfg_pol["retrains"], "triggered_retrains": len(triggered), "follow_up_retrains": len(follow_ups),
+        "scheduled_retrains": len(scheduled),
         "retrain_days": cfg_pol["retrain_days"],
         "recovery_days": _worst(c["recovery_days"] for c in changes),
         "oracle_recovery_days": _worst(c["oracle_recovery_days"] for c in changes),

@@ -354,6 +354,7 @@ class HealthyLevel:
     se: float
     since: str
     version: str | None = None
+    change_day: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -371,7 +372,7 @@ def healthy_level(records: Iterable[dict], metric: str, before: str | None = Non
             continue
         if d.get("action") == ARMED:
             state = HealthyLevel(metric, float(d["level"]), float(d.get("se") or 0.0), r.get("as_of") or "",
-                                 d.get("version"))
+                                 d.get("version"), d.get("change_day"))
         elif d.get("action") in (RESTORED, ACCEPTED):
             state = None
     return state
@@ -427,7 +428,7 @@ def level_updates(performance: dict | None, healthy: HealthyLevel | None, *, min
     metric = test["metric"]
     if healthy is None and test["significant"]:
         return [{"action": ARMED, "metric": metric, "level": test["baseline"], "se": test["baseline_se"],
-                 "version": champion_version, "live": test["live"],
+                 "version": champion_version, "live": test["live"], "change_day": performance.get("change_day"),
                  "reason": f"drop declared: the healthy level {test['baseline']:.4f} stays the baseline until a "
                            "model gets back to it"}]
     if healthy is not None and test["drop"] <= max(min_effect, test.get("live_se") or 0.0):
@@ -473,3 +474,125 @@ def acceptance(selection: dict | None, *, metric: str, min_rows_after_change: in
     return {"action": ACCEPTED, "metric": metric,
             "reason": f"no gain although a candidate learnt on {after['train_rows']} rows since the change on "
                       f"{selection['change_day']}: the champion's level is the new healthy level"}
+
+
+# -----------------------------------------------------------------------------------------
+# The regime a champion learnt, and follow-up retrains while its data grows
+# -----------------------------------------------------------------------------------------
+
+CHANGE_TAG, LABELLED_UNTIL_TAG = "adaptation.change_day", "adaptation.labelled_until"
+
+
+def regime_change(tags: dict, window_start: dt.date) -> str | None:
+    """The change day a champion was trained after (its ``adaptation.change_day`` tag) while
+    that day is still inside the training window starting ``window_start``: the regime its
+    successors must keep learning from. A champion trained after the change shows no change
+    in its own daily metric, so without this a retrain would fall back to a window that is
+    still mostly pre-change."""
+    change = tags.get(CHANGE_TAG)
+    if not change or change == "none":
+        return None
+    return change if dt.date.fromisoformat(change) >= window_start else None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A champion trained on a few days of labels since a change, and the matured days now."""
+
+    change_day: str
+    trained_days: int
+    matured_days: int
+    training_days: int
+    due: bool
+
+    def explain(self) -> str:
+        return (f"follow-up: the champion learnt the regime since the change on {self.change_day} from "
+                f"{self.trained_days} day(s) of labels; {self.matured_days} have matured (a retrain each time they "
+                f"double, until they fill the {self.training_days}-day training window)")
+
+
+def follow_up(tags: dict, as_of: dt.date, *, label_delay_days: int, training_days: int) -> FollowUp | None:
+    """Whether a champion trained after a change (tags ``adaptation.change_day`` and
+    ``adaptation.labelled_until``, the last labelled day it saw) is due for a follow-up
+    retrain on ``as_of``: the matured days since the change (up to ``as_of - label_delay``)
+    are at least twice the days it learnt from, and those did not yet fill the training
+    window. A model fitted on one day after a change is far from what two weeks of the new
+    regime allow; doubling bounds the follow-ups to about log2(training_days) per change.
+    ``None`` when the champion was not trained after a change."""
+    change, until = tags.get(CHANGE_TAG), tags.get(LABELLED_UNTIL_TAG)
+    if not change or change == "none" or not until:
+        return None
+    first = dt.date.fromisoformat(change)
+    trained = (dt.date.fromisoformat(until) - first).days + 1
+    matured = (as_of - dt.timedelta(days=label_delay_days) - first).days + 1
+    if trained < 1 or trained >= training_days:
+        return None
+    return FollowUp(change, trained, matured, training_days, matured >= 2 * trained)
+
+
+def extends_regime(tags: dict, selection: dict | None) -> bool:
+    """Whether a candidate (its ``selection``) learnt the same regime as the champion (same
+    change day) from more matured days than the champion did: a follow-up. Such a candidate
+    is not held to ``require_gain`` (the champion saw the rows its competitor was held out
+    from, so a gain cannot be shown on them yet is expected from the larger sample); the
+    gates still keep a worse one out."""
+    change, until = tags.get(CHANGE_TAG), tags.get(LABELLED_UNTIL_TAG)
+    if not selection or not change or change == "none" or not until:
+        return False
+    window = selection.get("selection_window") or [None, None]
+    return selection.get("change_day") == change and bool(window[1]) and window[1] > until
+
+
+def regime_learnt(tags: dict, training_days: int, change_day: str | None = None) -> bool:
+    """Whether a champion learnt from a full training window after a change: its own change
+    tag says so, or its training data (tag ``data.start``) begin on or after ``change_day``
+    (the change its healthy level was armed for)."""
+    change, until = tags.get(CHANGE_TAG), tags.get(LABELLED_UNTIL_TAG)
+    if change and change != "none" and until and \
+            (dt.date.fromisoformat(until) - dt.date.fromisoformat(change)).days + 1 >= training_days:
+        return True
+    start = tags.get("data.start")
+    return bool(change_day and start and start >= change_day)
+
+
+@dataclass(frozen=True)
+class ShiftCheck:
+    """Inputs shifted (drift recorded, reference rebased) while the champion kept its level:
+    once ``wait_days`` of labels since the shift have matured, one retrain asks whether they
+    allow a better model (the gain test decides); after it, the shift is settled."""
+
+    shift_day: str
+    matured_days: int
+    wait_days: int
+    due: bool
+
+    def explain(self) -> str:
+        return (f"covariate shift from {self.shift_day}: {self.matured_days} day(s) of its labels have matured "
+                f"(>= {self.wait_days}); one retrain on them, promoted only with a gain")
+
+
+def shift_day(records: Iterable[dict], champion_version: str | None) -> str | None:
+    """The first day of the earliest drift window rebased for this champion version (the day
+    its inputs shifted), or ``None``."""
+    days = [(r.get("details") or {}).get("window", [None])[0] for r in records
+            if r.get("event") == REBASE_EVENT and str((r.get("details") or {}).get("champion_version")) ==
+            str(champion_version)]
+    days = [d for d in days if d]
+    return min(days) if days else None
+
+
+def shift_check(records: Iterable[dict], champion_version: str | None, as_of: dt.date, *, label_delay_days: int,
+                wait_days: int) -> ShiftCheck | None:
+    """``None`` unless this champion's inputs shifted and no retrain ran since (a ``gates``
+    record after the first rebase settles it)."""
+    records = list(records)
+    first = shift_day(records, champion_version)
+    if first is None:
+        return None
+    rebased_on = min(r.get("as_of") or "" for r in records if r.get("event") == REBASE_EVENT
+                     and str((r.get("details") or {}).get("champion_version")) == str(champion_version))
+    if any(r.get("event") == "gates" and (r.get("as_of") or "") >= rebased_on and (r.get("as_of") or "") <
+           as_of.isoformat() for r in records):
+        return None
+    matured = (as_of - dt.timedelta(days=label_delay_days) - dt.date.fromisoformat(first)).days + 1
+    return ShiftCheck(first, matured, wait_days, matured >= wait_days)

@@ -437,6 +437,11 @@ class _Replay:
         tags.update({f"metric.{k}": repr(v) for k, v in art.metrics.items()})
         tags.update({f"metric_se.{k}": repr(v) for k, v in art.metric_se.items()})
         tags.update({f"importance.{k}": repr(v) for k, v in art.importances.items()})
+        if art.selection is not None:
+            from retrain_lib.adaptation import CHANGE_TAG, LABELLED_UNTIL_TAG
+
+            tags.update({CHANGE_TAG: art.selection.get("change_day") or "none",
+                         LABELLED_UNTIL_TAG: art.selection["selection_window"][1]})
         version = Version(str(self.counter), art.key, tags)
         self.models[_uri(self.cfg, version)] = art.pipeline
         return version
@@ -457,6 +462,7 @@ class _Replay:
             reference_window,
             retrain_requests_within,
             rollback_facts,
+            shift_facts,
         )
 
         cfg, ctx, champion = self.cfg, self.ctx, self.champion
@@ -483,9 +489,9 @@ class _Replay:
         rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
         decision = decide(cfg, as_of=day, champion=champion, drift=drift, performance=performance,
                           new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=None,
-                          backoff=backoff)
+                          backoff=backoff, shift=shift_facts(cfg, self.records, champion, day))
         record_adaptation(self._record, cfg, day.isoformat(), "backtest", decision, performance, healthy,
-                          champion.version)
+                          champion.version, champion.tags)
         self.records.append({"event": "monitor", "as_of": day.isoformat(),
                              "details": {"action": decision["action"]}})
         return decision
@@ -505,6 +511,7 @@ class _Replay:
             REJECTED,
             _json_safe,
             gate_inputs,
+            is_follow_up,
             promotion_outcome,
             record_no_gain_acceptance,
             training_rows,
@@ -553,7 +560,9 @@ class _Replay:
             results = run_gates(cfg.gates, inputs)
             passed = all_passed(results) and bool(results or not cfg.gates)
             event["failed_gates"] = [r.reason for r in results if not r.passed]
-            outcome, gain = promotion_outcome(cfg, passed, inputs)
+            follow = is_follow_up(cfg, self.champion.tags if self.champion else None, art.selection)
+            outcome, gain = promotion_outcome(cfg, passed, inputs, follow_up=follow)
+            event["follow_up"] = follow
             if gain is not None:
                 event["gain"] = gain.explain()
         for key in ("model_uri", "selection_model_uri"):
@@ -574,17 +583,22 @@ class _Replay:
         """The change day of the champion's matured daily metric in the training window."""
         if self.champion is None:
             return None
+        from retrain_lib.adaptation import regime_change, shift_day
         from retrain_lib.candidates import estimate_change
         from retrain_lib.data import load_window
         from retrain_lib.lifecycle import training_window
 
         start, end = training_window(self.cfg, day)
+        # As the retrain DAG does (lifecycle.train_candidate): the champion's regime first.
+        regime = regime_change(self.champion.tags, start)
+        if regime is not None:
+            return regime
         try:
             window = load_window(self.cfg, self.settings, start, end, as_of=day)
         except DataError:
             return None
         return estimate_change(self.cfg, window.labelled, self.models[_uri(self.cfg, self.champion)],
-                               self.champion.tags.get("data.end"))
+                               self.champion.tags.get("data.end")) or shift_day(self.records, self.champion.version)
 
     def rollback(self, day: dt.date, decision: dict) -> dict:
         event = {"day": day.isoformat(), "from": self._key(self.champion), "to": self._key(self.previous),

@@ -496,6 +496,17 @@ class Adaptation(_Strict):
     backoff: bool = Field(
         default=True, description="Double the wait after each retrain that was not deployed (no gain, rejected).",
     )
+    shift_label_days: int | None = Field(
+        default=7, ge=1, le=365,
+        description=("After a covariate shift the champion survived: once this many days of labels since the shift "
+                     "have matured, one retrain asks whether they allow a better model. null = never."),
+    )
+    follow_up: bool = Field(
+        default=True,
+        description=("After a retrain that learnt a change from a few days of labels: retrain again each time the "
+                     "matured days since the change double, until they fill the training window or a retrain "
+                     "brings no gain."),
+    )
 
 
 class Gate(_Strict):

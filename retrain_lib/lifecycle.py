@@ -573,7 +573,7 @@ def _segment_text(segments: list[dict], metric: str) -> str:
 
 def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, performance: dict | None,
            new_labels: dict | None = None, recent_retrains: list[str] | None = None,
-           rollback: dict | None = None, serving: dict | None = None, backoff=None) -> dict:
+           rollback: dict | None = None, serving: dict | None = None, backoff=None, shift=None) -> dict:
     """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
     decision.
 
@@ -643,6 +643,7 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         elif fired:
             reasons.append(text)
     perf_cfg = cfg.performance
+    armed_reason = None
     if performance and perf_cfg is not None:
         levels = dict(max_drop=perf_cfg.max_drop, warn_drop=perf_cfg.warn_drop, critical_drop=perf_cfg.critical_drop)
         metric = performance["metric"]
@@ -670,6 +671,8 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
                 **({"test": test, "change_day": performance.get("change_day")} if test is not None else {})}))
             if critical:
                 reasons.append(f"performance: {text}")
+                if source.startswith("healthy level"):
+                    armed_reason = reasons[-1]
             elif a.level == "warn" or (test is not None and a.level != "ok"):
                 notes.append(f"performance warning (no retrain by itself): {text}")
             flagged = []
@@ -721,6 +724,33 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         signals.append(_signal("age", age >= limit, age, limit, {"trained_as_of": trained}))
         if age >= limit:
             reasons.append(f"champion is {age} days old (>= max_days_without_retrain {limit})")
+    if cfg.adaptation is not None and cfg.adaptation.follow_up:
+        from retrain_lib.adaptation import follow_up
+
+        due = follow_up(champion.tags, as_of, label_delay_days=cfg.data.label_delay_days,
+                        training_days=cfg.windows.training_days)
+        if due is not None:
+            # A retrain since this champion's deployment that brought no model ends its follow-ups.
+            stopped = backoff is not None and backoff.not_deployed > 0
+            signals.append(_signal("follow_up", due.due and not stopped, due.matured_days, 2 * due.trained_days,
+                                   {"change_day": due.change_day, "trained_days": due.trained_days,
+                                    "stopped_by_no_gain": stopped}))
+            if not stopped and armed_reason in reasons:
+                # Below the level before the change, but the regime was learnt and more of it is
+                # coming: the follow-ups retrain when the days since the change have doubled.
+                reasons.remove(armed_reason)
+                notes.append(armed_reason + ("" if due.due else f"; waiting for the follow-up at "
+                                             f"{2 * due.trained_days} matured day(s) since the change"))
+                for sig in signals:
+                    if sig["signal"] == "performance":
+                        sig.update(triggered=False, detail={**(sig.get("detail") or {}), "deferred_to_follow_up": True})
+            if due.due and not stopped:
+                reasons.append(due.explain())
+    if shift is not None:
+        signals.append(_signal("shift_labels", shift.due, shift.matured_days, shift.wait_days,
+                               {"shift_day": shift.shift_day}))
+        if shift.due:
+            reasons.append(shift.explain())
     extra = {"rebase": rebase} if rebase else {}
     if performance and performance.get("change_day"):
         extra["change_day"] = performance["change_day"]
@@ -829,9 +859,9 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     serving = _json_safe(serving_facts(ctx, champion, as_of, previous=previous))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
                       new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving,
-                      backoff=backoff)
+                      backoff=backoff, shift=shift_facts(cfg, records, champion, as_of))
     record_adaptation(ctx.record, cfg, as_of.isoformat(), actor, decision, performance, healthy,
-                      _str(champion.version) if champion else None)
+                      _str(champion.version) if champion else None, champion.tags if champion else None)
     pred = (drift_summary or {}).get("prediction")
     if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
         decision["signals"] = [*decision.get("signals", []), {
@@ -895,18 +925,40 @@ def adaptation_state(ctx: ModelContext, champion, as_of: dt.date, records=None):
     return records, healthy, wait
 
 
+def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
+    """The pending covariate-shift check of the champion (``adaptation.shift_label_days``)."""
+    spec = cfg.adaptation
+    if spec is None or spec.shift_label_days is None or champion is None or not records:
+        return None
+    from retrain_lib.adaptation import shift_check
+
+    return shift_check(records, _str(champion.version), as_of, label_delay_days=cfg.data.label_delay_days,
+                       wait_days=spec.shift_label_days)
+
+
 def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision: dict, performance: dict | None,
-                      healthy, champion_version: str | None) -> list[dict]:
+                      healthy, champion_version: str | None, champion_tags: dict | None = None) -> list[dict]:
     """Write what a monitor check changed in the adaptation state through ``record(event,
-    as_of, actor, details)``: the healthy level armed or restored, the drift reference rebased."""
+    as_of, actor, details)``: the healthy level armed, restored, or accepted once the champion
+    learnt from a full window since the change; the drift reference rebased."""
     if cfg.adaptation is None:
         return []
-    from retrain_lib.adaptation import LEVEL_EVENT, REBASE_EVENT, level_updates
+    from retrain_lib.adaptation import ACCEPTED, CHANGE_TAG, LEVEL_EVENT, REBASE_EVENT, level_updates
 
     out = []
     if cfg.performance is not None:
-        for details in level_updates(performance, healthy, min_effect=cfg.performance.min_effect,
-                                     champion_version=champion_version):
+        updates = level_updates(performance, healthy, min_effect=cfg.performance.min_effect,
+                                champion_version=champion_version)
+        if healthy is not None and not updates and champion_tags is not None:
+            from retrain_lib.adaptation import regime_learnt
+
+            if regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day):
+                change = champion_tags.get(CHANGE_TAG)
+                change = change if change and change != "none" else healthy.change_day
+                updates = [{"action": ACCEPTED, "metric": healthy.metric, "version": champion_version,
+                            "reason": f"the champion learnt from a full {cfg.windows.training_days}-day window since "
+                                      f"the change on {change}: its level is the new healthy level"}]
+        for details in updates:
             out.append(record(LEVEL_EVENT, as_of, actor, details))
     if decision.get("rebase"):
         out.append(record(REBASE_EVENT, as_of, actor, {**decision["rebase"],
@@ -1278,8 +1330,14 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         champion = ctx.champion()
         change = snap.get("change_day")
         if change is None and champion is not None:
-            change = estimate_change(cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
-                                     champion.tags.get("data.end"))
+            from retrain_lib.adaptation import regime_change, shift_day
+
+            # The regime the champion learnt comes first: the champion's own series after its
+            # training shows no change, and a noisy one must not cut the rows since the change.
+            change = regime_change(champion.tags, _day(snap["start"])) or estimate_change(
+                cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
+                champion.tags.get("data.end")) or shift_day(audit.read_ledger(ctx.settings, ctx.name),
+                                                            _str(champion.version))
         chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change,
                                   allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
                                   init_model=init_model, init_model_ref=parent_uri, timeout_s=timeout)
@@ -1444,12 +1502,15 @@ def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
         latency_ms=measure_latency_ms(served, X, task=cfg.task, n=100, seed=cfg.training.seed) if needs_latency
         else None,
         target=cfg.features.target, features=list(cfg.features.all), seed=cfg.training.seed,
+        champion_relative_floor=cfg.adaptation is not None,
     )
 
 
 def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settings | None = None,
-                as_of: str | None = None, actor: str = "cli", snap: dict | None = None) -> dict[str, Any]:
+                as_of: str | None = None, actor: str = "cli", snap: dict | None = None,
+                require_gain: bool | None = None) -> dict[str, Any]:
     """Every configured gate on the candidate (see :mod:`retrain_lib.gates`); fails closed.
+    ``require_gain`` overrides ``adaptation.require_gain`` for this retrain (a person's run).
 
     With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
     latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
@@ -1468,8 +1529,12 @@ def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settin
             results = [GateResult("inputs", "", None, None, None, None, False,
                                   f"gate inputs could not be built: {exc}")]
     passed = all_passed(results) and bool(results or not ctx.cfg.gates)
-    outcome, gain = promotion_outcome(ctx.cfg, passed, inputs)
-    payload = {"passed": outcome == PROMOTE, "gates_passed": passed, "outcome": outcome,
+    champion = ctx.champion() if evaluation.get("champion_version") else None
+    follow = is_follow_up(ctx.cfg, champion.tags if champion is not None and
+                          str(champion.version) == str(evaluation["champion_version"]) else None,
+                          trained.get("selection"))
+    outcome, gain = promotion_outcome(ctx.cfg, passed, inputs, follow_up=follow, require_gain=require_gain)
+    payload = {"follow_up": follow, "passed": outcome == PROMOTE, "gates_passed": passed, "outcome": outcome,
                "gain": gain.to_dict() if gain is not None else None,
                "results": [r.to_dict() for r in results],
                "failed": [r.to_dict() for r in results if not r.passed],
@@ -1479,6 +1544,7 @@ def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settin
     ctx.mlflow()
     ctx.client.log_dict(trained["run_id"], _json_safe(payload), "gates/results.json")
     ctx.record("gates", as_of, actor, {"run_id": trained["run_id"], "passed": passed, "outcome": outcome,
+                                       "follow_up": follow,
                                        "gain": gain.explain() if gain is not None else None,
                                        "failed": [r.reason for r in results if not r.passed],
                                        "champion_version": evaluation["champion_version"]})
@@ -1488,10 +1554,12 @@ def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settin
 PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
 
 
-def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs) -> tuple[str, Any]:
+def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False,
+                      require_gain: bool | None = None) -> tuple[str, Any]:
     """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
     ``adaptation.require_gain`` and the candidate is not better than the champion beyond
-    noise on the gates' rows; else ``promote``."""
+    noise on the gates' rows, unless it is a ``follow_up`` (it learnt the champion's regime
+    from more days: :func:`retrain_lib.adaptation.extends_regime`); else ``promote``."""
     if not gates_passed:
         return REJECTED, None
     if inputs is None or cfg.adaptation is None:
@@ -1499,9 +1567,19 @@ def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs) -> tuple[str
     from retrain_lib.candidates import gain
 
     result = gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
-    if result is None:
-        return PROMOTE, None
+    required = cfg.adaptation.require_gain if require_gain is None else require_gain
+    if result is None or follow_up or not required:
+        return PROMOTE, result
     return (PROMOTE if result.significant else NO_GAIN), result
+
+
+def is_follow_up(cfg: ModelConfig, champion_tags: dict | None, selection: dict | None) -> bool:
+    """Whether a candidate extends its champion's regime (see :func:`promotion_outcome`)."""
+    if cfg.adaptation is None or not cfg.adaptation.follow_up or not champion_tags:
+        return False
+    from retrain_lib.adaptation import extends_regime
+
+    return extends_regime(champion_tags, selection)
 
 
 def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, *,
@@ -1533,6 +1611,7 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
     if trained.get("selection"):
         tags["adaptation.chosen"] = trained["selection"]["chosen"]
         tags["adaptation.change_day"] = trained["selection"].get("change_day") or "none"
+        tags["adaptation.labelled_until"] = trained["selection"]["selection_window"][1]
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
     tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})

@@ -240,6 +240,10 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         "deploy_mode": Param(cfg.deploy.mode, enum=["direct", "shadow", "canary"],
                              description="direct: promote; shadow/canary: make it the challenger and start the "
                                          "rollout DAG (deploy.mode of the config by default)"),
+        "require_gain": Param(None, type=["null", "boolean"],
+                              description="null: adaptation.require_gain of the config; false: promote a candidate "
+                                          "that passes the gates without a proven gain (e.g. to let a canary judge "
+                                          "it on live traffic)"),
     }, cfg_dir) as dag:
 
         def actor(context) -> str:
@@ -285,7 +289,8 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             from retrain_lib.lifecycle import check_gates as gates_fn
 
             res = _fail_fast(gates_fn, name, evaluation, trained, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
-                             actor=actor(context), snap=snap)
+                             actor=actor(context), snap=snap,
+                             require_gain=(context.get("params") or {}).get("require_gain"))
             for r in res["results"]:
                 log.info("%s gate %s: %s", "PASS" if r["passed"] else "FAIL", r["gate"], r["reason"])
             return res

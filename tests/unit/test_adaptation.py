@@ -188,3 +188,81 @@ def test_acceptance_needs_plenty_of_rows_since_the_change():
     # a champion flat since its own training (trained after the change) is accepted too
     assert acceptance({**sel, "change_day": None}, metric="roc_auc", min_rows_after_change=200)["action"] == ACCEPTED
     assert acceptance(None, metric="roc_auc", min_rows_after_change=200) is None
+
+
+# -----------------------------------------------------------------------------------------
+# The regime a champion learnt; follow-ups while its days since the change double
+# -----------------------------------------------------------------------------------------
+
+from retrain_lib.adaptation import (  # noqa: E402 - grouped with the tests that use them
+    CHANGE_TAG,
+    LABELLED_UNTIL_TAG,
+    extends_regime,
+    follow_up,
+    regime_change,
+    regime_learnt,
+)
+
+
+def _tags(change="2026-02-09", until="2026-02-09", start="2026-01-29"):
+    return {CHANGE_TAG: change, LABELLED_UNTIL_TAG: until, "data.start": start}
+
+
+def test_regime_change_lasts_while_the_change_is_inside_the_training_window():
+    assert regime_change(_tags(), dt.date(2026, 1, 30)) == "2026-02-09"
+    assert regime_change(_tags(), dt.date(2026, 2, 9)) == "2026-02-09"
+    assert regime_change(_tags(), dt.date(2026, 2, 10)) is None  # the whole window is after the change
+    assert regime_change(_tags(change="none"), dt.date(2026, 1, 30)) is None
+    assert regime_change({}, dt.date(2026, 1, 30)) is None
+
+
+def test_follow_ups_come_when_the_matured_days_since_the_change_double():
+    # trained on 1 day of labels since 02-09; labels are 3 days late
+    one = _tags(until="2026-02-09")
+    assert not follow_up(one, dt.date(2026, 2, 12), label_delay_days=3, training_days=14).due  # 1 matured day
+    due = follow_up(one, dt.date(2026, 2, 13), label_delay_days=3, training_days=14)
+    assert (due.trained_days, due.matured_days, due.due) == (1, 2, True)
+    four = _tags(until="2026-02-12")
+    assert not follow_up(four, dt.date(2026, 2, 18), label_delay_days=3, training_days=14).due  # 7 < 8
+    assert follow_up(four, dt.date(2026, 2, 19), label_delay_days=3, training_days=14).due  # 8 = 2 x 4
+    # a champion that learnt a full window of the new regime needs no follow-up
+    assert follow_up(_tags(until="2026-02-22"), dt.date(2026, 3, 30), label_delay_days=3, training_days=14) is None
+    # nor one trained without a change
+    assert follow_up(_tags(change="none"), dt.date(2026, 3, 30), label_delay_days=3, training_days=14) is None
+    assert "2 day(s)" in due.explain() or "1 day(s)" in due.explain()
+
+
+def test_extends_regime_needs_the_same_change_and_newer_labels():
+    tags = _tags(until="2026-02-10")
+    newer = {"change_day": "2026-02-09", "selection_window": ["2026-02-11", "2026-02-12"]}
+    assert extends_regime(tags, newer)
+    assert not extends_regime(tags, {**newer, "change_day": "2026-02-11"})  # another change: a new regime
+    assert not extends_regime(tags, {**newer, "selection_window": ["2026-02-09", "2026-02-10"]})  # nothing new
+    assert not extends_regime(_tags(change="none"), newer)
+    assert not extends_regime(tags, None)
+
+
+def test_regime_learnt_from_its_own_tags_or_the_armed_change():
+    assert regime_learnt(_tags(until="2026-02-22"), 14)  # 14 days since 02-09
+    assert not regime_learnt(_tags(until="2026-02-21"), 14)
+    # tagged "none" (its window began after the change), but trained only on rows since it
+    later = _tags(change="none", until="2026-02-26", start="2026-02-13")
+    assert regime_learnt(later, 14, change_day="2026-02-09")
+    assert not regime_learnt(later, 14, change_day="2026-02-20")
+    assert not regime_learnt(later, 14)
+
+
+def test_a_covariate_shift_gets_one_retrain_once_its_labels_have_matured():
+    from retrain_lib.adaptation import shift_check
+
+    rebase = _rec("drift_rebased", "2026-03-06", window=["2026-03-04", "2026-03-06"], champion_version="2")
+    early = shift_check([rebase], "2", dt.date(2026, 3, 12), label_delay_days=3, wait_days=7)
+    assert (early.shift_day, early.matured_days, early.due) == ("2026-03-04", 6, False)
+    due = shift_check([rebase], "2", dt.date(2026, 3, 13), label_delay_days=3, wait_days=7)
+    assert due.due and "2026-03-04" in due.explain()
+    # another champion's shift is not this one's
+    assert shift_check([rebase], "3", dt.date(2026, 3, 13), label_delay_days=3, wait_days=7) is None
+    # a retrain since the shift (any outcome) settles it
+    settled = [rebase, _rec("gates", "2026-03-13", outcome="no_gain")]
+    assert shift_check(settled, "2", dt.date(2026, 3, 14), label_delay_days=3, wait_days=7) is None
+    assert shift_check(settled, "2", dt.date(2026, 3, 13), label_delay_days=3, wait_days=7).due  # same day: not yet

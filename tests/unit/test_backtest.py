@@ -32,6 +32,12 @@ def small_config(tmp: Path, *, label_delay: int = 2, training_days: int = 7, **d
     raw["windows"]["training_days"] = training_days
     raw["data"]["label_delay_days"] = label_delay
     raw.pop("validation", None)
+    # The replay's mechanics are checked on the fixed-threshold policy (drift retrains, a fixed
+    # max_drop, a weekly floor); the adaptation policy has its own tests (test_adaptation*.py).
+    raw.pop("adaptation", None)
+    raw["schedule"].update(retrain_floor="0 3 * * 0", min_retrain_interval_days=2)
+    raw["performance"] = {"metric": "roc_auc", "max_drop": 0.05, "min_labels": 300}
+    raw["drift"].update(threshold=0.2, features={"income": {"method": "ks", "threshold": 0.001}})
     raw["drift"].update(drift)
     path = tmp / "configs" / "credit_default.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain_lib.config import ModelConfig
+from retrain_lib.config import Adaptation, ModelConfig
 from retrain_lib.lifecycle import HEALTHY, RETRAIN, decide
 
 AS_OF = dt.date(2026, 2, 10)
@@ -290,3 +290,54 @@ def test_live_serving_within_limits_or_unjudgeable_does_not_roll_back(facts):
                serving=facts)
     assert d["action"] == HEALTHY
     assert signal(d, "serving")["triggered"] is (bool(facts["previous"] is None))
+
+
+def _adaptive_cfg() -> ModelConfig:
+    cfg = make_cfg({"false_alarm_rate": 0.001, "min_effect": 0.02}, {"min_retrain_interval_days": 1})
+    return cfg.model_copy(update={"adaptation": Adaptation()})
+
+
+def _armed_perf(live: float = 0.74) -> dict:
+    test = {"metric": "roc_auc", "live": live, "baseline": 0.83, "drop": 0.83 - live, "live_se": 0.01,
+            "baseline_se": 0.004, "z": 8.0, "z_limit": 3.09, "rows": 2000, "false_alarm_rate": 0.001,
+            "min_effect": 0.02, "significant": True}
+    return {"metric": "roc_auc", "live": live, "baseline": 0.83, "labels": 2000, "segments": [],
+            "baseline_source": "healthy level (armed 2026-02-12)", "test": test}
+
+
+def _regime_champion(until: str):
+    return SimpleNamespace(version="4", tags={"trained_as_of": "2026-02-13", "data.end": "2026-02-12",
+                                              "adaptation.change_day": "2026-02-09",
+                                              "adaptation.labelled_until": until})
+
+
+def test_follow_up_retrains_when_the_days_since_the_change_have_doubled():
+    cfg = _adaptive_cfg()
+    # learnt from 2 days (02-09, 02-10); on 02-15 the labels of 02-09..02-12 (4 days) have matured
+    d = decide(cfg, as_of=dt.date(2026, 2, 15), champion=_regime_champion("2026-02-10"), drift=None,
+               performance=_armed_perf())
+    assert d["action"] == RETRAIN and signal(d, "follow_up")["triggered"]
+    # the armed level's drop is the follow-up's business, not a trigger of its own
+    assert not signal(d, "performance")["triggered"]
+    assert any(r.startswith("follow-up:") for r in d["reasons"])
+
+
+def test_an_armed_drop_waits_for_the_next_follow_up():
+    d = decide(_adaptive_cfg(), as_of=dt.date(2026, 2, 14), champion=_regime_champion("2026-02-10"), drift=None,
+               performance=_armed_perf())
+    assert d["action"] == HEALTHY and not d["throttled"]
+    assert any("waiting for the follow-up at 4 matured day(s)" in r for r in d["reasons"])
+    # without a regime (a champion not trained after a change) the armed drop retrains
+    plain = SimpleNamespace(version="4", tags={"trained_as_of": "2026-02-01", "data.end": "2026-02-01"})
+    assert decide(_adaptive_cfg(), as_of=dt.date(2026, 2, 14), champion=plain, drift=None,
+                  performance=_armed_perf())["action"] == RETRAIN
+
+
+def test_a_retrain_without_a_model_since_the_deployment_ends_the_follow_ups():
+    from retrain_lib.adaptation import Backoff
+
+    missed = Backoff(1, "2026-02-15", 1, False, ["2026-02-15"])
+    d = decide(_adaptive_cfg(), as_of=dt.date(2026, 2, 17), champion=_regime_champion("2026-02-10"), drift=None,
+               performance=None, backoff=missed)
+    assert d["action"] == HEALTHY
+    assert signal(d, "follow_up")["detail"]["stopped_by_no_gain"]
