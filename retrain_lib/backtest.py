@@ -56,6 +56,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrain_lib.adaptation_steps import (
+    NO_GAIN,
+    PROMOTE,
+    REJECTED,
+    adaptation_state,
+    is_follow_up,
+    promotion_outcome,
+    record_adaptation,
+    record_no_gain_acceptance,
+    regime_tags,
+    shift_facts,
+    training_change,
+)
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import ConfigError, DataError
 
@@ -437,11 +450,7 @@ class _Replay:
         tags.update({f"metric.{k}": repr(v) for k, v in art.metrics.items()})
         tags.update({f"metric_se.{k}": repr(v) for k, v in art.metric_se.items()})
         tags.update({f"importance.{k}": repr(v) for k, v in art.importances.items()})
-        if art.selection is not None:
-            from retrain_lib.adaptation import CHANGE_TAG, LABELLED_UNTIL_TAG
-
-            tags.update({CHANGE_TAG: art.selection.get("change_day") or "none",
-                         LABELLED_UNTIL_TAG: art.selection["selection_window"][1]})
+        tags.update(regime_tags(art.selection))
         version = Version(str(self.counter), art.key, tags)
         self.models[_uri(self.cfg, version)] = art.pipeline
         return version
@@ -452,17 +461,14 @@ class _Replay:
         from retrain_lib.data import day_range, load_window
         from retrain_lib.lifecycle import (
             _json_safe,
-            adaptation_state,
             champion_performance,
             decide,
             drift_facts,
             importance_weights,
             new_labels_since_training,
-            record_adaptation,
             reference_window,
             retrain_requests_within,
             rollback_facts,
-            shift_facts,
         )
 
         cfg, ctx, champion = self.cfg, self.ctx, self.champion
@@ -505,17 +511,7 @@ class _Replay:
     # The retrain path: snapshot + validation + training (cached), evaluation, gates, promotion.
     def retrain(self, day: dt.date, trigger: str, reasons: list[str]) -> dict:
         from retrain_lib.gates import all_passed, run_gates
-        from retrain_lib.lifecycle import (
-            NO_GAIN,
-            PROMOTE,
-            REJECTED,
-            _json_safe,
-            gate_inputs,
-            is_follow_up,
-            promotion_outcome,
-            record_no_gain_acceptance,
-            training_rows,
-        )
+        from retrain_lib.lifecycle import _json_safe, gate_inputs, training_rows
         from retrain_lib.metrics import evaluate
         from retrain_lib.training import xy
 
@@ -583,22 +579,22 @@ class _Replay:
         """The change day of the champion's matured daily metric in the training window."""
         if self.champion is None:
             return None
-        from retrain_lib.adaptation import regime_change, shift_day
         from retrain_lib.candidates import estimate_change
         from retrain_lib.data import load_window
         from retrain_lib.lifecycle import training_window
 
         start, end = training_window(self.cfg, day)
-        # As the retrain DAG does (lifecycle.train_candidate): the champion's regime first.
-        regime = regime_change(self.champion.tags, start)
-        if regime is not None:
-            return regime
-        try:
-            window = load_window(self.cfg, self.settings, start, end, as_of=day)
-        except DataError:
-            return None
-        return estimate_change(self.cfg, window.labelled, self.models[_uri(self.cfg, self.champion)],
-                               self.champion.tags.get("data.end")) or shift_day(self.records, self.champion.version)
+
+        def estimate() -> str | None:
+            try:
+                window = load_window(self.cfg, self.settings, start, end, as_of=day)
+            except DataError:
+                return None
+            return estimate_change(self.cfg, window.labelled, self.models[_uri(self.cfg, self.champion)],
+                                   self.champion.tags.get("data.end"))
+
+        # As the retrain DAG does (lifecycle.train_candidate).
+        return training_change(self.champion.tags, start, estimate, lambda: self.records, self.champion.version)
 
     def rollback(self, day: dt.date, decision: dict) -> dict:
         event = {"day": day.isoformat(), "from": self._key(self.champion), "to": self._key(self.previous),

@@ -22,6 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from retrain_lib import audit, registry
+from retrain_lib.adaptation_steps import (
+    NO_GAIN,
+    PROMOTE,
+    REJECTED,
+    adaptation_state,
+    is_follow_up,
+    promotion_outcome,
+    record_adaptation,
+    record_no_gain_acceptance,
+    regime_tags,
+    shift_facts,
+    test_drop,
+    training_change,
+)
 from retrain_lib.config import ModelConfig, load_model_config
 from retrain_lib.data import Window, available_days, day_range, load_window
 from retrain_lib.errors import ConfigError, DataError, RegistryError, StaleChampionError
@@ -269,7 +283,7 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: W
                 result["segments"].append({"segment": column, "value": value, "rows": seg["rows"],
                                            "live": seg["value"], "baseline": base})
     if perf.false_alarm_rate is not None:
-        _test_drop(ctx, result, y, scores, now, before, daily, healthy, champion)
+        test_drop(cfg, result, y, scores, now, before, daily, healthy, champion.tags)
     levels = dict(max_drop=perf.max_drop, warn_drop=perf.warn_drop, critical_drop=perf.critical_drop)
     overall = assess_drop(live, result["baseline"], perf.metric, **levels)
     result.update(live=live, drop=overall.drop, relative_drop=overall.relative_drop, level=overall.level,
@@ -281,47 +295,6 @@ def champion_performance(ctx: ModelContext, champion, as_of: dt.date, current: W
         seg.update(drop=a.drop, relative_drop=a.relative_drop,
                    level=a.level if seg["rows"] >= perf.min_segment_labels else "ok")
     return result
-
-
-def _test_drop(ctx: ModelContext, result: dict, y, scores, now, before, daily: dict[str, float], healthy,
-               champion) -> None:
-    """The drop as a test (``result['test']``), against the better of the champion's baseline
-    and the armed healthy level; with a significant drop, the estimated ``change_day``."""
-    import numpy as np
-
-    from retrain_lib.adaptation import bootstrap_se, change_day, drop_test
-    from retrain_lib.metrics import greater_is_better
-    from retrain_lib.performance import daily_metrics, metric_value
-
-    cfg, perf = ctx.cfg, ctx.cfg.performance
-    live = metric_value(y, scores, perf.metric, cfg.task)
-    live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
-    baseline = result["baseline"]
-    if result["baseline_source"] == "rolling" and len(daily) > 1:
-        values = np.array(list(daily.values()), dtype=float)
-        baseline_se = float(values.std(ddof=1) / math.sqrt(len(values)))
-    else:
-        tagged = champion.tags.get(f"metric_se.{perf.metric}")
-        baseline_se = float(tagged) if tagged not in (None, "") else live_se
-    up = greater_is_better(perf.metric)
-    if healthy is not None and math.isfinite(healthy.level) and (
-            not math.isfinite(baseline) or (healthy.level > baseline if up else healthy.level < baseline)):
-        result.update(own_baseline=baseline, baseline=healthy.level,
-                      baseline_source=f"healthy level (armed {healthy.since})")
-        baseline, baseline_se = healthy.level, healthy.se
-    test = drop_test(live, baseline, perf.metric, live_se=live_se, baseline_se=baseline_se, rows=len(y),
-                     false_alarm_rate=perf.false_alarm_rate, min_effect=perf.min_effect)
-    result["test"] = test.to_dict()
-    result["baseline_se"] = baseline_se
-    if test.significant:
-        ts = cfg.data.timestamp_column
-        recent = daily_metrics(now[ts], y, scores, metric=perf.metric, task=cfg.task, min_rows=1)
-        counts: dict[str, int] = {}
-        for frame in (before, now):
-            if len(frame):
-                for day, n in frame[ts].dt.date.value_counts().items():
-                    counts[day.isoformat()] = counts.get(day.isoformat(), 0) + int(n)
-        result["change_day"] = change_day({**daily, **recent}, counts, perf.metric)
 
 
 def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
@@ -642,8 +615,21 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
                          f"of the shifted rows (matured from {ready}) decide a retrain, not the drift alone")
         elif fired:
             reasons.append(text)
+    pending = None  # the champion's follow-up (it learnt a change from a few days), unless a no-gain ended it
+    if cfg.adaptation is not None and cfg.adaptation.follow_up:
+        from retrain_lib.adaptation import follow_up
+
+        pending = follow_up(champion.tags, as_of, label_delay_days=cfg.data.label_delay_days,
+                            training_days=cfg.windows.training_days)
+        if pending is not None:
+            # A retrain since this champion's deployment that brought no model ends its follow-ups.
+            stopped = backoff is not None and backoff.not_deployed > 0
+            signals.append(_signal("follow_up", pending.due and not stopped, pending.matured_days,
+                                   2 * pending.trained_days, {"change_day": pending.change_day,
+                                                              "trained_days": pending.trained_days,
+                                                              "stopped_by_no_gain": stopped}))
+            pending = None if stopped else pending
     perf_cfg = cfg.performance
-    armed_reason = None
     if performance and perf_cfg is not None:
         levels = dict(max_drop=perf_cfg.max_drop, warn_drop=perf_cfg.warn_drop, critical_drop=perf_cfg.critical_drop)
         metric = performance["metric"]
@@ -664,15 +650,21 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
                 text = f"{t.explain()} (baseline: {source})"
                 limit = t.baseline - t.z_limit * math.sqrt(t.live_se ** 2 + t.baseline_se ** 2) * (
                     1 if greater_is_better(metric) else -1) if math.isfinite(t.baseline) else None
+            # Below the level it had before the change, but the regime was learnt and more of it
+            # is coming: the follow-ups retrain when the days since the change have doubled.
+            deferred = critical and pending is not None and source.startswith("healthy level")
+            critical = critical and not deferred
             signals.append(_signal("performance", critical, a.live, limit, {
                 "baseline": a.baseline,
                 "level": a.level, "drop": a.drop, "relative_drop": a.relative_drop, "passed": a.threshold,
                 "baseline_source": source, "labels": performance.get("labels"), "window": performance.get("window"),
-                **({"test": test, "change_day": performance.get("change_day")} if test is not None else {})}))
+                **({"test": test, "change_day": performance.get("change_day")} if test is not None else {}),
+                **({"deferred_to_follow_up": True} if deferred else {})}))
             if critical:
                 reasons.append(f"performance: {text}")
-                if source.startswith("healthy level"):
-                    armed_reason = reasons[-1]
+            elif deferred:
+                notes.append(f"performance: {text}" + ("" if pending.due else f"; waiting for the follow-up at "
+                                                       f"{2 * pending.trained_days} matured day(s) since the change"))
             elif a.level == "warn" or (test is not None and a.level != "ok"):
                 notes.append(f"performance warning (no retrain by itself): {text}")
             flagged = []
@@ -724,28 +716,8 @@ def decide(cfg: ModelConfig, *, as_of: dt.date, champion, drift: dict | None, pe
         signals.append(_signal("age", age >= limit, age, limit, {"trained_as_of": trained}))
         if age >= limit:
             reasons.append(f"champion is {age} days old (>= max_days_without_retrain {limit})")
-    if cfg.adaptation is not None and cfg.adaptation.follow_up:
-        from retrain_lib.adaptation import follow_up
-
-        due = follow_up(champion.tags, as_of, label_delay_days=cfg.data.label_delay_days,
-                        training_days=cfg.windows.training_days)
-        if due is not None:
-            # A retrain since this champion's deployment that brought no model ends its follow-ups.
-            stopped = backoff is not None and backoff.not_deployed > 0
-            signals.append(_signal("follow_up", due.due and not stopped, due.matured_days, 2 * due.trained_days,
-                                   {"change_day": due.change_day, "trained_days": due.trained_days,
-                                    "stopped_by_no_gain": stopped}))
-            if not stopped and armed_reason in reasons:
-                # Below the level before the change, but the regime was learnt and more of it is
-                # coming: the follow-ups retrain when the days since the change have doubled.
-                reasons.remove(armed_reason)
-                notes.append(armed_reason + ("" if due.due else f"; waiting for the follow-up at "
-                                             f"{2 * due.trained_days} matured day(s) since the change"))
-                for sig in signals:
-                    if sig["signal"] == "performance":
-                        sig.update(triggered=False, detail={**(sig.get("detail") or {}), "deferred_to_follow_up": True})
-            if due.due and not stopped:
-                reasons.append(due.explain())
+    if pending is not None and pending.due:
+        reasons.append(pending.explain())
     if shift is not None:
         signals.append(_signal("shift_labels", shift.due, shift.matured_days, shift.wait_days,
                                {"shift_day": shift.shift_day}))
@@ -906,77 +878,6 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
         "drift_report": result["drift_report_path"], "report_error": report_error,
     })
     return result
-
-
-def adaptation_state(ctx: ModelContext, champion, as_of: dt.date, records=None):
-    """``(records, healthy level, backoff)`` of the model before ``as_of``, from the ledger
-    (or the given ledger-shaped ``records``); ``([], None, None)`` without ``adaptation``."""
-    cfg = ctx.cfg
-    if cfg.adaptation is None or champion is None:
-        return [], None, None
-    from retrain_lib.adaptation import backoff, healthy_level
-
-    if records is None:
-        records = audit.read_ledger(ctx.settings, ctx.name)
-    healthy = None
-    if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
-        healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
-    wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
-    return records, healthy, wait
-
-
-def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
-    """The pending covariate-shift check of the champion (``adaptation.shift_label_days``)."""
-    spec = cfg.adaptation
-    if spec is None or spec.shift_label_days is None or champion is None or not records:
-        return None
-    from retrain_lib.adaptation import shift_check
-
-    return shift_check(records, _str(champion.version), as_of, label_delay_days=cfg.data.label_delay_days,
-                       wait_days=spec.shift_label_days)
-
-
-def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision: dict, performance: dict | None,
-                      healthy, champion_version: str | None, champion_tags: dict | None = None) -> list[dict]:
-    """Write what a monitor check changed in the adaptation state through ``record(event,
-    as_of, actor, details)``: the healthy level armed, restored, or accepted once the champion
-    learnt from a full window since the change; the drift reference rebased."""
-    if cfg.adaptation is None:
-        return []
-    from retrain_lib.adaptation import ACCEPTED, CHANGE_TAG, LEVEL_EVENT, REBASE_EVENT, level_updates
-
-    out = []
-    if cfg.performance is not None:
-        updates = level_updates(performance, healthy, min_effect=cfg.performance.min_effect,
-                                champion_version=champion_version)
-        if healthy is not None and not updates and champion_tags is not None:
-            from retrain_lib.adaptation import regime_learnt
-
-            if regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day):
-                change = champion_tags.get(CHANGE_TAG)
-                change = change if change and change != "none" else healthy.change_day
-                updates = [{"action": ACCEPTED, "metric": healthy.metric, "version": champion_version,
-                            "reason": f"the champion learnt from a full {cfg.windows.training_days}-day window since "
-                                      f"the change on {change}: its level is the new healthy level"}]
-        for details in updates:
-            out.append(record(LEVEL_EVENT, as_of, actor, details))
-    if decision.get("rebase"):
-        out.append(record(REBASE_EVENT, as_of, actor, {**decision["rebase"],
-                                                       "reason": "covariate shift recorded; labels decide"}))
-    return out
-
-
-def record_no_gain_acceptance(record, cfg: ModelConfig, as_of: str | None, actor: str,
-                              selection: dict | None) -> dict | None:
-    """After a no-gain retrain, write the ``accepted`` healthy-level record through ``record``
-    when :func:`retrain_lib.adaptation.acceptance` says the champion's level is the new one."""
-    if cfg.performance is None or cfg.adaptation is None:
-        return None
-    from retrain_lib.adaptation import LEVEL_EVENT, acceptance
-
-    accepted = acceptance(selection, metric=cfg.performance.metric,
-                          min_rows_after_change=cfg.adaptation.min_rows_after_change)
-    return record(LEVEL_EVENT, as_of, actor, accepted) if accepted else None
 
 
 def _check_numeric_features(cfg: ModelConfig, window: Window) -> None:
@@ -1330,14 +1231,11 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         champion = ctx.champion()
         change = snap.get("change_day")
         if change is None and champion is not None:
-            from retrain_lib.adaptation import regime_change, shift_day
-
-            # The regime the champion learnt comes first: the champion's own series after its
-            # training shows no change, and a noisy one must not cut the rows since the change.
-            change = regime_change(champion.tags, _day(snap["start"])) or estimate_change(
-                cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
-                champion.tags.get("data.end")) or shift_day(audit.read_ledger(ctx.settings, ctx.name),
-                                                            _str(champion.version))
+            change = training_change(
+                champion.tags, _day(snap["start"]),
+                lambda: estimate_change(cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
+                                        champion.tags.get("data.end")),
+                lambda: audit.read_ledger(ctx.settings, ctx.name), _str(champion.version))
         chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change,
                                   allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
                                   init_model=init_model, init_model_ref=parent_uri, timeout_s=timeout)
@@ -1551,37 +1449,6 @@ def check_gates(model: str, evaluation: dict, trained: dict, *, settings: Settin
     return _json_safe(payload)
 
 
-PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
-
-
-def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False,
-                      require_gain: bool | None = None) -> tuple[str, Any]:
-    """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
-    ``adaptation.require_gain`` and the candidate is not better than the champion beyond
-    noise on the gates' rows, unless it is a ``follow_up`` (it learnt the champion's regime
-    from more days: :func:`retrain_lib.adaptation.extends_regime`); else ``promote``."""
-    if not gates_passed:
-        return REJECTED, None
-    if inputs is None or cfg.adaptation is None:
-        return PROMOTE, None
-    from retrain_lib.candidates import gain
-
-    result = gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
-    required = cfg.adaptation.require_gain if require_gain is None else require_gain
-    if result is None or follow_up or not required:
-        return PROMOTE, result
-    return (PROMOTE if result.significant else NO_GAIN), result
-
-
-def is_follow_up(cfg: ModelConfig, champion_tags: dict | None, selection: dict | None) -> bool:
-    """Whether a candidate extends its champion's regime (see :func:`promotion_outcome`)."""
-    if cfg.adaptation is None or not cfg.adaptation.follow_up or not champion_tags:
-        return False
-    from retrain_lib.adaptation import extends_regime
-
-    return extends_regime(champion_tags, selection)
-
-
 def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, *,
                        settings: Settings | None = None) -> dict[str, Any]:
     """Register the candidate (idempotent per MLflow run) with its lineage tags."""
@@ -1608,10 +1475,7 @@ def register_candidate(model: str, snap: dict, trained: dict, evaluation: dict, 
             tags[key] = run.data.tags[key]
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
     tags.update({f"metric_se.{k}": repr(v) for k, v in (evaluation.get("candidate_se") or {}).items() if v is not None})
-    if trained.get("selection"):
-        tags["adaptation.chosen"] = trained["selection"]["chosen"]
-        tags["adaptation.change_day"] = trained["selection"].get("change_day") or "none"
-        tags["adaptation.labelled_until"] = trained["selection"]["selection_window"][1]
+    tags.update(regime_tags(trained.get("selection")))
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
     tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from retrain_lib.adaptation_steps import NO_GAIN, REJECTED
 from retrain_lib.errors import RetrainError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ MONITOR_EVENT = "monitor"
 GATES_EVENT = "gates"
 # Outcomes of a retrain that did not deploy its candidate: a ``reject`` record (failed gates,
 # an approver's no), a ``no_gain`` record, or any record whose details carry ``outcome``.
-REJECTED, NO_GAIN = "rejected", "no_gain"
 NOT_DEPLOYED = (REJECTED, NO_GAIN)
 # Timeline markers: ledger event -> marker kind (a failed ``gates`` verdict and the outcomes
 # above are added by :func:`retrain_outcome`).
