@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,14 +68,26 @@ def test_drop(cfg: ModelConfig, result: dict, y, scores, now, before, daily: dic
         result["change_day"] = change_day({**daily, **recent}, counts, perf.metric)
 
 
-def adaptation_state(ctx, champion, as_of: dt.date, records=None):
-    """``(records, healthy level, backoff)`` of the model before ``as_of``, from the ledger
-    (or the given ledger-shaped ``records``); ``([], None, None)`` without ``adaptation``."""
+@dataclass(frozen=True)
+class AdaptationState:
+    """What the ledger says about a model before a monitor check: its ``records``, the armed
+    ``healthy`` level, the ``backoff`` after retrains that brought no model, and the drift
+    reference a covariate shift was ``rebased`` to for the champion (or ``None`` each)."""
+
+    records: list = field(default_factory=list)
+    healthy: Any = None
+    backoff: Any = None
+    rebased: tuple[str, str] | None = None
+
+
+def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationState:
+    """The :class:`AdaptationState` of the model before ``as_of``, from the ledger (or the given
+    ledger-shaped ``records``); empty without ``adaptation``."""
     cfg = ctx.cfg
     if cfg.adaptation is None or champion is None:
-        return [], None, None
+        return AdaptationState()
     from retrain_lib import audit
-    from retrain_lib.adaptation import backoff, healthy_level
+    from retrain_lib.adaptation import backoff, healthy_level, rebased_window
 
     if records is None:
         records = audit.read_ledger(ctx.settings, ctx.name)
@@ -82,7 +95,21 @@ def adaptation_state(ctx, champion, as_of: dt.date, records=None):
     if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
         healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
     wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
-    return records, healthy, wait
+    return AdaptationState(records, healthy, wait,
+                           rebased_window(records, str(champion.version), before=as_of.isoformat()))
+
+
+def metric_ses(cfg: ModelConfig, y, scores) -> dict[str, float]:
+    """Bootstrap standard errors of the primary and the performance metric of ``scores`` (the
+    ``metric_se.*`` tags the drop test reads for a champion's holdout baseline); finite only."""
+    from retrain_lib.adaptation import bootstrap_se
+
+    out = {}
+    for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:
+        se = bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
+        if math.isfinite(se):
+            out[m] = float(se)
+    return out
 
 
 def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):

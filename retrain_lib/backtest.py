@@ -62,6 +62,7 @@ from retrain_lib.adaptation_steps import (
     REJECTED,
     adaptation_state,
     is_follow_up,
+    metric_ses,
     promotion_outcome,
     record_adaptation,
     record_no_gain_acceptance,
@@ -299,7 +300,6 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     init = parent.pipeline if parent is not None else None
     try:
         if cfg.adaptation is not None:
-            from retrain_lib.adaptation import bootstrap_se
             from retrain_lib.candidates import selection_rows, train_candidates
             from retrain_lib.metrics import predict_scores
 
@@ -325,11 +325,7 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     art.metrics = {k: float(v) for k, v in evaluate(scored_by, X, y, cfg.task).items()
                    if v is not None and not math.isnan(float(v))}
     if cfg.adaptation is not None:
-        scores = predict_scores(scored_by, X, cfg.task)
-        for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:
-            se = bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
-            if math.isfinite(se):
-                art.metric_se[m] = se
+        art.metric_se = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task))
     if cfg.drift.weight_by_importance:
         art.importances = permutation_importances(cfg, pipeline, X, y)
     if any(g.type == "latency" for g in cfg.gates):
@@ -457,7 +453,6 @@ class _Replay:
 
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
     def monitor(self, day: dt.date) -> dict:
-        from retrain_lib.adaptation import rebased_window
         from retrain_lib.data import day_range, load_window
         from retrain_lib.lifecycle import (
             _json_safe,
@@ -476,12 +471,10 @@ class _Replay:
             return decide(cfg, as_of=day, champion=None, drift=None, performance=None)
         start, end = day_range(day, cfg.windows.monitor_days)
         current = load_window(cfg, self.settings, start, end, as_of=day)
-        _records, healthy, backoff = adaptation_state(ctx, champion, day, records=self.records)
+        state = adaptation_state(ctx, champion, day, records=self.records)
         drift = None
         if cfg.drift.enabled:
-            rebased = rebased_window(self.records, champion.version, before=day.isoformat()) \
-                if cfg.adaptation is not None else None
-            reference = reference_window(ctx, champion, rebased)
+            reference = reference_window(ctx, champion, state.rebased)
             weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
             drift = drift_facts(cfg, reference, current, weights=weights, history=list(self.drift_raw))
             self.drift_raw.append(bool(drift.get("dataset_drift_raw", drift["dataset_drift"])))
@@ -489,14 +482,14 @@ class _Replay:
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
         performance = _json_safe(champion_performance(ctx, champion, day, current if use_estimate else None,
-                                                      healthy=healthy))
+                                                      healthy=state.healthy))
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
         rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
         decision = decide(cfg, as_of=day, champion=champion, drift=drift, performance=performance,
                           new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=None,
-                          backoff=backoff, shift=shift_facts(cfg, self.records, champion, day))
-        record_adaptation(self._record, cfg, day.isoformat(), "backtest", decision, performance, healthy,
+                          backoff=state.backoff, shift=shift_facts(cfg, self.records, champion, day))
+        record_adaptation(self._record, cfg, day.isoformat(), "backtest", decision, performance, state.healthy,
                           champion.version, champion.tags)
         self.records.append({"event": "monitor", "as_of": day.isoformat(),
                              "details": {"action": decision["action"]}})

@@ -28,6 +28,7 @@ from retrain_lib.adaptation_steps import (
     REJECTED,
     adaptation_state,
     is_follow_up,
+    metric_ses,
     promotion_outcome,
     record_adaptation,
     record_no_gain_acceptance,
@@ -808,19 +809,16 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     _check_numeric_features(cfg, current)
     drift_summary = None
     reference = None
-    records, healthy, backoff = adaptation_state(ctx, champion, as_of)
+    state = adaptation_state(ctx, champion, as_of)
     if cfg.drift.enabled:
-        from retrain_lib.adaptation import rebased_window
-
-        rebased = rebased_window(records, _str(champion.version), before=as_of.isoformat()) if champion else None
-        reference = reference_window(ctx, champion, rebased)
+        reference = reference_window(ctx, champion, state.rebased)
         weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
         prediction = None
         if champion is not None and cfg.drift.prediction:
             prediction = _prediction_drift(ctx, champion, reference, current)
         drift_summary = drift_facts(cfg, reference, current, weights=weights, prediction=prediction,
                                     history=(lambda: drift_history(ctx, as_of)))
-    performance = _json_safe(champion_performance(ctx, champion, as_of, current, healthy=healthy))
+    performance = _json_safe(champion_performance(ctx, champion, as_of, current, healthy=state.healthy))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
     # one read of the rollback target, so both checks compare against the same version
@@ -831,8 +829,8 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     serving = _json_safe(serving_facts(ctx, champion, as_of, previous=previous))
     decision = decide(cfg, as_of=as_of, champion=champion, drift=drift_summary, performance=performance,
                       new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=serving,
-                      backoff=backoff, shift=shift_facts(cfg, records, champion, as_of))
-    record_adaptation(ctx.record, cfg, as_of.isoformat(), actor, decision, performance, healthy,
+                      backoff=state.backoff, shift=shift_facts(cfg, state.records, champion, as_of))
+    record_adaptation(ctx.record, cfg, as_of.isoformat(), actor, decision, performance, state.healthy,
                       _str(champion.version) if champion else None, champion.tags if champion else None)
     pred = (drift_summary or {}).get("prediction")
     if pred:  # the champion's outputs: reported with the decision, not a trigger of their own
@@ -1359,12 +1357,7 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
     candidate = evaluate(scored_by, X, y, cfg.task)
     out: dict[str, Any] = {}
     if cfg.adaptation is not None:
-        from retrain_lib.adaptation import bootstrap_se
-
-        scores = predict_scores(scored_by, X, cfg.task)
-        metrics = {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}
-        out["candidate_se"] = _json_safe({m: bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
-                                          for m in metrics})
+        out["candidate_se"] = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task))
     champion = ctx.champion()
     champion_metrics = None
     if champion is not None:
