@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 EVIDENTLY_METHODS = {"psi": "psi", "ks": "ks", "js": "jensenshannon", "chi2": "chisquare", "wasserstein": "wasserstein"}
 
 
-def column_tests(cfg: ModelConfig) -> dict[str, tuple[str, str, float]]:
+def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> dict[str, tuple[str, str, float]]:
     """``feature -> (kind, method, threshold)`` of every drift-checked feature, resolved the
     way :func:`retrain_lib.drift.compute_drift` resolves them: a per-feature override, else
     the default method of the feature's kind; the config's ``threshold`` applies to the
-    default method; otherwise the method's own default threshold."""
-    from retrain_lib.drift import get_method
+    default method; otherwise the method's own default threshold.
+
+    ``decided`` holds the thresholds the monitor's drift check used (``feature -> threshold``);
+    they win, and they are required for a threshold ``auto``, which is calibrated to the day's
+    sample sizes and so cannot be read from the config."""
+    from retrain_lib.drift import AUTO, get_method
 
     d = cfg.drift
     skip = set(d.exclude)
@@ -47,13 +51,19 @@ def column_tests(cfg: ModelConfig) -> dict[str, tuple[str, str, float]]:
             chosen = method or default
             if threshold is None and method is None and (kind == "numeric" or default == d.method):
                 threshold = d.threshold
+            if decided and col in decided:
+                threshold = decided[col]
+            elif threshold == AUTO:
+                raise ValueError(f"model {cfg.name!r}: the drift threshold of feature {col!r} is 'auto' (calibrated "
+                                 "per check); pass the thresholds the drift check decided")
             if threshold is None:
                 threshold = get_method(chosen).default_threshold
             out[col] = (kind, chosen, float(threshold))
     return out
 
 
-def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path) -> Path:
+def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path,
+                      thresholds: dict[str, float] | None = None) -> Path:
     """Write an Evidently ``DataDriftPreset`` report of ``current`` vs ``reference`` to ``path``
     (HTML) and return the path.
 
@@ -64,7 +74,7 @@ def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.Dat
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    tests = column_tests(cfg)
+    tests = column_tests(cfg, thresholds)
     if not tests:
         raise ValueError(f"model {cfg.name!r} has no drift-checked feature (all are in drift.exclude)")
     numeric = [c for c, (kind, _, _) in tests.items() if kind == "numeric"]

@@ -466,6 +466,22 @@ def test_the_drift_report_uses_the_decision_s_methods_and_thresholds():
                                  "region": ("categorical", "js", 0.1)}
 
 
+def test_the_drift_report_of_a_calibrated_config_uses_the_thresholds_the_check_decided():
+    """``threshold: auto`` is resolved per check from the day's sample sizes: the report takes
+    the decided thresholds, and without them says so instead of failing on float('auto')."""
+    from retrain_lib.drift import drift_for_config
+    from retrain_lib.reports import column_tests
+
+    cfg = model(drift={"threshold": "auto", "features": {"income": {"method": "ks"}}, "exclude": ["store"]})
+    df = frame(40)
+    decided = {f.name: f.threshold for f in drift_for_config(cfg, df, df).features}
+    tests = column_tests(cfg, decided)
+    assert {c: t for c, (_, _, t) in tests.items()} == decided
+    assert tests["income"][1] == "ks" and all(isinstance(t, float) for t in decided.values())
+    with pytest.raises(ValueError, match="'auto'.*pass the thresholds"):
+        column_tests(cfg)
+
+
 def test_drift_html_report_writes_an_evidently_page(tmp_path):
     from retrain_lib.reports import drift_html_report
 
