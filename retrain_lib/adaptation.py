@@ -262,6 +262,7 @@ class Selection:
     candidates: tuple[Candidate, ...]
     chosen: str
     reason: str
+    change_source: str | None = None  # "performance" (the metric's change day) or "shift" (inputs)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -272,11 +273,11 @@ class Selection:
     def from_dict(cls, data: dict) -> Selection:
         return cls(data["metric"], data.get("change_day"), int(data["selection_rows"]),
                    tuple(data["selection_window"]), tuple(Candidate(**c) for c in data["candidates"]),
-                   data["chosen"], data["reason"])
+                   data["chosen"], data["reason"], data.get("change_source"))
 
 
 def choose(metric: str, candidates: list[Candidate], *, change: str | None, selection_rows: int,
-           window: tuple[str, str]) -> Selection:
+           window: tuple[str, str], change_source: str | None = None) -> Selection:
     """The best candidate on the selection rows (ties: the earlier in ``adaptation.windows``)."""
     up = greater_is_better(metric)
     scored = [c for c in candidates if c.value is not None and math.isfinite(c.value)]
@@ -292,7 +293,8 @@ def choose(metric: str, candidates: list[Candidate], *, change: str | None, sele
     where = f"the newest {selection_rows} matured labels ({window[0]}..{window[1]}" + \
         (f", since the change on {change})" if change else ")")
     reason = f"{best.name} {metric} {best.value:.4f} on {where}" + (f"; others: {others}" if others else "")
-    return Selection(metric, change, selection_rows, window, tuple(candidates), best.name, reason)
+    return Selection(metric, change, selection_rows, window, tuple(candidates), best.name, reason,
+                     change_source if change else None)
 
 
 # -----------------------------------------------------------------------------------------
@@ -481,6 +483,7 @@ def acceptance(selection: dict | None, *, metric: str, min_rows_after_change: in
 # -----------------------------------------------------------------------------------------
 
 CHANGE_TAG, LABELLED_UNTIL_TAG = "adaptation.change_day", "adaptation.labelled_until"
+CHANGE_SOURCE_TAG = "adaptation.change_source"  # "performance" or "shift"
 
 
 def regime_change(tags: dict, window_start: dt.date) -> str | None:
@@ -520,8 +523,8 @@ def follow_up(tags: dict, as_of: dt.date, *, label_delay_days: int, training_day
     regime allow; doubling bounds the follow-ups to about log2(training_days) per change.
     ``None`` when the champion was not trained after a change."""
     change, until = tags.get(CHANGE_TAG), tags.get(LABELLED_UNTIL_TAG)
-    if not change or change == "none" or not until:
-        return None
+    if not change or change == "none" or not until or tags.get(CHANGE_SOURCE_TAG) == "shift":
+        return None  # a covariate shift gets its one retrain, no follow-ups
     first = dt.date.fromisoformat(change)
     trained = (dt.date.fromisoformat(until) - first).days + 1
     matured = (as_of - dt.timedelta(days=label_delay_days) - first).days + 1

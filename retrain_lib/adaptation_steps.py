@@ -124,26 +124,35 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
 
 
 def training_change(champion_tags: dict, window_start: dt.date, estimate: Callable[[], str | None],
-                    records: Callable[[], Iterable[dict]], champion_version: str) -> str | None:
+                    records: Callable[[], Iterable[dict]], champion_version: str
+                    ) -> tuple[str | None, str | None]:
     """The change day a retrain's candidates train after: the regime the champion learnt
     (while inside the training window: its own series after training shows no change, and a
     noisy one must not cut the rows since the change), else the change ``estimate()`` finds in
     the champion's metric, else the day its inputs shifted (a rebased drift, from
-    ``records()``); ``None`` when there is none. The callables run only when needed."""
-    from retrain_lib.adaptation import regime_change, shift_day
+    ``records()``). Returns ``(day, source)``, source ``performance`` or ``shift`` (a regime
+    keeps its own); ``(None, None)`` when there is none. The callables run only when needed."""
+    from retrain_lib.adaptation import CHANGE_SOURCE_TAG, regime_change, shift_day
 
-    return (regime_change(champion_tags, window_start) or estimate()
-            or shift_day(records(), champion_version))
+    regime = regime_change(champion_tags, window_start)
+    if regime is not None:
+        return regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance"
+    estimated = estimate()
+    if estimated is not None:
+        return estimated, "performance"
+    shifted = shift_day(records(), champion_version)
+    return (shifted, "shift") if shifted is not None else (None, None)
 
 
 def regime_tags(selection: dict | None) -> dict[str, str]:
     """The registry tags that carry a version's regime (its change day and last labelled day)
     to its successors (:func:`retrain_lib.adaptation.regime_change`, ``follow_up``)."""
-    from retrain_lib.adaptation import CHANGE_TAG, LABELLED_UNTIL_TAG
+    from retrain_lib.adaptation import CHANGE_SOURCE_TAG, CHANGE_TAG, LABELLED_UNTIL_TAG
 
     if not selection:
         return {}
     return {"adaptation.chosen": selection["chosen"], CHANGE_TAG: selection.get("change_day") or "none",
+            CHANGE_SOURCE_TAG: selection.get("change_source") or "none",
             LABELLED_UNTIL_TAG: selection["selection_window"][1]}
 
 

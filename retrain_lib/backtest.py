@@ -244,7 +244,7 @@ class Artifact:
 
 
 def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None,
-                 change: str | None = None) -> str:
+                 change: tuple[str | None, str | None] | None = None) -> str:
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
@@ -258,7 +258,7 @@ def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, par
         content = "no-data"
     raw = f"{training_hash(cfg)}|{as_of.isoformat()}|{content}|{parent if cfg.training.warm_start else ''}"
     if cfg.adaptation is not None:
-        raw += f"|adaptation:{change or ''}"
+        raw += f"|adaptation:{'|'.join(c or '' for c in change) if change else ''}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -269,7 +269,7 @@ def _no_timeout(cfg: ModelConfig) -> ModelConfig:
 
 
 def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *, parent: Artifact | None = None,
-                   key: str | None = None, change: str | None = None) -> Artifact:
+                   key: str | None = None, change: tuple[str | None, str | None] | None = None) -> Artifact:
     """The retrain path's data and training steps for ``as_of``: the training window read as
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
@@ -303,7 +303,8 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
             from retrain_lib.candidates import selection_rows, train_candidates
             from retrain_lib.metrics import predict_scores
 
-            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=change,
+            day, source = change or (None, None)
+            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=day, change_source=source,
                                       allowed_prefixes=prefixes, init_model=init)
             pipeline, info, scored_by = chosen.model, chosen.info, chosen.eval_model
             art.selection = chosen.selection.to_dict()
@@ -367,7 +368,7 @@ class ArtifactStore:
             tmp.replace(self.directory / f"{art.key}.pkl")
 
     def trained(self, cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: Artifact | None = None,
-                change: str | None = None) -> tuple[Artifact, bool]:
+                change: tuple[str | None, str | None] | None = None) -> tuple[Artifact, bool]:
         """``(artifact, cached)``."""
         key = artifact_key(cfg, settings, as_of, parent.key if parent else None, change)
         art = self.get(key)
@@ -568,8 +569,9 @@ class _Replay:
         self.run.retrains.append(event)
         return event
 
-    def _change_day(self, day: dt.date) -> str | None:
-        """The change day of the champion's matured daily metric in the training window."""
+    def _change_day(self, day: dt.date) -> tuple[str | None, str | None] | None:
+        """``(change day, source)`` a retrain on ``day`` trains after (see
+        :func:`retrain_lib.adaptation_steps.training_change`)."""
         if self.champion is None:
             return None
         from retrain_lib.candidates import estimate_change

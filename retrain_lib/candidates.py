@@ -83,7 +83,7 @@ def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_en
 
 def train_candidates(cfg: ModelConfig, labelled, *, as_of: dt.date, change: str | None, allowed_prefixes=("sklearn.",),
                      init_model=None, init_model_ref: str | None = None,
-                     timeout_s: float | None = None) -> CandidateSet:
+                     timeout_s: float | None = None, change_source: str | None = None) -> CandidateSet:
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
 
@@ -119,7 +119,8 @@ def train_candidates(cfg: ModelConfig, labelled, *, as_of: dt.date, change: str 
     ts = cfg.data.timestamp_column
     window = (newest[ts].min().date().isoformat(), newest[ts].max().date().isoformat())
     try:
-        selection = choose(metric, scored, change=change, selection_rows=len(newest), window=window)
+        selection = choose(metric, scored, change=change, selection_rows=len(newest), window=window,
+                           change_source=change_source)
     except ValueError as exc:
         raise RetrainError(f"{cfg.name}: {exc}") from exc
     eval_model, recipe = fitted[selection.chosen]

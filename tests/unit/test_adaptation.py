@@ -266,3 +266,24 @@ def test_a_covariate_shift_gets_one_retrain_once_its_labels_have_matured():
     settled = [rebase, _rec("gates", "2026-03-13", outcome="no_gain")]
     assert shift_check(settled, "2", dt.date(2026, 3, 14), label_delay_days=3, wait_days=7) is None
     assert shift_check(settled, "2", dt.date(2026, 3, 13), label_delay_days=3, wait_days=7).due  # same day: not yet
+
+
+def test_a_shift_regime_gets_no_follow_ups_and_the_change_day_comes_in_order():
+    from retrain_lib.adaptation import CHANGE_SOURCE_TAG
+    from retrain_lib.adaptation_steps import training_change
+
+    shifted = {**_tags(until="2026-02-09"), CHANGE_SOURCE_TAG: "shift"}
+    assert follow_up(shifted, dt.date(2026, 2, 20), label_delay_days=3, training_days=14) is None
+    rebase = [_rec("drift_rebased", "2026-02-06", window=["2026-02-04", "2026-02-06"], champion_version="5")]
+    called = []
+
+    def estimate():
+        called.append(1)
+        return "2026-02-11"
+
+    # the champion's regime first, with its source; the estimate is then not computed
+    assert training_change(shifted, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == ("2026-02-09", "shift")
+    assert not called
+    assert training_change({}, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == ("2026-02-11", "performance")
+    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: rebase, "5") == ("2026-02-04", "shift")
+    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: [], "5") == (None, None)
