@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from airflow_runs import task_states
+from platforms import pin_fixed_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,6 +46,7 @@ def platform(airflow_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("approval")
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
     raw = yaml.safe_load((cfg_dir / "models" / f"{MODEL}.yaml").read_text())
     raw["approval"] = {"required_when": ["always"], "timeout_hours": 2, "approvers": []}

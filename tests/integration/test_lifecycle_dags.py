@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from airflow_runs import task_states, triggered_retrain, xcom_return
+from platforms import pin_fixed_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,6 +41,7 @@ def platform(airflow_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("platform")
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     demand = yaml.safe_load((cfg_dir / "models" / "daily_demand.yaml").read_text())
     demand["gates"] = [{"metric": "r2", "min": 0.999}]  # no model can pass this
     (cfg_dir / "models" / "daily_demand.yaml").write_text(yaml.safe_dump(demand, sort_keys=False))

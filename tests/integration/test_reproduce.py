@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from platforms import pin_fixed_policy
 
 from retrain_lib import lineage, registry
 from retrain_lib.errors import DataError
@@ -74,6 +75,7 @@ def platform(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reproduce")
     cfg_dir = tmp / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETRAIN_HOME", str(tmp / "state"))
         mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))

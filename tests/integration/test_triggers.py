@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from platforms import pin_fixed_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _cli(tmp_path: Path, edit):
     cfg_dir = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "state"), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
     for name, change in edit.items():
         path = cfg_dir / "models" / f"{name}.yaml"

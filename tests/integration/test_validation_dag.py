@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow_runs import task_states
+from platforms import pin_fixed_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,6 +41,7 @@ def platform(airflow_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("validation")
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETRAIN_HOME", str(root / "state"))
         mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from platforms import pin_fixed_policy
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -59,6 +60,7 @@ def make_platform(root: Path, *, model: str = "credit_default", edit: Callable[[
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
+    pin_fixed_policy(cfg_dir)  # these tests check the lifecycle's mechanics on the fixed policy
     for other in (cfg_dir / "models").glob("*.yaml"):
         if other.stem != model:
             other.unlink()
