@@ -270,6 +270,8 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
                     outcome = f"retrained -> v{champ['to']} promoted ({key} {m[key]:.3f}{vs})"
                 elif r["event"] == "reject":
                     outcome = "retrained -> rejected: " + "; ".join(r["details"]["failed"])
+                elif r["event"] == "no_gain":
+                    outcome = "retrained -> " + r["details"]["reason"]
             decision = mon["details"]["action"] if mon else "?"
             share = mon["details"].get("drifted_share") if mon else None
             if not outcome:
@@ -280,6 +282,8 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
                 if perf:
                     outcome += f" ({perf[0]})"
             top = _top(mon["details"]) if mon and decision == "retrain" else ""
+            if mon and decision != "retrain" and any("drift reference rebased" in x for x in mon["details"]["reasons"]):
+                top = f"drift recorded, reference rebased: {_top(mon['details'])}"[:58]
             if mon and decision == "retrain" and not top:
                 top = "; ".join(x.split(" (drop")[0] for x in mon["details"]["reasons"])[:58]
             share_s = f"{share:.0%}" if share is not None else "-"

@@ -79,7 +79,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
         retrain = bag.get_dag(f"{model}__retrain")
         logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
         run_r = run_dag(retrain, logical_date=logical, conf={
-            "deploy_mode": "canary", "require_gain": False,
+            "as_of": day.isoformat(), "deploy_mode": "canary", "require_gain": False,
             "reason": "live demo: roll the retrained model out as a canary, which judges it on live traffic"})
         if run_r.state != "success":
             print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)

@@ -106,12 +106,22 @@ def task_logs(base_log_folder: str | os.PathLike | None = None) -> Iterator[None
 def run_dag(dag, *, logical_date: dt.datetime, conf: dict | None = None):
     """``dag.test()`` for ``logical_date`` with ``conf``; the run's start date is then set to
     the wall-clock time it began (``dag.test()`` records the logical date there). Returns the
-    run (check its ``state``: ``dag.test()`` does not raise when a task fails)."""
+    run (check its ``state``: ``dag.test()`` does not raise when a task fails).
+
+    The values of the DAG's params are restored afterwards: tasks run in this process, and
+    Airflow resolves a run's conf into the DAG's own ``Param`` objects, so a later run without
+    that key would silently inherit it (a retrain for today would reuse an earlier ``as_of``)."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
+    holders = [dag.params, *(task.params for task in dag.tasks if task.params)]
+    saved = [(param, param.value) for holder in holders for param in map(holder.get_param, list(holder))]
     began = dt.datetime.now(dt.UTC)
-    run = dag.test(logical_date=logical_date, run_conf=conf)
+    try:
+        run = dag.test(logical_date=logical_date, run_conf=conf)
+    finally:
+        for param, value in saved:
+            param.value = value
     with create_session() as session:
         row = session.get(DagRun, run.id)
         if row is not None:

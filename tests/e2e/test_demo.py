@@ -65,12 +65,18 @@ def test_demo_tells_the_story(demo_run):
         assert first[2] == "retrain" and "v1 promoted" in first[4]
         healthy_period = [r for r in mine[1:] if r[0] < drift_day]
         assert healthy_period and all(r[2] == "healthy" for r in healthy_period), healthy_period
-        after = [r for r in mine if r[0] >= drift_day and "promoted" in r[4]]
-        assert after, f"{model}: no retrain was promoted after the drift:\n{proc.stdout}"
-    credit_retrains = [r for r in rows if r[1] == "credit_default" and r[0] >= drift_day and r[2] == "retrain"]
-    assert any(f in credit_retrains[0][4] for f in ("income", "credit_utilization", "region")), credit_retrains[0]
+    # credit_default's inputs shift (covariate drift): recorded and the drift reference rebased,
+    # naming the drifted features; the drift alone retrains nothing (its labels, 7 days late,
+    # decide, after the demo's last day)
+    credit = [r for r in rows if r[1] == "credit_default" and r[0] >= drift_day]
+    rebased = [r for r in credit if r[4].startswith("drift recorded, reference rebased")]
+    assert rebased and any(f in rebased[0][4] for f in ("income", "credit_utilization", "region")), credit
+    assert not any(r[2] == "retrain" and "drift" in r[4] for r in credit), credit
+    # daily_demand's meaning of inputs changes (concept drift): its performance test fires,
+    # the retrain learns the new regime and is promoted
     demand_retrains = [r for r in rows if r[1] == "daily_demand" and r[0] >= drift_day and r[2] == "retrain"]
-    assert "performance" in demand_retrains[0][4] or "rmse" in demand_retrains[0][4], demand_retrains[0]
+    assert demand_retrains and "rmse" in demand_retrains[0][4], demand_retrains
+    assert any("promoted" in r[4] for r in demand_retrains), demand_retrains
     assert re.search(r"credit_default: champion v[2-9]", proc.stdout)
     assert "chain intact" in proc.stdout
     assert (demo_run.state_dir / "demo.log").stat().st_size > 0
@@ -107,6 +113,15 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
         if cells[3] is not None:
             before, worst = float(cells[0]), float(cells[3])
             assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
+        if model == "daily_demand":
+            # the concept change shows (the live rmse rises by half or more) and the retrains
+            # through the real DAG runs bring it down. Not always to the pre-drift level by the
+            # demo's last day: a model learnt from the few days since the change has not seen
+            # every weekday yet (day_of_week is a feature), so the first Friday after the
+            # change can be as bad as the old model until its labels are learnt
+            assert cells[6] is not None, (model, cells)
+            before, worst, after = float(cells[0]), float(cells[3]), float(cells[6])
+            assert worst > 1.5 * before and after < worst, (model, cells)
             assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
         assert cells[7] is None or cells[7] >= drift_day, (model, cells)
         assert re.search(r"^-?\d+% of the loss regained|promoted|not measured yet", verdict), verdict
