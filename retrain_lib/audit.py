@@ -272,10 +272,14 @@ class Ledger:
         self.url = normalise_url(url)
         self._md, self._table, self._head = _tables()
 
-    def __repr__(self) -> str:
+    def display_url(self) -> str:
+        """The ledger's database URL with any password masked (for pages and logs)."""
         import sqlalchemy as sa
 
-        return f"Ledger({sa.engine.make_url(self.url).render_as_string(hide_password=True)!r})"
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.display_url()!r})"
 
     @classmethod
     def from_settings(cls, settings) -> Ledger:

@@ -562,7 +562,7 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "state_dir": str(settings.state_dir), "reports_dir": str(settings.reports_dir),
-        "tracking_uri": settings.tracking_uri, "mlflow_ui_url": ui_url, "ledger": repr(ledger),
+        "tracking_uri": settings.tracking_uri, "mlflow_ui_url": ui_url, "ledger": ledger.display_url(),
         "ledger_records": len(records),
         "config_problems": problems if model is None else [p for p in problems
                                                            if Path(p.get("file", "")).stem == model],

@@ -111,9 +111,10 @@ def _num(value: Any, spec: str = ".4f") -> str:
     if value is None:
         return "-"
     try:
-        return format(float(value), spec)
+        text = format(float(value), spec)
     except (TypeError, ValueError):
         return str(value)
+    return text[1:] if text.startswith("-") and not text.strip("-0.%") else text  # no "-0.0000"
 
 
 def _pct(value: Any) -> str:

@@ -388,6 +388,14 @@ def test_postgres_urls_use_psycopg3(url, expected):
     assert normalise_url(url) == expected
 
 
+def test_the_ledger_url_shown_on_pages_masks_the_password():
+    from retrain_lib.audit import Ledger
+
+    ledger = Ledger("postgresql://retrain:s3cret@db:5432/platform")
+    assert ledger.display_url() == "postgresql+psycopg://retrain:***@db:5432/platform"
+    assert "s3cret" not in repr(ledger) and repr(ledger) == f"Ledger({ledger.display_url()!r})"
+
+
 def test_model_context_record_fills_the_champion_columns(tmp_path, monkeypatch):
     from retrain_lib.lifecycle import ModelContext
     from retrain_lib.settings import load_settings

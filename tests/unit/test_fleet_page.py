@@ -77,6 +77,11 @@ def page_state(tmp_path_factory):
     registry.register_version(client, MODEL, run_id=run_id, source=f"runs:/{run_id}/model", tags={
         **{f"metric.{k}": repr(v) for k, v in METRICS.items()}, "trained_as_of": "2026-01-31", "gates.passed": "true"})
     registry.promote_champion(client, MODEL, "1", expected_champion=None)
+    client.log_text(run_id, json.dumps({"results": [
+        {"gate": "bootstrap", "metric": "roc_auc", "slice": "all", "threshold": -0.0, "observed": -0.00001,
+         "champion": None, "passed": True, "skipped": False,
+         "reason": "paired bootstrap of the roc_auc improvement: mean -0.0000 (not worse beyond noise)"}]}),
+        "gates/results.json")
 
     report_dir = settings.reports_dir / MODEL / "2026-02-06"
     report_dir.mkdir(parents=True)
@@ -277,6 +282,15 @@ def test_state_is_kept_until_the_ledger_moves(page_state, monkeypatch):
                     details={"action": "retrain", "reasons": ["drift"], "drifted_share": 0.8, "signals": []})
     row = _Page(app.get("/").text).row_fields[MODEL]
     assert calls == [1] and (row["last-check"], row["action"]) == ("2026-02-07", "retrain")
+
+
+def test_gate_rows_carry_their_reason_and_show_no_negative_zero(app):
+    page = app.get(f"/models/{MODEL}").text
+    row = re.search(r'<tr title="paired bootstrap of the roc_auc improvement[^"]*"><td>bootstrap</td>.*?</tr>', page,
+                    re.S)
+    assert row, page
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(0))
+    assert cells[:2] == ["0.0000", "0.0000"], cells  # observed -0.00001 and threshold -0.0
 
 
 def test_chart_geometry():
