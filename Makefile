@@ -20,6 +20,8 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.
 # pytest-xdist workers of `make test` (each has its own Airflow home and metadata DB)
 TEST_WORKERS ?= 2
 AIRFLOW_PORT ?= 8080
+# task slots of `make up` (LocalExecutor: one worker process per slot; Airflow's default is 32)
+AIRFLOW_PARALLELISM ?= 4
 MLFLOW_PORT ?= 5000
 
 .PHONY: help setup browser demo test test-fast test-production lint up airflow mlflow-ui clean
@@ -67,6 +69,7 @@ up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http:
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "MLflow UI:  make mlflow-ui  ->  http://localhost:$(MLFLOW_PORT)"
 	PATH=$(BIN):$$PATH AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
+	  AIRFLOW__CORE__PARALLELISM=$(AIRFLOW_PARALLELISM) \
 	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(BIN)/airflow standalone
 
 # The airflow CLI on the same state as `make up` and `make demo` (AIRFLOW_HOME, DAGs and plugins
