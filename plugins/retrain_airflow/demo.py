@@ -206,7 +206,9 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     for model in models:
         a = registry.aliases(client, model)
         summary[model] = a
-        print(f"{model}: champion v{a.get('champion')}, previous-champion v{a.get('previous-champion', '-')}")
+        previous = a.get("previous-champion")
+        print(f"{model}: champion v{a.get('champion')}, "
+              + (f"previous-champion v{previous}" if previous else "no previous-champion (never replaced)"))
     _print_recovery(ledger, configs, drift_starts, loop_end, print)
     problems = ledger.verify()
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")

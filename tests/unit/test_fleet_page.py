@@ -197,6 +197,7 @@ def test_last_check_is_the_latest_day_and_throttled_is_not_healthy(fleet_page):
     assert row["last-check"] == "2026-02-06"  # 2026-02-05 was written after it
     assert row["action"] == "throttled"
     assert row["drifted-share"] == "60%"
+    assert row["live"].startswith("roc_auc 0.8200 on 2026-02-06"), row["live"]  # the live metric says its day
 
 
 def test_chart_has_a_point_per_day_with_a_live_metric_and_a_bar_per_checked_day(model_page):
