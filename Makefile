@@ -52,7 +52,7 @@ demo: setup  ## simulate data, run the DAGs day by day through Airflow, print th
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
 
 test: setup browser lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
-	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production"
+	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production" --durations=15
 
 test-fast: setup  ## unit and DAG tests only
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m "not slow"

@@ -114,14 +114,14 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
             before, worst = float(cells[0]), float(cells[3])
             assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
         if model == "daily_demand":
-            # the concept change shows (the live rmse rises by half or more) and the retrains
+            # the concept change shows (the live rmse rises by a quarter or more) and the retrains
             # through the real DAG runs bring it down. Not always to the pre-drift level by the
             # demo's last day: a model learnt from the few days since the change has not seen
             # every weekday yet (day_of_week is a feature), so the first Friday after the
             # change can be as bad as the old model until its labels are learnt
             assert cells[6] is not None, (model, cells)
             before, worst, after = float(cells[0]), float(cells[3]), float(cells[6])
-            assert worst > 1.5 * before and after < worst, (model, cells)
+            assert worst > 1.25 * before and after < worst, (model, cells)
             assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
         assert cells[7] is None or cells[7] >= drift_day, (model, cells)
         assert re.search(r"^-?\d+% of the loss regained|promoted|not measured yet", verdict), verdict
