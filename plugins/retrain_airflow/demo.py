@@ -208,7 +208,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         summary[model] = a
         previous = a.get("previous-champion")
         print(f"{model}: champion v{a.get('champion')}, "
-              + (f"previous-champion v{previous}" if previous else "no previous-champion (never replaced)"))
+              + (f"previous-champion v{previous}" if previous else "no previous-champion"))
     _print_recovery(ledger, configs, drift_starts, loop_end, print)
     problems = ledger.verify()
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
