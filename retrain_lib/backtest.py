@@ -248,17 +248,21 @@ def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, par
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
-    from retrain_lib.data import load_window
+    from retrain_lib.data import load_window, window_fingerprint
     from retrain_lib.lifecycle import training_window
 
     start, end = training_window(cfg, as_of)
     try:
-        content = load_window(cfg, settings, start, end, as_of=as_of).fingerprint
+        if cfg.data.source == "sql":
+            content = load_window(cfg, settings, start, end, as_of=as_of).fingerprint
+        else:  # the same hash, from the file listing and bytes, without building the frame
+            content = window_fingerprint(cfg, settings, start, end, as_of=as_of) or "no-data"
     except DataError:
         content = "no-data"
     raw = f"{training_hash(cfg)}|{as_of.isoformat()}|{content}|{parent if cfg.training.warm_start else ''}"
     if cfg.adaptation is not None:
-        raw += f"|adaptation:{'|'.join(c or '' for c in change) if change else ''}"
+        # No change day trains exactly what ``change=None`` trains: one key for both.
+        raw += f"|adaptation:{'|'.join(c or '' for c in change) if change and any(change) else ''}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -647,6 +651,9 @@ def run_policy(policy: Policy, settings: ReplaySettings, store: ArtifactStore, d
 
 
 def _worker_init() -> None:
+    from retrain_lib.data import cache_partitions
+
+    cache_partitions()
     try:
         from threadpoolctl import threadpool_limits
 
@@ -956,6 +963,16 @@ def backtest(cfg: ModelConfig, data_root, *, start: dt.date | None = None, end: 
     (first data day + ``training_days``), ``end`` to the last data day. ``drift_days``
     are declared drifts; with ``reveal_drifts`` the onsets the features reveal are added.
     """
+    from retrain_lib.data import partition_cache
+
+    with partition_cache():
+        return _backtest(cfg, data_root, start=start, end=end, policies=policies, drift_days=drift_days,
+                         platform=platform, cache_dir=cache_dir, workers=workers, reveal_drifts=reveal_drifts,
+                         progress=progress)
+
+
+def _backtest(cfg: ModelConfig, data_root, *, start, end, policies, drift_days, platform, cache_dir, workers,
+              reveal_drifts, progress) -> dict[str, Any]:
     import tempfile
 
     started = time.monotonic()

@@ -14,9 +14,11 @@ from the feature partitions and masked for events younger than ``label_delay_day
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,73 @@ def list_partitions(directory: Path, fmt: str) -> dict[dt.date, Path]:
     return dict(sorted(out.items()))
 
 
+class PartitionCache:
+    """Frames of local partition files, keyed by path, modification time and size (an edited
+    file is read again), least recently used out first, bounded by their memory size.
+
+    For processes that read the same days over and over (a backtest replays a day range with
+    overlapping windows); a task of the DAGs reads each day once and runs without it. Frames
+    handed out are shared: callers concatenate them (which copies) and never modify them."""
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._frames: OrderedDict[tuple, tuple[pd.DataFrame, int]] = OrderedDict()
+
+    def read(self, path: Path, fmt: str) -> pd.DataFrame:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _read_file(path, fmt)  # says which file and why
+        key = (str(path), fmt, st.st_mtime_ns, st.st_size)
+        if key in self._frames:
+            self._frames.move_to_end(key)
+            self.hits += 1
+            return self._frames[key][0]
+        self.misses += 1
+        frame = _read_file(path, fmt)
+        size = int(frame.memory_usage(index=True, deep=True).sum())
+        if size <= self.max_bytes:
+            self._frames[key] = (frame, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._frames.popitem(last=False)
+                self.bytes -= dropped
+        return frame
+
+
+_partition_cache: PartitionCache | None = None
+
+
+def cache_partitions(max_bytes: int | None = 512 << 20) -> PartitionCache | None:
+    """Keep local partition frames in memory for the rest of the process (``None``: stop)."""
+    global _partition_cache
+    _partition_cache = PartitionCache(max_bytes) if max_bytes else None
+    return _partition_cache
+
+
+@contextlib.contextmanager
+def partition_cache(max_bytes: int = 512 << 20):
+    """Within the block, keep local partition frames in memory (then back to before)."""
+    global _partition_cache
+    before = _partition_cache
+    _partition_cache = before or PartitionCache(max_bytes)
+    try:
+        yield _partition_cache
+    finally:
+        _partition_cache = before
+
+
 def read_partition(path: Path, fmt: str) -> pd.DataFrame:
+    if _partition_cache is not None:
+        return _partition_cache.read(path, fmt)
+    return _read_file(path, fmt)
+
+
+def _read_file(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
@@ -244,7 +312,7 @@ def load_window(
     if src.source == "sql":
         return _load_sql_window(cfg, start, end, as_of, platform, require_rows)
     store = _store(cfg, data_root, src.path, platform)
-    parts = {d: p for d, p in store.list(src.format).items() if start <= d <= end and d <= as_of}
+    parts = _feature_parts(store, src.format, start, end, as_of)
     if not parts:
         if require_rows:
             raise DataError(
@@ -267,9 +335,7 @@ def load_window(
 
     if src.labels_path:
         label_store = _store(cfg, data_root, src.labels_path, platform)
-        label_parts = {d: p for d, p in label_store.list(src.format).items() if d <= as_of}
-        # Labels of these events arrive at the earliest on the event day.
-        label_parts = {d: p for d, p in label_parts.items() if d >= start}
+        label_parts = _label_parts(label_store, src.format, start, as_of)
         if target in frame.columns:
             frame = frame.drop(columns=[target])
         if label_parts:
@@ -295,6 +361,42 @@ def load_window(
     if src.source != "local":
         digest = hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
     return Window(frame, start, end, as_of, tuple(files), digest)
+
+
+def _feature_parts(store, fmt: str, start: dt.date, end: dt.date, as_of: dt.date) -> dict:
+    return {d: p for d, p in store.list(fmt).items() if start <= d <= end and d <= as_of}
+
+
+def _label_parts(store, fmt: str, start: dt.date, as_of: dt.date) -> dict:
+    # Labels of events from ``start`` on arrive at the earliest on the event day.
+    return {d: p for d, p in store.list(fmt).items() if start <= d <= as_of}
+
+
+def window_fingerprint(cfg: ModelConfig, data_root, start: dt.date, end: dt.date, *, as_of: dt.date | None = None,
+                       platform=None) -> str | None:
+    """``load_window(...).fingerprint`` without reading the rows (local and S3 sources;
+    ``None`` when the window has no partition). A SQL window is fingerprinted by its rows:
+    use ``load_window``."""
+    data_root, platform = _root_and_platform(data_root, platform)
+    as_of = as_of or end
+    src = cfg.data
+    if src.source == "sql":
+        raise ValueError("a sql window's fingerprint is a hash of its rows; use load_window(...).fingerprint")
+    store = _store(cfg, data_root, src.path, platform)
+    parts = _feature_parts(store, src.format, start, end, as_of)
+    if start > end or not parts:
+        return None
+    fingerprint_parts = [(store, list(parts.values()))]
+    files = list(parts.values())
+    if src.labels_path:
+        label_store = _store(cfg, data_root, src.labels_path, platform)
+        label_parts = _label_parts(label_store, src.format, start, as_of)
+        if label_parts:
+            files += list(label_parts.values())
+            fingerprint_parts.append((label_store, list(label_parts.values())))
+    if src.source != "local":
+        return hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
+    return fingerprint_files(files)
 
 
 def _join_labels(cfg: ModelConfig, frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

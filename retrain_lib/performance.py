@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from retrain_lib.metrics import classification_metrics, greater_is_better, regression_metrics
+from retrain_lib.metrics import compute_metric, greater_is_better
 
 OK, WARN, CRITICAL = "ok", "warn", "critical"
 _LEVEL_ORDER = {OK: 0, WARN: 1, CRITICAL: 2}
@@ -70,21 +70,6 @@ class Estimate:
         return asdict(self)
 
 
-def _classification_metric(y: np.ndarray, p: np.ndarray, metric: str) -> float:
-    """One metric as :func:`retrain_lib.metrics.classification_metrics` computes it, without the others."""
-    from sklearn import metrics as m
-
-    if metric == "roc_auc":
-        return float(m.roc_auc_score(y, p))
-    if metric == "brier":
-        return float(m.brier_score_loss(y, p))
-    if metric == "accuracy":
-        return float(np.mean(y == (p >= 0.5)))
-    if metric == "log_loss":
-        return float(m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    return float(classification_metrics(y, p)[metric])
-
-
 def estimate_performance(proba, metric: str, *, draws: int = 50, seed: int = 0, level: float = 0.95) -> Estimate:
     """Estimate a classification metric from calibrated positive-class probabilities alone.
 
@@ -118,7 +103,7 @@ def estimate_performance(proba, metric: str, *, draws: int = 50, seed: int = 0, 
         y = (rng.random(p.size) < p).astype(int)
         if metric == "roc_auc" and (y.min() == y.max()):
             continue  # one class only: AUC undefined for this draw
-        values.append(_classification_metric(y, p, metric))
+        values.append(compute_metric("classification", metric, y, p))
     sample = np.asarray(values, dtype=float)
     if sample.size < 2:
         nan = math.nan
@@ -223,8 +208,7 @@ def metric_value(y, scores, metric: str, task: str) -> float:
     y = np.asarray(y)
     if len(y) == 0:
         return math.nan
-    out = classification_metrics(y, scores) if task == "classification" else regression_metrics(y, scores)
-    return float(out[metric])
+    return compute_metric(task, metric, y, scores)
 
 
 def segment_metrics(segments: pd.DataFrame, y, scores, *, metric: str, task: str) -> dict[str, dict[str, dict]]:

@@ -23,7 +23,9 @@ from retrain_lib.data import (
     fingerprint_files,
     list_partitions,
     load_window,
+    partition_cache,
     resolve_dir,
+    window_fingerprint,
     write_partition,
 )
 from retrain_lib.drift import compute_feature_drift
@@ -253,6 +255,35 @@ def test_fingerprint_changes_when_a_file_changes(credit_copy, credit_cfg):
     assert load_window(credit_cfg, credit_copy, D(0), D(9), as_of=D(12)).fingerprint != fp
     # a different window has another fingerprint
     assert load_window(credit_cfg, credit_copy, D(0), D(8), as_of=D(12)).fingerprint != fp
+
+
+@pytest.mark.parametrize("window", [(0, 9, 12), (0, 9, 5), (3, 3, 3), (15, 19, 30), (25, 27, 30)])
+def test_window_fingerprint_equals_the_loaded_windows(credit_root, credit_cfg, window):
+    root, _ = credit_root
+    start, end, as_of = (D(i) for i in window)
+    try:
+        expected = load_window(credit_cfg, root, start, end, as_of=as_of).fingerprint
+    except DataError:
+        expected = None  # no partition in the window
+    assert window_fingerprint(credit_cfg, root, start, end, as_of=as_of) == expected
+
+
+def test_partition_cache_serves_repeated_reads_and_rereads_an_edited_file(credit_copy, credit_cfg):
+    with partition_cache() as cache:
+        first = load_window(credit_cfg, credit_copy, D(0), D(9), as_of=D(12))
+        misses = cache.misses
+        again = load_window(credit_cfg, credit_copy, D(0), D(9), as_of=D(12))
+        assert cache.misses == misses and cache.hits >= misses  # every file came from memory
+        pd.testing.assert_frame_equal(first.frame, again.frame)
+        again.frame.loc[0, "age"] = -1.0  # a caller's frame is its own: the cached partition is untouched
+        assert load_window(credit_cfg, credit_copy, D(0), D(9), as_of=D(12)).frame.loc[0, "age"] != -1.0
+        feat = credit_copy / "credit_default" / f"{D(4).isoformat()}.parquet"
+        df = pd.read_parquet(feat)
+        df["age"] = 99.0
+        write_partition(df, feat, "parquet")
+        os.utime(feat, ns=(0, 0))  # even with an old modification time: the size differs
+        edited = load_window(credit_cfg, credit_copy, D(4), D(4), as_of=D(12))
+        assert (edited.frame["age"] == 99.0).all()
 
 
 def test_fingerprint_files_content_hash(tmp_path):

@@ -502,6 +502,37 @@ def test_resampled_metrics_equal_sklearn_on_the_resampled_rows():
         assert r2[b] == pytest.approx(r2_score(yr[i], pr[i]), abs=1e-12)
 
 
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece"])
+def test_compute_metric_equals_sklearn_for_every_classification_metric(metric):
+    from retrain_lib.metrics import classification_metrics, compute_metric
+
+    rng = np.random.default_rng(11)
+    y = (rng.random(300) < 0.35).astype(int)
+    p = np.round(np.clip(0.5 * y + 0.6 * rng.random(300) - 0.05, 0, 1), 2)  # ties, exact 0 and 1
+    assert compute_metric("classification", metric, y, p) == pytest.approx(
+        classification_metrics(y, p)[metric], abs=1e-12)
+    never = np.zeros(50, dtype=int)
+    expected = classification_metrics(never, p[:50])[metric]
+    got = compute_metric("classification", metric, never, p[:50])
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2", "mape"])
+def test_compute_metric_equals_sklearn_for_every_regression_metric(metric):
+    from retrain_lib.metrics import compute_metric, regression_metrics
+
+    rng = np.random.default_rng(12)
+    y = np.round(rng.normal(10, 4, 200))
+    y[:5] = 0  # mape skips zero targets
+    pred = y + rng.normal(0, 2, 200)
+    assert compute_metric("regression", metric, y, pred) == pytest.approx(regression_metrics(y, pred)[metric],
+                                                                          abs=1e-9)
+    one = compute_metric("regression", metric, y[5:6], pred[5:6])
+    expected = regression_metrics(y[5:6], pred[5:6])[metric]
+    assert (math.isnan(one) and math.isnan(expected)) or one == pytest.approx(expected, abs=1e-9)
+    assert math.isnan(compute_metric("regression", metric, [], []))
+
+
 def bootstrap_gate(**kw):
     return Gate(type="bootstrap", metric="roc_auc", **kw)
 
