@@ -262,6 +262,7 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
             records = _new_records(ledger, seen)
             seen += len(records)
             mon = next((r for r in records if r["event"] == "monitor"), None)
+            follow_up = any(r["event"] == "gates" and r["details"].get("follow_up") for r in records)
             for r in records:
                 if r["event"] == "promote":
                     champ = next(m for m in r["details"]["moves"] if m["alias"] == "champion")
@@ -269,7 +270,10 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
                     key = "roc_auc" if "roc_auc" in m else "rmse"
                     old = (r["details"].get("champion_metrics") or {}).get(key)
                     vs = f" vs champion {old:.3f}" if old is not None else ""
-                    outcome = f"retrained -> v{champ['to']} promoted ({key} {m[key]:.3f}{vs})"
+                    # a follow-up learnt the champion's own regime from more days: promoted without a
+                    # gain test, its score is of the recipe before the refit on the newest days
+                    how = "follow-up promoted" if follow_up else "promoted"
+                    outcome = f"retrained -> v{champ['to']} {how} ({key} {m[key]:.3f}{vs})"
                 elif r["event"] == "reject":
                     outcome = "retrained -> rejected: " + "; ".join(r["details"]["failed"])
                 elif r["event"] == "no_gain":
@@ -283,7 +287,9 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
                 perf = [x for x in reasons if x.startswith("performance")]
                 if perf:
                     outcome += f" ({perf[0]})"
-            top = _top(mon["details"]) if mon and decision == "retrain" else ""
+            drift_fired = bool(mon) and any(sig.get("signal") == "drift" and sig.get("triggered")
+                                            for sig in mon["details"].get("signals") or [])
+            top = _top(mon["details"]) if decision == "retrain" and drift_fired else ""
             if mon and decision != "retrain" and any("drift reference rebased" in x for x in mon["details"]["reasons"]):
                 top = f"drift recorded, reference rebased: {_top(mon['details'])}"[:58]
             if mon and decision == "retrain" and not top:
