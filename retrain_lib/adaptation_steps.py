@@ -18,12 +18,24 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from retrain_lib.config import ModelConfig
 
 PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
+
+
+class Change(NamedTuple):
+    """The change a retrain's candidates train after (:func:`training_change`): its first
+    day and what showed it (``performance``: the champion's metric; ``shift``: its inputs).
+    ``NO_CHANGE`` when there is none."""
+
+    day: str | None
+    source: str | None
+
+
+NO_CHANGE = Change(None, None)
 
 
 def test_drop(cfg: ModelConfig, result: dict, y, scores, now, before, daily: dict[str, float], healthy,
@@ -124,24 +136,23 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
 
 
 def training_change(champion_tags: dict, window_start: dt.date, estimate: Callable[[], str | None],
-                    records: Callable[[], Iterable[dict]], champion_version: str
-                    ) -> tuple[str | None, str | None]:
+                    records: Callable[[], Iterable[dict]], champion_version: str) -> Change:
     """The change day a retrain's candidates train after: the regime the champion learnt
     (while inside the training window: its own series after training shows no change, and a
     noisy one must not cut the rows since the change), else the change ``estimate()`` finds in
     the champion's metric, else the day its inputs shifted (a rebased drift, from
-    ``records()``). Returns ``(day, source)``, source ``performance`` or ``shift`` (a regime
-    keeps its own); ``(None, None)`` when there is none. The callables run only when needed."""
+    ``records()``). A regime keeps its own source; ``NO_CHANGE`` when there is none. The
+    callables run only when needed."""
     from retrain_lib.adaptation import CHANGE_SOURCE_TAG, regime_change, shift_day
 
     regime = regime_change(champion_tags, window_start)
     if regime is not None:
-        return regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance"
+        return Change(regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance")
     estimated = estimate()
     if estimated is not None:
-        return estimated, "performance"
+        return Change(estimated, "performance")
     shifted = shift_day(records(), champion_version)
-    return (shifted, "shift") if shifted is not None else (None, None)
+    return Change(shifted, "shift") if shifted is not None else NO_CHANGE
 
 
 def regime_tags(selection: dict | None) -> dict[str, str]:

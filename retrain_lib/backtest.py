@@ -57,9 +57,11 @@ from pathlib import Path
 from typing import Any
 
 from retrain_lib.adaptation_steps import (
+    NO_CHANGE,
     NO_GAIN,
     PROMOTE,
     REJECTED,
+    Change,
     adaptation_state,
     is_follow_up,
     metric_ses,
@@ -244,7 +246,7 @@ class Artifact:
 
 
 def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None,
-                 change: tuple[str | None, str | None] | None = None) -> str:
+                 change: Change | None = None) -> str:
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
@@ -262,7 +264,7 @@ def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, par
     raw = f"{training_hash(cfg)}|{as_of.isoformat()}|{content}|{parent if cfg.training.warm_start else ''}"
     if cfg.adaptation is not None:
         # No change day trains exactly what ``change=None`` trains: one key for both.
-        raw += f"|adaptation:{'|'.join(c or '' for c in change) if change and any(change) else ''}"
+        raw += f"|adaptation:{'|'.join(c or '' for c in change) if change and change.day else ''}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -273,7 +275,7 @@ def _no_timeout(cfg: ModelConfig) -> ModelConfig:
 
 
 def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *, parent: Artifact | None = None,
-                   key: str | None = None, change: tuple[str | None, str | None] | None = None) -> Artifact:
+                   key: str | None = None, change: Change | None = None) -> Artifact:
     """The retrain path's data and training steps for ``as_of``: the training window read as
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
@@ -307,8 +309,9 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
             from retrain_lib.candidates import selection_rows, train_candidates
             from retrain_lib.metrics import predict_scores
 
-            day, source = change or (None, None)
-            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=day, change_source=source,
+            change = change or NO_CHANGE
+            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=change.day,
+                                      change_source=change.source,
                                       allowed_prefixes=prefixes, init_model=init)
             pipeline, info, scored_by = chosen.model, chosen.info, chosen.eval_model
             art.selection = chosen.selection.to_dict()
@@ -372,7 +375,7 @@ class ArtifactStore:
             tmp.replace(self.directory / f"{art.key}.pkl")
 
     def trained(self, cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: Artifact | None = None,
-                change: tuple[str | None, str | None] | None = None) -> tuple[Artifact, bool]:
+                change: Change | None = None) -> tuple[Artifact, bool]:
         """``(artifact, cached)``."""
         key = artifact_key(cfg, settings, as_of, parent.key if parent else None, change)
         art = self.get(key)
@@ -573,8 +576,8 @@ class _Replay:
         self.run.retrains.append(event)
         return event
 
-    def _change_day(self, day: dt.date) -> tuple[str | None, str | None] | None:
-        """``(change day, source)`` a retrain on ``day`` trains after (see
+    def _change_day(self, day: dt.date) -> Change | None:
+        """The change a retrain on ``day`` trains after (see
         :func:`retrain_lib.adaptation_steps.training_change`)."""
         if self.champion is None:
             return None

@@ -23,6 +23,7 @@ from typing import Any
 
 from retrain_lib import audit, registry
 from retrain_lib.adaptation_steps import (
+    NO_CHANGE,
     NO_GAIN,
     PROMOTE,
     REJECTED,
@@ -1229,17 +1230,17 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
         from retrain_lib.candidates import estimate_change, train_candidates
 
         champion = ctx.champion()
-        change, source = None, None
+        change = NO_CHANGE
         if champion is not None:
-            change, source = training_change(
+            change = training_change(
                 champion.tags, _day(snap["start"]),
                 lambda: estimate_change(cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
                                         champion.tags.get("data.end")),
                 lambda: audit.read_ledger(ctx.settings, ctx.name), _str(champion.version))
-        chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change,
+        chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change.day,
                                   allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
                                   init_model=init_model, init_model_ref=parent_uri, timeout_s=timeout,
-                                  change_source=source)
+                                  change_source=change.source)
         pipeline, info = chosen.model, chosen.info
         from retrain_lib.candidates import selection_rows
         from retrain_lib.training import Split

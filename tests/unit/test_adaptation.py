@@ -270,7 +270,7 @@ def test_a_covariate_shift_gets_one_retrain_once_its_labels_have_matured():
 
 def test_a_shift_regime_gets_no_follow_ups_and_the_change_day_comes_in_order():
     from retrain_lib.adaptation import CHANGE_SOURCE_TAG
-    from retrain_lib.adaptation_steps import training_change
+    from retrain_lib.adaptation_steps import NO_CHANGE, Change, training_change
 
     shifted = {**_tags(until="2026-02-09"), CHANGE_SOURCE_TAG: "shift"}
     assert follow_up(shifted, dt.date(2026, 2, 20), label_delay_days=3, training_days=14) is None
@@ -282,8 +282,8 @@ def test_a_shift_regime_gets_no_follow_ups_and_the_change_day_comes_in_order():
         return "2026-02-11"
 
     # the champion's regime first, with its source; the estimate is then not computed
-    assert training_change(shifted, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == ("2026-02-09", "shift")
+    assert training_change(shifted, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == Change("2026-02-09", "shift")
     assert not called
-    assert training_change({}, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == ("2026-02-11", "performance")
-    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: rebase, "5") == ("2026-02-04", "shift")
-    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: [], "5") == (None, None)
+    assert training_change({}, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == Change("2026-02-11", "performance")
+    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: rebase, "5") == Change("2026-02-04", "shift")
+    assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: [], "5") is NO_CHANGE
