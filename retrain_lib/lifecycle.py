@@ -844,8 +844,8 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     report_dir.mkdir(parents=True, exist_ok=True)
     html_path, report_error = None, None
     if reference is not None:
-        decided = {f["name"]: f["threshold"] for f in (drift_summary or {}).get("features", [])}
-        html_path, report_error = _drift_html(ctx, reference, current, report_dir / "drift_report.html", decided)
+        html_path, report_error = _drift_html(ctx, reference, current, report_dir / "drift_report.html",
+                                              (drift_summary or {}).get("features"))
     validation_path = None
     if validation_report is not None:
         validation_path = report_dir / "validation.json"
@@ -927,14 +927,13 @@ def _monitor_validation(ctx: ModelContext, window: Window):
     return summary, report
 
 
-def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Path,
-                thresholds: dict[str, float] | None = None):
-    """The Evidently drift report with the thresholds the drift check decided: ``(path, None)``,
+def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Path, features=None):
+    """The Evidently drift report with the tests the drift check ran (its ``features``): ``(path, None)``,
     or ``(None, error)`` when it failed (the monitor's decision does not depend on it)."""
     from retrain_lib.reports import drift_html_report
 
     try:
-        return drift_html_report(ctx.cfg, reference.frame, current.frame, path, thresholds), None
+        return drift_html_report(ctx.cfg, reference.frame, current.frame, path, features=features), None
     except Exception as exc:  # noqa: BLE001 - a report failure must not stop the monitor
         log.exception("the drift report of %s could not be built", ctx.name)
         return None, f"{type(exc).__name__}: {exc}"

@@ -62,10 +62,18 @@ def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> d
     return out
 
 
+def decided_tests(features) -> dict[str, tuple[str, str, float]]:
+    """``feature -> (kind, method, threshold)`` from the features of a drift check (its
+    ``DriftReport.to_dict()["features"]``): the tests as the check ran them."""
+    return {f["name"]: (f["kind"], f["method"], float(f["threshold"])) for f in features}
+
+
 def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path,
-                      thresholds: dict[str, float] | None = None) -> Path:
+                      thresholds: dict[str, float] | None = None, *, features=None) -> Path:
     """Write an Evidently ``DataDriftPreset`` report of ``current`` vs ``reference`` to ``path``
-    (HTML) and return the path.
+    (HTML) and return the path. The columns' tests are those of the drift check when its
+    ``features`` (``DriftReport.to_dict()["features"]``) are given, else resolved from the
+    config (:func:`column_tests`, with the check's ``thresholds`` for ``threshold: auto``).
 
     Example::
 
@@ -74,7 +82,7 @@ def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.Dat
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    tests = column_tests(cfg, thresholds)
+    tests = decided_tests(features) if features is not None else column_tests(cfg, thresholds)
     if not tests:
         raise ValueError(f"model {cfg.name!r} has no drift-checked feature (all are in drift.exclude)")
     numeric = [c for c, (kind, _, _) in tests.items() if kind == "numeric"]

@@ -482,6 +482,19 @@ def test_the_drift_report_of_a_calibrated_config_uses_the_thresholds_the_check_d
         column_tests(cfg)
 
 
+def test_the_monitor_s_drift_report_takes_the_tests_from_the_check_itself():
+    from retrain_lib.drift import drift_for_config
+    from retrain_lib.reports import decided_tests
+
+    cfg = model(drift={"threshold": "auto", "categorical_method": "chi2", "features": {"income": {"method": "ks"}},
+                       "exclude": ["store"]})
+    df = frame(40)
+    report = drift_for_config(cfg, df, df.iloc[::2])
+    tests = decided_tests(report.to_dict()["features"])
+    assert tests == {f.name: (f.kind, f.method, f.threshold) for f in report.features}
+    assert tests["income"][:2] == ("numeric", "ks") and tests["region"][:2] == ("categorical", "chi2")
+
+
 def test_drift_html_report_writes_an_evidently_page(tmp_path):
     from retrain_lib.reports import drift_html_report
 
