@@ -798,6 +798,21 @@ def drift_facts(cfg: ModelConfig, reference: Window, current: Window, *, weights
     return summary
 
 
+def claim_report_dir(model_dir: Path, as_of: dt.date) -> Path:
+    """A new directory for one monitor run's reports: ``<day>``, or ``<day>.2``, ``<day>.3``...
+    when an earlier run of the same day holds it, so that every ledger record keeps pointing
+    at its own reports. Claimed with an exclusive ``mkdir``: two runs never share one."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = model_dir / (as_of.isoformat() if n == 1 else f"{as_of.isoformat()}.{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"{model_dir} holds 10,000 report directories of {as_of}; remove old ones")
+
+
 def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
     """Check drift and performance for ``as_of`` and decide whether to retrain."""
     ctx = ModelContext(model, settings)
@@ -840,8 +855,7 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
             "threshold": pred["threshold"], "detail": pred["explain"]}]
         if pred["drifted"]:
             decision["reasons"] = [*decision["reasons"], f"prediction drift (reported): {pred['explain']}"]
-    report_dir = ctx.settings.reports_dir / cfg.name / as_of.isoformat()
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = claim_report_dir(ctx.settings.reports_dir / cfg.name, as_of)
     html_path, report_error = None, None
     if reference is not None:
         html_path, report_error = _drift_html(ctx, reference, current, report_dir / "drift_report.html",

@@ -3,6 +3,7 @@ ledger: a clearly worse challenger, and any candidate whose gates raise inside."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,7 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     # back on the good model: no rollback is asked again
     again = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
     assert again["action"] != "rollback"
+    # the second run of the day wrote its own reports: the first run's still say "rollback"
+    assert Path(again["report_path"]).parent != Path(res["report_path"]).parent
+    assert json.loads(Path(res["report_path"]).read_text())["action"] == "rollback"
+    assert json.loads(Path(again["report_path"]).read_text())["action"] == again["action"]
