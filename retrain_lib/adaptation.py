@@ -486,16 +486,28 @@ CHANGE_TAG, LABELLED_UNTIL_TAG = "adaptation.change_day", "adaptation.labelled_u
 CHANGE_SOURCE_TAG = "adaptation.change_source"  # "performance" or "shift"
 
 
-def regime_change(tags: dict, window_start: dt.date) -> str | None:
+def regime_change(tags: dict, window_start: dt.date, training_days: int | None = None) -> str | None:
     """The change day a champion was trained after (its ``adaptation.change_day`` tag) while
     that day is still inside the training window starting ``window_start``: the regime its
     successors must keep learning from. A champion trained after the change shows no change
     in its own daily metric, so without this a retrain would fall back to a window that is
-    still mostly pre-change."""
+    still mostly pre-change.
+
+    With ``training_days``, also while the whole window is after the change but the champion
+    learnt fewer than ``training_days`` days of the regime (its follow-ups are not done) and
+    the change is at most ``training_days`` before the window: the retrain that fills the
+    window with the regime is a follow-up of it, not a search for a new change."""
     change = tags.get(CHANGE_TAG)
     if not change or change == "none":
         return None
-    return change if dt.date.fromisoformat(change) >= window_start else None
+    day = dt.date.fromisoformat(change)
+    if day >= window_start:
+        return change
+    until = tags.get(LABELLED_UNTIL_TAG)
+    if training_days is None or not until:
+        return None
+    learnt = (dt.date.fromisoformat(until) - day).days + 1
+    return change if learnt < training_days and (window_start - day).days <= training_days else None
 
 
 @dataclass(frozen=True)

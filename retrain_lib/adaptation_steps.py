@@ -136,16 +136,18 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
 
 
 def training_change(champion_tags: dict, window_start: dt.date, estimate: Callable[[], str | None],
-                    records: Callable[[], Iterable[dict]], champion_version: str) -> Change:
+                    records: Callable[[], Iterable[dict]], champion_version: str, *,
+                    training_days: int | None = None) -> Change:
     """The change day a retrain's candidates train after: the regime the champion learnt
-    (while inside the training window: its own series after training shows no change, and a
-    noisy one must not cut the rows since the change), else the change ``estimate()`` finds in
+    (while inside the training window, or while its follow-ups fill the window: see
+    :func:`retrain_lib.adaptation.regime_change`; its own series after training shows no
+    change, and a noisy one must not cut the rows since the change), else the change ``estimate()`` finds in
     the champion's metric, else the day its inputs shifted (a rebased drift, from
     ``records()``). A regime keeps its own source; ``NO_CHANGE`` when there is none. The
     callables run only when needed."""
     from retrain_lib.adaptation import CHANGE_SOURCE_TAG, regime_change, shift_day
 
-    regime = regime_change(champion_tags, window_start)
+    regime = regime_change(champion_tags, window_start, training_days)
     if regime is not None:
         return Change(regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance")
     estimated = estimate()

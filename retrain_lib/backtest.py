@@ -596,7 +596,8 @@ class _Replay:
                                    self.champion.tags.get("data.end"))
 
         # As the retrain DAG does (lifecycle.train_candidate).
-        return training_change(self.champion.tags, start, estimate, lambda: self.records, self.champion.version)
+        return training_change(self.champion.tags, start, estimate, lambda: self.records, self.champion.version,
+                               training_days=self.cfg.windows.training_days)
 
     def rollback(self, day: dt.date, decision: dict) -> dict:
         event = {"day": day.isoformat(), "from": self._key(self.champion), "to": self._key(self.previous),

@@ -1249,7 +1249,8 @@ def train_candidate(model: str, snap: dict, *, settings: Settings | None = None,
                 champion.tags, _day(snap["start"]),
                 lambda: estimate_change(cfg, labelled, load_model(ctx, f"models:/{cfg.name}/{champion.version}"),
                                         champion.tags.get("data.end")),
-                lambda: audit.read_ledger(ctx.settings, ctx.name), _str(champion.version))
+                lambda: audit.read_ledger(ctx.settings, ctx.name), _str(champion.version),
+                training_days=cfg.windows.training_days)
         chosen = train_candidates(cfg, labelled, as_of=_day(snap["as_of"]), change=change.day,
                                   allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
                                   init_model=init_model, init_model_ref=parent_uri, timeout_s=timeout,

@@ -216,6 +216,19 @@ def test_regime_change_lasts_while_the_change_is_inside_the_training_window():
     assert regime_change({}, dt.date(2026, 1, 30)) is None
 
 
+def test_a_regime_learnt_from_a_few_days_is_kept_while_its_follow_ups_fill_the_window():
+    """The change on 02-09 left the 14-day window starting 02-10, but the champion learnt 6
+    days of it: the retrain that fills the window is its follow-up (same change day), until
+    the champion learnt a full window or the change is a window older than the window."""
+    six_days = _tags(until="2026-02-14")
+    assert regime_change(six_days, dt.date(2026, 2, 10), 14) == "2026-02-09"
+    assert regime_change(six_days, dt.date(2026, 2, 10)) is None  # without training_days: as before
+    assert regime_change(six_days, dt.date(2026, 2, 23), 14) == "2026-02-09"  # 14 days after it
+    assert regime_change(six_days, dt.date(2026, 2, 24), 14) is None  # longer ago than a window
+    full = _tags(until="2026-02-22")  # 14 days of the regime learnt
+    assert regime_change(full, dt.date(2026, 2, 10), 14) is None
+
+
 def test_follow_ups_come_when_the_matured_days_since_the_change_double():
     # trained on 1 day of labels since 02-09; labels are 3 days late
     one = _tags(until="2026-02-09")
