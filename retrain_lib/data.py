@@ -357,9 +357,7 @@ def load_window(
     else:
         known = _mask_young_labels(cfg, frame, as_of)
     frame["__label_known"] = known.to_numpy()
-    digest = None
-    if src.source != "local":
-        digest = hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
+    digest = _remote_digest(fingerprint_parts) if src.source != "local" else None
     return Window(frame, start, end, as_of, tuple(files), digest)
 
 
@@ -394,9 +392,12 @@ def window_fingerprint(cfg: ModelConfig, data_root, start: dt.date, end: dt.date
         if label_parts:
             files += list(label_parts.values())
             fingerprint_parts.append((label_store, list(label_parts.values())))
-    if src.source != "local":
-        return hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
-    return fingerprint_files(files)
+    return _remote_digest(fingerprint_parts) if src.source != "local" else fingerprint_files(files)
+
+
+def _remote_digest(fingerprint_parts) -> str:
+    """The fingerprint of a window in object storage: its stores' own fingerprints (ETags)."""
+    return hashlib.sha256("|".join(st.fingerprint(refs) for st, refs in fingerprint_parts).encode()).hexdigest()[:16]
 
 
 def _join_labels(cfg: ModelConfig, frame: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

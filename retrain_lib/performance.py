@@ -205,9 +205,6 @@ def _nan(x) -> bool:
 
 def metric_value(y, scores, metric: str, task: str) -> float:
     """One metric of scores against labels (NaN when it is undefined, e.g. AUC of one class)."""
-    y = np.asarray(y)
-    if len(y) == 0:
-        return math.nan
     return compute_metric(task, metric, y, scores)
 
 

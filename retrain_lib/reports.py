@@ -69,11 +69,11 @@ def decided_tests(features) -> dict[str, tuple[str, str, float]]:
 
 
 def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path,
-                      thresholds: dict[str, float] | None = None, *, features=None) -> Path:
+                      *, features=None) -> Path:
     """Write an Evidently ``DataDriftPreset`` report of ``current`` vs ``reference`` to ``path``
     (HTML) and return the path. The columns' tests are those of the drift check when its
     ``features`` (``DriftReport.to_dict()["features"]``) are given, else resolved from the
-    config (:func:`column_tests`, with the check's ``thresholds`` for ``threshold: auto``).
+    config (:func:`column_tests`; a ``threshold: auto`` needs the check's features).
 
     Example::
 
@@ -82,7 +82,7 @@ def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.Dat
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    tests = decided_tests(features) if features is not None else column_tests(cfg, thresholds)
+    tests = decided_tests(features) if features is not None else column_tests(cfg)
     if not tests:
         raise ValueError(f"model {cfg.name!r} has no drift-checked feature (all are in drift.exclude)")
     numeric = [c for c, (kind, _, _) in tests.items() if kind == "numeric"]
