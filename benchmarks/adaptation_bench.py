@@ -103,11 +103,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = (100, 300, 2000)
 # --quick: the classification runs every target looks at (stable, covariate and concept at 300
 # rows/day, where noise is hardest; concept recovery at 2000 rows/day, where it is judged).
-QUICK_RUNS = (("classification", "stable", 300), ("classification", "covariate", 300),
-              ("classification", "abrupt_concept", 300), ("classification", "abrupt_concept", 2000))
+QUICK_RUNS = (
+    ("classification", "stable", 300),
+    ("classification", "covariate", 300),
+    ("classification", "abrupt_concept", 300),
+    ("classification", "abrupt_concept", 2000),
+)
 POLICIES = ("config", "oracle", "never")
 DAYS, CHANGE_DAY, LABEL_DELAY, TRAINING_DAYS = 90, 40, 3, 14
-EXTRA_DAYS = 7          # attribution window: [first day, last day + label delay + EXTRA_DAYS]
+EXTRA_DAYS = 7  # attribution window: [first day, last day + label delay + EXTRA_DAYS]
 RECOVERY_TOL = 0.02
 LOST_MAX = 0.005
 SMOOTH_DAYS, PRE_DAYS, SETTLE_DAYS = 3, 7, 7
@@ -136,8 +140,10 @@ def normalised(metric: str, by_day: dict[str, float | None], variance: dict[str,
     if metric == "mse":
         return {d: None if v is None or not variance.get(d) else 1 - v / variance[d] for d, v in by_day.items()}
     if metric in ("mae", "mape"):
-        raise ValueError(f"the benchmark cannot turn a daily {metric} into R2; use rmse, mse or r2 as "
-                         "performance.metric of the regression config")
+        raise ValueError(
+            f"the benchmark cannot turn a daily {metric} into R2; use rmse, mse or r2 as "
+            "performance.metric of the regression config"
+        )
     return dict(by_day)
 
 
@@ -159,9 +165,18 @@ def delay_days(event_days, first) -> int | None:
     return (later[0] - _day(first)).days if later else None
 
 
-def recovery_days(policy: dict[str, float | None], oracle: dict[str, float | None], first, stretch_end, *,
-                  up: bool = True, tol: float = RECOVERY_TOL, pre_days: int = PRE_DAYS,
-                  settle_days: int = SETTLE_DAYS, smooth: int = SMOOTH_DAYS) -> dict:
+def recovery_days(
+    policy: dict[str, float | None],
+    oracle: dict[str, float | None],
+    first,
+    stretch_end,
+    *,
+    up: bool = True,
+    tol: float = RECOVERY_TOL,
+    pre_days: int = PRE_DAYS,
+    settle_days: int = SETTLE_DAYS,
+    smooth: int = SMOOTH_DAYS,
+) -> dict:
     """Recovery after the change starting ``first`` whose stretch ends ``stretch_end``
     (inclusive), from daily metrics keyed by ISO day (see the module docstring).
 
@@ -176,7 +191,7 @@ def recovery_days(policy: dict[str, float | None], oracle: dict[str, float | Non
         return {"days": None, "pre": pre, "attainable": attainable, "target": None}
     target = min(levels, key=lambda v: sign * v)
     for i in range(len(stretch) - smooth + 1):
-        values = [policy.get(d) for d in stretch[i:i + smooth]]
+        values = [policy.get(d) for d in stretch[i : i + smooth]]
         if any(v is None for v in values):
             continue
         if sign * (sum(values) / smooth - target) >= -tol:
@@ -184,8 +199,9 @@ def recovery_days(policy: dict[str, float | None], oracle: dict[str, float | Non
     return {"days": None, "pre": pre, "attainable": attainable, "target": target}
 
 
-def lost_vs_oracle(policy: dict[str, float | None], oracle: dict[str, float | None], *, up: bool = True
-                   ) -> float | None:
+def lost_vs_oracle(
+    policy: dict[str, float | None], oracle: dict[str, float | None], *, up: bool = True
+) -> float | None:
     """Mean over the days both have of oracle minus policy, in the good direction."""
     sign = 1 if up else -1
     return _mean([sign * (oracle[d] - v) for d, v in policy.items() if v is not None and oracle.get(d) is not None])
@@ -209,9 +225,13 @@ def _follow_up(decision: dict) -> bool:
 
 
 def _requests(decisions: list[dict], first_model: str | None) -> list[str]:
-    return [d["day"] for d in decisions
-            if (d.get("action") in ("retrain", "rollback") or d.get("throttled")) and not _follow_up(d)
-            and (first_model is None or d["day"] > first_model)]
+    return [
+        d["day"]
+        for d in decisions
+        if (d.get("action") in ("retrain", "rollback") or d.get("throttled"))
+        and not _follow_up(d)
+        and (first_model is None or d["day"] > first_model)
+    ]
 
 
 def _flags(decisions: list[dict], first_model: str | None) -> list[str]:
@@ -221,8 +241,11 @@ def _flags(decisions: list[dict], first_model: str | None) -> list[str]:
     for d in decisions:
         if first_model is not None and d["day"] <= first_model:
             continue
-        drift = ("drift" in d["fired"]) if "fired" in d else any(
-            str(r).lower().startswith("data drift") for r in d.get("reasons") or [])
+        drift = (
+            ("drift" in d["fired"])
+            if "fired" in d
+            else any(str(r).lower().startswith("data drift") for r in d.get("reasons") or [])
+        )
         if drift or d.get("action") in ("retrain", "rollback") or d.get("throttled"):
             out.append(d["day"])
     return out
@@ -231,8 +254,9 @@ def _flags(decisions: list[dict], first_model: str | None) -> list[str]:
 def score_run(data: ScenarioData, summary: dict) -> dict:
     """The benchmark's numbers for one backtest ``summary`` of ``data``'s scenario."""
     metric, up = summary["metric"], bool(summary["greater_is_better"])
-    daily = {name: normalised(metric, p["metric_by_day"], data.target_variance)
-             for name, p in summary["policies"].items()}
+    daily = {
+        name: normalised(metric, p["metric_by_day"], data.target_variance) for name, p in summary["policies"].items()
+    }
     if metric in ("rmse", "mse"):
         up = True  # R2
     cfg_pol, decisions = summary["policies"]["config"], summary["decisions"]["config"]
@@ -253,23 +277,33 @@ def score_run(data: ScenarioData, summary: dict) -> dict:
         rec = recovery_days(daily["config"], daily["oracle"], first, end, up=up)
         orec = recovery_days(daily["oracle"], daily["oracle"], first, end, up=up)
         window = [(first, last)]
-        changes.append({
-            "first": first.isoformat(), "last": last.isoformat(),
-            "detection_delay_days": delay_days(requests, first), "flag_delay_days": delay_days(flags, first),
-            "recovery_days": rec["days"], "oracle_recovery_days": orec["days"],
-            "pre_level": _round(rec["pre"]), "attainable_level": _round(rec["attainable"]),
-            "triggered_retrains": sum(in_window(d, window, L) for d in triggered),
-            "follow_ups": [d for d in follow_ups if first.isoformat() <= d <= end],
-            "scheduled_retrains": sum(in_window(d, window, L) for d in scheduled),
-        })
+        changes.append(
+            {
+                "first": first.isoformat(),
+                "last": last.isoformat(),
+                "detection_delay_days": delay_days(requests, first),
+                "flag_delay_days": delay_days(flags, first),
+                "recovery_days": rec["days"],
+                "oracle_recovery_days": orec["days"],
+                "pre_level": _round(rec["pre"]),
+                "attainable_level": _round(rec["attainable"]),
+                "triggered_retrains": sum(in_window(d, window, L) for d in triggered),
+                "follow_ups": [d for d in follow_ups if first.isoformat() <= d <= end],
+                "scheduled_retrains": sum(in_window(d, window, L) for d in scheduled),
+            }
+        )
     alarms = false_alarm_days(requests, data.changes, L)
     oracle_days = daily.get("oracle") or {}
     return {
-        "kind": data.scenario.kind, "metric": "r2" if metric in ("rmse", "mse") else metric,
+        "kind": data.scenario.kind,
+        "metric": "r2" if metric in ("rmse", "mse") else metric,
         "detection_delay_days": _worst(c["detection_delay_days"] for c in changes),
         "flag_delay_days": _worst(c["flag_delay_days"] for c in changes),
-        "false_alarms": len(alarms), "false_alarm_days": alarms,
-        "retrains": cfg_pol["retrains"], "triggered_retrains": len(triggered), "follow_up_retrains": len(follow_ups),
+        "false_alarms": len(alarms),
+        "false_alarm_days": alarms,
+        "retrains": cfg_pol["retrains"],
+        "triggered_retrains": len(triggered),
+        "follow_up_retrains": len(follow_ups),
         "scheduled_retrains": len(scheduled),
         "retrain_days": cfg_pol["retrain_days"],
         "recovery_days": _worst(c["recovery_days"] for c in changes),
@@ -295,10 +329,13 @@ def _round(value, digits: int = 4):
 
 def evaluate_targets(results: dict, label_delay: int = LABEL_DELAY) -> dict:
     """Pass/fail per target of issue 19 over ``results[task][scenario][rows]``."""
-    runs = [(f"{t}/{s}/{r}", s, int(r), e) for t, by in results.items() for s, rows in by.items()
-            for r, e in rows.items()]
-    failing: dict[str, list[str]] = {k: [] for k in ("stable_false_alarms", "covariate", "concept_detection",
-                                                     "concept_recovery", "metric_lost_vs_oracle")}
+    runs = [
+        (f"{t}/{s}/{r}", s, int(r), e) for t, by in results.items() for s, rows in by.items() for r, e in rows.items()
+    ]
+    failing: dict[str, list[str]] = {
+        k: []
+        for k in ("stable_false_alarms", "covariate", "concept_detection", "concept_recovery", "metric_lost_vs_oracle")
+    }
     checked = {k: 0 for k in failing}
     for key, scen, rows, e in runs:
         checked["stable_false_alarms"] += 1
@@ -311,8 +348,10 @@ def evaluate_targets(results: dict, label_delay: int = LABEL_DELAY) -> dict:
             checked["covariate"] += 1
             for c in e["changes"]:
                 if c["flag_delay_days"] is None or c["flag_delay_days"] > 1 or c["triggered_retrains"] > 1:
-                    failing["covariate"].append(f"{key}: flagged after {c['flag_delay_days']} day(s), "
-                                                f"{c['triggered_retrains']} triggered retrain(s)")
+                    failing["covariate"].append(
+                        f"{key}: flagged after {c['flag_delay_days']} day(s), "
+                        f"{c['triggered_retrains']} triggered retrain(s)"
+                    )
         if KINDS[scen] == "concept":
             checked["concept_detection"] += 1
             for c in e["changes"]:
@@ -323,17 +362,26 @@ def evaluate_targets(results: dict, label_delay: int = LABEL_DELAY) -> dict:
                 for c in e["changes"]:
                     if c["recovery_days"] is None or c["recovery_days"] > label_delay + 3:
                         failing["concept_recovery"].append(f"{key} ({c['first']}): {c['recovery_days']}")
-    rules = {"stable_false_alarms": "0 false alarms in every run", "covariate": "flagged within 1 day, <= 1 retrain",
-             "concept_detection": f"detected within {label_delay + 1} days",
-             "concept_recovery": f"recovery_days <= {label_delay + 3} at {RECOVERY_ROWS} rows/day",
-             "metric_lost_vs_oracle": f"<= {LOST_MAX}"}
-    return {k: {"rule": rules[k], "runs": checked[k], "passed": not failing[k] if checked[k] else None,
-                "failing": failing[k]} for k in failing}
+    rules = {
+        "stable_false_alarms": "0 false alarms in every run",
+        "covariate": "flagged within 1 day, <= 1 retrain",
+        "concept_detection": f"detected within {label_delay + 1} days",
+        "concept_recovery": f"recovery_days <= {label_delay + 3} at {RECOVERY_ROWS} rows/day",
+        "metric_lost_vs_oracle": f"<= {LOST_MAX}",
+    }
+    return {
+        k: {
+            "rule": rules[k],
+            "runs": checked[k],
+            "passed": not failing[k] if checked[k] else None,
+            "failing": failing[k],
+        }
+        for k in failing
+    }
 
 
 def overall(results: dict) -> dict:
-    runs = [(f"{t}/{s}/{r}", int(r), e) for t, by in results.items() for s, rows in by.items()
-            for r, e in rows.items()]
+    runs = [(f"{t}/{s}/{r}", int(r), e) for t, by in results.items() for s, rows in by.items() for r, e in rows.items()]
     recovered = [e["recovery_days"] for _, _, e in runs if e["changes"] and e["recovery_days"] is not None]
     by_rows: dict[str, int] = {}
     for _, rows, e in runs:
@@ -341,7 +389,8 @@ def overall(results: dict) -> dict:
     return {
         "max_recovery_days": max(recovered) if recovered else None,
         "unrecovered": [k for k, _, e in runs if e["changes"] and e["recovery_days"] is None],
-        "stable_false_alarms": sum(by_rows.values()), "stable_false_alarms_by_rows": by_rows,
+        "stable_false_alarms": sum(by_rows.values()),
+        "stable_false_alarms_by_rows": by_rows,
         "wasted_retrains": sum(e["wasted_retrains"] for _, _, e in runs),
         "retrains": sum(e["retrains"] for _, _, e in runs),
     }
@@ -352,43 +401,73 @@ def overall(results: dict) -> dict:
 # -----------------------------------------------------------------------------------------
 
 
-def run_one(task: str, scen: str, rows: int, *, base: dict, data_dir: Path, cache_dir: Path, workers: int,
-            say) -> dict:
+def run_one(task: str, scen: str, rows: int, *, base: dict, data_dir: Path, cache_dir: Path, workers: int, say) -> dict:
     from retrain_lib.backtest import backtest, default_policies
 
     root = data_dir / task / scen / str(rows)
     if root.exists():
         shutil.rmtree(root)
     started = time.monotonic()
-    data = write_scenario(scen, task, root, rows_per_day=rows, base=base, days=DAYS, change=CHANGE_DAY,
-                          label_delay_days=LABEL_DELAY, training_days=TRAINING_DAYS)
+    data = write_scenario(
+        scen,
+        task,
+        root,
+        rows_per_day=rows,
+        base=base,
+        days=DAYS,
+        change=CHANGE_DAY,
+        label_delay_days=LABEL_DELAY,
+        training_days=TRAINING_DAYS,
+    )
     write_s = time.monotonic() - started
     cached_before = len(list(cache_dir.glob("*.pkl")))
     started = time.monotonic()
-    summary = backtest(data.config, root, policies=default_policies(data.config, POLICIES),
-                       drift_days=list(data.change_dates), reveal_drifts=False, cache_dir=cache_dir, workers=workers,
-                       progress=lambda m: say(f"  {task}/{scen}/{rows}: {m}"))
+    summary = backtest(
+        data.config,
+        root,
+        policies=default_policies(data.config, POLICIES),
+        drift_days=list(data.change_dates),
+        reveal_drifts=False,
+        cache_dir=cache_dir,
+        workers=workers,
+        progress=lambda m: say(f"  {task}/{scen}/{rows}: {m}"),
+    )
     wall = time.monotonic() - started
     entry = score_run(data, summary)
-    entry.update(wall_s=round(wall, 1), write_s=round(write_s, 1),
-                 models_trained=len(list(cache_dir.glob("*.pkl"))) - cached_before,
-                 config_replay_s=summary["policies"]["config"].get("replay_wall_s"),
-                 oracle_replay_s=summary["policies"]["oracle"].get("replay_wall_s"))
+    entry.update(
+        wall_s=round(wall, 1),
+        write_s=round(write_s, 1),
+        models_trained=len(list(cache_dir.glob("*.pkl"))) - cached_before,
+        config_replay_s=summary["policies"]["config"].get("replay_wall_s"),
+        oracle_replay_s=summary["policies"]["oracle"].get("replay_wall_s"),
+    )
     return entry
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="classification: stable, covariate and abrupt_concept at 300 "
-                   "rows/day, abrupt_concept at 2000 (under 5 minutes on 2 cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="classification: stable, covariate and abrupt_concept at 300 "
+        "rows/day, abrupt_concept at 2000 (under 5 minutes on 2 cores)",
+    )
     p.add_argument("--tasks", default=None, help=f"comma-separated, of {','.join(TASKS)}")
     p.add_argument("--scenarios", default=None, help=f"comma-separated, of {','.join(SCENARIOS)}")
     p.add_argument("--rows", default=None, help="rows per day, comma-separated (default 100,300,2000)")
     p.add_argument("--workers", type=int, default=2, help="backtest worker processes (default 2)")
-    p.add_argument("--config-dir", default=str(ROOT / "configs"), help="holds models/credit_default.yaml and "
-                   "models/daily_demand.yaml, the configs the benchmark's are derived from")
-    p.add_argument("--cache-dir", default=None, help="keep trained models here between runs (only while the "
-                   "training code is unchanged: the key covers config and data, not code); default: a fresh one")
+    p.add_argument(
+        "--config-dir",
+        default=str(ROOT / "configs"),
+        help="holds models/credit_default.yaml and "
+        "models/daily_demand.yaml, the configs the benchmark's are derived from",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep trained models here between runs (only while the "
+        "training code is unchanged: the key covers config and data, not code); default: a fresh one",
+    )
     p.add_argument("--data-dir", default=None, help="write the scenarios here (default: a temporary directory)")
     args = p.parse_args(argv)
     tasks = args.tasks.split(",") if args.tasks else list(TASKS)
@@ -421,26 +500,41 @@ def main(argv: list[str] | None = None) -> int:
         bases = {task: shipped_config(task, Path(args.config_dir)) for task in tasks}
         for task, scen, n in plan:
             say(f"{task}/{scen}/{n} rows/day")
-            entry = run_one(task, scen, n, base=bases[task], data_dir=data_dir, cache_dir=cache_dir,
-                            workers=args.workers, say=say)
+            entry = run_one(
+                task, scen, n, base=bases[task], data_dir=data_dir, cache_dir=cache_dir, workers=args.workers, say=say
+            )
             results.setdefault(task, {}).setdefault(scen, {})[str(n)] = entry
             say(json.dumps({"run": f"{task}/{scen}/{n}", **entry}))
-            say(f"{task}/{scen}/{n}: {entry['wall_s']} s; detection {entry['detection_delay_days']}, "
+            say(
+                f"{task}/{scen}/{n}: {entry['wall_s']} s; detection {entry['detection_delay_days']}, "
                 f"false alarms {entry['false_alarms']}, retrains {entry['retrains']}, recovery "
-                f"{entry['recovery_days']}, lost {entry['metric_lost_vs_oracle']}")
+                f"{entry['recovery_days']}, lost {entry['metric_lost_vs_oracle']}"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     targets = evaluate_targets(results)
     out = {
-        "bench": "adaptation", "quick": args.quick, "tasks": tasks, "scenarios": scenarios, "rows_per_day": rows,
-        "days": DAYS, "change_day": CHANGE_DAY, "label_delay_days": LABEL_DELAY, "training_days": TRAINING_DAYS,
-        "policies": list(POLICIES), "workers": args.workers, "cores": os.cpu_count(),
+        "bench": "adaptation",
+        "quick": args.quick,
+        "tasks": tasks,
+        "scenarios": scenarios,
+        "rows_per_day": rows,
+        "days": DAYS,
+        "change_day": CHANGE_DAY,
+        "label_delay_days": LABEL_DELAY,
+        "training_days": TRAINING_DAYS,
+        "policies": list(POLICIES),
+        "workers": args.workers,
+        "cores": os.cpu_count(),
         "load_avg": [round(load_start, 1), round(os.getloadavg()[0], 1)],
-        "results": results, **overall(results), "targets": targets,
+        "results": results,
+        **overall(results),
+        "targets": targets,
         "targets_passed": all(t["passed"] is not False for t in targets.values()),
         "wall_s": round(time.monotonic() - started, 1),
-        "backtest_wall_s": {f"{t}/{s}/{r}": e["wall_s"] for t, by in results.items() for s, rs in by.items()
-                            for r, e in rs.items()},
+        "backtest_wall_s": {
+            f"{t}/{s}/{r}": e["wall_s"] for t, by in results.items() for s, rs in by.items() for r, e in rs.items()
+        },
     }
     print(json.dumps(out))
     return 0

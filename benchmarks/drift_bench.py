@@ -97,8 +97,15 @@ def make_frames(rows: int, cols: int, cat_cols: int, seed: int) -> tuple[pd.Data
 
 
 def run_ours(ref, cur, numeric, categorical, method: str, binning: str):
-    return compute_drift(ref, cur, numeric=numeric, categorical=categorical, method=method,
-                         categorical_method=method if method in ("psi", "js") else "psi", binning=binning)
+    return compute_drift(
+        ref,
+        cur,
+        numeric=numeric,
+        categorical=categorical,
+        method=method,
+        categorical_method=method if method in ("psi", "js") else "psi",
+        binning=binning,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_ds = Dataset.from_pandas(ref, data_definition=definition)
         cur_ds = Dataset.from_pandas(cur, data_definition=definition)
         evidently_name = {"js": "jensenshannon"}.get(method, method)
-        preset = DataDriftPreset(method=evidently_name,
-                                 cat_method="psi" if method in ("ks", "wasserstein") else None)
+        preset = DataDriftPreset(method=evidently_name, cat_method="psi" if method in ("ks", "wasserstein") else None)
         snapshot = Report([preset]).run(current_data=cur_ds, reference_data=ref_ds)
         evidently_s = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -165,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         evidently_dict_s = time.perf_counter() - t0
     say(f"evidently: {evidently_s:.2f} s (+ import {evidently_import_s:.2f} s, dict {evidently_dict_s:.2f} s)")
 
-    theirs = {m["config"]["column"]: float(m["value"]) for m in metrics
-              if m["config"].get("type", "").endswith("ValueDrift")}
+    theirs = {
+        m["config"]["column"]: float(m["value"]) for m in metrics if m["config"].get("type", "").endswith("ValueDrift")
+    }
     mine = {f.name: (f.p_value if f.p_value is not None else f.score) for f in ours.features}
     missing = sorted(set(mine) ^ set(theirs))
     if missing:
@@ -177,13 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"largest difference: {worst}: ours {mine[worst]!r} evidently {theirs[worst]!r}")
 
     result = {
-        "rows": args.rows, "cols": args.cols, "cat_cols": args.cat_cols, "method": method,
-        "ours_s": round(ours_s, 4), "ours_native_s": round(ours_native_s, 4),
-        "evidently_s": round(evidently_s, 4), "evidently_import_s": round(evidently_import_s, 4),
+        "rows": args.rows,
+        "cols": args.cols,
+        "cat_cols": args.cat_cols,
+        "method": method,
+        "ours_s": round(ours_s, 4),
+        "ours_native_s": round(ours_native_s, 4),
+        "evidently_s": round(evidently_s, 4),
+        "evidently_import_s": round(evidently_import_s, 4),
         "evidently_dict_s": round(evidently_dict_s, 4),
         "speedup": round(evidently_s / ours_s, 2),
         "max_abs_diff": max(diffs.values()) if diffs else 0.0,
-        "ours_peak_mb": round(ours_peak_mb, 1), "input_mb": round(float(input_mb), 1),
+        "ours_peak_mb": round(ours_peak_mb, 1),
+        "input_mb": round(float(input_mb), 1),
         "peak_ratio": round(ours_peak_mb / float(input_mb), 3),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }

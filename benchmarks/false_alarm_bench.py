@@ -95,8 +95,17 @@ def make_frame(rng: np.random.Generator, n: int, *, shifted: bool = False) -> pd
 
 
 def flags(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[dict[str, bool], dict[str, bool]]:
-    report = compute_drift(reference, current, numeric=NUMERIC, categorical=CATEGORICAL, method="psi",
-                           categorical_method="psi", threshold="auto", false_alarm_rate=FAR, multiple_testing="bh")
+    report = compute_drift(
+        reference,
+        current,
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        method="psi",
+        categorical_method="psi",
+        threshold="auto",
+        false_alarm_rate=FAR,
+        multiple_testing="bh",
+    )
     fixed = {f.name: f.score >= FIXED_PSI for f in report.features}
     auto = {f.name: f.drifted for f in report.features}
     return fixed, auto
@@ -108,8 +117,19 @@ def trials_for(n: int, trials: int) -> int:
 
 def run_size(n: int, trials: int, seed: int) -> dict:
     rng = np.random.default_rng([seed, n])
-    counts = {k: 0 for k in ("any_fixed", "any_auto", "feat_fixed", "feat_auto",
-                             "det_fixed", "det_auto", "det_any_fixed", "det_any_auto")}
+    counts = {
+        k: 0
+        for k in (
+            "any_fixed",
+            "any_auto",
+            "feat_fixed",
+            "feat_auto",
+            "det_fixed",
+            "det_auto",
+            "det_any_fixed",
+            "det_any_auto",
+        )
+    }
     start = time.perf_counter()
     for _ in range(trials):
         reference = make_frame(rng, n)

@@ -71,14 +71,20 @@ def parse_child(config_dir: str) -> None:
     wall = time.perf_counter() - t0
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = bag.dagbag_stats  # one entry: the factory file (reported as "." when given as the folder)
-    print(json.dumps({
-        "parse_s": round(sum(s.duration.total_seconds() for s in stats), 3),  # the factory file is the only file
-        "parse_wall_s": round(wall, 3),
-        "parse_peak_mb": round(peak_after - max(peak_before, rss_before), 1),
-        "process_peak_mb": round(peak_after, 1),
-        "dags": len(bag.dags),
-        "import_errors": {k: v[-500:] for k, v in bag.import_errors.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "parse_s": round(
+                    sum(s.duration.total_seconds() for s in stats), 3
+                ),  # the factory file is the only file
+                "parse_wall_s": round(wall, 3),
+                "parse_peak_mb": round(peak_after - max(peak_before, rss_before), 1),
+                "process_peak_mb": round(peak_after, 1),
+                "dags": len(bag.dags),
+                "import_errors": {k: v[-500:] for k, v in bag.import_errors.items()},
+            }
+        )
+    )
 
 
 def measure_parse(n: int, root: Path) -> dict:
@@ -86,11 +92,21 @@ def measure_parse(n: int, root: Path) -> dict:
     home = root / "airflow-parse"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETRAIN"))}
-    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False", RETRAIN_STRICT="1",
-               AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
-    proc = subprocess.run([sys.executable, __file__, "--parse-child", str(config_dir)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        RETRAIN_STRICT="1",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "--parse-child", str(config_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"parse child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -108,13 +124,28 @@ def measure_monitor_all(m: int, workers: int, concurrency: int, root: Path) -> d
 
     config_dir = s3_model_configs(fleet_configs(root / "fleet-configs", m), root / "configs")
     local = root / "simulated"
-    simulate(load_model_config(REPO / "configs" / "models" / f"{BASE_MODEL}.yaml"), local, days=35,
-             drift_kind="none", rows_per_day=600, seed=3)
+    simulate(
+        load_model_config(REPO / "configs" / "models" / f"{BASE_MODEL}.yaml"),
+        local,
+        days=35,
+        drift_kind="none",
+        rows_per_day=600,
+        seed=3,
+    )
     models = sorted(p.stem for p in (config_dir / "models").glob("*.yaml"))
     t_start = time.monotonic()
-    topo = NativeTopology(root / "topology", config_dir, workers=workers, gateway=False, variables={
-        "AIRFLOW_WORKER_CONCURRENCY": str(concurrency), "AIRFLOW_API_WORKERS": "1",
-        "AIRFLOW_DAG_REFRESH_INTERVAL": "5", "RETRAIN_STRICT": "1"})
+    topo = NativeTopology(
+        root / "topology",
+        config_dir,
+        workers=workers,
+        gateway=False,
+        variables={
+            "AIRFLOW_WORKER_CONCURRENCY": str(concurrency),
+            "AIRFLOW_API_WORKERS": "1",
+            "AIRFLOW_DAG_REFRESH_INTERVAL": "5",
+            "RETRAIN_STRICT": "1",
+        },
+    )
     (root / "topology").mkdir()
     with topo:
         upload_tree(topo.s3_client(), topo.env_vars["RETRAIN_BUCKET"], local)
@@ -128,8 +159,7 @@ def measure_monitor_all(m: int, workers: int, concurrency: int, root: Path) -> d
         t0 = time.monotonic()
         runs = {}
         for dag_id in sorted(monitors):
-            status, body = topo.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": LOGICAL_DATE},
-                                        token)
+            status, body = topo.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": LOGICAL_DATE}, token)
             assert status == 200, (status, body)
             runs[dag_id] = body["dag_run_id"]
 
@@ -142,12 +172,21 @@ def measure_monitor_all(m: int, workers: int, concurrency: int, root: Path) -> d
         states = topo.wait(f"{len(runs)} monitor runs", 3600, finished, poll=1)
         monitor_all_s = time.monotonic() - t0
         with topo.sql() as con:
-            hosts = dict(con.execute("SELECT hostname, count(*) FROM task_instance WHERE state = 'success' "
-                                     "GROUP BY hostname").fetchall())
+            hosts = dict(
+                con.execute(
+                    "SELECT hostname, count(*) FROM task_instance WHERE state = 'success' GROUP BY hostname"
+                ).fetchall()
+            )
     failed = sorted(d for d, s in states.items() if s != "success")
-    return {"monitor_models": m, "workers": workers, "worker_concurrency": concurrency,
-            "monitor_all_s": round(monitor_all_s, 1), "monitor_failed": failed, "tasks_per_worker": hosts,
-            "topology_startup_s": round(startup_s, 1)}
+    return {
+        "monitor_models": m,
+        "workers": workers,
+        "worker_concurrency": concurrency,
+        "monitor_all_s": round(monitor_all_s, 1),
+        "monitor_failed": failed,
+        "tasks_per_worker": hosts,
+        "topology_startup_s": round(startup_s, 1),
+    }
 
 
 def main() -> int:
@@ -156,8 +195,12 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=int, default=100, help="model configs to parse (default 100)")
-    ap.add_argument("--monitor-models", type=int, default=8,
-                    help="models whose monitor runs on the Celery workers (default 8; 0 = skip)")
+    ap.add_argument(
+        "--monitor-models",
+        type=int,
+        default=8,
+        help="models whose monitor runs on the Celery workers (default 8; 0 = skip)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="Celery workers K (default 2)")
     ap.add_argument("--concurrency", type=int, default=1, help="task slots per worker (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -166,10 +209,16 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="fleet_bench_"))
     try:
         parse = measure_parse(args.models, root)
-        result = {"models": args.models, "dags": parse["dags"], "parse_s": parse["parse_s"],
-                  "parse_peak_mb": parse["parse_peak_mb"], "parse_wall_s": parse["parse_wall_s"],
-                  "parse_process_peak_mb": parse["process_peak_mb"], "parse_target_s": 5.0,
-                  "parse_ok": parse["parse_s"] < 5.0}
+        result = {
+            "models": args.models,
+            "dags": parse["dags"],
+            "parse_s": parse["parse_s"],
+            "parse_peak_mb": parse["parse_peak_mb"],
+            "parse_wall_s": parse["parse_wall_s"],
+            "parse_process_peak_mb": parse["process_peak_mb"],
+            "parse_target_s": 5.0,
+            "parse_ok": parse["parse_s"] < 5.0,
+        }
         print(f"parse: {args.models} models -> {parse['dags']} DAGs in {parse['parse_s']} s", file=sys.stderr)
         m = min(args.monitor_models, args.models)
         if m > 0:

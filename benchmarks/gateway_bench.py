@@ -85,8 +85,15 @@ def build_platform(root: Path) -> tuple[Path, Path]:
     from retrain_lib.simulate import simulate
 
     settings = load_settings(cfg_dir)
-    simulate(load_model_config(cfg_dir / "models" / f"{MODEL}.yaml"), settings.data_root, days=35, drift_day=None,
-             drift_kind="none", rows_per_day=300, seed=1)
+    simulate(
+        load_model_config(cfg_dir / "models" / f"{MODEL}.yaml"),
+        settings.data_root,
+        days=35,
+        drift_day=None,
+        drift_kind="none",
+        rows_per_day=300,
+        seed=1,
+    )
     res = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
     assert res["outcome"] == "deployed", res
     return root / "state", cfg_dir
@@ -196,9 +203,17 @@ class Load:
         for t in threads:
             t.join()
         self.sent += n
-        piece = {"lat": lat, "lag": lag, "from_due": from_due, "errors": errors[0], "arms": arms,
-                 "took": time.perf_counter() - start, "stalled": max(own, default=0.0) > STALL_MS,
-                 "max_own_lag": max(own, default=0.0), "max_lat": max(lat, default=0.0)}
+        piece = {
+            "lat": lat,
+            "lag": lag,
+            "from_due": from_due,
+            "errors": errors[0],
+            "arms": arms,
+            "took": time.perf_counter() - start,
+            "stalled": max(own, default=0.0) > STALL_MS,
+            "max_own_lag": max(own, default=0.0),
+            "max_lat": max(lat, default=0.0),
+        }
         self.slices.append(piece)
         return piece
 
@@ -210,15 +225,31 @@ class Load:
         for s in self.slices:
             for arm, c in s["arms"].items():
                 arms[arm] = arms.get(arm, 0) + c
-        return {"p50": pct(lat, 50), "p99": pct(lat, 99),
-                "p99_from_due": pct([x for s in kept for x in s["from_due"]], 99),
-                "rps": round(sum(len(s["lat"]) for s in kept) / sum(s["took"] for s in kept), 1),
-                "errors": sum(s["errors"] for s in self.slices), "arms": arms,
-                "max_send_lag_ms": round(max(lag), 3), "late_sends": sum(x > 5.0 for x in lag)}
+        return {
+            "p50": pct(lat, 50),
+            "p99": pct(lat, 99),
+            "p99_from_due": pct([x for s in kept for x in s["from_due"]], 99),
+            "rps": round(sum(len(s["lat"]) for s in kept) / sum(s["took"] for s in kept), 1),
+            "errors": sum(s["errors"] for s in self.slices),
+            "arms": arms,
+            "max_send_lag_ms": round(max(lag), 3),
+            "late_sends": sum(x > 5.0 for x in lag),
+        }
 
 
-def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dict], segments: int, rounds: int,
-             server_cpus: set[int] | None, client_cpus: set[int] | None, redo: int):
+def run_both(
+    env,
+    *,
+    rate: float,
+    seconds: float,
+    clients: int,
+    bodies: list[dict],
+    segments: int,
+    rounds: int,
+    server_cpus: set[int] | None,
+    client_cpus: set[int] | None,
+    redo: int,
+):
     """Both gateways (prediction log on / off) up at once, loaded in turn: ``segments``
     alternating slice pairs of ``seconds / segments`` each, so drifting load from other jobs
     on the machine hits both alike. Only one gateway is loaded at a time.
@@ -257,7 +288,7 @@ def run_both(env, *, rate: float, seconds: float, clients: int, bodies: list[dic
             gc.freeze()
             while len(kept_on) < segments * (r + 1) // rounds:
                 pair = {}
-                for load in ((on, off) if k % 2 == 0 else (off, on)):
+                for load in (on, off) if k % 2 == 0 else (off, on):
                     gc.disable()
                     try:
                         pair[id(load)] = load.run(rate, seconds / segments)
@@ -297,8 +328,9 @@ def steal_pct(before: list[int] | None, after: list[int] | None) -> float | None
     return round(100.0 * d[7] / max(1, sum(d)), 2)
 
 
-def bootstrap_ratio_ci(on: list[list[float]], off: list[list[float]], q: float = 99, n: int = 400,
-                       seed: int = 0) -> list[float]:
+def bootstrap_ratio_ci(
+    on: list[list[float]], off: list[list[float]], q: float = 99, n: int = 400, seed: int = 0
+) -> list[float]:
     """90 % interval of p``q``(on) / p``q``(off), resampling slice pairs with replacement
     (slice k of both gateways was run back to back, so a pair shares the machine's state)."""
     rng = np.random.default_rng(seed)
@@ -306,8 +338,10 @@ def bootstrap_ratio_ci(on: list[list[float]], off: list[list[float]], q: float =
     ratios = []
     for _ in range(n):
         idx = rng.integers(0, len(on_a), len(on_a))
-        ratios.append(np.percentile(np.concatenate([on_a[i] for i in idx]), q)
-                      / np.percentile(np.concatenate([off_a[i] for i in idx]), q))
+        ratios.append(
+            np.percentile(np.concatenate([on_a[i] for i in idx]), q)
+            / np.percentile(np.concatenate([off_a[i] for i in idx]), q)
+        )
     return [round(float(x), 3) for x in np.percentile(ratios, [5, 95])]
 
 
@@ -315,12 +349,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=120.0, help="load per gateway, in all")
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--segments", type=int, default=60,
-                   help="alternate the logging-on and logging-off gateways this many times each")
-    p.add_argument("--rounds", type=int, default=4,
-                   help="spread the slice pairs over this many freshly started pairs of gateways")
-    p.add_argument("--redo", type=int, default=10,
-                   help="run a slice pair again when the client stalled in it, at most this many times")
+    p.add_argument(
+        "--segments",
+        type=int,
+        default=60,
+        help="alternate the logging-on and logging-off gateways this many times each",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=4, help="spread the slice pairs over this many freshly started pairs of gateways"
+    )
+    p.add_argument(
+        "--redo",
+        type=int,
+        default=10,
+        help="run a slice pair again when the client stalled in it, at most this many times",
+    )
     p.add_argument("--state-dir", help="reuse this RETRAIN_HOME (with --config-dir) instead of building one")
     p.add_argument("--config-dir")
     p.add_argument("--build-into", help=argparse.SUPPRESS)  # internal: build a platform there and exit
@@ -399,9 +442,17 @@ def main() -> int:
         env.pop("RETRAIN_GATEWAY_TOKEN", None)
         times0 = cpu_times()
         on_load, off_load, kept_on, kept_off = run_both(
-            env, rate=rate, seconds=args.seconds, clients=args.clients, bodies=bodies,
-            segments=max(1, args.segments), rounds=args.rounds, server_cpus={cpus[1]} if pinned else None,
-            client_cpus={cpus[0]} if pinned else None, redo=args.redo)
+            env,
+            rate=rate,
+            seconds=args.seconds,
+            clients=args.clients,
+            bodies=bodies,
+            segments=max(1, args.segments),
+            rounds=args.rounds,
+            server_cpus={cpus[1]} if pinned else None,
+            client_cpus={cpus[0]} if pinned else None,
+            redo=args.redo,
+        )
         steal = steal_pct(times0, cpu_times())
         ci = bootstrap_ratio_ci([s["lat"] for s in kept_on], [s["lat"] for s in kept_off])
         on, off = on_load.summary(kept_on), off_load.summary(kept_off)
@@ -409,33 +460,58 @@ def main() -> int:
         kept = {id(s) for s in kept_on + kept_off}
         print(f"logging on:  {on}", file=sys.stderr)
         print(f"logging off: {off}", file=sys.stderr)
-        print(json.dumps({
-            "p50_ms": on["p50"], "p99_ms": on["p99"], "inprocess_p50_ms": in50, "inprocess_p99_ms": in99,
-            "rps": on["rps"], "target_rps": rate, "inprocess_capacity_rps": round(capacity, 1),
-            "p99_ratio": round(on["p99"] / in99, 3), "nolog_p50_ms": off["p50"], "nolog_p99_ms": off["p99"],
-            "logging_overhead": round(on["p99"] / off["p99"], 3), "logging_overhead_ci90": ci,
-            "logging_overhead_p50": round(on["p50"] / off["p50"], 3), "errors": on["errors"] + off["errors"],
-            "canary_arms": on["arms"], "seconds": args.seconds, "clients": args.clients, "segments": args.segments,
-            "rounds": args.rounds,
-            "p99_from_due_ms": on["p99_from_due"], "nolog_p99_from_due_ms": off["p99_from_due"],
-            "nolog_rps": off["rps"], "max_send_lag_ms": max(on["max_send_lag_ms"], off["max_send_lag_ms"]),
-            "late_sends": on["late_sends"] + off["late_sends"],
-            "redone_pairs": len(on_load.slices) - len(kept_on),
-            "stalls_set_aside": {"log": sum(s["stalled"] and id(s) not in kept for s in on_load.slices),
-                               "nolog": sum(s["stalled"] and id(s) not in kept for s in off_load.slices)},
-            "stalled_kept": sum(s["stalled"] for s in kept_on + kept_off),
-            "max_client_stall_ms": round(max(s["max_own_lag"] for s in on_load.slices + off_load.slices), 3),
-            "max_latency_ms": {"log": round(max(s["max_lat"] for s in on_load.slices), 3),
-                               "nolog": round(max(s["max_lat"] for s in off_load.slices), 3)},
-            "logging_overhead_all_slices": round(on_all["p99"] / off_all["p99"], 3),
-            "steal_pct": steal,
-            "fastpath": loaded.fast is not None, "fastpath_p50_ms": pct(fast_times, 50),
-            "fastpath_p99_ms": pct(fast_times, 99),
-            "registry_poll_cpu_ms": pct(poll_full, 50) if poll_full else None,
-            "change_probe_cpu_ms": pct(poll_probe, 50) if poll_probe else None,
-            "cpus": os.cpu_count(), "pinned": pinned,
-            "loadavg_start": load_start, "loadavg_end": loadavg(),
-        }))
+        print(
+            json.dumps(
+                {
+                    "p50_ms": on["p50"],
+                    "p99_ms": on["p99"],
+                    "inprocess_p50_ms": in50,
+                    "inprocess_p99_ms": in99,
+                    "rps": on["rps"],
+                    "target_rps": rate,
+                    "inprocess_capacity_rps": round(capacity, 1),
+                    "p99_ratio": round(on["p99"] / in99, 3),
+                    "nolog_p50_ms": off["p50"],
+                    "nolog_p99_ms": off["p99"],
+                    "logging_overhead": round(on["p99"] / off["p99"], 3),
+                    "logging_overhead_ci90": ci,
+                    "logging_overhead_p50": round(on["p50"] / off["p50"], 3),
+                    "errors": on["errors"] + off["errors"],
+                    "canary_arms": on["arms"],
+                    "seconds": args.seconds,
+                    "clients": args.clients,
+                    "segments": args.segments,
+                    "rounds": args.rounds,
+                    "p99_from_due_ms": on["p99_from_due"],
+                    "nolog_p99_from_due_ms": off["p99_from_due"],
+                    "nolog_rps": off["rps"],
+                    "max_send_lag_ms": max(on["max_send_lag_ms"], off["max_send_lag_ms"]),
+                    "late_sends": on["late_sends"] + off["late_sends"],
+                    "redone_pairs": len(on_load.slices) - len(kept_on),
+                    "stalls_set_aside": {
+                        "log": sum(s["stalled"] and id(s) not in kept for s in on_load.slices),
+                        "nolog": sum(s["stalled"] and id(s) not in kept for s in off_load.slices),
+                    },
+                    "stalled_kept": sum(s["stalled"] for s in kept_on + kept_off),
+                    "max_client_stall_ms": round(max(s["max_own_lag"] for s in on_load.slices + off_load.slices), 3),
+                    "max_latency_ms": {
+                        "log": round(max(s["max_lat"] for s in on_load.slices), 3),
+                        "nolog": round(max(s["max_lat"] for s in off_load.slices), 3),
+                    },
+                    "logging_overhead_all_slices": round(on_all["p99"] / off_all["p99"], 3),
+                    "steal_pct": steal,
+                    "fastpath": loaded.fast is not None,
+                    "fastpath_p50_ms": pct(fast_times, 50),
+                    "fastpath_p99_ms": pct(fast_times, 99),
+                    "registry_poll_cpu_ms": pct(poll_full, 50) if poll_full else None,
+                    "change_probe_cpu_ms": pct(poll_probe, 50) if poll_probe else None,
+                    "cpus": os.cpu_count(),
+                    "pinned": pinned,
+                    "loadavg_start": load_start,
+                    "loadavg_end": loadavg(),
+                }
+            )
+        )
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

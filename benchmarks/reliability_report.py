@@ -30,9 +30,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = ["tests/reliability", "tests/integration/test_gateway.py::test_malformed_requests_get_a_clean_4xx_and_log_nothing"]
-BAD_INPUT_TESTS = ("test_each_bad_config_is_rejected_with_its_file_and_field",
-                   "test_malformed_requests_get_a_clean_4xx_and_log_nothing")
+TARGETS = [
+    "tests/reliability",
+    "tests/integration/test_gateway.py::test_malformed_requests_get_a_clean_4xx_and_log_nothing",
+]
+BAD_INPUT_TESTS = (
+    "test_each_bad_config_is_rejected_with_its_file_and_field",
+    "test_malformed_requests_get_a_clean_4xx_and_log_nothing",
+)
 
 
 def _outcome(case: ET.Element) -> str:
@@ -45,8 +50,15 @@ def _outcome(case: ET.Element) -> str:
 
 def summarize(junit_xml: Path) -> dict:
     """The report's figures from a JUnit XML file written by pytest."""
-    figures = {"faults_injected": 0, "faults_survived": 0, "race_trials": 0, "race_violations": 0,
-               "bad_inputs_tried": 0, "bad_inputs_rejected_cleanly": 0, "secret_leaks": 0}
+    figures = {
+        "faults_injected": 0,
+        "faults_survived": 0,
+        "race_trials": 0,
+        "race_violations": 0,
+        "bad_inputs_tried": 0,
+        "bad_inputs_rejected_cleanly": 0,
+        "secret_leaks": 0,
+    }
     tests, failed, skipped = 0, [], []
     for case in ET.parse(junit_xml).getroot().iter("testcase"):
         name = case.get("name", "")
@@ -82,17 +94,34 @@ def summarize(junit_xml: Path) -> dict:
 
 
 def ok(report: dict) -> bool:
-    return (report["faults_injected"] > 0 and report["faults_survived"] == report["faults_injected"]
-            and report["race_trials"] > 0 and report["race_violations"] == 0
-            and report["bad_inputs_tried"] > 0 and report["bad_inputs_rejected_cleanly"] == report["bad_inputs_tried"]
-            and report["secret_leaks"] == 0 and not report["failed"])
+    return (
+        report["faults_injected"] > 0
+        and report["faults_survived"] == report["faults_injected"]
+        and report["race_trials"] > 0
+        and report["race_violations"] == 0
+        and report["bad_inputs_tried"] > 0
+        and report["bad_inputs_rejected_cleanly"] == report["bad_inputs_tried"]
+        and report["secret_leaks"] == 0
+        and not report["failed"]
+    )
 
 
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="reliability_report_") as tmp:
         junit = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", *TARGETS, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-               "-o", "junit_family=xunit1", *argv]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *TARGETS,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-o",
+            "junit_family=xunit1",
+            *argv,
+        ]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "RETRAIN_STRICT": "1"}, stdout=sys.stderr)
         seconds = round(time.monotonic() - t0, 1)

@@ -83,8 +83,15 @@ def main() -> int:
 
         # inject the degradation: the weak model becomes champion
         injected = time.time()
-        lifecycle.promote_version(MODEL, bad, settings=settings, as_of="2026-01-31", actor="rollback_bench",
-                                  reason="injected degradation", expected_champion=good)
+        lifecycle.promote_version(
+            MODEL,
+            bad,
+            settings=settings,
+            as_of="2026-01-31",
+            actor="rollback_bench",
+            reason="injected degradation",
+            expected_champion=good,
+        )
         while served() != bad:  # the gateway serves the degraded model
             time.sleep(0.1)
 
@@ -101,10 +108,15 @@ def main() -> int:
         while served() != good:
             time.sleep(0.05)
         serving = time.time()
-        result = {"degradation_to_decision_s": round(decided - injected, 2),
-                  "decision_to_serving_s": round(serving - decided, 2), "refresh_s": args.refresh_s,
-                  "rolled_back_from": bad, "rolled_back_to": good, "monitor_run_state": str(run.state),
-                  "target_decision_to_serving_s": 60}
+        result = {
+            "degradation_to_decision_s": round(decided - injected, 2),
+            "decision_to_serving_s": round(serving - decided, 2),
+            "refresh_s": args.refresh_s,
+            "rolled_back_from": bad,
+            "rolled_back_to": good,
+            "monitor_run_state": str(run.state),
+            "target_decision_to_serving_s": 60,
+        }
     finally:
         if gateway is not None:
             gateway.stop()

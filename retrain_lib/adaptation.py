@@ -54,8 +54,9 @@ def bootstrap_se(task: str, metric: str, y, scores, *, n_resamples: int = 200, s
         return math.nan
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_resamples, n))
-    counts = np.bincount((idx + (np.arange(n_resamples) * n)[:, None]).ravel(),
-                         minlength=n_resamples * n).reshape(n_resamples, n)
+    counts = np.bincount((idx + (np.arange(n_resamples) * n)[:, None]).ravel(), minlength=n_resamples * n).reshape(
+        n_resamples, n
+    )
     values = np.asarray(resampled_metric(task, metric, y, scores, counts), dtype=float)
     values = values[np.isfinite(values)]
     return float(values.std(ddof=1)) if len(values) > 1 else math.nan
@@ -88,16 +89,27 @@ class DropTest:
 
     def explain(self) -> str:
         verdict = "a significant drop" if self.significant else "no significant drop"
-        return (f"{self.metric} {self.live:.4f} vs {self.baseline:.4f}: drop {self.drop:+.4f} = {self.z:.1f} standard "
-                f"errors on {self.rows} labelled rows (limit {self.z_limit:.2f} for a false-alarm rate of "
-                f"{self.false_alarm_rate:g} per check; min_effect {self.min_effect:g}): {verdict}")
+        return (
+            f"{self.metric} {self.live:.4f} vs {self.baseline:.4f}: drop {self.drop:+.4f} = {self.z:.1f} standard "
+            f"errors on {self.rows} labelled rows (limit {self.z_limit:.2f} for a false-alarm rate of "
+            f"{self.false_alarm_rate:g} per check; min_effect {self.min_effect:g}): {verdict}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def drop_test(live: float, baseline: float, metric: str, *, live_se: float, baseline_se: float, rows: int,
-              false_alarm_rate: float, min_effect: float = 0.0) -> DropTest:
+def drop_test(
+    live: float,
+    baseline: float,
+    metric: str,
+    *,
+    live_se: float,
+    baseline_se: float,
+    rows: int,
+    false_alarm_rate: float,
+    min_effect: float = 0.0,
+) -> DropTest:
     """Is ``live`` worse than ``baseline`` beyond noise (and by at least ``min_effect``)?
 
     The standard error of the difference is ``sqrt(live_se**2 + baseline_se**2)`` (a NaN
@@ -109,15 +121,37 @@ def drop_test(live: float, baseline: float, metric: str, *, live_se: float, base
     """
     limit = z_limit(false_alarm_rate)
     if any(v is None or not math.isfinite(v) for v in (live, baseline)):
-        return DropTest(metric, float(live if live is not None else math.nan),
-                        float(baseline if baseline is not None else math.nan), math.nan, live_se, baseline_se,
-                        math.nan, limit, min_effect, rows, false_alarm_rate, False)
+        return DropTest(
+            metric,
+            float(live if live is not None else math.nan),
+            float(baseline if baseline is not None else math.nan),
+            math.nan,
+            live_se,
+            baseline_se,
+            math.nan,
+            limit,
+            min_effect,
+            rows,
+            false_alarm_rate,
+            False,
+        )
     drop = (baseline - live) if greater_is_better(metric) else (live - baseline)
     se = math.sqrt(sum(v * v for v in (live_se, baseline_se) if v is not None and math.isfinite(v)))
     z = drop / se if se > 0 else (math.inf if drop > 0 else 0.0)
-    return DropTest(metric, float(live), float(baseline), float(drop), float(live_se), float(baseline_se), float(z),
-                    limit, float(min_effect), int(rows), float(false_alarm_rate),
-                    bool(z >= limit and drop >= min_effect and drop > 0))
+    return DropTest(
+        metric,
+        float(live),
+        float(baseline),
+        float(drop),
+        float(live_se),
+        float(baseline_se),
+        float(z),
+        limit,
+        float(min_effect),
+        int(rows),
+        float(false_alarm_rate),
+        bool(z >= limit and drop >= min_effect and drop > 0),
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -179,8 +213,9 @@ def _days(cfg: ModelConfig, frame: pd.DataFrame):
     return frame[cfg.data.timestamp_column].dt.date
 
 
-def selection_split(cfg: ModelConfig, labelled: pd.DataFrame, change: str | None, *,
-                    holdout_fraction: float | None = None):
+def selection_split(
+    cfg: ModelConfig, labelled: pd.DataFrame, change: str | None, *, holdout_fraction: float | None = None
+):
     """``(pool, selection)``: the newest matured labels the candidates compete on and the
     rows they train on. After a change the selection is the newest half of the rows since
     the change (so the after-change candidate trains on the older half); without a change,
@@ -218,16 +253,24 @@ def recipes(cfg: ModelConfig, pool: pd.DataFrame, as_of: dt.date, change: str | 
                 out.append(Recipe(AFTER_CHANGE, cfg, since=change))
         elif name == RECENCY_WEIGHTED:
             first = min(days) if len(pool) else as_of
-            start = dt.date.fromisoformat(change) if change is not None else \
-                as_of - dt.timedelta(days=max(1, ((as_of - first).days + 1) // 4) - 1)
+            start = (
+                dt.date.fromisoformat(change)
+                if change is not None
+                else as_of - dt.timedelta(days=max(1, ((as_of - first).days + 1) // 4) - 1)
+            )
             recent = int((days >= start).sum())
             older = len(pool) - recent
             if recent == 0 or older == 0:
                 continue
             share = spec.recent_weight_share
             weight = min(1000.0, max(1.01, share / (1 - share) * older / recent))
-            out.append(Recipe(RECENCY_WEIGHTED, _with_recency(cfg, {"days": (as_of - start).days + 1,
-                                                                    "weight": round(weight, 4)}), since=None))
+            out.append(
+                Recipe(
+                    RECENCY_WEIGHTED,
+                    _with_recency(cfg, {"days": (as_of - start).days + 1, "weight": round(weight, 4)}),
+                    since=None,
+                )
+            )
     if not out:
         out.append(Recipe(CONFIGURED, cfg))
     return out
@@ -271,30 +314,50 @@ class Selection:
 
     @classmethod
     def from_dict(cls, data: dict) -> Selection:
-        return cls(data["metric"], data.get("change_day"), int(data["selection_rows"]),
-                   tuple(data["selection_window"]), tuple(Candidate(**c) for c in data["candidates"]),
-                   data["chosen"], data["reason"], data.get("change_source"))
+        return cls(
+            data["metric"],
+            data.get("change_day"),
+            int(data["selection_rows"]),
+            tuple(data["selection_window"]),
+            tuple(Candidate(**c) for c in data["candidates"]),
+            data["chosen"],
+            data["reason"],
+            data.get("change_source"),
+        )
 
 
-def choose(metric: str, candidates: list[Candidate], *, change: str | None, selection_rows: int,
-           window: tuple[str, str], change_source: str | None = None) -> Selection:
+def choose(
+    metric: str,
+    candidates: list[Candidate],
+    *,
+    change: str | None,
+    selection_rows: int,
+    window: tuple[str, str],
+    change_source: str | None = None,
+) -> Selection:
     """The best candidate on the selection rows (ties: the earlier in ``adaptation.windows``)."""
     up = greater_is_better(metric)
     scored = [c for c in candidates if c.value is not None and math.isfinite(c.value)]
     if not scored:
-        raise ValueError("no candidate could be trained and scored: " +
-                         "; ".join(f"{c.name}: {c.problem}" for c in candidates))
+        raise ValueError(
+            "no candidate could be trained and scored: " + "; ".join(f"{c.name}: {c.problem}" for c in candidates)
+        )
     best = scored[0]
     for c in scored[1:]:
         if (c.value > best.value) if up else (c.value < best.value):
             best = c
-    others = ", ".join(f"{c.name} {c.value:.4f}" if c.value is not None else f"{c.name} ({c.problem})"
-                       for c in candidates if c is not best)
-    where = f"the newest {selection_rows} matured labels ({window[0]}..{window[1]}" + \
-        (f", since the change on {change})" if change else ")")
+    others = ", ".join(
+        f"{c.name} {c.value:.4f}" if c.value is not None else f"{c.name} ({c.problem})"
+        for c in candidates
+        if c is not best
+    )
+    where = f"the newest {selection_rows} matured labels ({window[0]}..{window[1]}" + (
+        f", since the change on {change})" if change else ")"
+    )
     reason = f"{best.name} {metric} {best.value:.4f} on {where}" + (f"; others: {others}" if others else "")
-    return Selection(metric, change, selection_rows, window, tuple(candidates), best.name, reason,
-                     change_source if change else None)
+    return Selection(
+        metric, change, selection_rows, window, tuple(candidates), best.name, reason, change_source if change else None
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -317,22 +380,34 @@ class Gain:
 
     def explain(self) -> str:
         verdict = "better beyond noise" if self.significant else "not better beyond noise: no gain"
-        return (f"{self.metric} {self.candidate:.4f} vs champion {self.champion:.4f} on the same {self.rows} rows: "
-                f"improvement {self.mean:+.4f}, {self.confidence:.0%} lower bound {self.lower:+.4f} ({verdict})")
+        return (
+            f"{self.metric} {self.candidate:.4f} vs champion {self.champion:.4f} on the same {self.rows} rows: "
+            f"improvement {self.mean:+.4f}, {self.confidence:.0%} lower bound {self.lower:+.4f} ({verdict})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def gain_test(task: str, metric: str, y, candidate_scores, champion_scores, *, confidence: float = 0.95,
-              n_resamples: int = 1000, seed: int = 0) -> Gain:
+def gain_test(
+    task: str,
+    metric: str,
+    y,
+    candidate_scores,
+    champion_scores,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Gain:
     """Paired bootstrap of the improvement; significant when its ``confidence`` lower bound is
     above zero."""
     from retrain_lib.gates import bootstrap_improvement
     from retrain_lib.metrics import compute_metric
 
-    diffs = bootstrap_improvement(task, metric, y, candidate_scores, champion_scores, n_resamples=n_resamples,
-                                  seed=seed)
+    diffs = bootstrap_improvement(
+        task, metric, y, candidate_scores, champion_scores, n_resamples=n_resamples, seed=seed
+    )
     valid = diffs[np.isfinite(diffs)]
     cand = float(compute_metric(task, metric, y, candidate_scores))
     champ = float(compute_metric(task, metric, y, champion_scores))
@@ -373,8 +448,14 @@ def healthy_level(records: Iterable[dict], metric: str, before: str | None = Non
         if d.get("metric") != metric:
             continue
         if d.get("action") == ARMED:
-            state = HealthyLevel(metric, float(d["level"]), float(d.get("se") or 0.0), r.get("as_of") or "",
-                                 d.get("version"), d.get("change_day"))
+            state = HealthyLevel(
+                metric,
+                float(d["level"]),
+                float(d.get("se") or 0.0),
+                r.get("as_of") or "",
+                d.get("version"),
+                d.get("change_day"),
+            )
         elif d.get("action") in (RESTORED, ACCEPTED):
             state = None
     return state
@@ -391,8 +472,10 @@ class Backoff:
     attempts: list[str] = field(default_factory=list)
 
     def explain(self) -> str:
-        return (f"backoff: {self.not_deployed} retrain(s) since the last deployment brought no model "
-                f"({', '.join(self.attempts)}); next attempt {self.wait_days} day(s) after {self.last_attempt}")
+        return (
+            f"backoff: {self.not_deployed} retrain(s) since the last deployment brought no model "
+            f"({', '.join(self.attempts)}); next attempt {self.wait_days} day(s) after {self.last_attempt}"
+        )
 
 
 def backoff(records: Iterable[dict], as_of: dt.date, interval_days: int) -> Backoff:
@@ -418,8 +501,9 @@ def backoff(records: Iterable[dict], as_of: dt.date, interval_days: int) -> Back
     return Backoff(len(misses), last, int(wait), bool(blocked), misses[-5:])
 
 
-def level_updates(performance: dict | None, healthy: HealthyLevel | None, *, min_effect: float,
-                  champion_version: str | None) -> list[dict]:
+def level_updates(
+    performance: dict | None, healthy: HealthyLevel | None, *, min_effect: float, champion_version: str | None
+) -> list[dict]:
     """The ``performance_level`` records a monitor check adds (``details`` of each): ``armed``
     at the first significant drop (the baseline it dropped from is frozen as the healthy
     level), ``restored`` when an armed model's live metric is back within ``min_effect`` (or
@@ -429,22 +513,39 @@ def level_updates(performance: dict | None, healthy: HealthyLevel | None, *, min
         return []
     metric = test["metric"]
     if healthy is None and test["significant"]:
-        return [{"action": ARMED, "metric": metric, "level": test["baseline"], "se": test["baseline_se"],
-                 "version": champion_version, "live": test["live"], "change_day": performance.get("change_day"),
-                 "reason": f"drop declared: the healthy level {test['baseline']:.4f} stays the baseline until a "
-                           "model gets back to it"}]
+        return [
+            {
+                "action": ARMED,
+                "metric": metric,
+                "level": test["baseline"],
+                "se": test["baseline_se"],
+                "version": champion_version,
+                "live": test["live"],
+                "change_day": performance.get("change_day"),
+                "reason": f"drop declared: the healthy level {test['baseline']:.4f} stays the baseline until a "
+                "model gets back to it",
+            }
+        ]
     if healthy is not None and test["drop"] <= max(min_effect, test.get("live_se") or 0.0):
-        return [{"action": RESTORED, "metric": metric, "level": healthy.level, "version": champion_version,
-                 "live": test["live"],
-                 "reason": f"live {metric} {test['live']:.4f} is back at the healthy level {healthy.level:.4f}"}]
+        return [
+            {
+                "action": RESTORED,
+                "metric": metric,
+                "level": healthy.level,
+                "version": champion_version,
+                "live": test["live"],
+                "reason": f"live {metric} {test['live']:.4f} is back at the healthy level {healthy.level:.4f}",
+            }
+        ]
     return []
 
 
 REBASE_EVENT = "drift_rebased"
 
 
-def rebased_window(records: Iterable[dict], champion_version: str | None, before: str | None = None
-                   ) -> tuple[str, str] | None:
+def rebased_window(
+    records: Iterable[dict], champion_version: str | None, before: str | None = None
+) -> tuple[str, str] | None:
     """The drift reference a covariate shift was rebased to for this champion version (the
     latest ``drift_rebased`` record), or ``None``."""
     found = None
@@ -467,15 +568,21 @@ def acceptance(selection: dict | None, *, metric: str, min_rows_after_change: in
     if not selection:
         return None
     if not selection.get("change_day"):
-        return {"action": ACCEPTED, "metric": metric,
-                "reason": "no gain, and the champion's metric shows no change since it was trained: its level is "
-                          "the new healthy level"}
+        return {
+            "action": ACCEPTED,
+            "metric": metric,
+            "reason": "no gain, and the champion's metric shows no change since it was trained: its level is "
+            "the new healthy level",
+        }
     after = next((c for c in selection.get("candidates") or [] if c.get("name") == AFTER_CHANGE), None)
     if after is None or after.get("value") is None or after.get("train_rows", 0) < 5 * min_rows_after_change:
         return None
-    return {"action": ACCEPTED, "metric": metric,
-            "reason": f"no gain although a candidate learnt on {after['train_rows']} rows since the change on "
-                      f"{selection['change_day']}: the champion's level is the new healthy level"}
+    return {
+        "action": ACCEPTED,
+        "metric": metric,
+        "reason": f"no gain although a candidate learnt on {after['train_rows']} rows since the change on "
+        f"{selection['change_day']}: the champion's level is the new healthy level",
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -521,9 +628,11 @@ class FollowUp:
     due: bool
 
     def explain(self) -> str:
-        return (f"follow-up: the champion learnt the regime since the change on {self.change_day} from "
-                f"{self.trained_days} day(s) of labels; {self.matured_days} have matured (a retrain each time they "
-                f"double, until they fill the {self.training_days}-day training window)")
+        return (
+            f"follow-up: the champion learnt the regime since the change on {self.change_day} from "
+            f"{self.trained_days} day(s) of labels; {self.matured_days} have matured (a retrain each time they "
+            f"double, until they fill the {self.training_days}-day training window)"
+        )
 
 
 def follow_up(tags: dict, as_of: dt.date, *, label_delay_days: int, training_days: int) -> FollowUp | None:
@@ -563,8 +672,12 @@ def regime_learnt(tags: dict, training_days: int, change_day: str | None = None)
     tag says so, or its training data (tag ``data.start``) begin on or after ``change_day``
     (the change its healthy level was armed for)."""
     change, until = tags.get(CHANGE_TAG), tags.get(LABELLED_UNTIL_TAG)
-    if change and change != "none" and until and \
-            (dt.date.fromisoformat(until) - dt.date.fromisoformat(change)).days + 1 >= training_days:
+    if (
+        change
+        and change != "none"
+        and until
+        and (dt.date.fromisoformat(until) - dt.date.fromisoformat(change)).days + 1 >= training_days
+    ):
         return True
     start = tags.get("data.start")
     return bool(change_day and start and start >= change_day)
@@ -582,32 +695,46 @@ class ShiftCheck:
     due: bool
 
     def explain(self) -> str:
-        return (f"covariate shift from {self.shift_day}: {self.matured_days} day(s) of its labels have matured "
-                f"(>= {self.wait_days}); one retrain on them, promoted only with a gain")
+        return (
+            f"covariate shift from {self.shift_day}: {self.matured_days} day(s) of its labels have matured "
+            f"(>= {self.wait_days}); one retrain on them, promoted only with a gain"
+        )
 
 
 def shift_day(records: Iterable[dict], champion_version: str | None) -> str | None:
     """The first day of the earliest drift window rebased for this champion version (the day
     its inputs shifted), or ``None``."""
-    days = [(r.get("details") or {}).get("window", [None])[0] for r in records
-            if r.get("event") == REBASE_EVENT and str((r.get("details") or {}).get("champion_version")) ==
-            str(champion_version)]
+    days = [
+        (r.get("details") or {}).get("window", [None])[0]
+        for r in records
+        if r.get("event") == REBASE_EVENT
+        and str((r.get("details") or {}).get("champion_version")) == str(champion_version)
+    ]
     days = [d for d in days if d]
     return min(days) if days else None
 
 
-def shift_check(records: Iterable[dict], champion_version: str | None, as_of: dt.date, *, label_delay_days: int,
-                wait_days: int) -> ShiftCheck | None:
+def shift_check(
+    records: Iterable[dict], champion_version: str | None, as_of: dt.date, *, label_delay_days: int, wait_days: int
+) -> ShiftCheck | None:
     """``None`` unless this champion's inputs shifted and no retrain ran since (a ``gates``
     record after the first rebase settles it)."""
     records = list(records)
     first = shift_day(records, champion_version)
     if first is None:
         return None
-    rebased_on = min(r.get("as_of") or "" for r in records if r.get("event") == REBASE_EVENT
-                     and str((r.get("details") or {}).get("champion_version")) == str(champion_version))
-    if any(r.get("event") == "gates" and (r.get("as_of") or "") >= rebased_on and (r.get("as_of") or "") <
-           as_of.isoformat() for r in records):
+    rebased_on = min(
+        r.get("as_of") or ""
+        for r in records
+        if r.get("event") == REBASE_EVENT
+        and str((r.get("details") or {}).get("champion_version")) == str(champion_version)
+    )
+    if any(
+        r.get("event") == "gates"
+        and (r.get("as_of") or "") >= rebased_on
+        and (r.get("as_of") or "") < as_of.isoformat()
+        for r in records
+    ):
         return None
     matured = (as_of - dt.timedelta(days=label_delay_days) - dt.date.fromisoformat(first)).days + 1
     return ShiftCheck(first, matured, wait_days, matured >= wait_days)

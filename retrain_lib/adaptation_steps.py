@@ -38,8 +38,9 @@ class Change(NamedTuple):
 NO_CHANGE = Change(None, None)
 
 
-def test_drop(cfg: ModelConfig, result: dict, y, scores, now, before, daily: dict[str, float], healthy,
-              champion_tags: dict) -> None:
+def test_drop(
+    cfg: ModelConfig, result: dict, y, scores, now, before, daily: dict[str, float], healthy, champion_tags: dict
+) -> None:
     """The drop as a test (``result['test']``), against the better of the champion's baseline
     (``result['baseline']``) and the armed healthy level; with a significant drop, the
     estimated ``change_day``."""
@@ -60,13 +61,25 @@ def test_drop(cfg: ModelConfig, result: dict, y, scores, now, before, daily: dic
         tagged = champion_tags.get(f"metric_se.{perf.metric}")
         baseline_se = float(tagged) if tagged not in (None, "") else live_se
     up = greater_is_better(perf.metric)
-    if healthy is not None and math.isfinite(healthy.level) and (
-            not math.isfinite(baseline) or (healthy.level > baseline if up else healthy.level < baseline)):
-        result.update(own_baseline=baseline, baseline=healthy.level,
-                      baseline_source=f"healthy level (armed {healthy.since})")
+    if (
+        healthy is not None
+        and math.isfinite(healthy.level)
+        and (not math.isfinite(baseline) or (healthy.level > baseline if up else healthy.level < baseline))
+    ):
+        result.update(
+            own_baseline=baseline, baseline=healthy.level, baseline_source=f"healthy level (armed {healthy.since})"
+        )
         baseline, baseline_se = healthy.level, healthy.se
-    test = drop_test(live, baseline, perf.metric, live_se=live_se, baseline_se=baseline_se, rows=len(y),
-                     false_alarm_rate=perf.false_alarm_rate, min_effect=perf.min_effect)
+    test = drop_test(
+        live,
+        baseline,
+        perf.metric,
+        live_se=live_se,
+        baseline_se=baseline_se,
+        rows=len(y),
+        false_alarm_rate=perf.false_alarm_rate,
+        min_effect=perf.min_effect,
+    )
     result["test"] = test.to_dict()
     result["baseline_se"] = baseline_se
     if test.significant:
@@ -107,8 +120,9 @@ def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationS
     if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
         healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
     wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
-    return AdaptationState(records, healthy, wait,
-                           rebased_window(records, str(champion.version), before=as_of.isoformat()))
+    return AdaptationState(
+        records, healthy, wait, rebased_window(records, str(champion.version), before=as_of.isoformat())
+    )
 
 
 def metric_ses(cfg: ModelConfig, y, scores) -> dict[str, float]:
@@ -131,13 +145,24 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
         return None
     from retrain_lib.adaptation import shift_check
 
-    return shift_check(records, str(champion.version), as_of, label_delay_days=cfg.data.label_delay_days,
-                       wait_days=spec.shift_label_days)
+    return shift_check(
+        records,
+        str(champion.version),
+        as_of,
+        label_delay_days=cfg.data.label_delay_days,
+        wait_days=spec.shift_label_days,
+    )
 
 
-def training_change(champion_tags: dict, window_start: dt.date, estimate: Callable[[], str | None],
-                    records: Callable[[], Iterable[dict]], champion_version: str, *,
-                    training_days: int | None = None) -> Change:
+def training_change(
+    champion_tags: dict,
+    window_start: dt.date,
+    estimate: Callable[[], str | None],
+    records: Callable[[], Iterable[dict]],
+    champion_version: str,
+    *,
+    training_days: int | None = None,
+) -> Change:
     """The change day a retrain's candidates train after: the regime the champion learnt
     (while inside the training window, or while its follow-ups fill the window: see
     :func:`retrain_lib.adaptation.regime_change`; its own series after training shows no
@@ -164,13 +189,25 @@ def regime_tags(selection: dict | None) -> dict[str, str]:
 
     if not selection:
         return {}
-    return {"adaptation.chosen": selection["chosen"], CHANGE_TAG: selection.get("change_day") or "none",
-            CHANGE_SOURCE_TAG: selection.get("change_source") or "none",
-            LABELLED_UNTIL_TAG: selection["selection_window"][1]}
+    return {
+        "adaptation.chosen": selection["chosen"],
+        CHANGE_TAG: selection.get("change_day") or "none",
+        CHANGE_SOURCE_TAG: selection.get("change_source") or "none",
+        LABELLED_UNTIL_TAG: selection["selection_window"][1],
+    }
 
 
-def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision: dict, performance: dict | None,
-                      healthy, champion_version: str | None, champion_tags: dict | None = None) -> list[dict]:
+def record_adaptation(
+    record,
+    cfg: ModelConfig,
+    as_of: str,
+    actor: str,
+    decision: dict,
+    performance: dict | None,
+    healthy,
+    champion_version: str | None,
+    champion_tags: dict | None = None,
+) -> list[dict]:
     """Write what a monitor check changed in the adaptation state through ``record``: the
     healthy level armed, restored, or accepted once the champion learnt from a full window
     since the change; the drift reference rebased."""
@@ -180,38 +217,55 @@ def record_adaptation(record, cfg: ModelConfig, as_of: str, actor: str, decision
 
     out = []
     if cfg.performance is not None:
-        updates = level_updates(performance, healthy, min_effect=cfg.performance.min_effect,
-                                champion_version=champion_version)
-        if healthy is not None and not updates and champion_tags is not None and \
-                regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day):
+        updates = level_updates(
+            performance, healthy, min_effect=cfg.performance.min_effect, champion_version=champion_version
+        )
+        if (
+            healthy is not None
+            and not updates
+            and champion_tags is not None
+            and regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day)
+        ):
             change = champion_tags.get(CHANGE_TAG)
             change = change if change and change != "none" else healthy.change_day
-            updates = [{"action": ACCEPTED, "metric": healthy.metric, "version": champion_version,
-                        "reason": f"the champion learnt from a full {cfg.windows.training_days}-day window since "
-                                  f"the change on {change}: its level is the new healthy level"}]
+            updates = [
+                {
+                    "action": ACCEPTED,
+                    "metric": healthy.metric,
+                    "version": champion_version,
+                    "reason": f"the champion learnt from a full {cfg.windows.training_days}-day window since "
+                    f"the change on {change}: its level is the new healthy level",
+                }
+            ]
         for details in updates:
             out.append(record(LEVEL_EVENT, as_of, actor, details))
     if decision.get("rebase"):
-        out.append(record(REBASE_EVENT, as_of, actor, {**decision["rebase"],
-                                                       "reason": "covariate shift recorded; labels decide"}))
+        out.append(
+            record(
+                REBASE_EVENT, as_of, actor, {**decision["rebase"], "reason": "covariate shift recorded; labels decide"}
+            )
+        )
     return out
 
 
-def record_no_gain_acceptance(record, cfg: ModelConfig, as_of: str | None, actor: str,
-                              selection: dict | None) -> dict | None:
+def record_no_gain_acceptance(
+    record, cfg: ModelConfig, as_of: str | None, actor: str, selection: dict | None
+) -> dict | None:
     """After a no-gain retrain, write the ``accepted`` healthy-level record through ``record``
     when :func:`retrain_lib.adaptation.acceptance` says the champion's level is the new one."""
     if cfg.performance is None or cfg.adaptation is None:
         return None
     from retrain_lib.adaptation import LEVEL_EVENT, acceptance
 
-    accepted = acceptance(selection, metric=cfg.performance.metric,
-                          min_rows_after_change=cfg.adaptation.min_rows_after_change)
+    accepted = acceptance(
+        selection, metric=cfg.performance.metric, min_rows_after_change=cfg.adaptation.min_rows_after_change
+    )
     return record(LEVEL_EVENT, as_of, actor, accepted) if accepted else None
 
 
-def promotion_outcome(cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False,
-                      require_gain: bool | None = None) -> tuple[str, Any]:
+def promotion_outcome(
+    cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False, require_gain: bool | None = None
+) -> tuple[str, Any]:
     """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
     ``adaptation.require_gain`` (or ``require_gain`` of this run) and the candidate is not
     better than the champion beyond noise on the gates' rows, unless it is a ``follow_up``

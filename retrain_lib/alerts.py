@@ -63,8 +63,9 @@ def _q(value) -> str:
     return quote(str(value), safe="")  # run ids hold ':' and '+'
 
 
-def mlflow_run_url(mlflow_base: str | None, run_id: str | None, experiment_id: str | None = None,
-                   artifact: str | None = None) -> str | None:
+def mlflow_run_url(
+    mlflow_base: str | None, run_id: str | None, experiment_id: str | None = None, artifact: str | None = None
+) -> str | None:
     """The MLflow UI page of a run (``{base}/#/experiments/{exp}/runs/{run}``), or of one of its
     artifacts (``.../artifactPath/{path}``); without the experiment, ``{base}/#/runs/{run}``."""
     if not (mlflow_base and run_id):
@@ -121,8 +122,10 @@ def latest_monitor_report(records: Iterable[Mapping[str, Any]], as_of: str | Non
             continue
         if as_of and rec.get("as_of") and str(rec["as_of"]) > str(as_of)[:10]:
             continue
-        if best is None or (str(rec.get("as_of") or ""), rec.get("seq", 0)) >= (str(best.get("as_of") or ""),
-                                                                                  best.get("seq", 0)):
+        if best is None or (str(rec.get("as_of") or ""), rec.get("seq", 0)) >= (
+            str(best.get("as_of") or ""),
+            best.get("seq", 0),
+        ):
             best = rec
     if best is None:
         return None
@@ -190,16 +193,27 @@ def _severity(severity: str | None, kind: str) -> str:
 
 def _payload(sev: str, title: str, sections: list[str], fallback: str, links: Links, context: str) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{EMOJI[sev]} {title}", 150), "emoji": True}}]
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{EMOJI[sev]} {title}", 150), "emoji": True}}
+    ]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(s, 3000)}} for s in sections if s]
     plain = links.plain()
     return {
         "text": _cut(f"{EMOJI[sev]} {fallback}" + (f"; {plain}" if plain else ""), 3000),
         "blocks": blocks,
-        "attachments": [{"color": COLORS[sev], "blocks": [{"type": "context", "elements": [
-            {"type": "mrkdwn", "text": _cut(f"severity *{sev}* · {context}", 3000)},
-            {"type": "mrkdwn", "text": _cut(links.mrkdwn(), 3000)},
-        ]}]}],
+        "attachments": [
+            {
+                "color": COLORS[sev],
+                "blocks": [
+                    {
+                        "type": "context",
+                        "elements": [
+                            {"type": "mrkdwn", "text": _cut(f"severity *{sev}* · {context}", 3000)},
+                            {"type": "mrkdwn", "text": _cut(links.mrkdwn(), 3000)},
+                        ],
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -239,8 +253,15 @@ def gate_line(result: Mapping[str, Any]) -> str:
     return text
 
 
-def gate_failure(model: str, gates: Mapping[str, Any], *, run_id: str | None = None, as_of: str | None = None,
-                 links: Links = Links(), severity: str | None = None) -> Alert:
+def gate_failure(
+    model: str,
+    gates: Mapping[str, Any],
+    *,
+    run_id: str | None = None,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """The candidate failed its gates. ``gates`` is :func:`retrain_lib.lifecycle.check_gates`'s
     result (``results`` with ``gate, slice, observed, threshold, champion, delta, passed, reason``)."""
     sev = _severity(severity, "gate_failure")
@@ -248,13 +269,24 @@ def gate_failure(model: str, gates: Mapping[str, Any], *, run_id: str | None = N
     failed = [r for r in results if not r.get("passed")] or list(gates.get("failed") or [])
     lines = [gate_line(r) for r in failed]
     champ = gates.get("champion_version")
-    head = (f"*{len(failed)} of {len(results)} gate checks failed*: the candidate"
-            + (f" (MLflow run `{_esc(run_id)}`)" if run_id else "")
-            + (f" is not promoted; champion v{_esc(champ)} stays." if champ else " is not registered (no champion yet)."))
-    fallback = (f"{model} candidate rejected: " + "; ".join(lines[:3])
-                + (f"; and {len(lines) - 3} more" if len(lines) > 3 else ""))
-    payload = _payload(sev, f"Gate failure: {model} candidate rejected", [head, _bullets(lines)], fallback, links,
-                       _context(model, as_of))
+    head = (
+        f"*{len(failed)} of {len(results)} gate checks failed*: the candidate"
+        + (f" (MLflow run `{_esc(run_id)}`)" if run_id else "")
+        + (f" is not promoted; champion v{_esc(champ)} stays." if champ else " is not registered (no champion yet).")
+    )
+    fallback = (
+        f"{model} candidate rejected: "
+        + "; ".join(lines[:3])
+        + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+    )
+    payload = _payload(
+        sev,
+        f"Gate failure: {model} candidate rejected",
+        [head, _bullets(lines)],
+        fallback,
+        links,
+        _context(model, as_of),
+    )
     return Alert("gate_failure", model, sev, dedupe_key("gate_failure", model, map(gate_label, failed)), payload)
 
 
@@ -282,10 +314,19 @@ def _rows_block(failures: list[Mapping[str, Any]]) -> str:
     return ("*Offending rows*\n" + "\n".join(parts)) if parts else ""
 
 
-def validation_failure(model: str, *, failures: list[Mapping[str, Any]] = (), problems: list[str] = (),
-                       stage: str = "retrain", window: list[str] | tuple[str, str] | None = None,
-                       rows: int | None = None, quarantine: str | None = None, as_of: str | None = None,
-                       links: Links = Links(), severity: str | None = None) -> Alert:
+def validation_failure(
+    model: str,
+    *,
+    failures: list[Mapping[str, Any]] = (),
+    problems: list[str] = (),
+    stage: str = "retrain",
+    window: list[str] | tuple[str, str] | None = None,
+    rows: int | None = None,
+    quarantine: str | None = None,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """Data failed its expectations. ``failures`` are failed
     :class:`~retrain_lib.validation.ExpectationResult` dicts (``explain``, ``observed_value``,
     ``rows``: offending rows); ``problems`` the other reasons the data is unfit (a snapshot's
@@ -298,14 +339,21 @@ def validation_failure(model: str, *, failures: list[Mapping[str, Any]] = (), pr
     where = f" on {window[0]}..{window[1]}" if window else ""
     where += f" ({rows} rows)" if rows is not None else ""
     if stage == "retrain":
-        then = "the retrain stopped before training" + (f"; batch quarantined in `{_esc(quarantine)}`" if quarantine
-                                                        else "")
+        then = "the retrain stopped before training" + (
+            f"; batch quarantined in `{_esc(quarantine)}`" if quarantine else ""
+        )
     else:
         then = "the monitor carried on (drift and performance were still checked)"
     head = f"*{len(lines)} check(s) failed*{where}: {then}."
     fallback = f"{model}: data validation failed ({stage}): " + "; ".join(lines[:3])
-    payload = _payload(sev, f"Data validation failed: {model} ({stage})", [head, _bullets(lines), _rows_block(failures)],
-                       fallback, links, _context(model, as_of))
+    payload = _payload(
+        sev,
+        f"Data validation failed: {model} ({stage})",
+        [head, _bullets(lines), _rows_block(failures)],
+        fallback,
+        links,
+        _context(model, as_of),
+    )
     items = [f"{f.get('column') or 'table'}:{f.get('expectation')}" for f in failures]
     items += [re.sub(r"[0-9.,%]+", "#", p) for p in others]  # counts change from day to day
     return Alert("validation_failure", model, sev, dedupe_key(f"validation_failure:{stage}", model, items), payload)
@@ -335,15 +383,24 @@ def drift(model: str, monitor: Mapping[str, Any], *, links: Links = Links(), sev
         top = [f for f in d.get("features") or [] if f.get("drifted")]
     share, limit = d.get("drifted_share"), d.get("drift_share_threshold")
     action = monitor.get("action") or "retrain"
-    head = (f"*{num(share * 100 if share is not None else None)}% of features drifted*"
-            + (f" (>= {num(limit * 100)}%)" if limit is not None else "")
-            + f" on the current window vs the champion's training data: *{_esc(action)}*"
-            + (" (throttled)" if monitor.get("throttled") else "")
-            + (f"; champion v{_esc(monitor['champion_version'])}" if monitor.get("champion_version") else "") + ".")
+    head = (
+        f"*{num(share * 100 if share is not None else None)}% of features drifted*"
+        + (f" (>= {num(limit * 100)}%)" if limit is not None else "")
+        + f" on the current window vs the champion's training data: *{_esc(action)}*"
+        + (" (throttled)" if monitor.get("throttled") else "")
+        + (f"; champion v{_esc(monitor['champion_version'])}" if monitor.get("champion_version") else "")
+        + "."
+    )
     lines = [feature_line(f) for f in top]
     fallback = f"{model}: drift, {action}: " + "; ".join(lines[:3])
-    payload = _payload(sev, f"Drift: {model} → {action}", [head, "*Top drifted features*\n" + _bullets(lines)],
-                       fallback, links, _context(model, monitor.get("as_of")))
+    payload = _payload(
+        sev,
+        f"Drift: {model} → {action}",
+        [head, "*Top drifted features*\n" + _bullets(lines)],
+        fallback,
+        links,
+        _context(model, monitor.get("as_of")),
+    )
     return Alert("drift", model, sev, dedupe_key("drift", model, [f.get("name") for f in top]), payload)
 
 
@@ -362,9 +419,16 @@ def _metric_fields(candidate: Mapping[str, Any] | None, champion: Mapping[str, A
     return "*Holdout metrics*\n" + _bullets(lines, len(candidate))
 
 
-def promotion(model: str, deployed: Mapping[str, Any], *, evaluation: Mapping[str, Any] | None = None,
-              reason: str | None = None, as_of: str | None = None, links: Links = Links(),
-              severity: str | None = None) -> Alert:
+def promotion(
+    model: str,
+    deployed: Mapping[str, Any],
+    *,
+    evaluation: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """A version became champion. ``deployed`` is
     :func:`retrain_lib.lifecycle.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
     ``evaluation`` its holdout metrics (``candidate``, ``champion``)."""
@@ -372,35 +436,61 @@ def promotion(model: str, deployed: Mapping[str, Any], *, evaluation: Mapping[st
     version = deployed.get("version")
     move = next((m for m in deployed.get("moves") or [] if m.get("alias") == "champion"), {})
     before = move.get("from")
-    head = (f"*v{_esc(version)} is now champion*" + (f", replacing v{_esc(before)}" if before else " (first champion)")
-            + f" (deploy mode {_esc(deployed.get('mode') or 'direct')})."
-            + (f"\nWhy: {_esc(reason)}" if reason else ""))
+    head = (
+        f"*v{_esc(version)} is now champion*"
+        + (f", replacing v{_esc(before)}" if before else " (first champion)")
+        + f" (deploy mode {_esc(deployed.get('mode') or 'direct')})."
+        + (f"\nWhy: {_esc(reason)}" if reason else "")
+    )
     if deployed.get("reevaluated"):
         head += f"\nRe-evaluated against a champion that moved: {len(deployed['reevaluated'])} time(s)."
     ev = evaluation or {}
     fallback = f"{model}: v{_esc(version)} promoted to champion" + (f" (was v{_esc(before)})" if before else "")
-    payload = _payload(sev, f"Promoted: {model} v{version}", [head, _metric_fields(ev.get("candidate"),
-                                                                                     ev.get("champion"))],
-                       fallback, links, _context(model, as_of))
+    payload = _payload(
+        sev,
+        f"Promoted: {model} v{version}",
+        [head, _metric_fields(ev.get("candidate"), ev.get("champion"))],
+        fallback,
+        links,
+        _context(model, as_of),
+    )
     return Alert("promotion", model, sev, dedupe_key("promotion", model, [str(version)]), payload)
 
 
-def rollback(model: str, result: Mapping[str, Any], *, as_of: str | None = None, links: Links = Links(),
-             severity: str | None = None) -> Alert:
+def rollback(
+    model: str,
+    result: Mapping[str, Any],
+    *,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """The monitor rolled the champion back. ``result`` is
     :func:`retrain_lib.lifecycle.rollback_model`'s result (``from``, ``to``, ``reason``)."""
     sev = _severity(severity, "rollback")
     src, dst = result.get("from"), result.get("to")
-    head = (f"*champion moved back from v{_esc(src)} to v{_esc(dst)}*; v{_esc(src)} is tagged "
-            "`retrain.rolled_back=true`.\nWhy: " + _esc(result.get("reason") or "champion degraded"))
-    fallback = f"{model}: rolled back from v{_esc(src)} to v{_esc(dst)}: {_esc(result.get('reason') or 'champion degraded')}"
+    head = (
+        f"*champion moved back from v{_esc(src)} to v{_esc(dst)}*; v{_esc(src)} is tagged "
+        "`retrain.rolled_back=true`.\nWhy: " + _esc(result.get("reason") or "champion degraded")
+    )
+    fallback = (
+        f"{model}: rolled back from v{_esc(src)} to v{_esc(dst)}: {_esc(result.get('reason') or 'champion degraded')}"
+    )
     payload = _payload(sev, f"Rollback: {model} v{src} → v{dst}", [head], fallback, links, _context(model, as_of))
     return Alert("rollback", model, sev, dedupe_key("rollback", model, [f"{src}->{dst}"]), payload)
 
 
-def rollout_decision(model: str, decision: str, started: Mapping[str, Any], outcome: Mapping[str, Any], *,
-                     reason: str = "", as_of: str | None = None, links: Links = Links(),
-                     severity: str | None = None) -> Alert:
+def rollout_decision(
+    model: str,
+    decision: str,
+    started: Mapping[str, Any],
+    outcome: Mapping[str, Any],
+    *,
+    reason: str = "",
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """The end of a shadow/canary rollout: ``promote`` (the challenger became champion: kind
     ``promotion``) or ``rollback`` (the challenger was withdrawn: kind ``rollback``).
     ``started`` is :func:`retrain_lib.rollout_run.start_rollout`'s result, ``outcome``
@@ -415,8 +505,10 @@ def rollout_decision(model: str, decision: str, started: Mapping[str, Any], outc
         fallback = f"{model}: {_esc(mode)} rollout promoted v{_esc(version)} (was v{_esc(champion)})"
     else:
         title = f"Rollout rolled back: {model} v{version}"
-        head = (f"*challenger v{_esc(version)} was rolled back* during its {_esc(mode)} rollout; "
-                f"champion v{_esc(outcome.get('champion') or champion)} keeps all traffic.")
+        head = (
+            f"*challenger v{_esc(version)} was rolled back* during its {_esc(mode)} rollout; "
+            f"champion v{_esc(outcome.get('champion') or champion)} keeps all traffic."
+        )
         fallback = f"{model}: {_esc(mode)} rollout of v{_esc(version)} rolled back: {_esc(why)}"
     if why:
         head += f"\nWhy: {_esc(why)}"
@@ -427,22 +519,38 @@ def rollout_decision(model: str, decision: str, started: Mapping[str, Any], outc
 # -- approval, task failure ------------------------------------------------------------------
 
 
-def approval_needed(model: str, request: Mapping[str, Any], *, version: str | None = None,
-                    timeout_hours: float | None = None, approvers: Iterable[str] = (), as_of: str | None = None,
-                    links: Links = Links(), severity: str | None = None) -> Alert:
+def approval_needed(
+    model: str,
+    request: Mapping[str, Any],
+    *,
+    version: str | None = None,
+    timeout_hours: float | None = None,
+    approvers: Iterable[str] = (),
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """A promotion waits for a human. ``request`` is
     :func:`retrain_lib.lifecycle.approval_request`'s result (``reasons``, ``subject``);
     put the page where it is answered in ``links.extra``."""
     sev = _severity(severity, "approval_needed")
     reasons = [_esc(r) for r in request.get("reasons") or []]
     who = ", ".join(approvers)
-    head = (f"*{_esc(request.get('subject') or f'Promote {model} version {version}?')}*\n"
-            f"Version v{_esc(version)} passed its gates; answer in Airflow (*Required actions*)"
-            + (f" ({_esc(who)})" if who else "")
-            + (f" within {num(timeout_hours)} h, or it counts as a rejection." if timeout_hours else "."))
+    head = (
+        f"*{_esc(request.get('subject') or f'Promote {model} version {version}?')}*\n"
+        f"Version v{_esc(version)} passed its gates; answer in Airflow (*Required actions*)"
+        + (f" ({_esc(who)})" if who else "")
+        + (f" within {num(timeout_hours)} h, or it counts as a rejection." if timeout_hours else ".")
+    )
     fallback = f"{model}: approval needed to promote v{_esc(version)}: " + "; ".join(reasons[:3])
-    payload = _payload(sev, f"Approval needed: {model} v{version}", [head, "*Why*\n" + _bullets(reasons)], fallback,
-                       links, _context(model, as_of))
+    payload = _payload(
+        sev,
+        f"Approval needed: {model} v{version}",
+        [head, "*Why*\n" + _bullets(reasons)],
+        fallback,
+        links,
+        _context(model, as_of),
+    )
     return Alert("approval_needed", model, sev, dedupe_key("approval_needed", model, [str(version)]), payload)
 
 
@@ -459,9 +567,19 @@ def _tries(try_number: int | None, max_tries: int | None) -> str:
     return f"try {try_number}; not retried: a retry cannot fix this error"
 
 
-def task_failure(model: str, *, dag_id: str, task_id: str, run_id: str, try_number: int | None = None,
-                 max_tries: int | None = None, exception: BaseException | str | None = None,
-                 as_of: str | None = None, links: Links = Links(), severity: str | None = None) -> Alert:
+def task_failure(
+    model: str,
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int | None = None,
+    max_tries: int | None = None,
+    exception: BaseException | str | None = None,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
     """A task failed for good: Airflow's failure callback runs only when no retry follows.
 
     ``try_number`` is the try that failed and ``max_tries`` the retries Airflow allowed (the
@@ -475,10 +593,16 @@ def task_failure(model: str, *, dag_id: str, task_id: str, run_id: str, try_numb
         kind, message = "", redact(exception or "no exception recorded")
     error = f"{kind}: {message}" if kind else message
     tries = _tries(try_number, max_tries)
-    head = (f"*{_esc(dag_id)}.{_esc(task_id)} failed*" + (f" ({tries})" if tries else "")
-            + f" in run `{_esc(run_id)}`.\n```{_esc(_cut(error, 1500))}```")
-    fallback = (f"{model}: task {_esc(dag_id)}.{_esc(task_id)} failed" + (f" ({tries})" if tries else "")
-                + f": {_esc(_cut(error, 300))}")
+    head = (
+        f"*{_esc(dag_id)}.{_esc(task_id)} failed*"
+        + (f" ({tries})" if tries else "")
+        + f" in run `{_esc(run_id)}`.\n```{_esc(_cut(error, 1500))}```"
+    )
+    fallback = (
+        f"{model}: task {_esc(dag_id)}.{_esc(task_id)} failed"
+        + (f" ({tries})" if tries else "")
+        + f": {_esc(_cut(error, 300))}"
+    )
     payload = _payload(sev, f"Task failed: {dag_id}.{task_id}", [head], fallback, links, _context(model, as_of))
     return Alert("failure", model, sev, dedupe_key("failure", model, [dag_id, task_id, kind or "error"]), payload)
 
@@ -500,9 +624,13 @@ def retrain_validation_facts(snap: Mapping[str, Any]) -> dict[str, Any]:
     (failed expectations with offending rows) and its ``problems``."""
     where = snap.get("validation") or {}
     manifest = _read_json(Path(where["quarantine"]) / "manifest.json") if where.get("quarantine") else None
-    return {"failures": list((manifest or {}).get("failed") or []), "problems": list(snap.get("problems") or []),
-            "window": [snap.get("start"), snap.get("end")], "rows": snap.get("rows"),
-            "quarantine": where.get("quarantine")}
+    return {
+        "failures": list((manifest or {}).get("failed") or []),
+        "problems": list(snap.get("problems") or []),
+        "window": [snap.get("start"), snap.get("end")],
+        "rows": snap.get("rows"),
+        "quarantine": where.get("quarantine"),
+    }
 
 
 def monitor_validation_facts(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -511,8 +639,12 @@ def monitor_validation_facts(result: Mapping[str, Any]) -> dict[str, Any]:
     validation = result.get("validation") or {}
     report = _read_json(Path(result["report_path"]).parent / "validation.json") if result.get("report_path") else None
     failures = [r for r in (report or {}).get("results") or [] if not r.get("success")]
-    return {"failures": failures, "problems": [] if failures else list(validation.get("failed") or []),
-            "window": validation.get("window"), "rows": (report or {}).get("rows")}
+    return {
+        "failures": failures,
+        "problems": [] if failures else list(validation.get("failed") or []),
+        "window": validation.get("window"),
+        "rows": (report or {}).get("rows"),
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -566,16 +698,24 @@ class DedupeStore:
         engine = self._engine()
         t = _alerts_table()
         now = time.time() if now is None else now
-        values = {"key": alert.key_hash, "kind": alert.kind, "model": alert.model, "what": alert.key[:1000],
-                  "sent_at": now, "suppressed": 0}
+        values = {
+            "key": alert.key_hash,
+            "kind": alert.kind,
+            "model": alert.model,
+            "what": alert.key[:1000],
+            "sent_at": now,
+            "suppressed": 0,
+        }
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
         stmt = insert(t).values(**values)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.key], set_={"sent_at": now, "suppressed": 0, "what": values["what"]},
-            where=t.c.sent_at <= now - window_minutes * 60).returning(t.c.key)
+            index_elements=[t.c.key],
+            set_={"sent_at": now, "suppressed": 0, "what": values["what"]},
+            where=t.c.sent_at <= now - window_minutes * 60,
+        ).returning(t.c.key)
         with engine.begin() as conn:
             won = conn.execute(stmt).first() is not None
             if not won:
@@ -604,7 +744,8 @@ def _alerts_table():
         import sqlalchemy as sa
 
         _ALERTS_TABLE = sa.Table(
-            TABLE, sa.MetaData(),
+            TABLE,
+            sa.MetaData(),
             sa.Column("key", sa.String(32), primary_key=True),
             sa.Column("kind", sa.Text, nullable=False),
             sa.Column("model", sa.Text, nullable=False),
@@ -618,9 +759,16 @@ def _alerts_table():
 SENT, SUPPRESSED, FAILED, DISABLED = "sent", "suppressed", "failed", "disabled"
 
 
-def deliver(alert: Alert, post: Callable[[dict[str, Any]], Any], *, store: DedupeStore | None = None,
-            dedupe_minutes: float = 60, retries: int = 3, retry_seconds: float = 2.0,
-            sleep: Callable[[float], Any] = time.sleep) -> str:
+def deliver(
+    alert: Alert,
+    post: Callable[[dict[str, Any]], Any],
+    *,
+    store: DedupeStore | None = None,
+    dedupe_minutes: float = 60,
+    retries: int = 3,
+    retry_seconds: float = 2.0,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> str:
     """Send ``alert.payload`` with ``post``; returns ``sent``, ``suppressed`` (sent within
     ``dedupe_minutes`` already) or ``failed`` (every attempt failed, each one logged). A
     failed attempt is retried ``retries`` times, waiting ``retry_seconds``, then twice as
@@ -631,27 +779,45 @@ def deliver(alert: Alert, post: Callable[[dict[str, Any]], Any], *, store: Dedup
             try:
                 token = store.claim(alert, dedupe_minutes)
             except Exception:  # noqa: BLE001 - no dedupe state: rather a repeat than a lost alert
-                log.exception("alert de-duplication store %s unavailable; sending %s without it",
-                              redact(store.url), alert.kind)
+                log.exception(
+                    "alert de-duplication store %s unavailable; sending %s without it", redact(store.url), alert.kind
+                )
                 token = -1.0
             if token is None:
-                log.info("alert %s of %s not sent: the same alert went out within %g min (%s)", alert.kind,
-                         alert.model, dedupe_minutes, alert.key)
+                log.info(
+                    "alert %s of %s not sent: the same alert went out within %g min (%s)",
+                    alert.kind,
+                    alert.model,
+                    dedupe_minutes,
+                    alert.key,
+                )
                 return SUPPRESSED
         for attempt in range(retries + 1):
             try:
                 post(alert.payload)
             except Exception as exc:  # noqa: BLE001 - Slack down, refused, 5xx, bad token: all logged
                 # a client error may quote the webhook URL (its path is the secret) or a token
-                log.warning("Slack alert %s of %s: attempt %d of %d failed: %s: %s", alert.kind, alert.model,
-                            attempt + 1, retries + 1, type(exc).__name__, redact(exc))
+                log.warning(
+                    "Slack alert %s of %s: attempt %d of %d failed: %s: %s",
+                    alert.kind,
+                    alert.model,
+                    attempt + 1,
+                    retries + 1,
+                    type(exc).__name__,
+                    redact(exc),
+                )
                 if attempt < retries:
-                    sleep(retry_seconds * 2 ** attempt)
+                    sleep(retry_seconds * 2**attempt)
                 continue
             log.info("Slack alert %s of %s sent: %s", alert.kind, alert.model, alert.text[:300])
             return SENT
-        log.error("Slack alert %s of %s NOT sent after %d attempts: %s", alert.kind, alert.model, retries + 1,
-                  alert.text[:1000])
+        log.error(
+            "Slack alert %s of %s NOT sent after %d attempts: %s",
+            alert.kind,
+            alert.model,
+            retries + 1,
+            alert.text[:1000],
+        )
         if store is not None and token not in (None, -1.0):
             try:
                 store.release(alert, token)

@@ -35,8 +35,9 @@ def gate_margin(result: dict[str, Any]) -> float | None:
     return None if math.isnan(value) else value
 
 
-def approval_reasons(cfg: ModelConfig, *, champion_tags: dict[str, str] | None, gates: dict[str, Any],
-                     train_rows: int | None) -> list[str]:
+def approval_reasons(
+    cfg: ModelConfig, *, champion_tags: dict[str, str] | None, gates: dict[str, Any], train_rows: int | None
+) -> list[str]:
     """Why this candidate needs a human answer before promotion (empty: it does not)."""
     spec = cfg.approval
     if spec is None:
@@ -56,7 +57,8 @@ def approval_reasons(cfg: ModelConfig, *, champion_tags: dict[str, str] | None, 
                 new = set(now.replace("|", ",").split(",")) - {""}
                 added, removed = sorted(new - old), sorted(old - new)
                 parts = ([f"added {', '.join(added)}"] if added else []) + (
-                    [f"removed {', '.join(removed)}"] if removed else [])
+                    [f"removed {', '.join(removed)}"] if removed else []
+                )
                 reasons.append(f"new features vs the champion: {'; '.join(parts) or 'types changed'}")
         if "rows_changed" in when and train_rows is not None and champion_tags.get(ROWS_TAG):
             try:
@@ -66,12 +68,16 @@ def approval_reasons(cfg: ModelConfig, *, champion_tags: dict[str, str] | None, 
             if old_rows > 0:
                 change = abs(train_rows - old_rows) / old_rows * 100
                 if change > spec.rows_changed_pct:
-                    reasons.append(f"training rows changed by {change:.0f}% ({old_rows} -> {train_rows}), more than "
-                                   f"{spec.rows_changed_pct:g}%")
+                    reasons.append(
+                        f"training rows changed by {change:.0f}% ({old_rows} -> {train_rows}), more than "
+                        f"{spec.rows_changed_pct:g}%"
+                    )
     if "narrow_margin" in when:
         for res in gates.get("results", []):
             margin = gate_margin(res)
             if margin is not None and margin < spec.margin:
-                reasons.append(f"gate {res['gate']}{'' if res.get('slice', 'all') == 'all' else '[' + res['slice'] + ']'}"
-                               f" passed by {margin:.4g} only (< margin {spec.margin:g})")
+                reasons.append(
+                    f"gate {res['gate']}{'' if res.get('slice', 'all') == 'all' else '[' + res['slice'] + ']'}"
+                    f" passed by {margin:.4g} only (< margin {spec.margin:g})"
+                )
     return reasons

@@ -80,8 +80,19 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 TABLE = "retrain_ledger"
 HEAD_TABLE = "retrain_ledger_head"
-HASHED_COLUMNS = ("seq", "time", "model", "event", "as_of", "actor", "before_version", "after_version", "reason",
-                  "details", "prev_hash")
+HASHED_COLUMNS = (
+    "seq",
+    "time",
+    "model",
+    "event",
+    "as_of",
+    "actor",
+    "before_version",
+    "after_version",
+    "reason",
+    "details",
+    "prev_hash",
+)
 # pg_advisory_xact_lock key of ledger appends: the ASCII of "retrain_" as a signed 64-bit integer.
 _PG_LOCK_KEY = int.from_bytes(b"retrain_", "big", signed=True)
 _BUSY_TIMEOUT_MS = 60_000
@@ -142,10 +153,20 @@ def _record(row: Mapping[str, Any]) -> dict:
         details = json.loads(row["details"])
     except (TypeError, ValueError):
         details = {"_unparsable": row["details"]}
-    return {"seq": row["seq"], "time": row["time"], "model": row["model"], "event": row["event"],
-            "as_of": row["as_of"], "actor": row["actor"], "before": row["before_version"],
-            "after": row["after_version"], "reason": row["reason"], "details": details,
-            "prev": row["prev_hash"], "hash": row["hash"]}
+    return {
+        "seq": row["seq"],
+        "time": row["time"],
+        "model": row["model"],
+        "event": row["event"],
+        "as_of": row["as_of"],
+        "actor": row["actor"],
+        "before": row["before_version"],
+        "after": row["after_version"],
+        "reason": row["reason"],
+        "details": details,
+        "prev": row["prev_hash"],
+        "hash": row["hash"],
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -158,7 +179,7 @@ def normalise_url(url: str) -> str:
     url = url.strip()
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -169,7 +190,8 @@ def _tables():
 
     md = sa.MetaData()
     ledger = sa.Table(
-        TABLE, md,
+        TABLE,
+        md,
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("time", sa.Text, nullable=False),
         sa.Column("model", sa.Text, nullable=False),
@@ -186,7 +208,8 @@ def _tables():
     )
     sa.Index("retrain_ledger_model_seq", ledger.c.model, ledger.c.seq)
     head = sa.Table(
-        HEAD_TABLE, md,
+        HEAD_TABLE,
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
@@ -233,8 +256,10 @@ def _create_engine(url: str):
     except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
         from retrain_lib.settings import redact
 
-        raise ConfigError(f"ledger database URL {redact(url)!r} is not a SQLAlchemy URL ({redact(exc)}); use "
-                          "e.g. postgresql://user@host/db or sqlite:////path/platform.db") from None
+        raise ConfigError(
+            f"ledger database URL {redact(url)!r} is not a SQLAlchemy URL ({redact(exc)}); use "
+            "e.g. postgresql://user@host/db or sqlite:////path/platform.db"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -251,8 +276,7 @@ def _create_engine(url: str):
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write")
-                                 else "BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -347,9 +371,18 @@ class Ledger:
         except sa.exc.IntegrityError as exc:
             raise LedgerError(f"ledger append conflicted with another writer ({exc.orig}); retry") from exc
 
-    def append(self, model: str, event: str, *, as_of: str | dt.date | None = None, actor: str = "",
-               before: str | None = None, after: str | None = None, reason: str = "",
-               details: Mapping[str, Any] | None = None) -> dict:
+    def append(
+        self,
+        model: str,
+        event: str,
+        *,
+        as_of: str | dt.date | None = None,
+        actor: str = "",
+        before: str | None = None,
+        after: str | None = None,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> dict:
         """Append one decision in its own transaction and return the record written.
 
         Args:
@@ -362,8 +395,9 @@ class Ledger:
             details: JSON-able facts (numpy values, dates and paths are converted).
         """
         with self.transaction() as tx:
-            return tx.append(model, event, as_of=as_of, actor=actor, before=before, after=after, reason=reason,
-                             details=details)
+            return tx.append(
+                model, event, as_of=as_of, actor=actor, before=before, after=after, reason=reason, details=details
+            )
 
     # -- reading ----------------------------------------------------------------------
 
@@ -429,20 +463,39 @@ class LedgerTransaction:
             query = query.where(t.c.model == model)
         return [_record(r) for r in self._conn.execute(query).mappings()]
 
-    def append(self, model: str, event: str, *, as_of: str | dt.date | None = None, actor: str = "",
-               before: str | None = None, after: str | None = None, reason: str = "",
-               details: Mapping[str, Any] | None = None) -> dict:
+    def append(
+        self,
+        model: str,
+        event: str,
+        *,
+        as_of: str | dt.date | None = None,
+        actor: str = "",
+        before: str | None = None,
+        after: str | None = None,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> dict:
         """Append one decision (kept when the transaction commits); see :meth:`Ledger.append`."""
         if not model or not event:
-            raise ValueError(f"The 'model' and 'event' parameters of append must be non-empty. "
-                             f"Got {model!r} and {event!r} instead.")
+            raise ValueError(
+                f"The 'model' and 'event' parameters of append must be non-empty. Got {model!r} and {event!r} instead."
+            )
         if isinstance(as_of, dt.date | dt.datetime):
             as_of = as_of.isoformat()
         last_seq, last_hash = self.head()
-        row = {"seq": last_seq + 1, "time": _now(), "model": str(model), "event": str(event),
-               "as_of": _opt_str(as_of), "actor": str(actor or ""), "before_version": _opt_str(before),
-               "after_version": _opt_str(after), "reason": str(reason or ""),
-               "details": canonical_json(dict(details or {})), "prev_hash": last_hash}
+        row = {
+            "seq": last_seq + 1,
+            "time": _now(),
+            "model": str(model),
+            "event": str(event),
+            "as_of": _opt_str(as_of),
+            "actor": str(actor or ""),
+            "before_version": _opt_str(before),
+            "after_version": _opt_str(after),
+            "reason": str(reason or ""),
+            "details": canonical_json(dict(details or {})),
+            "prev_hash": last_hash,
+        }
         row["hash"] = row_hash(row)
         self._conn.execute(self._ledger._table.insert().values(**row))
         head = self._ledger._head
@@ -463,8 +516,9 @@ def _problems(rows: list[Mapping[str, Any]], head: dict | None) -> list[str]:
             problems.append(f"seq {seq}: {missing} missing (deleted?)")
         if row["prev_hash"] != prev:
             after = "the start of the ledger" if prev_seq is None else f"seq {prev_seq}"
-            problems.append(f"seq {seq}: prev_hash does not match the hash of {after} "
-                            "(a row before it was deleted or rewritten)")
+            problems.append(
+                f"seq {seq}: prev_hash does not match the hash of {after} (a row before it was deleted or rewritten)"
+            )
         if row_hash(row) != row["hash"]:
             problems.append(f"seq {seq}: content does not match its hash (edited?)")
         expected, prev, prev_seq = seq + 1, row["hash"], seq
@@ -475,11 +529,15 @@ def _problems(rows: list[Mapping[str, Any]], head: dict | None) -> list[str]:
     if not rows:
         problems.append(f"ledger is empty but the head names seq {head['seq']}: every row deleted?")
     elif head["seq"] > prev_seq:
-        problems.append(f"head names seq {head['seq']} but the last row is seq {prev_seq}: "
-                        f"{head['seq'] - prev_seq} row(s) at the end deleted?")
+        problems.append(
+            f"head names seq {head['seq']} but the last row is seq {prev_seq}: "
+            f"{head['seq'] - prev_seq} row(s) at the end deleted?"
+        )
     elif head["seq"] < prev_seq:
-        problems.append(f"head names seq {head['seq']} but rows go on to seq {prev_seq}: "
-                        "rows appended without the ledger (or the head rewound)")
+        problems.append(
+            f"head names seq {head['seq']} but rows go on to seq {prev_seq}: "
+            "rows appended without the ledger (or the head rewound)"
+        )
     elif head["hash"] != prev:
         problems.append(f"head hash does not match seq {prev_seq}: the last row was rewritten")
     return problems
@@ -525,10 +583,20 @@ def champion_changes(records: list[Mapping[str, Any]]) -> list[dict]:
             before, after = r.get("before"), r.get("after")
         else:
             continue
-        out.append({"seq": r["seq"], "time": r["time"], "as_of": r.get("as_of"),
-                    "effective": effective_time(r).isoformat(), "event": r["event"], "from": _opt_str(before),
-                    "to": _opt_str(after), "reason": r.get("reason") or str(details.get("reason") or ""),
-                    "actor": r.get("actor") or "", "hash": r["hash"]})
+        out.append(
+            {
+                "seq": r["seq"],
+                "time": r["time"],
+                "as_of": r.get("as_of"),
+                "effective": effective_time(r).isoformat(),
+                "event": r["event"],
+                "from": _opt_str(before),
+                "to": _opt_str(after),
+                "reason": r.get("reason") or str(details.get("reason") or ""),
+                "actor": r.get("actor") or "",
+                "hash": r["hash"],
+            }
+        )
     return out
 
 
@@ -573,9 +641,15 @@ def live_metric(records: list[Mapping[str, Any]]) -> list[MetricPoint]:
             continue
         detail = signal.get("detail") or {}
         window = detail.get("window")
-        points.append(MetricPoint(as_of=str(r.get("as_of")), value=float(value),
-                                  champion_version=_opt_str(details.get("champion_version")),
-                                  labels=detail.get("labels"), window=tuple(window) if window else None))
+        points.append(
+            MetricPoint(
+                as_of=str(r.get("as_of")),
+                value=float(value),
+                champion_version=_opt_str(details.get("champion_version")),
+                labels=detail.get("labels"),
+                window=tuple(window) if window else None,
+            )
+        )
     return points
 
 
@@ -611,8 +685,9 @@ class Recovery:
         return (self.after.value - self.worst.value) / lost
 
 
-def metric_recovery(records: list[Mapping[str, Any]], *, metric: str, greater_is_better: bool,
-                    drift_start: str | dt.date) -> Recovery:
+def metric_recovery(
+    records: list[Mapping[str, Any]], *, metric: str, greater_is_better: bool, drift_start: str | dt.date
+) -> Recovery:
     """The :class:`Recovery` of one model around ``drift_start`` from its ledger ``records``
     (monitor records for the metric, ``promote`` records for the retrained champions).
 
@@ -631,13 +706,21 @@ def metric_recovery(records: list[Mapping[str, Any]], *, metric: str, greater_is
     before = [p for p in points if measured(p) < start]
     since = [p for p in points if measured(p) >= start]
     pick = min if greater_is_better else max
-    retrained = tuple(c["to"] for c in champion_changes([r for r in records if r.get("event") == "promote"])
-                      if c["to"] is not None and str(c.get("as_of") or "") >= start)
+    retrained = tuple(
+        c["to"]
+        for c in champion_changes([r for r in records if r.get("event") == "promote"])
+        if c["to"] is not None and str(c.get("as_of") or "") >= start
+    )
     after = [p for p in since if p.champion_version in retrained]
-    return Recovery(metric=metric, greater_is_better=greater_is_better, drift_start=start,
-                    before=before[-1] if before else None,
-                    worst=pick(since, key=lambda p: p.value) if since else None,
-                    after=after[-1] if after else None, retrained=retrained)
+    return Recovery(
+        metric=metric,
+        greater_is_better=greater_is_better,
+        drift_start=start,
+        before=before[-1] if before else None,
+        worst=pick(since, key=lambda p: p.value) if since else None,
+        after=after[-1] if after else None,
+        retrained=retrained,
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -657,12 +740,22 @@ def open_ledger(target) -> Ledger:
     return Ledger(f"sqlite:///{Path(text).resolve()}")
 
 
-def record_decision(target, *, model: str, event: str, as_of: str | None = None, actor: str = "",
-                    details: dict[str, Any] | None = None, before: str | None = None, after: str | None = None,
-                    reason: str = "") -> dict:
+def record_decision(
+    target,
+    *,
+    model: str,
+    event: str,
+    as_of: str | None = None,
+    actor: str = "",
+    details: dict[str, Any] | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    reason: str = "",
+) -> dict:
     """Append one decision to the ledger ``target`` (see :func:`open_ledger`)."""
-    return open_ledger(target).append(model, event, as_of=as_of, actor=actor, before=before, after=after,
-                                      reason=reason, details=details)
+    return open_ledger(target).append(
+        model, event, as_of=as_of, actor=actor, before=before, after=after, reason=reason, details=details
+    )
 
 
 def read_ledger(target, model: str | None = None) -> list[dict]:

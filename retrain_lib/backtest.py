@@ -164,18 +164,38 @@ def default_policies(cfg: ModelConfig, names=POLICIES) -> list[Policy]:
         if name == "config":
             out.append(Policy("config", cfg, floor=cfg.schedule.retrain_floor, source="config as written"))
         elif name == "schedule":
-            out.append(Policy("schedule", cfg, monitor=False, floor=cfg.schedule.retrain_floor or "@weekly",
-                              source=f"floor schedule only ({cfg.schedule.retrain_floor or '@weekly'})"))
+            out.append(
+                Policy(
+                    "schedule",
+                    cfg,
+                    monitor=False,
+                    floor=cfg.schedule.retrain_floor or "@weekly",
+                    source=f"floor schedule only ({cfg.schedule.retrain_floor or '@weekly'})",
+                )
+            )
         elif name == "drift":
             sched = _copy(cfg.schedule, max_days_without_retrain=None, new_labels_share=None)
             drift = _copy(cfg.drift, enabled=True)
-            out.append(Policy("drift", _copy(cfg, performance=None, rollback=None, schedule=sched, drift=drift),
-                              source="drift trigger only"))
+            out.append(
+                Policy(
+                    "drift",
+                    _copy(cfg, performance=None, rollback=None, schedule=sched, drift=drift),
+                    source="drift trigger only",
+                )
+            )
         elif name == "never":
             out.append(Policy("never", cfg, monitor=False, source="first model only"))
         elif name == "oracle":
-            out.append(Policy("oracle", cfg, monitor=False, daily=True, gates=False,
-                              source="retrain every day, deployed without gates"))
+            out.append(
+                Policy(
+                    "oracle",
+                    cfg,
+                    monitor=False,
+                    daily=True,
+                    gates=False,
+                    source="retrain every day, deployed without gates",
+                )
+            )
         else:
             raise ConfigError(f"unknown policy {name!r}; use some of {', '.join(POLICIES)}")
     return out
@@ -245,8 +265,9 @@ class Artifact:
         return not self.problems and self.pipeline is not None
 
 
-def artifact_key(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None,
-                 change: Change | None = None) -> str:
+def artifact_key(
+    cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: str | None = None, change: Change | None = None
+) -> str:
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
@@ -274,8 +295,15 @@ def _no_timeout(cfg: ModelConfig) -> ModelConfig:
     return _copy(cfg, training=_copy(cfg.training, timeout_minutes=None))
 
 
-def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *, parent: Artifact | None = None,
-                   key: str | None = None, change: Change | None = None) -> Artifact:
+def train_artifact(
+    cfg: ModelConfig,
+    settings: ReplaySettings,
+    as_of: dt.date,
+    *,
+    parent: Artifact | None = None,
+    key: str | None = None,
+    change: Change | None = None,
+) -> Artifact:
     """The retrain path's data and training steps for ``as_of``: the training window read as
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
@@ -285,8 +313,12 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     from retrain_lib.training import fit, split_frame, xy
 
     start, end = training_window(cfg, as_of)
-    art = Artifact(key or artifact_key(cfg, settings, as_of, parent.key if parent else None, change),
-                   as_of.isoformat(), start.isoformat(), end.isoformat())
+    art = Artifact(
+        key or artifact_key(cfg, settings, as_of, parent.key if parent else None, change),
+        as_of.isoformat(),
+        start.isoformat(),
+        end.isoformat(),
+    )
     try:
         window = load_window(cfg, settings, start, end, as_of=as_of)
     except DataError as exc:
@@ -310,9 +342,15 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
             from retrain_lib.metrics import predict_scores
 
             change = change or NO_CHANGE
-            chosen = train_candidates(_no_timeout(cfg), window.labelled, as_of=as_of, change=change.day,
-                                      change_source=change.source,
-                                      allowed_prefixes=prefixes, init_model=init)
+            chosen = train_candidates(
+                _no_timeout(cfg),
+                window.labelled,
+                as_of=as_of,
+                change=change.day,
+                change_source=change.source,
+                allowed_prefixes=prefixes,
+                init_model=init,
+            )
             pipeline, info, scored_by = chosen.model, chosen.info, chosen.eval_model
             art.selection = chosen.selection.to_dict()
             art.eval_pipeline = scored_by
@@ -330,8 +368,11 @@ def train_artifact(cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, *
     X, y = xy(cfg, holdout)
     art.pipeline = pipeline
     art.train_rows = int(len(train))
-    art.metrics = {k: float(v) for k, v in evaluate(scored_by, X, y, cfg.task).items()
-                   if v is not None and not math.isnan(float(v))}
+    art.metrics = {
+        k: float(v)
+        for k, v in evaluate(scored_by, X, y, cfg.task).items()
+        if v is not None and not math.isnan(float(v))
+    }
     if cfg.adaptation is not None:
         art.metric_se = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task))
     if cfg.drift.weight_by_importance:
@@ -374,15 +415,22 @@ class ArtifactStore:
                 pickle.dump(art, fh)
             tmp.replace(self.directory / f"{art.key}.pkl")
 
-    def trained(self, cfg: ModelConfig, settings: ReplaySettings, as_of: dt.date, parent: Artifact | None = None,
-                change: Change | None = None) -> tuple[Artifact, bool]:
+    def trained(
+        self,
+        cfg: ModelConfig,
+        settings: ReplaySettings,
+        as_of: dt.date,
+        parent: Artifact | None = None,
+        change: Change | None = None,
+    ) -> tuple[Artifact, bool]:
         """``(artifact, cached)``."""
         key = artifact_key(cfg, settings, as_of, parent.key if parent else None, change)
         art = self.get(key)
         if art is not None:
             return art, True
-        art = train_artifact(cfg, settings, as_of, parent=parent if cfg.training.warm_start else None, key=key,
-                             change=change)
+        art = train_artifact(
+            cfg, settings, as_of, parent=parent if cfg.training.warm_start else None, key=key, change=change
+        )
         self.put(art)
         return art, False
 
@@ -413,21 +461,33 @@ def _uri(cfg: ModelConfig, version: Version) -> str:
 
 
 def _decision_record(decision: dict) -> dict:
-    return {"action": decision["action"], "throttled": decision.get("throttled", False),
-            "reasons": list(decision.get("reasons") or []),
-            "signals": [{k: s.get(k) for k in ("signal", "triggered", "value", "threshold")}
-                        for s in decision.get("signals") or []]}
+    return {
+        "action": decision["action"],
+        "throttled": decision.get("throttled", False),
+        "reasons": list(decision.get("reasons") or []),
+        "signals": [
+            {k: s.get(k) for k in ("signal", "triggered", "value", "threshold")} for s in decision.get("signals") or []
+        ],
+    }
 
 
 def _trigger(decision: dict) -> str:
-    fired = [s["signal"] for s in decision.get("signals") or [] if s.get("triggered")
-             and s["signal"] not in ("min_retrain_interval", "max_retrains")]
+    fired = [
+        s["signal"]
+        for s in decision.get("signals") or []
+        if s.get("triggered") and s["signal"] not in ("min_retrain_interval", "max_retrains")
+    ]
     return "+".join(fired) or decision["action"]
 
 
 class _Replay:
-    def __init__(self, policy: Policy, settings: ReplaySettings, store: ArtifactStore,
-                 initial: tuple[ModelConfig, dt.date] | None = None):
+    def __init__(
+        self,
+        policy: Policy,
+        settings: ReplaySettings,
+        store: ArtifactStore,
+        initial: tuple[ModelConfig, dt.date] | None = None,
+    ):
         self.policy = policy
         self.cfg = policy.cfg
         self.settings = settings
@@ -449,8 +509,13 @@ class _Replay:
 
     def _version(self, art: Artifact, promoted: dt.date) -> Version:
         self.counter += 1
-        tags = {"data.start": art.start, "data.end": art.end, "trained_as_of": art.as_of,
-                "promoted_as_of": promoted.isoformat(), "rows.train": str(art.train_rows)}
+        tags = {
+            "data.start": art.start,
+            "data.end": art.end,
+            "trained_as_of": art.as_of,
+            "promoted_as_of": promoted.isoformat(),
+            "rows.train": str(art.train_rows),
+        }
         tags.update({f"metric.{k}": repr(v) for k, v in art.metrics.items()})
         tags.update({f"metric_se.{k}": repr(v) for k, v in art.metric_se.items()})
         tags.update({f"importance.{k}": repr(v) for k, v in art.importances.items()})
@@ -489,18 +554,37 @@ class _Replay:
         # The CBPE estimate only decides with performance.use_estimate; otherwise it is a note
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
-        performance = _json_safe(champion_performance(ctx, champion, day, current if use_estimate else None,
-                                                      healthy=state.healthy))
+        performance = _json_safe(
+            champion_performance(ctx, champion, day, current if use_estimate else None, healthy=state.healthy)
+        )
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
         rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
-        decision = decide(cfg, as_of=day, champion=champion, drift=drift, performance=performance,
-                          new_labels=new_labels, recent_retrains=recent, rollback=rollback, serving=None,
-                          backoff=state.backoff, shift=shift_facts(cfg, self.records, champion, day))
-        record_adaptation(self._record, cfg, day.isoformat(), "backtest", decision, performance, state.healthy,
-                          champion.version, champion.tags)
-        self.records.append({"event": "monitor", "as_of": day.isoformat(),
-                             "details": {"action": decision["action"]}})
+        decision = decide(
+            cfg,
+            as_of=day,
+            champion=champion,
+            drift=drift,
+            performance=performance,
+            new_labels=new_labels,
+            recent_retrains=recent,
+            rollback=rollback,
+            serving=None,
+            backoff=state.backoff,
+            shift=shift_facts(cfg, self.records, champion, day),
+        )
+        record_adaptation(
+            self._record,
+            cfg,
+            day.isoformat(),
+            "backtest",
+            decision,
+            performance,
+            state.healthy,
+            champion.version,
+            champion.tags,
+        )
+        self.records.append({"event": "monitor", "as_of": day.isoformat(), "details": {"action": decision["action"]}})
         return decision
 
     def _record(self, event: str, as_of: str | None, actor: str, details: dict) -> dict:
@@ -520,8 +604,15 @@ class _Replay:
         parent = self.store.get(self.champion.key) if (self.champion and cfg.training.warm_start) else None
         change = self._change_day(day) if cfg.adaptation is not None else None
         art, cached = self.store.trained(cfg, self.settings, day, parent, change=change)
-        event = {"day": day.isoformat(), "trigger": trigger, "reasons": reasons, "window": [art.start, art.end],
-                 "fit_s": round(art.fit_s, 3), "cached": cached, "champion_before": self._key(self.champion)}
+        event = {
+            "day": day.isoformat(),
+            "trigger": trigger,
+            "reasons": reasons,
+            "window": [art.start, art.end],
+            "fit_s": round(art.fit_s, 3),
+            "cached": cached,
+            "champion_before": self._key(self.champion),
+        }
         self.run.compute_s += art.fit_s
         if not art.valid:
             event.update(outcome="invalid_data", problems=art.problems[:5])
@@ -529,15 +620,23 @@ class _Replay:
             return event
         candidate = Version(f"candidate-{day.isoformat()}", art.key, {})
         self.models[_uri(cfg, candidate)] = art.pipeline
-        snap = {"model": cfg.name, "as_of": art.as_of, "start": art.start, "end": art.end,
-                "fingerprint": art.fingerprint}
+        snap = {
+            "model": cfg.name,
+            "as_of": art.as_of,
+            "start": art.start,
+            "end": art.end,
+            "fingerprint": art.fingerprint,
+        }
         trained = {"model_uri": _uri(cfg, candidate), "metrics": art.metrics}
         if art.selection is not None:
             scored_by = Version(f"selection-{day.isoformat()}", art.key, {})
             self.models[_uri(cfg, scored_by)] = art.eval_pipeline
             trained.update(selection=art.selection, selection_model_uri=_uri(cfg, scored_by))
-            event["selection"] = {"chosen": art.selection["chosen"], "change_day": art.selection["change_day"],
-                                  "reason": art.selection["reason"]}
+            event["selection"] = {
+                "chosen": art.selection["chosen"],
+                "change_day": art.selection["change_day"],
+                "reason": art.selection["reason"],
+            }
         champion_metrics = None
         if self.champion is not None:
             from retrain_lib.candidates import selection_rows
@@ -545,8 +644,11 @@ class _Replay:
             holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
             X, y = xy(cfg, holdout)
             champion_metrics = _json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
-        evaluation = {"candidate": art.metrics, "champion": champion_metrics,
-                      "champion_version": self.champion.version if self.champion else None}
+        evaluation = {
+            "candidate": art.metrics,
+            "champion": champion_metrics,
+            "champion_version": self.champion.version if self.champion else None,
+        }
         event["candidate"] = art.metrics.get(cfg.primary_metric)
         event["champion"] = (champion_metrics or {}).get(cfg.primary_metric)
         outcome = PROMOTE
@@ -592,16 +694,30 @@ class _Replay:
                 window = load_window(self.cfg, self.settings, start, end, as_of=day)
             except DataError:
                 return None
-            return estimate_change(self.cfg, window.labelled, self.models[_uri(self.cfg, self.champion)],
-                                   self.champion.tags.get("data.end"))
+            return estimate_change(
+                self.cfg,
+                window.labelled,
+                self.models[_uri(self.cfg, self.champion)],
+                self.champion.tags.get("data.end"),
+            )
 
         # As the retrain DAG does (lifecycle.train_candidate).
-        return training_change(self.champion.tags, start, estimate, lambda: self.records, self.champion.version,
-                               training_days=self.cfg.windows.training_days)
+        return training_change(
+            self.champion.tags,
+            start,
+            estimate,
+            lambda: self.records,
+            self.champion.version,
+            training_days=self.cfg.windows.training_days,
+        )
 
     def rollback(self, day: dt.date, decision: dict) -> dict:
-        event = {"day": day.isoformat(), "from": self._key(self.champion), "to": self._key(self.previous),
-                 "reasons": decision["reasons"]}
+        event = {
+            "day": day.isoformat(),
+            "from": self._key(self.champion),
+            "to": self._key(self.previous),
+            "reasons": decision["reasons"],
+        }
         if self.previous is not None:
             self.champion, self.previous = self.previous, None
             event["outcome"] = "rolled_back"
@@ -621,8 +737,11 @@ class _Replay:
         self.run.serving[day.isoformat()] = self._key(self.champion)
         p = self.policy
         if p.daily or floor_fires(p.floor, day):
-            record["scheduled"] = self.retrain(day, "daily" if p.daily else "schedule",
-                                               ["oracle: every day" if p.daily else f"floor schedule {p.floor}"])
+            record["scheduled"] = self.retrain(
+                day,
+                "daily" if p.daily else "schedule",
+                ["oracle: every day" if p.daily else f"floor schedule {p.floor}"],
+            )
         if p.monitor or self.champion is None:
             decision = self.monitor(day)
             record["decision"] = _decision_record(decision)
@@ -635,9 +754,15 @@ class _Replay:
         return record
 
 
-def run_policy(policy: Policy, settings: ReplaySettings, store: ArtifactStore, days: list[dt.date], *,
-               initial: tuple[ModelConfig, dt.date] | None = None,
-               progress: Callable[[str], None] | None = None) -> PolicyRun:
+def run_policy(
+    policy: Policy,
+    settings: ReplaySettings,
+    store: ArtifactStore,
+    days: list[dt.date],
+    *,
+    initial: tuple[ModelConfig, dt.date] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PolicyRun:
     """Replay ``days`` for one policy (sequential: each day depends on the last)."""
     started = time.monotonic()
     replay = _Replay(policy, settings, store, initial)
@@ -677,30 +802,57 @@ def _train_job(cfg_json: dict, data_root: str, platform_json: dict | None, as_of
     return art.key
 
 
-def _policy_job(policy: Policy, cfg_json: dict, data_root: str, platform_json: dict | None, days: list[str],
-                cache: str, initial: tuple[dict, str] | None) -> PolicyRun:
+def _policy_job(
+    policy: Policy,
+    cfg_json: dict,
+    data_root: str,
+    platform_json: dict | None,
+    days: list[str],
+    cache: str,
+    initial: tuple[dict, str] | None,
+) -> PolicyRun:
     from retrain_lib.config import PlatformConfig
 
-    policy = Policy(policy.name, ModelConfig.model_validate(cfg_json), policy.monitor, policy.floor, policy.daily,
-                    policy.gates, policy.source)
+    policy = Policy(
+        policy.name,
+        ModelConfig.model_validate(cfg_json),
+        policy.monitor,
+        policy.floor,
+        policy.daily,
+        policy.gates,
+        policy.source,
+    )
     platform = PlatformConfig.model_validate(platform_json) if platform_json is not None else None
     init = (ModelConfig.model_validate(initial[0]), dt.date.fromisoformat(initial[1])) if initial else None
-    return run_policy(policy, ReplaySettings(Path(data_root), platform), ArtifactStore(Path(cache)),
-                      [dt.date.fromisoformat(d) for d in days], initial=init)
+    return run_policy(
+        policy,
+        ReplaySettings(Path(data_root), platform),
+        ArtifactStore(Path(cache)),
+        [dt.date.fromisoformat(d) for d in days],
+        initial=init,
+    )
 
 
 def _pool(workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    )
 
 
-def run_policies(policies: list[Policy], settings: ReplaySettings, days: list[dt.date], *, cache_dir: Path,
-                 workers: int = 1, pretrain: list[tuple[ModelConfig, dt.date]] = (),
-                 initial: tuple[ModelConfig, dt.date] | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, PolicyRun]:
+def run_policies(
+    policies: list[Policy],
+    settings: ReplaySettings,
+    days: list[dt.date],
+    *,
+    cache_dir: Path,
+    workers: int = 1,
+    pretrain: list[tuple[ModelConfig, dt.date]] = (),
+    initial: tuple[ModelConfig, dt.date] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, PolicyRun]:
     """Train ``pretrain`` (config, day) models in parallel, then replay every policy (in
     parallel with ``workers > 1``). Models are shared through ``cache_dir``."""
     import contextlib
@@ -718,8 +870,17 @@ def run_policies(policies: list[Policy], settings: ReplaySettings, days: list[dt
             if pool is not None and len(todo) > 1:
                 from concurrent.futures import as_completed
 
-                futures = [pool.submit(_train_job, c.model_dump(mode="json"), str(settings.data_root),
-                                       platform_json, d.isoformat(), str(cache_dir)) for c, d in todo]
+                futures = [
+                    pool.submit(
+                        _train_job,
+                        c.model_dump(mode="json"),
+                        str(settings.data_root),
+                        platform_json,
+                        d.isoformat(),
+                        str(cache_dir),
+                    )
+                    for c, d in todo
+                ]
                 for i, fut in enumerate(as_completed(futures), 1):
                     fut.result()
                     if i % 5 == 0 or i == len(futures):
@@ -729,15 +890,27 @@ def run_policies(policies: list[Policy], settings: ReplaySettings, days: list[dt
                     store.trained(c, settings, d)
                     if i % 5 == 0 or i == len(todo):
                         say(f"trained {i}/{len(todo)}")
-        say(f"replaying {len(days)} day(s) for {len(policies)} polic{'y' if len(policies) == 1 else 'ies'}: "
-            + ", ".join(p.name for p in policies))
+        say(
+            f"replaying {len(days)} day(s) for {len(policies)} polic{'y' if len(policies) == 1 else 'ies'}: "
+            + ", ".join(p.name for p in policies)
+        )
         if pool is not None and len(policies) > 1:
             from concurrent.futures import as_completed
 
             init = (initial[0].model_dump(mode="json"), initial[1].isoformat()) if initial else None
-            futures = {pool.submit(_policy_job, p, p.cfg.model_dump(mode="json"), str(settings.data_root),
-                                   platform_json, [d.isoformat() for d in days], str(cache_dir), init): p.name
-                       for p in policies}
+            futures = {
+                pool.submit(
+                    _policy_job,
+                    p,
+                    p.cfg.model_dump(mode="json"),
+                    str(settings.data_root),
+                    platform_json,
+                    [d.isoformat() for d in days],
+                    str(cache_dir),
+                    init,
+                ): p.name
+                for p in policies
+            }
             for fut in as_completed(futures):
                 name = futures[fut]
                 runs[name] = fut.result()
@@ -758,8 +931,7 @@ class _Scorer:
     """The true labels of every event of the backtest range, read once after the replay,
     and each model's scores per day (cached)."""
 
-    def __init__(self, cfg: ModelConfig, settings: ReplaySettings, store: ArtifactStore, start: dt.date,
-                 end: dt.date):
+    def __init__(self, cfg: ModelConfig, settings: ReplaySettings, store: ArtifactStore, start: dt.date, end: dt.date):
         from retrain_lib.data import load_window
 
         window = load_window(cfg, settings, start, end, as_of=dt.date.max, require_rows=False)
@@ -818,8 +990,9 @@ def revealed_drifts(cfg: ModelConfig, settings: ReplaySettings, days: list[dt.da
             continue
         report = drift_for_config(cfg, ref.frame, cur.frame)
         if report.dataset_drift and before is False:
-            out.append({"day": day.isoformat(), "source": "data",
-                        "features": [f.name for f in report.features if f.drifted]})
+            out.append(
+                {"day": day.isoformat(), "source": "data", "features": [f.name for f in report.features if f.drifted]}
+            )
         before = report.dataset_drift
     return out
 
@@ -829,8 +1002,15 @@ def _mean(values) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def summarize(cfg: ModelConfig, runs: dict[str, PolicyRun], scorer: _Scorer, days: list[dt.date],
-              drifts: list[dict], *, improvement_days: int = 7) -> dict[str, Any]:
+def summarize(
+    cfg: ModelConfig,
+    runs: dict[str, PolicyRun],
+    scorer: _Scorer,
+    days: list[dt.date],
+    drifts: list[dict],
+    *,
+    improvement_days: int = 7,
+) -> dict[str, Any]:
     """Per policy: retrains and their days, compute, the prequential metric, the metric lost
     vs the oracle, detection delays and false alarms."""
     from retrain_lib.metrics import greater_is_better
@@ -847,15 +1027,19 @@ def summarize(cfg: ModelConfig, runs: dict[str, PolicyRun], scorer: _Scorer, day
         deployed = [r for r in later if r.get("outcome") == "deployed"]
         lost = None
         if oracle is not None:
-            gaps = [(oracle[d] - daily[d]) * (1 if up else -1) for d in names
-                    if oracle[d] is not None and daily[d] is not None]
+            gaps = [
+                (oracle[d] - daily[d]) * (1 if up else -1)
+                for d in names
+                if oracle[d] is not None and daily[d] is not None
+            ]
             lost = _mean(gaps)
         change_days = [r["day"] for r in deployed] + [b["day"] for b in run.rollbacks if b["outcome"] == "rolled_back"]
         false_alarms = []
         for r in later:
             if r.get("outcome") != "deployed":
-                false_alarms.append({"day": r["day"], "trigger": r["trigger"],
-                                     "why": f"not deployed ({r.get('outcome')})"})
+                false_alarms.append(
+                    {"day": r["day"], "trigger": r["trigger"], "why": f"not deployed ({r.get('outcome')})"}
+                )
                 continue
             if r["champion_before"] is None:
                 continue
@@ -864,9 +1048,14 @@ def summarize(cfg: ModelConfig, runs: dict[str, PolicyRun], scorer: _Scorer, day
             new, old = scorer.value(r["champion_after"], after), scorer.value(r["champion_before"], after)
             r["improvement"] = None if new is None or old is None else (new - old) * (1 if up else -1)
             if r["improvement"] is not None and r["improvement"] <= 0:
-                false_alarms.append({"day": r["day"], "trigger": r["trigger"],
-                                     "why": f"{scorer.metric} {new:.4f} vs {old:.4f} for the old model on the next "
-                                            f"{len(after)} day(s)"})
+                false_alarms.append(
+                    {
+                        "day": r["day"],
+                        "trigger": r["trigger"],
+                        "why": f"{scorer.metric} {new:.4f} vs {old:.4f} for the old model on the next "
+                        f"{len(after)} day(s)",
+                    }
+                )
         detection = []
         # A monitored policy detects a drift with a trigger of its monitor (not its schedule);
         # the others only adapt with their next retrain.
@@ -876,23 +1065,35 @@ def summarize(cfg: ModelConfig, runs: dict[str, PolicyRun], scorer: _Scorer, day
             back = next((b for b in run.rollbacks if b["day"] >= drift["day"]), None)
             if back is not None and (hit is None or back["day"] < hit["day"]):
                 hit = {"day": back["day"], "trigger": "rollback", "outcome": back["outcome"]}
-            detection.append({"drift": drift["day"], "source": drift["source"],
-                              "detected_on": hit["day"] if hit else None,
-                              "delay_days": (dt.date.fromisoformat(hit["day"])
-                                             - dt.date.fromisoformat(drift["day"])).days if hit else None,
-                              "trigger": hit["trigger"] if hit else None,
-                              "outcome": hit.get("outcome") if hit else None})
+            detection.append(
+                {
+                    "drift": drift["day"],
+                    "source": drift["source"],
+                    "detected_on": hit["day"] if hit else None,
+                    "delay_days": (dt.date.fromisoformat(hit["day"]) - dt.date.fromisoformat(drift["day"])).days
+                    if hit
+                    else None,
+                    "trigger": hit["trigger"] if hit else None,
+                    "outcome": hit.get("outcome") if hit else None,
+                }
+            )
         out[name] = {
             "source": run.source,
             "first_model": first["day"] if first else None,
-            "retrains": len(later), "retrain_days": [r["day"] for r in later],
-            "deployed": len(deployed), "deployed_days": [r["day"] for r in deployed],
+            "retrains": len(later),
+            "retrain_days": [r["day"] for r in later],
+            "deployed": len(deployed),
+            "deployed_days": [r["day"] for r in deployed],
             "rejected_days": [r["day"] for r in later if r.get("outcome") == "rejected"],
             "rollbacks": [b["day"] for b in run.rollbacks if b["outcome"] == "rolled_back"],
             "triggers": {t: sum(1 for r in later if r["trigger"] == t) for t in sorted({r["trigger"] for r in later})},
-            "compute_s": round(run.compute_s, 2), "replay_wall_s": round(run.wall_s, 1),
-            "metric_mean": _mean(daily.values()), "metric_lost_vs_oracle": lost,
-            "detection": detection, "false_alarms": len(false_alarms), "false_alarm_details": false_alarms,
+            "compute_s": round(run.compute_s, 2),
+            "replay_wall_s": round(run.wall_s, 1),
+            "metric_mean": _mean(daily.values()),
+            "metric_lost_vs_oracle": lost,
+            "detection": detection,
+            "false_alarms": len(false_alarms),
+            "false_alarm_details": false_alarms,
             "metric_by_day": daily,
         }
     return out
@@ -918,18 +1119,28 @@ def plot_backtest(summary: dict, path: Path) -> Path:
     for name, pol in summary["policies"].items():
         days = [dt.date.fromisoformat(d) for d, v in pol["metric_by_day"].items() if v is not None]
         values = [v for v in pol["metric_by_day"].values() if v is not None]
-        (line,) = ax.plot(days, values, label=f"{name} ({pol['retrains']} retrains)", lw=1.6,
-                          zorder=3 if name == "config" else 2)
+        (line,) = ax.plot(
+            days, values, label=f"{name} ({pol['retrains']} retrains)", lw=1.6, zorder=3 if name == "config" else 2
+        )
         for marker, key in (("^", "deployed_days"), ("x", "rejected_days")):
             xs = [dt.date.fromisoformat(d) for d in pol[key] if pol["metric_by_day"].get(d) is not None]
             ys = [pol["metric_by_day"][d.isoformat()] for d in xs]
             ax.scatter(xs, ys, marker=marker, color=line.get_color(), s=45, zorder=4)
     for drift in summary["drifts"]:
         ax.axvline(dt.date.fromisoformat(drift["day"]), color="grey", ls="--", lw=1)
-        ax.annotate(f"drift ({drift['source']})", (dt.date.fromisoformat(drift["day"]), 1), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=8, color="grey")
-    ax.set_title(f"{summary['model']}: prequential {summary['metric']} per day "
-                 f"(^ retrain deployed, x retrain rejected)")
+        ax.annotate(
+            f"drift ({drift['source']})",
+            (dt.date.fromisoformat(drift["day"]), 1),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+            color="grey",
+        )
+    ax.set_title(
+        f"{summary['model']}: prequential {summary['metric']} per day (^ retrain deployed, x retrain rejected)"
+    )
     ax.set_ylabel(summary["metric"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
@@ -951,16 +1162,28 @@ def data_days(cfg: ModelConfig, settings: ReplaySettings) -> list[dt.date]:
 
     days = available_days(cfg, settings.data_root, settings.platform)
     if not days:
-        raise DataError(f"no {cfg.data.format} partitions for model {cfg.name!r} under "
-                        f"{Path(settings.data_root) / (cfg.data.path or '')}; expected files named YYYY-MM-DD."
-                        f"{cfg.data.format} (run 'retrain simulate' for sample data)")
+        raise DataError(
+            f"no {cfg.data.format} partitions for model {cfg.name!r} under "
+            f"{Path(settings.data_root) / (cfg.data.path or '')}; expected files named YYYY-MM-DD."
+            f"{cfg.data.format} (run 'retrain simulate' for sample data)"
+        )
     return days
 
 
-def backtest(cfg: ModelConfig, data_root, *, start: dt.date | None = None, end: dt.date | None = None,
-             policies: list[Policy] | None = None, drift_days: list[dt.date] = (), platform=None,
-             cache_dir: Path | None = None, workers: int = 1, reveal_drifts: bool = True,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def backtest(
+    cfg: ModelConfig,
+    data_root,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    policies: list[Policy] | None = None,
+    drift_days: list[dt.date] = (),
+    platform=None,
+    cache_dir: Path | None = None,
+    workers: int = 1,
+    reveal_drifts: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Replay ``start..end`` for every policy and summarise (see the module docstring).
 
     ``start`` defaults to the first day with a full training window behind it
@@ -970,13 +1193,35 @@ def backtest(cfg: ModelConfig, data_root, *, start: dt.date | None = None, end: 
     from retrain_lib.data import partition_cache
 
     with partition_cache():
-        return _backtest(cfg, data_root, start=start, end=end, policies=policies, drift_days=drift_days,
-                         platform=platform, cache_dir=cache_dir, workers=workers, reveal_drifts=reveal_drifts,
-                         progress=progress)
+        return _backtest(
+            cfg,
+            data_root,
+            start=start,
+            end=end,
+            policies=policies,
+            drift_days=drift_days,
+            platform=platform,
+            cache_dir=cache_dir,
+            workers=workers,
+            reveal_drifts=reveal_drifts,
+            progress=progress,
+        )
 
 
-def _backtest(cfg: ModelConfig, data_root, *, start, end, policies, drift_days, platform, cache_dir, workers,
-              reveal_drifts, progress) -> dict[str, Any]:
+def _backtest(
+    cfg: ModelConfig,
+    data_root,
+    *,
+    start,
+    end,
+    policies,
+    drift_days,
+    platform,
+    cache_dir,
+    workers,
+    reveal_drifts,
+    progress,
+) -> dict[str, Any]:
     import tempfile
 
     started = time.monotonic()
@@ -987,8 +1232,10 @@ def _backtest(cfg: ModelConfig, data_root, *, start, end, policies, drift_days, 
     if start > end:
         raise DataError(f"backtest range {start}..{end} is empty; --from must not be after --to")
     if end < available[0] or start > available[-1]:
-        raise DataError(f"no data of {cfg.name!r} in {start}..{end}: partitions cover {available[0]}.."
-                        f"{available[-1]}; adjust --from/--to")
+        raise DataError(
+            f"no data of {cfg.name!r} in {start}..{end}: partitions cover {available[0]}.."
+            f"{available[-1]}; adjust --from/--to"
+        )
     days = _day_list(start, end)
     policies = policies if policies is not None else default_policies(cfg)
     own_cache = cache_dir is None
@@ -1003,8 +1250,9 @@ def _backtest(cfg: ModelConfig, data_root, *, start, end, policies, drift_days, 
                 if k not in seen and not p.cfg.training.warm_start:
                     seen.add(k)
                     pretrain.append((p.cfg, d))
-        runs = run_policies(policies, settings, days, cache_dir=cache, workers=workers, pretrain=pretrain,
-                            progress=progress)
+        runs = run_policies(
+            policies, settings, days, cache_dir=cache, workers=workers, pretrain=pretrain, progress=progress
+        )
         _attach_after(runs)
         (progress or (lambda _m: None))("scoring the served models on the true labels")
         store = ArtifactStore(cache)
@@ -1012,19 +1260,27 @@ def _backtest(cfg: ModelConfig, data_root, *, start, end, policies, drift_days, 
         drifts = [{"day": d.isoformat(), "source": "declared"} for d in drift_days]
         if reveal_drifts:
             # an onset the data reveals within a monitor window after a declared drift is that drift
-            near = {(d + dt.timedelta(days=i)).isoformat() for d in drift_days
-                    for i in range(cfg.windows.monitor_days + 1)}
+            near = {
+                (d + dt.timedelta(days=i)).isoformat() for d in drift_days for i in range(cfg.windows.monitor_days + 1)
+            }
             drifts += [d for d in revealed_drifts(cfg, settings, days) if d["day"] not in near]
         drifts.sort(key=lambda d: d["day"])
         from retrain_lib.metrics import greater_is_better
 
         return {
-            "model": cfg.name, "from": start.isoformat(), "to": end.isoformat(), "days": len(days),
-            "label_delay_days": cfg.data.label_delay_days, "metric": scorer.metric,
-            "greater_is_better": greater_is_better(scorer.metric), "drifts": drifts,
+            "model": cfg.name,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "days": len(days),
+            "label_delay_days": cfg.data.label_delay_days,
+            "metric": scorer.metric,
+            "greater_is_better": greater_is_better(scorer.metric),
+            "drifts": drifts,
             "policies": summarize(cfg, runs, scorer, days, drifts),
             "decisions": {name: [_compact(d) for d in run.days] for name, run in runs.items()},
-            "elapsed_s": round(time.monotonic() - started, 1), "workers": workers, "notes": NOTES,
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "workers": workers,
+            "notes": NOTES,
         }
     finally:
         if own_cache:
@@ -1051,10 +1307,22 @@ def _compact(day: dict) -> dict:
 def headline(summary: dict) -> dict[str, Any]:
     """The short form of a backtest summary: per policy the counts, metrics and the metric per
     day, without the day-by-day decisions (``decisions``) and the false-alarm details."""
-    keep = ("retrains", "retrain_days", "deployed", "rollbacks", "compute_s", "metric_mean", "metric_lost_vs_oracle",
-            "detection", "false_alarms", "metric_by_day")
-    return {**{k: v for k, v in summary.items() if k not in ("policies", "decisions")},
-            "policies": {n: {k: p[k] for k in keep} for n, p in summary["policies"].items()}}
+    keep = (
+        "retrains",
+        "retrain_days",
+        "deployed",
+        "rollbacks",
+        "compute_s",
+        "metric_mean",
+        "metric_lost_vs_oracle",
+        "detection",
+        "false_alarms",
+        "metric_by_day",
+    )
+    return {
+        **{k: v for k, v in summary.items() if k not in ("policies", "decisions")},
+        "policies": {n: {k: p[k] for k in keep} for n, p in summary["policies"].items()},
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -1062,9 +1330,18 @@ def headline(summary: dict) -> dict[str, Any]:
 # -----------------------------------------------------------------------------------------
 
 
-def dry_run(new: ModelConfig, old: ModelConfig, data_root, *, days: int, end: dt.date | None = None, platform=None,
-            cache_dir: Path | None = None, workers: int = 1,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def dry_run(
+    new: ModelConfig,
+    old: ModelConfig,
+    data_root,
+    *,
+    days: int,
+    end: dt.date | None = None,
+    platform=None,
+    cache_dir: Path | None = None,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """What ``new`` would have fired in the last ``days`` days compared with ``old``: both
     replayed from the same champion (trained by ``old`` the day before the range)."""
     import tempfile
@@ -1072,23 +1349,37 @@ def dry_run(new: ModelConfig, old: ModelConfig, data_root, *, days: int, end: dt
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
     if new.name != old.name:
-        raise ConfigError(f"the configs describe different models ({new.name!r} and {old.name!r}); compare two "
-                          "versions of the same model config")
+        raise ConfigError(
+            f"the configs describe different models ({new.name!r} and {old.name!r}); compare two "
+            "versions of the same model config"
+        )
     settings = ReplaySettings(Path(data_root), platform)
     available = data_days(old, settings)
     end = end or available[-1]
     start = end - dt.timedelta(days=days - 1)
     if start - dt.timedelta(days=1) < available[0]:
-        raise DataError(f"--days {days}: the range {start}..{end} needs data from {start - dt.timedelta(days=1)} "
-                        f"(the starting champion's training day); data starts {available[0]}")
-    policies = [Policy("edited", new, floor=new.schedule.retrain_floor, source="edited config"),
-                Policy("current", old, floor=old.schedule.retrain_floor, source="current config")]
+        raise DataError(
+            f"--days {days}: the range {start}..{end} needs data from {start - dt.timedelta(days=1)} "
+            f"(the starting champion's training day); data starts {available[0]}"
+        )
+    policies = [
+        Policy("edited", new, floor=new.schedule.retrain_floor, source="edited config"),
+        Policy("current", old, floor=old.schedule.retrain_floor, source="current config"),
+    ]
     own = cache_dir is None
     cache = Path(tempfile.mkdtemp(prefix="retrain-dryrun-")) if own else Path(cache_dir)
     try:
         init_day = start - dt.timedelta(days=1)
-        runs = run_policies(policies, settings, _day_list(start, end), cache_dir=cache, workers=workers,
-                            pretrain=[(old, init_day)], initial=(old, init_day), progress=progress)
+        runs = run_policies(
+            policies,
+            settings,
+            _day_list(start, end),
+            cache_dir=cache,
+            workers=workers,
+            pretrain=[(old, init_day)],
+            initial=(old, init_day),
+            progress=progress,
+        )
     finally:
         if own:
             import shutil
@@ -1111,24 +1402,41 @@ def dry_run(new: ModelConfig, old: ModelConfig, data_root, *, days: int, end: dt
         return out
 
     edited, current = fired(runs["edited"]), fired(runs["current"])
-    differences = [{"day": day, "edited": edited[day]["events"] or ["healthy"],
-                    "current": current[day]["events"] or ["healthy"],
-                    "edited_reasons": edited[day]["reasons"], "current_reasons": current[day]["reasons"]}
-                   for day in edited if edited[day]["events"] != current[day]["events"]
-                   or edited[day]["action"] != current[day]["action"]]
+    differences = [
+        {
+            "day": day,
+            "edited": edited[day]["events"] or ["healthy"],
+            "current": current[day]["events"] or ["healthy"],
+            "edited_reasons": edited[day]["reasons"],
+            "current_reasons": current[day]["reasons"],
+        }
+        for day in edited
+        if edited[day]["events"] != current[day]["events"] or edited[day]["action"] != current[day]["action"]
+    ]
 
     def counts(run: PolicyRun) -> dict:
-        return {"retrains": len(run.retrains), "retrain_days": [r["day"] for r in run.retrains],
-                "deployed": sum(r.get("outcome") == "deployed" for r in run.retrains),
-                "rollbacks": [b["day"] for b in run.rollbacks],
-                "monitor_retrain_requests": [d["day"] for d in run.days
-                                             if (d.get("decision") or {}).get("action") == "retrain"],
-                "throttled": [d["day"] for d in run.days if (d.get("decision") or {}).get("throttled")]}
+        return {
+            "retrains": len(run.retrains),
+            "retrain_days": [r["day"] for r in run.retrains],
+            "deployed": sum(r.get("outcome") == "deployed" for r in run.retrains),
+            "rollbacks": [b["day"] for b in run.rollbacks],
+            "monitor_retrain_requests": [
+                d["day"] for d in run.days if (d.get("decision") or {}).get("action") == "retrain"
+            ],
+            "throttled": [d["day"] for d in run.days if (d.get("decision") or {}).get("throttled")],
+        }
 
-    return {"model": new.name, "from": start.isoformat(), "to": end.isoformat(), "days": days,
-            "edited": counts(runs["edited"]), "current": counts(runs["current"]),
-            "differences": differences, "same": not differences,
-            "config_hash": {"edited": new.config_hash(), "current": old.config_hash()}}
+    return {
+        "model": new.name,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "days": days,
+        "edited": counts(runs["edited"]),
+        "current": counts(runs["current"]),
+        "differences": differences,
+        "same": not differences,
+        "config_hash": {"edited": new.config_hash(), "current": old.config_hash()},
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -1167,9 +1475,17 @@ def _round_down(x: float) -> float:
     return float(f"{math.floor(x / 10**e)}e{e}")
 
 
-def calibrate(cfg: ModelConfig, data_root, *, stable_from: dt.date, stable_to: dt.date,
-              false_alarm_rate: float = 0.01, warn_ratio: float = 0.90, critical_ratio: float = 0.80,
-              platform=None) -> dict[str, Any]:
+def calibrate(
+    cfg: ModelConfig,
+    data_root,
+    *,
+    stable_from: dt.date,
+    stable_to: dt.date,
+    false_alarm_rate: float = 0.01,
+    warn_ratio: float = 0.90,
+    critical_ratio: float = 0.80,
+    platform=None,
+) -> dict[str, Any]:
     """Drift thresholds for a target false-alarm rate and performance levels from a stable
     window, as a config patch (``patch``) with the evidence (``checks``, per-feature scores).
 
@@ -1202,8 +1518,10 @@ def calibrate(cfg: ModelConfig, data_root, *, stable_from: dt.date, stable_to: d
     settings = ReplaySettings(Path(data_root), platform)
     need = cfg.windows.monitor_days + cfg.windows.reference_days
     if (stable_to - stable_from).days + 1 < need:
-        raise ConfigError(f"the stable window {stable_from}..{stable_to} has {(stable_to - stable_from).days + 1} "
-                          f"day(s); one check needs windows.reference_days + windows.monitor_days = {need}")
+        raise ConfigError(
+            f"the stable window {stable_from}..{stable_to} has {(stable_to - stable_from).days + 1} "
+            f"day(s); one check needs windows.reference_days + windows.monitor_days = {need}"
+        )
     scores: dict[str, list[float]] = {}
     meta: dict[str, tuple] = {}
     null_thresholds: dict[str, list[float]] = {}
@@ -1217,9 +1535,20 @@ def calibrate(cfg: ModelConfig, data_root, *, stable_from: dt.date, stable_to: d
             p_scale = get_method(f.method).uses_p_value
             meta[f.name] = (f.method, f.kind, p_scale)
             scores.setdefault(f.name, []).append(f.p_value if p_scale else f.score)
-            cal = calibrate_feature(f.name, f.method, f.kind, ref[f.name], cur[f.name], score=f.score,
-                                    p_value=f.p_value, n_ref=f.reference_rows, n_cur=f.current_rows,
-                                    bins=cfg.drift.bins, binning="quantile", false_alarm_rate=level)
+            cal = calibrate_feature(
+                f.name,
+                f.method,
+                f.kind,
+                ref[f.name],
+                cur[f.name],
+                score=f.score,
+                p_value=f.p_value,
+                n_ref=f.reference_rows,
+                n_cur=f.current_rows,
+                bins=cfg.drift.bins,
+                binning="quantile",
+                false_alarm_rate=level,
+            )
             null_thresholds.setdefault(f.name, []).append(cal.null.threshold(level))
     if not checks:
         raise DataError(f"no monitor check fits in {stable_from}..{stable_to} with the data of {cfg.name!r}")
@@ -1240,11 +1569,16 @@ def calibrate(cfg: ModelConfig, data_root, *, stable_from: dt.date, stable_to: d
             null = float(np.max(nulls)) if nulls else observed
             threshold = _round_up(max(null, observed * 1.001))
         features_patch[name] = {"method": method, "threshold": float(threshold)}
-        evidence[name] = {"method": method, "kind": "numeric" if kind == NUMERIC else "categorical",
-                          "scale": "p_value (drift when <=)" if p_scale else "score (drift when >=)",
-                          "stable_min": float(values.min()) if values.size else None,
-                          "stable_max": float(values.max()) if values.size else None,
-                          "null_threshold": null, "stable_quantile": observed, "threshold": float(threshold)}
+        evidence[name] = {
+            "method": method,
+            "kind": "numeric" if kind == NUMERIC else "categorical",
+            "scale": "p_value (drift when <=)" if p_scale else "score (drift when >=)",
+            "stable_min": float(values.min()) if values.size else None,
+            "stable_max": float(values.max()) if values.size else None,
+            "null_threshold": null,
+            "stable_quantile": observed,
+            "threshold": float(threshold),
+        }
     baseline = _stable_baseline(cfg, settings, stable_to)
     metric = cfg.performance.metric if cfg.performance else cfg.primary_metric
     from retrain_lib.metrics import greater_is_better
@@ -1255,12 +1589,23 @@ def calibrate(cfg: ModelConfig, data_root, *, stable_from: dt.date, stable_to: d
     levels = None
     if baseline is not None:
         sign = -1 if up else 1
-        levels = {"baseline": baseline, "warn_at": baseline + sign * warn_drop * abs(baseline),
-                  "critical_at": baseline + sign * critical_drop * abs(baseline)}
+        levels = {
+            "baseline": baseline,
+            "warn_at": baseline + sign * warn_drop * abs(baseline),
+            "critical_at": baseline + sign * critical_drop * abs(baseline),
+        }
     patch = {"drift": {"features": features_patch}, "performance": perf_patch}
-    return {"model": cfg.name, "stable_from": stable_from.isoformat(), "stable_to": stable_to.isoformat(),
-            "checks": checks, "false_alarm_rate": false_alarm_rate, "per_feature_level": level,
-            "patch": patch, "features": evidence, "performance": levels}
+    return {
+        "model": cfg.name,
+        "stable_from": stable_from.isoformat(),
+        "stable_to": stable_to.isoformat(),
+        "checks": checks,
+        "false_alarm_rate": false_alarm_rate,
+        "per_feature_level": level,
+        "patch": patch,
+        "features": evidence,
+        "performance": levels,
+    }
 
 
 def _stable_baseline(cfg: ModelConfig, settings: ReplaySettings, stable_to: dt.date) -> float | None:
@@ -1285,16 +1630,20 @@ def patch_yaml(result: dict) -> str:
     """The patch as YAML, with the evidence as comments."""
     import yaml
 
-    lines = [f"# retrain calibrate {result['model']}: stable window {result['stable_from']}..{result['stable_to']}, "
-             f"{result['checks']} monitor check(s)",
-             f"# target false-alarm rate {result['false_alarm_rate']:g} (per feature {result['per_feature_level']:.2g}, "
-             "Bonferroni)"]
+    lines = [
+        f"# retrain calibrate {result['model']}: stable window {result['stable_from']}..{result['stable_to']}, "
+        f"{result['checks']} monitor check(s)",
+        f"# target false-alarm rate {result['false_alarm_rate']:g} (per feature {result['per_feature_level']:.2g}, "
+        "Bonferroni)",
+    ]
     for name, ev in result["features"].items():
         lo, hi = ev["stable_min"], ev["stable_max"]
         rng = f"{lo:.4g}..{hi:.4g}" if lo is not None else "no values"
         lines.append(f"#   {name}: {ev['method']} {ev['scale']}; stable {rng}; null {ev['null_threshold']:.4g}")
     if result["performance"]:
         p = result["performance"]
-        lines.append(f"# performance: baseline {p['baseline']:.4f} (holdout of a model trained on the stable window); "
-                     f"warning at {p['warn_at']:.4f}, critical at {p['critical_at']:.4f}")
+        lines.append(
+            f"# performance: baseline {p['baseline']:.4f} (holdout of a model trained on the stable window); "
+            f"warning at {p['warn_at']:.4f}, critical at {p['critical_at']:.4f}"
+        )
     return "\n".join(lines) + "\n" + yaml.safe_dump(result["patch"], sort_keys=False)

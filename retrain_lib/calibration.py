@@ -229,8 +229,9 @@ def _count_draws(buckets: int) -> int:
     return int(max(1000, min(COUNT_RESAMPLES, _COUNT_CELLS // max(buckets, 1))))
 
 
-def _resample_buckets(method: str, ref_shares: np.ndarray, n: int, m: int, *, fixed_reference: bool,
-                      seed: int) -> np.ndarray:
+def _resample_buckets(
+    method: str, ref_shares: np.ndarray, n: int, m: int, *, fixed_reference: bool, seed: int
+) -> np.ndarray:
     """Sorted null values of a bucket statistic from simulated bucket counts (cached).
 
     The null depends only on the method, the reference bucket counts, the sizes and the
@@ -299,9 +300,20 @@ def _wasserstein_null(ref: np.ndarray, n: int, m: int, rng) -> np.ndarray:
 
 
 def calibrate_feature(
-    name: str, method: str, kind: str, reference: pd.Series, current: pd.Series, *,
-    score: float, p_value: float | None, n_ref: int, n_cur: int, bins: int = 10, binning: str = "quantile",
-    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE, seed: int = 0,
+    name: str,
+    method: str,
+    kind: str,
+    reference: pd.Series,
+    current: pd.Series,
+    *,
+    score: float,
+    p_value: float | None,
+    n_ref: int,
+    n_cur: int,
+    bins: int = 10,
+    binning: str = "quantile",
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+    seed: int = 0,
 ) -> Calibration:
     """Null model of one feature's statistic at sizes ``n_ref``/``n_cur`` (non-missing rows).
 
@@ -343,8 +355,11 @@ def calibrate_feature(
         present = ref_shares[ref_shares > 0]
         if present.size >= 2 and present.min() * min(n_ref, n_cur) >= ANALYTIC_MIN_EXPECTED_COUNT:
             rate = 1.0 / n_ref + 1.0 / n_cur
-            null = (NullModel("chi2", df=present.size - 1, scale=rate) if method == "psi"
-                    else NullModel("chi2", df=present.size - 1, scale=rate / 8, power=2))
+            null = (
+                NullModel("chi2", df=present.size - 1, scale=rate)
+                if method == "psi"
+                else NullModel("chi2", df=present.size - 1, scale=rate / 8, power=2)
+            )
             return Calibration("analytic_chi2", null, null.p_value(score, p_value))
     if method == "wasserstein":
         ref = ref_values.to_numpy(dtype=float)
@@ -352,8 +367,9 @@ def calibrate_feature(
         null, q = _fit_resampled(values, far)
         return Calibration("resampled", null, null.p_value(score, p_value), RESAMPLES, q)
     # psi, js (small counts), linf, unseen: simulated bucket or category counts
-    values = _resample_buckets(method, ref_shares, n_ref, n_cur, seed=seed,
-                               fixed_reference=kind != CATEGORICAL and binning == "quantile")
+    values = _resample_buckets(
+        method, ref_shares, n_ref, n_cur, seed=seed, fixed_reference=kind != CATEGORICAL and binning == "quantile"
+    )
     null, q = _empirical(values, far)
     return Calibration("resampled", null, null.p_value(score, p_value), values.size, q)
 
@@ -394,7 +410,9 @@ def bh_level(p_values: Sequence[float], alpha: float) -> float:
 
 
 def decide_calibrated(
-    calibrations: dict[str, Calibration], *, false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+    calibrations: dict[str, Calibration],
+    *,
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
     multiple_testing: str = "bh",
 ) -> dict[str, tuple[float, bool, dict]]:
     """``{feature: (threshold, drifted, calibration info)}`` for calibrated features.
@@ -403,8 +421,10 @@ def decide_calibrated(
     level ``false_alarm_rate``; ``"none"`` tests each at that level.
     """
     if multiple_testing not in MULTIPLE_TESTING:
-        raise ValueError("The 'multiple_testing' parameter of decide_calibrated must be 'bh' or 'none'. "
-                         f"Got {multiple_testing!r} instead.")
+        raise ValueError(
+            "The 'multiple_testing' parameter of decide_calibrated must be 'bh' or 'none'. "
+            f"Got {multiple_testing!r} instead."
+        )
     names = list(calibrations)
     p = np.array([calibrations[n].p_value for n in names], dtype=float)
     if multiple_testing == "bh":
@@ -418,8 +438,13 @@ def decide_calibrated(
     out = {}
     for i, name in enumerate(names):
         cal = calibrations[name]
-        info = {"source": cal.source, "false_alarm_rate": false_alarm_rate, "multiple_testing": multiple_testing,
-                "p_value": float(p[i]), "level": float(level)}
+        info = {
+            "source": cal.source,
+            "false_alarm_rate": false_alarm_rate,
+            "multiple_testing": multiple_testing,
+            "p_value": float(p[i]),
+            "level": float(level),
+        }
         if multiple_testing == "bh":
             info["p_adjusted"] = float(adjusted[i])
         if cal.resamples:
@@ -449,9 +474,10 @@ def persistent_alarm(history: Sequence[bool], current: bool, k: int, n: int) -> 
         False
     """
     if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
-        raise ValueError(f"The 'k' and 'n' parameters of persistent_alarm must satisfy 1 <= k <= n. "
-                         f"Got k={k!r}, n={n!r} instead.")
-    window = [bool(h) for h in list(history)[-(n - 1):]] if n > 1 else []
+        raise ValueError(
+            f"The 'k' and 'n' parameters of persistent_alarm must satisfy 1 <= k <= n. Got k={k!r}, n={n!r} instead."
+        )
+    window = [bool(h) for h in list(history)[-(n - 1) :]] if n > 1 else []
     return sum(window) + bool(current) >= k
 
 
@@ -465,7 +491,7 @@ def apply_persistence(drift_summary: dict, history: Sequence[bool], *, k: int, n
         True
     """
     raw = bool(drift_summary.get("dataset_drift_raw", drift_summary["dataset_drift"]))
-    window = [bool(h) for h in list(history)[-(n - 1):]] if n > 1 else []
+    window = [bool(h) for h in list(history)[-(n - 1) :]] if n > 1 else []
     out = dict(drift_summary)
     out["dataset_drift_raw"] = raw
     out["dataset_drift"] = persistent_alarm(history, raw, k, n)

@@ -81,9 +81,18 @@ def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_en
     return change_day(daily, counts, metric)
 
 
-def train_candidates(cfg: ModelConfig, labelled, *, as_of: dt.date, change: str | None, allowed_prefixes=("sklearn.",),
-                     init_model=None, init_model_ref: str | None = None,
-                     timeout_s: float | None = None, change_source: str | None = None) -> CandidateSet:
+def train_candidates(
+    cfg: ModelConfig,
+    labelled,
+    *,
+    as_of: dt.date,
+    change: str | None,
+    allowed_prefixes=("sklearn.",),
+    init_model=None,
+    init_model_ref: str | None = None,
+    timeout_s: float | None = None,
+    change_source: str | None = None,
+) -> CandidateSet:
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
 
@@ -92,8 +101,10 @@ def train_candidates(cfg: ModelConfig, labelled, *, as_of: dt.date, change: str 
 
     pool, newest = selection_split(cfg, labelled, change)
     if len(newest) < 10 or len(pool) < 20:
-        raise RetrainError(f"{cfg.name}: {len(pool)} training and {len(newest)} selection rows are too few to train "
-                           "and compare candidates; widen windows.training_days")
+        raise RetrainError(
+            f"{cfg.name}: {len(pool)} training and {len(newest)} selection rows are too few to train "
+            "and compare candidates; widen windows.training_days"
+        )
     X_new, y_new = xy(cfg, newest)
     metric = cfg.primary_metric
     scored: list[Candidate] = []
@@ -103,33 +114,57 @@ def train_candidates(cfg: ModelConfig, labelled, *, as_of: dt.date, change: str 
         rows = rows_for(cfg, recipe, pool)
         recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
         try:
-            model, info = fit(recipe.cfg, rows, allowed_prefixes, as_of=as_of, init_model=init_model,
-                              init_model_ref=init_model_ref, timeout_s=timeout_s)
+            model, info = fit(
+                recipe.cfg,
+                rows,
+                allowed_prefixes,
+                as_of=as_of,
+                init_model=init_model,
+                init_model_ref=init_model_ref,
+                timeout_s=timeout_s,
+            )
         except (RetrainError, ValueError) as exc:
             log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
-            scored.append(Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency,
-                                    since=recipe.since))
+            scored.append(
+                Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
+            )
             continue
         value = float(compute_metric(cfg.task, metric, y_new, predict_scores(model, X_new, cfg.task)))
-        scored.append(Candidate(recipe.name, len(rows), value if math.isfinite(value) else None,
-                                None if math.isfinite(value) else f"{metric} undefined on the selection rows",
-                                recency=recency, since=recipe.since))
+        scored.append(
+            Candidate(
+                recipe.name,
+                len(rows),
+                value if math.isfinite(value) else None,
+                None if math.isfinite(value) else f"{metric} undefined on the selection rows",
+                recency=recency,
+                since=recipe.since,
+            )
+        )
         fitted[recipe.name] = (model, recipe)
         fits.append((recipe.name, info))
     ts = cfg.data.timestamp_column
     window = (newest[ts].min().date().isoformat(), newest[ts].max().date().isoformat())
     try:
-        selection = choose(metric, scored, change=change, selection_rows=len(newest), window=window,
-                           change_source=change_source)
+        selection = choose(
+            metric, scored, change=change, selection_rows=len(newest), window=window, change_source=change_source
+        )
     except ValueError as exc:
         raise RetrainError(f"{cfg.name}: {exc}") from exc
     eval_model, recipe = fitted[selection.chosen]
     everything = rows_for(cfg, recipe, pd.concat([pool, newest]))
-    model, info = fit(recipe.cfg, everything, allowed_prefixes, as_of=as_of, init_model=init_model,
-                      init_model_ref=init_model_ref, timeout_s=timeout_s)
+    model, info = fit(
+        recipe.cfg,
+        everything,
+        allowed_prefixes,
+        as_of=as_of,
+        init_model=init_model,
+        init_model_ref=init_model_ref,
+        timeout_s=timeout_s,
+    )
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
-    return CandidateSet(selection, recipe, eval_model, model, info, len(rows_for(cfg, recipe, pool)), len(everything),
-                        tuple(fits))
+    return CandidateSet(
+        selection, recipe, eval_model, model, info, len(rows_for(cfg, recipe, pool)), len(everything), tuple(fits)
+    )
 
 
 def selection_rows(cfg: ModelConfig, labelled, selection: dict | None):
@@ -149,5 +184,13 @@ def gain(cfg: ModelConfig, y, candidate_scores, champion_scores) -> Gain | None:
     spec = cfg.adaptation
     if spec is None or not spec.require_gain or champion_scores is None:
         return None
-    return gain_test(cfg.task, cfg.primary_metric, y, candidate_scores, champion_scores,
-                     confidence=spec.gain_confidence, n_resamples=spec.gain_resamples, seed=cfg.training.seed)
+    return gain_test(
+        cfg.task,
+        cfg.primary_metric,
+        y,
+        candidate_scores,
+        champion_scores,
+        confidence=spec.gain_confidence,
+        n_resamples=spec.gain_resamples,
+        seed=cfg.training.seed,
+    )

@@ -48,19 +48,43 @@ def cmd_serve(args) -> int:
     if args.token_env:
         token = os.environ.get(args.token_env) or None
         if token is None and args.require_token:
-            print(f"error: --require-token: environment variable {args.token_env} is empty or unset; set it to the "
-                  "bearer token clients must send", file=sys.stderr)
+            print(
+                f"error: --require-token: environment variable {args.token_env} is empty or unset; set it to the "
+                "bearer token clients must send",
+                file=sys.stderr,
+            )
             return EXIT_BAD_INPUT
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     settings = load_settings(args.config_dir)
     if args.format == "json":
-        print(json.dumps({"serving": f"http://{args.host}:{args.port}", "models": models or "all",
-                          "auth": token is not None, "log": not args.no_log}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "serving": f"http://{args.host}:{args.port}",
+                    "models": models or "all",
+                    "auth": token is not None,
+                    "log": not args.no_log,
+                }
+            ),
+            flush=True,
+        )
     else:
-        print(f"serving {', '.join(models) if models else 'all models'} on http://{args.host}:{args.port} "
-              f"(auth {'on' if token else 'off'}, prediction log {'off' if args.no_log else 'on'})", flush=True)
-    serve(settings, host=args.host, port=args.port, models=models, auth_token=token, refresh_s=args.refresh_s,
-          log_url=args.log_url, log_predictions=not args.no_log, max_body_bytes=args.max_body_bytes)
+        print(
+            f"serving {', '.join(models) if models else 'all models'} on http://{args.host}:{args.port} "
+            f"(auth {'on' if token else 'off'}, prediction log {'off' if args.no_log else 'on'})",
+            flush=True,
+        )
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        models=models,
+        auth_token=token,
+        refresh_s=args.refresh_s,
+        log_url=args.log_url,
+        log_predictions=not args.no_log,
+        max_body_bytes=args.max_body_bytes,
+    )
     return EXIT_OK
 
 
@@ -72,15 +96,29 @@ def cmd_replay(args) -> int:
     token = os.environ.get(args.token_env) if args.token_env else None
     from retrain_lib.cli import _say
 
-    _say(args, f"sending {cfg.name}'s records under {args.data} to {args.url} at {args.rate:g} request(s)/s"
-               + (f", at most {args.limit}" if args.limit else ""))
-    summary = replay(cfg, args.data, url=args.url, rate=args.rate, days=args.days, label_delay_s=args.label_delay_s,
-                     limit=args.limit, token=token, concurrency=args.concurrency)
+    _say(
+        args,
+        f"sending {cfg.name}'s records under {args.data} to {args.url} at {args.rate:g} request(s)/s"
+        + (f", at most {args.limit}" if args.limit else ""),
+    )
+    summary = replay(
+        cfg,
+        args.data,
+        url=args.url,
+        rate=args.rate,
+        days=args.days,
+        label_delay_s=args.label_delay_s,
+        limit=args.limit,
+        token=token,
+        concurrency=args.concurrency,
+    )
     if args.format == "json":
         print(json.dumps(summary))
     else:
-        print(f"sent {summary['sent']} ({summary['ok']} ok, {summary['errors']} errors) at {summary['rps']:.1f} req/s; "
-              f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms; labels posted {summary['labels_posted']}")
+        print(
+            f"sent {summary['sent']} ({summary['ok']} ok, {summary['errors']} errors) at {summary['rps']:.1f} req/s; "
+            f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms; labels posted {summary['labels_posted']}"
+        )
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
@@ -91,17 +129,28 @@ def cmd_promote(args) -> int:
 
     settings = load_settings(args.config_dir)
     if not (settings.models_dir / f"{args.model}.yaml").is_file():
-        print(f"error: unknown model {args.model!r}: no config {settings.models_dir / (args.model + '.yaml')}",
-              file=sys.stderr)
+        print(
+            f"error: unknown model {args.model!r}: no config {settings.models_dir / (args.model + '.yaml')}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     try:
         from retrain_lib.cli import _say
 
-        _say(args, f"promoting {args.model} version {args.version}: compare-and-swap on the champion alias, "
-                   "ledger entry (MLflow loads first)")
-        out = promote_version(args.model, args.version, settings=settings, reason=args.reason,
-                              actor=f"cli/{os.environ.get('USER', 'unknown')}", as_of=args.as_of,
-                              expected_champion=args.expected_champion)
+        _say(
+            args,
+            f"promoting {args.model} version {args.version}: compare-and-swap on the champion alias, "
+            "ledger entry (MLflow loads first)",
+        )
+        out = promote_version(
+            args.model,
+            args.version,
+            settings=settings,
+            reason=args.reason,
+            actor=f"cli/{os.environ.get('USER', 'unknown')}",
+            as_of=args.as_of,
+            expected_champion=args.expected_champion,
+        )
     except StaleChampionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -110,70 +159,116 @@ def cmd_promote(args) -> int:
             print(f"error: {args.model} version {args.version}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
-    print(json.dumps(out, indent=2) if args.format == "json" else
-          (f"{args.model}: version {out['version']} is the champion ({out['reason']})" if out["promoted"]
-           else f"{args.model}: {out['reason']}"))
+    print(
+        json.dumps(out, indent=2)
+        if args.format == "json"
+        else (
+            f"{args.model}: version {out['version']} is the champion ({out['reason']})"
+            if out["promoted"]
+            else f"{args.model}: {out['reason']}"
+        )
+    )
     return EXIT_OK
 
 
 def register(sub) -> None:
     """Add ``serve``, ``replay`` and ``promote`` to the subparsers ``sub`` of the ``retrain`` parser."""
-    s = sub.add_parser("serve", help="run the serving gateway (champion/challenger routing, prediction log)",
-                       description="Serve models:/<name>@champion (and @challenger in shadow or canary mode, per the "
-                       "rollout.* tags of the registered model) over HTTP; log every prediction before answering.")
+    s = sub.add_parser(
+        "serve",
+        help="run the serving gateway (champion/challenger routing, prediction log)",
+        description="Serve models:/<name>@champion (and @challenger in shadow or canary mode, per the "
+        "rollout.* tags of the registered model) over HTTP; log every prediction before answering.",
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--models", help="comma-separated model names (default: every model config)")
-    s.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN",
-                   help="environment variable holding the bearer token (unset or empty: no auth)")
+    s.add_argument(
+        "--token-env",
+        default="RETRAIN_GATEWAY_TOKEN",
+        help="environment variable holding the bearer token (unset or empty: no auth)",
+    )
     s.add_argument("--require-token", action="store_true", help="refuse to start without a token")
     s.add_argument("--refresh-s", type=_positive, default=2.0, help="registry poll interval (seconds)")
-    s.add_argument("--log-url", help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or "
-                   "<state_dir>/predictions.db)")
+    s.add_argument(
+        "--log-url",
+        help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or <state_dir>/predictions.db)",
+    )
     s.add_argument("--no-log", action="store_true", help="do not log predictions (benchmarks only)")
-    s.add_argument("--max-body-bytes", type=int, default=1_000_000,
-                   help="larger request bodies are refused with 413 (default 1000000)")
-    s.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text for people (default) or json: one JSON object on stdout")
-    s.add_argument("--config-dir", default=argparse.SUPPRESS,
-                   help="directory holding platform.yaml and models/ (also accepted before the command)")
+    s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1_000_000,
+        help="larger request bodies are refused with 413 (default 1000000)",
+    )
+    s.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or json: one JSON object on stdout",
+    )
+    s.add_argument(
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="directory holding platform.yaml and models/ (also accepted before the command)",
+    )
     s.set_defaults(func=cmd_serve, own_progress=True)  # a server: its own log
 
-    r = sub.add_parser("replay", help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
-                       description="Read the model's daily partitions under DATA, send each record to the gateway at "
-                       "RATE requests per second (its id column as entity), then post the labels of the answered "
-                       "requests (from the labels partitions) after --label-delay-s. Prints a JSON summary. Exit 1 "
-                       "when any request failed.")
+    r = sub.add_parser(
+        "replay",
+        help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
+        description="Read the model's daily partitions under DATA, send each record to the gateway at "
+        "RATE requests per second (its id column as entity), then post the labels of the answered "
+        "requests (from the labels partitions) after --label-delay-s. Prints a JSON summary. Exit 1 "
+        "when any request failed.",
+    )
     r.add_argument("--config", required=True, help="model config file")
     r.add_argument("--data", required=True, help="data root holding <data.path>/ and <data.labels_path>/")
     r.add_argument("--rate", type=_positive, required=True, help="requests per second")
     r.add_argument("--days", type=_days, default=None, help="D1..D2 (inclusive; default: every partition)")
     r.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
-    r.add_argument("--label-delay-s", type=float, default=0.0,
-                   help="seconds between a request's answer and the post of its label (default 0)")
+    r.add_argument(
+        "--label-delay-s",
+        type=float,
+        default=0.0,
+        help="seconds between a request's answer and the post of its label (default 0)",
+    )
     r.add_argument("--limit", type=int, default=None, help="send at most this many records")
     r.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    r.add_argument("--token-env", default="RETRAIN_GATEWAY_TOKEN",
-                   help="environment variable holding the bearer token to send (default RETRAIN_GATEWAY_TOKEN)")
-    r.add_argument("--format", choices=["text", "json"], default="json",
-                   help="json (default): one JSON object on stdout; or text")
+    r.add_argument(
+        "--token-env",
+        default="RETRAIN_GATEWAY_TOKEN",
+        help="environment variable holding the bearer token to send (default RETRAIN_GATEWAY_TOKEN)",
+    )
+    r.add_argument(
+        "--format", choices=["text", "json"], default="json", help="json (default): one JSON object on stdout; or text"
+    )
     r.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("promote", help="make a registered version the champion by hand (no gates; in the ledger)",
-                       description="Point models:/<model>@champion at VERSION (the old champion becomes "
-                       "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
-                       "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
-                       "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
-                       "the champion moved meanwhile.")
+    p = sub.add_parser(
+        "promote",
+        help="make a registered version the champion by hand (no gates; in the ledger)",
+        description="Point models:/<model>@champion at VERSION (the old champion becomes "
+        "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
+        "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
+        "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
+        "the champion moved meanwhile.",
+    )
     p.add_argument("model", help="registered model name")
     p.add_argument("version", help="the registered version to make the champion")
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
     p.add_argument("--expected-champion", default=None, help="promote only if this version still is the champion")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text for people (default) or json: one JSON object on stdout")
-    p.add_argument("--config-dir", default=argparse.SUPPRESS,
-                   help="directory holding platform.yaml and models/ (also accepted before the command)")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default) or json: one JSON object on stdout",
+    )
+    p.add_argument(
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="directory holding platform.yaml and models/ (also accepted before the command)",
+    )
     p.set_defaults(func=cmd_promote)
 
 
@@ -181,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from retrain_lib.cli import run_commands
 
     return run_commands(register, "Serving commands of retrain.", argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

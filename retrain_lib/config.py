@@ -72,7 +72,8 @@ class DataSource(_Strict):
 
     source: Literal["local", "s3", "sql"] = "local"
     path: str | None = Field(
-        default=None, description="local: directory under data_root; s3: key prefix in the bucket.",
+        default=None,
+        description="local: directory under data_root; s3: key prefix in the bucket.",
     )
     bucket: str | None = Field(default=None, description="s3 only; default: platform.yaml s3.bucket.")
     format: Literal["parquet", "csv"] = "parquet"
@@ -97,9 +98,7 @@ class DataSource(_Strict):
             return value
         parts = Path(value).parts
         if Path(value).is_absolute() or ".." in parts or "://" in value:
-            raise ValueError(
-                f"{value!r} must be a path relative to the platform's data_root (or bucket), without '..'"
-            )
+            raise ValueError(f"{value!r} must be a path relative to the platform's data_root (or bucket), without '..'")
         return value
 
     @model_validator(mode="after")
@@ -144,7 +143,9 @@ class Windows(_Strict):
     training_days: int = Field(default=60, ge=1, le=3660)
     monitor_days: int = Field(default=7, ge=1, le=366, description="Current window for drift checks.")
     reference_days: int = Field(
-        default=30, ge=1, le=3660,
+        default=30,
+        ge=1,
+        le=3660,
         description=(
             "Reference window for drift: the last days of the champion's training window "
             "(before any champion: the oldest days of data)."
@@ -162,15 +163,20 @@ class MaxRetrains(_Strict):
 class Schedule(_Strict):
     monitor: str = Field(default="@daily", description="Cron of the monitor DAG.")
     retrain_floor: str | None = Field(
-        default="@weekly", description="Cron of the retrain DAG: a retrain at least this often. null = never.",
+        default="@weekly",
+        description="Cron of the retrain DAG: a retrain at least this often. null = never.",
     )
     min_retrain_interval_days: int = Field(default=1, ge=0, le=365)
     max_days_without_retrain: int | None = Field(
-        default=None, ge=1, le=3660,
+        default=None,
+        ge=1,
+        le=3660,
         description="The monitor requests a retrain when the champion is older than this.",
     )
     new_labels_share: float | None = Field(
-        default=None, gt=0, le=100,
+        default=None,
+        gt=0,
+        le=100,
         description=(
             "The monitor requests a retrain when the labelled rows that matured since the champion's "
             "training window are at least this share of its training rows (e.g. 0.15). null = off."
@@ -240,11 +246,15 @@ class DriftTrigger(_Strict):
     categorical_method: Literal["psi", "js", "chi2", "linf", "missing_share", "unseen"] = "psi"
     threshold: _Threshold = Field(
         default=None,
-        description=("Threshold of the default method; null = the method's default; 'auto' = every feature "
-                     "without its own threshold is calibrated to false_alarm_rate at the actual sample sizes."),
+        description=(
+            "Threshold of the default method; null = the method's default; 'auto' = every feature "
+            "without its own threshold is calibrated to false_alarm_rate at the actual sample sizes."
+        ),
     )
     false_alarm_rate: float = Field(
-        default=0.01, gt=0, le=0.5,
+        default=0.01,
+        gt=0,
+        le=0.5,
         description="Target false-alarm rate of 'auto' thresholds (with bh: of the whole set of auto features).",
     )
     multiple_testing: Literal["bh", "none"] | None = Field(
@@ -252,15 +262,20 @@ class DriftTrigger(_Strict):
         description="Correction across the 'auto' features: bh (Benjamini-Hochberg) or none; null = bh.",
     )
     persistence: DriftPersistence | None = Field(
-        default=None, description="Alarm only when at least k of the last n checks drifted: {k: 2, n: 3}.",
+        default=None,
+        description="Alarm only when at least k of the last n checks drifted: {k: 2, n: 3}.",
     )
     bins: int = Field(default=10, ge=2, le=1000)
     features: dict[str, FeatureDrift] = Field(default_factory=dict)
     exclude: list[str] = Field(
-        default_factory=list, description="Features left out of drift checks (e.g. calendar features).",
+        default_factory=list,
+        description="Features left out of drift checks (e.g. calendar features).",
     )
     drift_share: float = Field(
-        default=0.3, gt=0, le=1, description="Share of drifted features that makes the dataset drifted.",
+        default=0.3,
+        gt=0,
+        le=1,
+        description="Share of drifted features that makes the dataset drifted.",
     )
     weight_by_importance: bool = Field(
         default=False,
@@ -283,8 +298,10 @@ class DriftTrigger(_Strict):
     @model_validator(mode="after")
     def _auto_options(self) -> DriftTrigger:
         if self.multiple_testing is not None and not self.uses_auto:
-            raise ValueError("multiple_testing only applies to calibrated thresholds; set threshold: auto "
-                             "(for drift or for a feature) or remove multiple_testing")
+            raise ValueError(
+                "multiple_testing only applies to calibrated thresholds; set threshold: auto "
+                "(for drift or for a feature) or remove multiple_testing"
+            )
         return self
 
 
@@ -304,26 +321,38 @@ class PerformanceTrigger(_Strict):
 
     metric: str
     max_drop: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Retrain when the champion's live metric is worse than its baseline by more than this.",
     )
     warn_drop: float | None = Field(
-        default=None, gt=0, lt=10,
+        default=None,
+        gt=0,
+        lt=10,
         description="Relative drop (fraction of the baseline, e.g. 0.05) recorded as a warning.",
     )
     critical_drop: float | None = Field(
-        default=None, gt=0, lt=10,
+        default=None,
+        gt=0,
+        lt=10,
         description="Relative drop (fraction of the baseline, e.g. 0.10) that requests a retrain.",
     )
     min_labels: int = Field(default=100, ge=1)
     min_segment_labels: int = Field(
-        default=50, ge=1, description="Segments with fewer matured labels are reported but not flagged.",
+        default=50,
+        ge=1,
+        description="Segments with fewer matured labels are reported but not flagged.",
     )
     baseline_days: int = Field(
-        default=14, ge=1, le=3660, description="Days of matured labels in the champion's rolling live baseline.",
+        default=14,
+        ge=1,
+        le=3660,
+        description="Days of matured labels in the champion's rolling live baseline.",
     )
     baseline_min_days: int = Field(
-        default=7, ge=1, le=3660,
+        default=7,
+        ge=1,
+        le=3660,
         description="Matured days needed before the rolling live baseline replaces the holdout metric.",
     )
     use_estimate: bool = Field(
@@ -335,7 +364,9 @@ class PerformanceTrigger(_Strict):
     )
     estimate_draws: int = Field(default=50, ge=2, le=10_000)
     false_alarm_rate: float | None = Field(
-        default=None, gt=0, lt=0.5,
+        default=None,
+        gt=0,
+        lt=0.5,
         description=(
             "Make the drop a statistical test: retrain when the drop is significant at this false-alarm rate per "
             "check for the number of matured labels (bootstrap standard errors of the live metric and of the "
@@ -343,23 +374,31 @@ class PerformanceTrigger(_Strict):
         ),
     )
     min_effect: float = Field(
-        default=0.0, ge=0,
+        default=0.0,
+        ge=0,
         description="With false_alarm_rate: the smallest drop (metric units) worth a retrain, however significant.",
     )
     enabled: bool = True
 
     @model_validator(mode="after")
     def _levels(self) -> PerformanceTrigger:
-        if (self.max_drop is None and self.warn_drop is None and self.critical_drop is None
-                and self.false_alarm_rate is None):
-            raise ValueError("performance needs at least one of max_drop, warn_drop, critical_drop (or false_alarm_rate)")
+        if (
+            self.max_drop is None
+            and self.warn_drop is None
+            and self.critical_drop is None
+            and self.false_alarm_rate is None
+        ):
+            raise ValueError(
+                "performance needs at least one of max_drop, warn_drop, critical_drop (or false_alarm_rate)"
+            )
         if self.warn_drop is not None and self.critical_drop is not None and self.warn_drop >= self.critical_drop:
             raise ValueError(f"warn_drop ({self.warn_drop}) must be smaller than critical_drop ({self.critical_drop})")
         if self.use_estimate and self.critical_drop is None:
             raise ValueError("use_estimate needs critical_drop (an estimated drop is compared with it)")
         if self.baseline_min_days > self.baseline_days:
-            raise ValueError(f"baseline_min_days ({self.baseline_min_days}) is greater than baseline_days "
-                             f"({self.baseline_days})")
+            raise ValueError(
+                f"baseline_min_days ({self.baseline_min_days}) is greater than baseline_days ({self.baseline_days})"
+            )
         return self
 
 
@@ -374,13 +413,22 @@ class Recency(_Strict):
     """
 
     days: int | None = Field(
-        default=None, gt=0, le=3660, description="Rows of the last `days` days count `weight` times (with weight).",
+        default=None,
+        gt=0,
+        le=3660,
+        description="Rows of the last `days` days count `weight` times (with weight).",
     )
     weight: float | None = Field(
-        default=None, gt=0, le=1000, description="Relative weight of rows within the last `days` days.",
+        default=None,
+        gt=0,
+        le=1000,
+        description="Relative weight of rows within the last `days` days.",
     )
     half_life_days: float | None = Field(
-        default=None, gt=0, le=3660, description="Exponential decay: a row's weight halves every this many days.",
+        default=None,
+        gt=0,
+        le=3660,
+        description="Exponential decay: a row's weight halves every this many days.",
     )
 
     @model_validator(mode="after")
@@ -389,11 +437,15 @@ class Recency(_Strict):
             given, missing = ("days", "weight") if self.weight is None else ("weight", "days")
             raise ValueError(f"recency {given} needs {missing} too, e.g. {{days: 90, weight: 2.0}}")
         if self.days is None and self.half_life_days is None:
-            raise ValueError("recency needs days and weight, half_life_days, or both; "
-                             "e.g. {days: 90, weight: 2.0} or {half_life_days: 30}")
+            raise ValueError(
+                "recency needs days and weight, half_life_days, or both; "
+                "e.g. {days: 90, weight: 2.0} or {half_life_days: 30}"
+            )
         if self.weight == 1:
-            raise ValueError("recency weight 1 gives recent and older rows the same weight; use a weight other "
-                             "than 1 (e.g. 2.0) or remove days and weight")
+            raise ValueError(
+                "recency weight 1 gives recent and older rows the same weight; use a weight other "
+                "than 1 (e.g. 2.0) or remove days and weight"
+            )
         return self
 
 
@@ -418,22 +470,31 @@ class Training(_Strict):
     seed: int = 42
     split: Split = Field(default_factory=Split)
     recency: Recency | None = Field(
-        default=None, description="Weight recent rows more: {days: 90, weight: 2.0} and/or {half_life_days: 30}.",
+        default=None,
+        description="Weight recent rows more: {days: 90, weight: 2.0} and/or {half_life_days: 30}.",
     )
     timeout_minutes: float | None = Field(
-        default=None, gt=0, le=7 * 24 * 60,
+        default=None,
+        gt=0,
+        le=7 * 24 * 60,
         description="Stop a fit that takes longer (it then runs in a child process). null = no limit, in-process.",
     )
     warm_start: bool = Field(
         default=False,
-        description=("Continue from the champion's fitted model (estimators with a warm_start parameter); "
-                     "the new model then depends on its parent version."),
+        description=(
+            "Continue from the champion's fitted model (estimators with a warm_start parameter); "
+            "the new model then depends on its parent version."
+        ),
     )
     warm_start_extra: int | None = Field(
-        default=None, ge=1, le=100_000,
-        description=("With warm_start: trees/boosting iterations added to the champion's (n_estimators, "
-                     "max_iter); for solvers such as LogisticRegression the max_iter of the continued fit. "
-                     "Default 50."),
+        default=None,
+        ge=1,
+        le=100_000,
+        description=(
+            "With warm_start: trees/boosting iterations added to the champion's (n_estimators, "
+            "max_iter); for solvers such as LogisticRegression the max_iter of the continued fit. "
+            "Default 50."
+        ),
     )
 
     @field_validator("estimator")
@@ -441,15 +502,18 @@ class Training(_Strict):
     def _import_path(cls, value: str) -> str:
         # dotted names, none private or dunder: ``sklearn.__class__.__init__`` is not an estimator
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+", value):
-            raise ValueError(f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression' "
-                             "(dotted names, none starting with '_')")
+            raise ValueError(
+                f"{value!r} is not an import path such as 'sklearn.linear_model.LogisticRegression' "
+                "(dotted names, none starting with '_')"
+            )
         return value
 
     @model_validator(mode="after")
     def _warm_start_options(self) -> Training:
         if self.warm_start_extra is not None and not self.warm_start:
-            raise ValueError("warm_start_extra only applies with warm_start: true; set warm_start: true "
-                             "or remove warm_start_extra")
+            raise ValueError(
+                "warm_start_extra only applies with warm_start: true; set warm_start: true or remove warm_start_extra"
+            )
         return self
 
     @property
@@ -475,17 +539,24 @@ class Adaptation(_Strict):
     """
 
     windows: list[Literal["after_change", "recency_weighted", "configured"]] = Field(
-        default_factory=lambda: ["after_change", "recency_weighted", "configured"], min_length=1,
+        default_factory=lambda: ["after_change", "recency_weighted", "configured"],
+        min_length=1,
         description="Training windows whose candidates compete on the newest matured labels.",
     )
     min_rows_after_change: int = Field(
-        default=200, ge=20, description="after_change: labelled rows since the change needed to train on them alone.",
+        default=200,
+        ge=20,
+        description="after_change: labelled rows since the change needed to train on them alone.",
     )
     recent_weight_share: float = Field(
-        default=0.75, gt=0, lt=1, description="recency_weighted: share of the total weight of the recent rows.",
+        default=0.75,
+        gt=0,
+        lt=1,
+        description="recency_weighted: share of the total weight of the recent rows.",
     )
     require_gain: bool = Field(
-        default=True, description="A candidate not better than the champion beyond noise is not registered.",
+        default=True,
+        description="A candidate not better than the champion beyond noise is not registered.",
     )
     gain_confidence: float = Field(default=0.95, gt=0.5, lt=1, description="One-sided confidence of the gain.")
     gain_resamples: int = Field(default=1000, ge=100, le=100_000, description="Resamples of the gain bootstrap.")
@@ -494,18 +565,25 @@ class Adaptation(_Strict):
         description="With performance: drift alone rebases the drift reference; matured labels decide a retrain.",
     )
     backoff: bool = Field(
-        default=True, description="Double the wait after each retrain that was not deployed (no gain, rejected).",
+        default=True,
+        description="Double the wait after each retrain that was not deployed (no gain, rejected).",
     )
     shift_label_days: int | None = Field(
-        default=7, ge=1, le=365,
-        description=("After a covariate shift the champion survived: once this many days of labels since the shift "
-                     "have matured, one retrain asks whether they allow a better model. null = never."),
+        default=7,
+        ge=1,
+        le=365,
+        description=(
+            "After a covariate shift the champion survived: once this many days of labels since the shift "
+            "have matured, one retrain asks whether they allow a better model. null = never."
+        ),
     )
     follow_up: bool = Field(
         default=True,
-        description=("After a retrain that learnt a change from a few days of labels: retrain again each time the "
-                     "matured days since the change double, until they fill the training window or a retrain "
-                     "brings no gain."),
+        description=(
+            "After a retrain that learnt a change from a few days of labels: retrain again each time the "
+            "matured days since the change double, until they fill the training window or a retrain "
+            "brings no gain."
+        ),
     )
 
 
@@ -546,7 +624,8 @@ class Gate(_Strict):
     """
 
     type: Literal["metric", "fairness", "calibration", "latency", "stability", "bootstrap", "leakage"] = Field(
-        default="metric", description="Kind of gate; each kind takes the fields listed in its description.",
+        default="metric",
+        description="Kind of gate; each kind takes the fields listed in its description.",
     )
     metric: str | None = Field(
         default=None,
@@ -555,36 +634,52 @@ class Gate(_Strict):
     min: float | None = Field(default=None, description="metric: lowest allowed value (included).")
     max: float | None = Field(default=None, description="metric, calibration: highest allowed value (included).")
     max_regression: float | None = Field(
-        default=None, ge=0, description="metric: the candidate may be at most this much worse than the champion.",
+        default=None,
+        ge=0,
+        description="metric: the candidate may be at most this much worse than the champion.",
     )
     min_improvement: float | None = Field(
-        default=None, ge=0, description="metric: the candidate must be at least this much better than the champion.",
+        default=None,
+        ge=0,
+        description="metric: the candidate must be at least this much better than the champion.",
     )
     relative: bool = Field(
-        default=False, description="metric: max_regression/min_improvement are fractions of |champion value|.",
+        default=False,
+        description="metric: max_regression/min_improvement are fractions of |champion value|.",
     )
     segment: str | None = Field(
-        default=None, description="metric: check the metric on each value of this holdout column (one slice each).",
+        default=None,
+        description="metric: check the metric on each value of this holdout column (one slice each).",
     )
     min_rows: int = Field(
-        default=50, ge=1, description="metric with segment, fairness: smaller slices/groups are skipped.",
+        default=50,
+        ge=1,
+        description="metric with segment, fairness: smaller slices/groups are skipped.",
     )
     by: str | None = Field(default=None, description="fairness: column whose groups are compared.")
     max_gap: float | None = Field(
-        default=None, ge=0, description="fairness: largest allowed metric difference between two groups.",
+        default=None,
+        ge=0,
+        description="fairness: largest allowed metric difference between two groups.",
     )
     bins: int = Field(default=10, ge=2, le=1000, description="calibration: equal-width bins of the ECE.")
     max_ms: float | None = Field(default=None, gt=0, description="latency: highest allowed p95 single-row predict ms.")
     max_change: float | None = Field(
-        default=None, ge=0, description="stability: highest allowed prediction change against the champion.",
+        default=None,
+        ge=0,
+        description="stability: highest allowed prediction change against the champion.",
     )
     n_resamples: int = Field(default=1000, ge=100, le=100_000, description="bootstrap: number of resamples.")
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="bootstrap: one-sided confidence level.")
     margin: float = Field(
-        default=0.0, ge=0, description="bootstrap: tolerated worsening (metric units) before the gate fails.",
+        default=0.0,
+        ge=0,
+        description="bootstrap: tolerated worsening (metric units) before the gate fails.",
     )
     max_score: float = Field(
-        default=0.98, gt=0, le=1,
+        default=0.98,
+        gt=0,
+        le=1,
         description="leakage: a feature whose univariate score (AUC, |Spearman| or R2) reaches this fails.",
     )
 
@@ -598,8 +693,13 @@ class Gate(_Strict):
         "leakage": ("max_score",),
     }
     _REQUIRED: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "metric": ("metric",), "fairness": ("metric", "by", "max_gap"), "calibration": ("metric", "max"),
-        "latency": ("max_ms",), "stability": ("max_change",), "bootstrap": ("metric",), "leakage": (),
+        "metric": ("metric",),
+        "fairness": ("metric", "by", "max_gap"),
+        "calibration": ("metric", "max"),
+        "latency": ("max_ms",),
+        "stability": ("max_change",),
+        "bootstrap": ("metric",),
+        "leakage": (),
     }
 
     @field_validator("metric")
@@ -608,8 +708,10 @@ class Gate(_Strict):
         from retrain_lib.metrics import GREATER_IS_BETTER  # light: numpy loads inside its functions
 
         if value is not None and value not in GREATER_IS_BETTER:
-            raise ValueError(f"unknown metric {value!r}{_did_you_mean(value, GREATER_IS_BETTER)}; "
-                             f"use one of: {', '.join(sorted(GREATER_IS_BETTER))}")
+            raise ValueError(
+                f"unknown metric {value!r}{_did_you_mean(value, GREATER_IS_BETTER)}; "
+                f"use one of: {', '.join(sorted(GREATER_IS_BETTER))}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -617,12 +719,17 @@ class Gate(_Strict):
         kind = self.type
         allowed = self._FIELDS[kind]
         # Fields left at their default do not count (a dumped config lists every field).
-        foreign = {n for n in self.model_fields_set - {"type", *allowed}
-                   if getattr(self, n) != type(self).model_fields[n].default}
+        foreign = {
+            n
+            for n in self.model_fields_set - {"type", *allowed}
+            if getattr(self, n) != type(self).model_fields[n].default
+        }
         for name in sorted(foreign):
             owners = [k for k, fields in self._FIELDS.items() if name in fields]
-            raise ValueError(f"'{name}' does not apply to a {kind} gate; it belongs to type "
-                             f"{' or '.join(owners)} (a {kind} gate takes {', '.join(allowed)})")
+            raise ValueError(
+                f"'{name}' does not apply to a {kind} gate; it belongs to type "
+                f"{' or '.join(owners)} (a {kind} gate takes {', '.join(allowed)})"
+            )
         missing = [name for name in self._REQUIRED[kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {kind} gate needs {' and '.join(repr(m) for m in missing)}")
@@ -658,13 +765,17 @@ class Deploy(_Strict):
     min_predictions: int = Field(default=200, ge=10, description="... and at least this many predictions per arm.")
     step_minutes: float = Field(default=60, gt=0, description="Shortest time of a canary step.")
     max_step_predictions: int = Field(
-        default=5000, ge=20, description="A canary step still undecided at this many labels per arm rolls back.",
+        default=5000,
+        ge=20,
+        description="A canary step still undecided at this many labels per arm rolls back.",
     )
     rollout_timeout_hours: float = Field(default=72, gt=0, description="A wait longer than this fails the step.")
     sticky_key: str | None = Field(default=None, description="Column that keeps an entity on one arm.")
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="False-rollback rate of the sequential test.")
     margin: float = Field(
-        default=0.0, ge=0, description="Per-request loss the challenger may exceed the champion's by and still pass.",
+        default=0.0,
+        ge=0,
+        description="Per-request loss the challenger may exceed the champion's by and still pass.",
     )
     max_psi: float = Field(default=0.2, gt=0, description="Shadow: PSI of challenger vs champion outputs.")
     max_latency_ratio: float = Field(default=1.5, gt=0, description="Shadow: challenger p95 latency / champion's.")
@@ -678,12 +789,18 @@ class Deploy(_Strict):
 
 
 ALERT_KINDS = ("gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed", "failure")
-AlertKind = Literal["gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed",
-                    "failure"]
+AlertKind = Literal[
+    "gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed", "failure"
+]
 Severity = Literal["green", "yellow", "red"]
 DEFAULT_SEVERITY: dict[str, str] = {
-    "gate_failure": "yellow", "validation_failure": "red", "drift": "yellow", "promotion": "green",
-    "rollback": "red", "approval_needed": "yellow", "failure": "red",
+    "gate_failure": "yellow",
+    "validation_failure": "red",
+    "drift": "yellow",
+    "promotion": "green",
+    "rollback": "red",
+    "approval_needed": "yellow",
+    "failure": "red",
 }
 
 
@@ -692,10 +809,12 @@ class Alerts(_Strict):
     lives in the Airflow connection ``slack_conn_id``, never here."""
 
     slack_conn_id: str | None = Field(
-        default=None, description="Airflow connection: type slackwebhook (webhook URL) or slack (bot token).",
+        default=None,
+        description="Airflow connection: type slackwebhook (webhook URL) or slack (bot token).",
     )
     channel: str | None = Field(
-        default=None, description="Channel of a token (slack) connection; a webhook posts to its own channel.",
+        default=None,
+        description="Channel of a token (slack) connection; a webhook posts to its own channel.",
     )
     on: list[AlertKind] = Field(
         default_factory=lambda: list(ALERT_KINDS),
@@ -704,10 +823,12 @@ class Alerts(_Strict):
     severity: dict[AlertKind, Severity] = Field(
         default_factory=dict,
         description="Severity (colour) per kind; unlisted kinds keep their default "
-                    "(promotion green; gate_failure, drift, approval_needed yellow; the others red).",
+        "(promotion green; gate_failure, drift, approval_needed yellow; the others red).",
     )
     dedupe_minutes: float = Field(
-        default=60, ge=0, description="The same alert (kind, model, failing items) is not sent again within this.",
+        default=60,
+        ge=0,
+        description="The same alert (kind, model, failing items) is not sent again within this.",
     )
     retries: int = Field(default=3, ge=0, le=10, description="Extra attempts when Slack does not answer 200.")
     retry_seconds: float = Field(default=2.0, ge=0, le=300, description="First backoff; doubles per attempt.")
@@ -773,15 +894,19 @@ class Validation(_Strict):
 
     enabled: bool = True
     mostly: float = Field(
-        default=1.0, gt=0, le=1,
+        default=1.0,
+        gt=0,
+        le=1,
         description="Default share of rows a column-value expectation needs (1.0 = every row).",
     )
     not_null: list[NotNull] = Field(
-        default_factory=list, description="Columns without missing values: names, or {column, mostly}.",
+        default_factory=list,
+        description="Columns without missing values: names, or {column, mostly}.",
     )
     between: dict[str, ValueRange] = Field(default_factory=dict, description="Column -> {min, max, mostly}.")
     in_set: dict[str, ValueSet] = Field(
-        default_factory=dict, description="Column -> allowed values (a list, or {values, mostly}).",
+        default_factory=dict,
+        description="Column -> allowed values (a list, or {values, mostly}).",
     )
     unique: list[str] = Field(default_factory=list, description="Columns whose values must be unique.")
     row_count: RowCount | None = Field(default=None, description="Rows per day of the window: {min, max}.")
@@ -790,13 +915,16 @@ class Validation(_Strict):
         description="The columns must be exactly the id, timestamp, features and target (no extra column).",
     )
     dtypes: dict[str, Literal["numeric", "string", "datetime"]] = Field(
-        default_factory=dict, description="Column -> numeric, string or datetime.",
+        default_factory=dict,
+        description="Column -> numeric, string or datetime.",
     )
     dtypes_from_features: bool = Field(
-        default=True, description="Also expect numeric features to be numeric and the timestamp a datetime.",
+        default=True,
+        description="Also expect numeric features to be numeric and the timestamp a datetime.",
     )
     freshness_hours: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="The latest timestamp must be within this many hours of the end of the as_of day.",
     )
 
@@ -812,12 +940,14 @@ class Validation(_Strict):
             elif isinstance(item, dict):
                 out.append(item)
             else:
-                raise ValueError(f"item {i} ({item!r}) must be a column name or a mapping such as "
-                                 "{column: income, mostly: 0.98}")
+                raise ValueError(
+                    f"item {i} ({item!r}) must be a column name or a mapping such as {{column: income, mostly: 0.98}}"
+                )
         return out
 
-    @field_validator("in_set", mode="before",
-                     json_schema_input_type=dict[str, list[str | int | float | bool] | ValueSet])
+    @field_validator(
+        "in_set", mode="before", json_schema_input_type=dict[str, list[str | int | float | bool] | ValueSet]
+    )
     @classmethod
     def _list_or_rule(cls, value):
         if not isinstance(value, dict):
@@ -835,7 +965,9 @@ class Rollback(_Strict):
     enabled: bool = True
     within_days: int = Field(default=14, ge=1, le=365, description="Only a champion promoted this recently.")
     max_drop: float = Field(
-        default=0.05, gt=0, lt=1,
+        default=0.05,
+        gt=0,
+        lt=1,
         description="Relative: roll back when the champion's live metric is worse than previous-champion's by more.",
     )
     min_labels: int = Field(default=200, ge=1, description="Matured labels needed to judge.")
@@ -845,10 +977,15 @@ class Rollback(_Strict):
     serving_minutes: float = Field(default=60, gt=0, description="Window of live traffic the monitor reads.")
     min_requests: int = Field(default=100, ge=1, description="Requests in that window needed to judge serving.")
     max_error_rate: float | None = Field(
-        default=0.05, gt=0, lt=1, description="Roll back when more of the champion's requests fail (HTTP 500).",
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Roll back when more of the champion's requests fail (HTTP 500).",
     )
     max_p95_latency_ms: float | None = Field(
-        default=None, gt=0, description="Roll back when the champion's p95 latency exceeds this (off by default).",
+        default=None,
+        gt=0,
+        description="Roll back when the champion's p95 latency exceeds this (off by default).",
     )
 
 
@@ -860,16 +997,18 @@ class Approval(_Strict):
     rejection. Approver and answer go to the decision ledger and the version's tags."""
 
     required_when: list[Literal["always", "first_deployment", "new_features", "rows_changed", "narrow_margin"]] = Field(
-        default_factory=lambda: ["first_deployment"], min_length=1,
+        default_factory=lambda: ["first_deployment"],
+        min_length=1,
         description="always | first_deployment (no champion yet) | new_features (the feature list differs from "
-                    "the champion's) | rows_changed (training rows changed by more than rows_changed_pct) | "
-                    "narrow_margin (a gate passed by less than margin).",
+        "the champion's) | rows_changed (training rows changed by more than rows_changed_pct) | "
+        "narrow_margin (a gate passed by less than margin).",
     )
     rows_changed_pct: float = Field(default=50.0, gt=0, description="rows_changed: change of training rows, %.")
     margin: float = Field(default=0.005, ge=0, description="narrow_margin: distance of observed to threshold.")
     timeout_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="No answer by then = rejected.")
     approvers: list[str] = Field(
-        default_factory=list, description="Airflow user ids allowed to answer; empty = anyone with access.",
+        default_factory=list,
+        description="Airflow user ids allowed to answer; empty = anyone with access.",
     )
 
 
@@ -891,16 +1030,20 @@ class ModelConfig(_Strict):
     deploy: Deploy = Field(default_factory=Deploy)
     alerts: Alerts = Field(default_factory=Alerts)
     approval: Approval | None = Field(
-        default=None, description="Ask a human before promoting; omitted = gates alone decide.",
+        default=None,
+        description="Ask a human before promoting; omitted = gates alone decide.",
     )
     rollback: Rollback | None = Field(
-        default=None, description="Roll a degraded new champion back to previous-champion; needs performance.",
+        default=None,
+        description="Roll a degraded new champion back to previous-champion; needs performance.",
     )
     validation: Validation | None = Field(
-        default=None, description="Data expectations; omitted = only the built-in sanity checks.",
+        default=None,
+        description="Data expectations; omitted = only the built-in sanity checks.",
     )
     adaptation: Adaptation | None = Field(
-        default=None, description="Change-aware retraining; omitted = the configured window and holdout only.",
+        default=None,
+        description="Change-aware retraining; omitted = the configured window and holdout only.",
     )
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -920,41 +1063,79 @@ class ModelConfig(_Strict):
         problems: list[tuple[tuple, str, str]] = []
         for i, gate in enumerate(self.gates):
             if gate.metric is not None and gate.metric not in metrics:
-                problems.append((("gates", i, "metric"),
-                                 f"{gate.metric!r} is not a {self.task} metric{_did_you_mean(gate.metric, metrics)}",
-                                 f"use one of: {listed}"))
+                problems.append(
+                    (
+                        ("gates", i, "metric"),
+                        f"{gate.metric!r} is not a {self.task} metric{_did_you_mean(gate.metric, metrics)}",
+                        f"use one of: {listed}",
+                    )
+                )
         if self.performance and self.performance.metric not in metrics:
             m = self.performance.metric
-            problems.append((("performance", "metric"), f"{m!r} is not a {self.task} metric{_did_you_mean(m, metrics)}",
-                             f"use one of: {listed}"))
+            problems.append(
+                (
+                    ("performance", "metric"),
+                    f"{m!r} is not a {self.task} metric{_did_you_mean(m, metrics)}",
+                    f"use one of: {listed}",
+                )
+            )
         features = set(self.features.all)
         declared = ", ".join(self.features.all)
         for name, spec in self.drift.features.items():
             if name not in features:
-                problems.append((("drift", "features", name), f"{name!r} is not a declared feature"
-                                 f"{_did_you_mean(name, features)}", f"use one of: {declared}"))
+                problems.append(
+                    (
+                        ("drift", "features", name),
+                        f"{name!r} is not a declared feature{_did_you_mean(name, features)}",
+                        f"use one of: {declared}",
+                    )
+                )
             elif spec.method in ("ks", "wasserstein") and name in self.features.categorical:
-                problems.append((("drift", "features", name, "method"),
-                                 f"{spec.method!r} needs a numeric feature and {name!r} is categorical",
-                                 "use psi, js, chi2, linf, unseen or missing_share for a categorical feature"))
+                problems.append(
+                    (
+                        ("drift", "features", name, "method"),
+                        f"{spec.method!r} needs a numeric feature and {name!r} is categorical",
+                        "use psi, js, chi2, linf, unseen or missing_share for a categorical feature",
+                    )
+                )
             elif spec.method in ("chi2", "linf", "unseen") and name in self.features.numeric:
-                problems.append((("drift", "features", name, "method"),
-                                 f"{spec.method!r} needs a categorical feature and {name!r} is numeric",
-                                 "use psi, ks, js, wasserstein or missing_share for a numeric feature"))
+                problems.append(
+                    (
+                        ("drift", "features", name, "method"),
+                        f"{spec.method!r} needs a categorical feature and {name!r} is numeric",
+                        "use psi, ks, js, wasserstein or missing_share for a numeric feature",
+                    )
+                )
         for i, name in enumerate(self.drift.exclude):
             if name not in features:
-                problems.append((("drift", "exclude", i), f"{name!r} is not a declared feature"
-                                 f"{_did_you_mean(name, features)}", f"use one of: {declared}"))
+                problems.append(
+                    (
+                        ("drift", "exclude", i),
+                        f"{name!r} is not a declared feature{_did_you_mean(name, features)}",
+                        f"use one of: {declared}",
+                    )
+                )
         for i, name in enumerate(self.features.segments):
             if name not in self.features.categorical:
-                problems.append((("features", "segments", i), f"segment {name!r} is not a categorical feature",
-                                 "list it under features.categorical too"))
+                problems.append(
+                    (
+                        ("features", "segments", i),
+                        f"segment {name!r} is not a categorical feature",
+                        "list it under features.categorical too",
+                    )
+                )
         if self.task == "regression" and self.training.split.method == "stratified":
-            problems.append((("training", "split", "method"), "'stratified' needs a classification task",
-                             "use 'time' or 'random'"))
+            problems.append(
+                (("training", "split", "method"), "'stratified' needs a classification task", "use 'time' or 'random'")
+            )
         if self.rollback is not None and self.rollback.enabled and self.performance is None:
-            problems.append((("rollback",), "rollback compares live performance and this model has no "
-                             "performance section", "add performance: {metric: ..., max_drop: ...} or remove rollback"))
+            problems.append(
+                (
+                    ("rollback",),
+                    "rollback compares live performance and this model has no performance section",
+                    "add performance: {metric: ..., max_drop: ...} or remove rollback",
+                )
+            )
         if self.validation is not None:
             problems += self._validation_problems(self.validation)
         return problems
@@ -985,8 +1166,9 @@ class ModelConfig(_Strict):
         def unknown(loc: tuple, name: str) -> bool:
             if name in columns:
                 return False
-            problems.append((loc, f"{name!r} is not a declared column{_did_you_mean(name, columns)}",
-                             f"use one of: {declared}"))
+            problems.append(
+                (loc, f"{name!r} is not a declared column{_did_you_mean(name, columns)}", f"use one of: {declared}")
+            )
             return True
 
         target, ts = self.features.target, self.data.timestamp_column
@@ -994,9 +1176,14 @@ class ModelConfig(_Strict):
         for i, rule in enumerate(v.not_null):
             loc = ("validation", "not_null", i)
             if not unknown(loc, rule.column) and rule.column == target and late_labels:
-                problems.append((loc, f"the target {target!r} is missing until its label arrives, so not_null on "
-                                      "it fails for every recent row",
-                                 "remove it; between or in_set on the target skip missing values"))
+                problems.append(
+                    (
+                        loc,
+                        f"the target {target!r} is missing until its label arrives, so not_null on "
+                        "it fails for every recent row",
+                        "remove it; between or in_set on the target skip missing values",
+                    )
+                )
         for i, name in enumerate(v.unique):
             unknown(("validation", "unique", i), name)
         for name in v.in_set:
@@ -1006,11 +1193,21 @@ class ModelConfig(_Strict):
             if unknown(loc, name):
                 continue
             if name in self.features.numeric and kind != "numeric":
-                problems.append((loc, f"{name!r} is a numeric feature; dtype {kind!r} contradicts it",
-                                 "use numeric, or list the feature under features.categorical"))
+                problems.append(
+                    (
+                        loc,
+                        f"{name!r} is a numeric feature; dtype {kind!r} contradicts it",
+                        "use numeric, or list the feature under features.categorical",
+                    )
+                )
             elif name == ts and kind != "datetime":
-                problems.append((loc, f"the timestamp column {name!r} is parsed as a datetime when loaded",
-                                 "use datetime or remove the entry"))
+                problems.append(
+                    (
+                        loc,
+                        f"the timestamp column {name!r} is parsed as a datetime when loaded",
+                        "use datetime or remove the entry",
+                    )
+                )
         dtypes = self.expected_dtypes()
         for name in v.between:
             loc = ("validation", "between", name)
@@ -1018,14 +1215,23 @@ class ModelConfig(_Strict):
                 continue
             kind = dtypes.get(name)
             if name == ts or kind == "datetime":
-                problems.append((loc, f"between needs a numeric column and {name!r} holds datetimes",
-                                 "use freshness_hours to check the latest timestamp"))
+                problems.append(
+                    (
+                        loc,
+                        f"between needs a numeric column and {name!r} holds datetimes",
+                        "use freshness_hours to check the latest timestamp",
+                    )
+                )
             elif name in self.features.numeric:
                 continue  # a contradicting dtype is reported above
             elif kind == "string" or (kind is None and name in (*self.features.categorical, self.data.id_column)):
-                problems.append((loc, f"between needs a numeric column and {name!r} is "
-                                      f"{'a string' if kind else 'categorical'}",
-                                 "use in_set for a categorical column, or declare it under dtypes as numeric"))
+                problems.append(
+                    (
+                        loc,
+                        f"between needs a numeric column and {name!r} is {'a string' if kind else 'categorical'}",
+                        "use in_set for a categorical column, or declare it under dtypes as numeric",
+                    )
+                )
         return problems
 
     # Convenience -------------------------------------------------------------------------
@@ -1062,7 +1268,8 @@ class MlflowSettings(_Strict):
 class S3Settings(_Strict):
     bucket: str | None = Field(default=None, description="Default bucket of s3 data sources.")
     endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint (MinIO, ...); env AWS_ENDPOINT_URL also works.",
+        default=None,
+        description="S3-compatible endpoint (MinIO, ...); env AWS_ENDPOINT_URL also works.",
     )
     region: str | None = None
 
@@ -1096,8 +1303,10 @@ class DvcSettings(_Strict):
         if value is None or "://" not in value:
             return value
         if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,62}(/[^@\s]*)?", value):
-            raise ValueError(f"{value!r} is not a DVC remote this platform supports: use s3://bucket/prefix "
-                             "(credentials come from the environment, never from the URL) or a local directory")
+            raise ValueError(
+                f"{value!r} is not a DVC remote this platform supports: use s3://bucket/prefix "
+                "(credentials come from the environment, never from the URL) or a local directory"
+            )
         return value
 
 
@@ -1158,8 +1367,12 @@ class ConfigProblem:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "line": self.line, "column": self.column,
-            "field": self.field, "reason": self.reason, "fix": self.fix,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "reason": self.reason,
+            "fix": self.fix,
         }
 
 
@@ -1295,7 +1508,7 @@ def _problems_from_validation(
             if not isinstance(got, (dict, list)):
                 reason = f"{reason} (got {got!r})"
         if reason.startswith("Value error, "):
-            reason = reason[len("Value error, "):]
+            reason = reason[len("Value error, ") :]
         problems.append(ConfigProblem(file, line, col, _dotted(loc), reason, fix))
     return problems
 
@@ -1371,26 +1584,57 @@ def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]
     try:
         size = path.stat().st_size
     except OSError as exc:
-        return None, None, [ConfigProblem(name, None, None, "", f"cannot read the file: {exc.strerror}", "check the path")]
+        return (
+            None,
+            None,
+            [ConfigProblem(name, None, None, "", f"cannot read the file: {exc.strerror}", "check the path")],
+        )
     if size > MAX_CONFIG_BYTES:
-        return None, None, [ConfigProblem(
-            name, None, None, "", f"file is {size} bytes, more than the {MAX_CONFIG_BYTES} allowed",
-            "a model config is a short YAML file; check you pointed at the right file",
-        )]
+        return (
+            None,
+            None,
+            [
+                ConfigProblem(
+                    name,
+                    None,
+                    None,
+                    "",
+                    f"file is {size} bytes, more than the {MAX_CONFIG_BYTES} allowed",
+                    "a model config is a short YAML file; check you pointed at the right file",
+                )
+            ],
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, None, [ConfigProblem(name, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                          "save the file as UTF-8")]
+        return (
+            None,
+            None,
+            [
+                ConfigProblem(
+                    name, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8"
+                )
+            ],
+        )
     loader = None
     try:
         loader, root = _compose(text)
         nodes = _expanded_size(root)
         if nodes is None or nodes > MAX_CONFIG_NODES:
-            reason = ("a YAML alias refers to a node that contains it" if nodes is None else
-                      f"has {nodes} YAML values once aliases are expanded, more than the {MAX_CONFIG_NODES} allowed")
-            return None, None, [ConfigProblem(name, None, None, "", reason,
-                                              "write the values out instead of repeating '*alias' references")]
+            reason = (
+                "a YAML alias refers to a node that contains it"
+                if nodes is None
+                else f"has {nodes} YAML values once aliases are expanded, more than the {MAX_CONFIG_NODES} allowed"
+            )
+            return (
+                None,
+                None,
+                [
+                    ConfigProblem(
+                        name, None, None, "", reason, "write the values out instead of repeating '*alias' references"
+                    )
+                ],
+            )
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -1406,8 +1650,20 @@ def _read_yaml(path: Path) -> tuple[Any, _LineIndex | None, list[ConfigProblem]]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return None, None, [ConfigProblem(name, 1, 1, "", f"top level must be a mapping, got {type(data).__name__}",
-                                          "write 'key: value' pairs at the top level")]
+        return (
+            None,
+            None,
+            [
+                ConfigProblem(
+                    name,
+                    1,
+                    1,
+                    "",
+                    f"top level must be a mapping, got {type(data).__name__}",
+                    "write 'key: value' pairs at the top level",
+                )
+            ],
+        )
     return data, _LineIndex(root=root) if root is not None else _LineIndex(text), []
 
 
@@ -1469,12 +1725,21 @@ def _file_problems(path: Path, data, platform: PlatformConfig) -> list[tuple[tup
     found: list[tuple[tuple, str, str]] = []
     name, training = data.get("name"), data.get("training")
     if isinstance(name, str) and name != path.stem:
-        found.append((("name",), f"model name {name!r} does not match the file name {path.name!r}",
-                      f"rename the file to {name}.yaml or set name: {path.stem}"))
+        found.append(
+            (
+                ("name",),
+                f"model name {name!r} does not match the file name {path.name!r}",
+                f"rename the file to {name}.yaml or set name: {path.stem}",
+            )
+        )
     if isinstance(training, dict) and isinstance(training.get("estimator"), str):
-        found += check_estimator(training["estimator"], training.get("params"), platform.allowed_estimator_prefixes,
-                                 recency=training.get("recency") is not None,
-                                 warm_start=training.get("warm_start") is True)
+        found += check_estimator(
+            training["estimator"],
+            training.get("params"),
+            platform.allowed_estimator_prefixes,
+            recency=training.get("recency") is not None,
+            warm_start=training.get("warm_start") is True,
+        )
     return found
 
 
@@ -1492,11 +1757,16 @@ def check_model_file(path: str | os.PathLike, platform: PlatformConfig | None = 
             return None, problems
         data, _, _ = _read_yaml(path)
         reported = [p.field for p in problems]
-        found = [(loc, reason, fix) for loc, reason, fix in _file_problems(path, data, platform)
-                 if not any(_dotted(loc) == f or _dotted(loc).startswith(f + ".") for f in reported)]
+        found = [
+            (loc, reason, fix)
+            for loc, reason, fix in _file_problems(path, data, platform)
+            if not any(_dotted(loc) == f or _dotted(loc).startswith(f + ".") for f in reported)
+        ]
     else:
-        found = [*config.cross_field_problems(),
-                 *_file_problems(path, config.model_dump(include={"name", "training"}), platform)]
+        found = [
+            *config.cross_field_problems(),
+            *_file_problems(path, config.model_dump(include={"name", "training"}), platform),
+        ]
     for loc, reason, fix in found:
         line, col = index.find(loc)
         problems.append(ConfigProblem(str(path), line, col, _dotted(loc), reason, fix))
@@ -1534,11 +1804,16 @@ def load_model_configs(paths, platform: PlatformConfig | None = None) -> ConfigS
         if config is None:
             continue
         if config.name in models:
-            problems.append(ConfigProblem(
-                str(file), None, None, "name",
-                f"model name {config.name!r} is already used by {models[config.name].path}",
-                "give every model a unique name",
-            ))
+            problems.append(
+                ConfigProblem(
+                    str(file),
+                    None,
+                    None,
+                    "name",
+                    f"model name {config.name!r} is already used by {models[config.name].path}",
+                    "give every model a unique name",
+                )
+            )
             continue
         models[config.name] = LoadedConfig(file, config)
     return ConfigSet(models, problems, platform)

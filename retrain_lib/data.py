@@ -38,8 +38,10 @@ def resolve_dir(data_root: Path, relative: str) -> Path:
     root = Path(data_root).resolve()
     path = (root / relative).resolve()
     if path != root and root not in path.parents:
-        raise DataError(f"data path {relative!r} resolves to {path}, outside the data root {root}; "
-                        "use a path relative to data_root without '..' or symlinks out of it")
+        raise DataError(
+            f"data path {relative!r} resolves to {path}, outside the data root {root}; "
+            "use a path relative to data_root without '..' or symlinks out of it"
+        )
     return path
 
 
@@ -207,8 +209,11 @@ class _S3Store:
         s3 = getattr(platform, "s3", None)
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/"
-        self.client = boto3.client("s3", endpoint_url=getattr(s3, "endpoint_url", None) or None,
-                                   region_name=getattr(s3, "region", None) or None)
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=getattr(s3, "endpoint_url", None) or None,
+            region_name=getattr(s3, "region", None) or None,
+        )
         self._digests: dict[str, tuple[str, bytes]] = {}
 
     def where(self) -> str:
@@ -222,8 +227,10 @@ class _S3Store:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchKey"):
-                raise DataError(f"cannot {what} {self.where()}: {code}; check the bucket, prefix and credentials "
-                                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") from exc
+                raise DataError(
+                    f"cannot {what} {self.where()}: {code}; check the bucket, prefix and credentials "
+                    "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+                ) from exc
             raise
         # Network errors are transient: let them propagate so that task retries run.
         except BotoCoreError:
@@ -232,11 +239,12 @@ class _S3Store:
     def list(self, fmt: str) -> dict:
         out: dict[dt.date, str] = {}
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = self._call("list", lambda **kw: list(paginator.paginate(**kw)), Bucket=self.bucket,
-                           Prefix=self.prefix, Delimiter="/")
+        pages = self._call(
+            "list", lambda **kw: list(paginator.paginate(**kw)), Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+        )
         for page in pages:
             for obj in page.get("Contents", []):
-                m = _DATE_RE.match(obj["Key"][len(self.prefix):])
+                m = _DATE_RE.match(obj["Key"][len(self.prefix) :])
                 if m and m.group(2) == fmt:
                     out[dt.date.fromisoformat(m.group(1))] = f"s3://{self.bucket}/{obj['Key']}"
         return dict(sorted(out.items()))
@@ -244,7 +252,7 @@ class _S3Store:
     def read(self, ref: str, fmt: str) -> pd.DataFrame:
         import io
 
-        key = ref[len(f"s3://{self.bucket}/"):]
+        key = ref[len(f"s3://{self.bucket}/") :]
         body = self._call("read", self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read()
         self._digests[ref] = (key.rsplit("/", 1)[-1], body)
         try:
@@ -265,8 +273,10 @@ def _store(cfg: ModelConfig, data_root: Path, relative: str, platform=None):
     if cfg.data.source == "s3":
         bucket = cfg.data.bucket or getattr(getattr(platform, "s3", None), "bucket", None)
         if not bucket:
-            raise DataError(f"model {cfg.name!r} reads from S3 but names no bucket; set data.bucket in its "
-                            "config or s3.bucket in platform.yaml")
+            raise DataError(
+                f"model {cfg.name!r} reads from S3 but names no bucket; set data.bucket in its "
+                "config or s3.bucket in platform.yaml"
+            )
         return _S3Store(bucket, relative, platform)
     return _LocalStore(data_root, relative)
 
@@ -344,8 +354,10 @@ def load_window(
                 part = label_store.read(p, src.format)
                 missing = [c for c in (src.id_column, target) if c not in part.columns]
                 if missing:
-                    raise DataError(f"label partition {p} lacks column(s) {missing}; "
-                                    f"each must have {src.id_column!r} and {target!r}")
+                    raise DataError(
+                        f"label partition {p} lacks column(s) {missing}; "
+                        f"each must have {src.id_column!r} and {target!r}"
+                    )
                 label_frames.append(part)
             labels = pd.concat(label_frames, ignore_index=True)
             frame = _join_labels(cfg, frame, labels)
@@ -370,8 +382,9 @@ def _label_parts(store, fmt: str, start: dt.date, as_of: dt.date) -> dict:
     return {d: p for d, p in store.list(fmt).items() if start <= d <= as_of}
 
 
-def window_fingerprint(cfg: ModelConfig, data_root, start: dt.date, end: dt.date, *, as_of: dt.date | None = None,
-                       platform=None) -> str | None:
+def window_fingerprint(
+    cfg: ModelConfig, data_root, start: dt.date, end: dt.date, *, as_of: dt.date | None = None, platform=None
+) -> str | None:
     """``load_window(...).fingerprint`` without reading the rows (local and S3 sources;
     ``None`` when the window has no partition). A SQL window is fingerprinted by its rows:
     use ``load_window``."""
@@ -429,8 +442,10 @@ def sql_engine(platform=None):
     env = getattr(getattr(platform, "sql", None), "url_env", None) or "RETRAIN_SQL_URL"
     url = os.environ.get(env)
     if not url:
-        raise DataError(f"a sql data source needs a connection URL in the environment variable {env}; "
-                        "set it (e.g. postgresql+psycopg://user@host/db) in the worker's environment")
+        raise DataError(
+            f"a sql data source needs a connection URL in the environment variable {env}; "
+            "set it (e.g. postgresql+psycopg://user@host/db) in the worker's environment"
+        )
     return sa.create_engine(url, pool_pre_ping=True)
 
 
@@ -454,8 +469,9 @@ def _sql_days(cfg: ModelConfig, platform=None) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _load_sql_window(cfg: ModelConfig, start: dt.date, end: dt.date, as_of: dt.date, platform,
-                     require_rows: bool) -> Window:
+def _load_sql_window(
+    cfg: ModelConfig, start: dt.date, end: dt.date, as_of: dt.date, platform, require_rows: bool
+) -> Window:
     import sqlalchemy as sa
 
     src, target = cfg.data, cfg.features.target
@@ -473,11 +489,16 @@ def _load_sql_window(cfg: ModelConfig, start: dt.date, end: dt.date, as_of: dt.d
                 lt = _table(src.labels_table, src.id_column, target, src.labels_arrival_column)
                 arrival_hi = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
                 labels = pd.read_sql(
-                    sa.select(lt.c[src.id_column], lt.c[target]).where(lt.c[src.labels_arrival_column] < arrival_hi)
-                    .order_by(lt.c[src.labels_arrival_column]), conn)
+                    sa.select(lt.c[src.id_column], lt.c[target])
+                    .where(lt.c[src.labels_arrival_column] < arrival_hi)
+                    .order_by(lt.c[src.labels_arrival_column]),
+                    conn,
+                )
     except sa.exc.ProgrammingError as exc:
-        raise DataError(f"query of model {cfg.name!r} on table {src.table!r} failed: {exc.orig}; check the "
-                        "table and column names in its config") from exc
+        raise DataError(
+            f"query of model {cfg.name!r} on table {src.table!r} failed: {exc.orig}; check the "
+            "table and column names in its config"
+        ) from exc
     finally:
         engine.dispose()
     where = f"table {src.table} ({start}..{end})"

@@ -84,8 +84,9 @@ _BLOCK_ELEMENTS = 1 << 23
 
 def _check_binning(binning: str, func: str) -> None:
     if binning not in BINNINGS:
-        raise ValueError(f"The 'binning' parameter of {func} must be 'quantile' or 'sturges_combined'. "
-                         f"Got {binning!r} instead.")
+        raise ValueError(
+            f"The 'binning' parameter of {func} must be 'quantile' or 'sturges_combined'. Got {binning!r} instead."
+        )
 
 
 # -----------------------------------------------------------------------------------------
@@ -528,8 +529,9 @@ def _sturges_edges_from_range(lo: float, hi: float, n: int, integer: bool) -> np
     return np.linspace(first, last, n_bins + 1, endpoint=True)
 
 
-def _block_shares(ref: _SortedBlock, cur: _SortedBlock, bins: int, binning: str,
-                  integer: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _block_shares(
+    ref: _SortedBlock, cur: _SortedBlock, bins: int, binning: str, integer: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Bucket shares of every column under ``binning`` (same values as :func:`binned_shares`)."""
     k = ref.values.shape[0]
     r_rows: list[np.ndarray] = []
@@ -548,8 +550,7 @@ def _block_shares(ref: _SortedBlock, cur: _SortedBlock, bins: int, binning: str,
             continue
         distinct_r = 1 + int(np.count_nonzero(r[1:] != r[:-1]))
         if distinct_r > EVIDENTLY_MAX_DISTINCT:
-            edges = _sturges_edges_from_range(min(r[0], c[0]), max(r[-1], c[-1]), r.size + c.size,
-                                              bool(integer[j]))
+            edges = _sturges_edges_from_range(min(r[0], c[0]), max(r[-1], c[-1]), r.size + c.size, bool(integer[j]))
             inner = edges[1:-1]
         else:  # one bucket per distinct value of either sample
             keys = np.union1d(r[np.r_[True, r[1:] != r[:-1]]], c[np.r_[True, c[1:] != c[:-1]]])
@@ -559,15 +560,17 @@ def _block_shares(ref: _SortedBlock, cur: _SortedBlock, bins: int, binning: str,
     return r_rows, c_rows
 
 
-def _psi_numeric_batch(ref: _SortedBlock, cur: _SortedBlock, *, bins: int, binning: str,
-                       integer: np.ndarray) -> list[MethodScore]:
+def _psi_numeric_batch(
+    ref: _SortedBlock, cur: _SortedBlock, *, bins: int, binning: str, integer: np.ndarray
+) -> list[MethodScore]:
     r_rows, c_rows = _block_shares(ref, cur, bins, binning, integer)
     (r, mask), (c, _) = _pad(r_rows), _pad(c_rows)
     return [MethodScore(float(v)) for v in _psi_rows(r, c, mask)]
 
 
-def _js_numeric_batch(ref: _SortedBlock, cur: _SortedBlock, *, bins: int, binning: str,
-                      integer: np.ndarray) -> list[MethodScore]:
+def _js_numeric_batch(
+    ref: _SortedBlock, cur: _SortedBlock, *, bins: int, binning: str, integer: np.ndarray
+) -> list[MethodScore]:
     r_rows, c_rows = _block_shares(ref, cur, bins, binning, integer)
     (r, _), (c, _) = _pad(r_rows), _pad(c_rows)
     values = _js_rows(r, c)
@@ -670,27 +673,87 @@ def register_method(method: DriftMethod) -> DriftMethod:
 
 
 _BOTH = frozenset({NUMERIC, CATEGORICAL})
-register_method(DriftMethod("psi", _BOTH, 0.2, False, _psi,
-                            "Population stability index over buckets",
-                            _psi_numeric_batch, _psi_categorical_batch))
-register_method(DriftMethod("ks", frozenset({NUMERIC}), 0.05, True, _ks,
-                            "Two-sample Kolmogorov-Smirnov test (p-value)", _ks_numeric_batch))
-register_method(DriftMethod("js", _BOTH, 0.1, False, _js,
-                            "Jensen-Shannon distance over buckets", _js_numeric_batch, _js_categorical_batch))
-register_method(DriftMethod("wasserstein", frozenset({NUMERIC}), 0.1, False, _wasserstein,
-                            "Wasserstein distance in reference standard deviations", _wasserstein_numeric_batch))
-register_method(DriftMethod("chi2", frozenset({CATEGORICAL}), 0.05, True, _chi2,
-                            "Chi-squared goodness of fit against reference shares (p-value)",
-                            None, _chi2_categorical_batch))
-register_method(DriftMethod("linf", frozenset({CATEGORICAL}), 0.1, False, _linf,
-                            "L-infinity distance: largest absolute difference of category shares",
-                            None, _linf_categorical_batch))
-register_method(DriftMethod("missing_share", _BOTH, 0.1, False, _missing_share,
-                            "Absolute change of the share of missing values",
-                            _missing_numeric_batch, _missing_categorical_batch))
-register_method(DriftMethod("unseen", frozenset({CATEGORICAL}), 0.05, False, _unseen,
-                            "Share of current rows whose category the reference never had",
-                            None, _unseen_categorical_batch))
+register_method(
+    DriftMethod(
+        "psi",
+        _BOTH,
+        0.2,
+        False,
+        _psi,
+        "Population stability index over buckets",
+        _psi_numeric_batch,
+        _psi_categorical_batch,
+    )
+)
+register_method(
+    DriftMethod(
+        "ks", frozenset({NUMERIC}), 0.05, True, _ks, "Two-sample Kolmogorov-Smirnov test (p-value)", _ks_numeric_batch
+    )
+)
+register_method(
+    DriftMethod(
+        "js", _BOTH, 0.1, False, _js, "Jensen-Shannon distance over buckets", _js_numeric_batch, _js_categorical_batch
+    )
+)
+register_method(
+    DriftMethod(
+        "wasserstein",
+        frozenset({NUMERIC}),
+        0.1,
+        False,
+        _wasserstein,
+        "Wasserstein distance in reference standard deviations",
+        _wasserstein_numeric_batch,
+    )
+)
+register_method(
+    DriftMethod(
+        "chi2",
+        frozenset({CATEGORICAL}),
+        0.05,
+        True,
+        _chi2,
+        "Chi-squared goodness of fit against reference shares (p-value)",
+        None,
+        _chi2_categorical_batch,
+    )
+)
+register_method(
+    DriftMethod(
+        "linf",
+        frozenset({CATEGORICAL}),
+        0.1,
+        False,
+        _linf,
+        "L-infinity distance: largest absolute difference of category shares",
+        None,
+        _linf_categorical_batch,
+    )
+)
+register_method(
+    DriftMethod(
+        "missing_share",
+        _BOTH,
+        0.1,
+        False,
+        _missing_share,
+        "Absolute change of the share of missing values",
+        _missing_numeric_batch,
+        _missing_categorical_batch,
+    )
+)
+register_method(
+    DriftMethod(
+        "unseen",
+        frozenset({CATEGORICAL}),
+        0.05,
+        False,
+        _unseen,
+        "Share of current rows whose category the reference never had",
+        None,
+        _unseen_categorical_batch,
+    )
+)
 
 
 def get_method(name: str) -> DriftMethod:
@@ -702,8 +765,9 @@ def get_method(name: str) -> DriftMethod:
 
 def _check_kind(m: DriftMethod, kind: str, name: str) -> None:
     if kind not in m.kinds:
-        raise ValueError(f"drift method {m.name!r} does not support {kind} feature {name!r}; "
-                         f"it supports {sorted(m.kinds)}")
+        raise ValueError(
+            f"drift method {m.name!r} does not support {kind} feature {name!r}; it supports {sorted(m.kinds)}"
+        )
 
 
 # -----------------------------------------------------------------------------------------
@@ -766,8 +830,11 @@ class DriftReport:
     def to_dict(self) -> dict:
         out = {
             "features": [
-                {k: v for k, v in asdict(f).items() if k in ("name", "method", "score", "p_value", "threshold",
-                                                               "drifted", "kind")}
+                {
+                    k: v
+                    for k, v in asdict(f).items()
+                    if k in ("name", "method", "score", "p_value", "threshold", "drifted", "kind")
+                }
                 | ({"calibration": dict(f.calibration)} if f.calibration is not None else {})
                 for f in self.features
             ],
@@ -785,7 +852,14 @@ class DriftReport:
 
 
 def compute_feature_drift(
-    name: str, reference, current, *, method: str, kind: str, threshold: float | None = None, bins: int = 10,
+    name: str,
+    reference,
+    current,
+    *,
+    method: str,
+    kind: str,
+    threshold: float | None = None,
+    bins: int = 10,
     binning: str = "quantile",
 ) -> FeatureDrift:
     """Drift of one feature (the simple per-column implementation of every method)."""
@@ -795,15 +869,27 @@ def compute_feature_drift(
     threshold = m.default_threshold if threshold is None else float(threshold)
     result = m.func(reference, current, kind, bins, binning=binning)
     return FeatureDrift(
-        name=name, method=method, kind=kind, score=result.score, p_value=result.p_value, threshold=threshold,
+        name=name,
+        method=method,
+        kind=kind,
+        score=result.score,
+        p_value=result.p_value,
+        threshold=threshold,
         drifted=bool(m.is_drift(result, threshold)),
-        reference_rows=int(pd.Series(reference).notna().sum()), current_rows=int(pd.Series(current).notna().sum()),
+        reference_rows=int(pd.Series(reference).notna().sum()),
+        current_rows=int(pd.Series(current).notna().sum()),
     )
 
 
 def prediction_drift(
-    reference_scores, current_scores, method: str = "psi", *, threshold: float | None = None, bins: int = 10,
-    kind: str | None = None, binning: str = "quantile",
+    reference_scores,
+    current_scores,
+    method: str = "psi",
+    *,
+    threshold: float | None = None,
+    bins: int = 10,
+    kind: str | None = None,
+    binning: str = "quantile",
 ) -> FeatureDrift:
     """Drift of a model's outputs (scores, probabilities or predicted labels), named ``"prediction"``.
 
@@ -817,14 +903,17 @@ def prediction_drift(
     """
     ref, cur = np.asarray(reference_scores), np.asarray(current_scores)
     if ref.ndim != 1 or cur.ndim != 1:
-        raise ValueError("The 'reference_scores' and 'current_scores' parameters of prediction_drift must be "
-                         f"one-dimensional. Got shapes {ref.shape} and {cur.shape} instead; pass one column of "
-                         "scores (e.g. the positive-class probability).")
+        raise ValueError(
+            "The 'reference_scores' and 'current_scores' parameters of prediction_drift must be "
+            f"one-dimensional. Got shapes {ref.shape} and {cur.shape} instead; pass one column of "
+            "scores (e.g. the positive-class probability)."
+        )
     if kind is None:
         numeric = all(a.dtype.kind in "iuf" for a in (ref, cur))
         kind = NUMERIC if numeric else CATEGORICAL
-    return compute_feature_drift("prediction", ref, cur, method=method, kind=kind, threshold=threshold,
-                                 bins=bins, binning=binning)
+    return compute_feature_drift(
+        "prediction", ref, cur, method=method, kind=kind, threshold=threshold, bins=bins, binning=binning
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -843,13 +932,16 @@ def _load_numeric(frame: pd.DataFrame, columns: list[str], which: str) -> tuple[
         plain = isinstance(s.dtype, np.dtype)  # not a pandas extension dtype (Int64, Float64, ...)
         integer[i] = plain and s.dtype.kind in "iu"
         try:
-            views.append(s.to_numpy() if plain and s.dtype.kind in "iufb"
-                         else s.to_numpy(dtype=np.float64, na_value=np.nan))
+            views.append(
+                s.to_numpy() if plain and s.dtype.kind in "iufb" else s.to_numpy(dtype=np.float64, na_value=np.nan)
+            )
             if views[-1].dtype.kind not in "iufb":
                 views[-1] = views[-1].astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"numeric feature {col!r} has non-numeric values in the {which} data ({exc}); "
-                             "list it as categorical or clean the data") from exc
+            raise ValueError(
+                f"numeric feature {col!r} has non-numeric values in the {which} data ({exc}); "
+                "list it as categorical or clean the data"
+            ) from exc
     if all(v.strides[0] == v.itemsize for v in views):
         for i, v in enumerate(views):
             out[i] = v
@@ -857,14 +949,17 @@ def _load_numeric(frame: pd.DataFrame, columns: list[str], which: str) -> tuple[
         step = 1 << 14
         for start in range(0, n, step):
             for i, v in enumerate(views):
-                out[i, start:start + step] = v[start:start + step]
+                out[i, start : start + step] = v[start : start + step]
     return out, integer
 
 
 def _category_counts(ref: pd.Series, cur: pd.Series) -> _CategoryCounts:
     """Category counts of both samples over their union, ordered like :func:`category_shares`."""
-    if (isinstance(ref.dtype, pd.CategoricalDtype) and isinstance(cur.dtype, pd.CategoricalDtype)
-            and ref.cat.categories.equals(cur.cat.categories)):
+    if (
+        isinstance(ref.dtype, pd.CategoricalDtype)
+        and isinstance(cur.dtype, pd.CategoricalDtype)
+        and ref.cat.categories.equals(cur.cat.categories)
+    ):
         pairs = [(ref.cat.codes.to_numpy(), ref.cat.categories), (cur.cat.codes.to_numpy(), cur.cat.categories)]
     else:
         pairs = [pd.factorize(s, use_na_sentinel=True) for s in (ref, cur)]
@@ -894,7 +989,7 @@ def _score_numeric(reference, current, columns_by_method, bins, binning) -> dict
                 out[col] = (r, int(reference[col].notna().sum()), int(current[col].notna().sum()))
             continue
         for start in range(0, len(cols), per_block):
-            chunk = cols[start:start + per_block]
+            chunk = cols[start : start + per_block]
             r_values, r_int = _load_numeric(reference, chunk, "reference")
             ref_block = _SortedBlock(r_values)
             c_values, c_int = _load_numeric(current, chunk, "current")
@@ -922,16 +1017,23 @@ def _score_categorical(reference, current, columns_by_method, bins, binning) -> 
 
 
 def _weighted_share(results: list[FeatureDrift], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
-    bad = {k: v for k, v in weights.items()
-           if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0}
+    bad = {
+        k: v
+        for k, v in weights.items()
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0
+    }
     if bad:
-        raise ValueError("The 'weights' parameter of compute_drift must map feature names to non-negative "
-                         f"finite numbers. Got {bad!r} instead.")
+        raise ValueError(
+            "The 'weights' parameter of compute_drift must map feature names to non-negative "
+            f"finite numbers. Got {bad!r} instead."
+        )
     raw = {f.name: float(weights.get(f.name, 0.0)) for f in results}
     total = sum(raw.values())
     if total <= 0:
-        raise ValueError("The 'weights' parameter of compute_drift gives every checked feature a weight of 0; "
-                         f"give a positive weight to at least one of {[f.name for f in results]}.")
+        raise ValueError(
+            "The 'weights' parameter of compute_drift gives every checked feature a weight of 0; "
+            f"give a positive weight to at least one of {[f.name for f in results]}."
+        )
     unweighted = [name for name, w in raw.items() if name not in weights]
     if unweighted:
         log.info("drift weights: %d checked feature(s) without a weight count 0: %s", len(unweighted), unweighted)
@@ -987,7 +1089,9 @@ def compute_drift(
     for kind, columns, default in ((NUMERIC, numeric, method), (CATEGORICAL, categorical, categorical_method)):
         for col in columns:
             if col not in reference.columns or col not in current.columns:
-                raise ValueError(f"feature {col!r} is missing from the {'reference' if col not in reference.columns else 'current'} data")
+                raise ValueError(
+                    f"feature {col!r} is missing from the {'reference' if col not in reference.columns else 'current'} data"
+                )
             m, t = per_feature.get(col, (None, None))
             chosen = m or default
             if t is None and threshold == AUTO:
@@ -1007,9 +1111,17 @@ def compute_drift(
     extra: dict = {}
     calibrated: dict[str, tuple[float, bool, dict]] = {}
     if any(t == AUTO for *_, t in plan):
-        calibrated, extra["calibration"] = _calibrate(plan, scores, reference, current, bins=bins, binning=binning,
-                                                      false_alarm_rate=false_alarm_rate,
-                                                      multiple_testing=multiple_testing, seed=seed)
+        calibrated, extra["calibration"] = _calibrate(
+            plan,
+            scores,
+            reference,
+            current,
+            bins=bins,
+            binning=binning,
+            false_alarm_rate=false_alarm_rate,
+            multiple_testing=multiple_testing,
+            seed=seed,
+        )
     results = []
     for col, kind, chosen, t in plan:
         res, n_ref, n_cur = scores[col]
@@ -1017,10 +1129,20 @@ def compute_drift(
             t, drifted, info = calibrated[col]
         else:
             drifted, info = bool(METHODS[chosen].is_drift(res, t)), None
-        results.append(FeatureDrift(
-            name=col, method=chosen, kind=kind, score=res.score, p_value=res.p_value, threshold=t,
-            drifted=drifted, reference_rows=n_ref, current_rows=n_cur, calibration=info,
-        ))
+        results.append(
+            FeatureDrift(
+                name=col,
+                method=chosen,
+                kind=kind,
+                score=res.score,
+                p_value=res.p_value,
+                threshold=t,
+                drifted=drifted,
+                reference_rows=n_ref,
+                current_rows=n_cur,
+                calibration=info,
+            )
+        )
     if weights is not None and results:
         share, extra["weights"] = _weighted_share(results, weights)
     else:
@@ -1037,40 +1159,66 @@ def _check_threshold(value, where: str) -> None:
     if value is None or value == AUTO:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"The {where!r} threshold of compute_drift must be a positive number, 'auto' or None. "
-                         f"Got {value!r} instead.")
+        raise ValueError(
+            f"The {where!r} threshold of compute_drift must be a positive number, 'auto' or None. "
+            f"Got {value!r} instead."
+        )
 
 
-def _calibrate(plan, scores, reference, current, *, bins, binning, false_alarm_rate, multiple_testing,
-               seed) -> tuple[dict[str, tuple[float, bool, dict]], dict]:
+def _calibrate(
+    plan, scores, reference, current, *, bins, binning, false_alarm_rate, multiple_testing, seed
+) -> tuple[dict[str, tuple[float, bool, dict]], dict]:
     from retrain_lib import calibration
 
-    if isinstance(false_alarm_rate, bool) or not isinstance(false_alarm_rate, numbers.Real) \
-            or not 0 < false_alarm_rate < 1:
-        raise ValueError("The 'false_alarm_rate' parameter of compute_drift must be a number in (0, 1). "
-                         f"Got {false_alarm_rate!r} instead.")
+    if (
+        isinstance(false_alarm_rate, bool)
+        or not isinstance(false_alarm_rate, numbers.Real)
+        or not 0 < false_alarm_rate < 1
+    ):
+        raise ValueError(
+            "The 'false_alarm_rate' parameter of compute_drift must be a number in (0, 1). "
+            f"Got {false_alarm_rate!r} instead."
+        )
     multiple_testing = "bh" if multiple_testing is None else multiple_testing
     if multiple_testing not in calibration.MULTIPLE_TESTING:
-        raise ValueError("The 'multiple_testing' parameter of compute_drift must be 'bh', 'none' or None. "
-                         f"Got {multiple_testing!r} instead.")
+        raise ValueError(
+            "The 'multiple_testing' parameter of compute_drift must be 'bh', 'none' or None. "
+            f"Got {multiple_testing!r} instead."
+        )
     found = {}
     for col, kind, chosen, t in plan:
         if t != AUTO:
             continue
         res, n_ref, n_cur = scores[col]
         found[col] = calibration.calibrate_feature(
-            col, chosen, kind, reference[col], current[col], score=res.score, p_value=res.p_value, n_ref=n_ref,
-            n_cur=n_cur, bins=bins, binning=binning, false_alarm_rate=false_alarm_rate, seed=seed)
-    decided = calibration.decide_calibrated(found, false_alarm_rate=false_alarm_rate,
-                                            multiple_testing=multiple_testing)
+            col,
+            chosen,
+            kind,
+            reference[col],
+            current[col],
+            score=res.score,
+            p_value=res.p_value,
+            n_ref=n_ref,
+            n_cur=n_cur,
+            bins=bins,
+            binning=binning,
+            false_alarm_rate=false_alarm_rate,
+            seed=seed,
+        )
+    decided = calibration.decide_calibrated(found, false_alarm_rate=false_alarm_rate, multiple_testing=multiple_testing)
     level = next(iter(decided.values()))[2]["level"]
-    summary = {"false_alarm_rate": float(false_alarm_rate), "multiple_testing": multiple_testing,
-               "features": len(found), "level": level}
+    summary = {
+        "false_alarm_rate": float(false_alarm_rate),
+        "multiple_testing": multiple_testing,
+        "features": len(found),
+        "level": level,
+    }
     return decided, summary
 
 
-def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame, *,
-                     weights: dict[str, float] | None = None) -> DriftReport:
+def drift_for_config(
+    cfg, reference: pd.DataFrame, current: pd.DataFrame, *, weights: dict[str, float] | None = None
+) -> DriftReport:
     """:func:`compute_drift` with methods and thresholds from a model config.
 
     ``drift.threshold: auto`` (or a feature's ``threshold: auto``) calibrates thresholds
@@ -1082,11 +1230,19 @@ def drift_for_config(cfg, reference: pd.DataFrame, current: pd.DataFrame, *,
     per = {name: (spec.method, spec.threshold) for name, spec in d.features.items()}
     skip = set(d.exclude)
     return compute_drift(
-        reference, current, numeric=[c for c in cfg.features.numeric if c not in skip],
+        reference,
+        current,
+        numeric=[c for c in cfg.features.numeric if c not in skip],
         categorical=[c for c in cfg.features.categorical if c not in skip],
-        method=d.method, categorical_method=d.categorical_method, threshold=d.threshold,
-        per_feature=per, bins=d.bins, drift_share=d.drift_share,
-        false_alarm_rate=d.false_alarm_rate, multiple_testing=d.multiple_testing, weights=weights,
+        method=d.method,
+        categorical_method=d.categorical_method,
+        threshold=d.threshold,
+        per_feature=per,
+        bins=d.bins,
+        drift_share=d.drift_share,
+        false_alarm_rate=d.false_alarm_rate,
+        multiple_testing=d.multiple_testing,
+        weights=weights,
     )
 
 
@@ -1150,8 +1306,11 @@ def _not_a_feature(name: str, reference: pd.Series, current: pd.Series) -> str |
         unique = all(s.notna().all() and s.is_unique for s in (reference, current))
         if unique and not pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference):
             return "id: a different value in every row"
-        if unique and pd.api.types.is_integer_dtype(reference) and all(
-                s.is_monotonic_increasing for s in (reference, current)):
+        if (
+            unique
+            and pd.api.types.is_integer_dtype(reference)
+            and all(s.is_monotonic_increasing for s in (reference, current))
+        ):
             return "id: an increasing integer in every row"
     return None
 
@@ -1178,7 +1337,10 @@ def select_features(reference: pd.DataFrame, current: pd.DataFrame, *, exclude=(
             left_out[c] = why
         else:
             features.append(c)
-    numeric = [c for c in features
-               if pd.api.types.is_numeric_dtype(reference[c]) and not pd.api.types.is_bool_dtype(reference[c])]
+    numeric = [
+        c
+        for c in features
+        if pd.api.types.is_numeric_dtype(reference[c]) and not pd.api.types.is_bool_dtype(reference[c])
+    ]
     categorical = [c for c in features if c not in numeric]
     return FeatureSelection(shared, numeric, categorical, left_out, len(reference.columns), len(current.columns))

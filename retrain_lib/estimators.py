@@ -120,8 +120,7 @@ def _find_module(name: str) -> _Module | None:
     for i in range(1, len(parts)):
         if spec is None or not spec.submodule_search_locations:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]),
-                                                        list(spec.submodule_search_locations))
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(spec.submodule_search_locations))
     if spec is None:
         return None
     locations = tuple(spec.submodule_search_locations or ())
@@ -328,11 +327,22 @@ def _describe(path: str, binding: _Binding) -> EstimatorInfo:
         params = () if init is None and complete else None
     fit = methods.get("fit")
     # named ones only: ``**fit_params`` routes metadata, it does not weight rows
-    fit_params = _arg_names(fit, any_with_kwargs=False) if isinstance(fit, ast.FunctionDef | ast.AsyncFunctionDef) else None
+    fit_params = (
+        _arg_names(fit, any_with_kwargs=False) if isinstance(fit, ast.FunctionDef | ast.AsyncFunctionDef) else None
+    )
     abstract = any(_is_abstract(fn) for fn in methods.values())
-    return EstimatorInfo(path=path, name=cls.name, defined_in=binding.module.name, file=binding.module.file or "",
-                         line=cls.lineno, params=params, methods=frozenset(methods), fit_params=fit_params,
-                         abstract=abstract, complete=complete)
+    return EstimatorInfo(
+        path=path,
+        name=cls.name,
+        defined_in=binding.module.name,
+        file=binding.module.file or "",
+        line=cls.lineno,
+        params=params,
+        methods=frozenset(methods),
+        fit_params=fit_params,
+        abstract=abstract,
+        complete=complete,
+    )
 
 
 def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorInfo | None:
@@ -352,8 +362,9 @@ def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorIn
         raise EstimatorLookupError(f"{path!r} is not an import path", f"write module.Class, {EXAMPLE}")
     module_name, _, attr = path.rpartition(".")
     if not module_allowed(module_name, prefixes):
-        raise EstimatorLookupError(f"{path!r} is outside the allowed estimator modules ({', '.join(prefixes)})",
-                                   allowed_fix)
+        raise EstimatorLookupError(
+            f"{path!r} is outside the allowed estimator modules ({', '.join(prefixes)})", allowed_fix
+        )
     parts = module_name.split(".")
     if _find_module(parts[0]) is None:
         return None  # not installed here (the workers may have it): the training task will tell
@@ -362,8 +373,9 @@ def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorIn
         if _find_module(name) is None:
             parent = _find_module(".".join(parts[: i - 1]))
             hint = _did_you_mean(parts[i - 1], _submodules(parent)) if parent else ""
-            raise EstimatorLookupError(f"{path!r} cannot be found: there is no module {name!r}{hint}",
-                                       f"check the spelling, {EXAMPLE}")
+            raise EstimatorLookupError(
+                f"{path!r} cannot be found: there is no module {name!r}{hint}", f"check the spelling, {EXAMPLE}"
+            )
     module = _find_module(module_name)
     binding = _lookup(module, attr)
     if binding is None:
@@ -373,27 +385,36 @@ def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorIn
             if isinstance(n, ast.ImportFrom):
                 names += [a.asname or a.name for a in n.names if a.name != "*"]
         names = [n for n in names if not n.startswith("_")]
-        raise EstimatorLookupError(f"{path!r} cannot be found: module {module_name!r} has no {attr!r}"
-                                   f"{_did_you_mean(attr, names)}", f"check the spelling, {EXAMPLE}")
+        raise EstimatorLookupError(
+            f"{path!r} cannot be found: module {module_name!r} has no {attr!r}{_did_you_mean(attr, names)}",
+            f"check the spelling, {EXAMPLE}",
+        )
     if binding.kind in ("function", "module", "other"):
         kind = {"function": "a function", "module": "a module", "other": "not a class"}[binding.kind]
-        raise EstimatorLookupError(f"{path!r} is not a scikit-learn estimator class (it is {kind})",
-                                   f"name an estimator class, {EXAMPLE}")
+        raise EstimatorLookupError(
+            f"{path!r} is not a scikit-learn estimator class (it is {kind})", f"name an estimator class, {EXAMPLE}"
+        )
     if binding.kind != "class":  # lost in a module that cannot be read: still, where is it?
         if binding.target and not module_allowed(binding.target, prefixes):
-            raise EstimatorLookupError(f"{path!r} is outside the allowed estimator modules ({', '.join(prefixes)}): "
-                                       f"{module_name} re-exports it from {binding.target}", allowed_fix)
+            raise EstimatorLookupError(
+                f"{path!r} is outside the allowed estimator modules ({', '.join(prefixes)}): "
+                f"{module_name} re-exports it from {binding.target}",
+                allowed_fix,
+            )
         return None
     info = _describe(path, binding)
     if not module_allowed(info.defined_in, prefixes):
         raise EstimatorLookupError(
             f"{path!r} is outside the allowed estimator modules ({', '.join(prefixes)}): it is "
-            f"{info.defined_in}.{info.name} re-exported by {module_name}", allowed_fix)
+            f"{info.defined_in}.{info.name} re-exported by {module_name}",
+            allowed_fix,
+        )
     return info
 
 
-def check_estimator(estimator, params=None, allowed_prefixes=("sklearn.",), *, recency: bool = False,
-                    warm_start: bool = False) -> list[tuple[tuple, str, str]]:
+def check_estimator(
+    estimator, params=None, allowed_prefixes=("sklearn.",), *, recency: bool = False, warm_start: bool = False
+) -> list[tuple[tuple, str, str]]:
     """Problems of ``training.estimator`` / ``training.params`` found by reading source:
     ``(location, reason, fix)`` each, the shape of
     :meth:`retrain_lib.config.ModelConfig.cross_field_problems`. Imports nothing.
@@ -418,26 +439,49 @@ def check_estimator(estimator, params=None, allowed_prefixes=("sklearn.",), *, r
     where = f"{info.defined_in}.{info.name}"
     missing = [m for m in ("fit", "get_params") if m not in info.methods]
     if info.complete and missing:
-        problems.append((("training", "estimator"),
-                         f"{estimator!r} is not a scikit-learn estimator class ({where} has no {'/'.join(missing)})",
-                         f"name an estimator class, {EXAMPLE}"))
+        problems.append(
+            (
+                ("training", "estimator"),
+                f"{estimator!r} is not a scikit-learn estimator class ({where} has no {'/'.join(missing)})",
+                f"name an estimator class, {EXAMPLE}",
+            )
+        )
         return problems
     if info.abstract:
-        problems.append((("training", "estimator"), f"{estimator!r} is not a scikit-learn estimator class "
-                         f"({where} is abstract)", f"name a concrete estimator class, {EXAMPLE}"))
+        problems.append(
+            (
+                ("training", "estimator"),
+                f"{estimator!r} is not a scikit-learn estimator class ({where} is abstract)",
+                f"name a concrete estimator class, {EXAMPLE}",
+            )
+        )
         return problems
     if info.params is not None and isinstance(params, dict):
         accepted = [p for p in info.params if not p.startswith("_")]
         for name in params:
             if name not in info.params:
-                problems.append((("training", "params", name), f"{name!r} is not a parameter of "
-                                 f"{info.name}{_did_you_mean(str(name), accepted)}",
-                                 f"use some of: {', '.join(sorted(accepted))}"))
+                problems.append(
+                    (
+                        ("training", "params", name),
+                        f"{name!r} is not a parameter of {info.name}{_did_you_mean(str(name), accepted)}",
+                        f"use some of: {', '.join(sorted(accepted))}",
+                    )
+                )
     if recency and info.fit_params is not None and "sample_weight" not in info.fit_params:
-        problems.append((("training", "recency"), f"{info.name}.fit does not accept sample_weight, so recent "
-                         "rows cannot weigh more", "remove recency or use an estimator whose fit takes sample_weight"))
+        problems.append(
+            (
+                ("training", "recency"),
+                f"{info.name}.fit does not accept sample_weight, so recent rows cannot weigh more",
+                "remove recency or use an estimator whose fit takes sample_weight",
+            )
+        )
     if warm_start and info.params is not None and "warm_start" not in info.params:
-        problems.append((("training", "warm_start"), f"{info.name} has no warm_start parameter",
-                         "remove warm_start or use an estimator that has one (e.g. HistGradientBoostingClassifier, "
-                         "RandomForestClassifier)"))
+        problems.append(
+            (
+                ("training", "warm_start"),
+                f"{info.name} has no warm_start parameter",
+                "remove warm_start or use an estimator that has one (e.g. HistGradientBoostingClassifier, "
+                "RandomForestClassifier)",
+            )
+        )
     return problems

@@ -174,13 +174,18 @@ def _metric_checks(gate: Gate, candidate: dict, champion: dict | None, slice_: s
         threshold, ok = _relative_decision(kind, bound, gate.relative, better_up, obs, champ)
         unit = f"{bound:.1%} of the champion" if gate.relative else f"{bound:g}"
         words = f"may be at most {unit} worse" if kind == "max_regression" else f"must be at least {unit} better"
-        result(name, threshold, ok, f"{m} {obs:.4f} vs champion {champ:.4f} ({delta:+.4f}){where}: {words}; "
-                                    f"{'ok' if ok else 'failed'}")
+        result(
+            name,
+            threshold,
+            ok,
+            f"{m} {obs:.4f} vs champion {champ:.4f} ({delta:+.4f}){where}: {words}; {'ok' if ok else 'failed'}",
+        )
     return out
 
 
-def _relative_decision(kind: str, bound: float, relative: bool, better_up: bool, obs: float,
-                       champ: float) -> tuple[float, bool]:
+def _relative_decision(
+    kind: str, bound: float, relative: bool, better_up: bool, obs: float, champ: float
+) -> tuple[float, bool]:
     """Threshold and decision of a champion-relative bound, in MLflow's float arithmetic."""
     sign = 1.0 if better_up else -1.0
     if kind == "max_regression":  # = MLflow `threshold` at champion - X (in the metric's direction)
@@ -259,9 +264,14 @@ def _floor_at_champion(gate: Gate, inputs: GateInputs, out: list[GateResult]) ->
 
     if inputs.champion_scores is None:
         return out
-    as_champion = dataclasses.replace(inputs, candidate_scores=inputs.champion_scores,
-                                      candidate_metrics=dict(inputs.champion_metrics or {}), champion_scores=None,
-                                      champion_metrics=None, champion_relative_floor=False)
+    as_champion = dataclasses.replace(
+        inputs,
+        candidate_scores=inputs.champion_scores,
+        candidate_metrics=dict(inputs.champion_metrics or {}),
+        champion_scores=None,
+        champion_metrics=None,
+        champion_relative_floor=False,
+    )
     theirs = _RUNNERS[gate.type](gate, as_champion)
     by_check = {(h.gate, h.slice if gate.type != "fairness" else ""): h for h in theirs}
     higher_better = gate.type == "metric"
@@ -269,12 +279,24 @@ def _floor_at_champion(gate: Gate, inputs: GateInputs, out: list[GateResult]) ->
     for r in out:
         h = by_check.get((r.gate, r.slice if gate.type != "fairness" else ""))
         up = higher_better and r.gate.endswith("_min")
-        if (not r.passed and h is not None and not h.passed and not h.skipped and r.observed is not None
-                and h.observed is not None and (r.observed >= h.observed if up else r.observed <= h.observed)):
-            r = dataclasses.replace(r, passed=True, champion=h.observed, delta=r.observed - h.observed,
-                                    reason=f"{r.reason}; the champion fails it too on the same rows "
-                                           f"({h.observed:.4f}): not worse than the model serving now",
-                                    details={**r.details, "champion_fails_too": h.observed})
+        if (
+            not r.passed
+            and h is not None
+            and not h.passed
+            and not h.skipped
+            and r.observed is not None
+            and h.observed is not None
+            and (r.observed >= h.observed if up else r.observed <= h.observed)
+        ):
+            r = dataclasses.replace(
+                r,
+                passed=True,
+                champion=h.observed,
+                delta=r.observed - h.observed,
+                reason=f"{r.reason}; the champion fails it too on the same rows "
+                f"({h.observed:.4f}): not worse than the model serving now",
+                details={**r.details, "champion_fails_too": h.observed},
+            )
         fixed.append(r)
     return fixed
 
@@ -288,8 +310,17 @@ def _gate_name(gate: Gate) -> str:
 
 
 def _failed(gate: Gate, exc: BaseException) -> GateResult:
-    return GateResult(_gate_name(gate), getattr(gate, "metric", None), None, None, None, None, False,
-                      f"gate could not be evaluated: {exc}", kind=getattr(gate, "type", "metric"))
+    return GateResult(
+        _gate_name(gate),
+        getattr(gate, "metric", None),
+        None,
+        None,
+        None,
+        None,
+        False,
+        f"gate could not be evaluated: {exc}",
+        kind=getattr(gate, "type", "metric"),
+    )
 
 
 def _skip(gate: Gate, reason: str, slice_: str = "all") -> GateResult:
@@ -377,24 +408,43 @@ def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
             continue
         v = _num(compute_metric(inputs.task, gate.metric, y[mask], cand[mask]))
         if v is None:
-            raise ValueError(f"{gate.metric} is not a number for group {gate.by}={value} "
-                             f"(e.g. a single class in the group)")
+            raise ValueError(
+                f"{gate.metric} is not a number for group {gate.by}={value} (e.g. a single class in the group)"
+            )
         values[value] = v
     note = f"; skipped groups below min_rows {gate.min_rows}: {small}" if small else ""
     details = {"groups": values, "skipped_groups": small}
     if len(values) < 2:
-        return [GateResult(_gate_name(gate), gate.metric, gate.max_gap, None, None, None, True,
-                           f"fewer than two groups of {gate.by} with at least {gate.min_rows} rows; gate skipped{note}",
-                           f"{gate.by}", "fairness", True, details)]
+        return [
+            GateResult(
+                _gate_name(gate),
+                gate.metric,
+                gate.max_gap,
+                None,
+                None,
+                None,
+                True,
+                f"fewer than two groups of {gate.by} with at least {gate.min_rows} rows; gate skipped{note}",
+                f"{gate.by}",
+                "fairness",
+                True,
+                details,
+            )
+        ]
     hi = max(values, key=values.get)
     lo = min(values, key=values.get)
     gap = values[hi] - values[lo]
     ok = gap <= gate.max_gap
     pair = f"{gate.by}={hi} vs {gate.by}={lo}"
-    reason = (f"largest {gate.metric} gap across {gate.by}: {gap:.4f} ({values[hi]:.4f} on {hi} vs {values[lo]:.4f} "
-              f"on {lo}) {'<=' if ok else '>'} max_gap {gate.max_gap:g}{note}")
-    return [GateResult(_gate_name(gate), gate.metric, gate.max_gap, gap, None, None, ok, reason, pair,
-                       "fairness", False, details)]
+    reason = (
+        f"largest {gate.metric} gap across {gate.by}: {gap:.4f} ({values[hi]:.4f} on {hi} vs {values[lo]:.4f} "
+        f"on {lo}) {'<=' if ok else '>'} max_gap {gate.max_gap:g}{note}"
+    )
+    return [
+        GateResult(
+            _gate_name(gate), gate.metric, gate.max_gap, gap, None, None, ok, reason, pair, "fairness", False, details
+        )
+    ]
 
 
 def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
@@ -403,12 +453,34 @@ def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     y, cand, _ = _labels_and_scores(inputs, champion=False)
     value = _num(compute_metric(inputs.task, gate.metric, y, cand, bins=gate.bins))
     if value is None:
-        return [GateResult(_gate_name(gate), gate.metric, gate.max, None, None, None, False,
-                           f"{gate.metric} is not a number", kind="calibration")]
+        return [
+            GateResult(
+                _gate_name(gate),
+                gate.metric,
+                gate.max,
+                None,
+                None,
+                None,
+                False,
+                f"{gate.metric} is not a number",
+                kind="calibration",
+            )
+        ]
     ok = value <= gate.max
     extra = f" ({gate.bins} equal-width bins)" if gate.metric == "ece" else ""
-    return [GateResult(_gate_name(gate), gate.metric, gate.max, value, None, None, ok,
-                       f"{gate.metric}{extra} {value:.4f} {'<=' if ok else '>'} max {gate.max:g}", kind="calibration")]
+    return [
+        GateResult(
+            _gate_name(gate),
+            gate.metric,
+            gate.max,
+            value,
+            None,
+            None,
+            ok,
+            f"{gate.metric}{extra} {value:.4f} {'<=' if ok else '>'} max {gate.max:g}",
+            kind="calibration",
+        )
+    ]
 
 
 def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
@@ -416,9 +488,20 @@ def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if p95 is None:
         raise ValueError("no p95 latency in GateInputs.latency_ms; measure it with measure_latency_ms")
     ok = p95 <= gate.max_ms
-    return [GateResult(_gate_name(gate), None, gate.max_ms, p95, None, None, ok,
-                       f"p95 single-row predict time {p95:.2f} ms {'<=' if ok else '>'} max {gate.max_ms:g} ms",
-                       kind="latency", details=dict(inputs.latency_ms or {}))]
+    return [
+        GateResult(
+            _gate_name(gate),
+            None,
+            gate.max_ms,
+            p95,
+            None,
+            None,
+            ok,
+            f"p95 single-row predict time {p95:.2f} ms {'<=' if ok else '>'} max {gate.max_ms:g} ms",
+            kind="latency",
+            details=dict(inputs.latency_ms or {}),
+        )
+    ]
 
 
 def prediction_change(task: str, y_true, candidate_scores, champion_scores) -> float:
@@ -446,11 +529,22 @@ def _run_stability(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     y, cand, champ = _labels_and_scores(inputs, champion=True)
     change = prediction_change(inputs.task, y, cand, champ)
     ok = change <= gate.max_change
-    what = "share of decisions flipped at 0.5" if inputs.task == "classification" else \
-        "mean |prediction change| / std(y)"
-    return [GateResult(_gate_name(gate), None, gate.max_change, change, None, None, ok,
-                       f"{what} vs the champion: {change:.4f} {'<=' if ok else '>'} max_change {gate.max_change:g}",
-                       kind="stability")]
+    what = (
+        "share of decisions flipped at 0.5" if inputs.task == "classification" else "mean |prediction change| / std(y)"
+    )
+    return [
+        GateResult(
+            _gate_name(gate),
+            None,
+            gate.max_change,
+            change,
+            None,
+            None,
+            ok,
+            f"{what} vs the champion: {change:.4f} {'<=' if ok else '>'} max_change {gate.max_change:g}",
+            kind="stability",
+        )
+    ]
 
 
 # -----------------------------------------------------------------------------------------
@@ -458,8 +552,17 @@ def _run_stability(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 # -----------------------------------------------------------------------------------------
 
 
-def bootstrap_improvement(task: str, metric: str, y_true, candidate_scores, champion_scores, *,
-                          n_resamples: int = 1000, seed: int = 0, chunk: int = 100):
+def bootstrap_improvement(
+    task: str,
+    metric: str,
+    y_true,
+    candidate_scores,
+    champion_scores,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    chunk: int = 100,
+):
     """Paired bootstrap of the candidate's improvement over the champion in ``metric``.
 
     Each resample draws ``n`` row indices with replacement (``numpy.random.default_rng(seed)``)
@@ -491,8 +594,9 @@ def _run_bootstrap(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if not inputs.has_champion:
         return [_skip(gate, "no champion yet: bootstrap comparison skipped")]
     y, cand, champ = _labels_and_scores(inputs, champion=True)
-    diffs = bootstrap_improvement(inputs.task, gate.metric, y, cand, champ, n_resamples=gate.n_resamples,
-                                  seed=inputs.seed)
+    diffs = bootstrap_improvement(
+        inputs.task, gate.metric, y, cand, champ, n_resamples=gate.n_resamples, seed=inputs.seed
+    )
     valid = diffs[np.isfinite(diffs)]
     if len(valid) < 0.9 * len(diffs):
         raise ValueError(f"{gate.metric} is undefined on {len(diffs) - len(valid)} of {len(diffs)} resamples")
@@ -503,14 +607,35 @@ def _run_bootstrap(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     c_value = compute_metric(inputs.task, gate.metric, y, cand)
     h_value = compute_metric(inputs.task, gate.metric, y, champ)
     ok = upper >= -gate.margin
-    reason = (f"paired bootstrap of the {gate.metric} improvement over the champion ({len(valid)} resamples, "
-              f"seed {inputs.seed}): mean {mean:+.4f}, {gate.confidence:.0%} upper bound {upper:+.4f} "
-              f"{'>=' if ok else '<'} -margin {-gate.margin:+g} (two-sided {gate.confidence:.0%} CI "
-              f"[{lo:+.4f}, {hi:+.4f}]); {'ok' if ok else 'the candidate is worse'}")
-    details = {"mean": mean, "upper_bound": upper, "ci_low": lo, "ci_high": hi, "n_resamples": int(len(valid)),
-               "candidate_value": float(c_value), "champion_value": float(h_value)}
-    return [GateResult(_gate_name(gate), gate.metric, -gate.margin, mean, float(h_value),
-                       float(c_value - h_value), ok, reason, kind="bootstrap", details=details)]
+    reason = (
+        f"paired bootstrap of the {gate.metric} improvement over the champion ({len(valid)} resamples, "
+        f"seed {inputs.seed}): mean {mean:+.4f}, {gate.confidence:.0%} upper bound {upper:+.4f} "
+        f"{'>=' if ok else '<'} -margin {-gate.margin:+g} (two-sided {gate.confidence:.0%} CI "
+        f"[{lo:+.4f}, {hi:+.4f}]); {'ok' if ok else 'the candidate is worse'}"
+    )
+    details = {
+        "mean": mean,
+        "upper_bound": upper,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_resamples": int(len(valid)),
+        "candidate_value": float(c_value),
+        "champion_value": float(h_value),
+    }
+    return [
+        GateResult(
+            _gate_name(gate),
+            gate.metric,
+            -gate.margin,
+            mean,
+            float(h_value),
+            float(c_value - h_value),
+            ok,
+            reason,
+            kind="bootstrap",
+            details=details,
+        )
+    ]
 
 
 # -----------------------------------------------------------------------------------------
@@ -580,19 +705,49 @@ def _run_leakage(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if not leaks:
         top = max(scores, key=scores.get) if scores else "none"
         value = scores.get(top)
-        return [GateResult("leakage", None, gate.max_score, value, None, None, True,
-                           f"no feature alone predicts {inputs.target} with {what} >= {gate.max_score:g}"
-                           + (f" (highest: {top} {value:.4f})" if value is not None else ""),
-                           top, "leakage", False, {"scores": scores})]
-    return [GateResult("leakage", None, gate.max_score, v, None, None, False,
-                       f"feature {k} alone predicts {inputs.target} with {what} {v:.4f} >= {gate.max_score:g}: "
-                       "likely target leakage", k, "leakage", False)
-            for k, v in sorted(leaks.items(), key=lambda kv: -kv[1])]
+        return [
+            GateResult(
+                "leakage",
+                None,
+                gate.max_score,
+                value,
+                None,
+                None,
+                True,
+                f"no feature alone predicts {inputs.target} with {what} >= {gate.max_score:g}"
+                + (f" (highest: {top} {value:.4f})" if value is not None else ""),
+                top,
+                "leakage",
+                False,
+                {"scores": scores},
+            )
+        ]
+    return [
+        GateResult(
+            "leakage",
+            None,
+            gate.max_score,
+            v,
+            None,
+            None,
+            False,
+            f"feature {k} alone predicts {inputs.target} with {what} {v:.4f} >= {gate.max_score:g}: "
+            "likely target leakage",
+            k,
+            "leakage",
+            False,
+        )
+        for k, v in sorted(leaks.items(), key=lambda kv: -kv[1])
+    ]
 
 
 _RUNNERS = {
-    "metric": _run_metric, "fairness": _run_fairness, "calibration": _run_calibration,
-    "latency": _run_latency, "stability": _run_stability, "bootstrap": _run_bootstrap,
+    "metric": _run_metric,
+    "fairness": _run_fairness,
+    "calibration": _run_calibration,
+    "latency": _run_latency,
+    "stability": _run_stability,
+    "bootstrap": _run_bootstrap,
     "leakage": _run_leakage,
 }
 
@@ -602,8 +757,9 @@ _RUNNERS = {
 # -----------------------------------------------------------------------------------------
 
 
-def measure_latency_ms(model, X, *, task: str = "classification", n: int = 200, seed: int = 0,
-                       warmup: int = 5) -> dict[str, float]:
+def measure_latency_ms(
+    model, X, *, task: str = "classification", n: int = 200, seed: int = 0, warmup: int = 5
+) -> dict[str, float]:
     """p50/p95 in ms of single-row predictions on ``n`` rows sampled from ``X``: the CPU time
     of the calling thread (the model runs on it alone, OpenMP capped at one thread), so the
     gate judges the model's own cost and a busy machine (a training job beside it, a loaded CI
@@ -621,7 +777,7 @@ def measure_latency_ms(model, X, *, task: str = "classification", n: int = 200, 
         raise ValueError("X is empty; cannot measure latency")
     rng = np.random.default_rng(seed)
     idx = rng.choice(rows, size=n, replace=rows < n)
-    take = (lambda i: X.iloc[[i]]) if hasattr(X, "iloc") else (lambda i: X[i:i + 1])
+    take = (lambda i: X.iloc[[i]]) if hasattr(X, "iloc") else (lambda i: X[i : i + 1])
     from threadpoolctl import threadpool_limits
 
     # One thread, as a serving worker answers one request: OpenMP pools spinning for a single

@@ -91,8 +91,11 @@ class DataRegistry:
         """DVC config that points a ``Repo``/``DVCFileSystem`` of this registry at the
         platform's remote, whatever the registry's config files say."""
         return {
-            "core": {"remote": REMOTE_NAME, "analytics": False,
-                     "site_cache_dir": str(self.repo / ".dvc" / "tmp" / "site-cache")},
+            "core": {
+                "remote": REMOTE_NAME,
+                "analytics": False,
+                "site_cache_dir": str(self.repo / ".dvc" / "tmp" / "site-cache"),
+            },
             "remote": {REMOTE_NAME: dict(self.remote_config)},
         }
 
@@ -120,12 +123,16 @@ def data_registry(settings: Settings) -> DataRegistry:
         if s3.region:
             remote_config["region"] = s3.region
         if importlib.util.find_spec("dvc_s3") is None:
-            raise ConfigError(f"the DVC remote {remote} needs the dvc-s3 package; install 'dvc[s3]' "
-                              "or set dvc.remote in platform.yaml to a local directory")
+            raise ConfigError(
+                f"the DVC remote {remote} needs the dvc-s3 package; install 'dvc[s3]' "
+                "or set dvc.remote in platform.yaml to a local directory"
+            )
         return DataRegistry(repo, remote, remote_config)
     if remote and "://" in remote:
-        raise ConfigError(f"DVC remote {remote!r} (RETRAIN_DVC_REMOTE or platform.yaml dvc.remote) is not "
-                          "supported; use s3://bucket/prefix or a local directory")
+        raise ConfigError(
+            f"DVC remote {remote!r} (RETRAIN_DVC_REMOTE or platform.yaml dvc.remote) is not "
+            "supported; use s3://bucket/prefix or a local directory"
+        )
     if remote:
         path = Path(remote).expanduser()
         path = (path if path.is_absolute() else base / path).resolve()
@@ -137,8 +144,10 @@ def data_registry(settings: Settings) -> DataRegistry:
 def training_set_path(model: str) -> str:
     """Path of ``model``'s training set inside the registry: ``models/<model>/training.parquet``."""
     if not isinstance(model, str) or not _MODEL_RE.fullmatch(model):
-        raise ValueError(f"The 'model' parameter of training_set_path must be a model name such as "
-                         f"'credit_default'. Got {model!r} instead.")
+        raise ValueError(
+            f"The 'model' parameter of training_set_path must be a model name such as "
+            f"'credit_default'. Got {model!r} instead."
+        )
     return f"models/{model}/training.parquet"
 
 
@@ -179,8 +188,9 @@ def _quiet_dvc() -> Iterator[None]:
 def _git(repo: Path, *args: str, check: bool = True) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env["GIT_TERMINAL_PROMPT"] = "0"
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     if check and proc.returncode != 0:
         raise DataError(f"git {' '.join(args)} failed in the data registry {repo}: {proc.stderr.strip()}")
     return proc.stdout.strip()
@@ -250,8 +260,15 @@ def _write_parquet(frame: pd.DataFrame, path: Path, order_by: Sequence[str] | No
 # -----------------------------------------------------------------------------------------
 
 
-def snapshot_training_set(settings: Settings, model: str, frame: pd.DataFrame, *, as_of: dt.date | str,
-                          fingerprint: str, order_by: Sequence[str] | None = None) -> dict[str, str]:
+def snapshot_training_set(
+    settings: Settings,
+    model: str,
+    frame: pd.DataFrame,
+    *,
+    as_of: dt.date | str,
+    fingerprint: str,
+    order_by: Sequence[str] | None = None,
+) -> dict[str, str]:
     """Version ``frame`` as ``model``'s training set: write, ``dvc add``, ``dvc push``, ``git commit``.
 
     Args:
@@ -272,8 +289,10 @@ def snapshot_training_set(settings: Settings, model: str, frame: pd.DataFrame, *
     """
     path = training_set_path(model)
     if frame is None or not hasattr(frame, "columns"):
-        raise ValueError(f"The 'frame' parameter of snapshot_training_set must be a pandas DataFrame. "
-                         f"Got {type(frame).__name__} instead.")
+        raise ValueError(
+            f"The 'frame' parameter of snapshot_training_set must be a pandas DataFrame. "
+            f"Got {type(frame).__name__} instead."
+        )
     as_of = as_of.isoformat() if isinstance(as_of, dt.date) else str(as_of)
     reg = data_registry(settings)
     from dvc.repo import Repo  # before _quiet_dvc: importing dvc sets its logger's level
@@ -293,9 +312,18 @@ def snapshot_training_set(settings: Settings, model: str, frame: pd.DataFrame, *
         dvc_file = f"{path}.dvc"
         _git(reg.repo, "add", "--", dvc_file, f"models/{model}/.gitignore")
         if _git(reg.repo, "status", "--porcelain", "--", dvc_file, check=False):
-            _git(reg.repo, "commit", "-q", "-m", f"{model}: training set as of {as_of}",
-                 "-m", f"model: {model}\nas_of: {as_of}\nfingerprint: {fingerprint}\nmd5: {md5}\nrows: {len(frame)}",
-                 "--", dvc_file, f"models/{model}/.gitignore")
+            _git(
+                reg.repo,
+                "commit",
+                "-q",
+                "-m",
+                f"{model}: training set as of {as_of}",
+                "-m",
+                f"model: {model}\nas_of: {as_of}\nfingerprint: {fingerprint}\nmd5: {md5}\nrows: {len(frame)}",
+                "--",
+                dvc_file,
+                f"models/{model}/.gitignore",
+            )
             rev = _git(reg.repo, "rev-parse", "HEAD")
             log.info("data registry: %s training set as of %s -> md5 %s, rev %s", model, as_of, md5, rev)
         else:
@@ -319,8 +347,10 @@ def load_training_set(settings: Settings, path: str, rev: str, md5: str) -> pd.D
 
     match = _PATH_RE.fullmatch(path or "")
     if match is None:
-        raise DataError(f"{path!r} is not a training set of the data registry; expected "
-                        "models/<model>/training.parquet (tag dvc.path)")
+        raise DataError(
+            f"{path!r} is not a training set of the data registry; expected "
+            "models/<model>/training.parquet (tag dvc.path)"
+        )
     if not isinstance(rev, str) or not _REV_RE.fullmatch(rev):
         raise DataError(f"{rev!r} is not a commit of the data registry (tag dvc.rev of {path})")
     if not isinstance(md5, str) or not re.fullmatch(r"[0-9a-f]{32}", md5):
@@ -328,13 +358,14 @@ def load_training_set(settings: Settings, path: str, rev: str, md5: str) -> pd.D
     model = match.group(1)
     reg = data_registry(settings)
     if not (reg.repo / ".dvc").is_dir():
-        raise DataError(f"no data registry at {reg.repo} (platform.yaml dvc.repo); cannot read {path} at DVC "
-                        f"rev {rev}")
+        raise DataError(f"no data registry at {reg.repo} (platform.yaml dvc.repo); cannot read {path} at DVC rev {rev}")
     data = _read_bytes(reg, path, rev)
     actual = hashlib.md5(data).hexdigest()
     if actual != md5:
-        raise DataError(f"data of {model} at DVC rev {rev} ({path}, remote {reg.remote}) has md5 {actual}, expected "
-                        f"{md5}: the data registry was tampered with or corrupted")
+        raise DataError(
+            f"data of {model} at DVC rev {rev} ({path}, remote {reg.remote}) has md5 {actual}, expected "
+            f"{md5}: the data registry was tampered with or corrupted"
+        )
     return pd.read_parquet(io.BytesIO(data))
 
 
@@ -352,11 +383,13 @@ def _read_bytes(reg: DataRegistry, path: str, rev: str) -> bytes:
             with fs.open(path, "rb") as fh:
                 data = fh.read()
     except FileNotFoundError as exc:
-        raise DataError(f"{path} at DVC rev {rev} is not in the data registry {reg.repo} or its remote "
-                        f"{reg.remote}: {exc}") from exc
+        raise DataError(
+            f"{path} at DVC rev {rev} is not in the data registry {reg.repo} or its remote {reg.remote}: {exc}"
+        ) from exc
     except (DvcException, SCMError, OSError) as exc:
-        raise DataError(f"cannot read {path} at DVC rev {rev} from the data registry {reg.repo} "
-                        f"(remote {reg.remote}): {exc}") from exc
+        raise DataError(
+            f"cannot read {path} at DVC rev {rev} from the data registry {reg.repo} (remote {reg.remote}): {exc}"
+        ) from exc
     finally:
         if fs is not None:
             fs.close()

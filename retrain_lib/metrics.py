@@ -9,9 +9,18 @@ from __future__ import annotations
 import math
 
 GREATER_IS_BETTER = {
-    "roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
-    "log_loss": False, "brier": False, "ece": False,
-    "rmse": False, "mae": False, "r2": True, "mape": False,
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+    "mape": False,
 }
 CLASSIFICATION_ONLY = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece")
 _EPS = 1e-15

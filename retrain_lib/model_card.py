@@ -202,8 +202,14 @@ class _Section:
 def _purpose(info: Mapping) -> _Section:
     s = _Section("Purpose")
     s.text(str(info.get("description") or NOT_RECORDED))
-    return s.fields([("owner", info.get("owner")), ("task", info.get("task")), ("version", info.get("version")),
-                     ("created", info.get("created_at"))])
+    return s.fields(
+        [
+            ("owner", info.get("owner")),
+            ("task", info.get("task")),
+            ("version", info.get("version")),
+            ("created", info.get("created_at")),
+        ]
+    )
 
 
 def _data(info: Mapping) -> _Section:
@@ -213,12 +219,20 @@ def _data(info: Mapping) -> _Section:
         return s.text(NOT_RECORDED)
     dvc = d.get("dvc") if isinstance(d.get("dvc"), Mapping) else {}
     window = f"{d['start']} .. {d['end']}" if d.get("start") and d.get("end") else None
-    return s.fields([
-        ("window", window), ("as of", d.get("as_of")), ("rows", d.get("rows")),
-        ("labelled rows", d.get("labelled_rows")), ("training rows", d.get("train_rows")),
-        ("holdout rows", d.get("holdout_rows")), ("fingerprint", d.get("fingerprint")),
-        ("DVC path", dvc.get("path")), ("DVC rev", dvc.get("rev")), ("DVC md5", dvc.get("md5")),
-    ])
+    return s.fields(
+        [
+            ("window", window),
+            ("as of", d.get("as_of")),
+            ("rows", d.get("rows")),
+            ("labelled rows", d.get("labelled_rows")),
+            ("training rows", d.get("train_rows")),
+            ("holdout rows", d.get("holdout_rows")),
+            ("fingerprint", d.get("fingerprint")),
+            ("DVC path", dvc.get("path")),
+            ("DVC rev", dvc.get("rev")),
+            ("DVC md5", dvc.get("md5")),
+        ]
+    )
 
 
 def _features(info: Mapping) -> _Section:
@@ -226,8 +240,14 @@ def _features(info: Mapping) -> _Section:
     f = info.get("features")
     if not isinstance(f, Mapping) or not f:
         return s.text(NOT_RECORDED)
-    return s.fields([("target", f.get("target")), ("numeric", f.get("numeric")),
-                     ("categorical", f.get("categorical")), ("segments", f.get("segments"))])
+    return s.fields(
+        [
+            ("target", f.get("target")),
+            ("numeric", f.get("numeric")),
+            ("categorical", f.get("categorical")),
+            ("segments", f.get("segments")),
+        ]
+    )
 
 
 def _training(info: Mapping) -> _Section:
@@ -237,14 +257,23 @@ def _training(info: Mapping) -> _Section:
         return s.text(NOT_RECORDED)
     recency = t.get("recency")
     warm = t.get("warm_started_from")
-    s.fields([
-        ("estimator", t.get("estimator")), ("seed", t.get("seed")), ("split", t.get("split")),
-        ("recency weighting", recency if recency else ("none" if "recency" in t else None)),
-        ("recent rows share", t.get("weighted_rows_share")),
-        ("warm start", f"continued from {warm}" if warm else ("no (trained from scratch)"
-                                                              if "warm_started_from" in t else None)),
-        ("duration (s)", t.get("duration_s")), ("timeout (s)", t.get("timeout_s")),
-    ])
+    s.fields(
+        [
+            ("estimator", t.get("estimator")),
+            ("seed", t.get("seed")),
+            ("split", t.get("split")),
+            ("recency weighting", recency if recency else ("none" if "recency" in t else None)),
+            ("recent rows share", t.get("weighted_rows_share")),
+            (
+                "warm start",
+                f"continued from {warm}"
+                if warm
+                else ("no (trained from scratch)" if "warm_started_from" in t else None),
+            ),
+            ("duration (s)", t.get("duration_s")),
+            ("timeout (s)", t.get("timeout_s")),
+        ]
+    )
     params = t.get("params")
     if isinstance(params, Mapping) and params:
         s.table(["parameter", "value"], [[k, v] for k, v in sorted(params.items())])
@@ -268,8 +297,10 @@ def _metrics(info: Mapping) -> _Section:
             for values in by_value.values():
                 names += [m for m in (values or {}) if m != "rows" and m not in names]
             s.text(f"By {column}:")
-            s.table([column, "rows", *names],
-                    [[value, (m or {}).get("rows"), *[(m or {}).get(n) for n in names]] for value, m in by_value.items()])
+            s.table(
+                [column, "rows", *names],
+                [[value, (m or {}).get("rows"), *[(m or {}).get(n) for n in names]] for value, m in by_value.items()],
+            )
     else:
         s.text(f"Per-segment metrics: {NOT_RECORDED}")
     return s
@@ -284,8 +315,19 @@ def _gates(info: Mapping) -> _Section:
     for g in gates:
         g = g.to_dict() if hasattr(g, "to_dict") else g
         passed = g.get("passed")
-        rows.append([g.get("gate"), g.get("metric"), g.get("slice") or "all", g.get("threshold"),
-                     g.get("observed"), g.get("champion"), g.get("delta"), passed, g.get("reason")])
+        rows.append(
+            [
+                g.get("gate"),
+                g.get("metric"),
+                g.get("slice") or "all",
+                g.get("threshold"),
+                g.get("observed"),
+                g.get("champion"),
+                g.get("delta"),
+                passed,
+                g.get("reason"),
+            ]
+        )
     return s.table(["gate", "metric", "slice", "threshold", "observed", "champion", "delta", "passed", "reason"], rows)
 
 
@@ -309,41 +351,51 @@ def _lineage(info: Mapping) -> _Section:
     if not isinstance(lin, Mapping) or not lin:
         return s.text(NOT_RECORDED)
     warm = (info.get("training") or {}).get("warm_started_from") if isinstance(info.get("training"), Mapping) else None
-    pairs = [("MLflow run id", lin.get("mlflow_run_id")), ("model URI", lin.get("model_uri")),
-             ("git commit", lin.get("git_commit")), ("config hash", lin.get("config_hash")),
-             ("lock hash", lin.get("lock_hash"))]
+    pairs = [
+        ("MLflow run id", lin.get("mlflow_run_id")),
+        ("model URI", lin.get("model_uri")),
+        ("git commit", lin.get("git_commit")),
+        ("config hash", lin.get("config_hash")),
+        ("lock hash", lin.get("lock_hash")),
+    ]
     if warm:
         pairs.append(("parent (warm start)", warm))
     return s.fields(pairs)
 
 
-def automatic_limitations(info: Mapping, *, min_holdout_rows: int = MIN_HOLDOUT_ROWS,
-                          min_segment_rows: int = MIN_SEGMENT_ROWS) -> list[str]:
+def automatic_limitations(
+    info: Mapping, *, min_holdout_rows: int = MIN_HOLDOUT_ROWS, min_segment_rows: int = MIN_SEGMENT_ROWS
+) -> list[str]:
     """Limitations the card derives from ``info``: a small holdout, segments with few rows,
     gates that failed without blocking, a warm start, notes of the training."""
     out: list[str] = []
     data = info.get("data") if isinstance(info.get("data"), Mapping) else {}
     hold = data.get("holdout_rows")
     if isinstance(hold, (int, float)) and not isinstance(hold, bool) and hold < min_holdout_rows:
-        out.append(f"Small holdout: {format_value(hold)} rows (fewer than {min_holdout_rows}); "
-                   "its metrics are noisy.")
+        out.append(f"Small holdout: {format_value(hold)} rows (fewer than {min_holdout_rows}); its metrics are noisy.")
     segments = info.get("segment_metrics")
     if isinstance(segments, Mapping):
         for column, by_value in segments.items():
             for value, m in (by_value or {}).items():
                 rows = (m or {}).get("rows")
                 if isinstance(rows, (int, float)) and not isinstance(rows, bool) and rows < min_segment_rows:
-                    out.append(f"Segment {column}={value} has only {format_value(rows)} holdout rows (fewer than "
-                               f"{min_segment_rows}); its metrics are unreliable.")
+                    out.append(
+                        f"Segment {column}={value} has only {format_value(rows)} holdout rows (fewer than "
+                        f"{min_segment_rows}); its metrics are unreliable."
+                    )
     for g in info.get("gates") or []:
         g = g.to_dict() if hasattr(g, "to_dict") else g
         if isinstance(g, Mapping) and g.get("passed") is False and g.get("blocking") is False:
-            out.append(f"Gate {g.get('gate') or g.get('metric')} ({g.get('slice') or 'all'}) failed but does not "
-                       f"block promotion: {g.get('reason') or NOT_RECORDED}.")
+            out.append(
+                f"Gate {g.get('gate') or g.get('metric')} ({g.get('slice') or 'all'}) failed but does not "
+                f"block promotion: {g.get('reason') or NOT_RECORDED}."
+            )
     training = info.get("training") if isinstance(info.get("training"), Mapping) else {}
     if training.get("warm_started_from"):
-        out.append(f"Warm-started from {training['warm_started_from']}: the model depends on that parent version "
-                   "and is reproducible only from it.")
+        out.append(
+            f"Warm-started from {training['warm_started_from']}: the model depends on that parent version "
+            "and is reproducible only from it."
+        )
     out += [f"Training note: {n}" for n in training.get("notes") or []]
     return out
 
@@ -392,9 +444,11 @@ def _markdown(title: str, sections: list[_Section]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
-        "th{background:#f3f3f3}dt{font-weight:600;float:left;clear:left;width:12em}dd{margin-left:13em}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+    "th{background:#f3f3f3}dt{font-weight:600;float:left;clear:left;width:12em}dd{margin-left:13em}"
+)
 
 
 def _h(text: Any) -> str:
@@ -402,8 +456,17 @@ def _h(text: Any) -> str:
 
 
 def _html_page(title: str, sections: list[_Section]) -> str:
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{_h(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>", f"<h1>{_h(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{_h(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_h(title)}</h1>",
+    ]
     for sec in sections:
         out.append(f"<section><h2>{_h(sec.title)}</h2>")
         for kind, content in sec.blocks:
@@ -415,16 +478,20 @@ def _html_page(title: str, sections: list[_Section]) -> str:
                 out.append("<ul>" + "".join(f"<li>{_h(v)}</li>" for v in content) + "</ul>")
             elif kind == "table":
                 header, rows = content
-                out.append("<table><thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in header) + "</tr></thead>"
-                           "<tbody>" + "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>"
-                                               for row in rows) + "</tbody></table>")
+                out.append(
+                    "<table><thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in header) + "</tr></thead>"
+                    "<tbody>"
+                    + "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>" for row in rows)
+                    + "</tbody></table>"
+                )
         out.append("</section>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
-def build_model_card(info: Mapping[str, Any], *, min_holdout_rows: int = MIN_HOLDOUT_ROWS,
-                     min_segment_rows: int = MIN_SEGMENT_ROWS) -> tuple[str, str]:
+def build_model_card(
+    info: Mapping[str, Any], *, min_holdout_rows: int = MIN_HOLDOUT_ROWS, min_segment_rows: int = MIN_SEGMENT_ROWS
+) -> tuple[str, str]:
     """The model card of one model version as ``(markdown, html)``.
 
     Args:
@@ -445,7 +512,15 @@ def build_model_card(info: Mapping[str, Any], *, min_holdout_rows: int = MIN_HOL
         raise TypeError(f"The 'info' parameter of build_model_card must be a dict. Got {type(info).__name__} instead.")
     model = info.get("model") or "unnamed model"
     title = f"Model card: {model}" + (f" version {info['version']}" if info.get("version") not in (None, "") else "")
-    sections = [_purpose(info), _data(info), _features(info), _training(info), _metrics(info), _gates(info),
-                _approvals(info), _lineage(info),
-                _limitations(info, min_holdout_rows=min_holdout_rows, min_segment_rows=min_segment_rows)]
+    sections = [
+        _purpose(info),
+        _data(info),
+        _features(info),
+        _training(info),
+        _metrics(info),
+        _gates(info),
+        _approvals(info),
+        _lineage(info),
+        _limitations(info, min_holdout_rows=min_holdout_rows, min_segment_rows=min_segment_rows),
+    ]
     return _markdown(title, sections), _html_page(title, sections)

@@ -63,8 +63,10 @@ class Estimate:
         return self.low <= observed <= self.high
 
     def explain(self) -> str:
-        return (f"estimated {self.metric} {self.value:.4f} ({self.level:.0%} interval {self.low:.4f}..{self.high:.4f}, "
-                f"{self.rows} unlabelled rows, {self.draws} draws)")
+        return (
+            f"estimated {self.metric} {self.value:.4f} ({self.level:.0%} interval {self.low:.4f}..{self.high:.4f}, "
+            f"{self.rows} unlabelled rows, {self.draws} draws)"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,8 +91,9 @@ def estimate_performance(proba, metric: str, *, draws: int = 50, seed: int = 0, 
     """
     p = np.asarray(proba, dtype=float).ravel()
     if metric not in ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"):
-        raise ValueError(f"The 'metric' parameter of estimate_performance must be a classification metric. "
-                         f"Got {metric!r} instead.")
+        raise ValueError(
+            f"The 'metric' parameter of estimate_performance must be a classification metric. Got {metric!r} instead."
+        )
     if draws < 2:
         raise ValueError(f"The 'draws' parameter of estimate_performance must be at least 2. Got {draws!r} instead.")
     if p.size == 0:
@@ -155,15 +158,21 @@ class DropAssessment:
     def explain(self) -> str:
         rel = "" if math.isnan(self.relative_drop) else f", {self.relative_drop:.1%} of baseline"
         passed = f" > {self.threshold}" if self.threshold else ""
-        return (f"{self.metric} {self.live:.4f} vs baseline {self.baseline:.4f} "
-                f"(drop {self.drop:.4f}{rel}{passed})")
+        return f"{self.metric} {self.live:.4f} vs baseline {self.baseline:.4f} (drop {self.drop:.4f}{rel}{passed})"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def assess_drop(live: float, baseline: float, metric: str, *, max_drop: float | None = None,
-                warn_drop: float | None = None, critical_drop: float | None = None) -> DropAssessment:
+def assess_drop(
+    live: float,
+    baseline: float,
+    metric: str,
+    *,
+    max_drop: float | None = None,
+    warn_drop: float | None = None,
+    critical_drop: float | None = None,
+) -> DropAssessment:
     """Classify a drop: ``critical`` past ``max_drop`` (absolute) or ``critical_drop``
     (relative), ``warn`` past ``warn_drop`` (relative), else ``ok``. A NaN live value or
     baseline is ``ok`` (nothing to compare)."""
@@ -182,8 +191,9 @@ def assess_drop(live: float, baseline: float, metric: str, *, max_drop: float | 
     return DropAssessment(metric, live, baseline, float(drop), float(rel), level, threshold)
 
 
-def critical_limit(baseline: float, metric: str, *, max_drop: float | None = None,
-                   critical_drop: float | None = None) -> float | None:
+def critical_limit(
+    baseline: float, metric: str, *, max_drop: float | None = None, critical_drop: float | None = None
+) -> float | None:
     """The live value beyond which a drop is critical (the stricter of both levels), or
     ``None`` without a level or baseline."""
     if _nan(baseline):
@@ -219,8 +229,10 @@ def segment_metrics(segments: pd.DataFrame, y, scores, *, metric: str, task: str
         out[column] = {}
         for value in sorted(set(keys)):
             mask = keys == value
-            out[column][str(value)] = {"rows": int(mask.sum()),
-                                       "value": metric_value(y[mask], scores[mask], metric, task)}
+            out[column][str(value)] = {
+                "rows": int(mask.sum()),
+                "value": metric_value(y[mask], scores[mask], metric, task),
+            }
     return out
 
 

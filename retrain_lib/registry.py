@@ -32,7 +32,7 @@ def _init_sqlite_store(uri: str) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    path = Path(uri[len("sqlite:///"):])
+    path = Path(uri[len("sqlite:///") :])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -40,8 +40,9 @@ def _init_sqlite_store(uri: str) -> None:
             if path.exists():
                 con = sqlite3.connect(path, timeout=60)
                 try:
-                    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                               "AND name LIKE '_alembic_tmp_%'").fetchall():
+                    for (name,) in con.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '_alembic_tmp_%'"
+                    ).fetchall():
                         log.warning("dropping %s left by an interrupted MLflow store migration in %s", name, path)
                         con.execute(f'DROP TABLE "{name}"')
                     con.commit()
@@ -89,8 +90,7 @@ def aliases(client, name: str) -> dict[str, str]:
         raise
 
 
-def register_version(client, name: str, *, run_id: str, source: str, tags: dict[str, str],
-                     description: str = ""):
+def register_version(client, name: str, *, run_id: str, source: str, tags: dict[str, str], description: str = ""):
     """Register the model of ``run_id``; a second call for the same run returns the same version."""
     from mlflow.exceptions import MlflowException
 
@@ -100,8 +100,9 @@ def register_version(client, name: str, *, run_id: str, source: str, tags: dict[
         if not _not_found(exc):
             raise
         try:
-            client.create_registered_model(name, tags={"managed_by": "retrain"},
-                                           description=f"Managed by the retraining platform: {name}")
+            client.create_registered_model(
+                name, tags={"managed_by": "retrain"}, description=f"Managed by the retraining platform: {name}"
+            )
         except MlflowException as exc2:  # created concurrently
             if "ALREADY_EXISTS" not in (getattr(exc2, "error_code", "") or ""):
                 raise
@@ -112,9 +113,10 @@ def register_version(client, name: str, *, run_id: str, source: str, tags: dict[
         return version
     # A logged model's URI (models:/m-<id>) must come with its model_id: an MLflow tracking
     # server refuses the version otherwise (a local store does not check).
-    model_id = source[len("models:/"):].split("/")[0] if source.startswith("models:/m-") else None
-    return client.create_model_version(name, source, run_id=run_id, tags=tags, description=description,
-                                       model_id=model_id)
+    model_id = source[len("models:/") :].split("/")[0] if source.startswith("models:/m-") else None
+    return client.create_model_version(
+        name, source, run_id=run_id, tags=tags, description=description, model_id=model_id
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ def promote_champion(client, name: str, version: str, *, expected_champion: str 
         raise StaleChampionError(
             f"champion of {name!r} is version {current}, not {expected_champion} as when the candidate was "
             "evaluated; re-run the evaluation against the new champion",
-            expected=None if expected_champion is None else str(expected_champion), current=current,
+            expected=None if expected_champion is None else str(expected_champion),
+            current=current,
         )
     moves = []
     if current is not None:
@@ -185,7 +188,9 @@ def rollback_champion(client, name: str, *, expected_champion: str | None) -> li
     if current != (str(expected_champion) if expected_champion is not None else None):
         raise StaleChampionError(
             f"champion of {name!r} is version {current}, not {expected_champion} as when the rollback was decided",
-            expected=None if expected_champion is None else str(expected_champion), current=current)
+            expected=None if expected_champion is None else str(expected_champion),
+            current=current,
+        )
     if target is None:
         raise RegistryError(f"{name!r} has no previous-champion to roll back to; champion stays version {current}")
     client.set_registered_model_alias(name, CHAMPION, target)

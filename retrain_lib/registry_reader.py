@@ -27,8 +27,13 @@ from urllib.parse import unquote, urlparse
 
 from retrain_lib.errors import RegistryError
 
-_TABLES = ("registered_models", "registered_model_aliases", "registered_model_tags", "model_versions",
-           "model_version_tags")
+_TABLES = (
+    "registered_models",
+    "registered_model_aliases",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+)
 _DELETED = "Deleted_Internal"  # MLflow's current_stage of a deleted version (hidden from its API)
 
 
@@ -67,7 +72,7 @@ def sqlite_path(uri: str | None) -> Path | None:
     other URI, in-memory SQLite or a URI with query options."""
     if not uri or not uri.startswith("sqlite:///") or "?" in uri:
         return None
-    path = uri[len("sqlite:///"):]
+    path = uri[len("sqlite:///") :]
     return None if path in ("", ":memory:") else Path(path)
 
 
@@ -96,7 +101,7 @@ class SqliteRegistryReader:
         self._registry = _connect(registry_db)
         self._tracking = _connect(tracking_db) if tracking_db is not None else None
         self._uris = (tracking_uri, registry_uri)
-        self._workspace = ("workspace" in {r[1] for r in self._registry.execute("PRAGMA table_info(registered_models)")})
+        self._workspace = "workspace" in {r[1] for r in self._registry.execute("PRAGMA table_info(registered_models)")}
 
     def __repr__(self) -> str:
         return f"SqliteRegistryReader({self._uris[1]!r})"
@@ -111,14 +116,23 @@ class SqliteRegistryReader:
         return f" AND {alias}workspace = 'default'" if self._workspace else ""
 
     def get_registered_model(self, name: str) -> RegisteredModelRow:
-        row = self._registry.execute(f"SELECT name, description FROM registered_models WHERE name = ?{self._where()}",
-                                     (name,)).fetchone()
+        row = self._registry.execute(
+            f"SELECT name, description FROM registered_models WHERE name = ?{self._where()}", (name,)
+        ).fetchone()
         if row is None:
             raise RegistryReadError(f"Registered Model with name={name} not found")
-        aliases = {r["alias"]: str(r["version"]) for r in self._registry.execute(
-            f"SELECT alias, version FROM registered_model_aliases WHERE name = ?{self._where()}", (name,))}
-        tags = {r["key"]: r["value"] for r in self._registry.execute(
-            f"SELECT key, value FROM registered_model_tags WHERE name = ?{self._where()}", (name,))}
+        aliases = {
+            r["alias"]: str(r["version"])
+            for r in self._registry.execute(
+                f"SELECT alias, version FROM registered_model_aliases WHERE name = ?{self._where()}", (name,)
+            )
+        }
+        tags = {
+            r["key"]: r["value"]
+            for r in self._registry.execute(
+                f"SELECT key, value FROM registered_model_tags WHERE name = ?{self._where()}", (name,)
+            )
+        }
         return RegisteredModelRow(row["name"], row["description"], aliases, tags)
 
     def get_model_version(self, name: str, version) -> ModelVersionRow:
@@ -128,27 +142,55 @@ class SqliteRegistryReader:
             raise RegistryReadError(f"Model Version (name={name}, version={version}) not found") from None
         row = self._registry.execute(
             "SELECT name, version, run_id, creation_time, description, source, status FROM model_versions "
-            f"WHERE name = ? AND version = ? AND current_stage != ?{self._where()}", (name, number, _DELETED)).fetchone()
+            f"WHERE name = ? AND version = ? AND current_stage != ?{self._where()}",
+            (name, number, _DELETED),
+        ).fetchone()
         if row is None:
             raise RegistryReadError(f"Model Version (name={name}, version={version}) not found")
-        tags = {r["key"]: r["value"] for r in self._registry.execute(
-            f"SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?{self._where()}", (name, number))}
-        return ModelVersionRow(row["name"], str(row["version"]), row["run_id"], row["creation_time"],
-                               row["description"], row["source"], row["status"], tags)
+        tags = {
+            r["key"]: r["value"]
+            for r in self._registry.execute(
+                f"SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?{self._where()}",
+                (name, number),
+            )
+        }
+        return ModelVersionRow(
+            row["name"],
+            str(row["version"]),
+            row["run_id"],
+            row["creation_time"],
+            row["description"],
+            row["source"],
+            row["status"],
+            tags,
+        )
 
     def search_model_versions(self, filter_string: str, max_results: int = 1000) -> list[ModelVersionRow]:
         """Only the filter status uses, ``name='<model>'``; the versions without their tags."""
         prefix, suffix = "name='", "'"
         if not (filter_string.startswith(prefix) and filter_string.endswith(suffix)):
-            raise ValueError(f"The 'filter_string' parameter of search_model_versions must be \"name='<model>'\". "
-                             f"Got {filter_string!r} instead.")
-        name = filter_string[len(prefix):-len(suffix)].replace("''", "'")
+            raise ValueError(
+                f"The 'filter_string' parameter of search_model_versions must be \"name='<model>'\". "
+                f"Got {filter_string!r} instead."
+            )
+        name = filter_string[len(prefix) : -len(suffix)].replace("''", "'")
         rows = self._registry.execute(
             "SELECT name, version, run_id, creation_time, description, source, status FROM model_versions "
             f"WHERE name = ? AND current_stage != ?{self._where()} ORDER BY version DESC LIMIT ?",
-            (name, _DELETED, int(max_results))).fetchall()
-        return [ModelVersionRow(r["name"], str(r["version"]), r["run_id"], r["creation_time"], r["description"],
-                                r["source"], r["status"]) for r in rows]
+            (name, _DELETED, int(max_results)),
+        ).fetchall()
+        return [
+            ModelVersionRow(
+                r["name"],
+                str(r["version"]),
+                r["run_id"],
+                r["creation_time"],
+                r["description"],
+                r["source"],
+                r["status"],
+            )
+            for r in rows
+        ]
 
     def download_artifacts(self, run_id: str, path: str, dst_path: str) -> str:
         """Copy ``path`` of run ``run_id``'s artifacts into ``dst_path`` and return the copy's
@@ -206,7 +248,8 @@ def reader_for(tracking_uri: str | None, registry_uri: str | None = None) -> Sql
                 tracking_db = tracking_db if _has_tables(con, ("runs",)) else None
             finally:
                 con.close()
-        return SqliteRegistryReader(registry_db, tracking_db, tracking_uri=tracking_uri or registry_uri,
-                                    registry_uri=registry_uri)
+        return SqliteRegistryReader(
+            registry_db, tracking_db, tracking_uri=tracking_uri or registry_uri, registry_uri=registry_uri
+        )
     except sqlite3.Error:
         return None

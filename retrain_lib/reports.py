@@ -40,8 +40,10 @@ def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> d
     d = cfg.drift
     skip = set(d.exclude)
     out: dict[str, tuple[str, str, float]] = {}
-    for kind, columns, default in (("numeric", cfg.features.numeric, d.method),
-                                   ("categorical", cfg.features.categorical, d.categorical_method)):
+    for kind, columns, default in (
+        ("numeric", cfg.features.numeric, d.method),
+        ("categorical", cfg.features.categorical, d.categorical_method),
+    ):
         for col in columns:
             if col in skip:
                 continue
@@ -54,8 +56,10 @@ def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> d
             if decided and col in decided:
                 threshold = decided[col]
             elif threshold == AUTO:
-                raise ValueError(f"model {cfg.name!r}: the drift threshold of feature {col!r} is 'auto' (calibrated "
-                                 "per check); pass the thresholds the drift check decided")
+                raise ValueError(
+                    f"model {cfg.name!r}: the drift threshold of feature {col!r} is 'auto' (calibrated "
+                    "per check); pass the thresholds the drift check decided"
+                )
             if threshold is None:
                 threshold = get_method(chosen).default_threshold
             out[col] = (kind, chosen, float(threshold))
@@ -68,8 +72,7 @@ def decided_tests(features) -> dict[str, tuple[str, str, float]]:
     return {f["name"]: (f["kind"], f["method"], float(f["threshold"])) for f in features}
 
 
-def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path,
-                      *, features=None) -> Path:
+def drift_html_report(cfg: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame, path, *, features=None) -> Path:
     """Write an Evidently ``DataDriftPreset`` report of ``current`` vs ``reference`` to ``path``
     (HTML) and return the path. The columns' tests are those of the drift check when its
     ``features`` (``DriftReport.to_dict()["features"]``) are given, else resolved from the

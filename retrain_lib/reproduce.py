@@ -43,8 +43,9 @@ CONFIG_ARTIFACT = "config/model.json"
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w\-]+))")
 
 
-def reproduce(model: str, version: str | int, settings: Settings | None = None, *,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def reproduce(
+    model: str, version: str | int, settings: Settings | None = None, *, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Retrain ``model`` version ``version`` from its recorded data and config; compare.
 
     ``progress`` is called with a short message before each slow step (the CLI prints them).
@@ -74,8 +75,9 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None, 
     say = progress or (lambda _message: None)
     version = str(version)
     if not re.fullmatch(r"[1-9]\d{0,8}", version):
-        raise RegistryError(f"The 'version' parameter of reproduce must be a model version number such as '3'. "
-                            f"Got {version!r} instead.")
+        raise RegistryError(
+            f"The 'version' parameter of reproduce must be a model version number such as '3'. Got {version!r} instead."
+        )
     say(f"reading the lineage of {model} version {version} from the MLflow registry")
     client = registry.get_client(settings.tracking_uri, settings.registry_uri)
     mv = _model_version(client, model, version)
@@ -85,9 +87,11 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None, 
     tags = {**run.data.tags, **mv.tags}  # the version's tags win over its run's
     missing = [t for t in lineage.DVC_TAGS if not tags.get(t)]
     if missing:
-        raise RegistryError(f"version {version} of {model} (run {mv.run_id}) lacks the tag(s) {missing}: it was "
-                            "trained before its training set was versioned in the data registry, so it cannot be "
-                            "reproduced")
+        raise RegistryError(
+            f"version {version} of {model} (run {mv.run_id}) lacks the tag(s) {missing}: it was "
+            "trained before its training set was versioned in the data registry, so it cannot be "
+            "reproduced"
+        )
     data = {"path": tags[lineage.DVC_PATH_TAG], "rev": tags[lineage.DVC_REV_TAG], "md5": tags[lineage.DVC_MD5_TAG]}
     cfg = _logged_config(client, mv.run_id, model, version)
     as_of = tags.get(AS_OF_TAG) or tags.get("trained_as_of")
@@ -105,8 +109,10 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None, 
         kwargs["as_of"] = dt.date.fromisoformat(str(as_of)[:10])
     accepted = inspect.signature(train_model).parameters
     if "init_model" in kwargs and "init_model" not in accepted:
-        raise RegistryError(f"version {version} of {model} was warm-started from {parent}, but this platform's "
-                            "train_model takes no init_model: it cannot be reproduced here")
+        raise RegistryError(
+            f"version {version} of {model} was warm-started from {parent}, but this platform's "
+            "train_model takes no init_model: it cannot be reproduced here"
+        )
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     say(f"retraining {cfg.training.estimator.rpartition('.')[2]} on {len(split.train)} rows (seed {cfg.training.seed})")
     reproduced = train_model(cfg, split.train, settings.platform.allowed_estimator_prefixes, **kwargs)
@@ -137,8 +143,9 @@ def reproduce(model: str, version: str | int, settings: Settings | None = None, 
         "metrics": {
             "recorded": _json_floats(recorded_metrics),
             "reproduced": _json_floats(reproduced_metrics),
-            "logged": {k[len("holdout."):]: v for k, v in sorted(run.data.metrics.items())
-                       if k.startswith("holdout.")},
+            "logged": {
+                k[len("holdout.") :]: v for k, v in sorted(run.data.metrics.items()) if k.startswith("holdout.")
+            },
         },
         "max_abs_prediction_diff": max_diff if math.isfinite(max_diff) else None,
         "rows": {"train": int(len(split.train)), "holdout": int(len(split.holdout))},
@@ -161,8 +168,10 @@ def _model_version(client, model: str, version: str):
         return client.get_model_version(model, version)
     except MlflowException as exc:
         if registry._not_found(exc):
-            raise RegistryError(f"no version {version} of registered model {model!r} in the model registry; "
-                                "check the name and version in the MLflow UI") from exc
+            raise RegistryError(
+                f"no version {version} of registered model {model!r} in the model registry; "
+                "check the name and version in the MLflow UI"
+            ) from exc
         raise
 
 
@@ -180,8 +189,9 @@ def _logged_config(client, run_id: str, model: str, version: str):
         try:
             local = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
         except (MlflowException, OSError) as exc:
-            raise ConfigError(f"run {run_id} of {model} version {version} has no {CONFIG_ARTIFACT} artifact: "
-                              f"{exc}") from exc
+            raise ConfigError(
+                f"run {run_id} of {model} version {version} has no {CONFIG_ARTIFACT} artifact: {exc}"
+            ) from exc
         payload = json.loads(Path(local).read_text())
     try:
         return ModelConfig.model_validate(payload)
@@ -192,8 +202,10 @@ def _logged_config(client, run_id: str, model: str, version: str):
     try:
         return ModelConfig.model_validate(_without_defaults(ModelConfig, payload))
     except ValidationError as exc:
-        raise ConfigError(f"the config logged by run {run_id} ({model} version {version}) is not valid for this "
-                          f"version of the platform: {exc}") from exc
+        raise ConfigError(
+            f"the config logged by run {run_id} ({model} version {version}) is not valid for this "
+            f"version of the platform: {exc}"
+        ) from exc
 
 
 def _without_defaults(model_cls, data):
@@ -210,8 +222,9 @@ def _without_defaults(model_cls, data):
             continue
         if not field.is_required():
             try:
-                default = TypeAdapter(field.annotation).dump_python(field.get_default(call_default_factory=True),
-                                                                    mode="json")
+                default = TypeAdapter(field.annotation).dump_python(
+                    field.get_default(call_default_factory=True), mode="json"
+                )
             except Exception:  # noqa: BLE001 - a default that does not dump: keep the value
                 default = object()
             if value == default:
@@ -246,8 +259,10 @@ def _load_model(client, uri: str):
 
     match = _MODELS_URI.fullmatch(uri)
     if match is None:
-        raise RegistryError(f"{uri!r} is not a registered model URI such as 'models:/credit_default/3' or "
-                            "'models:/credit_default@champion'")
+        raise RegistryError(
+            f"{uri!r} is not a registered model URI such as 'models:/credit_default/3' or "
+            "'models:/credit_default@champion'"
+        )
     name = match["name"]
     if match["version"]:
         mv = _model_version(client, name, match["version"])

@@ -130,8 +130,10 @@ def _finite_1d(values, name: str, func: str) -> np.ndarray:
         raise DataError(f"The '{name}' parameter of {func} must be a 1-D array. Got shape {arr.shape} instead.")
     bad = int(np.count_nonzero(~np.isfinite(arr)))
     if bad:
-        raise DataError(f"The '{name}' parameter of {func} must hold finite numbers only. "
-                        f"Got {bad} NaN/inf value(s) instead; drop or fix those requests first.")
+        raise DataError(
+            f"The '{name}' parameter of {func} must hold finite numbers only. "
+            f"Got {bad} NaN/inf value(s) instead; drop or fix those requests first."
+        )
     return arr
 
 
@@ -163,16 +165,20 @@ class ShadowArm:
         if self.request_ids is not None:
             ids = np.asarray(self.request_ids).ravel()
             if ids.size != self.outputs.size:
-                raise DataError(f"ShadowArm: request_ids has {ids.size} values but outputs has "
-                                f"{self.outputs.size}; give one id per output.")
+                raise DataError(
+                    f"ShadowArm: request_ids has {ids.size} values but outputs has "
+                    f"{self.outputs.size}; give one id per output."
+                )
             object.__setattr__(self, "request_ids", ids)
         for name in ("errors", "n"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"The '{name}' parameter of ShadowArm must be an int >= 0. Got {value!r} instead.")
         if self.errors > self.n:
-            raise DataError(f"ShadowArm: errors ({self.errors}) is greater than n ({self.n}); "
-                            f"n counts every request sent, failed ones included.")
+            raise DataError(
+                f"ShadowArm: errors ({self.errors}) is greater than n ({self.n}); "
+                f"n counts every request sent, failed ones included."
+            )
 
     @property
     def error_rate(self) -> float:
@@ -311,25 +317,44 @@ def compare_shadow(champion: ShadowArm, challenger: ShadowArm, limits: ShadowLim
     ready = champion.n >= limits.min_n and challenger.n >= limits.min_n
     reasons: list[str] = []
     if not ready:
-        reasons.append(f"not ready: champion n={champion.n}, challenger n={challenger.n}; "
-                       f"need min_n={limits.min_n} requests on each arm, wait for more traffic")
+        reasons.append(
+            f"not ready: champion n={champion.n}, challenger n={challenger.n}; "
+            f"need min_n={limits.min_n} requests on each arm, wait for more traffic"
+        )
     else:
         if not psi <= limits.max_psi:  # NaN fails too
-            reasons.append(f"psi: output distribution shift {psi:.4f} > max_psi {limits.max_psi:g} "
-                           f"({PSI_BINS} champion-quantile buckets)")
+            reasons.append(
+                f"psi: output distribution shift {psi:.4f} > max_psi {limits.max_psi:g} "
+                f"({PSI_BINS} champion-quantile buckets)"
+            )
         if not lat_ratio <= limits.max_latency_ratio:
-            reasons.append(f"latency: challenger p95 {p95_b:.1f} ms is {lat_ratio:.2f}x champion p95 "
-                           f"{p95_a:.1f} ms > max_latency_ratio {limits.max_latency_ratio:g}")
+            reasons.append(
+                f"latency: challenger p95 {p95_b:.1f} ms is {lat_ratio:.2f}x champion p95 "
+                f"{p95_a:.1f} ms > max_latency_ratio {limits.max_latency_ratio:g}"
+            )
         if not err_diff <= limits.max_error_rate:
-            reasons.append(f"error_rate: challenger {err_b:.4f} - champion {err_a:.4f} = {err_diff:.4f} "
-                           f"> max_error_rate {limits.max_error_rate:g}")
+            reasons.append(
+                f"error_rate: challenger {err_b:.4f} - champion {err_a:.4f} = {err_diff:.4f} "
+                f"> max_error_rate {limits.max_error_rate:g}"
+            )
     ok = ready and not reasons
     log.debug("compare_shadow: ok=%s psi=%.4f latency_ratio=%.3f error_diff=%.4f", ok, psi, lat_ratio, err_diff)
     return ShadowVerdict(
-        ok=ok, ready=ready, reasons=reasons, psi=psi, latency_p95_ratio=lat_ratio,
-        champion_p95_ms=p95_a, challenger_p95_ms=p95_b, champion_error_rate=err_a,
-        challenger_error_rate=err_b, error_rate_diff=err_diff, mean_abs_diff=mad, n_paired=n_paired,
-        n_champion=champion.n, n_challenger=challenger.n, limits=limits,
+        ok=ok,
+        ready=ready,
+        reasons=reasons,
+        psi=psi,
+        latency_p95_ratio=lat_ratio,
+        champion_p95_ms=p95_a,
+        challenger_p95_ms=p95_b,
+        champion_error_rate=err_a,
+        challenger_error_rate=err_b,
+        error_rate_diff=err_diff,
+        mean_abs_diff=mad,
+        n_paired=n_paired,
+        n_champion=champion.n,
+        n_challenger=challenger.n,
+        limits=limits,
     )
 
 
@@ -392,22 +417,48 @@ def _msprt(d: float, s2: float, tau2: float, theta0: float, alpha: float) -> _MS
     return _MSPRT(d, s2, tau2, p, half)
 
 
-def _decide(t: _MSPRT, *, n_a: int, n_b: int, alpha: float, margin: float, max_n: int | None,
-            what: str, method: str, psi: float | None = None) -> CanaryDecision:
+def _decide(
+    t: _MSPRT,
+    *,
+    n_a: int,
+    n_b: int,
+    alpha: float,
+    margin: float,
+    max_n: int | None,
+    what: str,
+    method: str,
+    psi: float | None = None,
+) -> CanaryDecision:
     lo, hi = t.ci
-    common = dict(p_value=t.p_value, n_champion=n_a, n_challenger=n_b, mean_diff=t.d, ci_low=lo, ci_high=hi,
-                  margin=margin, alpha=alpha, psi=psi, method=method)
-    figures = (f"{what} difference {t.d:+.4g} (challenger - champion), {1 - alpha:.0%} always-valid "
-               f"CI [{lo:.4g}, {hi:.4g}], p={t.p_value:.3g} vs margin {margin:g}")
+    common = dict(
+        p_value=t.p_value,
+        n_champion=n_a,
+        n_challenger=n_b,
+        mean_diff=t.d,
+        ci_low=lo,
+        ci_high=hi,
+        margin=margin,
+        alpha=alpha,
+        psi=psi,
+        method=method,
+    )
+    figures = (
+        f"{what} difference {t.d:+.4g} (challenger - champion), {1 - alpha:.0%} always-valid "
+        f"CI [{lo:.4g}, {hi:.4g}], p={t.p_value:.3g} vs margin {margin:g}"
+    )
     if t.p_value <= alpha and t.d > margin:
         return CanaryDecision(ROLLBACK, reason=f"challenger worse: {figures}", **common)
     if t.p_value <= alpha and t.d < margin:
         return CanaryDecision(PROMOTE, reason=f"challenger not worse: {figures}", **common)
     if max_n is not None and min(n_a, n_b) >= max_n:
-        return CanaryDecision(ROLLBACK, stopped_at_max_n=True,
-                              reason=f"inconclusive at max_n={max_n}: cannot show the challenger is not worse "
-                                     f"(CI upper bound {hi:.4g} >= margin {margin:g}); keep the champion. "
-                                     f"{figures}", **common)
+        return CanaryDecision(
+            ROLLBACK,
+            stopped_at_max_n=True,
+            reason=f"inconclusive at max_n={max_n}: cannot show the challenger is not worse "
+            f"(CI upper bound {hi:.4g} >= margin {margin:g}); keep the champion. "
+            f"{figures}",
+            **common,
+        )
     return CanaryDecision(CONTINUE, reason=f"not significant yet: {figures}", **common)
 
 
@@ -417,13 +468,30 @@ def _default_tau2(var_a: float, var_b: float) -> float:
 
 def _too_few(n_a: int, n_b: int, min_n: int, margin: float, alpha: float, method: str) -> CanaryDecision:
     return CanaryDecision(
-        CONTINUE, p_value=1.0, n_champion=n_a, n_challenger=n_b, mean_diff=math.nan, ci_low=math.nan,
-        ci_high=math.nan, margin=margin, alpha=alpha, method=method,
-        reason=f"too few samples: champion n={n_a}, challenger n={n_b}; need min_n={min_n} on each arm")
+        CONTINUE,
+        p_value=1.0,
+        n_champion=n_a,
+        n_challenger=n_b,
+        mean_diff=math.nan,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        margin=margin,
+        alpha=alpha,
+        method=method,
+        reason=f"too few samples: champion n={n_a}, challenger n={n_b}; need min_n={min_n} on each arm",
+    )
 
 
-def canary_decision(champion_losses, challenger_losses, *, alpha: float = 0.05, min_n: int = 100,
-                    tau2: float | None = None, margin: float = 0.0, max_n: int | None = None) -> CanaryDecision:
+def canary_decision(
+    champion_losses,
+    challenger_losses,
+    *,
+    alpha: float = 0.05,
+    min_n: int = 100,
+    tau2: float | None = None,
+    margin: float = 0.0,
+    max_n: int | None = None,
+) -> CanaryDecision:
     """Decide a canary check from per-request losses with the mSPRT (see the module docstring).
 
     Args:
@@ -466,15 +534,23 @@ def canary_decision(champion_losses, challenger_losses, *, alpha: float = 0.05, 
     if t2 <= 0:  # default tau2 of two constant streams
         t2 = 1e-12
     test = _msprt(float(b.mean() - a.mean()), var_a / n_a + var_b / n_b, float(t2), float(margin), alpha)
-    out = _decide(test, n_a=n_a, n_b=n_b, alpha=alpha, margin=float(margin), max_n=max_n, what="mean loss",
-                  method="msprt")
+    out = _decide(
+        test, n_a=n_a, n_b=n_b, alpha=alpha, margin=float(margin), max_n=max_n, what="mean loss", method="msprt"
+    )
     log.debug("canary_decision: %s (%s)", out.decision, out.reason)
     return out
 
 
-def canary_proxy_decision(champion: ShadowArm, challenger: ShadowArm, *, limits: ShadowLimits | None = None,
-                          alpha: float = 0.05, min_n: int | None = None, tau2: float | None = None,
-                          max_n: int | None = None) -> CanaryDecision:
+def canary_proxy_decision(
+    champion: ShadowArm,
+    challenger: ShadowArm,
+    *,
+    limits: ShadowLimits | None = None,
+    alpha: float = 0.05,
+    min_n: int | None = None,
+    tau2: float | None = None,
+    max_n: int | None = None,
+) -> CanaryDecision:
     """Decide a canary check before labels arrive: output PSI and request error rates only.
 
     * ``continue`` while either arm has fewer than ``min_n`` requests (default
@@ -511,11 +587,22 @@ def canary_proxy_decision(champion: ShadowArm, challenger: ShadowArm, *, limits:
     if not psi <= limits.max_psi:
         lo, hi = test.ci
         return CanaryDecision(
-            ROLLBACK, p_value=test.p_value, n_champion=n_a, n_challenger=n_b, mean_diff=test.d, ci_low=lo,
-            ci_high=hi, margin=margin, alpha=alpha, psi=psi, method="proxy",
-            reason=f"psi: output distribution shift {psi:.4f} > max_psi {limits.max_psi:g}")
-    out = _decide(test, n_a=n_a, n_b=n_b, alpha=alpha, margin=margin, max_n=max_n, what="error rate",
-                  method="proxy", psi=psi)
+            ROLLBACK,
+            p_value=test.p_value,
+            n_champion=n_a,
+            n_challenger=n_b,
+            mean_diff=test.d,
+            ci_low=lo,
+            ci_high=hi,
+            margin=margin,
+            alpha=alpha,
+            psi=psi,
+            method="proxy",
+            reason=f"psi: output distribution shift {psi:.4f} > max_psi {limits.max_psi:g}",
+        )
+    out = _decide(
+        test, n_a=n_a, n_b=n_b, alpha=alpha, margin=margin, max_n=max_n, what="error rate", method="proxy", psi=psi
+    )
     return out
 
 
@@ -536,8 +623,9 @@ def loss_per_request(task: str, y_true, scores) -> np.ndarray:
     """
     func = "loss_per_request"
     if task not in TASKS:
-        raise ValueError(f"The 'task' parameter of {func} must be 'classification' or 'regression'. "
-                         f"Got {task!r} instead.")
+        raise ValueError(
+            f"The 'task' parameter of {func} must be 'classification' or 'regression'. Got {task!r} instead."
+        )
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=float)
     if y.ndim != 1 or s.ndim not in (1, 2) or s.shape[0] != y.shape[0]:

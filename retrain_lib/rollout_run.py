@@ -36,9 +36,16 @@ def _log_url(ctx: ModelContext, log_url: str | None) -> str:
     return resolve_url(ctx.settings, log_url)
 
 
-def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | None = None,
-                  actor: str = "cli", mode: str | None = None, min_predictions: int | None = None,
-                  margin: float | None = None) -> dict[str, Any]:
+def start_rollout(
+    model: str,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+    mode: str | None = None,
+    min_predictions: int | None = None,
+    margin: float | None = None,
+) -> dict[str, Any]:
     """Put the challenger in shadow mode; returns what the later steps compare against.
 
     ``mode`` (``shadow`` or ``canary``), ``min_predictions`` and ``margin`` override the
@@ -58,22 +65,39 @@ def start_rollout(model: str, *, settings: Settings | None = None, as_of: str | 
     now = registry.aliases(ctx.client, ctx.name)
     challenger, champion = now.get(registry.CHALLENGER), now.get(registry.CHAMPION)
     if challenger is None:
-        raise RegistryError(f"{model} has no challenger to roll out; a retrain with deploy.mode "
-                            f"{ctx.cfg.deploy.mode} sets one")
+        raise RegistryError(
+            f"{model} has no challenger to roll out; a retrain with deploy.mode {ctx.cfg.deploy.mode} sets one"
+        )
     if champion is None:
         raise RegistryError(f"{model} has no champion to compare the challenger with")
     set_rollout_state(ctx.client, ctx.name, "shadow", 0.0, ctx.cfg.deploy.sticky_key or "")
-    started = {"model": model, "challenger": challenger, "champion": champion, "since": _now(),
-               "mode": mode, "as_of": as_of,
-               "min_predictions": int(min_predictions) if min_predictions is not None else d.min_predictions,
-               "margin": float(margin) if margin is not None else d.margin}
-    ctx.record("rollout_start", as_of, actor, {"version": challenger, "champion": champion, "mode": started["mode"],
-                                                "reason": f"shadow of version {challenger} against {champion}"})
+    started = {
+        "model": model,
+        "challenger": challenger,
+        "champion": champion,
+        "since": _now(),
+        "mode": mode,
+        "as_of": as_of,
+        "min_predictions": int(min_predictions) if min_predictions is not None else d.min_predictions,
+        "margin": float(margin) if margin is not None else d.margin,
+    }
+    ctx.record(
+        "rollout_start",
+        as_of,
+        actor,
+        {
+            "version": challenger,
+            "champion": champion,
+            "mode": started["mode"],
+            "reason": f"shadow of version {challenger} against {champion}",
+        },
+    )
     return started
 
 
-def prediction_counts(model: str, since: str, *, settings: Settings | None = None,
-                      log_url: str | None = None) -> dict[str, int]:
+def prediction_counts(
+    model: str, since: str, *, settings: Settings | None = None, log_url: str | None = None
+) -> dict[str, int]:
     """Predictions (and labelled ones) per arm since ``since``: what the wait sensors poll."""
     from retrain_lib.serving.predlog import read_predictions
 
@@ -96,14 +120,28 @@ def _arm(frame, arm: str):
     rows = frame[frame["arm"] == arm]
     failed = rows["error"].notna() if "error" in rows else rows["output"].isna()
     part = rows[~failed]
-    return ShadowArm(outputs=part["output"].to_numpy(float), latencies_ms=part["latency_ms"].to_numpy(float),
-                     errors=int(failed.sum()), n=int(len(rows)),
-                     request_ids=(part["parent_id"].fillna(part["request_id"]).to_numpy()
-                                  if arm == "shadow" else part["request_id"].to_numpy()))
+    return ShadowArm(
+        outputs=part["output"].to_numpy(float),
+        latencies_ms=part["latency_ms"].to_numpy(float),
+        errors=int(failed.sum()),
+        n=int(len(rows)),
+        request_ids=(
+            part["parent_id"].fillna(part["request_id"]).to_numpy()
+            if arm == "shadow"
+            else part["request_id"].to_numpy()
+        ),
+    )
 
 
-def judge_shadow(model: str, started: dict, *, settings: Settings | None = None, as_of: str | None = None,
-                 actor: str = "cli", log_url: str | None = None) -> dict[str, Any]:
+def judge_shadow(
+    model: str,
+    started: dict,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+    log_url: str | None = None,
+) -> dict[str, Any]:
     """Challenger (arm ``shadow``) vs champion on the same requests: output distribution, latency."""
     from retrain_lib.rollout import ShadowLimits, compare_shadow
     from retrain_lib.serving.predlog import read_predictions
@@ -115,27 +153,47 @@ def judge_shadow(model: str, started: dict, *, settings: Settings | None = None,
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
     decision = CONTINUE if verdict.ok else (WAIT if not verdict.ready else ROLLBACK)
     out = _json_safe({"decision": decision, "verdict": verdict.to_dict(), "reasons": list(verdict.reasons)})
-    ctx.record("rollout_shadow", as_of, actor, {"version": started["challenger"], "decision": decision,
-                                                 "reason": "; ".join(verdict.reasons) or "shadow ok",
-                                                 "verdict": out["verdict"]})
+    ctx.record(
+        "rollout_shadow",
+        as_of,
+        actor,
+        {
+            "version": started["challenger"],
+            "decision": decision,
+            "reason": "; ".join(verdict.reasons) or "shadow ok",
+            "verdict": out["verdict"],
+        },
+    )
     return out
 
 
-def set_canary_step(model: str, started: dict, percent: float, *, settings: Settings | None = None,
-                    as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
+def set_canary_step(
+    model: str,
+    started: dict,
+    percent: float,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+) -> dict[str, Any]:
     """Send ``percent`` % of the traffic to the challenger; returns the step's start time."""
     from retrain_lib.serving.routing import set_rollout_state
 
     ctx = ModelContext(model, settings)
     _still_same(ctx, started)
     set_rollout_state(ctx.client, ctx.name, "canary", float(percent), ctx.cfg.deploy.sticky_key or "")
-    ctx.record("rollout_step", as_of, actor, {"version": started["challenger"], "percent": percent,
-                                               "reason": f"canary {percent:g}%"})
+    ctx.record(
+        "rollout_step",
+        as_of,
+        actor,
+        {"version": started["challenger"], "percent": percent, "reason": f"canary {percent:g}%"},
+    )
     return {"percent": percent, "since": _now()}
 
 
-def canary_status(model: str, started: dict, step: dict, *, settings: Settings | None = None,
-                  log_url: str | None = None) -> dict[str, Any]:
+def canary_status(
+    model: str, started: dict, step: dict, *, settings: Settings | None = None, log_url: str | None = None
+) -> dict[str, Any]:
     """The sequential test of one canary step as it stands (nothing recorded): the mSPRT on
     per-request losses of the labelled requests of each arm since the step began, or the
     proxy test on outputs while too few labels have arrived. Safe to call at every poll:
@@ -151,41 +209,86 @@ def canary_status(model: str, started: dict, step: dict, *, settings: Settings |
     chall = frame[(frame["arm"] == "challenger") & scored]
     min_n = max(10, _min_predictions(d, started) // 2)
     if len(champ) >= min_n and len(chall) >= min_n:
-        res = canary_decision(loss_per_request(cfg.task, champ["label"].to_numpy(float), champ["output"].to_numpy()),
-                              loss_per_request(cfg.task, chall["label"].to_numpy(float), chall["output"].to_numpy()),
-                              alpha=d.alpha, min_n=min_n, margin=started.get("margin", d.margin),
-                              max_n=d.max_step_predictions)
+        res = canary_decision(
+            loss_per_request(cfg.task, champ["label"].to_numpy(float), champ["output"].to_numpy()),
+            loss_per_request(cfg.task, chall["label"].to_numpy(float), chall["output"].to_numpy()),
+            alpha=d.alpha,
+            min_n=min_n,
+            margin=started.get("margin", d.margin),
+            max_n=d.max_step_predictions,
+        )
     else:
-        res = canary_proxy_decision(_arm(frame, "champion"), _arm(frame, "challenger"),
-                                    limits=ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio,
-                                                        min_n=_min_predictions(d, started)),
-                                    alpha=d.alpha, max_n=d.max_step_predictions)
+        res = canary_proxy_decision(
+            _arm(frame, "champion"),
+            _arm(frame, "challenger"),
+            limits=ShadowLimits(
+                max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started)
+            ),
+            alpha=d.alpha,
+            max_n=d.max_step_predictions,
+        )
         if res.decision == PROMOTE:  # outputs alone never promote: wait for labels
-            res = dataclasses.replace(res, decision=CONTINUE,
-                                      reason=f"outputs look alike; waiting for labels ({res.reason})")
-    return _json_safe({"decision": res.decision, "percent": step["percent"], "test": res.to_dict(),
-                       "reason": res.reason, "labelled": {"champion": int(len(champ)), "challenger": int(len(chall))}})
+            res = dataclasses.replace(
+                res, decision=CONTINUE, reason=f"outputs look alike; waiting for labels ({res.reason})"
+            )
+    return _json_safe(
+        {
+            "decision": res.decision,
+            "percent": step["percent"],
+            "test": res.to_dict(),
+            "reason": res.reason,
+            "labelled": {"champion": int(len(champ)), "challenger": int(len(chall))},
+        }
+    )
 
 
-def judge_canary(model: str, started: dict, step: dict, status: dict, *, settings: Settings | None = None,
-                 as_of: str | None = None, actor: str = "cli") -> dict[str, Any]:
+def judge_canary(
+    model: str,
+    started: dict,
+    step: dict,
+    status: dict,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+) -> dict[str, Any]:
     """Record the decision of a canary step (from :func:`canary_status`)."""
     ctx = ModelContext(model, settings)
-    ctx.record("rollout_canary", as_of, actor, {"version": started["challenger"], "percent": step["percent"],
-                                                 "decision": status["decision"], "reason": status["reason"],
-                                                 "test": status["test"], "labelled": status["labelled"]})
+    ctx.record(
+        "rollout_canary",
+        as_of,
+        actor,
+        {
+            "version": started["challenger"],
+            "percent": step["percent"],
+            "decision": status["decision"],
+            "reason": status["reason"],
+            "test": status["test"],
+            "labelled": status["labelled"],
+        },
+    )
     return status
 
 
 def _still_same(ctx: ModelContext, started: dict) -> None:
     now = registry.aliases(ctx.client, ctx.name)
     if now.get(registry.CHALLENGER) != started["challenger"]:
-        raise RegistryError(f"challenger of {ctx.name} is now {now.get(registry.CHALLENGER)}, not "
-                            f"{started['challenger']} that this rollout started with; stopping it")
+        raise RegistryError(
+            f"challenger of {ctx.name} is now {now.get(registry.CHALLENGER)}, not "
+            f"{started['challenger']} that this rollout started with; stopping it"
+        )
 
 
-def finish_rollout(model: str, started: dict, decision: str, *, settings: Settings | None = None,
-                   as_of: str | None = None, actor: str = "cli", reason: str = "") -> dict[str, Any]:
+def finish_rollout(
+    model: str,
+    started: dict,
+    decision: str,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+    reason: str = "",
+) -> dict[str, Any]:
     """``promote``: the challenger becomes champion (compare-and-swap on the champion the rollout
     compared it with, atomic with the ledger entry). ``rollback``: the challenger alias is
     removed and the version tagged. Either way the gateway goes back to champion-only."""
@@ -197,14 +300,24 @@ def finish_rollout(model: str, started: dict, decision: str, *, settings: Settin
         if decision == PROMOTE:
             with ctx.ledger().transaction() as tx:
                 before = registry.aliases(ctx.client, ctx.name)
-                moves = registry.promote_champion(ctx.client, ctx.name, version,
-                                                  expected_champion=started["champion"])
+                moves = registry.promote_champion(ctx.client, ctx.name, version, expected_champion=started["champion"])
                 ctx.client.set_model_version_tag(ctx.name, version, "promoted_as_of", str(as_of or ""))
                 try:
-                    tx.append(ctx.name, "promote", as_of=as_of, actor=actor, before=before.get(registry.CHAMPION),
-                              after=version, reason=reason or "canary passed",
-                              details={"mode": started.get("mode"), "version": version,
-                                       "moves": [m.to_dict() for m in moves], "reason": reason or "canary passed"})
+                    tx.append(
+                        ctx.name,
+                        "promote",
+                        as_of=as_of,
+                        actor=actor,
+                        before=before.get(registry.CHAMPION),
+                        after=version,
+                        reason=reason or "canary passed",
+                        details={
+                            "mode": started.get("mode"),
+                            "version": version,
+                            "moves": [m.to_dict() for m in moves],
+                            "reason": reason or "canary passed",
+                        },
+                    )
                 except Exception:
                     registry.restore_aliases(ctx.client, ctx.name, before)
                     raise
@@ -214,8 +327,12 @@ def finish_rollout(model: str, started: dict, decision: str, *, settings: Settin
             if now.get(registry.CHALLENGER) == version:
                 ctx.client.delete_registered_model_alias(ctx.name, registry.CHALLENGER)
             ctx.client.set_model_version_tag(ctx.name, version, "retrain.rollout", "rolled_back")
-            ctx.record("rollout_rollback", as_of, actor, {"version": version, "reason": reason or "rollout failed",
-                                                          "champion": started["champion"]})
+            ctx.record(
+                "rollout_rollback",
+                as_of,
+                actor,
+                {"version": version, "reason": reason or "rollout failed", "champion": started["champion"]},
+            )
             outcome = {"promoted": False, "version": version, "reason": reason}
     except StaleChampionError as exc:
         ctx.record("rollout_rollback", as_of, actor, {"version": version, "reason": str(exc)})

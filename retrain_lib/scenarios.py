@@ -57,8 +57,14 @@ from retrain_lib.data import partition_path, resolve_dir, write_partition
 from retrain_lib.errors import ConfigError
 
 SCENARIOS = ("stable", "covariate", "abrupt_concept", "gradual_concept", "recurring_concept", "prior_shift")
-KINDS = {"stable": "stable", "covariate": "covariate", "abrupt_concept": "concept", "gradual_concept": "concept",
-         "recurring_concept": "concept", "prior_shift": "prior"}
+KINDS = {
+    "stable": "stable",
+    "covariate": "covariate",
+    "abrupt_concept": "concept",
+    "gradual_concept": "concept",
+    "recurring_concept": "concept",
+    "prior_shift": "prior",
+}
 TASKS = ("classification", "regression")
 SHIPPED = {"classification": "credit_default", "regression": "daily_demand"}
 MODEL_NAMES = {"classification": "bench_credit", "regression": "bench_demand"}
@@ -108,7 +114,9 @@ class Scenario:
 def scenario(name: str, *, days: int = 90, change: int = 40) -> Scenario:
     """The scenario ``name`` over ``days`` days with its (first) change on day ``change``."""
     if name not in SCENARIOS:
-        raise ConfigError(f"The 'name' parameter of scenario must be one of {', '.join(SCENARIOS)}. Got {name!r} instead.")
+        raise ConfigError(
+            f"The 'name' parameter of scenario must be one of {', '.join(SCENARIOS)}. Got {name!r} instead."
+        )
     if not 1 < change <= days:
         raise ConfigError(f"change day {change} must be in 2..{days}")
     changes: tuple[tuple[int, int], ...] = ()
@@ -130,32 +138,58 @@ def scenario(name: str, *, days: int = 90, change: int = 40) -> Scenario:
 def _credit_inputs(rng: np.random.Generator, n: int, shifted: bool) -> pd.DataFrame:
     regions = np.array(["north", "south", "east", "west"])
     region = rng.choice(regions, n, p=[0.15, 0.25, 0.2, 0.4] if shifted else [0.3, 0.25, 0.25, 0.2])
-    employment = rng.choice(["salaried", "self_employed", "unemployed", "retired"], n,
-                            p=[0.55, 0.2, 0.15, 0.1] if shifted else [0.65, 0.2, 0.05, 0.1])
+    employment = rng.choice(
+        ["salaried", "self_employed", "unemployed", "retired"],
+        n,
+        p=[0.55, 0.2, 0.15, 0.1] if shifted else [0.65, 0.2, 0.05, 0.1],
+    )
     region_income = pd.Series(region).map({"north": 0.1, "south": -0.1, "east": 0.0, "west": 0.05}).to_numpy()
     income = np.exp(rng.normal(np.log(52_000) + region_income - (0.3 if shifted else 0.0), 0.45, n)).round(0)
     income[rng.random(n) < 0.01] = np.nan  # a few missing incomes, as in real application data
-    return pd.DataFrame({
-        "income": income,
-        "debt_to_income": (rng.beta(2, 5, n) * (1.0 if shifted else 0.8)).round(4),
-        "credit_utilization": (rng.beta(3.5, 2, n) if shifted else rng.beta(2, 3, n)).round(4),
-        "age": np.clip(rng.normal(42, 12, n), 18, 85).round(0),
-        "num_late_payments": rng.poisson(1.0 if shifted else 0.5, n).astype(float),
-        "loan_amount": np.exp(rng.normal(np.log(15_000), 0.6, n)).round(0),
-        "region": region, "employment_type": employment,
-    })
+    return pd.DataFrame(
+        {
+            "income": income,
+            "debt_to_income": (rng.beta(2, 5, n) * (1.0 if shifted else 0.8)).round(4),
+            "credit_utilization": (rng.beta(3.5, 2, n) if shifted else rng.beta(2, 3, n)).round(4),
+            "age": np.clip(rng.normal(42, 12, n), 18, 85).round(0),
+            "num_late_payments": rng.poisson(1.0 if shifted else 0.5, n).astype(float),
+            "loan_amount": np.exp(rng.normal(np.log(15_000), 0.6, n)).round(0),
+            "region": region,
+            "employment_type": employment,
+        }
+    )
 
 
 def _credit_logits(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Log-odds of default under concept A and concept B (simulate.py's two concepts)."""
-    util, dti, late = x["credit_utilization"].to_numpy(), x["debt_to_income"].to_numpy(), x["num_late_payments"].to_numpy()
+    util, dti, late = (
+        x["credit_utilization"].to_numpy(),
+        x["debt_to_income"].to_numpy(),
+        x["num_late_payments"].to_numpy(),
+    )
     log_income = np.log(x["income"].fillna(52_000).to_numpy()) - 10.85
     age, loan = x["age"].to_numpy() - 42, np.log(x["loan_amount"].to_numpy() / 15_000)
     unemployed = (x["employment_type"] == "unemployed").to_numpy().astype(float)
-    a = -1.6 + 3.2 * (util - 0.4) + 9.6 * (dti - 0.23) + 0.55 * late - 1.1 * log_income - 0.012 * age \
-        + 0.25 * loan + 0.9 * unemployed
-    b = -1.3 + 0.2 * (util - 0.4) + 4.0 * (dti - 0.23) + 0.1 * late - 0.2 * log_income - 0.06 * age \
-        + 1.2 * loan + 0.2 * unemployed
+    a = (
+        -1.6
+        + 3.2 * (util - 0.4)
+        + 9.6 * (dti - 0.23)
+        + 0.55 * late
+        - 1.1 * log_income
+        - 0.012 * age
+        + 0.25 * loan
+        + 0.9 * unemployed
+    )
+    b = (
+        -1.3
+        + 0.2 * (util - 0.4)
+        + 4.0 * (dti - 0.23)
+        + 0.1 * late
+        - 0.2 * log_income
+        - 0.06 * age
+        + 1.2 * loan
+        + 0.2 * unemployed
+    )
     return a, b
 
 
@@ -164,22 +198,29 @@ def _demand_inputs(rng: np.random.Generator, n: int, shifted: bool, day: dt.date
     store_type = rng.choice(["small", "medium", "large"], n, p=[0.45, 0.35, 0.2] if shifted else [0.5, 0.35, 0.15])
     base_size = pd.Series(store_type).map({"small": 300.0, "medium": 800.0, "large": 2000.0}).to_numpy()
     season = 12 + 8 * np.sin(2 * np.pi * (day.timetuple().tm_yday - 110) / 365)
-    return pd.DataFrame({
-        "temperature": rng.normal(season + (4 if shifted else 0), 4, n).round(1),
-        "price": rng.normal(10.5 if shifted else 10.0, 1.5, n).clip(2, None).round(2),
-        "discount": rng.choice([0, 0.1, 0.2, 0.3], n, p=[0.6, 0.2, 0.15, 0.05] if shifted else [0.7, 0.15, 0.1, 0.05]),
-        "day_of_week": np.full(n, float(day.weekday())),
-        "store_size": (base_size * rng.lognormal(0, 0.15, n)).round(0),
-        "store_type": store_type,
-        "promo": rng.choice(["yes", "no"], n, p=[0.3, 0.7] if shifted else [0.2, 0.8]),
-    })
+    return pd.DataFrame(
+        {
+            "temperature": rng.normal(season + (4 if shifted else 0), 4, n).round(1),
+            "price": rng.normal(10.5 if shifted else 10.0, 1.5, n).clip(2, None).round(2),
+            "discount": rng.choice(
+                [0, 0.1, 0.2, 0.3], n, p=[0.6, 0.2, 0.15, 0.05] if shifted else [0.7, 0.15, 0.1, 0.05]
+            ),
+            "day_of_week": np.full(n, float(day.weekday())),
+            "store_size": (base_size * rng.lognormal(0, 0.15, n)).round(0),
+            "store_type": store_type,
+            "promo": rng.choice(["yes", "no"], n, p=[0.3, 0.7] if shifted else [0.2, 0.8]),
+        }
+    )
 
 
 def _demand_means(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Expected units under concept A and concept B (simulate.py's two concepts)."""
     net_price = x["price"].to_numpy() * (1 - x["discount"].to_numpy()) - 10
-    common = np.log(x["store_size"].to_numpy() / 20) + 0.02 * (x["temperature"].to_numpy() - 15) \
+    common = (
+        np.log(x["store_size"].to_numpy() / 20)
+        + 0.02 * (x["temperature"].to_numpy() - 15)
         + 0.25 * (x["day_of_week"].to_numpy() >= 5)
+    )
     promo = (x["promo"] == "yes").to_numpy()
     small = (x["store_type"] == "small").to_numpy()
     a = common - 0.12 * net_price + 0.3 * promo
@@ -187,8 +228,9 @@ def _demand_means(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(a), np.exp(b)
 
 
-def _draw(task: str, rng: np.random.Generator, n: int, state: DayState, day: dt.date
-          ) -> tuple[pd.DataFrame, np.ndarray]:
+def _draw(
+    task: str, rng: np.random.Generator, n: int, state: DayState, day: dt.date
+) -> tuple[pd.DataFrame, np.ndarray]:
     if task == "classification":
         x = _credit_inputs(rng, n, state.covariate)
         a, b = _credit_logits(x)
@@ -201,11 +243,14 @@ def _draw(task: str, rng: np.random.Generator, n: int, state: DayState, day: dt.
     return x, rng.poisson(np.where(use_b, b, a)).astype(float)
 
 
-def generate_day(task: str, rng: np.random.Generator, n: int, state: DayState, day: dt.date
-                 ) -> tuple[pd.DataFrame, np.ndarray]:
+def generate_day(
+    task: str, rng: np.random.Generator, n: int, state: DayState, day: dt.date
+) -> tuple[pd.DataFrame, np.ndarray]:
     """``n`` events of ``day`` drawn as ``state`` says: the feature frame and the targets."""
     if task not in TASKS:
-        raise ConfigError(f"The 'task' parameter of generate_day must be one of {', '.join(TASKS)}. Got {task!r} instead.")
+        raise ConfigError(
+            f"The 'task' parameter of generate_day must be one of {', '.join(TASKS)}. Got {task!r} instead."
+        )
     if not state.prior:
         return _draw(task, rng, n, state, day)
     # Label shift: draw batches of the unshifted stream and keep an event with probability 1
@@ -219,8 +264,7 @@ def generate_day(task: str, rng: np.random.Generator, n: int, state: DayState, d
         frames.append(x[keep])
         targets.append(y[keep])
         kept += int(keep.sum())
-    return (pd.concat(frames, ignore_index=True).iloc[:n].reset_index(drop=True),
-            np.concatenate(targets)[:n])
+    return (pd.concat(frames, ignore_index=True).iloc[:n].reset_index(drop=True), np.concatenate(targets)[:n])
 
 
 # -----------------------------------------------------------------------------------------
@@ -233,7 +277,9 @@ def shipped_config(task: str, config_dir: Path) -> dict:
     import yaml
 
     if task not in TASKS:
-        raise ConfigError(f"The 'task' parameter of shipped_config must be one of {', '.join(TASKS)}. Got {task!r} instead.")
+        raise ConfigError(
+            f"The 'task' parameter of shipped_config must be one of {', '.join(TASKS)}. Got {task!r} instead."
+        )
     path = Path(config_dir) / "models" / f"{SHIPPED[task]}.yaml"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; pass the directory holding models/{SHIPPED[task]}.yaml")
@@ -258,8 +304,13 @@ def config_dict(task: str, base: dict, *, label_delay_days: int = 3, training_da
     name = MODEL_NAMES[task]
     raw["name"] = name
     raw["description"] = f"adaptation benchmark model derived from {SHIPPED[task]}.yaml"
-    raw["data"] = {**raw["data"], "path": name, "labels_path": f"{name}/labels", "format": "parquet",
-                   "label_delay_days": label_delay_days}
+    raw["data"] = {
+        **raw["data"],
+        "path": name,
+        "labels_path": f"{name}/labels",
+        "format": "parquet",
+        "label_delay_days": label_delay_days,
+    }
     raw["data"].pop("source", None)
     raw["windows"] = {**raw["windows"], "training_days": training_days}
     params = dict(raw["training"].get("params") or {})
@@ -306,9 +357,20 @@ def seed_for(task: str, rows_per_day: int, seed: int = 0) -> list[int]:
     return [seed, zlib.crc32(task.encode()), rows_per_day]
 
 
-def write_scenario(name: str, task: str, out_dir: Path, *, rows_per_day: int, base: dict, days: int = 90,
-                   change: int = 40, label_delay_days: int = 3, training_days: int = 14,
-                   start: dt.date = dt.date(2026, 1, 1), seed: int = 0) -> ScenarioData:
+def write_scenario(
+    name: str,
+    task: str,
+    out_dir: Path,
+    *,
+    rows_per_day: int,
+    base: dict,
+    days: int = 90,
+    change: int = 40,
+    label_delay_days: int = 3,
+    training_days: int = 14,
+    start: dt.date = dt.date(2026, 1, 1),
+    seed: int = 0,
+) -> ScenarioData:
     """Write scenario ``name`` of ``task`` under ``out_dir`` (the data root): the daily
     partitions, the label partitions and ``configs/models/<model>.yaml`` (from
     :func:`config_dict` on ``base``)."""
@@ -322,8 +384,11 @@ def write_scenario(name: str, task: str, out_dir: Path, *, rows_per_day: int, ba
     out_dir = Path(out_dir)
     config_path = out_dir / "configs" / "models" / f"{MODEL_NAMES[task]}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(config_dict(task, base, label_delay_days=label_delay_days,
-                                                      training_days=training_days), sort_keys=False))
+    config_path.write_text(
+        yaml.safe_dump(
+            config_dict(task, base, label_delay_days=label_delay_days, training_days=training_days), sort_keys=False
+        )
+    )
     cfg = load_model_config(config_path)
     src = cfg.data
     feat_dir = resolve_dir(out_dir, src.path)
@@ -337,12 +402,14 @@ def write_scenario(name: str, task: str, out_dir: Path, *, rows_per_day: int, ba
         seconds = np.sort(rng.integers(0, 86_400, rows_per_day))
         frame.insert(0, src.timestamp_column, pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s"))
         frame.insert(0, src.id_column, ids)
-        write_partition(frame[[src.id_column, src.timestamp_column, *cfg.features.all]],
-                        partition_path(feat_dir, day, src.format), src.format)
+        write_partition(
+            frame[[src.id_column, src.timestamp_column, *cfg.features.all]],
+            partition_path(feat_dir, day, src.format),
+            src.format,
+        )
         labels = pd.DataFrame({src.id_column: ids, cfg.features.target: target})
         arrival = day + dt.timedelta(days=label_delay_days)
         write_partition(labels, partition_path(label_dir, arrival, src.format), src.format)
         variance[day.isoformat()] = float(np.var(target))
     changes = tuple((start + dt.timedelta(days=a - 1), start + dt.timedelta(days=b - 1)) for a, b in sc.changes)
-    return ScenarioData(sc, task, rows_per_day, out_dir, config_path, cfg, start, changes, label_delay_days,
-                        variance)
+    return ScenarioData(sc, task, rows_per_day, out_dir, config_path, cfg, start, changes, label_delay_days, variance)

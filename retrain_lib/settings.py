@@ -96,8 +96,11 @@ class Settings:
 def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
     config_dir = Path(config_dir).resolve() if config_dir else default_config_dir()
     platform = load_platform_config(config_dir / "platform.yaml")
-    links = {field: os.environ[env].strip().rstrip("/") for field, env in LINK_ENV.items()
-             if (os.environ.get(env) or "").strip()}
+    links = {
+        field: os.environ[env].strip().rstrip("/")
+        for field, env in LINK_ENV.items()
+        if (os.environ.get(env) or "").strip()
+    }
     if links:  # the UIs alerts and approval requests link to
         platform = platform.model_copy(update=links)
     bucket = (os.environ.get("RETRAIN_S3_BUCKET") or "").strip()
@@ -112,8 +115,10 @@ def load_settings(config_dir: str | os.PathLike | None = None) -> Settings:
 
     state_dir = _path("RETRAIN_HOME", platform.state_dir)
     data_root = _path("RETRAIN_DATA_ROOT", platform.data_root)
-    if os.environ.get("RETRAIN_HOME") and not os.environ.get("RETRAIN_DATA_ROOT") and platform.data_root.startswith(
-        platform.state_dir
+    if (
+        os.environ.get("RETRAIN_HOME")
+        and not os.environ.get("RETRAIN_DATA_ROOT")
+        and platform.data_root.startswith(platform.state_dir)
     ):
         # The data root lives inside the state directory by default: follow it.
         data_root = (state_dir / Path(platform.data_root).relative_to(platform.state_dir)).resolve()

@@ -46,7 +46,8 @@ def _credit_day(rng: np.random.Generator, n: int, drifted: bool, kind: str) -> t
     region_p = [0.15, 0.25, 0.2, 0.4] if cov else [0.3, 0.25, 0.25, 0.2]
     region = rng.choice(regions, n, p=region_p)
     employment = rng.choice(
-        ["salaried", "self_employed", "unemployed", "retired"], n,
+        ["salaried", "self_employed", "unemployed", "retired"],
+        n,
         p=[0.55, 0.2, 0.15, 0.1] if cov else [0.65, 0.2, 0.05, 0.1],
     )
     region_income = pd.Series(region).map({"north": 0.1, "south": -0.1, "east": 0.0, "west": 0.05}).to_numpy()
@@ -61,25 +62,42 @@ def _credit_day(rng: np.random.Generator, n: int, drifted: bool, kind: str) -> t
         # The same applicants, but utilisation stops mattering and young borrowers with
         # large loans become the risky ones (e.g. after a change of lending policy).
         logit = (
-            -1.3 + 0.2 * (credit_utilization - 0.4) + 1.0 * (debt_to_income - 0.23) * 4
-            + 0.1 * late - 0.2 * (np.log(income) - 10.85)
-            - 0.06 * (age - 42) + 1.2 * np.log(loan / 15_000) + 0.2 * unemployed
+            -1.3
+            + 0.2 * (credit_utilization - 0.4)
+            + 1.0 * (debt_to_income - 0.23) * 4
+            + 0.1 * late
+            - 0.2 * (np.log(income) - 10.85)
+            - 0.06 * (age - 42)
+            + 1.2 * np.log(loan / 15_000)
+            + 0.2 * unemployed
         )
     else:
         logit = (
-            -1.6 + 3.2 * (credit_utilization - 0.4) + 2.4 * (debt_to_income - 0.23) * 4
-            + 0.55 * late - 1.1 * (np.log(income) - 10.85)
-            - 0.012 * (age - 42) + 0.25 * np.log(loan / 15_000) + 0.9 * unemployed
+            -1.6
+            + 3.2 * (credit_utilization - 0.4)
+            + 2.4 * (debt_to_income - 0.23) * 4
+            + 0.55 * late
+            - 1.1 * (np.log(income) - 10.85)
+            - 0.012 * (age - 42)
+            + 0.25 * np.log(loan / 15_000)
+            + 0.9 * unemployed
         )
     target = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     # A few missing incomes, as in real application data.
     income = income.astype(float)
     income[rng.random(n) < 0.01] = np.nan
-    frame = pd.DataFrame({
-        "income": income, "debt_to_income": debt_to_income, "credit_utilization": credit_utilization,
-        "age": age, "num_late_payments": late, "loan_amount": loan,
-        "region": region, "employment_type": employment,
-    })
+    frame = pd.DataFrame(
+        {
+            "income": income,
+            "debt_to_income": debt_to_income,
+            "credit_utilization": credit_utilization,
+            "age": age,
+            "num_late_payments": late,
+            "loan_amount": loan,
+            "region": region,
+            "employment_type": employment,
+        }
+    )
     return frame, target
 
 
@@ -100,21 +118,39 @@ def _demand_day(
     weekend = (dow >= 5).astype(float)
     elasticity = -0.03 if concept else -0.12
     log_mu = (
-        np.log(store_size / 20) + elasticity * (price * (1 - discount) - 10)
-        + 0.02 * (temperature - 15) + 0.25 * weekend + (0.05 if concept else 0.3) * (promo == "yes")
+        np.log(store_size / 20)
+        + elasticity * (price * (1 - discount) - 10)
+        + 0.02 * (temperature - 15)
+        + 0.25 * weekend
+        + (0.05 if concept else 0.3) * (promo == "yes")
         + (0.6 * (store_type == "small") if concept else 0)
     )
     units = rng.poisson(np.exp(log_mu)).astype(float)
-    frame = pd.DataFrame({
-        "temperature": temperature, "price": price, "discount": discount, "day_of_week": dow,
-        "store_size": store_size, "store_type": store_type, "promo": promo,
-    })
+    frame = pd.DataFrame(
+        {
+            "temperature": temperature,
+            "price": price,
+            "discount": discount,
+            "day_of_week": dow,
+            "store_size": store_size,
+            "store_type": store_type,
+            "promo": promo,
+        }
+    )
     return frame, units
 
 
 SCENARIOS = {
-    "credit": ["income", "debt_to_income", "credit_utilization", "age", "num_late_payments", "loan_amount",
-               "region", "employment_type"],
+    "credit": [
+        "income",
+        "debt_to_income",
+        "credit_utilization",
+        "age",
+        "num_late_payments",
+        "loan_amount",
+        "region",
+        "employment_type",
+    ],
     "demand": ["temperature", "price", "discount", "day_of_week", "store_size", "store_type", "promo"],
 }
 
@@ -190,8 +226,9 @@ def simulate(
     label_files = 0
     if label_dir is not None:
         for arrival, parts in sorted(pending_labels.items()):
-            write_partition(pd.concat(parts, ignore_index=True), partition_path(label_dir, arrival, src.format),
-                            src.format)
+            write_partition(
+                pd.concat(parts, ignore_index=True), partition_path(label_dir, arrival, src.format), src.format
+            )
             label_files += 1
     return SimulationResult(Path(out_dir), days, rows, start, drift_start, days, label_files)
 
@@ -199,8 +236,15 @@ def simulate(
 WEAK_PARAMS = {"max_iter": 1, "max_depth": 1}
 
 
-def register_weak_version(model: str, settings, as_of: str, *, run_key: str = "weak",
-                          params: dict | None = None, tags: dict[str, str] | None = None) -> str:
+def register_weak_version(
+    model: str,
+    settings,
+    as_of: str,
+    *,
+    run_key: str = "weak",
+    params: dict | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
     """A deliberately weak version of ``model``, for demos and tests of rollout and rollback.
 
     Trained like any candidate (``lifecycle.snapshot_data`` and ``train_candidate`` on the
@@ -226,5 +270,8 @@ def register_weak_version(model: str, settings, as_of: str, *, run_key: str = "w
         snap = lifecycle.snapshot_data(model, as_of, settings=weak, actor=run_key)
         trained = lifecycle.train_candidate(model, snap, settings=weak, run_key=run_key, actor=run_key)
     client = registry.get_client(settings.tracking_uri)
-    return str(registry.register_version(client, model, run_id=trained["run_id"], source=trained["model_uri"],
-                                         tags=tags or {}).version)
+    return str(
+        registry.register_version(
+            client, model, run_id=trained["run_id"], source=trained["model_uri"], tags=tags or {}
+        ).version
+    )

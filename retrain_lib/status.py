@@ -154,18 +154,24 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
         log.warning("%s version %s: %s", model, version, exc)
         return {"version": str(version), "aliases": aliases, "missing": True}
     tags = dict(mv.tags or {})
-    metrics = {k[len("metric."):]: _float(v) for k, v in tags.items() if k.startswith("metric.")}
+    metrics = {k[len("metric.") :]: _float(v) for k, v in tags.items() if k.startswith("metric.")}
     gates = tags.get("gates.passed")
     return {
-        "version": str(mv.version), "aliases": aliases, "run_id": mv.run_id,
-        "created": _ms_to_iso(mv.creation_timestamp), "trained_as_of": tags.get("trained_as_of"),
+        "version": str(mv.version),
+        "aliases": aliases,
+        "run_id": mv.run_id,
+        "created": _ms_to_iso(mv.creation_timestamp),
+        "trained_as_of": tags.get("trained_as_of"),
         "promoted_as_of": tags.get("promoted_as_of"),
         "data_window": [tags.get("data.start"), tags.get("data.end")] if tags.get("data.start") else None,
         "metrics": {k: v for k, v in sorted(metrics.items()) if v is not None},
-        "gates_passed": None if gates is None else gates == "true", "gates_summary": tags.get("gates.summary"),
-        "rolled_back": tags.get("retrain.rolled_back") == "true", "approval": tags.get("approval.answer"),
+        "gates_passed": None if gates is None else gates == "true",
+        "gates_summary": tags.get("gates.summary"),
+        "rolled_back": tags.get("retrain.rolled_back") == "true",
+        "approval": tags.get("approval.answer"),
         "description": mv.description or "",
-        "mlflow_url": mlflow_version_url(ui_url, model, mv.version), "run_url": mlflow_run_url(ui_url, mv.run_id),
+        "mlflow_url": mlflow_version_url(ui_url, model, mv.version),
+        "run_url": mlflow_run_url(ui_url, mv.run_id),
     }
 
 
@@ -193,9 +199,13 @@ def _registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
         latest = max((int(v.version) for v in found), default=None)
     except errors as exc:  # the count is informative only
         log.warning("cannot list the versions of %s: %s", model, exc)
-    return {"registered": True, "aliases": {a: aliases[a] for a in ALIASES if a in aliases},
-            "rollout": state_from_tags(rm.tags).to_dict(), "versions": versions,
-            "latest_version": None if latest is None else str(latest)}
+    return {
+        "registered": True,
+        "aliases": {a: aliases[a] for a in ALIASES if a in aliases},
+        "rollout": state_from_tags(rm.tags).to_dict(),
+        "versions": versions,
+        "latest_version": None if latest is None else str(latest),
+    }
 
 
 def _day_of(rec: dict) -> str:
@@ -210,8 +220,16 @@ def _latest(records: list[dict]) -> dict | None:
 
 # The axis of each built-in method of :data:`retrain_lib.drift.METHODS` (a test keeps them
 # equal): ``retrain status`` reads them without importing drift's numpy and pandas (~1.5 s).
-BUILTIN_METHOD_AXES = {"psi": DISTANCE, "ks": P_VALUE, "js": DISTANCE, "wasserstein": DISTANCE, "chi2": P_VALUE,
-                       "linf": DISTANCE, "missing_share": DISTANCE, "unseen": DISTANCE}
+BUILTIN_METHOD_AXES = {
+    "psi": DISTANCE,
+    "ks": P_VALUE,
+    "js": DISTANCE,
+    "wasserstein": DISTANCE,
+    "chi2": P_VALUE,
+    "linf": DISTANCE,
+    "missing_share": DISTANCE,
+    "unseen": DISTANCE,
+}
 
 
 def uses_p_value(method: str | None, p_value: Any = None) -> bool:
@@ -278,9 +296,13 @@ def _performance_signal(details: dict) -> dict | None:
     if sig is None or _float(sig.get("value")) is None:
         return None
     detail = sig.get("detail") or {}
-    return {"live": _float(sig.get("value")), "limit": _float(sig.get("threshold")),
-            "baseline": _float(detail.get("baseline")), "level": detail.get("level"),
-            "critical": bool(sig.get("triggered"))}
+    return {
+        "live": _float(sig.get("value")),
+        "limit": _float(sig.get("threshold")),
+        "baseline": _float(detail.get("baseline")),
+        "level": detail.get("level"),
+        "critical": bool(sig.get("triggered")),
+    }
 
 
 def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -> dict[str, Any]:
@@ -288,14 +310,21 @@ def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -
     monitor_json = _read_json(d.get("report"))
     throttled = _throttled(d, monitor_json)
     out = {
-        "seq": rec["seq"], "as_of": rec.get("as_of"), "time": rec.get("time"), "actor": rec.get("actor"),
-        "action": d.get("action"), "throttled": throttled,
+        "seq": rec["seq"],
+        "as_of": rec.get("as_of"),
+        "time": rec.get("time"),
+        "actor": rec.get("actor"),
+        "action": d.get("action"),
+        "throttled": throttled,
         # what the page and the CLI show: a throttled retrain request is not "healthy"
         "state": "throttled" if throttled and d.get("action") == "healthy" else d.get("action"),
         "reasons": list(d.get("reasons") or []),
-        "champion_version": d.get("champion_version"), "drifted_share": _float(d.get("drifted_share")),
-        "dataset_drift": d.get("dataset_drift_raw"), "top": list(d.get("top") or []),
-        "mlflow_run_id": d.get("mlflow_run_id"), "run_url": mlflow_run_url(ui_url, d.get("mlflow_run_id")),
+        "champion_version": d.get("champion_version"),
+        "drifted_share": _float(d.get("drifted_share")),
+        "dataset_drift": d.get("dataset_drift_raw"),
+        "top": list(d.get("top") or []),
+        "mlflow_run_id": d.get("mlflow_run_id"),
+        "run_url": mlflow_run_url(ui_url, d.get("mlflow_run_id")),
         "report": report_relpath(reports_dir, d.get("report")),
         "drift_report": report_relpath(reports_dir, d.get("drift_report")),
         "report_error": d.get("report_error"),
@@ -310,8 +339,9 @@ def _monitor_summary(rec: dict, reports_dir: Path, ui_url: str, *, full: bool) -
         out["reference_window"] = drift.get("reference_window")
         out["current_window"] = drift.get("current_window")
         perf = (monitor_json or {}).get("performance") or {}
-        out["performance"] = {k: perf.get(k) for k in ("metric", "live", "baseline", "labelled_rows")
-                              if k in perf} or None
+        out["performance"] = {
+            k: perf.get(k) for k in ("metric", "live", "baseline", "labelled_rows") if k in perf
+        } or None
     return out
 
 
@@ -331,14 +361,22 @@ def _drift_trend(monitors: list[dict], reports_dir: Path, ui_url: str, history: 
     for day in days:
         s = _monitor_summary(by_day[day], reports_dir, ui_url, full=False)
         named = [f for f in s["features"] if f.get("name")]
-        out.append({"as_of": day, "seq": s["seq"], "action": s["action"], "throttled": s["throttled"],
-                    "state": s["state"], "drifted_share": s["drifted_share"],
-                    "scores": {f["name"]: _float(f.get("score")) for f in named},
-                    "p_values": {f["name"]: _float(f.get("p_value")) for f in named if f["axis"] == P_VALUE},
-                    "axes": {f["name"]: f["axis"] for f in named},
-                    "thresholds": {f["name"]: _float(f.get("threshold")) for f in named},
-                    "drifted": sorted(f["name"] for f in named if f.get("drifted")),
-                    "features_source": s["features_source"]})
+        out.append(
+            {
+                "as_of": day,
+                "seq": s["seq"],
+                "action": s["action"],
+                "throttled": s["throttled"],
+                "state": s["state"],
+                "drifted_share": s["drifted_share"],
+                "scores": {f["name"]: _float(f.get("score")) for f in named},
+                "p_values": {f["name"]: _float(f.get("p_value")) for f in named if f["axis"] == P_VALUE},
+                "axes": {f["name"]: f["axis"] for f in named},
+                "thresholds": {f["name"]: _float(f.get("threshold")) for f in named},
+                "drifted": sorted(f["name"] for f in named if f.get("drifted")),
+                "features_source": s["features_source"],
+            }
+        )
     return out
 
 
@@ -376,9 +414,15 @@ def _timeline(monitors: list[dict], others: list[dict], days: int) -> list[dict]
             day = _day_of(rec)
             seen = events.setdefault(day, [])
             if not any(m["kind"] == kind for m in seen):  # a failed gate and its rejection: one marker
-                seen.append({"kind": kind, "seq": rec["seq"], "event": rec["event"],
-                             "version": rec.get("after") or (rec.get("details") or {}).get("version"),
-                             "reason": _decision_reason(rec)})
+                seen.append(
+                    {
+                        "kind": kind,
+                        "seq": rec["seq"],
+                        "event": rec["event"],
+                        "version": rec.get("after") or (rec.get("details") or {}).get("version"),
+                        "reason": _decision_reason(rec),
+                    }
+                )
     known = sorted(set(by_day) | set(events))
     if not known or days <= 0:
         return []
@@ -394,11 +438,19 @@ def _timeline(monitors: list[dict], others: list[dict], days: int) -> list[dict]
         rec = by_day.get(day)
         d = (rec or {}).get("details") or {}
         perf = _performance_signal(d) or {}
-        out.append({"as_of": day, "monitor_seq": rec["seq"] if rec else None,
-                    "action": d.get("action"), "throttled": _throttled(d) if rec else None,
-                    "drifted_share": _float(d.get("drifted_share")),
-                    "live": perf.get("live"), "baseline": perf.get("baseline"), "limit": perf.get("limit"),
-                    "markers": events.get(day, [])})
+        out.append(
+            {
+                "as_of": day,
+                "monitor_seq": rec["seq"] if rec else None,
+                "action": d.get("action"),
+                "throttled": _throttled(d) if rec else None,
+                "drifted_share": _float(d.get("drifted_share")),
+                "live": perf.get("live"),
+                "baseline": perf.get("baseline"),
+                "limit": perf.get("limit"),
+                "markers": events.get(day, []),
+            }
+        )
     return out
 
 
@@ -418,7 +470,7 @@ def shown_metrics(versions: dict, gated: list[str], limit: int = METRIC_COLUMNS)
     have = sorted({k for v in versions.values() for k in v.get("metrics") or {}})
     pinned = [m for m in gated if m in have]
     rest = [m for m in have if m not in pinned]
-    return pinned + rest[:max(limit - len(pinned), 0)]
+    return pinned + rest[: max(limit - len(pinned), 0)]
 
 
 def _gates_summary(client, rec: dict | None, ui_url: str, *, cache: dict | None = None) -> dict[str, Any] | None:
@@ -428,10 +480,18 @@ def _gates_summary(client, rec: dict | None, ui_url: str, *, cache: dict | None 
         return None
     d = rec.get("details") or {}
     run_id = d.get("run_id")
-    out = {"seq": rec["seq"], "as_of": rec.get("as_of"), "time": rec.get("time"), "actor": rec.get("actor"),
-           "passed": d.get("passed"), "failed": list(d.get("failed") or []),
-           "champion_version": d.get("champion_version"), "run_id": run_id, "run_url": mlflow_run_url(ui_url, run_id),
-           "results": None}
+    out = {
+        "seq": rec["seq"],
+        "as_of": rec.get("as_of"),
+        "time": rec.get("time"),
+        "actor": rec.get("actor"),
+        "passed": d.get("passed"),
+        "failed": list(d.get("failed") or []),
+        "champion_version": d.get("champion_version"),
+        "run_id": run_id,
+        "run_url": mlflow_run_url(ui_url, run_id),
+        "results": None,
+    }
     if run_id and cache is not None and run_id in cache:
         out["results"] = cache[run_id]
     elif run_id and client is not None:
@@ -444,8 +504,18 @@ def _gates_summary(client, rec: dict | None, ui_url: str, *, cache: dict | None 
             with tempfile.TemporaryDirectory(prefix="retrain-status-") as tmp:
                 path = client.download_artifacts(run_id, "gates/results.json", tmp)
                 payload = json.loads(Path(path).read_text())
-            keys = ("gate", "metric", "slice", "threshold", "observed", "champion", "delta", "passed", "skipped",
-                    "reason")
+            keys = (
+                "gate",
+                "metric",
+                "slice",
+                "threshold",
+                "observed",
+                "champion",
+                "delta",
+                "passed",
+                "skipped",
+                "reason",
+            )
             out["results"] = [{k: r.get(k) for k in keys} for r in payload.get("results") or []]
         except Exception as exc:  # noqa: BLE001 - the ledger's verdict stands without the details
             log.warning("gate results of run %s unavailable: %s", run_id, exc)
@@ -469,12 +539,22 @@ def _decision_reason(rec: dict) -> str:
 def _decision(rec: dict, ui_url: str) -> dict[str, Any]:
     d = rec.get("details") or {}
     run_id = d.get("run_id") or d.get("mlflow_run_id")
-    return {"seq": rec["seq"], "time": rec.get("time"), "as_of": rec.get("as_of"), "event": rec["event"],
-            "actor": rec.get("actor"), "before": rec.get("before"), "after": rec.get("after"),
-            "version": None if d.get("version") is None else str(d["version"]),
-            "reason": _decision_reason(rec), "run_id": run_id, "run_url": mlflow_run_url(ui_url, run_id),
-            "outcome": retrain_outcome(rec), "passed": d.get("passed") if rec["event"] == GATES_EVENT else None,
-            "hash": rec.get("hash")}
+    return {
+        "seq": rec["seq"],
+        "time": rec.get("time"),
+        "as_of": rec.get("as_of"),
+        "event": rec["event"],
+        "actor": rec.get("actor"),
+        "before": rec.get("before"),
+        "after": rec.get("after"),
+        "version": None if d.get("version") is None else str(d["version"]),
+        "reason": _decision_reason(rec),
+        "run_id": run_id,
+        "run_url": mlflow_run_url(ui_url, run_id),
+        "outcome": retrain_outcome(rec),
+        "passed": d.get("passed") if rec["event"] == GATES_EVENT else None,
+        "hash": rec.get("hash"),
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -496,10 +576,17 @@ def model_names(settings, ledger=None) -> tuple[dict[str, Any], list[dict], list
     return valid, problems, sorted(set(valid) | files | set(ledger.models()))
 
 
-def fleet_status(settings=None, *, model: str | None = None, history: int = DEFAULT_HISTORY,
-                 decisions: int = DEFAULT_DECISIONS, timeline_days: int = DEFAULT_TIMELINE_DAYS, client=None,
-                 gate_results: dict | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def fleet_status(
+    settings=None,
+    *,
+    model: str | None = None,
+    history: int = DEFAULT_HISTORY,
+    decisions: int = DEFAULT_DECISIONS,
+    timeline_days: int = DEFAULT_TIMELINE_DAYS,
+    client=None,
+    gate_results: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """The state of every model (or of ``model`` only), as JSON-serialisable dicts.
 
     Args:
@@ -538,15 +625,19 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
     valid, problems, names = model_names(settings, ledger)
     say("opening the MLflow registry")
     # an SQLite registry is read straight from its file (milliseconds; MLflow's import takes 6 s)
-    client = client or reader_for(settings.tracking_uri, settings.registry_uri) or registry.get_client(
-        settings.tracking_uri, settings.registry_uri)
+    client = (
+        client
+        or reader_for(settings.tracking_uri, settings.registry_uri)
+        or registry.get_client(settings.tracking_uri, settings.registry_uri)
+    )
     if model is not None:
         if model not in names:
             if not _registry_state(client, model, ui_url)["registered"]:
                 known = ", ".join(names) or "none"
                 raise UnknownModelError(
                     f"unknown model {model!r}: no config {settings.models_dir / (model + '.yaml')}, no ledger records "
-                    f"and no registered model in {settings.tracking_uri}; known models: {known}")
+                    f"and no registered model in {settings.tracking_uri}; known models: {known}"
+                )
         names = [model]
     records = ledger.records(model) if model is not None else ledger.records()
     by_model: dict[str, list[dict]] = {}
@@ -555,17 +646,32 @@ def fleet_status(settings=None, *, model: str | None = None, history: int = DEFA
     out_models = []
     for i, name in enumerate(names, 1):
         say(f"[{i}/{len(names)}] {name}: registry, ledger, reports")
-        out_models.append(_model_status(settings, client, name, valid.get(name), by_model.get(name, []),
-                                        [p for p in problems if Path(p.get("file", "")).stem == name],
-                                        ui_url=ui_url, history=history, decisions=decisions,
-                                        timeline_days=timeline_days, gate_results=gate_results))
+        out_models.append(
+            _model_status(
+                settings,
+                client,
+                name,
+                valid.get(name),
+                by_model.get(name, []),
+                [p for p in problems if Path(p.get("file", "")).stem == name],
+                ui_url=ui_url,
+                history=history,
+                decisions=decisions,
+                timeline_days=timeline_days,
+                gate_results=gate_results,
+            )
+        )
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "state_dir": str(settings.state_dir), "reports_dir": str(settings.reports_dir),
-        "tracking_uri": settings.tracking_uri, "mlflow_ui_url": ui_url, "ledger": ledger.display_url(),
+        "state_dir": str(settings.state_dir),
+        "reports_dir": str(settings.reports_dir),
+        "tracking_uri": settings.tracking_uri,
+        "mlflow_ui_url": ui_url,
+        "ledger": ledger.display_url(),
         "ledger_records": len(records),
-        "config_problems": problems if model is None else [p for p in problems
-                                                           if Path(p.get("file", "")).stem == model],
+        "config_problems": problems
+        if model is None
+        else [p for p in problems if Path(p.get("file", "")).stem == model],
         "models": out_models,
     }
 
@@ -577,9 +683,20 @@ def model_status(settings=None, model: str = "", **kwargs) -> dict[str, Any]:
     return fleet_status(settings, model=model, **kwargs)["models"][0]
 
 
-def _model_status(settings, client, name: str, loaded, records: list[dict], problems: list[dict], *,
-                  ui_url: str, history: int, decisions: int, timeline_days: int = DEFAULT_TIMELINE_DAYS,
-                  gate_results: dict | None = None) -> dict[str, Any]:
+def _model_status(
+    settings,
+    client,
+    name: str,
+    loaded,
+    records: list[dict],
+    problems: list[dict],
+    *,
+    ui_url: str,
+    history: int,
+    decisions: int,
+    timeline_days: int = DEFAULT_TIMELINE_DAYS,
+    gate_results: dict | None = None,
+) -> dict[str, Any]:
     cfg = loaded.config if loaded is not None else None
     reg = _registry_state(client, name, ui_url)
     versions = reg["versions"]
@@ -591,28 +708,44 @@ def _model_status(settings, client, name: str, loaded, records: list[dict], prob
         last_monitor["drift_share_threshold"] = cfg.drift.drift_share
     gates = [r for r in records if r["event"] == GATES_EVENT]
     others = [r for r in records if r["event"] != MONITOR_EVENT]
-    last_change = next((r for r in reversed(others)
-                        if r["event"] in ("promote", "rollback", "challenger", "reject") or retrain_outcome(r)), None)
-    last_retrain = next((r for r in reversed(others) if retrain_outcome(r) or (
-        r["event"] in ("promote", "challenger") and (r.get("details") or {}).get("mode") != "by_hand")), None)
+    last_change = next(
+        (
+            r
+            for r in reversed(others)
+            if r["event"] in ("promote", "rollback", "challenger", "reject") or retrain_outcome(r)
+        ),
+        None,
+    )
+    last_retrain = next(
+        (
+            r
+            for r in reversed(others)
+            if retrain_outcome(r)
+            or (r["event"] in ("promote", "challenger") and (r.get("details") or {}).get("mode") != "by_hand")
+        ),
+        None,
+    )
     gated = gated_metrics(cfg)
     return {
         "model": name,
         "config": str(loaded.path) if loaded is not None else None,
         "config_problems": problems,
-        "owner": cfg.owner if cfg else None, "task": cfg.task if cfg else None,
+        "owner": cfg.owner if cfg else None,
+        "task": cfg.task if cfg else None,
         "deploy_mode": cfg.deploy.mode if cfg else None,
         "drift_share_threshold": cfg.drift.drift_share if cfg else None,
         "performance_metric": cfg.performance.metric if cfg and cfg.performance else None,
         "gated_metrics": gated,
         "metric_columns": shown_metrics(versions, gated),
         "dag_ids": {k: f"{name}__{k}" for k in ("monitor", "retrain", "rollout")},
-        "registered": reg["registered"], "latest_version": reg.get("latest_version"),
+        "registered": reg["registered"],
+        "latest_version": reg.get("latest_version"),
         "aliases": aliases,
         "champion": versions.get(aliases.get("champion")) if aliases.get("champion") else None,
         "challenger": versions.get(aliases.get("challenger")) if aliases.get("challenger") else None,
-        "previous_champion": (versions.get(aliases.get("previous-champion"))
-                              if aliases.get("previous-champion") else None),
+        "previous_champion": (
+            versions.get(aliases.get("previous-champion")) if aliases.get("previous-champion") else None
+        ),
         "versions": versions,
         "rollout": reg["rollout"],
         "last_monitor": last_monitor,
@@ -622,7 +755,7 @@ def _model_status(settings, client, name: str, loaded, records: list[dict], prob
         "last_gates": _gates_summary(client, gates[-1] if gates else None, ui_url, cache=gate_results),
         "last_retrain": _decision(last_retrain, ui_url) if last_retrain else None,
         "last_decision": _decision(last_change, ui_url) if last_change else None,
-        "decisions": [_decision(r, ui_url) for r in reversed(others)][:max(decisions, 0)],
+        "decisions": [_decision(r, ui_url) for r in reversed(others)][: max(decisions, 0)],
         "ledger_records": len(records),
     }
 
@@ -647,8 +780,14 @@ def task_links(settings, dag_id: str, run_id: str, task_id: str) -> dict[str, st
     if event is None or not model or kind not in ("monitor", "retrain"):
         return {"mlflow_run": None, "report": None}
     actor = f"{dag_id}/{run_id}"
-    rec = next((r for r in reversed(Ledger.from_settings(settings).records(model))
-                if r["event"] == event and r.get("actor") == actor), None)
+    rec = next(
+        (
+            r
+            for r in reversed(Ledger.from_settings(settings).records(model))
+            if r["event"] == event and r.get("actor") == actor
+        ),
+        None,
+    )
     if rec is None:
         return {"mlflow_run": None, "report": None}
     d = rec.get("details") or {}

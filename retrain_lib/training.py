@@ -75,8 +75,7 @@ def load_estimator_class(path: str, allowed_prefixes=("sklearn.",)):
     'LogisticRegression'
     """
     prefixes = list(allowed_prefixes)
-    allowed_fix = ("use a scikit-learn estimator class, or add its module to allowed_estimator_prefixes "
-                   "in platform.yaml")
+    allowed_fix = "use a scikit-learn estimator class, or add its module to allowed_estimator_prefixes in platform.yaml"
     if not isinstance(path, str) or not _IMPORT_PATH.fullmatch(path):
         raise _estimator_error(str(path), "is not an import path", f"write module.Class, {_EXAMPLE}")
     module_name, _, attr = path.rpartition(".")
@@ -89,18 +88,28 @@ def load_estimator_class(path: str, allowed_prefixes=("sklearn.",)):
         raise _estimator_error(path, f"cannot be imported: {exc}", f"check the spelling, {_EXAMPLE}") from exc
     if not inspect.isclass(cls):
         kind = "a function" if callable(cls) else f"a {type(cls).__name__}"
-        raise _estimator_error(path, f"is not a scikit-learn estimator class (it is {kind})",
-                               f"name an estimator class, {_EXAMPLE}")
+        raise _estimator_error(
+            path, f"is not a scikit-learn estimator class (it is {kind})", f"name an estimator class, {_EXAMPLE}"
+        )
     if not module_allowed(cls.__module__, prefixes):
         raise _estimator_error(
-            path, f"is outside the allowed modules {prefixes}: it is {cls.__module__}.{cls.__qualname__} "
-                  f"re-exported by {module_name}", allowed_fix)
+            path,
+            f"is outside the allowed modules {prefixes}: it is {cls.__module__}.{cls.__qualname__} "
+            f"re-exported by {module_name}",
+            allowed_fix,
+        )
     if not (callable(getattr(cls, "fit", None)) and callable(getattr(cls, "get_params", None))):
-        raise _estimator_error(path, "is not a scikit-learn estimator class (it has no fit/get_params)",
-                               f"name an estimator class, {_EXAMPLE}")
+        raise _estimator_error(
+            path,
+            "is not a scikit-learn estimator class (it has no fit/get_params)",
+            f"name an estimator class, {_EXAMPLE}",
+        )
     if inspect.isabstract(cls):
-        raise _estimator_error(path, "is not a scikit-learn estimator class (it is abstract)",
-                               f"name a concrete estimator class, {_EXAMPLE}")
+        raise _estimator_error(
+            path,
+            "is not a scikit-learn estimator class (it is abstract)",
+            f"name a concrete estimator class, {_EXAMPLE}",
+        )
     return cls
 
 
@@ -135,15 +144,30 @@ def check_training_config(cfg: ModelConfig, allowed_prefixes=("sklearn.",)) -> l
         names = set()
     unknown = sorted(set(t.params) - names)
     if names and unknown:
-        problems.append((("training", "params"), f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
-                         f"a parameter of {cls.__name__}", f"use some of: {', '.join(sorted(names))}"))
+        problems.append(
+            (
+                ("training", "params"),
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a parameter of {cls.__name__}",
+                f"use some of: {', '.join(sorted(names))}",
+            )
+        )
     if t.recency is not None and not accepts_sample_weight(cls):
-        problems.append((("training", "recency"), f"{cls.__name__}.fit does not accept sample_weight, so recent "
-                         "rows cannot weigh more", "remove recency or use an estimator whose fit takes sample_weight"))
+        problems.append(
+            (
+                ("training", "recency"),
+                f"{cls.__name__}.fit does not accept sample_weight, so recent rows cannot weigh more",
+                "remove recency or use an estimator whose fit takes sample_weight",
+            )
+        )
     if t.warm_start and "warm_start" not in names:
-        problems.append((("training", "warm_start"), f"{cls.__name__} has no warm_start parameter",
-                         "remove warm_start or use an estimator that has one (e.g. HistGradientBoostingClassifier, "
-                         "RandomForestClassifier)"))
+        problems.append(
+            (
+                ("training", "warm_start"),
+                f"{cls.__name__} has no warm_start parameter",
+                "remove warm_start or use an estimator that has one (e.g. HistGradientBoostingClassifier, "
+                "RandomForestClassifier)",
+            )
+        )
     return problems
 
 
@@ -182,14 +206,31 @@ def build_pipeline(cfg: ModelConfig, allowed_prefixes=("sklearn.",)):
     estimator = _estimator(cfg, load_estimator_class(cfg.training.estimator, allowed_prefixes))
     transformers = []
     if cfg.features.numeric:
-        transformers.append(("numeric", Pipeline([
-            ("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()),
-        ]), list(cfg.features.numeric)))
+        transformers.append(
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median")),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                list(cfg.features.numeric),
+            )
+        )
     if cfg.features.categorical:
-        transformers.append(("categorical", Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]), list(cfg.features.categorical)))
+        transformers.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                list(cfg.features.categorical),
+            )
+        )
     pre = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
@@ -226,8 +267,9 @@ def split_frame(cfg: ModelConfig, frame: pd.DataFrame) -> Split:
 
     ordered = labelled.sort_values(cfg.data.id_column, kind="mergesort")
     strat = ordered[target] if sp.method == "stratified" else None
-    train, hold = train_test_split(ordered, test_size=sp.holdout_fraction, random_state=cfg.training.seed,
-                                   stratify=strat)
+    train, hold = train_test_split(
+        ordered, test_size=sp.holdout_fraction, random_state=cfg.training.seed, stratify=strat
+    )
     return Split(train, hold)
 
 
@@ -264,8 +306,10 @@ def _ages_days(cfg: ModelConfig, frame: pd.DataFrame, as_of) -> np.ndarray:
     col = cfg.data.timestamp_column
     ts = pd.to_datetime(frame[col])
     if ts.isna().any():
-        raise DataError(f"{int(ts.isna().sum())} training rows of {cfg.name!r} have no {col!r}; recency weighting "
-                        "(training.recency) needs every timestamp")
+        raise DataError(
+            f"{int(ts.isna().sum())} training rows of {cfg.name!r} have no {col!r}; recency weighting "
+            "(training.recency) needs every timestamp"
+        )
     if as_of is None:
         anchor = ts.max()
     elif isinstance(as_of, dt.datetime):
@@ -311,8 +355,10 @@ def sample_weights(cfg: ModelConfig, frame: pd.DataFrame, as_of=None) -> np.ndar
         weights = weights * np.power(0.5, (ages - ages.min()) / rec.half_life_days)
     mean = float(weights.mean())
     if not mean > 0 or not math.isfinite(mean):
-        raise DataError(f"recency weights of {cfg.name!r} underflow to zero (half_life_days "
-                        f"{rec.half_life_days} against rows up to {ages.max():.0f} days old); raise half_life_days")
+        raise DataError(
+            f"recency weights of {cfg.name!r} underflow to zero (half_life_days "
+            f"{rec.half_life_days} against rows up to {ages.max():.0f} days old); raise half_life_days"
+        )
     return weights / mean
 
 
@@ -352,8 +398,11 @@ def _warm_start_plan(cfg: ModelConfig, cls, init_model):
     if pre is None or old is None or not hasattr(pre, "transformers_"):
         return None, None, "the champion is not a fitted preprocess+model pipeline: trained from scratch"
     if type(old) is not cls:
-        return None, None, (f"the champion's estimator is {type(old).__name__}, the config asks for {name}: "
-                            "trained from scratch")
+        return (
+            None,
+            None,
+            (f"the champion's estimator is {type(old).__name__}, the config asks for {name}: trained from scratch"),
+        )
     before, now = _fitted_columns(pre), _feature_columns(cfg)
     if before != now:
         changes = []
@@ -473,11 +522,19 @@ def _fit_in_child(cfg: ModelConfig, target, args, kwargs, timeout_s: float, rows
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context(START_METHOD)
-    log.info("fitting %s for %s in a child process (%s) with a timeout of %g s", cfg.training.estimator, cfg.name,
-             START_METHOD, timeout_s)
+    log.info(
+        "fitting %s for %s in a child process (%s) with a timeout of %g s",
+        cfg.training.estimator,
+        cfg.name,
+        START_METHOD,
+        timeout_s,
+    )
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_fit, name=f"train-{cfg.name}",
-                       args=(sender, target, args, kwargs, cfg.training.seed, _thread_limits()))
+    proc = ctx.Process(
+        target=_child_fit,
+        name=f"train-{cfg.name}",
+        args=(sender, target, args, kwargs, cfg.training.seed, _thread_limits()),
+    )
     deadline = time.monotonic() + timeout_s
     try:
         proc.start()
@@ -489,14 +546,17 @@ def _fit_in_child(cfg: ModelConfig, target, args, kwargs, timeout_s: float, rows
             raise TrainingError(
                 f"training of {cfg.name!r} ({cfg.training.estimator} on {rows} rows) exceeded its timeout of "
                 f"{minutes:g} minutes ({timeout_s:g} s) and was stopped; raise training.timeout_minutes or reduce "
-                "the work: fewer iterations/trees in training.params or a shorter windows.training_days")
+                "the work: fewer iterations/trees in training.params or a shorter windows.training_days"
+            )
         try:
             message = receiver.recv()
         except EOFError:
             proc.join(5)
-            raise TrainingError(f"training of {cfg.name!r} ({cfg.training.estimator}) died in its child process "
-                                f"(exit code {proc.exitcode}) without a result; it may have run out of memory, "
-                                "check the worker's resources") from None
+            raise TrainingError(
+                f"training of {cfg.name!r} ({cfg.training.estimator}) died in its child process "
+                f"(exit code {proc.exitcode}) without a result; it may have run out of memory, "
+                "check the worker's resources"
+            ) from None
         proc.join(max(1.0, deadline - time.monotonic()))
     finally:
         _kill(proc)
@@ -517,8 +577,16 @@ def _fit_target(cfg: ModelConfig, target, args, kwargs, timeout_s: float | None,
     return _fit_in_child(cfg, target, args, kwargs, timeout_s, rows)
 
 
-def fit(cfg: ModelConfig, train: pd.DataFrame, allowed_prefixes=("sklearn.",), *, as_of=None, init_model=None,
-        init_model_ref: str | None = None, timeout_s: float | None = None):
+def fit(
+    cfg: ModelConfig,
+    train: pd.DataFrame,
+    allowed_prefixes=("sklearn.",),
+    *,
+    as_of=None,
+    init_model=None,
+    init_model_ref: str | None = None,
+    timeout_s: float | None = None,
+):
     """Fit the configured pipeline on ``train``; returns ``(pipeline, TrainingInfo)``.
 
     Args:
@@ -555,12 +623,15 @@ def fit(cfg: ModelConfig, train: pd.DataFrame, allowed_prefixes=("sklearn.",), *
     if timeout_s is None and t.timeout_minutes is not None:
         timeout_s = t.timeout_minutes * 60
     if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise ValueError(f"The 'timeout_s' parameter of fit must be a positive number or None. Got {timeout_s!r} "
-                         "instead.")
+        raise ValueError(
+            f"The 'timeout_s' parameter of fit must be a positive number or None. Got {timeout_s!r} instead."
+        )
     cls = load_estimator_class(t.estimator, allowed_prefixes)
     if t.recency is not None and not accepts_sample_weight(cls):
-        raise ConfigError(f"training.recency needs an estimator whose fit accepts sample_weight and "
-                          f"{t.estimator}.fit does not; remove training.recency or choose another estimator")
+        raise ConfigError(
+            f"training.recency needs an estimator whose fit accepts sample_weight and "
+            f"{t.estimator}.fit does not; remove training.recency or choose another estimator"
+        )
     X, y = xy(cfg, train)
     if cfg.task == "classification" and len(np.unique(y)) < 2:
         raise DataError(f"training data of {cfg.name!r} holds a single class; cannot train a classifier")
@@ -589,17 +660,28 @@ def fit(cfg: ModelConfig, train: pd.DataFrame, allowed_prefixes=("sklearn.",), *
         pipeline = _fit_target(cfg, build_pipeline(cfg, allowed_prefixes), (X, y), kwargs, timeout_s, len(train))
     duration = time.monotonic() - started
     info = TrainingInfo(
-        estimator=t.estimator, rows=len(train), duration_s=duration, weighted_rows_share=recent_rows,
+        estimator=t.estimator,
+        rows=len(train),
+        duration_s=duration,
+        weighted_rows_share=recent_rows,
         recent_weight_share=recent_weight,
         warm_started_from=(init_model_ref or "init_model") if model is not None else None,
-        timeout_s=None if timeout_s is None else float(timeout_s), child_process=timeout_s is not None,
+        timeout_s=None if timeout_s is None else float(timeout_s),
+        child_process=timeout_s is not None,
         notes=tuple(notes),
     )
     return pipeline, info
 
 
-def train_model(cfg: ModelConfig, train: pd.DataFrame, allowed_prefixes=("sklearn.",), *, as_of=None,
-                init_model=None, timeout_s: float | None = None):
+def train_model(
+    cfg: ModelConfig,
+    train: pd.DataFrame,
+    allowed_prefixes=("sklearn.",),
+    *,
+    as_of=None,
+    init_model=None,
+    timeout_s: float | None = None,
+):
     """Fit the configured pipeline on ``train``; returns the fitted pipeline (see :func:`fit`)."""
     pipeline, _ = fit(cfg, train, allowed_prefixes, as_of=as_of, init_model=init_model, timeout_s=timeout_s)
     return pipeline

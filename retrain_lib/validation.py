@@ -47,9 +47,29 @@ from retrain_lib.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-NUMERIC_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
-                 "float64", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
-                 "Float64")
+NUMERIC_TYPES = (
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float32",
+    "Float64",
+)
 STRING_TYPES = ("str", "string", "StringDtype")
 DATETIME_TYPES = ("datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]")
 TYPE_LISTS = {"numeric": NUMERIC_TYPES, "string": STRING_TYPES, "datetime": DATETIME_TYPES}
@@ -151,12 +171,21 @@ class ValidationReport:
 
     def summary(self) -> dict[str, Any]:
         """Small enough for XCom and the decision ledger."""
-        return {"success": self.success, "expectations": len(self.results), "failed_expectations": len(self.failed),
-                "failed": self.explain()}
+        return {
+            "success": self.success,
+            "expectations": len(self.results),
+            "failed_expectations": len(self.failed),
+            "failed": self.explain(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "as_of": self.as_of, "rows": self.rows, **self.summary(),
-                "results": [r.to_dict() for r in self.results]}
+        return {
+            "model": self.model,
+            "as_of": self.as_of,
+            "rows": self.rows,
+            **self.summary(),
+            "results": [r.to_dict() for r in self.results],
+        }
 
 
 # -----------------------------------------------------------------------------------------
@@ -189,36 +218,80 @@ def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[_Spe
         return []
     specs: list[_Spec] = []
     if v.exact_columns:
-        specs.append(_Spec("exact_columns", None, "ExpectTableColumnsToMatchSet",
-                           {"column_set": list(cfg.columns), "exact_match": True}))
+        specs.append(
+            _Spec(
+                "exact_columns",
+                None,
+                "ExpectTableColumnsToMatchSet",
+                {"column_set": list(cfg.columns), "exact_match": True},
+            )
+        )
     if v.row_count is not None:
         lo = None if v.row_count.min is None else v.row_count.min * days
         hi = None if v.row_count.max is None else v.row_count.max * days
         per_day = f"{v.row_count.min if v.row_count.min is not None else 0}..{v.row_count.max or 'any'}"
-        specs.append(_Spec("row_count", None, "ExpectTableRowCountToBeBetween", {"min_value": lo, "max_value": hi},
-                           f"row_count {per_day} per day x {days} day(s)"))
+        specs.append(
+            _Spec(
+                "row_count",
+                None,
+                "ExpectTableRowCountToBeBetween",
+                {"min_value": lo, "max_value": hi},
+                f"row_count {per_day} per day x {days} day(s)",
+            )
+        )
     for column, kind in cfg.expected_dtypes().items():
-        specs.append(_Spec("dtypes", column, "ExpectColumnValuesToBeInTypeList",
-                           {"column": column, "type_list": list(TYPE_LISTS[kind])}, kind))
+        specs.append(
+            _Spec(
+                "dtypes",
+                column,
+                "ExpectColumnValuesToBeInTypeList",
+                {"column": column, "type_list": list(TYPE_LISTS[kind])},
+                kind,
+            )
+        )
     for rule in v.not_null:
-        specs.append(_Spec("not_null", rule.column, "ExpectColumnValuesToNotBeNull",
-                           {"column": rule.column, **_mostly(rule.mostly, v.mostly)}))
+        specs.append(
+            _Spec(
+                "not_null",
+                rule.column,
+                "ExpectColumnValuesToNotBeNull",
+                {"column": rule.column, **_mostly(rule.mostly, v.mostly)},
+            )
+        )
     for column in v.unique:
-        specs.append(_Spec("unique", column, "ExpectColumnValuesToBeUnique", {"column": column,
-                                                                                **_mostly(None, v.mostly)}))
+        specs.append(
+            _Spec("unique", column, "ExpectColumnValuesToBeUnique", {"column": column, **_mostly(None, v.mostly)})
+        )
     for column, rng in v.between.items():
-        specs.append(_Spec("between", column, "ExpectColumnValuesToBeBetween",
-                           {"column": column, "min_value": rng.min, "max_value": rng.max,
-                            **_mostly(rng.mostly, v.mostly)}))
+        specs.append(
+            _Spec(
+                "between",
+                column,
+                "ExpectColumnValuesToBeBetween",
+                {"column": column, "min_value": rng.min, "max_value": rng.max, **_mostly(rng.mostly, v.mostly)},
+            )
+        )
     for column, allowed in v.in_set.items():
-        specs.append(_Spec("in_set", column, "ExpectColumnValuesToBeInSet",
-                           {"column": column, "value_set": list(allowed.values), **_mostly(allowed.mostly, v.mostly)}))
+        specs.append(
+            _Spec(
+                "in_set",
+                column,
+                "ExpectColumnValuesToBeInSet",
+                {"column": column, "value_set": list(allowed.values), **_mostly(allowed.mostly, v.mostly)},
+            )
+        )
     if v.freshness_hours is not None:
         end = end_of_day(as_of)
         start = end - dt.timedelta(hours=v.freshness_hours)
-        specs.append(_Spec("freshness_hours", cfg.data.timestamp_column, "ExpectColumnMaxToBeBetween",
-                           {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
-                           f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}"))
+        specs.append(
+            _Spec(
+                "freshness_hours",
+                cfg.data.timestamp_column,
+                "ExpectColumnMaxToBeBetween",
+                {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
+                f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}",
+            )
+        )
     return specs
 
 
@@ -238,8 +311,11 @@ def _gx_context():
         ProgressBarsConfig,
     )
 
-    config = DataContextConfig(analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False),
-                               store_backend_defaults=InMemoryStoreBackendDefaults())
+    config = DataContextConfig(
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+    )
     return gx, gx.get_context(mode="ephemeral", project_config=config)
 
 
@@ -249,16 +325,23 @@ def run_suite(frame: pd.DataFrame, specs: list[_Spec], *, name: str = "retrain")
     if not specs:
         return []
     gx, context = _gx_context()
-    batch = (context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(f"{name}_frame")
-             .add_batch_definition_whole_dataframe("whole_frame"))
+    batch = (
+        context.data_sources.add_pandas(f"{name}_source")
+        .add_dataframe_asset(f"{name}_frame")
+        .add_batch_definition_whole_dataframe("whole_frame")
+    )
     # The whole suite at once: adding expectations one by one rewrites the store each time.
-    expectations = [getattr(gx.expectations, spec.kind)(**spec.kwargs, meta={"retrain_index": i})
-                    for i, spec in enumerate(specs)]
+    expectations = [
+        getattr(gx.expectations, spec.kind)(**spec.kwargs, meta={"retrain_index": i}) for i, spec in enumerate(specs)
+    ]
     suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch,
-                                                                            suite=suite))
-    outcome = definition.run(batch_parameters={"dataframe": frame},
-                             result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_VALUES})
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite)
+    )
+    outcome = definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_VALUES},
+    )
     by_index: dict[int, dict] = {}
     for result in outcome.results:
         data = result.to_json_dict()
@@ -290,8 +373,12 @@ def validate_frame(cfg: ModelConfig, frame: pd.DataFrame, *, as_of, days: int = 
     results = tuple(_result(spec, data, frame) for spec, data in zip(specs, raw))
     report = ValidationReport(cfg.name, as_of.isoformat(), int(len(frame)), results)
     for r in report.failed:
-        log.warning("%s data validation failed: %s%s", cfg.name, r.explain(),
-                    f"; first offending row: {r.rows[0]}" if r.rows else "")
+        log.warning(
+            "%s data validation failed: %s%s",
+            cfg.name,
+            r.explain(),
+            f"; first offending row: {r.rows[0]}" if r.rows else "",
+        )
     return report
 
 
@@ -326,11 +413,25 @@ def _partition_row_counts(cfg: ModelConfig, window) -> list[ExpectationResult]:
         count = int(per_day.get(day, 0))
         if (bounds.min is not None and count < bounds.min) or (bounds.max is not None and count > bounds.max):
             kwargs = {"min_value": bounds.min, "max_value": bounds.max}
-            out.append(ExpectationResult(
-                check="row_count", expectation="expect_table_row_count_to_be_between", column=None, kwargs=kwargs,
-                success=False, observed_value=count, note=f"rows of partition {ref} ({day})"))
-            log.warning("%s data validation failed: partition %s has %d rows (row_count %s..%s per day)", cfg.name,
-                        ref, count, bounds.min, bounds.max)
+            out.append(
+                ExpectationResult(
+                    check="row_count",
+                    expectation="expect_table_row_count_to_be_between",
+                    column=None,
+                    kwargs=kwargs,
+                    success=False,
+                    observed_value=count,
+                    note=f"rows of partition {ref} ({day})",
+                )
+            )
+            log.warning(
+                "%s data validation failed: partition %s has %d rows (row_count %s..%s per day)",
+                cfg.name,
+                ref,
+                count,
+                bounds.min,
+                bounds.max,
+            )
     return out
 
 
@@ -347,11 +448,20 @@ def _result(spec: _Spec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
     unexpected = res.get("unexpected_count")
     rows = _offending_rows(frame, spec, res) if unexpected else []
     return ExpectationResult(
-        check=spec.check, expectation=data["expectation_config"]["type"], column=spec.column, kwargs=kwargs,
-        success=bool(data.get("success")) and error is None, observed_value=res.get("observed_value"),
-        element_count=res.get("element_count"), unexpected_count=unexpected,
-        unexpected_percent=res.get("unexpected_percent"), partial_unexpected_list=values, rows=rows,
-        details=details, note=spec.note, error=error,
+        check=spec.check,
+        expectation=data["expectation_config"]["type"],
+        column=spec.column,
+        kwargs=kwargs,
+        success=bool(data.get("success")) and error is None,
+        observed_value=res.get("observed_value"),
+        element_count=res.get("element_count"),
+        unexpected_count=unexpected,
+        unexpected_percent=res.get("unexpected_percent"),
+        partial_unexpected_list=values,
+        rows=rows,
+        details=details,
+        note=spec.note,
+        error=error,
     )
 
 
@@ -436,21 +546,32 @@ def quarantine_batch(
         window.frame[[c for c in window.frame.columns if not str(c).startswith("__")]].to_parquet(tmp, index=False)
         tmp.replace(batch)
     manifest = {
-        "model": cfg.name, "as_of": window.as_of.isoformat(), "window": [window.start.isoformat(),
-                                                                          window.end.isoformat()],
-        "fingerprint": fingerprint, "rows": int(len(window.frame)),
+        "model": cfg.name,
+        "as_of": window.as_of.isoformat(),
+        "window": [window.start.isoformat(), window.end.isoformat()],
+        "fingerprint": fingerprint,
+        "rows": int(len(window.frame)),
         "semantics": "copies of the source partitions; the sources are left untouched because the monitor and "
-                     "other windows read them",
+        "other windows read them",
         "problems": list(problems),
         "failed": [r.to_dict() for r in report.failed] if report else [],
         "expectations": len(report.results) if report else 0,
-        "files": files, "remote_sources": remote, "batch": str(batch) if batch else None, **(extra or {}),
+        "files": files,
+        "remote_sources": remote,
+        "batch": str(batch) if batch else None,
+        **(extra or {}),
     }
     tmp = manifest_path.with_name(manifest_path.name + ".tmp")
     tmp.write_text(json.dumps(_jsonable(manifest), indent=2, default=str))
     tmp.replace(manifest_path)
-    log.warning("quarantined the %s batch of %s (%d file(s) copied%s) in %s", window.as_of.isoformat(), cfg.name,
-                len(files), ", rows in batch.parquet" if batch else "", dest)
+    log.warning(
+        "quarantined the %s batch of %s (%d file(s) copied%s) in %s",
+        window.as_of.isoformat(),
+        cfg.name,
+        len(files),
+        ", rows in batch.parquet" if batch else "",
+        dest,
+    )
     return dest
 
 

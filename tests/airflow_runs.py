@@ -20,8 +20,11 @@ def triggered_retrain(model: str, monitor_run_id: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run = session.query(DagRun).filter(DagRun.dag_id == f"{model}__retrain",
-                                           DagRun.run_id == f"requested__{monitor_run_id}").one_or_none()
+        run = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == f"{model}__retrain", DagRun.run_id == f"requested__{monitor_run_id}")
+            .one_or_none()
+        )
         return None if run is None else (run.logical_date, dict(run.conf or {}))
 
 
@@ -31,6 +34,9 @@ def xcom_return(dag_id: str, run_id: str, task_id: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id,
-                                                 key="return_value").one_or_none()
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key="return_value")
+            .one_or_none()
+        )
         return None if row is None else XComModel.deserialize_value(row)

@@ -48,8 +48,10 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(FIRST)))  # stable: order kept within
     ours = r"(retrain_dags|retrain_airflow|retrain_lib|tests|test_\w+)(\..*)?$"
     for item in items:
-        for category in ("airflow.utils.deprecation_tools.DeprecatedImportWarning",
-                         "airflow.exceptions.RemovedInAirflow4Warning"):
+        for category in (
+            "airflow.utils.deprecation_tools.DeprecatedImportWarning",
+            "airflow.exceptions.RemovedInAirflow4Warning",
+        ):
             item.add_marker(pytest.mark.filterwarnings(f"error::{category}:{ours}"))
 
 
@@ -68,8 +70,9 @@ def session_dir() -> Path:
 def airflow_db(session_dir) -> Path:
     """A migrated Airflow metadata DB shared by the whole session."""
     airflow = Path(sys.executable).parent / "airflow"
-    proc = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=300)
+    proc = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return session_dir / "airflow" / "airflow.db"
 

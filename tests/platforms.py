@@ -30,7 +30,8 @@ def fixed_policy(raw: dict) -> dict:
         raw["drift"].update(threshold=0.2, features={"income": {"method": "ks", "threshold": 0.001}})
         perf["max_drop"] = 0.05
         raw["gates"] = [g for g in raw["gates"] if g.get("type") != "stability"] + [
-            {"type": "stability", "max_change": 0.15}]
+            {"type": "stability", "max_change": 0.15}
+        ]
     elif raw["name"] == "daily_demand":
         raw["schedule"].update(retrain_floor="@weekly", min_retrain_interval_days=2)
         raw["drift"]["threshold"] = 0.2
@@ -45,8 +46,9 @@ def pin_fixed_policy(cfg_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def credit_platform(root: Path, *, days: int, rows_per_day: int, seed: int,
-                    edit: Callable[[dict], None] | None = None) -> Iterator[tuple]:
+def credit_platform(
+    root: Path, *, days: int, rows_per_day: int, seed: int, edit: Callable[[dict], None] | None = None
+) -> Iterator[tuple]:
     """The repo's configs with ``credit_default`` only (its YAML changed by ``edit``), under
     ``root``, with ``days`` of simulated data, and ``RETRAIN_HOME`` / ``RETRAIN_CONFIG_DIR``
     pointing there for the block (restored afterwards). Yields ``(settings, cfg, cfg_dir)``."""
@@ -67,6 +69,7 @@ def credit_platform(root: Path, *, days: int, rows_per_day: int, seed: int,
         mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
         settings = load_settings(cfg_dir)
         cfg = load_model_config(path)
-        simulate(cfg, settings.data_root, days=days, drift_day=None, drift_kind="none", rows_per_day=rows_per_day,
-                 seed=seed)
+        simulate(
+            cfg, settings.data_root, days=days, drift_day=None, drift_kind="none", rows_per_day=rows_per_day, seed=seed
+        )
         yield settings, cfg, cfg_dir

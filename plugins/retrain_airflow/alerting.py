@@ -49,13 +49,21 @@ def slack_post(conn_id: str, channel: str | None = None) -> Callable[[dict[str, 
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException or an unreachable secrets backend
-        _log_once(conn_id, "Slack connection %r is not available (%s: %s); alerts are logged, not sent",
-                  conn_id, type(exc).__name__, exc)
+        _log_once(
+            conn_id,
+            "Slack connection %r is not available (%s: %s); alerts are logged, not sent",
+            conn_id,
+            type(exc).__name__,
+            exc,
+        )
         return None
     if conn.conn_type == "slack":
         if not channel:
-            _log_once(conn_id, "Slack connection %r is a token connection but alerts.channel is not set; "
-                               "alerts are logged, not sent", conn_id)
+            _log_once(
+                conn_id,
+                "Slack connection %r is a token connection but alerts.channel is not set; alerts are logged, not sent",
+                conn_id,
+            )
             return None
         from airflow.providers.slack.hooks.slack import SlackHook
 
@@ -110,16 +118,27 @@ def _version_run(settings, model: str, version: str | None) -> str | None:
     try:
         from retrain_lib import registry
 
-        return registry.get_client(settings.tracking_uri, settings.registry_uri).get_model_version(
-            model, str(version)).run_id
+        return (
+            registry.get_client(settings.tracking_uri, settings.registry_uri)
+            .get_model_version(model, str(version))
+            .run_id
+        )
     except Exception:  # noqa: BLE001 - a link is not worth a failure
         log.debug("run of %s version %s not found", model, version, exc_info=True)
         return None
 
 
-def links(settings, model: str, context: dict | None = None, *, mlflow_run_id: str | None = None,
-          version: str | None = None, monitor: dict | None = None, as_of: str | None = None,
-          other_tasks: tuple[tuple[str, str], ...] = ()):
+def links(
+    settings,
+    model: str,
+    context: dict | None = None,
+    *,
+    mlflow_run_id: str | None = None,
+    version: str | None = None,
+    monitor: dict | None = None,
+    as_of: str | None = None,
+    other_tasks: tuple[tuple[str, str], ...] = (),
+):
     """Task log of the running task, MLflow run (``mlflow_run_id`` or the run of model
     ``version``) and drift report: the report of ``monitor`` (a monitor result), else of the
     latest monitor check up to ``as_of`` (ledger). ``other_tasks`` are ``(label, task_id)``
@@ -147,12 +166,18 @@ def links(settings, model: str, context: dict | None = None, *, mlflow_run_id: s
         exp = _experiment_of(settings, report_run)
         if exp:
             report_url = alerts.mlflow_run_url(p.mlflow_ui_url, report_run, exp, "monitor/drift_report.html")
-    extra = tuple((label, url) for label, task in other_tasks
-                  if (url := alerts.task_log_url(p.airflow_base_url, dag_id, run_id, task)))
+    extra = tuple(
+        (label, url)
+        for label, task in other_tasks
+        if (url := alerts.task_log_url(p.airflow_base_url, dag_id, run_id, task))
+    )
     return alerts.Links(
         task_log=alerts.task_log_url(p.airflow_base_url, dag_id, run_id, running),
         mlflow_run=alerts.mlflow_run_url(p.mlflow_ui_url, mlflow_run_id, _experiment_of(settings, mlflow_run_id)),
-        drift_report=report_url, drift_report_path=report_path if not report_url else None, extra=extra)
+        drift_report=report_url,
+        drift_report_path=report_path if not report_url else None,
+        extra=extra,
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -178,9 +203,14 @@ def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context:
         if post is None:
             log.info("alert (connection %r missing, not sent): %s", conn_id, alert.text)
             return alerts.DISABLED
-        outcome = alerts.deliver(alert, post, store=alerts.DedupeStore.from_settings(settings),
-                                 dedupe_minutes=alerts_cfg.dedupe_minutes, retries=alerts_cfg.retries,
-                                 retry_seconds=alerts_cfg.retry_seconds)
+        outcome = alerts.deliver(
+            alert,
+            post,
+            store=alerts.DedupeStore.from_settings(settings),
+            dedupe_minutes=alerts_cfg.dedupe_minutes,
+            retries=alerts_cfg.retries,
+            retry_seconds=alerts_cfg.retry_seconds,
+        )
         if outcome != alerts.FAILED and context is not None:
             mark_reported(context)
         return outcome
@@ -189,8 +219,16 @@ def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context:
         return "failed"
 
 
-def alert(model: str, cfg_dir: str, alerts_cfg, kind: str, build: Callable[..., Any], *,
-          context: dict | None = None, **link_args) -> str:
+def alert(
+    model: str,
+    cfg_dir: str,
+    alerts_cfg,
+    kind: str,
+    build: Callable[..., Any],
+    *,
+    context: dict | None = None,
+    **link_args,
+) -> str:
     """One alert from a task: ``build(links, severity)`` returns the
     :class:`retrain_lib.alerts.Alert`; ``link_args`` go to :func:`links`. Never raises."""
     try:
@@ -243,10 +281,25 @@ class TaskFailureAlert:
             params = context.get("params") or {}
             as_of = params.get("as_of") if hasattr(params, "get") else None
             max_tries = getattr(ti, "max_tries", None)
-            alert(self.model, self.cfg_dir, self.alerts_cfg, "failure", lambda link, severity: alerts.task_failure(
-                self.model, dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=getattr(ti, "try_number", None),
-                max_tries=max_tries if isinstance(max_tries, int) else None,
-                exception=context.get("exception"), as_of=as_of, links=link, severity=severity),
-                context=context, as_of=as_of)
+            alert(
+                self.model,
+                self.cfg_dir,
+                self.alerts_cfg,
+                "failure",
+                lambda link, severity: alerts.task_failure(
+                    self.model,
+                    dag_id=dag_id,
+                    task_id=task_id,
+                    run_id=run_id,
+                    try_number=getattr(ti, "try_number", None),
+                    max_tries=max_tries if isinstance(max_tries, int) else None,
+                    exception=context.get("exception"),
+                    as_of=as_of,
+                    links=link,
+                    severity=severity,
+                ),
+                context=context,
+                as_of=as_of,
+            )
         except Exception:  # noqa: BLE001 - a callback must not raise
             log.exception("the task failure alert of %s could not be sent", self.model)

@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 # Marker kinds of the timeline (see retrain_lib.status.MARKER_EVENTS), in legend order:
 # kind -> (label, colour, shape)
 MARKERS = {
@@ -60,9 +59,18 @@ def _polyline_segments(points: list[tuple[float, float] | None]) -> list[str]:
     return runs
 
 
-def line_chart(labels: list[str], series: dict[str, list[float | None]], *, title: str,
-               ymax: float | None = None, thresholds: list[float] | tuple = (), percent: bool = False,
-               p_values: bool = False, width: int = 560, height: int = 190) -> dict[str, Any]:
+def line_chart(
+    labels: list[str],
+    series: dict[str, list[float | None]],
+    *,
+    title: str,
+    ymax: float | None = None,
+    thresholds: list[float] | tuple = (),
+    percent: bool = False,
+    p_values: bool = False,
+    width: int = 560,
+    height: int = 190,
+) -> dict[str, Any]:
     """One polyline per series over ``labels``.
 
     ``p_values``: the values are p-values, drawn as ``-log10(p)`` (up = more drift) with the
@@ -111,16 +119,32 @@ def line_chart(labels: list[str], series: dict[str, list[float | None]], *, titl
         ticks = _ticks(0.0, top_value)
     grid = [] if compact else [{"y": round(y(v), 1), "label": label(v)} for v in ticks]
     step = max(1, n // 6)
-    xlabels = [] if compact else [{"x": round(x(i), 1), "label": _short_day(lab)}
-                                  for i, lab in enumerate(labels) if i % step == 0 or i == n - 1]
+    xlabels = (
+        []
+        if compact
+        else [
+            {"x": round(x(i), 1), "label": _short_day(lab)}
+            for i, lab in enumerate(labels)
+            if i % step == 0 or i == n - 1
+        ]
+    )
     out_series = []
     for idx, (name, vs) in enumerate(series.items()):
         pts = [None if tr(v) is None else (x(i), y(tr(v))) for i, v in enumerate(vs)]
-        dots = [{"x": round(p[0], 1), "y": round(p[1], 1), "day": labels[i], "value": vs[i],
-                 "clipped": tr(vs[i]) > top_value}
-                for i, p in enumerate(pts) if p is not None]
-        out_series.append({"name": name, "color": PALETTE[idx % len(PALETTE)], "segments": _polyline_segments(pts),
-                           "points": dots})
+        dots = [
+            {
+                "x": round(p[0], 1),
+                "y": round(p[1], 1),
+                "day": labels[i],
+                "value": vs[i],
+                "clipped": tr(vs[i]) > top_value,
+            }
+            for i, p in enumerate(pts)
+            if p is not None
+        ]
+        out_series.append(
+            {"name": name, "color": PALETTE[idx % len(PALETTE)], "segments": _polyline_segments(pts), "points": dots}
+        )
     legend_items, lx, ly = [], left, top + plot_h + 30
     for idx, name in enumerate(legend):
         if lx + 18 + 6 * len(name) > width - right and lx > left:
@@ -128,11 +152,22 @@ def line_chart(labels: list[str], series: dict[str, list[float | None]], *, titl
         legend_items.append({"x": lx, "y": ly, "name": name, "color": PALETTE[idx % len(PALETTE)]})
         lx += 18 + 6 * len(name)
     return {
-        "title": title, "width": width, "height": height, "compact": compact, "left": left,
-        "right": left + plot_w, "top": top, "bottom": top + plot_h, "grid": grid, "xlabels": xlabels,
-        "thresholds": [{"y": round(y(t), 1), "label": f"threshold {10 ** -t:.3g}" if p_values else
-                        f"threshold {label(t)}"} for t in dict.fromkeys(lines)],
-        "series": out_series, "legend": legend_items,
+        "title": title,
+        "width": width,
+        "height": height,
+        "compact": compact,
+        "left": left,
+        "right": left + plot_w,
+        "top": top,
+        "bottom": top + plot_h,
+        "grid": grid,
+        "xlabels": xlabels,
+        "thresholds": [
+            {"y": round(y(t), 1), "label": f"threshold {10**-t:.3g}" if p_values else f"threshold {label(t)}"}
+            for t in dict.fromkeys(lines)
+        ],
+        "series": out_series,
+        "legend": legend_items,
     }
 
 
@@ -141,16 +176,27 @@ def threshold_bar(relative: float | None, *, drifted: bool) -> dict[str, Any]:
     score's way to the threshold (``retrain_lib.status.relative_to_threshold``: 1.0 = at it);
     beyond twice the threshold the bar is full and ``clipped``."""
     if relative is None:
-        return {"width": 0, "tick": BAR_WIDTH // 2, "full": BAR_WIDTH, "drifted": drifted, "clipped": False,
-                "missing": True}
+        return {
+            "width": 0,
+            "tick": BAR_WIDTH // 2,
+            "full": BAR_WIDTH,
+            "drifted": drifted,
+            "clipped": False,
+            "missing": True,
+        }
     r = max(float(relative), 0.0)
-    return {"width": round(min(r, 2.0) * BAR_WIDTH / 2, 1), "tick": BAR_WIDTH // 2, "full": BAR_WIDTH,
-            "drifted": drifted, "clipped": r > 2.0, "missing": False}
+    return {
+        "width": round(min(r, 2.0) * BAR_WIDTH / 2, 1),
+        "tick": BAR_WIDTH // 2,
+        "full": BAR_WIDTH,
+        "drifted": drifted,
+        "clipped": r > 2.0,
+        "missing": False,
+    }
 
 
 def _marker_legend() -> list[dict[str, str]]:
-    return [{"kind": k, "label": label, "color": color, "shape": shape}
-            for k, (label, color, shape) in MARKERS.items()]
+    return [{"kind": k, "label": label, "color": color, "shape": shape} for k, (label, color, shape) in MARKERS.items()]
 
 
 def _day_markers(day: dict) -> list[dict]:
@@ -161,8 +207,9 @@ def _day_markers(day: dict) -> list[dict]:
     return out
 
 
-def timeline_chart(timeline: list[dict], *, metric: str | None, drift_share_threshold: float | None,
-                   width: int = 980) -> dict[str, Any]:
+def timeline_chart(
+    timeline: list[dict], *, metric: str | None, drift_share_threshold: float | None, width: int = 980
+) -> dict[str, Any]:
     """The model's days on one calendar axis: the live metric (with baseline and retrain
     limit) and the markers in the upper panel, the drifted share as bars in the lower one.
 
@@ -196,15 +243,29 @@ def timeline_chart(timeline: list[dict], *, metric: str | None, drift_share_thre
     def line(key: str) -> list[str]:
         return _polyline_segments([None if d.get(key) is None else (x(i), ym(d[key])) for i, d in enumerate(timeline)])
 
-    live_points = [{"x": round(x(i), 1), "y": round(ym(d["live"]), 1), "day": d["as_of"], "value": d["live"]}
-                   for i, d in enumerate(timeline) if d.get("live") is not None]
+    live_points = [
+        {"x": round(x(i), 1), "y": round(ym(d["live"]), 1), "day": d["as_of"], "value": d["live"]}
+        for i, d in enumerate(timeline)
+        if d.get("live") is not None
+    ]
     markers = []
     for i, (d, day_marks) in enumerate(zip(timeline, day_markers, strict=True)):
         for row, mk in enumerate(day_marks):
             label, color, shape = MARKERS.get(mk["kind"], (mk["kind"], "#444", "square"))
-            markers.append({"x": round(x(i), 1), "y": lane_top + 6 + 11 * row, "day": d["as_of"],
-                            "kind": mk["kind"], "label": label, "color": color, "shape": shape,
-                            "version": mk.get("version"), "reason": mk.get("reason") or "", "seq": mk.get("seq")})
+            markers.append(
+                {
+                    "x": round(x(i), 1),
+                    "y": lane_top + 6 + 11 * row,
+                    "day": d["as_of"],
+                    "kind": mk["kind"],
+                    "label": label,
+                    "color": color,
+                    "shape": shape,
+                    "version": mk.get("version"),
+                    "reason": mk.get("reason") or "",
+                    "seq": mk.get("seq"),
+                }
+            )
     threshold = drift_share_threshold
     bars = []
     for i, d in enumerate(timeline):
@@ -212,22 +273,50 @@ def timeline_chart(timeline: list[dict], *, metric: str | None, drift_share_thre
         if share is None:
             continue
         h = max(share_h * min(max(share, 0.0), 1.0), 1.0)  # a checked day with no drift: a hairline
-        bars.append({"x": round(x(i) - band * 0.35, 1), "width": round(max(band * 0.7, 1.0), 1),
-                     "y": round(s_bottom - h, 1), "height": round(h, 1), "day": d["as_of"], "value": share,
-                     "drift": threshold is not None and share >= threshold,
-                     "state": "throttled" if d.get("throttled") and d.get("action") == "healthy" else d.get("action")})
+        bars.append(
+            {
+                "x": round(x(i) - band * 0.35, 1),
+                "width": round(max(band * 0.7, 1.0), 1),
+                "y": round(s_bottom - h, 1),
+                "height": round(h, 1),
+                "day": d["as_of"],
+                "value": share,
+                "drift": threshold is not None and share >= threshold,
+                "state": "throttled" if d.get("throttled") and d.get("action") == "healthy" else d.get("action"),
+            }
+        )
     step = max(1, math.ceil(n / 10))
-    xlabels = [{"x": round(x(i), 1), "label": _short_day(d["as_of"])}
-               for i, d in enumerate(timeline) if i % step == 0 or i == n - 1]
+    xlabels = [
+        {"x": round(x(i), 1), "label": _short_day(d["as_of"])}
+        for i, d in enumerate(timeline)
+        if i % step == 0 or i == n - 1
+    ]
     return {
-        "width": width, "height": height, "left": left, "right": left + plot_w, "lane_top": lane_top,
-        "metric": metric, "metric_top": m_top, "metric_bottom": m_bottom, "share_top": s_top,
-        "share_bottom": s_bottom, "axis_y": s_bottom + 13, "legend_y": s_bottom + axis_h + 10,
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": left + plot_w,
+        "lane_top": lane_top,
+        "metric": metric,
+        "metric_top": m_top,
+        "metric_bottom": m_bottom,
+        "share_top": s_top,
+        "share_bottom": s_bottom,
+        "axis_y": s_bottom + 13,
+        "legend_y": s_bottom + axis_h + 10,
         "metric_grid": [{"y": round(ym(v), 1), "label": f"{v:.3g}"} for v in _ticks(lo, hi)] if values else [],
         "share_grid": [{"y": round(s_bottom - share_h * v, 1), "label": f"{v:.0%}"} for v in (0.0, 0.5, 1.0)],
-        "share_threshold": None if threshold is None else {
-            "y": round(s_bottom - share_h * min(max(threshold, 0.0), 1.0), 1), "label": f"{threshold:.0%}"},
-        "live": line("live"), "baseline": line("baseline"), "limit": line("limit"), "live_points": live_points,
-        "markers": markers, "bars": bars, "xlabels": xlabels, "days": n,
-        "empty_metric": not live_points, "marker_legend": _marker_legend(),
+        "share_threshold": None
+        if threshold is None
+        else {"y": round(s_bottom - share_h * min(max(threshold, 0.0), 1.0), 1), "label": f"{threshold:.0%}"},
+        "live": line("live"),
+        "baseline": line("baseline"),
+        "limit": line("limit"),
+        "live_points": live_points,
+        "markers": markers,
+        "bars": bars,
+        "xlabels": xlabels,
+        "days": n,
+        "empty_metric": not live_points,
+        "marker_legend": _marker_legend(),
     }

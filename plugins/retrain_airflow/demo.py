@@ -72,8 +72,16 @@ def _reset(state_dir: Path) -> None:
     for sub in ("data", "mlflow", "reports", "data-registry", "dvc-remote", "quarantine"):
         shutil.rmtree(state_dir / sub, ignore_errors=True)
     # The ledger and the prediction log describe the MLflow store just removed: start them anew.
-    for name in ("decisions.jsonl", "platform.db", "platform.db-wal", "platform.db-shm", "predictions.db",
-                 "predictions.db-wal", "predictions.db-shm", "data-registry.lock"):
+    for name in (
+        "decisions.jsonl",
+        "platform.db",
+        "platform.db-wal",
+        "platform.db-shm",
+        "predictions.db",
+        "predictions.db-wal",
+        "predictions.db-shm",
+        "data-registry.lock",
+    ):
         (state_dir / name).unlink(missing_ok=True)
     # Old runs would collide with the runs the demo triggers for the same simulated days.
     (state_dir / "airflow" / "airflow.db").unlink(missing_ok=True)
@@ -82,13 +90,29 @@ def _reset(state_dir: Path) -> None:
 def _migrate(env: dict[str, str]) -> None:
     airflow = Path(sys.executable).parent / "airflow"
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(airflow), "db", "migrate"], env={**os.environ, **env}, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [str(airflow), "db", "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _quiet_airflow() -> None:
-    for name in ("airflow", "airflow.task", "airflow.processor", "sqlalchemy", "mlflow", "alembic", "py.warnings",
-                 "retrain_airflow", "retrain_lib", "distributed", "urllib3"):
+    for name in (
+        "airflow",
+        "airflow.task",
+        "airflow.processor",
+        "sqlalchemy",
+        "mlflow",
+        "alembic",
+        "py.warnings",
+        "retrain_airflow",
+        "retrain_lib",
+        "distributed",
+        "urllib3",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -99,8 +123,12 @@ def _new_records(ledger, seen: int) -> list[dict]:
 
 def _top(details: dict) -> str:
     tops = [t for t in details.get("top") or [] if t.get("drifted")]
-    return ", ".join(f"{t['name']} {t['method']} {t['p_value']:.1e}" if t.get("p_value") is not None
-                     else f"{t['name']} {t['method']} {t['score']:.2f}" for t in tops[:3])
+    return ", ".join(
+        f"{t['name']} {t['method']} {t['p_value']:.1e}"
+        if t.get("p_value") is not None
+        else f"{t['name']} {t['method']} {t['score']:.2f}"
+        for t in tops[:3]
+    )
 
 
 class _Story:
@@ -146,10 +174,15 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     start = last_day - dt.timedelta(days=args.days - 1)
     if args.reset:
         _reset(state_dir)
-    print(f"state under {state_dir}; task logs in {Path(env['AIRFLOW_HOME']) / 'logs'} (and the Airflow UI), "
-          f"Airflow's other logs in {log_note}")
-    print(f"simulated calendar: {start} to {last_day} (today, UTC)" if last_day == today_utc()
-          else f"simulated calendar: {start} to {last_day}")
+    print(
+        f"state under {state_dir}; task logs in {Path(env['AIRFLOW_HOME']) / 'logs'} (and the Airflow UI), "
+        f"Airflow's other logs in {log_note}"
+    )
+    print(
+        f"simulated calendar: {start} to {last_day} (today, UTC)"
+        if last_day == today_utc()
+        else f"simulated calendar: {start} to {last_day}"
+    )
     t0 = time.monotonic()
     _migrate(env)
     print(f"airflow metadata DB ready ({time.monotonic() - t0:.0f} s)")
@@ -164,11 +197,22 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     for model in models:
         cfg = configs[model] = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
         kind, seed = SCENARIOS.get(model, ("covariate", 0))
-        res = simulate(cfg, settings.data_root, days=args.days, start=start, drift_day=args.drift_day,
-                       drift_kind=kind, seed=seed, rows_per_day=args.rows_per_day, season_start=SEASON_START)
+        res = simulate(
+            cfg,
+            settings.data_root,
+            days=args.days,
+            start=start,
+            drift_day=args.drift_day,
+            drift_kind=kind,
+            seed=seed,
+            rows_per_day=args.rows_per_day,
+            season_start=SEASON_START,
+        )
         drift_starts[model] = res.drift_start
-        print(f"simulated {model}: {res.days} days, {res.rows} rows, {kind} drift from {res.drift_start}, "
-              f"labels {cfg.data.label_delay_days} day(s) late")
+        print(
+            f"simulated {model}: {res.days} days, {res.rows} rows, {kind} drift from {res.drift_start}, "
+            f"labels {cfg.data.label_delay_days} day(s) late"
+        )
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -207,8 +251,10 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         a = registry.aliases(client, model)
         summary[model] = a
         previous = a.get("previous-champion")
-        print(f"{model}: champion v{a.get('champion')}, "
-              + (f"previous-champion v{previous}" if previous else "no previous-champion"))
+        print(
+            f"{model}: champion v{a.get('champion')}, "
+            + (f"previous-champion v{previous}" if previous else "no previous-champion")
+        )
     _print_recovery(ledger, configs, drift_starts, loop_end, print)
     problems = ledger.verify()
     print(f"decision ledger: {ledger} ({seen} records, chain {'intact' if not problems else 'BROKEN'})")
@@ -219,12 +265,18 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     if champion:
         print(f"  .venv/bin/retrain reproduce {models[0]} {champion} --format json")
     print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
-    print(f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
-          f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")
-    print("           its DAGs start paused: unpause a model's DAGs and its monitor runs for today "
-          f"({last_day}) on this data; README, \"Using the real Airflow\"")
-    print(f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
-          f"{settings.tracking_uri})")
+    print(
+        f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
+        f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})"
+    )
+    print(
+        "           its DAGs start paused: unpause a model's DAGs and its monitor runs for today "
+        f'({last_day}) on this data; README, "Using the real Airflow"'
+    )
+    print(
+        f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
+        f"{settings.tracking_uri})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
@@ -250,8 +302,11 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
                 return None
             outcome = ""
             with create_session() as session:
-                triggered = session.query(DagRun).filter(
-                    DagRun.dag_id == f"{model}__retrain", DagRun.run_id == f"requested__{run_m.run_id}").one_or_none()
+                triggered = (
+                    session.query(DagRun)
+                    .filter(DagRun.dag_id == f"{model}__retrain", DagRun.run_id == f"requested__{run_m.run_id}")
+                    .one_or_none()
+                )
                 trig = (triggered.logical_date, dict(triggered.conf or {})) if triggered else None
             if trig:
                 retrain = bag.get_dag(f"{model}__retrain")
@@ -282,13 +337,17 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
             share = mon["details"].get("drifted_share") if mon else None
             if not outcome:
                 reasons = mon["details"]["reasons"] if mon else []
-                outcome = "throttled" if any("throttled" in x for x in reasons) else (
-                    f"champion v{mon['details']['champion_version']}" if mon else "")
+                outcome = (
+                    "throttled"
+                    if any("throttled" in x for x in reasons)
+                    else (f"champion v{mon['details']['champion_version']}" if mon else "")
+                )
                 perf = [x for x in reasons if x.startswith("performance")]
                 if perf:
                     outcome += f" ({perf[0]})"
-            drift_fired = bool(mon) and any(sig.get("signal") == "drift" and sig.get("triggered")
-                                            for sig in mon["details"].get("signals") or [])
+            drift_fired = bool(mon) and any(
+                sig.get("signal") == "drift" and sig.get("triggered") for sig in mon["details"].get("signals") or []
+            )
             top = _top(mon["details"]) if decision == "retrain" and drift_fired else ""
             if mon and decision != "retrain" and any("drift reference rebased" in x for x in mon["details"]["reasons"]):
                 top = f"drift recorded, reference rebased: {_top(mon['details'])}"[:58]
@@ -315,8 +374,9 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
             continue
         metric = cfg.performance.metric
         records = [r for r in ledger.records(model) if r["seq"] < loop_end]
-        r = metric_recovery(records, metric=metric, greater_is_better=greater_is_better(metric),
-                            drift_start=drift_starts[model])
+        r = metric_recovery(
+            records, metric=metric, greater_is_better=greater_is_better(metric), drift_start=drift_starts[model]
+        )
         share = r.recovered_share
         late = f"labels {cfg.data.label_delay_days} day(s) late"
         promoted = f"v{', v'.join(r.retrained)} promoted" if r.retrained else "no retrain promoted since the drift"
@@ -330,14 +390,17 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
             verdict = "-"
         else:
             verdict = f"{share + 0.0:.0%} of the loss regained"
-        rows.append((model, metric, point(r.before), point(r.worst), point(r.after), verdict,
-                     drift_starts[model]))
+        rows.append((model, metric, point(r.before), point(r.worst), point(r.after), verdict, drift_starts[model]))
     if not rows:
         return
-    print("\nRecovery: each champion's live metric on the matured labels of its monitor window, as the daily "
-          "monitor runs recorded it in the ledger")
-    head = f"{'model':<15} {'metric':<8} {'before the drift':<27} {'worst since the drift':<27} " \
-           f"{'after the retrain':<27} recovered"
+    print(
+        "\nRecovery: each champion's live metric on the matured labels of its monitor window, as the daily "
+        "monitor runs recorded it in the ledger"
+    )
+    head = (
+        f"{'model':<15} {'metric':<8} {'before the drift':<27} {'worst since the drift':<27} "
+        f"{'after the retrain':<27} recovered"
+    )
     print(head)
     print("-" * len(head))
     for model, metric, before, worst, after, verdict, drift in rows:
@@ -354,8 +417,12 @@ def main(argv=None) -> int:
     p.add_argument("--first-day", type=int, default=29)
     p.add_argument("--rows-per-day", type=int, default=1500)
     p.add_argument("--no-reset", dest="reset", action="store_false")
-    p.add_argument("--no-live", dest="live", action="store_false",
-                   help="skip the live part (gateway, canary rollout, automatic rollback)")
+    p.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="skip the live part (gateway, canary rollout, automatic rollback)",
+    )
     p.add_argument("--live-model", default="credit_default", help="model of the live part")
     p.add_argument("--json", help="write the final aliases to this file")
     return run(p.parse_args(argv))

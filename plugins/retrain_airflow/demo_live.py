@@ -68,31 +68,46 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
     traffic = None
     try:
         health = gateway.start().health()
-        print(f"  gateway {gateway.url} serves {model} v{health['models'][model]['champion']}; every prediction "
-              f"logged in {settings.state_dir / 'predictions.db'} (gateway log: {state_dir / 'gateway.log'})")
+        print(
+            f"  gateway {gateway.url} serves {model} v{health['models'][model]['champion']}; every prediction "
+            f"logged in {settings.state_dir / 'predictions.db'} (gateway log: {state_dir / 'gateway.log'})"
+        )
         records = labelled_records(cfg, settings.data_root, (day - dt.timedelta(days=6), day))
         traffic = LiveTraffic(gateway.url, model, records, batch=10).start()
-        print(f"  traffic: {len(records)} recorded applications of the last week in a loop, 10 per request, "
-              "each label posted back after the answer")
+        print(
+            f"  traffic: {len(records)} recorded applications of the last week in a loop, 10 per request, "
+            "each label posted back after the answer"
+        )
 
         # -- a canary that is promoted -------------------------------------------------------
         retrain = bag.get_dag(f"{model}__retrain")
         logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-        run_r = run_dag(retrain, logical_date=logical, conf={
-            "as_of": day.isoformat(), "deploy_mode": "canary", "require_gain": False,
-            "reason": "live demo: roll the retrained model out as a canary, which judges it on live traffic"})
+        run_r = run_dag(
+            retrain,
+            logical_date=logical,
+            conf={
+                "as_of": day.isoformat(),
+                "deploy_mode": "canary",
+                "require_gain": False,
+                "reason": "live demo: roll the retrained model out as a canary, which judges it on live traffic",
+            },
+        )
         if run_r.state != "success":
             print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)
             return 1
         trig = _triggered(f"{model}__rollout", f"rollout__{run_r.run_id}")
         if trig is None:
             outcome = [r for r in ledger.records()[seen:] if r["event"] in ("reject", "promote")]
-            print(f"  retrain run {run_r.run_id} started no rollout: {outcome[-1]['reason'] if outcome else '?'}",
-                  err=True)
+            print(
+                f"  retrain run {run_r.run_id} started no rollout: {outcome[-1]['reason'] if outcome else '?'}",
+                err=True,
+            )
             return 1
         challenger = registry.aliases(client, model).get(registry.CHALLENGER)
-        print(f"  retrain run {run_r.run_id} (deploy_mode canary): v{challenger} is the challenger; it triggered the "
-              f"rollout run rollout__{run_r.run_id}")
+        print(
+            f"  retrain run {run_r.run_id} (deploy_mode canary): v{challenger} is the challenger; it triggered the "
+            f"rollout run rollout__{run_r.run_id}"
+        )
         print(f"  rollout params for the demo: {FAST_ROLLOUT} (a real rollout keeps the config's hours)")
         t0 = time.monotonic()
         rollout = bag.get_dag(f"{model}__rollout")
@@ -103,14 +118,20 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
             d = r["details"]
             if r["event"] == "rollout_shadow":
                 v = d.get("verdict") or {}
-                print(f"    shadow: {d['decision']} ({d['reason']}; output PSI {v.get('psi', float('nan')):.3f}, "
-                      f"{v.get('n_paired', v.get('n', '?'))} paired requests)")
+                print(
+                    f"    shadow: {d['decision']} ({d['reason']}; output PSI {v.get('psi', float('nan')):.3f}, "
+                    f"{v.get('n_paired', v.get('n', '?'))} paired requests)"
+                )
             elif r["event"] == "rollout_canary":
-                print(f"    canary {d['percent']:g}%: {d['decision']} after {d['labelled']['challenger']} labelled "
-                      f"challenger requests ({d['reason']})")
+                print(
+                    f"    canary {d['percent']:g}%: {d['decision']} after {d['labelled']['challenger']} labelled "
+                    f"challenger requests ({d['reason']})"
+                )
             elif r["event"] == "promote":
-                print(f"    promoted v{r['after']} (was v{r['before']}), compare-and-swap, {time.monotonic() - t0:.0f} s "
-                      "after the rollout began")
+                print(
+                    f"    promoted v{r['after']} (was v{r['before']}), compare-and-swap, {time.monotonic() - t0:.0f} s "
+                    "after the rollout began"
+                )
             elif r["event"] == "rollout_rollback":
                 print(f"    rolled back v{d['version']}: {d['reason']}")
         if run_o.state != "success":
@@ -121,16 +142,26 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
             print(f"  the canary v{challenger} was not promoted (champion v{champion})", err=True)
             return 1
         gateway.wait_serving(model, champion)
-        print(f"  the gateway answers with v{champion} {_since(_promotion_time(ledger, champion)):.1f} s after the "
-              "promotion (registry poll every second)")
+        print(
+            f"  the gateway answers with v{champion} {_since(_promotion_time(ledger, champion)):.1f} s after the "
+            "promotion (registry poll every second)"
+        )
 
         # -- a bad champion that the monitor rolls back --------------------------------------
         bad = _bad_version(model, settings, day)
-        promote_version(model, bad, settings=settings, as_of=day.isoformat(), actor="demo/on-call",
-                        reason="hotfix promoted by hand without gates (trained with max_iter 1, max_depth 1)")
+        promote_version(
+            model,
+            bad,
+            settings=settings,
+            as_of=day.isoformat(),
+            actor="demo/on-call",
+            reason="hotfix promoted by hand without gates (trained with max_iter 1, max_depth 1)",
+        )
         gateway.wait_serving(model, bad)
-        print(f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
-              "the gateway serves it")
+        print(
+            f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
+            "the gateway serves it"
+        )
         need = cfg.rollback.min_labels if cfg.rollback else 200
         served_before = traffic.versions.get(bad, 0)
         deadline = time.monotonic() + 120
@@ -145,16 +176,22 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
         new = ledger.records()[seen:]
         mon = next((r for r in new if r["event"] == "monitor"), None)
         back = next((r for r in new if r["event"] == "rollback"), None)
-        print(f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
-              f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}")
+        print(
+            f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
+            f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}"
+        )
         if back is None:
             print("  the bad champion was not rolled back", err=True)
             return 1
         gateway.wait_serving(model, back["after"])
-        print(f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
-              f"with v{back['after']} {_since(back['time']):.1f} s after that decision")
-        print(f"  traffic: {traffic.sent} predictions answered, "
-              f"{sum(traffic.failed.values())} requests failed {traffic.failed or ''}")
+        print(
+            f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
+            f"with v{back['after']} {_since(back['time']):.1f} s after that decision"
+        )
+        print(
+            f"  traffic: {traffic.sent} predictions answered, "
+            f"{sum(traffic.failed.values())} requests failed {traffic.failed or ''}"
+        )
         return 0
     finally:
         if traffic is not None:

@@ -94,9 +94,13 @@ def _model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[s
         max_active_runs=1,
         tags=["retrain", cfg.name, kind],
         doc_md=_doc(cfg, path, kind),
-        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": dt.timedelta(seconds=30),
-                      "retry_exponential_backoff": True,
-                      "on_failure_callback": alerting.TaskFailureAlert(cfg.name, str(cfg_dir), cfg.alerts)},
+        default_args={
+            "owner": cfg.owner,
+            "retries": 2,
+            "retry_delay": dt.timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "on_failure_callback": alerting.TaskFailureAlert(cfg.name, str(cfg_dir), cfg.alerts),
+        },
         params=params,
     )
 
@@ -124,8 +128,9 @@ def data_asset(cfg: ModelConfig) -> Asset:
 
 def monitor_schedule(cfg: ModelConfig):
     """The monitor runs on its cron AND whenever new data lands."""
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.schedule.monitor, timezone="UTC"),
-                               assets=[data_asset(cfg)])
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cfg.schedule.monitor, timezone="UTC"), assets=[data_asset(cfg)]
+    )
 
 
 def _monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
@@ -139,35 +144,74 @@ def _monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
         log.exception("unexpected monitor signals of %s; no drift alert", name)
         drifted = False
     if drifted and res.get("action") in ("retrain", "rollback"):
-        alerting.alert(name, cfg_dir, cfg.alerts, "drift", lambda link, severity: alerts.drift(
-            name, res, links=link, severity=severity), context=context, mlflow_run_id=res.get("mlflow_run_id"),
-            monitor=res)
+        alerting.alert(
+            name,
+            cfg_dir,
+            cfg.alerts,
+            "drift",
+            lambda link, severity: alerts.drift(name, res, links=link, severity=severity),
+            context=context,
+            mlflow_run_id=res.get("mlflow_run_id"),
+            monitor=res,
+        )
     if (res.get("validation") or {}).get("success") is False:
-        alerting.alert(name, cfg_dir, cfg.alerts, "validation_failure", lambda link, severity: alerts.validation_failure(
-            name, stage="monitor", as_of=res.get("as_of"), links=link, severity=severity,
-            **alerts.monitor_validation_facts(res)), context=context, mlflow_run_id=res.get("mlflow_run_id"),
-            monitor=res)
+        alerting.alert(
+            name,
+            cfg_dir,
+            cfg.alerts,
+            "validation_failure",
+            lambda link, severity: alerts.validation_failure(
+                name,
+                stage="monitor",
+                as_of=res.get("as_of"),
+                links=link,
+                severity=severity,
+                **alerts.monitor_validation_facts(res),
+            ),
+            context=context,
+            mlflow_run_id=res.get("mlflow_run_id"),
+            monitor=res,
+        )
 
 
-def _rollout_alert(cfg: ModelConfig, cfg_dir: str, decision: str, started: dict, outcome: dict, why: str,
-                   context) -> None:
+def _rollout_alert(
+    cfg: ModelConfig, cfg_dir: str, decision: str, started: dict, outcome: dict, why: str, context
+) -> None:
     from retrain_lib import alerts
 
     name = cfg.name
-    alerting.alert(name, cfg_dir, cfg.alerts, "promotion" if decision == "promote" else "rollback",
-                   lambda link, severity: alerts.rollout_decision(name, decision, started, outcome, reason=why,
-                                                                  as_of=started.get("as_of"), links=link,
-                                                                  severity=severity),
-                   context=context, version=started.get("challenger"), as_of=started.get("as_of"))
+    alerting.alert(
+        name,
+        cfg_dir,
+        cfg.alerts,
+        "promotion" if decision == "promote" else "rollback",
+        lambda link, severity: alerts.rollout_decision(
+            name, decision, started, outcome, reason=why, as_of=started.get("as_of"), links=link, severity=severity
+        ),
+        context=context,
+        version=started.get("challenger"),
+        as_of=started.get("as_of"),
+    )
 
 
 def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
-    with _model_dag(cfg, path, "monitor", monitor_schedule(cfg), {
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Day to check (YYYY-MM-DD); default: the run's logical date"),
-    }, cfg_dir) as dag:
+    with _model_dag(
+        cfg,
+        path,
+        "monitor",
+        monitor_schedule(cfg),
+        {
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Day to check (YYYY-MM-DD); default: the run's logical date",
+            ),
+        },
+        cfg_dir,
+    ) as dag:
 
         @task(task_id="check_model")
         def check_model(**context) -> dict:
@@ -176,16 +220,25 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             from retrain_lib.lifecycle import monitor_model
 
             as_of = _as_of(context)
-            res = _fail_fast(monitor_model, name, as_of, settings=_settings(cfg_dir_s),
-                             actor=f"{dag.dag_id}/{context['run_id']}")
+            res = _fail_fast(
+                monitor_model, name, as_of, settings=_settings(cfg_dir_s), actor=f"{dag.dag_id}/{context['run_id']}"
+            )
             drift = res.get("drift") or {}
             summary = {
-                "as_of": res["as_of"], "action": res["action"], "reasons": res["reasons"],
-                "throttled": res["throttled"], "champion_version": res["champion_version"],
-                "drifted_share": drift.get("drifted_share"), "dataset_drift": drift.get("dataset_drift"),
-                "top_features": drift.get("top", []), "performance": res.get("performance"), "signals": res.get("signals"),
-                "report_path": res["report_path"], "mlflow_run_id": res["mlflow_run_id"],
-                "drift_report_path": res.get("drift_report_path"), "validation": res.get("validation"),
+                "as_of": res["as_of"],
+                "action": res["action"],
+                "reasons": res["reasons"],
+                "throttled": res["throttled"],
+                "champion_version": res["champion_version"],
+                "drifted_share": drift.get("drifted_share"),
+                "dataset_drift": drift.get("dataset_drift"),
+                "top_features": drift.get("top", []),
+                "performance": res.get("performance"),
+                "signals": res.get("signals"),
+                "report_path": res["report_path"],
+                "mlflow_run_id": res["mlflow_run_id"],
+                "drift_report_path": res.get("drift_report_path"),
+                "validation": res.get("validation"),
             }
             for line in res["reasons"]:
                 log.info("%s %s: %s", name, res["action"], line)
@@ -202,16 +255,31 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             found degraded; atomic with its ledger entry)."""
             from retrain_lib.lifecycle import rollback_model
 
-            res = _fail_fast(rollback_model, name, settings=_settings(cfg_dir_s), as_of=result["as_of"],
-                             actor=f"{dag.dag_id}/{context['run_id']}", reason="; ".join(result["reasons"]),
-                             expected_champion=result["champion_version"])
+            res = _fail_fast(
+                rollback_model,
+                name,
+                settings=_settings(cfg_dir_s),
+                as_of=result["as_of"],
+                actor=f"{dag.dag_id}/{context['run_id']}",
+                reason="; ".join(result["reasons"]),
+                expected_champion=result["champion_version"],
+            )
             log.warning("%s rollback: %s", name, res)
             if res.get("rolled_back"):
                 from retrain_lib import alerts
 
-                alerting.alert(name, cfg_dir_s, cfg.alerts, "rollback", lambda link, severity: alerts.rollback(
-                    name, res, as_of=result["as_of"], links=link, severity=severity), context=context,
-                    mlflow_run_id=result.get("mlflow_run_id"), monitor=result)
+                alerting.alert(
+                    name,
+                    cfg_dir_s,
+                    cfg.alerts,
+                    "rollback",
+                    lambda link, severity: alerts.rollback(
+                        name, res, as_of=result["as_of"], links=link, severity=severity
+                    ),
+                    context=context,
+                    mlflow_run_id=result.get("mlflow_run_id"),
+                    monitor=result,
+                )
             return res
 
         checked = check_model()
@@ -233,18 +301,35 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     name = cfg.name
     cfg_dir_s = str(cfg_dir)
-    with _model_dag(cfg, path, "retrain", cfg.schedule.retrain_floor, {
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Train on the window ending this day; default: the run's logical date"),
-        "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
-        "deploy_mode": Param(cfg.deploy.mode, enum=["direct", "shadow", "canary"],
-                             description="direct: promote; shadow/canary: make it the challenger and start the "
-                                         "rollout DAG (deploy.mode of the config by default)"),
-        "require_gain": Param(None, type=["null", "boolean"],
-                              description="null: adaptation.require_gain of the config; false: promote a candidate "
-                                          "that passes the gates without a proven gain (e.g. to let a canary judge "
-                                          "it on live traffic)"),
-    }, cfg_dir) as dag:
+    with _model_dag(
+        cfg,
+        path,
+        "retrain",
+        cfg.schedule.retrain_floor,
+        {
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Train on the window ending this day; default: the run's logical date",
+            ),
+            "reason": Param("manual", type="string", description="Why this retrain runs (kept in the ledger)"),
+            "deploy_mode": Param(
+                cfg.deploy.mode,
+                enum=["direct", "shadow", "canary"],
+                description="direct: promote; shadow/canary: make it the challenger and start the "
+                "rollout DAG (deploy.mode of the config by default)",
+            ),
+            "require_gain": Param(
+                None,
+                type=["null", "boolean"],
+                description="null: adaptation.require_gain of the config; false: promote a candidate "
+                "that passes the gates without a proven gain (e.g. to let a canary judge "
+                "it on live traffic)",
+            ),
+        },
+        cfg_dir,
+    ) as dag:
 
         def actor(context) -> str:
             return f"{dag.dag_id}/{context['run_id']}"
@@ -261,22 +346,42 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 where = snap.get("validation") or {}
                 from retrain_lib import alerts
 
-                alerting.alert(name, cfg_dir_s, cfg.alerts, "validation_failure", lambda link, severity:
-                               alerts.validation_failure(name, stage="retrain", as_of=snap["as_of"], links=link,
-                                                         severity=severity, **alerts.retrain_validation_facts(snap)),
-                               context=context, mlflow_run_id=where.get("mlflow_run_id"), as_of=snap["as_of"])
+                alerting.alert(
+                    name,
+                    cfg_dir_s,
+                    cfg.alerts,
+                    "validation_failure",
+                    lambda link, severity: alerts.validation_failure(
+                        name,
+                        stage="retrain",
+                        as_of=snap["as_of"],
+                        links=link,
+                        severity=severity,
+                        **alerts.retrain_validation_facts(snap),
+                    ),
+                    context=context,
+                    mlflow_run_id=where.get("mlflow_run_id"),
+                    as_of=snap["as_of"],
+                )
                 raise AirflowFailException(
                     f"training data of {name} for {snap['start']}..{snap['end']} failed validation: "
                     f"{'; '.join(snap['problems'])}. Batch quarantined in {where.get('quarantine')}; "
-                    f"MLflow validation run {where.get('mlflow_run_id')}")
+                    f"MLflow validation run {where.get('mlflow_run_id')}"
+                )
             return snap
 
         @task(task_id="train_candidate")
         def train_candidate(snap: dict, **context) -> dict:
             from retrain_lib.lifecycle import train_candidate as train_fn
 
-            return _fail_fast(train_fn, name, snap, settings=_settings(cfg_dir_s),
-                              run_key=f"{dag.dag_id}/{context['run_id']}", actor=actor(context))
+            return _fail_fast(
+                train_fn,
+                name,
+                snap,
+                settings=_settings(cfg_dir_s),
+                run_key=f"{dag.dag_id}/{context['run_id']}",
+                actor=actor(context),
+            )
 
         @task(task_id="evaluate_candidate")
         def evaluate_candidate(snap: dict, trained: dict) -> dict:
@@ -288,9 +393,17 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         def check_gates(snap: dict, trained: dict, evaluation: dict, **context) -> dict:
             from retrain_lib.lifecycle import check_gates as gates_fn
 
-            res = _fail_fast(gates_fn, name, evaluation, trained, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
-                             actor=actor(context), snap=snap,
-                             require_gain=(context.get("params") or {}).get("require_gain"))
+            res = _fail_fast(
+                gates_fn,
+                name,
+                evaluation,
+                trained,
+                settings=_settings(cfg_dir_s),
+                as_of=snap["as_of"],
+                actor=actor(context),
+                snap=snap,
+                require_gain=(context.get("params") or {}).get("require_gain"),
+            )
             for r in res["results"]:
                 log.info("%s gate %s: %s", "PASS" if r["passed"] else "FAIL", r["gate"], r["reason"])
             return res
@@ -306,33 +419,60 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             return _fail_fast(register_fn, name, snap, trained, evaluation, gates, settings=_settings(cfg_dir_s))
 
         @task.branch(task_id="decide_approval")
-        def decide_approval(snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict,
-                            **context) -> str:
+        def decide_approval(
+            snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict, **context
+        ) -> str:
             """Ask a human when the config's ``approval`` section says so (reasons in the ledger)."""
             from retrain_lib.lifecycle import approval_request
 
-            req = _fail_fast(approval_request, name, snap, trained, evaluation, gates, registered,
-                             settings=_settings(cfg_dir_s), as_of=snap["as_of"], actor=actor(context))
+            req = _fail_fast(
+                approval_request,
+                name,
+                snap,
+                trained,
+                evaluation,
+                gates,
+                registered,
+                settings=_settings(cfg_dir_s),
+                as_of=snap["as_of"],
+                actor=actor(context),
+            )
             context["ti"].xcom_push(key="subject", value=req["subject"])
             context["ti"].xcom_push(key="body", value=req["body"])
             if req["required"]:
                 from retrain_lib import alerts
 
                 a = cfg.approval
-                alerting.alert(name, cfg_dir_s, cfg.alerts, "approval_needed", lambda link, severity:
-                               alerts.approval_needed(name, req, version=registered["version"],
-                                                      timeout_hours=a.timeout_hours if a else None,
-                                                      approvers=a.approvers if a else (), as_of=snap["as_of"],
-                                                      links=link, severity=severity),
-                               context=context, mlflow_run_id=trained["run_id"], as_of=snap["as_of"],
-                               other_tasks=(("answer in Airflow", "approve_promotion"),))
+                alerting.alert(
+                    name,
+                    cfg_dir_s,
+                    cfg.alerts,
+                    "approval_needed",
+                    lambda link, severity: alerts.approval_needed(
+                        name,
+                        req,
+                        version=registered["version"],
+                        timeout_hours=a.timeout_hours if a else None,
+                        approvers=a.approvers if a else (),
+                        as_of=snap["as_of"],
+                        links=link,
+                        severity=severity,
+                    ),
+                    context=context,
+                    mlflow_run_id=trained["run_id"],
+                    as_of=snap["as_of"],
+                    other_tasks=(("answer in Airflow", "approve_promotion"),),
+                )
             return "approve_promotion" if req["required"] else "deploy_candidate"
 
         # With an approval step, deploy follows either the approval or (nobody asked) the branch.
-        @task(task_id="deploy_candidate", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
-              if cfg.approval is not None else TriggerRule.ALL_SUCCESS)
-        def deploy_candidate(snap: dict, trained: dict, registered: dict | None, evaluation: dict,
-                             **context) -> dict:
+        @task(
+            task_id="deploy_candidate",
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
+            if cfg.approval is not None
+            else TriggerRule.ALL_SUCCESS,
+        )
+        def deploy_candidate(snap: dict, trained: dict, registered: dict | None, evaluation: dict, **context) -> dict:
             """``direct``: promote to champion (compare-and-swap); ``shadow``/``canary``: make it
             the challenger. After a human approval, the answer is recorded first."""
             from airflow.sdk.exceptions import AirflowSkipException
@@ -344,16 +484,41 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             reason = (context.get("params") or {}).get("reason") or "manual"
             approval = _approval_answer(context) if cfg.approval is not None else None
-            deployed = _fail_fast(deploy_fn, name, registered, evaluation, settings=_settings(cfg_dir_s),
-                                  as_of=snap["as_of"], actor=actor(context), reason=reason, snap=snap,
-                                  trained=trained, approval=approval,
-                                  mode=(context.get("params") or {}).get("deploy_mode"))
+            deployed = _fail_fast(
+                deploy_fn,
+                name,
+                registered,
+                evaluation,
+                settings=_settings(cfg_dir_s),
+                as_of=snap["as_of"],
+                actor=actor(context),
+                reason=reason,
+                snap=snap,
+                trained=trained,
+                approval=approval,
+                mode=(context.get("params") or {}).get("deploy_mode"),
+            )
             if any(m.get("alias") == "champion" for m in deployed.get("moves") or []):
                 from retrain_lib import alerts
 
-                alerting.alert(name, cfg_dir_s, cfg.alerts, "promotion", lambda link, severity: alerts.promotion(
-                    name, deployed, evaluation=evaluation, reason=reason, as_of=snap["as_of"], links=link,
-                    severity=severity), context=context, mlflow_run_id=registered["run_id"], as_of=snap["as_of"])
+                alerting.alert(
+                    name,
+                    cfg_dir_s,
+                    cfg.alerts,
+                    "promotion",
+                    lambda link, severity: alerts.promotion(
+                        name,
+                        deployed,
+                        evaluation=evaluation,
+                        reason=reason,
+                        as_of=snap["as_of"],
+                        links=link,
+                        severity=severity,
+                    ),
+                    context=context,
+                    mlflow_run_id=registered["run_id"],
+                    as_of=snap["as_of"],
+                )
             return deployed
 
         @task(task_id="reject_candidate")
@@ -361,11 +526,27 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             from retrain_lib import alerts
             from retrain_lib.lifecycle import reject_candidate as reject_fn
 
-            res = _fail_fast(reject_fn, name, trained, gates, settings=_settings(cfg_dir_s), as_of=snap["as_of"],
-                             actor=actor(context))
-            alerting.alert(name, cfg_dir_s, cfg.alerts, "gate_failure", lambda link, severity: alerts.gate_failure(
-                name, gates, run_id=trained["run_id"], as_of=snap["as_of"], links=link, severity=severity),
-                context=context, mlflow_run_id=trained["run_id"], as_of=snap["as_of"])
+            res = _fail_fast(
+                reject_fn,
+                name,
+                trained,
+                gates,
+                settings=_settings(cfg_dir_s),
+                as_of=snap["as_of"],
+                actor=actor(context),
+            )
+            alerting.alert(
+                name,
+                cfg_dir_s,
+                cfg.alerts,
+                "gate_failure",
+                lambda link, severity: alerts.gate_failure(
+                    name, gates, run_id=trained["run_id"], as_of=snap["as_of"], links=link, severity=severity
+                ),
+                context=context,
+                mlflow_run_id=trained["run_id"],
+                as_of=snap["as_of"],
+            )
             return res
 
         def outcome_leaf(outcome: str):
@@ -397,16 +578,22 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         branch >> [registered, rejected]
         outcome_leaf("rejected")(rejected)
         outcome_leaf("no_gain")(rejected)
+
         @task.short_circuit(task_id="rollout_needed")
         def rollout_needed(deployed: dict) -> bool:
             """A challenger was made (not a direct promotion, not rejected on re-evaluation)."""
             return deployed.get("mode") != "direct" and not deployed.get("rejected")
 
         rollout_needed(deployed) >> TriggerForThisRun(
-            task_id="start_rollout", trigger_dag_id=cfg.dag_id("rollout"), trigger_run_id="rollout__{{ run_id }}",
-            conf={"as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}",
-                  "mode": "{{ ti.xcom_pull(task_ids='deploy_candidate')['mode'] }}"},
-            skip_when_already_exists=True)
+            task_id="start_rollout",
+            trigger_dag_id=cfg.dag_id("rollout"),
+            trigger_run_id="rollout__{{ run_id }}",
+            conf={
+                "as_of": "{{ ti.xcom_pull(task_ids='snapshot_data')['as_of'] }}",
+                "mode": "{{ ti.xcom_pull(task_ids='deploy_candidate')['mode'] }}",
+            },
+            skip_when_already_exists=True,
+        )
         if cfg.approval is None:
             registered >> deployed
         else:
@@ -435,8 +622,15 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 ti = context["ti"]
                 snap = ti.xcom_pull(task_ids="snapshot_data")
                 registered = ti.xcom_pull(task_ids="register_candidate")
-                return _fail_fast(close_fn, name, registered, answer, settings=_settings(cfg_dir_s),
-                                  as_of=snap["as_of"], actor=actor(context))
+                return _fail_fast(
+                    close_fn,
+                    name,
+                    registered,
+                    answer,
+                    settings=_settings(cfg_dir_s),
+                    as_of=snap["as_of"],
+                    actor=actor(context),
+                )
 
             ask >> [approve, deployed]
             approve >> deployed >> close_review()
@@ -468,12 +662,15 @@ class PromotionApproval(ApprovalOperator):
         if "error" not in event:
             who = event.get("responded_by_user") or None
             when = event.get("responded_at")
-            context["ti"].xcom_push(key="answer", value={
-                "answer": (event.get("chosen_options") or [None])[0],
-                "by": (who.get("name") or who.get("id")) if isinstance(who, dict) else who,
-                "at": when.isoformat() if hasattr(when, "isoformat") else when,
-                "timed_out": bool(event.get("timedout")) or who is None,
-            })
+            context["ti"].xcom_push(
+                key="answer",
+                value={
+                    "answer": (event.get("chosen_options") or [None])[0],
+                    "by": (who.get("name") or who.get("id")) if isinstance(who, dict) else who,
+                    "at": when.isoformat() if hasattr(when, "isoformat") else when,
+                    "timed_out": bool(event.get("timedout")) or who is None,
+                },
+            )
         return super().execute_complete(context, event)
 
 
@@ -495,19 +692,45 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     d = cfg.deploy
     # A step of 100 % is the promotion itself: with no champion traffic left there is nothing to compare.
     steps = [p for p in d.canary_steps if p < 100]
-    with _model_dag(cfg, path, "rollout", None, {
-        "as_of": Param(None, type=["null", "string"], format="date", description="Day recorded in the ledger"),
-        "mode": Param(d.mode if d.mode != "direct" else "canary", enum=["shadow", "canary"],
-                      description="shadow: promote after the shadow; canary: then each canary step"),
-        "shadow_minutes": Param(d.shadow_hours * 60, type="number", exclusiveMinimum=0,
-                                description="Shortest shadow (deploy.shadow_hours)"),
-        "min_predictions": Param(d.min_predictions, type="integer", minimum=10,
-                                 description="Predictions per arm before the shadow is judged (deploy.min_predictions)"),
-        "step_minutes": Param(d.step_minutes, type="number", exclusiveMinimum=0,
-                              description="Shortest canary step (deploy.step_minutes)"),
-        "margin": Param(d.margin, type="number", minimum=0,
-                        description="Per-request loss the challenger may exceed the champion's by (deploy.margin)"),
-    }, cfg_dir) as dag:
+    with _model_dag(
+        cfg,
+        path,
+        "rollout",
+        None,
+        {
+            "as_of": Param(None, type=["null", "string"], format="date", description="Day recorded in the ledger"),
+            "mode": Param(
+                d.mode if d.mode != "direct" else "canary",
+                enum=["shadow", "canary"],
+                description="shadow: promote after the shadow; canary: then each canary step",
+            ),
+            "shadow_minutes": Param(
+                d.shadow_hours * 60,
+                type="number",
+                exclusiveMinimum=0,
+                description="Shortest shadow (deploy.shadow_hours)",
+            ),
+            "min_predictions": Param(
+                d.min_predictions,
+                type="integer",
+                minimum=10,
+                description="Predictions per arm before the shadow is judged (deploy.min_predictions)",
+            ),
+            "step_minutes": Param(
+                d.step_minutes,
+                type="number",
+                exclusiveMinimum=0,
+                description="Shortest canary step (deploy.step_minutes)",
+            ),
+            "margin": Param(
+                d.margin,
+                type="number",
+                minimum=0,
+                description="Per-request loss the challenger may exceed the champion's by (deploy.margin)",
+            ),
+        },
+        cfg_dir,
+    ) as dag:
 
         def actor(context) -> str:
             return f"{dag.dag_id}/{context['run_id']}"
@@ -517,23 +740,36 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             from retrain_lib.rollout_run import start_rollout as start_fn
 
             params = context.get("params") or {}
-            return _fail_fast(start_fn, name, settings=_settings(cfg_dir_s), as_of=_as_of(context),
-                              actor=actor(context), mode=params.get("mode"),
-                              min_predictions=params.get("min_predictions"), margin=params.get("margin"))
+            return _fail_fast(
+                start_fn,
+                name,
+                settings=_settings(cfg_dir_s),
+                as_of=_as_of(context),
+                actor=actor(context),
+                mode=params.get("mode"),
+                min_predictions=params.get("min_predictions"),
+                margin=params.get("margin"),
+            )
 
         started = start_rollout()
         need = "{{ ti.xcom_pull(task_ids='start_rollout')['min_predictions'] }}"
         wait_shadow = PredictionsSensor(
-            task_id="wait_shadow", model=name, since="{{ ti.xcom_pull(task_ids='start_rollout')['since'] }}",
-            need={"champion": need, "shadow": need}, min_seconds="{{ params.shadow_minutes * 60 }}",
-            timeout_s=d.rollout_timeout_hours * 3600, cfg_dir=cfg_dir_s)
+            task_id="wait_shadow",
+            model=name,
+            since="{{ ti.xcom_pull(task_ids='start_rollout')['since'] }}",
+            need={"champion": need, "shadow": need},
+            min_seconds="{{ params.shadow_minutes * 60 }}",
+            timeout_s=d.rollout_timeout_hours * 3600,
+            cfg_dir=cfg_dir_s,
+        )
 
         @task.branch(task_id="judge_shadow")
         def judge_shadow(started: dict, **context) -> str:
             from retrain_lib.rollout_run import judge_shadow as judge_fn
 
-            res = _fail_fast(judge_fn, name, started, settings=_settings(cfg_dir_s), as_of=_as_of(context),
-                             actor=actor(context))
+            res = _fail_fast(
+                judge_fn, name, started, settings=_settings(cfg_dir_s), as_of=_as_of(context), actor=actor(context)
+            )
             context["ti"].xcom_push(key="why", value="; ".join(res["reasons"]) or "shadow ok")
             if res["decision"] != "continue":
                 return "rollback_after_shadow"
@@ -548,10 +784,25 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
             started = context["ti"].xcom_pull(task_ids="start_rollout")
             why = "shadow and every canary step passed" if started["mode"] == "canary" else "shadow passed"
-            outcome = _fail_fast(finish_rollout, name, started, "promote", settings=_settings(cfg_dir_s),
-                                 as_of=_as_of(context), actor=actor(context), reason=why)
-            _rollout_alert(cfg, cfg_dir_s, "promote" if outcome.get("promoted") else "rollback", started, outcome,
-                           why if outcome.get("promoted") else outcome.get("reason") or why, context)
+            outcome = _fail_fast(
+                finish_rollout,
+                name,
+                started,
+                "promote",
+                settings=_settings(cfg_dir_s),
+                as_of=_as_of(context),
+                actor=actor(context),
+                reason=why,
+            )
+            _rollout_alert(
+                cfg,
+                cfg_dir_s,
+                "promote" if outcome.get("promoted") else "rollback",
+                started,
+                outcome,
+                why if outcome.get("promoted") else outcome.get("reason") or why,
+                context,
+            )
             return outcome
 
         @task(task_id="rollback_challenger", trigger_rule=TriggerRule.ONE_SUCCESS)
@@ -563,8 +814,16 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             judges = ["judge_shadow", *[f"judge_step_{i}" for i in range(1, len(steps) + 1)]]
             whys = [w for w in context["ti"].xcom_pull(task_ids=judges, key="why") or [] if w]
             why = whys[-1] if whys else "rollout failed"
-            outcome = _fail_fast(finish_rollout, name, started, "rollback", settings=_settings(cfg_dir_s),
-                                 as_of=_as_of(context), actor=actor(context), reason=why)
+            outcome = _fail_fast(
+                finish_rollout,
+                name,
+                started,
+                "rollback",
+                settings=_settings(cfg_dir_s),
+                as_of=_as_of(context),
+                actor=actor(context),
+                reason=why,
+            )
             _rollout_alert(cfg, cfg_dir_s, "rollback", started, outcome, why, context)
             return outcome
 
@@ -581,23 +840,43 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             def canary_step(started: dict, percent: float = pct, **context) -> dict:
                 from retrain_lib.rollout_run import set_canary_step
 
-                return _fail_fast(set_canary_step, name, started, percent, settings=_settings(cfg_dir_s),
-                                  as_of=_as_of(context), actor=actor(context))
+                return _fail_fast(
+                    set_canary_step,
+                    name,
+                    started,
+                    percent,
+                    settings=_settings(cfg_dir_s),
+                    as_of=_as_of(context),
+                    actor=actor(context),
+                )
 
             @task.branch(task_id=f"judge_step_{i}")
             def judge_step(started: dict, step: dict, status: dict, nxt: str = nxt, i: int = i, **context) -> str:
                 from retrain_lib.rollout_run import judge_canary
 
-                res = _fail_fast(judge_canary, name, started, step, status, settings=_settings(cfg_dir_s),
-                                 as_of=_as_of(context), actor=actor(context))
+                res = _fail_fast(
+                    judge_canary,
+                    name,
+                    started,
+                    step,
+                    status,
+                    settings=_settings(cfg_dir_s),
+                    as_of=_as_of(context),
+                    actor=actor(context),
+                )
                 context["ti"].xcom_push(key="why", value=f"canary {step['percent']:g}%: {res['reason']}")
                 return nxt if res["decision"] == "promote" else f"rollback_after_step_{i}"
 
             step = canary_step(started)
-            watch = CanarySensor(task_id=f"watch_step_{i}", model=name, started=started, step=step,
-                                 min_seconds="{{ params.step_minutes * 60 }}",
-                                 timeout_s=d.rollout_timeout_hours * 3600,
-                                 cfg_dir=cfg_dir_s)
+            watch = CanarySensor(
+                task_id=f"watch_step_{i}",
+                model=name,
+                started=started,
+                step=step,
+                min_seconds="{{ params.step_minutes * 60 }}",
+                timeout_s=d.rollout_timeout_hours * 3600,
+                cfg_dir=cfg_dir_s,
+            )
             branch = judge_step(started, step, watch.output)
             upstream >> step
             step >> watch >> branch
@@ -617,8 +896,11 @@ def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, D
     """Monitor, retrain and rollout DAGs of one model. The rollout DAG exists for every model:
     with ``deploy.mode: direct`` it serves rollouts asked for by hand (a retrain run with
     ``deploy_mode`` shadow or canary, or a trigger of the rollout DAG itself)."""
-    dags = [build_monitor_dag(cfg, path, cfg_dir), build_retrain_dag(cfg, path, cfg_dir),
-            build_rollout_dag(cfg, path, cfg_dir)]
+    dags = [
+        build_monitor_dag(cfg, path, cfg_dir),
+        build_retrain_dag(cfg, path, cfg_dir),
+        build_rollout_dag(cfg, path, cfg_dir),
+    ]
     return {d.dag_id: d for d in dags}
 
 

@@ -80,8 +80,16 @@ class DriftReportLink(BaseOperatorLink):
 class RetrainPlugin(AirflowPlugin):
     name = "retrain"
     fastapi_apps = [{"app": ui.app, "url_prefix": ui.URL_PREFIX, "name": "Retrain fleet"}]
-    fastapi_root_middlewares = [{"middleware": ui.WarmUpMiddleware, "args": [], "kwargs": {},
-                                 "name": "Retrain fleet warm-up"}]
-    external_views = [{"name": "Model fleet", "href": f"{ui.URL_PREFIX}/", "url_route": "retrain-fleet",
-                       "destination": "nav", "category": "browse"}]
+    fastapi_root_middlewares = [
+        {"middleware": ui.WarmUpMiddleware, "args": [], "kwargs": {}, "name": "Retrain fleet warm-up"}
+    ]
+    external_views = [
+        {
+            "name": "Model fleet",
+            "href": f"{ui.URL_PREFIX}/",
+            "url_route": "retrain-fleet",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]
     global_operator_extra_links = [MlflowRunLink(), DriftReportLink()]

@@ -26,16 +26,33 @@ class PredictionsTrigger(BaseTrigger):
     ``{"challenger_labelled": 50}``) has at least that count since ``since`` and
     ``min_seconds`` have passed; fires ``timeout`` after ``timeout_s``."""
 
-    def __init__(self, model: str, since: str, need: dict[str, int], min_seconds: float, timeout_s: float,
-                 cfg_dir: str, poll_s: float = 5.0):
+    def __init__(
+        self,
+        model: str,
+        since: str,
+        need: dict[str, int],
+        min_seconds: float,
+        timeout_s: float,
+        cfg_dir: str,
+        poll_s: float = 5.0,
+    ):
         super().__init__()
         self.model, self.since, self.need = model, since, dict(need)
         self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s = min_seconds, timeout_s, cfg_dir, poll_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("retrain_airflow.triggers.PredictionsTrigger", {
-            "model": self.model, "since": self.since, "need": self.need, "min_seconds": self.min_seconds,
-            "timeout_s": self.timeout_s, "cfg_dir": self.cfg_dir, "poll_s": self.poll_s})
+        return (
+            "retrain_airflow.triggers.PredictionsTrigger",
+            {
+                "model": self.model,
+                "since": self.since,
+                "need": self.need,
+                "min_seconds": self.min_seconds,
+                "timeout_s": self.timeout_s,
+                "cfg_dir": self.cfg_dir,
+                "poll_s": self.poll_s,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         since = dt.datetime.fromisoformat(self.since)
@@ -57,8 +74,18 @@ class PredictionsSensor(BaseOperator):
 
     template_fields = ("since", "need", "min_seconds")
 
-    def __init__(self, *, model: str, since: str, need: dict[str, int | str], min_seconds: float | str,
-                 timeout_s: float, cfg_dir: str, poll_s: float | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        model: str,
+        since: str,
+        need: dict[str, int | str],
+        min_seconds: float | str,
+        timeout_s: float,
+        cfg_dir: str,
+        poll_s: float | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.model, self.since, self.need = model, since, need
         self.min_seconds, self.timeout_s, self.cfg_dir = min_seconds, timeout_s, cfg_dir
@@ -68,15 +95,21 @@ class PredictionsSensor(BaseOperator):
         # ``need`` and ``min_seconds`` may be templates of the run's params: rendered as text.
         self.need = {k: int(float(v)) for k, v in self.need.items()}
         self.min_seconds = float(self.min_seconds)
-        self.defer(trigger=PredictionsTrigger(self.model, self.since, self.need, self.min_seconds, self.timeout_s,
-                                              self.cfg_dir, self.poll_s), method_name="execute_complete")
+        self.defer(
+            trigger=PredictionsTrigger(
+                self.model, self.since, self.need, self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s
+            ),
+            method_name="execute_complete",
+        )
 
     def execute_complete(self, context, event: dict[str, Any]):
         from airflow.sdk.exceptions import AirflowFailException
 
         if event.get("status") != "ok":
-            raise AirflowFailException(f"{self.model}: live traffic did not reach {self.need} within "
-                                       f"{self.timeout_s:g} s (counts {event.get('counts')}); is the gateway serving?")
+            raise AirflowFailException(
+                f"{self.model}: live traffic did not reach {self.need} within "
+                f"{self.timeout_s:g} s (counts {event.get('counts')}); is the gateway serving?"
+            )
         return event["counts"]
 
 
@@ -91,16 +124,33 @@ class CanaryTrigger(BaseTrigger):
     """Re-runs the canary step's sequential test every ``poll_s`` until it decides (promote or
     rollback) and ``min_seconds`` have passed; ``timeout`` after ``timeout_s``."""
 
-    def __init__(self, model: str, started: dict, step: dict, min_seconds: float, timeout_s: float, cfg_dir: str,
-                 poll_s: float = 5.0):
+    def __init__(
+        self,
+        model: str,
+        started: dict,
+        step: dict,
+        min_seconds: float,
+        timeout_s: float,
+        cfg_dir: str,
+        poll_s: float = 5.0,
+    ):
         super().__init__()
         self.model, self.started, self.step = model, dict(started), dict(step)
         self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s = min_seconds, timeout_s, cfg_dir, poll_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("retrain_airflow.triggers.CanaryTrigger", {
-            "model": self.model, "started": self.started, "step": self.step, "min_seconds": self.min_seconds,
-            "timeout_s": self.timeout_s, "cfg_dir": self.cfg_dir, "poll_s": self.poll_s})
+        return (
+            "retrain_airflow.triggers.CanaryTrigger",
+            {
+                "model": self.model,
+                "started": self.started,
+                "step": self.step,
+                "min_seconds": self.min_seconds,
+                "timeout_s": self.timeout_s,
+                "cfg_dir": self.cfg_dir,
+                "poll_s": self.poll_s,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         since = dt.datetime.fromisoformat(self.step["since"])
@@ -123,8 +173,18 @@ class CanarySensor(BaseOperator):
 
     template_fields = ("started", "step", "min_seconds")
 
-    def __init__(self, *, model: str, started, step, min_seconds: float | str, timeout_s: float, cfg_dir: str,
-                 poll_s: float | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        model: str,
+        started,
+        step,
+        min_seconds: float | str,
+        timeout_s: float,
+        cfg_dir: str,
+        poll_s: float | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.model, self.started, self.step = model, started, step
         self.min_seconds, self.timeout_s, self.cfg_dir = min_seconds, timeout_s, cfg_dir
@@ -132,12 +192,17 @@ class CanarySensor(BaseOperator):
 
     def execute(self, context):
         self.min_seconds = float(self.min_seconds)  # may be a template of the run's params
-        self.defer(trigger=CanaryTrigger(self.model, self.started, self.step, self.min_seconds, self.timeout_s,
-                                         self.cfg_dir, self.poll_s), method_name="execute_complete")
+        self.defer(
+            trigger=CanaryTrigger(
+                self.model, self.started, self.step, self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s
+            ),
+            method_name="execute_complete",
+        )
 
     def execute_complete(self, context, event: dict[str, Any]):
         status = dict(event["canary"])
         if event.get("status") != "ok":
-            status.update(decision="rollback", reason=f"undecided after {event.get('waited_s', 0):.0f} s: "
-                                                      f"{status.get('reason')}")
+            status.update(
+                decision="rollback", reason=f"undecided after {event.get('waited_s', 0):.0f} s: {status.get('reason')}"
+            )
         return status

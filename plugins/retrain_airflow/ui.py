@@ -142,22 +142,30 @@ class Templates:
 
         self.css = (directory / "fleet.css").read_text()
         digest = base64.b64encode(hashlib.sha256(self.css.encode()).digest()).decode()
-        self.csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self' data:; base-uri 'none'; "
-                    "form-action 'none'; frame-ancestors 'self'")
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(directory), autoescape=True,
-                                      finalize=lambda value: "" if value is None else value,
-                                      trim_blocks=True, lstrip_blocks=True)
+        self.csp = (
+            f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'self'"
+        )
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            autoescape=True,
+            finalize=lambda value: "" if value is None else value,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
 
         def defined(f):  # a missing key (an empty section) reads as None, as a None value does
             return lambda value, *args: f(None if isinstance(value, jinja2.Undefined) else value, *args)
 
-        self.env.filters.update({name: defined(f) for name, f in
-                                 (("num", _num), ("pct", _pct), ("v", _v), ("rollout", _rollout))})
+        self.env.filters.update(
+            {name: defined(f) for name, f in (("num", _num), ("pct", _pct), ("v", _v), ("rollout", _rollout))}
+        )
         self._css_markup = jinja2.utils.markupsafe.Markup(self.css)
 
     def render(self, name: str, *, title: str, root: str, generated: str, **context: Any) -> str:
-        return self.env.get_template(name).render(title=title, root=root, generated=generated, css=self._css_markup,
-                                                  **context)
+        return self.env.get_template(name).render(
+            title=title, root=root, generated=generated, css=self._css_markup, **context
+        )
 
 
 _templates: Templates | None = None
@@ -182,15 +190,33 @@ def _feature_groups(mon: dict | None) -> list[dict]:
     feats = (mon or {}).get("features") or []
     groups = []
     for axis, title, note in (
-            (DISTANCE, "distance methods", "drift at or above the threshold; bar = score / threshold, "
-                                           "the tick is the threshold"),
-            (P_VALUE, "p-value methods", "drift at or below the threshold; bar = log(p) / log(threshold), "
-                                         "a smaller p-value is a longer bar, the tick is the threshold")):
-        rows = [{**f, "bar": threshold_bar(f.get("relative"), drifted=bool(f.get("drifted")))}
-                for f in feats if (f.get("axis") or DISTANCE) == axis]
+        (
+            DISTANCE,
+            "distance methods",
+            "drift at or above the threshold; bar = score / threshold, the tick is the threshold",
+        ),
+        (
+            P_VALUE,
+            "p-value methods",
+            "drift at or below the threshold; bar = log(p) / log(threshold), "
+            "a smaller p-value is a longer bar, the tick is the threshold",
+        ),
+    ):
+        rows = [
+            {**f, "bar": threshold_bar(f.get("relative"), drifted=bool(f.get("drifted")))}
+            for f in feats
+            if (f.get("axis") or DISTANCE) == axis
+        ]
         if rows:
-            groups.append({"axis": axis, "title": title, "note": note, "rows": rows,
-                           "methods": sorted({str(f.get("method")) for f in rows})})
+            groups.append(
+                {
+                    "axis": axis,
+                    "title": title,
+                    "note": note,
+                    "rows": rows,
+                    "methods": sorted({str(f.get("method")) for f in rows}),
+                }
+            )
     return groups
 
 
@@ -204,16 +230,26 @@ def _trend_charts(m: dict) -> list[dict]:
         return []
     labels = [t["as_of"] for t in trend]
     charts = []
-    for axis, key, title in ((DISTANCE, "scores", "distance scores per feature (psi, js, ...: up = drift)"),
-                             (P_VALUE, "p_values", "p-values per feature (ks, chi2: log axis, up = drift)")):
+    for axis, key, title in (
+        (DISTANCE, "scores", "distance scores per feature (psi, js, ...: up = drift)"),
+        (P_VALUE, "p_values", "p-values per feature (ks, chi2: log axis, up = drift)"),
+    ):
         names = sorted({n for t in trend for n, a in (t.get("axes") or {}).items() if a == axis})
         if not names:
             continue
-        thresholds = sorted({th for t in trend for n, th in (t.get("thresholds") or {}).items()
-                             if n in names and th is not None})
+        thresholds = sorted(
+            {th for t in trend for n, th in (t.get("thresholds") or {}).items() if n in names and th is not None}
+        )
         series = {n: [(t.get(key) or {}).get(n) for t in trend] for n in names}
-        charts.append(line_chart(labels, series, title=f"{title}, last {len(trend)} checks",
-                                 thresholds=thresholds, p_values=axis == P_VALUE))
+        charts.append(
+            line_chart(
+                labels,
+                series,
+                title=f"{title}, last {len(trend)} checks",
+                thresholds=thresholds,
+                p_values=axis == P_VALUE,
+            )
+        )
     return charts
 
 
@@ -228,38 +264,68 @@ def model_view(m: dict) -> dict[str, Any]:
     lives = [d for d in timeline if d.get("live") is not None]
     return {
         "versions": sorted((m.get("versions") or {}).values(), key=lambda v: int(v["version"]), reverse=True),
-        "timeline": timeline_chart(timeline, metric=m.get("performance_metric"),
-                                   drift_share_threshold=share_threshold) if timeline else None,
+        "timeline": timeline_chart(timeline, metric=m.get("performance_metric"), drift_share_threshold=share_threshold)
+        if timeline
+        else None,
         "feature_groups": _feature_groups(mon),
         "trend_charts": _trend_charts(m),
-        "spark": line_chart([t["as_of"] for t in trend], {"share": [t.get("drifted_share") for t in trend]},
-                            title="", ymax=1.0, percent=True, width=150, height=46) if len(trend) > 1 else None,
-        "live": {"metric": m.get("performance_metric") or "", "value": lives[-1]["live"],
-                 "as_of": lives[-1]["as_of"]} if lives else None,
-        "live_spark": line_chart([d["as_of"] for d in timeline], {"live": [d.get("live") for d in timeline]},
-                                 title="", width=150, height=46) if len(lives) > 1 else None,
+        "spark": line_chart(
+            [t["as_of"] for t in trend],
+            {"share": [t.get("drifted_share") for t in trend]},
+            title="",
+            ymax=1.0,
+            percent=True,
+            width=150,
+            height=46,
+        )
+        if len(trend) > 1
+        else None,
+        "live": {"metric": m.get("performance_metric") or "", "value": lives[-1]["live"], "as_of": lives[-1]["as_of"]}
+        if lives
+        else None,
+        "live_spark": line_chart(
+            [d["as_of"] for d in timeline], {"live": [d.get("live") for d in timeline]}, title="", width=150, height=46
+        )
+        if len(lives) > 1
+        else None,
     }
 
 
 def render_fleet(fleet: dict, root: str) -> str:
     """The fleet page."""
     models = [{"m": m, "view": model_view(m)} for m in fleet["models"]]
-    return templates().render("fleet.html", title="Model fleet", root=root, generated=fleet.get("generated_at", ""),
-                              fleet=fleet, models=models)
+    return templates().render(
+        "fleet.html",
+        title="Model fleet",
+        root=root,
+        generated=fleet.get("generated_at", ""),
+        fleet=fleet,
+        models=models,
+    )
 
 
 def render_model(fleet: dict, root: str) -> str:
     """The page of one model (``fleet`` holds that model only)."""
     m = fleet["models"][0]
-    return templates().render("model.html", title=f"Model {m['model']}", root=root,
-                              generated=fleet.get("generated_at", ""), item={"m": m, "view": model_view(m)},
-                              dag_ids=list((m.get("dag_ids") or {}).values()),
-                              airflow_root=root.removesuffix(URL_PREFIX))
+    return templates().render(
+        "model.html",
+        title=f"Model {m['model']}",
+        root=root,
+        generated=fleet.get("generated_at", ""),
+        item={"m": m, "view": model_view(m)},
+        dag_ids=list((m.get("dag_ids") or {}).values()),
+        airflow_root=root.removesuffix(URL_PREFIX),
+    )
 
 
 def render_error(message: str, root: str) -> str:
-    return templates().render("error.html", title="Model fleet", root=root, message=message,
-                              generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    return templates().render(
+        "error.html",
+        title="Model fleet",
+        root=root,
+        message=message,
+        generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -316,8 +382,11 @@ class FleetCache:
 
         head = Ledger.from_settings(settings).head() or {}
         models_dir = Path(settings.models_dir)
-        files = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in models_dir.glob("*.yaml"))) \
-            if models_dir.is_dir() else ()
+        files = (
+            tuple(sorted((p.name, p.stat().st_mtime_ns) for p in models_dir.glob("*.yaml")))
+            if models_dir.is_dir()
+            else ()
+        )
         return head.get("seq"), head.get("hash"), files
 
     def status(self, model: str | None = None) -> dict:
@@ -334,9 +403,11 @@ class FleetCache:
                 return fleet
             one = [m for m in fleet["models"] if m["model"] == model]
             if one:
-                return {**fleet, "models": one,
-                        "config_problems": [p for p in fleet["config_problems"]
-                                            if Path(p.get("file", "")).stem == model]}
+                return {
+                    **fleet,
+                    "models": one,
+                    "config_problems": [p for p in fleet["config_problems"] if Path(p.get("file", "")).stem == model],
+                }
             # not in the fleet: registered only, or unknown (fleet_status names what it looked for)
             return self._read(settings, model)
 
@@ -361,8 +432,11 @@ class FleetPages:
     def _html(self, body: str, status_code: int = 200):
         from fastapi.responses import HTMLResponse
 
-        return HTMLResponse(body, status_code=status_code, headers={
-            "Content-Security-Policy": templates().csp, "X-Content-Type-Options": "nosniff"})
+        return HTMLResponse(
+            body,
+            status_code=status_code,
+            headers={"Content-Security-Policy": templates().csp, "X-Content-Type-Options": "nosniff"},
+        )
 
     def fleet(self, root: str):
         try:
@@ -401,8 +475,9 @@ class FleetPages:
         if path is None:
             raise HTTPException(status_code=404, detail=f"no report {relpath!r} in the reports directory")
         # A report is someone else's HTML (Evidently's, with scripts): its own origin, never Airflow's.
-        return FileResponse(path, headers={"Content-Security-Policy": "sandbox allow-scripts",
-                                           "X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            path, headers={"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
+        )
 
 
 # -----------------------------------------------------------------------------------------
@@ -410,8 +485,9 @@ class FleetPages:
 # -----------------------------------------------------------------------------------------
 
 
-def create_app(settings_factory: Callable[[], Any] | None = None, *, require_auth: bool = True,
-               max_age: float = CACHE_SECONDS):
+def create_app(
+    settings_factory: Callable[[], Any] | None = None, *, require_auth: bool = True, max_age: float = CACHE_SECONDS
+):
     """The FastAPI app of the fleet pages.
 
     Args:
@@ -434,8 +510,13 @@ def create_app(settings_factory: Callable[[], Any] | None = None, *, require_aut
         from airflow.api_fastapi.core_api.security import requires_access_view
 
         dependencies.append(Depends(requires_access_view(AccessView.WEBSITE)))
-    app = FastAPI(title="Retrain fleet", description="Models, aliases, drift, gates and decisions.",
-                  dependencies=dependencies, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Retrain fleet",
+        description="Models, aliases, drift, gates and decisions.",
+        dependencies=dependencies,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.fleet_cache = FleetCache(settings_factory, max_age=max_age)
     pages = FleetPages(app.state.fleet_cache)
     if require_auth:
@@ -448,8 +529,12 @@ def create_app(settings_factory: Callable[[], Any] | None = None, *, require_aut
             """A browser that opens a page without an Airflow session goes to the login page
             and comes back; API clients and report files keep the plain 401."""
             page = request.url.path.removeprefix(root_of(request)) or "/"
-            if (exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", "")
-                    and (page == "/" or page.startswith("/models/"))):
+            if (
+                exc.status_code == 401
+                and request.method == "GET"
+                and "text/html" in request.headers.get("accept", "")
+                and (page == "/" or page.startswith("/models/"))
+            ):
                 from airflow.api_fastapi.app import get_auth_manager
 
                 return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)

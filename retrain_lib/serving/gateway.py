@@ -99,8 +99,9 @@ class FeatureSchema:
         allowed = set(self.columns) | set(self.optional)
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
-                problems.append({"index": i, "field": None, "reason": f"a record must be an object, got "
-                                 f"{type(rec).__name__}"})
+                problems.append(
+                    {"index": i, "field": None, "reason": f"a record must be an object, got {type(rec).__name__}"}
+                )
                 continue
             for name in self.numeric:
                 if name not in rec:
@@ -108,20 +109,35 @@ class FeatureSchema:
                     continue
                 v = rec[name]
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                    problems.append({"index": i, "field": name, "reason": f"must be a number or null, got "
-                                     f"{type(v).__name__} {v!r:.40}"})
+                    problems.append(
+                        {
+                            "index": i,
+                            "field": name,
+                            "reason": f"must be a number or null, got {type(v).__name__} {v!r:.40}",
+                        }
+                    )
                 elif isinstance(v, float) and not math.isfinite(v):
                     problems.append({"index": i, "field": name, "reason": "must be finite"})
             for name in self.categorical:
                 if name not in rec:
                     problems.append({"index": i, "field": name, "reason": "missing (categorical feature)"})
                 elif rec[name] is not None and not isinstance(rec[name], str):
-                    problems.append({"index": i, "field": name, "reason": f"must be a string or null, got "
-                                     f"{type(rec[name]).__name__} {rec[name]!r:.40}"})
+                    problems.append(
+                        {
+                            "index": i,
+                            "field": name,
+                            "reason": f"must be a string or null, got {type(rec[name]).__name__} {rec[name]!r:.40}",
+                        }
+                    )
             for name in rec:
                 if name not in allowed:
-                    problems.append({"index": i, "field": name, "reason": "unexpected field; the model takes "
-                                     f"{', '.join(self.columns)}"})
+                    problems.append(
+                        {
+                            "index": i,
+                            "field": name,
+                            "reason": f"unexpected field; the model takes {', '.join(self.columns)}",
+                        }
+                    )
         return problems
 
     def frame(self, records: list[dict]):
@@ -307,12 +323,21 @@ def _fast_steps(trans, kind: str) -> list:
         elif isinstance(step, StandardScaler) and kind == "numeric" and step.__class__ is StandardScaler:
             mean = step.mean_ if step.with_mean else None
             scale = step.scale_ if step.with_std else None
-            out.append(("scale", None if mean is None else np.asarray(mean, dtype=np.float64),
-                        None if scale is None else np.asarray(scale, dtype=np.float64)))
+            out.append(
+                (
+                    "scale",
+                    None if mean is None else np.asarray(mean, dtype=np.float64),
+                    None if scale is None else np.asarray(scale, dtype=np.float64),
+                )
+            )
         elif isinstance(step, OneHotEncoder) and kind == "categorical" and step.__class__ is OneHotEncoder:
-            if step.handle_unknown not in ("ignore", "infrequent_if_exist") or step.drop_idx_ is not None \
-                    or getattr(step, "_infrequent_enabled", False) or step.sparse_output \
-                    or np.dtype(step.dtype) != np.float64:
+            if (
+                step.handle_unknown not in ("ignore", "infrequent_if_exist")
+                or step.drop_idx_ is not None
+                or getattr(step, "_infrequent_enabled", False)
+                or step.sparse_output
+                or np.dtype(step.dtype) != np.float64
+            ):
                 raise _Unsupported("OneHotEncoder options")
             offsets, index = [], []
             pos = 0
@@ -414,8 +439,10 @@ def compile_fast(model, schema: "FeatureSchema", task: str) -> "FastScorer | Non
         want = np.asarray(predict_scores(model, schema.frame(probes), task), dtype=np.float64)
         got = np.asarray(fast(probes), dtype=np.float64)
         single = np.asarray([fast([r])[0] for r in probes[:8]], dtype=np.float64)
-        if not (np.allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
-                and np.allclose(single, want[:8], rtol=1e-9, atol=1e-12, equal_nan=True)):
+        if not (
+            np.allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+            and np.allclose(single, want[:8], rtol=1e-9, atol=1e-12, equal_nan=True)
+        ):
             raise _Unsupported(f"disagrees with the pipeline (max diff {np.nanmax(np.abs(got - want)):.3g})")
         return fast
     except _Unsupported as exc:
@@ -437,8 +464,10 @@ def _load(slot: ModelSlot, version: str) -> LoadedModel:
     if wanted is not None:
         missing = [c for c in wanted if c not in slot.schema.columns]
         if missing:
-            raise ConfigError(f"version {version} of {slot.name!r} needs features {missing} that its config does not "
-                              "declare; fix features in the model config")
+            raise ConfigError(
+                f"version {version} of {slot.name!r} needs features {missing} that its config does not "
+                "declare; fix features in the model config"
+            )
     fast = None
     if os.environ.get(FAST_PATH_ENV, "1").strip() != "0":
         fast = compile_fast(model, slot.schema, slot.cfg.task)
@@ -478,8 +507,12 @@ class RegistryChangeProbe:
             if self._conn is None or self._seen is None or (st.st_dev, st.st_ino) != self._seen[:2]:
                 self.close()
                 # read-only, autocommit: it holds no lock between calls and never writes
-                self._conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro", uri=True,
-                                             isolation_level=None, check_same_thread=False)
+                self._conn = sqlite3.connect(
+                    f"file:{urllib.parse.quote(self.path)}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             seen = (st.st_dev, st.st_ino, self._conn.execute("PRAGMA data_version").fetchone()[0])
         except (OSError, sqlite3.Error):
             self.close()
@@ -559,13 +592,17 @@ class Metrics:
         def esc(v: str) -> str:
             return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-        out = ["# HELP retrain_gateway_requests_total Predictions answered, by model, arm and HTTP status.",
-               "# TYPE retrain_gateway_requests_total counter"]
+        out = [
+            "# HELP retrain_gateway_requests_total Predictions answered, by model, arm and HTTP status.",
+            "# TYPE retrain_gateway_requests_total counter",
+        ]
         with self._lock:
             for (m, arm, status), n in sorted(self.requests.items()):
                 out.append(f'retrain_gateway_requests_total{{model="{esc(m)}",arm="{esc(arm)}",status="{status}"}} {n}')
-            out += ["# HELP retrain_gateway_request_duration_seconds Predict request latency (receive to answer).",
-                    "# TYPE retrain_gateway_request_duration_seconds histogram"]
+            out += [
+                "# HELP retrain_gateway_request_duration_seconds Predict request latency (receive to answer).",
+                "# TYPE retrain_gateway_request_duration_seconds histogram",
+            ]
             for m, counts in sorted(self.hist.items()):
                 cum = 0
                 for b, c in zip((*LATENCY_BUCKETS, "+Inf"), counts):
@@ -574,25 +611,32 @@ class Metrics:
                 out.append(f'retrain_gateway_request_duration_seconds_sum{{model="{esc(m)}"}} {self.hist_sum[m]:.6f}')
                 out.append(f'retrain_gateway_request_duration_seconds_count{{model="{esc(m)}"}} {cum}')
             dropped, failed = self.shadow_dropped, self.shadow_failed
-        out += ["# HELP retrain_gateway_log_queue_depth Prediction-log items waiting for the writer.",
-                "# TYPE retrain_gateway_log_queue_depth gauge", f"retrain_gateway_log_queue_depth {log_depth}",
-                "# HELP retrain_gateway_log_journaled_rows Predictions in the journal, not yet in the database.",
-                "# TYPE retrain_gateway_log_journaled_rows gauge", f"retrain_gateway_log_journaled_rows {journaled}",
-                "# HELP retrain_gateway_shadow_queue_depth Shadow scorings waiting.",
-                "# TYPE retrain_gateway_shadow_queue_depth gauge", f"retrain_gateway_shadow_queue_depth {shadow_depth}",
-                "# HELP retrain_gateway_shadow_dropped_total Shadow scorings dropped (queue full) or failed.",
-                "# TYPE retrain_gateway_shadow_dropped_total counter",
-                f'retrain_gateway_shadow_dropped_total{{reason="queue_full"}} {dropped}',
-                f'retrain_gateway_shadow_dropped_total{{reason="error"}} {failed}',
-                "# HELP retrain_gateway_model_version Loaded model version per alias.",
-                "# TYPE retrain_gateway_model_version gauge"]
+        out += [
+            "# HELP retrain_gateway_log_queue_depth Prediction-log items waiting for the writer.",
+            "# TYPE retrain_gateway_log_queue_depth gauge",
+            f"retrain_gateway_log_queue_depth {log_depth}",
+            "# HELP retrain_gateway_log_journaled_rows Predictions in the journal, not yet in the database.",
+            "# TYPE retrain_gateway_log_journaled_rows gauge",
+            f"retrain_gateway_log_journaled_rows {journaled}",
+            "# HELP retrain_gateway_shadow_queue_depth Shadow scorings waiting.",
+            "# TYPE retrain_gateway_shadow_queue_depth gauge",
+            f"retrain_gateway_shadow_queue_depth {shadow_depth}",
+            "# HELP retrain_gateway_shadow_dropped_total Shadow scorings dropped (queue full) or failed.",
+            "# TYPE retrain_gateway_shadow_dropped_total counter",
+            f'retrain_gateway_shadow_dropped_total{{reason="queue_full"}} {dropped}',
+            f'retrain_gateway_shadow_dropped_total{{reason="error"}} {failed}',
+            "# HELP retrain_gateway_model_version Loaded model version per alias.",
+            "# TYPE retrain_gateway_model_version gauge",
+        ]
         for name, slot in sorted(slots.items()):
             d = slot.deployment
             for alias, lm in (("champion", d.champion), ("challenger", d.challenger)):
                 if lm is not None and lm.version.isdigit():
                     out.append(f'retrain_gateway_model_version{{model="{esc(name)}",alias="{alias}"}} {lm.version}')
-        out += ["# HELP retrain_gateway_canary_percent Share of requests routed to the challenger.",
-                "# TYPE retrain_gateway_canary_percent gauge"]
+        out += [
+            "# HELP retrain_gateway_canary_percent Share of requests routed to the challenger.",
+            "# TYPE retrain_gateway_canary_percent gauge",
+        ]
         for name, slot in sorted(slots.items()):
             d = slot.deployment
             pct = d.rollout.canary_percent if d.rollout.mode == "canary" else 0.0
@@ -639,8 +683,17 @@ class _BadRequest(Exception):
 class Gateway:
     """The state behind the app: model slots, refresher, shadow worker, prediction log."""
 
-    def __init__(self, settings, models: list[str] | None, *, refresh_s: float, log_url: str | None,
-                 log_predictions: bool, shadow_queue: int = 10_000, predict_threads: int = 2):
+    def __init__(
+        self,
+        settings,
+        models: list[str] | None,
+        *,
+        refresh_s: float,
+        log_url: str | None,
+        log_predictions: bool,
+        shadow_queue: int = 10_000,
+        predict_threads: int = 2,
+    ):
         from retrain_lib.lifecycle import ModelContext
 
         self.settings = settings
@@ -649,8 +702,9 @@ class Gateway:
         for name in names:
             path = settings.models_dir / f"{name}.yaml"
             if not path.is_file():
-                raise ConfigError(f"model {name!r} has no config {path}; pass models that exist in "
-                                  f"{settings.models_dir}")
+                raise ConfigError(
+                    f"model {name!r} has no config {path}; pass models that exist in {settings.models_dir}"
+                )
             ctx = ModelContext(name, settings)
             self.slots[name] = ModelSlot(name, ctx.cfg, ctx, FeatureSchema.from_config(ctx.cfg))
         self.refresh_s = refresh_s
@@ -669,8 +723,8 @@ class Gateway:
         self._last_full = -math.inf  # time.monotonic() of the last full poll
         # Batches and pipeline-path predictions run here, off the event loop (1 OpenMP thread each).
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, predict_threads), thread_name_prefix="gateway-predict",
-            initializer=_one_model_thread)
+            max_workers=max(1, predict_threads), thread_name_prefix="gateway-predict", initializer=_one_model_thread
+        )
 
     @property
     def client(self):
@@ -711,8 +765,11 @@ class Gateway:
         during a poll is seen by the next one."""
         if self._probe is not None:
             changed = self._probe.changed()
-            if (not changed and time.monotonic() - self._last_full < FULL_REFRESH_S
-                    and all(slot.error is None for slot in self.slots.values())):
+            if (
+                not changed
+                and time.monotonic() - self._last_full < FULL_REFRESH_S
+                and all(slot.error is None for slot in self.slots.values())
+            ):
                 now = time.time()
                 for slot in self.slots.values():
                     slot.last_refresh = now
@@ -749,25 +806,56 @@ class Gateway:
             ms = (time.perf_counter() - t0) * 1000 / max(len(request_ids), 1)
             if self.predlog is not None:
                 now = utcnow()
-                self.predlog.submit([
-                    {"request_id": f"{rid}:shadow", "model": name, "version": challenger.version,
-                     "arm": routing.SHADOW_ARM, "features": feats, "output": out, "latency_ms": ms,
-                     "created_at": now, "parent_id": rid, "error": error}
-                    for rid, feats, out in zip(request_ids, features, outputs)])
+                self.predlog.submit(
+                    [
+                        {
+                            "request_id": f"{rid}:shadow",
+                            "model": name,
+                            "version": challenger.version,
+                            "arm": routing.SHADOW_ARM,
+                            "features": feats,
+                            "output": out,
+                            "latency_ms": ms,
+                            "created_at": now,
+                            "parent_id": rid,
+                            "error": error,
+                        }
+                        for rid, feats, out in zip(request_ids, features, outputs)
+                    ]
+                )
             self.metrics.request(name, routing.SHADOW_ARM, 500 if error else 200, len(request_ids))
 
     # -- requests --------------------------------------------------------------------------
 
     def parse_predict(self, slot: ModelSlot, body: Any) -> tuple[list[dict], list]:
         if not isinstance(body, dict):
-            raise _BadRequest(422, [{"index": None, "field": None, "reason": "the body must be a JSON object with "
-                                     "'records' (a list) or 'record' (an object)"}])
+            raise _BadRequest(
+                422,
+                [
+                    {
+                        "index": None,
+                        "field": None,
+                        "reason": "the body must be a JSON object with 'records' (a list) or 'record' (an object)",
+                    }
+                ],
+            )
         extra = [k for k in body if k not in ("records", "record", "entity")]
-        problems = [{"index": None, "field": k, "reason": "unexpected top-level field; use 'records' or 'record' "
-                     "and optionally 'entity'"} for k in extra]
+        problems = [
+            {
+                "index": None,
+                "field": k,
+                "reason": "unexpected top-level field; use 'records' or 'record' and optionally 'entity'",
+            }
+            for k in extra
+        ]
         if ("records" in body) == ("record" in body):
-            problems.append({"index": None, "field": "records", "reason": "give exactly one of 'records' (a list) "
-                             "or 'record' (an object)"})
+            problems.append(
+                {
+                    "index": None,
+                    "field": "records",
+                    "reason": "give exactly one of 'records' (a list) or 'record' (an object)",
+                }
+            )
             raise _BadRequest(422, problems)
         if "record" in body:
             records = [body["record"]]
@@ -776,14 +864,29 @@ class Gateway:
             records = body["records"]
             entity = body.get("entity")
             if not isinstance(records, list) or not records:
-                raise _BadRequest(422, [*problems, {"index": None, "field": "records",
-                                                    "reason": "must be a non-empty list of objects"}])
+                raise _BadRequest(
+                    422,
+                    [*problems, {"index": None, "field": "records", "reason": "must be a non-empty list of objects"}],
+                )
             if len(records) > MAX_RECORDS:
-                raise _BadRequest(413, [{"index": None, "field": "records",
-                                         "reason": f"{len(records)} records; at most {MAX_RECORDS} per request"}])
+                raise _BadRequest(
+                    413,
+                    [
+                        {
+                            "index": None,
+                            "field": "records",
+                            "reason": f"{len(records)} records; at most {MAX_RECORDS} per request",
+                        }
+                    ],
+                )
             if entity is not None and (not isinstance(entity, list) or len(entity) != len(records)):
-                problems.append({"index": None, "field": "entity", "reason": "with 'records', 'entity' must be a "
-                                 f"list of {len(records)} values (one per record)"})
+                problems.append(
+                    {
+                        "index": None,
+                        "field": "entity",
+                        "reason": f"with 'records', 'entity' must be a list of {len(records)} values (one per record)",
+                    }
+                )
         if entity is not None:
             for i, e in enumerate(entity if isinstance(entity, list) else []):
                 if e is not None and not isinstance(e, str | int):
@@ -794,9 +897,16 @@ class Gateway:
         return records, entity or [None] * len(records)
 
 
-def create_app(settings, models: list[str] | None = None, *, auth_token: str | None = None,
-               max_body_bytes: int = 1_000_000, refresh_s: float = 2.0, log_url: str | None = None,
-               log_predictions: bool = True):
+def create_app(
+    settings,
+    models: list[str] | None = None,
+    *,
+    auth_token: str | None = None,
+    max_body_bytes: int = 1_000_000,
+    refresh_s: float = 2.0,
+    log_url: str | None = None,
+    log_predictions: bool = True,
+):
     """The gateway as a FastAPI app (models load at startup; see the module docstring).
 
     ``models``: names of model configs to serve (default: every config in
@@ -829,8 +939,7 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         finally:
             await run_in_threadpool(gw.stop)
 
-    app = FastAPI(title="retrain serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="retrain serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gw
 
     def json_response(content, status: int = 200) -> Response:
@@ -842,8 +951,9 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return None
 
     async def read_json(request: Request):
@@ -859,8 +969,9 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         try:
             return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as exc:
-            raise _BadRequest(422, [{"index": None, "field": None, "reason": f"body is not valid JSON: {exc}"}]) \
-                from None
+            raise _BadRequest(
+                422, [{"index": None, "field": None, "reason": f"body is not valid JSON: {exc}"}]
+            ) from None
 
     def await_commit(rows) -> asyncio.Future:
         """A future settled on the event loop once the writer committed ``rows`` (or failed):
@@ -903,14 +1014,21 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         dep = slot.deployment  # one read: the whole request sees one deployment
         if dep.champion is None:
             gw.metrics.request(name, "none", 503)
-            return json_response({"detail": f"model {name!r} has no champion loaded "
-                                  f"({slot.error or 'no champion alias in the registry'})"}, 503)
+            return json_response(
+                {
+                    "detail": f"model {name!r} has no champion loaded "
+                    f"({slot.error or 'no champion alias in the registry'})"
+                },
+                503,
+            )
         state = dep.rollout
         sticky = state.sticky_key
         ids = [new_request_id() for _ in records]
         if state.mode == "canary" and dep.challenger is not None:
-            arms = [routing.route(rec.get(sticky, ent) if sticky else ent, rid, state.canary_percent, "canary")
-                    for rec, ent, rid in zip(records, entity, ids)]
+            arms = [
+                routing.route(rec.get(sticky, ent) if sticky else ent, rid, state.canary_percent, "canary")
+                for rec, ent, rid in zip(records, entity, ids)
+            ]
         else:
             arms = [champion_arm] * len(records)
         # One record on the fast path takes well under a millisecond: answer it on the loop
@@ -921,8 +1039,9 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             if len(records) == 1 and (dep.champion if arms[0] == champion_arm else dep.challenger).fast is not None:
                 outputs = score_records(dep, records, arms)
             else:
-                outputs = await asyncio.get_running_loop().run_in_executor(gw.executor, score_records, dep, records,
-                                                                           arms)
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    gw.executor, score_records, dep, records, arms
+                )
         except Exception as exc:  # noqa: BLE001 - a model that cannot score: logged, answered 500
             log.exception("%s: scoring failed", name)
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -935,9 +1054,21 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             features = [orjson.dumps(r).decode() for r in records]
         if gw.predlog is not None:
             now = utcnow()
-            rows = [{"request_id": rid, "model": name, "version": v, "arm": a, "features": f, "output": o,
-                     "latency_ms": ms, "created_at": now, "parent_id": None, "error": error}
-                    for rid, v, a, f, o in zip(ids, versions, arms, features, outputs)]
+            rows = [
+                {
+                    "request_id": rid,
+                    "model": name,
+                    "version": v,
+                    "arm": a,
+                    "features": f,
+                    "output": o,
+                    "latency_ms": ms,
+                    "created_at": now,
+                    "parent_id": None,
+                    "error": error,
+                }
+                for rid, v, a, f, o in zip(ids, versions, arms, features, outputs)
+            ]
             try:
                 # Durable before the answer: journaled here (SQLite, one file write), else
                 # committed by the writer thread while this request waits.
@@ -947,13 +1078,15 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             except Exception as exc:  # noqa: BLE001 - not logged = not acknowledged
                 log.warning("prediction log commit failed: %s", exc)
                 gw.metrics.request(name, "none", 503)
-                return json_response({"detail": f"the prediction could not be logged ({type(exc).__name__}); "
-                                      "retry"}, 503)
+                return json_response(
+                    {"detail": f"the prediction could not be logged ({type(exc).__name__}); retry"}, 503
+                )
         if error is not None:
             for a in set(arms):
                 gw.metrics.request(name, a, 500, arms.count(a))
-            return json_response({"detail": f"model {name!r} could not score the request ({error})",
-                                  "request_ids": ids}, 500)
+            return json_response(
+                {"detail": f"model {name!r} could not score the request ({error})", "request_ids": ids}, 500
+            )
         if shadow:
             try:
                 gw._shadow.put_nowait((name, dep.challenger, records, ids, features))
@@ -966,9 +1099,15 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             for a in set(arms):
                 gw.metrics.request(name, a, 200, arms.count(a))
         gw.metrics.latency(name, time.perf_counter() - t0)
-        return json_response({"model": name, "predictions": [
-            {"request_id": rid, "version": v, "arm": a, "prediction": o}
-            for rid, v, a, o in zip(ids, versions, arms, outputs)]})
+        return json_response(
+            {
+                "model": name,
+                "predictions": [
+                    {"request_id": rid, "version": v, "arm": a, "prediction": o}
+                    for rid, v, a, o in zip(ids, versions, arms, outputs)
+                ],
+            }
+        )
 
     @app.post("/v1/models/{name}/feedback")
     async def post_feedback(name: str, request: Request):
@@ -985,8 +1124,14 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             return json_response({"detail": exc.detail}, exc.status)
         labels = body.get("labels") if isinstance(body, dict) else None
         if not isinstance(labels, list) or not labels:
-            return json_response({"detail": [{"index": None, "field": "labels", "reason": "must be a non-empty "
-                                              "list of {request_id, label}"}]}, 422)
+            return json_response(
+                {
+                    "detail": [
+                        {"index": None, "field": "labels", "reason": "must be a non-empty list of {request_id, label}"}
+                    ]
+                },
+                422,
+            )
         problems, pairs = [], []
         for i, item in enumerate(labels):
             if not isinstance(item, dict) or set(item) - {"request_id", "label"}:
@@ -1005,9 +1150,14 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
             return json_response({"detail": problems}, 422)
         res = await run_in_threadpool(gw.predlog.add_feedback, name, pairs)
         if res.unknown:
-            return json_response({"stored": len(res.stored), "unknown": res.unknown,
-                                  "detail": f"{len(res.unknown)} request id(s) not in the prediction log of {name!r}"},
-                                 404)
+            return json_response(
+                {
+                    "stored": len(res.stored),
+                    "unknown": res.unknown,
+                    "detail": f"{len(res.unknown)} request id(s) not in the prediction log of {name!r}",
+                },
+                404,
+            )
         return json_response({"stored": len(res.stored)})
 
     @app.get("/health")
@@ -1016,12 +1166,18 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
         for name, slot in gw.slots.items():
             d = slot.deployment
             ready = ready and d.champion is not None
-            out[name] = {"champion": d.champion and d.champion.version,
-                         "challenger": d.challenger and d.challenger.version,
-                         "rollout": d.rollout.to_dict(), "since": d.since, "last_refresh": slot.last_refresh,
-                         "error": slot.error}
-        return json_response({"status": "ok" if ready else "degraded", "models": out,
-                              "prediction_log": gw.log_url is not None}, 200 if ready else 503)
+            out[name] = {
+                "champion": d.champion and d.champion.version,
+                "challenger": d.challenger and d.challenger.version,
+                "rollout": d.rollout.to_dict(),
+                "since": d.since,
+                "last_refresh": slot.last_refresh,
+                "error": slot.error,
+            }
+        return json_response(
+            {"status": "ok" if ready else "degraded", "models": out, "prediction_log": gw.log_url is not None},
+            200 if ready else 503,
+        )
 
     @app.get("/metrics")
     async def metrics(request: Request):
@@ -1035,9 +1191,19 @@ def create_app(settings, models: list[str] | None = None, *, auth_token: str | N
     return app
 
 
-def serve(settings, *, host: str = "127.0.0.1", port: int = 8000, models: list[str] | None = None,
-          auth_token: str | None = None, refresh_s: float = 2.0, log_url: str | None = None,
-          log_predictions: bool = True, max_body_bytes: int = 1_000_000, model_threads: int | None = 1) -> None:
+def serve(
+    settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    models: list[str] | None = None,
+    auth_token: str | None = None,
+    refresh_s: float = 2.0,
+    log_url: str | None = None,
+    log_predictions: bool = True,
+    max_body_bytes: int = 1_000_000,
+    model_threads: int | None = 1,
+) -> None:
     """Run the gateway with uvicorn until SIGINT/SIGTERM.
 
     ``model_threads`` caps OpenMP/BLAS threads (``threadpoolctl``): a single-row predict is
@@ -1053,6 +1219,13 @@ def serve(settings, *, host: str = "127.0.0.1", port: int = 8000, models: list[s
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(model_threads)
-    app = create_app(settings, models, auth_token=auth_token, max_body_bytes=max_body_bytes, refresh_s=refresh_s,
-                     log_url=log_url, log_predictions=log_predictions)
+    app = create_app(
+        settings,
+        models,
+        auth_token=auth_token,
+        max_body_bytes=max_body_bytes,
+        refresh_s=refresh_s,
+        log_url=log_url,
+        log_predictions=log_predictions,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

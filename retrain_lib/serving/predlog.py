@@ -69,7 +69,8 @@ URL_ENV = "RETRAIN_PREDICTIONS_URL"
 
 metadata = sa.MetaData()
 predictions = sa.Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     sa.Column("request_id", sa.String(80), primary_key=True),
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("version", sa.String(40), nullable=False),
@@ -85,7 +86,8 @@ predictions = sa.Table(
 _EMPTY_ROW = {c.name: None for c in predictions.columns}
 _NCOLS = len(_EMPTY_ROW)
 feedback = sa.Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     sa.Column("request_id", sa.String(80), primary_key=True),
     sa.Column("label", sa.Float, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -105,7 +107,7 @@ def resolve_url(settings=None, log_url: str | None = None) -> str:
         url = f"sqlite:///{Path(settings.state_dir) / 'predictions.db'}"
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -197,8 +199,9 @@ def _insert(engine: sa.Engine, table: sa.Table, *, upsert_on: str | None = None)
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table)
-    return stmt.on_conflict_do_update(index_elements=[upsert_on],
-                                      set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != upsert_on})
+    return stmt.on_conflict_do_update(
+        index_elements=[upsert_on], set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != upsert_on}
+    )
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,10 @@ class _Columns:
     def __init__(self, engine: sa.Engine):
         dialect = engine.dialect
         self.cols = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in predictions.columns]
-        self.sql = (f"INSERT INTO predictions ({', '.join(c for c, _ in self.cols)}) "
-                    f"VALUES ({', '.join('?' * len(self.cols))}) ON CONFLICT (request_id) DO NOTHING")
+        self.sql = (
+            f"INSERT INTO predictions ({', '.join(c for c, _ in self.cols)}) "
+            f"VALUES ({', '.join('?' * len(self.cols))}) ON CONFLICT (request_id) DO NOTHING"
+        )
 
     def params(self, row: dict[str, Any]) -> tuple:
         return tuple(row.get(c) if proc is None else proc(row.get(c)) for c, proc in self.cols)
@@ -349,9 +354,15 @@ def recover_journals(url: str) -> int:
                     if failed:
                         kept = path.with_suffix(".failed")
                         os.rename(path, kept)
-                        log.error("prediction log journal %s: %d row(s) could not be stored (first: %s); the "
-                                  "segment is kept as %s, fix the database and move it back to %s", path,
-                                  len(failed), failed[0][1], kept, path)
+                        log.error(
+                            "prediction log journal %s: %d row(s) could not be stored (first: %s); the "
+                            "segment is kept as %s, fix the database and move it back to %s",
+                            path,
+                            len(failed),
+                            failed[0][1],
+                            kept,
+                            path,
+                        )
                         recovered += len(rows) - len(failed)
                         continue
                     recovered += len(rows)
@@ -435,8 +446,13 @@ class PredictionLog:
         """Rows in the journal that the writer has not committed (or failed to commit) yet."""
         return self._appended - self._moved
 
-    def submit(self, rows: list[dict[str, Any]], callback: Callable[[BaseException | None], None] | None = None,
-               *, labels: bool = False):
+    def submit(
+        self,
+        rows: list[dict[str, Any]],
+        callback: Callable[[BaseException | None], None] | None = None,
+        *,
+        labels: bool = False,
+    ):
         """Queue prediction rows (or, with ``labels``, feedback rows: upserts by request id)."""
         if self._closed:
             raise LogClosedError("the prediction log is closed")
@@ -485,7 +501,7 @@ class PredictionLog:
                 if written < len(data):  # a short write (rare): the rest of the lines
                     view = memoryview(data)[written:]
                     while view:
-                        view = view[os.write(seg.fd, view):]
+                        view = view[os.write(seg.fd, view) :]
             except OSError as exc:
                 log.warning("prediction log journal write failed, committing instead: %s", exc)
                 if self._segment is not None:  # a partly written line: start a new segment
@@ -530,14 +546,21 @@ class PredictionLog:
         known: set[str] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                known.update(r[0] for r in conn.execute(
-                    sa.select(predictions.c.request_id).where(predictions.c.request_id.in_(chunk),
-                                                              predictions.c.model == model,
-                                                              predictions.c.parent_id.is_(None))))
+                chunk = ids[i : i + 500]
+                known.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(predictions.c.request_id).where(
+                            predictions.c.request_id.in_(chunk),
+                            predictions.c.model == model,
+                            predictions.c.parent_id.is_(None),
+                        )
+                    )
+                )
         now = utcnow()
-        rows = {rid: {"request_id": rid, "label": float(label), "received_at": now}
-                for rid, label in labels if rid in known}
+        rows = {
+            rid: {"request_id": rid, "label": float(label), "received_at": now} for rid, label in labels if rid in known
+        }
         if rows:  # through the writer: committed with the predictions waiting beside them
             self.write(list(rows.values()), labels=True)
         return FeedbackResult(stored=[r for r in ids if r in known], unknown=[r for r in ids if r not in known])
@@ -664,8 +687,11 @@ class PredictionLog:
                 if id(row) in bad:
                     seg.failed = True
             self.failures += len(failed)
-            log.warning("prediction log: %d journaled row(s) not committed, kept in the journal for "
-                        "recovery: %s", len(failed), failed[0][1])
+            log.warning(
+                "prediction log: %d journaled row(s) not committed, kept in the journal for recovery: %s",
+                len(failed),
+                failed[0][1],
+            )
         self._dirty = True
         with self._count_lock:
             self.batches += 1
@@ -702,8 +728,12 @@ class PredictionLog:
     def _commit_items(self, batch: list) -> None:
         """The prediction rows and labels of ``batch`` in one transaction."""
         # Every row names every column (one executemany needs the same keys in each row).
-        rows = [row if len(row) == _NCOLS else {**_EMPTY_ROW, **row}
-                for rs, _, is_labels in batch if not is_labels for row in rs]
+        rows = [
+            row if len(row) == _NCOLS else {**_EMPTY_ROW, **row}
+            for rs, _, is_labels in batch
+            if not is_labels
+            for row in rs
+        ]
         labels: dict[str, dict] = {}  # a later label of a request replaces an earlier one
         for rs, _, is_labels in batch:
             if is_labels:
@@ -743,17 +773,20 @@ def read_predictions(url: str, model: str, since, until=None, arm: str | None = 
     engine = get_engine(url)
     p, f = predictions, feedback
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
-    query = (sa.select(p, f.c.label, f.c.received_at)
-             .select_from(p.outerjoin(f, f.c.request_id == key))
-             .where(p.c.model == model, p.c.created_at >= _utc(since)))
+    query = (
+        sa.select(p, f.c.label, f.c.received_at)
+        .select_from(p.outerjoin(f, f.c.request_id == key))
+        .where(p.c.model == model, p.c.created_at >= _utc(since))
+    )
     if until is not None:
         query = query.where(p.c.created_at < _utc(until))
     if arm is not None:
         query = query.where(p.c.arm == arm)
     query = query.order_by(p.c.created_at, p.c.request_id)
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                             columns=[*(c.name for c in p.columns), "label", "received_at"])
+        frame = pd.DataFrame(
+            conn.execute(query).mappings().all(), columns=[*(c.name for c in p.columns), "label", "received_at"]
+        )
     frame["features"] = frame["features"].map(json.loads)
     for col in ("created_at", "received_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)

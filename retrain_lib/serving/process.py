@@ -26,14 +26,33 @@ class GatewayProcess:
     process's); ``log_path``: where its output goes (default: discarded, errors kept for the
     message when it fails to start)."""
 
-    def __init__(self, models: list[str] | str, *, refresh_s: float = 1.0, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None, port: int | None = None):
+    def __init__(
+        self,
+        models: list[str] | str,
+        *,
+        refresh_s: float = 1.0,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        port: int | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         names = models if isinstance(models, str) else ",".join(models)
-        self.cmd = [sys.executable, "-m", "retrain_lib.cli_serving", "serve", "--port", str(self.port),
-                    "--models", names, "--refresh-s", str(refresh_s), *(args or [])]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "retrain_lib.cli_serving",
+            "serve",
+            "--port",
+            str(self.port),
+            "--models",
+            names,
+            "--refresh-s",
+            str(refresh_s),
+            *(args or []),
+        ]
         self.env = dict(os.environ if env is None else env)
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -43,8 +62,12 @@ class GatewayProcess:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log or subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT if self._log else subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.PIPE,
+        )
         try:
             self.wait_healthy(timeout_s)
         except BaseException:

@@ -33,9 +33,11 @@ def _records(cfg, data_root: Path, days: tuple[dt.date, dt.date] | None):
     if days:
         parts = {d: p for d, p in parts.items() if days[0] <= d <= days[1]}
     if not parts:
-        raise DataError(f"no {src.format} partitions for {cfg.name!r} under {data_root / (src.path or cfg.name)}"
-                        f"{' in ' + days[0].isoformat() + '..' + days[1].isoformat() if days else ''}; "
-                        "check --data and --days")
+        raise DataError(
+            f"no {src.format} partitions for {cfg.name!r} under {data_root / (src.path or cfg.name)}"
+            f"{' in ' + days[0].isoformat() + '..' + days[1].isoformat() if days else ''}; "
+            "check --data and --days"
+        )
     frame = pd.concat([read_partition(p, src.format) for p in parts.values()], ignore_index=True)
     labels = None
     if src.labels_path:
@@ -56,9 +58,19 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 3)
 
 
-def replay(cfg, data_root, *, url: str, rate: float, days=None, label_delay_s: float = 0.0,
-           limit: int | None = None, token: str | None = None, concurrency: int = 8,
-           timeout_s: float = 10.0) -> dict[str, Any]:
+def replay(
+    cfg,
+    data_root,
+    *,
+    url: str,
+    rate: float,
+    days=None,
+    label_delay_s: float = 0.0,
+    limit: int | None = None,
+    token: str | None = None,
+    concurrency: int = 8,
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
     """Send the records of ``days`` at ``rate`` per second, then their labels; a summary dict:
     ``sent``, ``ok``, ``errors`` (by status), ``labels_posted``, ``labels_unknown``, ``rps``,
     ``p50_ms``, ``p99_ms``."""
@@ -73,8 +85,11 @@ def replay(cfg, data_root, *, url: str, rate: float, days=None, label_delay_s: f
     latencies: list[float] = []
     errors: dict[str, int] = {}
     answered: list[tuple[str, str]] = []  # (entity id, request id)
-    client = httpx.Client(headers=headers, timeout=timeout_s,
-                          limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+    client = httpx.Client(
+        headers=headers,
+        timeout=timeout_s,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    )
 
     def send(i: int) -> None:
         t0 = time.perf_counter()
@@ -102,11 +117,14 @@ def replay(cfg, data_root, *, url: str, rate: float, days=None, label_delay_s: f
     if label_delay_s > 0:
         time.sleep(label_delay_s)
     posted = unknown = 0
-    pending = [{"request_id": rid, "label": float(labels[eid])} for eid, rid in answered
-               if eid in labels and labels[eid] == labels[eid]]
+    pending = [
+        {"request_id": rid, "label": float(labels[eid])}
+        for eid, rid in answered
+        if eid in labels and labels[eid] == labels[eid]
+    ]
     for i in range(0, len(pending), 500):
         try:
-            resp = client.post(f"{base}/feedback", json={"labels": pending[i:i + 500]})
+            resp = client.post(f"{base}/feedback", json={"labels": pending[i : i + 500]})
         except httpx.HTTPError as exc:
             errors[f"feedback {type(exc).__name__}"] = errors.get(f"feedback {type(exc).__name__}", 0) + 1
             continue
@@ -118,10 +136,18 @@ def replay(cfg, data_root, *, url: str, rate: float, days=None, label_delay_s: f
             errors[f"feedback {resp.status_code}"] = errors.get(f"feedback {resp.status_code}", 0) + 1
     client.close()
     n_err = sum(v for k, v in errors.items() if not k.startswith("feedback"))
-    return {"model": cfg.name, "sent": len(records), "ok": len(latencies), "errors": n_err,
-            "error_kinds": errors, "labels_posted": posted, "labels_unknown": unknown,
-            "rps": round(len(records) / elapsed, 2) if elapsed > 0 else None,
-            "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99)}
+    return {
+        "model": cfg.name,
+        "sent": len(records),
+        "ok": len(latencies),
+        "errors": n_err,
+        "error_kinds": errors,
+        "labels_posted": posted,
+        "labels_unknown": unknown,
+        "rps": round(len(records) / elapsed, 2) if elapsed > 0 else None,
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
+    }
 
 
 class LiveTraffic:
@@ -130,8 +156,16 @@ class LiveTraffic:
     (0: at once). ``records`` are ``(features, label)`` pairs, reused round robin.
     Counts: ``sent`` (answered records), ``failed`` (requests not answered 200, by status)."""
 
-    def __init__(self, url: str, model: str, records: list[tuple[dict, float]], *, batch: int = 10,
-                 label_delay_s: float = 0.0, token: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        records: list[tuple[dict, float]],
+        *,
+        batch: int = 10,
+        label_delay_s: float = 0.0,
+        token: str | None = None,
+    ):
         if not records:
             raise DataError(f"no labelled records to send to {model}")
         self.base = url.rstrip("/") + f"/v1/models/{model}"
@@ -161,9 +195,12 @@ class LiveTraffic:
                     self.sent += len(preds)
                     for p in preds:
                         self.versions[p["version"]] = self.versions.get(p["version"], 0) + 1
-                    self._pending.append((time.monotonic() + self.label_delay_s,
-                                          [{"request_id": p["request_id"], "label": float(c[1])}
-                                           for p, c in zip(preds, chunk)]))
+                    self._pending.append(
+                        (
+                            time.monotonic() + self.label_delay_s,
+                            [{"request_id": p["request_id"], "label": float(c[1])} for p, c in zip(preds, chunk)],
+                        )
+                    )
                 else:
                     status = str(r.status_code) if r is not None else status
                     self.failed[status] = self.failed.get(status, 0) + 1

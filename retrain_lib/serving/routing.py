@@ -100,11 +100,13 @@ def check_rollout_state(mode: str, percent: float, sticky_key: str | None) -> Ro
     try:
         value = float(percent)
     except (TypeError, ValueError):
-        raise RolloutStateError(f"The 'canary_percent' of a rollout must be a number in 0..100. Got {percent!r} "
-                                "instead.") from None
+        raise RolloutStateError(
+            f"The 'canary_percent' of a rollout must be a number in 0..100. Got {percent!r} instead."
+        ) from None
     if math.isnan(value) or not 0 <= value <= 100:
-        raise RolloutStateError(f"The 'canary_percent' of a rollout must be a number in 0..100. Got {percent!r} "
-                                "instead.")
+        raise RolloutStateError(
+            f"The 'canary_percent' of a rollout must be a number in 0..100. Got {percent!r} instead."
+        )
     return RolloutState(mode, value, (sticky_key or "").strip())
 
 
@@ -130,8 +132,9 @@ def state_from_tags(tags: dict[str, str] | None) -> RolloutState:
     """The rollout state held by a registered model's tags; invalid or missing -> ``none``."""
     tags = tags or {}
     try:
-        return check_rollout_state(tags.get(TAG_MODE) or "none", tags.get(TAG_PERCENT) or 0.0,
-                                   tags.get(TAG_STICKY) or "")
+        return check_rollout_state(
+            tags.get(TAG_MODE) or "none", tags.get(TAG_PERCENT) or 0.0, tags.get(TAG_STICKY) or ""
+        )
     except RolloutStateError:
         return RolloutState()
 

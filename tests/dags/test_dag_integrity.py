@@ -60,12 +60,26 @@ def test_dag_shape_follows_the_config(monkeypatch):
         assert monitor.timetable.timetable.expression == presets.get(cron, cron)
         assert [a.name for a in monitor.timetable.asset_condition.objects] == [f"{model}.new_data"]
         assert retrain.schedule == cfg["schedule"]["retrain_floor"]
-        assert set(monitor.task_ids) == {"check_model", "decide_action", "request_retrain", "healthy",
-                                         "rollback_champion"}
+        assert set(monitor.task_ids) == {
+            "check_model",
+            "decide_action",
+            "request_retrain",
+            "healthy",
+            "rollback_champion",
+        }
         assert set(retrain.task_ids) == {
-            "snapshot_data", "train_candidate", "evaluate_candidate", "check_gates", "decide_promotion",
-            "register_candidate", "deploy_candidate", "reject_candidate", "rollout_needed", "start_rollout",
-            "retrain_rejected", "retrain_no_gain",
+            "snapshot_data",
+            "train_candidate",
+            "evaluate_candidate",
+            "check_gates",
+            "decide_promotion",
+            "register_candidate",
+            "deploy_candidate",
+            "reject_candidate",
+            "rollout_needed",
+            "start_rollout",
+            "retrain_rejected",
+            "retrain_no_gain",
         }
         # how a run without a new champion ended shows as a leaf of its own
         for leaf in ("retrain_rejected", "retrain_no_gain"):
@@ -75,10 +89,15 @@ def test_dag_shape_follows_the_config(monkeypatch):
         assert retrain.params["deploy_mode"] == cfg.get("deploy", {}).get("mode", "direct")
         assert retrain.get_task("start_rollout").upstream_task_ids == {"rollout_needed"}
         assert monitor.get_task("request_retrain").trigger_dag_id == f"{model}__retrain"
-        assert set(monitor.get_task("decide_action").downstream_task_ids) == {"request_retrain", "healthy",
-                                                                              "rollback_champion"}
-        assert set(retrain.get_task("decide_promotion").downstream_task_ids) == {"register_candidate",
-                                                                                 "reject_candidate"}
+        assert set(monitor.get_task("decide_action").downstream_task_ids) == {
+            "request_retrain",
+            "healthy",
+            "rollback_champion",
+        }
+        assert set(retrain.get_task("decide_promotion").downstream_task_ids) == {
+            "register_candidate",
+            "reject_candidate",
+        }
 
 
 def test_the_outcome_leaves_name_a_rejection_or_a_missing_gain(monkeypatch):
@@ -88,14 +107,27 @@ def test_the_outcome_leaves_name_a_rejection_or_a_missing_gain(monkeypatch):
     retrain = _bag(monkeypatch, strict=True).dags["credit_default__retrain"]
     rejected = retrain.get_task("retrain_rejected").python_callable
     no_gain = retrain.get_task("retrain_no_gain").python_callable
-    gates = {"rejected": True, "outcome": "rejected", "run_id": "r",
-             "failed": ["roc_auc 0.712 < max_regression bound 0.724", "latency p95 31 ms > max 20 ms",
-                        "ece 0.09 > max 0.05"]}
-    assert rejected(gates) == ("rejected: roc_auc 0.712 < max_regression bound 0.724; "
-                               "latency p95 31 ms > max 20 ms (+1 more)")
+    gates = {
+        "rejected": True,
+        "outcome": "rejected",
+        "run_id": "r",
+        "failed": [
+            "roc_auc 0.712 < max_regression bound 0.724",
+            "latency p95 31 ms > max 20 ms",
+            "ece 0.09 > max 0.05",
+        ],
+    }
+    assert rejected(gates) == (
+        "rejected: roc_auc 0.712 < max_regression bound 0.724; latency p95 31 ms > max 20 ms (+1 more)"
+    )
     assert rejected({"rejected": True, "failed": ["r2 0.41 < min 0.999"]}) == "rejected: r2 0.41 < min 0.999"
-    flat = {"rejected": True, "outcome": "no_gain", "failed": [], "run_id": "r",
-            "reason": "roc_auc +0.0004 over the champion, below min_gain 0.002"}
+    flat = {
+        "rejected": True,
+        "outcome": "no_gain",
+        "failed": [],
+        "run_id": "r",
+        "reason": "roc_auc +0.0004 over the champion, below min_gain 0.002",
+    }
     assert no_gain(flat) == "no gain: roc_auc +0.0004 over the champion, below min_gain 0.002"
     with pytest.raises(AirflowSkipException, match="ended 'no_gain', not 'rejected'"):
         rejected(flat)
@@ -108,8 +140,11 @@ def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeyp
 
     path = config_copy / "models" / "credit_default.yaml"
     raw = yaml.safe_load(path.read_text())
-    raw["approval"] = {"required_when": ["first_deployment", "narrow_margin"], "timeout_hours": 6,
-                       "approvers": ["alice"]}
+    raw["approval"] = {
+        "required_when": ["first_deployment", "narrow_margin"],
+        "timeout_hours": 6,
+        "approvers": ["alice"],
+    }
     raw["deploy"] = {"mode": "canary", "canary_steps": [5, 20, 100]}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     bag = _bag(monkeypatch, config_copy, strict=True)
@@ -124,15 +159,22 @@ def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeyp
     assert retrain.get_task("start_rollout").trigger_dag_id == "credit_default__rollout"
     rollout = bag.dags["credit_default__rollout"]
     # steps below 100 % are tested; reaching 100 % is the promotion itself
-    assert {"canary_step_1", "watch_step_1", "judge_step_1", "canary_step_2", "watch_step_2",
-            "judge_step_2"} <= set(rollout.task_ids) and "canary_step_3" not in rollout.task_ids
+    assert {"canary_step_1", "watch_step_1", "judge_step_1", "canary_step_2", "watch_step_2", "judge_step_2"} <= set(
+        rollout.task_ids
+    ) and "canary_step_3" not in rollout.task_ids
     assert rollout.get_task("watch_step_1").__class__.__name__ == "CanarySensor"
     assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {"canary_passed", "rollback_after_step_2"}
-    assert set(rollout.get_task("judge_shadow").downstream_task_ids) == {"canary_step_1", "shadow_passed",
-                                                                        "rollback_after_shadow"}
+    assert set(rollout.get_task("judge_shadow").downstream_task_ids) == {
+        "canary_step_1",
+        "shadow_passed",
+        "rollback_after_shadow",
+    }
     assert set(rollout.get_task("promote_challenger").upstream_task_ids) == {"shadow_passed", "canary_passed"}
     assert set(rollout.get_task("rollback_challenger").upstream_task_ids) == {
-        "rollback_after_shadow", "rollback_after_step_1", "rollback_after_step_2"}
+        "rollback_after_shadow",
+        "rollback_after_step_1",
+        "rollback_after_step_2",
+    }
     assert rollout.params["mode"] == "canary" and rollout.params["min_predictions"] == 200
     # a direct model's rollout DAG serves rollouts asked for by hand, in canary mode by default
     direct = _bag(monkeypatch, REPO / "configs", strict=True).dags["credit_default__rollout"]
@@ -173,8 +215,9 @@ def test_parsing_imports_no_heavy_library():
         f"runpy.run_path({str(REPO / 'dags' / 'retrain_dags.py')!r})\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 

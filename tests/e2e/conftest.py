@@ -30,8 +30,21 @@ def demo_run(tmp_path_factory) -> DemoRun:
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
     started = dt.datetime.now(dt.UTC)
     proc = subprocess.run(
-        [sys.executable, "-m", "retrain_airflow.demo", "--state-dir", str(state_dir), "--days", str(DEMO_DAYS),
-         "--rows-per-day", "800"],
-        capture_output=True, text=True, env=env, timeout=840, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "retrain_airflow.demo",
+            "--state-dir",
+            str(state_dir),
+            "--days",
+            str(DEMO_DAYS),
+            "--rows-per-day",
+            "800",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=840,
+        cwd=root,
     )
     return DemoRun(proc, state_dir, started)

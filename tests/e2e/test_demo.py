@@ -37,7 +37,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1100)]
 REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(\d{4}-\d\d-\d\d)\s+(\w+)\s+(retrain|healthy)\s+(\S+)\s+(.*)$")
 POINT = r"(\d+\.\d{4}) \((\d{4}-\d\d-\d\d) v(\d+)\)"
-RECOVERY = re.compile(rf"^(credit_default|daily_demand)\s+(roc_auc|rmse)\s+{POINT}\s+(?:{POINT}|-)\s+(?:{POINT}|-)\s+(.+)$")
+RECOVERY = re.compile(
+    rf"^(credit_default|daily_demand)\s+(roc_auc|rmse)\s+{POINT}\s+(?:{POINT}|-)\s+(?:{POINT}|-)\s+(.+)$"
+)
 
 
 def _drift_day(stdout: str) -> str:
@@ -96,7 +98,7 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
     ledger = Ledger(f"sqlite:///{demo_run.state_dir / 'platform.db'}")
     drift_day = _drift_day(proc.stdout)
     for model, (_, metric, *cells) in table.items():
-        points = [tuple(cells[i:i + 3]) for i in (0, 3, 6) if cells[i] is not None]
+        points = [tuple(cells[i : i + 3]) for i in (0, 3, 6) if cells[i] is not None]
         verdict = cells[9]
         if model == "daily_demand":  # labels a day late: the days after the drift are measured
             assert cells[3] is not None, (model, cells)
@@ -109,7 +111,12 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
                 measured.setdefault((r["as_of"], r["details"]["champion_version"]), []).append(perf["value"])
         for value, as_of, version in points:
             assert any(abs(v - float(value)) < 6e-5 for v in measured.get((as_of, version), [])), (
-                model, value, as_of, version, measured)
+                model,
+                value,
+                as_of,
+                version,
+                measured,
+            )
         if cells[3] is not None:
             before, worst = float(cells[0]), float(cells[3])
             assert (worst <= before) if metric == "roc_auc" else (worst >= before), (model, cells)
@@ -122,8 +129,9 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
             # day is the demo's last, its retrain was promoted that day (nothing measured after)
             assert cells[6] is not None, (model, cells)
             before, worst, after = float(cells[0]), float(cells[3]), float(cells[6])
-            promoted_since_worst = [r for r in ledger.records(model)
-                                    if r["event"] == "promote" and r["as_of"] >= cells[4]]
+            promoted_since_worst = [
+                r for r in ledger.records(model) if r["event"] == "promote" and r["as_of"] >= cells[4]
+            ]
             assert worst > 1.25 * before, (model, cells)
             assert after < worst or promoted_since_worst, (model, cells)
             assert cells[1] < cells[4], (model, cells)  # the worst comes after the last point before the drift
@@ -149,16 +157,33 @@ def test_demo_runs_have_real_times_and_task_logs(demo_run):
         assert began <= start <= end <= dt.datetime.now(dt.UTC).replace(tzinfo=None), (dag_id, run_id, start, end)
         assert end - start < dt.timedelta(minutes=10), (dag_id, run_id, start, end)
         assert dt.datetime.fromisoformat(logical).time() not in (dt.time(0), dt.time(3), dt.time(6)), (dag_id, logical)
-    tis = db.execute("select dag_id, run_id, task_id, try_number from task_instance "
-                     "where state in ('success', 'failed')").fetchall()
+    tis = db.execute(
+        "select dag_id, run_id, task_id, try_number from task_instance where state in ('success', 'failed')"
+    ).fetchall()
     assert tis
-    missing = [ti for ti in tis if not (home / "logs" / f"dag_id={ti[0]}" / f"run_id={ti[1]}" / f"task_id={ti[2]}"
-                                        / f"attempt={ti[3]}.log").is_file()]
+    missing = [
+        ti
+        for ti in tis
+        if not (
+            home / "logs" / f"dag_id={ti[0]}" / f"run_id={ti[1]}" / f"task_id={ti[2]}" / f"attempt={ti[3]}.log"
+        ).is_file()
+    ]
     assert not missing, missing[:5]
-    last_check = max((ti for ti in tis if ti[0] == "daily_demand__monitor" and ti[2] == "check_model"),
-                     key=lambda ti: ti[1])
-    lines = (home / "logs" / f"dag_id={last_check[0]}" / f"run_id={last_check[1]}" / "task_id=check_model"
-             / f"attempt={last_check[3]}.log").read_text().splitlines()
+    last_check = max(
+        (ti for ti in tis if ti[0] == "daily_demand__monitor" and ti[2] == "check_model"), key=lambda ti: ti[1]
+    )
+    lines = (
+        (
+            home
+            / "logs"
+            / f"dag_id={last_check[0]}"
+            / f"run_id={last_check[1]}"
+            / "task_id=check_model"
+            / f"attempt={last_check[3]}.log"
+        )
+        .read_text()
+        .splitlines()
+    )
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert records and all({"timestamp", "level", "event"} <= set(r) for r in records)
     assert any(r.get("logger", "").startswith("retrain") and "daily_demand" in r["event"] for r in records), lines
@@ -176,16 +201,25 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     state = demo_run.state_dir
     model = "credit_default"
     airflow = sqlite3.connect(state / "airflow" / "airflow.db")
-    runs = dict(airflow.execute("select dag_id || '/' || run_id, state from dag_run where dag_id like ?",
-                                (f"{model}__%",)).fetchall())
+    runs = dict(
+        airflow.execute(
+            "select dag_id || '/' || run_id, state from dag_run where dag_id like ?", (f"{model}__%",)
+        ).fetchall()
+    )
     rollout_runs = {k: v for k, v in runs.items() if k.startswith(f"{model}__rollout/")}
     assert list(rollout_runs.values()) == ["success"], rollout_runs
-    ti = dict(airflow.execute("select task_id, state from task_instance where dag_id = ? and run_id = ?",
-                              (f"{model}__rollout", next(iter(rollout_runs)).split("/", 1)[1])).fetchall())
+    ti = dict(
+        airflow.execute(
+            "select task_id, state from task_instance where dag_id = ? and run_id = ?",
+            (f"{model}__rollout", next(iter(rollout_runs)).split("/", 1)[1]),
+        ).fetchall()
+    )
     assert ti["promote_challenger"] == "success" and ti["rollback_challenger"] == "skipped", ti
     assert ti["judge_step_1"] == "success" and ti["canary_passed"] == "success", ti
-    rolled = airflow.execute("select count(*) from task_instance where dag_id = ? and task_id = 'rollback_champion' "
-                             "and state = 'success'", (f"{model}__monitor",)).fetchone()[0]
+    rolled = airflow.execute(
+        "select count(*) from task_instance where dag_id = ? and task_id = 'rollback_champion' and state = 'success'",
+        (f"{model}__monitor",),
+    ).fetchone()[0]
     assert rolled == 1
 
     records = Ledger(f"sqlite:///{state / 'platform.db'}").records(model)
@@ -207,8 +241,11 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     assert client.get_model_version(model, bad).tags.get("promoted_by_hand") == "demo/on-call"
 
     log = sqlite3.connect(state / "predictions.db")
-    served = dict(log.execute("select version, count(*) from predictions where model = ? and arm = 'champion' "
-                              "group by version", (model,)).fetchall())
+    served = dict(
+        log.execute(
+            "select version, count(*) from predictions where model = ? and arm = 'champion' group by version", (model,)
+        ).fetchall()
+    )
     assert served.get(good, 0) > 0 and served.get(bad, 0) >= 200, served
     assert log.execute("select count(*) from predictions where error is not null").fetchone()[0] == 0
     assert log.execute("select count(*) from feedback").fetchone()[0] > 0
@@ -315,15 +352,25 @@ def api_server(demo_run, tmp_path):
     assert demo_run.proc.returncode == 0, demo_run.proc.stdout[-2000:] + demo_run.proc.stderr[-2000:]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **airflow_env(demo_run.state_dir),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True", "AIRFLOW__API__BASE_URL": base,
-           "AIRFLOW__API__PORT": str(port), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        **airflow_env(demo_run.state_dir),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__PORT": str(port),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path / "api-server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", "1"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
@@ -349,9 +396,21 @@ def api_server(demo_run, tmp_path):
 
 
 def _chrome(browser: str, *args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--hide-scrollbars", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=BROWSER_TIMEOUT)
+    return subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT,
+    )
 
 
 def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
@@ -394,18 +453,22 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
         assert row["action"] == ("throttled" if held else last["details"]["action"])
         # the chart: one point per day whose (last) check measured the champion's live metric
         by_day = {r["as_of"]: r for r in sorted(monitors, key=lambda r: r["seq"])}
-        live_days = sorted(day for day, r in by_day.items()
-                           if any(s["signal"] == "performance" for s in r["details"].get("signals") or []))
-        section_html = dom.stdout[dom.stdout.index(f'<section class="model" id="model-{model}"'):]
-        section_html = section_html[:section_html.index("</section>")]
+        live_days = sorted(
+            day
+            for day, r in by_day.items()
+            if any(s["signal"] == "performance" for s in r["details"].get("signals") or [])
+        )
+        section_html = dom.stdout[dom.stdout.index(f'<section class="model" id="model-{model}"') :]
+        section_html = section_html[: section_html.index("</section>")]
         assert sorted(re.findall(r'<circle class="live"[^>]*data-day="([0-9-]+)"', section_html)) == live_days
         assert len(re.findall(r'<rect class="share"', section_html)) == len(by_day)
         assert row["drifted-share"] == f"{last['details']['drifted_share']:.0%}"
         assert section["drifted-share"] == f"{last['details']['drifted_share']:.0%}"
         decisions = [r for r in records if r["event"] != "monitor"]
         shown = page.decisions.get(model, [])
-        assert shown == [(r["seq"], r["event"]) for r in reversed(decisions)][:len(shown)] and len(shown) == min(
-            5, len(decisions)), (model, shown)
+        assert shown == [(r["seq"], r["event"]) for r in reversed(decisions)][: len(shown)] and len(shown) == min(
+            5, len(decisions)
+        ), (model, shown)
         changes = [r for r in decisions if r["event"] in ("promote", "rollback", "challenger", "reject")]
         assert row["last-decision:seq"] == str(changes[-1]["seq"])
         gates = [r for r in records if r["event"] == "gates"]
@@ -421,17 +484,23 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
     assert _get(f"{base}/retrain/reports/%2e%2e/platform.db")[0] == 404
 
     # The extra links of the drift and gate tasks of the latest runs point where their ledger records do.
-    for dag_id, task_id, event in (("credit_default__monitor", "check_model", "monitor"),
-                                   ("credit_default__retrain", "check_gates", "gates")):
+    for dag_id, task_id, event in (
+        ("credit_default__monitor", "check_model", "monitor"),
+        ("credit_default__retrain", "check_gates", "gates"),
+    ):
         status, body = _get(f"{base}/api/v2/dags/{dag_id}/dagRuns?order_by=-logical_date&limit=1")
         assert status == 200, body[:500]
         run_id = json.loads(body)["dag_runs"][0]["dag_run_id"]
-        status, body = _get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/"
-                            f"{task_id}/links")
+        status, body = _get(
+            f"{base}/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/{task_id}/links"
+        )
         assert status == 200, body[:500]
         links = json.loads(body)["extra_links"]
-        rec = next(r for r in reversed(ledger.records("credit_default"))
-                   if r["event"] == event and r["actor"] == f"{dag_id}/{run_id}")
+        rec = next(
+            r
+            for r in reversed(ledger.records("credit_default"))
+            if r["event"] == event and r["actor"] == f"{dag_id}/{run_id}"
+        )
         mlflow_run = rec["details"].get("mlflow_run_id") or rec["details"]["run_id"]
         assert links["MLflow run"].endswith(f"/#/runs/{mlflow_run}"), links
         if task_id == "check_model":
@@ -446,14 +515,26 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
     shot = out_dir / "fleet.png"
     shot.unlink(missing_ok=True)
     (out_dir / "fleet.html").write_text(dom.stdout)
-    png = _chrome(browser, "--virtual-time-budget=10000", "--window-size=1400,2400", f"--screenshot={shot}",
-                  f"{base}/retrain/", profile=tmp_path / "p2")
+    png = _chrome(
+        browser,
+        "--virtual-time-budget=10000",
+        "--window-size=1400,2400",
+        f"--screenshot={shot}",
+        f"{base}/retrain/",
+        profile=tmp_path / "p2",
+    )
     assert png.returncode == 0 and shot.is_file(), png.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     for model in MODELS:  # each model's page: the per-day chart in full width
         shot = out_dir / f"fleet-{model}.png"
-        png = _chrome(browser, "--virtual-time-budget=10000", "--window-size=1400,2000", f"--screenshot={shot}",
-                      f"{base}/retrain/models/{model}", profile=tmp_path / f"p-{model}")
+        png = _chrome(
+            browser,
+            "--virtual-time-budget=10000",
+            "--window-size=1400,2000",
+            f"--screenshot={shot}",
+            f"{base}/retrain/models/{model}",
+            profile=tmp_path / f"p-{model}",
+        )
         assert png.returncode == 0 and shot.is_file(), png.stderr[-2000:]
 
 
@@ -463,8 +544,11 @@ def test_api_server_serves_the_demos_task_logs(api_server):
     status, body = _get(f"{base}/api/v2/dags/daily_demand__monitor/dagRuns?order_by=-logical_date&limit=1")
     assert status == 200, body[:500]
     run_id = json.loads(body)["dag_runs"][0]["dag_run_id"]
-    req = urllib.request.Request(f"{base}/api/v2/dags/daily_demand__monitor/dagRuns/{urllib.request.quote(run_id)}/"
-                                 "taskInstances/check_model/logs/1", headers={"Accept": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/api/v2/dags/daily_demand__monitor/dagRuns/{urllib.request.quote(run_id)}/"
+        "taskInstances/check_model/logs/1",
+        headers={"Accept": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         content = json.loads(resp.read())["content"]
     events = [c.get("event", "") for c in content]

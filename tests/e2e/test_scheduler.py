@@ -69,7 +69,7 @@ def _proc_table() -> dict[int, tuple[int, int, str, int]]:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2:].split()  # the command name may contain spaces and ')'
+        fields = raw[raw.rfind(")") + 2 :].split()  # the command name may contain spaces and ')'
         table[int(entry)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
     return table
 
@@ -108,8 +108,14 @@ class Stack:
         out = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed by the child's exit
         try:
             self.procs[name] = subprocess.Popen(
-                [str(BIN / "airflow"), *args], env=self.env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                [str(BIN / "airflow"), *args],
+                env=self.env,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             out.close()
         self.track()
@@ -127,8 +133,11 @@ class Stack:
     def alive(self) -> dict[int, str]:
         """Tracked processes still running (same pid and start time, not a zombie)."""
         table = _proc_table()
-        return {pid: _cmdline(pid) for pid, start in self.seen.items()
-                if pid in table and table[pid][3] == start and table[pid][2] != "Z"}
+        return {
+            pid: _cmdline(pid)
+            for pid, start in self.seen.items()
+            if pid in table and table[pid][3] == start and table[pid][2] != "Z"
+        }
 
     def exited(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
@@ -183,11 +192,29 @@ class Stack:
             parts.append(f"--- {name}.log (last {lines} lines) ---\n{_tail(self.root / f'{name}.log', lines)}")
         try:
             with self.sql() as con:
-                parts.append("--- dag_run ---\n" + "\n".join(map(str, con.execute(
-                    "SELECT dag_id, run_id, state, run_type, triggered_by FROM dag_run ORDER BY id"))))
-                parts.append("--- task_instance ---\n" + "\n".join(map(str, con.execute(
-                    "SELECT dag_id, run_id, task_id, state, try_number, hostname, pid FROM task_instance "
-                    "ORDER BY dag_id, start_date"))))
+                parts.append(
+                    "--- dag_run ---\n"
+                    + "\n".join(
+                        map(
+                            str,
+                            con.execute(
+                                "SELECT dag_id, run_id, state, run_type, triggered_by FROM dag_run ORDER BY id"
+                            ),
+                        )
+                    )
+                )
+                parts.append(
+                    "--- task_instance ---\n"
+                    + "\n".join(
+                        map(
+                            str,
+                            con.execute(
+                                "SELECT dag_id, run_id, task_id, state, try_number, hostname, pid FROM task_instance "
+                                "ORDER BY dag_id, start_date"
+                            ),
+                        )
+                    )
+                )
                 errors = list(con.execute("SELECT filename, stacktrace FROM import_error"))
                 if errors:
                     parts.append(f"--- import errors ---\n{errors}")
@@ -195,8 +222,10 @@ class Stack:
             parts.append(f"(metadata DB not readable: {exc})")
         stray = sorted(str(p) for p in self.root.glob("*.db"))
         if stray:
-            parts.append(f"--- stray database(s) in the processes' working directory: {stray} ---\n"
-                         "(a task used a default store, e.g. MLflow's sqlite:///mlflow.db, instead of the platform's)")
+            parts.append(
+                f"--- stray database(s) in the processes' working directory: {stray} ---\n"
+                "(a task used a default store, e.g. MLflow's sqlite:///mlflow.db, instead of the platform's)"
+            )
         logs = sorted((self.home / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)
         for path in logs[-4:]:
             parts.append(f"--- {path.relative_to(self.home)} (last 25 lines) ---\n{_tail(path, 25)}")
@@ -216,8 +245,9 @@ def _tail(path: Path, lines: int) -> str:
 # --------------------------------------------------------------------------- REST API
 
 
-def _request(stack: Stack, method: str, path: str, body: dict | None = None, token: str | None = None,
-             timeout: float = 30) -> tuple[int, dict]:
+def _request(
+    stack: Stack, method: str, path: str, body: dict | None = None, token: str | None = None, timeout: float = 30
+) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -245,8 +275,7 @@ def _wait(what: str, stack: Stack, timeout: float, check):
         result = check()
         if result:
             return result
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}\n" \
-                                            f"{stack.diagnostics()}"
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}\n{stack.diagnostics()}"
         time.sleep(POLL)
 
 
@@ -296,47 +325,50 @@ def stack(tmp_path, monkeypatch, pg_database):
     passwords = home / "simple_auth_manager_passwords.json.generated"
     passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{pg_database}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{PG}/{pg_database}",  # psycopg 3 is async too
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # The scheduler's log server binds 8793 by default: taken when another Airflow runs here.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "RETRAIN_HOME": str(state),
-        "RETRAIN_CONFIG_DIR": str(cfg_dir),
-        "RETRAIN_STRICT": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "GIT_PYTHON_REFRESH": "quiet",
-        "GIT_OPTIONAL_LOCKS": "0",  # the tasks' `git status` must not take the repo's index lock
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{pg_database}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{PG}/{pg_database}",  # psycopg 3 is async too
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # The scheduler's log server binds 8793 by default: taken when another Airflow runs here.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "RETRAIN_HOME": str(state),
+            "RETRAIN_CONFIG_DIR": str(cfg_dir),
+            "RETRAIN_STRICT": "1",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "GIT_PYTHON_REFRESH": "quiet",
+            "GIT_OPTIONAL_LOCKS": "0",  # the tasks' `git status` must not take the repo's index lock
+        }
+    )
     # Deliberately no MLFLOW_TRACKING_URI: like `make up`, the store comes from platform.yaml via
     # RETRAIN_HOME, so a step that relies on MLflow's global default (sqlite:///mlflow.db in the
     # working directory) instead of the platform's store fails here, as it would in production.
     for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RETRAIN_DATA_ROOT", "PYTEST_CURRENT_TEST"):
         env.pop(k, None)
 
-    migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=300)
+    migrate = subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
 
     s = Stack(root=tmp_path, env=env, port=port, settings=settings)
@@ -357,8 +389,9 @@ def stack(tmp_path, monkeypatch, pg_database):
 
 def _token(stack: Stack) -> str | None:
     try:
-        status, body = _request(stack, "POST", "/auth/token", {"username": "admin", "password": ADMIN_PASSWORD},
-                                timeout=5)
+        status, body = _request(
+            stack, "POST", "/auth/token", {"username": "admin", "password": ADMIN_PASSWORD}, timeout=5
+        )
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return None
     return body.get("access_token") if status == 201 else None
@@ -366,8 +399,9 @@ def _token(stack: Stack) -> str | None:
 
 def _parsed(stack: Stack) -> bool:
     with stack.sql() as con:
-        found = {r[0] for r in con.execute("SELECT dag_id FROM serialized_dag WHERE dag_id IN (%s, %s)",
-                                           (MONITOR, RETRAIN))}
+        found = {
+            r[0] for r in con.execute("SELECT dag_id FROM serialized_dag WHERE dag_id IN (%s, %s)", (MONITOR, RETRAIN))
+        }
         errors = list(con.execute("SELECT filename, stacktrace FROM import_error"))
     assert not errors, f"DAG import errors: {errors}"
     return found == {MONITOR, RETRAIN}
@@ -399,8 +433,10 @@ def _run(stack: Stack, dag_id: str, run_id: str) -> dict | None:
         row = con.execute("SELECT * FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchone()
         if row is None:
             return None
-        tis = con.execute("SELECT task_id, state, hostname, pid, try_number FROM task_instance "
-                          "WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)).fetchall()
+        tis = con.execute(
+            "SELECT task_id, state, hostname, pid, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+            (dag_id, run_id),
+        ).fetchall()
     return {**dict(row), "tis": {t["task_id"]: dict(t) for t in tis}}
 
 
@@ -444,19 +480,33 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     # The monitor: no champion yet, so it requested a retrain.
     assert monitor["state"] == "success", f"monitor run {monitor['state']}: {monitor['tis']}{why}"
     mtis = {t: ti["state"] for t, ti in monitor["tis"].items()}
-    assert mtis == {"check_model": "success", "decide_action": "success", "request_retrain": "success",
-                    "healthy": "skipped", "rollback_champion": "skipped"}, f"{mtis}{why}"
+    assert mtis == {
+        "check_model": "success",
+        "decide_action": "success",
+        "request_retrain": "success",
+        "healthy": "skipped",
+        "rollback_champion": "skipped",
+    }, f"{mtis}{why}"
     assert retrain is not None, f"the monitor did not trigger {RETRAIN}/{retrain_run_id}{why}"
 
     # The retrain run the TriggerDagRunOperator created, with the monitor's conf and logical date.
     assert retrain["state"] == "success", f"retrain run {retrain['state']}: {retrain['tis']}{why}"
     rtis = {t: ti["state"] for t, ti in retrain["tis"].items()}
-    assert rtis == {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
-                    "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
-                    "deploy_candidate": "success", "reject_candidate": "skipped",
-                    "retrain_rejected": "skipped", "retrain_no_gain": "skipped",
-                    # a direct promotion: no rollout to start
-                    "rollout_needed": "success", "start_rollout": "skipped"}, f"{rtis}{why}"
+    assert rtis == {
+        "snapshot_data": "success",
+        "train_candidate": "success",
+        "evaluate_candidate": "success",
+        "check_gates": "success",
+        "decide_promotion": "success",
+        "register_candidate": "success",
+        "deploy_candidate": "success",
+        "reject_candidate": "skipped",
+        "retrain_rejected": "skipped",
+        "retrain_no_gain": "skipped",
+        # a direct promotion: no rollout to start
+        "rollout_needed": "success",
+        "start_rollout": "skipped",
+    }, f"{rtis}{why}"
     conf = retrain["conf"] if isinstance(retrain["conf"], dict) else json.loads(retrain["conf"])
     assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"], conf
     assert str(retrain["logical_date"]).startswith("2026-01-29 06:00:00"), retrain["logical_date"]
@@ -495,14 +545,16 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     status, body = _request(stack, "GET", "/api/v2/assets?name_pattern=credit_default.new_data", None, token)
     assert status == 200 and body["assets"], (status, body)
     asset_id = body["assets"][0]["id"]
-    status, body = _request(stack, "POST", "/api/v2/assets/events",
-                            {"asset_id": asset_id, "extra": {"as_of": "2026-01-31"}}, token)
+    status, body = _request(
+        stack, "POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": {"as_of": "2026-01-31"}}, token
+    )
     assert status == 200, (status, body)
 
     def asset_run():
         with stack.sql() as con:
-            row = con.execute("SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'asset_triggered'",
-                              (MONITOR,)).fetchone()
+            row = con.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'asset_triggered'", (MONITOR,)
+            ).fetchone()
         if row is None:
             return None
         run = _run(stack, MONITOR, row[0])
@@ -532,8 +584,9 @@ def test_a_rest_trigger_with_a_null_logical_date_starts_the_retrain(stack):
         status, body = _request(stack, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
         assert status == 200 and body["is_paused"] is False, (status, body)
 
-    status, body = _request(stack, "POST", f"/api/v2/dags/{MONITOR}/dagRuns",
-                            {"logical_date": None, "conf": {"as_of": "2026-01-29"}}, token)
+    status, body = _request(
+        stack, "POST", f"/api/v2/dags/{MONITOR}/dagRuns", {"logical_date": None, "conf": {"as_of": "2026-01-29"}}, token
+    )
     assert status == 200 and body["logical_date"] is None, (status, body)
     monitor_run_id = body["dag_run_id"]
     retrain_run_id = f"requested__{monitor_run_id}"
@@ -551,8 +604,9 @@ def test_a_rest_trigger_with_a_null_logical_date_starts_the_retrain(stack):
         first = retrain["tis"].get("snapshot_data", {}).get("state")
         return (monitor, retrain) if first in ("success", "failed") or retrain["state"] == "failed" else None
 
-    monitor, retrain = _wait(f"{MONITOR}/{monitor_run_id} and the start of {RETRAIN}/{retrain_run_id}", stack,
-                             RUN_TIMEOUT, started)
+    monitor, retrain = _wait(
+        f"{MONITOR}/{monitor_run_id} and the start of {RETRAIN}/{retrain_run_id}", stack, RUN_TIMEOUT, started
+    )
     why = f"\n{stack.diagnostics()}"
     assert monitor["logical_date"] is None, monitor
     mtis = {t: ti["state"] for t, ti in monitor["tis"].items()}

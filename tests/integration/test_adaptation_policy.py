@@ -21,12 +21,26 @@ DAYS, CHANGE, DELAY, TRAINING_DAYS = 40, 22, 3, 14
 
 
 def _replay(tmp_path, scenario: str, rows: int, days: int = DAYS):
-    data = write_scenario(scenario, "classification", tmp_path / "data", rows_per_day=rows,
-                          base=shipped_config("classification", REPO / "configs"), days=days, change=CHANGE,
-                          label_delay_days=DELAY, training_days=TRAINING_DAYS)
-    summary = backtest(data.config, tmp_path / "data", policies=default_policies(data.config, ["config"]),
-                       drift_days=list(data.change_dates), reveal_drifts=False, cache_dir=tmp_path / "cache",
-                       workers=1)
+    data = write_scenario(
+        scenario,
+        "classification",
+        tmp_path / "data",
+        rows_per_day=rows,
+        base=shipped_config("classification", REPO / "configs"),
+        days=days,
+        change=CHANGE,
+        label_delay_days=DELAY,
+        training_days=TRAINING_DAYS,
+    )
+    summary = backtest(
+        data.config,
+        tmp_path / "data",
+        policies=default_policies(data.config, ["config"]),
+        drift_days=list(data.change_dates),
+        reveal_drifts=False,
+        cache_dir=tmp_path / "cache",
+        workers=1,
+    )
     return data, summary["policies"]["config"], summary["decisions"]["config"]
 
 

@@ -70,9 +70,15 @@ def _awaiting(run_id_prefix: str):
     from airflow.utils.state import TaskInstanceState
 
     with create_session() as session:
-        ti = session.query(TaskInstance).filter(
-            TaskInstance.dag_id == DAG_ID, TaskInstance.task_id == "approve_promotion",
-            TaskInstance.state == TaskInstanceState.AWAITING_INPUT).one_or_none()
+        ti = (
+            session.query(TaskInstance)
+            .filter(
+                TaskInstance.dag_id == DAG_ID,
+                TaskInstance.task_id == "approve_promotion",
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+            )
+            .one_or_none()
+        )
         return None if ti is None else (ti.run_id, ti.id)
 
 
@@ -84,9 +90,14 @@ def _answer(run_id: str, option: str, user: str) -> None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        update_hitl_detail(dag_id=DAG_ID, dag_run_id=run_id, task_id="approve_promotion",
-                           update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
-                           user=SimpleAuthManagerUser(username=user, role="admin"), session=session)
+        update_hitl_detail(
+            dag_id=DAG_ID,
+            dag_run_id=run_id,
+            task_id="approve_promotion",
+            update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
+            user=SimpleAuthManagerUser(username=user, role="admin"),
+            session=session,
+        )
 
 
 def _let_deadline_pass(ti_id) -> None:
@@ -100,8 +111,9 @@ def _let_deadline_pass(ti_id) -> None:
         assert ti.trigger_timeout is not None, "the approval has no response deadline"
         ti.trigger_timeout = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     with create_session() as session:
-        SchedulerJobRunner.check_awaiting_input_timeouts(SimpleNamespace(log=__import__("logging").getLogger("t")),
-                                                         session=session)
+        SchedulerJobRunner.check_awaiting_input_timeouts(
+            SimpleNamespace(log=__import__("logging").getLogger("t")), session=session
+        )
 
 
 def _run_with_responder(platform, as_of: str, respond) -> tuple:
@@ -122,8 +134,10 @@ def _run_with_responder(platform, as_of: str, respond) -> tuple:
     thread = threading.Thread(target=responder, daemon=True)
     thread.start()
     dag = platform.bag.dags[DAG_ID]
-    run = dag.test(logical_date=dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.UTC),
-                   run_conf={"as_of": as_of, "reason": "approval test"})
+    run = dag.test(
+        logical_date=dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.UTC),
+        run_conf={"as_of": as_of, "reason": "approval test"},
+    )
     thread.join(timeout=30)
     assert "error" not in seen, seen
     return run, task_states(DAG_ID, run.run_id)
@@ -184,6 +198,7 @@ def test_no_answer_in_time_counts_as_a_rejection(platform):
     records = _ledger(platform).records(MODEL)
     timeout = [r for r in records if r["event"] == "approval_timeout"][-1]
     assert timeout["details"]["timed_out"] is True and timeout["details"]["answer"] == "Reject"
-    assert [r for r in records if r["event"] == "reject"][-1]["details"]["reason"] == \
-        "no answer to the approval request in time"
+    assert [r for r in records if r["event"] == "reject"][-1]["details"][
+        "reason"
+    ] == "no answer to the approval request in time"
     assert _ledger(platform).verify() == []

@@ -29,11 +29,11 @@ def test_monitor_then_retrain_then_healthy(tmp_path):
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "state"), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
 
     def retrain(*args):
-        return subprocess.run([sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env, timeout=300
+        )
 
-    sim = retrain("simulate", "--config", str(model_file), "--days", "33",
-                  "--rows-per-day", "700", "--seed", "9")
+    sim = retrain("simulate", "--config", str(model_file), "--days", "33", "--rows-per-day", "700", "--seed", "9")
     assert sim.returncode == 0, sim.stderr
     assert (tmp_path / "state" / "data" / "credit_default" / "2026-01-33.parquet").exists() is False
     assert (tmp_path / "state" / "data" / "credit_default" / "2026-02-02.parquet").exists()
@@ -59,7 +59,8 @@ def test_monitor_then_retrain_then_healthy(tmp_path):
     from retrain_lib import registry
 
     version = registry.get_client(f"sqlite:///{tmp_path / 'state' / 'mlflow' / 'mlflow.db'}").get_model_version(
-        "credit_default", "1")
+        "credit_default", "1"
+    )
     importance = {k.split(".", 1)[1]: float(v) for k, v in version.tags.items() if k.startswith("importance.")}
     features = set(model["features"]["numeric"]) | set(model["features"]["categorical"])
     assert set(importance) == features and abs(sum(importance.values()) - 1) < 1e-9

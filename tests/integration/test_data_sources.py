@@ -129,7 +129,8 @@ def test_s3_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, s3_server
     cfg_local, root = local_data
     _upload(s3_server, "ml-data", root, "models/credit")
     cfg_dir = _config_dir(
-        tmp_path, {"source": "s3", "bucket": "ml-data", "path": "models/credit", "labels_path": "models/credit/labels"},
+        tmp_path,
+        {"source": "s3", "bucket": "ml-data", "path": "models/credit", "labels_path": "models/credit/labels"},
         {"s3": {"endpoint_url": s3_server}},
     )
     settings = load_settings(cfg_dir)
@@ -153,8 +154,9 @@ def test_s3_missing_bucket_is_a_clear_data_error(s3_server, tmp_path):
     from retrain_lib.errors import DataError
     from retrain_lib.settings import load_settings
 
-    cfg_dir = _config_dir(tmp_path, {"source": "s3", "bucket": "no-such-bucket", "path": "x"},
-                          {"s3": {"endpoint_url": s3_server}})
+    cfg_dir = _config_dir(
+        tmp_path, {"source": "s3", "bucket": "no-such-bucket", "path": "x"}, {"s3": {"endpoint_url": s3_server}}
+    )
     cfg = load_model_config(cfg_dir / "models" / "credit_default.yaml")
     with pytest.raises(DataError, match="no-such-bucket.*NoSuchBucket"):
         load_window(cfg, load_settings(cfg_dir), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
@@ -205,9 +207,16 @@ def test_sql_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, pg_datab
     cfg_local, root = local_data
     _load_into_postgres(pg_database, root)
     os.environ["RETRAIN_TEST_PG_URL"] = pg_database
-    cfg_dir = _config_dir(tmp_path, {"source": "sql", "table": "credit_events", "labels_table": "credit_labels",
-                                     "labels_arrival_column": "arrived_at"},
-                          {"sql": {"url_env": "RETRAIN_TEST_PG_URL"}})
+    cfg_dir = _config_dir(
+        tmp_path,
+        {
+            "source": "sql",
+            "table": "credit_events",
+            "labels_table": "credit_labels",
+            "labels_arrival_column": "arrived_at",
+        },
+        {"sql": {"url_env": "RETRAIN_TEST_PG_URL"}},
+    )
     settings = load_settings(cfg_dir)
     cfg_sql = load_model_config(cfg_dir / "models" / "credit_default.yaml")
     assert available_days(cfg_sql, settings)[0] == dt.date(2026, 1, 1)
@@ -237,9 +246,12 @@ def test_sql_without_url_names_the_variable(tmp_path, env_restore):
 def test_source_fields_are_checked_by_the_schema(tmp_path):
     from retrain_lib.config import check_model_file
 
-    for data, words in (({"source": "sql"}, "needs 'table'"), ({"source": "s3"}, "needs 'path'"),
-                        ({"source": "local", "path": "x", "table": "t"}, "only apply to source 'sql'"),
-                        ({"source": "sql", "table": "events; drop table x"}, "pattern")):
+    for data, words in (
+        ({"source": "sql"}, "needs 'table'"),
+        ({"source": "s3"}, "needs 'path'"),
+        ({"source": "local", "path": "x", "table": "t"}, "only apply to source 'sql'"),
+        ({"source": "sql", "table": "events; drop table x"}, "pattern"),
+    ):
         d = tmp_path / uuid.uuid4().hex
         cfg_dir = _config_dir(d, data)
         _, problems = check_model_file(cfg_dir / "models" / "credit_default.yaml")

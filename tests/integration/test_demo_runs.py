@@ -14,7 +14,7 @@ from airflow_runs import xcom_return
 
 pytestmark = pytest.mark.slow
 
-DAG_FILE = '''
+DAG_FILE = """
 from airflow.sdk import DAG, Param, task
 
 with DAG("demo_runs_params", schedule=None, params={"as_of": Param(None, type=["null", "string"])}):
@@ -24,7 +24,7 @@ with DAG("demo_runs_params", schedule=None, params={"as_of": Param(None, type=["
         return params["as_of"]
 
     record()
-'''
+"""
 
 
 def test_a_run_without_a_param_in_its_conf_gets_the_default_not_the_previous_run_s(airflow_db, tmp_path):

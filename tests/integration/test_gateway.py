@@ -58,14 +58,25 @@ def platform(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gateway(platform):
     settings, cfg, client = platform
-    env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir), "RETRAIN_CONFIG_DIR": str(settings.config_dir),
-           "RETRAIN_GATEWAY_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        "RETRAIN_HOME": str(settings.state_dir),
+        "RETRAIN_CONFIG_DIR": str(settings.config_dir),
+        "RETRAIN_GATEWAY_TOKEN": TOKEN,
+    }
     env.pop("RETRAIN_PREDICTIONS_URL", None)
-    gw = GatewayProcess(MODEL, refresh_s=0.3, args=["--max-body-bytes", "20000"], env=env,
-                        log_path=settings.state_dir / "gateway.log").start()
+    gw = GatewayProcess(
+        MODEL, refresh_s=0.3, args=["--max-body-bytes", "20000"], env=env, log_path=settings.state_dir / "gateway.log"
+    ).start()
     try:
-        yield {"url": gw.url, "proc": gw.proc, "db": settings.state_dir / "predictions.db", "client": client,
-               "cfg": cfg, "settings": settings}
+        yield {
+            "url": gw.url,
+            "proc": gw.proc,
+            "db": settings.state_dir / "predictions.db",
+            "client": client,
+            "cfg": cfg,
+            "settings": settings,
+        }
     finally:
         gw.stop()
 
@@ -85,8 +96,9 @@ def _features(rec: dict) -> dict:
 
 
 def _predict(url, recs, *, headers=AUTH, timeout=10.0, **extra):
-    return httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"records": recs, **extra}, headers=headers,
-                      timeout=timeout)
+    return httpx.post(
+        f"{url}/v1/models/{MODEL}/predict", json={"records": recs, **extra}, headers=headers, timeout=timeout
+    )
 
 
 def _metric(url: str, name: str) -> float:
@@ -98,12 +110,16 @@ def _metric(url: str, name: str) -> float:
 
 def _rows(gateway, where: str = "1=1", params=()) -> list[tuple]:
     """Rows of the gateway's prediction log, read once its journal is all in the database."""
-    _wait_for(lambda: _metric(gateway["url"], "retrain_gateway_log_journaled_rows") == 0, 10,
-              "the journal moved into the database")
+    _wait_for(
+        lambda: _metric(gateway["url"], "retrain_gateway_log_journaled_rows") == 0,
+        10,
+        "the journal moved into the database",
+    )
     con = sqlite3.connect(gateway["db"])
     try:
-        return con.execute(f"select request_id, version, arm, output, parent_id from predictions where {where}",
-                           params).fetchall()
+        return con.execute(
+            f"select request_id, version, arm, output, parent_id from predictions where {where}", params
+        ).fetchall()
     finally:
         con.close()
 
@@ -124,9 +140,15 @@ def _set_state(gw, mode, percent=0.0, sticky="", challenger: str | None = "2"):
     else:
         client.set_registered_model_alias(MODEL, "challenger", challenger)
     set_rollout_state(client, MODEL, mode, percent, sticky)
-    _wait_for(lambda: (h := _health(gw["url"]))["rollout"] == {"mode": mode, "canary_percent": float(percent),
-                                                                 "sticky_key": sticky}
-              and h["challenger"] == challenger, 10, f"the gateway to pick up {mode} {percent} {sticky}")
+    _wait_for(
+        lambda: (
+            (h := _health(gw["url"]))["rollout"]
+            == {"mode": mode, "canary_percent": float(percent), "sticky_key": sticky}
+            and h["challenger"] == challenger
+        ),
+        10,
+        f"the gateway to pick up {mode} {percent} {sticky}",
+    )
 
 
 def test_predict_answers_with_the_champion_version_and_logs_every_prediction(gateway, records):
@@ -165,8 +187,10 @@ def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway,
     before = len(_rows(gateway))
     good = _features(records[0])
     bad_type = {**_features(records[1]), "income": "lots"}
-    bad_two = {k: v for k, v in _features(records[2]).items() if k != "region"} | {"shoe_size": 44,
-                                                                                   "employment_type": 3}
+    bad_two = {k: v for k, v in _features(records[2]).items() if k != "region"} | {
+        "shoe_size": 44,
+        "employment_type": 3,
+    }
     resp = _predict(gateway["url"], [good, bad_type, bad_two])
     assert resp.status_code == 422, resp.text
     problems = {(p["index"], p["field"]): p["reason"] for p in resp.json()["detail"]}
@@ -175,8 +199,9 @@ def test_a_bad_request_gets_422_naming_each_field_and_nothing_is_logged(gateway,
     assert "missing" in problems[(2, "region")]
     assert "unexpected" in problems[(2, "shoe_size")]
     assert "string" in problems[(2, "employment_type")]
-    assert httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=b"{not json", headers=AUTH
-                      ).status_code == 422
+    assert (
+        httpx.post(f"{gateway['url']}/v1/models/{MODEL}/predict", content=b"{not json", headers=AUTH).status_code == 422
+    )
     assert _predict(gateway["url"], []).status_code == 422
     assert len(_rows(gateway)) == before  # no half-written batch
 
@@ -206,10 +231,16 @@ MALFORMED = [  # (id, raw body or JSON value, allowed statuses)
 @pytest.mark.parametrize(("case", "body", "allowed"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_requests_get_a_clean_4xx_and_log_nothing(gateway, records, case, body, allowed):
     good = _features(records[0])
-    body = {"nested": {"record": {**good, "income": {"$gt": 1}}},
-            "huge": {"record": {**good, "income": 10 ** 400}},
+    body = (
+        {
+            "nested": {"record": {**good, "income": {"$gt": 1}}},
+            "huge": {"record": {**good, "income": 10**400}},
             "bool": {"record": {**good, "age": True}},
-            "entity": {"record": good, "entity": {"id": [1]}}}.get(body, body) if isinstance(body, str) else body
+            "entity": {"record": good, "entity": {"id": [1]}},
+        }.get(body, body)
+        if isinstance(body, str)
+        else body
+    )
     before = len(_rows(gateway))
     headers = {**AUTH, "content-type": "application/json"}
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -237,17 +268,24 @@ def test_feedback_stores_known_labels_and_lists_unknown_ids(gateway, records):
     from retrain_lib.serving.predlog import read_predictions
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    ids = [p["request_id"] for p in _predict(gateway["url"], [_features(r) for r in records[10:14]]).json()[
-        "predictions"]]
+    ids = [
+        p["request_id"] for p in _predict(gateway["url"], [_features(r) for r in records[10:14]]).json()["predictions"]
+    ]
     labels = [{"request_id": i, "label": lbl} for i, lbl in zip(ids, [1, 0, 1, 0])]
     ok = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback", json={"labels": labels[:2]}, headers=AUTH)
     assert ok.status_code == 200 and ok.json() == {"stored": 2}
-    mixed = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback",
-                       json={"labels": labels[2:] + [{"request_id": "not-a-request", "label": 1}]}, headers=AUTH)
+    mixed = httpx.post(
+        f"{gateway['url']}/v1/models/{MODEL}/feedback",
+        json={"labels": labels[2:] + [{"request_id": "not-a-request", "label": 1}]},
+        headers=AUTH,
+    )
     assert mixed.status_code == 404
     assert mixed.json()["unknown"] == ["not-a-request"] and mixed.json()["stored"] == 2
-    bad = httpx.post(f"{gateway['url']}/v1/models/{MODEL}/feedback",
-                     json={"labels": [{"request_id": ids[0], "label": "yes"}]}, headers=AUTH)
+    bad = httpx.post(
+        f"{gateway['url']}/v1/models/{MODEL}/feedback",
+        json={"labels": [{"request_id": ids[0], "label": "yes"}]},
+        headers=AUTH,
+    )
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "label"
     frame = read_predictions(f"sqlite:///{gateway['db']}", MODEL, since)
     joined = dict(zip(frame["request_id"], frame["label"]))
@@ -260,8 +298,9 @@ def test_replay_sends_records_at_the_rate_and_posts_their_labels(gateway):
     settings, cfg = gateway["settings"], gateway["cfg"]
     day = dt.date(2026, 1, 5)
     t0 = time.monotonic()
-    out = replay(cfg, settings.data_root, url=gateway["url"], rate=40, days=(day, day), limit=40, token=TOKEN,
-                 concurrency=4)
+    out = replay(
+        cfg, settings.data_root, url=gateway["url"], rate=40, days=(day, day), limit=40, token=TOKEN, concurrency=4
+    )
     took = time.monotonic() - t0
     assert out["sent"] == 40 and out["ok"] == 40 and out["errors"] == 0, out
     assert took >= 0.9  # 40 records at 40/s
@@ -272,14 +311,21 @@ def test_replay_sends_records_at_the_rate_and_posts_their_labels(gateway):
 def test_shadow_logs_the_challenger_off_the_request_path_and_answers_from_the_champion(gateway, records):
     _set_state(gateway, "shadow", challenger="2")
     try:
-        answers = [p for i in range(10) for p in _predict(gateway["url"], [_features(records[20 + 2 * i]),
-                                                                           _features(records[21 + 2 * i])]
-                                                          ).json()["predictions"]]
+        answers = [
+            p
+            for i in range(10)
+            for p in _predict(gateway["url"], [_features(records[20 + 2 * i]), _features(records[21 + 2 * i])]).json()[
+                "predictions"
+            ]
+        ]
         assert {(p["version"], p["arm"]) for p in answers} == {("1", "champion")}
         ids = [p["request_id"] for p in answers]
         marks = ",".join("?" * len(ids))
-        shadow = _wait_for(lambda: (rows := _rows(gateway, f"parent_id in ({marks})", ids))
-                           and len(rows) == len(ids) and rows, 10, "the shadow rows")
+        shadow = _wait_for(
+            lambda: (rows := _rows(gateway, f"parent_id in ({marks})", ids)) and len(rows) == len(ids) and rows,
+            10,
+            "the shadow rows",
+        )
         assert {(r[1], r[2]) for r in shadow} == {("2", "shadow")}
         assert {r[4] for r in shadow} == set(ids)
         # the challenger is the same artifact here: its shadow outputs equal the answers
@@ -294,8 +340,11 @@ def test_canary_routes_the_configured_share_and_a_sticky_entity_keeps_its_arm(ga
 
     _set_state(gateway, "canary", 30, challenger="2")
     try:
-        answers = [p for i in range(4) for p in _predict(gateway["url"], [_features(r) for r in records[:100]]
-                                                         ).json()["predictions"]]
+        answers = [
+            p
+            for i in range(4)
+            for p in _predict(gateway["url"], [_features(r) for r in records[:100]]).json()["predictions"]
+        ]
         n = len(answers)
         hits = sum(p["arm"] == "challenger" for p in answers)
         assert abs(hits - 0.3 * n) <= 4 * math.sqrt(n * 0.3 * 0.7), hits
@@ -310,8 +359,12 @@ def test_canary_routes_the_configured_share_and_a_sticky_entity_keeps_its_arm(ga
         again = [p["arm"] for p in _predict(gateway["url"], batch).json()["predictions"]]
         assert first == again and set(first) == {"champion", "challenger"}
         # the entity can come as "entity" instead of a record column
-        via_entity = [p["arm"] for p in _predict(gateway["url"], [_features(r) for r in batch],
-                                                 entity=[r["application_id"] for r in batch]).json()["predictions"]]
+        via_entity = [
+            p["arm"]
+            for p in _predict(
+                gateway["url"], [_features(r) for r in batch], entity=[r["application_id"] for r in batch]
+            ).json()["predictions"]
+        ]
         assert via_entity == first
     finally:
         _set_state(gateway, "none", challenger=None)
@@ -327,7 +380,9 @@ def test_an_alias_move_under_load_fails_no_request_and_takes_effect_within_secon
             i = 0
             while not stop.is_set():
                 try:
-                    r = http.post(f"{url}/v1/models/{MODEL}/predict", json={"record": _features(records[i % len(records)])})
+                    r = http.post(
+                        f"{url}/v1/models/{MODEL}/predict", json={"record": _features(records[i % len(records)])}
+                    )
                     version = r.json()["predictions"][0]["version"] if r.status_code == 200 else None
                     results.append((time.monotonic(), r.status_code, version))
                 except httpx.HTTPError as exc:
@@ -371,8 +426,11 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
         with httpx.Client(headers=AUTH, timeout=5) as http:
             i = offset
             while not stop.is_set():
-                body = ({"record": _features(records[i % len(records)])} if single else
-                        {"records": [_features(records[i % len(records)]), _features(records[(i + 1) % len(records)])]})
+                body = (
+                    {"record": _features(records[i % len(records)])}
+                    if single
+                    else {"records": [_features(records[i % len(records)]), _features(records[(i + 1) % len(records)])]}
+                )
                 try:
                     r = http.post(f"{url}/v1/models/{MODEL}/predict", json=body)
                 except httpx.HTTPError:
@@ -405,11 +463,16 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
     finally:
         con.close()
     # What the monitor reads: the dead gateway's journal is moved into the database first.
-    stored = set(predlog.read_predictions(f"sqlite:///{gateway['db']}", MODEL,
-                                          dt.datetime(2000, 1, 1, tzinfo=dt.UTC))["request_id"])
+    stored = set(
+        predlog.read_predictions(f"sqlite:///{gateway['db']}", MODEL, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))[
+            "request_id"
+        ]
+    )
     assert not list(journal.glob("*.jsonl")), "recovered segments are deleted"
-    print(f"{len(acked)} acknowledged, {len([i for i in acked if i not in before])} of them only in the journal "
-          f"at the kill")
+    print(
+        f"{len(acked)} acknowledged, {len([i for i in acked if i not in before])} of them only in the journal "
+        f"at the kill"
+    )
     missing = [i for i in acked if i not in stored]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged predictions lost"
 

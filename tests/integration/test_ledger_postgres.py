@@ -20,8 +20,20 @@ psycopg = pytest.importorskip("psycopg")
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "host=127.0.0.1 port=5432 user=postgres"
-COLUMNS = ["seq", "time", "model", "event", "as_of", "actor", "before_version", "after_version", "reason", "details",
-           "prev_hash", "hash"]
+COLUMNS = [
+    "seq",
+    "time",
+    "model",
+    "event",
+    "as_of",
+    "actor",
+    "before_version",
+    "after_version",
+    "reason",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 def _server_up() -> bool:
@@ -147,10 +159,26 @@ def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
     from retrain_lib.audit import Ledger
 
     ledger = Ledger.from_settings(settings)
-    ledger.append("credit_default", "promote", as_of="2026-01-10", after="1", reason="first",
-                  details={"moves": [{"alias": "champion", "from": None, "to": "1"}]})
-    code = cli.main(["--config-dir", str(settings.config_dir), "history", "credit_default", "--at", "2026-01-10",
-                     "--format", "json"])
+    ledger.append(
+        "credit_default",
+        "promote",
+        as_of="2026-01-10",
+        after="1",
+        reason="first",
+        details={"moves": [{"alias": "champion", "from": None, "to": "1"}]},
+    )
+    code = cli.main(
+        [
+            "--config-dir",
+            str(settings.config_dir),
+            "history",
+            "credit_default",
+            "--at",
+            "2026-01-10",
+            "--format",
+            "json",
+        ]
+    )
     assert code == 0 and json.loads(capsys.readouterr().out)["champion"] == "1"
     code = cli.main(["--config-dir", str(settings.config_dir), "ledger", "verify", "--format", "json"])
     res = json.loads(capsys.readouterr().out)

@@ -135,14 +135,18 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
     assert states["request_retrain"] == "success", states
     logical, conf = triggered_retrain("credit_default", run.run_id)
     assert "data drift" in conf["reason"]
-    monitor_rec = [r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "monitor"][-1]
+    monitor_rec = [
+        r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "monitor"
+    ][-1]
     drifted = {t["name"] for t in monitor_rec["details"]["top"] if t["drifted"]}
     assert drifted & {"income", "credit_utilization", "region", "num_late_payments"}
 
     run, states = run_retrain(platform, "credit_default", conf, logical)
     assert run.state == "success", states
     assert registry.aliases(client(platform), "credit_default") == {"champion": "2", "previous-champion": "1"}
-    promote = [r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "promote"][-1]
+    promote = [r for r in Ledger.from_settings(platform.settings).records("credit_default") if r["event"] == "promote"][
+        -1
+    ]
     assert {"alias": "champion", "from": "1", "to": "2"} in promote["details"]["moves"]
     assert (promote["before"], promote["after"]) == ("1", "2")
     assert promote["details"]["champion_metrics"]["roc_auc"] > 0.5  # the champion was scored on the same holdout

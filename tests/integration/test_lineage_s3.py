@@ -40,8 +40,10 @@ def s3_endpoint(monkeypatch, tmp_path):
     """A moto S3 server on a free port; planted, unique credentials in the environment only."""
     from moto.server import ThreadedMotoServer
 
-    secrets = {"AWS_ACCESS_KEY_ID": f"AKIAPLANTED{uuid.uuid4().hex[:12].upper()}",
-               "AWS_SECRET_ACCESS_KEY": f"planted-secret-{uuid.uuid4().hex}"}
+    secrets = {
+        "AWS_ACCESS_KEY_ID": f"AKIAPLANTED{uuid.uuid4().hex[:12].upper()}",
+        "AWS_SECRET_ACCESS_KEY": f"planted-secret-{uuid.uuid4().hex}",
+    }
     for var, value in secrets.items():
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -84,15 +86,17 @@ def make_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     spend = rng.gamma(2.0, 30.0, n)
     spend[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "customer_id": [f"c{seed}-{i:05d}" for i in range(n)],
-        "event_time": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 28 * 86_400, n), unit="s"),
-        "tenure": rng.integers(0, 120, n),
-        "monthly_spend": spend,
-        "plan": rng.choice(["basic", "plus", "pro"], n),
-        "churned": rng.integers(0, 2, n).astype(float),
-        "__label_known": rng.random(n) > 0.2,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{seed}-{i:05d}" for i in range(n)],
+            "event_time": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 28 * 86_400, n), unit="s"),
+            "tenure": rng.integers(0, 120, n),
+            "monthly_spend": spend,
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+            "churned": rng.integers(0, 2, n).astype(float),
+            "__label_known": rng.random(n) > 0.2,
+        }
+    )
 
 
 def by_id(frame: pd.DataFrame) -> pd.DataFrame:
@@ -117,8 +121,12 @@ def test_snapshot_to_s3_reads_back_by_rev_refuses_tampering_and_writes_no_creden
     pushed = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.md5(pushed).hexdigest() == snap["md5"]
     # Same data again: the same snapshot, no new commit, no new object.
-    assert lineage.snapshot_training_set(settings, "churn_risk", frame.sample(frac=1.0, random_state=3),
-                                         as_of="2026-01-29", fingerprint="fp-s3") == snap
+    assert (
+        lineage.snapshot_training_set(
+            settings, "churn_risk", frame.sample(frac=1.0, random_state=3), as_of="2026-01-29", fingerprint="fp-s3"
+        )
+        == snap
+    )
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="dvc/")["Contents"]] == [key]
 
     # Read back by rev from the bucket alone: no local cache, no working copy.
@@ -136,8 +144,10 @@ def test_snapshot_to_s3_reads_back_by_rev_refuses_tampering_and_writes_no_creden
     with pytest.raises(DataError) as err:
         lineage.load_training_set(settings, snap["path"], snap["rev"], snap["md5"])
     assert str(err.value).startswith(f"data of churn_risk at DVC rev {snap['rev']} ")
-    assert (f"has md5 {hashlib.md5(forged.getvalue()).hexdigest()}, expected {snap['md5']}: "
-            "the data registry was tampered with or corrupted") in str(err.value)
+    assert (
+        f"has md5 {hashlib.md5(forged.getvalue()).hexdigest()}, expected {snap['md5']}: "
+        "the data registry was tampered with or corrupted"
+    ) in str(err.value)
 
     # No credential in any file of the registry (.git and .dvc included) or anywhere in the state dir.
     config_local = (repo / ".dvc" / "config.local").read_text()

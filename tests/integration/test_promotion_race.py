@@ -31,7 +31,10 @@ def _light(raw: dict) -> None:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     with credit_platform(tmp_path_factory.mktemp("race"), days=35, rows_per_day=300, seed=5, edit=_light) as (
-            settings, _, _):
+        settings,
+        _,
+        _,
+    ):
         yield settings
 
 
@@ -53,20 +56,30 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
         evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
         assert evaluation["champion_version"] == champion
         # two fresh versions of the same trained model, as two retrain runs would register
-        candidates = [str(client.create_model_version(MODEL, trained["model_uri"], run_id=trained["run_id"]).version)
-                      for _ in range(2)]
+        candidates = [
+            str(client.create_model_version(MODEL, trained["model_uri"], run_id=trained["run_id"]).version)
+            for _ in range(2)
+        ]
         barrier = threading.Barrier(2)
         results: dict[str, dict] = {}
         errors: list[BaseException] = []
 
-        def promote(version: str, barrier=barrier, results=results, errors=errors, evaluation=evaluation,
-                    trial=trial) -> None:
+        def promote(
+            version: str, barrier=barrier, results=results, errors=errors, evaluation=evaluation, trial=trial
+        ) -> None:
             try:
                 barrier.wait(timeout=60)
                 results[version] = lifecycle.deploy_candidate(
-                    MODEL, {"version": version, "run_id": trained["run_id"]}, evaluation, settings=settings,
-                    as_of="2026-01-30", actor=f"race/{trial}/{version}", reason=f"trial {trial}", snap=snap,
-                    trained=trained)
+                    MODEL,
+                    {"version": version, "run_id": trained["run_id"]},
+                    evaluation,
+                    settings=settings,
+                    as_of="2026-01-30",
+                    actor=f"race/{trial}/{version}",
+                    reason=f"trial {trial}",
+                    snap=snap,
+                    trained=trained,
+                )
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 

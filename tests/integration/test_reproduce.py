@@ -33,13 +33,19 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
 
     ctx = lifecycle.ModelContext(MODEL, settings)
     if params:
-        ctx.cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(
-            update={"params": {**ctx.cfg.training.params, **params}})})
+        ctx.cfg = ctx.cfg.model_copy(
+            update={"training": ctx.cfg.training.model_copy(update={"params": {**ctx.cfg.training.params, **params}})}
+        )
     as_of = dt.date.fromisoformat(AS_OF)
     start, end = lifecycle.training_window(ctx.cfg, as_of)
     window = load_window(ctx.cfg, settings, start, end, as_of=as_of)
-    snap = {"model": MODEL, "as_of": AS_OF, "start": start.isoformat(), "end": end.isoformat(),
-            "fingerprint": window.fingerprint}
+    snap = {
+        "model": MODEL,
+        "as_of": AS_OF,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fingerprint": window.fingerprint,
+    }
     data = lineage.snapshot_training_set(settings, MODEL, window.frame, as_of=AS_OF, fingerprint=window.fingerprint)
     original = lifecycle.ModelContext
     lifecycle.ModelContext = lambda model, s=None: ctx  # the (possibly edited) config of this test
@@ -52,16 +58,22 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
             if key not in client.get_run(trained["run_id"]).data.tags:
                 client.set_tag(trained["run_id"], key, value)
         evaluation = {"candidate": trained["metrics"], "champion": None, "champion_version": None}
-        registered = lifecycle.register_candidate(MODEL, snap, trained, evaluation, {"passed": True, "results": []},
-                                                  settings=settings)
+        registered = lifecycle.register_candidate(
+            MODEL, snap, trained, evaluation, {"passed": True, "results": []}, settings=settings
+        )
     finally:
         lifecycle.ModelContext = original
     version = client.get_model_version(MODEL, registered["version"])
     for key, value in lineage.lineage_tags(data).items():
         if key not in version.tags:
             client.set_model_version_tag(MODEL, registered["version"], key, value)
-    return {"version": registered["version"], "data": data, "window": window, "cfg": ctx.cfg,
-            "run_id": trained["run_id"]}
+    return {
+        "version": registered["version"],
+        "data": data,
+        "window": window,
+        "cfg": ctx.cfg,
+        "run_id": trained["run_id"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +108,11 @@ def test_registered_version_is_reproduced_exactly(platform):
     res = reproduce(MODEL, v1["version"], settings=settings)
 
     assert res["identical"] is True and res["max_abs_prediction_diff"] == 0.0
-    assert res["data"] == {"path": f"models/{MODEL}/training.parquet", "rev": v1["data"]["rev"],
-                           "md5": v1["data"]["md5"]}
+    assert res["data"] == {
+        "path": f"models/{MODEL}/training.parquet",
+        "rev": v1["data"]["rev"],
+        "md5": v1["data"]["md5"],
+    }
     assert res["metrics"]["recorded"] == res["metrics"]["reproduced"]
     logged = res["metrics"]["logged"]
     assert set(logged) >= {"roc_auc", "brier"}
@@ -115,8 +130,9 @@ def test_registered_version_is_reproduced_exactly(platform):
 def test_cli_json_exit_0_when_identical(platform, capsys):
     from retrain_lib.cli import main
 
-    code = main(["reproduce", MODEL, platform["v1"]["version"], "--format", "json",
-                 "--config-dir", str(platform["cfg_dir"])])
+    code = main(
+        ["reproduce", MODEL, platform["v1"]["version"], "--format", "json", "--config-dir", str(platform["cfg_dir"])]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     res = json.loads(out.out)  # nothing but the JSON on stdout (DVC's hints stay off it)
@@ -134,8 +150,7 @@ def test_model_that_does_not_match_its_record_is_reported(platform, capsys):
 
     settings = platform["settings"]
     # Trained with learning_rate 0.3, but its run claims the shipped config (0.08).
-    v2 = _train_and_register(settings, params={"learning_rate": 0.3}, logged_config=platform["v1"]["cfg"],
-                             key="v2")
+    v2 = _train_and_register(settings, params={"learning_rate": 0.3}, logged_config=platform["v1"]["cfg"], key="v2")
     assert v2["version"] != platform["v1"]["version"] and v2["data"] == platform["v1"]["data"]
 
     res = reproduce(MODEL, v2["version"], settings=settings)

@@ -48,9 +48,17 @@ def platform(airflow_db, tmp_path_factory):
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
     raw = yaml.safe_load((cfg_dir / "models" / f"{MODEL}.yaml").read_text())
     # seconds instead of hours; margin: "no worse than the champion by 0.25 nats per request"
-    raw["deploy"] = {"mode": "canary", "canary_steps": [50, 100], "shadow_hours": 0.001, "min_predictions": 150,
-                     "step_minutes": 0.01, "max_step_predictions": 3000, "rollout_timeout_hours": 0.12,
-                     "margin": 0.25, "max_psi": 0.25}
+    raw["deploy"] = {
+        "mode": "canary",
+        "canary_steps": [50, 100],
+        "shadow_hours": 0.001,
+        "min_predictions": 150,
+        "step_minutes": 0.01,
+        "max_step_predictions": 3000,
+        "rollout_timeout_hours": 0.12,
+        "margin": 0.25,
+        "max_psi": 0.25,
+    }
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETRAIN_HOME", str(root / "state"))
@@ -75,8 +83,9 @@ def platform(airflow_db, tmp_path_factory):
         gateway = GatewayProcess(MODEL, refresh_s=0.3, env=env, log_path=root / "gateway.log").start()
         url = gateway.url
         try:
-            yield SimpleNamespace(bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir,
-                                  gateway=gateway)
+            yield SimpleNamespace(
+                bag=bag, settings=settings, client=client, url=url, records=records, cfg_dir=cfg_dir, gateway=gateway
+            )
         finally:
             gateway.stop()
 
@@ -163,8 +172,9 @@ def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_
     client = platform.client
     good = registry.aliases(client, MODEL)["champion"]
     bad = _weak_version(platform, "bad-by-hand")
-    out = promote_version(MODEL, bad, settings=platform.settings, as_of="2026-02-05", actor="test/on-call",
-                          reason="hotfix without gates")
+    out = promote_version(
+        MODEL, bad, settings=platform.settings, as_of="2026-02-05", actor="test/on-call", reason="hotfix without gates"
+    )
     assert out["promoted"] and registry.aliases(client, MODEL)["previous-champion"] == good
     _wait_serving(platform, bad)
     min_labels = 200  # rollback.min_labels of the example config

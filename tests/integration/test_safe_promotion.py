@@ -18,7 +18,9 @@ MODEL = "credit_default"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     with credit_platform(tmp_path_factory.mktemp("safe"), days=45, rows_per_day=400, seed=21) as (settings, _, cfg_dir):
-        first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(MODEL, "2026-01-30", settings=settings)
+        first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(
+            MODEL, "2026-01-30", settings=settings
+        )
         assert first["outcome"] == "deployed", first
         yield settings, cfg_dir
 
@@ -89,8 +91,14 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
     stale = lifecycle.rollback_model(MODEL, settings=settings, as_of="2026-02-05", expected_champion=old)
     assert stale["rolled_back"] is False and _champion(settings) == new
 
-    res = lifecycle.rollback_model(MODEL, settings=settings, as_of="2026-02-05", actor="monitor",
-                                   reason="roc_auc dropped 12% after promotion", expected_champion=new)
+    res = lifecycle.rollback_model(
+        MODEL,
+        settings=settings,
+        as_of="2026-02-05",
+        actor="monitor",
+        reason="roc_auc dropped 12% after promotion",
+        expected_champion=new,
+    )
     assert res["rolled_back"] and (res["from"], res["to"]) == (new, old)
     assert registry.aliases(client, MODEL).get("champion") == old
     assert "previous-champion" not in registry.aliases(client, MODEL)
@@ -120,8 +128,9 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
     tags = dict(client.get_model_version(MODEL, good).tags)  # same window and baseline as the good one
-    bad = str(registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"],
-                                        tags=tags).version)
+    bad = str(
+        registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"], tags=tags).version
+    )
     registry.promote_champion(client, MODEL, bad, expected_champion=good)
     client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
 
@@ -131,8 +140,13 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     assert (facts["champion"], facts["previous"]) == (bad, good)
     assert facts["champion_live"] < facts["previous_live"] and facts["relative_worse"] > 0.05
     assert facts["labels"] >= 300
-    out = lifecycle.rollback_model(MODEL, settings=settings, as_of=res["as_of"], reason="; ".join(res["reasons"]),
-                                   expected_champion=res["champion_version"])
+    out = lifecycle.rollback_model(
+        MODEL,
+        settings=settings,
+        as_of=res["as_of"],
+        reason="; ".join(res["reasons"]),
+        expected_champion=res["champion_version"],
+    )
     assert out["rolled_back"] and _champion(settings) == good
     # back on the good model: no rollback is asked again
     again = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")

@@ -115,14 +115,20 @@ def platform(airflow_db, tmp_path_factory):
     raw["gates"] = [{"metric": "r2", "min": 0.999}, {"metric": "rmse", "max": 1000}]  # the first fails
     raw["alerts"] = {"slack_conn_id": "slack_retrain", "retries": 2, "retry_seconds": 0.05, "dedupe_minutes": 30}
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {"RETRAIN_HOME": str(root / "state"), "RETRAIN_CONFIG_DIR": str(cfg_dir), "RETRAIN_STRICT": "1",
-           "RETRAIN_AIRFLOW_URL": AIRFLOW_URL, "RETRAIN_MLFLOW_UI_URL": MLFLOW_URL,
-           "AIRFLOW_CONN_SLACK_RETRAIN": json.dumps({"conn_type": "slackwebhook",
-                                                     "password": slack.url + WEBHOOK_PATH}),
-           "AIRFLOW_CONN_SLACK_DOWN": json.dumps({"conn_type": "slackwebhook",
-                                                  "password": f"http://127.0.0.1:{_closed_port()}/hook"}),
-           "AIRFLOW_CONN_SLACK_TOKEN": json.dumps({"conn_type": "slack", "password": "xoxb-test-token",
-                                                   "extra": {"base_url": slack.url + "/api/"}})}
+    env = {
+        "RETRAIN_HOME": str(root / "state"),
+        "RETRAIN_CONFIG_DIR": str(cfg_dir),
+        "RETRAIN_STRICT": "1",
+        "RETRAIN_AIRFLOW_URL": AIRFLOW_URL,
+        "RETRAIN_MLFLOW_UI_URL": MLFLOW_URL,
+        "AIRFLOW_CONN_SLACK_RETRAIN": json.dumps({"conn_type": "slackwebhook", "password": slack.url + WEBHOOK_PATH}),
+        "AIRFLOW_CONN_SLACK_DOWN": json.dumps(
+            {"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{_closed_port()}/hook"}
+        ),
+        "AIRFLOW_CONN_SLACK_TOKEN": json.dumps(
+            {"conn_type": "slack", "password": "xoxb-test-token", "extra": {"base_url": slack.url + "/api/"}}
+        ),
+    }
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -160,33 +166,101 @@ def all_kinds(links):
     """One alert of each kind, from inputs shaped like the platform's."""
     from retrain_lib import alerts
 
-    gates = {"passed": False, "champion_version": "3", "results": [
-        {"gate": "recall_min", "threshold": 0.9, "observed": 0.84, "champion": 0.91, "delta": -0.07,
-         "passed": False, "reason": "recall 0.8400 < min 0.9 on region=north", "slice": "region=north"}]}
+    gates = {
+        "passed": False,
+        "champion_version": "3",
+        "results": [
+            {
+                "gate": "recall_min",
+                "threshold": 0.9,
+                "observed": 0.84,
+                "champion": 0.91,
+                "delta": -0.07,
+                "passed": False,
+                "reason": "recall 0.8400 < min 0.9 on region=north",
+                "slice": "region=north",
+            }
+        ],
+    }
     return [
         alerts.gate_failure(MODEL, gates, run_id="abc123", as_of="2026-01-30", links=links),
-        alerts.validation_failure(MODEL, failures=[{
-            "column": "price", "expectation": "expect_column_values_to_be_between", "observed_value": None,
-            "explain": "price: expect_column_values_to_be_between(min=0.01, max=1000): 2 rows (1.3%) unexpected, "
-                       "e.g. -1.0", "rows": [{"record_id": "r-7", "price": -1.0}]}],
-            window=["2026-01-03", "2026-01-30"], rows=4200, quarantine="/q/daily_demand/2026-01-30",
-            as_of="2026-01-30", links=links),
-        alerts.drift(MODEL, {"as_of": "2026-01-30", "action": "retrain", "champion_version": "2", "drift": {
-            "drifted_share": 0.5, "drift_share_threshold": 0.3, "top": [
-                {"name": "price", "method": "psi", "score": 0.31, "p_value": None, "threshold": 0.2,
-                 "drifted": True}]}}, links=links),
-        alerts.promotion(MODEL, {"mode": "direct", "version": "4", "moves": [
-            {"alias": "champion", "from": "3", "to": "4"}]}, evaluation={"candidate": {"rmse": 4.1},
-                                                                           "champion": {"rmse": 4.6}},
-                         reason="drift", as_of="2026-01-30", links=links),
-        alerts.rollback(MODEL, {"from": "4", "to": "3", "reason": "champion rmse 6.1 vs 4.4"}, as_of="2026-02-03",
-                        links=links),
-        alerts.rollout_decision(MODEL, "promote", {"challenger": "5", "champion": "4", "mode": "canary"},
-                                {"promoted": True}, reason="every canary step passed", links=links),
-        alerts.approval_needed(MODEL, {"reasons": ["first deployment"], "subject": "Promote daily_demand v1?"},
-                               version="1", timeout_hours=2, links=links),
-        alerts.task_failure(MODEL, dag_id="daily_demand__retrain", task_id="train_candidate", run_id="manual__1",
-                            try_number=3, max_tries=3, exception=TimeoutError("fit took too long"), links=links),
+        alerts.validation_failure(
+            MODEL,
+            failures=[
+                {
+                    "column": "price",
+                    "expectation": "expect_column_values_to_be_between",
+                    "observed_value": None,
+                    "explain": "price: expect_column_values_to_be_between(min=0.01, max=1000): 2 rows (1.3%) unexpected, "
+                    "e.g. -1.0",
+                    "rows": [{"record_id": "r-7", "price": -1.0}],
+                }
+            ],
+            window=["2026-01-03", "2026-01-30"],
+            rows=4200,
+            quarantine="/q/daily_demand/2026-01-30",
+            as_of="2026-01-30",
+            links=links,
+        ),
+        alerts.drift(
+            MODEL,
+            {
+                "as_of": "2026-01-30",
+                "action": "retrain",
+                "champion_version": "2",
+                "drift": {
+                    "drifted_share": 0.5,
+                    "drift_share_threshold": 0.3,
+                    "top": [
+                        {
+                            "name": "price",
+                            "method": "psi",
+                            "score": 0.31,
+                            "p_value": None,
+                            "threshold": 0.2,
+                            "drifted": True,
+                        }
+                    ],
+                },
+            },
+            links=links,
+        ),
+        alerts.promotion(
+            MODEL,
+            {"mode": "direct", "version": "4", "moves": [{"alias": "champion", "from": "3", "to": "4"}]},
+            evaluation={"candidate": {"rmse": 4.1}, "champion": {"rmse": 4.6}},
+            reason="drift",
+            as_of="2026-01-30",
+            links=links,
+        ),
+        alerts.rollback(
+            MODEL, {"from": "4", "to": "3", "reason": "champion rmse 6.1 vs 4.4"}, as_of="2026-02-03", links=links
+        ),
+        alerts.rollout_decision(
+            MODEL,
+            "promote",
+            {"challenger": "5", "champion": "4", "mode": "canary"},
+            {"promoted": True},
+            reason="every canary step passed",
+            links=links,
+        ),
+        alerts.approval_needed(
+            MODEL,
+            {"reasons": ["first deployment"], "subject": "Promote daily_demand v1?"},
+            version="1",
+            timeout_hours=2,
+            links=links,
+        ),
+        alerts.task_failure(
+            MODEL,
+            dag_id="daily_demand__retrain",
+            task_id="train_candidate",
+            run_id="manual__1",
+            try_number=3,
+            max_tries=3,
+            exception=TimeoutError("fit took too long"),
+            links=links,
+        ),
     ]
 
 
@@ -196,36 +270,76 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
     from retrain_lib import alerts
 
     settings = fresh_settings(platform, tmp_path)
-    links = alerts.Links(task_log=alerts.task_log_url(AIRFLOW_URL, "daily_demand__retrain", "manual__1", "t"),
-                         mlflow_run=alerts.mlflow_run_url(MLFLOW_URL, "abc123", "1"))
+    links = alerts.Links(
+        task_log=alerts.task_log_url(AIRFLOW_URL, "daily_demand__retrain", "manual__1", "t"),
+        mlflow_run=alerts.mlflow_run_url(MLFLOW_URL, "abc123", "1"),
+    )
     sent = all_kinds(links)
     assert sorted({a.kind for a in sent}) == sorted(alerts.KINDS)
     for a in sent:
         assert alerting.send(platform.cfg.alerts, settings, a.kind, lambda severity, a=a: a) == "sent"
     received = slack.payloads()
     assert received == [a.payload for a in sent]  # JSON round trip: exactly the dicts built
-    names = ["gate_failure", "validation_failure", "drift", "promotion", "rollback", "rollout_promotion",
-             "approval_needed", "failure"]
+    names = [
+        "gate_failure",
+        "validation_failure",
+        "drift",
+        "promotion",
+        "rollback",
+        "rollout_promotion",
+        "approval_needed",
+        "failure",
+    ]
     for name, body in zip(names, received, strict=True):
         keep(name, body)
     assert received[0] == {
         "text": ":large_yellow_circle: daily_demand candidate rejected: gate `recall_min[region=north]` failed: "
-                "0.84 < 0.9 (champion 0.91, -0.07); MLflow run http://mlflow.test:5000/#/experiments/1/runs/abc123, "
-                "task log http://airflow.test:8080/dags/daily_demand__retrain/runs/manual__1/tasks/t",
+        "0.84 < 0.9 (champion 0.91, -0.07); MLflow run http://mlflow.test:5000/#/experiments/1/runs/abc123, "
+        "task log http://airflow.test:8080/dags/daily_demand__retrain/runs/manual__1/tasks/t",
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                        "text": ":large_yellow_circle: Gate failure: daily_demand candidate rejected"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "*1 of 1 gate checks failed*: the candidate "
-                                                                   "(MLflow run `abc123`) is not promoted; champion v3 stays."}},
-            {"type": "section", "text": {"type": "mrkdwn",
-                                         "text": "• gate `recall_min[region=north]` failed: 0.84 < 0.9 (champion 0.91, -0.07)"}},
+            {
+                "type": "header",
+                "text": {
+                    "type": "plain_text",
+                    "emoji": True,
+                    "text": ":large_yellow_circle: Gate failure: daily_demand candidate rejected",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*1 of 1 gate checks failed*: the candidate "
+                    "(MLflow run `abc123`) is not promoted; champion v3 stays.",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "• gate `recall_min[region=north]` failed: 0.84 < 0.9 (champion 0.91, -0.07)",
+                },
+            },
         ],
-        "attachments": [{"color": "#daa038", "blocks": [{"type": "context", "elements": [
-            {"type": "mrkdwn", "text": "severity *yellow* · model `daily_demand` · as of 2026-01-30"},
-            {"type": "mrkdwn", "text": "<http://mlflow.test:5000/#/experiments/1/runs/abc123|MLflow run> · "
-                                       "<http://airflow.test:8080/dags/daily_demand__retrain/runs/manual__1/tasks/t|"
-                                       "task log>"},
-        ]}]}],
+        "attachments": [
+            {
+                "color": "#daa038",
+                "blocks": [
+                    {
+                        "type": "context",
+                        "elements": [
+                            {"type": "mrkdwn", "text": "severity *yellow* · model `daily_demand` · as of 2026-01-30"},
+                            {
+                                "type": "mrkdwn",
+                                "text": "<http://mlflow.test:5000/#/experiments/1/runs/abc123|MLflow run> · "
+                                "<http://airflow.test:8080/dags/daily_demand__retrain/runs/manual__1/tasks/t|"
+                                "task log>",
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -235,11 +349,24 @@ def test_the_same_alert_is_not_repeated_within_the_window(platform, slack, tmp_p
     from retrain_lib import alerts
 
     settings = fresh_settings(platform, tmp_path)
-    first, again, other = (alerts.drift(MODEL, {"action": "retrain", "as_of": day, "drift": {"top": [
-        {"name": f, "method": "psi", "score": 0.4, "p_value": None, "threshold": 0.2, "drifted": True}]}})
-        for day, f in (("2026-01-30", "price"), ("2026-01-31", "price"), ("2026-01-31", "discount")))
-    outcomes = [alerting.send(platform.cfg.alerts, settings, "drift", lambda severity, a=a: a)
-                for a in (first, again, other)]
+    first, again, other = (
+        alerts.drift(
+            MODEL,
+            {
+                "action": "retrain",
+                "as_of": day,
+                "drift": {
+                    "top": [
+                        {"name": f, "method": "psi", "score": 0.4, "p_value": None, "threshold": 0.2, "drifted": True}
+                    ]
+                },
+            },
+        )
+        for day, f in (("2026-01-30", "price"), ("2026-01-31", "price"), ("2026-01-31", "discount"))
+    )
+    outcomes = [
+        alerting.send(platform.cfg.alerts, settings, "drift", lambda severity, a=a: a) for a in (first, again, other)
+    ]
     assert outcomes == ["sent", "suppressed", "sent"]
     assert slack.payloads() == [first.payload, other.payload]
     row = alerts.DedupeStore.from_settings(settings).last_sent(first)
@@ -258,8 +385,9 @@ def test_slack_down_is_retried_logged_and_changes_nothing(platform, slack, tmp_p
         assert alerting.send(platform.cfg.alerts, settings, "rollback", lambda severity: a) == "failed"
     assert slack.payloads() == [a.payload] * 3  # first try + alerts.retries (2)
     warnings = [r.getMessage() for r in caplog.records if r.name == "retrain_lib.alerts" and r.levelname == "WARNING"]
-    assert len(warnings) == 3 and all("rollback of daily_demand: attempt" in w and "Status Code: 500" in w
-                                      for w in warnings), warnings
+    assert len(warnings) == 3 and all(
+        "rollback of daily_demand: attempt" in w and "Status Code: 500" in w for w in warnings
+    ), warnings
     assert any(r.levelname == "ERROR" and "NOT sent after 3 attempts" in r.getMessage() for r in caplog.records)
     # Slack is back: the failed alert was not counted as sent, so it goes out now
     slack.status = 200
@@ -319,10 +447,15 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
     from airflow.utils.session import create_session
 
     with create_session() as session:
+
         def pull(task_id):
-            row = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id=task_id,
-                                                     key="return_value").one()
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=dag.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
+                .one()
+            )
             return XComModel.deserialize_value(row)
+
         gates, trained = pull("check_gates"), pull("train_candidate")
     r2 = next(r for r in gates["results"] if r["gate"] == "r2_min")
     assert not r2["passed"] and gates["passed"] is False
@@ -333,22 +466,49 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
     task_log = f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/{quote(run.run_id, safe='')}/tasks/reject_candidate"
     line = f"gate `r2_min` failed: {r2['observed']:.4g} < 0.999"
     received = slack.payloads()
-    assert received == [{
-        "text": f":large_yellow_circle: daily_demand candidate rejected: {line}; MLflow run {mlflow_run}, "
-                f"task log {task_log}",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                        "text": ":large_yellow_circle: Gate failure: daily_demand candidate rejected"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*1 of 2 gate checks failed*: the candidate (MLflow "
-                                                                   f"run `{trained['run_id']}`) is not registered "
-                                                                   "(no champion yet)."}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"• {line}"}},
-        ],
-        "attachments": [{"color": "#daa038", "blocks": [{"type": "context", "elements": [
-            {"type": "mrkdwn", "text": "severity *yellow* · model `daily_demand` · as of 2026-01-30"},
-            {"type": "mrkdwn", "text": f"<{mlflow_run}|MLflow run> · <{task_log}|task log>"},
-        ]}]}],
-    }]
+    assert received == [
+        {
+            "text": f":large_yellow_circle: daily_demand candidate rejected: {line}; MLflow run {mlflow_run}, "
+            f"task log {task_log}",
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": {
+                        "type": "plain_text",
+                        "emoji": True,
+                        "text": ":large_yellow_circle: Gate failure: daily_demand candidate rejected",
+                    },
+                },
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"*1 of 2 gate checks failed*: the candidate (MLflow "
+                        f"run `{trained['run_id']}`) is not registered "
+                        "(no champion yet).",
+                    },
+                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"• {line}"}},
+            ],
+            "attachments": [
+                {
+                    "color": "#daa038",
+                    "blocks": [
+                        {
+                            "type": "context",
+                            "elements": [
+                                {
+                                    "type": "mrkdwn",
+                                    "text": "severity *yellow* · model `daily_demand` · as of 2026-01-30",
+                                },
+                                {"type": "mrkdwn", "text": f"<{mlflow_run}|MLflow run> · <{task_log}|task log>"},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
     keep("dag_run_gate_failure", received[0])
 
 
@@ -365,25 +525,50 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
     from urllib.parse import quote
 
     task_log = f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/{quote(run.run_id, safe='')}/tasks/snapshot_data"
-    error = f"AirflowFailException: DataError: {err.value}".replace("&", "&amp;").replace("<", "&lt;").replace(
-        ">", "&gt;")
+    error = (
+        f"AirflowFailException: DataError: {err.value}".replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    )
     received = slack.payloads()
-    assert received == [{
-        "text": f":red_circle: daily_demand: task daily_demand__retrain.snapshot_data failed "
-                f"(try 1; not retried: a retry cannot fix this error): {error}; "
-                f"task log {task_log}",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                        "text": ":red_circle: Task failed: daily_demand__retrain.snapshot_data"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "*daily_demand__retrain.snapshot_data failed* "
-                                                                   f"(try 1; not retried: a retry cannot fix this error) in run `{run.run_id}`.\n"
-                                                                   f"```{error}```"}},
-        ],
-        "attachments": [{"color": "#a30200", "blocks": [{"type": "context", "elements": [
-            {"type": "mrkdwn", "text": "severity *red* · model `daily_demand` · as of 2025-06-01"},
-            {"type": "mrkdwn", "text": f"<{task_log}|task log>"},
-        ]}]}],
-    }]
+    assert received == [
+        {
+            "text": f":red_circle: daily_demand: task daily_demand__retrain.snapshot_data failed "
+            f"(try 1; not retried: a retry cannot fix this error): {error}; "
+            f"task log {task_log}",
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": {
+                        "type": "plain_text",
+                        "emoji": True,
+                        "text": ":red_circle: Task failed: daily_demand__retrain.snapshot_data",
+                    },
+                },
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": "*daily_demand__retrain.snapshot_data failed* "
+                        f"(try 1; not retried: a retry cannot fix this error) in run `{run.run_id}`.\n"
+                        f"```{error}```",
+                    },
+                },
+            ],
+            "attachments": [
+                {
+                    "color": "#a30200",
+                    "blocks": [
+                        {
+                            "type": "context",
+                            "elements": [
+                                {"type": "mrkdwn", "text": "severity *red* · model `daily_demand` · as of 2025-06-01"},
+                                {"type": "mrkdwn", "text": f"<{task_log}|task log>"},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
     keep("dag_run_task_failure", received[0])
 
 
@@ -394,42 +579,96 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
 
     report_dir = tmp_path / "reports" / MODEL / "2026-01-30"
     report_dir.mkdir(parents=True)
-    (report_dir / "validation.json").write_text(json.dumps({"rows": 1050, "results": [
-        {"success": True, "column": "price", "expectation": "expect_column_values_to_not_be_null"},
-        {"success": False, "column": "discount", "expectation": "expect_column_values_to_be_between",
-         "observed_value": None, "rows": [{"record_id": "r-3", "discount": 1.5}],
-         "explain": "discount: expect_column_values_to_be_between(min=0, max=0.9): 1 row (0.1%) unexpected, "
-                    "e.g. 1.5"}]}))
-    res = {"model": MODEL, "as_of": "2026-01-30", "action": "retrain", "throttled": False, "champion_version": "1",
-           "reasons": ["data drift"], "signals": [{"signal": "drift", "triggered": True}],
-           "drift": {"drifted_share": 0.4, "drift_share_threshold": 0.3, "top": [
-               {"name": "price", "method": "psi", "score": 0.52, "p_value": None, "threshold": 0.2, "drifted": True}]},
-           "validation": {"success": False, "failed": ["discount: ..."], "window": ["2026-01-24", "2026-01-30"]},
-           "report_path": str(report_dir / "monitor.json"), "mlflow_run_id": None,
-           "drift_report_path": str(report_dir / "drift_report.html")}
+    (report_dir / "validation.json").write_text(
+        json.dumps(
+            {
+                "rows": 1050,
+                "results": [
+                    {"success": True, "column": "price", "expectation": "expect_column_values_to_not_be_null"},
+                    {
+                        "success": False,
+                        "column": "discount",
+                        "expectation": "expect_column_values_to_be_between",
+                        "observed_value": None,
+                        "rows": [{"record_id": "r-3", "discount": 1.5}],
+                        "explain": "discount: expect_column_values_to_be_between(min=0, max=0.9): 1 row (0.1%) unexpected, "
+                        "e.g. 1.5",
+                    },
+                ],
+            }
+        )
+    )
+    res = {
+        "model": MODEL,
+        "as_of": "2026-01-30",
+        "action": "retrain",
+        "throttled": False,
+        "champion_version": "1",
+        "reasons": ["data drift"],
+        "signals": [{"signal": "drift", "triggered": True}],
+        "drift": {
+            "drifted_share": 0.4,
+            "drift_share_threshold": 0.3,
+            "top": [
+                {"name": "price", "method": "psi", "score": 0.52, "p_value": None, "threshold": 0.2, "drifted": True}
+            ],
+        },
+        "validation": {"success": False, "failed": ["discount: ..."], "window": ["2026-01-24", "2026-01-30"]},
+        "report_path": str(report_dir / "monitor.json"),
+        "mlflow_run_id": None,
+        "drift_report_path": str(report_dir / "drift_report.html"),
+    }
     factory._monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
     drift, validation = slack.payloads()
-    assert drift["text"] == (":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "
-                             f"drift report {report_dir / 'drift_report.html'}")
+    assert drift["text"] == (
+        ":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "
+        f"drift report {report_dir / 'drift_report.html'}"
+    )
     assert validation["blocks"][1:] == [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*1 check(s) failed* on 2026-01-24..2026-01-30 "
-                                                               "(1050 rows): the monitor carried on (drift and "
-                                                               "performance were still checked)."}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "• discount: expect_column_values_to_be_between(min=0, "
-                                                               "max=0.9): 1 row (0.1%) unexpected, e.g. 1.5"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Offending rows*\n`discount` "
-                                                               "expect_column_values_to_be_between:\n"
-                                                               '```{"record_id": "r-3", "discount": 1.5}```'}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*1 check(s) failed* on 2026-01-24..2026-01-30 "
+                "(1050 rows): the monitor carried on (drift and "
+                "performance were still checked).",
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "• discount: expect_column_values_to_be_between(min=0, "
+                "max=0.9): 1 row (0.1%) unexpected, e.g. 1.5",
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*Offending rows*\n`discount` "
+                "expect_column_values_to_be_between:\n"
+                '```{"record_id": "r-3", "discount": 1.5}```',
+            },
+        },
     ]
     keep("monitor_drift", drift)
     keep("monitor_validation_failure", validation)
     slack.requests.clear()
     started = {"challenger": "7", "champion": "6", "mode": "shadow", "as_of": "2026-01-30"}
-    factory._rollout_alert(platform.cfg, str(platform.cfg_dir), "rollback", started,
-                           {"promoted": False, "champion": "6"}, "shadow: output PSI 0.41 > 0.2", None)
+    factory._rollout_alert(
+        platform.cfg,
+        str(platform.cfg_dir),
+        "rollback",
+        started,
+        {"promoted": False, "champion": "6"},
+        "shadow: output PSI 0.41 > 0.2",
+        None,
+    )
     (body,) = slack.payloads()
-    assert body["text"] == (":red_circle: daily_demand: shadow rollout of v7 rolled back: shadow: output PSI "
-                            "0.41 &gt; 0.2")
+    assert body["text"] == (
+        ":red_circle: daily_demand: shadow rollout of v7 rolled back: shadow: output PSI 0.41 &gt; 0.2"
+    )
     keep("rollout_rollback", body)
 
 
@@ -446,11 +685,22 @@ def test_links_of_a_retrain_alert_point_at_the_latest_monitor_drift_report(platf
     monitor_run, candidate_run = client.create_run(exp).info.run_id, client.create_run(exp).info.run_id
     ledger = Ledger.from_settings(settings)
     for day, run_id in (("2026-01-28", "older"), ("2026-01-29", monitor_run), ("2026-02-02", "later")):
-        ledger.append(MODEL, "monitor", as_of=day, actor="test",
-                      details={"mlflow_run_id": run_id, "drift_report": f"/r/{MODEL}/{day}/drift_report.html"})
+        ledger.append(
+            MODEL,
+            "monitor",
+            as_of=day,
+            actor="test",
+            details={"mlflow_run_id": run_id, "drift_report": f"/r/{MODEL}/{day}/drift_report.html"},
+        )
     ti = SimpleNamespace(dag_id=f"{MODEL}__retrain", task_id="reject_candidate", run_id="manual__1", try_number=1)
-    link = alerting.links(settings, MODEL, {"ti": ti, "run_id": "manual__1"}, mlflow_run_id=candidate_run,
-                          as_of="2026-01-30", other_tasks=(("answer in Airflow", "approve_promotion"),))
+    link = alerting.links(
+        settings,
+        MODEL,
+        {"ti": ti, "run_id": "manual__1"},
+        mlflow_run_id=candidate_run,
+        as_of="2026-01-30",
+        other_tasks=(("answer in Airflow", "approve_promotion"),),
+    )
     assert link == alerting_links(exp, monitor_run, candidate_run)
 
 
@@ -461,4 +711,5 @@ def alerting_links(exp: str, monitor_run: str, candidate_run: str):
         task_log=f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/manual__1/tasks/reject_candidate",
         mlflow_run=f"{MLFLOW_URL}/#/experiments/{exp}/runs/{candidate_run}",
         drift_report=f"{MLFLOW_URL}/#/experiments/{exp}/runs/{monitor_run}/artifactPath/monitor/drift_report.html",
-        extra=(("answer in Airflow", f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/manual__1/tasks/approve_promotion"),))
+        extra=(("answer in Airflow", f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/manual__1/tasks/approve_promotion"),),
+    )

@@ -31,8 +31,9 @@ def _cli(tmp_path: Path, edit):
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     def retrain(*args):
-        proc = subprocess.run([sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env,
-                              timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env, timeout=300
+        )
         assert proc.returncode in (0, 1), proc.stderr[-3000:]
         return json.loads(proc.stdout) if "--format" in args and "json" in args else proc
 
@@ -45,14 +46,26 @@ def _signal(result: dict, name: str) -> dict | None:
 
 def test_new_labels_throttling_and_concept_drift(tmp_path):
     def demand(cfg):
-        cfg["schedule"].update(new_labels_share=0.15, min_retrain_interval_days=0,
-                               max_retrains={"count": 1, "days": 7})
+        cfg["schedule"].update(new_labels_share=0.15, min_retrain_interval_days=0, max_retrains={"count": 1, "days": 7})
         del cfg["performance"]["max_drop"]  # relative levels only
         cfg["performance"].update(warn_drop=0.15, critical_drop=0.25, baseline_min_days=3, min_segment_labels=100)
 
     retrain, cfg_dir = _cli(tmp_path, {"daily_demand": demand})
-    sim = retrain("simulate", "--config", str(cfg_dir / "models/daily_demand.yaml"), "--days", "41",
-                  "--drift-day", "38", "--drift-kind", "concept", "--rows-per-day", "800", "--seed", "21")
+    sim = retrain(
+        "simulate",
+        "--config",
+        str(cfg_dir / "models/daily_demand.yaml"),
+        "--days",
+        "41",
+        "--drift-day",
+        "38",
+        "--drift-kind",
+        "concept",
+        "--rows-per-day",
+        "800",
+        "--seed",
+        "21",
+    )
     assert sim.returncode == 0, sim.stderr
     trained = retrain("retrain", "daily_demand", "--as-of", "2026-01-29", "--format", "json")
     assert trained["outcome"] == "deployed"
@@ -68,8 +81,9 @@ def test_new_labels_throttling_and_concept_drift(tmp_path):
     volume = retrain("monitor", "daily_demand", "--as-of", "2026-02-03", "--format", "json")
     assert volume["action"] == "retrain", volume["reasons"]
     assert _signal(volume, "new_labels")["triggered"]
-    assert any(r.startswith("new labels: ") and "training rows >= new_labels_share 15%" in r
-               for r in volume["reasons"]), volume["reasons"]
+    assert any(
+        r.startswith("new labels: ") and "training rows >= new_labels_share 15%" in r for r in volume["reasons"]
+    ), volume["reasons"]
 
     # the next day the same trigger fires, but 1 request in 7 days is the maximum
     throttled = retrain("monitor", "daily_demand", "--as-of", "2026-02-04", "--format", "json")
@@ -85,23 +99,30 @@ def test_new_labels_throttling_and_concept_drift(tmp_path):
     s = _signal(drifted, "performance")
     assert s["triggered"] and s["value"] == pytest.approx(perf["live"]) and s["value"] > s["threshold"]
     assert {seg["value"] for seg in perf["segments"]} == {"small", "medium", "large"}
-    assert all(seg["segment"] == "store_type" and seg["rows"] > 100 and seg["baseline"] > 0
-               for seg in perf["segments"])
+    assert all(seg["segment"] == "store_type" and seg["rows"] > 100 and seg["baseline"] > 0 for seg in perf["segments"])
     flagged = _signal(drifted, "performance_segments")["detail"]["flagged"]
     assert flagged and any(f["value"] == "small" for f in flagged)  # the concept changed most for small stores
     assert drifted["action"] == "retrain"
     assert any(r.startswith("performance: rmse ") and "> critical_drop 25%" in r for r in drifted["reasons"])
-    assert any(r.startswith("performance segments past a level: ") and "store_type=small rmse" in r
-               for r in drifted["reasons"])
+    assert any(
+        r.startswith("performance segments past a level: ") and "store_type=small rmse" in r for r in drifted["reasons"]
+    )
 
     # the ledger carries the signals too
     from retrain_lib.audit import Ledger
 
-    monitors = [r for r in Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}").records("daily_demand")
-                if r["event"] == "monitor"]
+    monitors = [
+        r
+        for r in Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}").records("daily_demand")
+        if r["event"] == "monitor"
+    ]
     assert [m["details"]["action"] for m in monitors] == ["healthy", "retrain", "healthy", "retrain"]
-    assert {s["signal"] for s in monitors[-1]["details"]["signals"]} >= {"performance", "performance_segments",
-                                                                         "new_labels", "drift"}
+    assert {s["signal"] for s in monitors[-1]["details"]["signals"]} >= {
+        "performance",
+        "performance_segments",
+        "new_labels",
+        "drift",
+    }
 
 
 def test_classifier_records_an_estimated_performance(tmp_path):
@@ -109,8 +130,17 @@ def test_classifier_records_an_estimated_performance(tmp_path):
         cfg["performance"].update(critical_drop=0.10, use_estimate=True)
 
     retrain, cfg_dir = _cli(tmp_path, {"credit_default": credit})
-    sim = retrain("simulate", "--config", str(cfg_dir / "models/credit_default.yaml"), "--days", "33",
-                  "--rows-per-day", "700", "--seed", "9")
+    sim = retrain(
+        "simulate",
+        "--config",
+        str(cfg_dir / "models/credit_default.yaml"),
+        "--days",
+        "33",
+        "--rows-per-day",
+        "700",
+        "--seed",
+        "9",
+    )
     assert sim.returncode == 0, sim.stderr
     assert retrain("retrain", "credit_default", "--as-of", "2026-01-29", "--format", "json")["outcome"] == "deployed"
     res = retrain("monitor", "credit_default", "--as-of", "2026-02-02", "--format", "json")

@@ -63,9 +63,17 @@ def platform(airflow_db, tmp_path_factory):
         sources = {p: _sha(p) for p in settings.data_root.rglob("*.parquet")}
         bag = DagBag(dag_folder=str(REPO / "dags"))
         assert bag.import_errors == {}
-        yield SimpleNamespace(bag=bag, settings=settings, cfg=cfg, bad=bad, sources=sources,
-                              broken={"income": int((part["income"] < 0).sum()),
-                                      "region": int((~part["region"].isin(["north", "south", "east", "west"])).sum())})
+        yield SimpleNamespace(
+            bag=bag,
+            settings=settings,
+            cfg=cfg,
+            bad=bad,
+            sources=sources,
+            broken={
+                "income": int((part["income"] < 0).sum()),
+                "region": int((~part["region"].isin(["north", "south", "east", "west"])).sum()),
+            },
+        )
 
 
 def _client(platform):
@@ -126,10 +134,14 @@ def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined
     assert names == {"validation/report.json", "validation/manifest.json"}
     report = json.loads(Path(client.download_artifacts(vrun.info.run_id, "validation/report.json")).read_text())
     assert report["failed_expectations"] == 2 and report["quarantine"] == str(quarantine)
-    assert any(line.startswith("income: expect_column_values_to_be_between(min=0, max=10000000): 20 rows")
-               for line in report["failed"])
+    assert any(
+        line.startswith("income: expect_column_values_to_be_between(min=0, max=10000000): 20 rows")
+        for line in report["failed"]
+    )
 
-    [rec] = [r for r in Ledger.from_settings(platform.settings).records(MODEL) if r["event"] == "data_validation_failed"]
+    [rec] = [
+        r for r in Ledger.from_settings(platform.settings).records(MODEL) if r["event"] == "data_validation_failed"
+    ]
     assert rec["details"]["mlflow_run_id"] == vrun.info.run_id
     assert rec["details"]["quarantine"] == str(quarantine)
     assert any("'atlantis'" in p for p in rec["details"]["problems"])

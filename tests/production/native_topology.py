@@ -64,8 +64,10 @@ class ComposeError(ValueError):
 
 # --------------------------------------------------------------------------- compose file
 
-_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-                  r"|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
@@ -151,7 +153,7 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2:].split()  # the command name may contain spaces and ')'
+        fields = raw[raw.rfind(")") + 2 :].split()  # the command name may contain spaces and ')'
         table[int(entry)] = (int(fields[1]), fields[0], int(fields[19]))
     return table
 
@@ -279,28 +281,36 @@ class NativeTopology:
 
     def native(self, value: str, service: str) -> str:
         """One value of a service's environment or command, with the explicit mapping applied."""
-        value = re.sub(r"@postgres:5432/(\w+)", lambda m: f"@{PG_HOST}:{PG_PORT}/{self.databases[m.group(1)]}",
-                       value)
+        value = re.sub(r"@postgres:5432/(\w+)", lambda m: f"@{PG_HOST}:{PG_PORT}/{self.databases[m.group(1)]}", value)
         value = re.sub(r"//redis:6379/\d+", f"//{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}", value)
-        addresses = {"minio:9000": self.ports["s3"], "mlflow:5000": self.ports["mlflow"],
-                     "airflow-api-server:8080": self.ports["airflow-api-server"],
-                     "gateway:8000": self.ports["gateway"]}
+        addresses = {
+            "minio:9000": self.ports["s3"],
+            "mlflow:5000": self.ports["mlflow"],
+            "airflow-api-server:8080": self.ports["airflow-api-server"],
+            "gateway:8000": self.ports["gateway"],
+        }
         for address, port in addresses.items():
             value = re.sub(rf"(^|(?<=//)|(?<=@)|(?<=,)){re.escape(address)}", f"127.0.0.1:{port}", value)
-        paths = {"/opt/retrain/dags": REPO / "dags", "/opt/retrain/plugins": REPO / "plugins",
-                 "/opt/retrain/configs": self.config_dir, "/opt/retrain/state": self.state_dir,
-                 "/opt/airflow/logs": self.home / "logs"}
+        paths = {
+            "/opt/retrain/dags": REPO / "dags",
+            "/opt/retrain/plugins": REPO / "plugins",
+            "/opt/retrain/configs": self.config_dir,
+            "/opt/retrain/state": self.state_dir,
+            "/opt/airflow/logs": self.home / "logs",
+        }
         for container, here in paths.items():
             value = value.replace(container, str(here))
         left = re.search(r"(^|(?<=//)|(?<=@)|(?<=,))(postgres|redis|minio|mlflow|airflow-[a-z-]+|gateway):\d+", value)
         if left:
-            raise ComposeError(f"service {service}: {left.group(0)!r} has no native address in the mapping "
-                               f"(in {value!r})")
+            raise ComposeError(
+                f"service {service}: {left.group(0)!r} has no native address in the mapping (in {value!r})"
+            )
         return value
 
     def environment(self, service: str, hostname: str | None = None) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items()
-                if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ")}
+        base = {
+            k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ")
+        }
         env = {**base, **{k: v.format(root=self.root) for k, v in NATIVE_EXTRAS.items()}}
         env.update({k: self.native(v, service) for k, v in service_environment(self.services[service]).items()})
         if service.startswith("airflow-"):
@@ -360,15 +370,25 @@ class NativeTopology:
             raise RuntimeError("no free Redis database index (1-15) on 127.0.0.1:6379")
 
         # minio -> moto; minio-init -> the same buckets, created with boto3
-        self._spawn("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["s3"])],
-                    {k: v.format(root=self.root) for k, v in NATIVE_EXTRAS.items()})
+        self._spawn(
+            "s3",
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["s3"])],
+            {k: v.format(root=self.root) for k, v in NATIVE_EXTRAS.items()},
+        )
         self.wait("the S3 server", timeout, lambda: http_status(self.s3_url) is not None)
         s3 = self.s3_client()
         for bucket in service_environment(self.services["minio-init"])["BUCKETS"].split():
             s3.create_bucket(Bucket=bucket)
 
-        init = subprocess.run(self.command("airflow-init"), env=self.environment("airflow-init"), cwd=self.root,
-                              capture_output=True, text=True, timeout=300, start_new_session=True)
+        init = subprocess.run(
+            self.command("airflow-init"),
+            env=self.environment("airflow-init"),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            start_new_session=True,
+        )
         (self.root / "logs" / "airflow-init.log").write_text(init.stdout + init.stderr)
         if init.returncode != 0:
             raise RuntimeError(f"airflow-init failed ({init.returncode}):\n{(init.stdout + init.stderr)[-4000:]}")
@@ -381,8 +401,9 @@ class NativeTopology:
         if self.gateway:
             self.start_service("gateway")
         self.wait("the MLflow server", timeout, lambda: http_status(self.mlflow_url + "/health") == 200)
-        self.wait("the Airflow api-server", timeout,
-                  lambda: http_status(self.api_url + "/api/v2/monitor/health") == 200)
+        self.wait(
+            "the Airflow api-server", timeout, lambda: http_status(self.api_url + "/api/v2/monitor/health") == 200
+        )
         if self.gateway:
             self.wait("the gateway", timeout, lambda: http_status(self.gateway_url + "/health") in (200, 503))
         self.startup_s = time.monotonic() - t0
@@ -394,8 +415,15 @@ class NativeTopology:
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         out = open(self.root / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
         try:
-            self.procs[name] = subprocess.Popen(cmd, env=env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             out.close()
         self.track()
@@ -412,8 +440,11 @@ class NativeTopology:
 
     def alive(self) -> dict[int, str]:
         table = _proc_table()
-        return {pid: _cmdline(pid) for pid, start in self.seen.items()
-                if pid in table and table[pid][2] == start and table[pid][1] != "Z"}
+        return {
+            pid: _cmdline(pid)
+            for pid, start in self.seen.items()
+            if pid in table and table[pid][2] == start and table[pid][1] != "Z"
+        }
 
     def exited(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
@@ -499,17 +530,29 @@ class NativeTopology:
     def s3_client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.s3_url, region_name=self.env_vars.get("S3_REGION") or None,
-                            aws_access_key_id=self.env_vars["S3_ACCESS_KEY"],
-                            aws_secret_access_key=self.env_vars["S3_SECRET_KEY"])
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name=self.env_vars.get("S3_REGION") or None,
+            aws_access_key_id=self.env_vars["S3_ACCESS_KEY"],
+            aws_secret_access_key=self.env_vars["S3_SECRET_KEY"],
+        )
 
     def token(self) -> str | None:
-        status, body = self.request("POST", "/auth/token",
-                                    {"username": "admin", "password": self.env_vars["AIRFLOW_ADMIN_PASSWORD"]})
+        status, body = self.request(
+            "POST", "/auth/token", {"username": "admin", "password": self.env_vars["AIRFLOW_ADMIN_PASSWORD"]}
+        )
         return body.get("access_token") if status == 201 else None
 
-    def request(self, method: str, path: str, body: dict | None = None, token: str | None = None,
-                base: str | None = None, timeout: float = 30) -> tuple[int, dict]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        token: str | None = None,
+        base: str | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -547,11 +590,22 @@ class NativeTopology:
             parts.append(f"--- {name}.log (last {lines} lines) ---\n{_tail(self.root / 'logs' / f'{name}.log', lines)}")
         try:
             with self.sql() as con:
-                parts.append("--- dag_run ---\n" + "\n".join(map(str, con.execute(
-                    "SELECT dag_id, run_id, state FROM dag_run ORDER BY id"))))
-                parts.append("--- task_instance ---\n" + "\n".join(map(str, con.execute(
-                    "SELECT dag_id, run_id, task_id, state, try_number, hostname FROM task_instance "
-                    "ORDER BY dag_id, start_date"))))
+                parts.append(
+                    "--- dag_run ---\n"
+                    + "\n".join(map(str, con.execute("SELECT dag_id, run_id, state FROM dag_run ORDER BY id")))
+                )
+                parts.append(
+                    "--- task_instance ---\n"
+                    + "\n".join(
+                        map(
+                            str,
+                            con.execute(
+                                "SELECT dag_id, run_id, task_id, state, try_number, hostname FROM task_instance "
+                                "ORDER BY dag_id, start_date"
+                            ),
+                        )
+                    )
+                )
                 errors = list(con.execute("SELECT filename, stacktrace FROM import_error"))
                 if errors:
                     parts.append(f"--- import errors ---\n{errors}")

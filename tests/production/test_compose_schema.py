@@ -14,8 +14,16 @@ import yaml
 from native_topology import COMPOSE_FILE, ENV_EXAMPLE, ComposeError, NativeTopology, interpolate, read_env_file
 
 BIN = Path(sys.executable).parent
-SECRETS = ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
-           "AIRFLOW_ADMIN_PASSWORD", "RETRAIN_GATEWAY_TOKEN", "SLACK_WEBHOOK_URL")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_ADMIN_PASSWORD",
+    "RETRAIN_GATEWAY_TOKEN",
+    "SLACK_WEBHOOK_URL",
+)
 ONE_SHOT = {"airflow-init", "minio-init"}
 
 
@@ -24,8 +32,12 @@ def _services() -> dict:
 
 
 def test_compose_file_matches_the_compose_specification():
-    proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -34,21 +46,35 @@ def test_no_secret_is_written_in_the_compose_file_or_the_env_example():
     for name, service in _services().items():
         for key, value in (service.get("environment") or {}).items():
             value = str(value)
-            if secret_key.search(key) and not key.endswith("_FILE"):  # the whole value is a reference to the deployment's .env
+            if secret_key.search(key) and not key.endswith(
+                "_FILE"
+            ):  # the whole value is a reference to the deployment's .env
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}", value), f"{name}: {key}={value!r}"
             for userinfo in re.findall(r"://([^@/\s]+)@", value):  # credentials inside a URL
                 assert re.fullmatch(r"\$\{[^}]+\}:\$\{[^}]+\}", userinfo), f"{name}: {key}={value!r}"
     example = read_env_file(ENV_EXAMPLE)
-    assert {name: example.get(name) for name in SECRETS} == dict.fromkeys(SECRETS, ""), \
+    assert {name: example.get(name) for name in SECRETS} == dict.fromkeys(SECRETS, ""), (
         ".env.example must leave every secret empty"
+    )
 
 
 def test_every_long_running_service_has_a_health_check_and_state_is_in_named_volumes():
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "minio", "minio-init", "mlflow", "airflow-init", "airflow-api-server",
-            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
-            "gateway"} <= set(services)
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "minio-init",
+        "mlflow",
+        "airflow-init",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "gateway",
+    } <= set(services)
     for name, service in services.items():
         if name not in ONE_SHOT:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"

@@ -30,11 +30,23 @@ STARTUP_TIMEOUT = 180
 RUN_TIMEOUT = 480
 ROWS_PER_DAY = {"credit_default": 600, "daily_demand": 300}
 # The lifecycle's decisive tasks and the state each must end in (other tasks may exist too).
-MONITOR_TASKS = {"check_model": "success", "decide_action": "success", "request_retrain": "success",
-                 "healthy": "skipped", "rollback_champion": "skipped"}
-RETRAIN_TASKS = {"snapshot_data": "success", "train_candidate": "success", "evaluate_candidate": "success",
-                 "check_gates": "success", "decide_promotion": "success", "register_candidate": "success",
-                 "deploy_candidate": "success", "reject_candidate": "skipped"}
+MONITOR_TASKS = {
+    "check_model": "success",
+    "decide_action": "success",
+    "request_retrain": "success",
+    "healthy": "skipped",
+    "rollback_champion": "skipped",
+}
+RETRAIN_TASKS = {
+    "snapshot_data": "success",
+    "train_candidate": "success",
+    "evaluate_candidate": "success",
+    "check_gates": "success",
+    "decide_promotion": "success",
+    "register_candidate": "success",
+    "deploy_candidate": "success",
+    "reject_candidate": "skipped",
+}
 
 
 @pytest.fixture
@@ -43,12 +55,17 @@ def topology(tmp_path):
     from retrain_lib.simulate import simulate
 
     config_dir = s3_model_configs(REPO / "configs", tmp_path / "configs")
-    topo = NativeTopology(tmp_path, config_dir, workers=2, variables={
-        "AIRFLOW_WORKER_CONCURRENCY": "1",  # two tasks at a time = one on each worker
-        "AIRFLOW_API_WORKERS": "1",
-        "AIRFLOW_DAG_REFRESH_INTERVAL": "5",
-        "RETRAIN_STRICT": "1",
-    })
+    topo = NativeTopology(
+        tmp_path,
+        config_dir,
+        workers=2,
+        variables={
+            "AIRFLOW_WORKER_CONCURRENCY": "1",  # two tasks at a time = one on each worker
+            "AIRFLOW_API_WORKERS": "1",
+            "AIRFLOW_DAG_REFRESH_INTERVAL": "5",
+            "RETRAIN_STRICT": "1",
+        },
+    )
     with topo:
         # The data pipeline's side: daily partitions and labels land in the bucket.
         local = tmp_path / "simulated"
@@ -58,7 +75,9 @@ def topology(tmp_path):
         assert upload_tree(topo.s3_client(), topo.env_vars["RETRAIN_BUCKET"], local) > 100
         yield topo
     report = topo.stop_report
-    print(f"shutdown: return codes {report['returncodes']}; needed SIGKILL: {sorted(report['killed'].values()) or 'none'}")
+    print(
+        f"shutdown: return codes {report['returncodes']}; needed SIGKILL: {sorted(report['killed'].values()) or 'none'}"
+    )
 
 
 def _states(tis: dict[str, str], wanted: dict[str, str]) -> dict[str, str | None]:
@@ -92,8 +111,9 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
         assert status == 200 and body["is_paused"] is False, (status, body)
     runs = {}
     for model in MODELS:
-        status, body = topo.request("POST", f"/api/v2/dags/{model}__monitor/dagRuns",
-                                    {"logical_date": LOGICAL_DATE}, token)
+        status, body = topo.request(
+            "POST", f"/api/v2/dags/{model}__monitor/dagRuns", {"logical_date": LOGICAL_DATE}, token
+        )
         assert status == 200, (status, body)
         runs[model] = body["dag_run_id"]
     ready = time.monotonic() - t0
@@ -169,19 +189,23 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
     gw_token = topo.env_vars["RETRAIN_GATEWAY_TOKEN"]
 
     def predicted():
-        status, body = topo.request("POST", "/v1/models/credit_default/predict", payload, gw_token,
-                                    base=topo.gateway_url)
+        status, body = topo.request(
+            "POST", "/v1/models/credit_default/predict", payload, gw_token, base=topo.gateway_url
+        )
         return body if status == 200 else None
 
     body = topo.wait("the gateway to serve the new champion", 60, predicted, poll=2)
     assert body["predictions"][0]["version"] == "1", body
     with topo.sql("retrain") as con:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        tables = [
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        ]
         logged = [t for t in tables if "prediction" in t]
         assert logged, tables
         assert sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in logged) >= 1
 
-    print(f"production topology: servers up after {topo.startup_s:.0f} s, DAGs parsed and runs triggered "
-          f"{ready:.0f} s later, lifecycle done after {took:.0f} s; "
-          f"tasks per worker: { {h: list(hosts.values()).count(h) for h in ('w1', 'w2')} }")
+    print(
+        f"production topology: servers up after {topo.startup_s:.0f} s, DAGs parsed and runs triggered "
+        f"{ready:.0f} s later, lifecycle done after {took:.0f} s; "
+        f"tasks per worker: { {h: list(hosts.values()).count(h) for h in ('w1', 'w2')} }"
+    )

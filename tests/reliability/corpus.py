@@ -35,6 +35,7 @@ def _set(path: str, value) -> Callable[[dict], None]:
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
+
     return change
 
 
@@ -79,10 +80,14 @@ MUTATIONS: list[tuple[str, str, Callable[[dict], None]]] = [
 ]
 
 RAW: list[tuple[str, str, bytes]] = [
-    ("yaml_bomb", "<file>", b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-                            b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-                            b"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-                            b"g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"),
+    (
+        "yaml_bomb",
+        "<file>",
+        b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        b"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        b"g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
+    ),
     ("python_object_apply", "<file>", f"name: !!python/object/apply:os.system ['touch {MARKER}']\n".encode()),
     ("python_name", "<file>", b"name: !!python/name:os.system\n"),
     ("python_module", "<file>", b"owner: !!python/module:os\n"),

@@ -48,8 +48,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_platform(root: Path, *, model: str = "credit_default", edit: Callable[[dict], None] | None = None,
-                  light: bool = True, days: int = 35, rows_per_day: int = 200, seed: int = 7):
+def make_platform(
+    root: Path,
+    *,
+    model: str = "credit_default",
+    edit: Callable[[dict], None] | None = None,
+    light: bool = True,
+    days: int = 35,
+    rows_per_day: int = 200,
+    seed: int = 7,
+):
     """A copy of ``configs/`` with only ``model`` (``light``: no data validation, metric gates
     and a small model; then edited by ``edit``), simulated data under
     ``root/state``, and the settings for it. The caller sets ``RETRAIN_HOME`` /
@@ -76,14 +84,20 @@ def make_platform(root: Path, *, model: str = "credit_default", edit: Callable[[
     with platform_env(root, cfg_dir):
         settings = load_settings(cfg_dir)
         cfg = load_model_config(path)
-        simulate(cfg, settings.data_root, days=days, drift_day=None, drift_kind="none", rows_per_day=rows_per_day,
-                 seed=seed)
+        simulate(
+            cfg, settings.data_root, days=days, drift_day=None, drift_kind="none", rows_per_day=rows_per_day, seed=seed
+        )
     return settings, cfg_dir
 
 
 def platform_env(root: Path, cfg_dir: Path, **more: str | None):
-    values = {"RETRAIN_HOME": str(root / "state"), "RETRAIN_CONFIG_DIR": str(cfg_dir), "MLFLOW_TRACKING_URI": None,
-              "MLFLOW_REGISTRY_URI": None, "RETRAIN_DB_URL": None}
+    values = {
+        "RETRAIN_HOME": str(root / "state"),
+        "RETRAIN_CONFIG_DIR": str(cfg_dir),
+        "MLFLOW_TRACKING_URI": None,
+        "MLFLOW_REGISTRY_URI": None,
+        "RETRAIN_DB_URL": None,
+    }
     return env(**{**values, **more})
 
 
@@ -133,13 +147,23 @@ class MlflowServer:
         import urllib.request
 
         self.root.mkdir(parents=True, exist_ok=True)
-        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-               "--artifacts-destination", str(self.root / "artifacts")]
+        cmd = [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+        ]
         envv = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=envv,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=envv, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -203,14 +227,26 @@ class PrivatePostgres:
 
     def init(self) -> None:
         shutil.chown(self.dir, "postgres", "postgres")
-        res = self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                                "--no-sync")
+        res = self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
         assert res.returncode == 0, res.stderr[-2000:]
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        res = self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "pg.log"),
-                                "-o", opts, "-w", "-t", "60", "start")
+        res = self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "pg.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         assert res.returncode == 0, res.stderr[-2000:] + (self.dir / "pg.log").read_text()[-2000:]
 
     def stop(self, mode: str = "fast") -> None:

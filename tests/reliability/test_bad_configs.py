@@ -61,8 +61,9 @@ def test_the_valid_models_still_load_beside_the_whole_corpus(tmp_path, monkeypat
     monkeypatch.setenv("RETRAIN_STRICT", "0")
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {f"{m}__{k}" for m in ("credit_default", "daily_demand")
-                                for k in ("monitor", "retrain", "rollout")}
+    assert set(bag.dag_ids) == {
+        f"{m}__{k}" for m in ("credit_default", "daily_demand") for k in ("monitor", "retrain", "rollout")
+    }
     for path, _ in written:  # each bad file is named in the log with what is wrong
         assert path.name in caplog.text, path.name
     assert not Path(corpus.MARKER).exists()

@@ -114,8 +114,12 @@ def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliabi
     ledger = Ledger.from_settings(settings)
     with platform_env(root, cfg_dir):
         try:
-            before = {"versions": versions(settings), "champion": champion(settings), "runs": _train_runs(settings),
-                      "ledger": len(ledger.records())}
+            before = {
+                "versions": versions(settings),
+                "champion": champion(settings),
+                "runs": _train_runs(settings),
+                "ledger": len(ledger.records()),
+            }
             # the retrain path
             if expect == "error":
                 with pytest.raises(DataError) as err:

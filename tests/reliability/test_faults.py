@@ -33,11 +33,10 @@ MODEL = "credit_default"
 WEBHOOK_PATH = "/services/T000/B000/RELIABILITY"
 
 
-
-
 def _slack_env(slack) -> dict[str, str]:
-    return {"AIRFLOW_CONN_SLACK_RETRAIN": json.dumps({"conn_type": "slackwebhook",
-                                                      "password": slack.url + WEBHOOK_PATH})}
+    return {
+        "AIRFLOW_CONN_SLACK_RETRAIN": json.dumps({"conn_type": "slackwebhook", "password": slack.url + WEBHOOK_PATH})
+    }
 
 
 def _clear_runs() -> None:
@@ -86,9 +85,15 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
     settings, cfg_dir = make_platform(tmp_path, days=29)
     try:
         server.start()
-        with platform_env(tmp_path, cfg_dir, MLFLOW_TRACKING_URI=server.uri, RETRAIN_STRICT="1",
-                          MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10",
-                          **_slack_env(slack)):
+        with platform_env(
+            tmp_path,
+            cfg_dir,
+            MLFLOW_TRACKING_URI=server.uri,
+            RETRAIN_STRICT="1",
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            MLFLOW_HTTP_REQUEST_TIMEOUT="10",
+            **_slack_env(slack),
+        ):
             from retrain_lib.settings import load_settings
 
             settings = load_settings(cfg_dir)
@@ -107,8 +112,10 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
             assert bag.import_errors == {}
             dag = bag.dags[f"{MODEL}__retrain"]
             _fast_retries(dag, "deploy_candidate")
-            run = dag.test(logical_date=dt.datetime(2026, 1, 29, 3, tzinfo=dt.UTC),
-                           run_conf={"as_of": "2026-01-29", "reason": "reliability"})
+            run = dag.test(
+                logical_date=dt.datetime(2026, 1, 29, 3, tzinfo=dt.UTC),
+                run_conf={"as_of": "2026-01-29", "reason": "reliability"},
+            )
             monkeypatch.setattr(lifecycle, "deploy_candidate", real)
             states = task_states(dag.dag_id, run.run_id)
             assert run.state == "failed", states
@@ -127,10 +134,20 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
 
             # MLflow is back: the step again, with the inputs the task had (XCom)
             xcom = _xcoms(dag.dag_id, run.run_id)
-            outs = [lifecycle.deploy_candidate(MODEL, xcom["register_candidate"], xcom["evaluate_candidate"],
-                                               settings=settings, as_of="2026-01-29", actor="retry",
-                                               reason="reliability", snap=xcom["snapshot_data"],
-                                               trained=xcom["train_candidate"]) for _ in range(2)]
+            outs = [
+                lifecycle.deploy_candidate(
+                    MODEL,
+                    xcom["register_candidate"],
+                    xcom["evaluate_candidate"],
+                    settings=settings,
+                    as_of="2026-01-29",
+                    actor="retry",
+                    reason="reliability",
+                    snap=xcom["snapshot_data"],
+                    trained=xcom["train_candidate"],
+                )
+                for _ in range(2)
+            ]
             assert outs[0]["moves"] and not outs[1]["moves"], outs  # the second retry is a no-op
             assert versions(settings) == ["1"] and champion(settings) == "1"
             promotions = [r for r in _ledger(settings).records(MODEL) if r["event"] == "promote"]
@@ -173,9 +190,17 @@ def test_fault_s3_unreachable_while_loading_data(tmp_path, reliability):
 
     settings, cfg_dir = make_platform(tmp_path, edit=to_s3, days=1)
     dead = f"http://127.0.0.1:{free_port()}"
-    with platform_env(tmp_path, cfg_dir, AWS_ENDPOINT_URL=dead, AWS_ACCESS_KEY_ID="AKIARELIABILITY",
-                      AWS_SECRET_ACCESS_KEY="reliability-secret", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_MAX_ATTEMPTS="2", AWS_RETRY_MODE="standard", AWS_EC2_METADATA_DISABLED="true"):
+    with platform_env(
+        tmp_path,
+        cfg_dir,
+        AWS_ENDPOINT_URL=dead,
+        AWS_ACCESS_KEY_ID="AKIARELIABILITY",
+        AWS_SECRET_ACCESS_KEY="reliability-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="2",
+        AWS_RETRY_MODE="standard",
+        AWS_EC2_METADATA_DISABLED="true",
+    ):
         from retrain_airflow.factory import _fail_fast
 
         t0 = time.monotonic()
@@ -235,17 +260,27 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
         trained = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="pg", actor="pg")
         private_pg.restart()  # every pooled connection of the ledger engine is dead now
         evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
-        gates = lifecycle.check_gates(MODEL, evaluation, trained, settings=settings, as_of=snap["as_of"], actor="pg",
-                                      snap=snap)
+        gates = lifecycle.check_gates(
+            MODEL, evaluation, trained, settings=settings, as_of=snap["as_of"], actor="pg", snap=snap
+        )
         assert gates["passed"], gates
         registered = lifecycle.register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
         private_pg.restart()
-        deployed = lifecycle.deploy_candidate(MODEL, registered, evaluation, settings=settings, as_of=snap["as_of"],
-                                              actor="pg", reason="reliability", snap=snap, trained=trained)
+        deployed = lifecycle.deploy_candidate(
+            MODEL,
+            registered,
+            evaluation,
+            settings=settings,
+            as_of=snap["as_of"],
+            actor="pg",
+            reason="reliability",
+            snap=snap,
+            trained=trained,
+        )
         assert deployed["champion"] == registered["version"] == "2"
         after = _ledger(settings).records()
-        assert after[:len(before)] == before  # nothing lost
-        assert [r["event"] for r in after[len(before):]] == ["gates", "promote"]
+        assert after[: len(before)] == before  # nothing lost
+        assert [r["event"] for r in after[len(before) :]] == ["gates", "promote"]
         assert (after[-1]["before"], after[-1]["after"]) == ("1", "2")
         assert _ledger(settings).verify() == []
         assert champion(settings) == "2"
@@ -293,8 +328,17 @@ def test_fault_worker_killed_mid_training_then_retry_yields_one_version(tmp_path
         raw["training"]["params"] = {"max_iter": 100, "max_leaf_nodes": 15, "early_stopping": False}
 
     settings, cfg_dir = make_platform(tmp_path, edit=slow_fit, rows_per_day=300)
-    cmd = [str(BIN / "python"), "-m", "retrain_lib", "--config-dir", str(cfg_dir), "retrain", MODEL,
-           "--as-of", "2026-01-30"]
+    cmd = [
+        str(BIN / "python"),
+        "-m",
+        "retrain_lib",
+        "--config-dir",
+        str(cfg_dir),
+        "retrain",
+        MODEL,
+        "--as-of",
+        "2026-01-30",
+    ]
     with platform_env(tmp_path, cfg_dir):
         envv = dict(os.environ)
     out = tmp_path / "killed-worker.log"
@@ -304,8 +348,9 @@ def test_fault_worker_killed_mid_training_then_retry_yields_one_version(tmp_path
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
-            fitting = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)
-                       and "resource_tracker" not in _cmdline(c)]
+            fitting = [
+                c for c in _children(proc.pid) if "spawn_main" in _cmdline(c) and "resource_tracker" not in _cmdline(c)
+            ]
             if fitting:
                 time.sleep(0.5)  # the training child is starting up or fitting: the training step runs
                 killed_during_fit = proc.poll() is None and any(Path(f"/proc/{c}").exists() for c in fitting)
@@ -326,8 +371,9 @@ def test_fault_worker_killed_mid_training_then_retry_yields_one_version(tmp_path
         assert champion(settings) == "1"
         client = registry.get_client(settings.tracking_uri)
         exp = client.get_experiment_by_name(settings.experiment_name(MODEL))
-        finished = client.search_runs([exp.experiment_id], "tags.`retrain.kind` = 'train' and "
-                                                          "attributes.status = 'FINISHED'")
+        finished = client.search_runs(
+            [exp.experiment_id], "tags.`retrain.kind` = 'train' and attributes.status = 'FINISHED'"
+        )
         assert len(finished) == 1
         promotions = [r for r in _ledger(settings).records(MODEL) if r["event"] == "promote"]
         assert [(r["before"], r["after"]) for r in promotions] == [(None, "1")]
@@ -363,8 +409,10 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             bag = DagBag(dag_folder=str(REPO / "dags"))
             assert bag.import_errors == {}
             dag = bag.dags[f"{MODEL}__retrain"]
-            run = dag.test(logical_date=dt.datetime(2026, 1, 30, 3, tzinfo=dt.UTC),
-                           run_conf={"as_of": "2026-01-30", "reason": "reliability"})
+            run = dag.test(
+                logical_date=dt.datetime(2026, 1, 30, 3, tzinfo=dt.UTC),
+                run_conf={"as_of": "2026-01-30", "reason": "reliability"},
+            )
             states = task_states(dag.dag_id, run.run_id)
             assert run.state == "success", states
             assert states["deploy_candidate"] == "success"
@@ -380,8 +428,9 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
 
             from retrain_lib.config import load_model_config
 
-            same = alerts.promotion(MODEL, {"mode": "direct", "version": "1",
-                                            "moves": [{"alias": "champion", "from": None, "to": "1"}]})
+            same = alerts.promotion(
+                MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
+            )
             row = alerts.DedupeStore.from_settings(settings).last_sent(same)
             assert row is None or row["sent_at"] == 0.0, row  # the failed send is not counted as sent
             model_cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
@@ -389,4 +438,3 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             assert len(slack.payloads(WEBHOOK_PATH)) == 1
     finally:
         slack.close()
-

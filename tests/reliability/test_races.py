@@ -39,8 +39,9 @@ def _chain_problems(settings) -> list[str]:
     changes = [r for r in ledger.records(MODEL) if r["event"] in ("promote", "rollback")]
     for prev, nxt in zip(changes, changes[1:]):
         if nxt["before"] != prev["after"]:
-            problems.append(f"lost update: seq {nxt['seq']} starts from {nxt['before']}, "
-                            f"seq {prev['seq']} ended at {prev['after']}")
+            problems.append(
+                f"lost update: seq {nxt['seq']} starts from {nxt['before']}, seq {prev['seq']} ended at {prev['after']}"
+            )
     promoted = [r["after"] for r in changes if r["event"] == "promote"]
     if len(promoted) != len(set(promoted)):
         problems.append(f"a version promoted twice: {promoted}")
@@ -89,17 +90,31 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
                 actor = f"race/{trial}/{i}"
                 trained = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key=actor, actor=actor)
                 evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
-                gates = lifecycle.check_gates(MODEL, evaluation, trained, settings=settings, as_of=as_of, actor=actor,
-                                              snap=snap)
+                gates = lifecycle.check_gates(
+                    MODEL, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap
+                )
                 if not gates["passed"]:
                     lifecycle.reject_candidate(MODEL, trained, gates, settings=settings, as_of=as_of, actor=actor)
                     return {"outcome": "rejected", "version": None}
                 registered = lifecycle.register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
-                deployed = lifecycle.deploy_candidate(MODEL, registered, evaluation, settings=settings, as_of=as_of,
-                                                      actor=actor, reason=f"race {trial}", snap=snap, trained=trained)
+                deployed = lifecycle.deploy_candidate(
+                    MODEL,
+                    registered,
+                    evaluation,
+                    settings=settings,
+                    as_of=as_of,
+                    actor=actor,
+                    reason=f"race {trial}",
+                    snap=snap,
+                    trained=trained,
+                )
                 outcome = "rejected" if deployed.get("rejected") else ("promoted" if deployed["moves"] else "none")
-                return {"outcome": outcome, "version": registered["version"], "reevaluated": deployed["reevaluated"],
-                        "against": evaluation["champion_version"]}
+                return {
+                    "outcome": outcome,
+                    "version": registered["version"],
+                    "reevaluated": deployed["reevaluated"],
+                    "against": evaluation["champion_version"],
+                }
 
             results = _race(lambda: one_run(0), lambda: one_run(1))
             problems = [f"run raised {exc!r}" for _, exc in results if exc is not None]
@@ -112,8 +127,11 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
             promoted = [o for o in outs if o["outcome"] == "promoted"]
             # A run that finished before the other evaluated has promoted legitimately: the violation
             # is two promotions evaluated against the same champion with no re-evaluation.
-            if (len(promoted) == 2 and promoted[0]["against"] == promoted[1]["against"]
-                    and not any(o["reevaluated"] for o in promoted)):
+            if (
+                len(promoted) == 2
+                and promoted[0]["against"] == promoted[1]["against"]
+                and not any(o["reevaluated"] for o in promoted)
+            ):
                 problems.append(f"both promoted on the same evidence (champion {start_champion}): {outs}")
             problems += _chain_problems(settings)
             violations += [f"trial {trial}: {p}" for p in problems]
@@ -144,15 +162,19 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
         for trial in range(PROMOTE_ROLLBACK_TRIALS):
             previous = champion(settings)
             b = new_version()
-            lifecycle.promote_version(MODEL, b, settings=settings, actor="setup", reason=f"trial {trial} setup",
-                                      expected_champion=previous)
+            lifecycle.promote_version(
+                MODEL, b, settings=settings, actor="setup", reason=f"trial {trial} setup", expected_champion=previous
+            )
             c = new_version()
             seq = ledger.head()["seq"]
             results = _race(
-                lambda c=c, b=b: lifecycle.promote_version(MODEL, c, settings=settings, actor="human",
-                                                           reason="known-good version", expected_champion=b),
-                lambda b=b: lifecycle.rollback_model(MODEL, settings=settings, actor="monitor",
-                                                     reason="champion degraded", expected_champion=b))
+                lambda c=c, b=b: lifecycle.promote_version(
+                    MODEL, c, settings=settings, actor="human", reason="known-good version", expected_champion=b
+                ),
+                lambda b=b: lifecycle.rollback_model(
+                    MODEL, settings=settings, actor="monitor", reason="champion degraded", expected_champion=b
+                ),
+            )
             (promo, promo_exc), (back, back_exc) = results
             promoted = promo_exc is None and promo and promo.get("promoted")
             rolled = back_exc is None and back and back.get("rolled_back")
@@ -168,7 +190,8 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
                 problems.append(f"champion {champion(settings)}, expected {expected_now}")
             new = [r for r in ledger.records(MODEL) if r["seq"] > seq]
             if [(r["event"], r["before"], r["after"]) for r in new] != [
-                    ("promote", b, c) if promoted else ("rollback", b, previous)]:
+                ("promote", b, c) if promoted else ("rollback", b, previous)
+            ]:
                 problems.append(f"ledger rows of the race: {[(r['event'], r['before'], r['after']) for r in new]}")
             problems += _chain_problems(settings)
             wins["promotion" if promoted else "rollback"] += 1

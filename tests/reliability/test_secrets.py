@@ -60,8 +60,6 @@ def pg_db():
         con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-
-
 def _clear_runs() -> None:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -90,8 +88,9 @@ def _mlflow_text(settings) -> str:
     for exp in client.search_experiments():
         parts.append(json.dumps({"name": exp.name, "tags": exp.tags}))
         for run in client.search_runs([exp.experiment_id], max_results=1000):
-            parts.append(json.dumps({"params": run.data.params, "tags": run.data.tags,
-                                     "metrics": list(run.data.metrics)}))
+            parts.append(
+                json.dumps({"params": run.data.params, "tags": run.data.tags, "metrics": list(run.data.metrics)})
+            )
     for rm in client.search_registered_models():
         parts.append(json.dumps({"tags": rm.tags, "description": rm.description}))
         for mv in client.search_model_versions(f"name='{rm.name}'"):
@@ -121,8 +120,12 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
     from retrain_lib.errors import ConfigError
 
     planted = {
-        "slack_webhook": _token("WH"), "slack_webhook_down": _token("WD"), "slack_token": _token("xoxb-"),
-        "s3_access_key": _token("AKIA").upper(), "s3_secret_key": _token("S3"), "db_password": _token("PW"),
+        "slack_webhook": _token("WH"),
+        "slack_webhook_down": _token("WD"),
+        "slack_token": _token("xoxb-"),
+        "s3_access_key": _token("AKIA").upper(),
+        "s3_secret_key": _token("S3"),
+        "db_password": _token("PW"),
     }
     _clear_runs()
     slack = fake_slack()
@@ -134,12 +137,19 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
     sinks: dict[str, str] = {}
     caplog.set_level(logging.DEBUG)
     try:
-        with platform_env(tmp_path, cfg_dir, RETRAIN_DB_URL=db_url, RETRAIN_STRICT="1",
-                          AWS_ACCESS_KEY_ID=planted["s3_access_key"], AWS_SECRET_ACCESS_KEY=planted["s3_secret_key"],
-                          AIRFLOW_CONN_SLACK_RETRAIN=json.dumps({"conn_type": "slackwebhook", "password": webhook}),
-                          AIRFLOW_CONN_SLACK_DOWN=json.dumps({"conn_type": "slackwebhook", "password": down_webhook}),
-                          AIRFLOW_CONN_SLACK_TOKEN=json.dumps({"conn_type": "slack", "password": planted["slack_token"],
-                                                               "extra": {"base_url": slack.url + "/api/"}})):
+        with platform_env(
+            tmp_path,
+            cfg_dir,
+            RETRAIN_DB_URL=db_url,
+            RETRAIN_STRICT="1",
+            AWS_ACCESS_KEY_ID=planted["s3_access_key"],
+            AWS_SECRET_ACCESS_KEY=planted["s3_secret_key"],
+            AIRFLOW_CONN_SLACK_RETRAIN=json.dumps({"conn_type": "slackwebhook", "password": webhook}),
+            AIRFLOW_CONN_SLACK_DOWN=json.dumps({"conn_type": "slackwebhook", "password": down_webhook}),
+            AIRFLOW_CONN_SLACK_TOKEN=json.dumps(
+                {"conn_type": "slack", "password": planted["slack_token"], "extra": {"base_url": slack.url + "/api/"}}
+            ),
+        ):
             from retrain_lib.settings import load_settings
 
             settings = load_settings(cfg_dir)
@@ -149,8 +159,10 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
             retrain, monitor = bag.dags[f"{MODEL}__retrain"], bag.dags[f"{MODEL}__monitor"]
 
             # the platform at work: a promotion, a monitor check, a task that fails for good
-            run = retrain.test(logical_date=dt.datetime(2026, 1, 29, 3, tzinfo=dt.UTC),
-                               run_conf={"as_of": "2026-01-29", "reason": "secrets"})
+            run = retrain.test(
+                logical_date=dt.datetime(2026, 1, 29, 3, tzinfo=dt.UTC),
+                run_conf={"as_of": "2026-01-29", "reason": "secrets"},
+            )
             assert run.state == "success", task_states(retrain.dag_id, run.run_id)
             run = monitor.test(logical_date=dt.datetime(2026, 1, 31, 6, tzinfo=dt.UTC))
             assert run.state == "success", task_states(monitor.dag_id, run.run_id)
@@ -188,7 +200,8 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
             out, err_text = capfd.readouterr()
             logs_dir = Path(airflow_db).parent / "logs"
             sinks["task logs and output"] = "\n".join([out, err_text, caplog.text]) + (
-                _files_text(logs_dir).decode(errors="replace") if logs_dir.exists() else "")
+                _files_text(logs_dir).decode(errors="replace") if logs_dir.exists() else ""
+            )
             sinks["xcom"] = _xcom_text([retrain.dag_id, monitor.dag_id])
             sinks["airflow metadata db"] = Path(airflow_db).read_bytes().decode("latin-1")
             sinks["mlflow"] = _mlflow_text(settings)
@@ -204,7 +217,6 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
     assert "is not a SQLAlchemy URL" in logs and "postgres:***@" in logs
     assert sinks["ledger"].count('"event"') >= 3 and "promote" in sinks["ledger"]
     assert "roc_auc" in sinks["mlflow"] and "credit_default" in sinks["ui"]
-    leaks = sorted((secret, sink) for secret, value in planted.items() for sink, text in sinks.items()
-                   if value in text)
+    leaks = sorted((secret, sink) for secret, value in planted.items() for sink, text in sinks.items() if value in text)
     reliability("secrets", secret_leaks=len(leaks), secrets_planted=len(planted), sinks_checked=len(sinks))
     assert leaks == [], leaks

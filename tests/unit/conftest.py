@@ -99,7 +99,13 @@ def retrain_cfg_config_dir(tmp_path: Path) -> Path:
 def retrain_cfg_isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No RETRAIN_* / MLFLOW_* overrides and a cwd without a ``configs/`` directory, so
     ``load_settings`` only sees what a test passes explicitly."""
-    for var in ("RETRAIN_CONFIG_DIR", "RETRAIN_HOME", "RETRAIN_DATA_ROOT", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    for var in (
+        "RETRAIN_CONFIG_DIR",
+        "RETRAIN_HOME",
+        "RETRAIN_DATA_ROOT",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     cwd = tmp_path / "cwd"
     cwd.mkdir()

@@ -54,22 +54,36 @@ def test_the_drop_test_holds_its_false_alarm_rate_and_finds_real_drops():
         y, p = _accuracy_scores(rng, n, 0.85)  # same level: any alarm is false
         base = float(((pb >= 0.5) == yb).mean())
         live = float(((p >= 0.5) == y).mean())
-        t = drop_test(live, base, "accuracy", live_se=bootstrap_se("classification", "accuracy", y, p, seed=1),
-                      baseline_se=bootstrap_se("classification", "accuracy", yb, pb, seed=2), rows=n,
-                      false_alarm_rate=rate)
+        t = drop_test(
+            live,
+            base,
+            "accuracy",
+            live_se=bootstrap_se("classification", "accuracy", y, p, seed=1),
+            baseline_se=bootstrap_se("classification", "accuracy", yb, pb, seed=2),
+            rows=n,
+            false_alarm_rate=rate,
+        )
         alarms += t.significant
     # binomial(150, 0.05): mean 7.5, sd 2.7; a test that ignored the noise would fire far more often
     assert alarms <= 16
     y, p = _accuracy_scores(rng, n, 0.70)
-    real = drop_test(float(((p >= 0.5) == y).mean()), 0.85, "accuracy", rows=n, false_alarm_rate=0.001,
-                     live_se=bootstrap_se("classification", "accuracy", y, p), baseline_se=0.01)
+    real = drop_test(
+        float(((p >= 0.5) == y).mean()),
+        0.85,
+        "accuracy",
+        rows=n,
+        false_alarm_rate=0.001,
+        live_se=bootstrap_se("classification", "accuracy", y, p),
+        baseline_se=0.01,
+    )
     assert real.significant and real.z > real.z_limit
 
 
 def test_min_effect_and_direction_of_a_lower_is_better_metric():
     # rmse 10.3 vs 10.0 with tiny errors: significant, but below a min_effect of 0.5
-    small = drop_test(10.3, 10.0, "rmse", live_se=0.01, baseline_se=0.01, rows=10_000, false_alarm_rate=0.001,
-                      min_effect=0.5)
+    small = drop_test(
+        10.3, 10.0, "rmse", live_se=0.01, baseline_se=0.01, rows=10_000, false_alarm_rate=0.001, min_effect=0.5
+    )
     assert small.drop == pytest.approx(0.3) and small.z > small.z_limit and not small.significant
     better = drop_test(9.0, 10.0, "rmse", live_se=0.01, baseline_se=0.01, rows=1000, false_alarm_rate=0.001)
     assert better.drop == pytest.approx(-1.0) and not better.significant
@@ -93,7 +107,9 @@ def test_change_day_finds_a_shift_and_not_noise():
 
 
 def _frame(days: int, per_day: int) -> pd.DataFrame:
-    ts = [pd.Timestamp("2026-03-01") + pd.Timedelta(days=d, seconds=60 * i) for d in range(days) for i in range(per_day)]
+    ts = [
+        pd.Timestamp("2026-03-01") + pd.Timedelta(days=d, seconds=60 * i) for d in range(days) for i in range(per_day)
+    ]
     return pd.DataFrame({"event_time": ts, "id": range(len(ts)), "y": 0})
 
 
@@ -140,22 +156,28 @@ def test_healthy_level_is_armed_restored_and_accepted_from_records():
     assert level.level == 0.83 and level.since == "2026-03-05"
     assert healthy_level(recs, "roc_auc", before="2026-03-05") is None  # not yet on that day
     assert healthy_level(recs, "rmse") is None
-    assert healthy_level([*recs, _rec(LEVEL_EVENT, "2026-03-09", action=RESTORED, metric="roc_auc")],
-                         "roc_auc") is None
-    assert healthy_level([*recs, _rec(LEVEL_EVENT, "2026-03-09", action=ACCEPTED, metric="roc_auc")],
-                         "roc_auc") is None
+    assert healthy_level([*recs, _rec(LEVEL_EVENT, "2026-03-09", action=RESTORED, metric="roc_auc")], "roc_auc") is None
+    assert healthy_level([*recs, _rec(LEVEL_EVENT, "2026-03-09", action=ACCEPTED, metric="roc_auc")], "roc_auc") is None
 
 
 def test_level_updates_arm_once_and_restore_within_min_effect():
-    test = {"metric": "roc_auc", "live": 0.70, "baseline": 0.83, "baseline_se": 0.004, "drop": 0.13,
-            "live_se": 0.01, "significant": True}
+    test = {
+        "metric": "roc_auc",
+        "live": 0.70,
+        "baseline": 0.83,
+        "baseline_se": 0.004,
+        "drop": 0.13,
+        "live_se": 0.01,
+        "significant": True,
+    }
     armed = level_updates({"test": test}, None, min_effect=0.02, champion_version="3")
     assert [u["action"] for u in armed] == [ARMED] and armed[0]["level"] == 0.83
     level = healthy_level([_rec(LEVEL_EVENT, "2026-03-05", **armed[0])], "roc_auc")
     assert level_updates({"test": test}, level, min_effect=0.02, champion_version="3") == []  # still down
     back = {**test, "live": 0.82, "drop": 0.01, "significant": False}
     assert [u["action"] for u in level_updates({"test": back}, level, min_effect=0.02, champion_version="4")] == [
-        RESTORED]
+        RESTORED
+    ]
     assert level_updates({"performance": None}, None, min_effect=0.02, champion_version="4") == []
 
 
@@ -297,6 +319,8 @@ def test_a_shift_regime_gets_no_follow_ups_and_the_change_day_comes_in_order():
     # the champion's regime first, with its source; the estimate is then not computed
     assert training_change(shifted, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == Change("2026-02-09", "shift")
     assert not called
-    assert training_change({}, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == Change("2026-02-11", "performance")
+    assert training_change({}, dt.date(2026, 2, 1), estimate, lambda: rebase, "5") == Change(
+        "2026-02-11", "performance"
+    )
     assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: rebase, "5") == Change("2026-02-04", "shift")
     assert training_change({}, dt.date(2026, 2, 1), lambda: None, lambda: [], "5") is NO_CHANGE

@@ -85,10 +85,12 @@ def test_regression_rmse_becomes_r2_with_the_days_target_variance():
 
 
 def test_requests_include_throttled_and_rollback_but_not_the_first_model():
-    decisions = [{"day": day(0), "action": "retrain", "reasons": ["no champion yet"]},
-                 {"day": day(1), "action": "healthy", "reasons": ["no trigger fired"]},
-                 {"day": day(2), "action": "healthy", "throttled": True, "reasons": ["data drift: 50%"]},
-                 {"day": day(3), "action": "rollback", "reasons": ["rollback: ..."]},
-                 {"day": day(4), "action": "healthy", "reasons": ["data drift: 40% of features drifted"]}]
+    decisions = [
+        {"day": day(0), "action": "retrain", "reasons": ["no champion yet"]},
+        {"day": day(1), "action": "healthy", "reasons": ["no trigger fired"]},
+        {"day": day(2), "action": "healthy", "throttled": True, "reasons": ["data drift: 50%"]},
+        {"day": day(3), "action": "rollback", "reasons": ["rollback: ..."]},
+        {"day": day(4), "action": "healthy", "reasons": ["data drift: 40% of features drifted"]},
+    ]
     assert bench._requests(decisions, day(0)) == [day(2), day(3)]
     assert bench._flags(decisions, day(0)) == [day(2), day(3), day(4)]

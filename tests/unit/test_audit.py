@@ -39,8 +39,20 @@ from retrain_lib.audit import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-COLUMNS = ["seq", "time", "model", "event", "as_of", "actor", "before_version", "after_version", "reason", "details",
-           "prev_hash", "hash"]
+COLUMNS = [
+    "seq",
+    "time",
+    "model",
+    "event",
+    "as_of",
+    "actor",
+    "before_version",
+    "after_version",
+    "reason",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 def canonical_hash(row: dict) -> str:
@@ -80,11 +92,18 @@ def db(tmp_path) -> Path:
 @pytest.fixture
 def ledger(db) -> Ledger:
     led = Ledger(f"sqlite:///{db}")
-    led.append("credit", "monitor", as_of="2026-01-10", actor="monitor",
-               details={"drifted": ["income"], "share": 0.25})
+    led.append("credit", "monitor", as_of="2026-01-10", actor="monitor", details={"drifted": ["income"], "share": 0.25})
     led.append("demand", "retrain_started", as_of="2026-01-10", actor="scheduler")
-    led.append("credit", "promote", as_of="2026-01-11", actor="retrain", before="2", after="3", reason="drift",
-               details={"moves": [{"alias": "champion", "from": "2", "to": "3"}]})
+    led.append(
+        "credit",
+        "promote",
+        as_of="2026-01-11",
+        actor="retrain",
+        before="2",
+        after="3",
+        reason="drift",
+        details={"moves": [{"alias": "champion", "from": "2", "to": "3"}]},
+    )
     led.append("credit", "rollback", as_of="2026-01-12", actor="alice", before="3", after="2", reason="bad AUC")
     return led
 
@@ -115,8 +134,20 @@ def test_append_returns_what_it_wrote_and_records_read_it_back(tmp_path):
     led = Ledger(f"sqlite:///{tmp_path / 'p.db'}")
     rec = led.append("m", "e", as_of=dt.date(2026, 1, 2), details={"x": 1})
     assert led.records() == [rec]
-    assert set(rec) == {"seq", "time", "model", "event", "as_of", "actor", "before", "after", "reason", "details",
-                        "prev", "hash"}
+    assert set(rec) == {
+        "seq",
+        "time",
+        "model",
+        "event",
+        "as_of",
+        "actor",
+        "before",
+        "after",
+        "reason",
+        "details",
+        "prev",
+        "hash",
+    }
     assert rec["as_of"] == "2026-01-02" and rec["details"] == {"x": 1} and rec["prev"] == GENESIS
     assert dt.datetime.fromisoformat(rec["time"]).utcoffset() == dt.timedelta(0)
     assert led.head() == {"seq": 0, "hash": rec["hash"]}
@@ -137,13 +168,32 @@ def test_a_new_database_is_empty_and_intact(tmp_path):
 
 def test_details_with_non_json_types_are_stored_as_json(tmp_path, db):
     led = Ledger(f"sqlite:///{db}")
-    rec = led.append("m", "e", details={
-        "f32": np.float32(0.5), "f64": np.float64(0.1), "i": np.int64(3), "arr": np.array([1, 2]),
-        "day": dt.date(2026, 1, 1), "path": Path("/x"), "nan": float("nan"), "tuple": (1, 2),
+    rec = led.append(
+        "m",
+        "e",
+        details={
+            "f32": np.float32(0.5),
+            "f64": np.float64(0.1),
+            "i": np.int64(3),
+            "arr": np.array([1, 2]),
+            "day": dt.date(2026, 1, 1),
+            "path": Path("/x"),
+            "nan": float("nan"),
+            "tuple": (1, 2),
+            "nested": {"a": [1, {"b": None}]},
+        },
+    )
+    expected = {
+        "f32": 0.5,
+        "f64": 0.1,
+        "i": 3,
+        "arr": [1, 2],
+        "day": "2026-01-01",
+        "path": "/x",
+        "nan": None,
+        "tuple": [1, 2],
         "nested": {"a": [1, {"b": None}]},
-    })
-    expected = {"f32": 0.5, "f64": 0.1, "i": 3, "arr": [1, 2], "day": "2026-01-01", "path": "/x", "nan": None,
-                "tuple": [1, 2], "nested": {"a": [1, {"b": None}]}}
+    }
     assert rec["details"] == expected
     assert json.loads(raw_rows(db)[0]["details"]) == expected  # strict JSON: no NaN
     assert led.verify() == []
@@ -159,8 +209,10 @@ def test_rows_cannot_be_updated_or_deleted_through_sql(ledger, db):
 def test_seq_is_unique(ledger, db):
     row = raw_rows(db)[3]
     with sqlite3.connect(db) as con, pytest.raises(sqlite3.IntegrityError):
-        con.execute(f"INSERT INTO retrain_ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                    [row[c] for c in COLUMNS[:-1]] + ["f" * 64])
+        con.execute(
+            f"INSERT INTO retrain_ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [row[c] for c in COLUMNS[:-1]] + ["f" * 64],
+        )
 
 
 # -----------------------------------------------------------------------------------------
@@ -189,7 +241,8 @@ def test_edited_row_with_recomputed_hash_breaks_the_next_link(ledger, db):
     row["hash"] = canonical_hash(row)
     tamper(db, ("UPDATE retrain_ledger SET actor = ?, hash = ? WHERE seq = 1", (row["actor"], row["hash"])))
     assert ledger.verify() == [
-        "seq 2: prev_hash does not match the hash of seq 1 (a row before it was deleted or rewritten)"]
+        "seq 2: prev_hash does not match the hash of seq 1 (a row before it was deleted or rewritten)"
+    ]
 
 
 def test_rewritten_last_row_is_caught_by_the_head(ledger, db):
@@ -236,8 +289,11 @@ def test_a_rewrite_of_the_tail_and_the_head_is_not_detectable(ledger, db):
     Only a head hash anchored elsewhere shows it."""
     anchored = ledger.head()
     rows = raw_rows(db)
-    tamper(db, ("DELETE FROM retrain_ledger WHERE seq = 3", ()),
-           ("UPDATE retrain_ledger_head SET seq = 2, hash = ?", (rows[2]["hash"],)))
+    tamper(
+        db,
+        ("DELETE FROM retrain_ledger WHERE seq = 3", ()),
+        ("UPDATE retrain_ledger_head SET seq = 2, hash = ?", (rows[2]["hash"],)),
+    )
     assert ledger.verify() == []
     assert ledger.head() != anchored
 
@@ -378,12 +434,15 @@ def test_settings_find_the_database_url(tmp_path, monkeypatch):
     assert load_settings(cfg).database_url == f"sqlite:///{tmp_path / 'other.db'}"
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("postgresql://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
-    ("postgres://h/d", "postgresql+psycopg://h/d"),
-    ("postgresql+psycopg://h/d", "postgresql+psycopg://h/d"),
-    ("sqlite:////x/platform.db", "sqlite:////x/platform.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+        ("postgres://h/d", "postgresql+psycopg://h/d"),
+        ("postgresql+psycopg://h/d", "postgresql+psycopg://h/d"),
+        ("sqlite:////x/platform.db", "sqlite:////x/platform.db"),
+    ],
+)
 def test_postgres_urls_use_psycopg3(url, expected):
     assert normalise_url(url) == expected
 
@@ -402,13 +461,24 @@ def test_model_context_record_fills_the_champion_columns(tmp_path, monkeypatch):
 
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))
     ctx = ModelContext("credit_default", load_settings(_configs(tmp_path)))
-    rec = ctx.record("promote", "2026-02-01", "cli", {
-        "moves": [{"alias": "previous-champion", "from": None, "to": "1"},
-                  {"alias": "champion", "from": "1", "to": "2"}], "reason": "drift"})
+    rec = ctx.record(
+        "promote",
+        "2026-02-01",
+        "cli",
+        {
+            "moves": [
+                {"alias": "previous-champion", "from": None, "to": "1"},
+                {"alias": "champion", "from": "1", "to": "2"},
+            ],
+            "reason": "drift",
+        },
+    )
     plain = ctx.record("monitor", "2026-02-02", "cli", {"action": "healthy"})
     rows = raw_rows(tmp_path / "state" / "platform.db")
     assert [(r["model"], r["before_version"], r["after_version"], r["reason"]) for r in rows] == [
-        ("credit_default", "1", "2", "drift"), ("credit_default", None, None, "")]
+        ("credit_default", "1", "2", "drift"),
+        ("credit_default", None, None, ""),
+    ]
     assert (rec["before"], rec["after"], plain["before"]) == ("1", "2", None)
 
 
@@ -437,13 +507,32 @@ def history_ledger(tmp_path, monkeypatch) -> tuple[Path, Ledger]:
     led = Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}")
     m = "credit_default"
     led.append(m, "monitor", as_of="2026-01-09", actor="credit_default__monitor/r1", details={"action": "retrain"})
-    led.append(m, "promote", as_of="2026-01-10", actor="credit_default__retrain/r1", before=None, after="1",
-               reason="no champion yet", details={"moves": [{"alias": "champion", "from": None, "to": "1"}]})
-    led.append(m, "challenger", as_of="2026-01-15", details={"moves": [{"alias": "challenger", "from": None,
-                                                                         "to": "2"}]})
-    led.append(m, "promote", as_of="2026-01-20T06:00:00+00:00", actor="credit_default__retrain/r2",
-               reason="data drift", details={"moves": [{"alias": "previous-champion", "from": None, "to": "1"},
-                                                       {"alias": "champion", "from": "1", "to": "3"}]})
+    led.append(
+        m,
+        "promote",
+        as_of="2026-01-10",
+        actor="credit_default__retrain/r1",
+        before=None,
+        after="1",
+        reason="no champion yet",
+        details={"moves": [{"alias": "champion", "from": None, "to": "1"}]},
+    )
+    led.append(
+        m, "challenger", as_of="2026-01-15", details={"moves": [{"alias": "challenger", "from": None, "to": "2"}]}
+    )
+    led.append(
+        m,
+        "promote",
+        as_of="2026-01-20T06:00:00+00:00",
+        actor="credit_default__retrain/r2",
+        reason="data drift",
+        details={
+            "moves": [
+                {"alias": "previous-champion", "from": None, "to": "1"},
+                {"alias": "champion", "from": "1", "to": "3"},
+            ]
+        },
+    )
     led.append(m, "rollback", as_of="2026-01-22", actor="alice", before="3", after="1", reason="AUC dropped")
     led.append("daily_demand", "promote", as_of="2026-01-05", before=None, after="7")
     return cfg, led
@@ -453,7 +542,10 @@ def test_champion_changes_and_champion_at(history_ledger):
     _, led = history_ledger
     changes = champion_changes(led.records("credit_default"))
     assert [(c["seq"], c["event"], c["from"], c["to"]) for c in changes] == [
-        (1, "promote", None, "1"), (3, "promote", "1", "3"), (4, "rollback", "3", "1")]
+        (1, "promote", None, "1"),
+        (3, "promote", "1", "3"),
+        (4, "rollback", "3", "1"),
+    ]
     assert changes[1]["effective"] == "2026-01-20T06:00:00+00:00" and changes[1]["reason"] == "data drift"
 
     def at(text):
@@ -488,23 +580,29 @@ def test_cli_history_lists_champion_changes(history_ledger, capsys):
     assert code == 0
     res = json.loads(out)
     assert res["model"] == "credit_default"
-    assert [(c["time"] is not None, c["as_of"], c["from"], c["to"], c["reason"], c["actor"], c["seq"])
-            for c in res["changes"]] == [
+    assert [
+        (c["time"] is not None, c["as_of"], c["from"], c["to"], c["reason"], c["actor"], c["seq"])
+        for c in res["changes"]
+    ] == [
         (True, "2026-01-10", None, "1", "no champion yet", "credit_default__retrain/r1", 1),
         (True, "2026-01-20T06:00:00+00:00", "1", "3", "data drift", "credit_default__retrain/r2", 3),
-        (True, "2026-01-22", "3", "1", "AUC dropped", "alice", 4)]
+        (True, "2026-01-22", "3", "1", "AUC dropped", "alice", 4),
+    ]
     code, out, _ = _cli(cfg, "history", "credit_default", capsys=capsys)
     assert code == 0 and "1 -> 3" in out and "AUC dropped" in out
 
 
-@pytest.mark.parametrize(("at", "champion", "seq"), [
-    ("2026-01-09", None, None),  # before the first promotion
-    ("2026-01-10", "1", 1),  # a date is the end of that day: the promotion of that day counts
-    ("2026-01-20", "3", 3),
-    ("2026-01-20T05:00:00+00:00", "1", 1),
-    ("2026-01-20T08:00:00+02:00", "3", 3),
-    ("2026-02-01", "1", 4),
-])
+@pytest.mark.parametrize(
+    ("at", "champion", "seq"),
+    [
+        ("2026-01-09", None, None),  # before the first promotion
+        ("2026-01-10", "1", 1),  # a date is the end of that day: the promotion of that day counts
+        ("2026-01-20", "3", 3),
+        ("2026-01-20T05:00:00+00:00", "1", 1),
+        ("2026-01-20T08:00:00+02:00", "3", 3),
+        ("2026-02-01", "1", 4),
+    ],
+)
 def test_cli_history_at_answers_what_was_champion_and_why(history_ledger, capsys, at, champion, seq):
     cfg, _ = history_ledger
     code, out, _ = _cli(cfg, "history", "credit_default", "--at", at, "--format", "json", capsys=capsys)
@@ -559,8 +657,13 @@ def test_cli_entry_point_exit_codes_and_help(history_ledger, tmp_path):
     env = {"RETRAIN_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
 
     def run(*argv):
-        return subprocess.run([sys.executable, "-m", "retrain_lib", "--config-dir", str(cfg), *argv], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "retrain_lib", "--config-dir", str(cfg), *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     ok = run("ledger", "verify", "--format", "json")
     assert ok.returncode == 0, ok.stderr
@@ -580,22 +683,40 @@ def test_cli_entry_point_exit_codes_and_help(history_ledger, tmp_path):
 def _monitor(as_of, champion, live, labels=500, window_end=None):
     signals = [{"signal": "drift", "triggered": False, "value": 0.1, "threshold": 0.5, "detail": {}}]
     if live is not None:
-        signals.append({"signal": "performance", "triggered": False, "value": live, "threshold": 7.0,
-                        "detail": {"labels": labels, "window": ["2026-02-20", window_end or as_of]}})
+        signals.append(
+            {
+                "signal": "performance",
+                "triggered": False,
+                "value": live,
+                "threshold": 7.0,
+                "detail": {"labels": labels, "window": ["2026-02-20", window_end or as_of]},
+            }
+        )
     return {"event": "monitor", "as_of": as_of, "details": {"champion_version": champion, "signals": signals}}
 
 
 def _promote(seq, as_of, before, after):
-    return {"seq": seq, "time": f"{as_of}T07:00:00+00:00", "event": "promote", "as_of": as_of, "actor": "dag",
-            "before": before, "after": after, "reason": "", "hash": str(seq),
-            "details": {"moves": [{"alias": "champion", "from": before, "to": after}]}}
+    return {
+        "seq": seq,
+        "time": f"{as_of}T07:00:00+00:00",
+        "event": "promote",
+        "as_of": as_of,
+        "actor": "dag",
+        "before": before,
+        "after": after,
+        "reason": "",
+        "hash": str(seq),
+        "details": {"moves": [{"alias": "champion", "from": before, "to": after}]},
+    }
 
 
 def test_metric_recovery_reads_before_worst_and_after_the_retrain():
     records = [
         _promote(0, "2026-03-01", None, "1"),
-        _monitor("2026-03-02", "1", 5.0), _monitor("2026-03-03", "1", 5.2),
-        _monitor("2026-03-04", "1", 9.0), _monitor("2026-03-05", "1", 11.0),
+        _monitor("2026-03-02", "1", 5.0),
+        _monitor("2026-03-03", "1", 5.2),
+        _monitor("2026-03-04", "1", 9.0),
+        _monitor("2026-03-05", "1", 11.0),
         _promote(5, "2026-03-05", "1", "2"),
         _monitor("2026-03-06", "2", None),  # no matured labels yet for v2
         _monitor("2026-03-07", "2", 6.0),
@@ -607,15 +728,25 @@ def test_metric_recovery_reads_before_worst_and_after_the_retrain():
     assert (r.after.as_of, r.after.value, r.after.champion_version) == ("2026-03-08", 5.6, "2")
     assert r.retrained == ("2",)
     assert r.recovered_share == pytest.approx((5.6 - 11.0) / (5.2 - 11.0))
-    assert [p.as_of for p in live_metric(records)] == ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05",
-                                                       "2026-03-07", "2026-03-08"]
+    assert [p.as_of for p in live_metric(records)] == [
+        "2026-03-02",
+        "2026-03-03",
+        "2026-03-04",
+        "2026-03-05",
+        "2026-03-07",
+        "2026-03-08",
+    ]
     higher = metric_recovery(records, metric="r2", greater_is_better=True, drift_start=dt.date(2026, 3, 4))
     assert higher.worst.value == 5.6  # the lowest is the worst when greater is better
 
 
 def test_metric_recovery_without_a_retrain_has_no_after():
-    records = [_promote(0, "2026-03-01", None, "1"), _monitor("2026-03-02", "1", 0.84),
-               _monitor("2026-03-04", "1", 0.70), _monitor("2026-03-05", "1", float("nan"))]
+    records = [
+        _promote(0, "2026-03-01", None, "1"),
+        _monitor("2026-03-02", "1", 0.84),
+        _monitor("2026-03-04", "1", 0.70),
+        _monitor("2026-03-05", "1", float("nan")),
+    ]
     r = metric_recovery(records, metric="roc_auc", greater_is_better=True, drift_start="2026-03-04")
     assert r.after is None and r.retrained == () and r.recovered_share is None
     assert (r.before.value, r.worst.value) == (0.84, 0.70)
@@ -623,10 +754,12 @@ def test_metric_recovery_without_a_retrain_has_no_after():
 
 def test_metric_recovery_sides_of_the_drift_by_the_days_the_labels_came_from():
     """Labels 3 days late: the checks of the first days after the drift measure days before it."""
-    records = [_promote(0, "2026-03-01", None, "1"),
-               _monitor("2026-03-04", "1", 0.85, window_end="2026-03-01"),
-               _monitor("2026-03-06", "1", 0.84, window_end="2026-03-03"),  # after the drift day, before its labels
-               _monitor("2026-03-08", "1", 0.72, window_end="2026-03-05")]
+    records = [
+        _promote(0, "2026-03-01", None, "1"),
+        _monitor("2026-03-04", "1", 0.85, window_end="2026-03-01"),
+        _monitor("2026-03-06", "1", 0.84, window_end="2026-03-03"),  # after the drift day, before its labels
+        _monitor("2026-03-08", "1", 0.72, window_end="2026-03-05"),
+    ]
     r = metric_recovery(records, metric="roc_auc", greater_is_better=True, drift_start="2026-03-04")
     assert (r.before.as_of, r.before.value) == ("2026-03-06", 0.84)
     assert (r.worst.as_of, r.worst.value) == ("2026-03-08", 0.72)

@@ -26,8 +26,12 @@ def small_config(tmp: Path, *, label_delay: int = 2, training_days: int = 7, **d
     timing would make two identical replays differ) and without Great Expectations (slow to
     import; validate_training_data still runs)."""
     raw = yaml.safe_load((PROJECT_ROOT / "configs/models/credit_default.yaml").read_text())
-    raw["training"] = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300},
-                       "seed": 1, "split": {"method": "time", "holdout_fraction": 0.25}}
+    raw["training"] = {
+        "estimator": "sklearn.linear_model.LogisticRegression",
+        "params": {"max_iter": 300},
+        "seed": 1,
+        "split": {"method": "time", "holdout_fraction": 0.25},
+    }
     raw["gates"] = [{"metric": "roc_auc", "max_regression": 0.01}, {"type": "leakage", "max_score": 0.98}]
     raw["windows"]["training_days"] = training_days
     raw["data"]["label_delay_days"] = label_delay
@@ -277,8 +281,9 @@ def test_identical_policies_decide_identically_even_with_a_latency_gate(covariat
     """The latency gate is wall-clock: it is measured once per trained model, so two policies
     with the same config take the same decisions (a busy machine cannot split them)."""
     cfg, data = covariate
-    timed = cfg.model_copy(update={"gates": [*cfg.gates, type(cfg.gates[0]).model_validate(
-        {"type": "latency", "max_ms": 1000})]})
+    timed = cfg.model_copy(
+        update={"gates": [*cfg.gates, type(cfg.gates[0]).model_validate({"type": "latency", "max_ms": 1000})]}
+    )
     days = [START + dt.timedelta(days=i) for i in range(9, 16)]
     policies = [bt.Policy(name, timed, floor=timed.schedule.retrain_floor) for name in ("a", "b")]
     runs = bt.run_policies(policies, bt.ReplaySettings(data), days, cache_dir=tmp_path)

@@ -28,17 +28,20 @@ from retrain_lib.drift import compute_drift, drift_for_config
 FAR = 0.01
 
 
-def frames(rng: np.random.Generator, n: int, m: int | None = None, *, shift: float = 0.0,
-           cat_shift: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames(
+    rng: np.random.Generator, n: int, m: int | None = None, *, shift: float = 0.0, cat_shift: float = 0.0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     m = n if m is None else m
 
     def one(size: int, mean: float, moved: float) -> pd.DataFrame:
         p = np.array([0.5 + moved, 0.3 - moved, 0.2])
-        return pd.DataFrame({
-            "x": rng.normal(mean, 1, size),
-            "y": rng.exponential(1.0, size),
-            "c": np.array(["a", "b", "c"])[rng.choice(3, size=size, p=p)],
-        })
+        return pd.DataFrame(
+            {
+                "x": rng.normal(mean, 1, size),
+                "y": rng.exponential(1.0, size),
+                "c": np.array(["a", "b", "c"])[rng.choice(3, size=size, p=p)],
+            }
+        )
 
     return one(n, 0.0, 0.0), one(m, shift, cat_shift)
 
@@ -48,8 +51,9 @@ def frames(rng: np.random.Generator, n: int, m: int | None = None, *, shift: flo
 # -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "m", "buckets", "far"), [(1000, 1000, 10, 0.01), (2000, 500, 5, 0.05),
-                                                        (10**6, 10**4, 20, 0.001)])
+@pytest.mark.parametrize(
+    ("n", "m", "buckets", "far"), [(1000, 1000, 10, 0.01), (2000, 500, 5, 0.05), (10**6, 10**4, 20, 0.001)]
+)
 def test_psi_null_threshold_is_the_chi2_formula(n, m, buckets, far):
     expected = stats.chi2.ppf(1 - far, buckets - 1) * (1 / n + 1 / m)
     assert psi_null_threshold(n, m, buckets, far) == pytest.approx(expected, rel=1e-12)
@@ -75,8 +79,9 @@ def test_auto_missing_share_threshold_is_the_two_proportion_formula():
     ref, cur = frames(rng, 4000, 1000)
     ref.loc[rng.random(4000) < 0.2, "x"] = np.nan
     cur.loc[rng.random(1000) < 0.2, "x"] = np.nan
-    report = compute_drift(ref, cur, numeric=["x"], categorical=[], per_feature={"x": ("missing_share", "auto")},
-                           multiple_testing="none")
+    report = compute_drift(
+        ref, cur, numeric=["x"], categorical=[], per_feature={"x": ("missing_share", "auto")}, multiple_testing="none"
+    )
     (f,) = report.features
     p = ref["x"].isna().mean()
     sd = math.sqrt(p * (1 - p) * (1 / 4000 + 1 / 1000))
@@ -94,8 +99,9 @@ def test_auto_false_alarm_rate_on_unchanged_data_is_near_the_target():
     trials, alarms, tests = 300, 0, 0
     for _ in range(trials):
         ref, cur = frames(rng, 500)
-        report = compute_drift(ref, cur, numeric=["x", "y"], categorical=["c"], threshold="auto",
-                               multiple_testing="none")
+        report = compute_drift(
+            ref, cur, numeric=["x", "y"], categorical=["c"], threshold="auto", multiple_testing="none"
+        )
         alarms += sum(f.drifted for f in report.features)
         tests += len(report.features)
     # 900 tests at a target of 0.01: mean 9, sd about 3; 0.03 is far beyond noise
@@ -115,14 +121,24 @@ def test_auto_false_alarm_rate_small_samples_resampled():
     assert alarms / trials < 0.035
 
 
-@pytest.mark.parametrize(("method", "column"), [("psi", "x"), ("ks", "x"), ("js", "x"), ("wasserstein", "x"),
-                                                ("psi", "c"), ("chi2", "c"), ("linf", "c"), ("js", "c")])
+@pytest.mark.parametrize(
+    ("method", "column"),
+    [
+        ("psi", "x"),
+        ("ks", "x"),
+        ("js", "x"),
+        ("wasserstein", "x"),
+        ("psi", "c"),
+        ("chi2", "c"),
+        ("linf", "c"),
+        ("js", "c"),
+    ],
+)
 def test_auto_detects_a_clear_shift(method, column):
     rng = np.random.default_rng(11)
     ref, cur = frames(rng, 3000, shift=0.3, cat_shift=0.1)
     numeric, categorical = (["x"], []) if column == "x" else ([], ["c"])
-    report = compute_drift(ref, cur, numeric=numeric, categorical=categorical,
-                           per_feature={column: (method, "auto")})
+    report = compute_drift(ref, cur, numeric=numeric, categorical=categorical, per_feature={column: (method, "auto")})
     (f,) = report.features
     assert f.drifted, f.explain()
     assert "auto:" in f.explain()
@@ -146,8 +162,7 @@ def test_benjamini_hochberg_equals_scipy():
     for k in (1, 2, 7, 50):
         p = np.concatenate([rng.uniform(0, 1, k), rng.uniform(0, 0.001, k // 3)])
         p[: min(2, p.size)] = p[0]  # ties
-        np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p, method="bh"),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p, method="bh"), rtol=1e-12)
 
 
 def test_bh_decisions_in_compute_drift_match_scipy():
@@ -190,8 +205,12 @@ def test_persistent_alarm_examples_and_bad_parameters():
     with pytest.raises(ValueError, match="1 <= k <= n"):
         persistent_alarm([], True, 3, 2)
     summary = apply_persistence({"dataset_drift": True, "drifted_share": 0.5}, [True, False], k=2, n=3)
-    assert summary == {"dataset_drift": True, "drifted_share": 0.5, "dataset_drift_raw": True,
-                       "persistence": {"k": 2, "n": 3, "drifted_checks": 2}}
+    assert summary == {
+        "dataset_drift": True,
+        "drifted_share": 0.5,
+        "dataset_drift_raw": True,
+        "persistence": {"k": 2, "n": 3, "drifted_checks": 2},
+    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -206,8 +225,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_config_accepts_auto(tmp_path, retrain_cfg_model_yaml):
-    text = retrain_cfg_model_yaml.replace("  threshold: 0.2\n", "  threshold: auto\n  false_alarm_rate: 0.02\n"
-                                          "  persistence: {k: 2, n: 3}\n")
+    text = retrain_cfg_model_yaml.replace(
+        "  threshold: 0.2\n", "  threshold: auto\n  false_alarm_rate: 0.02\n  persistence: {k: 2, n: 3}\n"
+    )
     text = text.replace("{method: ks, threshold: 0.01}", "{method: ks, threshold: auto}")
     cfg = load_model_config(_write(tmp_path, text))
     assert cfg.drift.threshold == "auto"
@@ -216,9 +236,13 @@ def test_config_accepts_auto(tmp_path, retrain_cfg_model_yaml):
     assert (cfg.drift.persistence.k, cfg.drift.persistence.n) == (2, 3)
 
     rng = np.random.default_rng(8)
-    cols = {"tenure": lambda s: rng.normal(0, 1, s), "monthly_spend": lambda s: rng.gamma(2, 10, s),
-            "support_calls": lambda s: rng.poisson(2, s), "plan": lambda s: rng.choice(["a", "b"], s),
-            "region": lambda s: rng.choice(["n", "s", "e"], s)}
+    cols = {
+        "tenure": lambda s: rng.normal(0, 1, s),
+        "monthly_spend": lambda s: rng.gamma(2, 10, s),
+        "support_calls": lambda s: rng.poisson(2, s),
+        "plan": lambda s: rng.choice(["a", "b"], s),
+        "region": lambda s: rng.choice(["n", "s", "e"], s),
+    }
     ref = pd.DataFrame({k: f(3000) for k, f in cols.items()})
     cur = pd.DataFrame({k: f(2000) for k, f in cols.items()})
     report = drift_for_config(cfg, ref, cur)
@@ -235,19 +259,25 @@ def test_fixed_threshold_report_keeps_its_shape(tmp_path, retrain_cfg_model_yaml
     cur = ref.sample(frac=1.0, random_state=1).reset_index(drop=True)
     out = drift_for_config(cfg, ref, cur).to_dict()
     assert "calibration" not in out
-    assert all(set(f) == {"name", "method", "kind", "score", "p_value", "threshold", "drifted"} for f in out["features"])
+    assert all(
+        set(f) == {"name", "method", "kind", "score", "p_value", "threshold", "drifted"} for f in out["features"]
+    )
 
 
-@pytest.mark.parametrize(("old", "new", "field"), [
-    ("  threshold: 0.2\n", "  threshold: automatic\n", "drift.threshold"),
-    ("{method: ks, threshold: 0.01}", "{method: ks, threshold: automatic}", "drift.features.tenure.threshold"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("  threshold: 0.2\n", "  threshold: automatic\n", "drift.threshold"),
+        ("{method: ks, threshold: 0.01}", "{method: ks, threshold: automatic}", "drift.features.tenure.threshold"),
+    ],
+)
 def test_config_rejects_a_wrong_threshold_word(tmp_path, retrain_cfg_model_yaml, old, new, field):
     config, problems = check_model_file(_write(tmp_path, retrain_cfg_model_yaml.replace(old, new)))
     assert config is None
     assert [p.field for p in problems] == [field]
-    assert problems[0].reason == ("threshold must be a positive number or 'auto'. Got 'automatic' instead; "
-                                  "did you mean 'auto'?")
+    assert problems[0].reason == (
+        "threshold must be a positive number or 'auto'. Got 'automatic' instead; did you mean 'auto'?"
+    )
 
 
 def test_config_rejects_multiple_testing_without_auto(tmp_path, retrain_cfg_model_yaml):

@@ -133,7 +133,9 @@ def test_validate_uses_retrain_config_dir_env(capsys, monkeypatch, retrain_cfg_c
     # --config-dir wins over the environment
     clean = retrain_cfg_config_dir.parent / "clean"
     (clean / "models").mkdir(parents=True)
-    (clean / "models" / "daily_demand.yaml").write_text((retrain_cfg_config_dir / "models" / "daily_demand.yaml").read_text())
+    (clean / "models" / "daily_demand.yaml").write_text(
+        (retrain_cfg_config_dir / "models" / "daily_demand.yaml").read_text()
+    )
     code, out, _ = run(capsys, "--config-dir", str(clean), "config", "validate")
     assert code == 0 and "ok: 1 model config(s) valid: daily_demand" in out
 
@@ -159,14 +161,16 @@ def test_validate_honours_the_platform_estimator_allow_list(capsys, retrain_cfg_
     assert code == 0 and "churn_risk" in out
 
 
-def test_validate_reports_every_problem_of_every_file_in_one_pass(capsys, retrain_cfg_config_dir,
-                                                                  retrain_cfg_model_yaml):
+def test_validate_reports_every_problem_of_every_file_in_one_pass(
+    capsys, retrain_cfg_config_dir, retrain_cfg_model_yaml
+):
     """A misspelt estimator class, a misspelt param and a name that is not the file name come
     with the schema's own errors, all files at once, each with file, line, field and a
     "did you mean"."""
     models = retrain_cfg_config_dir / "models"
-    klass = edit(retrain_cfg_model_yaml, "sklearn.linear_model.LogisticRegression",
-                 "sklearn.linear_model.LogisticRegresion")
+    klass = edit(
+        retrain_cfg_model_yaml, "sklearn.linear_model.LogisticRegression", "sklearn.linear_model.LogisticRegresion"
+    )
     klass = edit(klass, "name: churn_risk", "name: churn_risks")
     klass = edit(klass, "  threshold: 0.2\n", "  treshold: 0.2\n")  # a schema error in the same file
     (models / "churn_risk.yaml").write_text(klass)
@@ -179,20 +183,25 @@ def test_validate_reports_every_problem_of_every_file_in_one_pass(capsys, retrai
     assert report["valid"] == SHIPPED
     got = {(Path(p["file"]).name, p["line"], p["field"]): p["reason"] for p in report["problems"]}
     assert got[("churn_risk.yaml", line_of(klass, "name: churn_risks"), "name")] == (
-        "model name 'churn_risks' does not match the file name 'churn_risk.yaml'")
+        "model name 'churn_risks' does not match the file name 'churn_risk.yaml'"
+    )
     assert got[("churn_risk.yaml", line_of(klass, "estimator:"), "training.estimator")].endswith(
-        "module 'sklearn.linear_model' has no 'LogisticRegresion'; did you mean 'LogisticRegression'?")
+        "module 'sklearn.linear_model' has no 'LogisticRegresion'; did you mean 'LogisticRegression'?"
+    )
     assert ("churn_risk.yaml", line_of(klass, "treshold"), "drift.treshold") in got
     assert got[("churn_param.yaml", line_of(param, "max_iters"), "training.params.max_iters")] == (
-        "'max_iters' is not a parameter of LogisticRegression; did you mean 'max_iter'?")
+        "'max_iters' is not a parameter of LogisticRegression; did you mean 'max_iter'?"
+    )
     assert len(got) == 4
 
 
 def test_validate_imports_no_heavy_library(retrain_cfg_config_dir):
-    code = ("import json, sys\nfrom retrain_lib.cli import main\n"
-            f"main(['--config-dir', {str(retrain_cfg_config_dir)!r}, 'config', 'validate'])\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'sklearn', 'numpy', 'scipy', 'pandas', 'mlflow'})))")
+    code = (
+        "import json, sys\nfrom retrain_lib.cli import main\n"
+        f"main(['--config-dir', {str(retrain_cfg_config_dir)!r}, 'config', 'validate'])\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sklearn', 'numpy', 'scipy', 'pandas', 'mlflow'})))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == []
@@ -200,7 +209,9 @@ def test_validate_imports_no_heavy_library(retrain_cfg_config_dir):
 
 def test_validate_reports_a_malicious_file_and_keeps_going(capsys, tmp_path, retrain_cfg_config_dir):
     marker = tmp_path / "pwned"
-    (retrain_cfg_config_dir / "models" / "evil.yaml").write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
+    (retrain_cfg_config_dir / "models" / "evil.yaml").write_text(
+        f'!!python/object/apply:os.system ["touch {marker}"]\n'
+    )
     (retrain_cfg_config_dir / "models" / "loop.yaml").write_text("name: &a [*a]\n")
     code, out, err = run(capsys, "--config-dir", str(retrain_cfg_config_dir), "config", "validate", "--format", "json")
     assert code == 2
@@ -276,7 +287,11 @@ def test_console_script_validate(retrain_script, tmp_path, retrain_cfg_config_di
     path, text = bad_config
     proc = subprocess.run(
         [str(retrain_script), "--config-dir", str(retrain_cfg_config_dir), "config", "validate"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     assert f"{path}:{line_of(text, 'treshold:')}:" in proc.stderr
@@ -286,7 +301,11 @@ def test_console_script_validate(retrain_script, tmp_path, retrain_cfg_config_di
     path.unlink()
     proc = subprocess.run(
         [str(retrain_script), "--config-dir", str(retrain_cfg_config_dir), "config", "validate"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "ok: 2 model config(s) valid" in proc.stdout
@@ -295,7 +314,11 @@ def test_console_script_validate(retrain_script, tmp_path, retrain_cfg_config_di
 def test_console_script_unknown_argument(retrain_script, tmp_path):
     proc = subprocess.run(
         [str(retrain_script), "config", "validate", "--nope"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "unrecognized arguments: --nope" in proc.stderr
@@ -304,7 +327,11 @@ def test_console_script_unknown_argument(retrain_script, tmp_path):
 def test_python_dash_m_schema_and_validate(tmp_path, retrain_cfg_config_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "retrain_lib", "config", "schema"],
-        capture_output=True, text=True, cwd=tmp_path, env=clean_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "properties" in json.loads(proc.stdout)
@@ -312,7 +339,11 @@ def test_python_dash_m_schema_and_validate(tmp_path, retrain_cfg_config_dir):
     env = clean_env() | {"RETRAIN_CONFIG_DIR": str(retrain_cfg_config_dir)}
     proc = subprocess.run(
         [sys.executable, "-m", "retrain_lib", "config", "validate", "--format", "json"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["valid"] == SHIPPED

@@ -19,15 +19,33 @@ CONFIG = REPO / "configs" / "models" / "credit_default.yaml"
 
 def retrain(*args, cwd=None):
     env = {**os.environ, "RETRAIN_CONFIG_DIR": str(REPO / "configs")}
-    return subprocess.run([sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "retrain_lib", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    proc = retrain("simulate", "--config", str(CONFIG), "--out", str(out), "--days", "12", "--drift-day", "8",
-                   "--drift-kind", "covariate", "--rows-per-day", "600", "--seed", "5", "--format", "json")
+    proc = retrain(
+        "simulate",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(out),
+        "--days",
+        "12",
+        "--drift-day",
+        "8",
+        "--drift-kind",
+        "covariate",
+        "--rows-per-day",
+        "600",
+        "--seed",
+        "5",
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["days"] == 12 and summary["drift_start"] == "2026-01-08"
@@ -35,8 +53,9 @@ def simulated(tmp_path_factory) -> Path:
 
 
 def drift_json(ref: Path, cur: Path, *extra):
-    proc = retrain("drift", "--reference", str(ref), "--current", str(cur), "--config", str(CONFIG),
-                   "--format", "json", *extra)
+    proc = retrain(
+        "drift", "--reference", str(ref), "--current", str(cur), "--config", str(CONFIG), "--format", "json", *extra
+    )
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else None, proc.stderr
 
 
@@ -55,8 +74,16 @@ def test_drift_json_contract_and_values_match_scipy(simulated):
     assert code == 1, err  # a dataset drift is a failed check
     assert out["dataset_drift"] is True
     names = [f["name"] for f in out["features"]]
-    assert set(names) == {"income", "debt_to_income", "credit_utilization", "age", "num_late_payments", "loan_amount",
-                          "region", "employment_type"}
+    assert set(names) == {
+        "income",
+        "debt_to_income",
+        "credit_utilization",
+        "age",
+        "num_late_payments",
+        "loan_amount",
+        "region",
+        "employment_type",
+    }
     for f in out["features"]:
         assert set(f) >= {"name", "method", "score", "p_value", "threshold", "drifted"}
     income = next(f for f in out["features"] if f["name"] == "income")
@@ -81,8 +108,9 @@ def test_drift_without_config_infers_feature_types(simulated, tmp_path):
     cur["income"] = cur["income"] * 1.5
     ref.to_csv(tmp_path / "ref.csv", index=False)
     cur.to_csv(tmp_path / "cur.csv", index=False)
-    proc = retrain("drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"),
-                   "--format", "json")
+    proc = retrain(
+        "drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"), "--format", "json"
+    )
     out = json.loads(proc.stdout)
     kinds = {f["name"]: (f["kind"], f["drifted"]) for f in out["features"]}
     assert kinds == {"income": ("numeric", True), "region": ("categorical", False)}
@@ -94,8 +122,11 @@ def test_drift_without_config_leaves_out_ids_and_timestamps(simulated, tmp_path)
     scored as features they drift by construction (PSI above 3) and fake a dataset drift."""
     ref = pd.read_parquet(simulated / "2026-01-02.parquet")
     assert {"application_id", "event_time"} <= set(ref.columns)
-    ref = ref.assign(row=np.arange(len(ref)), ticket=[f"t-{i:05d}" for i in range(len(ref))],
-                     stamp=ref["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    ref = ref.assign(
+        row=np.arange(len(ref)),
+        ticket=[f"t-{i:05d}" for i in range(len(ref))],
+        stamp=ref["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
     cur = ref.copy()
     cur["row"] += len(ref)
     cur["ticket"] = [f"u-{i:05d}" for i in range(len(cur))]
@@ -103,23 +134,43 @@ def test_drift_without_config_leaves_out_ids_and_timestamps(simulated, tmp_path)
     cur["stamp"] = cur["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
     ref.to_csv(tmp_path / "ref.csv", index=False)
     cur.to_csv(tmp_path / "cur.csv", index=False)
-    proc = retrain("drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"),
-                   "--format", "json")
+    proc = retrain(
+        "drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"), "--format", "json"
+    )
     assert proc.returncode == 0, proc.stderr  # the same rows with new ids and times: no drift
     out = json.loads(proc.stdout)
     assert [f["name"] for f in out["features"]] == [
-        "income", "debt_to_income", "credit_utilization", "age", "num_late_payments", "loan_amount", "region",
-        "employment_type"]
-    assert out["left_out"] == {"application_id": "id: named like one", "event_time": "timestamp: ISO date/time text",
-                               "row": "id: an increasing integer in every row",
-                               "ticket": "id: a different value in every row",
-                               "stamp": "timestamp: ISO date/time text"}
+        "income",
+        "debt_to_income",
+        "credit_utilization",
+        "age",
+        "num_late_payments",
+        "loan_amount",
+        "region",
+        "employment_type",
+    ]
+    assert out["left_out"] == {
+        "application_id": "id: named like one",
+        "event_time": "timestamp: ISO date/time text",
+        "row": "id: an increasing integer in every row",
+        "ticket": "id: a different value in every row",
+        "stamp": "timestamp: ISO date/time text",
+    }
     assert proc.stderr.startswith("note: left out 5 shared column(s) that are ids or timestamps")
     assert out["dataset_drift"] is False and out["drifted_share"] == 0
 
     # --keep scores one anyway (and it drifts: every id is new)
-    proc = retrain("drift", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv"),
-                   "--format", "json", "--keep", "ticket")
+    proc = retrain(
+        "drift",
+        "--reference",
+        str(tmp_path / "ref.csv"),
+        "--current",
+        str(tmp_path / "cur.csv"),
+        "--format",
+        "json",
+        "--keep",
+        "ticket",
+    )
     out = json.loads(proc.stdout)
     assert "ticket" in [f["name"] for f in out["features"] if f["drifted"]] and "ticket" not in out["left_out"]
 
@@ -128,8 +179,15 @@ def test_drift_refuses_files_without_shared_features(simulated, tmp_path):
     credit = simulated / "2026-01-02.parquet"
     other = tmp_path / "demand.csv"
     frame = pd.read_parquet(credit)
-    pd.DataFrame({"event_time": frame["event_time"], "store_id": range(len(frame)),
-                  "income": frame["income"], "price": 1.0, "promo": "yes"}).to_csv(other, index=False)
+    pd.DataFrame(
+        {
+            "event_time": frame["event_time"],
+            "store_id": range(len(frame)),
+            "income": frame["income"],
+            "price": 1.0,
+            "promo": "yes",
+        }
+    ).to_csv(other, index=False)
     proc = retrain("drift", "--reference", str(credit), "--current", str(other))
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith(f"error: {credit} and {other} share fewer than half of their columns")
@@ -154,8 +212,15 @@ def test_bad_paths_exit_2_with_the_file_named(tmp_path):
 
 
 def test_every_command_has_help():
-    for args in (["--help"], ["simulate", "--help"], ["drift", "--help"], ["monitor", "--help"],
-                 ["retrain", "--help"], ["config", "validate", "--help"], ["config", "schema", "--help"]):
+    for args in (
+        ["--help"],
+        ["simulate", "--help"],
+        ["drift", "--help"],
+        ["monitor", "--help"],
+        ["retrain", "--help"],
+        ["config", "validate", "--help"],
+        ["config", "schema", "--help"],
+    ):
         proc = retrain(*args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "usage:" in proc.stdout

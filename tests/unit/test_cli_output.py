@@ -41,10 +41,13 @@ def test_every_command_has_a_description_and_a_help_line():
 
 
 def test_every_option_and_argument_has_help():
-    missing = [(" ".join(path) or "retrain", action.option_strings[0] if action.option_strings else action.dest)
-               for path, parser in _commands() for action in parser._actions
-               if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction)
-               and not (action.help and action.help.strip() and action.help != argparse.SUPPRESS)]
+    missing = [
+        (" ".join(path) or "retrain", action.option_strings[0] if action.option_strings else action.dest)
+        for path, parser in _commands()
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction)
+        and not (action.help and action.help.strip() and action.help != argparse.SUPPRESS)
+    ]
     assert missing == []
 
 
@@ -64,8 +67,11 @@ def test_help_prints_and_exits_0(path, capsys):
 
 
 def test_table_columns_line_up_whatever_the_widths():
-    rows = [["2026-01-10", "1", "alice", "short"], ["2026-01-20T06:00:00+00:00", "12345", "a-very-long-actor/run", "x"],
-            ["d", "7", "", "a reason with spaces"]]
+    rows = [
+        ["2026-01-10", "1", "alice", "short"],
+        ["2026-01-20T06:00:00+00:00", "12345", "a-very-long-actor/run", "x"],
+        ["d", "7", "", "a reason with spaces"],
+    ]
     out = io.StringIO()
     cli._table(["effective", "seq", "actor", "reason"], rows, out, right={1})
     lines = out.getvalue().splitlines()
@@ -74,9 +80,9 @@ def test_table_columns_line_up_whatever_the_widths():
     ends = [i for i, ch in enumerate(rule) if ch == "-" and (i == len(rule) - 1 or rule[i + 1] == " ")]
     assert len(starts) == 4
     for line, cells in zip([lines[0], *lines[2:]], [["effective", "seq", "actor", "reason"], *rows]):
-        assert line[starts[0]:].startswith(cells[0]) and line[starts[2]:].startswith(cells[2])
-        assert line[starts[3]:] == cells[3]
-        assert line[:ends[1] + 1].endswith(cells[1])  # right-aligned numbers end at the column's end
+        assert line[starts[0] :].startswith(cells[0]) and line[starts[2] :].startswith(cells[2])
+        assert line[starts[3] :] == cells[3]
+        assert line[: ends[1] + 1].endswith(cells[1])  # right-aligned numbers end at the column's end
 
 
 def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_config_dir):
@@ -86,8 +92,15 @@ def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_con
     led = Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}")
     m = "credit_default"
     led.append(m, "promote", as_of="2026-01-10", actor="cli", after="1", reason="first")
-    led.append(m, "promote", as_of="2026-01-20T06:00:00+00:00", actor="credit_default__retrain/manual__2026-12-05T12:"
-               "58:35.619033+00:00", before="1", after="10", reason="data drift")
+    led.append(
+        m,
+        "promote",
+        as_of="2026-01-20T06:00:00+00:00",
+        actor="credit_default__retrain/manual__2026-12-05T12:58:35.619033+00:00",
+        before="1",
+        after="10",
+        reason="data drift",
+    )
     led.append(m, "rollback", as_of="2026-01-22", actor="alice", before="10", after="1", reason="AUC dropped")
     assert cli.main(["--config-dir", str(retrain_cfg_config_dir), "history", m]) == 0
     header, rule, *rows = capsys.readouterr().out.splitlines()
@@ -97,11 +110,16 @@ def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_con
     assert [header[i:].split("  ")[0].strip() for i in columns] == names
     arrows = {row.index(" -> ") for row in [header, *rows]}
     assert len(arrows) == 1  # the arrows line up
-    for row, (event, actor, reason) in zip(rows, [("promote", "cli", "first"), ("promote", "credit_default__retrain/"
-                                                  "manual__2026-12-05T12:58:35.619033+00:00", "data drift"),
-                                                  ("rollback", "alice", "AUC dropped")]):
-        assert row[columns[2]:].startswith(event) and row[columns[4]:].startswith(actor)
-        assert row[columns[5]:] == reason
+    for row, (event, actor, reason) in zip(
+        rows,
+        [
+            ("promote", "cli", "first"),
+            ("promote", "credit_default__retrain/manual__2026-12-05T12:58:35.619033+00:00", "data drift"),
+            ("rollback", "alice", "AUC dropped"),
+        ],
+    ):
+        assert row[columns[2] :].startswith(event) and row[columns[4] :].startswith(actor)
+        assert row[columns[5] :] == reason
 
 
 # -----------------------------------------------------------------------------------------
@@ -119,11 +137,14 @@ def _slow_command(args) -> int:
     return 0
 
 
-@pytest.mark.parametrize(("argv", "lines"), [
-    ([], ["step one", "trained m on 10 rows"]),
-    (["-q"], []),
-    (["--quiet"], []),
-])
+@pytest.mark.parametrize(
+    ("argv", "lines"),
+    [
+        ([], ["step one", "trained m on 10 rows"]),
+        (["-q"], []),
+        (["--quiet"], []),
+    ],
+)
 def test_slow_commands_print_progress_to_stderr(argv, lines, capsys, monkeypatch):
     import logging
     import re

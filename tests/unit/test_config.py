@@ -156,8 +156,12 @@ def test_misspelt_key_and_wrong_type_are_both_reported(tmp_path, retrain_cfg_mod
     assert rendered.startswith(f"{path}:{typo.line}:{typo.column}: drift.treshold: ")
     assert "\n    fix: " in rendered
     assert typo.to_dict() == {
-        "file": str(path), "line": typo.line, "column": typo.column,
-        "field": "drift.treshold", "reason": typo.reason, "fix": typo.fix,
+        "file": str(path),
+        "line": typo.line,
+        "column": typo.column,
+        "field": "drift.treshold",
+        "reason": typo.reason,
+        "fix": typo.fix,
     }
 
 
@@ -217,8 +221,12 @@ def test_literal_errors_suggest_the_right_value(tmp_path, retrain_cfg_model_yaml
     ("old", "new", "field", "suggestion"),
     [
         ("{metric: roc_auc, min: 0.6}", "{metric: roc_auc, mni: 0.6}", "gates[0].mni", "min"),
-        ("tenure: {method: ks, threshold: 0.01}", "tenure: {method: ks, treshold: 0.01}",
-         "drift.features.tenure.treshold", "threshold"),
+        (
+            "tenure: {method: ks, threshold: 0.01}",
+            "tenure: {method: ks, treshold: 0.01}",
+            "drift.features.tenure.treshold",
+            "threshold",
+        ),
         ("holdout_fraction: 0.25}", "holdout_fractoin: 0.25}", "training.split.holdout_fractoin", "holdout_fraction"),
         ("  max_drop: 0.05\n", "  max_dorp: 0.05\n", "performance.max_dorp", "max_drop"),
     ],
@@ -260,19 +268,23 @@ def test_value_errors_in_list_items_name_the_index(tmp_path, retrain_cfg_model_y
 
 CROSS_FIELD_CASES = {
     "gate metric of the other task": (
-        "{metric: roc_auc, min: 0.6}", "{metric: rmse, min: 0.6}",
+        "{metric: roc_auc, min: 0.6}",
+        "{metric: rmse, min: 0.6}",
         "gates[0].metric: 'rmse' is not a classification metric",
     ),
     "performance metric of the other task": (
-        "  metric: roc_auc\n  max_drop", "  metric: mae\n  max_drop",
+        "  metric: roc_auc\n  max_drop",
+        "  metric: mae\n  max_drop",
         "performance.metric: 'mae' is not a classification metric",
     ),
     "feature both numeric and categorical": (
-        "categorical: [plan, region]", "categorical: [plan, region, tenure]",
+        "categorical: [plan, region]",
+        "categorical: [plan, region, tenure]",
         "'tenure' is listed under both 'numeric' and 'categorical'",
     ),
     "target listed as a feature": (
-        "categorical: [plan, region]", "categorical: [plan, region, churned]",
+        "categorical: [plan, region]",
+        "categorical: [plan, region, churned]",
         "target 'churned' is also listed as a feature",
     ),
     "no features at all": (
@@ -281,42 +293,60 @@ CROSS_FIELD_CASES = {
         "declare at least one feature",
     ),
     "drift.features names an undeclared feature": (
-        "tenure: {method: ks", "tenur: {method: ks",
+        "tenure: {method: ks",
+        "tenur: {method: ks",
         "drift.features.tenur: 'tenur' is not a declared feature; did you mean 'tenure'?",
     ),
     "drift.exclude names an undeclared feature": (
-        "  drift_share: 0.3\n", "  drift_share: 0.3\n  exclude: [regoin]\n",
+        "  drift_share: 0.3\n",
+        "  drift_share: 0.3\n  exclude: [regoin]\n",
         "drift.exclude[0]: 'regoin' is not a declared feature; did you mean 'region'?",
     ),
     "segment is not categorical": (
-        "segments: [plan]", "segments: [tenure]",
+        "segments: [plan]",
+        "segments: [tenure]",
         "features.segments[0]: segment 'tenure' is not a categorical feature",
     ),
     "numeric-only drift method on a categorical feature": (
-        "tenure: {method: ks, threshold: 0.01}", "plan: {method: wasserstein}",
+        "tenure: {method: ks, threshold: 0.01}",
+        "plan: {method: wasserstein}",
         "drift.features.plan.method: 'wasserstein' needs a numeric feature",
     ),
     "canary steps not increasing": (
-        "canary_steps: [10, 50, 100]", "canary_steps: [10, 50, 50]", "canary_steps must increase strictly",
+        "canary_steps: [10, 50, 100]",
+        "canary_steps: [10, 50, 50]",
+        "canary_steps must increase strictly",
     ),
     "canary steps decreasing": (
-        "canary_steps: [10, 50, 100]", "canary_steps: [50, 10, 100]", "canary_steps must increase strictly",
+        "canary_steps: [10, 50, 100]",
+        "canary_steps: [50, 10, 100]",
+        "canary_steps must increase strictly",
     ),
     "canary step above 100": (
-        "canary_steps: [10, 50, 100]", "canary_steps: [10, 150]", "canary_steps must increase strictly",
+        "canary_steps: [10, 50, 100]",
+        "canary_steps: [10, 150]",
+        "canary_steps must increase strictly",
     ),
-    "canary step zero": ("canary_steps: [10, 50, 100]", "canary_steps: [0, 100]", "canary_steps must increase strictly"),
+    "canary step zero": (
+        "canary_steps: [10, 50, 100]",
+        "canary_steps: [0, 100]",
+        "canary_steps must increase strictly",
+    ),
     "gate min greater than max": (
-        "{metric: roc_auc, min: 0.6}", "{metric: roc_auc, min: 0.9, max: 0.5}", "min (0.9) is greater than max (0.5)",
+        "{metric: roc_auc, min: 0.6}",
+        "{metric: roc_auc, min: 0.9, max: 0.5}",
+        "min (0.9) is greater than max (0.5)",
     ),
     "gate without a bound": ("{metric: roc_auc, min: 0.6}", "{metric: roc_auc}", "a gate needs at least one of"),
     "gate with both relative bounds": (
-        "{metric: roc_auc, max_regression: 0.02}", "{metric: roc_auc, max_regression: 0.02, min_improvement: 0.01}",
+        "{metric: roc_auc, max_regression: 0.02}",
+        "{metric: roc_auc, max_regression: 0.02, min_improvement: 0.01}",
         "either max_regression or min_improvement",
     ),
     "bad cron": ('monitor: "0 6 * * *"', 'monitor: "every morning"', "'every morning' is not a cron expression"),
     "estimator that is not an import path": (
-        "estimator: sklearn.linear_model.LogisticRegression", "estimator: \"__import__('os').system\"",
+        "estimator: sklearn.linear_model.LogisticRegression",
+        "estimator: \"__import__('os').system\"",
         "is not an import path",
     ),
 }
@@ -463,7 +493,7 @@ def test_data_paths_must_stay_inside_the_data_root(tmp_path, retrain_cfg_model_y
         '!!python/object/apply:os.system ["touch {marker}"]\n',
         'name: !!python/object/apply:os.system ["touch {marker}"]\n',
         "tags:\n  team: !!python/object/apply:subprocess.call [[touch, {marker}]]\n",
-        "owner: !!python/object/new:os.system [\"touch {marker}\"]\n",
+        'owner: !!python/object/new:os.system ["touch {marker}"]\n',
     ],
 )
 def test_python_tags_are_rejected_and_never_executed(tmp_path, template):

@@ -58,8 +58,9 @@ def demand_cfg():
 def credit_root(tmp_path_factory, credit_cfg):
     """Covariate drift from day 11. Read-only: tests that modify files make a copy."""
     root = tmp_path_factory.mktemp("credit")
-    res = simulate(credit_cfg, root, days=DAYS, rows_per_day=ROWS, seed=3, drift_day=DRIFT_DAY,
-                   drift_kind="covariate", start=START)
+    res = simulate(
+        credit_cfg, root, days=DAYS, rows_per_day=ROWS, seed=3, drift_day=DRIFT_DAY, drift_kind="covariate", start=START
+    )
     return root, res
 
 
@@ -92,8 +93,11 @@ def test_one_feature_file_per_day(credit_root, credit_cfg):
         df = pd.read_parquet(feat_dir / f"{D(i).isoformat()}.parquet")
         total += len(df)
         assert 100 < len(df) < 300
-        assert list(df.columns) == [credit_cfg.data.id_column, credit_cfg.data.timestamp_column,
-                                    *credit_cfg.features.all]
+        assert list(df.columns) == [
+            credit_cfg.data.id_column,
+            credit_cfg.data.timestamp_column,
+            *credit_cfg.features.all,
+        ]
         assert credit_cfg.features.target not in df.columns  # labels live elsewhere
         assert (pd.to_datetime(df["event_time"]).dt.date == D(i)).all()
         assert (_day_of_id(df["application_id"]) == D(i)).all()
@@ -116,7 +120,9 @@ def test_labels_of_day_d_sit_in_partition_d_plus_delay(credit_root, credit_cfg):
         arrival = dt.date.fromisoformat(f.stem)
         assert set(labels.columns) == {"application_id", "defaulted"}
         assert (_day_of_id(labels["application_id"]) == arrival - dt.timedelta(days=delay)).all()
-        events = pd.read_parquet(root / credit_cfg.data.path / f"{(arrival - dt.timedelta(days=delay)).isoformat()}.parquet")
+        events = pd.read_parquet(
+            root / credit_cfg.data.path / f"{(arrival - dt.timedelta(days=delay)).isoformat()}.parquet"
+        )
         assert set(labels["application_id"]) == set(events["application_id"])
         assert set(labels["defaulted"].unique()) <= {0, 1}
         seen |= set(labels["application_id"])
@@ -130,8 +136,11 @@ def test_labels_of_day_d_sit_in_partition_d_plus_delay(credit_root, credit_cfg):
 
 def _labels_arrived_by(root: Path, cfg, as_of: dt.date) -> pd.DataFrame:
     """All labels whose partition date is <= as_of, read directly from the files."""
-    frames = [pd.read_parquet(p) for p in sorted((root / cfg.data.labels_path).glob("*.parquet"))
-              if dt.date.fromisoformat(p.stem) <= as_of]
+    frames = [
+        pd.read_parquet(p)
+        for p in sorted((root / cfg.data.labels_path).glob("*.parquet"))
+        if dt.date.fromisoformat(p.stem) <= as_of
+    ]
     if not frames:
         return pd.DataFrame(columns=["application_id", "defaulted"])
     return pd.concat(frames, ignore_index=True)
@@ -174,8 +183,11 @@ def test_window_bounds_and_defaults(credit_root, credit_cfg):
     assert known_days == {D(5), D(6), D(7)}
     with pytest.raises(DataError, match="after its end"):
         load_window(credit_cfg, root, D(9), D(5))
-    with pytest.raises(DataError, match=r"no parquet partitions.*has the data pipeline written them, "
-                                        r"and is data.path right\?$") as err:
+    with pytest.raises(
+        DataError,
+        match=r"no parquet partitions.*has the data pipeline written them, "
+        r"and is data.path right\?$",
+    ) as err:
         load_window(credit_cfg, root, D(40), D(45))
     assert "simulate" not in str(err.value)  # no demo-only advice in what a production alert quotes
     empty = load_window(credit_cfg, root, D(40), D(45), require_rows=False)
@@ -194,8 +206,14 @@ def test_target_in_feature_partitions_masked_by_delay(tmp_path, credit_cfg):
         days = pd.to_datetime(w.frame["event_time"]).dt.date
         assert (w.frame["__label_known"] == (days + dt.timedelta(days=3) <= D(off))).all()
         assert w.frame.loc[~w.frame["__label_known"], "defaulted"].isna().all()
-        raw = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "credit_default").glob("*.parquet"))
-                         if dt.date.fromisoformat(p.stem) <= D(off)], ignore_index=True)
+        raw = pd.concat(
+            [
+                pd.read_parquet(p)
+                for p in sorted((tmp_path / "credit_default").glob("*.parquet"))
+                if dt.date.fromisoformat(p.stem) <= D(off)
+            ],
+            ignore_index=True,
+        )
         merged = w.labelled.merge(raw, on="application_id", suffixes=("", "_raw"))
         assert len(merged) == len(w.labelled)
         assert (merged["defaulted"] == merged["defaulted_raw"]).all()
@@ -353,12 +371,17 @@ def test_covariate_drift_shifts_means_in_drift_days_only(credit_root, credit_cfg
         assert abs(df["age"].mean() - 42) < 3.5, i
     pre = load_window(credit_cfg, root, D(0), D(9)).frame
     post = load_window(credit_cfg, root, D(10), D(19)).frame
-    assert compute_feature_drift("u", pre["credit_utilization"], post["credit_utilization"],
-                                 method="psi", kind="numeric").drifted
+    assert compute_feature_drift(
+        "u", pre["credit_utilization"], post["credit_utilization"], method="psi", kind="numeric"
+    ).drifted
     assert not compute_feature_drift("a", pre["age"], post["age"], method="psi", kind="numeric").drifted
     first_half = load_window(credit_cfg, root, D(0), D(4)).frame
-    assert compute_feature_drift("u", pre["credit_utilization"], first_half["credit_utilization"],
-                                 method="psi", kind="numeric").score < 0.1
+    assert (
+        compute_feature_drift(
+            "u", pre["credit_utilization"], first_half["credit_utilization"], method="psi", kind="numeric"
+        ).score
+        < 0.1
+    )
 
 
 def test_no_drift_kind_none_and_days_validation(tmp_path, credit_cfg):
@@ -373,8 +396,16 @@ def test_no_drift_kind_none_and_days_validation(tmp_path, credit_cfg):
 
 
 def test_concept_drift_keeps_features_but_changes_target_relation(tmp_path, credit_cfg):
-    simulate(credit_cfg, tmp_path, days=DAYS, rows_per_day=ROWS, seed=5, drift_day=DRIFT_DAY,
-             drift_kind="concept", start=START)
+    simulate(
+        credit_cfg,
+        tmp_path,
+        days=DAYS,
+        rows_per_day=ROWS,
+        seed=5,
+        drift_day=DRIFT_DAY,
+        drift_kind="concept",
+        start=START,
+    )
     late = D(DAYS + 10)  # every label has arrived
     pre = load_window(credit_cfg, tmp_path, D(0), D(9), as_of=late).frame
     post = load_window(credit_cfg, tmp_path, D(10), D(19), as_of=late).frame
@@ -384,8 +415,10 @@ def test_concept_drift_keeps_features_but_changes_target_relation(tmp_path, cred
     for c in credit_cfg.features.categorical:
         assert compute_feature_drift(c, pre[c], post[c], method="psi", kind="categorical").score < 0.05, c
     # The relation changes: utilisation stops predicting default, loan size starts to.
-    auc = {name: (roc_auc_score(pre["defaulted"], pre[name]), roc_auc_score(post["defaulted"], post[name]))
-           for name in ("credit_utilization", "loan_amount")}
+    auc = {
+        name: (roc_auc_score(pre["defaulted"], pre[name]), roc_auc_score(post["defaulted"], post[name]))
+        for name in ("credit_utilization", "loan_amount")
+    }
     assert auc["credit_utilization"][0] - auc["credit_utilization"][1] > 0.07, auc
     assert auc["loan_amount"][1] - auc["loan_amount"][0] > 0.07, auc
 
@@ -400,8 +433,9 @@ def test_csv_format_round_trip(tmp_path, demand_cfg):
     res = simulate(demand_cfg, tmp_path, days=6, rows_per_day=80, seed=2, start=START)
     feat_dir = tmp_path / "daily_demand"
     assert sorted(p.name for p in feat_dir.glob("*.csv")) == [f"{D(i).isoformat()}.csv" for i in range(6)]
-    assert sorted(p.name for p in (feat_dir / "labels").glob("*.csv")) == [f"{D(i).isoformat()}.csv"
-                                                                         for i in range(1, 7)]
+    assert sorted(p.name for p in (feat_dir / "labels").glob("*.csv")) == [
+        f"{D(i).isoformat()}.csv" for i in range(1, 7)
+    ]
     assert res.label_files == 6
     w = load_window(demand_cfg, tmp_path, D(0), D(5), as_of=D(4))
     f = w.frame

@@ -465,16 +465,24 @@ def test_explain_and_top():
 
 def _frames(seed=0, n=3000):
     rng = np.random.default_rng(seed)
-    ref = pd.DataFrame({
-        "a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n), "c": rng.normal(0, 1, n), "d": rng.normal(0, 1, n),
-        "g": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2]),
-    })
-    cur = pd.DataFrame({
-        "a": rng.normal(1.0, 1, n),  # drifted
-        "b": rng.normal(0.6, 1, n),  # drifted
-        "c": rng.normal(0, 1, n), "d": rng.normal(0, 1, n),
-        "g": rng.choice(["x", "y", "z"], n, p=[0.2, 0.3, 0.5]),  # drifted
-    })
+    ref = pd.DataFrame(
+        {
+            "a": rng.normal(0, 1, n),
+            "b": rng.normal(0, 1, n),
+            "c": rng.normal(0, 1, n),
+            "d": rng.normal(0, 1, n),
+            "g": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "a": rng.normal(1.0, 1, n),  # drifted
+            "b": rng.normal(0.6, 1, n),  # drifted
+            "c": rng.normal(0, 1, n),
+            "d": rng.normal(0, 1, n),
+            "g": rng.choice(["x", "y", "z"], n, p=[0.2, 0.3, 0.5]),  # drifted
+        }
+    )
     return ref, cur
 
 
@@ -498,8 +506,9 @@ def test_compute_drift_default_threshold_applies_to_default_method():
     by = {f.name: f for f in rep.features}
     assert by["a"].threshold == 50.0 and not by["a"].drifted
     assert by["g"].threshold == 50.0  # categorical default is psi too: same default method
-    rep = compute_drift(ref, cur, numeric=["a"], categorical=["g"], method="ks", threshold=1e-300,
-                        categorical_method="chi2")
+    rep = compute_drift(
+        ref, cur, numeric=["a"], categorical=["g"], method="ks", threshold=1e-300, categorical_method="chi2"
+    )
     by = {f.name: f for f in rep.features}
     assert by["a"].method == "ks" and by["a"].threshold == 1e-300
     # the threshold belongs to ks; the categorical method keeps its own default
@@ -539,11 +548,17 @@ def test_drift_for_config_honours_exclude_and_overrides():
     n = 1000
 
     def frame(dow):
-        return pd.DataFrame({
-            "temperature": rng.normal(15, 4, n), "price": rng.normal(10, 1.5, n), "discount": rng.choice([0, 0.1], n),
-            "day_of_week": np.full(n, float(dow)), "store_size": rng.lognormal(6, 0.3, n),
-            "store_type": rng.choice(["small", "large"], n), "promo": rng.choice(["yes", "no"], n),
-        })
+        return pd.DataFrame(
+            {
+                "temperature": rng.normal(15, 4, n),
+                "price": rng.normal(10, 1.5, n),
+                "discount": rng.choice([0, 0.1], n),
+                "day_of_week": np.full(n, float(dow)),
+                "store_size": rng.lognormal(6, 0.3, n),
+                "store_type": rng.choice(["small", "large"], n),
+                "promo": rng.choice(["yes", "no"], n),
+            }
+        )
 
     rep = drift_for_config(demand, frame(0), frame(6))
     names = [f.name for f in rep.features]
@@ -599,10 +614,10 @@ def test_missing_share_is_the_absolute_change_of_the_missing_share():
     cur = [None] * 2 + ["a"] * 8
     r = compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical")
     assert r.score == pytest.approx(0.1, abs=1e-15)
-    assert compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical",
-                                 threshold=r.score).drifted
-    assert not compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical",
-                                     threshold=float(np.nextafter(r.score, 1))).drifted
+    assert compute_feature_drift("g", ref, cur, method="missing_share", kind="categorical", threshold=r.score).drifted
+    assert not compute_feature_drift(
+        "g", ref, cur, method="missing_share", kind="categorical", threshold=float(np.nextafter(r.score, 1))
+    ).drifted
     # infinities are values, not missing
     assert compute_feature_drift("x", [np.inf, 1.0], [1.0, 2.0], method="missing_share", kind="numeric").score == 0
 
@@ -634,8 +649,9 @@ def test_new_methods_are_registered_with_kinds_defaults_and_direction():
 def test_model_config_accepts_the_new_method_names():
     from retrain_lib.config import DriftTrigger
 
-    d = DriftTrigger.model_validate({"categorical_method": "unseen",
-                                     "features": {"region": {"method": "linf"}, "age": {"method": "missing_share"}}})
+    d = DriftTrigger.model_validate(
+        {"categorical_method": "unseen", "features": {"region": {"method": "linf"}, "age": {"method": "missing_share"}}}
+    )
     assert d.categorical_method == "unseen" and d.features["region"].method == "linf"
 
 
@@ -654,8 +670,9 @@ def test_prediction_drift_on_scores_and_labels():
     k = drift.prediction_drift(ref, cur, method="ks", threshold=0.01)
     assert k.p_value == pytest.approx(float(stats.ks_2samp(ref, cur).pvalue), abs=1e-12)
     assert k.drifted == (k.p_value <= 0.01)
-    labels = drift.prediction_drift(np.array(["yes"] * 70 + ["no"] * 30), np.array(["yes"] * 40 + ["no"] * 60),
-                                    method="linf")
+    labels = drift.prediction_drift(
+        np.array(["yes"] * 70 + ["no"] * 30), np.array(["yes"] * 40 + ["no"] * 60), method="linf"
+    )
     assert labels.kind == "categorical" and labels.score == pytest.approx(0.3)
     with pytest.raises(ValueError, match="one-dimensional"):
         drift.prediction_drift(np.zeros((5, 2)), np.zeros((5, 2)))
@@ -672,8 +689,9 @@ def test_weighted_drifted_share():
     assert rep.drifted_share == pytest.approx(2 / 10) and not rep.dataset_drift
     assert rep.to_dict()["weights"] == pytest.approx({"a": 0.1, "b": 0.1, "c": 0.4, "d": 0.4, "g": 0.0})
     assert [f.drifted for f in rep.features] == [f.drifted for f in plain.features]  # only the share changes
-    rep = compute_drift(ref, cur, numeric=numeric, categorical=categorical, drift_share=0.5,
-                        weights={"a": 3, "g": np.float64(1.0)})  # c, d, b missing: weight 0
+    rep = compute_drift(
+        ref, cur, numeric=numeric, categorical=categorical, drift_share=0.5, weights={"a": 3, "g": np.float64(1.0)}
+    )  # c, d, b missing: weight 0
     assert rep.drifted_share == pytest.approx(1.0) and rep.dataset_drift
     with pytest.raises(ValueError, match="non-negative finite numbers"):
         compute_drift(ref, cur, numeric=numeric, categorical=[], weights={"a": -1.0})
@@ -683,8 +701,11 @@ def test_weighted_drifted_share():
 
 def test_binning_option_is_validated():
     ref, cur = _frames()
-    with pytest.raises(ValueError, match=r"'binning' parameter of compute_drift must be 'quantile' or "
-                                         r"'sturges_combined'. Got 'sturges' instead"):
+    with pytest.raises(
+        ValueError,
+        match=r"'binning' parameter of compute_drift must be 'quantile' or "
+        r"'sturges_combined'. Got 'sturges' instead",
+    ):
         compute_drift(ref, cur, numeric=["a"], categorical=[], binning="sturges")
     with pytest.raises(ValueError, match="'binning' parameter of compute_feature_drift"):
         compute_feature_drift("a", ref["a"], cur["a"], method="psi", kind="numeric", binning="x")

@@ -21,15 +21,23 @@ def test_history_is_raw_drift_of_earlier_days_oldest_first(tmp_path, monkeypatch
     ctx = ModelContext("credit_default", load_settings(cfg_dir))
     ledger = ctx.settings.ledger_path
     share = ctx.cfg.drift.drift_share
-    record_decision(ledger, model="credit_default", event="monitor", as_of="2026-02-02",
-                    details={"dataset_drift_raw": True, "drifted_share": 0.0})
-    record_decision(ledger, model="credit_default", event="monitor", as_of="2026-02-01",
-                    details={"drifted_share": share})  # an older record: raw value rebuilt from the share
-    record_decision(ledger, model="daily_demand", event="monitor", as_of="2026-02-01",
-                    details={"dataset_drift_raw": True})  # another model
+    record_decision(
+        ledger,
+        model="credit_default",
+        event="monitor",
+        as_of="2026-02-02",
+        details={"dataset_drift_raw": True, "drifted_share": 0.0},
+    )
+    record_decision(
+        ledger, model="credit_default", event="monitor", as_of="2026-02-01", details={"drifted_share": share}
+    )  # an older record: raw value rebuilt from the share
+    record_decision(
+        ledger, model="daily_demand", event="monitor", as_of="2026-02-01", details={"dataset_drift_raw": True}
+    )  # another model
     record_decision(ledger, model="credit_default", event="promote", as_of="2026-02-02", details={})
-    record_decision(ledger, model="credit_default", event="monitor", as_of="2026-02-03",
-                    details={"dataset_drift_raw": False})  # the day being checked: not history
+    record_decision(
+        ledger, model="credit_default", event="monitor", as_of="2026-02-03", details={"dataset_drift_raw": False}
+    )  # the day being checked: not history
     history = drift_history(ctx, dt.date(2026, 2, 3))
     assert history == [True, True]
     assert persistent_alarm(history, False, k=2, n=3) is True

@@ -176,8 +176,9 @@ def test_sturges_shares_equal_evidently_binned_data(ev, seed):
             np.testing.assert_allclose(ours_r, ev_r, rtol=0, atol=1e-15)
             np.testing.assert_allclose(ours_c, ev_c, rtol=0, atol=1e-15)
             edges = sturges_edges(r, c)
-            np.testing.assert_array_equal(edges, np.histogram_bin_edges(np.concatenate([finite(r), finite(c)]),
-                                                                        bins="sturges"))
+            np.testing.assert_array_equal(
+                edges, np.histogram_bin_edges(np.concatenate([finite(r), finite(c)]), bins="sturges")
+            )
         else:  # one bucket per value; Evidently's order is a set's: compare as multisets
             np.testing.assert_allclose(np.sort(ours_r), np.sort(ev_r), rtol=0, atol=1e-15)
         # Evidently's shares fed to our shares-level functions give Evidently's scores
@@ -279,10 +280,12 @@ def test_ks_p_values_equal_scipy_and_evidently(ev, seed):
 
 def test_ks_large_samples_use_the_asymptotic_distribution_like_scipy():
     rng = np.random.default_rng(9)
-    ref = pd.DataFrame({"a": rng.normal(0, 1, 12_000), "b": rng.poisson(4, 12_000).astype(float),
-                        "c": rng.normal(0, 1, 12_000)})
-    cur = pd.DataFrame({"a": rng.normal(0.03, 1, 10_001), "b": rng.poisson(4.1, 10_001).astype(float),
-                        "c": rng.normal(0, 1, 10_001)})
+    ref = pd.DataFrame(
+        {"a": rng.normal(0, 1, 12_000), "b": rng.poisson(4, 12_000).astype(float), "c": rng.normal(0, 1, 12_000)}
+    )
+    cur = pd.DataFrame(
+        {"a": rng.normal(0.03, 1, 10_001), "b": rng.poisson(4.1, 10_001).astype(float), "c": rng.normal(0, 1, 10_001)}
+    )
     cur.loc[::7, "c"] = np.nan
     rep = compute_drift(ref, cur, numeric=["a", "b", "c"], categorical=[], method="ks")
     for f in rep.features:
@@ -298,7 +301,10 @@ def test_ks_falls_back_to_scipy_when_its_internals_move(monkeypatch):
     monkeypatch.setattr(drift, "_ks_from_statistic", lambda d, n1, n2: None)
     f = compute_drift(ref, cur, numeric=["a"], categorical=[], method="ks").features[0]
     expected = stats.ks_2samp(ref["a"], cur["a"])
-    assert (f.score, f.p_value) == (pytest.approx(expected.statistic, abs=SAME), pytest.approx(expected.pvalue, abs=SAME))
+    assert (f.score, f.p_value) == (
+        pytest.approx(expected.statistic, abs=SAME),
+        pytest.approx(expected.pvalue, abs=SAME),
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -306,13 +312,23 @@ def test_ks_falls_back_to_scipy_when_its_internals_move(monkeypatch):
 # -----------------------------------------------------------------------------------------
 
 
-def assert_same_as_per_column(ref, cur, numeric, categorical, *, method="psi", categorical_method="psi",
-                              bins=10, binning="quantile"):
-    rep = compute_drift(ref, cur, numeric=numeric, categorical=categorical, method=method,
-                        categorical_method=categorical_method, bins=bins, binning=binning)
+def assert_same_as_per_column(
+    ref, cur, numeric, categorical, *, method="psi", categorical_method="psi", bins=10, binning="quantile"
+):
+    rep = compute_drift(
+        ref,
+        cur,
+        numeric=numeric,
+        categorical=categorical,
+        method=method,
+        categorical_method=categorical_method,
+        bins=bins,
+        binning=binning,
+    )
     for f in rep.features:
-        one = compute_feature_drift(f.name, ref[f.name], cur[f.name], method=f.method, kind=f.kind, bins=bins,
-                                    binning=binning)
+        one = compute_feature_drift(
+            f.name, ref[f.name], cur[f.name], method=f.method, kind=f.kind, bins=bins, binning=binning
+        )
         if math.isinf(one.score) or math.isnan(one.score):
             assert f.score == one.score or (math.isnan(f.score) and math.isnan(one.score)), (f, one)
         else:
@@ -375,8 +391,10 @@ def test_vectorised_blocks_give_the_same_scores(monkeypatch):
     """Columns are processed in blocks of bounded size; the block size changes no score."""
     rng = np.random.default_rng(12)
     ref, cur = numeric_frames(rng, 3, k=9)
-    full = {m: scores(compute_drift(ref, cur, numeric=list(ref.columns), categorical=[], method=m))
-            for m in ("psi", "ks", "wasserstein")}
+    full = {
+        m: scores(compute_drift(ref, cur, numeric=list(ref.columns), categorical=[], method=m))
+        for m in ("psi", "ks", "wasserstein")
+    }
     monkeypatch.setattr(drift, "_BLOCK_ELEMENTS", 1)  # one column per block
     for m, expected in full.items():
         assert scores(compute_drift(ref, cur, numeric=list(ref.columns), categorical=[], method=m)) == expected

@@ -50,7 +50,11 @@ def test_agrees_with_the_imported_class_for_every_sklearn_estimator():
         info = describe_estimator(path)
         sig = inspect.signature(cls.__init__).parameters
         params = {k for k, p in sig.items() if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        got = None if info is None else (set(info.params or ()), info.abstract, "sample_weight" in (info.fit_params or ()))
+        got = (
+            None
+            if info is None
+            else (set(info.params or ()), info.abstract, "sample_weight" in (info.fit_params or ()))
+        )
         if got != (params, inspect.isabstract(cls), accepts_sample_weight(cls)):
             wrong.append((path, got))
         elif check_estimator(path, dict.fromkeys(params, 1)):
@@ -61,37 +65,51 @@ def test_agrees_with_the_imported_class_for_every_sklearn_estimator():
 def test_a_misspelt_class_module_or_param_gets_a_did_you_mean():
     [(loc, reason, fix)] = check_estimator("sklearn.ensemble.HistGradientBoostingClasifier", {})
     assert loc == ("training", "estimator")
-    assert reason.endswith("module 'sklearn.ensemble' has no 'HistGradientBoostingClasifier'; "
-                           "did you mean 'HistGradientBoostingClassifier'?")
+    assert reason.endswith(
+        "module 'sklearn.ensemble' has no 'HistGradientBoostingClasifier'; "
+        "did you mean 'HistGradientBoostingClassifier'?"
+    )
     [(loc, reason, _)] = check_estimator("sklearn.ensembl.RandomForestClassifier", {})
-    assert loc == ("training", "estimator") and "there is no module 'sklearn.ensembl'; did you mean 'ensemble'?" in reason
+    assert (
+        loc == ("training", "estimator") and "there is no module 'sklearn.ensembl'; did you mean 'ensemble'?" in reason
+    )
     problems = check_estimator(HGB, {"max_iters": 100, "learning_rate": 0.1, "colour": "red"})
     assert [(loc, reason) for loc, reason, _ in problems] == [
-        (("training", "params", "max_iters"),
-         "'max_iters' is not a parameter of HistGradientBoostingClassifier; did you mean 'max_iter'?"),
+        (
+            ("training", "params", "max_iters"),
+            "'max_iters' is not a parameter of HistGradientBoostingClassifier; did you mean 'max_iter'?",
+        ),
         (("training", "params", "colour"), "'colour' is not a parameter of HistGradientBoostingClassifier"),
     ]
     assert "max_leaf_nodes" in problems[0][2]
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("sklearn.utils.all_estimators", "is not a scikit-learn estimator class (it is a function)"),
-    ("sklearn.base.defaultdict", "outside the allowed estimator modules (sklearn.): sklearn.base re-exports it"),
-    ("sklearn.base.BaseEstimator", "(sklearn.base.BaseEstimator has no fit)"),
-    ("sklearn.linear_model.LinearRegressionX", "did you mean 'LinearRegression'?"),
-    ("sklearnx.evil.Model", "is outside the allowed estimator modules (sklearn.)"),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("sklearn.utils.all_estimators", "is not a scikit-learn estimator class (it is a function)"),
+        ("sklearn.base.defaultdict", "outside the allowed estimator modules (sklearn.): sklearn.base re-exports it"),
+        ("sklearn.base.BaseEstimator", "(sklearn.base.BaseEstimator has no fit)"),
+        ("sklearn.linear_model.LinearRegressionX", "did you mean 'LinearRegression'?"),
+        ("sklearnx.evil.Model", "is outside the allowed estimator modules (sklearn.)"),
+    ],
+)
 def test_refuses_what_is_not_an_allowed_estimator_class(path, expected):
     [(loc, reason, _)] = check_estimator(path, {})
     assert loc == ("training", "estimator") and expected in reason
 
 
 def test_recency_and_warm_start_need_what_the_class_offers():
-    problems = dict((loc[-1], reason) for loc, reason, _ in check_estimator(
-        "sklearn.neighbors.KNeighborsClassifier", {}, recency=True, warm_start=True))
-    assert problems == {"recency": "KNeighborsClassifier.fit does not accept sample_weight, so recent rows cannot "
-                                   "weigh more",
-                        "warm_start": "KNeighborsClassifier has no warm_start parameter"}
+    problems = dict(
+        (loc[-1], reason)
+        for loc, reason, _ in check_estimator(
+            "sklearn.neighbors.KNeighborsClassifier", {}, recency=True, warm_start=True
+        )
+    )
+    assert problems == {
+        "recency": "KNeighborsClassifier.fit does not accept sample_weight, so recent rows cannot weigh more",
+        "warm_start": "KNeighborsClassifier has no warm_start parameter",
+    }
     assert check_estimator(HGB, {}, recency=True, warm_start=True) == []
 
 
@@ -103,7 +121,8 @@ def acme(tmp_path, monkeypatch):
     (pkg / "_impl").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from ._impl.trees import Forest, Loose, Opaque\nfrom . import _impl\n")
     (pkg / "_impl" / "__init__.py").write_text("")
-    (pkg / "_impl" / "base.py").write_text(textwrap.dedent("""\
+    (pkg / "_impl" / "base.py").write_text(
+        textwrap.dedent("""\
         from abc import ABC, abstractmethod
 
         class Estimator(ABC):
@@ -117,8 +136,10 @@ def acme(tmp_path, monkeypatch):
         class Sized(Estimator):
             def __init__(self, n_trees=10, *, depth=None, seed=0):
                 self.n_trees, self.depth, self.seed = n_trees, depth, seed
-        """))
-    (pkg / "_impl" / "trees.py").write_text(textwrap.dedent("""\
+        """)
+    )
+    (pkg / "_impl" / "trees.py").write_text(
+        textwrap.dedent("""\
         from acme_models._impl import base
         from .base import Sized
         from missing_runtime_lib import Mystery
@@ -136,7 +157,8 @@ def acme(tmp_path, monkeypatch):
 
         class Opaque(Mystery):
             pass
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     estimators._find_module.cache_clear()  # each test has its own acme_models
     yield ["acme_models."]
@@ -165,8 +187,9 @@ def test_an_imported_module_of_the_same_name_does_not_stand_in_for_the_file(acme
     stale = tmp_path / "elsewhere" / "acme_models"
     stale.mkdir(parents=True)
     (stale / "__init__.py").write_text("class Other:\n    pass\n")
-    spec = importlib.util.spec_from_file_location("acme_models", stale / "__init__.py",
-                                                  submodule_search_locations=[str(stale)])
+    spec = importlib.util.spec_from_file_location(
+        "acme_models", stale / "__init__.py", submodule_search_locations=[str(stale)]
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setitem(sys.modules, "acme_models", module)

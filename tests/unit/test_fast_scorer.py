@@ -16,13 +16,20 @@ from retrain_lib.training import build_pipeline, xy
 
 
 def _cfg(task: str) -> ModelConfig:
-    return ModelConfig.model_validate({
-        "name": "m", "owner": "ml@example.com", "task": task,
-        "data": {"path": "m", "id_column": "id", "timestamp_column": "ts"},
-        "features": {"target": "y", "numeric": ["a", "b"], "categorical": ["plan", "region"]},
-        "training": {"estimator": "sklearn.linear_model.LogisticRegression" if task == "classification"
-                     else "sklearn.linear_model.Ridge"},
-    })
+    return ModelConfig.model_validate(
+        {
+            "name": "m",
+            "owner": "ml@example.com",
+            "task": task,
+            "data": {"path": "m", "id_column": "id", "timestamp_column": "ts"},
+            "features": {"target": "y", "numeric": ["a", "b"], "categorical": ["plan", "region"]},
+            "training": {
+                "estimator": "sklearn.linear_model.LogisticRegression"
+                if task == "classification"
+                else "sklearn.linear_model.Ridge"
+            },
+        }
+    )
 
 
 def _frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -50,9 +57,9 @@ def test_fast_scorer_equals_the_pipeline_with_missing_and_unknown_values(task):
     assert fast is not None
     records = [
         {"a": 0.5, "b": -1.0, "plan": "pro", "region": "north"},
-        {"a": None, "b": 2.0, "plan": None, "region": "south"},       # JSON nulls
+        {"a": None, "b": 2.0, "plan": None, "region": "south"},  # JSON nulls
         {"a": 1.0, "b": 0.0, "plan": float("nan"), "region": "east"},  # NaN and an unseen region
-        {"a": 1.0, "b": 0.0, "plan": "enterprise", "region": None},    # unseen plan
+        {"a": 1.0, "b": 0.0, "plan": "enterprise", "region": None},  # unseen plan
     ]
     want = predict_scores(model, schema.frame(records), task)
     np.testing.assert_allclose(fast(records), want, rtol=1e-9, atol=1e-12)

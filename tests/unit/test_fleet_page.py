@@ -28,19 +28,62 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"  # gates on roc_auc, brier and ece (configs/models/credit_default.yaml)
 # eight metrics; alphabetically roc_auc is the 8th, so a "first six" page would hide it
-METRICS = {"accuracy": 0.81, "average_precision": 0.42, "brier": 0.14, "ece": 0.02, "f1": 0.55, "log_loss": 0.44,
-           "precision": 0.61, "roc_auc": 0.83}
+METRICS = {
+    "accuracy": 0.81,
+    "average_precision": 0.42,
+    "brier": 0.14,
+    "ece": 0.02,
+    "f1": 0.55,
+    "log_loss": 0.44,
+    "precision": 0.61,
+    "roc_auc": 0.83,
+}
 FEATURES = [  # monitor.json of the last day: two distance methods and one p-value method
-    {"name": "age", "method": "psi", "kind": "numeric", "score": 0.1, "p_value": None, "threshold": 0.2,
-     "drifted": False},
-    {"name": "region", "method": "psi", "kind": "categorical", "score": 0.3, "p_value": None, "threshold": 0.2,
-     "drifted": True},
-    {"name": "debt_to_income", "method": "psi", "kind": "numeric", "score": 0.2, "p_value": None, "threshold": 0.2,
-     "drifted": True},
-    {"name": "income", "method": "ks", "kind": "numeric", "score": 0.09, "p_value": 1e-6, "threshold": 0.001,
-     "drifted": True},
-    {"name": "loan_amount", "method": "ks", "kind": "numeric", "score": 0.01, "p_value": 0.5, "threshold": 0.001,
-     "drifted": False},
+    {
+        "name": "age",
+        "method": "psi",
+        "kind": "numeric",
+        "score": 0.1,
+        "p_value": None,
+        "threshold": 0.2,
+        "drifted": False,
+    },
+    {
+        "name": "region",
+        "method": "psi",
+        "kind": "categorical",
+        "score": 0.3,
+        "p_value": None,
+        "threshold": 0.2,
+        "drifted": True,
+    },
+    {
+        "name": "debt_to_income",
+        "method": "psi",
+        "kind": "numeric",
+        "score": 0.2,
+        "p_value": None,
+        "threshold": 0.2,
+        "drifted": True,
+    },
+    {
+        "name": "income",
+        "method": "ks",
+        "kind": "numeric",
+        "score": 0.09,
+        "p_value": 1e-6,
+        "threshold": 0.001,
+        "drifted": True,
+    },
+    {
+        "name": "loan_amount",
+        "method": "ks",
+        "kind": "numeric",
+        "score": 0.01,
+        "p_value": 0.5,
+        "threshold": 0.001,
+        "drifted": False,
+    },
 ]
 # day -> (action, drifted share, live roc_auc or None, throttled)
 DAYS = {
@@ -56,8 +99,15 @@ DAYS = {
 def _signals(live):
     if live is None:
         return []
-    return [{"signal": "performance", "triggered": live < 0.8, "value": live, "threshold": 0.79,
-             "detail": {"baseline": 0.84, "level": "critical" if live < 0.79 else "ok"}}]
+    return [
+        {
+            "signal": "performance",
+            "triggered": live < 0.8,
+            "value": live,
+            "threshold": 0.79,
+            "detail": {"baseline": 0.84, "level": "critical" if live < 0.79 else "ok"},
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -74,48 +124,123 @@ def page_state(tmp_path_factory):
     ctx = ModelContext(MODEL, settings)
     client = ctx.client
     run_id = client.create_run(ctx.experiment_id()).info.run_id
-    registry.register_version(client, MODEL, run_id=run_id, source=f"runs:/{run_id}/model", tags={
-        **{f"metric.{k}": repr(v) for k, v in METRICS.items()}, "trained_as_of": "2026-01-31", "gates.passed": "true"})
+    registry.register_version(
+        client,
+        MODEL,
+        run_id=run_id,
+        source=f"runs:/{run_id}/model",
+        tags={
+            **{f"metric.{k}": repr(v) for k, v in METRICS.items()},
+            "trained_as_of": "2026-01-31",
+            "gates.passed": "true",
+        },
+    )
     registry.promote_champion(client, MODEL, "1", expected_champion=None)
-    client.log_text(run_id, json.dumps({"results": [
-        {"gate": "bootstrap", "metric": "roc_auc", "slice": "all", "threshold": -0.0, "observed": -0.00001,
-         "champion": None, "passed": True, "skipped": False,
-         "reason": "paired bootstrap of the roc_auc improvement: mean -0.0000 (not worse beyond noise)"}]}),
-        "gates/results.json")
+    client.log_text(
+        run_id,
+        json.dumps(
+            {
+                "results": [
+                    {
+                        "gate": "bootstrap",
+                        "metric": "roc_auc",
+                        "slice": "all",
+                        "threshold": -0.0,
+                        "observed": -0.00001,
+                        "champion": None,
+                        "passed": True,
+                        "skipped": False,
+                        "reason": "paired bootstrap of the roc_auc improvement: mean -0.0000 (not worse beyond noise)",
+                    }
+                ]
+            }
+        ),
+        "gates/results.json",
+    )
 
     report_dir = settings.reports_dir / MODEL / "2026-02-06"
     report_dir.mkdir(parents=True)
-    (report_dir / "monitor.json").write_text(json.dumps({"throttled": True, "drift": {
-        "features": FEATURES, "drifted_share": 0.6, "drift_share_threshold": 0.25}}))
+    (report_dir / "monitor.json").write_text(
+        json.dumps(
+            {"throttled": True, "drift": {"features": FEATURES, "drifted_share": 0.6, "drift_share_threshold": 0.25}}
+        )
+    )
 
     def monitor(day):
         action, share, live, throttled = DAYS[day]
         reasons = [f"data drift: {share:.0%}"] if share else ["no trigger fired"]
         if throttled:
             reasons.append("throttled: last retrain 1 day(s) ago (< min_retrain_interval_days 2)")
-        details = {"action": action, "reasons": reasons, "drifted_share": share, "signals": _signals(live),
-                   "top": [{k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
-                           for f in FEATURES[:1]]}
+        details = {
+            "action": action,
+            "reasons": reasons,
+            "drifted_share": share,
+            "signals": _signals(live),
+            "top": [
+                {k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")} for f in FEATURES[:1]
+            ],
+        }
         if day == "2026-02-06":
             details["report"] = str(report_dir / "monitor.json")
-        record_decision(settings, model=MODEL, event="monitor", as_of=day, actor="credit_default__monitor/x",
-                        details=details)
+        record_decision(
+            settings, model=MODEL, event="monitor", as_of=day, actor="credit_default__monitor/x", details=details
+        )
 
     for day in ("2026-02-01", "2026-02-02", "2026-02-04", "2026-02-06"):
         monitor(day)
-    record_decision(settings, model=MODEL, event="gates", as_of="2026-02-04", actor="credit_default__retrain/r1",
-                    details={"run_id": run_id, "passed": False, "failed": ["roc_auc 0.69 < 0.7"]})
-    record_decision(settings, model=MODEL, event="reject", as_of="2026-02-04", actor="credit_default__retrain/r1",
-                    details={"run_id": run_id, "failed": ["roc_auc 0.69 < 0.7"], "reason": "failed its gates"})
-    record_decision(settings, model=MODEL, event="promote", as_of="2026-02-02", before=None, after="1",
-                    reason="first <b>champion</b>", details={"version": "1", "mode": "direct"})
-    record_decision(settings, model=MODEL, event="gates", as_of="2026-02-06", actor="credit_default__retrain/r2",
-                    details={"run_id": run_id, "passed": True, "failed": []})
-    record_decision(settings, model=MODEL, event="no_gain", as_of="2026-02-06", actor="credit_default__retrain/r2",
-                    reason="the candidate is not better than the champion beyond noise",
-                    details={"outcome": "no_gain", "run_id": run_id})
-    record_decision(settings, model=MODEL, event="rollback", as_of="2026-02-01", before="2", after="1",
-                    reason="hand rollback", details={"version": "1"})
+    record_decision(
+        settings,
+        model=MODEL,
+        event="gates",
+        as_of="2026-02-04",
+        actor="credit_default__retrain/r1",
+        details={"run_id": run_id, "passed": False, "failed": ["roc_auc 0.69 < 0.7"]},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="reject",
+        as_of="2026-02-04",
+        actor="credit_default__retrain/r1",
+        details={"run_id": run_id, "failed": ["roc_auc 0.69 < 0.7"], "reason": "failed its gates"},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="promote",
+        as_of="2026-02-02",
+        before=None,
+        after="1",
+        reason="first <b>champion</b>",
+        details={"version": "1", "mode": "direct"},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="gates",
+        as_of="2026-02-06",
+        actor="credit_default__retrain/r2",
+        details={"run_id": run_id, "passed": True, "failed": []},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="no_gain",
+        as_of="2026-02-06",
+        actor="credit_default__retrain/r2",
+        reason="the candidate is not better than the champion beyond noise",
+        details={"outcome": "no_gain", "run_id": run_id},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="rollback",
+        as_of="2026-02-01",
+        before="2",
+        after="1",
+        reason="hand rollback",
+        details={"version": "1"},
+    )
     monitor("2026-02-05")  # written last, but not the latest day
     return SimpleNamespace(settings=settings, client=client, run_id=run_id, root=root)
 
@@ -187,8 +312,11 @@ def test_gated_metrics_are_shown_even_with_more_than_six_metrics(model_page):
     shown = [a["data-metric"] for a in model_page.find("th") if "data-metric" in a]
     assert shown[:3] == ["roc_auc", "brier", "ece"]  # the gates' metrics first, in config order
     assert shown == ["roc_auc", "brier", "ece", "accuracy", "average_precision", "f1"]
-    assert all("gated" in a.get("class", "") for a in model_page.find("th") if a.get("data-metric") in (
-        "roc_auc", "brier", "ece"))
+    assert all(
+        "gated" in a.get("class", "")
+        for a in model_page.find("th")
+        if a.get("data-metric") in ("roc_auc", "brier", "ece")
+    )
     assert not model_page.find("th", data_metric="precision")  # the rest stops at six
 
 
@@ -215,10 +343,14 @@ def test_chart_has_a_point_per_day_with_a_live_metric_and_a_bar_per_checked_day(
 def test_chart_marks_retrains_promotions_rollbacks_and_what_was_not_deployed(model_page):
     markers = {(a["data-day"], a["data-marker"]) for a in model_page.find("g", class_="marker")}
     assert markers == {
-        ("2026-02-01", "rollback"), ("2026-02-02", "promote"),
-        ("2026-02-04", "retrain"), ("2026-02-04", "rejected"),  # failed gates + reject: one marker
+        ("2026-02-01", "rollback"),
+        ("2026-02-02", "promote"),
+        ("2026-02-04", "retrain"),
+        ("2026-02-04", "rejected"),  # failed gates + reject: one marker
         ("2026-02-05", "throttled"),
-        ("2026-02-06", "retrain"), ("2026-02-06", "no_gain"), ("2026-02-06", "throttled"),
+        ("2026-02-06", "retrain"),
+        ("2026-02-06", "no_gain"),
+        ("2026-02-06", "throttled"),
     }
 
 
@@ -233,14 +365,19 @@ def test_rejected_and_no_gain_retrains_are_shown_as_such(app, fleet_page, model_
 
 def test_drift_bars_are_relative_to_each_features_threshold(model_page):
     rows = {a["data-feature"]: a["data-axis"] for a in model_page.find("tr") if "data-feature" in a}
-    assert rows == {"age": "distance", "region": "distance", "debt_to_income": "distance", "income": "p_value",
-                    "loan_amount": "p_value"}
+    assert rows == {
+        "age": "distance",
+        "region": "distance",
+        "debt_to_income": "distance",
+        "income": "p_value",
+        "loan_amount": "p_value",
+    }
     widths = [float(a["data-width"]) for a in model_page.find("svg", class_="bar")]
     # bar = 50 px at the threshold, 100 px (full) at twice the way there; the table's order
     assert widths == [
-        pytest.approx(25.0),   # age: psi 0.1 / 0.2
-        pytest.approx(75.0),   # region: psi 0.3 / 0.2 (the largest score does not set the scale)
-        pytest.approx(50.0),   # debt_to_income: psi at its threshold
+        pytest.approx(25.0),  # age: psi 0.1 / 0.2
+        pytest.approx(75.0),  # region: psi 0.3 / 0.2 (the largest score does not set the scale)
+        pytest.approx(50.0),  # debt_to_income: psi at its threshold
         pytest.approx(100.0),  # income: ks p 1e-6 vs 1e-3 = twice the decades
         pytest.approx(50 * 0.6931 / 6.9078, abs=0.05),  # loan_amount: ks p 0.5: log(0.5) / log(0.001)
     ]
@@ -279,16 +416,23 @@ def test_state_is_kept_until_the_ledger_moves(page_state, monkeypatch):
     app.get("/")
     app.get("/api/status")
     assert calls == []  # both from the state kept by the first page
-    record_decision(page_state.settings, model=MODEL, event="monitor", as_of="2026-02-07", actor="cli",
-                    details={"action": "retrain", "reasons": ["drift"], "drifted_share": 0.8, "signals": []})
+    record_decision(
+        page_state.settings,
+        model=MODEL,
+        event="monitor",
+        as_of="2026-02-07",
+        actor="cli",
+        details={"action": "retrain", "reasons": ["drift"], "drifted_share": 0.8, "signals": []},
+    )
     row = _Page(app.get("/").text).row_fields[MODEL]
     assert calls == [1] and (row["last-check"], row["action"]) == ("2026-02-07", "retrain")
 
 
 def test_gate_rows_carry_their_reason_and_show_no_negative_zero(app):
     page = app.get(f"/models/{MODEL}").text
-    row = re.search(r'<tr title="paired bootstrap of the roc_auc improvement[^"]*"><td>bootstrap</td>.*?</tr>', page,
-                    re.S)
+    row = re.search(
+        r'<tr title="paired bootstrap of the roc_auc improvement[^"]*"><td>bootstrap</td>.*?</tr>', page, re.S
+    )
     assert row, page
     cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(0))
     assert cells[:2] == ["0.0000", "0.0000"], cells  # observed -0.00001 and threshold -0.0
@@ -298,14 +442,25 @@ def test_chart_geometry():
     from retrain_airflow.charts import line_chart, threshold_bar, timeline_chart
 
     assert threshold_bar(1.0, drifted=True)["width"] == 50.0
-    assert threshold_bar(5.0, drifted=True) == {"width": 100.0, "tick": 50, "full": 100, "drifted": True,
-                                                     "clipped": True, "missing": False}
+    assert threshold_bar(5.0, drifted=True) == {
+        "width": 100.0,
+        "tick": 50,
+        "full": 100,
+        "drifted": True,
+        "clipped": True,
+        "missing": False,
+    }
     assert threshold_bar(None, drifted=False)["missing"] is True
     c = line_chart(["d1", "d2"], {"x": [1e-2, 1e-12]}, title="p", thresholds=[1e-3], p_values=True)
     assert [t["label"] for t in c["thresholds"]] == ["threshold 0.001"]
     assert [p["clipped"] for p in c["series"][0]["points"]] == [False, True]  # 5 decades shown: 1e-12 is beyond
-    t = timeline_chart([{"as_of": "2026-02-01", "live": 0.8, "markers": [{"kind": "promote"}]},
-                        {"as_of": "2026-02-02", "live": None, "drifted_share": 0.5, "action": "healthy",
-                         "throttled": True}], metric="roc_auc", drift_share_threshold=0.5)
+    t = timeline_chart(
+        [
+            {"as_of": "2026-02-01", "live": 0.8, "markers": [{"kind": "promote"}]},
+            {"as_of": "2026-02-02", "live": None, "drifted_share": 0.5, "action": "healthy", "throttled": True},
+        ],
+        metric="roc_auc",
+        drift_share_threshold=0.5,
+    )
     assert [m["kind"] for m in t["markers"]] == ["promote", "throttled"]
     assert len(t["live_points"]) == 1 and t["bars"][0]["drift"] is True  # at the threshold is drift

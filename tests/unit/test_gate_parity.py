@@ -100,8 +100,12 @@ def test_min_absolute_improvement_matches_mlflow():
         candidate = near(target, rng) if i % 2 == 0 else float(champion + rng.normal(0, 0.5))
         gate = Gate(metric=metric, min_improvement=change)
         decisions.append(ours(gate, candidate, champion))
-        assert decisions[-1] == mlflow_passes(
-            metric, greater, candidate, champion, min_absolute_change=change), (metric, champion, change, candidate)
+        assert decisions[-1] == mlflow_passes(metric, greater, candidate, champion, min_absolute_change=change), (
+            metric,
+            champion,
+            change,
+            candidate,
+        )
     assert 0.2 < np.mean(decisions) < 0.8
 
 
@@ -124,8 +128,12 @@ def test_min_relative_improvement_matches_mlflow():
             candidate = float(champion + rng.normal(0, 0.5))
         gate = Gate(metric=metric, min_improvement=change, relative=True)
         decisions.append(ours(gate, candidate, champion))
-        assert decisions[-1] == mlflow_passes(
-            metric, greater, candidate, champion, min_relative_change=change), (metric, champion, change, candidate)
+        assert decisions[-1] == mlflow_passes(metric, greater, candidate, champion, min_relative_change=change), (
+            metric,
+            champion,
+            change,
+            candidate,
+        )
     assert 0.2 < np.mean(decisions) < 0.8
     assert zero_champions == 30
 
@@ -153,8 +161,12 @@ def test_max_regression_matches_mlflow_threshold_at_champion_minus_x(relative):
         candidate = near(worst_allowed, rng) if i % 2 == 0 else float(champion + rng.normal(0, 0.5))
         gate = Gate(metric=metric, max_regression=x, relative=relative)
         decisions.append(ours(gate, candidate, champion))
-        assert decisions[-1] == mlflow_passes(
-            metric, greater, candidate, champion, threshold=worst_allowed), (metric, champion, x, candidate)
+        assert decisions[-1] == mlflow_passes(metric, greater, candidate, champion, threshold=worst_allowed), (
+            metric,
+            champion,
+            x,
+            candidate,
+        )
     assert 0.2 < np.mean(decisions) < 0.8
 
 
@@ -165,7 +177,8 @@ def test_max_regression_zero_equals_mlflow_min_relative_change_zero():
         champion = champion_value(metric, rng)
         candidate = near(champion, rng) if rng.random() < 0.5 else float(champion + rng.normal(0, 0.1))
         assert ours(Gate(metric=metric, max_regression=0.0), candidate, champion) == mlflow_passes(
-            metric, DIRECTIONS[metric], candidate, champion, min_relative_change=0.0)
+            metric, DIRECTIONS[metric], candidate, champion, min_relative_change=0.0
+        )
 
 
 def test_combined_threshold_and_min_improvement_match_mlflow():
@@ -177,8 +190,10 @@ def test_combined_threshold_and_min_improvement_match_mlflow():
         bound = float(champion + rng.normal(0, 0.3))
         change = float(rng.uniform(1e-3, 0.3))
         candidate = float(champion + rng.normal(0, 0.4))
-        gates = [Gate(metric=metric, min=bound) if greater else Gate(metric=metric, max=bound),
-                 Gate(metric=metric, min_improvement=change)]
+        gates = [
+            Gate(metric=metric, min=bound) if greater else Gate(metric=metric, max=bound),
+            Gate(metric=metric, min_improvement=change),
+        ]
         mine = all_passed(evaluate_gates(gates, {metric: candidate}, {metric: champion}))
         theirs = mlflow_passes(metric, greater, candidate, champion, threshold=bound, min_absolute_change=change)
         assert mine == theirs, (metric, bound, change, candidate, champion)
@@ -194,8 +209,10 @@ def test_missing_or_nan_candidate_metric_fails_in_both():
     from mlflow.models.evaluation.validation import ModelValidationFailedException
 
     with pytest.raises(ModelValidationFailedException):
-        mlflow.validate_evaluation_results({"roc_auc": MetricThreshold(threshold=0.5, greater_is_better=True)},
-                                           EvaluationResult(metrics={}, artifacts={}))
+        mlflow.validate_evaluation_results(
+            {"roc_auc": MetricThreshold(threshold=0.5, greater_is_better=True)},
+            EvaluationResult(metrics={}, artifacts={}),
+        )
     assert not all_passed(evaluate_gates([Gate(metric="roc_auc", min=0.5)], {}, None))
 
 

@@ -155,8 +155,11 @@ def test_candidate_exactly_at_the_threshold_passes():
 
 
 def test_first_model_skips_relative_gates_but_applies_absolute_ones():
-    gates = [Gate(metric="roc_auc", min=0.7), Gate(metric="roc_auc", max_regression=0.01),
-             Gate(metric="roc_auc", min_improvement=0.05, relative=True)]
+    gates = [
+        Gate(metric="roc_auc", min=0.7),
+        Gate(metric="roc_auc", max_regression=0.01),
+        Gate(metric="roc_auc", min_improvement=0.05, relative=True),
+    ]
     results = evaluate_gates(gates, {"roc_auc": 0.65}, None)
     by = {r.gate: r for r in results}
     assert not by["roc_auc_min"].passed
@@ -203,8 +206,10 @@ def test_unknown_metric_is_a_config_error_naming_the_valid_ones():
 
 def test_unknown_metric_that_slipped_past_validation_fails_closed():
     gate = Gate.model_construct(metric="gini", min=0.1)  # skips validation
-    for results in (evaluate_gates([gate], {"gini": 0.5}, None),
-                    run_gates([gate], GateInputs(task="classification", candidate_metrics={"gini": 0.5}))):
+    for results in (
+        evaluate_gates([gate], {"gini": 0.5}, None),
+        run_gates([gate], GateInputs(task="classification", candidate_metrics={"gini": 0.5})),
+    ):
         assert len(results) == 1 and not results[0].passed
         assert "could not be evaluated" in results[0].reason and "gini" in results[0].reason
 
@@ -212,8 +217,20 @@ def test_unknown_metric_that_slipped_past_validation_fails_closed():
 def test_gate_result_to_dict():
     r = one(Gate(metric="roc_auc", max_regression=0.01), {"roc_auc": 0.8}, {"roc_auc": 0.805})
     d = r.to_dict()
-    assert set(d) == {"gate", "metric", "threshold", "observed", "champion", "delta", "passed", "reason", "slice",
-                      "kind", "skipped", "details"}
+    assert set(d) == {
+        "gate",
+        "metric",
+        "threshold",
+        "observed",
+        "champion",
+        "delta",
+        "passed",
+        "reason",
+        "slice",
+        "kind",
+        "skipped",
+        "details",
+    }
     assert json.loads(json.dumps(d)) == d
     assert d["observed"] == 0.8 and d["champion"] == 0.805 and d["threshold"] == pytest.approx(0.795)
     assert d["delta"] == pytest.approx(-0.005) and d["passed"] is True and d["slice"] == "all"
@@ -357,8 +374,13 @@ def test_segment_gate_relative_to_the_champion_per_slice():
     cand = champ.copy()
     cand[60:] = 1 - cand[60:]  # reversed in b: accuracy 0 there
     gate = Gate(metric="accuracy", max_regression=0.05, segment="region", min_rows=10)
-    data = inputs(y_true=y, candidate_scores=cand, champion_scores=champ, holdout=pd.DataFrame({"region": region}),
-                  champion_metrics={})
+    data = inputs(
+        y_true=y,
+        candidate_scores=cand,
+        champion_scores=champ,
+        holdout=pd.DataFrame({"region": region}),
+        champion_metrics={},
+    )
     by = {r.slice: r for r in run_gates([gate], data)}
     assert by["region=a"].passed and by["region=a"].observed == 1.0 and by["region=a"].champion == 1.0
     assert not by["region=b"].passed and by["region=b"].observed == 0.0 and by["region=b"].threshold == 0.95
@@ -400,11 +422,14 @@ def test_fairness_skips_small_groups_and_needs_two():
     assert r.passed and r.skipped and "fewer than two groups" in r.reason
 
 
-@pytest.mark.parametrize(("metric", "expected"), [
-    # y, p below; ECE, 2 bins: [0, .5): (y 0,0 | p .1,.3) -> |0-.4|; [.5, 1]: (y 1,1 | p .9,.8) -> |2-1.7|
-    ("ece", 0.7 / 4),
-    ("brier", (0.1**2 + 0.1**2 + 0.2**2 + 0.3**2) / 4),
-])
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        # y, p below; ECE, 2 bins: [0, .5): (y 0,0 | p .1,.3) -> |0-.4|; [.5, 1]: (y 1,1 | p .9,.8) -> |2-1.7|
+        ("ece", 0.7 / 4),
+        ("brier", (0.1**2 + 0.1**2 + 0.2**2 + 0.3**2) / 4),
+    ],
+)
 def test_calibration_by_hand(metric, expected):
     y = np.array([0, 1, 1, 0])
     p = np.array([0.1, 0.9, 0.8, 0.3])
@@ -417,8 +442,10 @@ def test_calibration_by_hand(metric, expected):
 
 
 def test_calibration_on_a_regression_model_fails_closed():
-    [r] = run_gates([Gate(type="calibration", metric="brier", max=0.2)],
-                    inputs("regression", y_true=[1.0, 2.0], candidate_scores=[1.0, 2.0]))
+    [r] = run_gates(
+        [Gate(type="calibration", metric="brier", max=0.2)],
+        inputs("regression", y_true=[1.0, 2.0], candidate_scores=[1.0, 2.0]),
+    )
     assert not r.passed and r.reason.startswith("gate could not be evaluated:") and "classification" in r.reason
 
 
@@ -510,7 +537,8 @@ def test_compute_metric_equals_sklearn_for_every_classification_metric(metric):
     y = (rng.random(300) < 0.35).astype(int)
     p = np.round(np.clip(0.5 * y + 0.6 * rng.random(300) - 0.05, 0, 1), 2)  # ties, exact 0 and 1
     assert compute_metric("classification", metric, y, p) == pytest.approx(
-        classification_metrics(y, p)[metric], abs=1e-12)
+        classification_metrics(y, p)[metric], abs=1e-12
+    )
     never = np.zeros(50, dtype=int)
     expected = classification_metrics(never, p[:50])[metric]
     got = compute_metric("classification", metric, never, p[:50])
@@ -525,8 +553,7 @@ def test_compute_metric_equals_sklearn_for_every_regression_metric(metric):
     y = np.round(rng.normal(10, 4, 200))
     y[:5] = 0  # mape skips zero targets
     pred = y + rng.normal(0, 2, 200)
-    assert compute_metric("regression", metric, y, pred) == pytest.approx(regression_metrics(y, pred)[metric],
-                                                                          abs=1e-9)
+    assert compute_metric("regression", metric, y, pred) == pytest.approx(regression_metrics(y, pred)[metric], abs=1e-9)
     one = compute_metric("regression", metric, y[5:6], pred[5:6])
     expected = regression_metrics(y[5:6], pred[5:6])[metric]
     assert (math.isnan(one) and math.isnan(expected)) or one == pytest.approx(expected, abs=1e-9)
@@ -539,16 +566,20 @@ def bootstrap_gate(**kw):
 
 def test_bootstrap_fails_a_clearly_worse_challenger_and_passes_a_better_one():
     y, good, bad = classification_data(n=1500, seed=4, candidate_noise=0.7, champion_noise=2.0)
-    worse = run_gates([bootstrap_gate()], inputs(y_true=y, candidate_scores=bad, champion_scores=good,
-                                                 champion_metrics={}, seed=1))[0]
+    worse = run_gates(
+        [bootstrap_gate()], inputs(y_true=y, candidate_scores=bad, champion_scores=good, champion_metrics={}, seed=1)
+    )[0]
     assert not worse.passed and worse.observed < 0 and worse.details["upper_bound"] < 0
     assert "the candidate is worse" in worse.reason
-    better = run_gates([bootstrap_gate()], inputs(y_true=y, candidate_scores=good, champion_scores=bad,
-                                                  champion_metrics={}, seed=1))[0]
+    better = run_gates(
+        [bootstrap_gate()], inputs(y_true=y, candidate_scores=good, champion_scores=bad, champion_metrics={}, seed=1)
+    )[0]
     assert better.passed and better.observed > 0 and better.details["ci_low"] > 0
     # lower-is-better metrics are oriented too: positive = candidate better
-    rmse_worse = run_gates([Gate(type="bootstrap", metric="brier")],
-                           inputs(y_true=y, candidate_scores=bad, champion_scores=good, champion_metrics={}))[0]
+    rmse_worse = run_gates(
+        [Gate(type="bootstrap", metric="brier")],
+        inputs(y_true=y, candidate_scores=bad, champion_scores=good, champion_metrics={}),
+    )[0]
     assert not rmse_worse.passed and rmse_worse.observed < 0
 
 
@@ -564,8 +595,9 @@ def test_bootstrap_margin_tolerates_a_small_loss():
 
 def test_identical_models_pass_the_bootstrap_gate():
     y, cand, _ = classification_data(n=500, seed=6)
-    r = run_gates([bootstrap_gate()], inputs(y_true=y, candidate_scores=cand, champion_scores=cand,
-                                             champion_metrics={}))[0]
+    r = run_gates(
+        [bootstrap_gate()], inputs(y_true=y, candidate_scores=cand, champion_scores=cand, champion_metrics={})
+    )[0]
     assert r.passed and r.observed == 0 and r.details["upper_bound"] == 0
 
 
@@ -589,8 +621,10 @@ def test_bootstrap_interval_covers_the_true_difference():
     covered = 0
     for rep in range(20):
         y, cand, champ = classification_data(n=1000, seed=200 + rep, candidate_noise=1.0, champion_noise=1.3)
-        r = run_gates([bootstrap_gate(n_resamples=500)],
-                      inputs(y_true=y, candidate_scores=cand, champion_scores=champ, champion_metrics={}, seed=rep))[0]
+        r = run_gates(
+            [bootstrap_gate(n_resamples=500)],
+            inputs(y_true=y, candidate_scores=cand, champion_scores=champ, champion_metrics={}, seed=rep),
+        )[0]
         covered += r.details["ci_low"] <= true_diff <= r.details["ci_high"]
     assert covered >= 16  # nominal 95 %: 19 of 20 expected, 16 allows for chance
 
@@ -613,14 +647,16 @@ def test_leakage_catches_a_feature_equal_to_the_target_plus_noise():
     rng = np.random.default_rng(8)
     n = 1000
     y = (rng.random(n) < 0.4).astype(int)
-    train = pd.DataFrame({
-        "leak": y + rng.normal(0, 0.05, n),            # target plus noise
-        "neg_leak": -y + rng.normal(0, 0.05, n),       # the same, reversed
-        "weak": 0.3 * y + rng.normal(0, 1, n),
-        "city": rng.choice(["a", "b", "c"], n),
-        "label_text": np.where(y == 1, "yes", "no"),   # the target spelled out
-        "target": y,
-    })
+    train = pd.DataFrame(
+        {
+            "leak": y + rng.normal(0, 0.05, n),  # target plus noise
+            "neg_leak": -y + rng.normal(0, 0.05, n),  # the same, reversed
+            "weak": 0.3 * y + rng.normal(0, 1, n),
+            "city": rng.choice(["a", "b", "c"], n),
+            "label_text": np.where(y == 1, "yes", "no"),  # the target spelled out
+            "target": y,
+        }
+    )
     gate = Gate(type="leakage")
     data = inputs(train=train, target="target", features=["leak", "neg_leak", "weak", "city", "label_text"])
     results = run_gates([gate], data)
@@ -655,25 +691,49 @@ def test_leakage_without_training_rows_fails_closed():
 @pytest.mark.parametrize(
     ("gate", "data", "words"),
     [
-        (Gate(type="calibration", metric="brier", max=0.5),
-         GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, math.nan]), "NaN"),
-        (Gate(metric="roc_auc", min=0.5, segment="nope"),
-         GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, 0.8], holdout=None), "holdout"),
-        (Gate(type="fairness", metric="accuracy", by="nope", max_gap=0.1),
-         GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, 0.8],
-                    holdout=pd.DataFrame({"region": ["a", "b"]})), "'nope' is not in the holdout"),
-        (Gate(type="bootstrap", metric="roc_auc"),
-         GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, 0.8], champion_metrics={}),
-         "champion scores"),
-        (Gate(type="bootstrap", metric="roc_auc"),
-         GateInputs(task="classification", y_true=[0, 1, 1], candidate_scores=[0.2, 0.8],
-                    champion_scores=[0.1, 0.2, 0.3]), "2 rows, expected 3"),
-        (Gate(type="stability", max_change=0.1),
-         GateInputs(task="classification", y_true="abc", candidate_scores=object(), champion_metrics={}), ""),
+        (
+            Gate(type="calibration", metric="brier", max=0.5),
+            GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, math.nan]),
+            "NaN",
+        ),
+        (
+            Gate(metric="roc_auc", min=0.5, segment="nope"),
+            GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, 0.8], holdout=None),
+            "holdout",
+        ),
+        (
+            Gate(type="fairness", metric="accuracy", by="nope", max_gap=0.1),
+            GateInputs(
+                task="classification",
+                y_true=[0, 1],
+                candidate_scores=[0.2, 0.8],
+                holdout=pd.DataFrame({"region": ["a", "b"]}),
+            ),
+            "'nope' is not in the holdout",
+        ),
+        (
+            Gate(type="bootstrap", metric="roc_auc"),
+            GateInputs(task="classification", y_true=[0, 1], candidate_scores=[0.2, 0.8], champion_metrics={}),
+            "champion scores",
+        ),
+        (
+            Gate(type="bootstrap", metric="roc_auc"),
+            GateInputs(
+                task="classification", y_true=[0, 1, 1], candidate_scores=[0.2, 0.8], champion_scores=[0.1, 0.2, 0.3]
+            ),
+            "2 rows, expected 3",
+        ),
+        (
+            Gate(type="stability", max_change=0.1),
+            GateInputs(task="classification", y_true="abc", candidate_scores=object(), champion_metrics={}),
+            "",
+        ),
     ],
 )
 def test_any_exception_inside_a_gate_fails_closed(gate, data, words):
-    results = run_gates([gate, Gate(type="latency", max_ms=5)], GateInputs(**{**data.__dict__, "latency_ms": {"p95": 1}}))
+    results = run_gates(
+        [gate, Gate(type="latency", max_ms=5)], GateInputs(**{**data.__dict__, "latency_ms": {"p95": 1}})
+    )
     assert len(results) == 2 and results[1].passed  # the other gates still run
     r = results[0]
     assert not r.passed and r.reason.startswith("gate could not be evaluated: ") and words in r.reason
@@ -693,8 +753,11 @@ def test_an_unexpected_error_inside_a_gate_blocks(monkeypatch):
 
 
 def test_evaluate_gates_fails_closed_on_kinds_that_need_scores():
-    results = evaluate_gates([Gate(type="stability", max_change=0.1),
-                              Gate(metric="roc_auc", min=0.5, segment="region")], {"roc_auc": 0.9}, None)
+    results = evaluate_gates(
+        [Gate(type="stability", max_change=0.1), Gate(metric="roc_auc", min=0.5, segment="region")],
+        {"roc_auc": 0.9},
+        None,
+    )
     assert [r.passed for r in results] == [False, False]
     assert all("run_gates" in r.reason for r in results)
 
@@ -710,8 +773,10 @@ def test_a_worse_challenger_never_passes_relative_gates():
         allowed = bound * (abs(champion) if relative else 1.0)
         worse_by = allowed + float(rng.uniform(1e-6, 1))  # beyond what the gate tolerates
         candidate = champion - worse_by if greater else champion + worse_by
-        for gate in (Gate(metric=metric, max_regression=bound, relative=relative),
-                     Gate(metric=metric, min_improvement=bound, relative=relative)):
+        for gate in (
+            Gate(metric=metric, max_regression=bound, relative=relative),
+            Gate(metric=metric, min_improvement=bound, relative=relative),
+        ):
             r = run_gates([gate], inputs(candidate_metrics={metric: candidate}, champion_metrics={metric: champion}))
             assert not r[0].passed, (gate, candidate, champion)
 
@@ -761,17 +826,27 @@ def test_an_absolute_gate_the_champion_fails_too_does_not_keep_it_serving():
     candidate = 1 / (1 + np.exp(-(1.0 * (2 * y - 1) + 1.5 * noise)))
     champion = 1 / (1 + np.exp(-(0.5 * (2 * y - 1) + 1.5 * noise)))  # same noise, weaker signal
     gates = [Gate(metric="roc_auc", min=0.9)]  # candidate ~0.83, champion ~0.69
-    base = dict(task="classification", y_true=y, candidate_scores=candidate, champion_scores=champion,
-                candidate_metrics={"roc_auc": float(_auc(y, candidate))},
-                champion_metrics={"roc_auc": float(_auc(y, champion))})
+    base = dict(
+        task="classification",
+        y_true=y,
+        candidate_scores=candidate,
+        champion_scores=champion,
+        candidate_metrics={"roc_auc": float(_auc(y, candidate))},
+        champion_metrics={"roc_auc": float(_auc(y, champion))},
+    )
     strict = run_gates(gates, GateInputs(**base))
     assert not strict[0].passed
     floored = run_gates(gates, GateInputs(**base, champion_relative_floor=True))[0]
     assert floored.passed and "the champion fails it too" in floored.reason
     assert floored.champion == pytest.approx(_auc(y, champion))
     # the candidate worse than the failing champion: still fails
-    swapped = dict(base, candidate_scores=champion, champion_scores=candidate,
-                   candidate_metrics=base["champion_metrics"], champion_metrics=base["candidate_metrics"])
+    swapped = dict(
+        base,
+        candidate_scores=champion,
+        champion_scores=candidate,
+        candidate_metrics=base["champion_metrics"],
+        champion_metrics=base["candidate_metrics"],
+    )
     assert not run_gates(gates, GateInputs(**swapped, champion_relative_floor=True))[0].passed
     # a champion that passes the gate gives no floor
     good = dict(base, champion_scores=y * 0.9 + 0.05, champion_metrics={"roc_auc": 1.0})

@@ -39,15 +39,17 @@ def make_frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     spend = rng.gamma(2.0, 30.0, n)
     spend[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "customer_id": [f"c{seed}-{i:05d}" for i in range(n)],
-        "event_time": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 28 * 86_400, n), unit="s"),
-        "tenure": rng.integers(0, 120, n),
-        "monthly_spend": spend,
-        "plan": rng.choice(["basic", "plus", "pro"], n),
-        "churned": rng.integers(0, 2, n).astype(float),
-        "__label_known": rng.random(n) > 0.2,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{seed}-{i:05d}" for i in range(n)],
+            "event_time": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 28 * 86_400, n), unit="s"),
+            "tenure": rng.integers(0, 120, n),
+            "monthly_spend": spend,
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+            "churned": rng.integers(0, 2, n).astype(float),
+            "__label_known": rng.random(n) > 0.2,
+        }
+    )
 
 
 def by_id(frame: pd.DataFrame) -> pd.DataFrame:
@@ -124,10 +126,12 @@ def test_new_content_makes_a_new_rev_and_every_rev_stays_readable(settings):
     third = snapshot(settings, old, as_of="2026-02-12")
     assert third["md5"] == first["md5"] and third["rev"] not in (first["rev"], second["rev"])
 
-    pd.testing.assert_frame_equal(by_id(lineage.load_training_set(settings, PATH, first["rev"], first["md5"])),
-                                  by_id(old))
-    pd.testing.assert_frame_equal(by_id(lineage.load_training_set(settings, PATH, second["rev"], second["md5"])),
-                                  by_id(new))
+    pd.testing.assert_frame_equal(
+        by_id(lineage.load_training_set(settings, PATH, first["rev"], first["md5"])), by_id(old)
+    )
+    pd.testing.assert_frame_equal(
+        by_id(lineage.load_training_set(settings, PATH, second["rev"], second["md5"])), by_id(new)
+    )
 
 
 def test_load_reads_from_the_remote_when_the_local_cache_is_gone(settings):
@@ -161,12 +165,15 @@ def test_tampered_remote_object_is_refused(settings, tmp_path):
         lineage.load_training_set(settings, snap["path"], snap["rev"], snap["md5"])
     assert str(err.value).startswith(f"data of churn_risk at DVC rev {snap['rev']} ")
     assert f"has md5 {md5_of(forged)}, expected {snap['md5']}: the data registry was tampered with or corrupted" in str(
-        err.value)
+        err.value
+    )
 
 
 def test_tampered_local_cache_is_refused(settings):
     snap = snapshot(settings, make_frame())
-    cached = settings.state_dir / "data-registry" / ".dvc" / "cache" / "files" / "md5" / snap["md5"][:2] / snap["md5"][2:]
+    cached = (
+        settings.state_dir / "data-registry" / ".dvc" / "cache" / "files" / "md5" / snap["md5"][:2] / snap["md5"][2:]
+    )
     _tamper(cached, cached.read_bytes()[:-10] + b"0123456789")
 
     with pytest.raises(DataError, match="tampered with or corrupted"):
@@ -216,10 +223,13 @@ def test_remote_from_environment_and_s3_settings(settings, monkeypatch, tmp_path
         lineage.data_registry(settings)
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"remote": "s3://AKIA:secret@bucket/x"}, "credentials come from the environment"),
-    ({"remtoe": "/data/remote"}, "did you mean 'remote'"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"remote": "s3://AKIA:secret@bucket/x"}, "credentials come from the environment"),
+        ({"remtoe": "/data/remote"}, "did you mean 'remote'"),
+    ],
+)
 def test_platform_yaml_dvc_section_is_checked(retrain_cfg_config_dir, section, message):
     import yaml
 
@@ -266,15 +276,28 @@ def test_concurrent_snapshots_from_two_processes_all_land(settings, tmp_path):
     env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir)}
     procs = {
         model: subprocess.Popen(
-            [sys.executable, str(script), str(settings.config_dir), str(tmp_path), model,
-             str(tmp_path / f"{model}.parquet"), str(tmp_path / "shared.parquet"), str(ROUNDS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                sys.executable,
+                str(script),
+                str(settings.config_dir),
+                str(tmp_path),
+                model,
+                str(tmp_path / f"{model}.parquet"),
+                str(tmp_path / "shared.parquet"),
+                str(ROUNDS),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for model in ("alpha", "beta")
     }
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready-{model}").exists() for model in procs):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), \
-            [p.communicate() for p in procs.values() if p.poll() is not None]
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), [
+            p.communicate() for p in procs.values() if p.poll() is not None
+        ]
         time.sleep(0.05)
     (tmp_path / "go").touch()  # both start writing at the same moment
     results = {}
@@ -288,7 +311,9 @@ def test_concurrent_snapshots_from_two_processes_all_land(settings, tmp_path):
     subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], check=True, capture_output=True)
     shared = [snap for model in results for snap in results[model] if snap["path"] == "models/shared/training.parquet"]
     assert len(shared) == 2 * ROUNDS and all(snap == shared[0] for snap in shared)  # recorded once, by either
-    assert git(repo, "log", "--format=%H", "--", "models/shared/training.parquet.dvc").splitlines() == [shared[0]["rev"]]
+    assert git(repo, "log", "--format=%H", "--", "models/shared/training.parquet.dvc").splitlines() == [
+        shared[0]["rev"]
+    ]
     for model in procs:
         own = [snap for snap in results[model] if snap["path"] == f"models/{model}/training.parquet"]
         commits = git(repo, "log", "--format=%H", "--", f"models/{model}/training.parquet.dvc").splitlines()
@@ -297,7 +322,9 @@ def test_concurrent_snapshots_from_two_processes_all_land(settings, tmp_path):
             expected = frames[model].copy()
             expected.loc[0, "tenure"] = 1000 + k
             pd.testing.assert_frame_equal(
-                by_id(lineage.load_training_set(settings, snap["path"], snap["rev"], snap["md5"])), by_id(expected))
+                by_id(lineage.load_training_set(settings, snap["path"], snap["rev"], snap["md5"])), by_id(expected)
+            )
     pd.testing.assert_frame_equal(
         by_id(lineage.load_training_set(settings, shared[0]["path"], shared[0]["rev"], shared[0]["md5"])),
-        by_id(frames["shared"]))
+        by_id(frames["shared"]),
+    )

@@ -11,39 +11,93 @@ import pytest
 from retrain_lib.gates import GateResult
 from retrain_lib.model_card import NOT_RECORDED, automatic_limitations, build_model_card, format_value
 
-SECTIONS = ["Purpose", "Data", "Features", "Training", "Metrics", "Gates", "Approvals", "Lineage",
-            "Known limitations"]
+SECTIONS = ["Purpose", "Data", "Features", "Training", "Metrics", "Gates", "Approvals", "Lineage", "Known limitations"]
 
 
 def full_info() -> dict:
     return {
-        "model": "credit_default", "version": "7", "owner": "risk-ml@example.com", "task": "classification",
-        "description": "Probability of default of new credit applications.", "created_at": "2026-02-01T03:00:00Z",
-        "data": {"start": "2026-01-04", "end": "2026-01-31", "as_of": "2026-02-01", "rows": 5600,
-                 "labelled_rows": 4200, "train_rows": 3150, "holdout_rows": 1050, "fingerprint": "ab12cd34ef56",
-                 "dvc": {"path": "data/credit_default/2026-02-01", "rev": "9f8e7d6", "md5": "0123456789abcdef"}},
-        "features": {"target": "defaulted", "numeric": ["income", "age"], "categorical": ["region"],
-                     "segments": ["region"]},
-        "training": {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-                     "params": {"max_iter": 150, "learning_rate": 0.08}, "seed": 42,
-                     "split": {"method": "time", "holdout_fraction": 0.25},
-                     "recency": {"days": 90, "weight": 2.5}, "weighted_rows_share": 0.3125,
-                     "warm_started_from": "models:/credit_default/6", "duration_s": 12.75, "timeout_s": 600.0,
-                     "notes": ["warm-started HistGradientBoostingClassifier from the champion"]},
+        "model": "credit_default",
+        "version": "7",
+        "owner": "risk-ml@example.com",
+        "task": "classification",
+        "description": "Probability of default of new credit applications.",
+        "created_at": "2026-02-01T03:00:00Z",
+        "data": {
+            "start": "2026-01-04",
+            "end": "2026-01-31",
+            "as_of": "2026-02-01",
+            "rows": 5600,
+            "labelled_rows": 4200,
+            "train_rows": 3150,
+            "holdout_rows": 1050,
+            "fingerprint": "ab12cd34ef56",
+            "dvc": {"path": "data/credit_default/2026-02-01", "rev": "9f8e7d6", "md5": "0123456789abcdef"},
+        },
+        "features": {
+            "target": "defaulted",
+            "numeric": ["income", "age"],
+            "categorical": ["region"],
+            "segments": ["region"],
+        },
+        "training": {
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "params": {"max_iter": 150, "learning_rate": 0.08},
+            "seed": 42,
+            "split": {"method": "time", "holdout_fraction": 0.25},
+            "recency": {"days": 90, "weight": 2.5},
+            "weighted_rows_share": 0.3125,
+            "warm_started_from": "models:/credit_default/6",
+            "duration_s": 12.75,
+            "timeout_s": 600.0,
+            "notes": ["warm-started HistGradientBoostingClassifier from the champion"],
+        },
         "metrics": {"roc_auc": 0.8123, "brier": 0.1377},
-        "segment_metrics": {"region": {"north": {"roc_auc": 0.8311, "brier": 0.1298, "rows": 420},
-                                       "south": {"roc_auc": 0.7012, "brier": 0.1544, "rows": 31}}},
+        "segment_metrics": {
+            "region": {
+                "north": {"roc_auc": 0.8311, "brier": 0.1298, "rows": 420},
+                "south": {"roc_auc": 0.7012, "brier": 0.1544, "rows": 31},
+            }
+        },
         "gates": [
-            {"gate": "roc_auc >= 0.7", "metric": "roc_auc", "slice": "all", "threshold": 0.7, "observed": 0.8123,
-             "champion": 0.8051, "delta": 0.0072, "passed": True, "reason": "0.8123 >= 0.7"},
-            {"gate": "segment roc_auc", "metric": "roc_auc", "slice": "region=south", "threshold": 0.72,
-             "observed": 0.7012, "champion": 0.7208, "delta": -0.0196, "passed": False, "blocking": False,
-             "reason": "0.7012 < 0.72"},
+            {
+                "gate": "roc_auc >= 0.7",
+                "metric": "roc_auc",
+                "slice": "all",
+                "threshold": 0.7,
+                "observed": 0.8123,
+                "champion": 0.8051,
+                "delta": 0.0072,
+                "passed": True,
+                "reason": "0.8123 >= 0.7",
+            },
+            {
+                "gate": "segment roc_auc",
+                "metric": "roc_auc",
+                "slice": "region=south",
+                "threshold": 0.72,
+                "observed": 0.7012,
+                "champion": 0.7208,
+                "delta": -0.0196,
+                "passed": False,
+                "blocking": False,
+                "reason": "0.7012 < 0.72",
+            },
         ],
-        "approvals": [{"by": "alice@example.com", "at": "2026-02-01T09:12:00Z", "answer": "Approve",
-                       "comment": "segment south watched"}],
-        "lineage": {"mlflow_run_id": "3f2a9c0d1e", "git_commit": "c0ffee1234", "config_hash": "a1b2c3d4e5f60718",
-                    "lock_hash": "deadbeef00112233", "model_uri": "runs:/3f2a9c0d1e/model"},
+        "approvals": [
+            {
+                "by": "alice@example.com",
+                "at": "2026-02-01T09:12:00Z",
+                "answer": "Approve",
+                "comment": "segment south watched",
+            }
+        ],
+        "lineage": {
+            "mlflow_run_id": "3f2a9c0d1e",
+            "git_commit": "c0ffee1234",
+            "config_hash": "a1b2c3d4e5f60718",
+            "lock_hash": "deadbeef00112233",
+            "model_uri": "runs:/3f2a9c0d1e/model",
+        },
         "limitations": ["Trained before the 2026 rate change."],
     }
 
@@ -81,34 +135,87 @@ def _parse(page: str) -> _Text:
 
 
 def _md_rows(markdown: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in markdown.splitlines()
-            if line.startswith("| ")]
+    return [
+        [c.strip() for c in line.strip("|").split(" | ")] for line in markdown.splitlines() if line.startswith("| ")
+    ]
 
 
 def test_card_holds_the_exact_numbers_passed_in():
     markdown, page = build_model_card(full_info())
     parsed = _parse(page)
     text = "".join(parsed.text)
-    for value in ["0.8123", "0.1377", "0.8311", "0.1298", "0.7012", "0.1544", "420", "31", "0.8051", "0.0072",
-                  "-0.0196", "0.72", "5600", "4200", "3150", "1050", "0.3125", "12.75", "600", "0.08", "150", "42"]:
+    for value in [
+        "0.8123",
+        "0.1377",
+        "0.8311",
+        "0.1298",
+        "0.7012",
+        "0.1544",
+        "420",
+        "31",
+        "0.8051",
+        "0.0072",
+        "-0.0196",
+        "0.72",
+        "5600",
+        "4200",
+        "3150",
+        "1050",
+        "0.3125",
+        "12.75",
+        "600",
+        "0.08",
+        "150",
+        "42",
+    ]:
         assert value in markdown and value in text, value
-    for value in ["ab12cd34ef56", "data/credit_default/2026-02-01", "9f8e7d6", "0123456789abcdef", "3f2a9c0d1e",
-                  "c0ffee1234", "a1b2c3d4e5f60718", "deadbeef00112233", "models:/credit_default/6",
-                  "alice@example.com", "2026-02-01T09:12:00Z", "risk-ml@example.com", "2026-01-04 .. 2026-01-31"]:
+    for value in [
+        "ab12cd34ef56",
+        "data/credit_default/2026-02-01",
+        "9f8e7d6",
+        "0123456789abcdef",
+        "3f2a9c0d1e",
+        "c0ffee1234",
+        "a1b2c3d4e5f60718",
+        "deadbeef00112233",
+        "models:/credit_default/6",
+        "alice@example.com",
+        "2026-02-01T09:12:00Z",
+        "risk-ml@example.com",
+        "2026-01-04 .. 2026-01-31",
+    ]:
         assert value in markdown and value in text, value
     # the gate table has the columns in order, one row per gate, with the exact values
     rows = _md_rows(markdown)
     header = ["gate", "metric", "slice", "threshold", "observed", "champion", "delta", "passed", "reason"]
     assert header in rows
-    assert ["segment roc_auc", "roc_auc", "region=south", "0.72", "0.7012", "0.7208", "-0.0196",
-            "no", "0.7012 \\< 0.72"] in rows
+    assert [
+        "segment roc_auc",
+        "roc_auc",
+        "region=south",
+        "0.72",
+        "0.7012",
+        "0.7208",
+        "-0.0196",
+        "no",
+        "0.7012 \\< 0.72",
+    ] in rows
     assert ["roc_auc >= 0.7", "roc_auc", "all", "0.7", "0.8123", "0.8051", "0.0072", "yes", "0.8123 >= 0.7"] in rows
     # per-segment table: value, rows, then the metrics
     assert ["region", "rows", "roc_auc", "brier"] in rows and ["south", "31", "0.7012", "0.1544"] in rows
     cells = parsed.cells
     i = cells.index("region=south")
-    assert cells[i - 2: i + 7] == ["segment roc_auc", "roc_auc", "region=south", "0.72", "0.7012", "0.7208",
-                                   "-0.0196", "no", "0.7012 < 0.72"]
+    assert cells[i - 2 : i + 7] == [
+        "segment roc_auc",
+        "roc_auc",
+        "region=south",
+        "0.72",
+        "0.7012",
+        "0.7208",
+        "-0.0196",
+        "no",
+        "0.7012 < 0.72",
+    ]
     assert ["alice@example.com", "2026-02-01T09:12:00Z", "Approve", "segment south watched"] in rows
 
 
@@ -165,24 +272,53 @@ def test_missing_sections_render_as_not_recorded():
 
 
 def test_missing_fields_inside_a_section_render_as_not_recorded():
-    info = {"model": "m", "data": {"start": "2026-01-01", "end": "2026-01-31"},
-            "training": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "approvals": [{"who": "bob", "answer": "Reject"}],
-            "gates": [GateResult(gate="rmse <= 3", metric="rmse", threshold=3.0, observed=2.5, champion=None,
-                                 delta=None, passed=True, reason="2.5 <= 3")]}
+    info = {
+        "model": "m",
+        "data": {"start": "2026-01-01", "end": "2026-01-31"},
+        "training": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "approvals": [{"who": "bob", "answer": "Reject"}],
+        "gates": [
+            GateResult(
+                gate="rmse <= 3",
+                metric="rmse",
+                threshold=3.0,
+                observed=2.5,
+                champion=None,
+                delta=None,
+                passed=True,
+                reason="2.5 <= 3",
+            )
+        ],
+    }
     markdown, _ = build_model_card(info)
     assert "- **fingerprint**: not recorded" in markdown and "- **DVC md5**: not recorded" in markdown
     assert "- **seed**: not recorded" in markdown and "- **estimator**: sklearn.linear\\_model" not in markdown
     assert "- **estimator**: sklearn.linear_model.LogisticRegression" in markdown
     assert ["bob", NOT_RECORDED, "Reject", NOT_RECORDED] in _md_rows(markdown)
-    assert ["rmse \\<= 3", "rmse", "all", "3", "2.5", NOT_RECORDED, NOT_RECORDED, "yes", "2.5 \\<= 3"] in _md_rows(markdown)
+    assert ["rmse \\<= 3", "rmse", "all", "3", "2.5", NOT_RECORDED, NOT_RECORDED, "yes", "2.5 \\<= 3"] in _md_rows(
+        markdown
+    )
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (0.8123, "0.8123"), (0.123456789, "0.123457"), (3.0, "3"), (12, "12"), (np.float64(0.25), "0.25"),
-    (np.int64(7), "7"), (True, "yes"), (np.bool_(False), "no"), (None, NOT_RECORDED), ([], NOT_RECORDED),
-    (float("nan"), "n/a"), (["a", "b"], "a, b"), (-0.0196, "-0.0196"), (1.5e-07, "1.5e-07"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.8123, "0.8123"),
+        (0.123456789, "0.123457"),
+        (3.0, "3"),
+        (12, "12"),
+        (np.float64(0.25), "0.25"),
+        (np.int64(7), "7"),
+        (True, "yes"),
+        (np.bool_(False), "no"),
+        (None, NOT_RECORDED),
+        ([], NOT_RECORDED),
+        (float("nan"), "n/a"),
+        (["a", "b"], "a, b"),
+        (-0.0196, "-0.0196"),
+        (1.5e-07, "1.5e-07"),
+    ],
+)
 def test_format_value(value, text):
     assert format_value(value) == text
 

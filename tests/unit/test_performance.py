@@ -69,10 +69,16 @@ def test_daily_metrics_match_sklearn(scored):
     assert daily_metrics(days, y, p, metric="accuracy", task="classification", min_rows=10_000) == {}
 
 
-@pytest.mark.parametrize(("live", "level", "passed"), [
-    (0.80, OK, ""), (0.77, OK, ""), (0.75, WARN, "warn_drop 5%"), (0.71, CRITICAL, "critical_drop 10%"),
-    (0.90, OK, ""),
-])
+@pytest.mark.parametrize(
+    ("live", "level", "passed"),
+    [
+        (0.80, OK, ""),
+        (0.77, OK, ""),
+        (0.75, WARN, "warn_drop 5%"),
+        (0.71, CRITICAL, "critical_drop 10%"),
+        (0.90, OK, ""),
+    ],
+)
 def test_relative_levels_higher_is_better(live, level, passed):
     a = assess_drop(live, 0.80, "roc_auc", warn_drop=0.05, critical_drop=0.10)
     assert (a.level, a.threshold) == (level, passed)
@@ -130,16 +136,21 @@ def test_cbpe_accuracy_closed_form_and_determinism():
 def test_cbpe_sees_a_less_confident_model():
     sharp = 1 / (1 + np.exp(-np.random.default_rng(0).normal(0, 3, 2000)))
     blunt = 0.5 + (sharp - 0.5) * 0.2
-    assert (estimate_performance(blunt, "roc_auc", seed=0).value
-            < estimate_performance(sharp, "roc_auc", seed=0).value - 0.1)
+    assert (
+        estimate_performance(blunt, "roc_auc", seed=0).value
+        < estimate_performance(sharp, "roc_auc", seed=0).value - 0.1
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"proba": [0.2, 0.4], "metric": "rmse"}, "'metric' parameter"),
-    ({"proba": [0.2, 0.4], "metric": "roc_auc", "draws": 1}, "'draws' parameter"),
-    ({"proba": [], "metric": "roc_auc"}, "'proba' parameter"),
-    ({"proba": [0.2, 1.4], "metric": "roc_auc"}, "probabilities in 0..1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"proba": [0.2, 0.4], "metric": "rmse"}, "'metric' parameter"),
+        ({"proba": [0.2, 0.4], "metric": "roc_auc", "draws": 1}, "'draws' parameter"),
+        ({"proba": [], "metric": "roc_auc"}, "'proba' parameter"),
+        ({"proba": [0.2, 1.4], "metric": "roc_auc"}, "probabilities in 0..1"),
+    ],
+)
 def test_cbpe_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         estimate_performance(kwargs.pop("proba"), kwargs.pop("metric"), **kwargs)

@@ -22,9 +22,17 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 def _row(i, *, arm="champion", model="m", at=T0, output=0.5, parent=None, latency=5.0):
     rid = f"r{i}" if parent is None else f"{parent}:shadow"
-    return {"request_id": rid, "model": model, "version": "2" if arm != "champion" else "1", "arm": arm,
-            "features": f'{{"x": {i}}}', "output": output, "latency_ms": latency, "created_at": at,
-            "parent_id": parent}
+    return {
+        "request_id": rid,
+        "model": model,
+        "version": "2" if arm != "champion" else "1",
+        "arm": arm,
+        "features": f'{{"x": {i}}}',
+        "output": output,
+        "latency_ms": latency,
+        "created_at": at,
+        "parent_id": parent,
+    }
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -64,8 +72,15 @@ def test_a_log_created_before_the_error_column_gets_it(url):
     import sqlalchemy as sa
 
     old = sa.MetaData()
-    sa.Table("predictions", old, *[sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-                                   for c in predlog.predictions.columns if c.name != "error"])
+    sa.Table(
+        "predictions",
+        old,
+        *[
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in predlog.predictions.columns
+            if c.name != "error"
+        ],
+    )
     engine = sa.create_engine(predlog.resolve_url(log_url=url))
     old.create_all(engine)
     engine.dispose()
@@ -83,8 +98,10 @@ def test_sqlite_runs_in_wal_mode_with_the_tables(sqlite_url, tmp_path):
     plog.close()
     con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {r[0] for r in con.execute("select name from sqlite_master where type='table'")} >= {"predictions",
-                                                                                                  "feedback"}
+    assert {r[0] for r in con.execute("select name from sqlite_master where type='table'")} >= {
+        "predictions",
+        "feedback",
+    }
     assert con.execute("select request_id, output from predictions").fetchall() == [("r1", 0.5)]
 
 
@@ -99,8 +116,9 @@ def test_concurrent_writers_are_group_committed_and_each_waits_for_its_commit(sq
             rid = t * 1000 + j
             plog.write([_row(rid)])
             # write() returned: the row is visible to another connection
-            seen_committed.append(con.execute("select count(*) from predictions where request_id=?",
-                                              (f"r{rid}",)).fetchone()[0])
+            seen_committed.append(
+                con.execute("select count(*) from predictions where request_id=?", (f"r{rid}",)).fetchone()[0]
+            )
         con.close()
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
@@ -128,8 +146,10 @@ def test_appended_rows_are_journaled_at_once_and_committed_like_the_writers(sqli
     assert [json.loads(x)["request_id"] for x in lines] == ["r2", "r3"]  # on disk when append returns
     plog.flush()
     con = sqlite3.connect(tmp_path / "predictions.db")  # an independent reader sees them now
-    raw = {r[0]: r[1:] for r in con.execute("select request_id, created_at, output, latency_ms, features, error "
-                                            "from predictions")}
+    raw = {
+        r[0]: r[1:]
+        for r in con.execute("select request_id, created_at, output, latency_ms, features, error from predictions")
+    }
     con.close()
     assert raw["r2"] == raw["r1"][:3] + ('{"x": 2}', None)  # the same encoding (timestamp text too)
     assert raw["r3"][1] is None and raw["r3"][4] == "E: x"
@@ -181,8 +201,9 @@ def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_
     import sys
 
     db = str(tmp_path / "predictions.db")
-    out = subprocess.run([sys.executable, "-c", _KILLED_GATEWAY, sqlite_url, "30"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _KILLED_GATEWAY, sqlite_url, "30"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == -signal.SIGKILL and "acknowledged" in out.stdout, out.stderr
     con = sqlite3.connect(db)
     assert con.execute("select count(*) from predictions").fetchone()[0] == 0  # nothing committed
@@ -195,8 +216,11 @@ def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_
     assert set(frame["created_at"]) == {dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)}
     assert not segment.exists()
     # a second killed process: its journal is recovered by the next log (the next gateway)
-    subprocess.run([sys.executable, "-c", _KILLED_GATEWAY.replace('f"k{i}"', 'f"j{i}"'), sqlite_url, "5"],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", _KILLED_GATEWAY.replace('f"k{i}"', 'f"j{i}"'), sqlite_url, "5"],
+        capture_output=True,
+        timeout=120,
+    )
     plog = PredictionLog(sqlite_url)
     plog.close()
     assert len(read_predictions(sqlite_url, "m", T0)) == 35
@@ -285,9 +309,16 @@ def test_a_failing_item_fails_alone(url):
 
 def test_read_predictions_joins_labels_and_filters_by_time_and_arm(url):
     plog = PredictionLog(url)
-    plog.write([_row(1, output=0.9), _row(2, output=0.1), _row(3, arm="challenger", output=0.7),
-                _row(4, at=T0 - dt.timedelta(days=2)), _row(5, model="other"),
-                _row(9, arm="shadow", parent="r1", output=0.8)])
+    plog.write(
+        [
+            _row(1, output=0.9),
+            _row(2, output=0.1),
+            _row(3, arm="challenger", output=0.7),
+            _row(4, at=T0 - dt.timedelta(days=2)),
+            _row(5, model="other"),
+            _row(9, arm="shadow", parent="r1", output=0.8),
+        ]
+    )
     res = plog.add_feedback("m", [("r1", 1), ("r3", 0.0), ("nope", 1), ("r5", 1), ("r1:shadow", 1)])
     assert res.stored == ["r1", "r3"]
     assert res.unknown == ["nope", "r5", "r1:shadow"]  # other model's and shadow ids are not answerable ids
@@ -307,8 +338,10 @@ def test_read_predictions_joins_labels_and_filters_by_time_and_arm(url):
 
 def test_arm_summary(url):
     plog = PredictionLog(url)
-    plog.write([_row(i, output=o, latency=float(i)) for i, o in enumerate([0.9, 0.8, 0.2, 0.1], start=1)]
-               + [_row(10 + i, arm="challenger", output=0.4) for i in range(3)])
+    plog.write(
+        [_row(i, output=o, latency=float(i)) for i, o in enumerate([0.9, 0.8, 0.2, 0.1], start=1)]
+        + [_row(10 + i, arm="challenger", output=0.4) for i in range(3)]
+    )
     plog.add_feedback("m", [("r1", 1), ("r2", 1), ("r3", 0), ("r4", 0)])
     plog.close()
     out = arm_summary(url, "m", T0)

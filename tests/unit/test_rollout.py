@@ -160,10 +160,16 @@ def test_always_valid_ci_covers_true_difference_at_random_and_adversarial_stops(
         se = np.sqrt(a[:, :n].var(axis=1, ddof=1) / n + b[:, :n].var(axis=1, ddof=1) / n)
         misses = np.abs(b[:, :n].mean(axis=1) - a[:, :n].mean(axis=1) - true_diff) > z * se
         adversarial[misses] = j
-    naive_cov = 1 - np.mean([  # the naive CI at that stop covers far less than 95%
-        abs(b[i, : LOOKS[j]].mean() - a[i, : LOOKS[j]].mean() - true_diff)
-        > z * math.sqrt(a[i, : LOOKS[j]].var(ddof=1) / LOOKS[j] + b[i, : LOOKS[j]].var(ddof=1) / LOOKS[j])
-        for i, j in enumerate(adversarial)])
+    naive_cov = (
+        1
+        - np.mean(
+            [  # the naive CI at that stop covers far less than 95%
+                abs(b[i, : LOOKS[j]].mean() - a[i, : LOOKS[j]].mean() - true_diff)
+                > z * math.sqrt(a[i, : LOOKS[j]].var(ddof=1) / LOOKS[j] + b[i, : LOOKS[j]].var(ddof=1) / LOOKS[j])
+                for i, j in enumerate(adversarial)
+            ]
+        )
+    )
     assert naive_cov < 1 - ALPHA - TOL
     assert _coverage(a, b, true_diff, adversarial) >= 1 - ALPHA
 
@@ -176,8 +182,13 @@ def test_always_valid_ci_covers_true_difference_at_random_and_adversarial_stops(
 def _mixture_lambda(d: float, s2: float, tau2: float, theta0: float) -> float:
     """int N(d; theta, s2) N(theta; theta0, tau2) dtheta / N(d; theta0, s2), by quadrature."""
     s, t = math.sqrt(s2), math.sqrt(tau2)
-    num, _ = integrate.quad(lambda th: stats.norm.pdf(d, th, s) * stats.norm.pdf(th, theta0, t),
-                            theta0 - 12 * t, theta0 + 12 * t, points=[d], limit=200)
+    num, _ = integrate.quad(
+        lambda th: stats.norm.pdf(d, th, s) * stats.norm.pdf(th, theta0, t),
+        theta0 - 12 * t,
+        theta0 + 12 * t,
+        points=[d],
+        limit=200,
+    )
     return num / stats.norm.pdf(d, theta0, s)
 
 
@@ -227,16 +238,27 @@ def test_decision_round_trips_to_a_plain_dict():
     rng = np.random.default_rng(1)
     out = canary_decision(rng.normal(0, 1, 200), rng.normal(0, 1, 200))
     assert isinstance(out, CanaryDecision)
-    assert set(out.to_dict()) >= {"decision", "p_value", "n_champion", "n_challenger", "mean_diff", "ci_low",
-                                  "ci_high", "reason"}
+    assert set(out.to_dict()) >= {
+        "decision",
+        "p_value",
+        "n_champion",
+        "n_challenger",
+        "mean_diff",
+        "ci_low",
+        "ci_high",
+        "reason",
+    }
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"alpha": 1.5}, "The 'alpha' parameter of canary_decision must be a float in (0, 1). Got 1.5 instead."),
-    ({"min_n": 0}, "The 'min_n' parameter of canary_decision must be a positive int. Got 0 instead."),
-    ({"tau2": -1.0}, "The 'tau2' parameter of canary_decision must be a positive finite number or None."),
-    ({"max_n": 2.5}, "The 'max_n' parameter of canary_decision must be a positive int or None."),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": 1.5}, "The 'alpha' parameter of canary_decision must be a float in (0, 1). Got 1.5 instead."),
+        ({"min_n": 0}, "The 'min_n' parameter of canary_decision must be a positive int. Got 0 instead."),
+        ({"tau2": -1.0}, "The 'tau2' parameter of canary_decision must be a positive finite number or None."),
+        ({"max_n": 2.5}, "The 'max_n' parameter of canary_decision must be a positive int or None."),
+    ],
+)
 def test_bad_parameters_are_rejected(kwargs, message):
     with pytest.raises(ValueError) as exc:
         canary_decision(np.zeros(10), np.zeros(10), **kwargs)
@@ -272,8 +294,13 @@ def _p95_reference(x: np.ndarray) -> float:
 
 
 def _arm(outputs, latencies, errors=0, n=None, ids=None) -> ShadowArm:
-    return ShadowArm(outputs=outputs, latencies_ms=latencies, errors=errors,
-                     n=len(outputs) + errors if n is None else n, request_ids=ids)
+    return ShadowArm(
+        outputs=outputs,
+        latencies_ms=latencies,
+        errors=errors,
+        n=len(outputs) + errors if n is None else n,
+        request_ids=ids,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -326,8 +353,9 @@ def test_too_few_requests_is_not_ready(shadow_data):
     _, _, proba, latency = shadow_data
     v = compare_shadow(_arm(proba[:150], latency[:150]), _arm(proba[:150], latency[:150]))
     assert (v.ok, v.ready) == (False, False)
-    assert v.reasons == ["not ready: champion n=150, challenger n=150; need min_n=200 requests on each arm, "
-                         "wait for more traffic"]
+    assert v.reasons == [
+        "not ready: champion n=150, challenger n=150; need min_n=200 requests on each arm, wait for more traffic"
+    ]
 
 
 def test_outputs_are_paired_by_request_id(shadow_data):
@@ -381,18 +409,22 @@ def test_log_loss_per_request_matches_sklearn():
     proba = rng.dirichlet(np.ones(3), 300)
     yk = rng.integers(0, 3, 300)
     assert loss_per_request("classification", yk, proba).mean() == pytest.approx(
-        skm.log_loss(yk, proba, labels=[0, 1, 2]), rel=1e-12)
+        skm.log_loss(yk, proba, labels=[0, 1, 2]), rel=1e-12
+    )
 
 
 def test_squared_error_per_request():
     assert loss_per_request("regression", [1.0, 2.0, -1.0], [1.5, 0.0, -1.0]).tolist() == [0.25, 4.0, 0.0]
 
 
-@pytest.mark.parametrize(("task", "y", "s", "error"), [
-    ("ranking", [1], [1.0], ValueError),
-    ("classification", [0, 2], [0.1, 0.2], DataError),
-    ("regression", [1.0, 2.0], [1.0], DataError),
-])
+@pytest.mark.parametrize(
+    ("task", "y", "s", "error"),
+    [
+        ("ranking", [1], [1.0], ValueError),
+        ("classification", [0, 2], [0.1, 0.2], DataError),
+        ("regression", [1.0, 2.0], [1.0], DataError),
+    ],
+)
 def test_loss_per_request_rejects_bad_input(task, y, s, error):
     with pytest.raises(error):
         loss_per_request(task, y, s)
@@ -403,10 +435,17 @@ def test_plan_steps():
     assert plan_steps([100]) == [1.0]
 
 
-@pytest.mark.parametrize(("steps", "problem"), [
-    ([], "a non-empty list"), ([5, 5, 100], "strictly increasing"), ([50, 20, 100], "strictly increasing"),
-    ([5, 50], "ending at 100"), ([0, 100], "in (0, 100]"), ([5, 150], "in (0, 100]"),
-])
+@pytest.mark.parametrize(
+    ("steps", "problem"),
+    [
+        ([], "a non-empty list"),
+        ([5, 5, 100], "strictly increasing"),
+        ([50, 20, 100], "strictly increasing"),
+        ([5, 50], "ending at 100"),
+        ([0, 100], "in (0, 100]"),
+        ([5, 150], "in (0, 100]"),
+    ],
+)
 def test_plan_steps_rejects_bad_plans(steps, problem):
     with pytest.raises(ValueError, match=r"The 'canary_steps' parameter of plan_steps must be") as exc:
         plan_steps(steps)

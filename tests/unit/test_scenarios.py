@@ -133,8 +133,7 @@ def test_config_is_the_shipped_one_with_the_benchmark_data():
 
 def test_written_scenario_shows_its_change_through_load_window(tmp_path):
     base = shipped_config("classification", PROJECT_ROOT / "configs")
-    data = write_scenario("abrupt_concept", "classification", tmp_path, rows_per_day=400, base=base, days=30,
-                          change=16)
+    data = write_scenario("abrupt_concept", "classification", tmp_path, rows_per_day=400, base=base, days=30, change=16)
     cfg, start = data.config, data.start
     assert data.change_dates == (start + dt.timedelta(days=15),)
     assert len(list((tmp_path / cfg.data.path).glob("*.parquet"))) == 30

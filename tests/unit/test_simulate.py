@@ -29,7 +29,8 @@ def test_season_start_keeps_the_weather_of_a_calendar_moved_in_the_year(tmp_path
     simulate(cfg, tmp_path / "jan", start=jan, **kwargs)
     simulate(cfg, tmp_path / "anchored", start=autumn, season_start=jan, **kwargs)
     simulate(cfg, tmp_path / "autumn", start=autumn, **kwargs)
-    mean = {name: sum(t) / len(t) for name in ("jan", "anchored", "autumn")
-            for t in [_temperatures(tmp_path / name, cfg)]}
+    mean = {
+        name: sum(t) / len(t) for name in ("jan", "anchored", "autumn") for t in [_temperatures(tmp_path / name, cfg)]
+    }
     assert abs(mean["anchored"] - mean["jan"]) < 0.5, mean
     assert mean["autumn"] - mean["jan"] > 5, mean

@@ -21,12 +21,33 @@ from retrain_lib.status import UnknownModelError, fleet_status, resolve_report, 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
 FEATURES = [  # what the monitor writes to monitor.json for every checked feature
-    {"name": "income", "method": "ks", "kind": "numeric", "score": 0.21, "p_value": 1e-9, "threshold": 0.001,
-     "drifted": True},
-    {"name": "age", "method": "psi", "kind": "numeric", "score": 0.01, "p_value": None, "threshold": 0.2,
-     "drifted": False},
-    {"name": "region", "method": "psi", "kind": "categorical", "score": 0.3, "p_value": None, "threshold": 0.2,
-     "drifted": True},
+    {
+        "name": "income",
+        "method": "ks",
+        "kind": "numeric",
+        "score": 0.21,
+        "p_value": 1e-9,
+        "threshold": 0.001,
+        "drifted": True,
+    },
+    {
+        "name": "age",
+        "method": "psi",
+        "kind": "numeric",
+        "score": 0.01,
+        "p_value": None,
+        "threshold": 0.2,
+        "drifted": False,
+    },
+    {
+        "name": "region",
+        "method": "psi",
+        "kind": "categorical",
+        "score": 0.3,
+        "p_value": None,
+        "threshold": 0.2,
+        "drifted": True,
+    },
 ]
 
 
@@ -49,42 +70,105 @@ def fleet(tmp_path_factory):
     exp = ctx.experiment_id()
     runs = [client.create_run(exp).info.run_id for _ in range(4)]
     for i, run_id in enumerate(runs[:3], 1):
-        registry.register_version(client, MODEL, run_id=run_id, source=f"runs:/{run_id}/model", tags={
-            "metric.roc_auc": repr(0.7 + i / 100), "trained_as_of": f"2026-02-0{i}", "gates.passed": "true",
-            "data.start": "2026-01-01", "data.end": f"2026-02-0{i}"})
+        registry.register_version(
+            client,
+            MODEL,
+            run_id=run_id,
+            source=f"runs:/{run_id}/model",
+            tags={
+                "metric.roc_auc": repr(0.7 + i / 100),
+                "trained_as_of": f"2026-02-0{i}",
+                "gates.passed": "true",
+                "data.start": "2026-01-01",
+                "data.end": f"2026-02-0{i}",
+            },
+        )
     registry.promote_champion(client, MODEL, "1", expected_champion=None)
     registry.promote_champion(client, MODEL, "2", expected_champion="1")
     registry.set_challenger(client, MODEL, "3")
     set_rollout_state(client, MODEL, "canary", 20, "application_id")
-    gates = {"passed": True, "results": [
-        {"gate": "roc_auc_min", "metric": "roc_auc", "slice": "all", "threshold": 0.7, "observed": 0.73,
-         "champion": 0.72, "delta": 0.01, "passed": True, "skipped": False, "reason": "roc_auc 0.73 >= 0.7"}]}
+    gates = {
+        "passed": True,
+        "results": [
+            {
+                "gate": "roc_auc_min",
+                "metric": "roc_auc",
+                "slice": "all",
+                "threshold": 0.7,
+                "observed": 0.73,
+                "champion": 0.72,
+                "delta": 0.01,
+                "passed": True,
+                "skipped": False,
+                "reason": "roc_auc 0.73 >= 0.7",
+            }
+        ],
+    }
     client.log_dict(runs[2], gates, "gates/results.json")
 
     report_dir = settings.reports_dir / MODEL / "2026-02-05"
     report_dir.mkdir(parents=True)
-    (report_dir / "monitor.json").write_text(json.dumps({"drift": {
-        "features": FEATURES, "drifted_share": 2 / 3, "drift_share_threshold": 0.25}}))
+    (report_dir / "monitor.json").write_text(
+        json.dumps({"drift": {"features": FEATURES, "drifted_share": 2 / 3, "drift_share_threshold": 0.25}})
+    )
     (report_dir / "drift_report.html").write_text("<html><body>report</body></html>")
     (settings.state_dir / "secret.txt").write_text("not a report")
 
     def monitor(day, share, action, actor="cli", **extra):
-        record_decision(settings, model=MODEL, event="monitor", as_of=day, actor=actor, details={
-            "action": action, "reasons": [f"drift {share:.0%}"], "drifted_share": share,
-            "top": [{k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
-                    for f in FEATURES[:1]], "mlflow_run_id": runs[3], **extra})
+        record_decision(
+            settings,
+            model=MODEL,
+            event="monitor",
+            as_of=day,
+            actor=actor,
+            details={
+                "action": action,
+                "reasons": [f"drift {share:.0%}"],
+                "drifted_share": share,
+                "top": [
+                    {k: f[k] for k in ("name", "method", "score", "p_value", "threshold", "drifted")}
+                    for f in FEATURES[:1]
+                ],
+                "mlflow_run_id": runs[3],
+                **extra,
+            },
+        )
 
     monitor("2026-02-03", 0.0, "healthy")
-    record_decision(settings, model=MODEL, event="gates", as_of="2026-02-03", actor="credit_default__retrain/r1",
-                    details={"run_id": runs[2], "passed": True, "failed": [], "champion_version": "2"})
-    record_decision(settings, model=MODEL, event="challenger", as_of="2026-02-03", after="3", reason="drift",
-                    details={"version": "3", "run_id": runs[2], "moves": [{"alias": "challenger", "from": None,
-                                                                            "to": "3"}]})
+    record_decision(
+        settings,
+        model=MODEL,
+        event="gates",
+        as_of="2026-02-03",
+        actor="credit_default__retrain/r1",
+        details={"run_id": runs[2], "passed": True, "failed": [], "champion_version": "2"},
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="challenger",
+        as_of="2026-02-03",
+        after="3",
+        reason="drift",
+        details={"version": "3", "run_id": runs[2], "moves": [{"alias": "challenger", "from": None, "to": "3"}]},
+    )
     monitor("2026-02-05", 0.5, "healthy")
-    monitor("2026-02-05", 2 / 3, "retrain", actor="credit_default__monitor/scheduled__x",
-            report=str(report_dir / "monitor.json"), drift_report=str(report_dir / "drift_report.html"))
-    record_decision(settings, model=MODEL, event="reject", as_of="2026-02-05", reason="",
-                    details={"run_id": runs[3], "failed": ["roc_auc 0.6 < 0.7"]})
+    monitor(
+        "2026-02-05",
+        2 / 3,
+        "retrain",
+        actor="credit_default__monitor/scheduled__x",
+        report=str(report_dir / "monitor.json"),
+        drift_report=str(report_dir / "drift_report.html"),
+    )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="reject",
+        as_of="2026-02-05",
+        reason="",
+        details={"run_id": runs[3], "failed": ["roc_auc 0.6 < 0.7"]},
+    )
     return SimpleNamespace(settings=settings, client=client, runs=runs, root=root)
 
 
@@ -121,14 +205,16 @@ def test_fleet_status_reads_registry_ledger_and_reports(fleet):
 
     last = m["last_monitor"]
     assert (last["as_of"], last["action"], last["drifted_share"]) == ("2026-02-05", "retrain", pytest.approx(2 / 3))
-    assert last["features_source"] == "report" and [f["name"] for f in last["features"]] == [
-        "income", "age", "region"]
+    assert last["features_source"] == "report" and [f["name"] for f in last["features"]] == ["income", "age", "region"]
     assert last["features"][2]["score"] == 0.3 and last["drift_share_threshold"] == 0.25
     assert last["drift_report"] == "credit_default/2026-02-05/drift_report.html"
     assert last["report"] == "credit_default/2026-02-05/monitor.json"
     # one point per day (the day's last check), oldest first; scores from monitor.json where it exists
     trend = m["drift_trend"]
-    assert [(t["as_of"], t["drifted_share"]) for t in trend] == [("2026-02-03", 0.0), ("2026-02-05", pytest.approx(2 / 3))]
+    assert [(t["as_of"], t["drifted_share"]) for t in trend] == [
+        ("2026-02-03", 0.0),
+        ("2026-02-05", pytest.approx(2 / 3)),
+    ]
     assert trend[0]["scores"] == {"income": 0.21} and trend[0]["features_source"] == "ledger"
     assert trend[1]["scores"] == {"income": 0.21, "age": 0.01, "region": 0.3}
     assert trend[1]["drifted"] == ["income", "region"]
@@ -138,7 +224,10 @@ def test_fleet_status_reads_registry_ledger_and_reports(fleet):
     assert gates["passed"] is True and gates["run_id"] == fleet.runs[2]
     assert [(r["gate"], r["observed"], r["passed"]) for r in gates["results"]] == [("roc_auc_min", 0.73, True)]
     assert [(d["event"], d["reason"]) for d in m["decisions"]] == [
-        ("reject", "roc_auc 0.6 < 0.7"), ("challenger", "drift"), ("gates", "all gates passed")]
+        ("reject", "roc_auc 0.6 < 0.7"),
+        ("challenger", "drift"),
+        ("gates", "all gates passed"),
+    ]
     assert m["last_decision"]["event"] == "reject"
 
     empty = by_name["daily_demand"]
@@ -159,22 +248,35 @@ def test_unknown_model_is_named(fleet):
 
 def test_reports_are_served_only_from_the_reports_directory(fleet):
     reports = fleet.settings.reports_dir
-    assert resolve_report(reports, "credit_default/2026-02-05/drift_report.html") == (
-        reports / MODEL / "2026-02-05" / "drift_report.html").resolve()
+    assert (
+        resolve_report(reports, "credit_default/2026-02-05/drift_report.html")
+        == (reports / MODEL / "2026-02-05" / "drift_report.html").resolve()
+    )
     (reports / "link").symlink_to(fleet.settings.state_dir / "secret.txt")
-    for bad in ("../secret.txt", "credit_default/../../secret.txt", str(fleet.settings.state_dir / "secret.txt"),
-                "link", "credit_default", "", "a\x00b"):
+    for bad in (
+        "../secret.txt",
+        "credit_default/../../secret.txt",
+        str(fleet.settings.state_dir / "secret.txt"),
+        "link",
+        "credit_default",
+        "",
+        "a\x00b",
+    ):
         assert resolve_report(reports, bad) is None, bad
 
 
 def test_task_links_find_the_record_of_the_task_run(fleet):
     links = task_links(fleet.settings, "credit_default__monitor", "scheduled__x", "check_model")
-    assert links == {"mlflow_run": f"http://localhost:5000/#/runs/{fleet.runs[3]}",
-                     "report": "credit_default/2026-02-05/drift_report.html"}
+    assert links == {
+        "mlflow_run": f"http://localhost:5000/#/runs/{fleet.runs[3]}",
+        "report": "credit_default/2026-02-05/drift_report.html",
+    }
     gates = task_links(fleet.settings, "credit_default__retrain", "r1", "check_gates")
     assert gates["mlflow_run"] == f"http://localhost:5000/#/runs/{fleet.runs[2]}"
     assert task_links(fleet.settings, "credit_default__monitor", "other", "check_model") == {
-        "mlflow_run": None, "report": None}
+        "mlflow_run": None,
+        "report": None,
+    }
     assert task_links(fleet.settings, "credit_default__monitor", "scheduled__x", "decide_action")["mlflow_run"] is None
 
 
@@ -232,8 +334,12 @@ def test_fleet_app_pages_json_and_reports(cli_env):
     report = app.get("/reports/credit_default/2026-02-05/drift_report.html")
     assert report.status_code == 200 and report.text.startswith("<html>")
     assert "sandbox" in report.headers["content-security-policy"]
-    for bad in ("/reports/../secret.txt", "/reports/%2e%2e/secret.txt", "/reports/..%2fsecret.txt",
-                f"/reports/{os.fspath(cli_env.settings.state_dir / 'secret.txt')}"):
+    for bad in (
+        "/reports/../secret.txt",
+        "/reports/%2e%2e/secret.txt",
+        "/reports/..%2fsecret.txt",
+        f"/reports/{os.fspath(cli_env.settings.state_dir / 'secret.txt')}",
+    ):
         assert app.get(bad).status_code == 404, bad
 
 
@@ -252,14 +358,19 @@ def test_the_sqlite_reader_answers_as_mlflow_does(fleet):
     fleet.client.delete_model_version(MODEL, "4")  # ... deleted: hidden from both
     try:
         want, got = fleet.client.get_registered_model(MODEL), reader.get_registered_model(MODEL)
-        assert (got.name, got.aliases, got.tags) == (want.name, {k: str(v) for k, v in want.aliases.items()},
-                                                     want.tags)
+        assert (got.name, got.aliases, got.tags) == (want.name, {k: str(v) for k, v in want.aliases.items()}, want.tags)
         for version in ("1", "2", "3"):
             want, got = fleet.client.get_model_version(MODEL, version), reader.get_model_version(MODEL, version)
             assert (got.version, got.run_id, got.creation_timestamp, got.description, got.tags) == (
-                str(want.version), want.run_id, want.creation_timestamp, want.description, want.tags)
+                str(want.version),
+                want.run_id,
+                want.creation_timestamp,
+                want.description,
+                want.tags,
+            )
         assert sorted(v.version for v in reader.search_model_versions(f"name='{MODEL}'")) == sorted(
-            str(v.version) for v in fleet.client.search_model_versions(f"name='{MODEL}'"))
+            str(v.version) for v in fleet.client.search_model_versions(f"name='{MODEL}'")
+        )
         for missing in (lambda c: c.get_registered_model("nope"), lambda c: c.get_model_version(MODEL, "4")):
             with pytest.raises(RegistryReadError) as info:
                 missing(reader)
@@ -271,7 +382,8 @@ def test_the_sqlite_reader_answers_as_mlflow_does(fleet):
         copied = Path(reader.download_artifacts(fleet.runs[2], "gates/results.json", str(dest)))
         assert copied.is_relative_to(dest)
         assert json.loads(copied.read_text()) == json.loads(
-            Path(fleet.client.download_artifacts(fleet.runs[2], "gates/results.json", str(fleet.root))).read_text())
+            Path(fleet.client.download_artifacts(fleet.runs[2], "gates/results.json", str(fleet.root))).read_text()
+        )
         with pytest.raises(RegistryReadError):
             reader.download_artifacts(fleet.runs[2], "../../../secret.txt", str(dest))
     finally:
@@ -300,11 +412,14 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
     import subprocess
     import sys
 
-    code = ("import json, sys\nfrom retrain_lib.cli import main\nrc = main(['status', '--format', 'json'])\n"
-            "print(json.dumps({'rc': rc, 'heavy': sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'mlflow', 'numpy', 'pandas', 'sklearn', 'scipy'})}))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
-                          timeout=120)
+    code = (
+        "import json, sys\nfrom retrain_lib.cli import main\nrc = main(['status', '--format', 'json'])\n"
+        "print(json.dumps({'rc': rc, 'heavy': sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'mlflow', 'numpy', 'pandas', 'sklearn', 'scipy'})}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     *status, last = proc.stdout.splitlines()
     assert json.loads(last) == {"rc": 0, "heavy": []}
@@ -316,4 +431,5 @@ def test_builtin_method_axes_match_the_drift_registry():
     from retrain_lib.status import BUILTIN_METHOD_AXES, P_VALUE
 
     assert {n: m.uses_p_value for n, m in METHODS.items()} == {
-        n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()}
+        n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()
+    }

@@ -70,8 +70,9 @@ def credit_frame(tmp_path_factory, credit_cfg) -> pd.DataFrame:
     root = tmp_path_factory.mktemp("credit")
     simulate(credit_cfg, root, days=12, rows_per_day=200, seed=11, start=START)
     # as_of 2 days after the end: the last 5 days have no labels yet
-    return load_window(credit_cfg, root, START, START + dt.timedelta(days=11),
-                       as_of=START + dt.timedelta(days=13)).frame
+    return load_window(
+        credit_cfg, root, START, START + dt.timedelta(days=11), as_of=START + dt.timedelta(days=13)
+    ).frame
 
 
 @pytest.fixture(scope="module")
@@ -86,32 +87,59 @@ def demand_frame(tmp_path_factory, demand_cfg) -> pd.DataFrame:
 # -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["os.system", "builtins.eval", "subprocess.Popen", "collections.OrderedDict",
-                                  "sklearnx.linear_model.LogisticRegression", "numpy.linalg.LinAlgError",
-                                  "xsklearn.ensemble.RandomForestClassifier", "sklearn_evil.Model",
-                                  "sklearnx.evil"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "os.system",
+        "builtins.eval",
+        "subprocess.Popen",
+        "collections.OrderedDict",
+        "sklearnx.linear_model.LogisticRegression",
+        "numpy.linalg.LinAlgError",
+        "xsklearn.ensemble.RandomForestClassifier",
+        "sklearn_evil.Model",
+        "sklearnx.evil",
+    ],
+)
 def test_paths_outside_prefixes_are_rejected(path):
     with pytest.raises(ConfigError, match="outside the allowed modules"):
         load_estimator_class(path)
 
 
-@pytest.mark.parametrize("path", ["sklearn.metrics.roc_auc_score", "sklearn.base.clone", "sklearn.linear_model",
-                                  "sklearn.utils.Bunch", "sklearn.base.BaseEstimator",
-                                  "sklearn.utils.all_estimators"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sklearn.metrics.roc_auc_score",
+        "sklearn.base.clone",
+        "sklearn.linear_model",
+        "sklearn.utils.Bunch",
+        "sklearn.base.BaseEstimator",
+        "sklearn.utils.all_estimators",
+    ],
+)
 def test_non_estimator_classes_and_callables_are_rejected(path):
     with pytest.raises(ConfigError, match="not a scikit-learn estimator class"):
         load_estimator_class(path)
 
 
-@pytest.mark.parametrize("path", ["sklearn.__version__", "sklearn.ensemble._forest.BaseForest",
-                                  "sklearn.__class__.__init__", "_sklearn.Model"])
+@pytest.mark.parametrize(
+    "path",
+    ["sklearn.__version__", "sklearn.ensemble._forest.BaseForest", "sklearn.__class__.__init__", "_sklearn.Model"],
+)
 def test_private_and_dunder_paths_are_rejected_before_any_import(path):
     with pytest.raises(ConfigError, match="is not an import path"):
         load_estimator_class(path)
 
 
-@pytest.mark.parametrize("path", ["sklearn.linear_model.NoSuchModel", "sklearn.nosuchmodule.Model",
-                                  "sklearn.ensemble.RandomForestClassifier.fit", "sklearn.base.os.system"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sklearn.linear_model.NoSuchModel",
+        "sklearn.nosuchmodule.Model",
+        "sklearn.ensemble.RandomForestClassifier.fit",
+        "sklearn.base.os.system",
+    ],
+)
 def test_unimportable_paths_are_rejected(path):
     with pytest.raises(ConfigError, match="cannot be imported"):
         load_estimator_class(path)
@@ -125,8 +153,10 @@ def test_classes_outside_custom_prefixes_are_rejected():
         load_estimator_class("collections.OrderedDict", allowed_prefixes=("collections.",))
 
 
-@pytest.mark.parametrize(("path", "prefixes"), [("os.system", ("os.",)), ("builtins.eval", ("builtins.",)),
-                                               ("sklearn.utils.all_estimators", ("sklearn.",))])
+@pytest.mark.parametrize(
+    ("path", "prefixes"),
+    [("os.system", ("os.",)), ("builtins.eval", ("builtins.",)), ("sklearn.utils.all_estimators", ("sklearn.",))],
+)
 def test_functions_are_rejected_even_inside_allowed_modules(path, prefixes):
     with pytest.raises(ConfigError) as err:
         load_estimator_class(path, allowed_prefixes=prefixes)
@@ -159,8 +189,11 @@ def test_modules_outside_the_prefixes_are_never_imported(tmp_path, monkeypatch):
 
 
 def test_reexported_classes_are_rejected(tmp_path, monkeypatch):
-    _package(tmp_path, "acme_models", "from sklearn.linear_model import LogisticRegression\n"
-                                      "class Own(LogisticRegression):\n    pass\n")
+    _package(
+        tmp_path,
+        "acme_models",
+        "from sklearn.linear_model import LogisticRegression\nclass Own(LogisticRegression):\n    pass\n",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError) as err:
         load_estimator_class("acme_models.LogisticRegression", allowed_prefixes=("acme_models.",))
@@ -311,27 +344,29 @@ def test_too_few_labelled_rows(credit_cfg, credit_frame):
     split_frame(credit_cfg, labelled.head(20))
 
 
-
 # -----------------------------------------------------------------------------------------
 # Training config validation
 # -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("update", "message"), [
-    ({"recency": {"days": 90, "weight": 0}}, "greater than 0"),
-    ({"recency": {"days": 90, "weight": -2}}, "greater than 0"),
-    ({"recency": {"days": 0, "weight": 2}}, "greater than 0"),
-    ({"recency": {"half_life_days": 0}}, "greater than 0"),
-    ({"recency": {"days": 90}}, "recency days needs weight too"),
-    ({"recency": {"weight": 2}}, "recency weight needs days too"),
-    ({"recency": {}}, "recency needs days and weight, half_life_days, or both"),
-    ({"recency": {"days": 30, "weight": 1}}, "same weight"),
-    ({"recency": {"days": 30, "wieght": 2}}, "Extra inputs"),
-    ({"timeout_minutes": 0}, "greater than 0"),
-    ({"timeout_minutes": -1.5}, "greater than 0"),
-    ({"warm_start": True, "warm_start_extra": 0}, "greater than or equal to 1"),
-    ({"warm_start_extra": 10}, "warm_start_extra only applies with warm_start: true"),
-])
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"recency": {"days": 90, "weight": 0}}, "greater than 0"),
+        ({"recency": {"days": 90, "weight": -2}}, "greater than 0"),
+        ({"recency": {"days": 0, "weight": 2}}, "greater than 0"),
+        ({"recency": {"half_life_days": 0}}, "greater than 0"),
+        ({"recency": {"days": 90}}, "recency days needs weight too"),
+        ({"recency": {"weight": 2}}, "recency weight needs days too"),
+        ({"recency": {}}, "recency needs days and weight, half_life_days, or both"),
+        ({"recency": {"days": 30, "weight": 1}}, "same weight"),
+        ({"recency": {"days": 30, "wieght": 2}}, "Extra inputs"),
+        ({"timeout_minutes": 0}, "greater than 0"),
+        ({"timeout_minutes": -1.5}, "greater than 0"),
+        ({"warm_start": True, "warm_start_extra": 0}, "greater than or equal to 1"),
+        ({"warm_start_extra": 10}, "warm_start_extra only applies with warm_start: true"),
+    ],
+)
 def test_bad_training_options_are_config_errors(update, message):
     raw = {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier", **update}
     with pytest.raises(ValidationError, match=message):
@@ -353,9 +388,15 @@ def test_training_options_are_reported_with_their_location(tmp_path):
 
 
 def test_valid_training_options_load():
-    t = Training.model_validate({"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-                                 "recency": {"days": 90, "weight": 2.0, "half_life_days": 30},
-                                 "timeout_minutes": 2.5, "warm_start": True, "warm_start_extra": 25})
+    t = Training.model_validate(
+        {
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "recency": {"days": 90, "weight": 2.0, "half_life_days": 30},
+            "timeout_minutes": 2.5,
+            "warm_start": True,
+            "warm_start_extra": 25,
+        }
+    )
     assert t.recency == Recency(days=90, weight=2.0, half_life_days=30)
     assert (t.timeout_minutes, t.warm_start, t.extra_iterations) == (2.5, True, 25)
     assert Training(estimator="sklearn.linear_model.LogisticRegression", warm_start=True).extra_iterations == 50
@@ -363,8 +404,13 @@ def test_valid_training_options_load():
 
 def test_check_training_config_needs_the_estimator(credit_cfg):
     assert check_training_config(credit_cfg) == []
-    knn = _with_training(credit_cfg, estimator="sklearn.neighbors.KNeighborsClassifier", params={},
-                         recency={"days": 3, "weight": 2}, warm_start=True)
+    knn = _with_training(
+        credit_cfg,
+        estimator="sklearn.neighbors.KNeighborsClassifier",
+        params={},
+        recency={"days": 3, "weight": 2},
+        warm_start=True,
+    )
     problems = {loc: (reason, fix) for loc, reason, fix in check_training_config(knn)}
     assert set(problems) == {("training", "recency"), ("training", "warm_start")}
     assert "KNeighborsClassifier.fit does not accept sample_weight" in problems[("training", "recency")][0]
@@ -383,20 +429,28 @@ def test_check_training_config_needs_the_estimator(credit_cfg):
 
 
 def _tiny_cfg(**training) -> ModelConfig:
-    return ModelConfig.model_validate({
-        "name": "tiny", "owner": "me", "task": "regression",
-        "data": {"path": "tiny", "id_column": "id", "timestamp_column": "ts"},
-        "features": {"target": "y", "numeric": ["x"]},
-        "training": {"estimator": "sklearn.linear_model.LinearRegression", **training},
-    })
+    return ModelConfig.model_validate(
+        {
+            "name": "tiny",
+            "owner": "me",
+            "task": "regression",
+            "data": {"path": "tiny", "id_column": "id", "timestamp_column": "ts"},
+            "features": {"target": "y", "numeric": ["x"]},
+            "training": {"estimator": "sklearn.linear_model.LinearRegression", **training},
+        }
+    )
 
 
-TINY = pd.DataFrame({
-    "id": [1, 2, 3, 4, 5],
-    "ts": pd.to_datetime(["2026-01-10 12:00", "2026-01-09 00:00", "2026-01-08 23:00", "2026-01-01 00:00",
-                          "2025-12-22 00:00"]),
-    "x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0],
-})
+TINY = pd.DataFrame(
+    {
+        "id": [1, 2, 3, 4, 5],
+        "ts": pd.to_datetime(
+            ["2026-01-10 12:00", "2026-01-09 00:00", "2026-01-08 23:00", "2026-01-01 00:00", "2025-12-22 00:00"]
+        ),
+        "x": [1.0, 2.0, 3.0, 4.0, 5.0],
+        "y": [1.0, 2.0, 3.0, 4.0, 5.0],
+    }
+)
 
 
 def test_step_recency_weights_of_a_tiny_frame():
@@ -453,8 +507,9 @@ def test_recency_weighting_changes_the_model():
 
 
 def test_recency_with_an_estimator_without_sample_weight_is_refused(credit_cfg, credit_frame):
-    cfg = _with_training(credit_cfg, estimator="sklearn.neighbors.KNeighborsClassifier", params={},
-                         recency={"days": 3, "weight": 2})
+    cfg = _with_training(
+        credit_cfg, estimator="sklearn.neighbors.KNeighborsClassifier", params={}, recency={"days": 3, "weight": 2}
+    )
     split = split_frame(cfg, credit_frame)
     with pytest.raises(ConfigError, match="training.recency needs an estimator whose fit accepts sample_weight"):
         train_model(cfg, split.train)
@@ -478,8 +533,9 @@ def test_same_predictions_in_process_and_in_a_child_process(credit_cfg, credit_f
 
 
 def test_timeout_kills_a_slow_fit(credit_cfg, credit_frame):
-    cfg = _with_training(credit_cfg, params={"max_iter": 100_000, "early_stopping": False, "max_leaf_nodes": 63},
-                         timeout_minutes=0.01)
+    cfg = _with_training(
+        credit_cfg, params={"max_iter": 100_000, "early_stopping": False, "max_leaf_nodes": 63}, timeout_minutes=0.01
+    )
     split = split_frame(cfg, credit_frame)
     started = time.monotonic()
     with pytest.raises(TrainingError) as err:
@@ -493,8 +549,9 @@ def test_timeout_kills_a_slow_fit(credit_cfg, credit_frame):
 
 
 def test_errors_in_the_child_process_become_training_errors(credit_cfg, credit_frame):
-    cfg = _with_training(credit_cfg, estimator="sklearn.linear_model.LogisticRegression", params={"C": -1.0},
-                         timeout_minutes=5)
+    cfg = _with_training(
+        credit_cfg, estimator="sklearn.linear_model.LogisticRegression", params={"C": -1.0}, timeout_minutes=5
+    )
     split = split_frame(cfg, credit_frame)
     with pytest.raises(TrainingError, match="fitting sklearn.linear_model.LogisticRegression failed: .*'C'"):
         train_model(cfg, split.train)
@@ -559,8 +616,9 @@ def test_warm_start_with_changed_features_trains_from_scratch(champion_parts, ca
 
 def test_warm_start_without_warm_start_support_trains_from_scratch(champion_parts):
     cfg, _, split = champion_parts
-    knn_cfg = _with_training(cfg, estimator="sklearn.neighbors.KNeighborsClassifier", params={}, warm_start=True,
-                             recency=None)  # KNN's fit takes no sample weights
+    knn_cfg = _with_training(
+        cfg, estimator="sklearn.neighbors.KNeighborsClassifier", params={}, warm_start=True, recency=None
+    )  # KNN's fit takes no sample weights
     knn_champion = train_model(knn_cfg, split.train.iloc[:300])
     _, info = fit(knn_cfg, split.train, init_model=knn_champion)
     assert info.warm_started_from is None and "KNeighborsClassifier has no warm_start parameter" in info.notes[0]
@@ -572,8 +630,9 @@ def test_warm_start_grows_a_forest(demand_cfg, demand_frame):
     cfg = _with_training(demand_cfg, params={"n_estimators": 8, "max_depth": 6, "n_jobs": 1})
     split = split_frame(cfg, demand_frame)
     champion = train_model(cfg, split.train.iloc[: len(split.train) // 2])
-    warm, info = fit(_with_training(cfg, warm_start=True, warm_start_extra=5), split.train, init_model=champion,
-                     timeout_s=300)
+    warm, info = fit(
+        _with_training(cfg, warm_start=True, warm_start_extra=5), split.train, init_model=champion, timeout_s=300
+    )
     assert len(warm.named_steps["model"].estimators_) == 13 and info.child_process
     # the first 8 trees are the champion's
     X, _ = xy(cfg, split.holdout)

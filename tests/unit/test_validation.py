@@ -23,7 +23,9 @@ AS_OF = dt.date(2026, 3, 10)
 
 def model(validation: dict | None = None, **overrides) -> ModelConfig:
     raw = {
-        "name": "shop", "owner": "t@example.com", "task": "classification",
+        "name": "shop",
+        "owner": "t@example.com",
+        "task": "classification",
         "data": {"path": "shop", "id_column": "order_id", "timestamp_column": "ts"},
         "features": {"target": "churned", "numeric": ["income", "age"], "categorical": ["region", "store"]},
         "training": {"estimator": "sklearn.linear_model.LogisticRegression"},
@@ -36,12 +38,17 @@ def model(validation: dict | None = None, **overrides) -> ModelConfig:
 def frame(n: int = 10) -> pd.DataFrame:
     """``n`` clean rows on AS_OF, the last one at 22:00."""
     ts = pd.date_range(dt.datetime.combine(AS_OF, dt.time(8)), dt.datetime.combine(AS_OF, dt.time(22)), periods=n)
-    return pd.DataFrame({
-        "order_id": [f"o{i:03d}" for i in range(n)], "ts": ts,
-        "income": np.linspace(1000.0, 9000.0, n), "age": np.arange(20, 20 + n, dtype=float),
-        "region": ["north", "south"] * (n // 2), "store": ["a"] * n,
-        "churned": [0.0, 1.0] * (n // 2),
-    })
+    return pd.DataFrame(
+        {
+            "order_id": [f"o{i:03d}" for i in range(n)],
+            "ts": ts,
+            "income": np.linspace(1000.0, 9000.0, n),
+            "age": np.arange(20, 20 + n, dtype=float),
+            "region": ["north", "south"] * (n // 2),
+            "store": ["a"] * n,
+            "churned": [0.0, 1.0] * (n // 2),
+        }
+    )
 
 
 # -----------------------------------------------------------------------------------------
@@ -90,10 +97,23 @@ def test_a_good_validation_section_loads_in_its_normal_form(tmp_path, retrain_cf
     assert v.in_set["plan"].values == ["basic", "pro"] and v.in_set["plan"].mostly is None
     assert v.in_set["region"].mostly == 0.95
     assert (v.row_count.min, v.row_count.max) == (10, 5000)
-    assert cfg.expected_dtypes() == {"event_time": "datetime", "tenure": "numeric", "monthly_spend": "numeric",
-                                     "support_calls": "numeric", "plan": "string"}
-    assert cfg.columns == ["customer_id", "event_time", "tenure", "monthly_spend", "support_calls", "plan",
-                           "region", "churned"]
+    assert cfg.expected_dtypes() == {
+        "event_time": "datetime",
+        "tenure": "numeric",
+        "monthly_spend": "numeric",
+        "support_calls": "numeric",
+        "plan": "string",
+    }
+    assert cfg.columns == [
+        "customer_id",
+        "event_time",
+        "tenure",
+        "monthly_spend",
+        "support_calls",
+        "plan",
+        "region",
+        "churned",
+    ]
 
 
 def test_a_config_without_the_section_has_no_expectations(retrain_cfg_model_yaml, tmp_path):
@@ -103,20 +123,43 @@ def test_a_config_without_the_section_has_no_expectations(retrain_cfg_model_yaml
     assert problems == [] and cfg.validation is None and cfg.expected_dtypes() == {}
 
 
-@pytest.mark.parametrize(("old", "new", "field", "needle", "hint"), [
-    ("    tenure: {min: 0, max: 600}", "    tenrue: {min: 0, max: 600}", "validation.between.tenrue", "tenrue:",
-     "did you mean 'tenure'?"),
-    ("    - {column: monthly_spend, mostly: 0.9}", "    - {column: monthly_spnd, mostly: 0.9}",
-     "validation.not_null[1]", "monthly_spnd", "did you mean 'monthly_spend'?"),
-    ("  unique: [customer_id]", "  unique: [customer]", "validation.unique[0]", "unique:",
-     "did you mean 'customer_id'?"),
-    ("    plan: [basic, pro]", "    plam: [basic, pro]", "validation.in_set.plam", "plam:",
-     "did you mean 'plan'?"),
-    ("  dtypes: {plan: string}", "  dtypes: {regoin: string}", "validation.dtypes.regoin", "regoin",
-     "did you mean 'region'?"),
-])
-def test_a_misspelt_column_is_reported_with_its_line_and_a_suggestion(tmp_path, retrain_cfg_model_yaml, old, new,
-                                                                       field, needle, hint):
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle", "hint"),
+    [
+        (
+            "    tenure: {min: 0, max: 600}",
+            "    tenrue: {min: 0, max: 600}",
+            "validation.between.tenrue",
+            "tenrue:",
+            "did you mean 'tenure'?",
+        ),
+        (
+            "    - {column: monthly_spend, mostly: 0.9}",
+            "    - {column: monthly_spnd, mostly: 0.9}",
+            "validation.not_null[1]",
+            "monthly_spnd",
+            "did you mean 'monthly_spend'?",
+        ),
+        (
+            "  unique: [customer_id]",
+            "  unique: [customer]",
+            "validation.unique[0]",
+            "unique:",
+            "did you mean 'customer_id'?",
+        ),
+        ("    plan: [basic, pro]", "    plam: [basic, pro]", "validation.in_set.plam", "plam:", "did you mean 'plan'?"),
+        (
+            "  dtypes: {plan: string}",
+            "  dtypes: {regoin: string}",
+            "validation.dtypes.regoin",
+            "regoin",
+            "did you mean 'region'?",
+        ),
+    ],
+)
+def test_a_misspelt_column_is_reported_with_its_line_and_a_suggestion(
+    tmp_path, retrain_cfg_model_yaml, old, new, field, needle, hint
+):
     path, text = write_model(tmp_path, retrain_cfg_model_yaml, VALIDATION_YAML.replace(old, new))
     cfg, problems = check_model_file(path)
     assert cfg is None
@@ -126,21 +169,51 @@ def test_a_misspelt_column_is_reported_with_its_line_and_a_suggestion(tmp_path, 
     assert "customer_id" in problem.fix  # the fix lists the declared columns
 
 
-@pytest.mark.parametrize(("old", "new", "field", "reason", "fix"), [
-    ("  row_count: {min: 10, max: 5000}", "  row_count: {min: lots, max: 5000}", "validation.row_count.min",
-     "valid integer", "whole number"),
-    ("  exact_columns: true", "  exact_columns: maybe", "validation.exact_columns", "valid boolean", "true or false"),
-    ("  dtypes: {plan: string}", "  dtypes: {plan: text}", "validation.dtypes.plan", "'text' is not allowed",
-     "numeric"),
-    ("  freshness_hours: 6", "  freshness_hours: -1", "validation.freshness_hours", "greater than 0", ""),
-    ("  freshness_hours: 6", "  freshnes_hours: 6", "validation.freshnes_hours",
-     "did you mean 'freshness_hours'?", "remove it"),
-    ("    tenure: {min: 0, max: 600}", "    tenure: {min: 700, max: 600}", "validation.between.tenure",
-     "min (700) is greater than max (600)", ""),
-    ("    - tenure\n", "    - 5\n", "validation.not_null", "must be a column name or a mapping", ""),
-])
-def test_wrong_types_and_values_are_reported_with_their_line(tmp_path, retrain_cfg_model_yaml, old, new, field,
-                                                            reason, fix):
+@pytest.mark.parametrize(
+    ("old", "new", "field", "reason", "fix"),
+    [
+        (
+            "  row_count: {min: 10, max: 5000}",
+            "  row_count: {min: lots, max: 5000}",
+            "validation.row_count.min",
+            "valid integer",
+            "whole number",
+        ),
+        (
+            "  exact_columns: true",
+            "  exact_columns: maybe",
+            "validation.exact_columns",
+            "valid boolean",
+            "true or false",
+        ),
+        (
+            "  dtypes: {plan: string}",
+            "  dtypes: {plan: text}",
+            "validation.dtypes.plan",
+            "'text' is not allowed",
+            "numeric",
+        ),
+        ("  freshness_hours: 6", "  freshness_hours: -1", "validation.freshness_hours", "greater than 0", ""),
+        (
+            "  freshness_hours: 6",
+            "  freshnes_hours: 6",
+            "validation.freshnes_hours",
+            "did you mean 'freshness_hours'?",
+            "remove it",
+        ),
+        (
+            "    tenure: {min: 0, max: 600}",
+            "    tenure: {min: 700, max: 600}",
+            "validation.between.tenure",
+            "min (700) is greater than max (600)",
+            "",
+        ),
+        ("    - tenure\n", "    - 5\n", "validation.not_null", "must be a column name or a mapping", ""),
+    ],
+)
+def test_wrong_types_and_values_are_reported_with_their_line(
+    tmp_path, retrain_cfg_model_yaml, old, new, field, reason, fix
+):
     section = VALIDATION_YAML.replace(old, new)
     assert section != VALIDATION_YAML
     path, text = write_model(tmp_path, retrain_cfg_model_yaml, section)
@@ -155,11 +228,14 @@ def test_wrong_types_and_values_are_reported_with_their_line(tmp_path, retrain_c
 
 
 def test_column_kinds_are_checked_across_fields(tmp_path, retrain_cfg_model_yaml):
-    section = (VALIDATION_YAML
-               .replace("    tenure: {min: 0, max: 600}", "    tenure: {min: 0, max: 600}\n    plan: {min: 1}\n"
-                                                        "    event_time: {max: 3}")
-               .replace("    - tenure\n", "    - tenure\n    - churned\n")
-               .replace("  dtypes: {plan: string}", "  dtypes: {plan: string, tenure: string}"))
+    section = (
+        VALIDATION_YAML.replace(
+            "    tenure: {min: 0, max: 600}",
+            "    tenure: {min: 0, max: 600}\n    plan: {min: 1}\n    event_time: {max: 3}",
+        )
+        .replace("    - tenure\n", "    - tenure\n    - churned\n")
+        .replace("  dtypes: {plan: string}", "  dtypes: {plan: string, tenure: string}")
+    )
     assert section != VALIDATION_YAML
     path, text = write_model(tmp_path, retrain_cfg_model_yaml, section)
     _, problems = check_model_file(path)
@@ -234,8 +310,12 @@ def test_a_clean_frame_passes_every_expectation(clean_report):
     assert by_check(clean_report, "row_count").observed_value == 10
     assert by_check(clean_report, "row_count").kwargs == {"min_value": 6, "max_value": 200}  # per day x 2 days
     summary = clean_report.summary()
-    assert summary == {"success": True, "expectations": len(clean_report.results), "failed_expectations": 0,
-                       "failed": []}
+    assert summary == {
+        "success": True,
+        "expectations": len(clean_report.results),
+        "failed_expectations": 0,
+        "failed": [],
+    }
 
 
 def test_between_names_the_offending_values_and_rows(bad):
@@ -250,8 +330,9 @@ def test_between_names_the_offending_values_and_rows(bad):
     assert [row["order_id"] for row in r.rows] == df.loc[income < 0, "order_id"].tolist()
     assert all(row["income"] < 0 for row in r.rows)
     assert "__label_known" not in r.rows[0]
-    assert r.explain() == ("income: expect_column_values_to_be_between(min=0, max=10000000): "
-                           "2 rows (12%) unexpected, e.g. -5.0, -12.0")
+    assert r.explain() == (
+        "income: expect_column_values_to_be_between(min=0, max=10000000): 2 rows (12%) unexpected, e.g. -5.0, -12.0"
+    )
     assert by_check(report, "between", "age").success
 
 
@@ -271,8 +352,9 @@ def test_in_set_and_unique_failures(bad):
     df, report = bad
     r = by_check(report, "in_set", "region")
     assert not r.success and r.unexpected_count == 1 and r.partial_unexpected_list == ["mars"]
-    assert r.rows == [json.loads(df.drop(columns="__label_known").iloc[[11]].to_json(orient="records",
-                                                                                    date_format="iso"))[0]]
+    assert r.rows == [
+        json.loads(df.drop(columns="__label_known").iloc[[11]].to_json(orient="records", date_format="iso"))[0]
+    ]
     assert r.explain().endswith("1 row (5.0%) unexpected, e.g. 'mars'")
     assert by_check(report, "in_set", "churned").success
     u = by_check(report, "unique", "order_id")
@@ -333,8 +415,16 @@ def test_the_failed_report_lists_every_failure_and_serialises(bad):
     _, report = bad
     assert not report.success
     failed = {(r.check, r.column) for r in report.failed}
-    assert failed == {("between", "income"), ("not_null", "income"), ("in_set", "region"), ("unique", "order_id"),
-                      ("row_count", None), ("exact_columns", None), ("dtypes", "store"), ("freshness_hours", "ts")}
+    assert failed == {
+        ("between", "income"),
+        ("not_null", "income"),
+        ("in_set", "region"),
+        ("unique", "order_id"),
+        ("row_count", None),
+        ("exact_columns", None),
+        ("dtypes", "store"),
+        ("freshness_hours", "ts"),
+    }
     assert len(report.explain()) == len(failed)
     data = json.loads(json.dumps(report.to_dict()))  # strict JSON: no NaN, no timestamps
     assert data["failed_expectations"] == len(failed) and data["success"] is False
@@ -375,8 +465,15 @@ def test_quarantine_copies_the_batch_and_leaves_the_sources_alone(credit_window,
     assert not report.success
     sources = {Path(f): (digest(Path(f)), os.stat(f).st_mtime_ns) for f in window.files}
     state = tmp_path / "state"
-    dest = quarantine_batch(cfg, window, data_root=root, state_dir=state, report=report,
-                            problems=["a pre-check problem", *report.explain()], extra={"actor": "test"})
+    dest = quarantine_batch(
+        cfg,
+        window,
+        data_root=root,
+        state_dir=state,
+        report=report,
+        problems=["a pre-check problem", *report.explain()],
+        extra={"actor": "test"},
+    )
     assert dest == state / "quarantine" / "credit_default" / "2026-01-04"
     for src, (sha, mtime) in sources.items():
         copy = dest / src.relative_to(root)
@@ -405,8 +502,14 @@ def test_a_quarantine_of_other_data_for_the_same_day_keeps_the_first(credit_wind
     cfg, root, window = credit_window
     state = tmp_path / "state"
     first = quarantine_batch(cfg, window, data_root=root, state_dir=state, problems=["x"])
-    remote = Window(window.frame, window.start, window.end, window.as_of, ("s3://bucket/credit/2026-01-04.parquet",),
-                    digest="remote0123456789")
+    remote = Window(
+        window.frame,
+        window.start,
+        window.end,
+        window.as_of,
+        ("s3://bucket/credit/2026-01-04.parquet",),
+        digest="remote0123456789",
+    )
     second = quarantine_batch(cfg, remote, data_root=root, state_dir=state, problems=["y"])
     assert second == first
     kept = first.with_name(f"2026-01-04.{window.fingerprint}")
@@ -441,8 +544,7 @@ def test_a_crashing_validation_or_report_does_not_stop_the_monitor(credit_window
 
     monkeypatch.setattr(validation, "validate_window", boom)
     monkeypatch.setattr(reports, "drift_html_report", boom)
-    assert lifecycle._monitor_validation(_Ctx(cfg), window) == ({"success": None, "error": "RuntimeError: boom"},
-                                                                None)
+    assert lifecycle._monitor_validation(_Ctx(cfg), window) == ({"success": None, "error": "RuntimeError: boom"}, None)
     assert lifecycle._drift_html(_Ctx(cfg), window, window, tmp_path / "r.html") == (None, "RuntimeError: boom")
     assert lifecycle._monitor_validation(_Ctx(model()), window) == (None, None)  # no section: nothing runs
 
@@ -456,14 +558,23 @@ def test_the_drift_report_uses_the_decision_s_methods_and_thresholds():
     from retrain_lib.drift import drift_for_config
     from retrain_lib.reports import column_tests
 
-    cfg = model(drift={"method": "psi", "threshold": 0.15, "categorical_method": "chi2",
-                       "features": {"income": {"method": "ks", "threshold": 0.01}, "region": {"method": "js"}},
-                       "exclude": ["store"]})
+    cfg = model(
+        drift={
+            "method": "psi",
+            "threshold": 0.15,
+            "categorical_method": "chi2",
+            "features": {"income": {"method": "ks", "threshold": 0.01}, "region": {"method": "js"}},
+            "exclude": ["store"],
+        }
+    )
     df = frame(40)
     decided = {f.name: (f.kind, f.method, f.threshold) for f in drift_for_config(cfg, df, df).features}
     assert column_tests(cfg) == decided
-    assert column_tests(cfg) == {"income": ("numeric", "ks", 0.01), "age": ("numeric", "psi", 0.15),
-                                 "region": ("categorical", "js", 0.1)}
+    assert column_tests(cfg) == {
+        "income": ("numeric", "ks", 0.01),
+        "age": ("numeric", "psi", 0.15),
+        "region": ("categorical", "js", 0.1),
+    }
 
 
 def test_the_drift_report_of_a_calibrated_config_uses_the_thresholds_the_check_decided():
@@ -486,8 +597,14 @@ def test_the_monitor_s_drift_report_takes_the_tests_from_the_check_itself():
     from retrain_lib.drift import drift_for_config
     from retrain_lib.reports import decided_tests
 
-    cfg = model(drift={"threshold": "auto", "categorical_method": "chi2", "features": {"income": {"method": "ks"}},
-                       "exclude": ["store"]})
+    cfg = model(
+        drift={
+            "threshold": "auto",
+            "categorical_method": "chi2",
+            "features": {"income": {"method": "ks"}},
+            "exclude": ["store"],
+        }
+    )
     df = frame(40)
     report = drift_for_config(cfg, df, df.iloc[::2])
     tests = decided_tests(report.to_dict()["features"])
@@ -502,8 +619,14 @@ def test_drift_html_report_writes_an_evidently_page(tmp_path):
     cfg = model(drift={"features": {"income": {"method": "ks", "threshold": 0.01}}, "exclude": ["store"]})
 
     def sample(n: int, shift: float) -> pd.DataFrame:
-        return pd.DataFrame({"income": rng.normal(5000 + shift, 500, n), "age": rng.normal(40, 9, n),
-                             "region": rng.choice(["north", "south"], n), "store": "a"})
+        return pd.DataFrame(
+            {
+                "income": rng.normal(5000 + shift, 500, n),
+                "age": rng.normal(40, 9, n),
+                "region": rng.choice(["north", "south"], n),
+                "store": "a",
+            }
+        )
 
     path = drift_html_report(cfg, sample(300, 0), sample(200, 800), tmp_path / "out" / "drift_report.html")
     assert path == tmp_path / "out" / "drift_report.html" and path.stat().st_size > 10_000
