@@ -29,12 +29,13 @@ RUN uv export --frozen --no-dev --no-emit-project --no-header --output-file /tmp
  && pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# The project itself (retrain_lib and the `retrain` command), then the DAG file, plugins and
+# The project itself (retrain_lib, the `retrain` command and the Airflow package
+# retrain_airflow, whose plugin Airflow finds by its entry point), then the DAG file and
 # default configs (docker-compose.yaml mounts the deployment's configs over them).
 COPY --chown=airflow:0 retrain_lib ./retrain_lib
+COPY --chown=airflow:0 plugins ./plugins
 RUN pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:0 dags ./dags
-COPY --chown=airflow:0 plugins ./plugins
 COPY --chown=airflow:0 configs ./configs
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/retrain/dags \

@@ -49,7 +49,7 @@ browser:  ## install Debian's chromium for the browser test (apt, as root)
 	fi
 
 demo: setup  ## simulate data, run the DAGs day by day through Airflow, print the story
-	PYTHONPATH=$(CURDIR)/plugins $(BIN)/python -m retrain_airflow.demo
+	$(BIN)/python -m retrain_airflow.demo
 
 test: setup browser lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production" --durations=15

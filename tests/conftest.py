@@ -23,9 +23,6 @@ _SESSION_DIR: Path | None = None
 def pytest_configure(config):
     global _SESSION_DIR
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="retrain-tests-"))
-    plugins = str(REPO / "plugins")
-    if plugins not in sys.path:
-        sys.path.append(plugins)
     from retrain_airflow.demo import airflow_env  # stdlib only: Airflow is not imported yet
 
     env = airflow_env(_SESSION_DIR)  # the same layout `make demo` uses, under a temp dir

@@ -5,12 +5,7 @@ from the JUnit XML. Shared helpers are in ``harness.py``."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # harness.py, corpus.py
 
 
 @pytest.fixture

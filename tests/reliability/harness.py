@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fake_slack import FakeSlack
 from platforms import pin_fixed_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,10 +268,5 @@ class PrivatePostgres:
 
 
 def fake_slack():
-    """The local Slack stand-in of tests/integration/test_slack_alerts.py (a real HTTP server)."""
-    sys.path.insert(0, str(REPO / "tests" / "integration"))
-    try:
-        from test_slack_alerts import FakeSlack
-    finally:
-        sys.path.remove(str(REPO / "tests" / "integration"))
+    """The local Slack stand-in (a real HTTP server) of ``tests/fake_slack.py``."""
     return FakeSlack()

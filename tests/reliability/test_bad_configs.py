@@ -9,12 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import corpus
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import corpus  # noqa: E402
-
-from retrain_lib.cli import EXIT_BAD_INPUT, main  # noqa: E402
+from retrain_lib.cli import EXIT_BAD_INPUT, main
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = corpus.cases()
