@@ -1507,7 +1507,9 @@ def calibrate(
     import numpy as np
 
     from retrain_lib.calibration import calibrate_feature
-    from retrain_lib.drift import NUMERIC, drift_for_config, get_method
+    from retrain_lib.drift import drift_for_config
+    from retrain_lib.drift_methods import get_method
+    from retrain_lib.drift_stats import NUMERIC
 
     if not 0 < false_alarm_rate < 1:
         raise ConfigError(f"--false-alarm-rate must be in (0, 1), got {false_alarm_rate}")

@@ -83,6 +83,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from retrain_lib.drift_stats import CATEGORICAL, binned_shares, js_rows, psi_rows
+
 AUTO = "auto"
 DEFAULT_FALSE_ALARM_RATE = 0.01
 MULTIPLE_TESTING = ("bh", "none")
@@ -256,8 +258,6 @@ def _simulate_buckets(method: str, weights: tuple, n: int, m: int, fixed_referen
     and only the current counts are multinomial. This gets the heavy tail of PSI at small
     counts right (a current bucket is empty more often than a fixed-mass model predicts).
     """
-    from retrain_lib.drift import _js_rows, _psi_rows
-
     rng = np.random.default_rng([seed, zlib.crc32(repr((method, weights, n, m, fixed_reference)).encode())])
     p = np.asarray(weights, dtype=float)
     p = p / p.sum()
@@ -279,9 +279,9 @@ def _simulate_buckets(method: str, weights: tuple, n: int, m: int, fixed_referen
         if method == "linf":
             values = np.abs(ra - rc).max(axis=1)
         elif method == "js":
-            values = _js_rows(ra, rc)
+            values = js_rows(ra, rc)
         else:
-            values = _psi_rows(ra, rc, np.ones(ra.shape, dtype=bool))
+            values = psi_rows(ra, rc, np.ones(ra.shape, dtype=bool))
     values = np.sort(np.where(np.isfinite(values), values, np.inf))
     values.setflags(write=False)
     return values
@@ -320,8 +320,6 @@ def calibrate_feature(
     ``score``/``p_value`` are the method's result on the feature; see the module docstring
     for which null model each method gets.
     """
-    from retrain_lib.drift import CATEGORICAL, binned_shares
-
     far = false_alarm_rate
     if method == "ks":
         return Calibration("alpha", NullModel("p_value"), 1.0 if p_value is None else float(p_value))

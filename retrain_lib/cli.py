@@ -180,7 +180,7 @@ def _read_table(path: str):
 def _drift_features(args, ref, cur):
     """The features two files are compared on without --config; DataError when the files do
     not look like two samples of one table."""
-    from retrain_lib.drift import select_features
+    from retrain_lib.feature_selection import select_features
 
     sel = select_features(ref, cur, exclude=args.exclude or (), keep=args.keep or ())
     shapes = (

@@ -35,7 +35,8 @@ def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> d
     ``decided`` holds the thresholds the monitor's drift check used (``feature -> threshold``);
     they win, and they are required for a threshold ``auto``, which is calibrated to the day's
     sample sizes and so cannot be read from the config."""
-    from retrain_lib.drift import AUTO, get_method
+    from retrain_lib.calibration import AUTO
+    from retrain_lib.drift_methods import get_method
 
     d = cfg.drift
     skip = set(d.exclude)

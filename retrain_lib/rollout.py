@@ -1,7 +1,8 @@
-"""Statistics a shadow or canary rollout decides with.
+"""Decisions of a shadow or canary rollout and their records (verdicts, canary decisions).
 
 The rollout DAG reads numbers from the prediction log at each check of each step and calls
-the pure functions below; none of them does I/O or keeps state between calls.
+the pure functions below (built on the statistics of :mod:`retrain_lib.rollout_stats`); none
+of them does I/O or keeps state between calls.
 
 * :func:`compare_shadow`: the challenger answers the same requests as the champion without
   serving them. Compares output distributions (PSI), p95 latency, error rates and, for paired
@@ -11,8 +12,8 @@ the pure functions below; none of them does I/O or keeps state between calls.
   ``rollback`` or ``continue`` and stays valid however often it is looked at.
 * :func:`canary_proxy_decision`: the same step before labels arrive: output PSI and request
   error rates only.
-* :func:`loss_per_request` turns labels and scores into per-request losses;
-  :func:`plan_steps` turns ``deploy.canary_steps`` (percent) into traffic fractions.
+* :func:`~retrain_lib.rollout_stats.loss_per_request` turns labels and scores into
+  per-request losses; :func:`plan_steps` turns ``deploy.canary_steps`` (percent) into traffic fractions.
 
 Example::
 
@@ -23,32 +24,9 @@ Example::
     >>> canary_decision(champ, chall).decision
     'rollback'
 
-The sequential test (mSPRT, Johari, Koomen, Pekelis & Walsh 2017, "Peeking at A/B tests")
-------------------------------------------------------------------------------------------
-Let ``theta = E[challenger loss] - E[champion loss]`` (positive: the challenger is worse) and
-``m = margin``. At a look with ``n_A`` champion and ``n_B`` challenger losses::
-
-    d   = mean(challenger) - mean(champion)                    (estimate of theta)
-    s2  = var_A / n_A + var_B / n_B                             (plug-in variance of d,
-                                                                 sample variances, ddof=1)
-    Lambda = sqrt(s2 / (s2 + tau2)) * exp( tau2 * (d - m)^2 / (2 * s2 * (s2 + tau2)) )
-
-``Lambda`` is the likelihood ratio of ``d ~ N(theta, s2)`` averaged over
-``theta - m ~ N(0, tau2)`` against ``theta = m``; with equal arms (``s2 = V/n``,
-``V = var_A + var_B``) it is the paper's ``sqrt(V/(V + n tau2)) exp(n^2 tau2 (d-m)^2 /
-(2 V (V + n tau2)))``. Under ``theta = m`` it is a (nonnegative) martingale, so by Ville's
-inequality ``P(Lambda_n >= 1/alpha for some n) <= alpha``: the always-valid p-value is
-
-    p = min(1, 1 / Lambda)
-
-and rejecting when ``p <= alpha`` keeps the error at ``alpha`` whenever the caller looks.
-(The paper's running minimum ``min(p_{n-1}, 1/Lambda_n)`` is the caller's to keep across
-calls; the DAG stops at the first rejection, so it changes no decision.) Inverting the test
-gives the always-valid confidence sequence ``d +- h`` with::
-
-    h = sqrt( 2 * s2 * (s2 + tau2) / tau2 * ( ln(1/alpha) + ln((s2 + tau2) / s2) / 2 ) )
-
-so ``p <= alpha`` exactly when ``m`` lies outside ``[d - h, d + h]``. Hypotheses:
+Decisions of :func:`canary_decision` (the mSPRT, its always-valid p-value ``p`` and
+confidence sequence ``[d - h, d + h]`` of ``theta = E[challenger loss] - E[champion loss]``,
+``m = margin``, are described in :mod:`retrain_lib.rollout_stats`). Hypotheses:
 
 * ``rollback``: H0 ``theta <= m`` (challenger not worse than champion + margin) rejected
   in favour of ``theta > m``: ``p <= alpha`` and ``d > m`` (equivalently ``ci_low > m``).
@@ -64,14 +42,6 @@ so ``p <= alpha`` exactly when ``m`` lies outside ``[d - h, d + h]``. Hypotheses
   starting ``inconclusive`` (fail closed: the champion stays). Without ``max_n`` the
   answer stays ``continue``.
 * Below ``min_n`` losses on either arm the answer is always ``continue``.
-
-Each one-sided test uses the two-sided mixture at level ``alpha``, which is conservative
-(valid, slightly less powerful than a one-sided mixture). The guarantees are exact for
-normal losses with known variance and a fixed traffic split; with plug-in variances they
-hold asymptotically, which is why ``min_n`` (default 100) matters. ``tau2`` (loss units
-squared) is the variance of the mixing distribution: the test is most sensitive to
-differences of about ``sqrt(tau2)``. By default ``tau2 = 0.01 * (var_A + var_B) / 2``,
-i.e. differences of about a tenth of a per-request standard deviation.
 """
 
 from __future__ import annotations
@@ -82,8 +52,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrain_lib.drift import bucket_shares, psi_from_shares, quantile_edges
 from retrain_lib.errors import DataError
+from retrain_lib.rollout_stats import MSPRT, PSI_BINS, default_tau2, msprt, output_psi
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +61,6 @@ PROMOTE = "promote"
 ROLLBACK = "rollback"
 CONTINUE = "continue"
 DECISIONS = (PROMOTE, ROLLBACK, CONTINUE)
-
-PSI_BINS = 10
-# Default mixing variance as a share of the pooled per-request variance (see module docstring).
-DEFAULT_TAU2_SHARE = 0.01
-# Probabilities are clipped to [eps, 1 - eps] before the log loss (as retrain_lib.metrics).
-LOG_LOSS_EPS = 1e-15
-TASKS = ("classification", "regression")
 
 
 # -----------------------------------------------------------------------------------------
@@ -239,28 +202,6 @@ class ShadowVerdict:
         return out
 
 
-def output_psi(champion_outputs, challenger_outputs, *, bins: int = PSI_BINS) -> float:
-    """PSI of the challenger's output distribution against the champion's.
-
-    Buckets: ``bins`` quantile buckets of the champion's (finite) outputs, the outer ones
-    open-ended, edges of tied quantiles merged (:func:`retrain_lib.drift.quantile_edges`).
-    With ``r_i``/``c_i`` the champion/challenger shares of bucket ``i``::
-
-        PSI = sum_i (c_i - r_i) * ln(c_i / r_i)
-
-    An empty bucket's share is replaced by ``eps = 1e-4`` (or a millionth of the smallest
-    non-zero share when that is below 1e-4), the rule of :mod:`retrain_lib.drift`, so PSI
-    stays finite. NaN outputs are left out. Either sample empty: NaN.
-    """
-    ref = np.asarray(champion_outputs, dtype=float).ravel()
-    cur = np.asarray(challenger_outputs, dtype=float).ravel()
-    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
-    if ref.size == 0 or cur.size == 0:
-        return math.nan
-    edges = quantile_edges(ref, bins)
-    return psi_from_shares(bucket_shares(ref, edges), bucket_shares(cur, edges))
-
-
 def _paired(champion: ShadowArm, challenger: ShadowArm) -> tuple[np.ndarray, np.ndarray] | None:
     if champion.request_ids is not None and challenger.request_ids is not None:
         _, ia, ib = np.intersect1d(champion.request_ids, challenger.request_ids, return_indices=True)
@@ -286,8 +227,9 @@ def _ratio(num: float, den: float) -> float:
 def compare_shadow(champion: ShadowArm, challenger: ShadowArm, limits: ShadowLimits | None = None) -> ShadowVerdict:
     """Compare a challenger's shadow traffic with the champion's against ``limits``.
 
-    Figures: ``psi`` (:func:`output_psi`, 10 champion-quantile buckets), ``latency_p95_ratio``
-    (challenger p95 / champion p95, ``numpy.percentile`` linear interpolation),
+    Figures: ``psi`` (:func:`~retrain_lib.rollout_stats.output_psi`, 10 champion-quantile
+    buckets), ``latency_p95_ratio`` (challenger p95 / champion p95, ``numpy.percentile``
+    linear interpolation),
     ``error_rate_diff`` (challenger error rate - champion error rate) and ``mean_abs_diff``
     (mean ``|challenger - champion|`` over paired outputs, see :class:`ShadowArm`).
 
@@ -393,32 +335,8 @@ class CanaryDecision:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(frozen=True)
-class _MSPRT:
-    d: float
-    s2: float
-    tau2: float
-    p_value: float
-    half_width: float
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return self.d - self.half_width, self.d + self.half_width
-
-
-def _msprt(d: float, s2: float, tau2: float, theta0: float, alpha: float) -> _MSPRT:
-    """Normal-mixture SPRT of ``theta = theta0`` from an estimate ``d`` with variance ``s2``."""
-    if s2 <= 0:  # both arms constant: the difference is known exactly
-        p = 1.0 if d == theta0 else 0.0
-        return _MSPRT(d, s2, tau2, p, 0.0)
-    log_lambda = 0.5 * math.log(s2 / (s2 + tau2)) + tau2 * (d - theta0) ** 2 / (2 * s2 * (s2 + tau2))
-    p = min(1.0, math.exp(-log_lambda))
-    half = math.sqrt(2 * s2 * (s2 + tau2) / tau2 * (math.log(1 / alpha) + 0.5 * math.log((s2 + tau2) / s2)))
-    return _MSPRT(d, s2, tau2, p, half)
-
-
 def _decide(
-    t: _MSPRT,
+    t: MSPRT,
     *,
     n_a: int,
     n_b: int,
@@ -462,10 +380,6 @@ def _decide(
     return CanaryDecision(CONTINUE, reason=f"not significant yet: {figures}", **common)
 
 
-def _default_tau2(var_a: float, var_b: float) -> float:
-    return DEFAULT_TAU2_SHARE * (var_a + var_b) / 2
-
-
 def _too_few(n_a: int, n_b: int, min_n: int, margin: float, alpha: float, method: str) -> CanaryDecision:
     return CanaryDecision(
         CONTINUE,
@@ -496,7 +410,7 @@ def canary_decision(
 
     Args:
         champion_losses: losses of the requests the champion served so far (1-D, finite;
-            e.g. from :func:`loss_per_request`; lower is better).
+            e.g. from :func:`~retrain_lib.rollout_stats.loss_per_request`; lower is better).
         challenger_losses: the same for the challenger (independent requests).
         alpha: bound on the false-rollback (and false-promote) probability over all looks.
         min_n: losses needed on *each* arm before any decision other than ``continue``.
@@ -530,10 +444,10 @@ def canary_decision(
     if min(n_a, n_b) < max(min_n, 2):
         return _too_few(n_a, n_b, min_n, margin, alpha, "msprt")
     var_a, var_b = float(a.var(ddof=1)), float(b.var(ddof=1))
-    t2 = tau2 if tau2 is not None else _default_tau2(var_a, var_b)
+    t2 = tau2 if tau2 is not None else default_tau2(var_a, var_b)
     if t2 <= 0:  # default tau2 of two constant streams
         t2 = 1e-12
-    test = _msprt(float(b.mean() - a.mean()), var_a / n_a + var_b / n_b, float(t2), float(margin), alpha)
+    test = msprt(float(b.mean() - a.mean()), var_a / n_a + var_b / n_b, float(t2), float(margin), alpha)
     out = _decide(
         test, n_a=n_a, n_b=n_b, alpha=alpha, margin=float(margin), max_n=max_n, what="mean loss", method="msprt"
     )
@@ -556,8 +470,8 @@ def canary_proxy_decision(
     * ``continue`` while either arm has fewer than ``min_n`` requests (default
       ``limits.min_n``: PSI over 10 buckets is noisy on small samples; with no shift,
       ``PSI * n_A n_B / (n_A + n_B)`` is roughly chi-squared with 9 degrees of freedom).
-    * ``rollback`` when the output PSI (:func:`output_psi`) is above ``limits.max_psi``, or
-      when the mSPRT on the per-request error indicators shows the challenger's error rate
+    * ``rollback`` when the output PSI (:func:`~retrain_lib.rollout_stats.output_psi`) is
+      above ``limits.max_psi``, or when the mSPRT on the per-request error indicators shows the challenger's error rate
       above the champion's by more than ``limits.max_error_rate`` (margin) at level ``alpha``.
     * ``promote`` when the PSI is within its limit and the mSPRT shows the error-rate
       difference below ``limits.max_error_rate``. ``max_n`` ends an inconclusive canary
@@ -582,8 +496,8 @@ def canary_proxy_decision(
     psi = output_psi(champion.outputs, challenger.outputs)
     pa, pb = (champion.errors + 0.5) / (n_a + 1), (challenger.errors + 0.5) / (n_b + 1)
     var_a, var_b = pa * (1 - pa), pb * (1 - pb)
-    t2 = tau2 if tau2 is not None else _default_tau2(var_a, var_b)
-    test = _msprt(challenger.error_rate - champion.error_rate, var_a / n_a + var_b / n_b, float(t2), margin, alpha)
+    t2 = tau2 if tau2 is not None else default_tau2(var_a, var_b)
+    test = msprt(challenger.error_rate - champion.error_rate, var_a / n_a + var_b / n_b, float(t2), margin, alpha)
     if not psi <= limits.max_psi:
         lo, hi = test.ci
         return CanaryDecision(
@@ -604,47 +518,6 @@ def canary_proxy_decision(
         test, n_a=n_a, n_b=n_b, alpha=alpha, margin=margin, max_n=max_n, what="error rate", method="proxy", psi=psi
     )
     return out
-
-
-# -----------------------------------------------------------------------------------------
-# Inputs
-# -----------------------------------------------------------------------------------------
-
-
-def loss_per_request(task: str, y_true, scores) -> np.ndarray:
-    """Per-request loss (lower is better) for :func:`canary_decision`.
-
-    * ``"classification"``: log loss ``-ln p(y)``. ``scores`` is the positive-class
-      probability (1-D, labels 0/1 or bool) or a ``(n, k)`` probability matrix (labels
-      ``0..k-1``); probabilities are clipped to ``[1e-15, 1 - 1e-15]`` first.
-    * ``"regression"``: squared error ``(y - prediction)^2``.
-
-    For 0/1 error pass ``(y_true != predicted_label).astype(float)`` directly.
-    """
-    func = "loss_per_request"
-    if task not in TASKS:
-        raise ValueError(
-            f"The 'task' parameter of {func} must be 'classification' or 'regression'. Got {task!r} instead."
-        )
-    y = np.asarray(y_true)
-    s = np.asarray(scores, dtype=float)
-    if y.ndim != 1 or s.ndim not in (1, 2) or s.shape[0] != y.shape[0]:
-        raise DataError(f"{func}: y_true has shape {y.shape} and scores {s.shape}; give one score per label.")
-    if np.isnan(s).any():
-        raise DataError(f"{func}: scores hold {int(np.isnan(s).sum())} NaN value(s); drop those requests first.")
-    if task == "regression":
-        return (y.astype(float) - s) ** 2
-    yi = y.astype(int)
-    if not np.array_equal(yi, y.astype(float)):
-        raise DataError(f"{func}: classification labels must be integers (0/1 or 0..k-1).")
-    p = np.clip(s, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
-    if p.ndim == 1:
-        if not np.isin(yi, (0, 1)).all():
-            raise DataError(f"{func}: 1-D scores are positive-class probabilities; labels must be 0/1.")
-        return -np.where(yi == 1, np.log(p), np.log1p(-p))
-    if p.ndim != 2 or yi.min(initial=0) < 0 or yi.max(initial=0) >= p.shape[1]:
-        raise DataError(f"{func}: with a probability matrix of shape {p.shape}, labels must be in 0..{p.shape[1] - 1}.")
-    return -np.log(p[np.arange(p.shape[0]), yi])
 
 
 def plan_steps(canary_steps: list[int]) -> list[float]:

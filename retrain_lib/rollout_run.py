@@ -198,7 +198,8 @@ def canary_status(
     per-request losses of the labelled requests of each arm since the step began, or the
     proxy test on outputs while too few labels have arrived. Safe to call at every poll:
     its false-rollback rate is bounded however often it looks."""
-    from retrain_lib.rollout import ShadowLimits, canary_decision, canary_proxy_decision, loss_per_request
+    from retrain_lib.rollout import ShadowLimits, canary_decision, canary_proxy_decision
+    from retrain_lib.rollout_stats import loss_per_request
     from retrain_lib.serving.predlog import read_predictions
 
     ctx = ModelContext(model, settings)

@@ -218,7 +218,7 @@ def _latest(records: list[dict]) -> dict | None:
     return max(records, key=lambda r: (_day_of(r), r["seq"]), default=None)
 
 
-# The axis of each built-in method of :data:`retrain_lib.drift.METHODS` (a test keeps them
+# The axis of each built-in method of :data:`retrain_lib.drift_methods.METHODS` (a test keeps them
 # equal): ``retrain status`` reads them without importing drift's numpy and pandas (~1.5 s).
 BUILTIN_METHOD_AXES = {
     "psi": DISTANCE,
@@ -235,11 +235,11 @@ BUILTIN_METHOD_AXES = {
 def uses_p_value(method: str | None, p_value: Any = None) -> bool:
     """Whether drift method ``method`` decides on a p-value (drift when *at or below* the
     threshold) rather than a distance (drift when *at or above* it), from the method registry
-    of :mod:`retrain_lib.drift` when it is loaded (else :data:`BUILTIN_METHOD_AXES`); a method
+    of :mod:`retrain_lib.drift_methods` when it is loaded (else :data:`BUILTIN_METHOD_AXES`); a method
     neither knows is judged by whether it reported a p-value."""
     import sys
 
-    drift = sys.modules.get("retrain_lib.drift")
+    drift = sys.modules.get("retrain_lib.drift_methods")
     known = drift.METHODS.get(str(method)) if drift is not None else None
     if known is not None:
         return known.uses_p_value

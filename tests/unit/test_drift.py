@@ -19,16 +19,9 @@ from scipy.spatial import distance
 
 from retrain_lib import drift
 from retrain_lib.config import load_model_config
-from retrain_lib.drift import (
-    METHODS,
-    bucket_shares,
-    compute_drift,
-    compute_feature_drift,
-    drift_for_config,
-    get_method,
-    psi_from_shares,
-    quantile_edges,
-)
+from retrain_lib.drift import compute_drift, compute_feature_drift, drift_for_config
+from retrain_lib.drift_methods import METHODS, get_method
+from retrain_lib.drift_stats import bucket_shares, psi_from_shares, quantile_edges
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 

@@ -22,9 +22,9 @@ from retrain_lib.rollout import (
     canary_decision,
     canary_proxy_decision,
     compare_shadow,
-    loss_per_request,
     plan_steps,
 )
+from retrain_lib.rollout_stats import loss_per_request
 
 ALPHA = 0.05
 RUNS = 500
