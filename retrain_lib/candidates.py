@@ -6,7 +6,7 @@ configured window with a fixed holdout:
 1. :func:`estimate_change`: the day the champion's matured daily metric shifted down inside
    the training window (after the champion's own training window), if it did;
 2. :func:`train_candidates`: the rows are split in time into a pool and the newest matured
-   labels (after the change when there is one: :func:`retrain_lib.adaptation.selection_split`);
+   labels (after the change when there is one: :func:`retrain_lib.window_choice.selection_split`);
    one candidate per recipe of ``adaptation.windows`` is fitted on the pool and scored on the
    newest labels; the best recipe is chosen and refit on every row it may use, so the shipped
    model has learnt from the newest rows too;
@@ -26,20 +26,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from retrain_lib.adaptation import (
-    Candidate,
-    Gain,
-    Recipe,
-    Selection,
-    change_day,
-    choose,
-    gain_test,
-    recipes,
-    rows_for,
-    selection_split,
-)
+from retrain_lib.champion_gain import Gain, gain_test
+from retrain_lib.change_detection import change_day
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import RetrainError
+from retrain_lib.window_choice import Candidate, Recipe, Selection, choose, recipes, rows_for, selection_split
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +51,7 @@ class CandidateSet:
 
 def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_end: str | None) -> str | None:
     """The change day of the champion's daily metric on the labelled rows after its own
-    training window (:func:`retrain_lib.adaptation.change_day`), or ``None``."""
+    training window (:func:`retrain_lib.change_detection.change_day`), or ``None``."""
     if champion_model is None or labelled is None or not len(labelled):
         return None
     from retrain_lib.metrics import predict_scores
