@@ -87,7 +87,6 @@ def train_candidates(
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
 
-    from retrain_lib.metrics import compute_metric, predict_scores
     from retrain_lib.training import fit, xy
 
     pool, newest = selection_split(cfg, labelled, change)
@@ -97,65 +96,65 @@ def train_candidates(
             "and compare candidates; widen windows.training_days"
         )
     X_new, y_new = xy(cfg, newest)
-    metric = cfg.primary_metric
+    fit_options = {"as_of": as_of, "init_model": init_model, "init_model_ref": init_model_ref, "timeout_s": timeout_s}
     scored: list[Candidate] = []
     fitted: dict[str, tuple[Any, Recipe]] = {}
     fits: list[tuple[str, Any]] = []
     for recipe in recipes(cfg, pool, as_of, change):
-        rows = rows_for(cfg, recipe, pool)
-        recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
-        try:
-            model, info = fit(
-                recipe.cfg,
-                rows,
-                allowed_prefixes,
-                as_of=as_of,
-                init_model=init_model,
-                init_model_ref=init_model_ref,
-                timeout_s=timeout_s,
-            )
-        except (RetrainError, ValueError) as exc:
-            log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
-            scored.append(
-                Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
-            )
-            continue
-        value = float(compute_metric(cfg.task, metric, y_new, predict_scores(model, X_new, cfg.task)))
-        scored.append(
-            Candidate(
-                recipe.name,
-                len(rows),
-                value if math.isfinite(value) else None,
-                None if math.isfinite(value) else f"{metric} undefined on the selection rows",
-                recency=recency,
-                since=recipe.since,
-            )
-        )
-        fitted[recipe.name] = (model, recipe)
-        fits.append((recipe.name, info))
+        candidate, trained = _fit_and_score(cfg, recipe, pool, X_new, y_new, allowed_prefixes, fit_options)
+        scored.append(candidate)
+        if trained is not None:
+            fitted[recipe.name] = (trained[0], recipe)
+            fits.append((recipe.name, trained[1]))
     ts = cfg.data.timestamp_column
     window = (newest[ts].min().date().isoformat(), newest[ts].max().date().isoformat())
     try:
         selection = choose(
-            metric, scored, change=change, selection_rows=len(newest), window=window, change_source=change_source
+            cfg.primary_metric,
+            scored,
+            change=change,
+            selection_rows=len(newest),
+            window=window,
+            change_source=change_source,
         )
     except ValueError as exc:
         raise RetrainError(f"{cfg.name}: {exc}") from exc
     eval_model, recipe = fitted[selection.chosen]
     everything = rows_for(cfg, recipe, pd.concat([pool, newest]))
-    model, info = fit(
-        recipe.cfg,
-        everything,
-        allowed_prefixes,
-        as_of=as_of,
-        init_model=init_model,
-        init_model_ref=init_model_ref,
-        timeout_s=timeout_s,
-    )
+    model, info = fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
     return CandidateSet(
         selection, recipe, eval_model, model, info, len(rows_for(cfg, recipe, pool)), len(everything), tuple(fits)
     )
+
+
+def _fit_and_score(
+    cfg: ModelConfig, recipe: Recipe, pool, X_new, y_new, allowed_prefixes, fit_options: dict
+) -> tuple[Candidate, tuple[Any, Any] | None]:
+    """One recipe fitted on its rows of the pool and scored on the selection rows: its
+    :class:`Candidate` and ``(model, TrainingInfo)`` (``None`` when it could not be trained)."""
+    from retrain_lib.metrics import compute_metric, predict_scores
+    from retrain_lib.training import fit
+
+    metric = cfg.primary_metric
+    rows = rows_for(cfg, recipe, pool)
+    recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
+    try:
+        model, info = fit(recipe.cfg, rows, allowed_prefixes, **fit_options)
+    except (RetrainError, ValueError) as exc:
+        log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
+        failed = Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
+        return failed, None
+    value = float(compute_metric(cfg.task, metric, y_new, predict_scores(model, X_new, cfg.task)))
+    candidate = Candidate(
+        recipe.name,
+        len(rows),
+        value if math.isfinite(value) else None,
+        None if math.isfinite(value) else f"{metric} undefined on the selection rows",
+        recency=recency,
+        since=recipe.since,
+    )
+    return candidate, (model, info)
 
 
 def selection_rows(cfg: ModelConfig, labelled, selection: dict | None):
