@@ -1,8 +1,8 @@
 """The adaptation state around the monitor and the retrain (config ``adaptation``): what the
 steps of the DAGs and the backtest's replay read from the ledger and write back to it.
 
-:mod:`retrain_lib.adaptation` holds the pure statistics and rules; this module applies them to
-a model: the drop test on the champion's labelled rows (:func:`test_drop`), the healthy level,
+:mod:`retrain_lib.change_detection` and :mod:`retrain_lib.adaptation` hold the pure statistics
+and rules; this module applies them to a model: the drop test on the champion's labelled rows (:func:`test_drop`), the healthy level,
 backoff and covariate-shift check from ledger records (:func:`adaptation_state`,
 :func:`shift_facts`), the records a monitor check or a no-gain retrain adds
 (:func:`record_adaptation`, :func:`record_no_gain_acceptance`), the change day a retrain trains
@@ -46,7 +46,7 @@ def test_drop(
     estimated ``change_day``."""
     import numpy as np
 
-    from retrain_lib.adaptation import bootstrap_se, change_day, drop_test
+    from retrain_lib.change_detection import bootstrap_se, change_day, drop_test
     from retrain_lib.metrics import greater_is_better
     from retrain_lib.performance import daily_metrics, metric_value
 
@@ -128,7 +128,7 @@ def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationS
 def metric_ses(cfg: ModelConfig, y, scores) -> dict[str, float]:
     """Bootstrap standard errors of the primary and the performance metric of ``scores`` (the
     ``metric_se.*`` tags the drop test reads for a champion's holdout baseline); finite only."""
-    from retrain_lib.adaptation import bootstrap_se
+    from retrain_lib.change_detection import bootstrap_se
 
     out = {}
     for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:

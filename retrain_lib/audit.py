@@ -6,26 +6,8 @@ file ``<state_dir>/platform.db`` by default, PostgreSQL in production (the URL c
 the environment variable named by ``database.url_env`` in ``platform.yaml``, see
 :mod:`retrain_lib.settings`). The table is created on first use.
 
-Schema (``retrain_ledger``)::
-
-    seq             BIGINT PRIMARY KEY   -- 0, 1, 2, ... contiguous over the whole ledger
-    time            TEXT NOT NULL        -- wall clock of the append, ISO 8601 UTC
-    model           TEXT NOT NULL
-    event           TEXT NOT NULL        -- monitor, gates, promote, challenger, reject, ...
-    as_of           TEXT NULL            -- the logical day of the run that decided
-    actor           TEXT NOT NULL        -- "cli", "<dag_id>/<run_id>", a person
-    before_version  TEXT NULL            -- champion version before the decision (if it moved)
-    after_version   TEXT NULL            -- champion version after the decision (if it moved)
-    reason          TEXT NOT NULL
-    details         TEXT NOT NULL        -- canonical JSON of the details dict
-    prev_hash       VARCHAR(64) NOT NULL -- hash of row seq-1 (64 zeros for seq 0)
-    hash            VARCHAR(64) NOT NULL UNIQUE
-
-``retrain_ledger_head`` holds one row (``id = 1``): the ``seq`` and ``hash`` of the last
-row, written in the same transaction as every append.
-
-The hash of a row is ``sha256`` of the canonical JSON (sorted keys, ``","``/``":"``
-separators, ASCII) of every other column, ``prev_hash`` included (see :func:`row_hash`).
+The table's schema, the canonical JSON and the row hash are in :mod:`retrain_lib.ledger_records`;
+queries over the records (champion history, the live metric) in :mod:`retrain_lib.ledger_history`.
 
 Appends are serialised across processes and machines: on SQLite with ``BEGIN IMMEDIATE``
 (plus WAL mode and a busy timeout), on PostgreSQL with a transaction-scoped advisory lock
@@ -62,37 +44,27 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import hashlib
-import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retrain_lib.errors import ConfigError, RetrainError
+from retrain_lib.ledger_records import (
+    GENESIS,
+    HEAD_TABLE,
+    TABLE,
+    as_record,
+    canonical_json,
+    chain_problems,
+    opt_str,
+    row_hash,
+)
 
 log = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
-TABLE = "retrain_ledger"
-HEAD_TABLE = "retrain_ledger_head"
-HASHED_COLUMNS = (
-    "seq",
-    "time",
-    "model",
-    "event",
-    "as_of",
-    "actor",
-    "before_version",
-    "after_version",
-    "reason",
-    "details",
-    "prev_hash",
-)
 # pg_advisory_xact_lock key of ledger appends: the ASCII of "retrain_" as a signed 64-bit integer.
 _PG_LOCK_KEY = int.from_bytes(b"retrain_", "big", signed=True)
 _BUSY_TIMEOUT_MS = 60_000
@@ -102,71 +74,8 @@ class LedgerError(RetrainError, RuntimeError):
     """The ledger could not be written or read (database unreachable, chain head moved)."""
 
 
-# -----------------------------------------------------------------------------------------
-# Canonical form
-# -----------------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: numpy scalars and arrays, dates, paths, tuples and
-    sets become JSON values; NaN and infinities become ``None`` (strict JSON has neither)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_jsonable(v) for v in value]
-        return sorted(items, key=json.dumps) if isinstance(value, set | frozenset) else items
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalar or array
-        return _jsonable(value.tolist())
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON text of ``value`` the ledger stores and hashes."""
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def row_hash(row: Mapping[str, Any]) -> str:
-    """``sha256`` of the canonical JSON of the row's :data:`HASHED_COLUMNS` (all but ``hash``)."""
-    body = {k: row[k] for k in HASHED_COLUMNS}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _record(row: Mapping[str, Any]) -> dict:
-    """A row as the dict readers use (the keys of the JSONL ledger plus before/after/reason)."""
-    try:
-        details = json.loads(row["details"])
-    except (TypeError, ValueError):
-        details = {"_unparsable": row["details"]}
-    return {
-        "seq": row["seq"],
-        "time": row["time"],
-        "model": row["model"],
-        "event": row["event"],
-        "as_of": row["as_of"],
-        "actor": row["actor"],
-        "before": row["before_version"],
-        "after": row["after_version"],
-        "reason": row["reason"],
-        "details": details,
-        "prev": row["prev_hash"],
-        "hash": row["hash"],
-    }
 
 
 # -----------------------------------------------------------------------------------------
@@ -409,7 +318,7 @@ class Ledger:
         if model is not None:
             query = query.where(t.c.model == model)
         with self.engine.connect() as conn:
-            return [_record(r) for r in conn.execute(query).mappings()]
+            return [as_record(r) for r in conn.execute(query).mappings()]
 
     def models(self) -> list[str]:
         """The models that have at least one record."""
@@ -434,7 +343,7 @@ class Ledger:
             with conn.begin():
                 rows = list(conn.execute(t.select().order_by(t.c.seq)).mappings())
                 head = conn.execute(self._head.select()).mappings().first()
-        return _problems(rows, None if head is None else dict(head))
+        return chain_problems(rows, None if head is None else dict(head))
 
 
 class LedgerTransaction:
@@ -461,7 +370,7 @@ class LedgerTransaction:
         query = t.select().order_by(t.c.seq)
         if model is not None:
             query = query.where(t.c.model == model)
-        return [_record(r) for r in self._conn.execute(query).mappings()]
+        return [as_record(r) for r in self._conn.execute(query).mappings()]
 
     def append(
         self,
@@ -488,10 +397,10 @@ class LedgerTransaction:
             "time": _now(),
             "model": str(model),
             "event": str(event),
-            "as_of": _opt_str(as_of),
+            "as_of": opt_str(as_of),
             "actor": str(actor or ""),
-            "before_version": _opt_str(before),
-            "after_version": _opt_str(after),
+            "before_version": opt_str(before),
+            "after_version": opt_str(after),
             "reason": str(reason or ""),
             "details": canonical_json(dict(details or {})),
             "prev_hash": last_hash,
@@ -503,224 +412,7 @@ class LedgerTransaction:
         if updated.rowcount == 0:
             self._conn.execute(head.insert().values(id=1, seq=row["seq"], hash=row["hash"]))
         self._last = (row["seq"], row["hash"])
-        return _record(row)
-
-
-def _problems(rows: list[Mapping[str, Any]], head: dict | None) -> list[str]:
-    problems: list[str] = []
-    expected, prev, prev_seq = 0, GENESIS, None
-    for row in rows:
-        seq = row["seq"]
-        if seq != expected:
-            missing = f"seq {expected}" if seq == expected + 1 else f"seq {expected}..{seq - 1}"
-            problems.append(f"seq {seq}: {missing} missing (deleted?)")
-        if row["prev_hash"] != prev:
-            after = "the start of the ledger" if prev_seq is None else f"seq {prev_seq}"
-            problems.append(
-                f"seq {seq}: prev_hash does not match the hash of {after} (a row before it was deleted or rewritten)"
-            )
-        if row_hash(row) != row["hash"]:
-            problems.append(f"seq {seq}: content does not match its hash (edited?)")
-        expected, prev, prev_seq = seq + 1, row["hash"], seq
-    if head is None:
-        if rows:
-            problems.append(f"head missing: {len(rows)} row(s) but no {HEAD_TABLE} row (deleted?)")
-        return problems
-    if not rows:
-        problems.append(f"ledger is empty but the head names seq {head['seq']}: every row deleted?")
-    elif head["seq"] > prev_seq:
-        problems.append(
-            f"head names seq {head['seq']} but the last row is seq {prev_seq}: "
-            f"{head['seq'] - prev_seq} row(s) at the end deleted?"
-        )
-    elif head["seq"] < prev_seq:
-        problems.append(
-            f"head names seq {head['seq']} but rows go on to seq {prev_seq}: "
-            "rows appended without the ledger (or the head rewound)"
-        )
-    elif head["hash"] != prev:
-        problems.append(f"head hash does not match seq {prev_seq}: the last row was rewritten")
-    return problems
-
-
-# -----------------------------------------------------------------------------------------
-# Champion history
-# -----------------------------------------------------------------------------------------
-
-CHAMPION_EVENTS = ("promote", "rollback")
-
-
-def effective_time(record: Mapping[str, Any]) -> dt.datetime:
-    """When a decision took effect: its ``as_of`` (the logical day of the run that decided; a
-    date is the start of that day, UTC) when set, else the wall-clock ``time`` of the append."""
-    return parse_instant(record.get("as_of") or record["time"])
-
-
-def parse_instant(value: str | dt.date | dt.datetime) -> dt.datetime:
-    """An aware UTC datetime from an ISO date (its start) or datetime (naive means UTC)."""
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value, dt.time())
-    else:
-        moment = dt.datetime.fromisoformat(str(value).strip())
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
-def champion_changes(records: list[Mapping[str, Any]]) -> list[dict]:
-    """The records that moved a model's ``champion`` alias, oldest (lowest ``seq``) first.
-
-    A record moved the champion when its ``details['moves']`` holds a ``champion`` move, or
-    when it is a ``promote``/``rollback`` event with ``before``/``after`` versions.
-    """
-    out = []
-    for r in records:
-        details = r.get("details") or {}
-        moves = [m for m in details.get("moves") or [] if isinstance(m, dict) and m.get("alias") == "champion"]
-        if moves:
-            before, after = moves[-1].get("from"), moves[-1].get("to")
-        elif r.get("event") in CHAMPION_EVENTS and (r.get("before") is not None or r.get("after") is not None):
-            before, after = r.get("before"), r.get("after")
-        else:
-            continue
-        out.append(
-            {
-                "seq": r["seq"],
-                "time": r["time"],
-                "as_of": r.get("as_of"),
-                "effective": effective_time(r).isoformat(),
-                "event": r["event"],
-                "from": _opt_str(before),
-                "to": _opt_str(after),
-                "reason": r.get("reason") or str(details.get("reason") or ""),
-                "actor": r.get("actor") or "",
-                "hash": r["hash"],
-            }
-        )
-    return out
-
-
-def champion_at(changes: list[Mapping[str, Any]], at: dt.datetime) -> dict | None:
-    """The change (from :func:`champion_changes`) that made the champion of instant ``at``:
-    the latest by effective time (then ``seq``) at or before ``at``; ``None`` before the first."""
-    at = parse_instant(at)
-    past = [c for c in changes if parse_instant(c["effective"]) <= at]
-    if not past:
-        return None
-    return dict(max(past, key=lambda c: (parse_instant(c["effective"]), c["seq"])))
-
-
-# -----------------------------------------------------------------------------------------
-# The live metric over time, as the monitor recorded it
-# -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetricPoint:
-    """The champion's live metric that one monitor run measured: on the matured labels of its
-    performance ``window`` (event days), ``labels`` rows, scored by ``champion_version``."""
-
-    as_of: str
-    value: float
-    champion_version: str | None
-    labels: int | None
-    window: tuple[str, str] | None
-
-
-def live_metric(records: list[Mapping[str, Any]]) -> list[MetricPoint]:
-    """One :class:`MetricPoint` per ``monitor`` record of ``records`` (ledger order) whose
-    ``performance`` signal carries a live value; days without enough matured labels have none."""
-    points = []
-    for r in records:
-        if r.get("event") != "monitor":
-            continue
-        details = r.get("details") or {}
-        signal = next((s for s in details.get("signals") or [] if s.get("signal") == "performance"), None)
-        value = signal.get("value") if signal else None
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            continue
-        detail = signal.get("detail") or {}
-        window = detail.get("window")
-        points.append(
-            MetricPoint(
-                as_of=str(r.get("as_of")),
-                value=float(value),
-                champion_version=_opt_str(details.get("champion_version")),
-                labels=detail.get("labels"),
-                window=tuple(window) if window else None,
-            )
-        )
-    return points
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """Whether a model's live metric came back after a drift, from the monitor records alone.
-
-    A point is on the drift's side when the event days its labels came from reach
-    ``drift_start`` (the end of its ``window``; its ``as_of`` when it has none): with labels
-    that arrive days late, the first checks after the drift still measure the days before it.
-    ``before`` is the last point before the drift; ``worst`` the worst point after it (lowest
-    when ``greater_is_better``, else highest); ``after`` the latest point scored by a champion
-    promoted on or after ``drift_start`` (``None`` when no such champion was measured yet).
-    ``retrained`` lists those promoted versions in order."""
-
-    metric: str
-    greater_is_better: bool
-    drift_start: str
-    before: MetricPoint | None
-    worst: MetricPoint | None
-    after: MetricPoint | None
-    retrained: tuple[str, ...]
-
-    @property
-    def recovered_share(self) -> float | None:
-        """``(after - worst) / (before - worst)``: 1.0 is back at the pre-drift level, 0.0 no
-        better than the worst, above 1.0 better than before; ``None`` when undefined."""
-        if self.before is None or self.worst is None or self.after is None:
-            return None
-        lost = self.before.value - self.worst.value
-        if lost == 0:
-            return None
-        return (self.after.value - self.worst.value) / lost
-
-
-def metric_recovery(
-    records: list[Mapping[str, Any]], *, metric: str, greater_is_better: bool, drift_start: str | dt.date
-) -> Recovery:
-    """The :class:`Recovery` of one model around ``drift_start`` from its ledger ``records``
-    (monitor records for the metric, ``promote`` records for the retrained champions).
-
-    Example::
-
-        r = metric_recovery(ledger.records("daily_demand"), metric="rmse", greater_is_better=False,
-                            drift_start="2026-11-26")
-        r.before.value, r.worst.value, r.after.value, r.recovered_share
-    """
-    start = drift_start.isoformat() if isinstance(drift_start, dt.date) else str(drift_start)[:10]
-    points = live_metric(records)
-
-    def measured(p: MetricPoint) -> str:
-        return str(p.window[1])[:10] if p.window else p.as_of
-
-    before = [p for p in points if measured(p) < start]
-    since = [p for p in points if measured(p) >= start]
-    pick = min if greater_is_better else max
-    retrained = tuple(
-        c["to"]
-        for c in champion_changes([r for r in records if r.get("event") == "promote"])
-        if c["to"] is not None and str(c.get("as_of") or "") >= start
-    )
-    after = [p for p in since if p.champion_version in retrained]
-    return Recovery(
-        metric=metric,
-        greater_is_better=greater_is_better,
-        drift_start=start,
-        before=before[-1] if before else None,
-        worst=pick(since, key=lambda p: p.value) if since else None,
-        after=after[-1] if after else None,
-        retrained=retrained,
-    )
+        return as_record(row)
 
 
 # -----------------------------------------------------------------------------------------

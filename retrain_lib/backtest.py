@@ -380,7 +380,7 @@ def train_artifact(
     if any(g.type == "latency" for g in cfg.gates):
         # Measured once per model and kept with it: a wall-clock measurement taken again for
         # every policy would make identical decisions differ on a busy machine.
-        from retrain_lib.gates import measure_latency_ms
+        from retrain_lib.gate_measures import measure_latency_ms
 
         art.latency_ms = measure_latency_ms(pipeline, X, task=cfg.task, n=100, seed=cfg.training.seed)
     return art

@@ -6,7 +6,7 @@ configured window with a fixed holdout:
 1. :func:`estimate_change`: the day the champion's matured daily metric shifted down inside
    the training window (after the champion's own training window), if it did;
 2. :func:`train_candidates`: the rows are split in time into a pool and the newest matured
-   labels (after the change when there is one: :func:`retrain_lib.adaptation.selection_split`);
+   labels (after the change when there is one: :func:`retrain_lib.window_choice.selection_split`);
    one candidate per recipe of ``adaptation.windows`` is fitted on the pool and scored on the
    newest labels; the best recipe is chosen and refit on every row it may use, so the shipped
    model has learnt from the newest rows too;
@@ -26,20 +26,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from retrain_lib.adaptation import (
-    Candidate,
-    Gain,
-    Recipe,
-    Selection,
-    change_day,
-    choose,
-    gain_test,
-    recipes,
-    rows_for,
-    selection_split,
-)
+from retrain_lib.champion_gain import Gain, gain_test
+from retrain_lib.change_detection import change_day
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import RetrainError
+from retrain_lib.window_choice import Candidate, Recipe, Selection, choose, recipes, rows_for, selection_split
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +51,7 @@ class CandidateSet:
 
 def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_end: str | None) -> str | None:
     """The change day of the champion's daily metric on the labelled rows after its own
-    training window (:func:`retrain_lib.adaptation.change_day`), or ``None``."""
+    training window (:func:`retrain_lib.change_detection.change_day`), or ``None``."""
     if champion_model is None or labelled is None or not len(labelled):
         return None
     from retrain_lib.metrics import predict_scores
@@ -96,7 +87,6 @@ def train_candidates(
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
 
-    from retrain_lib.metrics import compute_metric, predict_scores
     from retrain_lib.training import fit, xy
 
     pool, newest = selection_split(cfg, labelled, change)
@@ -106,65 +96,65 @@ def train_candidates(
             "and compare candidates; widen windows.training_days"
         )
     X_new, y_new = xy(cfg, newest)
-    metric = cfg.primary_metric
+    fit_options = {"as_of": as_of, "init_model": init_model, "init_model_ref": init_model_ref, "timeout_s": timeout_s}
     scored: list[Candidate] = []
     fitted: dict[str, tuple[Any, Recipe]] = {}
     fits: list[tuple[str, Any]] = []
     for recipe in recipes(cfg, pool, as_of, change):
-        rows = rows_for(cfg, recipe, pool)
-        recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
-        try:
-            model, info = fit(
-                recipe.cfg,
-                rows,
-                allowed_prefixes,
-                as_of=as_of,
-                init_model=init_model,
-                init_model_ref=init_model_ref,
-                timeout_s=timeout_s,
-            )
-        except (RetrainError, ValueError) as exc:
-            log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
-            scored.append(
-                Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
-            )
-            continue
-        value = float(compute_metric(cfg.task, metric, y_new, predict_scores(model, X_new, cfg.task)))
-        scored.append(
-            Candidate(
-                recipe.name,
-                len(rows),
-                value if math.isfinite(value) else None,
-                None if math.isfinite(value) else f"{metric} undefined on the selection rows",
-                recency=recency,
-                since=recipe.since,
-            )
-        )
-        fitted[recipe.name] = (model, recipe)
-        fits.append((recipe.name, info))
+        candidate, trained = _fit_and_score(cfg, recipe, pool, X_new, y_new, allowed_prefixes, fit_options)
+        scored.append(candidate)
+        if trained is not None:
+            fitted[recipe.name] = (trained[0], recipe)
+            fits.append((recipe.name, trained[1]))
     ts = cfg.data.timestamp_column
     window = (newest[ts].min().date().isoformat(), newest[ts].max().date().isoformat())
     try:
         selection = choose(
-            metric, scored, change=change, selection_rows=len(newest), window=window, change_source=change_source
+            cfg.primary_metric,
+            scored,
+            change=change,
+            selection_rows=len(newest),
+            window=window,
+            change_source=change_source,
         )
     except ValueError as exc:
         raise RetrainError(f"{cfg.name}: {exc}") from exc
     eval_model, recipe = fitted[selection.chosen]
     everything = rows_for(cfg, recipe, pd.concat([pool, newest]))
-    model, info = fit(
-        recipe.cfg,
-        everything,
-        allowed_prefixes,
-        as_of=as_of,
-        init_model=init_model,
-        init_model_ref=init_model_ref,
-        timeout_s=timeout_s,
-    )
+    model, info = fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
     return CandidateSet(
         selection, recipe, eval_model, model, info, len(rows_for(cfg, recipe, pool)), len(everything), tuple(fits)
     )
+
+
+def _fit_and_score(
+    cfg: ModelConfig, recipe: Recipe, pool, X_new, y_new, allowed_prefixes, fit_options: dict
+) -> tuple[Candidate, tuple[Any, Any] | None]:
+    """One recipe fitted on its rows of the pool and scored on the selection rows: its
+    :class:`Candidate` and ``(model, TrainingInfo)`` (``None`` when it could not be trained)."""
+    from retrain_lib.metrics import compute_metric, predict_scores
+    from retrain_lib.training import fit
+
+    metric = cfg.primary_metric
+    rows = rows_for(cfg, recipe, pool)
+    recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
+    try:
+        model, info = fit(recipe.cfg, rows, allowed_prefixes, **fit_options)
+    except (RetrainError, ValueError) as exc:
+        log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
+        failed = Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
+        return failed, None
+    value = float(compute_metric(cfg.task, metric, y_new, predict_scores(model, X_new, cfg.task)))
+    candidate = Candidate(
+        recipe.name,
+        len(rows),
+        value if math.isfinite(value) else None,
+        None if math.isfinite(value) else f"{metric} undefined on the selection rows",
+        recency=recency,
+        since=recipe.since,
+    )
+    return candidate, (model, info)
 
 
 def selection_rows(cfg: ModelConfig, labelled, selection: dict | None):

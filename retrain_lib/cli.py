@@ -315,7 +315,7 @@ Exit codes: 0 ok; 2 unknown model or bad --at."""
 
 def _instant(value: str) -> dt.datetime:
     """--at: a date (its end, UTC) or an ISO datetime (naive = UTC)."""
-    from retrain_lib.audit import parse_instant
+    from retrain_lib.ledger_history import parse_instant
 
     value = value.strip()
     try:
@@ -330,7 +330,8 @@ def _instant(value: str) -> dt.datetime:
 
 
 def cmd_history(args) -> int:
-    from retrain_lib.audit import Ledger, champion_at, champion_changes
+    from retrain_lib.audit import Ledger
+    from retrain_lib.ledger_history import champion_at, champion_changes
     from retrain_lib.settings import load_settings
 
     settings = load_settings(args.config_dir)

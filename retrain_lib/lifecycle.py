@@ -841,7 +841,7 @@ def decide(
             critical = a.critical
             test = performance.get("test")
             if test is not None:  # the drop as a test (performance.false_alarm_rate) decides
-                from retrain_lib.adaptation import DropTest
+                from retrain_lib.change_detection import DropTest
 
                 t = DropTest(**test)
                 critical = t.significant
@@ -1920,7 +1920,8 @@ def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
     """What the gates look at: the same holdout rows scored by the candidate and by the
     champion the evaluation used, the training rows (leakage) and a latency measurement."""
     from retrain_lib.candidates import selection_rows
-    from retrain_lib.gates import GateInputs, measure_latency_ms
+    from retrain_lib.gate_measures import measure_latency_ms
+    from retrain_lib.gate_types import GateInputs
     from retrain_lib.metrics import predict_scores
     from retrain_lib.training import xy
 
@@ -1967,7 +1968,8 @@ def check_gates(
 
     With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
     latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
-    from retrain_lib.gates import GateResult, all_passed, evaluate_gates, run_gates
+    from retrain_lib.gate_types import GateResult
+    from retrain_lib.gates import all_passed, evaluate_gates, run_gates
 
     ctx = ModelContext(model, settings)
     inputs = None
@@ -2573,7 +2575,7 @@ def reject_candidate(
     ctx = ModelContext(model, settings)
     failed = [r["reason"] for r in gates["results"] if not r["passed"]]
     if gates.get("outcome") == NO_GAIN:
-        from retrain_lib.adaptation import Gain
+        from retrain_lib.champion_gain import Gain
 
         gain = Gain(**gates["gain"])
         ctx.client.set_tag(trained["run_id"], "retrain.decision", NO_GAIN)

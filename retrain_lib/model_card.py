@@ -75,7 +75,7 @@ class TrainingCardInfo(TypedDict, total=False):
 
 
 class GateRow(TypedDict, total=False):
-    """One checked gate: the fields of :class:`retrain_lib.gates.GateResult`, plus ``blocking``."""
+    """One checked gate: the fields of :class:`retrain_lib.gate_types.GateResult`, plus ``blocking``."""
 
     gate: str
     metric: str
@@ -496,7 +496,7 @@ def build_model_card(
 
     Args:
         info: a :class:`ModelCardInfo` dict; every key is optional and missing sections read
-            "not recorded". Gates may also be :class:`~retrain_lib.gates.GateResult` objects,
+            "not recorded". Gates may also be :class:`~retrain_lib.gate_types.GateResult` objects,
             approvals may use the ledger's ``by``/``at`` keys.
         min_holdout_rows: a holdout smaller than this adds a limitation.
         min_segment_rows: segments with fewer holdout rows add a limitation.

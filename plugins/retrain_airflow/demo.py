@@ -362,7 +362,7 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
     """Per model: its primary metric before the drift, at its worst and after the retrain, as
     the daily monitor runs measured it (the ledger's monitor records; the live part's runs
     are left out), so a reader sees whether the retrains brought the model back."""
-    from retrain_lib.audit import metric_recovery
+    from retrain_lib.ledger_history import metric_recovery
     from retrain_lib.metrics import greater_is_better
 
     def point(p) -> str:

@@ -60,7 +60,7 @@ def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform)
 
 
 def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
-    from retrain_lib import gates, lifecycle
+    from retrain_lib import gate_kinds, lifecycle
 
     settings, _ = platform
     before = _champion(settings)
@@ -68,7 +68,7 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("calibration bins exploded")
 
-    monkeypatch.setitem(gates._RUNNERS, "calibration", broken)  # the calibration gate raises inside
+    monkeypatch.setitem(gate_kinds.RUNNERS, "calibration", broken)  # the calibration gate raises inside
     res = lifecycle.retrain_model(MODEL, "2026-02-04", settings=settings, actor="broken-gate")
     assert res["outcome"] == "rejected", res
     assert any("gate could not be evaluated" in r and "exploded" in r for r in res["failed"]), res["failed"]
@@ -76,7 +76,7 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
 
 
 def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
-    from retrain_lib import audit, lifecycle, registry
+    from retrain_lib import ledger_history, lifecycle, registry
     from retrain_lib.errors import RegistryError
 
     settings, _ = platform
@@ -106,7 +106,7 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
     ledger = lifecycle.ModelContext(MODEL, settings).ledger()
     last = ledger.records(MODEL)[-1]
     assert (last["event"], last["before"], last["after"]) == ("rollback", new, old)
-    changes = audit.champion_changes(ledger.records(MODEL))
+    changes = ledger_history.champion_changes(ledger.records(MODEL))
     assert changes[-1]["to"] == old and changes[-1]["event"] == "rollback"
     with pytest.raises(RegistryError, match="no previous-champion"):
         lifecycle.rollback_model(MODEL, settings=settings, reason="again")

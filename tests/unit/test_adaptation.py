@@ -18,15 +18,13 @@ from retrain_lib.adaptation import (
     RESTORED,
     acceptance,
     backoff,
-    bootstrap_se,
-    change_day,
-    drop_test,
-    gain_test,
     healthy_level,
     level_updates,
     rebased_window,
-    selection_split,
 )
+from retrain_lib.champion_gain import gain_test
+from retrain_lib.change_detection import bootstrap_se, change_day, drop_test
+from retrain_lib.window_choice import selection_split
 
 
 def _accuracy_scores(rng, n, accuracy):

@@ -25,18 +25,15 @@ import pytest
 
 from retrain_lib import cli
 from retrain_lib.audit import (
-    GENESIS,
     Ledger,
     LedgerError,
-    champion_at,
-    champion_changes,
-    live_metric,
-    metric_recovery,
     normalise_url,
     read_ledger,
     record_decision,
     verify_ledger,
 )
+from retrain_lib.ledger_history import champion_at, champion_changes, live_metric, metric_recovery
+from retrain_lib.ledger_records import GENESIS
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMNS = [

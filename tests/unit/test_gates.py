@@ -17,14 +17,12 @@ import pytest
 from pydantic import ValidationError
 
 from retrain_lib.config import Gate, load_model_config
+from retrain_lib.gate_measures import bootstrap_improvement, measure_latency_ms
+from retrain_lib.gate_types import GateInputs, GateResult
 from retrain_lib.gates import (
-    GateInputs,
-    GateResult,
     all_passed,
-    bootstrap_improvement,
     evaluate_gate,
     evaluate_gates,
-    measure_latency_ms,
     run_gates,
 )
 from retrain_lib.metrics import GREATER_IS_BETTER, resampled_metric
@@ -741,7 +739,7 @@ def test_any_exception_inside_a_gate_fails_closed(gate, data, words):
 
 
 def test_an_unexpected_error_inside_a_gate_blocks(monkeypatch):
-    import retrain_lib.gates as gates_module
+    import retrain_lib.gate_kinds as gates_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -818,7 +816,8 @@ def test_an_absolute_gate_the_champion_fails_too_does_not_keep_it_serving():
     import numpy as np
 
     from retrain_lib.config import Gate
-    from retrain_lib.gates import GateInputs, run_gates
+    from retrain_lib.gate_types import GateInputs
+    from retrain_lib.gates import run_gates
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)

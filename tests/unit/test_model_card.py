@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from retrain_lib.gates import GateResult
+from retrain_lib.gate_types import GateResult
 from retrain_lib.model_card import NOT_RECORDED, automatic_limitations, build_model_card, format_value
 
 SECTIONS = ["Purpose", "Data", "Features", "Training", "Metrics", "Gates", "Approvals", "Lineage", "Known limitations"]
