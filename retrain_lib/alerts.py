@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from retrain_lib.config import ALERT_KINDS, DEFAULT_SEVERITY
+from retrain_lib.config_alerts import ALERT_KINDS, DEFAULT_SEVERITY
 from retrain_lib.settings import redact
 
 log = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def validation_failure(
     severity: str | None = None,
 ) -> Alert:
     """Data failed its expectations. ``failures`` are failed
-    :class:`~retrain_lib.validation.ExpectationResult` dicts (``explain``, ``observed_value``,
+    :class:`~retrain_lib.validation_report.ExpectationResult` dicts (``explain``, ``observed_value``,
     ``rows``: offending rows); ``problems`` the other reasons the data is unfit (a snapshot's
     ``problems``; lines already explained by ``failures`` are not repeated)."""
     sev = _severity(severity, "validation_failure")

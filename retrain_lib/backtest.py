@@ -793,7 +793,7 @@ def _worker_init() -> None:
 
 
 def _train_job(cfg_json: dict, data_root: str, platform_json: dict | None, as_of: str, cache: str) -> str:
-    from retrain_lib.config import PlatformConfig
+    from retrain_lib.config_platform import PlatformConfig
 
     cfg = ModelConfig.model_validate(cfg_json)
     platform = PlatformConfig.model_validate(platform_json) if platform_json is not None else None
@@ -811,7 +811,7 @@ def _policy_job(
     cache: str,
     initial: tuple[dict, str] | None,
 ) -> PolicyRun:
-    from retrain_lib.config import PlatformConfig
+    from retrain_lib.config_platform import PlatformConfig
 
     policy = Policy(
         policy.name,

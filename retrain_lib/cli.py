@@ -113,7 +113,8 @@ def cmd_config_validate(args) -> int:
 
 
 def cmd_config_schema(args) -> int:
-    from retrain_lib.config import json_schema, platform_json_schema
+    from retrain_lib.config import json_schema
+    from retrain_lib.config_platform import platform_json_schema
 
     print(json.dumps(platform_json_schema() if args.platform else json_schema(), indent=2))
     return EXIT_OK

@@ -312,7 +312,7 @@ def load_window(
 
     The returned frame has the features, id, timestamp and target columns plus a boolean
     column ``__label_known``. Target values not yet known on ``as_of`` are NaN. ``platform``
-    (a :class:`~retrain_lib.config.PlatformConfig`) supplies S3 and SQL settings.
+    (a :class:`~retrain_lib.config_platform.PlatformConfig`) supplies S3 and SQL settings.
     """
     data_root, platform = _root_and_platform(data_root, platform)
     as_of = as_of or end

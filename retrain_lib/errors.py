@@ -19,7 +19,7 @@ class RetrainError(Exception):
 class ConfigError(RetrainError, ValueError):
     """A configuration file is missing, unreadable or invalid.
 
-    ``problems`` holds one :class:`~retrain_lib.config.ConfigProblem` per problem found,
+    ``problems`` holds one :class:`~retrain_lib.config_problems.ConfigProblem` per problem found,
     so a caller can show all of them at once.
     """
 

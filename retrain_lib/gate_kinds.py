@@ -14,7 +14,7 @@ falls back to "better by at least 1e-10"). ``max_regression`` has no MLflow coun
 
 from __future__ import annotations
 
-from retrain_lib.config import Gate
+from retrain_lib.config_gates import Gate
 from retrain_lib.gate_measures import bootstrap_improvement, leakage_scores, prediction_change
 from retrain_lib.gate_types import (
     GateInputs,

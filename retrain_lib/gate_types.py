@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from retrain_lib.config import Gate
+from retrain_lib.config_gates import Gate
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Two entry points:
 
-* :func:`run_gates` evaluates every kind of gate (see :class:`retrain_lib.config.Gate`) from
+* :func:`run_gates` evaluates every kind of gate (see :class:`retrain_lib.config_gates.Gate`) from
   a :class:`GateInputs`: holdout labels and scores of the candidate (and champion), the holdout
   and training frames, the metric dicts and a latency measurement. Callers build it like::
 
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 
-from retrain_lib.config import Gate
+from retrain_lib.config_gates import Gate
 from retrain_lib.gate_kinds import RUNNERS, metric_checks
 from retrain_lib.gate_types import GateInputs, GateResult, failed_result, gate_name
 
@@ -82,7 +82,7 @@ def run_gates(gates: list[Gate], inputs: GateInputs) -> list[GateResult]:
     """Evaluate every gate on ``inputs``; never raises (a gate that fails to compute fails).
 
     Example:
-        >>> from retrain_lib.config import Gate
+        >>> from retrain_lib.config_gates import Gate
         >>> res = run_gates([Gate(metric="roc_auc", min=0.7)],
         ...                 GateInputs(task="classification", candidate_metrics={"roc_auc": 0.75}))
         >>> [(r.gate, r.passed) for r in res]

@@ -1,7 +1,7 @@
 """Model metrics, their direction, and evaluation of a model on a frame.
 
 The module is light at import time (numpy and scikit-learn load inside the functions) so that
-``retrain_lib.config`` can check metric names against :data:`GREATER_IS_BETTER` while DAGs parse.
+``retrain_lib.config_gates`` can check metric names against :data:`GREATER_IS_BETTER` while DAGs parse.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain_lib.config import PlatformConfig, load_platform_config
+from retrain_lib.config_platform import PlatformConfig, load_platform_config
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # platform.yaml link bases and the environment variables that override them

@@ -1,6 +1,8 @@
-"""Data validation with Great Expectations 1.x, the expectations taken from a model's YAML.
+"""Data validation with Great Expectations 1.x: running a model's suite on a window, and
+quarantining a failed batch.
 
-A model config's ``validation:`` section becomes one expectation suite::
+A model config's ``validation:`` section becomes one expectation suite
+(:func:`retrain_lib.validation_suite.build_specs`)::
 
     validation:
       not_null: [debt_to_income, {column: income, mostly: 0.97}]
@@ -12,8 +14,9 @@ A model config's ``validation:`` section becomes one expectation suite::
       freshness_hours: 6
 
 :func:`validate_frame` runs it on a whole window (an ephemeral GX context, a pandas data
-source, one whole-dataframe batch) and returns a :class:`ValidationReport` whose failed
-results name the expectation, its arguments, what was observed and a few offending rows::
+source, one whole-dataframe batch) and returns a
+:class:`~retrain_lib.validation_report.ValidationReport` whose failed results name the
+expectation, its arguments, what was observed and a few offending rows::
 
     income: expect_column_values_to_be_between(min=0, max=10000000): 37 rows (0.8%) unexpected, e.g. -5.0, -12.0
 
@@ -34,265 +37,21 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from retrain_lib.config import ModelConfig
+from retrain_lib.validation_report import ExpectationResult, ValidationReport, jsonable
+from retrain_lib.validation_suite import ExpectationSpec, build_specs
 
 log = logging.getLogger(__name__)
 
-NUMERIC_TYPES = (
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
-    "Int8",
-    "Int16",
-    "Int32",
-    "Int64",
-    "UInt8",
-    "UInt16",
-    "UInt32",
-    "UInt64",
-    "Float32",
-    "Float64",
-)
-STRING_TYPES = ("str", "string", "StringDtype")
-DATETIME_TYPES = ("datetime64", "datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]")
-TYPE_LISTS = {"numeric": NUMERIC_TYPES, "string": STRING_TYPES, "datetime": DATETIME_TYPES}
 MAX_ROWS = 5  # offending rows kept per failed expectation
 MAX_VALUES = 20  # unexpected values kept per failed expectation
-_ARG_NAMES = {"min_value": "min", "max_value": "max", "value_set": "values", "column_set": "columns"}
-
-
-# -----------------------------------------------------------------------------------------
-# Results
-# -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExpectationResult:
-    """The outcome of one expectation, with what was observed.
-
-    ``check`` is the config key it came from (``not_null``, ``between``, ...); ``kwargs`` are
-    the Great Expectations arguments; ``rows`` holds up to five offending rows of the frame.
-    """
-
-    check: str
-    expectation: str
-    column: str | None
-    kwargs: dict[str, Any]
-    success: bool
-    observed_value: Any = None
-    element_count: int | None = None
-    unexpected_count: int | None = None
-    unexpected_percent: float | None = None
-    partial_unexpected_list: list = field(default_factory=list)
-    rows: list[dict] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-    error: str | None = None
-
-    def _args(self) -> str:
-        if self.check == "dtypes":
-            return f"type={self.note}"
-        shown = []
-        for key, value in self.kwargs.items():
-            if key in ("column", "exact_match", "batch_id", "type_list") or value is None:
-                continue
-            if key == "mostly" and value == 1:
-                continue
-            shown.append(f"{_ARG_NAMES.get(key, key)}={_fmt_arg(value)}")
-        return ", ".join(shown)
-
-    def explain(self) -> str:
-        """One line: where, which expectation with which arguments, what was observed."""
-        head = f"{self.column or 'table'}: {self.expectation}({self._args()})"
-        if self.error:
-            return f"{head}: could not be evaluated: {self.error}"
-        if self.unexpected_count is not None and (self.unexpected_count or not self.success):
-            rows = "row" if self.unexpected_count == 1 else "rows"
-            text = f"{head}: {self.unexpected_count} {rows} ({_pct(self.unexpected_percent)}) unexpected"
-            examples = _distinct(self.partial_unexpected_list)[:3]
-            if examples:
-                text += ", e.g. " + ", ".join(_fmt(v) for v in examples)
-            if self.success:
-                text += " (within mostly)"
-        elif self.check == "exact_columns" and not self.success:
-            parts = [f"{k} column(s) {_fmt(v)}" for k, v in self.details.items() if v]
-            text = f"{head}: {'; '.join(parts) or f'observed {_fmt_arg(self.observed_value)}'}"
-        elif self.observed_value is not None:
-            text = f"{head}: observed {_fmt_arg(self.observed_value)}"
-        else:
-            text = f"{head}: {'passed' if self.success else 'failed'}"
-        if self.note and self.check != "dtypes":
-            text += f" [{self.note}]"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["explain"] = self.explain()
-        return _jsonable(out)
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """Every expectation of a model's suite on one frame."""
-
-    model: str
-    as_of: str
-    rows: int
-    results: tuple[ExpectationResult, ...]
-
-    @property
-    def success(self) -> bool:
-        return all(r.success for r in self.results)
-
-    @property
-    def failed(self) -> list[ExpectationResult]:
-        return [r for r in self.results if not r.success]
-
-    def explain(self) -> list[str]:
-        """One line per failed expectation (empty when the frame passed)."""
-        return [r.explain() for r in self.failed]
-
-    def summary(self) -> dict[str, Any]:
-        """Small enough for XCom and the decision ledger."""
-        return {
-            "success": self.success,
-            "expectations": len(self.results),
-            "failed_expectations": len(self.failed),
-            "failed": self.explain(),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "as_of": self.as_of,
-            "rows": self.rows,
-            **self.summary(),
-            "results": [r.to_dict() for r in self.results],
-        }
-
-
-# -----------------------------------------------------------------------------------------
-# Suite from config
-# -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Spec:
-    check: str
-    column: str | None
-    kind: str  # the gx.expectations class name
-    kwargs: dict[str, Any]
-    note: str = ""
-
-
-def _mostly(value: float | None, default: float) -> dict[str, float]:
-    share = default if value is None else value
-    return {} if share >= 1 else {"mostly": share}
-
-
-def end_of_day(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-
-
-def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[_Spec]:
-    """The expectations a config asks for, in a fixed order (pure: no GX import)."""
-    v = cfg.validation
-    if v is None:
-        return []
-    specs: list[_Spec] = []
-    if v.exact_columns:
-        specs.append(
-            _Spec(
-                "exact_columns",
-                None,
-                "ExpectTableColumnsToMatchSet",
-                {"column_set": list(cfg.columns), "exact_match": True},
-            )
-        )
-    if v.row_count is not None:
-        lo = None if v.row_count.min is None else v.row_count.min * days
-        hi = None if v.row_count.max is None else v.row_count.max * days
-        per_day = f"{v.row_count.min if v.row_count.min is not None else 0}..{v.row_count.max or 'any'}"
-        specs.append(
-            _Spec(
-                "row_count",
-                None,
-                "ExpectTableRowCountToBeBetween",
-                {"min_value": lo, "max_value": hi},
-                f"row_count {per_day} per day x {days} day(s)",
-            )
-        )
-    for column, kind in cfg.expected_dtypes().items():
-        specs.append(
-            _Spec(
-                "dtypes",
-                column,
-                "ExpectColumnValuesToBeInTypeList",
-                {"column": column, "type_list": list(TYPE_LISTS[kind])},
-                kind,
-            )
-        )
-    for rule in v.not_null:
-        specs.append(
-            _Spec(
-                "not_null",
-                rule.column,
-                "ExpectColumnValuesToNotBeNull",
-                {"column": rule.column, **_mostly(rule.mostly, v.mostly)},
-            )
-        )
-    for column in v.unique:
-        specs.append(
-            _Spec("unique", column, "ExpectColumnValuesToBeUnique", {"column": column, **_mostly(None, v.mostly)})
-        )
-    for column, rng in v.between.items():
-        specs.append(
-            _Spec(
-                "between",
-                column,
-                "ExpectColumnValuesToBeBetween",
-                {"column": column, "min_value": rng.min, "max_value": rng.max, **_mostly(rng.mostly, v.mostly)},
-            )
-        )
-    for column, allowed in v.in_set.items():
-        specs.append(
-            _Spec(
-                "in_set",
-                column,
-                "ExpectColumnValuesToBeInSet",
-                {"column": column, "value_set": list(allowed.values), **_mostly(allowed.mostly, v.mostly)},
-            )
-        )
-    if v.freshness_hours is not None:
-        end = end_of_day(as_of)
-        start = end - dt.timedelta(hours=v.freshness_hours)
-        specs.append(
-            _Spec(
-                "freshness_hours",
-                cfg.data.timestamp_column,
-                "ExpectColumnMaxToBeBetween",
-                {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
-                f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}",
-            )
-        )
-    return specs
 
 
 # -----------------------------------------------------------------------------------------
@@ -319,7 +78,7 @@ def _gx_context():
     return gx, gx.get_context(mode="ephemeral", project_config=config)
 
 
-def run_suite(frame: pd.DataFrame, specs: list[_Spec], *, name: str = "retrain") -> list[dict]:
+def run_suite(frame: pd.DataFrame, specs: list[ExpectationSpec], *, name: str = "retrain") -> list[dict]:
     """Run ``specs`` on ``frame`` with Great Expectations; one JSON-able result dict per spec,
     in the order of ``specs``."""
     if not specs:
@@ -435,7 +194,7 @@ def _partition_row_counts(cfg: ModelConfig, window) -> list[ExpectationResult]:
     return out
 
 
-def _result(spec: _Spec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
+def _result(spec: ExpectationSpec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
     res = data.get("result") or {}
     exc = data.get("exception_info") or {}
     error = exc.get("exception_message") if exc.get("raised_exception") else None
@@ -465,7 +224,7 @@ def _result(spec: _Spec, data: dict, frame: pd.DataFrame) -> ExpectationResult:
     )
 
 
-def _offending_rows(frame: pd.DataFrame, spec: _Spec, res: dict) -> list[dict]:
+def _offending_rows(frame: pd.DataFrame, spec: ExpectationSpec, res: dict) -> list[dict]:
     """Up to five rows of ``frame`` behind the unexpected values (by GX's row index, else
     by matching the unexpected values)."""
     index = [i for i in (res.get("partial_unexpected_index_list") or []) if isinstance(i, int) and i < len(frame)]
@@ -562,7 +321,7 @@ def quarantine_batch(
         **(extra or {}),
     }
     tmp = manifest_path.with_name(manifest_path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(manifest), indent=2, default=str))
+    tmp.write_text(json.dumps(jsonable(manifest), indent=2, default=str))
     tmp.replace(manifest_path)
     log.warning(
         "quarantined the %s batch of %s (%d file(s) copied%s) in %s",
@@ -601,67 +360,3 @@ def _as_date(value) -> dt.date:
     if isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value)[:10])
-
-
-def _pct(value: float | None) -> str:
-    if value is None:
-        return "?%"
-    if value >= 10 or value == 0:
-        return f"{value:.0f}%"
-    if value >= 0.1:
-        return f"{value:.1f}%"
-    return f"{value:.2g}%"
-
-
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, list):
-        shown = ", ".join(_fmt(v) for v in value[:8])
-        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)
-
-
-def _fmt_arg(value) -> str:
-    """An expectation argument: numbers without a needless ``.0`` (``max=10000000``)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return f"{value:.15g}"
-    if isinstance(value, list):
-        shown = ", ".join(_fmt_arg(v) for v in value[:8])
-        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
-    if isinstance(value, str):
-        return value
-    return _fmt(value)
-
-
-def _distinct(values: list) -> list:
-    out: list = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return out
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (dt.datetime, dt.date, pd.Timestamp)):
-        return value.isoformat()
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            return str(value)
-    return value

@@ -63,7 +63,7 @@ def selection_split(
 
 
 def _with_recency(cfg: ModelConfig, recency: dict | None) -> Any:
-    from retrain_lib.config import Recency
+    from retrain_lib.config_sections import Recency
 
     training = cfg.training.model_copy(update={"recency": Recency(**recency) if recency else None})
     return cfg.model_copy(update={"training": training})

@@ -19,7 +19,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, task
 
 from retrain_airflow import alerting
-from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs, load_platform_config
+from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs
+from retrain_lib.config_platform import load_platform_config
 from retrain_lib.errors import ConfigError
 
 log = logging.getLogger(__name__)

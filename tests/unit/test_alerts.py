@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from retrain_lib import alerts
-from retrain_lib.config import Alerts
+from retrain_lib.config_alerts import Alerts
 
 AIRFLOW = "http://airflow.example:8080"
 MLFLOW = "http://mlflow.example:5000"

@@ -11,19 +11,17 @@ import jsonschema
 import pytest
 import yaml
 
-from retrain_lib import config as config_mod
+from retrain_lib import config_yaml as config_mod
 from retrain_lib.config import (
-    MAX_CONFIG_BYTES,
-    ConfigProblem,
     ModelConfig,
-    PlatformConfig,
     check_model_file,
     json_schema,
     load_model_config,
     load_model_configs,
-    load_platform_config,
-    platform_json_schema,
 )
+from retrain_lib.config_platform import PlatformConfig, load_platform_config, platform_json_schema
+from retrain_lib.config_problems import ConfigProblem
+from retrain_lib.config_yaml import MAX_CONFIG_BYTES
 from retrain_lib.errors import ConfigError, RetrainError
 
 SHIPPED = {"credit_default": "classification", "daily_demand": "regression"}

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain_lib.config import Adaptation, ModelConfig
+from retrain_lib.config import ModelConfig
+from retrain_lib.config_sections import Adaptation
 from retrain_lib.lifecycle import HEALTHY, RETRAIN, decide
 
 AS_OF = dt.date(2026, 2, 10)

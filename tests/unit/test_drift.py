@@ -640,7 +640,7 @@ def test_new_methods_are_registered_with_kinds_defaults_and_direction():
 
 
 def test_model_config_accepts_the_new_method_names():
-    from retrain_lib.config import DriftTrigger
+    from retrain_lib.config_triggers import DriftTrigger
 
     d = DriftTrigger.model_validate(
         {"categorical_method": "unseen", "features": {"region": {"method": "linf"}, "age": {"method": "missing_share"}}}

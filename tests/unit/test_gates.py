@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from retrain_lib.config import Gate, load_model_config
+from retrain_lib.config import load_model_config
+from retrain_lib.config_gates import Gate
 from retrain_lib.gate_measures import bootstrap_improvement, measure_latency_ms
 from retrain_lib.gate_types import GateInputs, GateResult
 from retrain_lib.gates import (
@@ -815,7 +816,7 @@ def test_an_absolute_gate_the_champion_fails_too_does_not_keep_it_serving():
     candidate is not worse; without it, or when the candidate is worse, it fails as before."""
     import numpy as np
 
-    from retrain_lib.config import Gate
+    from retrain_lib.config_gates import Gate
     from retrain_lib.gate_types import GateInputs
     from retrain_lib.gates import run_gates
 

@@ -15,7 +15,8 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import r2_score, roc_auc_score
 
-from retrain_lib.config import ModelConfig, Recency, Split, Training, check_model_file, load_model_config
+from retrain_lib.config import ModelConfig, check_model_file, load_model_config
+from retrain_lib.config_sections import Recency, Split, Training
 from retrain_lib.data import load_window
 from retrain_lib.errors import ConfigError, DataError, TrainingError
 from retrain_lib.simulate import simulate
