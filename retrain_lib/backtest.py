@@ -59,7 +59,6 @@ from typing import Any
 from retrain_lib.adaptation_steps import (
     NO_CHANGE,
     NO_GAIN,
-    PROMOTE,
     REJECTED,
     Change,
     adaptation_state,
@@ -74,6 +73,7 @@ from retrain_lib.adaptation_steps import (
 )
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import ConfigError, DataError
+from retrain_lib.rollout import PROMOTE
 
 log = logging.getLogger(__name__)
 

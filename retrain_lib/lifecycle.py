@@ -25,7 +25,6 @@ from retrain_lib import audit, registry
 from retrain_lib.adaptation_steps import (
     NO_CHANGE,
     NO_GAIN,
-    PROMOTE,
     REJECTED,
     adaptation_state,
     is_follow_up,
@@ -41,6 +40,7 @@ from retrain_lib.adaptation_steps import (
 from retrain_lib.config import ModelConfig, load_model_config
 from retrain_lib.data import Window, available_days, day_range, load_window
 from retrain_lib.errors import ConfigError, DataError, RegistryError, StaleChampionError
+from retrain_lib.rollout import PROMOTE
 from retrain_lib.settings import PACKAGE_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)

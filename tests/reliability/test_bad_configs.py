@@ -12,7 +12,8 @@ from pathlib import Path
 import corpus
 import pytest
 
-from retrain_lib.cli import EXIT_BAD_INPUT, main
+from retrain_lib.cli import main
+from retrain_lib.errors import EXIT_BAD_INPUT
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = corpus.cases()

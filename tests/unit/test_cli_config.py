@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from retrain_lib.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from retrain_lib.cli import main
+from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_OK
 
 pytestmark = pytest.mark.usefixtures("retrain_cfg_isolated_env")
 

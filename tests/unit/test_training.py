@@ -19,13 +19,13 @@ from retrain_lib.config import ModelConfig, check_model_file, load_model_config
 from retrain_lib.config_sections import Recency, Split, Training
 from retrain_lib.data import load_window
 from retrain_lib.errors import ConfigError, DataError, TrainingError
+from retrain_lib.estimators import module_allowed
 from retrain_lib.simulate import simulate
 from retrain_lib.training import (
     build_pipeline,
     check_training_config,
     fit,
     load_estimator_class,
-    module_allowed,
     sample_weights,
     split_frame,
     train_model,
