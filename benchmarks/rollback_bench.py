@@ -38,14 +38,14 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="rollback_bench_"))
     sys.path.insert(0, str(REPO / "plugins"))
-    from retrain_airflow.demo import _migrate, _quiet_airflow, airflow_env
+    from retrain_airflow.demo import migrate_db, quiet_airflow, airflow_env
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
     env = airflow_env(root, REPO)
     env["RETRAIN_CONFIG_DIR"] = str(cfg_dir)
     os.environ.update(env)
-    _migrate(env)
+    migrate_db(env)
     gateway = None
     try:
         import httpx
@@ -97,7 +97,7 @@ def main() -> int:
 
         from airflow.dag_processing.dagbag import DagBag
 
-        _quiet_airflow()
+        quiet_airflow()
         bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
         dag = bag.get_dag(f"{MODEL}__monitor")
         run = dag.test(logical_date=dt.datetime(2026, 2, 12, 6, tzinfo=dt.UTC))

@@ -128,29 +128,10 @@ def line_chart(
             if i % step == 0 or i == n - 1
         ]
     )
-    out_series = []
-    for idx, (name, vs) in enumerate(series.items()):
-        pts = [None if tr(v) is None else (x(i), y(tr(v))) for i, v in enumerate(vs)]
-        dots = [
-            {
-                "x": round(p[0], 1),
-                "y": round(p[1], 1),
-                "day": labels[i],
-                "value": vs[i],
-                "clipped": tr(vs[i]) > top_value,
-            }
-            for i, p in enumerate(pts)
-            if p is not None
-        ]
-        out_series.append(
-            {"name": name, "color": PALETTE[idx % len(PALETTE)], "segments": _polyline_segments(pts), "points": dots}
-        )
-    legend_items, lx, ly = [], left, top + plot_h + 30
-    for idx, name in enumerate(legend):
-        if lx + 18 + 6 * len(name) > width - right and lx > left:
-            lx, ly = left, ly + 13
-        legend_items.append({"x": lx, "y": ly, "name": name, "color": PALETTE[idx % len(PALETTE)]})
-        lx += 18 + 6 * len(name)
+    out_series = [
+        _series_geometry(idx, name, vs, labels, x, y, tr, top_value) for idx, (name, vs) in enumerate(series.items())
+    ]
+    legend_items = _legend_items(legend, left=left, right=right, width=width, y=top + plot_h + 30)
     return {
         "title": title,
         "width": width,
@@ -169,6 +150,34 @@ def line_chart(
         "series": out_series,
         "legend": legend_items,
     }
+
+
+def _series_geometry(idx: int, name: str, vs: list, labels: list[str], x, y, tr, top_value: float) -> dict[str, Any]:
+    """One series of a line chart: its polyline runs and a dot per day with a value."""
+    pts = [None if tr(v) is None else (x(i), y(tr(v))) for i, v in enumerate(vs)]
+    dots = [
+        {
+            "x": round(p[0], 1),
+            "y": round(p[1], 1),
+            "day": labels[i],
+            "value": vs[i],
+            "clipped": tr(vs[i]) > top_value,
+        }
+        for i, p in enumerate(pts)
+        if p is not None
+    ]
+    return {"name": name, "color": PALETTE[idx % len(PALETTE)], "segments": _polyline_segments(pts), "points": dots}
+
+
+def _legend_items(names: list[str], *, left: int, right: int, width: int, y: float) -> list[dict[str, Any]]:
+    """Legend entries laid out left to right, wrapping to a new row at the right edge."""
+    legend_items, lx, ly = [], left, y
+    for idx, name in enumerate(names):
+        if lx + 18 + 6 * len(name) > width - right and lx > left:
+            lx, ly = left, ly + 13
+        legend_items.append({"x": lx, "y": ly, "name": name, "color": PALETTE[idx % len(PALETTE)]})
+        lx += 18 + 6 * len(name)
+    return legend_items
 
 
 def threshold_bar(relative: float | None, *, drifted: bool) -> dict[str, Any]:
@@ -248,43 +257,9 @@ def timeline_chart(
         for i, d in enumerate(timeline)
         if d.get("live") is not None
     ]
-    markers = []
-    for i, (d, day_marks) in enumerate(zip(timeline, day_markers, strict=True)):
-        for row, mk in enumerate(day_marks):
-            label, color, shape = MARKERS.get(mk["kind"], (mk["kind"], "#444", "square"))
-            markers.append(
-                {
-                    "x": round(x(i), 1),
-                    "y": lane_top + 6 + 11 * row,
-                    "day": d["as_of"],
-                    "kind": mk["kind"],
-                    "label": label,
-                    "color": color,
-                    "shape": shape,
-                    "version": mk.get("version"),
-                    "reason": mk.get("reason") or "",
-                    "seq": mk.get("seq"),
-                }
-            )
+    markers = _timeline_markers(timeline, day_markers, x, lane_top)
     threshold = drift_share_threshold
-    bars = []
-    for i, d in enumerate(timeline):
-        share = d.get("drifted_share")
-        if share is None:
-            continue
-        h = max(share_h * min(max(share, 0.0), 1.0), 1.0)  # a checked day with no drift: a hairline
-        bars.append(
-            {
-                "x": round(x(i) - band * 0.35, 1),
-                "width": round(max(band * 0.7, 1.0), 1),
-                "y": round(s_bottom - h, 1),
-                "height": round(h, 1),
-                "day": d["as_of"],
-                "value": share,
-                "drift": threshold is not None and share >= threshold,
-                "state": "throttled" if d.get("throttled") and d.get("action") == "healthy" else d.get("action"),
-            }
-        )
+    bars = _share_bars(timeline, x, band, share_h, s_bottom, threshold)
     step = max(1, math.ceil(n / 10))
     xlabels = [
         {"x": round(x(i), 1), "label": _short_day(d["as_of"])}
@@ -320,3 +295,51 @@ def timeline_chart(
         "empty_metric": not live_points,
         "marker_legend": _marker_legend(),
     }
+
+
+def _timeline_markers(timeline: list[dict], day_markers: list[list[dict]], x, lane_top: int) -> list[dict[str, Any]]:
+    """The marker lane: one symbol per ledger event of a day, stacked in rows."""
+    markers = []
+    for i, (d, day_marks) in enumerate(zip(timeline, day_markers, strict=True)):
+        for row, mk in enumerate(day_marks):
+            label, color, shape = MARKERS.get(mk["kind"], (mk["kind"], "#444", "square"))
+            markers.append(
+                {
+                    "x": round(x(i), 1),
+                    "y": lane_top + 6 + 11 * row,
+                    "day": d["as_of"],
+                    "kind": mk["kind"],
+                    "label": label,
+                    "color": color,
+                    "shape": shape,
+                    "version": mk.get("version"),
+                    "reason": mk.get("reason") or "",
+                    "seq": mk.get("seq"),
+                }
+            )
+    return markers
+
+
+def _share_bars(
+    timeline: list[dict], x, band: float, share_h: int, s_bottom: int, threshold: float | None
+) -> list[dict]:
+    """The lower panel: the drifted share of each checked day as a bar."""
+    bars = []
+    for i, d in enumerate(timeline):
+        share = d.get("drifted_share")
+        if share is None:
+            continue
+        h = max(share_h * min(max(share, 0.0), 1.0), 1.0)  # a checked day with no drift: a hairline
+        bars.append(
+            {
+                "x": round(x(i) - band * 0.35, 1),
+                "width": round(max(band * 0.7, 1.0), 1),
+                "y": round(s_bottom - h, 1),
+                "height": round(h, 1),
+                "day": d["as_of"],
+                "value": share,
+                "drift": threshold is not None and share >= threshold,
+                "state": "throttled" if d.get("throttled") and d.get("action") == "healthy" else d.get("action"),
+            }
+        )
+    return bars

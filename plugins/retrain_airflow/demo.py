@@ -87,7 +87,7 @@ def _reset(state_dir: Path) -> None:
     (state_dir / "airflow" / "airflow.db").unlink(missing_ok=True)
 
 
-def _migrate(env: dict[str, str]) -> None:
+def migrate_db(env: dict[str, str]) -> None:
     airflow = Path(sys.executable).parent / "airflow"
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -99,7 +99,7 @@ def _migrate(env: dict[str, str]) -> None:
     )
 
 
-def _quiet_airflow() -> None:
+def quiet_airflow() -> None:
     for name in (
         "airflow",
         "airflow.task",
@@ -184,41 +184,20 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         else f"simulated calendar: {start} to {last_day}"
     )
     t0 = time.monotonic()
-    _migrate(env)
+    migrate_db(env)
     print(f"airflow metadata DB ready ({time.monotonic() - t0:.0f} s)")
 
-    from retrain_lib.config import load_model_config
     from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
 
     settings = load_settings(env["RETRAIN_CONFIG_DIR"])
     models = args.models.split(",")
-    configs, drift_starts = {}, {}
-    for model in models:
-        cfg = configs[model] = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
-        kind, seed = SCENARIOS.get(model, ("covariate", 0))
-        res = simulate(
-            cfg,
-            settings.data_root,
-            days=args.days,
-            start=start,
-            drift_day=args.drift_day,
-            drift_kind=kind,
-            seed=seed,
-            rows_per_day=args.rows_per_day,
-            season_start=SEASON_START,
-        )
-        drift_starts[model] = res.drift_start
-        print(
-            f"simulated {model}: {res.days} days, {res.rows} rows, {kind} drift from {res.drift_start}, "
-            f"labels {cfg.data.label_delay_days} day(s) late"
-        )
+    configs, drift_starts = _simulate_models(args, settings, models, start, print)
 
     from airflow.dag_processing.dagbag import DagBag
 
     from retrain_airflow.demo_runs import task_logs
 
-    _quiet_airflow()
+    quiet_airflow()
     bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         print(f"DAG import errors: {bag.import_errors}", err=True)
@@ -243,7 +222,47 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
                 return 1
             seen = len(_new_records(ledger, 0))
     print()
+    summary = _print_summary(settings, ledger, models, loop_end, seen, (configs, drift_starts), print)
+    print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
+    _print_ui_hints(env, settings, last_day, print)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def _simulate_models(args, settings, models: list[str], start: dt.date, print) -> tuple[dict, dict]:  # noqa: A002
+    """Write each model's simulated stream; its config and drift start day per model."""
+    from retrain_lib.config import load_model_config
+    from retrain_lib.simulate import simulate
+
+    configs, drift_starts = {}, {}
+    for model in models:
+        cfg = configs[model] = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
+        kind, seed = SCENARIOS.get(model, ("covariate", 0))
+        res = simulate(
+            cfg,
+            settings.data_root,
+            days=args.days,
+            start=start,
+            drift_day=args.drift_day,
+            drift_kind=kind,
+            seed=seed,
+            rows_per_day=args.rows_per_day,
+            season_start=SEASON_START,
+        )
+        drift_starts[model] = res.drift_start
+        print(
+            f"simulated {model}: {res.days} days, {res.rows} rows, {kind} drift from {res.drift_start}, "
+            f"labels {cfg.data.label_delay_days} day(s) late"
+        )
+    return configs, drift_starts
+
+
+def _print_summary(settings, ledger, models, loop_end, seen, simulated, print) -> dict:  # noqa: A002
+    """Each model's aliases, how it recovered from its drift, the ledger and the audit commands."""
     from retrain_lib import registry
+
+    configs, drift_starts = simulated
 
     client = registry.get_client(settings.tracking_uri)
     summary = {}
@@ -264,7 +283,11 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     print("  .venv/bin/retrain ledger verify")
     if champion:
         print(f"  .venv/bin/retrain reproduce {models[0]} {champion} --format json")
-    print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")
+    return summary
+
+
+def _print_ui_hints(env, settings, last_day: dt.date, print) -> None:  # noqa: A002
+    """Where to watch the same state: the Airflow and MLflow UIs."""
     print(
         f"  Airflow: make up             -> http://localhost:8080 (user admin; password in "
         f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})"
@@ -277,9 +300,6 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         f"  MLflow:  make mlflow-ui      -> http://localhost:5000  (mlflow ui --backend-store-uri "
         f"{settings.tracking_uri})"
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return 0
 
 
 def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | None:  # noqa: A002

@@ -53,10 +53,8 @@ def _bad_version(model: str, settings, day: dt.date) -> str:
 
 
 def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, print) -> int:  # noqa: A002
-    from retrain_airflow.demo_runs import run_dag
     from retrain_lib import registry
     from retrain_lib.config import load_model_config
-    from retrain_lib.lifecycle import promote_version
     from retrain_lib.serving.process import GatewayProcess
     from retrain_lib.serving.replay import LiveTraffic, labelled_records
 
@@ -79,115 +77,10 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
             "each label posted back after the answer"
         )
 
-        # -- a canary that is promoted -------------------------------------------------------
-        retrain = bag.get_dag(f"{model}__retrain")
-        logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-        run_r = run_dag(
-            retrain,
-            logical_date=logical,
-            conf={
-                "as_of": day.isoformat(),
-                "deploy_mode": "canary",
-                "require_gain": False,
-                "reason": "live demo: roll the retrained model out as a canary, which judges it on live traffic",
-            },
-        )
-        if run_r.state != "success":
-            print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)
+        if _promoted_canary(bag, ledger, client, gateway, model, day, seen, print) != 0:
             return 1
-        trig = _triggered(f"{model}__rollout", f"rollout__{run_r.run_id}")
-        if trig is None:
-            outcome = [r for r in ledger.records()[seen:] if r["event"] in ("reject", "promote")]
-            print(
-                f"  retrain run {run_r.run_id} started no rollout: {outcome[-1]['reason'] if outcome else '?'}",
-                err=True,
-            )
+        if _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model, day, print) != 0:
             return 1
-        challenger = registry.aliases(client, model).get(registry.CHALLENGER)
-        print(
-            f"  retrain run {run_r.run_id} (deploy_mode canary): v{challenger} is the challenger; it triggered the "
-            f"rollout run rollout__{run_r.run_id}"
-        )
-        print(f"  rollout params for the demo: {FAST_ROLLOUT} (a real rollout keeps the config's hours)")
-        t0 = time.monotonic()
-        rollout = bag.get_dag(f"{model}__rollout")
-        run_o = run_dag(rollout, logical_date=trig[0], conf={**trig[1], **FAST_ROLLOUT})
-        records_now = ledger.records()[seen:]
-        seen += len(records_now)
-        for r in records_now:
-            d = r["details"]
-            if r["event"] == "rollout_shadow":
-                v = d.get("verdict") or {}
-                print(
-                    f"    shadow: {d['decision']} ({d['reason']}; output PSI {v.get('psi', float('nan')):.3f}, "
-                    f"{v.get('n_paired', v.get('n', '?'))} paired requests)"
-                )
-            elif r["event"] == "rollout_canary":
-                print(
-                    f"    canary {d['percent']:g}%: {d['decision']} after {d['labelled']['challenger']} labelled "
-                    f"challenger requests ({d['reason']})"
-                )
-            elif r["event"] == "promote":
-                print(
-                    f"    promoted v{r['after']} (was v{r['before']}), compare-and-swap, {time.monotonic() - t0:.0f} s "
-                    "after the rollout began"
-                )
-            elif r["event"] == "rollout_rollback":
-                print(f"    rolled back v{d['version']}: {d['reason']}")
-        if run_o.state != "success":
-            print(f"  rollout run ended {run_o.state}", err=True)
-            return 1
-        champion = registry.aliases(client, model)[registry.CHAMPION]
-        if champion != challenger:
-            print(f"  the canary v{challenger} was not promoted (champion v{champion})", err=True)
-            return 1
-        gateway.wait_serving(model, champion)
-        print(
-            f"  the gateway answers with v{champion} {_since(_promotion_time(ledger, champion)):.1f} s after the "
-            "promotion (registry poll every second)"
-        )
-
-        # -- a bad champion that the monitor rolls back --------------------------------------
-        bad = _bad_version(model, settings, day)
-        promote_version(
-            model,
-            bad,
-            settings=settings,
-            as_of=day.isoformat(),
-            actor="demo/on-call",
-            reason="hotfix promoted by hand without gates (trained with max_iter 1, max_depth 1)",
-        )
-        gateway.wait_serving(model, bad)
-        print(
-            f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
-            "the gateway serves it"
-        )
-        need = cfg.rollback.min_labels if cfg.rollback else 200
-        served_before = traffic.versions.get(bad, 0)
-        deadline = time.monotonic() + 120
-        while traffic.versions.get(bad, 0) - served_before < need * 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        seen = len(ledger.records())
-        monitor = bag.get_dag(f"{model}__monitor")
-        run_m = run_dag(monitor, logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
-        if run_m.state != "success":
-            print(f"  monitor run {run_m.run_id} ended {run_m.state}", err=True)
-            return 1
-        new = ledger.records()[seen:]
-        mon = next((r for r in new if r["event"] == "monitor"), None)
-        back = next((r for r in new if r["event"] == "rollback"), None)
-        print(
-            f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
-            f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}"
-        )
-        if back is None:
-            print("  the bad champion was not rolled back", err=True)
-            return 1
-        gateway.wait_serving(model, back["after"])
-        print(
-            f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
-            f"with v{back['after']} {_since(back['time']):.1f} s after that decision"
-        )
         print(
             f"  traffic: {traffic.sent} predictions answered, "
             f"{sum(traffic.failed.values())} requests failed {traffic.failed or ''}"
@@ -197,3 +90,129 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
         if traffic is not None:
             traffic.stop()
         gateway.stop()
+
+
+def _promoted_canary(bag, ledger, client, gateway, model: str, day: dt.date, seen: int, print) -> int:  # noqa: A002
+    """A retrain run in canary mode, its rollout on live traffic, and the gateway following the promotion."""
+    from retrain_airflow.demo_runs import run_dag
+    from retrain_lib import registry
+
+    retrain = bag.get_dag(f"{model}__retrain")
+    logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+    run_r = run_dag(
+        retrain,
+        logical_date=logical,
+        conf={
+            "as_of": day.isoformat(),
+            "deploy_mode": "canary",
+            "require_gain": False,
+            "reason": "live demo: roll the retrained model out as a canary, which judges it on live traffic",
+        },
+    )
+    if run_r.state != "success":
+        print(f"  retrain run {run_r.run_id} ended {run_r.state}", err=True)
+        return 1
+    trig = _triggered(f"{model}__rollout", f"rollout__{run_r.run_id}")
+    if trig is None:
+        outcome = [r for r in ledger.records()[seen:] if r["event"] in ("reject", "promote")]
+        print(
+            f"  retrain run {run_r.run_id} started no rollout: {outcome[-1]['reason'] if outcome else '?'}",
+            err=True,
+        )
+        return 1
+    challenger = registry.aliases(client, model).get(registry.CHALLENGER)
+    print(
+        f"  retrain run {run_r.run_id} (deploy_mode canary): v{challenger} is the challenger; it triggered the "
+        f"rollout run rollout__{run_r.run_id}"
+    )
+    print(f"  rollout params for the demo: {FAST_ROLLOUT} (a real rollout keeps the config's hours)")
+    t0 = time.monotonic()
+    rollout = bag.get_dag(f"{model}__rollout")
+    run_o = run_dag(rollout, logical_date=trig[0], conf={**trig[1], **FAST_ROLLOUT})
+    records_now = ledger.records()[seen:]
+    _print_rollout_records(records_now, t0, print)
+    if run_o.state != "success":
+        print(f"  rollout run ended {run_o.state}", err=True)
+        return 1
+    champion = registry.aliases(client, model)[registry.CHAMPION]
+    if champion != challenger:
+        print(f"  the canary v{challenger} was not promoted (champion v{champion})", err=True)
+        return 1
+    gateway.wait_serving(model, champion)
+    print(
+        f"  the gateway answers with v{champion} {_since(_promotion_time(ledger, champion)):.1f} s after the "
+        "promotion (registry poll every second)"
+    )
+    return 0
+
+
+def _print_rollout_records(records: list[dict], t0: float, print) -> None:  # noqa: A002
+    """One line per shadow, canary, promote and rollback decision of a rollout run."""
+    for r in records:
+        d = r["details"]
+        if r["event"] == "rollout_shadow":
+            v = d.get("verdict") or {}
+            print(
+                f"    shadow: {d['decision']} ({d['reason']}; output PSI {v.get('psi', float('nan')):.3f}, "
+                f"{v.get('n_paired', v.get('n', '?'))} paired requests)"
+            )
+        elif r["event"] == "rollout_canary":
+            print(
+                f"    canary {d['percent']:g}%: {d['decision']} after {d['labelled']['challenger']} labelled "
+                f"challenger requests ({d['reason']})"
+            )
+        elif r["event"] == "promote":
+            print(
+                f"    promoted v{r['after']} (was v{r['before']}), compare-and-swap, {time.monotonic() - t0:.0f} s "
+                "after the rollout began"
+            )
+        elif r["event"] == "rollout_rollback":
+            print(f"    rolled back v{d['version']}: {d['reason']}")
+
+
+def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model: str, day: dt.date, print) -> int:  # noqa: A002
+    """A bad version promoted by hand, and the monitor rolling it back once labels show it."""
+    from retrain_airflow.demo_runs import run_dag
+    from retrain_lib.lifecycle import promote_version
+
+    bad = _bad_version(model, settings, day)
+    promote_version(
+        model,
+        bad,
+        settings=settings,
+        as_of=day.isoformat(),
+        actor="demo/on-call",
+        reason="hotfix promoted by hand without gates (trained with max_iter 1, max_depth 1)",
+    )
+    gateway.wait_serving(model, bad)
+    print(
+        f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
+        "the gateway serves it"
+    )
+    need = cfg.rollback.min_labels if cfg.rollback else 200
+    served_before = traffic.versions.get(bad, 0)
+    deadline = time.monotonic() + 120
+    while traffic.versions.get(bad, 0) - served_before < need * 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    seen = len(ledger.records())
+    monitor = bag.get_dag(f"{model}__monitor")
+    run_m = run_dag(monitor, logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
+    if run_m.state != "success":
+        print(f"  monitor run {run_m.run_id} ended {run_m.state}", err=True)
+        return 1
+    new = ledger.records()[seen:]
+    mon = next((r for r in new if r["event"] == "monitor"), None)
+    back = next((r for r in new if r["event"] == "rollback"), None)
+    print(
+        f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
+        f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}"
+    )
+    if back is None:
+        print("  the bad champion was not rolled back", err=True)
+        return 1
+    gateway.wait_serving(model, back["after"])
+    print(
+        f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
+        f"with v{back['after']} {_since(back['time']):.1f} s after that decision"
+    )
+    return 0
