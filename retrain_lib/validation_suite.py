@@ -98,6 +98,30 @@ def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[Expe
                 kind,
             )
         )
+    specs.extend(_column_rule_specs(v))
+    if v.freshness_hours is not None:
+        end = end_of_day(as_of)
+        start = end - dt.timedelta(hours=v.freshness_hours)
+        specs.append(
+            ExpectationSpec(
+                "freshness_hours",
+                cfg.data.timestamp_column,
+                "ExpectColumnMaxToBeBetween",
+                {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
+                f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}",
+            )
+        )
+    return specs
+
+
+# -----------------------------------------------------------------------------------------
+# Running the suite
+# -----------------------------------------------------------------------------------------
+
+
+def _column_rule_specs(v) -> list[ExpectationSpec]:
+    """The per-column rules: not_null, unique, between and in_set, each with its ``mostly``."""
+    specs: list[ExpectationSpec] = []
     for rule in v.not_null:
         specs.append(
             ExpectationSpec(
@@ -131,21 +155,4 @@ def build_specs(cfg: ModelConfig, *, as_of: dt.date, days: int = 1) -> list[Expe
                 {"column": column, "value_set": list(allowed.values), **_mostly(allowed.mostly, v.mostly)},
             )
         )
-    if v.freshness_hours is not None:
-        end = end_of_day(as_of)
-        start = end - dt.timedelta(hours=v.freshness_hours)
-        specs.append(
-            ExpectationSpec(
-                "freshness_hours",
-                cfg.data.timestamp_column,
-                "ExpectColumnMaxToBeBetween",
-                {"column": cfg.data.timestamp_column, "min_value": start, "max_value": end},
-                f"freshness_hours {v.freshness_hours:g} before the end of {as_of.isoformat()}",
-            )
-        )
     return specs
-
-
-# -----------------------------------------------------------------------------------------
-# Running the suite
-# -----------------------------------------------------------------------------------------

@@ -59,6 +59,14 @@ def _polyline_segments(points: list[tuple[float, float] | None]) -> list[str]:
     return runs
 
 
+def _day_labels(labels: list[str], x, *, every: int) -> list[dict[str, Any]]:
+    """Every ``every``-th day's label (and the last day's) under the x axis."""
+    n = len(labels)
+    return [
+        {"x": round(x(i), 1), "label": _short_day(lab)} for i, lab in enumerate(labels) if i % every == 0 or i == n - 1
+    ]
+
+
 def line_chart(
     labels: list[str],
     series: dict[str, list[float | None]],
@@ -118,16 +126,7 @@ def line_chart(
     else:
         ticks = _ticks(0.0, top_value)
     grid = [] if compact else [{"y": round(y(v), 1), "label": label(v)} for v in ticks]
-    step = max(1, n // 6)
-    xlabels = (
-        []
-        if compact
-        else [
-            {"x": round(x(i), 1), "label": _short_day(lab)}
-            for i, lab in enumerate(labels)
-            if i % step == 0 or i == n - 1
-        ]
-    )
+    xlabels = [] if compact else _day_labels(labels, x, every=max(1, n // 6))
     out_series = [
         _series_geometry(idx, name, vs, labels, x, y, tr, top_value) for idx, (name, vs) in enumerate(series.items())
     ]
@@ -260,12 +259,7 @@ def timeline_chart(
     markers = _timeline_markers(timeline, day_markers, x, lane_top)
     threshold = drift_share_threshold
     bars = _share_bars(timeline, x, band, share_h, s_bottom, threshold)
-    step = max(1, math.ceil(n / 10))
-    xlabels = [
-        {"x": round(x(i), 1), "label": _short_day(d["as_of"])}
-        for i, d in enumerate(timeline)
-        if i % step == 0 or i == n - 1
-    ]
+    xlabels = _day_labels([d["as_of"] for d in timeline], x, every=max(1, math.ceil(n / 10)))
     return {
         "width": width,
         "height": height,
