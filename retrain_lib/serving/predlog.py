@@ -361,4 +361,3 @@ class PredictionLog:
         with self._count_lock:
             self.batches += 1
             self.rows += len(rows)
-

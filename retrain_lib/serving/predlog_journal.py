@@ -187,7 +187,6 @@ class _Segment:
     failed: bool = False  # some of its rows could not be committed: kept for recovery
 
 
-
 class Journal:
     """The journal of one :class:`~retrain_lib.serving.predlog.PredictionLog` on the SQLite
     file ``database``: :meth:`append` runs on request threads (under a lock), everything

@@ -52,6 +52,7 @@ feedback = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+
 def resolve_url(settings=None, log_url: str | None = None) -> str:
     """The prediction log URL: ``log_url``, else ``$RETRAIN_PREDICTIONS_URL``, else the
     embedded SQLite file ``<state_dir>/predictions.db``; ``postgresql://`` and
