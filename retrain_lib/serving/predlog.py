@@ -27,19 +27,22 @@ tells each submitter; :meth:`PredictionLog.write` waits for that.
 
 The gateway acknowledges a prediction only once it is durable, and on SQLite it makes it
 durable without a database transaction on the request path: :meth:`PredictionLog.append`
-(through :class:`~retrain_lib.serving.predlog_journal.Journal`) writes the rows as JSON lines to this process's **journal segment** (one ``write`` to a file
-under ``<database>.journal/``; once it returns the rows survive a kill of the process) and
-hands them to the writer thread, which moves everything journaled into the database four
-times a second (``JOURNAL_INGEST_S``) in one transaction, off the request path (a few short
-bursts of background work rather than one longer one beside the requests). A segment is
-locked (``flock``) by its process while it lives and deleted once all its rows are committed;
+(through :class:`~retrain_lib.serving.predlog_journal.Journal`) writes the rows as JSON
+lines to this process's **journal segment** (one ``write`` to a file under
+``<database>.journal/``; once it returns the rows survive a kill of the process) and hands
+them to the writer thread, which moves everything journaled into the database four times a
+second (``JOURNAL_INGEST_S``) in one transaction, off the request path (a few short bursts
+of background work rather than one longer one beside the requests). A segment is locked
+(``flock``) by its process while it lives and deleted once all its rows are committed;
 segments whose process died (the lock is free) are moved into the database by
-:func:`~retrain_lib.serving.predlog_journal.recover_journals`, which the next :class:`PredictionLog` and every reader
-(:func:`~retrain_lib.serving.predlog_read.read_predictions`) run first, so a reader never misses an acknowledged prediction
-of a killed gateway. Rows are inserted with ``ON CONFLICT (request_id) DO NOTHING`` there,
-so a row is never stored twice. PostgreSQL has no journal: the gateway waits for the group
-commit instead. Feedback first waits until everything journaled is in the database, so a
-label is never refused for a prediction that was already answered.
+:func:`~retrain_lib.serving.predlog_journal.recover_journals`, which the next
+:class:`PredictionLog` and every reader
+(:func:`~retrain_lib.serving.predlog_read.read_predictions`) run first, so a reader never
+misses an acknowledged prediction of a killed gateway. Rows are inserted with ``ON CONFLICT
+(request_id) DO NOTHING`` there, so a row is never stored twice. PostgreSQL has no journal:
+the gateway waits for the group commit instead. Feedback first waits until everything
+journaled is in the database, so a label is never refused for a prediction that was
+already answered.
 
 On a SQLite file the writing connections do not checkpoint the WAL as they commit (a
 checkpoint syncs the database file): the writer thread runs a passive checkpoint (it never
@@ -319,7 +322,8 @@ class PredictionLog:
             self.rows += rows - failed
 
     def _commit(self, batch: list) -> None:
-        """Commit queued items (see :func:`~retrain_lib.serving.predlog_store.all_or_each`) and tell each submitter its outcome."""
+        """Commit queued items (see :func:`~retrain_lib.serving.predlog_store.all_or_each`) and
+        tell each submitter its outcome."""
         failed = {id(item): exc for item, exc in all_or_each(batch, self._commit_items)}
         for item in batch:
             error = failed.get(id(item))
