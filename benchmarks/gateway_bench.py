@@ -115,7 +115,7 @@ def poll_costs(settings, n: int = 100) -> tuple[list[float], list[float]]:
     a full poll makes per model) and the gateway's change probe with nothing committed (what
     a poll costs instead with a SQLite registry). Empty lists for other registries."""
     from retrain_lib.registry import get_client
-    from retrain_lib.serving.gateway import RegistryChangeProbe
+    from retrain_lib.serving.refresher import RegistryChangeProbe
 
     client = get_client(settings.tracking_uri, settings.registry_uri)
     probe = RegistryChangeProbe.for_uri(settings.registry_uri)
@@ -392,8 +392,10 @@ def main() -> int:
 
         from retrain_lib import registry
         from retrain_lib.config import load_model_config
-        from retrain_lib.serving.gateway import FeatureSchema, LoadedModel, compile_fast
+        from retrain_lib.serving.deployment import LoadedModel
+        from retrain_lib.serving.fast_path import compile_fast
         from retrain_lib.serving.routing import set_rollout_state
+        from retrain_lib.serving.schema import FeatureSchema
         from retrain_lib.settings import load_settings
 
         settings = load_settings(cfg_dir)

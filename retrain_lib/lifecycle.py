@@ -499,7 +499,8 @@ def serving_facts(
     promoted = champion.tags.get("promoted_as_of")
     if promoted and (as_of - _day(promoted)).days > spec.within_days:
         return None
-    from retrain_lib.serving.predlog import read_predictions, resolve_url
+    from retrain_lib.serving.predlog_read import read_predictions
+    from retrain_lib.serving.predlog_store import resolve_url
 
     url = resolve_url(ctx.settings, log_url)
     if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():

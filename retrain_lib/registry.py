@@ -62,7 +62,9 @@ def get_client(tracking_uri: str, registry_uri: str | None = None):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
 
 
-def _not_found(exc: Exception) -> bool:
+def is_not_found(exc: Exception) -> bool:
+    """Whether a registry error means the model, version or alias asked for does not exist
+    (as opposed to a registry that could not answer)."""
     code = getattr(exc, "error_code", "") or ""
     return "RESOURCE_DOES_NOT_EXIST" in code or "INVALID_PARAMETER_VALUE" in code or "not found" in str(exc).lower()
 
@@ -74,7 +76,7 @@ def get_alias_version(client, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _not_found(exc):
+        if is_not_found(exc):
             return None
         raise
 
@@ -85,7 +87,7 @@ def aliases(client, name: str) -> dict[str, str]:
     try:
         return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
     except MlflowException as exc:
-        if _not_found(exc):
+        if is_not_found(exc):
             return {}
         raise
 
@@ -97,7 +99,7 @@ def register_version(client, name: str, *, run_id: str, source: str, tags: dict[
     try:
         client.get_registered_model(name)
     except MlflowException as exc:
-        if not _not_found(exc):
+        if not is_not_found(exc):
             raise
         try:
             client.create_registered_model(

@@ -167,7 +167,7 @@ def _model_version(client, model: str, version: str):
     try:
         return client.get_model_version(model, version)
     except MlflowException as exc:
-        if registry._not_found(exc):
+        if registry.is_not_found(exc):
             raise RegistryError(
                 f"no version {version} of registered model {model!r} in the model registry; "
                 "check the name and version in the MLflow UI"

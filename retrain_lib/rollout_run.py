@@ -31,7 +31,7 @@ def _now() -> str:
 
 
 def _log_url(ctx: ModelContext, log_url: str | None) -> str:
-    from retrain_lib.serving.predlog import resolve_url
+    from retrain_lib.serving.predlog_store import resolve_url
 
     return resolve_url(ctx.settings, log_url)
 
@@ -99,7 +99,7 @@ def prediction_counts(
     model: str, since: str, *, settings: Settings | None = None, log_url: str | None = None
 ) -> dict[str, int]:
     """Predictions (and labelled ones) per arm since ``since``: what the wait sensors poll."""
-    from retrain_lib.serving.predlog import read_predictions
+    from retrain_lib.serving.predlog_read import read_predictions
 
     ctx = ModelContext(model, settings)
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, since)
@@ -144,7 +144,7 @@ def judge_shadow(
 ) -> dict[str, Any]:
     """Challenger (arm ``shadow``) vs champion on the same requests: output distribution, latency."""
     from retrain_lib.rollout import ShadowLimits, compare_shadow
-    from retrain_lib.serving.predlog import read_predictions
+    from retrain_lib.serving.predlog_read import read_predictions
 
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
@@ -200,7 +200,7 @@ def canary_status(
     its false-rollback rate is bounded however often it looks."""
     from retrain_lib.rollout import ShadowLimits, canary_decision, canary_proxy_decision
     from retrain_lib.rollout_stats import loss_per_request
-    from retrain_lib.serving.predlog import read_predictions
+    from retrain_lib.serving.predlog_read import read_predictions
 
     ctx = ModelContext(model, settings)
     cfg, d = ctx.cfg, ctx.cfg.deploy

@@ -177,14 +177,14 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
 
 def _registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
     """Aliases, rollout state and the aliased versions of ``model`` (empty when unregistered)."""
-    from retrain_lib.registry import _not_found
+    from retrain_lib.registry import is_not_found
     from retrain_lib.serving.routing import state_from_tags
 
     errors = _registry_errors(client)
     try:
         rm = client.get_registered_model(model)
     except errors as exc:
-        if _not_found(exc):
+        if is_not_found(exc):
             return {"registered": False, "aliases": {}, "rollout": state_from_tags({}).to_dict(), "versions": {}}
         raise
     aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}

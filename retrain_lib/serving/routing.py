@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 
 from retrain_lib.errors import RetrainError
+from retrain_lib.registry import is_not_found
 
 CHAMPION_ARM = "champion"
 CHALLENGER_ARM = "challenger"
@@ -143,12 +144,10 @@ def get_rollout_state(client, name: str) -> RolloutState:
     """The rollout state of registered model ``name`` (``none`` when unset or unknown model)."""
     from mlflow.exceptions import MlflowException
 
-    from retrain_lib.registry import _not_found
-
     try:
         model = client.get_registered_model(name)
     except MlflowException as exc:
-        if _not_found(exc):
+        if is_not_found(exc):
             return RolloutState()
         raise
     return state_from_tags(model.tags)

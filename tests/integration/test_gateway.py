@@ -17,7 +17,7 @@ import httpx
 import pytest
 from platforms import credit_platform
 
-from retrain_lib.serving import predlog
+from retrain_lib.serving import predlog_journal, predlog_read
 from retrain_lib.serving.process import GatewayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -265,7 +265,7 @@ def test_auth_size_limit_and_unknown_model(gateway, records):
 
 
 def test_feedback_stores_known_labels_and_lists_unknown_ids(gateway, records):
-    from retrain_lib.serving.predlog import read_predictions
+    from retrain_lib.serving.predlog_read import read_predictions
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     ids = [
@@ -454,7 +454,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
         t.join(15)
     assert len(acked) > 20, len(acked)
     assert singles[0] > 10 and len(acked) - singles[0] > 10, (singles, len(acked))  # both request paths ran
-    journal = predlog.journal_dir(gateway["db"])
+    journal = predlog_journal.journal_dir(gateway["db"])
     left = list(journal.glob("*.jsonl"))
     assert left, "the killed gateway left no journal segment"
     con = sqlite3.connect(gateway["db"])
@@ -464,7 +464,7 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(gateway, records):
         con.close()
     # What the monitor reads: the dead gateway's journal is moved into the database first.
     stored = set(
-        predlog.read_predictions(f"sqlite:///{gateway['db']}", MODEL, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))[
+        predlog_read.read_predictions(f"sqlite:///{gateway['db']}", MODEL, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))[
             "request_id"
         ]
     )
@@ -482,7 +482,8 @@ def test_the_refresher_makes_no_registry_call_while_nothing_is_committed_and_fol
     costs no registry call; an alias move is still followed at the next poll, and a full poll
     still runs every ``FULL_REFRESH_S``."""
     from retrain_lib import registry
-    from retrain_lib.serving import gateway as gateway_mod
+    from retrain_lib.serving import refresher
+    from retrain_lib.serving import service as gateway_mod
 
     settings, _, client = platform
     calls: list[str] = []
@@ -517,7 +518,7 @@ def test_the_refresher_makes_no_registry_call_while_nothing_is_committed_and_fol
         gw.refresh_all()
         assert len(calls) == 2
 
-        monkeypatch.setattr(gateway_mod, "FULL_REFRESH_S", 0.0)
+        monkeypatch.setattr(refresher, "FULL_REFRESH_S", 0.0)
         gw.refresh_all()
         assert len(calls) == 3 and slot.deployment.key[0] == target
     finally:

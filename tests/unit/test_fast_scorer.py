@@ -11,7 +11,8 @@ import pytest
 
 from retrain_lib.config import ModelConfig
 from retrain_lib.metrics import predict_scores
-from retrain_lib.serving.gateway import FeatureSchema, compile_fast
+from retrain_lib.serving.fast_path import compile_fast
+from retrain_lib.serving.schema import FeatureSchema
 from retrain_lib.training import build_pipeline, xy
 
 

@@ -14,8 +14,10 @@ import uuid
 
 import pytest
 
-from retrain_lib.serving import predlog
-from retrain_lib.serving.predlog import PredictionLog, arm_summary, read_predictions, resolve_url
+from retrain_lib.serving import predlog, predlog_journal, predlog_store
+from retrain_lib.serving.predlog import PredictionLog
+from retrain_lib.serving.predlog_read import arm_summary, read_predictions
+from retrain_lib.serving.predlog_store import resolve_url
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -55,10 +57,10 @@ def url(request, tmp_path):
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
-        for key, engine in list(predlog._ENGINES.items()):
+        for key, engine in list(predlog_store._ENGINES.items()):
             if name in key:
                 engine.dispose()
-                predlog._ENGINES.pop(key)
+                predlog_store._ENGINES.pop(key)
         with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -77,11 +79,11 @@ def test_a_log_created_before_the_error_column_gets_it(url):
         old,
         *[
             sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-            for c in predlog.predictions.columns
+            for c in predlog_store.predictions.columns
             if c.name != "error"
         ],
     )
-    engine = sa.create_engine(predlog.resolve_url(log_url=url))
+    engine = sa.create_engine(predlog_store.resolve_url(log_url=url))
     old.create_all(engine)
     engine.dispose()
     plog = PredictionLog(url)
@@ -140,7 +142,7 @@ def test_appended_rows_are_journaled_at_once_and_committed_like_the_writers(sqli
     plog.write([_row(1, at=at, output=0.25, latency=1.5)])  # through the writer thread
     journaled = [_row(2, at=at, output=0.25, latency=1.5), {**_row(3, at=at), "output": None, "error": "E: x"}]
     assert plog.append(journaled) is True
-    segments = list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
+    segments = list(predlog_journal.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
     assert len(segments) == 1
     lines = segments[0].read_bytes().splitlines()
     assert [json.loads(x)["request_id"] for x in lines] == ["r2", "r3"]  # on disk when append returns
@@ -163,7 +165,7 @@ def test_appended_rows_are_journaled_at_once_and_committed_like_the_writers(sqli
 
 def test_the_writer_moves_journaled_rows_into_the_database_on_its_own(sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setattr(predlog, "JOURNAL_INGEST_S", 0.05)
-    monkeypatch.setattr(predlog, "JOURNAL_SEGMENT_BYTES", 600)  # a new segment every few rows
+    monkeypatch.setattr(predlog_journal, "JOURNAL_SEGMENT_BYTES", 600)  # a new segment every few rows
     plog = PredictionLog(sqlite_url)
     try:
         for i in range(20):
@@ -172,7 +174,7 @@ def test_the_writer_moves_journaled_rows_into_the_database_on_its_own(sqlite_url
         while plog.rows < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert plog.rows == 20 and plog.depth == 0
-        segments = list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
+        segments = list(predlog_journal.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))
         # 20 rows of ~180 bytes filled 5 or more segments: the retired ones are deleted once
         # committed, only the open one (if any) is left
         assert len(segments) <= 1, segments
@@ -208,7 +210,7 @@ def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_
     con = sqlite3.connect(db)
     assert con.execute("select count(*) from predictions").fetchone()[0] == 0  # nothing committed
     con.close()
-    segment = next(predlog.journal_dir(db).glob("*.jsonl"))
+    segment = next(predlog_journal.journal_dir(db).glob("*.jsonl"))
     with open(segment, "ab") as f:  # a line cut short by the kill: never acknowledged, skipped
         f.write(b'{"request_id": "torn", "model"')
     frame = read_predictions(sqlite_url, "m", T0)  # the monitor's reader recovers first
@@ -224,7 +226,7 @@ def test_a_killed_processs_journal_is_recovered_by_the_next_reader_and_the_next_
     plog = PredictionLog(sqlite_url)
     plog.close()
     assert len(read_predictions(sqlite_url, "m", T0)) == 35
-    assert predlog.recover_journals(sqlite_url) == 0
+    assert predlog_journal.recover_journals(sqlite_url) == 0
 
 
 def test_recovery_leaves_a_living_logs_segment_alone(sqlite_url, tmp_path, monkeypatch):
@@ -232,8 +234,8 @@ def test_recovery_leaves_a_living_logs_segment_alone(sqlite_url, tmp_path, monke
     plog = PredictionLog(sqlite_url)
     try:
         assert plog.append([_row(1)])
-        assert predlog.recover_journals(sqlite_url) == 0  # locked by its living log
-        assert len(list(predlog.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))) == 1
+        assert predlog_journal.recover_journals(sqlite_url) == 0  # locked by its living log
+        assert len(list(predlog_journal.journal_dir(str(tmp_path / "predictions.db")).glob("*.jsonl"))) == 1
         assert plog.add_feedback("m", [("r1", 1.0)]).stored == ["r1"]  # feedback waits for the journal
     finally:
         plog.close()
@@ -243,15 +245,15 @@ def test_recovery_leaves_a_living_logs_segment_alone(sqlite_url, tmp_path, monke
 
 def test_recovery_leaves_a_starting_logs_unlocked_tmp_segment_and_clears_an_orphaned_one(sqlite_url, tmp_path):
     PredictionLog(sqlite_url).close()  # the database exists
-    jdir = predlog.journal_dir(str(tmp_path / "predictions.db"))
+    jdir = predlog_journal.journal_dir(str(tmp_path / "predictions.db"))
     jdir.mkdir(exist_ok=True)
     starting = jdir / ".1-1-aa.tmp"  # created, not yet locked: a gateway between open and flock
     orphan = jdir / ".2-2-bb.tmp"  # a process killed between open and rename, long ago
     starting.touch()
     orphan.touch()
-    old = time.time() - predlog.STALE_TMP_S - 5
+    old = time.time() - predlog_journal.STALE_TMP_S - 5
     os.utime(orphan, (old, old))
-    assert predlog.recover_journals(sqlite_url) == 0
+    assert predlog_journal.recover_journals(sqlite_url) == 0
     assert starting.exists() and not orphan.exists()
 
 
@@ -262,7 +264,7 @@ def test_rows_the_database_refuses_keep_their_segment(sqlite_url, tmp_path, monk
     plog.close()
     assert plog.failures == 1 and plog.rows == 2
     assert sorted(read_predictions(sqlite_url, "m", T0)["request_id"]) == ["r1", "r3"]
-    jdir = predlog.journal_dir(str(tmp_path / "predictions.db"))
+    jdir = predlog_journal.journal_dir(str(tmp_path / "predictions.db"))
     assert not list(jdir.glob("*.jsonl"))  # the reader tried it once more, then set it aside
     kept = list(jdir.glob("*.failed"))
     assert len(kept) == 1 and b'"request_id":"r2"' in kept[0].read_bytes()
@@ -281,9 +283,9 @@ def test_append_is_sqlite_file_only(url):
 def test_request_ids_are_uuid7_ordered_by_time():
     import time
 
-    first = [predlog.new_request_id() for _ in range(5000)]
+    first = [predlog_store.new_request_id() for _ in range(5000)]
     time.sleep(0.005)
-    later = predlog.new_request_id()
+    later = predlog_store.new_request_id()
     assert len(set(first)) == len(first)
     for rid in first[:50] + [later]:
         u = uuid.UUID(rid)
@@ -404,9 +406,9 @@ def test_all_or_each_commits_once_and_isolates_the_failing_items():
         if any(i % 3 == 0 for i in items):
             raise ValueError(f"refused {items}")
 
-    assert predlog._all_or_each([1, 2, 4], commit) == [] and calls == [[1, 2, 4]]
+    assert predlog_store.all_or_each([1, 2, 4], commit) == [] and calls == [[1, 2, 4]]
     calls.clear()
-    failed = predlog._all_or_each([1, 3, 4, 6], commit)
+    failed = predlog_store.all_or_each([1, 3, 4, 6], commit)
     assert [item for item, _ in failed] == [3, 6]
     assert all(isinstance(exc, ValueError) and str(exc) == f"refused [{item}]" for item, exc in failed)
     assert calls == [[1, 3, 4, 6], [1], [3], [4], [6]]

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from retrain_lib.serving.gateway import RegistryChangeProbe
+from retrain_lib.serving.refresher import RegistryChangeProbe
 
 
 def _db(path, value: int) -> None:

@@ -374,10 +374,10 @@ def test_the_sqlite_reader_answers_as_mlflow_does(fleet):
         for missing in (lambda c: c.get_registered_model("nope"), lambda c: c.get_model_version(MODEL, "4")):
             with pytest.raises(RegistryReadError) as info:
                 missing(reader)
-            assert registry._not_found(info.value)
+            assert registry.is_not_found(info.value)
             with pytest.raises(Exception) as mlflow_info:
                 missing(fleet.client)
-            assert registry._not_found(mlflow_info.value)
+            assert registry.is_not_found(mlflow_info.value)
         dest = fleet.root / "download"
         copied = Path(reader.download_artifacts(fleet.runs[2], "gates/results.json", str(dest)))
         assert copied.is_relative_to(dest)
