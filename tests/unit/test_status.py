@@ -14,7 +14,7 @@ import pytest
 
 from retrain_lib import registry
 from retrain_lib.audit import record_decision
-from retrain_lib.cli import main
+from retrain_lib.cli.app import main
 from retrain_lib.serving.routing import set_rollout_state
 from retrain_lib.status import UnknownModelError, fleet_status, resolve_report, task_links
 
@@ -413,7 +413,7 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
     import sys
 
     code = (
-        "import json, sys\nfrom retrain_lib.cli import main\nrc = main(['status', '--format', 'json'])\n"
+        "import json, sys\nfrom retrain_lib.cli.app import main\nrc = main(['status', '--format', 'json'])\n"
         "print(json.dumps({'rc': rc, 'heavy': sorted({m.split('.')[0] for m in sys.modules} & "
         "{'mlflow', 'numpy', 'pandas', 'sklearn', 'scipy'})}))"
     )
