@@ -213,6 +213,9 @@ def cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
+DATA_HELP = "data root holding the model's <data.path>/ and <data.labels_path>/ (default: the platform's data_root)"
+
+
 def _common(p, *, data_help: str) -> None:
     p.add_argument("--data", default=None, help=data_help)
     p.add_argument(
@@ -230,7 +233,12 @@ def _common(p, *, data_help: str) -> None:
 
 def register(sub) -> None:
     """Add ``backtest``, ``dry-run`` and ``calibrate`` to the subparsers ``sub`` of ``retrain``."""
-    data_help = "data root holding the model's <data.path>/ and <data.labels_path>/ (default: the platform's data_root)"
+    _add_backtest(sub)
+    _add_dry_run(sub)
+    _add_calibrate(sub)
+
+
+def _add_backtest(sub) -> None:
     b = sub.add_parser(
         "backtest",
         help="replay dated partitions day by day through several retraining policies",
@@ -273,9 +281,11 @@ def register(sub) -> None:
     )
     b.add_argument("--full", action="store_true", help="with --format json: include day-by-day metrics and decisions")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    _common(b, data_help=data_help)
+    _common(b, data_help=DATA_HELP)
     b.set_defaults(func=cmd_backtest, own_progress=True)  # --quiet turns its progress off
 
+
+def _add_dry_run(sub) -> None:
     d = sub.add_parser(
         "dry-run",
         help="what an edited config would have fired in the last N days vs the current one",
@@ -292,9 +302,11 @@ def register(sub) -> None:
         "--cache-dir", default=None, help="keep trained models here between runs (default: a temporary directory)"
     )
     d.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    _common(d, data_help=data_help)
+    _common(d, data_help=DATA_HELP)
     d.set_defaults(func=cmd_dry_run, own_progress=True)
 
+
+def _add_calibrate(sub) -> None:
     c = sub.add_parser(
         "calibrate",
         help="drift thresholds and performance levels from a stable window, as a YAML patch",
@@ -314,7 +326,7 @@ def register(sub) -> None:
     c.add_argument("--false-alarm-rate", type=float, default=0.01, help="target rate of dataset drift alarms")
     c.add_argument("--warn", type=float, default=0.90, help="warning at baseline x this (default 0.90)")
     c.add_argument("--critical", type=float, default=0.80, help="critical at baseline x this (default 0.80)")
-    _common(c, data_help=data_help)
+    _common(c, data_help=DATA_HELP)
     c.set_defaults(func=cmd_calibrate)
 
 

@@ -171,6 +171,12 @@ def cmd_promote(args) -> int:
 
 def register(sub) -> None:
     """Add ``serve``, ``replay`` and ``promote`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    _add_serve(sub)
+    _add_replay(sub)
+    _add_promote(sub)
+
+
+def _add_serve(sub) -> None:
     s = sub.add_parser(
         "serve",
         help="run the serving gateway (champion/challenger routing, prediction log)",
@@ -211,6 +217,8 @@ def register(sub) -> None:
     )
     s.set_defaults(func=cmd_serve, own_progress=True)  # a server: its own log
 
+
+def _add_replay(sub) -> None:
     r = sub.add_parser(
         "replay",
         help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
@@ -242,6 +250,8 @@ def register(sub) -> None:
     )
     r.set_defaults(func=cmd_replay)
 
+
+def _add_promote(sub) -> None:
     p = sub.add_parser(
         "promote",
         help="make a registered version the champion by hand (no gates; in the ledger)",
