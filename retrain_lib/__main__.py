@@ -1,3 +1,3 @@
-from retrain_lib.cli import main
+from retrain_lib.cli.app import main
 
 raise SystemExit(main())

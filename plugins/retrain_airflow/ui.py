@@ -185,7 +185,7 @@ def _feature_groups(mon: dict | None) -> list[dict]:
     """The last check's features on one axis per method kind (distances, p-values), each with
     its bar relative to its own threshold."""
     from retrain_airflow.charts import threshold_bar
-    from retrain_lib.status import DISTANCE, P_VALUE
+    from retrain_lib.status_monitor import DISTANCE, P_VALUE
 
     feats = (mon or {}).get("features") or []
     groups = []
@@ -223,7 +223,7 @@ def _feature_groups(mon: dict | None) -> list[dict]:
 def _trend_charts(m: dict) -> list[dict]:
     """The per-feature scores of the last checks: one chart per method kind."""
     from retrain_airflow.charts import line_chart
-    from retrain_lib.status import DISTANCE, P_VALUE
+    from retrain_lib.status_monitor import DISTANCE, P_VALUE
 
     trend = m.get("drift_trend") or []
     if not trend:
@@ -469,7 +469,7 @@ class FleetPages:
         from fastapi import HTTPException
         from fastapi.responses import FileResponse
 
-        from retrain_lib.status import resolve_report
+        from retrain_lib.status_links import resolve_report
 
         path = resolve_report(self.cache._settings_factory().reports_dir, relpath)
         if path is None:

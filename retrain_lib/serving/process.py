@@ -43,7 +43,7 @@ class GatewayProcess:
         self.cmd = [
             sys.executable,
             "-m",
-            "retrain_lib.cli_serving",
+            "retrain_lib.cli.serving_cmds",
             "serve",
             "--port",
             str(self.port),

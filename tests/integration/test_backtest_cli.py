@@ -1,5 +1,5 @@
 """`retrain backtest`, `retrain dry-run` and `retrain calibrate` end to end, as a user runs
-them (``python -m retrain_lib.cli_backtest``), on small simulated data."""
+them (``python -m retrain_lib.cli.backtest_cmds``), on small simulated data."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _cli(*args, timeout=600):
     env = {**os.environ, "RETRAIN_CONFIG_DIR": str(REPO / "configs")}
     return subprocess.run(
-        [sys.executable, "-W", "ignore::RuntimeWarning", "-m", "retrain_lib.cli_backtest", *args],
+        [sys.executable, "-W", "ignore::RuntimeWarning", "-m", "retrain_lib.cli.backtest_cmds", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

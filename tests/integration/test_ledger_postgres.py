@@ -155,8 +155,8 @@ def test_the_lock_serialises_a_transaction_block_and_rollback_appends_nothing(se
 
 
 def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
-    from retrain_lib import cli
     from retrain_lib.audit import Ledger
+    from retrain_lib.cli.app import main
 
     ledger = Ledger.from_settings(settings)
     ledger.append(
@@ -167,7 +167,7 @@ def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
         reason="first",
         details={"moves": [{"alias": "champion", "from": None, "to": "1"}]},
     )
-    code = cli.main(
+    code = main(
         [
             "--config-dir",
             str(settings.config_dir),
@@ -180,7 +180,7 @@ def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
         ]
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["champion"] == "1"
-    code = cli.main(["--config-dir", str(settings.config_dir), "ledger", "verify", "--format", "json"])
+    code = main(["--config-dir", str(settings.config_dir), "ledger", "verify", "--format", "json"])
     res = json.loads(capsys.readouterr().out)
     assert code == 0 and res["ok"] is True and res["head"] == raw_rows(pg_db)[-1]["hash"]
 
@@ -196,6 +196,6 @@ def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
     problems = ledger.verify()
     assert "seq 0: content does not match its hash (edited?)" in problems
     assert f"head names seq {last} but the last row is seq {last - 1}: 1 row(s) at the end deleted?" in problems
-    code = cli.main(["--config-dir", str(settings.config_dir), "ledger", "verify", "--format", "json"])
+    code = main(["--config-dir", str(settings.config_dir), "ledger", "verify", "--format", "json"])
     res = json.loads(capsys.readouterr().out)
     assert code == 1 and res["ok"] is False and res["problems"] == problems

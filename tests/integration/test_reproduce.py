@@ -128,7 +128,7 @@ def test_registered_version_is_reproduced_exactly(platform):
 
 
 def test_cli_json_exit_0_when_identical(platform, capsys):
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
 
     code = main(
         ["reproduce", MODEL, platform["v1"]["version"], "--format", "json", "--config-dir", str(platform["cfg_dir"])]
@@ -145,7 +145,7 @@ def test_cli_json_exit_0_when_identical(platform, capsys):
 
 
 def test_model_that_does_not_match_its_record_is_reported(platform, capsys):
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
     from retrain_lib.reproduce import reproduce
 
     settings = platform["settings"]
@@ -162,7 +162,7 @@ def test_model_that_does_not_match_its_record_is_reported(platform, capsys):
 
 
 def test_unknown_version_exit_2(platform, capsys):
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
 
     assert main(["--config-dir", str(platform["cfg_dir"]), "reproduce", MODEL, "99"]) == 2
     assert f"no version 99 of registered model '{MODEL}'" in capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_unknown_version_exit_2(platform, capsys):
 
 
 def test_version_without_lineage_tags_exit_2(platform, capsys):
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
 
     settings, v1 = platform["settings"], platform["v1"]
     client = registry.get_client(settings.tracking_uri, settings.registry_uri)
@@ -189,7 +189,7 @@ def test_version_without_lineage_tags_exit_2(platform, capsys):
 
 
 def test_tampered_training_set_is_loud(platform, capsys):
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
     from retrain_lib.reproduce import reproduce
 
     settings, v1 = platform["settings"], platform["v1"]

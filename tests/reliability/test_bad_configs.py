@@ -12,7 +12,7 @@ from pathlib import Path
 import corpus
 import pytest
 
-from retrain_lib.cli import main
+from retrain_lib.cli.app import main
 from retrain_lib.errors import EXIT_BAD_INPUT
 
 REPO = Path(__file__).resolve().parents[2]

@@ -116,7 +116,7 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
 
     from retrain_lib import alerts
     from retrain_lib.audit import Ledger
-    from retrain_lib.cli import main
+    from retrain_lib.cli.app import main
     from retrain_lib.errors import ConfigError
 
     planted = {

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain_lib import cli
 from retrain_lib.audit import (
     Ledger,
     LedgerError,
@@ -32,6 +31,7 @@ from retrain_lib.audit import (
     record_decision,
     verify_ledger,
 )
+from retrain_lib.cli.app import main
 from retrain_lib.ledger_history import champion_at, champion_changes, live_metric, metric_recovery
 from retrain_lib.ledger_records import GENESIS
 
@@ -566,7 +566,7 @@ def test_effective_time_falls_back_to_the_wall_clock(tmp_path):
 
 
 def _cli(cfg: Path, *argv: str, capsys) -> tuple[int, str, str]:
-    code = cli.main(["--config-dir", str(cfg), *argv])
+    code = main(["--config-dir", str(cfg), *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -623,7 +623,7 @@ def test_cli_history_bad_input_exits_2(history_ledger, capsys):
     code, _, err = _cli(cfg, "history", "no_such_model", capsys=capsys)
     assert code == 2 and "unknown model 'no_such_model'" in err and "credit_default" in err
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--config-dir", str(cfg), "history", "credit_default", "--at", "yesterday"])
+        main(["--config-dir", str(cfg), "history", "credit_default", "--at", "yesterday"])
     assert exc.value.code == 2
     assert "not a date or ISO datetime" in capsys.readouterr().err
 

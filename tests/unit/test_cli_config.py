@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain_lib.cli import main
+from retrain_lib.cli.app import main
 from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_OK
 
 pytestmark = pytest.mark.usefixtures("retrain_cfg_isolated_env")
@@ -198,7 +198,7 @@ def test_validate_reports_every_problem_of_every_file_in_one_pass(
 
 def test_validate_imports_no_heavy_library(retrain_cfg_config_dir):
     code = (
-        "import json, sys\nfrom retrain_lib.cli import main\n"
+        "import json, sys\nfrom retrain_lib.cli.app import main\n"
         f"main(['--config-dir', {str(retrain_cfg_config_dir)!r}, 'config', 'validate'])\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'sklearn', 'numpy', 'scipy', 'pandas', 'mlflow'})))"

@@ -8,7 +8,9 @@ import io
 
 import pytest
 
-from retrain_lib import cli
+from retrain_lib.cli.app import build_parser, main
+from retrain_lib.cli.output import say, table
+from retrain_lib.cli.runner import with_progress
 
 
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -21,11 +23,11 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 
 def _commands():
-    return list(_walk(cli.build_parser()))
+    return list(_walk(build_parser()))
 
 
 def test_every_command_has_a_description_and_a_help_line():
-    root = cli.build_parser()
+    root = build_parser()
     assert root.description
     missing = []
     for path, parser in _walk(root):
@@ -54,7 +56,7 @@ def test_every_option_and_argument_has_help():
 @pytest.mark.parametrize("path", [" ".join(p) for p, _ in _commands() if p])
 def test_help_prints_and_exits_0(path, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main([*path.split(), "--help"])
+        main([*path.split(), "--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and out.startswith("usage: retrain")
     description = out.split("\n\n")[1]  # between the usage and the lists of arguments
@@ -73,7 +75,7 @@ def test_table_columns_line_up_whatever_the_widths():
         ["d", "7", "", "a reason with spaces"],
     ]
     out = io.StringIO()
-    cli._table(["effective", "seq", "actor", "reason"], rows, out, right={1})
+    table(["effective", "seq", "actor", "reason"], rows, out, right={1})
     lines = out.getvalue().splitlines()
     rule = lines[1]
     starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
@@ -102,7 +104,7 @@ def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_con
         reason="data drift",
     )
     led.append(m, "rollback", as_of="2026-01-22", actor="alice", before="10", after="1", reason="AUC dropped")
-    assert cli.main(["--config-dir", str(retrain_cfg_config_dir), "history", m]) == 0
+    assert main(["--config-dir", str(retrain_cfg_config_dir), "history", m]) == 0
     header, rule, *rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 3
     columns = [i for i in range(len(rule)) if rule[i] == "-" and (i == 0 or rule[i - 1] == " ")]
@@ -130,7 +132,7 @@ def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_con
 def _slow_command(args) -> int:
     import logging
 
-    cli._say(args, "step one")
+    say(args, "step one")
     logging.getLogger("retrain_lib.lifecycle").info("trained %s on %s rows", "m", 10)
     logging.getLogger("mlflow.store").info("not ours")
     print("result")
@@ -149,9 +151,9 @@ def test_slow_commands_print_progress_to_stderr(argv, lines, capsys, monkeypatch
     import logging
     import re
 
-    args = cli.build_parser().parse_args([*argv, "status"])
+    args = build_parser().parse_args([*argv, "status"])
     monkeypatch.setattr(args, "func", _slow_command)
-    assert cli._with_progress(args, args.func) == 0
+    assert with_progress(args, args.func) == 0
     out, err = capsys.readouterr()
     assert out == "result\n"  # stdout keeps only the result (and --format json stays parseable)
     got = err.splitlines()
@@ -161,7 +163,7 @@ def test_slow_commands_print_progress_to_stderr(argv, lines, capsys, monkeypatch
 
 
 def test_commands_with_their_own_progress_are_left_alone(capsys):
-    args = cli.build_parser().parse_args(["dry-run", "new.yaml", "--against", "old.yaml", "--days", "3"])
+    args = build_parser().parse_args(["dry-run", "new.yaml", "--against", "old.yaml", "--days", "3"])
     assert args.own_progress is True
-    assert cli._with_progress(args, _slow_command) == 0
+    assert with_progress(args, _slow_command) == 0
     assert capsys.readouterr().err == ""

@@ -14,9 +14,11 @@ import pytest
 
 from retrain_lib import registry
 from retrain_lib.audit import record_decision
-from retrain_lib.cli import main
+from retrain_lib.cli.app import main
 from retrain_lib.serving.routing import set_rollout_state
-from retrain_lib.status import UnknownModelError, fleet_status, resolve_report, task_links
+from retrain_lib.status import UnknownModelError, fleet_status
+from retrain_lib.status_links import resolve_report
+from retrain_lib.status_tasks import task_links
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
@@ -413,7 +415,7 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
     import sys
 
     code = (
-        "import json, sys\nfrom retrain_lib.cli import main\nrc = main(['status', '--format', 'json'])\n"
+        "import json, sys\nfrom retrain_lib.cli.app import main\nrc = main(['status', '--format', 'json'])\n"
         "print(json.dumps({'rc': rc, 'heavy': sorted({m.split('.')[0] for m in sys.modules} & "
         "{'mlflow', 'numpy', 'pandas', 'sklearn', 'scipy'})}))"
     )
@@ -428,7 +430,7 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
 
 def test_builtin_method_axes_match_the_drift_registry():
     from retrain_lib.drift_methods import METHODS
-    from retrain_lib.status import BUILTIN_METHOD_AXES, P_VALUE
+    from retrain_lib.status_monitor import BUILTIN_METHOD_AXES, P_VALUE
 
     assert {n: m.uses_p_value for n, m in METHODS.items()} == {
         n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()

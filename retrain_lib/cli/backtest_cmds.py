@@ -1,8 +1,8 @@
 """``retrain backtest``, ``retrain dry-run`` and ``retrain calibrate``: try a retraining
 policy on recorded data before merging it (see :mod:`retrain_lib.backtest`).
 
-Hooked into :mod:`retrain_lib.cli` by ``register(sub)``; also runs alone as
-``python -m retrain_lib.cli_backtest backtest|dry-run|calibrate ...``. Exit codes as in
+Hooked into :mod:`retrain_lib.cli.app` by ``register(sub)``; also runs alone as
+``python -m retrain_lib.cli.backtest_cmds backtest|dry-run|calibrate ...``. Exit codes as in
 ``retrain``: 0 ok; 2 bad input (config, data, arguments) with a message naming the file,
 the field and the reason. Progress goes to stderr; ``--format json`` prints one JSON object.
 """
@@ -15,14 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from retrain_lib.cli.parsing import parse_date
+from retrain_lib.cli.runner import run_commands
 from retrain_lib.errors import EXIT_OK, ConfigError, DataError
-
-
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
 def _workers(value: str) -> int:
@@ -218,6 +213,9 @@ def cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
+DATA_HELP = "data root holding the model's <data.path>/ and <data.labels_path>/ (default: the platform's data_root)"
+
+
 def _common(p, *, data_help: str) -> None:
     p.add_argument("--data", default=None, help=data_help)
     p.add_argument(
@@ -235,7 +233,12 @@ def _common(p, *, data_help: str) -> None:
 
 def register(sub) -> None:
     """Add ``backtest``, ``dry-run`` and ``calibrate`` to the subparsers ``sub`` of ``retrain``."""
-    data_help = "data root holding the model's <data.path>/ and <data.labels_path>/ (default: the platform's data_root)"
+    _add_backtest(sub)
+    _add_dry_run(sub)
+    _add_calibrate(sub)
+
+
+def _add_backtest(sub) -> None:
     b = sub.add_parser(
         "backtest",
         help="replay dated partitions day by day through several retraining policies",
@@ -250,11 +253,11 @@ def register(sub) -> None:
     b.add_argument(
         "--from",
         dest="start",
-        type=_date,
+        type=parse_date,
         default=None,
         help="first day (default: first data day + windows.training_days)",
     )
-    b.add_argument("--to", dest="end", type=_date, default=None, help="last day (default: last data day)")
+    b.add_argument("--to", dest="end", type=parse_date, default=None, help="last day (default: last data day)")
     b.add_argument(
         "--policy", action="append", metavar="ALT.yaml", help="another version of the config to compare (repeatable)"
     )
@@ -266,7 +269,7 @@ def register(sub) -> None:
     b.add_argument(
         "--drift-day",
         action="append",
-        type=_date,
+        type=parse_date,
         metavar="YYYY-MM-DD",
         help="a drift known to start that day (repeatable); onsets the features reveal are added",
     )
@@ -278,9 +281,11 @@ def register(sub) -> None:
     )
     b.add_argument("--full", action="store_true", help="with --format json: include day-by-day metrics and decisions")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    _common(b, data_help=data_help)
+    _common(b, data_help=DATA_HELP)
     b.set_defaults(func=cmd_backtest, own_progress=True)  # --quiet turns its progress off
 
+
+def _add_dry_run(sub) -> None:
     d = sub.add_parser(
         "dry-run",
         help="what an edited config would have fired in the last N days vs the current one",
@@ -291,15 +296,17 @@ def register(sub) -> None:
     d.add_argument("config", help="the edited model config YAML")
     d.add_argument("--against", required=True, metavar="OLD.yaml", help="the current model config YAML")
     d.add_argument("--days", type=_workers, required=True, help="how many days back from --to")
-    d.add_argument("--to", type=_date, default=None, help="last day (default: last data day)")
+    d.add_argument("--to", type=parse_date, default=None, help="last day (default: last data day)")
     d.add_argument("--workers", type=_workers, default=2, help="processes (default 2)")
     d.add_argument(
         "--cache-dir", default=None, help="keep trained models here between runs (default: a temporary directory)"
     )
     d.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    _common(d, data_help=data_help)
+    _common(d, data_help=DATA_HELP)
     d.set_defaults(func=cmd_dry_run, own_progress=True)
 
+
+def _add_calibrate(sub) -> None:
     c = sub.add_parser(
         "calibrate",
         help="drift thresholds and performance levels from a stable window, as a YAML patch",
@@ -310,19 +317,21 @@ def register(sub) -> None:
     )
     c.add_argument("config", help="model config YAML")
     c.add_argument(
-        "--stable-from", type=_date, required=True, help="first day of a window without drift or incidents, YYYY-MM-DD"
+        "--stable-from",
+        type=parse_date,
+        required=True,
+        help="first day of a window without drift or incidents, YYYY-MM-DD",
     )
-    c.add_argument("--stable-to", type=_date, required=True, help="last day of that window, YYYY-MM-DD")
+    c.add_argument("--stable-to", type=parse_date, required=True, help="last day of that window, YYYY-MM-DD")
     c.add_argument("--false-alarm-rate", type=float, default=0.01, help="target rate of dataset drift alarms")
     c.add_argument("--warn", type=float, default=0.90, help="warning at baseline x this (default 0.90)")
     c.add_argument("--critical", type=float, default=0.80, help="critical at baseline x this (default 0.80)")
-    _common(c, data_help=data_help)
+    _common(c, data_help=DATA_HELP)
     c.set_defaults(func=cmd_calibrate)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from retrain_lib.cli import run_commands
-
+    """Run the backtest commands alone (``python -m retrain_lib.cli.backtest_cmds``); the exit code."""
     return run_commands(register, "Backtest commands of retrain.", argv)
 
 

@@ -1,8 +1,8 @@
 """``retrain serve``, ``retrain replay`` and ``retrain promote``: the serving gateway, its
 replay client, and a promotion by hand.
 
-Hooked into :mod:`retrain_lib.cli` by ``register(sub)``; also runs alone as
-``python -m retrain_lib.cli_serving serve|replay ...``. Exit codes as in ``retrain``:
+Hooked into :mod:`retrain_lib.cli.app` by ``register(sub)``; also runs alone as
+``python -m retrain_lib.cli.serving_cmds serve|replay ...``. Exit codes as in ``retrain``:
 0 ok; 1 the run finished with failures (replay errors); 2 bad input.
 """
 
@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+from retrain_lib.cli.output import say
+from retrain_lib.cli.runner import run_commands
 from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
@@ -94,9 +96,7 @@ def cmd_replay(args) -> int:
 
     cfg = load_model_config(args.config)
     token = os.environ.get(args.token_env) if args.token_env else None
-    from retrain_lib.cli import _say
-
-    _say(
+    say(
         args,
         f"sending {cfg.name}'s records under {args.data} to {args.url} at {args.rate:g} request(s)/s"
         + (f", at most {args.limit}" if args.limit else ""),
@@ -135,9 +135,7 @@ def cmd_promote(args) -> int:
         )
         return EXIT_BAD_INPUT
     try:
-        from retrain_lib.cli import _say
-
-        _say(
+        say(
             args,
             f"promoting {args.model} version {args.version}: compare-and-swap on the champion alias, "
             "ledger entry (MLflow loads first)",
@@ -173,6 +171,12 @@ def cmd_promote(args) -> int:
 
 def register(sub) -> None:
     """Add ``serve``, ``replay`` and ``promote`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    _add_serve(sub)
+    _add_replay(sub)
+    _add_promote(sub)
+
+
+def _add_serve(sub) -> None:
     s = sub.add_parser(
         "serve",
         help="run the serving gateway (champion/challenger routing, prediction log)",
@@ -213,6 +217,8 @@ def register(sub) -> None:
     )
     s.set_defaults(func=cmd_serve, own_progress=True)  # a server: its own log
 
+
+def _add_replay(sub) -> None:
     r = sub.add_parser(
         "replay",
         help="send recorded daily partitions to a gateway at a fixed rate, then their labels",
@@ -244,6 +250,8 @@ def register(sub) -> None:
     )
     r.set_defaults(func=cmd_replay)
 
+
+def _add_promote(sub) -> None:
     p = sub.add_parser(
         "promote",
         help="make a registered version the champion by hand (no gates; in the ledger)",
@@ -273,8 +281,7 @@ def register(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from retrain_lib.cli import run_commands
-
+    """Run the serving commands alone (``python -m retrain_lib.cli.serving_cmds``); the exit code."""
     return run_commands(register, "Serving commands of retrain.", argv)
 
 
