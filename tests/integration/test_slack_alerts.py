@@ -530,7 +530,8 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
 def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(platform, slack, tmp_path):
     """The factory's helpers on a monitor result shaped like ``monitor_model``'s (drift that
     triggered a retrain, a failed validation with its ``validation.json``) and on a rollout's end."""
-    from retrain_airflow import factory
+    from retrain_airflow.monitor_dag import monitor_alerts
+    from retrain_airflow.rollout_dag import rollout_alert
 
     report_dir = tmp_path / "reports" / MODEL / "2026-01-30"
     report_dir.mkdir(parents=True)
@@ -573,7 +574,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
         "mlflow_run_id": None,
         "drift_report_path": str(report_dir / "drift_report.html"),
     }
-    factory._monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
+    monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
     drift, validation = slack.payloads()
     assert drift["text"] == (
         ":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "
@@ -611,7 +612,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
     keep("monitor_validation_failure", validation)
     slack.requests.clear()
     started = {"challenger": "7", "champion": "6", "mode": "shadow", "as_of": "2026-01-30"}
-    factory._rollout_alert(
+    rollout_alert(
         platform.cfg,
         str(platform.cfg_dir),
         "rollback",
