@@ -2,7 +2,7 @@
 and ``<model>__retrain``.
 
 Kept thin on purpose: parsing imports only Airflow, PyYAML and pydantic. See
-``plugins/retrain_airflow/factory.py``.
+``plugins/retrain_airflow/factory.py`` (and the ``*_dag.py`` builders beside it).
 """
 
 from retrain_airflow.factory import build_all

@@ -1,10 +1,12 @@
 """Slack alerts from the model DAGs, through ``apache-airflow-providers-slack``.
 
-The messages are built by :mod:`retrain_lib.alerts` (Block Kit payloads, de-duplication,
-retries); this module adds what only Airflow knows: the Slack connection (``alerts.slack_conn_id``
-of the model config; a ``slackwebhook`` connection posts with ``SlackWebhookHook``, a ``slack``
-token connection with ``SlackHook`` to ``alerts.channel``), the task the alert comes from (its
-log link) and a task-level ``on_failure_callback`` for a task that failed after its retries.
+The messages are built by :mod:`retrain_lib.alerts` (Block Kit payloads by
+:mod:`retrain_lib.alert_payload`, de-duplication and retries by
+:mod:`retrain_lib.alert_delivery`); this module adds what only Airflow knows: the Slack
+connection (``alerts.slack_conn_id`` of the model config; a ``slackwebhook`` connection posts
+with ``SlackWebhookHook``, a ``slack`` token connection with ``SlackHook`` to
+``alerts.channel``), the task the alert comes from (its log link) and a task-level
+``on_failure_callback`` for a task that failed after its retries.
 
 Alerting never changes a task's outcome: :func:`send` and the callback catch everything and
 log it. A connection that does not exist is logged once per process and the alert skipped.
@@ -43,7 +45,7 @@ def _log_once(conn_id: str, message: str, *args) -> None:
 def slack_post(conn_id: str, channel: str | None = None) -> Callable[[dict[str, Any]], Any] | None:
     """A ``post(payload)`` for the Airflow connection ``conn_id``, or ``None`` when the
     connection does not exist (logged once per process). Each call of ``post`` is one HTTP
-    request; retries are :func:`retrain_lib.alerts.deliver`'s."""
+    request; retries are :func:`retrain_lib.alert_delivery.deliver`'s."""
     from airflow.sdk import BaseHook
 
     try:
@@ -143,7 +145,8 @@ def links(
     ``version``) and drift report: the report of ``monitor`` (a monitor result), else of the
     latest monitor check up to ``as_of`` (ledger). ``other_tasks`` are ``(label, task_id)``
     of tasks of the same run shown first (e.g. where an approval is answered)."""
-    from retrain_lib import alerts
+    from retrain_lib.alert_links import latest_monitor_report, mlflow_run_url, task_log_url
+    from retrain_lib.alert_payload import Links
 
     p = settings.platform
     dag_id, run_id, running = _task_ids(context)
@@ -155,7 +158,7 @@ def links(
         try:
             from retrain_lib.audit import Ledger
 
-            latest = alerts.latest_monitor_report(Ledger.from_settings(settings).records(model), as_of)
+            latest = latest_monitor_report(Ledger.from_settings(settings).records(model), as_of)
         except Exception:  # noqa: BLE001
             log.debug("latest drift report of %s not found", model, exc_info=True)
             latest = None
@@ -165,15 +168,13 @@ def links(
     if report_run and report_path:
         exp = _experiment_of(settings, report_run)
         if exp:
-            report_url = alerts.mlflow_run_url(p.mlflow_ui_url, report_run, exp, "monitor/drift_report.html")
+            report_url = mlflow_run_url(p.mlflow_ui_url, report_run, exp, "monitor/drift_report.html")
     extra = tuple(
-        (label, url)
-        for label, task in other_tasks
-        if (url := alerts.task_log_url(p.airflow_base_url, dag_id, run_id, task))
+        (label, url) for label, task in other_tasks if (url := task_log_url(p.airflow_base_url, dag_id, run_id, task))
     )
-    return alerts.Links(
-        task_log=alerts.task_log_url(p.airflow_base_url, dag_id, run_id, running),
-        mlflow_run=alerts.mlflow_run_url(p.mlflow_ui_url, mlflow_run_id, _experiment_of(settings, mlflow_run_id)),
+    return Links(
+        task_log=task_log_url(p.airflow_base_url, dag_id, run_id, running),
+        mlflow_run=mlflow_run_url(p.mlflow_ui_url, mlflow_run_id, _experiment_of(settings, mlflow_run_id)),
         drift_report=report_url,
         drift_report_path=report_path if not report_url else None,
         extra=extra,
@@ -186,32 +187,32 @@ def links(
 
 
 def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context: dict | None = None) -> str:
-    """Build (``build(severity=...)`` returns a :class:`retrain_lib.alerts.Alert`) and send one
+    """Build (``build(severity=...)`` returns a :class:`retrain_lib.alert_payload.Alert`) and send one
     alert of ``kind`` per the model's ``alerts`` config. Returns ``sent``, ``suppressed``,
     ``failed`` or ``disabled``; never raises."""
     try:
-        from retrain_lib import alerts
+        from retrain_lib import alert_delivery
 
         if not alerts_cfg.wants(kind):
-            return alerts.DISABLED
+            return alert_delivery.DISABLED
         alert = build(severity=alerts_cfg.severity_of(kind))
         conn_id = alerts_cfg.slack_conn_id or settings.platform.alerts.slack_conn_id
         if not conn_id:
             log.info("alert (no alerts.slack_conn_id, not sent): %s", alert.text)
-            return alerts.DISABLED
+            return alert_delivery.DISABLED
         post = slack_post(conn_id, alerts_cfg.channel or settings.platform.alerts.channel)
         if post is None:
             log.info("alert (connection %r missing, not sent): %s", conn_id, alert.text)
-            return alerts.DISABLED
-        outcome = alerts.deliver(
+            return alert_delivery.DISABLED
+        outcome = alert_delivery.deliver(
             alert,
             post,
-            store=alerts.DedupeStore.from_settings(settings),
+            store=alert_delivery.DedupeStore.from_settings(settings),
             dedupe_minutes=alerts_cfg.dedupe_minutes,
             retries=alerts_cfg.retries,
             retry_seconds=alerts_cfg.retry_seconds,
         )
-        if outcome != alerts.FAILED and context is not None:
+        if outcome != alert_delivery.FAILED and context is not None:
             mark_reported(context)
         return outcome
     except Exception:  # noqa: BLE001 - alerting must never change the task's outcome
@@ -230,7 +231,7 @@ def alert(
     **link_args,
 ) -> str:
     """One alert from a task: ``build(links, severity)`` returns the
-    :class:`retrain_lib.alerts.Alert`; ``link_args`` go to :func:`links`. Never raises."""
+    :class:`retrain_lib.alert_payload.Alert`; ``link_args`` go to :func:`links`. Never raises."""
     try:
         if not alerts_cfg.wants(kind):
             return "disabled"

@@ -222,12 +222,12 @@ def all_kinds(links):
 def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
-    from retrain_lib import alerts
+    from retrain_lib import alert_links, alert_payload, alerts
 
     settings = fresh_settings(platform, tmp_path)
-    links = alerts.Links(
-        task_log=alerts.task_log_url(AIRFLOW_URL, "daily_demand__retrain", "manual__1", "t"),
-        mlflow_run=alerts.mlflow_run_url(MLFLOW_URL, "abc123", "1"),
+    links = alert_payload.Links(
+        task_log=alert_links.task_log_url(AIRFLOW_URL, "daily_demand__retrain", "manual__1", "t"),
+        mlflow_run=alert_links.mlflow_run_url(MLFLOW_URL, "abc123", "1"),
     )
     sent = all_kinds(links)
     assert sorted({a.kind for a in sent}) == sorted(alerts.KINDS)
@@ -301,7 +301,7 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
 def test_the_same_alert_is_not_repeated_within_the_window(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
-    from retrain_lib import alerts
+    from retrain_lib import alert_delivery, alerts
 
     settings = fresh_settings(platform, tmp_path)
     first, again, other = (
@@ -324,7 +324,7 @@ def test_the_same_alert_is_not_repeated_within_the_window(platform, slack, tmp_p
     ]
     assert outcomes == ["sent", "suppressed", "sent"]
     assert slack.payloads() == [first.payload, other.payload]
-    row = alerts.DedupeStore.from_settings(settings).last_sent(first)
+    row = alert_delivery.DedupeStore.from_settings(settings).last_sent(first)
     assert row["suppressed"] == 1
 
 
@@ -530,7 +530,8 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
 def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(platform, slack, tmp_path):
     """The factory's helpers on a monitor result shaped like ``monitor_model``'s (drift that
     triggered a retrain, a failed validation with its ``validation.json``) and on a rollout's end."""
-    from retrain_airflow import factory
+    from retrain_airflow.monitor_dag import monitor_alerts
+    from retrain_airflow.rollout_dag import rollout_alert
 
     report_dir = tmp_path / "reports" / MODEL / "2026-01-30"
     report_dir.mkdir(parents=True)
@@ -573,7 +574,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
         "mlflow_run_id": None,
         "drift_report_path": str(report_dir / "drift_report.html"),
     }
-    factory._monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
+    monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
     drift, validation = slack.payloads()
     assert drift["text"] == (
         ":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "
@@ -611,7 +612,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
     keep("monitor_validation_failure", validation)
     slack.requests.clear()
     started = {"challenger": "7", "champion": "6", "mode": "shadow", "as_of": "2026-01-30"}
-    factory._rollout_alert(
+    rollout_alert(
         platform.cfg,
         str(platform.cfg_dir),
         "rollback",
@@ -660,7 +661,7 @@ def test_links_of_a_retrain_alert_point_at_the_latest_monitor_drift_report(platf
 
 
 def alerting_links(exp: str, monitor_run: str, candidate_run: str):
-    from retrain_lib.alerts import Links
+    from retrain_lib.alert_payload import Links
 
     return Links(
         task_log=f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/manual__1/tasks/reject_candidate",

@@ -201,11 +201,11 @@ def test_fault_s3_unreachable_while_loading_data(tmp_path, reliability):
         AWS_RETRY_MODE="standard",
         AWS_EC2_METADATA_DISABLED="true",
     ):
-        from retrain_airflow.factory import _fail_fast
+        from retrain_airflow.task_adapter import fail_fast
 
         t0 = time.monotonic()
         with pytest.raises(BotoCoreError) as err:  # what the snapshot_data task runs
-            _fail_fast(lifecycle.snapshot_data, MODEL, "2026-01-30", settings=settings)
+            fail_fast(lifecycle.snapshot_data, MODEL, "2026-01-30", settings=settings)
         # transient: not a DataError, so not turned into AirflowFailException, so the task's retries run
         assert not isinstance(err.value, DataError)
         assert dead.split("//")[1] in str(err.value) or "Could not connect" in str(err.value), err.value
@@ -393,7 +393,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
     as failed, and (not counted as sent) goes out when Slack is back."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib import alerts
+    from retrain_lib import alert_delivery, alerts
 
     reliability("fault")
     _clear_runs()
@@ -431,7 +431,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             same = alerts.promotion(
                 MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
             )
-            row = alerts.DedupeStore.from_settings(settings).last_sent(same)
+            row = alert_delivery.DedupeStore.from_settings(settings).last_sent(same)
             assert row is None or row["sent_at"] == 0.0, row  # the failed send is not counted as sent
             model_cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
             assert alerting.send(model_cfg.alerts, settings, "promotion", lambda severity: same) == "sent"

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from retrain_lib import alerts
+from retrain_lib import alert_delivery, alert_links, alert_payload, alerts
 from retrain_lib.config_alerts import Alerts
 
 AIRFLOW = "http://airflow.example:8080"
@@ -79,25 +79,25 @@ GATES = {
 }
 
 
-def full_links(task_id: str = "reject_candidate") -> alerts.Links:
-    return alerts.Links(
-        task_log=alerts.task_log_url(AIRFLOW, "credit_default__retrain", RUN, task_id),
-        mlflow_run=alerts.mlflow_run_url(MLFLOW, "abc123", "7"),
-        drift_report=alerts.mlflow_run_url(MLFLOW, "mon9", "7", "monitor/drift_report.html"),
+def full_links(task_id: str = "reject_candidate") -> alert_payload.Links:
+    return alert_payload.Links(
+        task_log=alert_links.task_log_url(AIRFLOW, "credit_default__retrain", RUN, task_id),
+        mlflow_run=alert_links.mlflow_run_url(MLFLOW, "abc123", "7"),
+        drift_report=alert_links.mlflow_run_url(MLFLOW, "mon9", "7", "monitor/drift_report.html"),
     )
 
 
 def test_link_urls():
-    assert alerts.task_log_url(AIRFLOW + "/", "m__retrain", RUN, "check_gates") == (
+    assert alert_links.task_log_url(AIRFLOW + "/", "m__retrain", RUN, "check_gates") == (
         f"{AIRFLOW}/dags/m__retrain/runs/{RUN_Q}/tasks/check_gates"
     )
-    assert alerts.task_log_url(None, "d", "r", "t") is None
-    assert alerts.mlflow_run_url(MLFLOW, "abc", "7") == f"{MLFLOW}/#/experiments/7/runs/abc"
-    assert alerts.mlflow_run_url(MLFLOW, "abc") == f"{MLFLOW}/#/runs/abc"
-    assert alerts.mlflow_run_url(MLFLOW, "abc", "7", "monitor/drift_report.html") == (
+    assert alert_links.task_log_url(None, "d", "r", "t") is None
+    assert alert_links.mlflow_run_url(MLFLOW, "abc", "7") == f"{MLFLOW}/#/experiments/7/runs/abc"
+    assert alert_links.mlflow_run_url(MLFLOW, "abc") == f"{MLFLOW}/#/runs/abc"
+    assert alert_links.mlflow_run_url(MLFLOW, "abc", "7", "monitor/drift_report.html") == (
         f"{MLFLOW}/#/experiments/7/runs/abc/artifactPath/monitor/drift_report.html"
     )
-    assert alerts.mlflow_run_url(MLFLOW, None) is None
+    assert alert_links.mlflow_run_url(MLFLOW, None) is None
 
 
 def test_latest_monitor_report_is_the_newest_check_up_to_the_day():
@@ -123,13 +123,13 @@ def test_latest_monitor_report_is_the_newest_check_up_to_the_day():
         },
         {"seq": 5, "event": "monitor", "as_of": "2026-02-04", "details": {"mlflow_run_id": "d", "drift_report": None}},
     ]
-    assert alerts.latest_monitor_report(records, "2026-02-05") == {
+    assert alert_links.latest_monitor_report(records, "2026-02-05") == {
         "as_of": "2026-02-03",
         "mlflow_run_id": "b",
         "drift_report": "/r/3",
     }
-    assert alerts.latest_monitor_report(records)["mlflow_run_id"] == "c"
-    assert alerts.latest_monitor_report(records, "2026-01-01") is None
+    assert alert_links.latest_monitor_report(records)["mlflow_run_id"] == "c"
+    assert alert_links.latest_monitor_report(records, "2026-01-01") is None
 
 
 def test_gate_failure_payload():
@@ -206,14 +206,14 @@ def test_gate_failure_before_any_champion_and_a_long_list():
         for i in range(10)
     ]
     a = alerts.gate_failure(
-        "daily_demand", {"passed": False, "champion_version": None, "results": results}, links=alerts.Links()
+        "daily_demand", {"passed": False, "champion_version": None, "results": results}, links=alert_payload.Links()
     )
     assert a.payload["blocks"][1]["text"]["text"] == (
         "*10 of 10 gate checks failed*: the candidate is not registered (no champion yet)."
     )
     lines = a.payload["blocks"][2]["text"]["text"].split("\n")
     assert lines[0] == "• gate `r2_min[store_type=s0]` failed: 0.61 < 0.999"
-    assert len(lines) == alerts.MAX_LISTED + 1 and lines[-1] == "… and 2 more"
+    assert len(lines) == alert_payload.MAX_LISTED + 1 and lines[-1] == "… and 2 more"
     assert a.payload["text"].endswith("; and 7 more")
     assert a.payload["attachments"][0]["blocks"][0]["elements"][1]["text"] == "no links"
 
@@ -268,7 +268,7 @@ VALIDATION_FAILURES = [
 
 def test_validation_failure_payload_of_a_retrain():
     problems = [f["explain"] for f in VALIDATION_FAILURES] + ["only 80 labelled rows (need at least 100)"]
-    links = alerts.Links(
+    links = alert_payload.Links(
         task_log="http://af/log",
         mlflow_run="http://ml/run",
         drift_report_path="/state/reports/credit_default/2026-02-03/drift_report.html",
@@ -410,7 +410,7 @@ MONITOR = {
 
 def test_drift_payload():
     report = f"{MLFLOW}/#/experiments/7/runs/mon9/artifactPath/monitor/drift_report.html"
-    links = alerts.Links(
+    links = alert_payload.Links(
         task_log="http://af/check_model", mlflow_run=f"{MLFLOW}/#/experiments/7/runs/mon9", drift_report=report
     )
     a = alerts.drift("credit_default", MONITOR, links=links)
@@ -481,7 +481,7 @@ def test_drift_from_a_ledger_record_details():
     assert a.payload["blocks"][2]["text"]["text"] == "*Top drifted features*\n• `region` chi2 p-value 0.0001 <= 0.01"
 
 
-LINKS = alerts.Links(task_log="http://af/t", mlflow_run="http://ml/r")
+LINKS = alert_payload.Links(task_log="http://af/t", mlflow_run="http://ml/r")
 ATTACHMENT_LINKS = {"type": "mrkdwn", "text": "<http://ml/r|MLflow run> · <http://af/t|task log>"}
 
 
@@ -696,7 +696,7 @@ def test_approval_needed_payload():
         "reasons": ["first deployment of credit_default", "narrow margin: roc_auc +0.002"],
         "subject": "Promote credit_default version 2 to champion?",
     }
-    links = alerts.Links(
+    links = alert_payload.Links(
         task_log="http://af/decide", mlflow_run="http://ml/r", extra=(("answer in Airflow", "http://af/approve"),)
     )
     a = alerts.approval_needed(
@@ -796,7 +796,7 @@ def test_task_failure_payload():
         max_tries=2,
         exception=RuntimeError("fit timed out after 30 min <limit>"),
         as_of="2026-02-01",
-        links=alerts.Links(task_log="http://af/t"),
+        links=alert_payload.Links(task_log="http://af/t"),
     )
     assert (a.kind, a.severity) == ("failure", "red")
     assert a.key == "failure|credit_default|RuntimeError,credit_default__retrain,train_candidate"
@@ -879,7 +879,7 @@ def test_alerts_config_defaults_and_errors(tmp_path, retrain_cfg_model_yaml):
 
 @pytest.fixture
 def store(tmp_path):
-    return alerts.DedupeStore(f"sqlite:///{tmp_path / 'platform.db'}")
+    return alert_delivery.DedupeStore(f"sqlite:///{tmp_path / 'platform.db'}")
 
 
 def test_dedupe_window_in_the_platform_database(store):
@@ -899,7 +899,7 @@ def test_dedupe_window_in_the_platform_database(store):
     store.release(a, token)
     assert store.claim(a, 30, now=t0 + 101 * 60) is not None
     # Shared state: a second store object (another process) sees the same table
-    again = alerts.DedupeStore(store.url)
+    again = alert_delivery.DedupeStore(store.url)
     assert again.claim(a, 30, now=t0 + 102 * 60) is None
 
 
@@ -913,14 +913,19 @@ def test_deliver_retries_with_backoff_logs_and_never_raises(store, caplog):
             raise ConnectionError("Slack is down")
 
     with caplog.at_level(logging.WARNING, logger="retrain_lib.alerts"):
-        out = alerts.deliver(a, flaky, store=store, dedupe_minutes=10, retries=3, retry_seconds=1.5, sleep=waits.append)
-    assert out == alerts.SENT and len(calls) == 3 and calls[0] is a.payload
+        out = alert_delivery.deliver(
+            a, flaky, store=store, dedupe_minutes=10, retries=3, retry_seconds=1.5, sleep=waits.append
+        )
+    assert out == alert_delivery.SENT and len(calls) == 3 and calls[0] is a.payload
     assert waits == [1.5, 3.0]
     assert [r.message for r in caplog.records] == [
         "Slack alert drift of credit_default: attempt 1 of 4 failed: ConnectionError: Slack is down",
         "Slack alert drift of credit_default: attempt 2 of 4 failed: ConnectionError: Slack is down",
     ]
-    assert alerts.deliver(a, flaky, store=store, dedupe_minutes=10, sleep=waits.append) == alerts.SUPPRESSED
+    assert (
+        alert_delivery.deliver(a, flaky, store=store, dedupe_minutes=10, sleep=waits.append)
+        == alert_delivery.SUPPRESSED
+    )
     assert len(calls) == 3
 
     def down(payload):
@@ -929,16 +934,19 @@ def test_deliver_retries_with_backoff_logs_and_never_raises(store, caplog):
     b = alerts.rollback("credit_default", {"from": "2", "to": "1", "reason": "worse"})
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="retrain_lib.alerts"):
-        assert alerts.deliver(b, down, store=store, retries=2, retry_seconds=0.5, sleep=waits.append) == alerts.FAILED
+        assert (
+            alert_delivery.deliver(b, down, store=store, retries=2, retry_seconds=0.5, sleep=waits.append)
+            == alert_delivery.FAILED
+        )
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "WARNING", "ERROR"]
     assert "NOT sent after 3 attempts" in caplog.records[-1].message
     assert store.last_sent(b)["sent_at"] == 0.0  # released: it is sent as soon as Slack is back
-    assert alerts.deliver(b, lambda p: None, store=store, sleep=waits.append) == alerts.SENT
+    assert alert_delivery.deliver(b, lambda p: None, store=store, sleep=waits.append) == alert_delivery.SENT
 
 
 def test_deliver_without_a_usable_store_still_sends(caplog):
-    broken = alerts.DedupeStore("sqlite:////nonexistent-dir/\0/x.db")
+    broken = alert_delivery.DedupeStore("sqlite:////nonexistent-dir/\0/x.db")
     sent = []
     a = alerts.promotion("m", {"version": "1", "moves": []})
-    assert alerts.deliver(a, sent.append, store=broken, sleep=lambda s: None) == alerts.SENT
+    assert alert_delivery.deliver(a, sent.append, store=broken, sleep=lambda s: None) == alert_delivery.SENT
     assert sent == [a.payload]

@@ -1,0 +1,181 @@
+"""The monitor DAG of a model (``<model>__monitor``): on its cron and whenever new data lands,
+check drift and live performance, then ask for a retrain, roll the champion back, or do nothing.
+
+    check_model ─► decide_action ─┬─► request_retrain (starts <model>__retrain)
+                                  ├─► rollback_champion
+                                  └─► healthy
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+
+from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
+from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
+from retrain_lib.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def data_asset(cfg: ModelConfig) -> Asset:
+    """The Asset a data pipeline updates when new data for this model has landed.
+
+    Emitting an event on it (from a producing DAG's ``outlets`` or ``POST
+    /api/v2/assets/events``) runs the monitor right away, besides its cron."""
+    return Asset(name=f"{cfg.name}.new_data", uri=f"retrain://{cfg.name}/new_data", group="retrain")
+
+
+def monitor_schedule(cfg: ModelConfig):
+    """The monitor runs on its cron AND whenever new data lands."""
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cfg.schedule.monitor, timezone="UTC"), assets=[data_asset(cfg)]
+    )
+
+
+def monitor_params() -> dict[str, Param]:
+    """The run parameters of the monitor DAG."""
+    return {"as_of": as_of_param("Day to check (YYYY-MM-DD); default: the run's logical date")}
+
+
+def _monitor_validation_alert(name: str, res: dict, *, links, severity):
+    """The validation failure alert of the monitor's current window (facts read when built)."""
+    from retrain_lib import alerts
+
+    return alerts.validation_failure(
+        name,
+        stage="monitor",
+        as_of=res.get("as_of"),
+        links=links,
+        severity=severity,
+        **alerts.monitor_validation_facts(res),
+    )
+
+
+def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
+    """Drift that made the monitor act, and a failed validation of the current window."""
+    from retrain_lib import alerts
+
+    name = cfg.name
+    try:
+        drifted = any(s.get("signal") == "drift" and s.get("triggered") for s in res.get("signals") or [])
+    except AttributeError:  # alerting never fails the monitor
+        log.exception("unexpected monitor signals of %s; no drift alert", name)
+        drifted = False
+    if drifted and res.get("action") in ("retrain", "rollback"):
+        model_alert(
+            cfg,
+            cfg_dir,
+            "drift",
+            alerts.drift,
+            res,
+            context=context,
+            link_args={"mlflow_run_id": res.get("mlflow_run_id"), "monitor": res},
+        )
+    if (res.get("validation") or {}).get("success") is False:
+        model_alert(
+            cfg,
+            cfg_dir,
+            "validation_failure",
+            _monitor_validation_alert,
+            res,
+            context=context,
+            link_args={"mlflow_run_id": res.get("mlflow_run_id"), "monitor": res},
+        )
+
+
+def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
+    """Task ``check_model``: monitor the model for the run's day, alert on drift and on a failed
+    validation, and return the summary the branch and the retrain trigger read."""
+    from retrain_lib.lifecycle import monitor_model
+
+    as_of = run_as_of(context)
+    res = env.run(monitor_model, as_of, actor=env.actor(context))
+    drift = res.get("drift") or {}
+    summary = {
+        "as_of": res["as_of"],
+        "action": res["action"],
+        "reasons": res["reasons"],
+        "throttled": res["throttled"],
+        "champion_version": res["champion_version"],
+        "drifted_share": drift.get("drifted_share"),
+        "dataset_drift": drift.get("dataset_drift"),
+        "top_features": drift.get("top", []),
+        "performance": res.get("performance"),
+        "signals": res.get("signals"),
+        "report_path": res["report_path"],
+        "mlflow_run_id": res["mlflow_run_id"],
+        "drift_report_path": res.get("drift_report_path"),
+        "validation": res.get("validation"),
+    }
+    for line in res["reasons"]:
+        log.info("%s %s: %s", env.name, res["action"], line)
+    monitor_alerts(env.cfg, env.cfg_dir, res, context)
+    return summary
+
+
+def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
+    """Task ``rollback_champion``: roll the champion found degraded back; alert when it moved."""
+    from retrain_lib.lifecycle import rollback_model
+
+    res = env.run(
+        rollback_model,
+        as_of=result["as_of"],
+        actor=env.actor(context),
+        reason="; ".join(result["reasons"]),
+        expected_champion=result["champion_version"],
+    )
+    log.warning("%s rollback: %s", env.name, res)
+    if res.get("rolled_back"):
+        from retrain_lib import alerts
+
+        env.alert(
+            "rollback",
+            alerts.rollback,
+            res,
+            as_of=result["as_of"],
+            context=context,
+            link_args={"mlflow_run_id": result.get("mlflow_run_id"), "monitor": result},
+        )
+    return res
+
+
+def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
+    """The monitor DAG of ``cfg``'s model (see the module docstring for its shape)."""
+    with model_dag(cfg, path, "monitor", monitor_schedule(cfg), monitor_params(), cfg_dir) as dag:
+        env = ModelTasks(cfg, str(cfg_dir), dag.dag_id)
+
+        @task(task_id="check_model")
+        def check_model(**context) -> dict:
+            """Drift of the current window vs the champion's training data, and the champion's
+            live performance on matured labels; returns the decision with its reasons."""
+            return run_check_model(env, context)
+
+        @task.branch(task_id="decide_action")
+        def decide_action(result: dict) -> str:
+            return {"retrain": "request_retrain", "rollback": "rollback_champion"}.get(result["action"], "healthy")
+
+        @task(task_id="rollback_champion")
+        def rollback_champion(result: dict, **context) -> dict:
+            """Move ``champion`` back to ``previous-champion`` (compare-and-swap on the version
+            found degraded; atomic with its ledger entry)."""
+            return run_rollback_champion(env, result, context)
+
+        checked = check_model()
+        request = TriggerForThisRun(
+            task_id="request_retrain",
+            trigger_dag_id=cfg.dag_id("retrain"),
+            trigger_run_id="requested__{{ run_id }}",
+            conf={
+                "as_of": "{{ ti.xcom_pull(task_ids='check_model')['as_of'] }}",
+                "reason": "{{ ti.xcom_pull(task_ids='check_model')['reasons'] | join('; ') }}",
+            },
+            skip_when_already_exists=True,
+        )
+        healthy = EmptyOperator(task_id="healthy")
+        decide_action(checked) >> [request, healthy, rollback_champion(checked)]
+    return dag
