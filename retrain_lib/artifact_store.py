@@ -246,4 +246,3 @@ class ArtifactStore:
         )
         self.put(art)
         return art, False
-

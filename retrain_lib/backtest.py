@@ -53,11 +53,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from retrain_lib.artifact_store import training_hash
+from retrain_lib.artifact_store import ArtifactStore, training_hash
 from retrain_lib.backtest_policies import Policy, default_policies
 from retrain_lib.backtest_report import attach_after, compact_day, summarize
 from retrain_lib.backtest_scoring import Scorer, revealed_drifts
-from retrain_lib.artifact_store import ArtifactStore
 from retrain_lib.config import ModelConfig
 from retrain_lib.errors import DataError
 from retrain_lib.replay_context import ReplaySettings, data_days, day_list
@@ -213,9 +212,7 @@ def _drifts(
     drifts = [{"day": d.isoformat(), "source": "declared"} for d in drift_days]
     if reveal_drifts:
         # an onset the data reveals within a monitor window after a declared drift is that drift
-        near = {
-            (d + dt.timedelta(days=i)).isoformat() for d in drift_days for i in range(cfg.windows.monitor_days + 1)
-        }
+        near = {(d + dt.timedelta(days=i)).isoformat() for d in drift_days for i in range(cfg.windows.monitor_days + 1)}
         drifts += [d for d in revealed_drifts(cfg, settings, days) if d["day"] not in near]
     drifts.sort(key=lambda d: d["day"])
     return drifts

@@ -98,4 +98,3 @@ def floor_fires(cron: str | None, day: dt.date) -> bool:
 
     start = dt.datetime.combine(day, dt.time()) - dt.timedelta(seconds=1)
     return croniter(cron, start).get_next(dt.datetime) < dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-

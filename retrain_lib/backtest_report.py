@@ -103,8 +103,7 @@ def _false_alarms(
                 {
                     "day": r["day"],
                     "trigger": r["trigger"],
-                    "why": f"{scorer.metric} {new:.4f} vs {old:.4f} for the old model on the next "
-                    f"{len(after)} day(s)",
+                    "why": f"{scorer.metric} {new:.4f} vs {old:.4f} for the old model on the next {len(after)} day(s)",
                 }
             )
     return false_alarms

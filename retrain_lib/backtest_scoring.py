@@ -82,4 +82,3 @@ def revealed_drifts(cfg: ModelConfig, settings: ReplaySettings, days: list[dt.da
             )
         before = report.dataset_drift
     return out
-

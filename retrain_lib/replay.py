@@ -387,4 +387,3 @@ def run_policy(
             progress(f"{policy.name}: {i + 1}/{len(days)} days")
     replay.run.wall_s = time.monotonic() - started
     return replay.run
-

@@ -80,7 +80,6 @@ def _pool(workers: int):
     )
 
 
-
 def run_policies(
     policies: list[Policy],
     settings: ReplaySettings,
