@@ -402,7 +402,8 @@ def overall(results: dict) -> dict:
 
 
 def run_one(task: str, scen: str, rows: int, *, base: dict, data_dir: Path, cache_dir: Path, workers: int, say) -> dict:
-    from retrain_lib.backtest import backtest, default_policies
+    from retrain_lib.backtest import backtest
+    from retrain_lib.backtest_policies import default_policies
 
     root = data_dir / task / scen / str(rows)
     if root.exists():

@@ -56,7 +56,7 @@ def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_en
         return None
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import daily_metrics
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     ts = cfg.data.timestamp_column
     rows = labelled
@@ -87,7 +87,8 @@ def train_candidates(
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
 
-    from retrain_lib.training import fit, xy
+    from retrain_lib.training import fit
+    from retrain_lib.training_data import xy
 
     pool, newest = selection_split(cfg, labelled, change)
     if len(newest) < 10 or len(pool) < 20:
@@ -161,7 +162,7 @@ def selection_rows(cfg: ModelConfig, labelled, selection: dict | None):
     """``(training pool, rows the candidate and champion are compared on)`` of a retrain:
     the newest matured labels of its selection, or the configured holdout without one."""
     if selection is None:
-        from retrain_lib.training import split_frame
+        from retrain_lib.training_data import split_frame
 
         split = split_frame(cfg, labelled)
         return split.train, split.holdout

@@ -169,7 +169,7 @@ class Schedule(StrictModel):
 
 
 class Recency(StrictModel):
-    """Weight recent training rows more (``retrain_lib.training.sample_weights``).
+    """Weight recent training rows more (``retrain_lib.training_data.sample_weights``).
 
     The window is anchored at the end of the training window (``as_of``): ``{days: 90,
     weight: 2.0}`` makes rows of the last 90 days count ``weight`` times as much as older

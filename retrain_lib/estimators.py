@@ -10,7 +10,7 @@ following base classes it can resolve the same way.
 
 What cannot be decided from source (a compiled module, a class built at run time, a base
 class outside the files it can read, ``**kwargs`` in ``__init__``) is left unchecked: the
-training task imports the class for real (:func:`retrain_lib.training.load_estimator_class`)
+training task imports the class for real (:func:`retrain_lib.estimator_import.load_estimator_class`)
 and reports it then.
 
 >>> info = describe_estimator("sklearn.linear_model.LogisticRegression")

@@ -247,7 +247,7 @@ def champion_performance(
     if champion is None or perf is None or not perf.enabled:
         return None
     from retrain_lib.performance import assess_drop, daily_metrics, segment_metrics
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     end = as_of - dt.timedelta(days=cfg.data.label_delay_days)
     start, end = day_range(end, cfg.windows.monitor_days)
@@ -361,7 +361,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     """CBPE on the rows of the current window whose labels have not arrived yet."""
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import estimate_performance
-    from retrain_lib.training import feature_frame
+    from retrain_lib.training_data import feature_frame
 
     cfg = ctx.cfg
     perf = cfg.performance
@@ -387,7 +387,7 @@ def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, di
     as of its training day, split as training split it); ``{}`` when that data is gone."""
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import segment_metrics
-    from retrain_lib.training import split_frame, xy
+    from retrain_lib.training_data import split_frame, xy
 
     cfg = ctx.cfg
     tags = champion.tags
@@ -432,7 +432,7 @@ def rollback_facts(
         return None
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import metric_value
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     cfg = ctx.cfg
     start, end = (_day(d) for d in performance["window"])
@@ -539,7 +539,7 @@ def serving_facts(
 
     from retrain_lib.metrics import predict_scores
     from retrain_lib.performance import metric_value
-    from retrain_lib.training import feature_frame
+    from retrain_lib.training_data import feature_frame
 
     X = feature_frame(cfg, pd.DataFrame(labelled["features"].tolist(), index=labelled.index))
     y = labelled["label"].to_numpy(float)
@@ -1662,7 +1662,8 @@ def train_candidate(
     reuses the finished MLflow run instead of training a second model.
     """
     from retrain_lib.metrics import evaluate
-    from retrain_lib.training import fit, split_frame, xy
+    from retrain_lib.training import fit
+    from retrain_lib.training_data import split_frame, xy
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
@@ -1726,7 +1727,7 @@ def train_candidate(
         )
         pipeline, info = chosen.model, chosen.info
         from retrain_lib.candidates import selection_rows
-        from retrain_lib.training import Split
+        from retrain_lib.training_data import Split
 
         split = Split(*selection_rows(cfg, labelled, chosen.selection.to_dict()))
         X_hold, y_hold = xy(cfg, split.holdout)
@@ -1891,7 +1892,7 @@ def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Setti
     chosen recipe's model from before its refit, which never saw them)."""
     from retrain_lib.candidates import selection_rows
     from retrain_lib.metrics import evaluate, predict_scores
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
@@ -1924,7 +1925,7 @@ def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
     from retrain_lib.gate_measures import measure_latency_ms
     from retrain_lib.gate_types import GateInputs
     from retrain_lib.metrics import predict_scores
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     cfg = ctx.cfg
     train, holdout = selection_rows(cfg, training_rows(ctx, snap), trained.get("selection"))
@@ -2088,7 +2089,7 @@ def _card_info(
 ) -> dict[str, Any]:
     """What the model card of a version shows (see :mod:`retrain_lib.model_card`)."""
     from retrain_lib.metrics import evaluate
-    from retrain_lib.training import split_frame, xy
+    from retrain_lib.training_data import split_frame, xy
 
     cfg = ctx.cfg
     split = split_frame(cfg, training_rows(ctx, snap))

@@ -69,7 +69,8 @@ def reproduce(
     from retrain_lib import lifecycle
     from retrain_lib.metrics import evaluate, predict_scores
     from retrain_lib.settings import load_settings
-    from retrain_lib.training import split_frame, train_model, xy
+    from retrain_lib.training import train_model
+    from retrain_lib.training_data import split_frame, xy
 
     settings = settings or load_settings()
     say = progress or (lambda _message: None)

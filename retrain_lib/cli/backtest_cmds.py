@@ -69,7 +69,9 @@ def _data_dir(args, platform) -> Path:
 
 
 def cmd_backtest(args) -> int:
-    from retrain_lib.backtest import POLICIES, backtest, default_policies, headline, plot_backtest, policy_from_file
+    from retrain_lib.backtest import backtest
+    from retrain_lib.backtest_policies import POLICIES, default_policies, policy_from_file
+    from retrain_lib.backtest_report import headline, plot_backtest
 
     platform = _platform(args)
     cfg = _load(args.config, platform, "CONFIG")
@@ -155,7 +157,7 @@ def _print_backtest(summary: dict) -> None:
 
 
 def cmd_dry_run(args) -> int:
-    from retrain_lib.backtest import dry_run
+    from retrain_lib.dry_run import dry_run
 
     platform = _platform(args)
     new = _load(args.config, platform, "CONFIG")
@@ -191,7 +193,7 @@ def cmd_dry_run(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from retrain_lib.backtest import calibrate, patch_yaml
+    from retrain_lib.threshold_calibration import calibrate, patch_yaml
 
     platform = _platform(args)
     cfg = _load(args.config, platform, "CONFIG")

@@ -13,7 +13,8 @@ import datetime as dt
 import pytest
 from platforms import REPO
 
-from retrain_lib.backtest import backtest, default_policies
+from retrain_lib.backtest import backtest
+from retrain_lib.backtest_policies import default_policies
 from retrain_lib.scenarios import shipped_config, write_scenario
 
 pytestmark = pytest.mark.timeout(900)

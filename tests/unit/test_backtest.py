@@ -13,8 +13,15 @@ import pytest
 import yaml
 
 from retrain_lib import backtest as bt
+from retrain_lib.artifact_store import ArtifactStore
+from retrain_lib.backtest_policies import Policy, default_policies, floor_fires
+from retrain_lib.backtest_scoring import Scorer
 from retrain_lib.config import load_model_config
+from retrain_lib.dry_run import dry_run
+from retrain_lib.replay_context import ReplayContext, ReplaySettings
+from retrain_lib.replay_pool import run_policies
 from retrain_lib.simulate import simulate
+from retrain_lib.threshold_calibration import apply_patch, calibrate, patch_yaml, stable_checks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START = dt.date(2026, 1, 1)
@@ -72,7 +79,7 @@ def replay(cfg, data: Path, days: list[dt.date], cache: Path) -> list[dict]:
     the retrains (trigger, outcome, failed gates, candidate and champion metrics), the models
     served; without the timing of the fits (wall clock, and whether the model came from the
     cache), which is no decision."""
-    runs = bt.run_policies(bt.default_policies(cfg, ["config"]), bt.ReplaySettings(data), days, cache_dir=cache)
+    runs = run_policies(default_policies(cfg, ["config"]), ReplaySettings(data), days, cache_dir=cache)
     return without_timing(runs["config"].days)
 
 
@@ -166,7 +173,7 @@ def test_features_corrupted_after_T_change_no_decision_up_to_T(covariate, tmp_pa
 
 def test_the_replay_never_reaches_the_registry(covariate):
     cfg, data = covariate
-    ctx = bt.ReplayContext(cfg, bt.ReplaySettings(data), {})
+    ctx = ReplayContext(cfg, ReplaySettings(data), {})
     with pytest.raises(RuntimeError, match="registry"):
         _ = ctx.client
     with pytest.raises(RuntimeError, match="MLflow"):
@@ -208,14 +215,14 @@ def test_prequential_metric_is_the_served_models_metric(covariate, tmp_path):
     from sklearn.metrics import roc_auc_score
 
     from retrain_lib.data import load_window
-    from retrain_lib.training import xy
+    from retrain_lib.training_data import xy
 
     cfg, data = covariate
-    settings = bt.ReplaySettings(data)
+    settings = ReplaySettings(data)
     days = [START + dt.timedelta(days=i) for i in range(9, 14)]
-    runs = bt.run_policies(bt.default_policies(cfg, ["never"]), settings, days, cache_dir=tmp_path)
-    store = bt.ArtifactStore(tmp_path)
-    scorer = bt._Scorer(cfg, settings, store, days[0], days[-1])
+    runs = run_policies(default_policies(cfg, ["never"]), settings, days, cache_dir=tmp_path)
+    store = ArtifactStore(tmp_path)
+    scorer = Scorer(cfg, settings, store, days[0], days[-1])
     day = days[-1].isoformat()
     key = runs["never"].serving[day]
     frame = load_window(cfg, data, days[-1], days[-1], as_of=dt.date(2100, 1, 1)).labelled
@@ -225,11 +232,11 @@ def test_prequential_metric_is_the_served_models_metric(covariate, tmp_path):
 
 
 def test_floor_schedule_fires_on_the_cron_days():
-    assert bt.floor_fires("0 3 * * 0", dt.date(2026, 1, 4))  # a Sunday
-    assert not bt.floor_fires("0 3 * * 0", dt.date(2026, 1, 5))
-    assert bt.floor_fires("@daily", dt.date(2026, 1, 5))
-    assert not bt.floor_fires(None, dt.date(2026, 1, 5))
-    assert not bt.floor_fires("@once", dt.date(2026, 1, 5))
+    assert floor_fires("0 3 * * 0", dt.date(2026, 1, 4))  # a Sunday
+    assert not floor_fires("0 3 * * 0", dt.date(2026, 1, 5))
+    assert floor_fires("@daily", dt.date(2026, 1, 5))
+    assert not floor_fires(None, dt.date(2026, 1, 5))
+    assert not floor_fires("@once", dt.date(2026, 1, 5))
 
 
 # -----------------------------------------------------------------------------------------
@@ -239,10 +246,10 @@ def test_floor_schedule_fires_on_the_cron_days():
 
 def test_dry_run_reports_the_days_two_configs_act_differently(covariate, tmp_path):
     cfg, data = covariate
-    same = bt.dry_run(cfg, cfg, data, days=8, end=dt.date(2026, 1, 26), cache_dir=tmp_path / "c1")
+    same = dry_run(cfg, cfg, data, days=8, end=dt.date(2026, 1, 26), cache_dir=tmp_path / "c1")
     assert same["same"] and same["differences"] == []
     blind = load_model_config(small_config(tmp_path, enabled=False))  # drift checks off
-    out = bt.dry_run(blind, cfg, data, days=8, end=dt.date(2026, 1, 26), cache_dir=tmp_path / "c2")
+    out = dry_run(blind, cfg, data, days=8, end=dt.date(2026, 1, 26), cache_dir=tmp_path / "c2")
     assert out["from"] == "2026-01-19" and out["to"] == "2026-01-26"
     drift_requests = [d for d in out["differences"] if any(r.startswith("data drift") for r in d["current_reasons"])]
     assert drift_requests, out
@@ -261,19 +268,19 @@ def test_calibrate_patch_parses_and_keeps_the_false_alarm_rate_on_the_stable_win
     cfg, data = covariate
     far = 0.05
     stable = (dt.date(2026, 1, 1), dt.date(2026, 1, 19))
-    out = bt.calibrate(cfg, data, stable_from=stable[0], stable_to=stable[1], false_alarm_rate=far)
-    text = bt.patch_yaml(out)
+    out = calibrate(cfg, data, stable_from=stable[0], stable_to=stable[1], false_alarm_rate=far)
+    text = patch_yaml(out)
     patch = yaml.safe_load(text)
     assert set(patch["drift"]["features"]) == set(cfg.features.all)
     assert patch["performance"]["warn_drop"] == pytest.approx(0.10)
     assert patch["performance"]["critical_drop"] == pytest.approx(0.20)
-    patched = bt.apply_patch(cfg, patch)
-    checks = list(bt.stable_checks(patched, bt.ReplaySettings(data), *stable))
+    patched = apply_patch(cfg, patch)
+    checks = list(stable_checks(patched, ReplaySettings(data), *stable))
     assert len(checks) == out["checks"] >= 5
     alarms = [drift_for_config(patched, ref, cur).dataset_drift for _, ref, cur in checks]
     assert sum(alarms) / len(alarms) <= far
     # and the patched thresholds still see the drift after the stable window
-    after = list(bt.stable_checks(patched, bt.ReplaySettings(data), dt.date(2026, 1, 13), dt.date(2026, 1, 23)))
+    after = list(stable_checks(patched, ReplaySettings(data), dt.date(2026, 1, 13), dt.date(2026, 1, 23)))
     assert any(drift_for_config(patched, ref, cur).dataset_drift for _, ref, cur in after)
 
 
@@ -285,8 +292,8 @@ def test_identical_policies_decide_identically_even_with_a_latency_gate(covariat
         update={"gates": [*cfg.gates, type(cfg.gates[0]).model_validate({"type": "latency", "max_ms": 1000})]}
     )
     days = [START + dt.timedelta(days=i) for i in range(9, 16)]
-    policies = [bt.Policy(name, timed, floor=timed.schedule.retrain_floor) for name in ("a", "b")]
-    runs = bt.run_policies(policies, bt.ReplaySettings(data), days, cache_dir=tmp_path)
+    policies = [Policy(name, timed, floor=timed.schedule.retrain_floor) for name in ("a", "b")]
+    runs = run_policies(policies, ReplaySettings(data), days, cache_dir=tmp_path)
     assert without_timing(runs["a"].days) == without_timing(runs["b"].days)
-    art = bt.ArtifactStore(tmp_path).get(runs["a"].days[-1]["champion"])
+    art = ArtifactStore(tmp_path).get(runs["a"].days[-1]["champion"])
     assert art.latency_ms is not None and art.latency_ms["p95"] > 0

@@ -41,7 +41,7 @@ def _sklearn_estimators():
 def test_agrees_with_the_imported_class_for_every_sklearn_estimator():
     """Parameters, ``fit(sample_weight)`` and abstractness as ``inspect`` sees them on the real
     classes: a parameter the source reading missed would reject a valid config."""
-    from retrain_lib.training import accepts_sample_weight
+    from retrain_lib.estimator_import import accepts_sample_weight
 
     estimators = _sklearn_estimators()
     assert len(estimators) > 150

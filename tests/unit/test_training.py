@@ -19,18 +19,12 @@ from retrain_lib.config import ModelConfig, check_model_file, load_model_config
 from retrain_lib.config_sections import Recency, Split, Training
 from retrain_lib.data import load_window
 from retrain_lib.errors import ConfigError, DataError, TrainingError
+from retrain_lib.estimator_import import check_training_config, load_estimator_class
 from retrain_lib.estimators import module_allowed
 from retrain_lib.simulate import simulate
-from retrain_lib.training import (
-    build_pipeline,
-    check_training_config,
-    fit,
-    load_estimator_class,
-    sample_weights,
-    split_frame,
-    train_model,
-    xy,
-)
+from retrain_lib.training import fit, train_model
+from retrain_lib.training_data import sample_weights, split_frame, xy
+from retrain_lib.training_pipeline import build_pipeline
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 START = dt.date(2026, 1, 1)
