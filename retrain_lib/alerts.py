@@ -1,7 +1,7 @@
 """Slack alerts: Block Kit payloads for what on-call people must know, de-duplication and delivery.
 
 One builder per kind of alert turns the dicts the platform already produces (gate results of
-:func:`retrain_lib.lifecycle.check_gates`, the validation failures of a snapshot or a monitor
+:func:`retrain_lib.evaluation.check_gates`, the validation failures of a snapshot or a monitor
 check, the monitor's drift summary, deploy / rollback / rollout outcomes, an approval request,
 a failed task) into an :class:`Alert`: its kind, model, severity, de-duplication key and the
 Slack payload (``text`` fallback, ``blocks``, and an attachment coloured by severity that
@@ -262,7 +262,7 @@ def gate_failure(
     links: Links = Links(),
     severity: str | None = None,
 ) -> Alert:
-    """The candidate failed its gates. ``gates`` is :func:`retrain_lib.lifecycle.check_gates`'s
+    """The candidate failed its gates. ``gates`` is :func:`retrain_lib.evaluation.check_gates`'s
     result (``results`` with ``gate, slice, observed, threshold, champion, delta, passed, reason``)."""
     sev = _severity(severity, "gate_failure")
     results = list(gates.get("results") or [])
@@ -430,7 +430,7 @@ def promotion(
     severity: str | None = None,
 ) -> Alert:
     """A version became champion. ``deployed`` is
-    :func:`retrain_lib.lifecycle.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
+    :func:`retrain_lib.promotion.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
     ``evaluation`` its holdout metrics (``candidate``, ``champion``)."""
     sev = _severity(severity, "promotion")
     version = deployed.get("version")
@@ -466,7 +466,7 @@ def rollback(
     severity: str | None = None,
 ) -> Alert:
     """The monitor rolled the champion back. ``result`` is
-    :func:`retrain_lib.lifecycle.rollback_model`'s result (``from``, ``to``, ``reason``)."""
+    :func:`retrain_lib.promotion.rollback_model`'s result (``from``, ``to``, ``reason``)."""
     sev = _severity(severity, "rollback")
     src, dst = result.get("from"), result.get("to")
     head = (
@@ -531,7 +531,7 @@ def approval_needed(
     severity: str | None = None,
 ) -> Alert:
     """A promotion waits for a human. ``request`` is
-    :func:`retrain_lib.lifecycle.approval_request`'s result (``reasons``, ``subject``);
+    :func:`retrain_lib.approval_steps.approval_request`'s result (``reasons``, ``subject``);
     put the page where it is answered in ``links.extra``."""
     sev = _severity(severity, "approval_needed")
     reasons = [_esc(r) for r in request.get("reasons") or []]

@@ -1,15 +1,15 @@
 """Backtest a retraining policy on dated partitions before merging it.
 
 :func:`backtest` replays the days ``start..end`` one by one, for several policies, through
-the code the DAGs run: the monitor's facts (:func:`~retrain_lib.lifecycle.drift_facts`,
-:func:`~retrain_lib.lifecycle.champion_performance`,
-:func:`~retrain_lib.lifecycle.rollback_facts`,
-:func:`~retrain_lib.lifecycle.new_labels_since_training`), its decision
-(:func:`~retrain_lib.lifecycle.decide`), the retrain path (training window and
-:func:`~retrain_lib.lifecycle.validate_training_data`, Great Expectations validation,
+the code the DAGs run: the monitor's facts (:func:`~retrain_lib.monitor_facts.drift_facts`,
+:func:`~retrain_lib.performance_facts.champion_performance`,
+:func:`~retrain_lib.live_facts.rollback_facts`,
+:func:`~retrain_lib.monitor_facts.new_labels_since_training`), its decision
+(:func:`~retrain_lib.decision.decide`), the retrain path (training window and
+:func:`~retrain_lib.snapshot.validate_training_data`, Great Expectations validation,
 :func:`~retrain_lib.training.fit`, :func:`~retrain_lib.metrics.evaluate` of candidate and
 champion on the same holdout, :func:`~retrain_lib.gates.run_gates` on
-:func:`~retrain_lib.lifecycle.gate_inputs`) and the rollback rule. Nothing is written to
+:func:`~retrain_lib.evaluation.gate_inputs`) and the rollback rule. Nothing is written to
 MLflow, the registry or the ledger: the replay keeps its champion, previous champion and
 monitor history in memory, and its context object refuses any registry access.
 
@@ -103,7 +103,7 @@ class ReplaySettings:
 
 
 class ReplayContext:
-    """Duck-typed :class:`~retrain_lib.lifecycle.ModelContext`: config, settings and loaded
+    """Duck-typed :class:`~retrain_lib.model_context.ModelContext`: config, settings and loaded
     models by URI. The registry is out of reach on purpose."""
 
     def __init__(self, cfg: ModelConfig, settings: ReplaySettings, models: dict[str, Any]):
@@ -272,7 +272,7 @@ def artifact_key(
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
     from retrain_lib.data import load_window, window_fingerprint
-    from retrain_lib.lifecycle import training_window
+    from retrain_lib.snapshot import training_window
 
     start, end = training_window(cfg, as_of)
     try:
@@ -308,9 +308,10 @@ def train_artifact(
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
     from retrain_lib.data import load_window
-    from retrain_lib.lifecycle import permutation_importances, training_window, validate_training_data
     from retrain_lib.metrics import evaluate
+    from retrain_lib.snapshot import training_window, validate_training_data
     from retrain_lib.training import fit, split_frame, xy
+    from retrain_lib.training_run import permutation_importances
 
     start, end = training_window(cfg, as_of)
     art = Artifact(
@@ -527,17 +528,17 @@ class _Replay:
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
     def monitor(self, day: dt.date) -> dict:
         from retrain_lib.data import day_range, load_window
-        from retrain_lib.lifecycle import (
-            _json_safe,
-            champion_performance,
-            decide,
+        from retrain_lib.decision import decide
+        from retrain_lib.live_facts import rollback_facts
+        from retrain_lib.monitor_facts import (
             drift_facts,
             importance_weights,
             new_labels_since_training,
             reference_window,
             retrain_requests_within,
-            rollback_facts,
         )
+        from retrain_lib.performance_facts import champion_performance
+        from retrain_lib.values import json_safe
 
         cfg, ctx, champion = self.cfg, self.ctx, self.champion
         if champion is None:
@@ -554,12 +555,12 @@ class _Replay:
         # The CBPE estimate only decides with performance.use_estimate; otherwise it is a note
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
-        performance = _json_safe(
+        performance = json_safe(
             champion_performance(ctx, champion, day, current if use_estimate else None, healthy=state.healthy)
         )
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
-        rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
+        rollback = json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
         decision = decide(
             cfg,
             as_of=day,
@@ -595,10 +596,12 @@ class _Replay:
 
     # The retrain path: snapshot + validation + training (cached), evaluation, gates, promotion.
     def retrain(self, day: dt.date, trigger: str, reasons: list[str]) -> dict:
+        from retrain_lib.evaluation import gate_inputs
         from retrain_lib.gates import all_passed, run_gates
-        from retrain_lib.lifecycle import _json_safe, gate_inputs, training_rows
         from retrain_lib.metrics import evaluate
+        from retrain_lib.snapshot import training_rows
         from retrain_lib.training import xy
+        from retrain_lib.values import json_safe
 
         cfg = self.cfg
         parent = self.store.get(self.champion.key) if (self.champion and cfg.training.warm_start) else None
@@ -643,7 +646,7 @@ class _Replay:
 
             holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
             X, y = xy(cfg, holdout)
-            champion_metrics = _json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
+            champion_metrics = json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
         evaluation = {
             "candidate": art.metrics,
             "champion": champion_metrics,
@@ -685,7 +688,7 @@ class _Replay:
             return None
         from retrain_lib.candidates import estimate_change
         from retrain_lib.data import load_window
-        from retrain_lib.lifecycle import training_window
+        from retrain_lib.snapshot import training_window
 
         start, end = training_window(self.cfg, day)
 
@@ -731,7 +734,7 @@ class _Replay:
         return version.key if version is not None else None
 
     def day(self, day: dt.date) -> dict:
-        from retrain_lib.lifecycle import RETRAIN, ROLLBACK
+        from retrain_lib.decision import RETRAIN, ROLLBACK
 
         record: dict[str, Any] = {"day": day.isoformat(), "serving": self._key(self.champion)}
         self.run.serving[day.isoformat()] = self._key(self.champion)

@@ -260,7 +260,7 @@ def cmd_drift(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from retrain_lib.lifecycle import monitor_model
+    from retrain_lib.monitor_run import monitor_model
     from retrain_lib.settings import load_settings
 
     _say(
@@ -279,7 +279,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from retrain_lib.lifecycle import retrain_model
+    from retrain_lib.retrain_run import retrain_model
     from retrain_lib.settings import load_settings
 
     _say(args, f"retraining {args.model} as of {args.as_of}: snapshot, training, evaluation, gates, registration")

@@ -56,7 +56,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
     from retrain_airflow.demo_runs import run_dag
     from retrain_lib import registry
     from retrain_lib.config import load_model_config
-    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.promotion import promote_version
     from retrain_lib.serving.process import GatewayProcess
     from retrain_lib.serving.replay import LiveTraffic, labelled_records
 

@@ -218,7 +218,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         def check_model(**context) -> dict:
             """Drift of the current window vs the champion's training data, and the champion's
             live performance on matured labels; returns the decision with its reasons."""
-            from retrain_lib.lifecycle import monitor_model
+            from retrain_lib.monitor_run import monitor_model
 
             as_of = _as_of(context)
             res = _fail_fast(
@@ -254,7 +254,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         def rollback_champion(result: dict, **context) -> dict:
             """Move ``champion`` back to ``previous-champion`` (compare-and-swap on the version
             found degraded; atomic with its ledger entry)."""
-            from retrain_lib.lifecycle import rollback_model
+            from retrain_lib.promotion import rollback_model
 
             res = _fail_fast(
                 rollback_model,
@@ -340,7 +340,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             """Fix the training window and its content hash; stop here if the data is unfit."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from retrain_lib.lifecycle import snapshot_data as snap_fn
+            from retrain_lib.snapshot import snapshot_data as snap_fn
 
             snap = _fail_fast(snap_fn, name, _as_of(context), settings=_settings(cfg_dir_s), actor=actor(context))
             if not snap["valid"]:
@@ -373,7 +373,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
         @task(task_id="train_candidate")
         def train_candidate(snap: dict, **context) -> dict:
-            from retrain_lib.lifecycle import train_candidate as train_fn
+            from retrain_lib.training_run import train_candidate as train_fn
 
             return _fail_fast(
                 train_fn,
@@ -386,13 +386,13 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
         @task(task_id="evaluate_candidate")
         def evaluate_candidate(snap: dict, trained: dict) -> dict:
-            from retrain_lib.lifecycle import evaluate_candidate as eval_fn
+            from retrain_lib.evaluation import evaluate_candidate as eval_fn
 
             return _fail_fast(eval_fn, name, snap, trained, settings=_settings(cfg_dir_s))
 
         @task(task_id="check_gates")
         def check_gates(snap: dict, trained: dict, evaluation: dict, **context) -> dict:
-            from retrain_lib.lifecycle import check_gates as gates_fn
+            from retrain_lib.evaluation import check_gates as gates_fn
 
             res = _fail_fast(
                 gates_fn,
@@ -415,7 +415,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
 
         @task(task_id="register_candidate")
         def register_candidate(snap: dict, trained: dict, evaluation: dict, gates: dict) -> dict:
-            from retrain_lib.lifecycle import register_candidate as register_fn
+            from retrain_lib.registration import register_candidate as register_fn
 
             return _fail_fast(register_fn, name, snap, trained, evaluation, gates, settings=_settings(cfg_dir_s))
 
@@ -424,7 +424,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict, **context
         ) -> str:
             """Ask a human when the config's ``approval`` section says so (reasons in the ledger)."""
-            from retrain_lib.lifecycle import approval_request
+            from retrain_lib.approval_steps import approval_request
 
             req = _fail_fast(
                 approval_request,
@@ -478,7 +478,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             the challenger. After a human approval, the answer is recorded first."""
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from retrain_lib.lifecycle import deploy_candidate as deploy_fn
+            from retrain_lib.promotion import deploy_candidate as deploy_fn
 
             if not registered:
                 raise AirflowSkipException("no candidate was registered (the gates failed)")
@@ -525,7 +525,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         @task(task_id="reject_candidate")
         def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
             from retrain_lib import alerts
-            from retrain_lib.lifecycle import reject_candidate as reject_fn
+            from retrain_lib.promotion import reject_candidate as reject_fn
 
             res = _fail_fast(
                 reject_fn,
@@ -615,7 +615,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
                 Runs after ``deploy_candidate`` whatever happened to it; skips when nobody was asked."""
                 from airflow.sdk.exceptions import AirflowSkipException
 
-                from retrain_lib.lifecycle import close_review as close_fn
+                from retrain_lib.approval_steps import close_review as close_fn
 
                 answer = _approval_answer(context)
                 if answer is None:
