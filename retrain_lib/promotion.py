@@ -309,6 +309,9 @@ def reject_candidate(
     actor: str = "cli",
     why: str = "",
 ) -> dict[str, Any]:
+    """Record a candidate that is not registered, on its run's tags and in the ledger:
+    ``no_gain`` (it gained nothing on the champion; the champion's level may become the new
+    healthy level) or ``rejected`` (it failed its gates). ``why`` overrides the recorded reason."""
     ctx = ModelContext(model, settings)
     failed = [r["reason"] for r in gates["results"] if not r["passed"]]
     if gates.get("outcome") == NO_GAIN:
