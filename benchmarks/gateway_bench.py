@@ -79,8 +79,8 @@ def build_platform(root: Path) -> tuple[Path, Path]:
     shutil.copytree(REPO / "configs", cfg_dir)
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
     os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
-    from retrain_lib import lifecycle
     from retrain_lib.config import load_model_config
+    from retrain_lib.retrain_run import retrain_model
     from retrain_lib.settings import load_settings
     from retrain_lib.simulate import simulate
 
@@ -94,7 +94,7 @@ def build_platform(root: Path) -> tuple[Path, Path]:
         rows_per_day=300,
         seed=1,
     )
-    res = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+    res = retrain_model(MODEL, "2026-01-30", settings=settings)
     assert res["outcome"] == "deployed", res
     return root / "state", cfg_dir
 

@@ -38,7 +38,7 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="rollback_bench_"))
     sys.path.insert(0, str(REPO / "plugins"))
-    from retrain_airflow.demo import migrate_db, quiet_airflow, airflow_env
+    from retrain_airflow.demo import airflow_env, migrate_db, quiet_airflow
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
@@ -50,9 +50,11 @@ def main() -> int:
     try:
         import httpx
 
-        from retrain_lib import lifecycle, registry
+        from retrain_lib import registry
         from retrain_lib.audit import Ledger
         from retrain_lib.config import load_model_config
+        from retrain_lib.promotion import promote_version
+        from retrain_lib.retrain_run import retrain_model
         from retrain_lib.serving.process import GatewayProcess
         from retrain_lib.settings import load_settings
         from retrain_lib.simulate import simulate
@@ -60,7 +62,7 @@ def main() -> int:
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
         simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=3)
-        assert lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)["outcome"] == "deployed"
+        assert retrain_model(MODEL, "2026-01-30", settings=settings)["outcome"] == "deployed"
         client = registry.get_client(settings.tracking_uri)
         good = registry.aliases(client, MODEL)["champion"]
 
@@ -83,7 +85,7 @@ def main() -> int:
 
         # inject the degradation: the weak model becomes champion
         injected = time.time()
-        lifecycle.promote_version(
+        promote_version(
             MODEL,
             bad,
             settings=settings,

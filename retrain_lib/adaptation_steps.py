@@ -8,7 +8,7 @@ backoff and covariate-shift check from ledger records (:func:`adaptation_state`,
 (:func:`record_adaptation`, :func:`record_no_gain_acceptance`), the change day a retrain trains
 after (:func:`training_change`), the regime tags of a registered version (:func:`regime_tags`)
 and a candidate's outcome (:func:`promotion_outcome`). ``ctx`` is a
-:class:`retrain_lib.lifecycle.ModelContext` or the backtest's duck-typed one (``cfg``,
+:class:`retrain_lib.model_context.ModelContext` or the backtest's duck-typed one (``cfg``,
 ``settings``, ``name``); ``record(event, as_of, actor, details)`` writes one ledger record.
 """
 

@@ -1,7 +1,7 @@
 """What Slack alerts say: one builder per kind of alert, for what on-call people must know.
 
 Each builder turns the dicts the platform already produces (gate results of
-:func:`retrain_lib.lifecycle.check_gates`, the validation failures of a snapshot or a monitor
+:func:`retrain_lib.evaluation.check_gates`, the validation failures of a snapshot or a monitor
 check, the monitor's drift summary, deploy / rollback / rollout outcomes, an approval request,
 a failed task) into an :class:`~retrain_lib.alert_payload.Alert`: its kind, model, severity,
 de-duplication key and the Slack payload (laid out by :mod:`retrain_lib.alert_payload`)::
@@ -74,7 +74,7 @@ def gate_failure(
     links: Links = Links(),
     severity: str | None = None,
 ) -> Alert:
-    """The candidate failed its gates. ``gates`` is :func:`retrain_lib.lifecycle.check_gates`'s
+    """The candidate failed its gates. ``gates`` is :func:`retrain_lib.evaluation.check_gates`'s
     result (``results`` with ``gate, slice, observed, threshold, champion, delta, passed, reason``)."""
     sev = resolve_severity(severity, "gate_failure")
     results = list(gates.get("results") or [])
@@ -242,7 +242,7 @@ def promotion(
     severity: str | None = None,
 ) -> Alert:
     """A version became champion. ``deployed`` is
-    :func:`retrain_lib.lifecycle.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
+    :func:`retrain_lib.promotion.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
     ``evaluation`` its holdout metrics (``candidate``, ``champion``)."""
     sev = resolve_severity(severity, "promotion")
     version = deployed.get("version")
@@ -278,7 +278,7 @@ def rollback(
     severity: str | None = None,
 ) -> Alert:
     """The monitor rolled the champion back. ``result`` is
-    :func:`retrain_lib.lifecycle.rollback_model`'s result (``from``, ``to``, ``reason``)."""
+    :func:`retrain_lib.promotion.rollback_model`'s result (``from``, ``to``, ``reason``)."""
     sev = resolve_severity(severity, "rollback")
     src, dst = result.get("from"), result.get("to")
     head = (
@@ -347,7 +347,7 @@ def approval_needed(
     severity: str | None = None,
 ) -> Alert:
     """A promotion waits for a human. ``request`` is
-    :func:`retrain_lib.lifecycle.approval_request`'s result (``reasons``, ``subject``);
+    :func:`retrain_lib.approval_steps.approval_request`'s result (``reasons``, ``subject``);
     put the page where it is answered in ``links.extra``."""
     sev = resolve_severity(severity, "approval_needed")
     reasons = [esc(r) for r in request.get("reasons") or []]

@@ -67,7 +67,7 @@ def artifact_key(
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
     from retrain_lib.data import load_window, window_fingerprint
-    from retrain_lib.lifecycle import training_window
+    from retrain_lib.snapshot import training_window
 
     start, end = training_window(cfg, as_of)
     try:
@@ -103,9 +103,10 @@ def train_artifact(
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
     from retrain_lib.data import load_window
-    from retrain_lib.lifecycle import permutation_importances, training_window, validate_training_data
     from retrain_lib.metrics import evaluate, predict_scores
+    from retrain_lib.snapshot import training_window, validate_training_data
     from retrain_lib.training_data import xy
+    from retrain_lib.training_run import permutation_importances
 
     start, end = training_window(cfg, as_of)
     art = Artifact(

@@ -1,15 +1,15 @@
 """Backtest a retraining policy on dated partitions before merging it.
 
 :func:`backtest` replays the days ``start..end`` one by one, for several policies, through
-the code the DAGs run: the monitor's facts (:func:`~retrain_lib.lifecycle.drift_facts`,
-:func:`~retrain_lib.lifecycle.champion_performance`,
-:func:`~retrain_lib.lifecycle.rollback_facts`,
-:func:`~retrain_lib.lifecycle.new_labels_since_training`), its decision
-(:func:`~retrain_lib.lifecycle.decide`), the retrain path (training window and
-:func:`~retrain_lib.lifecycle.validate_training_data`, Great Expectations validation,
+the code the DAGs run: the monitor's facts (:func:`~retrain_lib.monitor_facts.drift_facts`,
+:func:`~retrain_lib.performance_facts.champion_performance`,
+:func:`~retrain_lib.live_facts.rollback_facts`,
+:func:`~retrain_lib.monitor_facts.new_labels_since_training`), its decision
+(:func:`~retrain_lib.decision.decide`), the retrain path (training window and
+:func:`~retrain_lib.snapshot.validate_training_data`, Great Expectations validation,
 :func:`~retrain_lib.training.fit`, :func:`~retrain_lib.metrics.evaluate` of candidate and
 champion on the same holdout, :func:`~retrain_lib.gates.run_gates` on
-:func:`~retrain_lib.lifecycle.gate_inputs`) and the rollback rule. Nothing is written to
+:func:`~retrain_lib.evaluation.gate_inputs`) and the rollback rule. Nothing is written to
 MLflow, the registry or the ledger: the replay keeps its champion, previous champion and
 monitor history in memory, and its context object refuses any registry access.
 

@@ -14,7 +14,7 @@ configured window with a fixed holdout:
    evaluation, the gates and :func:`gain` compare with the champion on those rows, so the
    comparison is fair; the refit model is the one registered and served.
 
-The backtest (``retrain_lib.backtest``) and the retrain DAG (``retrain_lib.lifecycle``) both
+The backtest (``retrain_lib.backtest``) and the retrain DAG (``retrain_lib.training_run``) both
 call these functions.
 """
 

@@ -128,17 +128,17 @@ class _Replay:
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
     def monitor(self, day: dt.date) -> dict:
         from retrain_lib.data import day_range, load_window
-        from retrain_lib.lifecycle import (
-            _json_safe,
-            champion_performance,
-            decide,
+        from retrain_lib.decision import decide
+        from retrain_lib.live_facts import rollback_facts
+        from retrain_lib.monitor_facts import (
             drift_facts,
             importance_weights,
             new_labels_since_training,
             reference_window,
             retrain_requests_within,
-            rollback_facts,
         )
+        from retrain_lib.performance_facts import champion_performance
+        from retrain_lib.values import json_safe
 
         cfg, ctx, champion = self.cfg, self.ctx, self.champion
         if champion is None:
@@ -155,12 +155,12 @@ class _Replay:
         # The CBPE estimate only decides with performance.use_estimate; otherwise it is a note
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
-        performance = _json_safe(
+        performance = json_safe(
             champion_performance(ctx, champion, day, current if use_estimate else None, healthy=state.healthy)
         )
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
-        rollback = _json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
+        rollback = json_safe(rollback_facts(ctx, champion, day, performance, previous=self.previous))
         decision = decide(
             cfg,
             as_of=day,
@@ -251,10 +251,12 @@ class _Replay:
     def _judge(self, day: dt.date, art: Artifact, trained: dict, event: dict) -> str:
         """Evaluate the candidate and the champion on the same holdout and, with the policy's
         gates, run them: the promotion outcome (``PROMOTE`` without gates)."""
+        from retrain_lib.evaluation import gate_inputs
         from retrain_lib.gates import all_passed, run_gates
-        from retrain_lib.lifecycle import _json_safe, gate_inputs, training_rows
         from retrain_lib.metrics import evaluate
+        from retrain_lib.snapshot import training_rows
         from retrain_lib.training_data import xy
+        from retrain_lib.values import json_safe
 
         cfg = self.cfg
         snap = {
@@ -270,7 +272,7 @@ class _Replay:
 
             holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
             X, y = xy(cfg, holdout)
-            champion_metrics = _json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
+            champion_metrics = json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
         evaluation = {
             "candidate": art.metrics,
             "champion": champion_metrics,
@@ -300,7 +302,7 @@ class _Replay:
             return None
         from retrain_lib.candidates import estimate_change
         from retrain_lib.data import load_window
-        from retrain_lib.lifecycle import training_window
+        from retrain_lib.snapshot import training_window
 
         start, end = training_window(self.cfg, day)
 
@@ -346,7 +348,7 @@ class _Replay:
         return version.key if version is not None else None
 
     def day(self, day: dt.date) -> dict:
-        from retrain_lib.lifecycle import RETRAIN, ROLLBACK
+        from retrain_lib.decision import RETRAIN, ROLLBACK
 
         record: dict[str, Any] = {"day": day.isoformat(), "serving": self._key(self.champion)}
         self.run.serving[day.isoformat()] = self._key(self.champion)

@@ -23,7 +23,7 @@ class ReplaySettings:
 
 
 class ReplayContext:
-    """Duck-typed :class:`~retrain_lib.lifecycle.ModelContext`: config, settings and loaded
+    """Duck-typed :class:`~retrain_lib.model_context.ModelContext`: config, settings and loaded
     models by URI. The registry is out of reach on purpose."""
 
     def __init__(self, cfg: ModelConfig, settings: ReplaySettings, models: dict[str, Any]):

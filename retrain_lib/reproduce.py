@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from retrain_lib import lineage, registry
+from retrain_lib import lineage, provenance, registry
 from retrain_lib.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ def reproduce(
     """
     import numpy as np
 
-    from retrain_lib import lifecycle
     from retrain_lib.metrics import evaluate, predict_scores
     from retrain_lib.settings import load_settings
     from retrain_lib.training import train_model
@@ -152,8 +151,8 @@ def reproduce(
         "rows": {"train": int(len(split.train)), "holdout": int(len(split.holdout))},
         "data": data,
         "config_hash": {"recorded": tags.get("config.hash"), "logged_config": cfg.config_hash()},
-        "git_commit": {"recorded": tags.get("git.commit"), "current": lifecycle.git_commit()},
-        "lock_hash": {"recorded": tags.get("lock.hash"), "current": lifecycle.lock_hash()},
+        "git_commit": {"recorded": tags.get("git.commit"), "current": provenance.git_commit()},
+        "lock_hash": {"recorded": tags.get("lock.hash"), "current": provenance.lock_hash()},
         "seed": cfg.training.seed,
         "as_of": as_of,
         "warm_start_from": parent,

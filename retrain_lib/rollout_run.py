@@ -18,8 +18,9 @@ from typing import Any
 
 from retrain_lib import registry
 from retrain_lib.errors import ConfigError, RegistryError, StaleChampionError
-from retrain_lib.lifecycle import ModelContext, _json_safe, _str
+from retrain_lib.model_context import ModelContext
 from retrain_lib.settings import Settings
+from retrain_lib.values import json_safe, str_or_none
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def judge_shadow(
     limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started))
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
     decision = CONTINUE if verdict.ok else (WAIT if not verdict.ready else ROLLBACK)
-    out = _json_safe({"decision": decision, "verdict": verdict.to_dict(), "reasons": list(verdict.reasons)})
+    out = json_safe({"decision": decision, "verdict": verdict.to_dict(), "reasons": list(verdict.reasons)})
     ctx.record(
         "rollout_shadow",
         as_of,
@@ -232,7 +233,7 @@ def canary_status(
             res = dataclasses.replace(
                 res, decision=CONTINUE, reason=f"outputs look alike; waiting for labels ({res.reason})"
             )
-    return _json_safe(
+    return json_safe(
         {
             "decision": res.decision,
             "percent": step["percent"],
@@ -340,5 +341,5 @@ def finish_rollout(
         outcome = {"promoted": False, "version": version, "reason": str(exc)}
     finally:
         set_rollout_state(ctx.client, ctx.name, "none", 0.0, ctx.cfg.deploy.sticky_key or "")
-    outcome["champion"] = _str(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION))
+    outcome["champion"] = str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION))
     return outcome

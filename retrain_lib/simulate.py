@@ -247,7 +247,7 @@ def register_weak_version(
 ) -> str:
     """A deliberately weak version of ``model``, for demos and tests of rollout and rollback.
 
-    Trained like any candidate (``lifecycle.snapshot_data`` and ``train_candidate`` on the
+    Trained like any candidate (``snapshot_data`` and ``train_candidate`` on the
     window ending ``as_of``) from the model's config with ``training.params`` replaced by
     ``params`` (default: one stump), registered with ``tags`` and not promoted. The platform's
     stores are those of ``settings``; only the config is a temporary copy. Returns the version."""
@@ -257,7 +257,9 @@ def register_weak_version(
 
     import yaml
 
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
+    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.training_run import train_candidate
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dir = Path(tmp) / "configs"
@@ -267,8 +269,8 @@ def register_weak_version(
         raw["training"]["params"] = dict(WEAK_PARAMS if params is None else params)
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         weak = dataclasses.replace(settings, config_dir=cfg_dir)
-        snap = lifecycle.snapshot_data(model, as_of, settings=weak, actor=run_key)
-        trained = lifecycle.train_candidate(model, snap, settings=weak, run_key=run_key, actor=run_key)
+        snap = snapshot_data(model, as_of, settings=weak, actor=run_key)
+        trained = train_candidate(model, snap, settings=weak, run_key=run_key, actor=run_key)
     client = registry.get_client(settings.tracking_uri)
     return str(
         registry.register_version(

@@ -64,7 +64,7 @@ def run_decide_approval(
 ) -> str:
     """Task ``decide_approval``: whether a human must answer; the subject and body of the
     question go to XCom, and the question to Slack. Returns the branch to follow."""
-    from retrain_lib.lifecycle import approval_request
+    from retrain_lib.approval_steps import approval_request
 
     req = env.run(
         approval_request,
@@ -100,7 +100,7 @@ def run_close_review(env: ModelTasks, context) -> dict:
     """Task ``close_review``: record the answer of an approval that did not promote."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from retrain_lib.lifecycle import close_review as close_fn
+    from retrain_lib.approval_steps import close_review as close_fn
 
     answer = approval_answer(context)
     if answer is None:

@@ -173,7 +173,7 @@ def _print_rollout_records(records: list[dict], t0: float, print) -> None:  # no
 def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model: str, day: dt.date, print) -> int:  # noqa: A002
     """A bad version promoted by hand, and the monitor rolling it back once labels show it."""
     from retrain_airflow.demo_runs import run_dag
-    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.promotion import promote_version
 
     bad = _bad_version(model, settings, day)
     promote_version(

@@ -91,7 +91,7 @@ def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
 def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
     """Task ``check_model``: monitor the model for the run's day, alert on drift and on a failed
     validation, and return the summary the branch and the retrain trigger read."""
-    from retrain_lib.lifecycle import monitor_model
+    from retrain_lib.monitor_run import monitor_model
 
     as_of = run_as_of(context)
     res = env.run(monitor_model, as_of, actor=env.actor(context))
@@ -120,7 +120,7 @@ def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
 
 def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
     """Task ``rollback_champion``: roll the champion found degraded back; alert when it moved."""
-    from retrain_lib.lifecycle import rollback_model
+    from retrain_lib.promotion import rollback_model
 
     res = env.run(
         rollback_model,

@@ -11,7 +11,7 @@ from retrain_lib.errors import EXIT_FAILED, EXIT_OK
 
 
 def cmd_monitor(args) -> int:
-    from retrain_lib.lifecycle import monitor_model
+    from retrain_lib.monitor_run import monitor_model
     from retrain_lib.settings import load_settings
 
     say(
@@ -30,7 +30,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from retrain_lib.lifecycle import retrain_model
+    from retrain_lib.retrain_run import retrain_model
     from retrain_lib.settings import load_settings
 
     say(args, f"retraining {args.model} as of {args.as_of}: snapshot, training, evaluation, gates, registration")

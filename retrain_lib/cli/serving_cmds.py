@@ -124,7 +124,7 @@ def cmd_replay(args) -> int:
 
 def cmd_promote(args) -> int:
     from retrain_lib.errors import StaleChampionError
-    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.promotion import promote_version
     from retrain_lib.settings import load_settings
 
     settings = load_settings(args.config_dir)

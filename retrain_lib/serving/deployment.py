@@ -56,7 +56,7 @@ class ModelSlot:
 
     name: str
     cfg: Any
-    ctx: Any  # lifecycle.ModelContext
+    ctx: Any  # model_context.ModelContext
     schema: FeatureSchema
     deployment: Deployment = field(default_factory=Deployment)
     cache: dict[str, LoadedModel] = field(default_factory=dict)

@@ -73,7 +73,7 @@ class Gateway:
         shadow_queue: int = 10_000,
         predict_threads: int = 2,
     ):
-        from retrain_lib.lifecycle import ModelContext
+        from retrain_lib.model_context import ModelContext
 
         self.settings = settings
         names = models or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))

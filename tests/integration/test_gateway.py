@@ -43,10 +43,11 @@ def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
+    from retrain_lib.retrain_run import retrain_model
 
     with credit_platform(tmp_path_factory.mktemp("gateway"), days=35, rows_per_day=300, seed=1) as (settings, cfg, _):
-        first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+        first = retrain_model(MODEL, "2026-01-30", settings=settings)
         assert first["outcome"] == "deployed", first
         client = registry.get_client(settings.tracking_uri, settings.registry_uri)
         v1 = client.get_model_version(MODEL, "1")

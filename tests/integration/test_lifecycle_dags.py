@@ -177,17 +177,20 @@ def test_invalid_data_stops_the_retrain_before_training(platform):
 
 
 def test_retried_steps_create_no_second_run_or_version(platform):
-    from retrain_lib import lifecycle
+    from retrain_lib.evaluation import evaluate_candidate
+    from retrain_lib.registration import register_candidate
+    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.training_run import train_candidate
 
     s = platform.settings
-    snap = lifecycle.snapshot_data("credit_default", "2026-02-01", settings=s)
-    first = lifecycle.train_candidate("credit_default", snap, settings=s, run_key="retry-test")
-    again = lifecycle.train_candidate("credit_default", snap, settings=s, run_key="retry-test")
+    snap = snapshot_data("credit_default", "2026-02-01", settings=s)
+    first = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
+    again = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
     assert again["run_id"] == first["run_id"] and again["reused"] is True
     assert again["metrics"] == pytest.approx(first["metrics"])
-    evaluation = lifecycle.evaluate_candidate("credit_default", snap, first, settings=s)
+    evaluation = evaluate_candidate("credit_default", snap, first, settings=s)
     gates = {"passed": True, "results": []}
-    reg1 = lifecycle.register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
-    reg2 = lifecycle.register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    reg1 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    reg2 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
     assert reg1["version"] == reg2["version"] == "3"
     assert len(versions(platform, "credit_default")) == 3

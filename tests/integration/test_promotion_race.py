@@ -39,11 +39,14 @@ def platform(tmp_path_factory):
 
 
 def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
     from retrain_lib.audit import Ledger
+    from retrain_lib.evaluation import evaluate_candidate
+    from retrain_lib.promotion import deploy_candidate
+    from retrain_lib.retrain_run import retrain_model
 
     settings = platform
-    first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings, actor="race/setup")
+    first = retrain_model(MODEL, "2026-01-30", settings=settings, actor="race/setup")
     assert first["outcome"] == "deployed", first
     snap, trained = first["snapshot"], first["trained"]
     client = registry.get_client(settings.tracking_uri)
@@ -53,7 +56,7 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
 
     for trial in range(TRIALS):
         champion = registry.aliases(client, MODEL)["champion"]
-        evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
+        evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
         assert evaluation["champion_version"] == champion
         # two fresh versions of the same trained model, as two retrain runs would register
         candidates = [
@@ -69,7 +72,7 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
         ) -> None:
             try:
                 barrier.wait(timeout=60)
-                results[version] = lifecycle.deploy_candidate(
+                results[version] = deploy_candidate(
                     MODEL,
                     {"version": version, "run_id": trained["run_id"]},
                     evaluation,

@@ -28,16 +28,18 @@ AS_OF = "2026-01-29"
 def _train_and_register(settings, *, params: dict | None = None, logged_config=None, key: str = "v1") -> dict:
     """What the retrain path does (snapshot, train, log, register) plus the dvc.* tags on the
     run and the version when the lifecycle does not set them itself yet."""
-    from retrain_lib import lifecycle
+    from retrain_lib import registration, training_run
     from retrain_lib.data import load_window
+    from retrain_lib.model_context import ModelContext
+    from retrain_lib.snapshot import training_window
 
-    ctx = lifecycle.ModelContext(MODEL, settings)
+    ctx = ModelContext(MODEL, settings)
     if params:
         ctx.cfg = ctx.cfg.model_copy(
             update={"training": ctx.cfg.training.model_copy(update={"params": {**ctx.cfg.training.params, **params}})}
         )
     as_of = dt.date.fromisoformat(AS_OF)
-    start, end = lifecycle.training_window(ctx.cfg, as_of)
+    start, end = training_window(ctx.cfg, as_of)
     window = load_window(ctx.cfg, settings, start, end, as_of=as_of)
     snap = {
         "model": MODEL,
@@ -47,10 +49,12 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
         "fingerprint": window.fingerprint,
     }
     data = lineage.snapshot_training_set(settings, MODEL, window.frame, as_of=AS_OF, fingerprint=window.fingerprint)
-    original = lifecycle.ModelContext
-    lifecycle.ModelContext = lambda model, s=None: ctx  # the (possibly edited) config of this test
+    original = ModelContext
+    training_run.ModelContext = registration.ModelContext = lambda model, s=None: (
+        ctx
+    )  # the (possibly edited) config of this test
     try:
-        trained = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key=f"test-{key}")
+        trained = training_run.train_candidate(MODEL, snap, settings=settings, run_key=f"test-{key}")
         client = ctx.client
         if logged_config is not None:  # the run claims another config than the model was trained with
             client.log_dict(trained["run_id"], logged_config.model_dump(mode="json"), "config/model.json")
@@ -58,11 +62,11 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
             if key not in client.get_run(trained["run_id"]).data.tags:
                 client.set_tag(trained["run_id"], key, value)
         evaluation = {"candidate": trained["metrics"], "champion": None, "champion_version": None}
-        registered = lifecycle.register_candidate(
+        registered = registration.register_candidate(
             MODEL, snap, trained, evaluation, {"passed": True, "results": []}, settings=settings
         )
     finally:
-        lifecycle.ModelContext = original
+        training_run.ModelContext = registration.ModelContext = original
     version = client.get_model_version(MODEL, registered["version"])
     for key, value in lineage.lineage_tags(data).items():
         if key not in version.tags:
@@ -79,7 +83,7 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """Simulated credit data, version 1 trained and registered as the lifecycle does it."""
-    from retrain_lib import lifecycle
+    from retrain_lib import provenance
     from retrain_lib.config import load_model_config
     from retrain_lib.settings import load_settings
     from retrain_lib.simulate import simulate
@@ -93,7 +97,7 @@ def platform(tmp_path_factory):
         mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
         for var in ("RETRAIN_DATA_ROOT", "RETRAIN_DVC_REMOTE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             mp.delenv(var, raising=False)
-        mp.setattr(lifecycle, "git_commit", lambda: "0123abcd-test")  # no git in the project checkout
+        mp.setattr(provenance, "git_commit", lambda: "0123abcd-test")  # no git in the project checkout
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml", settings.platform)
         simulate(cfg, settings.data_root, days=33, rows_per_day=400, seed=5)

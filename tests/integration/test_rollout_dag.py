@@ -37,8 +37,9 @@ def platform(airflow_db, tmp_path_factory):
         for run in session.query(DagRun).all():
             session.delete(run)
 
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
     from retrain_lib.config import load_model_config
+    from retrain_lib.retrain_run import retrain_model
     from retrain_lib.settings import load_settings
     from retrain_lib.simulate import simulate
 
@@ -68,7 +69,7 @@ def platform(airflow_db, tmp_path_factory):
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
         simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=400, seed=8)
-        first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings)
+        first = retrain_model(MODEL, "2026-01-30", settings=settings)
         assert first["outcome"] == "deployed" and first["deployed"]["mode"] == "direct", first  # first model: direct
         client = registry.get_client(settings.tracking_uri)
         bag = DagBag(dag_folder=str(REPO / "dags"))
@@ -166,7 +167,7 @@ def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(
 
 def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_prediction_log(platform):
     from retrain_lib import registry
-    from retrain_lib.lifecycle import promote_version
+    from retrain_lib.promotion import promote_version
     from retrain_lib.serving.replay import LiveTraffic
 
     client = platform.client

@@ -18,7 +18,7 @@ MODEL = "credit_default"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     with credit_platform(tmp_path_factory.mktemp("safe"), days=45, rows_per_day=400, seed=21) as (settings, _, cfg_dir):
-        first = __import__("retrain_lib.lifecycle", fromlist=["x"]).retrain_model(
+        first = __import__("retrain_lib.retrain_run", fromlist=["x"]).retrain_model(
             MODEL, "2026-01-30", settings=settings
         )
         assert first["outcome"] == "deployed", first
@@ -39,7 +39,8 @@ def _champion(settings) -> str | None:
 
 
 def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform):
-    from retrain_lib import lifecycle
+    from retrain_lib.model_context import ModelContext
+    from retrain_lib.retrain_run import retrain_model
 
     settings, cfg_dir = platform
     before = _champion(settings)
@@ -47,7 +48,7 @@ def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform)
     # a much weaker model: two shallow trees instead of 150
     _edit(cfg_dir, lambda raw: raw["training"].update(params={"max_iter": 2, "max_depth": 1}))
     try:
-        res = lifecycle.retrain_model(MODEL, "2026-02-03", settings=settings, actor="worse")
+        res = retrain_model(MODEL, "2026-02-03", settings=settings, actor="worse")
     finally:
         (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
     assert res["outcome"] == "rejected", res
@@ -55,12 +56,13 @@ def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform)
     assert "roc_auc" in reasons
     assert "bootstrap" in reasons or "paired bootstrap" in reasons, res["failed"]
     assert _champion(settings) == before
-    last = lifecycle.ModelContext(MODEL, settings).ledger().records(MODEL)[-1]
+    last = ModelContext(MODEL, settings).ledger().records(MODEL)[-1]
     assert last["event"] == "reject" and last["after"] is None
 
 
 def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
-    from retrain_lib import gate_kinds, lifecycle
+    from retrain_lib import gate_kinds
+    from retrain_lib.retrain_run import retrain_model
 
     settings, _ = platform
     before = _champion(settings)
@@ -69,15 +71,17 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
         raise RuntimeError("calibration bins exploded")
 
     monkeypatch.setitem(gate_kinds.RUNNERS, "calibration", broken)  # the calibration gate raises inside
-    res = lifecycle.retrain_model(MODEL, "2026-02-04", settings=settings, actor="broken-gate")
+    res = retrain_model(MODEL, "2026-02-04", settings=settings, actor="broken-gate")
     assert res["outcome"] == "rejected", res
     assert any("gate could not be evaluated" in r and "exploded" in r for r in res["failed"]), res["failed"]
     assert _champion(settings) == before
 
 
 def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
-    from retrain_lib import ledger_history, lifecycle, registry
+    from retrain_lib import ledger_history, registry
     from retrain_lib.errors import RegistryError
+    from retrain_lib.model_context import ModelContext
+    from retrain_lib.promotion import rollback_model
 
     settings, _ = platform
     client = registry.get_client(settings.tracking_uri)
@@ -88,10 +92,10 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
     assert registry.aliases(client, MODEL)["previous-champion"] == old
 
     # decided on a champion that is no longer serving: nothing moves
-    stale = lifecycle.rollback_model(MODEL, settings=settings, as_of="2026-02-05", expected_champion=old)
+    stale = rollback_model(MODEL, settings=settings, as_of="2026-02-05", expected_champion=old)
     assert stale["rolled_back"] is False and _champion(settings) == new
 
-    res = lifecycle.rollback_model(
+    res = rollback_model(
         MODEL,
         settings=settings,
         as_of="2026-02-05",
@@ -103,20 +107,24 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
     assert registry.aliases(client, MODEL).get("champion") == old
     assert "previous-champion" not in registry.aliases(client, MODEL)
     assert client.get_model_version(MODEL, new).tags.get("retrain.rolled_back") == "true"
-    ledger = lifecycle.ModelContext(MODEL, settings).ledger()
+    ledger = ModelContext(MODEL, settings).ledger()
     last = ledger.records(MODEL)[-1]
     assert (last["event"], last["before"], last["after"]) == ("rollback", new, old)
     changes = ledger_history.champion_changes(ledger.records(MODEL))
     assert changes[-1]["to"] == old and changes[-1]["event"] == "rollback"
     with pytest.raises(RegistryError, match="no previous-champion"):
-        lifecycle.rollback_model(MODEL, settings=settings, reason="again")
+        rollback_model(MODEL, settings=settings, reason="again")
     assert _champion(settings) == old and ledger.verify() == []
 
 
 def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_replaced(platform):
     """A deliberately weak model is promoted over a good one; on the matured labels after the
     promotion the monitor finds it worse than previous-champion and moves champion back."""
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
+    from retrain_lib.monitor_run import monitor_model
+    from retrain_lib.promotion import rollback_model
+    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.training_run import train_candidate
 
     settings, cfg_dir = platform
     client = registry.get_client(settings.tracking_uri)
@@ -124,8 +132,8 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     _edit(cfg_dir, lambda raw: raw.update(rollback={"within_days": 14, "max_drop": 0.05, "min_labels": 300}))
     original = (cfg_dir / "models" / f"{MODEL}.yaml").read_text()
     _edit(cfg_dir, lambda raw: raw["training"].update(params={"max_iter": 1, "max_depth": 1}))
-    snap = lifecycle.snapshot_data(MODEL, "2026-01-30", settings=settings)
-    weak = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="weak")
+    snap = snapshot_data(MODEL, "2026-01-30", settings=settings)
+    weak = train_candidate(MODEL, snap, settings=settings, run_key="weak")
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
     tags = dict(client.get_model_version(MODEL, good).tags)  # same window and baseline as the good one
     bad = str(
@@ -134,13 +142,13 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     registry.promote_champion(client, MODEL, bad, expected_champion=good)
     client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
 
-    res = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
+    res = monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
     assert res["action"] == "rollback", res["reasons"]
     facts = res["rollback"]
     assert (facts["champion"], facts["previous"]) == (bad, good)
     assert facts["champion_live"] < facts["previous_live"] and facts["relative_worse"] > 0.05
     assert facts["labels"] >= 300
-    out = lifecycle.rollback_model(
+    out = rollback_model(
         MODEL,
         settings=settings,
         as_of=res["as_of"],
@@ -149,7 +157,7 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     )
     assert out["rolled_back"] and _champion(settings) == good
     # back on the good model: no rollback is asked again
-    again = lifecycle.monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
+    again = monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
     assert again["action"] != "rollback"
     # the second run of the day wrote its own reports: the first run's still say "rollback"
     assert Path(again["report_path"]).parent != Path(res["report_path"]).parent

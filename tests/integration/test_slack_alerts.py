@@ -469,7 +469,7 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
 
 def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform, slack):
     from retrain_lib.errors import DataError
-    from retrain_lib.lifecycle import snapshot_data
+    from retrain_lib.snapshot import snapshot_data
 
     with pytest.raises(DataError) as err:  # what the task will hit: no data for that window
         snapshot_data(MODEL, "2025-06-01", settings=platform.settings)

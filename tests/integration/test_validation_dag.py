@@ -92,7 +92,7 @@ def _runs(platform, kind: str):
 def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined(platform):
     from retrain_lib.audit import Ledger
     from retrain_lib.data import load_window
-    from retrain_lib.lifecycle import training_window
+    from retrain_lib.snapshot import training_window
 
     dag = platform.bag.dags[f"{MODEL}__retrain"]
     run = dag.test(run_conf={"as_of": AS_OF.isoformat(), "reason": "test"})

@@ -67,7 +67,7 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib import lifecycle
+    from retrain_lib.retrain_run import retrain_model
 
     root = tmp_path_factory.mktemp("data-faults")
 
@@ -79,7 +79,7 @@ def platform(tmp_path_factory):
 
     settings, cfg_dir = make_platform(root, edit=keep_validation, days=35, rows_per_day=200)
     with platform_env(root, cfg_dir):
-        first = lifecycle.retrain_model(MODEL, "2026-01-30", settings=settings, actor="setup")
+        first = retrain_model(MODEL, "2026-01-30", settings=settings, actor="setup")
         assert first["outcome"] == "deployed", first
         yield settings, root, cfg_dir
 
@@ -98,9 +98,10 @@ def _sha(path) -> str:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliability):
-    from retrain_lib import lifecycle
     from retrain_lib.audit import Ledger
     from retrain_lib.errors import DataError
+    from retrain_lib.monitor_run import monitor_model
+    from retrain_lib.retrain_run import retrain_model
 
     reliability("fault")
     settings, root, cfg_dir = platform
@@ -123,11 +124,11 @@ def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliabi
             # the retrain path
             if expect == "error":
                 with pytest.raises(DataError) as err:
-                    lifecycle.retrain_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
+                    retrain_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
                 assert str(part) in str(err.value), err.value  # the message names the partition
                 assert len(ledger.records()) == before["ledger"]
             else:
-                res = lifecycle.retrain_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
+                res = retrain_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
                 assert res["outcome"] == "invalid_data", res
                 snap = res["snapshot"]
                 assert not snap["valid"] and any(expect in p for p in snap["problems"]), snap["problems"]
@@ -146,10 +147,10 @@ def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliabi
             # the monitor on the same day: it reports the problem (or stops on an unreadable file)
             if monitor_expect == "error":
                 with pytest.raises(DataError) as err:
-                    lifecycle.monitor_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
+                    monitor_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
                 assert str(part) in str(err.value), err.value
             else:
-                mon = lifecycle.monitor_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
+                mon = monitor_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
                 assert mon["validation"]["success"] is False, mon["validation"]
                 assert any(monitor_expect in f for f in mon["validation"]["failed"]), mon["validation"]
                 assert mon["action"] != "rollback", mon["reasons"]

@@ -76,7 +76,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
     as a retry after a lost acknowledgement would) promotes the registered version exactly once."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib import lifecycle
+    from retrain_lib import promotion
 
     reliability("fault")
     _clear_runs()
@@ -98,7 +98,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
 
             settings = load_settings(cfg_dir)
             assert settings.tracking_uri == server.uri
-            real = lifecycle.deploy_candidate
+            real = promotion.deploy_candidate
             calls = []
 
             def deploy_while_mlflow_goes_down(*args, **kwargs):
@@ -107,7 +107,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
                     server.kill()  # the tracking server dies as the promotion starts
                 return real(*args, **kwargs)
 
-            monkeypatch.setattr(lifecycle, "deploy_candidate", deploy_while_mlflow_goes_down)
+            monkeypatch.setattr(promotion, "deploy_candidate", deploy_while_mlflow_goes_down)
             bag = DagBag(dag_folder=str(REPO / "dags"))
             assert bag.import_errors == {}
             dag = bag.dags[f"{MODEL}__retrain"]
@@ -116,7 +116,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
                 logical_date=dt.datetime(2026, 1, 29, 3, tzinfo=dt.UTC),
                 run_conf={"as_of": "2026-01-29", "reason": "reliability"},
             )
-            monkeypatch.setattr(lifecycle, "deploy_candidate", real)
+            monkeypatch.setattr(promotion, "deploy_candidate", real)
             states = task_states(dag.dag_id, run.run_id)
             assert run.state == "failed", states
             assert states["deploy_candidate"] == "failed", states
@@ -135,7 +135,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
             # MLflow is back: the step again, with the inputs the task had (XCom)
             xcom = _xcoms(dag.dag_id, run.run_id)
             outs = [
-                lifecycle.deploy_candidate(
+                promotion.deploy_candidate(
                     MODEL,
                     xcom["register_candidate"],
                     xcom["evaluate_candidate"],
@@ -179,8 +179,8 @@ def test_fault_s3_unreachable_while_loading_data(tmp_path, reliability):
     snapshotted, trained or recorded, and nothing is quarantined."""
     from botocore.exceptions import BotoCoreError
 
-    from retrain_lib import lifecycle
     from retrain_lib.errors import DataError
+    from retrain_lib.snapshot import snapshot_data
 
     reliability("fault")
 
@@ -205,7 +205,7 @@ def test_fault_s3_unreachable_while_loading_data(tmp_path, reliability):
 
         t0 = time.monotonic()
         with pytest.raises(BotoCoreError) as err:  # what the snapshot_data task runs
-            fail_fast(lifecycle.snapshot_data, MODEL, "2026-01-30", settings=settings)
+            fail_fast(snapshot_data, MODEL, "2026-01-30", settings=settings)
         # transient: not a DataError, so not turned into AirflowFailException, so the task's retries run
         assert not isinstance(err.value, DataError)
         assert dead.split("//")[1] in str(err.value) or "Could not connect" in str(err.value), err.value
@@ -242,7 +242,13 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
     steps of one retrain (after training, before the gates write their record and the
     promotion its compare-and-swap entry): the run completes, the pooled connections that
     died with the server are replaced, and the ledger has every record, chained and verifiable."""
-    from retrain_lib import audit, lifecycle
+    from retrain_lib import audit
+    from retrain_lib.evaluation import check_gates, evaluate_candidate
+    from retrain_lib.promotion import deploy_candidate
+    from retrain_lib.registration import register_candidate
+    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.training_run import train_candidate
 
     reliability("fault")
     settings, cfg_dir = make_platform(tmp_path)
@@ -252,21 +258,19 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
 
         settings = load_settings(cfg_dir)
         assert settings.database_url.startswith("postgresql")
-        first = lifecycle.retrain_model(MODEL, "2026-01-28", settings=settings, actor="setup")
+        first = retrain_model(MODEL, "2026-01-28", settings=settings, actor="setup")
         assert first["outcome"] == "deployed", first
         before = _ledger(settings).records()
 
-        snap = lifecycle.snapshot_data(MODEL, "2026-02-03", settings=settings, actor="pg")
-        trained = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key="pg", actor="pg")
+        snap = snapshot_data(MODEL, "2026-02-03", settings=settings, actor="pg")
+        trained = train_candidate(MODEL, snap, settings=settings, run_key="pg", actor="pg")
         private_pg.restart()  # every pooled connection of the ledger engine is dead now
-        evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
-        gates = lifecycle.check_gates(
-            MODEL, evaluation, trained, settings=settings, as_of=snap["as_of"], actor="pg", snap=snap
-        )
+        evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
+        gates = check_gates(MODEL, evaluation, trained, settings=settings, as_of=snap["as_of"], actor="pg", snap=snap)
         assert gates["passed"], gates
-        registered = lifecycle.register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
+        registered = register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
         private_pg.restart()
-        deployed = lifecycle.deploy_candidate(
+        deployed = deploy_candidate(
             MODEL,
             registered,
             evaluation,
@@ -393,7 +397,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
     as failed, and (not counted as sent) goes out when Slack is back."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib import alert_delivery, alerts
+    from retrain_lib import alerts
 
     reliability("fault")
     _clear_runs()
@@ -431,7 +435,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             same = alerts.promotion(
                 MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
             )
-            row = alert_delivery.DedupeStore.from_settings(settings).last_sent(same)
+            row = alerts.DedupeStore.from_settings(settings).last_sent(same)
             assert row is None or row["sent_at"] == 0.0, row  # the failed send is not counted as sent
             model_cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
             assert alerting.send(model_cfg.alerts, settings, "promotion", lambda severity: same) == "sent"

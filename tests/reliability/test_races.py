@@ -20,12 +20,12 @@ PROMOTE_ROLLBACK_TRIALS = 20
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib import lifecycle
+    from retrain_lib.retrain_run import retrain_model
 
     root = tmp_path_factory.mktemp("races")
     settings, cfg_dir = make_platform(root, days=35, rows_per_day=150)
     with platform_env(root, cfg_dir):
-        first = lifecycle.retrain_model(MODEL, "2026-01-28", settings=settings, actor="race/setup")
+        first = retrain_model(MODEL, "2026-01-28", settings=settings, actor="race/setup")
         assert first["outcome"] == "deployed", first
         yield settings, first
 
@@ -74,7 +74,11 @@ def _race(*fns):
 def test_race_two_retrain_runs_of_one_model(platform, reliability):
     """Two retrain runs of the model (two DAG runs, or a DAG run and ``retrain retrain``) train,
     evaluate, gate, register and deploy at the same time from the same champion."""
-    from retrain_lib import lifecycle
+    from retrain_lib.evaluation import check_gates, evaluate_candidate
+    from retrain_lib.promotion import deploy_candidate, reject_candidate
+    from retrain_lib.registration import register_candidate
+    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.training_run import train_candidate
 
     settings, _ = platform
     violations: list[str] = []
@@ -82,22 +86,20 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
     with platform_env(root, settings.config_dir):
         for trial in range(RETRAIN_TRIALS):
             as_of = f"2026-02-0{trial + 1}"
-            snap = lifecycle.snapshot_data(MODEL, as_of, settings=settings, actor="race")
+            snap = snapshot_data(MODEL, as_of, settings=settings, actor="race")
             assert snap["valid"], snap["problems"]
             start_champion = champion(settings)
 
             def one_run(i, snap=snap, trial=trial, as_of=as_of):
                 actor = f"race/{trial}/{i}"
-                trained = lifecycle.train_candidate(MODEL, snap, settings=settings, run_key=actor, actor=actor)
-                evaluation = lifecycle.evaluate_candidate(MODEL, snap, trained, settings=settings)
-                gates = lifecycle.check_gates(
-                    MODEL, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap
-                )
+                trained = train_candidate(MODEL, snap, settings=settings, run_key=actor, actor=actor)
+                evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
+                gates = check_gates(MODEL, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap)
                 if not gates["passed"]:
-                    lifecycle.reject_candidate(MODEL, trained, gates, settings=settings, as_of=as_of, actor=actor)
+                    reject_candidate(MODEL, trained, gates, settings=settings, as_of=as_of, actor=actor)
                     return {"outcome": "rejected", "version": None}
-                registered = lifecycle.register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
-                deployed = lifecycle.deploy_candidate(
+                registered = register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
+                deployed = deploy_candidate(
                     MODEL,
                     registered,
                     evaluation,
@@ -143,9 +145,10 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
     """A person promotes version C by hand (``retrain promote``, having seen champion B) while
     the monitor's ``rollback_champion`` rolls B back to its previous champion: exactly one of
     them moves the champion, the other is refused because the champion it saw is gone."""
-    from retrain_lib import lifecycle, registry
+    from retrain_lib import registry
     from retrain_lib.audit import Ledger
     from retrain_lib.errors import StaleChampionError
+    from retrain_lib.promotion import promote_version, rollback_model
 
     settings, first = platform
     violations: list[str] = []
@@ -162,16 +165,16 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
         for trial in range(PROMOTE_ROLLBACK_TRIALS):
             previous = champion(settings)
             b = new_version()
-            lifecycle.promote_version(
+            promote_version(
                 MODEL, b, settings=settings, actor="setup", reason=f"trial {trial} setup", expected_champion=previous
             )
             c = new_version()
             seq = ledger.head()["seq"]
             results = _race(
-                lambda c=c, b=b: lifecycle.promote_version(
+                lambda c=c, b=b: promote_version(
                     MODEL, c, settings=settings, actor="human", reason="known-good version", expected_champion=b
                 ),
-                lambda b=b: lifecycle.rollback_model(
+                lambda b=b: rollback_model(
                     MODEL, settings=settings, actor="monitor", reason="champion degraded", expected_champion=b
                 ),
             )

@@ -453,7 +453,7 @@ def test_the_ledger_url_shown_on_pages_masks_the_password():
 
 
 def test_model_context_record_fills_the_champion_columns(tmp_path, monkeypatch):
-    from retrain_lib.lifecycle import ModelContext
+    from retrain_lib.model_context import ModelContext
     from retrain_lib.settings import load_settings
 
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))

@@ -133,7 +133,7 @@ def _slow_command(args) -> int:
     import logging
 
     say(args, "step one")
-    logging.getLogger("retrain_lib.lifecycle").info("trained %s on %s rows", "m", 10)
+    logging.getLogger("retrain_lib.training_run").info("trained %s on %s rows", "m", 10)
     logging.getLogger("mlflow.store").info("not ours")
     print("result")
     return 0

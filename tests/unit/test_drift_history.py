@@ -8,7 +8,8 @@ from pathlib import Path
 
 from retrain_lib.audit import record_decision
 from retrain_lib.calibration import persistent_alarm
-from retrain_lib.lifecycle import ModelContext, drift_history
+from retrain_lib.model_context import ModelContext
+from retrain_lib.monitor_facts import drift_history
 from retrain_lib.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -112,7 +112,7 @@ def _signals(live):
 
 @pytest.fixture(scope="module")
 def page_state(tmp_path_factory):
-    from retrain_lib.lifecycle import ModelContext
+    from retrain_lib.model_context import ModelContext
     from retrain_lib.settings import load_settings
 
     root = tmp_path_factory.mktemp("fleet_page")

@@ -31,7 +31,7 @@ def test_state_and_store_follow_retrain_home(tmp_path, monkeypatch):
 
 
 def test_using_one_store_does_not_leak_into_the_next_settings(tmp_path, monkeypatch):
-    from retrain_lib.lifecycle import ModelContext
+    from retrain_lib.model_context import ModelContext
     from retrain_lib.settings import load_settings
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -58,7 +58,7 @@ def fleet(tmp_path_factory):
     """credit_default with versions 1..3 (champion 2, previous-champion 1, challenger 3 in a
     20% canary), three monitor checks (two on the last day), a gate verdict with its
     results.json, promotions and a rejection; daily_demand with nothing at all."""
-    from retrain_lib.lifecycle import ModelContext
+    from retrain_lib.model_context import ModelContext
     from retrain_lib.settings import load_settings
 
     root = tmp_path_factory.mktemp("status")

@@ -532,10 +532,10 @@ class _Ctx:
 
 
 def test_a_crashing_validation_or_report_does_not_stop_the_monitor(credit_window, monkeypatch, tmp_path):
-    from retrain_lib import lifecycle, reports, validation
+    from retrain_lib import monitor_run, reports, validation
 
     cfg, _, window = credit_window
-    summary, report = lifecycle._monitor_validation(_Ctx(cfg), window)
+    summary, report = monitor_run._monitor_validation(_Ctx(cfg), window)
     assert summary["success"] is False and summary["failed_expectations"] == len(report.failed) == 1
     assert summary["failed"] == report.explain() and summary["window"] == ["2026-01-01", "2026-01-04"]
 
@@ -544,9 +544,12 @@ def test_a_crashing_validation_or_report_does_not_stop_the_monitor(credit_window
 
     monkeypatch.setattr(validation, "validate_window", boom)
     monkeypatch.setattr(reports, "drift_html_report", boom)
-    assert lifecycle._monitor_validation(_Ctx(cfg), window) == ({"success": None, "error": "RuntimeError: boom"}, None)
-    assert lifecycle._drift_html(_Ctx(cfg), window, window, tmp_path / "r.html") == (None, "RuntimeError: boom")
-    assert lifecycle._monitor_validation(_Ctx(model()), window) == (None, None)  # no section: nothing runs
+    assert monitor_run._monitor_validation(_Ctx(cfg), window) == (
+        {"success": None, "error": "RuntimeError: boom"},
+        None,
+    )
+    assert monitor_run._drift_html(_Ctx(cfg), window, window, tmp_path / "r.html") == (None, "RuntimeError: boom")
+    assert monitor_run._monitor_validation(_Ctx(model()), window) == (None, None)  # no section: nothing runs
 
 
 # -----------------------------------------------------------------------------------------
