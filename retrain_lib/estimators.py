@@ -182,7 +182,7 @@ class _Binding:
     target: str = ""  # "module": its name; "unknown": the module where the trail was lost
 
 
-def _lookup(module: _Module, name: str, depth: int = 0) -> _Binding | None:
+def _lookup(module: _Module, name: str, depth: int = 0) -> _Binding | None:  # noqa: C901 - one branch per AST statement kind
     """What ``name`` is at the top level of ``module``; None when it is not there at all."""
     tree = _tree(module)
     if tree is None or depth > _MAX_DEPTH:

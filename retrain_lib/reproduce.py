@@ -101,19 +101,8 @@ def reproduce(
     labelled = frame[frame[lineage.LABEL_KNOWN_COLUMN].astype(bool)] if lineage.LABEL_KNOWN_COLUMN in frame else frame
     split = split_frame(cfg, labelled)
 
-    kwargs: dict[str, Any] = {}
     parent = tags.get(WARM_START_TAG)
-    if parent:
-        kwargs["init_model"] = _load_model(client, parent)
-    if as_of:
-        kwargs["as_of"] = dt.date.fromisoformat(str(as_of)[:10])
-    accepted = inspect.signature(train_model).parameters
-    if "init_model" in kwargs and "init_model" not in accepted:
-        raise RegistryError(
-            f"version {version} of {model} was warm-started from {parent}, but this platform's "
-            "train_model takes no init_model: it cannot be reproduced here"
-        )
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    kwargs = _train_kwargs(client, model, version, parent, as_of)
     say(f"retraining {cfg.training.estimator.rpartition('.')[2]} on {len(split.train)} rows (seed {cfg.training.seed})")
     reproduced = train_model(cfg, split.train, settings.platform.allowed_estimator_prefixes, **kwargs)
     say(f"loading the registered model {model} version {version}")
@@ -123,16 +112,7 @@ def reproduce(
     X, y = xy(cfg, split.holdout)
     recorded_scores = np.asarray(predict_scores(recorded, X, cfg.task), dtype=float)
     reproduced_scores = np.asarray(predict_scores(reproduced, X, cfg.task), dtype=float)
-    same_shape = recorded_scores.shape == reproduced_scores.shape
-    if not same_shape:
-        max_diff = math.inf
-    elif recorded_scores.size == 0:
-        max_diff = 0.0
-    else:
-        diff = np.abs(recorded_scores - reproduced_scores)
-        both_nan = np.isnan(recorded_scores) & np.isnan(reproduced_scores)
-        diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), math.inf, diff))
-        max_diff = float(diff.max())
+    max_diff = max_abs_diff(recorded_scores, reproduced_scores)
     recorded_metrics = evaluate(recorded, X, y, cfg.task)
     reproduced_metrics = evaluate(reproduced, X, y, cfg.task)
     identical = max_diff == 0.0 and _same_metrics(recorded_metrics, reproduced_metrics)
@@ -159,6 +139,39 @@ def reproduce(
     }
     log.info("reproduced %s version %s: identical=%s, max |diff| %s", model, version, identical, max_diff)
     return result
+
+
+def max_abs_diff(recorded, reproduced) -> float:
+    """The largest absolute difference of two score arrays (inf when their shapes differ; a
+    NaN on both sides counts as equal, on one side as infinitely different)."""
+    import numpy as np
+
+    if recorded.shape != reproduced.shape:
+        return math.inf
+    if recorded.size == 0:
+        return 0.0
+    diff = np.abs(recorded - reproduced)
+    both_nan = np.isnan(recorded) & np.isnan(reproduced)
+    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), math.inf, diff))
+    return float(diff.max())
+
+
+def _train_kwargs(client, model: str, version: str, parent: str | None, as_of) -> dict[str, Any]:
+    """The keyword arguments the version was trained with: its warm-start parent and its day."""
+    from retrain_lib.training import train_model
+
+    kwargs: dict[str, Any] = {}
+    if parent:
+        kwargs["init_model"] = _load_model(client, parent)
+    if as_of:
+        kwargs["as_of"] = dt.date.fromisoformat(str(as_of)[:10])
+    accepted = inspect.signature(train_model).parameters
+    if "init_model" in kwargs and "init_model" not in accepted:
+        raise RegistryError(
+            f"version {version} of {model} was warm-started from {parent}, but this platform's "
+            "train_model takes no init_model: it cannot be reproduced here"
+        )
+    return {k: v for k, v in kwargs.items() if k in accepted}
 
 
 def _model_version(client, model: str, version: str):

@@ -79,7 +79,7 @@ class FastScorer:
         return [float(v) for v in self.estimator.predict(x)]
 
 
-def _fast_steps(trans, kind: str) -> list:
+def _fast_steps(trans, kind: str) -> list:  # noqa: C901 - one branch per supported sklearn transformer
     import numpy as np
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline

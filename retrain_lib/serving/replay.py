@@ -116,24 +116,12 @@ def replay(
     elapsed = time.perf_counter() - start
     if label_delay_s > 0:
         time.sleep(label_delay_s)
-    posted = unknown = 0
     pending = [
         {"request_id": rid, "label": float(labels[eid])}
         for eid, rid in answered
         if eid in labels and labels[eid] == labels[eid]
     ]
-    for i in range(0, len(pending), 500):
-        try:
-            resp = client.post(f"{base}/feedback", json={"labels": pending[i : i + 500]})
-        except httpx.HTTPError as exc:
-            errors[f"feedback {type(exc).__name__}"] = errors.get(f"feedback {type(exc).__name__}", 0) + 1
-            continue
-        if resp.status_code in (200, 404):
-            body = resp.json()
-            posted += int(body.get("stored", 0))
-            unknown += len(body.get("unknown", []))
-        else:
-            errors[f"feedback {resp.status_code}"] = errors.get(f"feedback {resp.status_code}", 0) + 1
+    posted, unknown = _post_labels(client, base, pending, errors)
     client.close()
     n_err = sum(v for k, v in errors.items() if not k.startswith("feedback"))
     return {
@@ -148,6 +136,27 @@ def replay(
         "p50_ms": _percentile(latencies, 50),
         "p99_ms": _percentile(latencies, 99),
     }
+
+
+def _post_labels(client, base: str, pending: list[dict], errors: dict[str, int]) -> tuple[int, int]:
+    """Post the labels in chunks of 500; (labels stored, labels naming an unknown request).
+    Failed posts are counted in ``errors`` as ``feedback <status>``."""
+    import httpx
+
+    posted = unknown = 0
+    for i in range(0, len(pending), 500):
+        try:
+            resp = client.post(f"{base}/feedback", json={"labels": pending[i : i + 500]})
+        except httpx.HTTPError as exc:
+            errors[f"feedback {type(exc).__name__}"] = errors.get(f"feedback {type(exc).__name__}", 0) + 1
+            continue
+        if resp.status_code in (200, 404):
+            body = resp.json()
+            posted += int(body.get("stored", 0))
+            unknown += len(body.get("unknown", []))
+        else:
+            errors[f"feedback {resp.status_code}"] = errors.get(f"feedback {resp.status_code}", 0) + 1
+    return posted, unknown
 
 
 class LiveTraffic:
