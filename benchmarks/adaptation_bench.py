@@ -5,12 +5,12 @@ Usage::
     .venv/bin/python benchmarks/adaptation_bench.py [--quick] [--workers 2] [--tasks classification,regression]
         [--scenarios stable,covariate,...] [--rows 100,300,2000] [--cache-dir DIR] [--data-dir DIR]
 
-For each task, scenario and size, :func:`retrain_lib.scenarios.write_scenario` writes 90 days
+For each task, scenario and size, :func:`retrain_lib.tools.scenarios.write_scenario` writes 90 days
 of events (labels 3 days late) with a known truth, and a model config derived from the shipped
 example config (``configs/models/credit_default.yaml`` for classification,
-``daily_demand.yaml`` for regression; see :func:`retrain_lib.scenarios.config_dict`: training
+``daily_demand.yaml`` for regression; see :func:`retrain_lib.tools.scenarios.config_dict`: training
 window 14 days, a faster fit, no latency gate, no data validation). Then
-:func:`retrain_lib.backtest.backtest` (what ``retrain backtest`` runs: the real monitor facts,
+:func:`retrain_lib.tools.backtest.backtest` (what ``retrain backtest`` runs: the real monitor facts,
 ``decide``, the retrain path and gates, rollback) replays the days from day 15 (the first day
 with a full training window) for the policies ``config`` (the config as written), ``oracle``
 (a retrain every day, deployed without gates) and ``never`` (the first model only), with the
@@ -42,7 +42,7 @@ same day unless gradual):
   these);
 * follow-ups: retrains asked for by the ``follow_up`` trigger alone (a champion that learnt
   a detected change from a few days of labels, retrained as those days double; see
-  ``retrain_lib.adaptation.follow_up``). They are the policy's response to a change, not
+  ``retrain_lib.pipeline.adaptation.follow_up``). They are the policy's response to a change, not
   requests of their own: neither requests nor false alarms; listed per change
   (``follow_ups``, up to the next change) and counted (``follow_up_retrains``). A follow-up
   that brings nothing still counts as a wasted retrain;
@@ -97,7 +97,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrain_lib.scenarios import KINDS, SCENARIOS, TASKS, ScenarioData, shipped_config, write_scenario
+from retrain_lib.tools.scenarios import KINDS, SCENARIOS, TASKS, ScenarioData, shipped_config, write_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (100, 300, 2000)
@@ -402,8 +402,8 @@ def overall(results: dict) -> dict:
 
 
 def run_one(task: str, scen: str, rows: int, *, base: dict, data_dir: Path, cache_dir: Path, workers: int, say) -> dict:
-    from retrain_lib.backtest import backtest
-    from retrain_lib.backtest_policies import default_policies
+    from retrain_lib.tools.backtest import backtest
+    from retrain_lib.tools.backtest_policies import default_policies
 
     root = data_dir / task / scen / str(rows)
     if root.exists():

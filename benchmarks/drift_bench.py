@@ -9,7 +9,7 @@ and ``--cat-cols`` categorical (string) columns; the current frame is shifted in
 third of the columns (mean or scale shift, changed category shares, one new category) and a
 few numeric columns have missing values. Then, in one process on the same frames:
 
-* ours: ``retrain_lib.drift.compute_drift`` with ``method`` for numeric and categorical
+* ours: ``retrain_lib.stats.drift.compute_drift`` with ``method`` for numeric and categorical
   columns (PSI by default). For PSI and JS it runs with ``binning="sturges_combined"``,
   the binning Evidently's stattests use (Sturges' rule over reference + current when the
   reference has more than 20 distinct values, else one bucket per value; NaN and +-inf
@@ -49,7 +49,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from retrain_lib.drift import compute_drift
+from retrain_lib.stats.drift import compute_drift
 
 
 def make_frames(rows: int, cols: int, cat_cols: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list, list]:

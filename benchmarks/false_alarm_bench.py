@@ -43,7 +43,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from retrain_lib.drift import compute_drift
+from retrain_lib.stats.drift import compute_drift
 
 NUMERIC = [f"num_{i}" for i in range(10)]
 CATEGORICAL = ["cat_0", "cat_1", "cat_2"]

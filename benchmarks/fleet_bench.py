@@ -119,8 +119,8 @@ def measure_monitor_all(m: int, workers: int, concurrency: int, root: Path) -> d
     sys.path.insert(0, str(REPO / "tests" / "production"))
     from native_topology import NativeTopology, s3_model_configs, upload_tree
 
-    from retrain_lib.config import load_model_config
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.tools.simulate import simulate
 
     config_dir = s3_model_configs(fleet_configs(root / "fleet-configs", m), root / "configs")
     local = root / "simulated"

@@ -79,10 +79,10 @@ def build_platform(root: Path) -> tuple[Path, Path]:
     shutil.copytree(REPO / "configs", cfg_dir)
     (cfg_dir / "models" / "daily_demand.yaml").unlink()
     os.environ.update(RETRAIN_HOME=str(root / "state"), RETRAIN_CONFIG_DIR=str(cfg_dir))
-    from retrain_lib.config import load_model_config
-    from retrain_lib.retrain_run import retrain_model
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.tools.simulate import simulate
 
     settings = load_settings(cfg_dir)
     simulate(
@@ -114,8 +114,8 @@ def poll_costs(settings, n: int = 100) -> tuple[list[float], list[float]]:
     """CPU ms of one registry poll of the model, alternated: MLflow's registry call (what
     a full poll makes per model) and the gateway's change probe with nothing committed (what
     a poll costs instead with a SQLite registry). Empty lists for other registries."""
-    from retrain_lib.registry import get_client
     from retrain_lib.serving.refresher import RegistryChangeProbe
+    from retrain_lib.store.registry import get_client
 
     client = get_client(settings.tracking_uri, settings.registry_uri)
     probe = RegistryChangeProbe.for_uri(settings.registry_uri)
@@ -390,13 +390,13 @@ def main() -> int:
         import pandas as pd
         from threadpoolctl import threadpool_limits
 
-        from retrain_lib import registry
-        from retrain_lib.config import load_model_config
+        from retrain_lib.core.config import load_model_config
+        from retrain_lib.core.settings import load_settings
         from retrain_lib.serving.deployment import LoadedModel
         from retrain_lib.serving.fast_path import compile_fast
         from retrain_lib.serving.routing import set_rollout_state
         from retrain_lib.serving.schema import FeatureSchema
-        from retrain_lib.settings import load_settings
+        from retrain_lib.store import registry
 
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")

@@ -50,14 +50,14 @@ def main() -> int:
     try:
         import httpx
 
-        from retrain_lib import registry
-        from retrain_lib.audit import Ledger
-        from retrain_lib.config import load_model_config
-        from retrain_lib.promotion import promote_version
-        from retrain_lib.retrain_run import retrain_model
+        from retrain_lib.core.config import load_model_config
+        from retrain_lib.core.settings import load_settings
+        from retrain_lib.pipeline.promotion import promote_version
+        from retrain_lib.pipeline.retrain_run import retrain_model
         from retrain_lib.serving.process import GatewayProcess
-        from retrain_lib.settings import load_settings
-        from retrain_lib.simulate import simulate
+        from retrain_lib.store import registry
+        from retrain_lib.store.audit import Ledger
+        from retrain_lib.tools.simulate import simulate
 
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
@@ -67,7 +67,7 @@ def main() -> int:
         good = registry.aliases(client, MODEL)["champion"]
 
         # the weak model, trained like any candidate but with one stump
-        from retrain_lib.simulate import register_weak_version
+        from retrain_lib.tools.simulate import register_weak_version
 
         tags = dict(client.get_model_version(MODEL, good).tags)
         bad = register_weak_version(MODEL, settings, "2026-01-30", run_key="weak", tags=tags)

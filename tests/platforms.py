@@ -52,9 +52,9 @@ def credit_platform(
     """The repo's configs with ``credit_default`` only (its YAML changed by ``edit``), under
     ``root``, with ``days`` of simulated data, and ``RETRAIN_HOME`` / ``RETRAIN_CONFIG_DIR``
     pointing there for the block (restored afterwards). Yields ``(settings, cfg, cfg_dir)``."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)

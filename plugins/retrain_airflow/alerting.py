@@ -1,8 +1,8 @@
 """Slack alerts from the model DAGs, through ``apache-airflow-providers-slack``.
 
-The messages are built by :mod:`retrain_lib.alerts` (Block Kit payloads by
-:mod:`retrain_lib.alert_payload`, de-duplication and retries by
-:mod:`retrain_lib.alert_delivery`); this module adds what only Airflow knows: the Slack
+The messages are built by :mod:`retrain_lib.pipeline.alerts` (Block Kit payloads by
+:mod:`retrain_lib.pipeline.alert_payload`, de-duplication and retries by
+:mod:`retrain_lib.pipeline.alert_delivery`); this module adds what only Airflow knows: the Slack
 connection (``alerts.slack_conn_id`` of the model config; a ``slackwebhook`` connection posts
 with ``SlackWebhookHook``, a ``slack`` token connection with ``SlackHook`` to
 ``alerts.channel``), the task the alert comes from (its log link) and a task-level
@@ -45,7 +45,7 @@ def _log_once(conn_id: str, message: str, *args) -> None:
 def slack_post(conn_id: str, channel: str | None = None) -> Callable[[dict[str, Any]], Any] | None:
     """A ``post(payload)`` for the Airflow connection ``conn_id``, or ``None`` when the
     connection does not exist (logged once per process). Each call of ``post`` is one HTTP
-    request; retries are :func:`retrain_lib.alert_delivery.deliver`'s."""
+    request; retries are :func:`retrain_lib.pipeline.alert_delivery.deliver`'s."""
     from airflow.sdk import BaseHook
 
     try:
@@ -96,7 +96,7 @@ def _experiment_of(settings, run_id: str | None) -> str | None:
     if not run_id or "mlflow" not in sys.modules:
         return None
     try:
-        from retrain_lib import registry
+        from retrain_lib.store import registry
 
         return registry.get_client(settings.tracking_uri, settings.registry_uri).get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - a link is not worth a failure
@@ -118,7 +118,7 @@ def _version_run(settings, model: str, version: str | None) -> str | None:
     if not version or "mlflow" not in sys.modules:
         return None
     try:
-        from retrain_lib import registry
+        from retrain_lib.store import registry
 
         return (
             registry.get_client(settings.tracking_uri, settings.registry_uri)
@@ -145,8 +145,8 @@ def links(
     ``version``) and drift report: the report of ``monitor`` (a monitor result), else of the
     latest monitor check up to ``as_of`` (ledger). ``other_tasks`` are ``(label, task_id)``
     of tasks of the same run shown first (e.g. where an approval is answered)."""
-    from retrain_lib.alert_links import latest_monitor_report, mlflow_run_url, task_log_url
-    from retrain_lib.alert_payload import Links
+    from retrain_lib.pipeline.alert_links import latest_monitor_report, mlflow_run_url, task_log_url
+    from retrain_lib.pipeline.alert_payload import Links
 
     p = settings.platform
     dag_id, run_id, running = _task_ids(context)
@@ -156,7 +156,7 @@ def links(
         report_run, report_path = monitor.get("mlflow_run_id"), monitor.get("drift_report_path")
     else:
         try:
-            from retrain_lib.audit import Ledger
+            from retrain_lib.store.audit import Ledger
 
             latest = latest_monitor_report(Ledger.from_settings(settings).records(model), as_of)
         except Exception:  # noqa: BLE001
@@ -187,11 +187,11 @@ def links(
 
 
 def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context: dict | None = None) -> str:
-    """Build (``build(severity=...)`` returns a :class:`retrain_lib.alert_payload.Alert`) and send one
+    """Build (``build(severity=...)`` returns a :class:`retrain_lib.pipeline.alert_payload.Alert`) and send one
     alert of ``kind`` per the model's ``alerts`` config. Returns ``sent``, ``suppressed``,
     ``failed`` or ``disabled``; never raises."""
     try:
-        from retrain_lib import alert_delivery
+        from retrain_lib.pipeline import alert_delivery
 
         if not alerts_cfg.wants(kind):
             return alert_delivery.DISABLED
@@ -231,11 +231,11 @@ def alert(
     **link_args,
 ) -> str:
     """One alert from a task: ``build(links, severity)`` returns the
-    :class:`retrain_lib.alert_payload.Alert`; ``link_args`` go to :func:`links`. Never raises."""
+    :class:`retrain_lib.pipeline.alert_payload.Alert`; ``link_args`` go to :func:`links`. Never raises."""
     try:
         if not alerts_cfg.wants(kind):
             return "disabled"
-        from retrain_lib.settings import load_settings
+        from retrain_lib.core.settings import load_settings
 
         settings = load_settings(cfg_dir)
         link = links(settings, model, context, **link_args)
@@ -275,7 +275,7 @@ class TaskFailureAlert:
             if _was_reported(context):
                 log.info("failure already alerted by the task itself; no second alert")
                 return
-            from retrain_lib import alerts
+            from retrain_lib.pipeline import alerts
 
             dag_id, run_id, task_id = _task_ids(context)
             ti = context.get("ti")

@@ -44,7 +44,7 @@ def approval_answer(context) -> dict | None:
 
 def _approval_alert(name: str, req: dict, registered: dict, snap: dict, approval, *, links, severity):
     """The ``approval_needed`` alert of an approval request."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     a = approval
     return alerts.approval_needed(
@@ -64,7 +64,7 @@ def run_decide_approval(
 ) -> str:
     """Task ``decide_approval``: whether a human must answer; the subject and body of the
     question go to XCom, and the question to Slack. Returns the branch to follow."""
-    from retrain_lib.approval_steps import approval_request
+    from retrain_lib.pipeline.approval_steps import approval_request
 
     req = env.run(
         approval_request,
@@ -100,7 +100,7 @@ def run_close_review(env: ModelTasks, context) -> dict:
     """Task ``close_review``: record the answer of an approval that did not promote."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from retrain_lib.approval_steps import close_review as close_fn
+    from retrain_lib.pipeline.approval_steps import close_review as close_fn
 
     answer = approval_answer(context)
     if answer is None:

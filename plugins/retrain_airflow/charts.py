@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-# Marker kinds of the timeline (see retrain_lib.status_timeline.MARKER_EVENTS), in legend order:
+# Marker kinds of the timeline (see retrain_lib.tools.status_timeline.MARKER_EVENTS), in legend order:
 # kind -> (label, colour, shape)
 MARKERS = {
     "retrain": ("retrain", "#1f77b4", "triangle"),
@@ -181,7 +181,7 @@ def _legend_items(names: list[str], *, left: int, right: int, width: int, y: flo
 
 def threshold_bar(relative: float | None, *, drifted: bool) -> dict[str, Any]:
     """A drift score as a bar whose middle is the feature's threshold: ``relative`` is the
-    score's way to the threshold (``retrain_lib.status_monitor.relative_to_threshold``: 1.0 = at it);
+    score's way to the threshold (``retrain_lib.tools.status_monitor.relative_to_threshold``: 1.0 = at it);
     beyond twice the threshold the bar is full and ``clipped``."""
     if relative is None:
         return {
@@ -221,7 +221,7 @@ def timeline_chart(
     """The model's days on one calendar axis: the live metric (with baseline and retrain
     limit) and the markers in the upper panel, the drifted share as bars in the lower one.
 
-    ``timeline`` is ``retrain_lib.status_timeline``'s per-day list (``as_of``, ``live``, ``baseline``,
+    ``timeline`` is ``retrain_lib.tools.status_timeline``'s per-day list (``as_of``, ``live``, ``baseline``,
     ``limit``, ``drifted_share``, ``action``, ``throttled``, ``markers``)."""
     left, right = 56, 16
     metric_h, gap, share_h, axis_h, legend_h = 150, 30, 64, 18, 18

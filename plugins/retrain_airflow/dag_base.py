@@ -12,7 +12,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Param
 
 from retrain_airflow import alerting
-from retrain_lib.config import ModelConfig
+from retrain_lib.core.config import ModelConfig
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

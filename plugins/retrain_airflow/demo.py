@@ -187,7 +187,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     migrate_db(env)
     print(f"airflow metadata DB ready ({time.monotonic() - t0:.0f} s)")
 
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     settings = load_settings(env["RETRAIN_CONFIG_DIR"])
     models = args.models.split(",")
@@ -203,7 +203,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
         print(f"DAG import errors: {bag.import_errors}", err=True)
         return 1
     print(f"DAGs: {', '.join(sorted(bag.dag_ids))}\n")
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger.from_settings(settings)
     seen = len(_new_records(ledger, 0))
@@ -232,8 +232,8 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
 
 def _simulate_models(args, settings, models: list[str], start: dt.date, print) -> tuple[dict, dict]:  # noqa: A002
     """Write each model's simulated stream; its config and drift start day per model."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.tools.simulate import simulate
 
     configs, drift_starts = {}, {}
     for model in models:
@@ -260,7 +260,7 @@ def _simulate_models(args, settings, models: list[str], start: dt.date, print) -
 
 def _print_summary(settings, ledger, models, loop_end, seen, simulated, print) -> dict:  # noqa: A002
     """Each model's aliases, how it recovered from its drift, the ledger and the audit commands."""
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     configs, drift_starts = simulated
 
@@ -382,8 +382,8 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
     """Per model: its primary metric before the drift, at its worst and after the retrain, as
     the daily monitor runs measured it (the ledger's monitor records; the live part's runs
     are left out), so a reader sees whether the retrains brought the model back."""
-    from retrain_lib.ledger_history import metric_recovery
-    from retrain_lib.metrics import greater_is_better
+    from retrain_lib.core.metrics import greater_is_better
+    from retrain_lib.store.ledger_history import metric_recovery
 
     def point(p) -> str:
         return f"{p.value:.4f} ({p.as_of} v{p.champion_version})" if p else "-"

@@ -44,8 +44,8 @@ def _triggered(dag_id: str, run_id: str):
 
 def _bad_version(model: str, settings, day: dt.date) -> str:
     """A version trained with one stump, carrying the champion's data tags."""
-    from retrain_lib import registry
-    from retrain_lib.simulate import register_weak_version
+    from retrain_lib.store import registry
+    from retrain_lib.tools.simulate import register_weak_version
 
     champion = registry.get_client(settings.tracking_uri).get_model_version_by_alias(model, registry.CHAMPION)
     tags = {k: v for k, v in champion.tags.items() if k.startswith(("data.", "trained_as_of", "config_hash"))}
@@ -53,10 +53,10 @@ def _bad_version(model: str, settings, day: dt.date) -> str:
 
 
 def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, print) -> int:  # noqa: A002
-    from retrain_lib import registry
-    from retrain_lib.config import load_model_config
+    from retrain_lib.core.config import load_model_config
     from retrain_lib.serving.process import GatewayProcess
     from retrain_lib.serving.replay import LiveTraffic, labelled_records
+    from retrain_lib.store import registry
 
     cfg = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
     client = registry.get_client(settings.tracking_uri)
@@ -95,7 +95,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
 def _promoted_canary(bag, ledger, client, gateway, model: str, day: dt.date, seen: int, print) -> int:  # noqa: A002
     """A retrain run in canary mode, its rollout on live traffic, and the gateway following the promotion."""
     from retrain_airflow.demo_runs import run_dag
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     retrain = bag.get_dag(f"{model}__retrain")
     logical = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
@@ -173,7 +173,7 @@ def _print_rollout_records(records: list[dict], t0: float, print) -> None:  # no
 def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model: str, day: dt.date, print) -> int:  # noqa: A002
     """A bad version promoted by hand, and the monitor rolling it back once labels show it."""
     from retrain_airflow.demo_runs import run_dag
-    from retrain_lib.promotion import promote_version
+    from retrain_lib.pipeline.promotion import promote_version
 
     bad = _bad_version(model, settings, day)
     promote_version(

@@ -18,9 +18,9 @@ from airflow.sdk import DAG
 from retrain_airflow.monitor_dag import build_monitor_dag
 from retrain_airflow.retrain_dag import build_retrain_dag
 from retrain_airflow.rollout_dag import build_rollout_dag
-from retrain_lib.config import ConfigSet, ModelConfig, load_model_configs
-from retrain_lib.config_platform import load_platform_config
-from retrain_lib.errors import ConfigError
+from retrain_lib.core.config import ConfigSet, ModelConfig, load_model_configs
+from retrain_lib.core.config_platform import load_platform_config
+from retrain_lib.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, P
 
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
-from retrain_lib.config import ModelConfig
+from retrain_lib.core.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def monitor_params() -> dict[str, Param]:
 
 def _monitor_validation_alert(name: str, res: dict, *, links, severity):
     """The validation failure alert of the monitor's current window (facts read when built)."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     return alerts.validation_failure(
         name,
@@ -58,7 +58,7 @@ def _monitor_validation_alert(name: str, res: dict, *, links, severity):
 
 def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
     """Drift that made the monitor act, and a failed validation of the current window."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     name = cfg.name
     try:
@@ -91,7 +91,7 @@ def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
 def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
     """Task ``check_model``: monitor the model for the run's day, alert on drift and on a failed
     validation, and return the summary the branch and the retrain trigger read."""
-    from retrain_lib.monitor_run import monitor_model
+    from retrain_lib.pipeline.monitor_run import monitor_model
 
     as_of = run_as_of(context)
     res = env.run(monitor_model, as_of, actor=env.actor(context))
@@ -120,7 +120,7 @@ def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
 
 def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
     """Task ``rollback_champion``: roll the champion found degraded back; alert when it moved."""
-    from retrain_lib.promotion import rollback_model
+    from retrain_lib.pipeline.promotion import rollback_model
 
     res = env.run(
         rollback_model,
@@ -131,7 +131,7 @@ def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
     )
     log.warning("%s rollback: %s", env.name, res)
     if res.get("rolled_back"):
-        from retrain_lib import alerts
+        from retrain_lib.pipeline import alerts
 
         env.alert(
             "rollback",

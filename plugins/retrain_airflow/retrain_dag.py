@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
 from retrain_airflow.approval_tasks import add_approval_tasks, approval_answer
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, run_as_of
-from retrain_lib.config import ModelConfig
+from retrain_lib.core.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def outcome_note(res: dict) -> str:
 
 def _retrain_validation_alert(name: str, snap: dict, *, links, severity):
     """The validation failure alert of a snapshot (facts read from its quarantine when built)."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     return alerts.validation_failure(
         name,
@@ -78,7 +78,7 @@ def run_snapshot_data(env: ModelTasks, context) -> dict:
     """Task ``snapshot_data``: fix the window; unfit data alerts and fails the task for good."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from retrain_lib.snapshot import snapshot_data as snap_fn
+    from retrain_lib.pipeline.snapshot import snapshot_data as snap_fn
 
     snap = env.run(snap_fn, run_as_of(context), actor=env.actor(context))
     if not snap["valid"]:
@@ -100,7 +100,7 @@ def run_snapshot_data(env: ModelTasks, context) -> dict:
 
 def run_check_gates(env: ModelTasks, snap: dict, trained: dict, evaluation: dict, context) -> dict:
     """Task ``check_gates``: the candidate's gates, each result logged."""
-    from retrain_lib.evaluation import check_gates as gates_fn
+    from retrain_lib.pipeline.evaluation import check_gates as gates_fn
 
     res = env.run(
         gates_fn,
@@ -122,7 +122,7 @@ def run_deploy_candidate(
     """Task ``deploy_candidate``: deploy the registered candidate; alert when it became champion."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from retrain_lib.promotion import deploy_candidate as deploy_fn
+    from retrain_lib.pipeline.promotion import deploy_candidate as deploy_fn
 
     if not registered:
         raise AirflowSkipException("no candidate was registered (the gates failed)")
@@ -142,7 +142,7 @@ def run_deploy_candidate(
         mode=(context.get("params") or {}).get("deploy_mode"),
     )
     if any(m.get("alias") == "champion" for m in deployed.get("moves") or []):
-        from retrain_lib import alerts
+        from retrain_lib.pipeline import alerts
 
         env.alert(
             "promotion",
@@ -159,8 +159,8 @@ def run_deploy_candidate(
 
 def run_reject_candidate(env: ModelTasks, snap: dict, trained: dict, gates: dict, context) -> dict:
     """Task ``reject_candidate``: record the rejection and send the gate failure alert."""
-    from retrain_lib import alerts
-    from retrain_lib.promotion import reject_candidate as reject_fn
+    from retrain_lib.pipeline import alerts
+    from retrain_lib.pipeline.promotion import reject_candidate as reject_fn
 
     res = env.run(reject_fn, trained, gates, as_of=snap["as_of"], actor=env.actor(context))
     env.alert(
@@ -204,13 +204,13 @@ def _candidate_tasks(env: ModelTasks) -> tuple[XComArg, XComArg, XComArg, XComAr
 
     @task(task_id="train_candidate")
     def train_candidate(snap: dict, **context) -> dict:
-        from retrain_lib.training_run import train_candidate as train_fn
+        from retrain_lib.pipeline.training_run import train_candidate as train_fn
 
         return env.run(train_fn, snap, run_key=env.actor(context), actor=env.actor(context))
 
     @task(task_id="evaluate_candidate")
     def evaluate_candidate(snap: dict, trained: dict) -> dict:
-        from retrain_lib.evaluation import evaluate_candidate as eval_fn
+        from retrain_lib.pipeline.evaluation import evaluate_candidate as eval_fn
 
         return env.run(eval_fn, snap, trained)
 
@@ -234,7 +234,7 @@ def _decision_tasks(env: ModelTasks, snap, trained, evaluation, gates) -> tuple[
 
     @task(task_id="register_candidate")
     def register_candidate(snap: dict, trained: dict, evaluation: dict, gates: dict) -> dict:
-        from retrain_lib.registration import register_candidate as register_fn
+        from retrain_lib.pipeline.registration import register_candidate as register_fn
 
         return env.run(register_fn, snap, trained, evaluation, gates)
 

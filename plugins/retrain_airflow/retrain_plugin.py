@@ -38,8 +38,8 @@ def _api_root() -> str:
 
 
 def _links(ti_key) -> dict:
-    from retrain_lib.settings import load_settings
-    from retrain_lib.status_tasks import TASK_EVENTS, task_links
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.status_tasks import TASK_EVENTS, task_links
 
     if ti_key.task_id not in TASK_EVENTS:
         return {}

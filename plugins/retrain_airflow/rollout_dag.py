@@ -15,7 +15,7 @@ from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
 from retrain_airflow.dag_base import as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
 from retrain_airflow.triggers import CanarySensor, PredictionsSensor
-from retrain_lib.config import ModelConfig
+from retrain_lib.core.config import ModelConfig
 
 
 def rollout_params(cfg: ModelConfig) -> dict[str, Param]:
@@ -59,7 +59,7 @@ def rollout_alert(
     cfg: ModelConfig, cfg_dir: str, decision: str, started: dict, outcome: dict, why: str, context
 ) -> None:
     """The ``promotion`` or ``rollback`` alert at the end of a rollout."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     model_alert(
         cfg,
@@ -78,7 +78,7 @@ def rollout_alert(
 
 def run_start_rollout(env: ModelTasks, context) -> dict:
     """Task ``start_rollout``: route traffic to the challenger per the run's parameters."""
-    from retrain_lib.rollout_run import start_rollout as start_fn
+    from retrain_lib.pipeline.rollout_run import start_rollout as start_fn
 
     params = context.get("params") or {}
     return env.run(
@@ -93,7 +93,7 @@ def run_start_rollout(env: ModelTasks, context) -> dict:
 
 def run_judge_shadow(env: ModelTasks, started: dict, steps: list[float], context) -> str:
     """Task ``judge_shadow``: the branch after the shadow (its reasons go to XCom key ``why``)."""
-    from retrain_lib.rollout_run import judge_shadow as judge_fn
+    from retrain_lib.pipeline.rollout_run import judge_shadow as judge_fn
 
     res = env.run(judge_fn, started, as_of=run_as_of(context), actor=env.actor(context))
     context["ti"].xcom_push(key="why", value="; ".join(res["reasons"]) or "shadow ok")
@@ -104,7 +104,7 @@ def run_judge_shadow(env: ModelTasks, started: dict, steps: list[float], context
 
 def run_judge_step(env: ModelTasks, started: dict, step: dict, status: dict, nxt: str, i: int, context) -> str:
     """Task ``judge_step_<i>``: the branch after canary step ``i`` (its reason goes to XCom key ``why``)."""
-    from retrain_lib.rollout_run import judge_canary
+    from retrain_lib.pipeline.rollout_run import judge_canary
 
     res = env.run(judge_canary, started, step, status, as_of=run_as_of(context), actor=env.actor(context))
     context["ti"].xcom_push(key="why", value=f"canary {step['percent']:g}%: {res['reason']}")
@@ -114,7 +114,7 @@ def run_judge_step(env: ModelTasks, started: dict, step: dict, status: dict, nxt
 def run_promote_challenger(env: ModelTasks, context) -> dict:
     """Task ``promote_challenger``: end the rollout with the promotion (which can still end in a
     rollback, e.g. when the champion moved) and alert how it ended."""
-    from retrain_lib.rollout_run import finish_rollout
+    from retrain_lib.pipeline.rollout_run import finish_rollout
 
     started = context["ti"].xcom_pull(task_ids="start_rollout")
     why = "shadow and every canary step passed" if started["mode"] == "canary" else "shadow passed"
@@ -136,7 +136,7 @@ def run_promote_challenger(env: ModelTasks, context) -> dict:
 def run_rollback_challenger(env: ModelTasks, steps: list[float], context) -> dict:
     """Task ``rollback_challenger``: end the rollout with a rollback, for the reason of the last
     judge that gave one, and alert."""
-    from retrain_lib.rollout_run import finish_rollout
+    from retrain_lib.pipeline.rollout_run import finish_rollout
 
     started = context["ti"].xcom_pull(task_ids="start_rollout")
     judges = ["judge_shadow", *[f"judge_step_{i}" for i in range(1, len(steps) + 1)]]
@@ -183,7 +183,7 @@ def _canary_step_tasks(env: ModelTasks, i: int, pct: float, nxt: str, started: X
 
     @task(task_id=f"canary_step_{i}")
     def canary_step(started: dict, percent: float = pct, **context) -> dict:
-        from retrain_lib.rollout_run import set_canary_step
+        from retrain_lib.pipeline.rollout_run import set_canary_step
 
         return env.run(set_canary_step, started, percent, as_of=run_as_of(context), actor=env.actor(context))
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrain_airflow import alerting
-from retrain_lib.config import ModelConfig
+from retrain_lib.core.config import ModelConfig
 
 
 def fail_fast(fn, *args, **kwargs):
     """Run a lifecycle step; outcomes a retry cannot fix fail the task without retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from retrain_lib.errors import ConfigError, DataError, RegistryError
+    from retrain_lib.core.errors import ConfigError, DataError, RegistryError
 
     try:
         return fn(*args, **kwargs)
@@ -50,7 +50,7 @@ def run_as_of(context: Mapping[str, Any]) -> str:
 
 def task_settings(cfg_dir: str):
     """The platform settings of the config directory ``cfg_dir``, loaded when a task runs."""
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     return load_settings(cfg_dir)
 
@@ -67,7 +67,7 @@ def model_alert(
 ) -> str:
     """Send the ``kind`` alert of ``cfg``'s model per its ``alerts`` config. The alert is
     ``build(model, *args, links=..., severity=..., **kwargs)`` (a builder of
-    :mod:`retrain_lib.alerts`), built only when ``kind`` is wanted; ``link_args`` go to
+    :mod:`retrain_lib.pipeline.alerts`), built only when ``kind`` is wanted; ``link_args`` go to
     :func:`retrain_airflow.alerting.links`. Returns the outcome; never raises."""
     name = cfg.name
     return alerting.alert(

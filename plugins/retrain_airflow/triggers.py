@@ -15,8 +15,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 def _counts(model: str, since: str, cfg_dir: str) -> dict[str, int]:
-    from retrain_lib.rollout_run import prediction_counts
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.rollout_run import prediction_counts
 
     return prediction_counts(model, since, settings=load_settings(cfg_dir))
 
@@ -114,8 +114,8 @@ class PredictionsSensor(BaseOperator):
 
 
 def _canary(model: str, started: dict, step: dict, cfg_dir: str) -> dict:
-    from retrain_lib.rollout_run import canary_status
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.rollout_run import canary_status
 
     return canary_status(model, started, step, settings=load_settings(cfg_dir))
 

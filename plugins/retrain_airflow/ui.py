@@ -1,7 +1,7 @@
 """The fleet page: a FastAPI app the Airflow API server mounts under ``/retrain`` (see
 :mod:`retrain_airflow.retrain_plugin`).
 
-Pages are rendered on the server from :func:`retrain_lib.status.fleet_status`, the same
+Pages are rendered on the server from :func:`retrain_lib.tools.status.fleet_status`, the same
 data ``retrain status --format json`` prints, with the Jinja templates under ``templates/``
 (autoescaped) and inline SVG charts (:mod:`retrain_airflow.charts`); no script:
 
@@ -185,7 +185,7 @@ def _feature_groups(mon: dict | None) -> list[dict]:
     """The last check's features on one axis per method kind (distances, p-values), each with
     its bar relative to its own threshold."""
     from retrain_airflow.charts import threshold_bar
-    from retrain_lib.status_monitor import DISTANCE, P_VALUE
+    from retrain_lib.tools.status_monitor import DISTANCE, P_VALUE
 
     feats = (mon or {}).get("features") or []
     groups = []
@@ -223,7 +223,7 @@ def _feature_groups(mon: dict | None) -> list[dict]:
 def _trend_charts(m: dict) -> list[dict]:
     """The per-feature scores of the last checks: one chart per method kind."""
     from retrain_airflow.charts import line_chart
-    from retrain_lib.status_monitor import DISTANCE, P_VALUE
+    from retrain_lib.tools.status_monitor import DISTANCE, P_VALUE
 
     trend = m.get("drift_trend") or []
     if not trend:
@@ -334,7 +334,7 @@ def render_error(message: str, root: str) -> str:
 
 
 class FleetCache:
-    """:func:`retrain_lib.status.fleet_status` kept between requests.
+    """:func:`retrain_lib.tools.status.fleet_status` kept between requests.
 
     A kept state is served while it is younger than ``max_age`` seconds and the decision
     ledger's head and the model config files are unchanged (every alias move and rollout step
@@ -357,9 +357,9 @@ class FleetCache:
         """The state from the sources: an SQLite registry straight from its file (a reader
         opened for this read only: ``make demo`` may replace the file), any other through one
         ``MlflowClient`` kept for the process."""
-        from retrain_lib import registry
-        from retrain_lib.registry_reader import reader_for
-        from retrain_lib.status import fleet_status
+        from retrain_lib.store import registry
+        from retrain_lib.store.registry_reader import reader_for
+        from retrain_lib.tools.status import fleet_status
 
         reader = reader_for(settings.tracking_uri, settings.registry_uri)
         try:
@@ -378,7 +378,7 @@ class FleetCache:
     @staticmethod
     def _signature(settings) -> tuple:
         """What a kept state depends on besides the registry: the ledger head and the configs."""
-        from retrain_lib.audit import Ledger
+        from retrain_lib.store.audit import Ledger
 
         head = Ledger.from_settings(settings).head() or {}
         models_dir = Path(settings.models_dir)
@@ -390,7 +390,7 @@ class FleetCache:
         return head.get("seq"), head.get("hash"), files
 
     def status(self, model: str | None = None) -> dict:
-        """The fleet (or one model: :class:`~retrain_lib.status.UnknownModelError` if unknown)."""
+        """The fleet (or one model: :class:`~retrain_lib.tools.status.UnknownModelError` if unknown)."""
         settings = self._settings_factory()
         key = (str(settings.state_dir), settings.tracking_uri, str(settings.models_dir))
         with self._lock:
@@ -446,7 +446,7 @@ class FleetPages:
         return self._html(render_fleet(fleet, root))
 
     def model(self, model: str, root: str):
-        from retrain_lib.status import UnknownModelError
+        from retrain_lib.tools.status import UnknownModelError
 
         try:
             fleet = self.cache.status(model)
@@ -458,7 +458,7 @@ class FleetPages:
         from fastapi import HTTPException
         from fastapi.responses import JSONResponse
 
-        from retrain_lib.status import UnknownModelError
+        from retrain_lib.tools.status import UnknownModelError
 
         try:
             return JSONResponse(self.cache.status(model))
@@ -469,7 +469,7 @@ class FleetPages:
         from fastapi import HTTPException
         from fastapi.responses import FileResponse
 
-        from retrain_lib.status_links import resolve_report
+        from retrain_lib.tools.status_links import resolve_report
 
         path = resolve_report(self.cache._settings_factory().reports_dir, relpath)
         if path is None:
@@ -491,8 +491,8 @@ def create_app(
     """The FastAPI app of the fleet pages.
 
     Args:
-        settings_factory: returns the platform :class:`~retrain_lib.settings.Settings` for each
-            request (default :func:`retrain_lib.settings.load_settings`, i.e. the API server's
+        settings_factory: returns the platform :class:`~retrain_lib.core.settings.Settings` for each
+            request (default :func:`retrain_lib.core.settings.load_settings`, i.e. the API server's
             ``RETRAIN_HOME`` / ``RETRAIN_CONFIG_DIR``).
         require_auth: every route needs an Airflow user allowed to view the website (only off
             in tests that run the app outside the API server).
@@ -502,7 +502,7 @@ def create_app(
     from fastapi import Depends, FastAPI, Request
 
     if settings_factory is None:
-        from retrain_lib.settings import load_settings as settings_factory
+        from retrain_lib.core.settings import load_settings as settings_factory
 
     dependencies = []
     if require_auth:

@@ -22,7 +22,7 @@ from retrain_lib.cli import (
 )
 from retrain_lib.cli.parsing import Parser
 from retrain_lib.cli.runner import with_progress
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigError, DataError, RetrainError
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigError, DataError, RetrainError
 
 
 def build_parser() -> argparse.ArgumentParser:

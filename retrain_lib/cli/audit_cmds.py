@@ -11,7 +11,7 @@ import sys
 
 from retrain_lib.cli.output import say, table
 from retrain_lib.cli.parsing import Parser, add_format
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 _HISTORY_HELP = """\
 Champion changes of MODEL over time, from the decision ledger (promotions, rollbacks and any
@@ -28,7 +28,7 @@ Exit codes: 0 ok; 2 unknown model or bad --at."""
 
 def _instant(value: str) -> dt.datetime:
     """--at: a date (its end, UTC) or an ISO datetime (naive = UTC)."""
-    from retrain_lib.ledger_history import parse_instant
+    from retrain_lib.store.ledger_history import parse_instant
 
     value = value.strip()
     try:
@@ -43,9 +43,9 @@ def _instant(value: str) -> dt.datetime:
 
 
 def cmd_history(args) -> int:
-    from retrain_lib.audit import Ledger
-    from retrain_lib.ledger_history import champion_at, champion_changes
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.audit import Ledger
+    from retrain_lib.store.ledger_history import champion_at, champion_changes
 
     settings = load_settings(args.config_dir)
     ledger = Ledger.from_settings(settings)
@@ -106,8 +106,8 @@ def cmd_history(args) -> int:
 
 
 def cmd_ledger_verify(args) -> int:
-    from retrain_lib.audit import Ledger
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger.from_settings(load_settings(args.config_dir))
     problems = ledger.verify()
@@ -132,9 +132,9 @@ def cmd_ledger_verify(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from retrain_lib.errors import RegistryError
-    from retrain_lib.reproduce import reproduce
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.errors import RegistryError
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.reproduce import reproduce
 
     try:
         res = reproduce(

@@ -1,5 +1,5 @@
 """``retrain backtest``, ``retrain dry-run`` and ``retrain calibrate``: try a retraining
-policy on recorded data before merging it (see :mod:`retrain_lib.backtest`).
+policy on recorded data before merging it (see :mod:`retrain_lib.tools.backtest`).
 
 Hooked into :mod:`retrain_lib.cli.app` by ``register(sub)``; also runs alone as
 ``python -m retrain_lib.cli.backtest_cmds backtest|dry-run|calibrate ...``. Exit codes as in
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from retrain_lib.cli.parsing import parse_date
 from retrain_lib.cli.runner import run_commands
-from retrain_lib.errors import EXIT_OK, ConfigError, DataError
+from retrain_lib.core.errors import EXIT_OK, ConfigError, DataError
 
 
 def _workers(value: str) -> int:
@@ -43,13 +43,13 @@ def _progress(quiet: bool):
 
 
 def _platform(args):
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     return load_settings(getattr(args, "config_dir", None)).platform
 
 
 def _load(path: str, platform, what: str):
-    from retrain_lib.config import load_model_config
+    from retrain_lib.core.config import load_model_config
 
     if not Path(path).is_file():
         raise ConfigError(f"{path}: {what}: no such file; pass the path of a model config YAML")
@@ -60,7 +60,7 @@ def _data_dir(args, platform) -> Path:
     if args.data:
         path = Path(args.data)
     else:
-        from retrain_lib.settings import load_settings
+        from retrain_lib.core.settings import load_settings
 
         path = load_settings(getattr(args, "config_dir", None)).data_root
     if not path.is_dir():
@@ -69,9 +69,9 @@ def _data_dir(args, platform) -> Path:
 
 
 def cmd_backtest(args) -> int:
-    from retrain_lib.backtest import backtest
-    from retrain_lib.backtest_policies import POLICIES, default_policies, policy_from_file
-    from retrain_lib.backtest_report import headline, plot_backtest
+    from retrain_lib.tools.backtest import backtest
+    from retrain_lib.tools.backtest_policies import POLICIES, default_policies, policy_from_file
+    from retrain_lib.tools.backtest_report import headline, plot_backtest
 
     platform = _platform(args)
     cfg = _load(args.config, platform, "CONFIG")
@@ -157,7 +157,7 @@ def _print_backtest(summary: dict) -> None:
 
 
 def cmd_dry_run(args) -> int:
-    from retrain_lib.dry_run import dry_run
+    from retrain_lib.tools.dry_run import dry_run
 
     platform = _platform(args)
     new = _load(args.config, platform, "CONFIG")
@@ -193,7 +193,7 @@ def cmd_dry_run(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from retrain_lib.threshold_calibration import calibrate, patch_yaml
+    from retrain_lib.tools.threshold_calibration import calibrate, patch_yaml
 
     platform = _platform(args)
     cfg = _load(args.config, platform, "CONFIG")

@@ -7,12 +7,12 @@ import json
 import sys
 
 from retrain_lib.cli.parsing import Parser, add_format
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
 def cmd_config_validate(args) -> int:
-    from retrain_lib.config import load_model_configs
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.config import load_model_configs
+    from retrain_lib.core.settings import load_settings
 
     settings = load_settings(args.config_dir)
     paths = args.paths or [settings.models_dir]
@@ -36,8 +36,8 @@ def cmd_config_validate(args) -> int:
 
 
 def cmd_config_schema(args) -> int:
-    from retrain_lib.config import json_schema
-    from retrain_lib.config_platform import platform_json_schema
+    from retrain_lib.core.config import json_schema
+    from retrain_lib.core.config_platform import platform_json_schema
 
     print(json.dumps(platform_json_schema() if args.platform else json_schema(), indent=2))
     return EXIT_OK

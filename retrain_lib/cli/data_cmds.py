@@ -10,13 +10,13 @@ from pathlib import Path
 
 from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_format, parse_date
-from retrain_lib.errors import EXIT_FAILED, EXIT_OK, DataError
+from retrain_lib.core.errors import EXIT_FAILED, EXIT_OK, DataError
 
 
 def cmd_simulate(args) -> int:
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     settings = load_settings(args.config_dir)
     cfg = load_model_config(args.config, settings.platform)
@@ -69,7 +69,7 @@ def _read_table(path: str):
 def _drift_features(args, ref, cur):
     """The features two files are compared on without --config; DataError when the files do
     not look like two samples of one table."""
-    from retrain_lib.feature_selection import select_features
+    from retrain_lib.stats.feature_selection import select_features
 
     sel = select_features(ref, cur, exclude=args.exclude or (), keep=args.keep or ())
     shapes = (
@@ -99,13 +99,13 @@ def _drift_features(args, ref, cur):
 
 
 def cmd_drift(args) -> int:
-    from retrain_lib.drift import compute_drift, drift_for_config
+    from retrain_lib.stats.drift import compute_drift, drift_for_config
 
     ref = _read_table(args.reference)
     cur = _read_table(args.current)
     left_out = {}
     if args.config:
-        from retrain_lib.config import load_model_config
+        from retrain_lib.core.config import load_model_config
 
         cfg = load_model_config(args.config)
         report = drift_for_config(cfg, ref, cur)

@@ -7,12 +7,12 @@ import json
 
 from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_format, parse_date
-from retrain_lib.errors import EXIT_FAILED, EXIT_OK
+from retrain_lib.core.errors import EXIT_FAILED, EXIT_OK
 
 
 def cmd_monitor(args) -> int:
-    from retrain_lib.monitor_run import monitor_model
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.monitor_run import monitor_model
 
     say(
         args,
@@ -30,8 +30,8 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from retrain_lib.retrain_run import retrain_model
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.retrain_run import retrain_model
 
     say(args, f"retraining {args.model} as of {args.as_of}: snapshot, training, evaluation, gates, registration")
     res = retrain_model(

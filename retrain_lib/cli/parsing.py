@@ -7,7 +7,7 @@ import argparse
 import datetime as dt
 import sys
 
-from retrain_lib.errors import EXIT_BAD_INPUT
+from retrain_lib.core.errors import EXIT_BAD_INPUT
 
 FORMAT_HELP = "text for people (default) or json: one JSON object on stdout"
 

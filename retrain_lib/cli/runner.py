@@ -8,7 +8,7 @@ import sys
 
 from retrain_lib.cli.output import ProgressHandler, progress_printer
 from retrain_lib.cli.parsing import Parser
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, ConfigError, DataError, RetrainError
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, ConfigError, DataError, RetrainError
 
 
 def with_progress(args, run) -> int:

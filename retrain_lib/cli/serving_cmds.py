@@ -15,7 +15,7 @@ import sys
 
 from retrain_lib.cli.output import say
 from retrain_lib.cli.runner import run_commands
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
 def _days(value: str) -> tuple:
@@ -43,8 +43,8 @@ def _positive(value: str) -> float:
 
 
 def cmd_serve(args) -> int:
+    from retrain_lib.core.settings import load_settings
     from retrain_lib.serving.gateway import serve
-    from retrain_lib.settings import load_settings
 
     token = None
     if args.token_env:
@@ -91,7 +91,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from retrain_lib.config import load_model_config
+    from retrain_lib.core.config import load_model_config
     from retrain_lib.serving.replay import replay
 
     cfg = load_model_config(args.config)
@@ -123,9 +123,9 @@ def cmd_replay(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from retrain_lib.errors import StaleChampionError
-    from retrain_lib.promotion import promote_version
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.errors import StaleChampionError
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.promotion import promote_version
 
     settings = load_settings(args.config_dir)
     if not (settings.models_dir / f"{args.model}.yaml").is_file():

@@ -1,4 +1,4 @@
-"""``retrain status``: the fleet's state (see :mod:`retrain_lib.status`), one row per model or
+"""``retrain status``: the fleet's state (see :mod:`retrain_lib.tools.status`), one row per model or
 one model in detail."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 from retrain_lib.cli.parsing import add_format
 from retrain_lib.cli.status_view import print_fleet, print_model
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_OK
 
 _STATUS_HELP = """\
 The fleet's state from the MLflow registry (aliases, versions, rollout tags), the decision
@@ -23,8 +23,8 @@ Exit codes: 0 ok; 2 unknown model or bad arguments."""
 
 
 def cmd_status(args) -> int:
-    from retrain_lib.settings import load_settings
-    from retrain_lib.status import UnknownModelError, fleet_status
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.status import UnknownModelError, fleet_status
 
     if args.history < 0 or args.decisions < 0:
         print(

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrain_lib.errors import ConfigError
-from retrain_lib.metrics import predict_scores
+from retrain_lib.core.errors import ConfigError
+from retrain_lib.core.metrics import predict_scores
 from retrain_lib.serving import routing
 from retrain_lib.serving.fast_path import FAST_PATH_ENV, FastScorer, compile_fast
 from retrain_lib.serving.schema import FeatureSchema, warm_row

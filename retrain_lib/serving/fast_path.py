@@ -5,7 +5,7 @@ against the pipeline itself by :func:`compile_fast` when a version loads. Other 
 
 import logging
 
-from retrain_lib.metrics import predict_scores
+from retrain_lib.core.metrics import predict_scores
 from retrain_lib.serving.schema import FeatureSchema, warm_row
 
 log = logging.getLogger(__name__)

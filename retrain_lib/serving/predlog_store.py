@@ -60,7 +60,7 @@ def resolve_url(settings=None, log_url: str | None = None) -> str:
     url = (log_url or os.environ.get(URL_ENV) or "").strip()
     if not url:
         if settings is None:
-            from retrain_lib.settings import load_settings
+            from retrain_lib.core.settings import load_settings
 
             settings = load_settings()
         url = f"sqlite:///{Path(settings.state_dir) / 'predictions.db'}"

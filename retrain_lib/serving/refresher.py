@@ -21,10 +21,10 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from retrain_lib.registry import CHALLENGER, CHAMPION, is_not_found
 from retrain_lib.serving import routing
 from retrain_lib.serving.deployment import Deployment, ModelSlot, load_version
 from retrain_lib.serving.predlog_store import sqlite_file
+from retrain_lib.store.registry import CHALLENGER, CHAMPION, is_not_found
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from retrain_lib.errors import DataError
+from retrain_lib.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def _records(cfg, data_root: Path, days: tuple[dt.date, dt.date] | None):
     import pandas as pd
 
-    from retrain_lib.data import list_partitions, read_partition, resolve_dir
+    from retrain_lib.store.data import list_partitions, read_partition, resolve_dir
 
     src = cfg.data
     parts = list_partitions(resolve_dir(data_root, src.path or cfg.name), src.format)

@@ -40,8 +40,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from retrain_lib.errors import RetrainError
-from retrain_lib.registry import is_not_found
+from retrain_lib.core.errors import RetrainError
+from retrain_lib.store.registry import is_not_found
 
 CHAMPION_ARM = "champion"
 CHALLENGER_ARM = "challenger"

@@ -21,7 +21,7 @@ import time
 
 import orjson
 
-from retrain_lib.errors import ConfigError
+from retrain_lib.core.errors import ConfigError
 from retrain_lib.serving import routing
 from retrain_lib.serving.deployment import Deployment, ModelSlot, score_records
 from retrain_lib.serving.gateway_metrics import Metrics
@@ -73,7 +73,7 @@ class Gateway:
         shadow_queue: int = 10_000,
         predict_threads: int = 2,
     ):
-        from retrain_lib.model_context import ModelContext
+        from retrain_lib.store.model_context import ModelContext
 
         self.settings = settings
         names = models or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
@@ -103,7 +103,7 @@ class Gateway:
     def client(self):
         """The registry client (made on first use)."""
         if self._client is None:
-            from retrain_lib.registry import get_client
+            from retrain_lib.store.registry import get_client
 
             self._client = get_client(self.settings.tracking_uri, self.settings.registry_uri)
         return self._client

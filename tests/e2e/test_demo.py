@@ -89,7 +89,7 @@ def test_demo_prints_each_models_metric_before_the_drift_at_its_worst_and_after_
     (read here independently): the display takes the numbers as they are. daily_demand's labels
     arrive a day late, so its worst is measured; credit_default's arrive 7 days late, which the
     46 simulated days may not reach after the drift on day 40 (then the table says so)."""
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     proc = demo_run.proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -194,8 +194,8 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     runs, the ledger, the registry and the prediction log."""
     import sqlite3
 
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     assert demo_run.proc.returncode == 0, demo_run.proc.stdout[-3000:] + demo_run.proc.stderr[-3000:]
     state = demo_run.state_dir
@@ -431,7 +431,7 @@ def test_fleet_page_in_chromium_matches_registry_and_ledger(request, tmp_path):
     # The registry and the ledger, read here without the code under test.
     from mlflow.tracking import MlflowClient
 
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     uri = f"sqlite:///{demo.state_dir / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the process's registry URI of earlier tests

@@ -301,9 +301,9 @@ def pg_database():
 @pytest.fixture
 def stack(tmp_path, monkeypatch, pg_database):
     """Simulated data, a migrated Airflow home, and api-server + scheduler + dag-processor."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     state = tmp_path / "state"
     cfg_dir = tmp_path / "configs"
@@ -441,8 +441,8 @@ def _run(stack: Stack, dag_id: str, run_id: str) -> dict | None:
 
 
 def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_scheduler(stack):
-    from retrain_lib import registry
-    from retrain_lib.audit import read_ledger, verify_ledger
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import read_ledger, verify_ledger
 
     t0 = time.monotonic()
     token = _wait("the api-server to issue a token", stack, STARTUP_TIMEOUT, lambda: _token(stack))

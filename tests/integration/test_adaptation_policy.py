@@ -1,6 +1,6 @@
 """The shipped configs' adaptation policy on generated streams, through ``retrain backtest``'s
 replay (the monitor's facts, ``decide``, the retrain path with its candidates, gates and gain
-test, as the DAGs run them; see ``retrain_lib/backtest.py``): a stable stream at 100 rows a day
+test, as the DAGs run them; see ``retrain_lib/tools/backtest.py``): a stable stream at 100 rows a day
 retrains nothing after the first model, and a covariate shift is flagged the day it starts and
 retrains at most once (not every day it persists). The concept change and its recovery run
 through real ``dag.test()`` runs in tests/e2e/test_demo.py; all scenarios and sizes are in
@@ -13,9 +13,9 @@ import datetime as dt
 import pytest
 from platforms import REPO
 
-from retrain_lib.backtest import backtest
-from retrain_lib.backtest_policies import default_policies
-from retrain_lib.scenarios import shipped_config, write_scenario
+from retrain_lib.tools.backtest import backtest
+from retrain_lib.tools.backtest_policies import default_policies
+from retrain_lib.tools.scenarios import shipped_config, write_scenario
 
 pytestmark = pytest.mark.timeout(900)
 DAYS, CHANGE, DELAY, TRAINING_DAYS = 40, 22, 3, 14

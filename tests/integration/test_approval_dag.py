@@ -39,9 +39,9 @@ def platform(airflow_db, tmp_path_factory):
         for run in session.query(DagRun).all():
             session.delete(run)
 
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     root = tmp_path_factory.mktemp("approval")
     cfg_dir = root / "configs"
@@ -144,13 +144,13 @@ def _run_with_responder(platform, as_of: str, respond) -> tuple:
 
 
 def _ledger(platform):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     return Ledger.from_settings(platform.settings)
 
 
 def _aliases(platform) -> dict:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     return registry.aliases(registry.get_client(platform.settings.tracking_uri), MODEL)
 
@@ -167,7 +167,7 @@ def test_an_approved_candidate_is_promoted_and_the_approver_is_recorded(platform
     promote = [r for r in records if r["event"] == "promote"][-1]
     assert promote["seq"] > approval["seq"]
     assert promote["details"]["approval"]["by"] == "alice"
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     tags = registry.get_client(platform.settings.tracking_uri).get_model_version(MODEL, champion).tags
     assert tags["approval.answer"] == "Approve" and tags["approval.by"] == "alice"

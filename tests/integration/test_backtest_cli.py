@@ -32,8 +32,8 @@ def _cli(*args, timeout=600):
 def small(tmp_path_factory):
     """credit_default with LogisticRegression, 7-day windows, labels 2 days late, no latency
     gate and no Great Expectations; 26 days of 300 rows with a covariate drift from day 19."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.tools.simulate import simulate
 
     tmp = tmp_path_factory.mktemp("backtest_cli")
     raw = yaml.safe_load((REPO / "configs/models/credit_default.yaml").read_text())

@@ -56,7 +56,7 @@ def test_monitor_then_retrain_then_healthy(tmp_path):
 
     # The champion carries its permutation importances; the monitor weights drift by them and
     # reports the drift of the champion's own outputs.
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     version = registry.get_client(f"sqlite:///{tmp_path / 'state' / 'mlflow' / 'mlflow.db'}").get_model_version(
         "credit_default", "1"

@@ -30,8 +30,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def local_data(tmp_path_factory):
     """Simulated credit data as local files: the ground truth the other sources must match."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.tools.simulate import simulate
 
     root = tmp_path_factory.mktemp("local")
     cfg = load_model_config(REPO / "configs" / "models" / "credit_default.yaml")
@@ -71,8 +71,8 @@ def _run_lifecycle(cfg_dir: Path, state: Path) -> None:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from retrain_lib import registry
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store import registry
 
     os.environ.update(RETRAIN_CONFIG_DIR=str(cfg_dir), RETRAIN_HOME=str(state), RETRAIN_STRICT="1")
     bag = DagBag(dag_folder=str(REPO / "dags"))
@@ -123,8 +123,8 @@ def _upload(endpoint: str, bucket: str, root: Path, prefix: str) -> None:
 
 
 def test_s3_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, s3_server, local_data, tmp_path):
-    from retrain_lib.data import load_window
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.data import load_window
 
     cfg_local, root = local_data
     _upload(s3_server, "ml-data", root, "models/credit")
@@ -134,7 +134,7 @@ def test_s3_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, s3_server
         {"s3": {"endpoint_url": s3_server}},
     )
     settings = load_settings(cfg_dir)
-    from retrain_lib.config import load_model_config
+    from retrain_lib.core.config import load_model_config
 
     cfg_s3 = load_model_config(cfg_dir / "models" / "credit_default.yaml")
     start, end, as_of = dt.date(2026, 1, 10), dt.date(2026, 1, 20), dt.date(2026, 1, 24)
@@ -149,10 +149,10 @@ def test_s3_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, s3_server
 
 
 def test_s3_missing_bucket_is_a_clear_data_error(s3_server, tmp_path):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.data import load_window
-    from retrain_lib.errors import DataError
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.errors import DataError
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.data import load_window
 
     cfg_dir = _config_dir(
         tmp_path, {"source": "s3", "bucket": "no-such-bucket", "path": "x"}, {"s3": {"endpoint_url": s3_server}}
@@ -200,9 +200,9 @@ def _load_into_postgres(url: str, root: Path) -> None:
 
 
 def test_sql_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, pg_database, local_data, tmp_path):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.data import available_days, load_window
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.data import available_days, load_window
 
     cfg_local, root = local_data
     _load_into_postgres(pg_database, root)
@@ -231,10 +231,10 @@ def test_sql_window_equals_local_and_the_dags_run_on_it(clear_dag_runs, pg_datab
 
 
 def test_sql_without_url_names_the_variable(tmp_path, env_restore):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.data import load_window
-    from retrain_lib.errors import DataError
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.errors import DataError
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.data import load_window
 
     os.environ.pop("RETRAIN_SQL_URL", None)
     cfg_dir = _config_dir(tmp_path, {"source": "sql", "table": "events"})
@@ -244,7 +244,7 @@ def test_sql_without_url_names_the_variable(tmp_path, env_restore):
 
 
 def test_source_fields_are_checked_by_the_schema(tmp_path):
-    from retrain_lib.config import check_model_file
+    from retrain_lib.core.config import check_model_file
 
     for data, words in (
         ({"source": "sql"}, "needs 'table'"),

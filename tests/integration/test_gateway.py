@@ -43,8 +43,8 @@ def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib import registry
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store import registry
 
     with credit_platform(tmp_path_factory.mktemp("gateway"), days=35, rows_per_day=300, seed=1) as (settings, cfg, _):
         first = retrain_model(MODEL, "2026-01-30", settings=settings)
@@ -482,9 +482,9 @@ def test_the_refresher_makes_no_registry_call_while_nothing_is_committed_and_fol
     """With the embedded (SQLite) registry, a poll with nothing committed since the last one
     costs no registry call; an alias move is still followed at the next poll, and a full poll
     still runs every ``FULL_REFRESH_S``."""
-    from retrain_lib import registry
     from retrain_lib.serving import refresher
     from retrain_lib.serving import service as gateway_mod
+    from retrain_lib.store import registry
 
     settings, _, client = platform
     calls: list[str] = []

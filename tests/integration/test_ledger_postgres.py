@@ -59,7 +59,7 @@ def pg_db(request) -> str:
         con.execute(f'CREATE DATABASE "{name}"')
 
     def drop():
-        from retrain_lib import audit
+        from retrain_lib.store import audit
 
         for (url, _pid), engine in list(audit._engines.items()):
             if name in url:
@@ -73,7 +73,7 @@ def pg_db(request) -> str:
 
 @pytest.fixture
 def settings(pg_db, tmp_path, monkeypatch):
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     cfg = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfg)
@@ -89,7 +89,7 @@ def raw_rows(pg_db: str) -> list[dict]:
 
 
 def test_twenty_threads_race_appends_on_a_fresh_database(settings, pg_db):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger.from_settings(settings)
     assert ledger.url == f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_db}"
@@ -128,7 +128,7 @@ def test_twenty_threads_race_appends_on_a_fresh_database(settings, pg_db):
 
 
 def test_the_lock_serialises_a_transaction_block_and_rollback_appends_nothing(settings, pg_db):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger.from_settings(settings)
     start = ledger.head()["seq"] if ledger.head() else -1
@@ -155,8 +155,8 @@ def test_the_lock_serialises_a_transaction_block_and_rollback_appends_nothing(se
 
 
 def test_verify_finds_tampering_and_the_cli_reports_it(settings, pg_db, capsys):
-    from retrain_lib.audit import Ledger
     from retrain_lib.cli.app import main
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger.from_settings(settings)
     ledger.append(

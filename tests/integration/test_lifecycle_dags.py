@@ -34,9 +34,9 @@ def platform(airflow_db, tmp_path_factory):
         for run in session.query(DagRun).all():
             session.delete(run)
 
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     root = tmp_path_factory.mktemp("platform")
     cfg_dir = root / "configs"
@@ -71,7 +71,7 @@ def run_retrain(platform, model: str, conf: dict, logical_date=None):
 
 
 def client(platform):
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     return registry.get_client(platform.settings.tracking_uri)
 
@@ -81,8 +81,8 @@ def versions(platform, model: str) -> list:
 
 
 def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platform):
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     run, states = run_monitor(platform, "credit_default", 29)
     assert run.state == "success"
@@ -128,8 +128,8 @@ def test_a_healthy_day_makes_no_new_version(platform):
 
 
 def test_drift_leads_to_retrain_gates_and_promotion(platform):
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     run, states = run_monitor(platform, "credit_default", 42)
     assert states["request_retrain"] == "success", states
@@ -153,7 +153,7 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
 
 
 def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     run, states = run_retrain(platform, "daily_demand", {"as_of": "2026-02-05", "reason": "test"})
     assert run.state == "success"
@@ -177,10 +177,10 @@ def test_invalid_data_stops_the_retrain_before_training(platform):
 
 
 def test_retried_steps_create_no_second_run_or_version(platform):
-    from retrain_lib.evaluation import evaluate_candidate
-    from retrain_lib.registration import register_candidate
-    from retrain_lib.snapshot import snapshot_data
-    from retrain_lib.training_run import train_candidate
+    from retrain_lib.pipeline.evaluation import evaluate_candidate
+    from retrain_lib.pipeline.registration import register_candidate
+    from retrain_lib.pipeline.snapshot import snapshot_data
+    from retrain_lib.pipeline.training_run import train_candidate
 
     s = platform.settings
     snap = snapshot_data("credit_default", "2026-02-01", settings=s)

@@ -1,4 +1,4 @@
-"""The data registry (retrain_lib.lineage) on an S3 remote: a moto server over real HTTP on a
+"""The data registry (retrain_lib.store.lineage) on an S3 remote: a moto server over real HTTP on a
 free port, the remote ``s3://<bucket>/dvc`` and its endpoint from platform.yaml ``s3.endpoint_url``,
 credentials from the environment only.
 
@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrain_lib import lineage
-from retrain_lib.errors import DataError
-from retrain_lib.settings import load_settings
+from retrain_lib.core.errors import DataError
+from retrain_lib.core.settings import load_settings
+from retrain_lib.store import lineage
 
 pytestmark = pytest.mark.integration
 

@@ -39,11 +39,11 @@ def platform(tmp_path_factory):
 
 
 def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
-    from retrain_lib.evaluation import evaluate_candidate
-    from retrain_lib.promotion import deploy_candidate
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.evaluation import evaluate_candidate
+    from retrain_lib.pipeline.promotion import deploy_candidate
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     settings = platform
     first = retrain_model(MODEL, "2026-01-30", settings=settings, actor="race/setup")

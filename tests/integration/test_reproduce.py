@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from platforms import pin_fixed_policy
 
-from retrain_lib import lineage, registry
-from retrain_lib.errors import DataError
+from retrain_lib.core.errors import DataError
+from retrain_lib.store import lineage, registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +28,10 @@ AS_OF = "2026-01-29"
 def _train_and_register(settings, *, params: dict | None = None, logged_config=None, key: str = "v1") -> dict:
     """What the retrain path does (snapshot, train, log, register) plus the dvc.* tags on the
     run and the version when the lifecycle does not set them itself yet."""
-    from retrain_lib import registration, training_run
-    from retrain_lib.data import load_window
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.snapshot import training_window
+    from retrain_lib.pipeline import registration, training_run
+    from retrain_lib.pipeline.snapshot import training_window
+    from retrain_lib.store.data import load_window
+    from retrain_lib.store.model_context import ModelContext
 
     ctx = ModelContext(MODEL, settings)
     if params:
@@ -83,10 +83,10 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """Simulated credit data, version 1 trained and registered as the lifecycle does it."""
-    from retrain_lib import provenance
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core import provenance
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     tmp = tmp_path_factory.mktemp("reproduce")
     cfg_dir = tmp / "configs"
@@ -106,7 +106,7 @@ def platform(tmp_path_factory):
 
 
 def test_registered_version_is_reproduced_exactly(platform):
-    from retrain_lib.reproduce import reproduce
+    from retrain_lib.tools.reproduce import reproduce
 
     settings, v1 = platform["settings"], platform["v1"]
     res = reproduce(MODEL, v1["version"], settings=settings)
@@ -150,7 +150,7 @@ def test_cli_json_exit_0_when_identical(platform, capsys):
 
 def test_model_that_does_not_match_its_record_is_reported(platform, capsys):
     from retrain_lib.cli.app import main
-    from retrain_lib.reproduce import reproduce
+    from retrain_lib.tools.reproduce import reproduce
 
     settings = platform["settings"]
     # Trained with learning_rate 0.3, but its run claims the shipped config (0.08).
@@ -194,7 +194,7 @@ def test_version_without_lineage_tags_exit_2(platform, capsys):
 
 def test_tampered_training_set_is_loud(platform, capsys):
     from retrain_lib.cli.app import main
-    from retrain_lib.reproduce import reproduce
+    from retrain_lib.tools.reproduce import reproduce
 
     settings, v1 = platform["settings"], platform["v1"]
     md5, rev = v1["data"]["md5"], v1["data"]["rev"]

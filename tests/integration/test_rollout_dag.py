@@ -37,11 +37,11 @@ def platform(airflow_db, tmp_path_factory):
         for run in session.query(DagRun).all():
             session.delete(run)
 
-    from retrain_lib import registry
-    from retrain_lib.config import load_model_config
-    from retrain_lib.retrain_run import retrain_model
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store import registry
+    from retrain_lib.tools.simulate import simulate
 
     root = tmp_path_factory.mktemp("rollout")
     cfg_dir = root / "configs"
@@ -102,13 +102,13 @@ def _run_rollout(platform, day: str):
 
 
 def _ledger(platform):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     return Ledger.from_settings(platform.settings)
 
 
 def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and_is_promoted(platform):
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     client = platform.client
     v1 = client.get_model_version(MODEL, "1")
@@ -138,7 +138,7 @@ def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and
 
 def _weak_version(platform, key: str) -> str:
     """A registered version trained with one stump (much weaker than the others)."""
-    from retrain_lib.simulate import register_weak_version
+    from retrain_lib.tools.simulate import register_weak_version
 
     return register_weak_version(MODEL, platform.settings, "2026-01-30", run_key=key)
 
@@ -148,7 +148,7 @@ def _wait_serving(platform, version: str, timeout_s: float = 15) -> None:
 
 
 def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(platform):
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     client = platform.client
     champion = registry.aliases(client, MODEL)["champion"]
@@ -166,9 +166,9 @@ def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(
 
 
 def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_prediction_log(platform):
-    from retrain_lib import registry
-    from retrain_lib.promotion import promote_version
+    from retrain_lib.pipeline.promotion import promote_version
     from retrain_lib.serving.replay import LiveTraffic
+    from retrain_lib.store import registry
 
     client = platform.client
     good = registry.aliases(client, MODEL)["champion"]

@@ -18,7 +18,7 @@ MODEL = "credit_default"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     with credit_platform(tmp_path_factory.mktemp("safe"), days=45, rows_per_day=400, seed=21) as (settings, _, cfg_dir):
-        first = __import__("retrain_lib.retrain_run", fromlist=["x"]).retrain_model(
+        first = __import__("retrain_lib.pipeline.retrain_run", fromlist=["x"]).retrain_model(
             MODEL, "2026-01-30", settings=settings
         )
         assert first["outcome"] == "deployed", first
@@ -33,14 +33,14 @@ def _edit(cfg_dir: Path, change) -> None:
 
 
 def _champion(settings) -> str | None:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     return registry.aliases(registry.get_client(settings.tracking_uri), MODEL).get("champion")
 
 
 def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform):
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store.model_context import ModelContext
 
     settings, cfg_dir = platform
     before = _champion(settings)
@@ -61,8 +61,8 @@ def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform)
 
 
 def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
-    from retrain_lib import gate_kinds
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.quality import gate_kinds
 
     settings, _ = platform
     before = _champion(settings)
@@ -78,10 +78,10 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
 
 
 def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
-    from retrain_lib import ledger_history, registry
-    from retrain_lib.errors import RegistryError
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.promotion import rollback_model
+    from retrain_lib.core.errors import RegistryError
+    from retrain_lib.pipeline.promotion import rollback_model
+    from retrain_lib.store import ledger_history, registry
+    from retrain_lib.store.model_context import ModelContext
 
     settings, _ = platform
     client = registry.get_client(settings.tracking_uri)
@@ -120,11 +120,11 @@ def test_rollback_moves_the_champion_back_once_and_is_in_the_history(platform):
 def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_replaced(platform):
     """A deliberately weak model is promoted over a good one; on the matured labels after the
     promotion the monitor finds it worse than previous-champion and moves champion back."""
-    from retrain_lib import registry
-    from retrain_lib.monitor_run import monitor_model
-    from retrain_lib.promotion import rollback_model
-    from retrain_lib.snapshot import snapshot_data
-    from retrain_lib.training_run import train_candidate
+    from retrain_lib.pipeline.monitor_run import monitor_model
+    from retrain_lib.pipeline.promotion import rollback_model
+    from retrain_lib.pipeline.snapshot import snapshot_data
+    from retrain_lib.pipeline.training_run import train_candidate
+    from retrain_lib.store import registry
 
     settings, cfg_dir = platform
     client = registry.get_client(settings.tracking_uri)

@@ -57,9 +57,9 @@ def platform(airflow_db, tmp_path_factory):
         for run in session.query(DagRun).all():
             session.delete(run)
 
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     slack = FakeSlack()
     root = tmp_path_factory.mktemp("slack")
@@ -119,7 +119,7 @@ def fresh_settings(platform, tmp_path):
 
 def all_kinds(links):
     """One alert of each kind, from inputs shaped like the platform's."""
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     gates = {
         "passed": False,
@@ -222,7 +222,7 @@ def all_kinds(links):
 def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
-    from retrain_lib import alert_links, alert_payload, alerts
+    from retrain_lib.pipeline import alert_links, alert_payload, alerts
 
     settings = fresh_settings(platform, tmp_path)
     links = alert_payload.Links(
@@ -301,7 +301,7 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
 def test_the_same_alert_is_not_repeated_within_the_window(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
-    from retrain_lib import alert_delivery, alerts
+    from retrain_lib.pipeline import alert_delivery, alerts
 
     settings = fresh_settings(platform, tmp_path)
     first, again, other = (
@@ -331,15 +331,17 @@ def test_the_same_alert_is_not_repeated_within_the_window(platform, slack, tmp_p
 def test_slack_down_is_retried_logged_and_changes_nothing(platform, slack, tmp_path, caplog):
     from retrain_airflow import alerting
 
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     settings = fresh_settings(platform, tmp_path)
     a = alerts.rollback(MODEL, {"from": "4", "to": "3", "reason": "worse"})
     slack.status = 500
-    with caplog.at_level(logging.INFO, logger="retrain_lib.alerts"):
+    with caplog.at_level(logging.INFO, logger="retrain_lib.pipeline.alerts"):
         assert alerting.send(platform.cfg.alerts, settings, "rollback", lambda severity: a) == "failed"
     assert slack.payloads() == [a.payload] * 3  # first try + alerts.retries (2)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "retrain_lib.alerts" and r.levelname == "WARNING"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "retrain_lib.pipeline.alerts" and r.levelname == "WARNING"
+    ]
     assert len(warnings) == 3 and all(
         "rollback of daily_demand: attempt" in w and "Status Code: 500" in w for w in warnings
     ), warnings
@@ -353,16 +355,18 @@ def test_slack_down_is_retried_logged_and_changes_nothing(platform, slack, tmp_p
     down = platform.cfg.alerts.model_copy(update={"slack_conn_id": "slack_down"})
     b = alerts.rollback(MODEL, {"from": "5", "to": "4", "reason": "worse"})
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="retrain_lib.alerts"):
+    with caplog.at_level(logging.WARNING, logger="retrain_lib.pipeline.alerts"):
         assert alerting.send(down, settings, "rollback", lambda severity: b) == "failed"
-    refused = [r.getMessage() for r in caplog.records if r.name == "retrain_lib.alerts" and r.levelname == "WARNING"]
+    refused = [
+        r.getMessage() for r in caplog.records if r.name == "retrain_lib.pipeline.alerts" and r.levelname == "WARNING"
+    ]
     assert len(refused) == 3 and all("Connection refused" in m for m in refused), refused
 
 
 def test_token_connection_posts_to_chat_post_message(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     settings = fresh_settings(platform, tmp_path)
     token_cfg = platform.cfg.alerts.model_copy(update={"slack_conn_id": "slack_token", "channel": "#ml-alerts"})
@@ -375,7 +379,7 @@ def test_token_connection_posts_to_chat_post_message(platform, slack, tmp_path):
 def test_missing_connection_is_logged_once_and_skipped(platform, slack, tmp_path, caplog):
     from retrain_airflow import alerting
 
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     settings = fresh_settings(platform, tmp_path)
     missing = platform.cfg.alerts.model_copy(update={"slack_conn_id": "slack_nowhere"})
@@ -390,7 +394,7 @@ def test_missing_connection_is_logged_once_and_skipped(platform, slack, tmp_path
 
 
 def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, slack):
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     dag = platform.bag.dags[f"{MODEL}__retrain"]
     run = dag.test(run_conf={"as_of": "2026-01-30", "reason": "test"})
@@ -468,8 +472,8 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
 
 
 def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform, slack):
-    from retrain_lib.errors import DataError
-    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.core.errors import DataError
+    from retrain_lib.pipeline.snapshot import snapshot_data
 
     with pytest.raises(DataError) as err:  # what the task will hit: no data for that window
         snapshot_data(MODEL, "2025-06-01", settings=platform.settings)
@@ -632,8 +636,8 @@ def test_links_of_a_retrain_alert_point_at_the_latest_monitor_drift_report(platf
     import mlflow  # noqa: F401 - loaded, as in the tasks that alert (links resolve experiments then)
     from retrain_airflow import alerting
 
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     settings = fresh_settings(platform, tmp_path)
     client = registry.get_client(settings.tracking_uri, settings.registry_uri)
@@ -661,7 +665,7 @@ def test_links_of_a_retrain_alert_point_at_the_latest_monitor_drift_report(platf
 
 
 def alerting_links(exp: str, monitor_run: str, candidate_run: str):
-    from retrain_lib.alert_payload import Links
+    from retrain_lib.pipeline.alert_payload import Links
 
     return Links(
         task_log=f"{AIRFLOW_URL}/dags/{MODEL}__retrain/runs/manual__1/tasks/reject_candidate",

@@ -109,7 +109,7 @@ def test_new_labels_throttling_and_concept_drift(tmp_path):
     )
 
     # the ledger carries the signals too
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     monitors = [
         r

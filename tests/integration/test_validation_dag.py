@@ -34,9 +34,9 @@ def platform(airflow_db, tmp_path_factory):
     import pandas as pd
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     root = tmp_path_factory.mktemp("validation")
     cfg_dir = root / "configs"
@@ -77,7 +77,7 @@ def platform(airflow_db, tmp_path_factory):
 
 
 def _client(platform):
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     return registry.get_client(platform.settings.tracking_uri, platform.settings.registry_uri)
 
@@ -90,9 +90,9 @@ def _runs(platform, kind: str):
 
 
 def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined(platform):
-    from retrain_lib.audit import Ledger
-    from retrain_lib.data import load_window
-    from retrain_lib.snapshot import training_window
+    from retrain_lib.pipeline.snapshot import training_window
+    from retrain_lib.store.audit import Ledger
+    from retrain_lib.store.data import load_window
 
     dag = platform.bag.dags[f"{MODEL}__retrain"]
     run = dag.test(run_conf={"as_of": AS_OF.isoformat(), "reason": "test"})
@@ -148,7 +148,7 @@ def test_a_batch_that_breaks_an_expectation_stops_the_retrain_and_is_quarantined
 
 
 def test_the_monitor_records_the_failure_carries_on_and_logs_the_drift_report(platform):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     dag = platform.bag.dags[f"{MODEL}__monitor"]
     run = dag.test(logical_date=dt.datetime.combine(AS_OF, dt.time(6), tzinfo=dt.UTC))

@@ -51,8 +51,8 @@ RETRAIN_TASKS = {
 
 @pytest.fixture
 def topology(tmp_path):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.tools.simulate import simulate
 
     config_dir = s3_model_configs(REPO / "configs", tmp_path / "configs")
     topo = NativeTopology(
@@ -171,7 +171,7 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
     assert not list(Path(topo.root).glob("*.db")), "a process fell back to a SQLite store in its working directory"
 
     # The decision ledger in PostgreSQL: monitor -> gates -> promote per model, chain intact.
-    from retrain_lib.audit import read_ledger, verify_ledger
+    from retrain_lib.store.audit import read_ledger, verify_ledger
 
     ledger = topo.database_url("retrain")
     for model in MODELS:
@@ -181,7 +181,7 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
     # The gateway serves the new champion and logs the prediction in PostgreSQL.
     import pandas as pd
 
-    from retrain_lib.config import load_model_config
+    from retrain_lib.core.config import load_model_config
 
     features = load_model_config(REPO / "configs" / "models" / "credit_default.yaml").features.all
     record = pd.read_parquet(Path(topo.root) / "simulated" / "credit_default" / "2026-01-29.parquet").iloc[0]

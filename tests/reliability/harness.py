@@ -63,9 +63,9 @@ def make_platform(
     and a small model; then edited by ``edit``), simulated data under
     ``root/state``, and the settings for it. The caller sets ``RETRAIN_HOME`` /
     ``RETRAIN_CONFIG_DIR`` (see :func:`platform_env`) before calling lifecycle steps."""
-    from retrain_lib.config import load_model_config
-    from retrain_lib.settings import load_settings
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.tools.simulate import simulate
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)
@@ -103,13 +103,13 @@ def platform_env(root: Path, cfg_dir: Path, **more: str | None):
 
 
 def champion(settings, model: str = "credit_default") -> str | None:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     return registry.aliases(registry.get_client(settings.tracking_uri, settings.registry_uri), model).get("champion")
 
 
 def versions(settings, model: str = "credit_default") -> list[str]:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     client = registry.get_client(settings.tracking_uri, settings.registry_uri)
     return sorted((str(v.version) for v in client.search_model_versions(f"name='{model}'")), key=int)

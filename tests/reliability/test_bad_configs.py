@@ -13,7 +13,7 @@ import corpus
 import pytest
 
 from retrain_lib.cli.app import main
-from retrain_lib.errors import EXIT_BAD_INPUT
+from retrain_lib.core.errors import EXIT_BAD_INPUT
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = corpus.cases()

@@ -67,7 +67,7 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
 
     root = tmp_path_factory.mktemp("data-faults")
 
@@ -85,7 +85,7 @@ def platform(tmp_path_factory):
 
 
 def _train_runs(settings) -> int:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     client = registry.get_client(settings.tracking_uri)
     exp = client.get_experiment_by_name(settings.experiment_name(MODEL))
@@ -98,10 +98,10 @@ def _sha(path) -> str:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliability):
-    from retrain_lib.audit import Ledger
-    from retrain_lib.errors import DataError
-    from retrain_lib.monitor_run import monitor_model
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.core.errors import DataError
+    from retrain_lib.pipeline.monitor_run import monitor_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store.audit import Ledger
 
     reliability("fault")
     settings, root, cfg_dir = platform

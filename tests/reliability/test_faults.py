@@ -57,7 +57,7 @@ def _fast_retries(dag, *task_ids: str) -> None:
 
 
 def _ledger(settings):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     return Ledger.from_settings(settings)
 
@@ -76,7 +76,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
     as a retry after a lost acknowledgement would) promotes the registered version exactly once."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib import promotion
+    from retrain_lib.pipeline import promotion
 
     reliability("fault")
     _clear_runs()
@@ -94,7 +94,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
             MLFLOW_HTTP_REQUEST_TIMEOUT="10",
             **_slack_env(slack),
         ):
-            from retrain_lib.settings import load_settings
+            from retrain_lib.core.settings import load_settings
 
             settings = load_settings(cfg_dir)
             assert settings.tracking_uri == server.uri
@@ -179,8 +179,8 @@ def test_fault_s3_unreachable_while_loading_data(tmp_path, reliability):
     snapshotted, trained or recorded, and nothing is quarantined."""
     from botocore.exceptions import BotoCoreError
 
-    from retrain_lib.errors import DataError
-    from retrain_lib.snapshot import snapshot_data
+    from retrain_lib.core.errors import DataError
+    from retrain_lib.pipeline.snapshot import snapshot_data
 
     reliability("fault")
 
@@ -242,19 +242,19 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
     steps of one retrain (after training, before the gates write their record and the
     promotion its compare-and-swap entry): the run completes, the pooled connections that
     died with the server are replaced, and the ledger has every record, chained and verifiable."""
-    from retrain_lib import audit
-    from retrain_lib.evaluation import check_gates, evaluate_candidate
-    from retrain_lib.promotion import deploy_candidate
-    from retrain_lib.registration import register_candidate
-    from retrain_lib.retrain_run import retrain_model
-    from retrain_lib.snapshot import snapshot_data
-    from retrain_lib.training_run import train_candidate
+    from retrain_lib.pipeline.evaluation import check_gates, evaluate_candidate
+    from retrain_lib.pipeline.promotion import deploy_candidate
+    from retrain_lib.pipeline.registration import register_candidate
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.pipeline.snapshot import snapshot_data
+    from retrain_lib.pipeline.training_run import train_candidate
+    from retrain_lib.store import audit
 
     reliability("fault")
     settings, cfg_dir = make_platform(tmp_path)
     db_url = private_pg.url()
     with platform_env(tmp_path, cfg_dir, RETRAIN_DB_URL=db_url):
-        from retrain_lib.settings import load_settings
+        from retrain_lib.core.settings import load_settings
 
         settings = load_settings(cfg_dir)
         assert settings.database_url.startswith("postgresql")
@@ -323,7 +323,7 @@ def test_fault_worker_killed_mid_training_then_retry_yields_one_version(tmp_path
     """``retrain retrain`` (the retrain DAG's steps in one worker process) is killed with
     SIGKILL while its training child process runs; the retry registers exactly one new version
     and promotes it once, and the killed attempt left no finished run to reuse by mistake."""
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     reliability("fault")
 
@@ -397,7 +397,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
     as failed, and (not counted as sent) goes out when Slack is back."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib import alerts
+    from retrain_lib.pipeline import alerts
 
     reliability("fault")
     _clear_runs()
@@ -430,7 +430,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             slack.requests.clear()
             from retrain_airflow import alerting
 
-            from retrain_lib.config import load_model_config
+            from retrain_lib.core.config import load_model_config
 
             same = alerts.promotion(
                 MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}

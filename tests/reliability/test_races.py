@@ -20,7 +20,7 @@ PROMOTE_ROLLBACK_TRIALS = 20
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    from retrain_lib.retrain_run import retrain_model
+    from retrain_lib.pipeline.retrain_run import retrain_model
 
     root = tmp_path_factory.mktemp("races")
     settings, cfg_dir = make_platform(root, days=35, rows_per_day=150)
@@ -32,7 +32,7 @@ def platform(tmp_path_factory):
 
 def _chain_problems(settings) -> list[str]:
     """What is wrong with the ledger's story of the champion (empty when consistent)."""
-    from retrain_lib import audit, registry
+    from retrain_lib.store import audit, registry
 
     ledger = audit.Ledger.from_settings(settings)
     problems = list(ledger.verify())
@@ -74,11 +74,11 @@ def _race(*fns):
 def test_race_two_retrain_runs_of_one_model(platform, reliability):
     """Two retrain runs of the model (two DAG runs, or a DAG run and ``retrain retrain``) train,
     evaluate, gate, register and deploy at the same time from the same champion."""
-    from retrain_lib.evaluation import check_gates, evaluate_candidate
-    from retrain_lib.promotion import deploy_candidate, reject_candidate
-    from retrain_lib.registration import register_candidate
-    from retrain_lib.snapshot import snapshot_data
-    from retrain_lib.training_run import train_candidate
+    from retrain_lib.pipeline.evaluation import check_gates, evaluate_candidate
+    from retrain_lib.pipeline.promotion import deploy_candidate, reject_candidate
+    from retrain_lib.pipeline.registration import register_candidate
+    from retrain_lib.pipeline.snapshot import snapshot_data
+    from retrain_lib.pipeline.training_run import train_candidate
 
     settings, _ = platform
     violations: list[str] = []
@@ -145,10 +145,10 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
     """A person promotes version C by hand (``retrain promote``, having seen champion B) while
     the monitor's ``rollback_champion`` rolls B back to its previous champion: exactly one of
     them moves the champion, the other is refused because the champion it saw is gone."""
-    from retrain_lib import registry
-    from retrain_lib.audit import Ledger
-    from retrain_lib.errors import StaleChampionError
-    from retrain_lib.promotion import promote_version, rollback_model
+    from retrain_lib.core.errors import StaleChampionError
+    from retrain_lib.pipeline.promotion import promote_version, rollback_model
+    from retrain_lib.store import registry
+    from retrain_lib.store.audit import Ledger
 
     settings, first = platform
     violations: list[str] = []

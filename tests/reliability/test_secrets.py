@@ -51,7 +51,7 @@ def pg_db():
     with psycopg.connect(f"{PG} dbname=postgres", autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{name}"')
     yield name
-    from retrain_lib import audit
+    from retrain_lib.store import audit
 
     for (url, _pid), engine in list(audit._engines.items()):
         if name in url:
@@ -81,7 +81,7 @@ def _files_text(root: Path) -> bytes:
 
 
 def _mlflow_text(settings) -> str:
-    from retrain_lib import registry
+    from retrain_lib.store import registry
 
     client = registry.get_client(settings.tracking_uri)
     parts = []
@@ -114,10 +114,10 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
     from retrain_airflow import alerting
     from retrain_airflow.ui import create_app
 
-    from retrain_lib import alerts
-    from retrain_lib.audit import Ledger
     from retrain_lib.cli.app import main
-    from retrain_lib.errors import ConfigError
+    from retrain_lib.core.errors import ConfigError
+    from retrain_lib.pipeline import alerts
+    from retrain_lib.store.audit import Ledger
 
     planted = {
         "slack_webhook": _token("WH"),
@@ -150,7 +150,7 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
                 {"conn_type": "slack", "password": planted["slack_token"], "extra": {"base_url": slack.url + "/api/"}}
             ),
         ):
-            from retrain_lib.settings import load_settings
+            from retrain_lib.core.settings import load_settings
 
             settings = load_settings(cfg_dir)
             assert settings.database_url == db_url
@@ -172,7 +172,7 @@ def test_secret_planted_secrets_reach_no_sink(airflow_db, tmp_path, pg_db, capfd
             assert any("promoted" in t for t in texts) and any("failed" in t for t in texts), texts
 
             # ... and in trouble: Slack unreachable, the platform database unreachable, a malformed URL
-            from retrain_lib.config import load_model_config
+            from retrain_lib.core.config import load_model_config
 
             alerts_cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml").alerts
             a = alerts.rollback(MODEL, {"from": "2", "to": "1", "reason": "secrets"})

@@ -1,4 +1,4 @@
-"""The pure parts of change-aware retraining (``retrain_lib.adaptation``): the drop test's
+"""The pure parts of change-aware retraining (``retrain_lib.pipeline.adaptation``): the drop test's
 error rates, the bootstrap standard error against the binomial formula, the change day, the
 selection split, the gain test, the healthy level and the backoff."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_lib.adaptation import (
+from retrain_lib.learn.window_choice import selection_split
+from retrain_lib.pipeline.adaptation import (
     ACCEPTED,
     ARMED,
     LEVEL_EVENT,
@@ -22,9 +23,8 @@ from retrain_lib.adaptation import (
     level_updates,
     rebased_window,
 )
-from retrain_lib.champion_gain import gain_test
-from retrain_lib.change_detection import bootstrap_se, change_day, drop_test
-from retrain_lib.window_choice import selection_split
+from retrain_lib.stats.champion_gain import gain_test
+from retrain_lib.stats.change_detection import bootstrap_se, change_day, drop_test
 
 
 def _accuracy_scores(rng, n, accuracy):
@@ -214,7 +214,7 @@ def test_acceptance_needs_plenty_of_rows_since_the_change():
 # The regime a champion learnt; follow-ups while its days since the change double
 # -----------------------------------------------------------------------------------------
 
-from retrain_lib.adaptation import (  # noqa: E402 - grouped with the tests that use them
+from retrain_lib.pipeline.adaptation import (  # noqa: E402 - grouped with the tests that use them
     CHANGE_TAG,
     LABELLED_UNTIL_TAG,
     extends_regime,
@@ -286,7 +286,7 @@ def test_regime_learnt_from_its_own_tags_or_the_armed_change():
 
 
 def test_a_covariate_shift_gets_one_retrain_once_its_labels_have_matured():
-    from retrain_lib.adaptation import shift_check
+    from retrain_lib.pipeline.adaptation import shift_check
 
     rebase = _rec("drift_rebased", "2026-03-06", window=["2026-03-04", "2026-03-06"], champion_version="2")
     early = shift_check([rebase], "2", dt.date(2026, 3, 12), label_delay_days=3, wait_days=7)
@@ -302,8 +302,8 @@ def test_a_covariate_shift_gets_one_retrain_once_its_labels_have_matured():
 
 
 def test_a_shift_regime_gets_no_follow_ups_and_the_change_day_comes_in_order():
-    from retrain_lib.adaptation import CHANGE_SOURCE_TAG
-    from retrain_lib.adaptation_steps import NO_CHANGE, Change, training_change
+    from retrain_lib.pipeline.adaptation import CHANGE_SOURCE_TAG
+    from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, Change, training_change
 
     shifted = {**_tags(until="2026-02-09"), CHANGE_SOURCE_TAG: "shift"}
     assert follow_up(shifted, dt.date(2026, 2, 20), label_delay_days=3, training_days=14) is None

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from retrain_lib import alert_delivery, alert_links, alert_payload, alerts
-from retrain_lib.config_alerts import Alerts
+from retrain_lib.core.config_alerts import Alerts
+from retrain_lib.pipeline import alert_delivery, alert_links, alert_payload, alerts
 
 AIRFLOW = "http://airflow.example:8080"
 MLFLOW = "http://mlflow.example:5000"
@@ -856,7 +856,7 @@ def test_severity_per_kind_from_config():
 
 
 def test_alerts_config_defaults_and_errors(tmp_path, retrain_cfg_model_yaml):
-    from retrain_lib.config import check_model_file
+    from retrain_lib.core.config import check_model_file
 
     cfg = Alerts()
     assert cfg.on == list(alerts.KINDS) and cfg.dedupe_minutes == 60 and cfg.retries == 3
@@ -912,7 +912,7 @@ def test_deliver_retries_with_backoff_logs_and_never_raises(store, caplog):
         if len(calls) < 3:
             raise ConnectionError("Slack is down")
 
-    with caplog.at_level(logging.WARNING, logger="retrain_lib.alerts"):
+    with caplog.at_level(logging.WARNING, logger="retrain_lib.pipeline.alerts"):
         out = alert_delivery.deliver(
             a, flaky, store=store, dedupe_minutes=10, retries=3, retry_seconds=1.5, sleep=waits.append
         )
@@ -933,7 +933,7 @@ def test_deliver_retries_with_backoff_logs_and_never_raises(store, caplog):
 
     b = alerts.rollback("credit_default", {"from": "2", "to": "1", "reason": "worse"})
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="retrain_lib.alerts"):
+    with caplog.at_level(logging.WARNING, logger="retrain_lib.pipeline.alerts"):
         assert (
             alert_delivery.deliver(b, down, store=store, retries=2, retry_seconds=0.5, sleep=waits.append)
             == alert_delivery.FAILED

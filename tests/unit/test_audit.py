@@ -1,4 +1,4 @@
-"""Unit tests of the decision ledger table (retrain_lib.audit) on the embedded SQLite database,
+"""Unit tests of the decision ledger table (retrain_lib.store.audit) on the embedded SQLite database,
 and of the ``retrain history`` / ``retrain ledger verify`` commands.
 
 Rows are read and tampered with through the ``sqlite3`` module directly, and hashes are
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain_lib.audit import (
+from retrain_lib.cli.app import main
+from retrain_lib.store.audit import (
     Ledger,
     LedgerError,
     normalise_url,
@@ -31,9 +32,8 @@ from retrain_lib.audit import (
     record_decision,
     verify_ledger,
 )
-from retrain_lib.cli.app import main
-from retrain_lib.ledger_history import champion_at, champion_changes, live_metric, metric_recovery
-from retrain_lib.ledger_records import GENESIS
+from retrain_lib.store.ledger_history import champion_at, champion_changes, live_metric, metric_recovery
+from retrain_lib.store.ledger_records import GENESIS
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMNS = [
@@ -414,7 +414,7 @@ def _configs(tmp_path: Path) -> Path:
 
 
 def test_settings_find_the_database_url(tmp_path, monkeypatch):
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     cfg = _configs(tmp_path)
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))
@@ -445,7 +445,7 @@ def test_postgres_urls_use_psycopg3(url, expected):
 
 
 def test_the_ledger_url_shown_on_pages_masks_the_password():
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     ledger = Ledger("postgresql://retrain:s3cret@db:5432/platform")
     assert ledger.display_url() == "postgresql+psycopg://retrain:***@db:5432/platform"
@@ -453,8 +453,8 @@ def test_the_ledger_url_shown_on_pages_masks_the_password():
 
 
 def test_model_context_record_fills_the_champion_columns(tmp_path, monkeypatch):
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.model_context import ModelContext
 
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))
     ctx = ModelContext("credit_default", load_settings(_configs(tmp_path)))
@@ -480,7 +480,7 @@ def test_model_context_record_fills_the_champion_columns(tmp_path, monkeypatch):
 
 
 def test_module_helpers_accept_settings_paths_and_urls(tmp_path, monkeypatch):
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))
     settings = load_settings(_configs(tmp_path))

@@ -1,4 +1,4 @@
-"""The policy backtester (retrain_lib.backtest): no leakage, the comparison of policies,
+"""The policy backtester (retrain_lib.tools.backtest): no leakage, the comparison of policies,
 dry-run and calibrate, on small simulated data with a cheap estimator."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrain_lib import backtest as bt
-from retrain_lib.artifact_store import ArtifactStore
-from retrain_lib.backtest_policies import Policy, default_policies, floor_fires
-from retrain_lib.backtest_scoring import Scorer
-from retrain_lib.config import load_model_config
-from retrain_lib.dry_run import dry_run
-from retrain_lib.replay_context import ReplayContext, ReplaySettings
-from retrain_lib.replay_pool import run_policies
-from retrain_lib.simulate import simulate
-from retrain_lib.threshold_calibration import apply_patch, calibrate, patch_yaml, stable_checks
+from retrain_lib.core.config import load_model_config
+from retrain_lib.tools import backtest as bt
+from retrain_lib.tools.artifact_store import ArtifactStore
+from retrain_lib.tools.backtest_policies import Policy, default_policies, floor_fires
+from retrain_lib.tools.backtest_scoring import Scorer
+from retrain_lib.tools.dry_run import dry_run
+from retrain_lib.tools.replay_context import ReplayContext, ReplaySettings
+from retrain_lib.tools.replay_pool import run_policies
+from retrain_lib.tools.simulate import simulate
+from retrain_lib.tools.threshold_calibration import apply_patch, calibrate, patch_yaml, stable_checks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START = dt.date(2026, 1, 1)
@@ -214,8 +214,8 @@ def test_prequential_metric_is_the_served_models_metric(covariate, tmp_path):
     """Recompute one day's value independently with scikit-learn."""
     from sklearn.metrics import roc_auc_score
 
-    from retrain_lib.data import load_window
-    from retrain_lib.training_data import xy
+    from retrain_lib.learn.training_data import xy
+    from retrain_lib.store.data import load_window
 
     cfg, data = covariate
     settings = ReplaySettings(data)
@@ -263,7 +263,7 @@ def test_dry_run_reports_the_days_two_configs_act_differently(covariate, tmp_pat
 
 
 def test_calibrate_patch_parses_and_keeps_the_false_alarm_rate_on_the_stable_window(covariate):
-    from retrain_lib.drift import drift_for_config
+    from retrain_lib.stats.drift import drift_for_config
 
     cfg, data = covariate
     far = 0.05

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.calibration and ``threshold: auto`` in compute_drift / drift_for_config.
+"""Unit tests of retrain_lib.stats.calibration and ``threshold: auto`` in compute_drift / drift_for_config.
 
 Golden values come from SciPy (chi-square and normal quantiles, ``false_discovery_control``)
 or from the definitions written out in the test, never from the code under test.
@@ -15,15 +15,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from retrain_lib.calibration import (
+from retrain_lib.core.config import check_model_file, load_model_config
+from retrain_lib.stats.calibration import (
     apply_persistence,
     benjamini_hochberg,
     persistent_alarm,
     psi_null_p_value,
     psi_null_threshold,
 )
-from retrain_lib.config import check_model_file, load_model_config
-from retrain_lib.drift import compute_drift, drift_for_config
+from retrain_lib.stats.drift import compute_drift, drift_for_config
 
 FAR = 0.01
 

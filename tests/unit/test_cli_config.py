@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from retrain_lib.cli.app import main
-from retrain_lib.errors import EXIT_BAD_INPUT, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_OK
 
 pytestmark = pytest.mark.usefixtures("retrain_cfg_isolated_env")
 

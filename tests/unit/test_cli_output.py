@@ -88,7 +88,7 @@ def test_table_columns_line_up_whatever_the_widths():
 
 
 def test_history_table_is_aligned(tmp_path, monkeypatch, capsys, retrain_cfg_config_dir):
-    from retrain_lib.audit import Ledger
+    from retrain_lib.store.audit import Ledger
 
     monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "state"))
     led = Ledger(f"sqlite:///{tmp_path / 'state' / 'platform.db'}")
@@ -133,7 +133,7 @@ def _slow_command(args) -> int:
     import logging
 
     say(args, "step one")
-    logging.getLogger("retrain_lib.training_run").info("trained %s on %s rows", "m", 10)
+    logging.getLogger("retrain_lib.pipeline.training_run").info("trained %s on %s rows", "m", 10)
     logging.getLogger("mlflow.store").info("not ours")
     print("result")
     return 0

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.config: schema, loading, problem reports, safety, hashing."""
+"""Unit tests of retrain_lib.core.config: schema, loading, problem reports, safety, hashing."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import jsonschema
 import pytest
 import yaml
 
-from retrain_lib import config_yaml as config_mod
-from retrain_lib.config import (
+from retrain_lib.core import config_yaml as config_mod
+from retrain_lib.core.config import (
     ModelConfig,
     check_model_file,
     json_schema,
     load_model_config,
     load_model_configs,
 )
-from retrain_lib.config_platform import PlatformConfig, load_platform_config, platform_json_schema
-from retrain_lib.config_problems import ConfigProblem
-from retrain_lib.config_yaml import MAX_CONFIG_BYTES
-from retrain_lib.errors import ConfigError, RetrainError
+from retrain_lib.core.config_platform import PlatformConfig, load_platform_config, platform_json_schema
+from retrain_lib.core.config_problems import ConfigProblem
+from retrain_lib.core.config_yaml import MAX_CONFIG_BYTES
+from retrain_lib.core.errors import ConfigError, RetrainError
 
 SHIPPED = {"credit_default": "classification", "daily_demand": "regression"}
 

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.data (with data written by retrain_lib.simulate).
+"""Unit tests of retrain_lib.store.data (with data written by retrain_lib.tools.simulate).
 
 Expectations are checked against the partition files read directly with pandas, not
 through the loader under test.
@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrain_lib.config import load_model_config
-from retrain_lib.data import (
+from retrain_lib.core.config import load_model_config
+from retrain_lib.core.errors import DataError
+from retrain_lib.stats.drift import compute_feature_drift
+from retrain_lib.store.data import (
     available_days,
     day_range,
     fingerprint_files,
@@ -28,9 +30,7 @@ from retrain_lib.data import (
     window_fingerprint,
     write_partition,
 )
-from retrain_lib.drift import compute_feature_drift
-from retrain_lib.errors import DataError
-from retrain_lib.simulate import simulate
+from retrain_lib.tools.simulate import simulate
 
 START = dt.date(2026, 1, 1)
 DAYS = 20
@@ -385,7 +385,7 @@ def test_covariate_drift_shifts_means_in_drift_days_only(credit_root, credit_cfg
 
 
 def test_no_drift_kind_none_and_days_validation(tmp_path, credit_cfg):
-    from retrain_lib.errors import ConfigError
+    from retrain_lib.core.errors import ConfigError
 
     res = simulate(credit_cfg, tmp_path, days=2, rows_per_day=20, drift_day=1, drift_kind="none")
     assert res.drift_start is None

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain_lib.config import ModelConfig
-from retrain_lib.config_sections import Adaptation
-from retrain_lib.decision import HEALTHY, RETRAIN, decide
+from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.config_sections import Adaptation
+from retrain_lib.pipeline.decision import HEALTHY, RETRAIN, decide
 
 AS_OF = dt.date(2026, 2, 10)
 
@@ -292,7 +292,7 @@ def rollback_facts(champion_live: float, previous_live: float, max_drop: float =
 
 
 def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_retrain():
-    from retrain_lib.decision import ROLLBACK
+    from retrain_lib.pipeline.decision import ROLLBACK
 
     d = decide(
         make_cfg(),
@@ -369,7 +369,7 @@ def serving(requests=500, errors=0, p95=8.0, max_error_rate=0.05, max_p95=None, 
     ],
 )
 def test_live_serving_past_a_limit_rolls_back(facts, why):
-    from retrain_lib.decision import ROLLBACK
+    from retrain_lib.pipeline.decision import ROLLBACK
 
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79), serving=facts)
     assert d["action"] == ROLLBACK and d["rollback"] == {"from": "3", "to": "2"}
@@ -469,7 +469,7 @@ def test_an_armed_drop_waits_for_the_next_follow_up():
 
 
 def test_a_retrain_without_a_model_since_the_deployment_ends_the_follow_ups():
-    from retrain_lib.adaptation import Backoff
+    from retrain_lib.pipeline.adaptation import Backoff
 
     missed = Backoff(1, "2026-02-15", 1, False, ["2026-02-15"])
     d = decide(

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.drift.
+"""Unit tests of retrain_lib.stats.drift.
 
 Golden values come from independent implementations: SciPy (KS, Jensen-Shannon,
 Wasserstein, chi-squared), Evidently 0.7's legacy PSI stattest and small formulas written
@@ -17,11 +17,11 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from retrain_lib import drift
-from retrain_lib.config import load_model_config
-from retrain_lib.drift import compute_drift, compute_feature_drift, drift_for_config
-from retrain_lib.drift_methods import METHODS, get_method
-from retrain_lib.drift_stats import bucket_shares, psi_from_shares, quantile_edges
+from retrain_lib.core.config import load_model_config
+from retrain_lib.stats import drift
+from retrain_lib.stats.drift import compute_drift, compute_feature_drift, drift_for_config
+from retrain_lib.stats.drift_methods import METHODS, get_method
+from retrain_lib.stats.drift_stats import bucket_shares, psi_from_shares, quantile_edges
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 
@@ -640,7 +640,7 @@ def test_new_methods_are_registered_with_kinds_defaults_and_direction():
 
 
 def test_model_config_accepts_the_new_method_names():
-    from retrain_lib.config_triggers import DriftTrigger
+    from retrain_lib.core.config_triggers import DriftTrigger
 
     d = DriftTrigger.model_validate(
         {"categorical_method": "unseen", "features": {"region": {"method": "linf"}, "age": {"method": "missing_share"}}}

@@ -6,11 +6,11 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from retrain_lib.audit import record_decision
-from retrain_lib.calibration import persistent_alarm
-from retrain_lib.model_context import ModelContext
-from retrain_lib.monitor_facts import drift_history
-from retrain_lib.settings import load_settings
+from retrain_lib.core.settings import load_settings
+from retrain_lib.pipeline.monitor_facts import drift_history
+from retrain_lib.stats.calibration import persistent_alarm
+from retrain_lib.store.audit import record_decision
+from retrain_lib.store.model_context import ModelContext
 
 REPO = Path(__file__).resolve().parents[2]
 

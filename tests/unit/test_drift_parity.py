@@ -30,9 +30,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from retrain_lib import drift, drift_stats
-from retrain_lib.drift import compute_drift, compute_feature_drift
-from retrain_lib.drift_stats import binned_shares, js_from_shares, psi_from_shares, sturges_edges
+from retrain_lib.stats import drift, drift_stats
+from retrain_lib.stats.drift import compute_drift, compute_feature_drift
+from retrain_lib.stats.drift_stats import binned_shares, js_from_shares, psi_from_shares, sturges_edges
 
 TOL = 1e-9  # against independent implementations
 SAME = 1e-12  # vectorised against per-column

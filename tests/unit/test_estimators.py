@@ -1,4 +1,4 @@
-"""Estimator lookup by reading source (``retrain_lib.estimators``): agrees with the imported
+"""Estimator lookup by reading source (``retrain_lib.core.estimators``): agrees with the imported
 classes (golden values from ``inspect`` on scikit-learn itself), names misspellings, and
 imports nothing."""
 
@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
-from retrain_lib import estimators
-from retrain_lib.estimators import check_estimator, describe_estimator
+from retrain_lib.core import estimators
+from retrain_lib.core.estimators import check_estimator, describe_estimator
 
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
 
@@ -41,7 +41,7 @@ def _sklearn_estimators():
 def test_agrees_with_the_imported_class_for_every_sklearn_estimator():
     """Parameters, ``fit(sample_weight)`` and abstractness as ``inspect`` sees them on the real
     classes: a parameter the source reading missed would reject a valid config."""
-    from retrain_lib.estimator_import import accepts_sample_weight
+    from retrain_lib.learn.estimator_import import accepts_sample_weight
 
     estimators = _sklearn_estimators()
     assert len(estimators) > 150
@@ -207,7 +207,7 @@ def test_abstract_class_is_refused(acme, tmp_path):
 def test_imports_nothing():
     code = textwrap.dedent(f"""\
         import json, sys
-        from retrain_lib.estimators import check_estimator
+        from retrain_lib.core.estimators import check_estimator
         problems = check_estimator({HGB!r}, {{"max_iters": 1}}, recency=True, warm_start=True)
         heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "numpy", "scipy", "pandas"}})
         print(json.dumps({{"problems": len(problems), "heavy": heavy}}))

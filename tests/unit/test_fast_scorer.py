@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_lib.config import ModelConfig
-from retrain_lib.metrics import predict_scores
+from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.metrics import predict_scores
+from retrain_lib.learn.training_data import xy
+from retrain_lib.learn.training_pipeline import build_pipeline
 from retrain_lib.serving.fast_path import compile_fast
 from retrain_lib.serving.schema import FeatureSchema
-from retrain_lib.training_data import xy
-from retrain_lib.training_pipeline import build_pipeline
 
 
 def _cfg(task: str) -> ModelConfig:

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain_lib import registry
-from retrain_lib.audit import record_decision
+from retrain_lib.store import registry
+from retrain_lib.store.audit import record_decision
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -112,8 +112,8 @@ def _signals(live):
 
 @pytest.fixture(scope="module")
 def page_state(tmp_path_factory):
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.model_context import ModelContext
 
     root = tmp_path_factory.mktemp("fleet_page")
     shutil.copytree(REPO / "configs", root / "configs")
@@ -406,7 +406,7 @@ def test_state_is_kept_until_the_ledger_moves(page_state, monkeypatch):
     from fastapi.testclient import TestClient
     from retrain_airflow.ui import create_app
 
-    from retrain_lib import status
+    from retrain_lib.tools import status
 
     app = TestClient(create_app(lambda: page_state.settings, require_auth=False, max_age=3600), root_path="/retrain")
     app.get("/")

@@ -21,8 +21,8 @@ import math
 import numpy as np
 import pytest
 
-from retrain_lib.config_gates import Gate
-from retrain_lib.gates import all_passed, evaluate_gate, evaluate_gates
+from retrain_lib.core.config_gates import Gate
+from retrain_lib.quality.gates import all_passed, evaluate_gate, evaluate_gates
 
 DIRECTIONS = {"roc_auc": True, "r2": True, "accuracy": True, "rmse": False, "brier": False, "mae": False}
 

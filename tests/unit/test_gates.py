@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.gates.
+"""Unit tests of retrain_lib.quality.gates.
 
 Expected values (thresholds, gaps, ECE, flip shares, leakage scores) are computed by hand
 or with scikit-learn/scipy in the tests; metric-gate decisions are compared with MLflow's own
@@ -16,17 +16,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from retrain_lib.config import load_model_config
-from retrain_lib.config_gates import Gate
-from retrain_lib.gate_measures import bootstrap_improvement, measure_latency_ms
-from retrain_lib.gate_types import GateInputs, GateResult
-from retrain_lib.gates import (
+from retrain_lib.core.config import load_model_config
+from retrain_lib.core.config_gates import Gate
+from retrain_lib.core.metrics import GREATER_IS_BETTER, resampled_metric
+from retrain_lib.quality.gate_types import GateInputs, GateResult
+from retrain_lib.quality.gates import (
     all_passed,
     evaluate_gate,
     evaluate_gates,
     run_gates,
 )
-from retrain_lib.metrics import GREATER_IS_BETTER, resampled_metric
+from retrain_lib.stats.gate_measures import bootstrap_improvement, measure_latency_ms
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 
@@ -281,7 +281,7 @@ def test_wrong_gate_combinations_are_config_errors(kwargs, message):
 def test_gate_kinds_in_yaml_form_and_json_schema():
     import yaml
 
-    from retrain_lib.config import json_schema
+    from retrain_lib.core.config import json_schema
 
     entries = yaml.safe_load("""
     - {metric: roc_auc, min: 0.70}
@@ -530,7 +530,7 @@ def test_resampled_metrics_equal_sklearn_on_the_resampled_rows():
 
 @pytest.mark.parametrize("metric", ["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece"])
 def test_compute_metric_equals_sklearn_for_every_classification_metric(metric):
-    from retrain_lib.metrics import classification_metrics, compute_metric
+    from retrain_lib.core.metrics import classification_metrics, compute_metric
 
     rng = np.random.default_rng(11)
     y = (rng.random(300) < 0.35).astype(int)
@@ -546,7 +546,7 @@ def test_compute_metric_equals_sklearn_for_every_classification_metric(metric):
 
 @pytest.mark.parametrize("metric", ["rmse", "mae", "r2", "mape"])
 def test_compute_metric_equals_sklearn_for_every_regression_metric(metric):
-    from retrain_lib.metrics import compute_metric, regression_metrics
+    from retrain_lib.core.metrics import compute_metric, regression_metrics
 
     rng = np.random.default_rng(12)
     y = np.round(rng.normal(10, 4, 200))
@@ -740,7 +740,7 @@ def test_any_exception_inside_a_gate_fails_closed(gate, data, words):
 
 
 def test_an_unexpected_error_inside_a_gate_blocks(monkeypatch):
-    import retrain_lib.gate_kinds as gates_module
+    import retrain_lib.quality.gate_kinds as gates_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -816,9 +816,9 @@ def test_an_absolute_gate_the_champion_fails_too_does_not_keep_it_serving():
     candidate is not worse; without it, or when the candidate is worse, it fails as before."""
     import numpy as np
 
-    from retrain_lib.config_gates import Gate
-    from retrain_lib.gate_types import GateInputs
-    from retrain_lib.gates import run_gates
+    from retrain_lib.core.config_gates import Gate
+    from retrain_lib.quality.gate_types import GateInputs
+    from retrain_lib.quality.gates import run_gates
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)

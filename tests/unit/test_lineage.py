@@ -1,4 +1,4 @@
-"""The data registry (retrain_lib.lineage): training sets versioned with git + DVC in a tmp
+"""The data registry (retrain_lib.store.lineage): training sets versioned with git + DVC in a tmp
 state directory, read back by rev from the remote, tampering detected, concurrent writers.
 
 Expected md5s are computed here with hashlib from the bytes on disk, and commits are counted
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_lib import lineage
-from retrain_lib.errors import ConfigError, DataError
-from retrain_lib.settings import load_settings
+from retrain_lib.core.errors import ConfigError, DataError
+from retrain_lib.core.settings import load_settings
+from retrain_lib.store import lineage
 
 PATH = "models/churn_risk/training.parquet"
 
@@ -245,8 +245,8 @@ CHILD = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     import pandas as pd
-    from retrain_lib import lineage
-    from retrain_lib.settings import load_settings
+    from retrain_lib.store import lineage
+    from retrain_lib.core.settings import load_settings
     import dvc.repo  # the slow import, before the start signal
     config_dir, work, model, own, shared, rounds = sys.argv[1:]
     settings = load_settings(config_dir)

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.model_card: content, escaping, missing sections."""
+"""Unit tests of retrain_lib.quality.model_card: content, escaping, missing sections."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from retrain_lib.gate_types import GateResult
-from retrain_lib.model_card import NOT_RECORDED, automatic_limitations, build_model_card, format_value
+from retrain_lib.quality.gate_types import GateResult
+from retrain_lib.quality.model_card import NOT_RECORDED, automatic_limitations, build_model_card, format_value
 
 SECTIONS = ["Purpose", "Data", "Features", "Training", "Metrics", "Gates", "Approvals", "Lineage", "Known limitations"]
 

@@ -1,4 +1,4 @@
-"""retrain_lib.performance: per-segment and daily metrics (against sklearn, computed here
+"""retrain_lib.stats.performance: per-segment and daily metrics (against sklearn, computed here
 independently), relative-drop levels, and confidence-based performance estimation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
 
-from retrain_lib.performance import (
+from retrain_lib.stats.performance import (
     CRITICAL,
     OK,
     WARN,

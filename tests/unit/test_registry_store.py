@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from retrain_lib import registry
+from retrain_lib.store import registry
 
 
 def test_an_interrupted_store_migration_is_resumed(tmp_path):

@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.rollout.
+"""Unit tests of retrain_lib.pipeline.rollout.
 
 Expected values come from simulation (A/A and A/B experiments drawn here with numpy), from
 the mSPRT mixture integrated numerically with SciPy, from scikit-learn's losses and from
@@ -14,8 +14,8 @@ import pytest
 from scipy import integrate, optimize, stats
 from sklearn import metrics as skm
 
-from retrain_lib.errors import DataError
-from retrain_lib.rollout import (
+from retrain_lib.core.errors import DataError
+from retrain_lib.pipeline.rollout import (
     CanaryDecision,
     ShadowArm,
     ShadowLimits,
@@ -24,7 +24,7 @@ from retrain_lib.rollout import (
     compare_shadow,
     plan_steps,
 )
-from retrain_lib.rollout_stats import loss_per_request
+from retrain_lib.stats.rollout_stats import loss_per_request
 
 ALPHA = 0.05
 RUNS = 500

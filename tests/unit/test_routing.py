@@ -75,8 +75,8 @@ def test_invalid_states_are_refused_with_a_clear_message():
 
 
 def test_rollout_state_round_trips_through_the_registry(tmp_path):
-    from retrain_lib.registry import get_client
     from retrain_lib.serving.routing import get_rollout_state, set_rollout_state
+    from retrain_lib.store.registry import get_client
 
     client = get_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert get_rollout_state(client, "nothing") == RolloutState()

@@ -18,8 +18,8 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import r2_score, roc_auc_score
 
-from retrain_lib.data import load_window
-from retrain_lib.scenarios import (
+from retrain_lib.store.data import load_window
+from retrain_lib.tools.scenarios import (
     DayState,
     config_dict,
     generate_day,

@@ -17,7 +17,7 @@ def _configs(tmp_path: Path, name: str) -> Path:
 
 
 def test_state_and_store_follow_retrain_home(tmp_path, monkeypatch):
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RETRAIN_DATA_ROOT", raising=False)
@@ -31,8 +31,8 @@ def test_state_and_store_follow_retrain_home(tmp_path, monkeypatch):
 
 
 def test_using_one_store_does_not_leak_into_the_next_settings(tmp_path, monkeypatch):
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.model_context import ModelContext
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

@@ -1,4 +1,4 @@
-"""Unit tests of the sample data's calendar (retrain_lib.simulate)."""
+"""Unit tests of the sample data's calendar (retrain_lib.tools.simulate)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from retrain_lib.config import load_model_config
-from retrain_lib.simulate import simulate
+from retrain_lib.core.config import load_model_config
+from retrain_lib.tools.simulate import simulate
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 

@@ -1,5 +1,5 @@
 """`retrain status` and the fleet page's data: a real (small) MLflow registry and decision
-ledger in a temporary state directory, read back by :mod:`retrain_lib.status`, the CLI and
+ledger in a temporary state directory, read back by :mod:`retrain_lib.tools.status`, the CLI and
 the fleet app (outside Airflow)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain_lib import registry
-from retrain_lib.audit import record_decision
 from retrain_lib.cli.app import main
 from retrain_lib.serving.routing import set_rollout_state
-from retrain_lib.status import UnknownModelError, fleet_status
-from retrain_lib.status_links import resolve_report
-from retrain_lib.status_tasks import task_links
+from retrain_lib.store import registry
+from retrain_lib.store.audit import record_decision
+from retrain_lib.tools.status import UnknownModelError, fleet_status
+from retrain_lib.tools.status_links import resolve_report
+from retrain_lib.tools.status_tasks import task_links
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit_default"
@@ -58,8 +58,8 @@ def fleet(tmp_path_factory):
     """credit_default with versions 1..3 (champion 2, previous-champion 1, challenger 3 in a
     20% canary), three monitor checks (two on the last day), a gate verdict with its
     results.json, promotions and a rejection; daily_demand with nothing at all."""
-    from retrain_lib.model_context import ModelContext
-    from retrain_lib.settings import load_settings
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.store.model_context import ModelContext
 
     root = tmp_path_factory.mktemp("status")
     shutil.copytree(REPO / "configs", root / "configs")
@@ -352,7 +352,7 @@ def test_fleet_app_pages_json_and_reports(cli_env):
 
 def test_the_sqlite_reader_answers_as_mlflow_does(fleet):
     """Every call status makes, on the same store: MLflow's client is the golden value."""
-    from retrain_lib.registry_reader import RegistryReadError, reader_for
+    from retrain_lib.store.registry_reader import RegistryReadError, reader_for
 
     reader = reader_for(fleet.settings.tracking_uri, fleet.settings.registry_uri)
     assert reader is not None
@@ -401,7 +401,7 @@ def test_status_through_the_reader_equals_status_through_mlflow(fleet):
 
 
 def test_reader_only_for_an_sqlite_store_mlflow_created(tmp_path):
-    from retrain_lib.registry_reader import reader_for
+    from retrain_lib.store.registry_reader import reader_for
 
     assert reader_for("http://127.0.0.1:5000") is None
     assert reader_for("postgresql://u@db/mlflow") is None
@@ -429,8 +429,8 @@ def test_status_command_imports_neither_mlflow_nor_numpy(cli_env):
 
 
 def test_builtin_method_axes_match_the_drift_registry():
-    from retrain_lib.drift_methods import METHODS
-    from retrain_lib.status_monitor import BUILTIN_METHOD_AXES, P_VALUE
+    from retrain_lib.stats.drift_methods import METHODS
+    from retrain_lib.tools.status_monitor import BUILTIN_METHOD_AXES, P_VALUE
 
     assert {n: m.uses_p_value for n, m in METHODS.items()} == {
         n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()

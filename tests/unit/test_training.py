@@ -1,4 +1,4 @@
-"""Unit tests of retrain_lib.training on small simulated data."""
+"""Unit tests of retrain_lib.learn.training on small simulated data."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import r2_score, roc_auc_score
 
-from retrain_lib.config import ModelConfig, check_model_file, load_model_config
-from retrain_lib.config_sections import Recency, Split, Training
-from retrain_lib.data import load_window
-from retrain_lib.errors import ConfigError, DataError, TrainingError
-from retrain_lib.estimator_import import check_training_config, load_estimator_class
-from retrain_lib.estimators import module_allowed
-from retrain_lib.simulate import simulate
-from retrain_lib.training import fit, train_model
-from retrain_lib.training_data import sample_weights, split_frame, xy
-from retrain_lib.training_pipeline import build_pipeline
+from retrain_lib.core.config import ModelConfig, check_model_file, load_model_config
+from retrain_lib.core.config_sections import Recency, Split, Training
+from retrain_lib.core.errors import ConfigError, DataError, TrainingError
+from retrain_lib.core.estimators import module_allowed
+from retrain_lib.learn.estimator_import import check_training_config, load_estimator_class
+from retrain_lib.learn.training import fit, train_model
+from retrain_lib.learn.training_data import sample_weights, split_frame, xy
+from retrain_lib.learn.training_pipeline import build_pipeline
+from retrain_lib.store.data import load_window
+from retrain_lib.tools.simulate import simulate
 
 MODELS = Path(__file__).resolve().parents[2] / "configs" / "models"
 START = dt.date(2026, 1, 1)
@@ -598,7 +598,7 @@ def test_warm_start_with_changed_features_trains_from_scratch(champion_parts, ca
     cfg, champion, split = champion_parts
     fewer = cfg.features.model_copy(update={"numeric": [c for c in cfg.features.numeric if c != "age"]})
     warm_cfg = _with_training(cfg, warm_start=True).model_copy(update={"features": fewer})
-    with caplog.at_level("INFO", logger="retrain_lib.training"):
+    with caplog.at_level("INFO", logger="retrain_lib.learn.training"):
         model, info = fit(warm_cfg, split.train, init_model=champion)
     assert info.warm_started_from is None
     assert "the feature lists changed since the champion (numeric -age): trained from scratch" in info.notes[0]

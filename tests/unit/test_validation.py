@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_lib.config import ModelConfig, check_model_file
+from retrain_lib.core.config import ModelConfig, check_model_file
 
 AS_OF = dt.date(2026, 3, 10)
 
@@ -268,7 +268,7 @@ FULL = {
 
 @pytest.fixture(scope="module")
 def clean_report():
-    from retrain_lib.validation import validate_frame
+    from retrain_lib.quality.validation import validate_frame
 
     return validate_frame(model(FULL), frame(), as_of=AS_OF, days=2)
 
@@ -276,7 +276,7 @@ def clean_report():
 @pytest.fixture(scope="module")
 def bad():
     """A frame that breaks one expectation of every kind, and its report."""
-    from retrain_lib.validation import validate_frame
+    from retrain_lib.quality.validation import validate_frame
 
     df = frame(20)
     df.loc[[3, 7], "income"] = [-5.0, -12.0]
@@ -397,7 +397,7 @@ def test_freshness_compares_the_latest_timestamp_with_the_end_of_the_day(bad, cl
 
 
 def test_freshness_fails_just_outside_the_window():
-    from retrain_lib.validation import validate_frame
+    from retrain_lib.quality.validation import validate_frame
 
     df = frame(4)
     df["ts"] = pd.to_datetime([f"{AS_OF} 10:00", f"{AS_OF} 12:00", f"{AS_OF} 13:00", f"{AS_OF} 17:59"])
@@ -442,9 +442,9 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def credit_window(tmp_path):
-    from retrain_lib.config import load_model_config
-    from retrain_lib.data import load_window
-    from retrain_lib.simulate import simulate
+    from retrain_lib.core.config import load_model_config
+    from retrain_lib.store.data import load_window
+    from retrain_lib.tools.simulate import simulate
 
     cfg = load_model_config(Path(__file__).resolve().parents[2] / "configs" / "models" / "credit_default.yaml")
     root = tmp_path / "data"
@@ -458,7 +458,7 @@ def credit_window(tmp_path):
 
 
 def test_quarantine_copies_the_batch_and_leaves_the_sources_alone(credit_window, tmp_path):
-    from retrain_lib.validation import quarantine_batch, validate_window
+    from retrain_lib.quality.validation import quarantine_batch, validate_window
 
     cfg, root, window = credit_window
     report = validate_window(cfg, window)
@@ -496,8 +496,8 @@ def test_quarantine_copies_the_batch_and_leaves_the_sources_alone(credit_window,
 
 
 def test_a_quarantine_of_other_data_for_the_same_day_keeps_the_first(credit_window, tmp_path):
-    from retrain_lib.data import Window
-    from retrain_lib.validation import quarantine_batch
+    from retrain_lib.quality.validation import quarantine_batch
+    from retrain_lib.store.data import Window
 
     cfg, root, window = credit_window
     state = tmp_path / "state"
@@ -532,7 +532,9 @@ class _Ctx:
 
 
 def test_a_crashing_validation_or_report_does_not_stop_the_monitor(credit_window, monkeypatch, tmp_path):
-    from retrain_lib import monitor_run, reports, validation
+    from retrain_lib.pipeline import monitor_run
+    from retrain_lib.quality import validation
+    from retrain_lib.store import reports
 
     cfg, _, window = credit_window
     summary, report = monitor_run._monitor_validation(_Ctx(cfg), window)
@@ -558,8 +560,8 @@ def test_a_crashing_validation_or_report_does_not_stop_the_monitor(credit_window
 
 
 def test_the_drift_report_uses_the_decision_s_methods_and_thresholds():
-    from retrain_lib.drift import drift_for_config
-    from retrain_lib.reports import column_tests
+    from retrain_lib.stats.drift import drift_for_config
+    from retrain_lib.store.reports import column_tests
 
     cfg = model(
         drift={
@@ -583,8 +585,8 @@ def test_the_drift_report_uses_the_decision_s_methods_and_thresholds():
 def test_the_drift_report_of_a_calibrated_config_uses_the_thresholds_the_check_decided():
     """``threshold: auto`` is resolved per check from the day's sample sizes: the report takes
     the decided thresholds, and without them says so instead of failing on float('auto')."""
-    from retrain_lib.drift import drift_for_config
-    from retrain_lib.reports import column_tests
+    from retrain_lib.stats.drift import drift_for_config
+    from retrain_lib.store.reports import column_tests
 
     cfg = model(drift={"threshold": "auto", "features": {"income": {"method": "ks"}}, "exclude": ["store"]})
     df = frame(40)
@@ -597,8 +599,8 @@ def test_the_drift_report_of_a_calibrated_config_uses_the_thresholds_the_check_d
 
 
 def test_the_monitor_s_drift_report_takes_the_tests_from_the_check_itself():
-    from retrain_lib.drift import drift_for_config
-    from retrain_lib.reports import decided_tests
+    from retrain_lib.stats.drift import drift_for_config
+    from retrain_lib.store.reports import decided_tests
 
     cfg = model(
         drift={
@@ -616,7 +618,7 @@ def test_the_monitor_s_drift_report_takes_the_tests_from_the_check_itself():
 
 
 def test_drift_html_report_writes_an_evidently_page(tmp_path):
-    from retrain_lib.reports import drift_html_report
+    from retrain_lib.store.reports import drift_html_report
 
     rng = np.random.default_rng(0)
     cfg = model(drift={"features": {"income": {"method": "ks", "threshold": 0.01}}, "exclude": ["store"]})

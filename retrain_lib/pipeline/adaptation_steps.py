@@ -1,0 +1,299 @@
+"""The adaptation state around the monitor and the retrain (config ``adaptation``): what the
+steps of the DAGs and the backtest's replay read from the ledger and write back to it.
+
+:mod:`retrain_lib.stats.change_detection` and :mod:`retrain_lib.pipeline.adaptation` hold the pure statistics
+and rules; this module applies them to a model: the drop test on the champion's labelled rows (:func:`test_drop`), the healthy level,
+backoff and covariate-shift check from ledger records (:func:`adaptation_state`,
+:func:`shift_facts`), the records a monitor check or a no-gain retrain adds
+(:func:`record_adaptation`, :func:`record_no_gain_acceptance`), the change day a retrain trains
+after (:func:`training_change`), the regime tags of a registered version (:func:`regime_tags`)
+and a candidate's outcome (:func:`promotion_outcome`). ``ctx`` is a
+:class:`retrain_lib.store.model_context.ModelContext` or the backtest's duck-typed one (``cfg``,
+``settings``, ``name``); ``record(event, as_of, actor, details)`` writes one ledger record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from retrain_lib.core.config import ModelConfig
+
+PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
+
+
+class Change(NamedTuple):
+    """The change a retrain's candidates train after (:func:`training_change`): its first
+    day and what showed it (``performance``: the champion's metric; ``shift``: its inputs).
+    ``NO_CHANGE`` when there is none."""
+
+    day: str | None
+    source: str | None
+
+
+NO_CHANGE = Change(None, None)
+
+
+def test_drop(
+    cfg: ModelConfig, result: dict, y, scores, now, before, daily: dict[str, float], healthy, champion_tags: dict
+) -> None:
+    """The drop as a test (``result['test']``), against the better of the champion's baseline
+    (``result['baseline']``) and the armed healthy level; with a significant drop, the
+    estimated ``change_day``."""
+    import numpy as np
+
+    from retrain_lib.core.metrics import greater_is_better
+    from retrain_lib.stats.change_detection import bootstrap_se, change_day, drop_test
+    from retrain_lib.stats.performance import daily_metrics, metric_value
+
+    perf = cfg.performance
+    live = metric_value(y, scores, perf.metric, cfg.task)
+    live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
+    baseline = result["baseline"]
+    if result["baseline_source"] == "rolling" and len(daily) > 1:
+        values = np.array(list(daily.values()), dtype=float)
+        baseline_se = float(values.std(ddof=1) / math.sqrt(len(values)))
+    else:
+        tagged = champion_tags.get(f"metric_se.{perf.metric}")
+        baseline_se = float(tagged) if tagged not in (None, "") else live_se
+    up = greater_is_better(perf.metric)
+    if (
+        healthy is not None
+        and math.isfinite(healthy.level)
+        and (not math.isfinite(baseline) or (healthy.level > baseline if up else healthy.level < baseline))
+    ):
+        result.update(
+            own_baseline=baseline, baseline=healthy.level, baseline_source=f"healthy level (armed {healthy.since})"
+        )
+        baseline, baseline_se = healthy.level, healthy.se
+    test = drop_test(
+        live,
+        baseline,
+        perf.metric,
+        live_se=live_se,
+        baseline_se=baseline_se,
+        rows=len(y),
+        false_alarm_rate=perf.false_alarm_rate,
+        min_effect=perf.min_effect,
+    )
+    result["test"] = test.to_dict()
+    result["baseline_se"] = baseline_se
+    if test.significant:
+        ts = cfg.data.timestamp_column
+        recent = daily_metrics(now[ts], y, scores, metric=perf.metric, task=cfg.task, min_rows=1)
+        counts: dict[str, int] = {}
+        for frame in (before, now):
+            if len(frame):
+                for day, n in frame[ts].dt.date.value_counts().items():
+                    counts[day.isoformat()] = counts.get(day.isoformat(), 0) + int(n)
+        result["change_day"] = change_day({**daily, **recent}, counts, perf.metric)
+
+
+@dataclass(frozen=True)
+class AdaptationState:
+    """What the ledger says about a model before a monitor check: its ``records``, the armed
+    ``healthy`` level, the ``backoff`` after retrains that brought no model, and the drift
+    reference a covariate shift was ``rebased`` to for the champion (or ``None`` each)."""
+
+    records: list = field(default_factory=list)
+    healthy: Any = None
+    backoff: Any = None
+    rebased: tuple[str, str] | None = None
+
+
+def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationState:
+    """The :class:`AdaptationState` of the model before ``as_of``, from the ledger (or the given
+    ledger-shaped ``records``); empty without ``adaptation``."""
+    cfg = ctx.cfg
+    if cfg.adaptation is None or champion is None:
+        return AdaptationState()
+    from retrain_lib.pipeline.adaptation import backoff, healthy_level, rebased_window
+    from retrain_lib.store import audit
+
+    if records is None:
+        records = audit.read_ledger(ctx.settings, ctx.name)
+    healthy = None
+    if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
+        healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
+    wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
+    return AdaptationState(
+        records, healthy, wait, rebased_window(records, str(champion.version), before=as_of.isoformat())
+    )
+
+
+def metric_ses(cfg: ModelConfig, y, scores) -> dict[str, float]:
+    """Bootstrap standard errors of the primary and the performance metric of ``scores`` (the
+    ``metric_se.*`` tags the drop test reads for a champion's holdout baseline); finite only."""
+    from retrain_lib.stats.change_detection import bootstrap_se
+
+    out = {}
+    for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:
+        se = bootstrap_se(cfg.task, m, y, scores, seed=cfg.training.seed)
+        if math.isfinite(se):
+            out[m] = float(se)
+    return out
+
+
+def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
+    """The pending covariate-shift check of the champion (``adaptation.shift_label_days``)."""
+    spec = cfg.adaptation
+    if spec is None or spec.shift_label_days is None or champion is None or not records:
+        return None
+    from retrain_lib.pipeline.adaptation import shift_check
+
+    return shift_check(
+        records,
+        str(champion.version),
+        as_of,
+        label_delay_days=cfg.data.label_delay_days,
+        wait_days=spec.shift_label_days,
+    )
+
+
+def training_change(
+    champion_tags: dict,
+    window_start: dt.date,
+    estimate: Callable[[], str | None],
+    records: Callable[[], Iterable[dict]],
+    champion_version: str,
+    *,
+    training_days: int | None = None,
+) -> Change:
+    """The change day a retrain's candidates train after: the regime the champion learnt
+    (while inside the training window, or while its follow-ups fill the window: see
+    :func:`retrain_lib.pipeline.adaptation.regime_change`; its own series after training shows no
+    change, and a noisy one must not cut the rows since the change), else the change ``estimate()`` finds in
+    the champion's metric, else the day its inputs shifted (a rebased drift, from
+    ``records()``). A regime keeps its own source; ``NO_CHANGE`` when there is none. The
+    callables run only when needed."""
+    from retrain_lib.pipeline.adaptation import CHANGE_SOURCE_TAG, regime_change, shift_day
+
+    regime = regime_change(champion_tags, window_start, training_days)
+    if regime is not None:
+        return Change(regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance")
+    estimated = estimate()
+    if estimated is not None:
+        return Change(estimated, "performance")
+    shifted = shift_day(records(), champion_version)
+    return Change(shifted, "shift") if shifted is not None else NO_CHANGE
+
+
+def regime_tags(selection: dict | None) -> dict[str, str]:
+    """The registry tags that carry a version's regime (its change day and last labelled day)
+    to its successors (:func:`retrain_lib.pipeline.adaptation.regime_change`, ``follow_up``)."""
+    from retrain_lib.pipeline.adaptation import CHANGE_SOURCE_TAG, CHANGE_TAG, LABELLED_UNTIL_TAG
+
+    if not selection:
+        return {}
+    return {
+        "adaptation.chosen": selection["chosen"],
+        CHANGE_TAG: selection.get("change_day") or "none",
+        CHANGE_SOURCE_TAG: selection.get("change_source") or "none",
+        LABELLED_UNTIL_TAG: selection["selection_window"][1],
+    }
+
+
+def record_adaptation(
+    record,
+    cfg: ModelConfig,
+    as_of: str,
+    actor: str,
+    decision: dict,
+    performance: dict | None,
+    healthy,
+    champion_version: str | None,
+    champion_tags: dict | None = None,
+) -> list[dict]:
+    """Write what a monitor check changed in the adaptation state through ``record``: the
+    healthy level armed, restored, or accepted once the champion learnt from a full window
+    since the change; the drift reference rebased."""
+    if cfg.adaptation is None:
+        return []
+    from retrain_lib.pipeline.adaptation import (
+        ACCEPTED,
+        CHANGE_TAG,
+        LEVEL_EVENT,
+        REBASE_EVENT,
+        level_updates,
+        regime_learnt,
+    )
+
+    out = []
+    if cfg.performance is not None:
+        updates = level_updates(
+            performance, healthy, min_effect=cfg.performance.min_effect, champion_version=champion_version
+        )
+        if (
+            healthy is not None
+            and not updates
+            and champion_tags is not None
+            and regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day)
+        ):
+            change = champion_tags.get(CHANGE_TAG)
+            change = change if change and change != "none" else healthy.change_day
+            updates = [
+                {
+                    "action": ACCEPTED,
+                    "metric": healthy.metric,
+                    "version": champion_version,
+                    "reason": f"the champion learnt from a full {cfg.windows.training_days}-day window since "
+                    f"the change on {change}: its level is the new healthy level",
+                }
+            ]
+        for details in updates:
+            out.append(record(LEVEL_EVENT, as_of, actor, details))
+    if decision.get("rebase"):
+        out.append(
+            record(
+                REBASE_EVENT, as_of, actor, {**decision["rebase"], "reason": "covariate shift recorded; labels decide"}
+            )
+        )
+    return out
+
+
+def record_no_gain_acceptance(
+    record, cfg: ModelConfig, as_of: str | None, actor: str, selection: dict | None
+) -> dict | None:
+    """After a no-gain retrain, write the ``accepted`` healthy-level record through ``record``
+    when :func:`retrain_lib.pipeline.adaptation.acceptance` says the champion's level is the new one."""
+    if cfg.performance is None or cfg.adaptation is None:
+        return None
+    from retrain_lib.pipeline.adaptation import LEVEL_EVENT, acceptance
+
+    accepted = acceptance(
+        selection, metric=cfg.performance.metric, min_rows_after_change=cfg.adaptation.min_rows_after_change
+    )
+    return record(LEVEL_EVENT, as_of, actor, accepted) if accepted else None
+
+
+def promotion_outcome(
+    cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False, require_gain: bool | None = None
+) -> tuple[str, Any]:
+    """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
+    ``adaptation.require_gain`` (or ``require_gain`` of this run) and the candidate is not
+    better than the champion beyond noise on the gates' rows, unless it is a ``follow_up``
+    (it learnt the champion's regime from more days: :func:`is_follow_up`); else ``promote``."""
+    if not gates_passed:
+        return REJECTED, None
+    if inputs is None or cfg.adaptation is None:
+        return PROMOTE, None
+    from retrain_lib.learn.candidates import gain
+
+    result = gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
+    required = cfg.adaptation.require_gain if require_gain is None else require_gain
+    if result is None or follow_up or not required:
+        return PROMOTE, result
+    return (PROMOTE if result.significant else NO_GAIN), result
+
+
+def is_follow_up(cfg: ModelConfig, champion_tags: dict | None, selection: dict | None) -> bool:
+    """Whether a candidate extends its champion's regime (:func:`retrain_lib.pipeline.adaptation.extends_regime`)."""
+    if cfg.adaptation is None or not cfg.adaptation.follow_up or not champion_tags:
+        return False
+    from retrain_lib.pipeline.adaptation import extends_regime
+
+    return extends_regime(champion_tags, selection)

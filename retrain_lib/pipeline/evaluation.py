@@ -1,0 +1,158 @@
+"""The evaluation steps of a retrain: the candidate and the champion scored on the same rows
+(:func:`evaluate_candidate`), what the gates look at (:func:`gate_inputs`) and the gates'
+verdict with the promotion outcome (:func:`check_gates`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from retrain_lib.core.settings import Settings
+from retrain_lib.core.values import finite, json_safe, str_or_none
+from retrain_lib.pipeline.adaptation_steps import is_follow_up, metric_ses, promotion_outcome
+from retrain_lib.pipeline.rollout import PROMOTE
+from retrain_lib.pipeline.snapshot import training_rows
+from retrain_lib.store.model_context import ModelContext, load_model
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_candidate(model: str, snap: dict, trained: dict, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Score the candidate and the current champion on the same rows: the configured holdout,
+    or with ``adaptation`` the newest matured labels the candidate was chosen on (scored by the
+    chosen recipe's model from before its refit, which never saw them)."""
+    from retrain_lib.core.metrics import evaluate, predict_scores
+    from retrain_lib.learn.candidates import selection_rows
+    from retrain_lib.learn.training_data import xy
+
+    ctx = ModelContext(model, settings)
+    cfg = ctx.cfg
+    holdout = selection_rows(cfg, training_rows(ctx, snap), trained.get("selection"))[1]
+    X, y = xy(cfg, holdout)
+    scored_by = load_model(ctx, trained.get("selection_model_uri") or trained["model_uri"])
+    candidate = evaluate(scored_by, X, y, cfg.task)
+    out: dict[str, Any] = {}
+    if cfg.adaptation is not None:
+        out["candidate_se"] = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task))
+    champion = ctx.champion()
+    champion_metrics = None
+    if champion is not None:
+        champion_metrics = evaluate(load_model(ctx, f"models:/{cfg.name}/{champion.version}"), X, y, cfg.task)
+        for k, v in finite(champion_metrics).items():
+            ctx.client.log_metric(trained["run_id"], f"champion.{k}", v)
+    return {
+        "candidate": finite(candidate),
+        "champion": finite(champion_metrics) if champion_metrics else None,
+        "champion_version": str_or_none(champion.version) if champion else None,
+        "holdout_rows": int(len(holdout)),
+        **out,
+    }
+
+
+def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
+    """What the gates look at: the same holdout rows scored by the candidate and by the
+    champion the evaluation used, the training rows (leakage) and a latency measurement."""
+    from retrain_lib.core.metrics import predict_scores
+    from retrain_lib.learn.candidates import selection_rows
+    from retrain_lib.learn.training_data import xy
+    from retrain_lib.quality.gate_types import GateInputs
+    from retrain_lib.stats.gate_measures import measure_latency_ms
+
+    cfg = ctx.cfg
+    train, holdout = selection_rows(cfg, training_rows(ctx, snap), trained.get("selection"))
+    X, y = xy(cfg, holdout)
+    candidate = load_model(ctx, trained.get("selection_model_uri") or trained["model_uri"])
+    champion_version = evaluation.get("champion_version")
+    champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
+    needs_latency = any(g.type == "latency" for g in cfg.gates)
+    served = load_model(ctx, trained["model_uri"]) if needs_latency else None
+    return GateInputs(
+        task=cfg.task,
+        y_true=y,
+        candidate_scores=predict_scores(candidate, X, cfg.task),
+        champion_scores=predict_scores(champion, X, cfg.task) if champion is not None else None,
+        holdout=holdout,
+        train=train,
+        candidate_metrics=evaluation["candidate"],
+        champion_metrics=evaluation["champion"],
+        latency_ms=measure_latency_ms(served, X, task=cfg.task, n=100, seed=cfg.training.seed)
+        if needs_latency
+        else None,
+        target=cfg.features.target,
+        features=list(cfg.features.all),
+        seed=cfg.training.seed,
+        champion_relative_floor=cfg.adaptation is not None,
+    )
+
+
+def check_gates(
+    model: str,
+    evaluation: dict,
+    trained: dict,
+    *,
+    settings: Settings | None = None,
+    as_of: str | None = None,
+    actor: str = "cli",
+    snap: dict | None = None,
+    require_gain: bool | None = None,
+) -> dict[str, Any]:
+    """Every configured gate on the candidate (see :mod:`retrain_lib.quality.gates`); fails closed.
+    ``require_gain`` overrides ``adaptation.require_gain`` for this retrain (a person's run).
+
+    With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
+    latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
+    from retrain_lib.quality.gate_types import GateResult
+    from retrain_lib.quality.gates import all_passed, evaluate_gates, run_gates
+
+    ctx = ModelContext(model, settings)
+    inputs = None
+    if snap is None:
+        results = evaluate_gates(ctx.cfg.gates, evaluation["candidate"], evaluation["champion"])
+    else:
+        try:
+            inputs = gate_inputs(ctx, snap, trained, evaluation)
+            results = run_gates(ctx.cfg.gates, inputs)
+        except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
+            log.exception("gate inputs of %s could not be built", model)
+            results = [
+                GateResult("inputs", "", None, None, None, None, False, f"gate inputs could not be built: {exc}")
+            ]
+    passed = all_passed(results) and bool(results or not ctx.cfg.gates)
+    champion = ctx.champion() if evaluation.get("champion_version") else None
+    follow = is_follow_up(
+        ctx.cfg,
+        champion.tags
+        if champion is not None and str(champion.version) == str(evaluation["champion_version"])
+        else None,
+        trained.get("selection"),
+    )
+    outcome, gain = promotion_outcome(ctx.cfg, passed, inputs, follow_up=follow, require_gain=require_gain)
+    payload = {
+        "follow_up": follow,
+        "passed": outcome == PROMOTE,
+        "gates_passed": passed,
+        "outcome": outcome,
+        "gain": gain.to_dict() if gain is not None else None,
+        "results": [r.to_dict() for r in results],
+        "failed": [r.to_dict() for r in results if not r.passed],
+        "champion_version": evaluation["champion_version"],
+    }
+    ctx.client.set_tag(trained["run_id"], "gates.passed", str(passed).lower())
+    ctx.client.set_tag(trained["run_id"], "retrain.outcome", outcome)
+    ctx.mlflow()
+    ctx.client.log_dict(trained["run_id"], json_safe(payload), "gates/results.json")
+    ctx.record(
+        "gates",
+        as_of,
+        actor,
+        {
+            "run_id": trained["run_id"],
+            "passed": passed,
+            "outcome": outcome,
+            "follow_up": follow,
+            "gain": gain.explain() if gain is not None else None,
+            "failed": [r.reason for r in results if not r.passed],
+            "champion_version": evaluation["champion_version"],
+        },
+    )
+    return json_safe(payload)

@@ -1,0 +1,149 @@
+"""The inputs and results of promotion gates (:class:`GateInputs`, :class:`GateResult`) and the
+helpers every gate kind uses to read its inputs and build its results (fail closed, skip)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from retrain_lib.core.config_gates import Gate
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of one check of a gate, with its own explanation.
+
+    ``observed`` is the candidate's value (metric, gap, ECE, p95 ms, change, mean bootstrap
+    improvement or leakage score), ``threshold`` the bound it was compared with, ``champion``
+    and ``delta`` the champion's value and ``observed - champion`` where they exist.
+    ``skipped`` results passed because the check did not apply (no champion, small slice).
+    """
+
+    gate: str
+    metric: str | None
+    threshold: float | None
+    observed: float | None
+    champion: float | None
+    delta: float | None
+    passed: bool
+    reason: str
+    slice: str = "all"
+    kind: str = "metric"
+    skipped: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Everything :func:`~retrain_lib.quality.gates.run_gates` may need; only the configured gates' inputs are required.
+
+    Attributes:
+        task: ``classification`` or ``regression``.
+        y_true: holdout labels (binary 0/1 for classification).
+        candidate_scores: the candidate's positive-class probabilities / predictions on the
+            holdout rows (:func:`retrain_lib.core.metrics.predict_scores`).
+        champion_scores: the champion's on the same rows, or None (no champion).
+        holdout: holdout frame aligned with ``y_true`` (features and segment/``by`` columns).
+        train: training frame (features and target), for the leakage gate.
+        candidate_metrics: the candidate's holdout metrics (metric gates without segment).
+        champion_metrics: the champion's, or None when there is no champion.
+        latency_ms: ``{"p50": ..., "p95": ...}`` from :func:`~retrain_lib.stats.gate_measures.measure_latency_ms`.
+        target: name of the target column of ``train``.
+        features: feature columns checked by the leakage gate.
+        seed: seed of the bootstrap resampling.
+    """
+
+    task: str
+    y_true: Any = None
+    candidate_scores: Any = None
+    champion_scores: Any = None
+    holdout: Any = None
+    train: Any = None
+    candidate_metrics: dict[str, Any] = field(default_factory=dict)
+    champion_metrics: dict[str, Any] | None = None
+    latency_ms: dict[str, float] | None = None
+    target: str | None = None
+    features: list[str] = field(default_factory=list)
+    seed: int = 0
+    # An absolute gate (min/max, segment, fairness, calibration) the champion fails too on the
+    # same rows passes when the candidate is not worse there (config ``adaptation``): a gate
+    # must not keep a degraded model serving because its successor is not yet perfect.
+    champion_relative_floor: bool = False
+
+    @property
+    def has_champion(self) -> bool:
+        return self.champion_metrics is not None or self.champion_scores is not None
+
+
+def number_or_none(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def gate_name(gate: Gate) -> str:
+    m = getattr(gate, "metric", None)
+    kind = getattr(gate, "type", "metric")
+    if kind == "metric":
+        return str(m)
+    return {"latency": "latency_p95_ms", "stability": "stability", "leakage": "leakage"}.get(kind, f"{kind}_{m}")
+
+
+def failed_result(gate: Gate, exc: BaseException) -> GateResult:
+    return GateResult(
+        gate_name(gate),
+        getattr(gate, "metric", None),
+        None,
+        None,
+        None,
+        None,
+        False,
+        f"gate could not be evaluated: {exc}",
+        kind=getattr(gate, "type", "metric"),
+    )
+
+
+def skipped_result(gate: Gate, reason: str, slice_: str = "all") -> GateResult:
+    return GateResult(gate_name(gate), gate.metric, None, None, None, None, True, reason, slice_, gate.type, True)
+
+
+def _array(values, what: str, n: int | None = None, *, finite: bool = True):
+    import numpy as np
+
+    if values is None:
+        raise ValueError(f"{what} are required but were not given")
+    a = np.asarray(values, dtype=float)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {a.shape}")
+    if n is not None and len(a) != n:
+        raise ValueError(f"{what} have {len(a)} rows, expected {n}")
+    if finite and not np.isfinite(a).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    return a
+
+
+def labels_and_scores(inputs: GateInputs, *, champion: bool):
+    y = _array(inputs.y_true, "holdout labels (y_true)")
+    if len(y) == 0:
+        raise ValueError("the holdout is empty")
+    cand = _array(inputs.candidate_scores, "candidate scores", len(y))
+    champ = _array(inputs.champion_scores, "champion scores on the holdout", len(y)) if champion else None
+    return y, cand, champ
+
+
+def holdout_column(inputs: GateInputs, name: str, n: int):
+    frame = inputs.holdout
+    if frame is None:
+        raise ValueError(f"the holdout frame is required for column {name!r} but was not given")
+    if name not in frame.columns:
+        raise ValueError(f"column {name!r} is not in the holdout (columns: {', '.join(map(str, frame.columns))})")
+    if len(frame) != n:
+        raise ValueError(f"the holdout frame has {len(frame)} rows but y_true has {n}")
+    col = frame[name]
+    return col.astype(object).where(col.notna(), "<missing>").astype(str).to_numpy()
