@@ -397,7 +397,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
     as failed, and (not counted as sent) goes out when Slack is back."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_lib.pipeline import alerts
+    from retrain_lib.pipeline import alert_delivery, alerts
 
     reliability("fault")
     _clear_runs()
@@ -435,7 +435,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             same = alerts.promotion(
                 MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
             )
-            row = alerts.DedupeStore.from_settings(settings).last_sent(same)
+            row = alert_delivery.DedupeStore.from_settings(settings).last_sent(same)
             assert row is None or row["sent_at"] == 0.0, row  # the failed send is not counted as sent
             model_cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
             assert alerting.send(model_cfg.alerts, settings, "promotion", lambda severity: same) == "sent"
