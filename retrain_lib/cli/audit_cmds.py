@@ -10,7 +10,7 @@ import json
 import sys
 
 from retrain_lib.cli.output import say, table
-from retrain_lib.cli.parsing import Parser, add_format
+from retrain_lib.cli.parsing import Parser, add_config_dir, add_format
 from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 _HISTORY_HELP = """\
@@ -209,9 +209,5 @@ def register(sub) -> None:
     rp.add_argument("model", help="registered model name")
     rp.add_argument("version", help="registered version number")
     add_format(rp)
-    rp.add_argument(
-        "--config-dir",
-        default=argparse.SUPPRESS,
-        help="directory holding platform.yaml and models/ (also accepted before the command)",
-    )
+    add_config_dir(rp)
     rp.set_defaults(func=cmd_reproduce)

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from retrain_lib.cli.parsing import parse_date
+from retrain_lib.cli.parsing import add_config_dir, add_format, parse_date
 from retrain_lib.cli.runner import run_commands
 from retrain_lib.core.errors import EXIT_OK, ConfigError, DataError
 
@@ -220,17 +220,8 @@ DATA_HELP = "data root holding the model's <data.path>/ and <data.labels_path>/ 
 
 def _common(p, *, data_help: str) -> None:
     p.add_argument("--data", default=None, help=data_help)
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default) or json: one JSON object on stdout",
-    )
-    p.add_argument(
-        "--config-dir",
-        default=argparse.SUPPRESS,
-        help="directory holding platform.yaml and models/ (also accepted before the command)",
-    )
+    add_format(p)
+    add_config_dir(p)
 
 
 def register(sub) -> None:

@@ -1,5 +1,5 @@
 """Parser pieces every ``retrain`` command module shares: the parser class with short errors
-and exit code 2, the ``--format`` option and the YYYY-MM-DD argument type."""
+and exit code 2, the ``--format`` and ``--config-dir`` options and the YYYY-MM-DD argument type."""
 
 from __future__ import annotations
 
@@ -35,4 +35,13 @@ def add_format(p, default: str = "text") -> None:
         choices=["text", "json"],
         default=default,
         help=FORMAT_HELP if default == "text" else "json (default): one JSON object on stdout; or text",
+    )
+
+
+def add_config_dir(p) -> None:
+    """``--config-dir`` after the command too (the top-level parser has it before the command)."""
+    p.add_argument(
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="directory holding platform.yaml and models/ (also accepted before the command)",
     )

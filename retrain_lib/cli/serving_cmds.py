@@ -14,6 +14,7 @@ import os
 import sys
 
 from retrain_lib.cli.output import say
+from retrain_lib.cli.parsing import add_config_dir, add_format
 from retrain_lib.cli.runner import run_commands
 from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
@@ -204,17 +205,8 @@ def _add_serve(sub) -> None:
         default=1_000_000,
         help="larger request bodies are refused with 413 (default 1000000)",
     )
-    s.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default) or json: one JSON object on stdout",
-    )
-    s.add_argument(
-        "--config-dir",
-        default=argparse.SUPPRESS,
-        help="directory holding platform.yaml and models/ (also accepted before the command)",
-    )
+    add_format(s)
+    add_config_dir(s)
     s.set_defaults(func=cmd_serve, own_progress=True)  # a server: its own log
 
 
@@ -266,17 +258,8 @@ def _add_promote(sub) -> None:
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
     p.add_argument("--expected-champion", default=None, help="promote only if this version still is the champion")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default) or json: one JSON object on stdout",
-    )
-    p.add_argument(
-        "--config-dir",
-        default=argparse.SUPPRESS,
-        help="directory holding platform.yaml and models/ (also accepted before the command)",
-    )
+    add_format(p)
+    add_config_dir(p)
     p.set_defaults(func=cmd_promote)
 
 
