@@ -60,7 +60,7 @@ test-fast: setup  ## unit and DAG tests only
 test-production: setup  ## docker-compose.yaml's topology, natively: Celery workers, PostgreSQL, Redis, MLflow, S3 (~5 min)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m production tests/production
 
-lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and the import contract (retrain_lib never imports airflow)
+lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and the import contracts (retrain_lib never imports airflow; its layers import only downward)
 	$(BIN)/ruff check retrain_lib plugins dags tests benchmarks
 	$(BIN)/ruff format --check retrain_lib plugins dags tests benchmarks
 	$(BIN)/lint-imports
