@@ -42,7 +42,9 @@ same day unless gradual):
   these);
 * follow-ups: retrains asked for by the ``follow_up`` trigger alone (a champion that learnt
   a detected change from a few days of labels, retrained as those days double; see
-  ``retrain_lib.pipeline.adaptation.follow_up``). They are the policy's response to a change, not
+  ``retrain_lib.pipeline.adaptation.follow_up``) or by ``shift_follow_up`` alone (a covariate
+  shift whose retrain brought no gain, asked about again as its matured days double; see
+  ``retrain_lib.pipeline.adaptation.shift_check``). They are the policy's response to a change, not
   requests of their own: neither requests nor false alarms; listed per change
   (``follow_ups``, up to the next change) and counted (``follow_up_retrains``). A follow-up
   that brings nothing still counts as a wasted retrain;
@@ -218,10 +220,14 @@ def _worst(values):
 # -----------------------------------------------------------------------------------------
 
 
+FOLLOW_UP_TRIGGERS = ("follow_up", "shift_follow_up")
+
+
 def _follow_up(decision: dict) -> bool:
-    """A retrain asked for only by the follow-up trigger (the regime of a detected change
-    learnt from more days of it)."""
-    return (decision.get("retrain") or {}).get("trigger") == "follow_up"
+    """A retrain asked for only by a follow-up trigger: the regime of a detected change learnt
+    from more days of it (``follow_up``), or a covariate shift whose retrain brought no gain
+    asked about again once its matured days doubled (``shift_follow_up``)."""
+    return (decision.get("retrain") or {}).get("trigger") in FOLLOW_UP_TRIGGERS
 
 
 def _requests(decisions: list[dict], first_model: str | None) -> list[str]:

@@ -351,3 +351,28 @@ class Adaptation(StrictModel):
             "brings no gain."
         ),
     )
+    shift_follow_up: bool = Field(
+        default=True,
+        description=(
+            "After a covariate shift whose retrain brought no gain: ask again each time the matured days "
+            "since the shift double, until they fill the training window."
+        ),
+    )
+    shift_requires_gain: bool = Field(
+        default=False,
+        description=(
+            "After a covariate shift the champion survived (the concept held): false = a candidate that passes "
+            "the gates and is not worse than the champion on the rows since the shift is promoted; true = it "
+            "must be better beyond noise, as after a concept change."
+        ),
+    )
+    crossfit_folds: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description=(
+            "After a covariate shift: the gain is measured on every matured row since the shift, each "
+            "scored by the chosen recipe fitted without its block of days (this many blocks; 0 = only "
+            "the newest rows held out)."
+        ),
+    )

@@ -292,18 +292,30 @@ def regime_learnt(tags: dict, training_days: int, change_day: str | None = None)
 @dataclass(frozen=True)
 class ShiftCheck:
     """Inputs shifted (drift recorded, reference rebased) while the champion kept its level:
-    once ``wait_days`` of labels since the shift have matured, one retrain asks whether they
-    allow a better model (the gain test decides); after it, the shift is settled."""
+    once ``wait_days`` of labels since the shift have matured, a retrain asks whether they
+    allow a better model (the gain test decides). With ``adaptation.shift_follow_up`` a retrain
+    that brought no gain is followed up when the matured days have doubled (``follow_up``),
+    until they fill the training window; then the shift is settled."""
 
     shift_day: str
     matured_days: int
     wait_days: int
     due: bool
+    follow_up: bool = False
+
+    @property
+    def signal(self) -> str:
+        return "shift_follow_up" if self.follow_up else "shift_labels"
 
     def explain(self) -> str:
+        if self.follow_up:
+            return (
+                f"covariate shift from {self.shift_day}: {self.matured_days} day(s) of its labels have matured, "
+                f"twice the days of the last retrain not deployed (>= {self.wait_days}); retrain on them"
+            )
         return (
             f"covariate shift from {self.shift_day}: {self.matured_days} day(s) of its labels have matured "
-            f"(>= {self.wait_days}); one retrain on them, promoted only with a gain"
+            f"(>= {self.wait_days}); retrain on them (gates and gain test decide)"
         )
 
 
@@ -321,10 +333,18 @@ def shift_day(records: Iterable[dict], champion_version: str | None) -> str | No
 
 
 def shift_check(
-    records: Iterable[dict], champion_version: str | None, as_of: dt.date, *, label_delay_days: int, wait_days: int
+    records: Iterable[dict],
+    champion_version: str | None,
+    as_of: dt.date,
+    *,
+    label_delay_days: int,
+    wait_days: int,
+    follow_up_until_days: int | None = None,
 ) -> ShiftCheck | None:
-    """``None`` unless this champion's inputs shifted and no retrain ran since (a ``gates``
-    record after the first rebase settles it)."""
+    """``None`` unless this champion's inputs shifted and the shift is not settled. A retrain
+    since the first rebase (a ``gates`` record) settles it, unless ``follow_up_until_days``:
+    then the next retrain is due once the matured days doubled since the last one, and the
+    shift is settled when the last one had that many matured days (the training window)."""
     records = list(records)
     first = shift_day(records, champion_version)
     if first is None:
@@ -335,12 +355,24 @@ def shift_check(
         if r.get("event") == REBASE_EVENT
         and str((r.get("details") or {}).get("champion_version")) == str(champion_version)
     )
-    if any(
-        r.get("event") == "gates"
+    tried = [
+        r.get("as_of") or ""
+        for r in records
+        if r.get("event") == "gates"
         and (r.get("as_of") or "") >= rebased_on
         and (r.get("as_of") or "") < as_of.isoformat()
-        for r in records
-    ):
+    ]
+
+    def matured_on(day: dt.date) -> int:
+        return (day - dt.timedelta(days=label_delay_days) - dt.date.fromisoformat(first)).days + 1
+
+    matured = matured_on(as_of)
+    if not tried:
+        return ShiftCheck(first, matured, wait_days, matured >= wait_days)
+    if follow_up_until_days is None:
         return None
-    matured = (as_of - dt.timedelta(days=label_delay_days) - dt.date.fromisoformat(first)).days + 1
-    return ShiftCheck(first, matured, wait_days, matured >= wait_days)
+    last = matured_on(dt.date.fromisoformat(max(tried)[:10]))
+    if last >= follow_up_until_days:
+        return None
+    wait = min(2 * max(last, 1), follow_up_until_days)
+    return ShiftCheck(first, matured, wait, matured >= wait, follow_up=True)

@@ -14,6 +14,7 @@ and a candidate's outcome (:func:`promotion_outcome`). ``ctx`` is a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
@@ -151,6 +152,7 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
         as_of,
         label_delay_days=cfg.data.label_delay_days,
         wait_days=spec.shift_label_days,
+        follow_up_until_days=cfg.windows.training_days if spec.shift_follow_up else None,
     )
 
 
@@ -271,23 +273,37 @@ def record_no_gain_acceptance(
 
 
 def promotion_outcome(
-    cfg: ModelConfig, gates_passed: bool, inputs, *, follow_up: bool = False, require_gain: bool | None = None
+    cfg: ModelConfig,
+    gates_passed: bool,
+    inputs,
+    *,
+    follow_up: bool = False,
+    require_gain: bool | None = None,
+    measured_gain=None,
+    shift: bool = False,
 ) -> tuple[str, Any]:
     """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
     ``adaptation.require_gain`` (or ``require_gain`` of this run) and the candidate is not
-    better than the champion beyond noise on the gates' rows, unless it is a ``follow_up``
-    (it learnt the champion's regime from more days: :func:`is_follow_up`); else ``promote``."""
+    better than the champion beyond noise on the gates' rows (or ``measured_gain``, the
+    cross-fitted gain since a covariate shift: :func:`retrain_lib.learn.candidates.crossfit_gain`),
+    unless it is a ``follow_up`` (it learnt the champion's regime from more days:
+    :func:`is_follow_up`); else ``promote``. After a covariate ``shift`` (the champion kept its
+    level, so the concept held) a candidate not worse than the champion is promoted unless
+    ``adaptation.shift_requires_gain``: at a few hundred rows a day the gain of a model that
+    learnt the shifted inputs is real but too small to prove before it is lost."""
     if not gates_passed:
         return REJECTED, None
     if inputs is None or cfg.adaptation is None:
         return PROMOTE, None
     from retrain_lib.learn.candidates import gain
 
-    result = gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
+    result = measured_gain or gain(cfg, inputs.y_true, inputs.candidate_scores, inputs.champion_scores)
     required = cfg.adaptation.require_gain if require_gain is None else require_gain
     if result is None or follow_up or not required:
         return PROMOTE, result
-    return (PROMOTE if result.significant else NO_GAIN), result
+    if shift and not cfg.adaptation.shift_requires_gain:
+        result = dataclasses.replace(result, basis="not_worse")
+    return (PROMOTE if result.promotes else NO_GAIN), result
 
 
 def is_follow_up(cfg: ModelConfig, champion_tags: dict | None, selection: dict | None) -> bool:

@@ -486,10 +486,11 @@ def _check_age(cfg: ModelConfig, age: int | None, trained: str | None, found: _F
 
 
 def _check_shift(shift, found: _Findings) -> None:
-    """The ``shift_labels`` signal: the labels of a recorded covariate shift have matured."""
+    """The ``shift_labels`` signal (``shift_follow_up`` after a retrain without gain): the
+    labels of a recorded covariate shift have matured."""
     if shift is None:
         return
-    found.signal("shift_labels", shift.due, shift.matured_days, shift.wait_days, {"shift_day": shift.shift_day})
+    found.signal(shift.signal, shift.due, shift.matured_days, shift.wait_days, {"shift_day": shift.shift_day})
     if shift.due:
         found.reasons.append(shift.explain())
 

@@ -12,6 +12,7 @@ from retrain_lib.core.values import finite, json_safe, str_or_none
 from retrain_lib.pipeline.adaptation_steps import is_follow_up, metric_ses, promotion_outcome
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.pipeline.snapshot import training_rows
+from retrain_lib.pipeline.training_run import CROSSFIT_ARTIFACT, CROSSFIT_TAG
 from retrain_lib.store.model_context import ModelContext, load_model
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,22 @@ def gate_inputs(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
     )
 
 
+def shift_gain(ctx: ModelContext, snap: dict, trained: dict, evaluation: dict):
+    """The cross-fitted gain of a candidate trained after a covariate shift over the champion
+    the evaluation used, on every matured row since the shift
+    (:func:`retrain_lib.learn.candidates.crossfit_gain`); ``None`` when the training run logged
+    no cross-fit or there is no champion."""
+    champion_version = evaluation.get("champion_version")
+    if not champion_version or not ctx.client.get_run(trained["run_id"]).data.tags.get(CROSSFIT_TAG):
+        return None
+    from retrain_lib.learn.candidates import CrossFit, crossfit_gain
+
+    mlflow = ctx.mlflow()
+    crossfit = CrossFit.from_dict(mlflow.artifacts.load_dict(f"runs:/{trained['run_id']}/{CROSSFIT_ARTIFACT}"))
+    champion = load_model(ctx, f"models:/{ctx.cfg.name}/{champion_version}")
+    return crossfit_gain(ctx.cfg, crossfit, training_rows(ctx, snap), champion)
+
+
 def check_gates(
     model: str,
     evaluation: dict,
@@ -126,7 +143,16 @@ def check_gates(
         else None,
         trained.get("selection"),
     )
-    outcome, gain = promotion_outcome(ctx.cfg, passed, inputs, follow_up=follow, require_gain=require_gain)
+    measured = shift_gain(ctx, snap, trained, evaluation) if passed and inputs is not None else None
+    outcome, gain = promotion_outcome(
+        ctx.cfg,
+        passed,
+        inputs,
+        follow_up=follow,
+        require_gain=require_gain,
+        measured_gain=measured,
+        shift=(trained.get("selection") or {}).get("change_source") == "shift",
+    )
     payload = {
         "follow_up": follow,
         "passed": outcome == PROMOTE,

@@ -22,6 +22,10 @@ from retrain_lib.store.model_context import ModelContext, load_model, quiet_skop
 log = logging.getLogger(__name__)
 
 SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+# After a covariate shift: the chosen recipe's out-of-fold scores since the shift (the gain test
+# reads them, see retrain_lib.learn.candidates.CrossFit) and their number of folds.
+CROSSFIT_ARTIFACT = "adaptation/crossfit.json"
+CROSSFIT_TAG = "retrain.crossfit_folds"
 
 
 def train_candidate(
@@ -304,6 +308,9 @@ def _log_candidates(mlflow, exp: str, chosen, snap: dict, requirements: list[str
         skops_trusted_types=_trusted_types(chosen.eval_model),
     )
     mlflow.log_dict(selection, "adaptation/selection.json")
+    if chosen.crossfit is not None:
+        mlflow.log_dict(chosen.crossfit.to_dict(), CROSSFIT_ARTIFACT)
+        mlflow.set_tag(CROSSFIT_TAG, str(chosen.crossfit.folds))
     mlflow.log_params(
         {
             "rows.final": chosen.final_rows,

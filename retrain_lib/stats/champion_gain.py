@@ -25,9 +25,26 @@ class Gain:
     confidence: float
     rows: int
     significant: bool
+    # "gain": promoted only when better beyond noise; "not_worse": after a covariate shift the
+    # concept held, so a candidate not worse on the rows since the shift is promoted
+    basis: str = "gain"
+
+    @property
+    def promotes(self) -> bool:
+        """Whether this test lets the candidate be promoted (on its ``basis``)."""
+        if self.basis == "not_worse":
+            return math.isfinite(self.mean) and self.mean >= 0
+        return self.significant
 
     def explain(self) -> str:
-        verdict = "better beyond noise" if self.significant else "not better beyond noise: no gain"
+        if self.basis == "not_worse":
+            verdict = (
+                "not worse after a covariate shift: promoted without proof of a gain"
+                if self.promotes
+                else "worse after a covariate shift: no gain"
+            )
+        else:
+            verdict = "better beyond noise" if self.significant else "not better beyond noise: no gain"
         return (
             f"{self.metric} {self.candidate:.4f} vs champion {self.champion:.4f} on the same {self.rows} rows: "
             f"improvement {self.mean:+.4f}, {self.confidence:.0%} lower bound {self.lower:+.4f} ({verdict})"

@@ -54,6 +54,7 @@ class Artifact:
     selection: dict | None = None  # adaptation: the candidates and the choice
     eval_pipeline: Any = None  # adaptation: the chosen recipe before its refit (scored on the newest labels)
     metric_se: dict[str, float] = field(default_factory=dict)
+    crossfit: dict | None = None  # adaptation, after a covariate shift: CrossFit.to_dict()
 
     @property
     def valid(self) -> bool:
@@ -189,6 +190,7 @@ def _fit_window(
         pipeline, info, scored_by = chosen.model, chosen.info, chosen.eval_model
         art.selection = chosen.selection.to_dict()
         art.eval_pipeline = scored_by
+        art.crossfit = chosen.crossfit.to_dict() if chosen.crossfit is not None else None
         train, holdout = selection_rows(cfg, labelled, art.selection)
         art.fit_s = float(info.duration_s + sum(i.duration_s for _, i in chosen.fits))
     else:

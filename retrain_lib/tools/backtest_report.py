@@ -145,7 +145,7 @@ def attach_after(runs: dict[str, PolicyRun]) -> None:
 
 def compact_day(day: dict) -> dict:
     """The short record of a replayed day: the monitor's action and reasons (throttled), the
-    trigger, outcome, failed gates and problems of its retrains, its rollback's outcome."""
+    trigger, outcome, gain test, failed gates and problems of its retrains, its rollback's outcome."""
     out = {"day": day["day"]}
     if "decision" in day:
         out["action"] = day["decision"]["action"]
@@ -154,7 +154,9 @@ def compact_day(day: dict) -> dict:
             out["throttled"] = True
     for k in ("scheduled", "retrain"):
         if k in day:
-            out[k] = {x: day[k].get(x) for x in ("trigger", "outcome", "failed_gates", "problems") if day[k].get(x)}
+            out[k] = {
+                x: day[k].get(x) for x in ("trigger", "outcome", "gain", "failed_gates", "problems") if day[k].get(x)
+            }
     if "rollback" in day:
         out["rollback"] = day["rollback"]["outcome"]
     return out
