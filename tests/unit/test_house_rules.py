@@ -24,6 +24,7 @@ PACKAGES = {
     "retrain_lib": ROOT / "retrain_lib",
     "retrain_airflow": ROOT / "plugins" / "retrain_airflow",
     "retrain_demo": ROOT / "plugins" / "retrain_demo",
+    "retrain_native": ROOT / "plugins" / "retrain_native",
 }
 SOURCE_DIRS = ("retrain_lib", "plugins", "dags", "tests", "benchmarks")
 MAX_MODULE_LINES = 600
