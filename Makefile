@@ -49,7 +49,7 @@ browser:  ## install Debian's chromium for the browser test (apt, as root)
 	fi
 
 demo: setup  ## simulate data, run the DAGs day by day through Airflow, print the story
-	$(BIN)/python -m retrain_airflow.demo
+	$(BIN)/python -m retrain_demo.demo
 
 test: setup browser lint  ## lint, then the whole test suite (unit, DAG integrity, integration, end to end)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not production" --durations=15
@@ -60,7 +60,7 @@ test-fast: setup  ## unit and DAG tests only
 test-production: setup  ## docker-compose.yaml's topology, natively: Celery workers, PostgreSQL, Redis, MLflow, S3 (~5 min)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m production tests/production
 
-lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and the import contracts (retrain_lib never imports airflow; its layers import only downward)
+lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and the import contracts (retrain_lib never imports airflow; its layers import only downward; the plugin never imports the demo)
 	$(BIN)/ruff check retrain_lib plugins dags tests benchmarks
 	$(BIN)/ruff format --check retrain_lib plugins dags tests benchmarks
 	$(BIN)/lint-imports

@@ -116,8 +116,7 @@ def measure_parse(n: int, root: Path) -> dict:
 
 
 def measure_monitor_all(m: int, workers: int, concurrency: int, root: Path) -> dict:
-    sys.path.insert(0, str(REPO / "tests" / "production"))
-    from native_topology import NativeTopology, s3_model_configs, upload_tree
+    from retrain_native.topology import NativeTopology, s3_model_configs, upload_tree
 
     from retrain_lib.core.config import load_model_config
     from retrain_lib.tools.simulate import simulate

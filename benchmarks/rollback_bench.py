@@ -37,8 +37,7 @@ def main() -> int:
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="rollback_bench_"))
-    sys.path.insert(0, str(REPO / "plugins"))
-    from retrain_airflow.demo import airflow_env, migrate_db, quiet_airflow
+    from retrain_demo.demo import airflow_env, migrate_db, quiet_airflow
 
     cfg_dir = root / "configs"
     shutil.copytree(REPO / "configs", cfg_dir)

@@ -1,5 +1,5 @@
-"""What a ``dag.test()`` run left in the metadata DB (shared by the integration tests;
-``tests/`` is on ``sys.path`` because it holds the top-level conftest)."""
+"""What a ``dag.test()`` run left in the metadata DB (shared by the integration tests,
+which import it by name: pytest imports from ``tests/``, the folder of the top-level conftest)."""
 
 from __future__ import annotations
 

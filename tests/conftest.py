@@ -23,7 +23,7 @@ _SESSION_DIR: Path | None = None
 def pytest_configure(config):
     global _SESSION_DIR
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="retrain-tests-"))
-    from retrain_airflow.demo import airflow_env  # stdlib only: Airflow is not imported yet
+    from retrain_demo.demo import airflow_env  # stdlib only: Airflow is not imported yet
 
     env = airflow_env(_SESSION_DIR)  # the same layout `make demo` uses, under a temp dir
     Path(env["AIRFLOW_HOME"]).mkdir()

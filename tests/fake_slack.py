@@ -1,6 +1,6 @@
 """A local HTTP server standing in for Slack (webhooks and the Web API), shared by the Slack
-alert tests and the reliability suite (``tests/`` is on ``sys.path`` because it holds the
-top-level conftest)."""
+alert tests and the reliability suite (imported by name: pytest imports
+from ``tests/``, the folder of the top-level conftest)."""
 
 from __future__ import annotations
 

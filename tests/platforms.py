@@ -1,5 +1,5 @@
-"""A simulated one-model platform in a temporary folder, for module fixtures (``tests/`` is
-on ``sys.path`` because it holds the top-level conftest)."""
+"""A simulated one-model platform in a temporary folder, for module fixtures (imported by
+name: pytest imports from ``tests/``, the folder of the top-level conftest)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,12 @@
 
 The messages are built by :mod:`retrain_lib.pipeline.alerts` (Block Kit payloads by
 :mod:`retrain_lib.pipeline.alert_payload`, de-duplication and retries by
-:mod:`retrain_lib.pipeline.alert_delivery`); this module adds what only Airflow knows: the Slack
-connection (``alerts.slack_conn_id`` of the model config; a ``slackwebhook`` connection posts
-with ``SlackWebhookHook``, a ``slack`` token connection with ``SlackHook`` to
-``alerts.channel``), the task the alert comes from (its log link) and a task-level
-``on_failure_callback`` for a task that failed after its retries.
+:mod:`retrain_lib.pipeline.alert_delivery`) and posted by the notifier
+:class:`retrain_airflow.slack_notifier.SlackAlertNotifier` on the Slack connection of the model
+config (``alerts.slack_conn_id``, else the platform's). This module adds what only the model
+DAGs know: the model's ``alerts`` config (which kinds, severities), the links of the task the
+alert comes from (task log, MLflow run, drift report) and :class:`TaskFailureAlert`, the
+notifier every task of a model's DAGs has as ``on_failure_callback``.
 
 Alerting never changes a task's outcome: :func:`send` and the callback catch everything and
 log it. A connection that does not exist is logged once per process and the alert skipped.
@@ -21,68 +22,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from airflow.sdk.bases.notifier import BaseNotifier
+
+from retrain_airflow.slack_notifier import SlackAlertNotifier, task_ids
+
 log = logging.getLogger(__name__)
 
-HTTP_TIMEOUT_S = 10
-_missing_logged: set[str] = set()
 _reported: set[tuple] = set()  # task tries whose failure already went out as a specific alert
 _lock = threading.Lock()
-
-
-# -----------------------------------------------------------------------------------------
-# Slack
-# -----------------------------------------------------------------------------------------
-
-
-def _log_once(conn_id: str, message: str, *args) -> None:
-    with _lock:
-        if conn_id in _missing_logged:
-            return
-        _missing_logged.add(conn_id)
-    log.warning(message, *args)
-
-
-def slack_post(conn_id: str, channel: str | None = None) -> Callable[[dict[str, Any]], Any] | None:
-    """A ``post(payload)`` for the Airflow connection ``conn_id``, or ``None`` when the
-    connection does not exist (logged once per process). Each call of ``post`` is one HTTP
-    request; retries are :func:`retrain_lib.pipeline.alert_delivery.deliver`'s."""
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException or an unreachable secrets backend
-        _log_once(
-            conn_id,
-            "Slack connection %r is not available (%s: %s); alerts are logged, not sent",
-            conn_id,
-            type(exc).__name__,
-            exc,
-        )
-        return None
-    if conn.conn_type == "slack":
-        if not channel:
-            _log_once(
-                conn_id,
-                "Slack connection %r is a token connection but alerts.channel is not set; alerts are logged, not sent",
-                conn_id,
-            )
-            return None
-        from airflow.providers.slack.hooks.slack import SlackHook
-
-        hook = SlackHook(slack_conn_id=conn_id, timeout=HTTP_TIMEOUT_S, retry_handlers=[])
-
-        def post_api(payload: dict[str, Any]) -> Any:
-            return hook.client.chat_postMessage(channel=channel, **payload)  # raises SlackApiError unless ok
-
-        return post_api
-    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-    hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=HTTP_TIMEOUT_S, retry_handlers=[])
-
-    def post_webhook(payload: dict[str, Any]) -> Any:
-        return hook.send_dict(payload)  # raises unless Slack answers 200
-
-    return post_webhook
 
 
 # -----------------------------------------------------------------------------------------
@@ -102,16 +49,6 @@ def _experiment_of(settings, run_id: str | None) -> str | None:
     except Exception:  # noqa: BLE001 - a link is not worth a failure
         log.debug("experiment of MLflow run %s not found", run_id, exc_info=True)
         return None
-
-
-def _task_ids(context: dict | None) -> tuple[str | None, str | None, str | None]:
-    if not context:
-        return None, None, None
-    ti = context.get("ti") or context.get("task_instance")
-    dag = context.get("dag")
-    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None)
-    run_id = context.get("run_id") or getattr(ti, "run_id", None)
-    return dag_id, run_id, getattr(ti, "task_id", None)
 
 
 def _version_run(settings, model: str, version: str | None) -> str | None:
@@ -149,7 +86,7 @@ def links(
     from retrain_lib.pipeline.alert_payload import Links
 
     p = settings.platform
-    dag_id, run_id, running = _task_ids(context)
+    dag_id, run_id, running = task_ids(context)
     mlflow_run_id = mlflow_run_id or _version_run(settings, model, version)
     report_run, report_path = None, None
     if monitor is not None:
@@ -196,22 +133,11 @@ def send(alerts_cfg, settings, kind: str, build: Callable[..., Any], *, context:
         if not alerts_cfg.wants(kind):
             return alert_delivery.DISABLED
         alert = build(severity=alerts_cfg.severity_of(kind))
-        conn_id = alerts_cfg.slack_conn_id or settings.platform.alerts.slack_conn_id
-        if not conn_id:
+        notifier = SlackAlertNotifier.for_model(alerts_cfg, settings)
+        if notifier is None:
             log.info("alert (no alerts.slack_conn_id, not sent): %s", alert.text)
             return alert_delivery.DISABLED
-        post = slack_post(conn_id, alerts_cfg.channel or settings.platform.alerts.channel)
-        if post is None:
-            log.info("alert (connection %r missing, not sent): %s", conn_id, alert.text)
-            return alert_delivery.DISABLED
-        outcome = alert_delivery.deliver(
-            alert,
-            post,
-            store=alert_delivery.DedupeStore.from_settings(settings),
-            dedupe_minutes=alerts_cfg.dedupe_minutes,
-            retries=alerts_cfg.retries,
-            retry_seconds=alerts_cfg.retry_seconds,
-        )
+        outcome = notifier.deliver(alert)
         if outcome != alert_delivery.FAILED and context is not None:
             mark_reported(context)
         return outcome
@@ -247,37 +173,43 @@ def alert(
 
 def mark_reported(context: dict) -> None:
     """This task try's failure is explained by the alert just sent: the failure callback skips it."""
-    dag_id, run_id, task_id = _task_ids(context)
+    dag_id, run_id, task_id = task_ids(context)
     ti = context.get("ti")
     with _lock:
         _reported.add((dag_id, run_id, task_id, getattr(ti, "try_number", None)))
 
 
 def _was_reported(context: dict) -> bool:
-    dag_id, run_id, task_id = _task_ids(context)
+    dag_id, run_id, task_id = task_ids(context)
     ti = context.get("ti")
     with _lock:
         return (dag_id, run_id, task_id, getattr(ti, "try_number", None)) in _reported
 
 
-class TaskFailureAlert:
-    """``on_failure_callback`` of every task of a model's DAGs: Airflow calls it once a task
-    has failed for good (after its retries). Sends a ``failure`` alert with the DAG, task,
-    run, try number, exception and log link, unless the task already sent a specific alert
-    for that failure (e.g. a data validation failure)."""
+class TaskFailureAlert(BaseNotifier):
+    """``on_failure_callback`` of every task of a model's DAGs (a notifier): Airflow calls it
+    once a task has failed for good (after its retries). Sends a ``failure`` alert with the
+    DAG, task, run, try number, exception and log links per the model's ``alerts`` config
+    (through :class:`~retrain_airflow.slack_notifier.SlackAlertNotifier`), unless the task
+    already sent a specific alert for that failure (e.g. a data validation failure)."""
 
-    def __init__(self, model: str, cfg_dir: str, alerts_cfg):
+    def __init__(self, model: str, cfg_dir: str, alerts_cfg, **kwargs):
+        super().__init__(**kwargs)
         self.model, self.cfg_dir, self.alerts_cfg = model, cfg_dir, alerts_cfg
         self.__name__ = f"task_failure_alert_{model}"
 
-    def __call__(self, context: dict) -> None:
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """No template fields: nothing to render (so no Jinja environment either, which the
+        serialized DAG of a DAG-level callback under ``dag.test()`` does not have)."""
+
+    def notify(self, context) -> None:
         try:
             if _was_reported(context):
                 log.info("failure already alerted by the task itself; no second alert")
                 return
             from retrain_lib.pipeline import alerts
 
-            dag_id, run_id, task_id = _task_ids(context)
+            dag_id, run_id, task_id = task_ids(context)
             ti = context.get("ti")
             params = context.get("params") or {}
             as_of = params.get("as_of") if hasattr(params, "get") else None

@@ -4,7 +4,6 @@ that needs it (`test_demo.py`: its story, its live part and its fleet page)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import NamedTuple
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO_DAYS = 46
 
 
@@ -27,13 +25,12 @@ def demo_run(tmp_path_factory) -> DemoRun:
     """`make demo`'s driver in a fresh state directory (46 days, 800 rows a day), run once."""
     root = tmp_path_factory.mktemp("demo")
     state_dir = root / "state"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
     started = dt.datetime.now(dt.UTC)
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
-            "retrain_airflow.demo",
+            "retrain_demo.demo",
             "--state-dir",
             str(state_dir),
             "--days",
@@ -43,7 +40,6 @@ def demo_run(tmp_path_factory) -> DemoRun:
         ],
         capture_output=True,
         text=True,
-        env=env,
         timeout=840,
         cwd=root,
     )

@@ -347,7 +347,7 @@ def _v(version) -> str:
 @pytest.fixture
 def api_server(demo_run, tmp_path):
     """`airflow api-server` on the demo's Airflow home and platform state (every user an admin)."""
-    from retrain_airflow.demo import airflow_env
+    from retrain_demo.demo import airflow_env
 
     assert demo_run.proc.returncode == 0, demo_run.proc.stdout[-2000:] + demo_run.proc.stderr[-2000:]
     port = _free_port()

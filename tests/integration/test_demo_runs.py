@@ -1,4 +1,4 @@
-"""``retrain_airflow.demo_runs.run_dag``: in-process ``dag.test()`` runs of one DAG object.
+"""``retrain_demo.runs.run_dag``: in-process ``dag.test()`` runs of one DAG object.
 
 Airflow resolves a run's conf into the DAG's own ``Param`` objects when the task runs in the
 same process; without a restore a later run that omits the key inherits the earlier run's
@@ -30,7 +30,7 @@ with DAG("demo_runs_params", schedule=None, params={"as_of": Param(None, type=["
 def test_a_run_without_a_param_in_its_conf_gets_the_default_not_the_previous_run_s(airflow_db, tmp_path):
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from retrain_airflow.demo_runs import run_dag
+    from retrain_demo.runs import run_dag
 
     (tmp_path / "params_dag.py").write_text(DAG_FILE)
     bag = BundleDagBag(dag_folder=tmp_path, bundle_path=tmp_path, bundle_name="dags-folder")

@@ -531,6 +531,62 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
     keep("dag_run_task_failure", received[0])
 
 
+USER_DAG = """
+from airflow.sdk import DAG, task
+from retrain_airflow.slack_notifier import SlackAlertNotifier
+
+with DAG("user_notifier_dag", schedule=None):
+
+    @task(retries=0, on_failure_callback=SlackAlertNotifier(slack_conn_id="slack_retrain", model="churn_{{ task.task_id }}"))
+    def explode():
+        raise RuntimeError("boom <3")
+
+    explode()
+"""
+
+
+def test_the_notifier_is_an_on_failure_callback_for_any_dag(platform, slack, tmp_path):
+    """A user's own DAG: ``SlackAlertNotifier`` as a task's ``on_failure_callback`` posts the
+    failure alert (its template fields rendered) through a real ``dag.test()`` run."""
+    from airflow.api.common.delete_dag import delete_dag
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    (tmp_path / "user_dag.py").write_text(USER_DAG)
+    bag = BundleDagBag(dag_folder=tmp_path, bundle_path=tmp_path, bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, "dags-folder", None)
+    dag = bag.dags["user_notifier_dag"]
+    try:
+        run = dag.test()
+        assert run.state == "failed"
+    finally:  # the session's metadata DB is shared: leave no DAG of this test behind
+        delete_dag(dag.dag_id)
+    (received,) = slack.payloads()
+    assert received["blocks"][0]["text"]["text"] == ":red_circle: Task failed: user_notifier_dag.explode"
+    assert "RuntimeError: boom &lt;3" in received["blocks"][1]["text"]["text"]
+    context = received["attachments"][0]["blocks"][0]["elements"]
+    assert "model `churn_explode`" in context[0]["text"] and "|task log>" in context[1]["text"], context
+
+
+def test_the_notifier_delivers_with_de_duplication_and_retries(platform, slack, tmp_path):
+    """``SlackAlertNotifier.deliver``: what every platform alert goes through."""
+    from retrain_airflow.slack_notifier import SlackAlertNotifier
+
+    from retrain_lib.pipeline import alerts
+
+    a = alerts.rollback(MODEL, {"from": "3", "to": "2", "reason": "worse"})
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    notifier = SlackAlertNotifier(slack_conn_id="slack_retrain", database_url=db, retries=1, retry_seconds=0.01)
+    assert [notifier.deliver(a), notifier.deliver(a)] == ["sent", "suppressed"]
+    slack.status = 500
+    b = alerts.rollback(MODEL, {"from": "4", "to": "3", "reason": "worse"})
+    assert notifier.deliver(b) == "failed"
+    assert slack.payloads() == [a.payload, b.payload, b.payload]
+    assert SlackAlertNotifier(slack_conn_id="slack_nowhere").deliver(a) == "disabled"
+
+
 def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(platform, slack, tmp_path):
     """The factory's helpers on a monitor result shaped like ``monitor_model``'s (drift that
     triggered a retrain, a failed validation with its ``validation.json``) and on a rollout's end."""

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from native_topology import COMPOSE_FILE, ENV_EXAMPLE, ComposeError, NativeTopology, interpolate, read_env_file
+from retrain_native.compose import COMPOSE_FILE, ENV_EXAMPLE, ComposeError, interpolate, read_env_file
+from retrain_native.topology import NativeTopology
 
 BIN = Path(sys.executable).parent
 SECRETS = (

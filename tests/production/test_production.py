@@ -1,6 +1,6 @@
 """docker-compose.yaml's topology, natively: proof that the shipped file works.
 
-``native_topology`` reads ``docker-compose.yaml`` (environment and command of every service)
+``retrain_native`` reads ``docker-compose.yaml`` (environment and command of every service)
 and starts the same processes on this machine: Airflow with the CeleryExecutor on a fresh
 PostgreSQL database and a free Redis database, two Celery workers, scheduler, dag-processor,
 triggerer and api-server; an MLflow server on PostgreSQL with its artifacts in S3 (a moto
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from native_topology import REPO, NativeTopology, s3_model_configs, upload_tree
+from retrain_native.compose import REPO
+from retrain_native.topology import NativeTopology, s3_model_configs, upload_tree
 
 pytestmark = [pytest.mark.production, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -25,7 +25,8 @@ PATH to this venv, and per worker a host name and free log-server ports, since t
 share one network namespace here). ``%h`` in a worker's ``--celery-hostname`` is that host
 name. The services run with this venv's binaries, each in its own process group; :meth:`stop`
 ends every process started (and their descendants, which it tracks) by PID, then drops the
-databases. Used by ``tests/production/test_production.py`` and ``benchmarks/fleet_bench.py``.
+databases. Used by ``tests/production/test_production.py`` and ``benchmarks/fleet_bench.py``;
+the compose file is read by :mod:`retrain_native.compose`.
 """
 
 from __future__ import annotations
@@ -47,91 +48,22 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO / "docker-compose.yaml"
-ENV_EXAMPLE = REPO / ".env.example"
+from retrain_native.compose import (
+    ENV_EXAMPLE,
+    REPO,
+    ComposeError,
+    load_compose,
+    read_env_file,
+    service_command,
+    service_environment,
+)
+
 BIN = Path(sys.executable).parent
 PG_HOST, PG_PORT, PG_ADMIN_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 WORKER_SERVICE = "airflow-worker"
 STOP_GRACE = 30.0
-
-
-class ComposeError(ValueError):
-    """docker-compose.yaml (or its interpolation) cannot be turned into native processes."""
-
-
-# --------------------------------------------------------------------------- compose file
-
-_VAR = re.compile(
-    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-    r"|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
-)
-
-
-def read_env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
-    """``KEY=VALUE`` lines of an ``.env`` file (comments and blank lines skipped)."""
-    out = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise ComposeError(f"{path}:{n}: expected KEY=VALUE, got {line!r}")
-        key, value = line.split("=", 1)
-        out[key.strip()] = value.strip().strip('"').strip("'")
-    return out
-
-
-def interpolate(text: str, variables: dict[str, str]) -> str:
-    """Compose's interpolation: ``${V}``, ``${V:-default}``, ``${V-default}``, ``${V:?error}``,
-    ``${V?error}``, ``$V``, and ``$$`` for a literal ``$``."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name = m.group("braced") or m.group("plain")
-        value, op, arg = variables.get(name), m.group("op"), m.group("arg")
-        if op == ":-":
-            return value if value else arg
-        if op == "-":
-            return value if value is not None else arg
-        if op in (":?", "?") and (value is None or (op == ":?" and not value)):
-            raise ComposeError(f"required variable {name} is missing a value: {arg}")
-        return value or ""
-
-    return _VAR.sub(sub, text)
-
-
-def _interpolate_all(node, variables):
-    if isinstance(node, str):
-        return interpolate(node, variables)
-    if isinstance(node, list):
-        return [_interpolate_all(v, variables) for v in node]
-    if isinstance(node, dict):
-        return {k: _interpolate_all(v, variables) for k, v in node.items()}
-    return node
-
-
-def load_compose(variables: dict[str, str], path: Path = COMPOSE_FILE) -> dict:
-    """The compose file with anchors merged and every ``${VAR}`` interpolated."""
-    raw = yaml.safe_load(Path(path).read_text())
-    return _interpolate_all({k: v for k, v in raw.items() if not k.startswith("x-")}, variables)
-
-
-def service_environment(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
-
-
-def service_command(service: dict) -> list[str]:
-    cmd = service.get("command")
-    if isinstance(cmd, str):
-        raise ComposeError(f"use the exec (list) form for commands, got {cmd!r}")
-    return [str(c) for c in cmd or []]
 
 
 # --------------------------------------------------------------------------- processes
@@ -193,8 +125,7 @@ NATIVE_EXTRAS = {
 }
 # Per worker: what its own container would give it (host name, network namespace).
 WORKER_EXTRAS = {
-    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "native_hostname.hostname",
-    "PYTHONPATH": str(Path(__file__).resolve().parent),
+    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "retrain_native.hostname.hostname",
 }
 # Each Airflow process gets free log-server ports: containers have a network namespace each.
 LOG_PORT_SETTINGS = ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT")

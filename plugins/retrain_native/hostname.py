@@ -3,7 +3,7 @@
 In docker-compose every Celery worker is a container with a host name of its own, and Airflow
 records it on each task instance (``task_instance.hostname``). The native topology runs its
 workers side by side on one machine, so each gets the name its container would have had,
-through Airflow's ``[core] hostname_callable`` (see ``native_topology.NATIVE_EXTRAS``)."""
+through Airflow's ``[core] hostname_callable`` (see ``retrain_native.topology.WORKER_EXTRAS``)."""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ day's logical date (at ``RUN_TIME``, off every schedule of the example configs, 
 scheduler's own run of a day is never mistaken for one that exists). When its branch
 requests a retrain, the retrain DAG run it triggered (with its ``conf``) is executed too, the
 way the scheduler would. Runs carry their real start and end times and task logs the UI
-shows (:mod:`retrain_airflow.demo_runs`). The story printed comes from the decision ledger the
+shows (:mod:`retrain_demo.runs`). The story printed comes from the decision ledger the
 tasks wrote, so what you read is what an auditor reads. Then the live part
-(:mod:`retrain_airflow.demo_live`): a serving gateway with traffic, a canary rollout that is
+(:mod:`retrain_demo.live`): a serving gateway with traffic, a canary rollout that is
 promoted and a bad champion rolled back automatically.
 
-Run with ``python -m retrain_airflow.demo`` (``plugins/`` on ``PYTHONPATH``); ``make demo``
-does that with the environment set.
+Run with ``python -m retrain_demo.demo`` (the package is installed with the project by ``make
+setup``); ``make demo`` does that with the environment set.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def quiet_airflow() -> None:
         "alembic",
         "py.warnings",
         "retrain_airflow",
+        "retrain_demo",
         "retrain_lib",
         "distributed",
         "urllib3",
@@ -168,7 +169,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
     log_note = state_dir / "demo.log"
     env = airflow_env(state_dir)
     os.environ.update(env)
-    # Task logs (demo_runs.task_logs) as JSON lines, the form a supervised task's log has.
+    # Task logs (runs.task_logs) as JSON lines, the form a supervised task's log has.
     os.environ["AIRFLOW__LOGGING__JSON_LOGS"] = "True"
     last_day = dt.date.fromisoformat(args.last_day) if args.last_day else today_utc()
     start = last_day - dt.timedelta(days=args.days - 1)
@@ -195,7 +196,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from retrain_airflow.demo_runs import task_logs
+    from retrain_demo.runs import task_logs
 
     quiet_airflow()
     bag = DagBag(dag_folder=env["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -216,7 +217,7 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
             return 1
         loop_end = seen  # the live part's records come after
         if args.live and args.live_model in models:
-            from retrain_airflow.demo_live import run_live
+            from retrain_demo.live import run_live
 
             if run_live(bag, settings, ledger, args.live_model, last_day, state_dir, print) != 0:
                 return 1
@@ -309,7 +310,7 @@ def _days(args, bag, ledger, models, start: dt.date, seen: int, print) -> int | 
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from retrain_airflow.demo_runs import run_dag
+    from retrain_demo.runs import run_dag
 
     for n in range(args.first_day, args.days + 1):
         day = start + dt.timedelta(days=n - 1)

@@ -94,7 +94,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
 
 def _promoted_canary(bag, ledger, client, gateway, model: str, day: dt.date, seen: int, print) -> int:  # noqa: A002
     """A retrain run in canary mode, its rollout on live traffic, and the gateway following the promotion."""
-    from retrain_airflow.demo_runs import run_dag
+    from retrain_demo.runs import run_dag
     from retrain_lib.store import registry
 
     retrain = bag.get_dag(f"{model}__retrain")
@@ -172,7 +172,7 @@ def _print_rollout_records(records: list[dict], t0: float, print) -> None:  # no
 
 def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model: str, day: dt.date, print) -> int:  # noqa: A002
     """A bad version promoted by hand, and the monitor rolling it back once labels show it."""
-    from retrain_airflow.demo_runs import run_dag
+    from retrain_demo.runs import run_dag
     from retrain_lib.pipeline.promotion import promote_version
 
     bad = _bad_version(model, settings, day)
