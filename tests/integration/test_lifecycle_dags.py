@@ -178,6 +178,7 @@ def test_invalid_data_stops_the_retrain_before_training(platform):
 
 def test_retried_steps_create_no_second_run_or_version(platform):
     from retrain_lib.pipeline.evaluation import evaluate_candidate
+    from retrain_lib.pipeline.records import GateReport
     from retrain_lib.pipeline.registration import register_candidate
     from retrain_lib.pipeline.snapshot import snapshot_data
     from retrain_lib.pipeline.training_run import train_candidate
@@ -186,11 +187,11 @@ def test_retried_steps_create_no_second_run_or_version(platform):
     snap = snapshot_data("credit_default", "2026-02-01", settings=s)
     first = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
     again = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
-    assert again["run_id"] == first["run_id"] and again["reused"] is True
-    assert again["metrics"] == pytest.approx(first["metrics"])
+    assert again.run_id == first.run_id and again.reused is True
+    assert again.metrics == pytest.approx(first.metrics)
     evaluation = evaluate_candidate("credit_default", snap, first, settings=s)
-    gates = {"passed": True, "results": []}
+    gates = GateReport(passed=True, results=())
     reg1 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
     reg2 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
-    assert reg1["version"] == reg2["version"] == "3"
+    assert reg1.version == reg2.version == "3"
     assert len(versions(platform, "credit_default")) == 3
