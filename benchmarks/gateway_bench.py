@@ -95,7 +95,7 @@ def build_platform(root: Path) -> tuple[Path, Path]:
         seed=1,
     )
     res = retrain_model(MODEL, "2026-01-30", settings=settings)
-    assert res["outcome"] == "deployed", res
+    assert res.outcome == "deployed", res
     return root / "state", cfg_dir
 
 

@@ -61,7 +61,7 @@ def main() -> int:
         settings = load_settings(cfg_dir)
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
         simulate(cfg, settings.data_root, days=45, drift_day=None, drift_kind="none", rows_per_day=400, seed=3)
-        assert retrain_model(MODEL, "2026-01-30", settings=settings)["outcome"] == "deployed"
+        assert retrain_model(MODEL, "2026-01-30", settings=settings).outcome == "deployed"
         client = registry.get_client(settings.tracking_uri)
         good = registry.aliases(client, MODEL)["champion"]
 

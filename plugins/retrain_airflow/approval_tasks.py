@@ -9,11 +9,15 @@ Airflow (``approve_promotion``), and record a rejection or a timeout (``close_re
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TriggerRule, XComArg, task
 
 from retrain_airflow.task_adapter import ModelTasks
+
+if TYPE_CHECKING:
+    from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 
 
 class PromotionApproval(ApprovalOperator):
@@ -42,7 +46,7 @@ def approval_answer(context) -> dict | None:
     return context["ti"].xcom_pull(task_ids="approve_promotion", key="answer") or None
 
 
-def _approval_alert(name: str, req: dict, registered: dict, snap: dict, approval, *, links, severity):
+def _approval_alert(name: str, req: dict, registered: Registered, snap: Snapshot, approval, *, links, severity):
     """The ``approval_needed`` alert of an approval request."""
     from retrain_lib.pipeline import alerts
 
@@ -50,17 +54,23 @@ def _approval_alert(name: str, req: dict, registered: dict, snap: dict, approval
     return alerts.approval_needed(
         name,
         req,
-        version=registered["version"],
+        version=registered.version,
         timeout_hours=a.timeout_hours if a else None,
         approvers=a.approvers if a else (),
-        as_of=snap["as_of"],
+        as_of=snap.as_of,
         links=links,
         severity=severity,
     )
 
 
 def run_decide_approval(
-    env: ModelTasks, snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict, context
+    env: ModelTasks,
+    snap: Snapshot,
+    trained: TrainedRun,
+    evaluation: Evaluation,
+    gates: GateReport,
+    registered: Registered,
+    context,
 ) -> str:
     """Task ``decide_approval``: whether a human must answer; the subject and body of the
     question go to XCom, and the question to Slack. Returns the branch to follow."""
@@ -73,7 +83,7 @@ def run_decide_approval(
         evaluation,
         gates,
         registered,
-        as_of=snap["as_of"],
+        as_of=snap.as_of,
         actor=env.actor(context),
     )
     context["ti"].xcom_push(key="subject", value=req["subject"])
@@ -88,8 +98,8 @@ def run_decide_approval(
             env.cfg.approval,
             context=context,
             link_args={
-                "mlflow_run_id": trained["run_id"],
-                "as_of": snap["as_of"],
+                "mlflow_run_id": trained.run_id,
+                "as_of": snap.as_of,
                 "other_tasks": (("answer in Airflow", "approve_promotion"),),
             },
         )
@@ -101,14 +111,15 @@ def run_close_review(env: ModelTasks, context) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from retrain_lib.pipeline.approval_steps import close_review as close_fn
+    from retrain_lib.pipeline.records import Registered, Snapshot
 
     answer = approval_answer(context)
     if answer is None:
         raise AirflowSkipException("no approval was asked in this run")
     ti = context["ti"]
-    snap = ti.xcom_pull(task_ids="snapshot_data")
-    registered = ti.xcom_pull(task_ids="register_candidate")
-    return env.run(close_fn, registered, answer, as_of=snap["as_of"], actor=env.actor(context))
+    snap = Snapshot.from_xcom(ti.xcom_pull(task_ids="snapshot_data"))
+    registered = Registered.from_xcom(ti.xcom_pull(task_ids="register_candidate"))
+    return env.run(close_fn, registered, answer, as_of=snap.as_of, actor=env.actor(context))
 
 
 def add_approval_tasks(
@@ -126,7 +137,17 @@ def add_approval_tasks(
     @task.branch(task_id="decide_approval")
     def decide_approval(snap: dict, trained: dict, evaluation: dict, gates: dict, registered: dict, **context) -> str:
         """Ask a human when the config's ``approval`` section says so (reasons in the ledger)."""
-        return run_decide_approval(env, snap, trained, evaluation, gates, registered, context)
+        from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
+
+        return run_decide_approval(
+            env,
+            Snapshot.from_xcom(snap),
+            TrainedRun.from_xcom(trained),
+            Evaluation.from_xcom(evaluation),
+            GateReport.from_xcom(gates),
+            Registered.from_xcom(registered),
+            context,
+        )
 
     @task(task_id="close_review", trigger_rule=TriggerRule.ALL_DONE)
     def close_review(**context) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
@@ -19,6 +20,17 @@ from retrain_airflow.approval_tasks import add_approval_tasks, approval_answer
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, run_as_of
 from retrain_lib.core.config import ModelConfig
+
+if TYPE_CHECKING:
+    from retrain_lib.pipeline.records import (
+        DeployOutcome,
+        Evaluation,
+        GateReport,
+        Registered,
+        Rejection,
+        Snapshot,
+        TrainedRun,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -44,61 +56,63 @@ def retrain_params(cfg: ModelConfig) -> dict[str, Param]:
     }
 
 
-def outcome_note(res: dict) -> str:
+def outcome_note(res: Rejection) -> str:
     """One line on how a retrain ended without a new champion, from ``reject_candidate``'s
     result: ``"rejected: <failed gate>; <failed gate> (+n more)"`` or ``"no gain: <why>"``.
 
     Example::
 
-        outcome_note({"rejected": True, "failed": ["roc_auc 0.70 < min 0.75"]})
+        outcome_note(Rejection(failed=("roc_auc 0.70 < min 0.75",)))
         # 'rejected: roc_auc 0.70 < min 0.75'
     """
-    label = str(res.get("outcome") or "rejected").replace("_", " ")
-    why = res.get("failed") or ([res["reason"]] if res.get("reason") else [])
-    why = [why] if isinstance(why, str) else [str(w) for w in why]
+    label = str(res.outcome or "rejected").replace("_", " ")
+    why = list(res.failed) or ([res.reason] if res.reason else [])
     text = "; ".join(why[:2]) + (f" (+{len(why) - 2} more)" if len(why) > 2 else "")
     return f"{label}: {text}" if text else label
 
 
-def _retrain_validation_alert(name: str, snap: dict, *, links, severity):
+def _retrain_validation_alert(name: str, snap: Snapshot, *, links, severity):
     """The validation failure alert of a snapshot (facts read from its quarantine when built)."""
     from retrain_lib.pipeline import alerts
 
     return alerts.validation_failure(
         name,
         stage="retrain",
-        as_of=snap["as_of"],
+        as_of=snap.as_of,
         links=links,
         severity=severity,
         **alerts.retrain_validation_facts(snap),
     )
 
 
-def run_snapshot_data(env: ModelTasks, context) -> dict:
+def run_snapshot_data(env: ModelTasks, context) -> Snapshot:
     """Task ``snapshot_data``: fix the window; unfit data alerts and fails the task for good."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from retrain_lib.pipeline.snapshot import snapshot_data as snap_fn
 
     snap = env.run(snap_fn, run_as_of(context), actor=env.actor(context))
-    if not snap["valid"]:
-        where = snap.get("validation") or {}
+    if not snap.valid:
+        run_id = snap.validation.mlflow_run_id if snap.validation else None
+        quarantine = snap.validation.quarantine if snap.validation else None
         env.alert(
             "validation_failure",
             _retrain_validation_alert,
             snap,
             context=context,
-            link_args={"mlflow_run_id": where.get("mlflow_run_id"), "as_of": snap["as_of"]},
+            link_args={"mlflow_run_id": run_id, "as_of": snap.as_of},
         )
         raise AirflowFailException(
-            f"training data of {env.name} for {snap['start']}..{snap['end']} failed validation: "
-            f"{'; '.join(snap['problems'])}. Batch quarantined in {where.get('quarantine')}; "
-            f"MLflow validation run {where.get('mlflow_run_id')}"
+            f"training data of {env.name} for {snap.start}..{snap.end} failed validation: "
+            f"{'; '.join(snap.problems)}. Batch quarantined in {quarantine}; "
+            f"MLflow validation run {run_id}"
         )
     return snap
 
 
-def run_check_gates(env: ModelTasks, snap: dict, trained: dict, evaluation: dict, context) -> dict:
+def run_check_gates(
+    env: ModelTasks, snap: Snapshot, trained: TrainedRun, evaluation: Evaluation, context
+) -> GateReport:
     """Task ``check_gates``: the candidate's gates, each result logged."""
     from retrain_lib.pipeline.evaluation import check_gates as gates_fn
 
@@ -106,25 +120,30 @@ def run_check_gates(env: ModelTasks, snap: dict, trained: dict, evaluation: dict
         gates_fn,
         evaluation,
         trained,
-        as_of=snap["as_of"],
+        as_of=snap.as_of,
         actor=env.actor(context),
         snap=snap,
         require_gain=(context.get("params") or {}).get("require_gain"),
     )
-    for r in res["results"]:
-        log.info("%s gate %s: %s", "PASS" if r["passed"] else "FAIL", r["gate"], r["reason"])
+    for r in res.results:
+        log.info("%s gate %s: %s", "PASS" if r.passed else "FAIL", r.gate, r.reason)
     return res
 
 
 def run_deploy_candidate(
-    env: ModelTasks, snap: dict, trained: dict, registered: dict | None, evaluation: dict, context
-) -> dict:
+    env: ModelTasks,
+    snap: Snapshot,
+    trained: TrainedRun,
+    registered: Registered | None,
+    evaluation: Evaluation,
+    context,
+) -> DeployOutcome:
     """Task ``deploy_candidate``: deploy the registered candidate; alert when it became champion."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from retrain_lib.pipeline.promotion import deploy_candidate as deploy_fn
 
-    if not registered:
+    if registered is None:
         raise AirflowSkipException("no candidate was registered (the gates failed)")
 
     reason = (context.get("params") or {}).get("reason") or "manual"
@@ -133,7 +152,7 @@ def run_deploy_candidate(
         deploy_fn,
         registered,
         evaluation,
-        as_of=snap["as_of"],
+        as_of=snap.as_of,
         actor=env.actor(context),
         reason=reason,
         snap=snap,
@@ -141,7 +160,7 @@ def run_deploy_candidate(
         approval=approval,
         mode=(context.get("params") or {}).get("deploy_mode"),
     )
-    if any(m.get("alias") == "champion" for m in deployed.get("moves") or []):
+    if deployed.champion_move is not None:
         from retrain_lib.pipeline import alerts
 
         env.alert(
@@ -150,27 +169,27 @@ def run_deploy_candidate(
             deployed,
             evaluation=evaluation,
             reason=reason,
-            as_of=snap["as_of"],
+            as_of=snap.as_of,
             context=context,
-            link_args={"mlflow_run_id": registered["run_id"], "as_of": snap["as_of"]},
+            link_args={"mlflow_run_id": registered.run_id, "as_of": snap.as_of},
         )
     return deployed
 
 
-def run_reject_candidate(env: ModelTasks, snap: dict, trained: dict, gates: dict, context) -> dict:
+def run_reject_candidate(env: ModelTasks, snap: Snapshot, trained: TrainedRun, gates: GateReport, context) -> Rejection:
     """Task ``reject_candidate``: record the rejection and send the gate failure alert."""
     from retrain_lib.pipeline import alerts
     from retrain_lib.pipeline.promotion import reject_candidate as reject_fn
 
-    res = env.run(reject_fn, trained, gates, as_of=snap["as_of"], actor=env.actor(context))
+    res = env.run(reject_fn, trained, gates, as_of=snap.as_of, actor=env.actor(context))
     env.alert(
         "gate_failure",
         alerts.gate_failure,
         gates,
-        run_id=trained["run_id"],
-        as_of=snap["as_of"],
+        run_id=trained.run_id,
+        as_of=snap.as_of,
         context=context,
-        link_args={"mlflow_run_id": trained["run_id"], "as_of": snap["as_of"]},
+        link_args={"mlflow_run_id": trained.run_id, "as_of": snap.as_of},
     )
     return res
 
@@ -184,10 +203,12 @@ def outcome_leaf(env: ModelTasks, outcome: str):
     def leaf(res: dict) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        ended = res.get("outcome") or "rejected"
-        if ended != outcome:
-            raise AirflowSkipException(f"the retrain ended {ended!r}, not {outcome!r}")
-        note = outcome_note(res)
+        from retrain_lib.pipeline.records import Rejection
+
+        rejection = Rejection.from_xcom(res)
+        if rejection.outcome != outcome:
+            raise AirflowSkipException(f"the retrain ended {rejection.outcome!r}, not {outcome!r}")
+        note = outcome_note(rejection)
         log.warning("%s: %s", env.name, note)
         return note
 
@@ -195,28 +216,38 @@ def outcome_leaf(env: ModelTasks, outcome: str):
 
 
 def _candidate_tasks(env: ModelTasks) -> tuple[XComArg, XComArg, XComArg, XComArg]:
-    """snapshot_data ─► train_candidate ─► evaluate_candidate ─► check_gates."""
+    """snapshot_data ─► train_candidate ─► evaluate_candidate ─► check_gates.
+
+    Each task reads its inputs from XCom as records (``Record.from_xcom``) and returns its
+    record's ``to_xcom()``."""
 
     @task(task_id="snapshot_data")
     def snapshot_data(**context) -> dict:
         """Fix the training window and its content hash; stop here if the data is unfit."""
-        return run_snapshot_data(env, context)
+        return run_snapshot_data(env, context).to_xcom()
 
     @task(task_id="train_candidate")
     def train_candidate(snap: dict, **context) -> dict:
+        from retrain_lib.pipeline.records import Snapshot
         from retrain_lib.pipeline.training_run import train_candidate as train_fn
 
-        return env.run(train_fn, snap, run_key=env.actor(context), actor=env.actor(context))
+        actor = env.actor(context)
+        return env.run(train_fn, Snapshot.from_xcom(snap), run_key=actor, actor=actor).to_xcom()
 
     @task(task_id="evaluate_candidate")
     def evaluate_candidate(snap: dict, trained: dict) -> dict:
         from retrain_lib.pipeline.evaluation import evaluate_candidate as eval_fn
+        from retrain_lib.pipeline.records import Snapshot, TrainedRun
 
-        return env.run(eval_fn, snap, trained)
+        return env.run(eval_fn, Snapshot.from_xcom(snap), TrainedRun.from_xcom(trained)).to_xcom()
 
     @task(task_id="check_gates")
     def check_gates(snap: dict, trained: dict, evaluation: dict, **context) -> dict:
-        return run_check_gates(env, snap, trained, evaluation, context)
+        from retrain_lib.pipeline.records import Evaluation, Snapshot, TrainedRun
+
+        return run_check_gates(
+            env, Snapshot.from_xcom(snap), TrainedRun.from_xcom(trained), Evaluation.from_xcom(evaluation), context
+        ).to_xcom()
 
     snap = snapshot_data()
     trained = train_candidate(snap)
@@ -230,13 +261,22 @@ def _decision_tasks(env: ModelTasks, snap, trained, evaluation, gates) -> tuple[
 
     @task.branch(task_id="decide_promotion")
     def decide_promotion(gates: dict) -> str:
-        return "register_candidate" if gates["passed"] else "reject_candidate"
+        from retrain_lib.pipeline.records import GateReport
+
+        return "register_candidate" if GateReport.from_xcom(gates).passed else "reject_candidate"
 
     @task(task_id="register_candidate")
     def register_candidate(snap: dict, trained: dict, evaluation: dict, gates: dict) -> dict:
+        from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
         from retrain_lib.pipeline.registration import register_candidate as register_fn
 
-        return env.run(register_fn, snap, trained, evaluation, gates)
+        return env.run(
+            register_fn,
+            Snapshot.from_xcom(snap),
+            TrainedRun.from_xcom(trained),
+            Evaluation.from_xcom(evaluation),
+            GateReport.from_xcom(gates),
+        ).to_xcom()
 
     # With an approval step, deploy follows either the approval or (nobody asked) the branch.
     @task(
@@ -248,11 +288,24 @@ def _decision_tasks(env: ModelTasks, snap, trained, evaluation, gates) -> tuple[
     def deploy_candidate(snap: dict, trained: dict, registered: dict | None, evaluation: dict, **context) -> dict:
         """``direct``: promote to champion (compare-and-swap); ``shadow``/``canary``: make it
         the challenger. After a human approval, the answer is recorded first."""
-        return run_deploy_candidate(env, snap, trained, registered, evaluation, context)
+        from retrain_lib.pipeline.records import Evaluation, Registered, Snapshot, TrainedRun
+
+        return run_deploy_candidate(
+            env,
+            Snapshot.from_xcom(snap),
+            TrainedRun.from_xcom(trained),
+            Registered.from_xcom(registered) if registered else None,
+            Evaluation.from_xcom(evaluation),
+            context,
+        ).to_xcom()
 
     @task(task_id="reject_candidate")
     def reject_candidate(snap: dict, trained: dict, gates: dict, **context) -> dict:
-        return run_reject_candidate(env, snap, trained, gates, context)
+        from retrain_lib.pipeline.records import GateReport, Snapshot, TrainedRun
+
+        return run_reject_candidate(
+            env, Snapshot.from_xcom(snap), TrainedRun.from_xcom(trained), GateReport.from_xcom(gates), context
+        ).to_xcom()
 
     branch = decide_promotion(gates)
     registered = register_candidate(snap, trained, evaluation, gates)
@@ -270,7 +323,10 @@ def _rollout_trigger(env: ModelTasks, deployed: XComArg) -> TriggerDagRunOperato
     @task.short_circuit(task_id="rollout_needed")
     def rollout_needed(deployed: dict) -> bool:
         """A challenger was made (not a direct promotion, not rejected on re-evaluation)."""
-        return deployed.get("mode") != "direct" and not deployed.get("rejected")
+        from retrain_lib.pipeline.records import DeployOutcome
+
+        outcome = DeployOutcome.from_xcom(deployed)
+        return outcome.mode != "direct" and not outcome.rejected
 
     needed = rollout_needed(deployed)
     start = TriggerForThisRun(

@@ -38,14 +38,14 @@ def cmd_retrain(args) -> int:
         args.model, args.as_of, settings=load_settings(args.config_dir), actor="cli", reason=args.reason
     )
     if args.format == "json":
-        print(json.dumps(res, default=str))
+        print(json.dumps(res.to_dict(), default=str))
     else:
-        print(f"{args.model} retrain as of {args.as_of}: {res['outcome']}")
-        for g in (res.get("gates") or {}).get("results", []):
-            print(f"  {'PASS' if g['passed'] else 'FAIL'} {g['reason']}")
-        if res["outcome"] == "deployed":
-            print(f"  version {res['registered']['version']} -> champion {res['deployed']['champion']}")
-    return EXIT_OK if res["outcome"] == "deployed" else EXIT_FAILED
+        print(f"{args.model} retrain as of {args.as_of}: {res.outcome}")
+        for g in res.gates.results if res.gates is not None else ():
+            print(f"  {'PASS' if g.passed else 'FAIL'} {g.reason}")
+        if res.outcome == "deployed":
+            print(f"  version {res.registered.version} -> champion {res.deployed.champion}")
+    return EXIT_OK if res.outcome == "deployed" else EXIT_FAILED
 
 
 def register(sub) -> None:

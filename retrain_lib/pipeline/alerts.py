@@ -1,9 +1,9 @@
 """What Slack alerts say: one builder per kind of alert, for what on-call people must know.
 
-Each builder turns the dicts the platform already produces (gate results of
-:func:`retrain_lib.pipeline.evaluation.check_gates`, the validation failures of a snapshot or a monitor
-check, the monitor's drift summary, deploy / rollback / rollout outcomes, an approval request,
-a failed task) into an :class:`~retrain_lib.pipeline.alert_payload.Alert`: its kind, model, severity,
+Each builder turns what the platform already produces (the :class:`~retrain_lib.pipeline.records.GateReport`
+of :func:`retrain_lib.pipeline.evaluation.check_gates`, the validation failures of a snapshot or a
+monitor check, the monitor's drift summary, a :class:`~retrain_lib.pipeline.records.DeployOutcome`,
+rollback / rollout outcomes, an approval request, a failed task) into an :class:`~retrain_lib.pipeline.alert_payload.Alert`: its kind, model, severity,
 de-duplication key and the Slack payload (laid out by :mod:`retrain_lib.pipeline.alert_payload`)::
 
     gate `recall_min[region=north]` failed: 0.84 < 0.9 (champion 0.91, -0.07); MLflow run
@@ -38,6 +38,8 @@ from retrain_lib.pipeline.alert_payload import (
     resolve_severity,
     slack_payload,
 )
+from retrain_lib.pipeline.records import DeployOutcome, Evaluation, GateReport, Snapshot
+from retrain_lib.quality.gate_types import GateResult
 
 KINDS = ALERT_KINDS
 MAX_ROWS = 3  # offending rows shown per failed expectation
@@ -46,28 +48,28 @@ MAX_ROWS = 3  # offending rows shown per failed expectation
 # -- gate failure -------------------------------------------------------------------------
 
 
-def gate_label(result: Mapping[str, Any]) -> str:
+def gate_label(result: GateResult) -> str:
     """``recall_min[region=north]``: the gate, and its slice when it is not the whole holdout."""
-    sl = result.get("slice")
-    return f"{result.get('gate')}[{sl}]" if sl and sl != "all" else str(result.get("gate"))
+    sl = result.slice
+    return f"{result.gate}[{sl}]" if sl and sl != "all" else str(result.gate)
 
 
-def gate_line(result: Mapping[str, Any]) -> str:
+def gate_line(result: GateResult) -> str:
     """``gate `recall_min[region=north]` failed: 0.84 < 0.9 (champion 0.91, -0.07)``."""
     head = f"gate `{esc(gate_label(result))}` failed"
-    obs, thr = result.get("observed"), result.get("threshold")
+    obs, thr = result.observed, result.threshold
     if obs is None or thr is None:
-        return f"{head}: {esc(result.get('reason') or 'no value')}"
+        return f"{head}: {esc(result.reason or 'no value')}"
     op = "<" if float(obs) < float(thr) else ">" if float(obs) > float(thr) else "="
     text = f"{head}: {num(obs)} {op} {num(thr)}"
-    if result.get("champion") is not None:
-        text += f" (champion {num(result['champion'])}, {num(result.get('delta'), signed=True)})"
+    if result.champion is not None:
+        text += f" (champion {num(result.champion)}, {num(result.delta, signed=True)})"
     return text
 
 
 def gate_failure(
     model: str,
-    gates: Mapping[str, Any],
+    gates: GateReport,
     *,
     run_id: str | None = None,
     as_of: str | None = None,
@@ -75,12 +77,12 @@ def gate_failure(
     severity: str | None = None,
 ) -> Alert:
     """The candidate failed its gates. ``gates`` is :func:`retrain_lib.pipeline.evaluation.check_gates`'s
-    result (``results`` with ``gate, slice, observed, threshold, champion, delta, passed, reason``)."""
+    report (its ``results``: ``gate, slice, observed, threshold, champion, delta, passed, reason``)."""
     sev = resolve_severity(severity, "gate_failure")
-    results = list(gates.get("results") or [])
-    failed = [r for r in results if not r.get("passed")] or list(gates.get("failed") or [])
+    results = gates.results
+    failed = gates.failed
     lines = [gate_line(r) for r in failed]
-    champ = gates.get("champion_version")
+    champ = gates.champion_version
     head = (
         f"*{len(failed)} of {len(results)} gate checks failed*: the candidate"
         + (f" (MLflow run `{esc(run_id)}`)" if run_id else "")
@@ -233,9 +235,9 @@ def _metric_fields(candidate: Mapping[str, Any] | None, champion: Mapping[str, A
 
 def promotion(
     model: str,
-    deployed: Mapping[str, Any],
+    deployed: DeployOutcome,
     *,
-    evaluation: Mapping[str, Any] | None = None,
+    evaluation: Evaluation | None = None,
     reason: str | None = None,
     as_of: str | None = None,
     links: Links = Links(),
@@ -245,23 +247,22 @@ def promotion(
     :func:`retrain_lib.pipeline.promotion.deploy_candidate`'s result (``version``, ``mode``, ``moves``);
     ``evaluation`` its holdout metrics (``candidate``, ``champion``)."""
     sev = resolve_severity(severity, "promotion")
-    version = deployed.get("version")
-    move = next((m for m in deployed.get("moves") or [] if m.get("alias") == "champion"), {})
-    before = move.get("from")
+    version = deployed.version
+    move = deployed.champion_move
+    before = move.from_version if move is not None else None
     head = (
         f"*v{esc(version)} is now champion*"
         + (f", replacing v{esc(before)}" if before else " (first champion)")
-        + f" (deploy mode {esc(deployed.get('mode') or 'direct')})."
+        + f" (deploy mode {esc(deployed.mode or 'direct')})."
         + (f"\nWhy: {esc(reason)}" if reason else "")
     )
-    if deployed.get("reevaluated"):
-        head += f"\nRe-evaluated against a champion that moved: {len(deployed['reevaluated'])} time(s)."
-    ev = evaluation or {}
+    if deployed.reevaluated:
+        head += f"\nRe-evaluated against a champion that moved: {len(deployed.reevaluated)} time(s)."
     fallback = f"{model}: v{esc(version)} promoted to champion" + (f" (was v{esc(before)})" if before else "")
     payload = slack_payload(
         sev,
         f"Promoted: {model} v{version}",
-        [head, _metric_fields(ev.get("candidate"), ev.get("champion"))],
+        [head, _metric_fields(evaluation.candidate, evaluation.champion) if evaluation is not None else ""],
         fallback,
         links,
         context_line(model, as_of),
@@ -437,17 +438,17 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def retrain_validation_facts(snap: Mapping[str, Any]) -> dict[str, Any]:
+def retrain_validation_facts(snap: Snapshot) -> dict[str, Any]:
     """Failures of a snapshot that failed validation, from its quarantine ``manifest.json``
     (failed expectations with offending rows) and its ``problems``."""
-    where = snap.get("validation") or {}
-    manifest = _read_json(Path(where["quarantine"]) / "manifest.json") if where.get("quarantine") else None
+    quarantine = snap.validation.quarantine if snap.validation is not None else None
+    manifest = _read_json(Path(quarantine) / "manifest.json") if quarantine else None
     return {
         "failures": list((manifest or {}).get("failed") or []),
-        "problems": list(snap.get("problems") or []),
-        "window": [snap.get("start"), snap.get("end")],
-        "rows": snap.get("rows"),
-        "quarantine": where.get("quarantine"),
+        "problems": list(snap.problems),
+        "window": [snap.start, snap.end],
+        "rows": snap.rows,
+        "quarantine": quarantine,
     }
 
 

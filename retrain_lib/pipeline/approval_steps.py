@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from retrain_lib.core.settings import Settings
+from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.registration import add_approval_to_card
 from retrain_lib.store.model_context import ModelContext
 
@@ -42,11 +43,11 @@ def record_approval(ctx: ModelContext, version: str, approval: dict, *, as_of: s
 
 def approval_request(
     model: str,
-    snap: dict,
-    trained: dict,
-    evaluation: dict,
-    gates: dict,
-    registered: dict,
+    snap: Snapshot,
+    trained: TrainedRun,
+    evaluation: Evaluation,
+    gates: GateReport,
+    registered: Registered,
     *,
     settings: Settings | None = None,
     as_of: str | None = None,
@@ -57,15 +58,15 @@ def approval_request(
 
     ctx = ModelContext(model, settings)
     champion = ctx.champion()
-    run = ctx.client.get_run(trained["run_id"])
+    run = ctx.client.get_run(trained.run_id)
     rows = run.data.params.get("rows.train")
     reasons = approval_reasons(
         ctx.cfg,
         champion_tags=dict(champion.tags) if champion else None,
-        gates=gates,
+        gate_results=gates.results,
         train_rows=int(rows) if rows else None,
     )
-    version = registered["version"]
+    version = registered.version
     subject = f"Promote {model} version {version} to champion?"
     lines = [
         f"**{model}** version {version} passed its gates and waits for an approval.",
@@ -73,23 +74,23 @@ def approval_request(
         "Why an approval is needed:",
         *[f"- {r}" for r in reasons],
         "",
-        f"Training window {snap['start']}..{snap['end']} ({snap.get('rows')} rows), "
-        f"champion: {evaluation.get('champion_version') or 'none'}.",
+        f"Training window {snap.start}..{snap.end} ({snap.rows} rows), "
+        f"champion: {evaluation.champion_version or 'none'}.",
         "",
         "| metric | candidate | champion |",
         "|---|---|---|",
     ]
-    champ = evaluation.get("champion") or {}
-    for k, v in sorted(evaluation["candidate"].items()):
+    champ = evaluation.champion or {}
+    for k, v in sorted(evaluation.candidate.items()):
         c = champ.get(k)
         lines.append(f"| {k} | {v:.4f} | {'' if c is None else f'{c:.4f}'} |")
     lines += [
         "",
         "Gates:",
-        *[f"- {'PASS' if r['passed'] else 'FAIL'} {r['reason']}" for r in gates["results"]],
+        *[f"- {'PASS' if r.passed else 'FAIL'} {r.reason}" for r in gates.results],
         "",
         f"MLflow run: {ctx.settings.platform.mlflow_ui_url}/#/experiments/{run.info.experiment_id}/runs/"
-        f"{trained['run_id']}",
+        f"{trained.run_id}",
         f"No answer within {ctx.cfg.approval.timeout_hours:g} h counts as a rejection." if ctx.cfg.approval else "",
     ]
     if reasons:
@@ -97,14 +98,14 @@ def approval_request(
             "approval_requested",
             as_of,
             actor,
-            {"version": str(version), "reasons": reasons, "run_id": trained["run_id"]},
+            {"version": str(version), "reasons": reasons, "run_id": trained.run_id},
         )
     return {"required": bool(reasons), "reasons": reasons, "subject": subject, "body": "\n".join(lines)}
 
 
 def close_review(
     model: str,
-    registered: dict,
+    registered: Registered,
     approval: dict,
     *,
     settings: Settings | None = None,
@@ -114,7 +115,7 @@ def close_review(
     """After the approval step: a rejection or a timeout is recorded (ledger, version tags) and
     the version is tagged as not deployed; an approval was recorded by the deployment."""
     ctx = ModelContext(model, settings)
-    version = registered["version"]
+    version = registered.version
     if approval.get("answer") == "Approve":
         return {"version": version, "approved": True}
     record_approval(ctx, version, approval, as_of=as_of, actor=actor)
@@ -133,7 +134,7 @@ def close_review(
         "reject",
         as_of,
         actor,
-        {"version": str(version), "run_id": registered["run_id"], "failed": [why], "reason": why},
+        {"version": str(version), "run_id": registered.run_id, "failed": [why], "reason": why},
     )
     log.warning("version %s of %s not deployed: %s", version, model, why)
     return {"version": version, "approved": False, "reason": why}

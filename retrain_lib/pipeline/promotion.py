@@ -16,6 +16,15 @@ from retrain_lib.core.values import str_or_none
 from retrain_lib.pipeline.adaptation_steps import NO_GAIN, REJECTED, record_no_gain_acceptance
 from retrain_lib.pipeline.approval_steps import record_approval
 from retrain_lib.pipeline.evaluation import check_gates, evaluate_candidate
+from retrain_lib.pipeline.records import (
+    DeployOutcome,
+    Evaluation,
+    GateReport,
+    Registered,
+    Rejection,
+    Snapshot,
+    TrainedRun,
+)
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext
 
@@ -24,19 +33,19 @@ log = logging.getLogger(__name__)
 
 def deploy_candidate(
     model: str,
-    registered: dict,
-    evaluation: dict,
+    registered: Registered,
+    evaluation: Evaluation,
     *,
     settings: Settings | None = None,
     as_of: str | None = None,
     actor: str = "cli",
     reason: str = "",
-    snap: dict | None = None,
-    trained: dict | None = None,
+    snap: Snapshot | None = None,
+    trained: TrainedRun | None = None,
     approval: dict | None = None,
     max_reevaluations: int = 3,
     mode: str | None = None,
-) -> dict[str, Any]:
+) -> DeployOutcome:
     """Deploy per config (or per ``mode``, which overrides ``deploy.mode`` for this run):
     ``direct`` promotes to champion, ``shadow``/``canary`` make the version the
     ``challenger`` for the rollout DAG.
@@ -52,9 +61,9 @@ def deploy_candidate(
     mode = mode or ctx.cfg.deploy.mode
     if mode not in ("direct", "shadow", "canary"):
         raise ConfigError(f"deploy mode {mode!r} of {model} is not one of direct, shadow, canary")
-    if mode != "direct" and evaluation.get("champion_version") is None and ctx.champion() is None:
+    if mode != "direct" and evaluation.champion_version is None and ctx.champion() is None:
         mode = "direct"  # the first model has nothing to be compared with live: it is promoted
-    version = registered["version"]
+    version = registered.version
     if approval is not None:
         record_approval(ctx, version, approval, as_of=as_of, actor=actor)
         if approval.get("answer") != "Approve":
@@ -81,8 +90,8 @@ def deploy_candidate(
             log.warning("%s; evaluating version %s again against champion %s", exc, version, exc.current)
             evaluation = evaluate_candidate(model, snap, trained, settings=ctx.settings)
             gates = check_gates(model, evaluation, trained, settings=ctx.settings, as_of=as_of, actor=actor, snap=snap)
-            reevaluated.append({"champion_was": exc.expected, "champion_now": exc.current, "passed": gates["passed"]})
-            if not gates["passed"]:
+            reevaluated.append({"champion_was": exc.expected, "champion_now": exc.current, "passed": gates.passed})
+            if not gates.passed:
                 return _rejected_after_move(
                     ctx, model, mode, version, trained, gates, exc, reevaluated, as_of=as_of, actor=actor
                 )
@@ -91,13 +100,13 @@ def deploy_candidate(
             f"champion of {model} moved {max_reevaluations + 1} times while version {version} was "
             "being promoted; stopping. Re-run the retrain when the registry is quiet"
         )
-    return {
-        "mode": mode,
-        "version": version,
-        "moves": [m.to_dict() for m in moves],
-        "reevaluated": reevaluated,
-        "champion": str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION)),
-    }
+    return DeployOutcome(
+        version=version,
+        mode=mode,
+        moves=tuple(moves),
+        reevaluated=tuple(reevaluated),
+        champion=str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION)),
+    )
 
 
 def _rejected_after_move(
@@ -105,14 +114,14 @@ def _rejected_after_move(
     model: str,
     mode: str,
     version: str,
-    trained: dict,
-    gates: dict,
+    trained: TrainedRun,
+    gates: GateReport,
     exc: StaleChampionError,
     reevaluated: list,
     *,
     as_of,
     actor,
-) -> dict[str, Any]:
+) -> DeployOutcome:
     """The candidate failed its gates against the champion that replaced the one it was
     evaluated against: rejected, with that reason."""
     rejected = reject_candidate(
@@ -125,27 +134,27 @@ def _rejected_after_move(
         why=f"champion moved from version {exc.expected} to {exc.current} during the evaluation; "
         "against the new champion the candidate fails its gates",
     )
-    return {
-        "mode": mode,
-        "version": version,
-        "moves": [],
-        "rejected": True,
-        "failed": rejected["failed"],
-        "reevaluated": reevaluated,
-        "champion": str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION)),
-    }
+    return DeployOutcome(
+        version=version,
+        mode=mode,
+        moves=(),
+        reevaluated=tuple(reevaluated),
+        champion=str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION)),
+        rejected=True,
+        failed=rejected.failed,
+    )
 
 
 def _move_aliases(
     ctx: ModelContext,
     mode: str,
     version: str,
-    evaluation: dict,
+    evaluation: Evaluation,
     *,
     as_of,
     actor,
     reason,
-    registered,
+    registered: Registered,
     approval,
     reevaluated,
 ) -> list:
@@ -154,7 +163,7 @@ def _move_aliases(
         before = registry.aliases(ctx.client, ctx.name)
         if mode == "direct":
             moves = registry.promote_champion(
-                ctx.client, ctx.name, version, expected_champion=evaluation["champion_version"]
+                ctx.client, ctx.name, version, expected_champion=evaluation.champion_version
             )
             event = "promote"
         else:
@@ -169,10 +178,10 @@ def _move_aliases(
             "mode": mode,
             "version": version,
             "moves": [m.to_dict() for m in moves],
-            "run_id": registered["run_id"],
+            "run_id": registered.run_id,
             "reason": reason,
-            "metrics": evaluation["candidate"],
-            "champion_metrics": evaluation["champion"],
+            "metrics": evaluation.candidate,
+            "champion_metrics": evaluation.champion,
             "approval": approval,
             "reevaluated": reevaluated,
         }
@@ -301,56 +310,49 @@ def promote_version(
 
 def reject_candidate(
     model: str,
-    trained: dict,
-    gates: dict,
+    trained: TrainedRun,
+    gates: GateReport,
     *,
     settings: Settings | None = None,
     as_of: str | None = None,
     actor: str = "cli",
     why: str = "",
-) -> dict[str, Any]:
+) -> Rejection:
     """Record a candidate that is not registered, on its run's tags and in the ledger:
     ``no_gain`` (it gained nothing on the champion; the champion's level may become the new
     healthy level) or ``rejected`` (it failed its gates). ``why`` overrides the recorded reason."""
     ctx = ModelContext(model, settings)
-    failed = [r["reason"] for r in gates["results"] if not r["passed"]]
-    if gates.get("outcome") == NO_GAIN:
+    failed = [r.reason for r in gates.failed]
+    if gates.outcome == NO_GAIN:
         from retrain_lib.stats.champion_gain import Gain
 
-        gain = Gain(**gates["gain"])
-        ctx.client.set_tag(trained["run_id"], "retrain.decision", NO_GAIN)
+        gain = Gain(**gates.gain)
+        ctx.client.set_tag(trained.run_id, "retrain.decision", NO_GAIN)
         ctx.record(
             NO_GAIN,
             as_of,
             actor,
             {
-                "run_id": trained["run_id"],
+                "run_id": trained.run_id,
                 "outcome": NO_GAIN,
-                "gain": gates["gain"],
+                "gain": gates.gain,
                 "reason": why or f"no gain: {gain.explain()}",
             },
         )
         log.warning("candidate of %s not registered: %s", model, gain.explain())
-        record_no_gain_acceptance(ctx.record, ctx.cfg, as_of, actor, trained.get("selection"))
-        return {
-            "rejected": True,
-            "outcome": NO_GAIN,
-            "failed": [],
-            "gain": gates["gain"],
-            "reason": gain.explain(),
-            "run_id": trained["run_id"],
-        }
-    ctx.client.set_tag(trained["run_id"], "retrain.decision", "rejected")
+        record_no_gain_acceptance(ctx.record, ctx.cfg, as_of, actor, trained.selection)
+        return Rejection(outcome=NO_GAIN, failed=(), run_id=trained.run_id, gain=gates.gain, reason=gain.explain())
+    ctx.client.set_tag(trained.run_id, "retrain.decision", "rejected")
     ctx.record(
         "reject",
         as_of,
         actor,
         {
-            "run_id": trained["run_id"],
+            "run_id": trained.run_id,
             "failed": failed,
             "outcome": REJECTED,
             "reason": why or "the candidate failed its gates",
         },
     )
     log.warning("candidate of %s rejected: %s", model, "; ".join(failed))
-    return {"rejected": True, "outcome": REJECTED, "failed": failed, "run_id": trained["run_id"]}
+    return Rejection(outcome=REJECTED, failed=tuple(failed), run_id=trained.run_id)

@@ -12,6 +12,7 @@ from retrain_lib.core.errors import RegistryError
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, json_safe
 from retrain_lib.pipeline.adaptation_steps import regime_tags
+from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext, load_model
@@ -20,52 +21,57 @@ log = logging.getLogger(__name__)
 
 
 def register_candidate(
-    model: str, snap: dict, trained: dict, evaluation: dict, gates: dict, *, settings: Settings | None = None
-) -> dict[str, Any]:
+    model: str,
+    snap: Snapshot,
+    trained: TrainedRun,
+    evaluation: Evaluation,
+    gates: GateReport,
+    *,
+    settings: Settings | None = None,
+) -> Registered:
     """Register the candidate (idempotent per MLflow run) with its lineage tags."""
-    if not gates["passed"]:
+    if not gates.passed:
         raise RegistryError(f"refusing to register a candidate of {model} that failed its gates")
     ctx = ModelContext(model, settings)
-    run = ctx.client.get_run(trained["run_id"])
+    run = ctx.client.get_run(trained.run_id)
+    results = gates.results
     tags = {
-        "data.start": snap["start"],
-        "data.end": snap["end"],
-        "data.fingerprint": snap["fingerprint"],
-        "trained_as_of": snap["as_of"],
+        "data.start": snap.start,
+        "data.end": snap.end,
+        "data.fingerprint": snap.fingerprint,
+        "trained_as_of": snap.as_of,
         "config.hash": run.data.tags.get("config.hash", ""),
         "git.commit": run.data.tags.get("git.commit", ""),
         "gates.passed": "true",
-        "gates.summary": "; ".join(r["reason"] for r in gates["results"])[:4000],
+        "gates.summary": "; ".join(r.reason for r in results)[:4000],
     }
     from retrain_lib.quality.approval import FEATURES_TAG, feature_signature
 
-    results = gates["results"]
     tags.update(
         {
             "lock.hash": run.data.tags.get("lock.hash", ""),
             FEATURES_TAG: feature_signature(ctx.cfg),
             "gates.count": str(len(results)),
-            "gates.skipped": str(sum(bool(r.get("skipped")) for r in results)),
+            "gates.skipped": str(sum(bool(r.skipped) for r in results)),
             "approval": "required" if ctx.cfg.approval is not None else "not required",
         }
     )
     for key in ("dvc.path", "dvc.rev", "dvc.md5", "training.warm_start_from"):
         if run.data.tags.get(key):
             tags[key] = run.data.tags[key]
-    tags.update({f"metric.{k}": repr(v) for k, v in evaluation["candidate"].items()})
-    tags.update({f"metric_se.{k}": repr(v) for k, v in (evaluation.get("candidate_se") or {}).items() if v is not None})
-    tags.update(regime_tags(trained.get("selection")))
+    tags.update({f"metric.{k}": repr(v) for k, v in evaluation.candidate.items()})
+    tags.update({f"metric_se.{k}": repr(v) for k, v in (evaluation.candidate_se or {}).items() if v is not None})
+    tags.update(regime_tags(trained.selection))
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
     tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})
-    source = trained["model_uri"]
     version = registry.register_version(
         ctx.client,
         ctx.name,
-        run_id=trained["run_id"],
-        source=source,
+        run_id=trained.run_id,
+        source=trained.model_uri,
         tags=tags,
-        description=f"Trained on {snap['start']}..{snap['end']}",
+        description=f"Trained on {snap.start}..{snap.end}",
     )
     try:
         write_model_card(
@@ -73,11 +79,17 @@ def register_candidate(
         )
     except Exception:  # noqa: BLE001 - the card documents the version; it never blocks it
         log.exception("model card of %s version %s could not be written", model, version.version)
-    return {"version": str(version.version), "run_id": trained["run_id"]}
+    return Registered(version=str(version.version), run_id=trained.run_id)
 
 
 def _card_info(
-    ctx: ModelContext, snap: dict, trained: dict, evaluation: dict, gates: dict, run, version: str
+    ctx: ModelContext,
+    snap: Snapshot,
+    trained: TrainedRun,
+    evaluation: Evaluation,
+    gates: GateReport,
+    run,
+    version: str,
 ) -> dict[str, Any]:
     """What the model card of a version shows (see :mod:`retrain_lib.quality.model_card`)."""
     from retrain_lib.core.metrics import evaluate
@@ -85,7 +97,7 @@ def _card_info(
 
     cfg = ctx.cfg
     split = split_frame(cfg, training_rows(ctx, snap))
-    model = load_model(ctx, trained["model_uri"])
+    model = load_model(ctx, trained.model_uri)
     segments: dict[str, dict] = {}
     for column in cfg.features.segments:
         for value, rows in split.holdout.groupby(column, observed=True):
@@ -106,15 +118,15 @@ def _card_info(
             "task": cfg.task,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "data": {
-                "start": snap["start"],
-                "end": snap["end"],
-                "as_of": snap["as_of"],
-                "rows": snap.get("rows"),
-                "labelled_rows": snap.get("labelled_rows"),
+                "start": snap.start,
+                "end": snap.end,
+                "as_of": snap.as_of,
+                "rows": snap.rows,
+                "labelled_rows": snap.labelled_rows,
                 "train_rows": len(split.train),
                 "holdout_rows": len(split.holdout),
-                "fingerprint": snap["fingerprint"],
-                "dvc": snap.get("dvc") or {},
+                "fingerprint": snap.fingerprint,
+                "dvc": dict(snap.dvc or {}),
             },
             "features": {
                 "target": cfg.features.target,
@@ -134,18 +146,18 @@ def _card_info(
                 if params.get("training.timeout_s") not in (None, "None")
                 else None,
             },
-            "metrics": evaluation["candidate"],
+            "metrics": dict(evaluation.candidate),
             "segment_metrics": segments,
-            "gates": gates["results"],
+            "gates": [r.to_dict() for r in gates.results],
             "approvals": [],
             "lineage": {
-                "mlflow_run_id": trained["run_id"],
-                "model_uri": trained["model_uri"],
+                "mlflow_run_id": trained.run_id,
+                "model_uri": trained.model_uri,
                 "git_commit": run.data.tags.get("git.commit"),
                 "config_hash": run.data.tags.get("config.hash"),
                 "lock_hash": run.data.tags.get("lock.hash"),
             },
-            "limitations": [f"champion at evaluation: version {evaluation.get('champion_version') or 'none'}"],
+            "limitations": [f"champion at evaluation: version {evaluation.champion_version or 'none'}"],
         }
     )
 

@@ -6,6 +6,7 @@ validation run in MLflow when it fails), and reading its rows back for the later
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import as_day
+from retrain_lib.pipeline.records import Snapshot, SnapshotValidation
 from retrain_lib.store.data import Window, day_range, load_window
 from retrain_lib.store.model_context import ModelContext
 
@@ -49,7 +51,7 @@ def validate_training_data(cfg: ModelConfig, window: Window) -> list[str]:
     return problems
 
 
-def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
+def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> Snapshot:
     """Fix the training window and its content hash, and validate it."""
     ctx = ModelContext(model, settings)
     as_of = as_day(as_of)
@@ -62,23 +64,23 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
 
         report = validate_window(ctx.cfg, window)
         problems += report.explain()
-    snap = {
-        "model": model,
-        "as_of": as_of.isoformat(),
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "fingerprint": window.fingerprint,
-        "rows": int(len(window.frame)),
-        "labelled_rows": int(len(window.labelled)),
-        "files": len(window.files),
-        "problems": problems,
-        "valid": not problems,
-    }
+    snap = Snapshot(
+        model=model,
+        as_of=as_of.isoformat(),
+        start=start.isoformat(),
+        end=end.isoformat(),
+        fingerprint=window.fingerprint,
+        rows=int(len(window.frame)),
+        labelled_rows=int(len(window.labelled)),
+        files=len(window.files),
+        problems=tuple(problems),
+    )
     if not problems:
         from retrain_lib.store.lineage import snapshot_training_set
 
-        snap["dvc"] = snapshot_training_set(
-            ctx.settings, model, window.frame, as_of=as_of, fingerprint=window.fingerprint
+        snap = replace(
+            snap,
+            dvc=snapshot_training_set(ctx.settings, model, window.frame, as_of=as_of, fingerprint=window.fingerprint),
         )
     if report is None and not problems:
         return snap
@@ -96,24 +98,27 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
             extra={"actor": actor},
         )
     run_id = _log_validation_run(ctx, snap, report, quarantine)
-    snap["validation"] = {
-        "expectations": len(report.results) if report else 0,
-        "failed_expectations": len(report.failed) if report else 0,
-        "mlflow_run_id": run_id,
-        "quarantine": str(quarantine) if quarantine else None,
-    }
+    snap = replace(
+        snap,
+        validation=SnapshotValidation(
+            expectations=len(report.results) if report else 0,
+            failed_expectations=len(report.failed) if report else 0,
+            mlflow_run_id=run_id,
+            quarantine=str(quarantine) if quarantine else None,
+        ),
+    )
     if problems:
         ctx.record("data_validation_failed", as_of.isoformat(), actor, _failure_details(snap, report, run_id))
     return snap
 
 
-def _failure_details(snap: dict, report, run_id: str) -> dict[str, Any]:
+def _failure_details(snap: Snapshot, report, run_id: str) -> dict[str, Any]:
     """The ledger record of a snapshot that failed validation: its problems, window, the
     failed expectations (with a few unexpected values) and where the evidence is."""
     return {
-        "problems": snap["problems"],
-        "window": [snap["start"], snap["end"]],
-        "fingerprint": snap["fingerprint"],
+        "problems": list(snap.problems),
+        "window": [snap.start, snap.end],
+        "fingerprint": snap.fingerprint,
         "failed": [
             {
                 "check": r.check,
@@ -126,16 +131,16 @@ def _failure_details(snap: dict, report, run_id: str) -> dict[str, Any]:
             }
             for r in (report.failed if report else [])
         ],
-        "quarantine": snap["validation"]["quarantine"],
+        "quarantine": snap.validation.quarantine if snap.validation else None,
         "mlflow_run_id": run_id,
     }
 
 
-def _log_validation_run(ctx: ModelContext, snap: dict, report, quarantine: Path | None) -> str:
+def _log_validation_run(ctx: ModelContext, snap: Snapshot, report, quarantine: Path | None) -> str:
     """An MLflow run (``retrain.kind=validation``) with the report as a JSON artifact.
     Idempotent: the same data, config and day reuse the finished run."""
     exp = ctx.experiment_id()
-    key = f"{snap['as_of']}|{snap['fingerprint']}|{ctx.cfg.config_hash()}"
+    key = f"{snap.as_of}|{snap.fingerprint}|{ctx.cfg.config_hash()}"
     done = ctx.client.search_runs(
         [exp],
         filter_string=f"tags.`retrain.validation_key` = '{key}' and attributes.status = 'FINISHED'",
@@ -144,33 +149,33 @@ def _log_validation_run(ctx: ModelContext, snap: dict, report, quarantine: Path 
     if done:
         return done[0].info.run_id
     mlflow = ctx.mlflow()
-    valid = snap["valid"]
+    valid = snap.valid
     tags = {
         "retrain.kind": "validation",
         "retrain.model": ctx.name,
-        "retrain.as_of": snap["as_of"],
-        "data.start": snap["start"],
-        "data.end": snap["end"],
-        "data.fingerprint": snap["fingerprint"],
+        "retrain.as_of": snap.as_of,
+        "data.start": snap.start,
+        "data.end": snap.end,
+        "data.fingerprint": snap.fingerprint,
         "config.hash": ctx.cfg.config_hash(),
         "validation.success": str(valid).lower(),
     }
     if quarantine is not None:
         tags["validation.quarantine"] = str(quarantine)
     payload = {
-        "window": [snap["start"], snap["end"]],
+        "window": [snap.start, snap.end],
         "valid": valid,
-        "problems": snap["problems"],
+        "problems": list(snap.problems),
         "quarantine": str(quarantine) if quarantine else None,
         **(report.to_dict() if report else {}),
     }
-    with mlflow.start_run(experiment_id=exp, run_name=f"validation {snap['as_of']}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=exp, run_name=f"validation {snap.as_of}", tags=tags) as run:
         mlflow.log_metrics(
             {
                 "failed_expectations": len(report.failed) if report else 0,
                 "expectations": len(report.results) if report else 0,
-                "problems": len(snap["problems"]),
-                "rows": snap["rows"],
+                "problems": len(snap.problems),
+                "rows": snap.rows,
                 "success": float(valid),
             }
         )
@@ -182,25 +187,26 @@ def _log_validation_run(ctx: ModelContext, snap: dict, report, quarantine: Path 
         return run.info.run_id
 
 
-def training_rows(ctx: ModelContext, snap: dict):
+def training_rows(ctx: ModelContext, snap: Snapshot):
     """The labelled rows of a snapshot: the exact DVC version when the snapshot has one (what
     ``retrain reproduce`` reads back), else the data source, checked against the fingerprint."""
-    if snap.get("dvc"):
+    if snap.dvc:
         from retrain_lib.store.lineage import LABEL_KNOWN_COLUMN, load_training_set
 
-        key = f"dvc:{snap['dvc']['rev']}:{snap['dvc']['md5']}"
+        dvc = snap.dvc
+        key = f"dvc:{dvc['rev']}:{dvc['md5']}"
         if key not in ctx.models:
-            frame = load_training_set(ctx.settings, snap["dvc"]["path"], snap["dvc"]["rev"], snap["dvc"]["md5"])
+            frame = load_training_set(ctx.settings, dvc["path"], dvc["rev"], dvc["md5"])
             ctx.models[key] = frame[frame[LABEL_KNOWN_COLUMN].astype(bool)]
         return ctx.models[key]
     return _load_snapshot(ctx, snap).labelled
 
 
-def _load_snapshot(ctx: ModelContext, snap: dict) -> Window:
-    window = load_window(ctx.cfg, ctx.settings, as_day(snap["start"]), as_day(snap["end"]), as_of=as_day(snap["as_of"]))
-    if window.fingerprint != snap["fingerprint"]:
+def _load_snapshot(ctx: ModelContext, snap: Snapshot) -> Window:
+    window = load_window(ctx.cfg, ctx.settings, as_day(snap.start), as_day(snap.end), as_of=as_day(snap.as_of))
+    if window.fingerprint != snap.fingerprint:
         raise DataError(
-            f"data of {ctx.name} for {snap['start']}..{snap['end']} changed since the snapshot "
-            f"({snap['fingerprint']} -> {window.fingerprint}); re-run the retrain from the start"
+            f"data of {ctx.name} for {snap.start}..{snap.end} changed since the snapshot "
+            f"({snap.fingerprint} -> {window.fingerprint}); re-run the retrain from the start"
         )
     return window

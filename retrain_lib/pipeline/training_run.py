@@ -15,6 +15,7 @@ from retrain_lib.core.errors import DataError
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import as_day, finite, str_or_none
 from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, training_change
+from retrain_lib.pipeline.records import Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.store import audit
 from retrain_lib.store.model_context import ModelContext, load_model, quiet_skops_import
@@ -29,8 +30,8 @@ CROSSFIT_TAG = "retrain.crossfit_folds"
 
 
 def train_candidate(
-    model: str, snap: dict, *, settings: Settings | None = None, run_key: str = "", actor: str = "cli"
-) -> dict[str, Any]:
+    model: str, snap: Snapshot, *, settings: Settings | None = None, run_key: str = "", actor: str = "cli"
+) -> TrainedRun:
     """Train on the snapshot's training part, log everything to MLflow, return the run.
 
     ``run_key`` identifies the attempt (the Airflow run id): a retry with the same key
@@ -42,7 +43,7 @@ def train_candidate(
     parent_uri = f"models:/{cfg.name}/{parent.version}" if parent is not None else None
     # The parent is part of the key: a retry after the champion moved must not reuse a model
     # warm-started from another version.
-    key = f"{run_key or 'manual'}|{snap['fingerprint']}|{cfg.config_hash()}|{parent_uri or ''}"
+    key = f"{run_key or 'manual'}|{snap.fingerprint}|{cfg.config_hash()}|{parent_uri or ''}"
     exp = ctx.experiment_id()
     done = ctx.client.search_runs(
         [exp], filter_string=f"tags.`retrain.run_key` = '{key}' and attributes.status = 'FINISHED'", max_results=1
@@ -57,7 +58,7 @@ def train_candidate(
     else:
         fitted = _fit_one(ctx, snap, labelled, init_model, parent_uri, timeout)
     out = _log_training_run(ctx, exp, snap, fitted, key=key, timeout=timeout, actor=actor)
-    log.info("trained %s on %s..%s: %s", cfg.name, snap["start"], snap["end"], fitted.metrics)
+    log.info("trained %s on %s..%s: %s", cfg.name, snap.start, snap.end, fitted.metrics)
     return out
 
 
@@ -74,24 +75,22 @@ class _Fitted(NamedTuple):
     chosen: Any = None
 
 
-def _reused_run(run, key: str) -> dict[str, Any]:
+def _reused_run(run, key: str) -> TrainedRun:
     """What a finished training run of the same key returned (a retry trains nothing)."""
     log.info("reusing finished training run %s for key %s", run.info.run_id, key)
-    out = {
-        "run_id": run.info.run_id,
-        "model_uri": run.data.tags["retrain.model_uri"],
-        "metrics": {k[len("holdout.") :]: v for k, v in run.data.metrics.items() if k.startswith("holdout.")},
-        "reused": True,
-    }
-    if run.data.tags.get("retrain.selection_model_uri"):
-        out.update(
-            selection=json.loads(run.data.tags["retrain.selection"]),
-            selection_model_uri=run.data.tags["retrain.selection_model_uri"],
-        )
-    return out
+    tags = run.data.tags
+    selected = bool(tags.get("retrain.selection_model_uri"))
+    return TrainedRun(
+        run_id=run.info.run_id,
+        model_uri=tags["retrain.model_uri"],
+        metrics={k[len("holdout.") :]: v for k, v in run.data.metrics.items() if k.startswith("holdout.")},
+        reused=True,
+        selection=json.loads(tags["retrain.selection"]) if selected else None,
+        selection_model_uri=tags["retrain.selection_model_uri"] if selected else None,
+    )
 
 
-def _fit_adapted(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri, timeout) -> _Fitted:
+def _fit_adapted(ctx: ModelContext, snap: Snapshot, labelled, init_model, parent_uri, timeout) -> _Fitted:
     """With ``adaptation``: the candidate windows around the change the champion's history
     points to, the best one refit on every row; scored by the chosen recipe's model from
     before its refit on the newest labels it was chosen on."""
@@ -105,7 +104,7 @@ def _fit_adapted(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri
     if champion is not None:
         change = training_change(
             champion.tags,
-            as_day(snap["start"]),
+            as_day(snap.start),
             lambda: estimate_change(
                 cfg,
                 labelled,
@@ -119,7 +118,7 @@ def _fit_adapted(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri
     chosen = train_candidates(
         cfg,
         labelled,
-        as_of=as_day(snap["as_of"]),
+        as_of=as_day(snap.as_of),
         change=change.day,
         allowed_prefixes=ctx.settings.platform.allowed_estimator_prefixes,
         init_model=init_model,
@@ -133,7 +132,7 @@ def _fit_adapted(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri
     return _Fitted(chosen.model, chosen.info, split, X_hold, y_hold, metrics, chosen)
 
 
-def _fit_one(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri, timeout) -> _Fitted:
+def _fit_one(ctx: ModelContext, snap: Snapshot, labelled, init_model, parent_uri, timeout) -> _Fitted:
     """The configured recipe on the configured split, scored on its holdout."""
     from retrain_lib.core.metrics import evaluate
     from retrain_lib.learn.training import fit
@@ -145,7 +144,7 @@ def _fit_one(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri, ti
         cfg,
         split.train,
         ctx.settings.platform.allowed_estimator_prefixes,
-        as_of=as_day(snap["as_of"]),
+        as_of=as_day(snap.as_of),
         init_model=init_model,
         init_model_ref=parent_uri,
         timeout_s=timeout,
@@ -155,33 +154,33 @@ def _fit_one(ctx: ModelContext, snap: dict, labelled, init_model, parent_uri, ti
     return _Fitted(pipeline, info, split, X_hold, y_hold, metrics)
 
 
-def _run_tags(ctx: ModelContext, snap: dict, fitted: _Fitted, actor: str) -> dict[str, str]:
+def _run_tags(ctx: ModelContext, snap: Snapshot, fitted: _Fitted, actor: str) -> dict[str, str]:
     """The training run's tags: the day, the data and its lineage, the config and the code."""
     cfg = ctx.cfg
     tags = {
         "retrain.kind": "train",
         "retrain.model": cfg.name,
         "retrain.actor": actor,
-        "retrain.as_of": snap["as_of"],
-        "data.start": snap["start"],
-        "data.end": snap["end"],
-        "data.fingerprint": snap["fingerprint"],
+        "retrain.as_of": snap.as_of,
+        "data.start": snap.start,
+        "data.end": snap.end,
+        "data.fingerprint": snap.fingerprint,
         "config.hash": cfg.config_hash(),
         "git.commit": provenance.git_commit(),
         "lock.hash": provenance.lock_hash(),
     }
-    if (snap.get("validation") or {}).get("mlflow_run_id"):
-        tags["validation.run_id"] = snap["validation"]["mlflow_run_id"]
-    if snap.get("dvc"):
+    if snap.validation is not None and snap.validation.mlflow_run_id:
+        tags["validation.run_id"] = snap.validation.mlflow_run_id
+    if snap.dvc:
         from retrain_lib.store.lineage import lineage_tags
 
-        tags.update(lineage_tags(snap["dvc"]))
+        tags.update(lineage_tags(snap.dvc))
     if fitted.info.warm_started_from:
         tags["training.warm_start_from"] = fitted.info.warm_started_from
     return tags
 
 
-def _run_params(cfg: ModelConfig, snap: dict, fitted: _Fitted, timeout) -> dict[str, Any]:
+def _run_params(cfg: ModelConfig, snap: Snapshot, fitted: _Fitted, timeout) -> dict[str, Any]:
     """The training run's parameters: the recipe, the split, the window and its rows."""
     split, info = fitted.split, fitted.info
     params = {
@@ -189,8 +188,8 @@ def _run_params(cfg: ModelConfig, snap: dict, fitted: _Fitted, timeout) -> dict[
         "seed": cfg.training.seed,
         "split.method": cfg.training.split.method,
         "split.holdout_fraction": cfg.training.split.holdout_fraction,
-        "window.start": snap["start"],
-        "window.end": snap["end"],
+        "window.start": snap.start,
+        "window.end": snap.end,
         "rows.train": len(split.train),
         "rows.holdout": len(split.holdout),
         "features.numeric": ",".join(cfg.features.numeric),
@@ -199,7 +198,7 @@ def _run_params(cfg: ModelConfig, snap: dict, fitted: _Fitted, timeout) -> dict[
     params.update({f"model.{k}": v for k, v in cfg.training.params.items()})
     params.update(
         {
-            "rows.window": snap.get("rows"),
+            "rows.window": snap.rows,
             "rows.labelled": len(split.train) + len(split.holdout),
             "training.recency": json.dumps(cfg.training.recency.model_dump()) if cfg.training.recency else "none",
             "training.timeout_s": timeout,
@@ -207,14 +206,14 @@ def _run_params(cfg: ModelConfig, snap: dict, fitted: _Fitted, timeout) -> dict[
             "training.child_process": info.child_process,
         }
     )
-    if snap.get("dvc"):
-        params.update({"data.dvc_md5": snap["dvc"]["md5"], "data.dvc_rev": snap["dvc"]["rev"]})
+    if snap.dvc:
+        params.update({"data.dvc_md5": snap.dvc["md5"], "data.dvc_rev": snap.dvc["rev"]})
     return params
 
 
 def _log_training_run(
-    ctx: ModelContext, exp: str, snap: dict, fitted: _Fitted, *, key: str, timeout, actor: str
-) -> dict[str, Any]:
+    ctx: ModelContext, exp: str, snap: Snapshot, fitted: _Fitted, *, key: str, timeout, actor: str
+) -> TrainedRun:
     """The MLflow training run of ``fitted``, marked reusable by ``key`` once complete; returns
     the step's result."""
     cfg = ctx.cfg
@@ -223,7 +222,7 @@ def _log_training_run(
     from mlflow.models import infer_signature
 
     tags = _run_tags(ctx, snap, fitted, actor)
-    with mlflow.start_run(experiment_id=exp, run_name=f"train {snap['as_of']}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=exp, run_name=f"train {snap.as_of}", tags=tags) as run:
         mlflow.log_params(_run_params(cfg, snap, fitted, timeout))
         mlflow.log_metrics({f"holdout.{k}": v for k, v in finite(fitted.metrics).items()})
         mlflow.log_metric("train.duration_s", info.duration_s)
@@ -257,36 +256,40 @@ def _log_training_run(
             skops_trusted_types=_trusted_types(pipeline),
         )
         run_id = run.info.run_id
-        extra: dict[str, Any] = {}
+        selection, selection_model_uri = None, None
         if fitted.chosen is not None:
-            extra = _log_candidates(mlflow, exp, fitted.chosen, snap, requirements, signature)
+            selection, selection_model_uri = _log_candidates(mlflow, exp, fitted.chosen, snap, requirements, signature)
         mlflow.set_tag("retrain.model_uri", logged.model_uri)
         # Last: a run with this tag counts as finished work that a retry may reuse.
         mlflow.set_tag("retrain.run_key", key)
-    return {
-        "run_id": run_id,
-        "model_uri": logged.model_uri,
-        "metrics": finite(fitted.metrics),
-        "reused": False,
-        **extra,
-    }
+    return TrainedRun(
+        run_id=run_id,
+        model_uri=logged.model_uri,
+        metrics=finite(fitted.metrics),
+        reused=False,
+        selection=selection,
+        selection_model_uri=selection_model_uri,
+    )
 
 
-def _log_candidates(mlflow, exp: str, chosen, snap: dict, requirements: list[str], signature) -> dict[str, Any]:
+def _log_candidates(
+    mlflow, exp: str, chosen, snap: Snapshot, requirements: list[str], signature
+) -> tuple[dict[str, Any], str]:
     """Inside the training run: one child run per candidate (window, rows, score on the newest
     labels), the chosen recipe's model before its refit (what the gates compare with the
-    champion) and the choice as a tag and an artifact. Returns what the later steps read."""
+    champion) and the choice as a tag and an artifact. Returns what the later steps read: the
+    selection and the URI of that model."""
     selection = chosen.selection.to_dict()
     for cand in chosen.selection.candidates:
         with mlflow.start_run(
             experiment_id=exp,
-            run_name=f"candidate {cand.name} {snap['as_of']}",
+            run_name=f"candidate {cand.name} {snap.as_of}",
             nested=True,
             tags={
                 "retrain.kind": "candidate",
                 "retrain.candidate": cand.name,
                 "retrain.chosen": str(cand.name == chosen.selection.chosen).lower(),
-                "retrain.as_of": snap["as_of"],
+                "retrain.as_of": snap.as_of,
             },
         ):
             mlflow.log_params(
@@ -320,7 +323,7 @@ def _log_candidates(mlflow, exp: str, chosen, snap: dict, requirements: list[str
     )
     mlflow.set_tag("retrain.selection", json.dumps(selection)[:7500])
     mlflow.set_tag("retrain.selection_model_uri", logged.model_uri)
-    return {"selection": selection, "selection_model_uri": logged.model_uri}
+    return selection, logged.model_uri
 
 
 def permutation_importances(cfg: ModelConfig, pipeline, X, y, *, max_rows: int = 2000) -> dict[str, float]:

@@ -7,9 +7,10 @@ tags, row counts); the Airflow side (``ApprovalOperator``) only asks when this s
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
 
 from retrain_lib.core.config import ModelConfig
+from retrain_lib.quality.gate_types import GateResult
 
 FEATURES_TAG = "features"
 ROWS_TAG = "rows.train"
@@ -20,14 +21,14 @@ def feature_signature(cfg: ModelConfig) -> str:
     return ",".join(sorted(cfg.features.numeric)) + "|" + ",".join(sorted(cfg.features.categorical))
 
 
-def gate_margin(result: dict[str, Any]) -> float | None:
+def gate_margin(result: GateResult) -> float | None:
     """How far a passed gate's observed value is from its threshold (``None`` when the gate
     has no numeric threshold, was skipped, or failed)."""
-    if not result.get("passed"):
+    if not result.passed:
         return None
-    if result.get("skipped"):
+    if result.skipped:
         return None
-    thr, obs = result.get("threshold"), result.get("observed")
+    thr, obs = result.threshold, result.observed
     try:
         value = abs(float(obs) - float(thr))
     except (TypeError, ValueError):
@@ -36,9 +37,15 @@ def gate_margin(result: dict[str, Any]) -> float | None:
 
 
 def approval_reasons(
-    cfg: ModelConfig, *, champion_tags: dict[str, str] | None, gates: dict[str, Any], train_rows: int | None
+    cfg: ModelConfig,
+    *,
+    champion_tags: dict[str, str] | None,
+    gate_results: Iterable[GateResult],
+    train_rows: int | None,
 ) -> list[str]:
-    """Why this candidate needs a human answer before promotion (empty: it does not)."""
+    """Why this candidate needs a human answer before promotion (empty: it does not), from the
+    config's ``approval`` section, the champion's version tags, the candidate's gate results
+    and its training rows."""
     spec = cfg.approval
     if spec is None:
         return []
@@ -73,11 +80,11 @@ def approval_reasons(
                         f"{spec.rows_changed_pct:g}%"
                     )
     if "narrow_margin" in when:
-        for res in gates.get("results", []):
+        for res in gate_results:
             margin = gate_margin(res)
             if margin is not None and margin < spec.margin:
                 reasons.append(
-                    f"gate {res['gate']}{'' if res.get('slice', 'all') == 'all' else '[' + res['slice'] + ']'}"
+                    f"gate {res.gate}{'' if res.slice == 'all' else '[' + res.slice + ']'}"
                     f" passed by {margin:.4g} only (< margin {spec.margin:g})"
                 )
     return reasons

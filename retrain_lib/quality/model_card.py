@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from retrain_lib.quality.gate_types import GateResult
+
 NOT_RECORDED = "not recorded"
 MIN_HOLDOUT_ROWS = 500
 """Holdouts smaller than this get an automatic limitation (metrics are noisy)."""
@@ -74,19 +76,10 @@ class TrainingCardInfo(TypedDict, total=False):
     notes: list[str]  # TrainingInfo.notes
 
 
-class GateRow(TypedDict, total=False):
-    """One checked gate: the fields of :class:`retrain_lib.quality.gate_types.GateResult`, plus ``blocking``."""
-
-    gate: str
-    metric: str
-    slice: str  # "all" or "<segment>=<value>"
-    threshold: float | None
-    observed: float | None
-    champion: float | None
-    delta: float | None
-    passed: bool
-    reason: str
-    blocking: bool  # False: a failure is recorded but does not stop a promotion (default True)
+GateRow = Mapping[str, Any]
+"""One checked gate as the card's ``info.json`` keeps it: the ``to_dict()`` of a
+:class:`~retrain_lib.quality.gate_types.GateResult`, optionally with ``blocking`` (False: a
+failure is recorded but does not stop a promotion; default True)."""
 
 
 class ApprovalRow(TypedDict, total=False):
@@ -125,7 +118,7 @@ class ModelCardInfo(TypedDict, total=False):
     training: TrainingCardInfo
     metrics: dict[str, float]
     segment_metrics: dict[str, dict[str, dict[str, float]]]
-    gates: list[GateRow]
+    gates: list[GateResult | GateRow]
     approvals: list[ApprovalRow]
     lineage: LineageInfo
     limitations: list[str]
@@ -313,7 +306,7 @@ def _gates(info: Mapping) -> _Section:
         return s.text(NOT_RECORDED)
     rows = []
     for g in gates:
-        g = g.to_dict() if hasattr(g, "to_dict") else g
+        g = g.to_dict() if isinstance(g, GateResult) else g
         passed = g.get("passed")
         rows.append(
             [
@@ -384,7 +377,7 @@ def automatic_limitations(
                         f"{min_segment_rows}); its metrics are unreliable."
                     )
     for g in info.get("gates") or []:
-        g = g.to_dict() if hasattr(g, "to_dict") else g
+        g = g.to_dict() if isinstance(g, GateResult) else g
         if isinstance(g, Mapping) and g.get("passed") is False and g.get("blocking") is False:
             out.append(
                 f"Gate {g.get('gate') or g.get('metric')} ({g.get('slice') or 'all'}) failed but does not "

@@ -30,6 +30,7 @@ from retrain_lib.pipeline.adaptation_steps import (
     shift_facts,
     training_change,
 )
+from retrain_lib.pipeline.records import Evaluation, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.tools.artifact_store import Artifact, ArtifactStore
 from retrain_lib.tools.backtest_policies import Policy, floor_fires
@@ -216,8 +217,8 @@ class _Replay:
             return event
         trained = self._load_candidate(day, art, event)
         outcome = self._judge(day, art, trained, event)
-        for key in ("model_uri", "selection_model_uri"):
-            self.models.pop(trained.get(key), None)
+        for uri in (trained.model_uri, trained.selection_model_uri):
+            self.models.pop(uri, None)
         self._record("gates", day.isoformat(), "backtest", {"outcome": outcome, "passed": outcome == PROMOTE})
         if outcome != PROMOTE:
             event["outcome"] = "rejected" if outcome == REJECTED else outcome
@@ -230,17 +231,18 @@ class _Replay:
         self.run.retrains.append(event)
         return event
 
-    def _load_candidate(self, day: dt.date, art: Artifact, event: dict) -> dict:
+    def _load_candidate(self, day: dt.date, art: Artifact, event: dict) -> TrainedRun:
         """Load the candidate (and, with adaptation, the model its selection scored) by URI as
-        the registry would; returns the retrain's ``trained`` facts for the gates."""
+        the registry would; returns the retrain's ``trained`` facts for the gates (a backtest
+        logs no MLflow run: its ``run_id`` is empty)."""
         cfg = self.cfg
         candidate = Version(f"candidate-{day.isoformat()}", art.key, {})
         self.models[_uri(cfg, candidate)] = art.pipeline
-        trained = {"model_uri": _uri(cfg, candidate), "metrics": art.metrics}
+        trained = TrainedRun(run_id="", model_uri=_uri(cfg, candidate), metrics=art.metrics)
         if art.selection is not None:
             scored_by = Version(f"selection-{day.isoformat()}", art.key, {})
             self.models[_uri(cfg, scored_by)] = art.eval_pipeline
-            trained.update(selection=art.selection, selection_model_uri=_uri(cfg, scored_by))
+            trained = dataclasses.replace(trained, selection=art.selection, selection_model_uri=_uri(cfg, scored_by))
             event["selection"] = {
                 "chosen": art.selection["chosen"],
                 "change_day": art.selection["change_day"],
@@ -248,7 +250,7 @@ class _Replay:
             }
         return trained
 
-    def _judge(self, day: dt.date, art: Artifact, trained: dict, event: dict) -> str:
+    def _judge(self, day: dt.date, art: Artifact, trained: TrainedRun, event: dict) -> str:
         """Evaluate the candidate and the champion on the same holdout and, with the policy's
         gates, run them: the promotion outcome (``PROMOTE`` without gates)."""
         from retrain_lib.core.metrics import evaluate
@@ -259,13 +261,7 @@ class _Replay:
         from retrain_lib.quality.gates import all_passed, run_gates
 
         cfg = self.cfg
-        snap = {
-            "model": cfg.name,
-            "as_of": art.as_of,
-            "start": art.start,
-            "end": art.end,
-            "fingerprint": art.fingerprint,
-        }
+        snap = Snapshot(model=cfg.name, as_of=art.as_of, start=art.start, end=art.end, fingerprint=art.fingerprint)
         champion_metrics = None
         if self.champion is not None:
             from retrain_lib.learn.candidates import selection_rows
@@ -273,11 +269,11 @@ class _Replay:
             holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
             X, y = xy(cfg, holdout)
             champion_metrics = json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
-        evaluation = {
-            "candidate": art.metrics,
-            "champion": champion_metrics,
-            "champion_version": self.champion.version if self.champion else None,
-        }
+        evaluation = Evaluation(
+            candidate=art.metrics,
+            champion=champion_metrics,
+            champion_version=self.champion.version if self.champion else None,
+        )
         event["candidate"] = art.metrics.get(cfg.primary_metric)
         event["champion"] = (champion_metrics or {}).get(cfg.primary_metric)
         outcome = PROMOTE
@@ -303,7 +299,7 @@ class _Replay:
                 event["gain"] = gain.explain()
         return outcome
 
-    def _shift_gain(self, art: Artifact, snap: dict):
+    def _shift_gain(self, art: Artifact, snap: Snapshot):
         """As the retrain DAG does (``evaluation.shift_gain``): the cross-fitted gain since a
         covariate shift over the champion, or ``None``."""
         if art.crossfit is None or self.champion is None:

@@ -274,6 +274,6 @@ def register_weak_version(
     client = registry.get_client(settings.tracking_uri)
     return str(
         registry.register_version(
-            client, model, run_id=trained["run_id"], source=trained["model_uri"], tags=tags or {}
+            client, model, run_id=trained.run_id, source=trained.model_uri, tags=tags or {}
         ).version
     )

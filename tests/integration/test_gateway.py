@@ -48,7 +48,7 @@ def platform(tmp_path_factory):
 
     with credit_platform(tmp_path_factory.mktemp("gateway"), days=35, rows_per_day=300, seed=1) as (settings, cfg, _):
         first = retrain_model(MODEL, "2026-01-30", settings=settings)
-        assert first["outcome"] == "deployed", first
+        assert first.outcome == "deployed", first
         client = registry.get_client(settings.tracking_uri, settings.registry_uri)
         v1 = client.get_model_version(MODEL, "1")
         v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)

@@ -80,6 +80,26 @@ def versions(platform, model: str) -> list:
     return client(platform).search_model_versions(f"name='{model}'")
 
 
+def assert_xcom_records(dag_id: str, run_id: str, task_ids: list[str]) -> None:
+    """What each task of a real run put in XCom decodes to its record, and the record writes
+    the same payload back (the XCom shape the fleet page and later tasks read)."""
+    from retrain_lib.pipeline import records
+
+    kinds = {
+        "snapshot_data": records.Snapshot,
+        "train_candidate": records.TrainedRun,
+        "evaluate_candidate": records.Evaluation,
+        "check_gates": records.GateReport,
+        "register_candidate": records.Registered,
+        "deploy_candidate": records.DeployOutcome,
+        "reject_candidate": records.Rejection,
+    }
+    for task_id in task_ids:
+        payload = xcom_return(dag_id, run_id, task_id)
+        assert isinstance(payload, dict), (task_id, payload)
+        assert kinds[task_id].from_xcom(payload).to_xcom() == payload, task_id
+
+
 def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platform):
     from retrain_lib.store import registry
     from retrain_lib.store.audit import Ledger
@@ -105,6 +125,18 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     training = mlflow.get_experiment_by_name("retrain/credit_default")
     kinds = {r.data.tags.get("retrain.kind") for r in mlflow.search_runs([training.experiment_id])}
     assert "train" in kinds and "monitor" not in kinds, kinds
+    assert_xcom_records(
+        "credit_default__retrain",
+        run.run_id,
+        [
+            "snapshot_data",
+            "train_candidate",
+            "evaluate_candidate",
+            "check_gates",
+            "register_candidate",
+            "deploy_candidate",
+        ],
+    )
     v1 = client(platform).get_model_version("credit_default", "1")
     for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "git.commit", "metric.roc_auc"):
         assert v1.tags.get(tag), tag
@@ -163,6 +195,7 @@ def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
     assert (states["retrain_rejected"], states["retrain_no_gain"]) == ("success", "skipped"), states
     note = xcom_return("daily_demand__retrain", run.run_id, "retrain_rejected")
     assert note.startswith("rejected: ") and "r2" in note and "< min 0.999" in note, note
+    assert_xcom_records("daily_demand__retrain", run.run_id, ["check_gates", "reject_candidate"])
     assert versions(platform, "daily_demand") == []
     reject = [r for r in Ledger.from_settings(platform.settings).records("daily_demand") if r["event"] == "reject"][-1]
     assert any("r2" in f and "< min 0.999" in f for f in reject["details"]["failed"])
@@ -178,6 +211,7 @@ def test_invalid_data_stops_the_retrain_before_training(platform):
 
 def test_retried_steps_create_no_second_run_or_version(platform):
     from retrain_lib.pipeline.evaluation import evaluate_candidate
+    from retrain_lib.pipeline.records import GateReport
     from retrain_lib.pipeline.registration import register_candidate
     from retrain_lib.pipeline.snapshot import snapshot_data
     from retrain_lib.pipeline.training_run import train_candidate
@@ -186,11 +220,11 @@ def test_retried_steps_create_no_second_run_or_version(platform):
     snap = snapshot_data("credit_default", "2026-02-01", settings=s)
     first = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
     again = train_candidate("credit_default", snap, settings=s, run_key="retry-test")
-    assert again["run_id"] == first["run_id"] and again["reused"] is True
-    assert again["metrics"] == pytest.approx(first["metrics"])
+    assert again.run_id == first.run_id and again.reused is True
+    assert again.metrics == pytest.approx(first.metrics)
     evaluation = evaluate_candidate("credit_default", snap, first, settings=s)
-    gates = {"passed": True, "results": []}
+    gates = GateReport(passed=True, results=())
     reg1 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
     reg2 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
-    assert reg1["version"] == reg2["version"] == "3"
+    assert reg1.version == reg2.version == "3"
     assert len(versions(platform, "credit_default")) == 3

@@ -41,14 +41,15 @@ def platform(tmp_path_factory):
 def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
     from retrain_lib.pipeline.evaluation import evaluate_candidate
     from retrain_lib.pipeline.promotion import deploy_candidate
+    from retrain_lib.pipeline.records import Registered
     from retrain_lib.pipeline.retrain_run import retrain_model
     from retrain_lib.store import registry
     from retrain_lib.store.audit import Ledger
 
     settings = platform
     first = retrain_model(MODEL, "2026-01-30", settings=settings, actor="race/setup")
-    assert first["outcome"] == "deployed", first
-    snap, trained = first["snapshot"], first["trained"]
+    assert first.outcome == "deployed", first
+    snap, trained = first.snapshot, first.trained
     client = registry.get_client(settings.tracking_uri)
     ledger = Ledger.from_settings(settings)
     promoted: list[str] = []
@@ -57,11 +58,10 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
     for trial in range(TRIALS):
         champion = registry.aliases(client, MODEL)["champion"]
         evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
-        assert evaluation["champion_version"] == champion
+        assert evaluation.champion_version == champion
         # two fresh versions of the same trained model, as two retrain runs would register
         candidates = [
-            str(client.create_model_version(MODEL, trained["model_uri"], run_id=trained["run_id"]).version)
-            for _ in range(2)
+            str(client.create_model_version(MODEL, trained.model_uri, run_id=trained.run_id).version) for _ in range(2)
         ]
         barrier = threading.Barrier(2)
         results: dict[str, dict] = {}
@@ -74,7 +74,7 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
                 barrier.wait(timeout=60)
                 results[version] = deploy_candidate(
                     MODEL,
-                    {"version": version, "run_id": trained["run_id"]},
+                    Registered(version=version, run_id=trained.run_id),
                     evaluation,
                     settings=settings,
                     as_of="2026-01-30",
@@ -93,14 +93,14 @@ def test_racing_promotions_never_lose_an_update_or_promote_twice(platform):
             t.join(timeout=300)
         assert not errors, errors
         # exactly one promoted on the original evidence; the other had to look again
-        direct = [v for v, r in results.items() if r["moves"] and not r["reevaluated"]]
+        direct = [v for v, r in results.items() if r.moves and not r.reevaluated]
         assert len(direct) == 1, results
-        again = [v for v, r in results.items() if r["reevaluated"]]
+        again = [v for v, r in results.items() if r.reevaluated]
         assert len(again) == 1, results
-        assert results[again[0]]["reevaluated"][0]["champion_was"] == champion
-        assert results[again[0]]["reevaluated"][0]["champion_now"] == direct[0]
+        assert results[again[0]].reevaluated[0]["champion_was"] == champion
+        assert results[again[0]].reevaluated[0]["champion_now"] == direct[0]
         reevaluations += 1
-        promoted += [v for v in (direct[0], again[0]) if results[v]["moves"]]
+        promoted += [v for v in (direct[0], again[0]) if results[v].moves]
         current = registry.aliases(client, MODEL)
         assert current["champion"] == promoted[-1]
 

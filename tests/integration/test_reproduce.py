@@ -29,6 +29,7 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
     """What the retrain path does (snapshot, train, log, register) plus the dvc.* tags on the
     run and the version when the lifecycle does not set them itself yet."""
     from retrain_lib.pipeline import registration, training_run
+    from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot
     from retrain_lib.pipeline.snapshot import training_window
     from retrain_lib.store.data import load_window
     from retrain_lib.store.model_context import ModelContext
@@ -41,13 +42,13 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
     as_of = dt.date.fromisoformat(AS_OF)
     start, end = training_window(ctx.cfg, as_of)
     window = load_window(ctx.cfg, settings, start, end, as_of=as_of)
-    snap = {
-        "model": MODEL,
-        "as_of": AS_OF,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "fingerprint": window.fingerprint,
-    }
+    snap = Snapshot(
+        model=MODEL,
+        as_of=AS_OF,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        fingerprint=window.fingerprint,
+    )
     data = lineage.snapshot_training_set(settings, MODEL, window.frame, as_of=AS_OF, fingerprint=window.fingerprint)
     original = ModelContext
     training_run.ModelContext = registration.ModelContext = lambda model, s=None: (
@@ -57,26 +58,26 @@ def _train_and_register(settings, *, params: dict | None = None, logged_config=N
         trained = training_run.train_candidate(MODEL, snap, settings=settings, run_key=f"test-{key}")
         client = ctx.client
         if logged_config is not None:  # the run claims another config than the model was trained with
-            client.log_dict(trained["run_id"], logged_config.model_dump(mode="json"), "config/model.json")
+            client.log_dict(trained.run_id, logged_config.model_dump(mode="json"), "config/model.json")
         for key, value in lineage.lineage_tags(data).items():
-            if key not in client.get_run(trained["run_id"]).data.tags:
-                client.set_tag(trained["run_id"], key, value)
-        evaluation = {"candidate": trained["metrics"], "champion": None, "champion_version": None}
+            if key not in client.get_run(trained.run_id).data.tags:
+                client.set_tag(trained.run_id, key, value)
+        evaluation = Evaluation(candidate=trained.metrics, champion=None, champion_version=None)
         registered = registration.register_candidate(
-            MODEL, snap, trained, evaluation, {"passed": True, "results": []}, settings=settings
+            MODEL, snap, trained, evaluation, GateReport(passed=True, results=()), settings=settings
         )
     finally:
         training_run.ModelContext = registration.ModelContext = original
-    version = client.get_model_version(MODEL, registered["version"])
+    version = client.get_model_version(MODEL, registered.version)
     for key, value in lineage.lineage_tags(data).items():
         if key not in version.tags:
-            client.set_model_version_tag(MODEL, registered["version"], key, value)
+            client.set_model_version_tag(MODEL, registered.version, key, value)
     return {
-        "version": registered["version"],
+        "version": registered.version,
         "data": data,
         "window": window,
         "cfg": ctx.cfg,
-        "run_id": trained["run_id"],
+        "run_id": trained.run_id,
     }
 
 

@@ -70,7 +70,7 @@ def platform(airflow_db, tmp_path_factory):
         cfg = load_model_config(cfg_dir / "models" / f"{MODEL}.yaml")
         simulate(cfg, settings.data_root, days=35, drift_day=None, drift_kind="none", rows_per_day=400, seed=8)
         first = retrain_model(MODEL, "2026-01-30", settings=settings)
-        assert first["outcome"] == "deployed" and first["deployed"]["mode"] == "direct", first  # first model: direct
+        assert first.outcome == "deployed" and first.deployed.mode == "direct", first  # first model: direct
         client = registry.get_client(settings.tracking_uri)
         bag = DagBag(dag_folder=str(REPO / "dags"))
         assert bag.import_errors == {}

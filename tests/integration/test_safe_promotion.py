@@ -21,7 +21,7 @@ def platform(tmp_path_factory):
         first = __import__("retrain_lib.pipeline.retrain_run", fromlist=["x"]).retrain_model(
             MODEL, "2026-01-30", settings=settings
         )
-        assert first["outcome"] == "deployed", first
+        assert first.outcome == "deployed", first
         yield settings, cfg_dir
 
 
@@ -51,10 +51,10 @@ def test_a_clearly_worse_challenger_is_rejected_and_the_champion_stays(platform)
         res = retrain_model(MODEL, "2026-02-03", settings=settings, actor="worse")
     finally:
         (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
-    assert res["outcome"] == "rejected", res
-    reasons = " ".join(res["failed"])
+    assert res.outcome == "rejected", res
+    reasons = " ".join(res.failed)
     assert "roc_auc" in reasons
-    assert "bootstrap" in reasons or "paired bootstrap" in reasons, res["failed"]
+    assert "bootstrap" in reasons or "paired bootstrap" in reasons, res.failed
     assert _champion(settings) == before
     last = ModelContext(MODEL, settings).ledger().records(MODEL)[-1]
     assert last["event"] == "reject" and last["after"] is None
@@ -72,8 +72,8 @@ def test_an_exception_inside_a_gate_blocks_the_promotion(platform, monkeypatch):
 
     monkeypatch.setitem(gate_kinds.RUNNERS, "calibration", broken)  # the calibration gate raises inside
     res = retrain_model(MODEL, "2026-02-04", settings=settings, actor="broken-gate")
-    assert res["outcome"] == "rejected", res
-    assert any("gate could not be evaluated" in r and "exploded" in r for r in res["failed"]), res["failed"]
+    assert res.outcome == "rejected", res
+    assert any("gate could not be evaluated" in r and "exploded" in r for r in res.failed), res.failed
     assert _champion(settings) == before
 
 
@@ -136,9 +136,7 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     weak = train_candidate(MODEL, snap, settings=settings, run_key="weak")
     (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
     tags = dict(client.get_model_version(MODEL, good).tags)  # same window and baseline as the good one
-    bad = str(
-        registry.register_version(client, MODEL, run_id=weak["run_id"], source=weak["model_uri"], tags=tags).version
-    )
+    bad = str(registry.register_version(client, MODEL, run_id=weak.run_id, source=weak.model_uri, tags=tags).version)
     registry.promote_champion(client, MODEL, bad, expected_champion=good)
     client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
 

@@ -120,6 +120,7 @@ def fresh_settings(platform, tmp_path):
 def all_kinds(links):
     """One alert of each kind, from inputs shaped like the platform's."""
     from retrain_lib.pipeline import alerts
+    from retrain_lib.pipeline.records import DeployOutcome, Evaluation, GateReport
 
     gates = {
         "passed": False,
@@ -138,7 +139,7 @@ def all_kinds(links):
         ],
     }
     return [
-        alerts.gate_failure(MODEL, gates, run_id="abc123", as_of="2026-01-30", links=links),
+        alerts.gate_failure(MODEL, GateReport.from_xcom(gates), run_id="abc123", as_of="2026-01-30", links=links),
         alerts.validation_failure(
             MODEL,
             failures=[
@@ -182,8 +183,10 @@ def all_kinds(links):
         ),
         alerts.promotion(
             MODEL,
-            {"mode": "direct", "version": "4", "moves": [{"alias": "champion", "from": "3", "to": "4"}]},
-            evaluation={"candidate": {"rmse": 4.1}, "champion": {"rmse": 4.6}},
+            DeployOutcome.from_xcom(
+                {"mode": "direct", "version": "4", "moves": [{"alias": "champion", "from": "3", "to": "4"}]}
+            ),
+            evaluation=Evaluation.from_xcom({"candidate": {"rmse": 4.1}, "champion": {"rmse": 4.6}}),
             reason="drift",
             as_of="2026-01-30",
             links=links,
@@ -367,10 +370,11 @@ def test_token_connection_posts_to_chat_post_message(platform, slack, tmp_path):
     from retrain_airflow import alerting
 
     from retrain_lib.pipeline import alerts
+    from retrain_lib.pipeline.records import DeployOutcome
 
     settings = fresh_settings(platform, tmp_path)
     token_cfg = platform.cfg.alerts.model_copy(update={"slack_conn_id": "slack_token", "channel": "#ml-alerts"})
-    a = alerts.promotion(MODEL, {"mode": "direct", "version": "2", "moves": []})
+    a = alerts.promotion(MODEL, DeployOutcome.from_xcom({"mode": "direct", "version": "2", "moves": []}))
     assert alerting.send(token_cfg, settings, "promotion", lambda severity: a) == "sent"
     assert slack.payloads("/api/chat.postMessage") == [{"channel": "#ml-alerts", **a.payload}]
     keep("token_api_promotion", slack.payloads("/api/chat.postMessage")[0])

@@ -80,7 +80,7 @@ def platform(tmp_path_factory):
     settings, cfg_dir = make_platform(root, edit=keep_validation, days=35, rows_per_day=200)
     with platform_env(root, cfg_dir):
         first = retrain_model(MODEL, "2026-01-30", settings=settings, actor="setup")
-        assert first["outcome"] == "deployed", first
+        assert first.outcome == "deployed", first
         yield settings, root, cfg_dir
 
 
@@ -129,12 +129,12 @@ def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliabi
                 assert len(ledger.records()) == before["ledger"]
             else:
                 res = retrain_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
-                assert res["outcome"] == "invalid_data", res
-                snap = res["snapshot"]
-                assert not snap["valid"] and any(expect in p for p in snap["problems"]), snap["problems"]
+                assert res.outcome == "invalid_data", res
+                snap = res.snapshot
+                assert not snap.valid and any(expect in p for p in snap.problems), snap.problems
                 if fault == "empty_partition":
-                    assert any(str(part) in p for p in snap["problems"]), snap["problems"]
-                quarantine = snap["validation"]["quarantine"]
+                    assert any(str(part) in p for p in snap.problems), snap.problems
+                quarantine = snap.validation.quarantine
                 manifest = json.loads((root / quarantine / "manifest.json").read_text())
                 assert str(part) in [f["source"] for f in manifest["files"]]  # the bad file is kept as evidence
                 rec = ledger.records(MODEL)[-1]

@@ -77,6 +77,7 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
     from airflow.dag_processing.dagbag import DagBag
 
     from retrain_lib.pipeline import promotion
+    from retrain_lib.pipeline.records import Evaluation, Registered, Snapshot, TrainedRun
 
     reliability("fault")
     _clear_runs()
@@ -137,18 +138,18 @@ def test_fault_mlflow_server_down_during_promotion(airflow_db, tmp_path, monkeyp
             outs = [
                 promotion.deploy_candidate(
                     MODEL,
-                    xcom["register_candidate"],
-                    xcom["evaluate_candidate"],
+                    Registered.from_xcom(xcom["register_candidate"]),
+                    Evaluation.from_xcom(xcom["evaluate_candidate"]),
                     settings=settings,
                     as_of="2026-01-29",
                     actor="retry",
                     reason="reliability",
-                    snap=xcom["snapshot_data"],
-                    trained=xcom["train_candidate"],
+                    snap=Snapshot.from_xcom(xcom["snapshot_data"]),
+                    trained=TrainedRun.from_xcom(xcom["train_candidate"]),
                 )
                 for _ in range(2)
             ]
-            assert outs[0]["moves"] and not outs[1]["moves"], outs  # the second retry is a no-op
+            assert outs[0].moves and not outs[1].moves, outs  # the second retry is a no-op
             assert versions(settings) == ["1"] and champion(settings) == "1"
             promotions = [r for r in _ledger(settings).records(MODEL) if r["event"] == "promote"]
             assert [(r["before"], r["after"]) for r in promotions] == [(None, "1")]
@@ -259,15 +260,15 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
         settings = load_settings(cfg_dir)
         assert settings.database_url.startswith("postgresql")
         first = retrain_model(MODEL, "2026-01-28", settings=settings, actor="setup")
-        assert first["outcome"] == "deployed", first
+        assert first.outcome == "deployed", first
         before = _ledger(settings).records()
 
         snap = snapshot_data(MODEL, "2026-02-03", settings=settings, actor="pg")
         trained = train_candidate(MODEL, snap, settings=settings, run_key="pg", actor="pg")
         private_pg.restart()  # every pooled connection of the ledger engine is dead now
         evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
-        gates = check_gates(MODEL, evaluation, trained, settings=settings, as_of=snap["as_of"], actor="pg", snap=snap)
-        assert gates["passed"], gates
+        gates = check_gates(MODEL, evaluation, trained, settings=settings, as_of=snap.as_of, actor="pg", snap=snap)
+        assert gates.passed, gates
         registered = register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
         private_pg.restart()
         deployed = deploy_candidate(
@@ -275,13 +276,13 @@ def test_fault_postgres_restarted_during_a_retrain(tmp_path, private_pg, reliabi
             registered,
             evaluation,
             settings=settings,
-            as_of=snap["as_of"],
+            as_of=snap.as_of,
             actor="pg",
             reason="reliability",
             snap=snap,
             trained=trained,
         )
-        assert deployed["champion"] == registered["version"] == "2"
+        assert deployed.champion == registered.version == "2"
         after = _ledger(settings).records()
         assert after[: len(before)] == before  # nothing lost
         assert [r["event"] for r in after[len(before) :]] == ["gates", "promote"]
@@ -398,6 +399,7 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
     from airflow.dag_processing.dagbag import DagBag
 
     from retrain_lib.pipeline import alert_delivery, alerts
+    from retrain_lib.pipeline.records import DeployOutcome
 
     reliability("fault")
     _clear_runs()
@@ -433,7 +435,10 @@ def test_fault_slack_down_changes_no_outcome_and_loses_no_alert(airflow_db, tmp_
             from retrain_lib.core.config import load_model_config
 
             same = alerts.promotion(
-                MODEL, {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
+                MODEL,
+                DeployOutcome.from_xcom(
+                    {"mode": "direct", "version": "1", "moves": [{"alias": "champion", "from": None, "to": "1"}]}
+                ),
             )
             row = alert_delivery.DedupeStore.from_settings(settings).last_sent(same)
             assert row is None or row["sent_at"] == 0.0, row  # the failed send is not counted as sent

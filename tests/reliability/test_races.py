@@ -26,7 +26,7 @@ def platform(tmp_path_factory):
     settings, cfg_dir = make_platform(root, days=35, rows_per_day=150)
     with platform_env(root, cfg_dir):
         first = retrain_model(MODEL, "2026-01-28", settings=settings, actor="race/setup")
-        assert first["outcome"] == "deployed", first
+        assert first.outcome == "deployed", first
         yield settings, first
 
 
@@ -87,7 +87,7 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
         for trial in range(RETRAIN_TRIALS):
             as_of = f"2026-02-0{trial + 1}"
             snap = snapshot_data(MODEL, as_of, settings=settings, actor="race")
-            assert snap["valid"], snap["problems"]
+            assert snap.valid, snap.problems
             start_champion = champion(settings)
 
             def one_run(i, snap=snap, trial=trial, as_of=as_of):
@@ -95,7 +95,7 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
                 trained = train_candidate(MODEL, snap, settings=settings, run_key=actor, actor=actor)
                 evaluation = evaluate_candidate(MODEL, snap, trained, settings=settings)
                 gates = check_gates(MODEL, evaluation, trained, settings=settings, as_of=as_of, actor=actor, snap=snap)
-                if not gates["passed"]:
+                if not gates.passed:
                     reject_candidate(MODEL, trained, gates, settings=settings, as_of=as_of, actor=actor)
                     return {"outcome": "rejected", "version": None}
                 registered = register_candidate(MODEL, snap, trained, evaluation, gates, settings=settings)
@@ -110,12 +110,12 @@ def test_race_two_retrain_runs_of_one_model(platform, reliability):
                     snap=snap,
                     trained=trained,
                 )
-                outcome = "rejected" if deployed.get("rejected") else ("promoted" if deployed["moves"] else "none")
+                outcome = "rejected" if deployed.rejected else ("promoted" if deployed.moves else "none")
                 return {
                     "outcome": outcome,
-                    "version": registered["version"],
-                    "reevaluated": deployed["reevaluated"],
-                    "against": evaluation["champion_version"],
+                    "version": registered.version,
+                    "reevaluated": deployed.reevaluated,
+                    "against": evaluation.champion_version,
                 }
 
             results = _race(lambda: one_run(0), lambda: one_run(1))
@@ -156,11 +156,11 @@ def test_race_manual_promotion_against_automatic_rollback(platform, reliability)
     root = settings.state_dir.parent
     with platform_env(root, settings.config_dir):
         client = registry.get_client(settings.tracking_uri)
-        trained = first["trained"]
+        trained = first.trained
         ledger = Ledger.from_settings(settings)
 
         def new_version() -> str:
-            return str(client.create_model_version(MODEL, trained["model_uri"], run_id=trained["run_id"]).version)
+            return str(client.create_model_version(MODEL, trained.model_uri, run_id=trained.run_id).version)
 
         for trial in range(PROMOTE_ROLLBACK_TRIALS):
             previous = champion(settings)

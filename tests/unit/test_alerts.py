@@ -9,6 +9,7 @@ import pytest
 
 from retrain_lib.core.config_alerts import Alerts
 from retrain_lib.pipeline import alert_delivery, alert_links, alert_payload, alerts
+from retrain_lib.pipeline.records import DeployOutcome, Evaluation, GateReport
 
 AIRFLOW = "http://airflow.example:8080"
 MLFLOW = "http://mlflow.example:5000"
@@ -133,7 +134,9 @@ def test_latest_monitor_report_is_the_newest_check_up_to_the_day():
 
 
 def test_gate_failure_payload():
-    a = alerts.gate_failure("credit_default", GATES, run_id="abc123", as_of="2026-02-05", links=full_links())
+    a = alerts.gate_failure(
+        "credit_default", GateReport.from_xcom(GATES), run_id="abc123", as_of="2026-02-05", links=full_links()
+    )
     assert (a.kind, a.model, a.severity) == ("gate_failure", "credit_default", "yellow")
     assert a.key == "gate_failure|credit_default|calibration_ece,latency_p95_ms,recall_min[region=north]"
     log_url = f"{AIRFLOW}/dags/credit_default__retrain/runs/{RUN_Q}/tasks/reject_candidate"
@@ -206,7 +209,9 @@ def test_gate_failure_before_any_champion_and_a_long_list():
         for i in range(10)
     ]
     a = alerts.gate_failure(
-        "daily_demand", {"passed": False, "champion_version": None, "results": results}, links=alert_payload.Links()
+        "daily_demand",
+        GateReport.from_xcom({"passed": False, "champion_version": None, "results": results}),
+        links=alert_payload.Links(),
     )
     assert a.payload["blocks"][1]["text"]["text"] == (
         "*10 of 10 gate checks failed*: the candidate is not registered (no champion yet)."
@@ -498,7 +503,12 @@ def test_promotion_payload():
     }
     evaluation = {"candidate": {"roc_auc": 0.83, "brier": 0.12}, "champion": {"roc_auc": 0.81, "brier": 0.13}}
     a = alerts.promotion(
-        "credit_default", deployed, evaluation=evaluation, reason="data drift", as_of="2026-02-10", links=LINKS
+        "credit_default",
+        DeployOutcome.from_xcom(deployed),
+        evaluation=Evaluation.from_xcom(evaluation),
+        reason="data drift",
+        as_of="2026-02-10",
+        links=LINKS,
     )
     assert (a.kind, a.severity, a.key) == ("promotion", "green", "promotion|credit_default|4")
     assert a.payload == {
@@ -847,12 +857,12 @@ def test_severity_per_kind_from_config():
     assert cfg.severity_of("gate_failure") == "red"
     assert cfg.severity_of("promotion") == "yellow"
     assert cfg.severity_of("drift") == "yellow" and cfg.severity_of("failure") == "red"  # defaults
-    a = alerts.gate_failure("m", GATES, severity=cfg.severity_of("gate_failure"))
+    a = alerts.gate_failure("m", GateReport.from_xcom(GATES), severity=cfg.severity_of("gate_failure"))
     assert a.severity == "red" and a.payload["attachments"][0]["color"] == "#a30200"
     assert a.payload["text"].startswith(":red_circle: m candidate rejected: ")
     assert a.payload["blocks"][0]["text"]["text"].startswith(":red_circle: ")
     with pytest.raises(ValueError, match="severity 'purple'"):
-        alerts.gate_failure("m", GATES, severity="purple")
+        alerts.gate_failure("m", GateReport.from_xcom(GATES), severity="purple")
 
 
 def test_alerts_config_defaults_and_errors(tmp_path, retrain_cfg_model_yaml):
@@ -883,9 +893,11 @@ def store(tmp_path):
 
 
 def test_dedupe_window_in_the_platform_database(store):
-    a = alerts.gate_failure("credit_default", GATES)
-    same = alerts.gate_failure("credit_default", GATES, run_id="another-run", as_of="2026-02-06")  # same failing gates
-    other = alerts.gate_failure("daily_demand", GATES)
+    a = alerts.gate_failure("credit_default", GateReport.from_xcom(GATES))
+    same = alerts.gate_failure(
+        "credit_default", GateReport.from_xcom(GATES), run_id="another-run", as_of="2026-02-06"
+    )  # same failing gates
+    other = alerts.gate_failure("daily_demand", GateReport.from_xcom(GATES))
     t0 = 1_800_000_000.0
     assert store.claim(a, 30, now=t0) == t0
     assert same.key == a.key
@@ -947,6 +959,6 @@ def test_deliver_retries_with_backoff_logs_and_never_raises(store, caplog):
 def test_deliver_without_a_usable_store_still_sends(caplog):
     broken = alert_delivery.DedupeStore("sqlite:////nonexistent-dir/\0/x.db")
     sent = []
-    a = alerts.promotion("m", {"version": "1", "moves": []})
+    a = alerts.promotion("m", DeployOutcome.from_xcom({"version": "1", "moves": []}))
     assert alert_delivery.deliver(a, sent.append, store=broken, sleep=lambda s: None) == alert_delivery.SENT
     assert sent == [a.payload]
