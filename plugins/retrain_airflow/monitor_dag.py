@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
@@ -18,6 +18,9 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, P
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
 from retrain_lib.core.config import ModelConfig
+
+if TYPE_CHECKING:
+    from retrain_lib.pipeline.monitor_records import MonitorResult, MonitorSummary
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +59,14 @@ def _monitor_validation_alert(name: str, res: dict, *, links, severity):
     )
 
 
-def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
-    """Drift that made the monitor act, and a failed validation of the current window."""
+def monitor_alerts(cfg: ModelConfig, cfg_dir: str, result: MonitorResult, context) -> None:
+    """Drift that made the monitor act, and a failed validation of the current window. The
+    alerts read the result's dict (:meth:`MonitorResult.to_xcom`), as they read a ledger record."""
     from retrain_lib.pipeline import alerts
 
-    name = cfg.name
-    try:
-        drifted = any(s.get("signal") == "drift" and s.get("triggered") for s in res.get("signals") or [])
-    except AttributeError:  # alerting never fails the monitor
-        log.exception("unexpected monitor signals of %s; no drift alert", name)
-        drifted = False
-    if drifted and res.get("action") in ("retrain", "rollback"):
+    drifted = any(s.signal == "drift" and s.triggered for s in result.signals)
+    res = result.to_xcom()
+    if drifted and result.action in ("retrain", "rollback"):
         model_alert(
             cfg,
             cfg_dir,
@@ -74,9 +74,9 @@ def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
             alerts.drift,
             res,
             context=context,
-            link_args={"mlflow_run_id": res.get("mlflow_run_id"), "monitor": res},
+            link_args={"mlflow_run_id": result.mlflow_run_id, "monitor": res},
         )
-    if (res.get("validation") or {}).get("success") is False:
+    if (result.validation or {}).get("success") is False:
         model_alert(
             cfg,
             cfg_dir,
@@ -84,50 +84,33 @@ def monitor_alerts(cfg: ModelConfig, cfg_dir: str, res: dict, context) -> None:
             _monitor_validation_alert,
             res,
             context=context,
-            link_args={"mlflow_run_id": res.get("mlflow_run_id"), "monitor": res},
+            link_args={"mlflow_run_id": result.mlflow_run_id, "monitor": res},
         )
 
 
-def run_check_model(env: ModelTasks, context) -> dict[str, Any]:
+def run_check_model(env: ModelTasks, context) -> MonitorSummary:
     """Task ``check_model``: monitor the model for the run's day, alert on drift and on a failed
     validation, and return the summary the branch and the retrain trigger read."""
     from retrain_lib.pipeline.monitor_run import monitor_model
 
     as_of = run_as_of(context)
     res = env.run(monitor_model, as_of, actor=env.actor(context))
-    drift = res.get("drift") or {}
-    summary = {
-        "as_of": res["as_of"],
-        "action": res["action"],
-        "reasons": res["reasons"],
-        "throttled": res["throttled"],
-        "champion_version": res["champion_version"],
-        "drifted_share": drift.get("drifted_share"),
-        "dataset_drift": drift.get("dataset_drift"),
-        "top_features": drift.get("top", []),
-        "performance": res.get("performance"),
-        "signals": res.get("signals"),
-        "report_path": res["report_path"],
-        "mlflow_run_id": res["mlflow_run_id"],
-        "drift_report_path": res.get("drift_report_path"),
-        "validation": res.get("validation"),
-    }
-    for line in res["reasons"]:
-        log.info("%s %s: %s", env.name, res["action"], line)
+    for line in res.reasons:
+        log.info("%s %s: %s", env.name, res.action, line)
     monitor_alerts(env.cfg, env.cfg_dir, res, context)
-    return summary
+    return res.summary()
 
 
-def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
+def run_rollback_champion(env: ModelTasks, result: MonitorSummary, context) -> dict:
     """Task ``rollback_champion``: roll the champion found degraded back; alert when it moved."""
     from retrain_lib.pipeline.promotion import rollback_model
 
     res = env.run(
         rollback_model,
-        as_of=result["as_of"],
+        as_of=result.as_of,
         actor=env.actor(context),
-        reason="; ".join(result["reasons"]),
-        expected_champion=result["champion_version"],
+        reason="; ".join(result.reasons),
+        expected_champion=result.champion_version,
     )
     log.warning("%s rollback: %s", env.name, res)
     if res.get("rolled_back"):
@@ -137,9 +120,9 @@ def run_rollback_champion(env: ModelTasks, result: dict, context) -> dict:
             "rollback",
             alerts.rollback,
             res,
-            as_of=result["as_of"],
+            as_of=result.as_of,
             context=context,
-            link_args={"mlflow_run_id": result.get("mlflow_run_id"), "monitor": result},
+            link_args={"mlflow_run_id": result.mlflow_run_id, "monitor": result.to_xcom()},
         )
     return res
 
@@ -152,18 +135,24 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         @task(task_id="check_model")
         def check_model(**context) -> dict:
             """Drift of the current window vs the champion's training data, and the champion's
-            live performance on matured labels; returns the decision with its reasons."""
-            return run_check_model(env, context)
+            live performance on matured labels; returns the decision with its reasons
+            (:class:`MonitorSummary`'s ``to_xcom()``)."""
+            return run_check_model(env, context).to_xcom()
 
         @task.branch(task_id="decide_action")
         def decide_action(result: dict) -> str:
-            return {"retrain": "request_retrain", "rollback": "rollback_champion"}.get(result["action"], "healthy")
+            from retrain_lib.pipeline.monitor_records import MonitorSummary
+
+            action = MonitorSummary.from_xcom(result).action
+            return {"retrain": "request_retrain", "rollback": "rollback_champion"}.get(action, "healthy")
 
         @task(task_id="rollback_champion")
         def rollback_champion(result: dict, **context) -> dict:
             """Move ``champion`` back to ``previous-champion`` (compare-and-swap on the version
             found degraded; atomic with its ledger entry)."""
-            return run_rollback_champion(env, result, context)
+            from retrain_lib.pipeline.monitor_records import MonitorSummary
+
+            return run_rollback_champion(env, MonitorSummary.from_xcom(result), context)
 
         checked = check_model()
         request = TriggerForThisRun(

@@ -21,12 +21,12 @@ def cmd_monitor(args) -> int:
     )
     res = monitor_model(args.model, args.as_of, settings=load_settings(args.config_dir), actor="cli")
     if args.format == "json":
-        print(json.dumps(res, default=str))
+        print(json.dumps(res.to_xcom(), default=str))
     else:
-        print(f"{res['model']} as of {res['as_of']}: {res['action'].upper()}")
-        for r in res["reasons"]:
+        print(f"{res.model} as of {res.as_of}: {res.action.upper()}")
+        for r in res.reasons:
             print(f"  - {r}")
-    return EXIT_FAILED if res["action"] == "retrain" else EXIT_OK
+    return EXIT_FAILED if res.action == "retrain" else EXIT_OK
 
 
 def cmd_retrain(args) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from retrain_lib.core.config import ModelConfig
+    from retrain_lib.pipeline.monitor_records import MonitorDecision
 
 PROMOTE, REJECTED, NO_GAIN = "promote", "rejected", "no_gain"
 
@@ -204,7 +205,7 @@ def record_adaptation(
     cfg: ModelConfig,
     as_of: str,
     actor: str,
-    decision: dict,
+    decision: MonitorDecision,
     performance: dict | None,
     healthy,
     champion_version: str | None,
@@ -248,11 +249,9 @@ def record_adaptation(
             ]
         for details in updates:
             out.append(record(LEVEL_EVENT, as_of, actor, details))
-    if decision.get("rebase"):
+    if decision.rebase:
         out.append(
-            record(
-                REBASE_EVENT, as_of, actor, {**decision["rebase"], "reason": "covariate shift recorded; labels decide"}
-            )
+            record(REBASE_EVENT, as_of, actor, {**decision.rebase, "reason": "covariate shift recorded; labels decide"})
         )
     return out
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.values import as_day, str_or_none
+from retrain_lib.pipeline.monitor_records import MonitorDecision, Signal
 
 RETRAIN = "retrain"
 HEALTHY = "healthy"
@@ -46,11 +47,11 @@ def decide(
     serving: dict | None = None,
     backoff=None,
     shift=None,
-) -> dict:
+) -> MonitorDecision:
     """Retrain or not, with the reasons and the signals. Pure: the same facts give the same
     decision.
 
-    Signals (each ``{signal, triggered, value, threshold, detail}``): ``drift`` (dataset
+    Signals (each a :class:`Signal`): ``drift`` (dataset
     drift), ``performance`` (live metric vs baseline: a critical level retrains, a warning
     is only recorded), ``performance_segments`` (segments past a level: recorded),
     ``performance_estimate`` (CBPE before labels arrive: retrains when critical and
@@ -65,12 +66,11 @@ def decide(
     drift reference) and the matured labels after the shift decide.
     """
     if champion is None:
-        return {
-            "action": RETRAIN,
-            "reasons": ["no champion yet: train the first model"],
-            "throttled": False,
-            "signals": [_signal("champion", True, None, None, "no champion yet")],
-        }
+        return MonitorDecision(
+            RETRAIN,
+            reasons=("no champion yet: train the first model",),
+            signals=(_signal("champion", True, None, None, "no champion yet"),),
+        )
     found = _Findings()
     back = _serving_rollback_decision(serving, found) or _rollback_decision(rollback, found)
     if back is not None:
@@ -89,31 +89,20 @@ def decide(
     if pending is not None and pending.due:
         found.reasons.append(pending.explain())
     _check_shift(shift, found)
-    extra = {"rebase": rebase} if rebase else {}
-    if performance and performance.get("change_day"):
-        extra["change_day"] = performance["change_day"]
+    extra = {
+        "rebase": rebase or None,
+        "change_day": (performance.get("change_day") or None) if performance else None,
+    }
     if not found.reasons:
-        return {
-            "action": HEALTHY,
-            "reasons": [*found.notes, "no trigger fired"],
-            "throttled": False,
-            "signals": found.signals,
-            **extra,
-        }
+        return MonitorDecision(HEALTHY, (*found.notes, "no trigger fired"), False, tuple(found.signals), **extra)
     held = (
         _backoff_throttle(backoff, found)
         or _interval_throttle(cfg, age, trained, found)
         or _max_retrains_throttle(cfg, recent_retrains, found)
     )
     if held is not None:
-        return {"action": HEALTHY, "throttled": True, "signals": found.signals, **extra, "reasons": held}
-    return {
-        "action": RETRAIN,
-        "reasons": [*found.reasons, *found.notes],
-        "throttled": False,
-        "signals": found.signals,
-        **extra,
-    }
+        return MonitorDecision(HEALTHY, tuple(held), True, tuple(found.signals), **extra)
+    return MonitorDecision(RETRAIN, (*found.reasons, *found.notes), False, tuple(found.signals), **extra)
 
 
 @dataclass
@@ -121,7 +110,7 @@ class _Findings:
     """What the checks of one decision found so far: the signals, the reasons to retrain and
     the notes recorded without retraining, each in the order the checks ran."""
 
-    signals: list[dict] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -129,8 +118,8 @@ class _Findings:
         self.signals.append(_signal(signal, triggered, value, threshold, detail))
 
 
-def _signal(signal: str, triggered: bool, value, threshold, detail) -> dict[str, Any]:
-    return {"signal": signal, "triggered": bool(triggered), "value": value, "threshold": threshold, "detail": detail}
+def _signal(signal: str, triggered: bool, value, threshold, detail) -> Signal:
+    return Signal(signal, bool(triggered), value, threshold, detail)
 
 
 # -----------------------------------------------------------------------------------------
@@ -138,7 +127,7 @@ def _signal(signal: str, triggered: bool, value, threshold, detail) -> dict[str,
 # -----------------------------------------------------------------------------------------
 
 
-def _serving_rollback_decision(serving: dict | None, found: _Findings) -> dict | None:
+def _serving_rollback_decision(serving: dict | None, found: _Findings) -> MonitorDecision | None:
     """The ``serving`` signal; a rollback decision when live serving degraded and there is a
     previous champion to go back to."""
     why = _serving_rollback(serving)
@@ -152,13 +141,12 @@ def _serving_rollback_decision(serving: dict | None, found: _Findings) -> dict |
         )
     if not (why and serving.get("previous")):
         return None
-    return {
-        "action": ROLLBACK,
-        "throttled": False,
-        "signals": found.signals,
-        "reasons": [f"rollback: champion v{serving['champion']} degraded in live serving: " + "; ".join(why)],
-        "rollback": {"from": serving["champion"], "to": serving["previous"]},
-    }
+    return MonitorDecision(
+        ROLLBACK,
+        reasons=(f"rollback: champion v{serving['champion']} degraded in live serving: " + "; ".join(why),),
+        signals=tuple(found.signals),
+        rollback={"from": serving["champion"], "to": serving["previous"]},
+    )
 
 
 def _serving_rollback(serving: dict | None) -> list[str]:
@@ -188,7 +176,7 @@ def _minutes(serving: dict) -> str:
     return f"{(b - a).total_seconds() / 60:g} min"
 
 
-def _rollback_decision(rollback: dict | None, found: _Findings) -> dict | None:
+def _rollback_decision(rollback: dict | None, found: _Findings) -> MonitorDecision | None:
     """The ``rollback`` signal (champion vs previous-champion on matured labels); a rollback
     decision when the champion is worse by more than the limit."""
     if not (rollback and "worse" in rollback):
@@ -209,13 +197,12 @@ def _rollback_decision(rollback: dict | None, found: _Findings) -> dict | None:
     )
     if not rollback["worse"]:
         return None
-    return {
-        "action": ROLLBACK,
-        "reasons": [f"rollback: {text}"],
-        "throttled": False,
-        "signals": found.signals,
-        "rollback": {"from": rollback["champion"], "to": rollback["previous"]},
-    }
+    return MonitorDecision(
+        ROLLBACK,
+        reasons=(f"rollback: {text}",),
+        signals=tuple(found.signals),
+        rollback={"from": rollback["champion"], "to": rollback["previous"]},
+    )
 
 
 # -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ MLflow and record the decision in the ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -27,6 +28,7 @@ from retrain_lib.pipeline.monitor_facts import (
     recent_retrain_requests,
     reference_window,
 )
+from retrain_lib.pipeline.monitor_records import MonitorDecision, MonitorResult, Signal
 from retrain_lib.pipeline.performance_facts import champion_performance
 from retrain_lib.store import registry
 from retrain_lib.store.data import Window, day_range, load_window
@@ -35,7 +37,7 @@ from retrain_lib.store.model_context import ModelContext
 log = logging.getLogger(__name__)
 
 
-def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> dict[str, Any]:
+def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> MonitorResult:
     """Check drift and performance for ``as_of`` and decide whether to retrain."""
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
@@ -48,7 +50,7 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     state = adaptation_state(ctx, champion, as_of)
     reference, drift_summary = _drift_check(ctx, champion, as_of, current, state.rebased)
     decision, performance, rollback, serving = _decide(ctx, champion, as_of, drift_summary, current, state, actor)
-    _report_prediction_drift(decision, drift_summary)
+    decision = _report_prediction_drift(decision, drift_summary)
     report_dir = claim_report_dir(ctx.settings.reports_dir / cfg.name, as_of)
     html_path, report_error = None, None
     if reference is not None:
@@ -59,29 +61,28 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     if validation_report is not None:
         validation_path = report_dir / "validation.json"
         validation_path.write_text(json.dumps(validation_report.to_dict(), indent=2, default=str))
-    result = {
-        "model": cfg.name,
-        "as_of": as_of.isoformat(),
-        "action": decision["action"],
-        "reasons": decision["reasons"],
-        "throttled": decision["throttled"],
-        "signals": decision["signals"],
-        "champion_version": str_or_none(champion.version) if champion else None,
-        "drift": drift_summary,
-        "performance": performance,
-        "validation": validation,
-        "rollback": rollback,
-        "serving": serving,
-        "drift_report_path": str(html_path) if html_path else None,
-        "report_error": report_error,
-        "config_hash": cfg.config_hash(),
-    }
-    report_path = report_dir / "monitor.json"
-    report_path.write_text(json.dumps(result, indent=2, default=str))
-    result["report_path"] = str(report_path)
-    result["mlflow_run_id"] = _log_monitor_run(
-        ctx, result, report_path, html_path=html_path, validation_path=validation_path
+    result = MonitorResult(
+        model=cfg.name,
+        as_of=as_of.isoformat(),
+        action=decision.action,
+        reasons=decision.reasons,
+        throttled=decision.throttled,
+        signals=decision.signals,
+        champion_version=str_or_none(champion.version) if champion else None,
+        drift=drift_summary,
+        performance=performance,
+        validation=validation,
+        rollback=rollback,
+        serving=serving,
+        drift_report_path=str(html_path) if html_path else None,
+        report_error=report_error,
+        config_hash=cfg.config_hash(),
     )
+    report_path = report_dir / "monitor.json"
+    report_path.write_text(json.dumps(result.report(), indent=2, default=str))
+    result = dataclasses.replace(result, report_path=str(report_path))
+    run_id = _log_monitor_run(ctx, result, report_path, html_path=html_path, validation_path=validation_path)
+    result = dataclasses.replace(result, mlflow_run_id=run_id)
     ctx.record("monitor", as_of.isoformat(), actor, _ledger_details(result, report_path))
     return result
 
@@ -142,36 +143,28 @@ def _decide(ctx: ModelContext, champion, as_of: dt.date, drift_summary, current:
     return decision, performance, rollback, serving
 
 
-def _report_prediction_drift(decision: dict, drift_summary: dict | None) -> None:
+def _report_prediction_drift(decision: MonitorDecision, drift_summary: dict | None) -> MonitorDecision:
     """The champion's output drift joins the decision's signals (and its reasons when it
     drifted): reported with the decision, not a trigger of its own."""
     pred = (drift_summary or {}).get("prediction")
     if not pred:
-        return
-    decision["signals"] = [
-        *decision.get("signals", []),
-        {
-            "signal": "prediction_drift",
-            "triggered": False,
-            "value": pred["score"],
-            "threshold": pred["threshold"],
-            "detail": pred["explain"],
-        },
-    ]
-    if pred["drifted"]:
-        decision["reasons"] = [*decision["reasons"], f"prediction drift (reported): {pred['explain']}"]
+        return decision
+    return decision.with_signal(
+        Signal("prediction_drift", False, pred["score"], pred["threshold"], pred["explain"]),
+        f"prediction drift (reported): {pred['explain']}" if pred["drifted"] else None,
+    )
 
 
-def _ledger_details(result: dict, report_path: Path) -> dict[str, Any]:
+def _ledger_details(result: MonitorResult, report_path: Path) -> dict[str, Any]:
     """The monitor's ledger record: the decision, the drift in brief, the validation summary
     and where its reports and MLflow run are."""
-    drift_summary = result["drift"]
-    validation = result["validation"]
+    drift_summary = result.drift
+    validation = result.validation
     return {
-        "action": result["action"],
-        "reasons": result["reasons"],
-        "signals": result["signals"],
-        "champion_version": result["champion_version"],
+        "action": result.action,
+        "reasons": list(result.reasons),
+        "signals": [s.to_xcom() for s in result.signals],
+        "champion_version": result.champion_version,
         "drifted_share": drift_summary["drifted_share"] if drift_summary else None,
         "dataset_drift_raw": (
             drift_summary.get("dataset_drift_raw", drift_summary["dataset_drift"]) if drift_summary else None
@@ -187,10 +180,10 @@ def _ledger_details(result: dict, report_path: Path) -> dict[str, Any]:
             for k in ("success", "expectations", "failed_expectations", "failed", "error")
             if k in validation
         },
-        "mlflow_run_id": result["mlflow_run_id"],
+        "mlflow_run_id": result.mlflow_run_id,
         "report": str(report_path),
-        "drift_report": result["drift_report_path"],
-        "report_error": result["report_error"],
+        "drift_report": result.drift_report_path,
+        "report_error": result.report_error,
     }
 
 
@@ -280,7 +273,7 @@ def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Pat
 
 def _log_monitor_run(
     ctx: ModelContext,
-    result: dict,
+    result: MonitorResult,
     report_path: Path,
     *,
     html_path: Path | None = None,
@@ -290,20 +283,20 @@ def _log_monitor_run(
     exp = ctx.experiment_id(monitor=True)
     tags = {
         "retrain.kind": "monitor",
-        "retrain.as_of": result["as_of"],
-        "retrain.action": result["action"],
+        "retrain.as_of": result.as_of,
+        "retrain.action": result.action,
         "retrain.model": ctx.name,
     }
-    validation = result.get("validation")
+    validation = result.validation
     if validation is not None:
         tags["retrain.validation"] = {True: "passed", False: "failed"}.get(validation.get("success"), "error")
-    with mlflow.start_run(experiment_id=exp, run_name=f"monitor {result['as_of']}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=exp, run_name=f"monitor {result.as_of}", tags=tags) as run:
         metrics: dict[str, float] = {}
-        if result["drift"]:
-            metrics["drifted_share"] = result["drift"]["drifted_share"]
-            for f in result["drift"]["features"]:
+        if result.drift:
+            metrics["drifted_share"] = result.drift["drifted_share"]
+            for f in result.drift["features"]:
                 metrics[f"drift.{f['name']}.{f['method']}"] = f["score"]
-        perf = result["performance"] or {}
+        perf = result.performance or {}
         if "live" in perf:
             metrics[f"live.{perf['metric']}"] = perf["live"]
             metrics[f"baseline.{perf['metric']}"] = perf["baseline"]

@@ -30,6 +30,7 @@ from retrain_lib.pipeline.adaptation_steps import (
     shift_facts,
     training_change,
 )
+from retrain_lib.pipeline.monitor_records import MonitorDecision
 from retrain_lib.pipeline.records import Evaluation, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.tools.artifact_store import Artifact, ArtifactStore
@@ -57,20 +58,22 @@ def _uri(cfg: ModelConfig, version: Version) -> str:
     return f"models:/{cfg.name}/{version.version}"
 
 
-def _decision_record(decision: dict) -> dict:
+def _decision_record(decision: MonitorDecision) -> dict:
+    """The day record's ``decision``: the decision without the signals' details."""
     return {
-        "action": decision["action"],
-        "throttled": decision.get("throttled", False),
-        "reasons": list(decision.get("reasons") or []),
+        "action": decision.action,
+        "throttled": decision.throttled,
+        "reasons": list(decision.reasons),
         "signals": [
-            {k: s.get(k) for k in ("signal", "triggered", "value", "threshold")} for s in decision.get("signals") or []
+            {"signal": s.signal, "triggered": s.triggered, "value": s.value, "threshold": s.threshold}
+            for s in decision.signals
         ],
     }
 
 
 def decision_trigger(decision: dict) -> str:
-    """What made the monitor act: the triggered signals joined with ``+`` (throttling
-    signals left out), or the action itself."""
+    """What made the monitor act, from a day record's ``decision``: the triggered signals
+    joined with ``+`` (throttling signals left out), or the action itself."""
     fired = [
         s["signal"]
         for s in decision.get("signals") or []
@@ -127,7 +130,7 @@ class _Replay:
         return version
 
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
-    def monitor(self, day: dt.date) -> dict:
+    def monitor(self, day: dt.date) -> MonitorDecision:
         from retrain_lib.core.values import json_safe
         from retrain_lib.pipeline.decision import decide
         from retrain_lib.pipeline.live_facts import rollback_facts
@@ -186,7 +189,7 @@ class _Replay:
             champion.version,
             champion.tags,
         )
-        self.records.append({"event": "monitor", "as_of": day.isoformat(), "details": {"action": decision["action"]}})
+        self.records.append({"event": "monitor", "as_of": day.isoformat(), "details": {"action": decision.action}})
         return decision
 
     def _record(self, event: str, as_of: str | None, actor: str, details: dict) -> dict:
@@ -343,12 +346,12 @@ class _Replay:
             training_days=self.cfg.windows.training_days,
         )
 
-    def rollback(self, day: dt.date, decision: dict) -> dict:
+    def rollback(self, day: dt.date, decision: MonitorDecision) -> dict:
         event = {
             "day": day.isoformat(),
             "from": self._key(self.champion),
             "to": self._key(self.previous),
-            "reasons": decision["reasons"],
+            "reasons": list(decision.reasons),
         }
         if self.previous is not None:
             self.champion, self.previous = self.previous, None
@@ -377,9 +380,9 @@ class _Replay:
         if p.monitor or self.champion is None:
             decision = self.monitor(day)
             record["decision"] = _decision_record(decision)
-            if decision["action"] == RETRAIN:
-                record["retrain"] = self.retrain(day, decision_trigger(decision), decision["reasons"])
-            elif decision["action"] == ROLLBACK:
+            if decision.action == RETRAIN:
+                record["retrain"] = self.retrain(day, decision_trigger(record["decision"]), list(decision.reasons))
+            elif decision.action == ROLLBACK:
                 record["rollback"] = self.rollback(day, decision)
         record["champion"] = self._key(self.champion)
         self.run.days.append(record)

@@ -83,9 +83,10 @@ def versions(platform, model: str) -> list:
 def assert_xcom_records(dag_id: str, run_id: str, task_ids: list[str]) -> None:
     """What each task of a real run put in XCom decodes to its record, and the record writes
     the same payload back (the XCom shape the fleet page and later tasks read)."""
-    from retrain_lib.pipeline import records
+    from retrain_lib.pipeline import monitor_records, records
 
     kinds = {
+        "check_model": monitor_records.MonitorSummary,
         "snapshot_data": records.Snapshot,
         "train_candidate": records.TrainedRun,
         "evaluate_candidate": records.Evaluation,
@@ -116,6 +117,7 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     assert triggered is not None, "the monitor did not trigger the retrain DAG"
     logical, conf = triggered
     assert conf["as_of"] == "2026-01-29" and "no champion" in conf["reason"]
+    assert_xcom_records("credit_default__monitor", run.run_id, ["check_model"])
 
     run, states = run_retrain(platform, "credit_default", conf, logical)
     assert run.state == "success", states
@@ -160,6 +162,7 @@ def test_a_healthy_day_makes_no_new_version(platform):
 
 
 def test_drift_leads_to_retrain_gates_and_promotion(platform):
+    from retrain_lib.pipeline.monitor_records import MonitorSummary
     from retrain_lib.store import registry
     from retrain_lib.store.audit import Ledger
 
@@ -172,6 +175,12 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
     ][-1]
     drifted = {t["name"] for t in monitor_rec["details"]["top"] if t["drifted"]}
     assert drifted & {"income", "credit_utilization", "region", "num_late_payments"}
+    # the check_model XCom decodes to the decision the ledger recorded
+    assert_xcom_records("credit_default__monitor", run.run_id, ["check_model"])
+    summary = MonitorSummary.from_xcom(xcom_return("credit_default__monitor", run.run_id, "check_model"))
+    assert summary.action == "retrain" and summary.signal("drift").triggered
+    assert list(summary.reasons) == monitor_rec["details"]["reasons"]
+    assert [s.to_xcom() for s in summary.signals] == monitor_rec["details"]["signals"]
 
     run, states = run_retrain(platform, "credit_default", conf, logical)
     assert run.state == "success", states

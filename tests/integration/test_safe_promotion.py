@@ -141,23 +141,23 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     client.set_model_version_tag(MODEL, bad, "promoted_as_of", "2026-01-31")
 
     res = monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
-    assert res["action"] == "rollback", res["reasons"]
-    facts = res["rollback"]
+    assert res.action == "rollback", res.reasons
+    facts = res.rollback
     assert (facts["champion"], facts["previous"]) == (bad, good)
     assert facts["champion_live"] < facts["previous_live"] and facts["relative_worse"] > 0.05
     assert facts["labels"] >= 300
     out = rollback_model(
         MODEL,
         settings=settings,
-        as_of=res["as_of"],
-        reason="; ".join(res["reasons"]),
-        expected_champion=res["champion_version"],
+        as_of=res.as_of,
+        reason="; ".join(res.reasons),
+        expected_champion=res.champion_version,
     )
     assert out["rolled_back"] and _champion(settings) == good
     # back on the good model: no rollback is asked again
     again = monitor_model(MODEL, "2026-02-12", settings=settings, actor="monitor")
-    assert again["action"] != "rollback"
+    assert again.action != "rollback"
     # the second run of the day wrote its own reports: the first run's still say "rollback"
-    assert Path(again["report_path"]).parent != Path(res["report_path"]).parent
-    assert json.loads(Path(res["report_path"]).read_text())["action"] == "rollback"
-    assert json.loads(Path(again["report_path"]).read_text())["action"] == again["action"]
+    assert Path(again.report_path).parent != Path(res.report_path).parent
+    assert json.loads(Path(res.report_path).read_text())["action"] == "rollback"
+    assert json.loads(Path(again.report_path).read_text())["action"] == again.action

@@ -597,6 +597,8 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
     from retrain_airflow.monitor_dag import monitor_alerts
     from retrain_airflow.rollout_dag import rollout_alert
 
+    from retrain_lib.pipeline.monitor_records import MonitorResult
+
     report_dir = tmp_path / "reports" / MODEL / "2026-01-30"
     report_dir.mkdir(parents=True)
     (report_dir / "validation.json").write_text(
@@ -638,7 +640,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
         "mlflow_run_id": None,
         "drift_report_path": str(report_dir / "drift_report.html"),
     }
-    monitor_alerts(platform.cfg, str(platform.cfg_dir), res, context=None)
+    monitor_alerts(platform.cfg, str(platform.cfg_dir), MonitorResult.from_xcom(res), context=None)
     drift, validation = slack.payloads()
     assert drift["text"] == (
         ":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "

@@ -151,9 +151,9 @@ def test_fault_bad_partition_is_stopped_before_training(platform, fault, reliabi
                 assert str(part) in str(err.value), err.value
             else:
                 mon = monitor_model(MODEL, DAY, settings=settings, actor=f"fault/{fault}")
-                assert mon["validation"]["success"] is False, mon["validation"]
-                assert any(monitor_expect in f for f in mon["validation"]["failed"]), mon["validation"]
-                assert mon["action"] != "rollback", mon["reasons"]
+                assert mon.validation["success"] is False, mon.validation
+                assert any(monitor_expect in f for f in mon.validation["failed"]), mon.validation
+                assert mon.action != "rollback", mon.reasons
             assert champion(settings) == before["champion"] and versions(settings) == before["versions"]
             assert _sha(part) == damaged  # the source is left as it was (quarantine copies, never moves)
             assert ledger.verify() == []

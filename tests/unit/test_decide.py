@@ -11,6 +11,7 @@ import pytest
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.config_sections import Adaptation
 from retrain_lib.pipeline.decision import HEALTHY, RETRAIN, decide
+from retrain_lib.pipeline.monitor_records import MonitorDecision, Signal
 
 AS_OF = dt.date(2026, 2, 10)
 
@@ -58,27 +59,27 @@ def perf(live: float, baseline: float = 0.80, segments=(), estimate=None) -> dic
     return out
 
 
-def signal(decision: dict, name: str) -> dict:
-    return next(s for s in decision["signals"] if s["signal"] == name)
+def signal(decision: MonitorDecision, name: str) -> Signal:
+    return next(s for s in decision.signals if s.signal == name)
 
 
 def test_no_champion_retrains():
     d = decide(make_cfg(), as_of=AS_OF, champion=None, drift=None, performance=None)
-    assert d["action"] == RETRAIN and d["signals"][0]["signal"] == "champion"
+    assert d.action == RETRAIN and d.signals[0].signal == "champion"
 
 
 def test_no_signal_is_healthy():
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79))
-    assert d["action"] == HEALTHY and d["reasons"] == ["no trigger fired"] and not d["throttled"]
-    assert [s["signal"] for s in d["signals"]] == ["drift", "performance"]
-    assert not any(s["triggered"] for s in d["signals"])
+    assert d.action == HEALTHY and list(d.reasons) == ["no trigger fired"] and not d.throttled
+    assert [s.signal for s in d.signals] == ["drift", "performance"]
+    assert not any(s.triggered for s in d.signals)
 
 
 def test_drift_alone():
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(True), performance=None)
-    assert d["action"] == RETRAIN
-    assert d["reasons"] == ["data drift: 50% of features drifted (>= 30%): income psi 0.31 >= 0.2"]
-    assert signal(d, "drift") == {
+    assert d.action == RETRAIN
+    assert list(d.reasons) == ["data drift: 50% of features drifted (>= 30%): income psi 0.31 >= 0.2"]
+    assert signal(d, "drift").to_xcom() == {
         "signal": "drift",
         "triggered": True,
         "value": 0.5,
@@ -89,12 +90,12 @@ def test_drift_alone():
 
 def test_absolute_max_drop_still_retrains():
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.74))
-    assert d["action"] == RETRAIN
-    assert d["reasons"][0].startswith("performance: roc_auc 0.7400 vs holdout baseline 0.8000 (drop 0.0600")
-    assert "> max_drop 0.05" in d["reasons"][0]
+    assert d.action == RETRAIN
+    assert d.reasons[0].startswith("performance: roc_auc 0.7400 vs holdout baseline 0.8000 (drop 0.0600")
+    assert "> max_drop 0.05" in d.reasons[0]
     s = signal(d, "performance")
-    assert s["triggered"] and s["value"] == 0.74 and s["threshold"] == pytest.approx(0.75)
-    assert s["detail"]["level"] == "critical"
+    assert s.triggered and s.value == 0.74 and s.threshold == pytest.approx(0.75)
+    assert s.detail["level"] == "critical"
 
 
 @pytest.mark.parametrize(
@@ -108,15 +109,15 @@ def test_absolute_max_drop_still_retrains():
 def test_warn_vs_critical(live, action, level):
     cfg = make_cfg({"warn_drop": 0.05, "critical_drop": 0.10})
     d = decide(cfg, as_of=AS_OF, champion=champion(), drift=None, performance=perf(live))
-    assert d["action"] == action
+    assert d.action == action
     s = signal(d, "performance")
-    assert s["detail"]["level"] == level and s["triggered"] is (level == "critical")
-    assert s["threshold"] == pytest.approx(0.72)
+    assert s.detail["level"] == level and s.triggered is (level == "critical")
+    assert s.threshold == pytest.approx(0.72)
     if level == "warn":
-        assert d["reasons"][0].startswith("performance warning (no retrain by itself): roc_auc 0.7500")
-        assert "> warn_drop 5%" in d["reasons"][0] and d["reasons"][-1] == "no trigger fired"
+        assert d.reasons[0].startswith("performance warning (no retrain by itself): roc_auc 0.7500")
+        assert "> warn_drop 5%" in d.reasons[0] and d.reasons[-1] == "no trigger fired"
     if level == "critical":
-        assert "> critical_drop 10%" in d["reasons"][0]
+        assert "> critical_drop 10%" in d.reasons[0]
 
 
 def test_segments_are_flagged_with_their_detail():
@@ -128,69 +129,69 @@ def test_segments_are_flagged_with_their_detail():
     ]
     cfg = make_cfg({"warn_drop": 0.05, "critical_drop": 0.10})
     d = decide(cfg, as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.79, segments=segs))
-    assert d["action"] == HEALTHY  # the overall metric decides; segments are recorded
-    flagged = signal(d, "performance_segments")["detail"]["flagged"]
+    assert d.action == HEALTHY  # the overall metric decides; segments are recorded
+    flagged = signal(d, "performance_segments").detail["flagged"]
     assert [(f["value"], f["level"]) for f in flagged] == [("basic", "critical"), ("pro", "warn")]
-    assert d["reasons"][0].startswith(
+    assert d.reasons[0].startswith(
         "performance segments past a level: plan=basic roc_auc 0.6000 vs 0.8000 "
         "(drop 25.0%, critical, 400 rows); plan=pro"
     )
     d = decide(cfg, as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.70, segments=segs))
-    assert d["action"] == RETRAIN and d["reasons"][1].startswith("performance segments past a level: plan=basic")
+    assert d.action == RETRAIN and d.reasons[1].startswith("performance segments past a level: plan=basic")
 
 
 def test_estimate_counts_only_with_use_estimate():
     est = {"value": 0.68, "low": 0.65, "high": 0.71, "rows": 800}
     off = make_cfg({"critical_drop": 0.10})
     d = decide(off, as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.79, estimate=est))
-    assert d["action"] == HEALTHY
-    assert d["reasons"][0].startswith("performance warning (estimated, use_estimate off): estimated roc_auc 0.6800")
-    assert not signal(d, "performance_estimate")["triggered"]
+    assert d.action == HEALTHY
+    assert d.reasons[0].startswith("performance warning (estimated, use_estimate off): estimated roc_auc 0.6800")
+    assert not signal(d, "performance_estimate").triggered
     on = make_cfg({"critical_drop": 0.10, "use_estimate": True})
     d = decide(on, as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.79, estimate=est))
-    assert d["action"] == RETRAIN
-    assert d["reasons"] == [
+    assert d.action == RETRAIN
+    assert list(d.reasons) == [
         "performance (estimated, labels not yet arrived): estimated roc_auc 0.6800 (interval "
         "0.6500..0.7100, 800 rows without labels) vs baseline 0.8000 (drop 0.1200, 15.0% of "
         "baseline > critical_drop 10%)"
     ]
     s = signal(d, "performance_estimate")
-    assert s["triggered"] and s["value"] == 0.68 and s["threshold"] == pytest.approx(0.72)
+    assert s.triggered and s.value == 0.68 and s.threshold == pytest.approx(0.72)
     # before any matured label: the estimate alone
     only = {"metric": "roc_auc", "baseline": 0.80, "labels": 0, "segments": [], "estimate": est}
-    assert decide(on, as_of=AS_OF, champion=champion(), drift=None, performance=only)["action"] == RETRAIN
+    assert decide(on, as_of=AS_OF, champion=champion(), drift=None, performance=only).action == RETRAIN
     small = {**est, "value": 0.76}
     d = decide(on, as_of=AS_OF, champion=champion(), drift=None, performance=perf(0.79, estimate=small))
-    assert d["action"] == HEALTHY and not signal(d, "performance_estimate")["triggered"]
+    assert d.action == HEALTHY and not signal(d, "performance_estimate").triggered
 
 
 def test_new_labels_share():
     cfg = make_cfg(schedule={"new_labels_share": 0.15})
     facts = {"labelled_rows": 1500, "train_rows": 10_000, "since": "2026-02-02"}
     d = decide(cfg, as_of=AS_OF, champion=champion(), drift=None, performance=None, new_labels=facts)
-    assert d["action"] == RETRAIN
-    assert d["reasons"] == [
+    assert d.action == RETRAIN
+    assert list(d.reasons) == [
         "new labels: 1500 labelled rows matured since 2026-02-02 (15% of the champion's 10000 "
         "training rows >= new_labels_share 15%)"
     ]
-    assert signal(d, "new_labels")["value"] == pytest.approx(0.15)
+    assert signal(d, "new_labels").value == pytest.approx(0.15)
     d = decide(
         cfg, as_of=AS_OF, champion=champion(), drift=None, performance=None, new_labels={**facts, "labelled_rows": 1499}
     )
-    assert d["action"] == HEALTHY and not signal(d, "new_labels")["triggered"]
+    assert d.action == HEALTHY and not signal(d, "new_labels").triggered
     # unknown training rows: no signal rather than a guess
     d = decide(
         cfg, as_of=AS_OF, champion=champion(), drift=None, performance=None, new_labels={**facts, "train_rows": None}
     )
-    assert d["action"] == HEALTHY and not d["signals"]
+    assert d.action == HEALTHY and not d.signals
 
 
 def test_age():
     cfg = make_cfg(schedule={"max_days_without_retrain": 7})
     d = decide(cfg, as_of=AS_OF, champion=champion("2026-02-03"), drift=None, performance=None)
-    assert d["action"] == RETRAIN and d["reasons"] == ["champion is 7 days old (>= max_days_without_retrain 7)"]
+    assert d.action == RETRAIN and list(d.reasons) == ["champion is 7 days old (>= max_days_without_retrain 7)"]
     d = decide(cfg, as_of=AS_OF, champion=champion("2026-02-04"), drift=None, performance=None)
-    assert d["action"] == HEALTHY
+    assert d.action == HEALTHY
 
 
 def test_combination_keeps_every_reason():
@@ -203,16 +204,16 @@ def test_combination_keeps_every_reason():
         performance=perf(0.70),
         new_labels={"labelled_rows": 5000, "train_rows": 10_000, "since": "2026-02-02"},
     )
-    assert d["action"] == RETRAIN
-    assert [r.split(":")[0] for r in d["reasons"]] == ["data drift", "performance", "new labels"]
-    assert [s["signal"] for s in d["signals"] if s["triggered"]] == ["drift", "performance", "new_labels"]
+    assert d.action == RETRAIN
+    assert [r.split(":")[0] for r in d.reasons] == ["data drift", "performance", "new labels"]
+    assert [s.signal for s in d.signals if s.triggered] == ["drift", "performance", "new_labels"]
 
 
 def test_throttled_by_min_interval():
     d = decide(make_cfg(), as_of=AS_OF, champion=champion("2026-02-09"), drift=drift(True), performance=None)
-    assert d["action"] == HEALTHY and d["throttled"]
-    assert d["reasons"][-1] == "throttled: last retrain 1 day(s) ago (< min_retrain_interval_days 2)"
-    assert signal(d, "min_retrain_interval")["triggered"]
+    assert d.action == HEALTHY and d.throttled
+    assert d.reasons[-1] == "throttled: last retrain 1 day(s) ago (< min_retrain_interval_days 2)"
+    assert signal(d, "min_retrain_interval").triggered
 
 
 def test_throttled_by_max_retrains():
@@ -225,16 +226,16 @@ def test_throttled_by_max_retrains():
         performance=None,
         recent_retrains=["2026-02-05", "2026-02-08"],
     )
-    assert d["action"] == HEALTHY and d["throttled"]
-    assert d["reasons"][-1] == (
+    assert d.action == HEALTHY and d.throttled
+    assert d.reasons[-1] == (
         "throttled: 2 retrain request(s) in the last 7 days (2026-02-05, 2026-02-08) (max_retrains 2 per 7 days)"
     )
     s = signal(d, "max_retrains")
-    assert s["triggered"] and s["value"] == 2 and s["threshold"] == 2
+    assert s.triggered and s.value == 2 and s.threshold == 2
     d = decide(
         cfg, as_of=AS_OF, champion=champion(), drift=drift(True), performance=None, recent_retrains=["2026-02-08"]
     )
-    assert d["action"] == RETRAIN and not signal(d, "max_retrains")["triggered"]
+    assert d.action == RETRAIN and not signal(d, "max_retrains").triggered
     # nothing to throttle: no max_retrains signal
     d = decide(
         cfg,
@@ -244,7 +245,7 @@ def test_throttled_by_max_retrains():
         performance=None,
         recent_retrains=["2026-02-05", "2026-02-08"],
     )
-    assert d["action"] == HEALTHY and not d["throttled"]
+    assert d.action == HEALTHY and not d.throttled
 
 
 def test_decide_is_pure():
@@ -302,9 +303,9 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_ret
         performance=perf(0.60),
         rollback=rollback_facts(0.60, 0.80),
     )
-    assert d["action"] == ROLLBACK and d["rollback"] == {"from": "3", "to": "2"}
-    assert "25.0% worse" in d["reasons"][0] and "v2" in d["reasons"][0]
-    assert signal(d, "rollback")["triggered"] is True
+    assert d.action == ROLLBACK and d.rollback == {"from": "3", "to": "2"}
+    assert "25.0% worse" in d.reasons[0] and "v2" in d.reasons[0]
+    assert signal(d, "rollback").triggered is True
 
 
 def test_both_models_bad_is_a_retrain_not_a_rollback():
@@ -317,8 +318,8 @@ def test_both_models_bad_is_a_retrain_not_a_rollback():
         performance=perf(0.60),
         rollback=rollback_facts(0.60, 0.61),
     )
-    assert d["action"] == RETRAIN
-    assert signal(d, "rollback")["triggered"] is False
+    assert d.action == RETRAIN
+    assert signal(d, "rollback").triggered is False
 
 
 def test_rollback_facts_without_a_comparison_do_not_decide():
@@ -330,7 +331,7 @@ def test_rollback_facts_without_a_comparison_do_not_decide():
         performance=perf(0.79),
         rollback={"metric": "roc_auc", "reason": "only 12 matured labels"},
     )
-    assert d["action"] == HEALTHY and all(s["signal"] != "rollback" for s in d["signals"])
+    assert d.action == HEALTHY and all(s.signal != "rollback" for s in d.signals)
 
 
 def serving(requests=500, errors=0, p95=8.0, max_error_rate=0.05, max_p95=None, previous="2", **live) -> dict:
@@ -372,9 +373,9 @@ def test_live_serving_past_a_limit_rolls_back(facts, why):
     from retrain_lib.pipeline.decision import ROLLBACK
 
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79), serving=facts)
-    assert d["action"] == ROLLBACK and d["rollback"] == {"from": "3", "to": "2"}
-    assert why in d["reasons"][0]
-    assert signal(d, "serving")["triggered"] is True
+    assert d.action == ROLLBACK and d.rollback == {"from": "3", "to": "2"}
+    assert why in d.reasons[0]
+    assert signal(d, "serving").triggered is True
 
 
 @pytest.mark.parametrize(
@@ -389,8 +390,8 @@ def test_live_serving_past_a_limit_rolls_back(facts, why):
 )
 def test_live_serving_within_limits_or_unjudgeable_does_not_roll_back(facts):
     d = decide(make_cfg(), as_of=AS_OF, champion=champion(), drift=drift(False), performance=perf(0.79), serving=facts)
-    assert d["action"] == HEALTHY
-    assert signal(d, "serving")["triggered"] is (bool(facts["previous"] is None))
+    assert d.action == HEALTHY
+    assert signal(d, "serving").triggered is (bool(facts["previous"] is None))
 
 
 def _adaptive_cfg() -> ModelConfig:
@@ -442,10 +443,10 @@ def test_follow_up_retrains_when_the_days_since_the_change_have_doubled():
     d = decide(
         cfg, as_of=dt.date(2026, 2, 15), champion=_regime_champion("2026-02-10"), drift=None, performance=_armed_perf()
     )
-    assert d["action"] == RETRAIN and signal(d, "follow_up")["triggered"]
+    assert d.action == RETRAIN and signal(d, "follow_up").triggered
     # the armed level's drop is the follow-up's business, not a trigger of its own
-    assert not signal(d, "performance")["triggered"]
-    assert any(r.startswith("follow-up:") for r in d["reasons"])
+    assert not signal(d, "performance").triggered
+    assert any(r.startswith("follow-up:") for r in d.reasons)
 
 
 def test_an_armed_drop_waits_for_the_next_follow_up():
@@ -456,14 +457,14 @@ def test_an_armed_drop_waits_for_the_next_follow_up():
         drift=None,
         performance=_armed_perf(),
     )
-    assert d["action"] == HEALTHY and not d["throttled"]
-    assert any("waiting for the follow-up at 4 matured day(s)" in r for r in d["reasons"])
+    assert d.action == HEALTHY and not d.throttled
+    assert any("waiting for the follow-up at 4 matured day(s)" in r for r in d.reasons)
     # without a regime (a champion not trained after a change) the armed drop retrains
     plain = SimpleNamespace(version="4", tags={"trained_as_of": "2026-02-01", "data.end": "2026-02-01"})
     assert (
-        decide(_adaptive_cfg(), as_of=dt.date(2026, 2, 14), champion=plain, drift=None, performance=_armed_perf())[
-            "action"
-        ]
+        decide(
+            _adaptive_cfg(), as_of=dt.date(2026, 2, 14), champion=plain, drift=None, performance=_armed_perf()
+        ).action
         == RETRAIN
     )
 
@@ -480,5 +481,5 @@ def test_a_retrain_without_a_model_since_the_deployment_ends_the_follow_ups():
         performance=None,
         backoff=missed,
     )
-    assert d["action"] == HEALTHY
-    assert signal(d, "follow_up")["detail"]["stopped_by_no_gain"]
+    assert d.action == HEALTHY
+    assert signal(d, "follow_up").detail["stopped_by_no_gain"]
