@@ -66,6 +66,7 @@ lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and t
 	$(BIN)/lint-imports
 
 up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http://localhost:$(AIRFLOW_PORT)
+	@case "$(AIRFLOW_PORT)" in 8793|8794) echo "AIRFLOW_PORT=$(AIRFLOW_PORT) is the port of Airflow's own log server ($(if $(filter 8793,$(AIRFLOW_PORT)),scheduler,triggerer)): the api-server could not bind it. Pick another port." >&2; exit 2;; esac
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "MLflow UI:  make mlflow-ui  ->  http://localhost:$(MLFLOW_PORT)"
