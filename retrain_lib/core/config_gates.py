@@ -89,6 +89,14 @@ class Gate(StrictModel):
         description="fairness: largest allowed metric difference between two groups.",
     )
     bins: int = Field(default=10, ge=2, le=1000, description="calibration: equal-width bins of the ECE.")
+    debias: bool = Field(
+        default=False,
+        description=(
+            "calibration: subtract what a perfectly calibrated model shows on the same scores and rows (the "
+            "mean over labels drawn from the scores): on a few hundred rows the raw ECE of a calibrated model "
+            "is 0.05 or more."
+        ),
+    )
     max_ms: float | None = Field(default=None, gt=0, description="latency: highest allowed p95 single-row predict ms.")
     max_change: float | None = Field(
         default=None,
@@ -112,7 +120,7 @@ class Gate(StrictModel):
     _FIELDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "metric": ("metric", "min", "max", "max_regression", "min_improvement", "relative", "segment", "min_rows"),
         "fairness": ("metric", "by", "max_gap", "min_rows"),
-        "calibration": ("metric", "max", "bins"),
+        "calibration": ("metric", "max", "bins", "debias"),
         "latency": ("max_ms",),
         "stability": ("max_change",),
         "bootstrap": ("metric", "n_resamples", "confidence", "margin"),

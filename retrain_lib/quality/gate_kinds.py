@@ -25,7 +25,12 @@ from retrain_lib.quality.gate_types import (
     number_or_none,
     skipped_result,
 )
-from retrain_lib.stats.gate_measures import bootstrap_improvement, leakage_scores, prediction_change
+from retrain_lib.stats.gate_measures import (
+    bootstrap_improvement,
+    calibrated_baseline,
+    leakage_scores,
+    prediction_change,
+)
 
 _MLFLOW_ZERO_BASELINE_STEP = 1e-10  # mlflow.models.evaluation.validation: relative change vs a 0 baseline
 
@@ -198,8 +203,13 @@ def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
                 kind="calibration",
             )
         ]
-    ok = value <= gate.max
     extra = f" ({gate.bins} equal-width bins)" if gate.metric == "ece" else ""
+    shown = f"{gate.metric}{extra} {value:.4f}"
+    if gate.debias:
+        noise = calibrated_baseline(gate.metric, cand, bins=gate.bins, seed=inputs.seed)
+        value = max(0.0, value - noise)
+        shown += f" - {noise:.4f} of a calibrated model on these {len(y)} rows = {value:.4f}"
+    ok = value <= gate.max
     return [
         GateResult(
             gate_name(gate),
@@ -209,7 +219,7 @@ def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
             None,
             None,
             ok,
-            f"{gate.metric}{extra} {value:.4f} {'<=' if ok else '>'} max {gate.max:g}",
+            f"{shown} {'<=' if ok else '>'} max {gate.max:g}",
             kind="calibration",
         )
     ]
