@@ -279,14 +279,15 @@ def promotion_outcome(
     follow_up: bool = False,
     require_gain: bool | None = None,
     measured_gain=None,
-    shift: bool = False,
+    selection: dict | None = None,
 ) -> tuple[str, Any]:
     """``(outcome, gain)``: ``rejected`` when a gate failed; ``no_gain`` when
     ``adaptation.require_gain`` (or ``require_gain`` of this run) and the candidate is not
     better than the champion beyond noise on the gates' rows (or ``measured_gain``, the
     cross-fitted gain since a covariate shift: :func:`retrain_lib.learn.candidates.crossfit_gain`),
     unless it is a ``follow_up`` (it learnt the champion's regime from more days:
-    :func:`is_follow_up`); else ``promote``. After a covariate ``shift`` (the champion kept its
+    :func:`is_follow_up`); else ``promote``. After a covariate shift (the candidate's
+    ``selection`` trained after one; the champion kept its
     level, so the concept held) a candidate not worse than the champion is promoted unless
     ``adaptation.shift_requires_gain``: at a few hundred rows a day the gain of a model that
     learnt the shifted inputs is real but too small to prove before it is lost."""
@@ -300,6 +301,7 @@ def promotion_outcome(
     required = cfg.adaptation.require_gain if require_gain is None else require_gain
     if result is None or follow_up or not required:
         return PROMOTE, result
+    shift = (selection or {}).get("change_source") == "shift"
     if shift and not cfg.adaptation.shift_requires_gain:
         result = dataclasses.replace(result, basis="not_worse")
     return (PROMOTE if result.promotes else NO_GAIN), result

@@ -86,11 +86,11 @@ def gate_inputs(ctx: ModelContext, snap: Snapshot, trained: TrainedRun, evaluati
     )
 
 
-def shift_gain(ctx: ModelContext, snap: Snapshot, trained: TrainedRun, evaluation: Evaluation):
+def shift_gain(ctx: ModelContext, inputs, trained: TrainedRun, evaluation: Evaluation):
     """The cross-fitted gain of a candidate trained after a covariate shift over the champion
     the evaluation used, on every matured row since the shift
     (:func:`retrain_lib.learn.candidates.crossfit_gain`); ``None`` when the training run logged
-    no cross-fit or there is no champion."""
+    no cross-fit or there is no champion. The rows are the gates' ``inputs`` (no second read)."""
     champion_version = evaluation.champion_version
     if not champion_version or not ctx.client.get_run(trained.run_id).data.tags.get(CROSSFIT_TAG):
         return None
@@ -99,7 +99,7 @@ def shift_gain(ctx: ModelContext, snap: Snapshot, trained: TrainedRun, evaluatio
     mlflow = ctx.mlflow()
     crossfit = CrossFit.from_dict(mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/{CROSSFIT_ARTIFACT}"))
     champion = load_model(ctx, f"models:/{ctx.cfg.name}/{champion_version}")
-    return crossfit_gain(ctx.cfg, crossfit, training_rows(ctx, snap), champion)
+    return crossfit_gain(ctx.cfg, crossfit, inputs.window_rows, champion)
 
 
 def check_gates(
@@ -141,7 +141,7 @@ def check_gates(
         champion.tags if champion is not None and str(champion.version) == str(evaluation.champion_version) else None,
         trained.selection,
     )
-    measured = shift_gain(ctx, snap, trained, evaluation) if passed and inputs is not None else None
+    measured = shift_gain(ctx, inputs, trained, evaluation) if passed and inputs is not None else None
     outcome, gain = promotion_outcome(
         ctx.cfg,
         passed,
@@ -149,7 +149,7 @@ def check_gates(
         follow_up=follow,
         require_gain=require_gain,
         measured_gain=measured,
-        shift=(trained.selection or {}).get("change_source") == "shift",
+        selection=trained.selection,
     )
     report = GateReport(
         passed=outcome == PROMOTE,

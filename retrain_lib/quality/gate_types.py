@@ -75,6 +75,13 @@ class GateInputs:
     champion_relative_floor: bool = False
 
     @property
+    def window_rows(self):
+        """Every labelled row of the retrain's window: ``train`` then ``holdout``."""
+        import pandas as pd
+
+        return pd.concat([self.train, self.holdout])
+
+    @property
     def has_champion(self) -> bool:
         return self.champion_metrics is not None or self.champion_scores is not None
 

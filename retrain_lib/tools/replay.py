@@ -288,30 +288,29 @@ class _Replay:
             passed = all_passed(results) and bool(results or not cfg.gates)
             event["failed_gates"] = [r.reason for r in results if not r.passed]
             follow = is_follow_up(cfg, self.champion.tags if self.champion else None, art.selection)
-            measured = self._shift_gain(art, snap) if passed else None
+            measured = self._shift_gain(art, inputs) if passed else None
             outcome, gain = promotion_outcome(
                 cfg,
                 passed,
                 inputs,
                 follow_up=follow,
                 measured_gain=measured,
-                shift=(art.selection or {}).get("change_source") == "shift",
+                selection=art.selection,
             )
             event["follow_up"] = follow
             if gain is not None:
                 event["gain"] = gain.explain()
         return outcome
 
-    def _shift_gain(self, art: Artifact, snap: Snapshot):
+    def _shift_gain(self, art: Artifact, inputs):
         """As the retrain DAG does (``evaluation.shift_gain``): the cross-fitted gain since a
         covariate shift over the champion, or ``None``."""
         if art.crossfit is None or self.champion is None:
             return None
         from retrain_lib.learn.candidates import CrossFit, crossfit_gain
-        from retrain_lib.pipeline.snapshot import training_rows
 
         champion = self.models[_uri(self.cfg, self.champion)]
-        return crossfit_gain(self.cfg, CrossFit.from_dict(art.crossfit), training_rows(self.ctx, snap), champion)
+        return crossfit_gain(self.cfg, CrossFit.from_dict(art.crossfit), inputs.window_rows, champion)
 
     def _change_day(self, day: dt.date) -> Change | None:
         """The change a retrain on ``day`` trains after (see

@@ -21,6 +21,7 @@ from retrain_lib.stats.champion_gain import Gain
 
 REPO = Path(__file__).resolve().parents[2]
 NO_GAIN = "no_gain"
+SHIFT = {"change_source": "shift", "change_day": "2026-02-07"}  # a candidate trained after a covariate shift
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +79,17 @@ def _gain(mean: float, lower: float) -> Gain:
 
 def test_after_a_shift_a_candidate_not_worse_is_promoted_and_a_worse_one_is_not(cfg):
     small = _gain(0.0025, -0.0053)  # real but unproven: what 300 rows a day show after a shift
-    outcome, gain = promotion_outcome(cfg, True, object(), measured_gain=small, shift=True)
+    outcome, gain = promotion_outcome(cfg, True, object(), measured_gain=small, selection=SHIFT)
     assert outcome == PROMOTE and gain.basis == "not_worse" and "not worse" in gain.explain()
     worse = _gain(-0.001, -0.009)
-    outcome, gain = promotion_outcome(cfg, True, object(), measured_gain=worse, shift=True)
+    outcome, gain = promotion_outcome(cfg, True, object(), measured_gain=worse, selection=SHIFT)
     assert outcome == NO_GAIN and "worse after a covariate shift" in gain.explain()
     # a concept change (no shift) still needs a gain beyond noise
     assert promotion_outcome(cfg, True, object(), measured_gain=small)[0] == NO_GAIN
     strict = cfg.model_copy(update={"adaptation": cfg.adaptation.model_copy(update={"shift_requires_gain": True})})
-    assert promotion_outcome(strict, True, object(), measured_gain=small, shift=True)[0] == NO_GAIN
-    assert promotion_outcome(strict, True, object(), measured_gain=_gain(0.02, 0.01), shift=True)[0] == PROMOTE
-    assert promotion_outcome(cfg, False, object(), measured_gain=small, shift=True)[0] == "rejected"
+    assert promotion_outcome(strict, True, object(), measured_gain=small, selection=SHIFT)[0] == NO_GAIN
+    assert promotion_outcome(strict, True, object(), measured_gain=_gain(0.02, 0.01), selection=SHIFT)[0] == PROMOTE
+    assert promotion_outcome(cfg, False, object(), measured_gain=small, selection=SHIFT)[0] == "rejected"
 
 
 def test_cross_fit_scores_every_row_since_the_shift_by_a_model_that_never_saw_it(cfg, monkeypatch):
