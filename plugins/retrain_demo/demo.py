@@ -411,6 +411,8 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
             verdict = "-"
         else:
             verdict = f"{share + 0.0:.0%} of the loss regained"
+            if r.retrained[-1] != r.after.champion_version:  # promoted on a day whose labels are not in yet
+                verdict += f" by v{r.after.champion_version}; v{r.retrained[-1]} promoted since, not measured yet"
         rows.append((model, metric, point(r.before), point(r.worst), point(r.after), verdict, drift_starts[model]))
     if not rows:
         return

@@ -204,7 +204,11 @@ def predict_scores(model, X, task: str):
 
 
 def evaluate(model, X, y, task: str) -> dict[str, float]:
-    scores = predict_scores(model, X, task)
+    return metrics_from_scores(y, predict_scores(model, X, task), task)
+
+
+def metrics_from_scores(y, scores, task: str) -> dict[str, float]:
+    """The metrics :func:`evaluate` reports, from scores already computed."""
     if task == "classification":
         return classification_metrics(y, scores)
     return regression_metrics(y, scores)

@@ -12,7 +12,13 @@ configured window with a fixed holdout:
    model has learnt from the newest rows too;
 3. the chosen recipe's model *before* the refit (it never saw the newest rows) is what the
    evaluation, the gates and :func:`gain` compare with the champion on those rows, so the
-   comparison is fair; the refit model is the one registered and served.
+   comparison is fair; the refit model is the one registered and served;
+4. after a change, :func:`cross_fit` also scores every row since the change by the recipe
+   fitted without that row's block of days. When the champion itself learnt from days since
+   the change (a follow-up, or a retrain after one), the held-out comparison is unfair both
+   ways: the champion is scored on its own training rows and the held-out candidate knows
+   fewer days than the champion does. Then the out-of-fold scores on the rows the champion
+   never saw are compared instead (:func:`unseen_out_of_fold`).
 
 The backtest (``retrain_lib.tools.backtest``) and the retrain DAG (``retrain_lib.pipeline.training_run``) both
 call these functions.
@@ -47,17 +53,19 @@ class CandidateSet:
     pool_rows: int
     final_rows: int
     fits: tuple[tuple[str, Any], ...]  # (recipe name, TrainingInfo) of every candidate fit
-    crossfit: CrossFit | None = None  # after a covariate shift: out-of-fold scores since the shift
+    crossfit: CrossFit | None = None  # after a change: out-of-fold scores since the change
 
 
 @dataclass(frozen=True)
 class CrossFit:
-    """Out-of-fold scores of the chosen recipe on every matured row since a covariate shift:
-    the days since the shift are cut into ``folds`` blocks and each block is scored by the
-    recipe fitted on every other row of the window. Compared with the champion on the same
-    rows (:func:`crossfit_gain`), it measures a gain on all those rows instead of the newest
-    half, by models that learnt most of the shifted days (the held-out comparison is weak at a
-    few hundred rows a day: its candidate saw few shifted days and is judged on few rows)."""
+    """Out-of-fold scores of the chosen recipe on every matured row since a change: the days
+    since the change are cut into ``folds`` blocks and each block is scored by the recipe
+    fitted on every other row of the window. After a covariate shift, compared with the
+    champion on the same rows (:func:`crossfit_gain`), it measures a gain on all those rows
+    instead of the newest half, by models that learnt most of the shifted days (the held-out
+    comparison is weak at a few hundred rows a day: its candidate saw few shifted days and is
+    judged on few rows). When the champion learnt from days since the change, its rows the
+    champion never saw are the comparison (:func:`unseen_out_of_fold`)."""
 
     ids: tuple
     scores: tuple[float, ...]
@@ -148,7 +156,7 @@ def train_candidates(
     model, info = fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
     crossfit = None
-    if change_source == "shift" and change is not None and cfg.adaptation.crossfit_folds:
+    if change is not None and cfg.adaptation.crossfit_folds:
         crossfit = cross_fit(cfg, recipe, everything, change, allowed_prefixes, fit_options)
     return CandidateSet(
         selection,
@@ -215,6 +223,36 @@ def crossfit_gain(cfg: ModelConfig, crossfit: CrossFit, labelled, champion_model
     X, y = xy(cfg, rows)
     candidate = np.asarray(crossfit.scores, dtype=float)[order]
     return gain(cfg, y, candidate, predict_scores(champion_model, X, cfg.task), required=True)
+
+
+# Fewest rows the champion never saw for the out-of-fold comparison; with fewer the held-out
+# comparison stays (a verdict on a few dozen rows is noise).
+MIN_UNSEEN_ROWS = 40
+
+
+def unseen_out_of_fold(
+    cfg: ModelConfig, crossfit: CrossFit | None, labelled, champion_data_end: str | None
+) -> tuple[Any, Any] | None:
+    """``(rows, out-of-fold scores)`` of ``crossfit`` on the rows of ``labelled`` the champion
+    never saw, when it learnt from days since the change: its last labelled day (``data.end``
+    of its training run, minus the label delay) on or after ``crossfit.since``, and at least
+    :data:`MIN_UNSEEN_ROWS` rows after that day are there. Else ``None``: the held-out
+    comparison is fair (the champion never saw the newest rows)."""
+    if crossfit is None or not champion_data_end:
+        return None
+    last_seen = dt.date.fromisoformat(champion_data_end[:10]) - dt.timedelta(days=cfg.data.label_delay_days)
+    if last_seen < dt.date.fromisoformat(crossfit.since):
+        return None
+    import numpy as np
+
+    ts, key = cfg.data.timestamp_column, cfg.data.id_column
+    position = {v: i for i, v in enumerate(crossfit.ids)}
+    unseen = (labelled[ts].dt.date > last_seen).to_numpy()
+    rows = labelled[unseen & labelled[key].isin(position).to_numpy()]
+    if len(rows) < MIN_UNSEEN_ROWS:
+        return None
+    order = np.array([position[v] for v in rows[key].tolist()])
+    return rows, np.asarray(crossfit.scores, dtype=float)[order]
 
 
 def _fit_and_score(

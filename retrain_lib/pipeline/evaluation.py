@@ -5,6 +5,8 @@ verdict with the promotion outcome (:func:`check_gates`)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, str_or_none
@@ -17,63 +19,139 @@ from retrain_lib.store.model_context import ModelContext, load_model
 
 log = logging.getLogger(__name__)
 
+HELD_OUT = "held_out"
+CROSS_FIT = "cross_fit"
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The rows a candidate and its champion are compared on and the candidate's scores there.
+    ``basis`` ``held_out``: the newest matured labels (or the configured holdout) scored by
+    the chosen recipe's model from before its refit; ``cross_fit``: the rows the champion never
+    saw, scored out of fold (:func:`retrain_lib.learn.candidates.unseen_out_of_fold`), when the
+    champion learnt from days since the change. ``train`` is every other row of the window."""
+
+    train: Any
+    holdout: Any
+    candidate_scores: Any
+    basis: str
+
+
+def compared_rows(cfg, labelled, trained: TrainedRun, scored_by, crossfit=None, champion_data_end=None) -> Compared:
+    """The :class:`Compared` of a retrain: ``labelled`` its window's labelled rows, ``scored_by``
+    the model its selection scored, ``crossfit`` its :class:`~retrain_lib.learn.candidates.CrossFit`
+    (or ``None``) and ``champion_data_end`` the ``data.end`` of the champion's training run."""
+    from retrain_lib.core.metrics import predict_scores
+    from retrain_lib.learn.candidates import selection_rows, unseen_out_of_fold
+    from retrain_lib.learn.training_data import xy
+
+    unseen = unseen_out_of_fold(cfg, crossfit, labelled, champion_data_end)
+    if unseen is not None:
+        rows, scores = unseen
+        key = cfg.data.id_column
+        rest = labelled[~labelled[key].isin(set(rows[key].tolist())).to_numpy()]
+        return Compared(rest, rows, scores, CROSS_FIT)
+    train, holdout = selection_rows(cfg, labelled, trained.selection)
+    X, _ = xy(cfg, holdout)
+    return Compared(train, holdout, predict_scores(scored_by, X, cfg.task), HELD_OUT)
+
+
+def logged_crossfit(ctx: ModelContext, trained: TrainedRun):
+    """The :class:`~retrain_lib.learn.candidates.CrossFit` the training run logged, or ``None``."""
+    if not trained.run_id or not ctx.client.get_run(trained.run_id).data.tags.get(CROSSFIT_TAG):
+        return None
+    from retrain_lib.learn.candidates import CrossFit
+
+    return CrossFit.from_dict(ctx.mlflow().artifacts.load_dict(f"runs:/{trained.run_id}/{CROSSFIT_ARTIFACT}"))
+
+
+def champion_data_end(ctx: ModelContext, version: str | None) -> str | None:
+    """``data.end`` of the training run of the champion ``version`` (a registry tag)."""
+    if not version:
+        return None
+    return ctx.client.get_model_version(ctx.name, str(version)).tags.get("data.end")
+
 
 def evaluate_candidate(
     model: str, snap: Snapshot, trained: TrainedRun, *, settings: Settings | None = None
 ) -> Evaluation:
-    """Score the candidate and the current champion on the same rows: the configured holdout,
-    or with ``adaptation`` the newest matured labels the candidate was chosen on (scored by the
-    chosen recipe's model from before its refit, which never saw them)."""
-    from retrain_lib.core.metrics import evaluate, predict_scores
-    from retrain_lib.learn.candidates import selection_rows
+    """Score the candidate and the current champion on the same rows (:func:`compared_rows`):
+    the configured holdout, or with ``adaptation`` the newest matured labels the candidate was
+    chosen on (scored by the chosen recipe's model from before its refit, which never saw
+    them), or the rows the champion never saw, scored out of fold."""
+    from retrain_lib.core.metrics import evaluate, metrics_from_scores
     from retrain_lib.learn.training_data import xy
 
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
-    holdout = selection_rows(cfg, training_rows(ctx, snap), trained.selection)[1]
-    X, y = xy(cfg, holdout)
-    scored_by = load_model(ctx, trained.scored_by_uri)
-    candidate = evaluate(scored_by, X, y, cfg.task)
-    candidate_se = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task)) if cfg.adaptation is not None else None
     champion = ctx.champion()
+    compared = compared_rows(
+        cfg,
+        training_rows(ctx, snap),
+        trained,
+        load_model(ctx, trained.scored_by_uri),
+        logged_crossfit(ctx, trained) if champion is not None else None,
+        champion.tags.get("data.end") if champion is not None else None,
+    )
+    X, y = xy(cfg, compared.holdout)
+    candidate = metrics_from_scores(y, compared.candidate_scores, cfg.task)
+    candidate_se = metric_ses(cfg, y, compared.candidate_scores) if cfg.adaptation is not None else None
     champion_metrics = None
     if champion is not None:
         champion_metrics = evaluate(load_model(ctx, f"models:/{cfg.name}/{champion.version}"), X, y, cfg.task)
         for k, v in finite(champion_metrics).items():
             ctx.client.log_metric(trained.run_id, f"champion.{k}", v)
+    if compared.basis != HELD_OUT:
+        ctx.client.set_tag(trained.run_id, "retrain.compared_on", compared.basis)
     return Evaluation(
         candidate=finite(candidate),
         champion=finite(champion_metrics) if champion_metrics else None,
         champion_version=str_or_none(champion.version) if champion else None,
-        holdout_rows=int(len(holdout)),
+        holdout_rows=int(len(compared.holdout)),
         candidate_se=candidate_se,
+        compared_on=compared.basis,
     )
 
 
-def gate_inputs(ctx: ModelContext, snap: Snapshot, trained: TrainedRun, evaluation: Evaluation):
-    """What the gates look at: the same holdout rows scored by the candidate and by the
-    champion the evaluation used, the training rows (leakage) and a latency measurement."""
+def gate_inputs(
+    ctx: ModelContext,
+    snap: Snapshot,
+    trained: TrainedRun,
+    evaluation: Evaluation,
+    *,
+    crossfit=None,
+    champion_data_end: str | None = None,
+):
+    """What the gates look at: the rows the evaluation compared on (:func:`compared_rows`,
+    from the retrain's ``crossfit`` and ``champion_data_end``) scored by the candidate and by
+    the champion the evaluation used, the other rows of the window (leakage) and a latency
+    measurement."""
     from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.candidates import selection_rows
     from retrain_lib.learn.training_data import xy
     from retrain_lib.quality.gate_types import GateInputs
     from retrain_lib.stats.gate_measures import measure_latency_ms
 
     cfg = ctx.cfg
-    train, holdout = selection_rows(cfg, training_rows(ctx, snap), trained.selection)
-    X, y = xy(cfg, holdout)
-    candidate = load_model(ctx, trained.scored_by_uri)
     champion_version = evaluation.champion_version
+    compared = compared_rows(
+        cfg,
+        training_rows(ctx, snap),
+        trained,
+        load_model(ctx, trained.scored_by_uri),
+        crossfit if champion_version else None,
+        champion_data_end,
+    )
+    X, y = xy(cfg, compared.holdout)
     champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
     needs_latency = any(g.type == "latency" for g in cfg.gates)
     served = load_model(ctx, trained.model_uri) if needs_latency else None
     return GateInputs(
         task=cfg.task,
         y_true=y,
-        candidate_scores=predict_scores(candidate, X, cfg.task),
+        candidate_scores=compared.candidate_scores,
         champion_scores=predict_scores(champion, X, cfg.task) if champion is not None else None,
-        holdout=holdout,
-        train=train,
+        holdout=compared.holdout,
+        train=compared.train,
         candidate_metrics=evaluation.candidate,
         champion_metrics=evaluation.champion,
         latency_ms=measure_latency_ms(served, X, task=cfg.task, n=100, seed=cfg.training.seed)
@@ -83,23 +161,50 @@ def gate_inputs(ctx: ModelContext, snap: Snapshot, trained: TrainedRun, evaluati
         features=list(cfg.features.all),
         seed=cfg.training.seed,
         champion_relative_floor=cfg.adaptation is not None,
+        compared_on=compared.basis,
     )
 
 
-def shift_gain(ctx: ModelContext, inputs, trained: TrainedRun, evaluation: Evaluation):
-    """The cross-fitted gain of a candidate trained after a covariate shift over the champion
-    the evaluation used, on every matured row since the shift
-    (:func:`retrain_lib.learn.candidates.crossfit_gain`); ``None`` when the training run logged
-    no cross-fit or there is no champion. The rows are the gates' ``inputs`` (no second read)."""
-    champion_version = evaluation.champion_version
-    if not champion_version or not ctx.client.get_run(trained.run_id).data.tags.get(CROSSFIT_TAG):
+def shift_gain(cfg, inputs, crossfit, champion, selection: dict | None):
+    """The cross-fitted gain of a candidate trained after a covariate shift over ``champion``
+    (the model the evaluation used), on every matured row since the shift
+    (:func:`retrain_lib.learn.candidates.crossfit_gain`); ``None`` without a ``crossfit``, a
+    champion, when the candidate's ``selection`` did not train after a shift, or when the
+    gates already compared out-of-fold scores (``inputs.compared_on``: the champion learnt
+    from days since the shift, so only the rows it never saw count). The rows are the gates'
+    ``inputs`` (no second read)."""
+    shift = (selection or {}).get("change_source") == "shift"
+    if not shift or crossfit is None or champion is None or inputs.compared_on != HELD_OUT:
         return None
-    from retrain_lib.learn.candidates import CrossFit, crossfit_gain
+    from retrain_lib.learn.candidates import crossfit_gain
 
-    mlflow = ctx.mlflow()
-    crossfit = CrossFit.from_dict(mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/{CROSSFIT_ARTIFACT}"))
-    champion = load_model(ctx, f"models:/{ctx.cfg.name}/{champion_version}")
-    return crossfit_gain(ctx.cfg, crossfit, inputs.window_rows, champion)
+    return crossfit_gain(cfg, crossfit, inputs.window_rows, champion)
+
+
+def _gate_results(ctx: ModelContext, evaluation: Evaluation, trained: TrainedRun, snap: Snapshot | None):
+    """``(results, inputs, crossfit)`` of the configured gates: on the rows themselves with
+    ``snap`` (inputs that cannot be built fail every gate, closed), else metric gates only."""
+    from retrain_lib.quality.gate_types import GateResult
+    from retrain_lib.quality.gates import evaluate_gates, run_gates
+
+    if snap is None:
+        return evaluate_gates(ctx.cfg.gates, evaluation.candidate, evaluation.champion), None, None
+    crossfit = None
+    try:
+        crossfit = logged_crossfit(ctx, trained) if evaluation.champion_version else None
+        inputs = gate_inputs(
+            ctx,
+            snap,
+            trained,
+            evaluation,
+            crossfit=crossfit,
+            champion_data_end=champion_data_end(ctx, evaluation.champion_version),
+        )
+        return run_gates(ctx.cfg.gates, inputs), inputs, crossfit
+    except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
+        log.exception("gate inputs of %s could not be built", ctx.name)
+        failed = GateResult("inputs", "", None, None, None, None, False, f"gate inputs could not be built: {exc}")
+        return [failed], None, crossfit
 
 
 def check_gates(
@@ -118,22 +223,10 @@ def check_gates(
 
     With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
     latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
-    from retrain_lib.quality.gate_types import GateResult
-    from retrain_lib.quality.gates import all_passed, evaluate_gates, run_gates
+    from retrain_lib.quality.gates import all_passed
 
     ctx = ModelContext(model, settings)
-    inputs = None
-    if snap is None:
-        results = evaluate_gates(ctx.cfg.gates, evaluation.candidate, evaluation.champion)
-    else:
-        try:
-            inputs = gate_inputs(ctx, snap, trained, evaluation)
-            results = run_gates(ctx.cfg.gates, inputs)
-        except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
-            log.exception("gate inputs of %s could not be built", model)
-            results = [
-                GateResult("inputs", "", None, None, None, None, False, f"gate inputs could not be built: {exc}")
-            ]
+    results, inputs, crossfit = _gate_results(ctx, evaluation, trained, snap)
     passed = all_passed(results) and bool(results or not ctx.cfg.gates)
     champion = ctx.champion() if evaluation.champion_version else None
     follow = is_follow_up(
@@ -141,7 +234,10 @@ def check_gates(
         champion.tags if champion is not None and str(champion.version) == str(evaluation.champion_version) else None,
         trained.selection,
     )
-    measured = shift_gain(ctx, inputs, trained, evaluation) if passed and inputs is not None else None
+    measured = None
+    if passed and inputs is not None and crossfit is not None:
+        champion_model = load_model(ctx, f"models:/{ctx.cfg.name}/{evaluation.champion_version}")
+        measured = shift_gain(ctx.cfg, inputs, crossfit, champion_model, trained.selection)
     outcome, gain = promotion_outcome(
         ctx.cfg,
         passed,
@@ -175,6 +271,7 @@ def check_gates(
             "outcome": outcome,
             "follow_up": follow,
             "gain": gain.explain() if gain is not None else None,
+            "compared_on": inputs.compared_on if inputs is not None else None,
             "failed": [r.reason for r in results if not r.passed],
             "champion_version": evaluation.champion_version,
         },

@@ -169,6 +169,7 @@ class Evaluation:
     champion_version: str | None = None
     holdout_rows: int | None = None
     candidate_se: dict[str, float | None] | None = None
+    compared_on: str = "held_out"  # or "cross_fit": see retrain_lib.pipeline.evaluation.Compared
 
     def to_xcom(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -176,6 +177,7 @@ class Evaluation:
             "champion": dict(self.champion) if self.champion is not None else None,
             "champion_version": self.champion_version,
             "holdout_rows": self.holdout_rows,
+            "compared_on": self.compared_on,
         }
         if self.candidate_se is not None:
             out["candidate_se"] = dict(self.candidate_se)
@@ -190,6 +192,7 @@ class Evaluation:
             champion_version=d.get("champion_version"),
             holdout_rows=d.get("holdout_rows"),
             candidate_se=dict(se) if se is not None else None,
+            compared_on=d.get("compared_on") or "held_out",
         )
 
 

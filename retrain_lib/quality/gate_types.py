@@ -73,6 +73,9 @@ class GateInputs:
     # same rows passes when the candidate is not worse there (config ``adaptation``): a gate
     # must not keep a degraded model serving because its successor is not yet perfect.
     champion_relative_floor: bool = False
+    # How the candidate's scores were obtained: "held_out" (a model that never saw the rows) or
+    # "cross_fit" (out of fold, on rows the champion never saw either).
+    compared_on: str = "held_out"
 
     @property
     def window_rows(self):

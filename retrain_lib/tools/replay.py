@@ -254,41 +254,51 @@ class _Replay:
         return trained
 
     def _judge(self, day: dt.date, art: Artifact, trained: TrainedRun, event: dict) -> str:
-        """Evaluate the candidate and the champion on the same holdout and, with the policy's
-        gates, run them: the promotion outcome (``PROMOTE`` without gates)."""
-        from retrain_lib.core.metrics import evaluate
+        """Evaluate the candidate and the champion on the same rows (as the retrain DAG does:
+        :func:`retrain_lib.pipeline.evaluation.compared_rows`) and, with the policy's gates, run
+        them: the promotion outcome (``PROMOTE`` without gates)."""
+        from retrain_lib.core.metrics import evaluate, metrics_from_scores
         from retrain_lib.core.values import json_safe
+        from retrain_lib.learn.candidates import CrossFit
         from retrain_lib.learn.training_data import xy
-        from retrain_lib.pipeline.evaluation import gate_inputs
+        from retrain_lib.pipeline.evaluation import HELD_OUT, compared_rows, gate_inputs, shift_gain
         from retrain_lib.pipeline.snapshot import training_rows
         from retrain_lib.quality.gates import all_passed, run_gates
 
         cfg = self.cfg
         snap = Snapshot(model=cfg.name, as_of=art.as_of, start=art.start, end=art.end, fingerprint=art.fingerprint)
-        champion_metrics = None
-        if self.champion is not None:
-            from retrain_lib.learn.candidates import selection_rows
-
-            holdout = selection_rows(cfg, training_rows(self.ctx, snap), art.selection)[1]
-            X, y = xy(cfg, holdout)
-            champion_metrics = json_safe(evaluate(self.models[_uri(cfg, self.champion)], X, y, cfg.task))
+        champion = self.models[_uri(cfg, self.champion)] if self.champion is not None else None
+        crossfit = CrossFit.from_dict(art.crossfit) if art.crossfit is not None and champion is not None else None
+        champion_end = self.champion.tags.get("data.end") if self.champion is not None else None
+        candidate_metrics, champion_metrics, basis = art.metrics, None, HELD_OUT
+        if champion is not None:
+            scored_by = self.models[trained.scored_by_uri]
+            compared = compared_rows(cfg, training_rows(self.ctx, snap), trained, scored_by, crossfit, champion_end)
+            X, y = xy(cfg, compared.holdout)
+            champion_metrics = json_safe(evaluate(champion, X, y, cfg.task))
+            basis = compared.basis
+            if basis != HELD_OUT:
+                candidate_metrics = json_safe(metrics_from_scores(y, compared.candidate_scores, cfg.task))
         evaluation = Evaluation(
-            candidate=art.metrics,
+            candidate=candidate_metrics,
             champion=champion_metrics,
             champion_version=self.champion.version if self.champion else None,
+            compared_on=basis,
         )
-        event["candidate"] = art.metrics.get(cfg.primary_metric)
+        event["candidate"] = candidate_metrics.get(cfg.primary_metric)
         event["champion"] = (champion_metrics or {}).get(cfg.primary_metric)
+        if basis != HELD_OUT:
+            event["compared_on"] = basis
         outcome = PROMOTE
         if self.policy.gates:
-            inputs = gate_inputs(self.ctx, snap, trained, evaluation)
+            inputs = gate_inputs(self.ctx, snap, trained, evaluation, crossfit=crossfit, champion_data_end=champion_end)
             if art.latency_ms is not None:
                 inputs = dataclasses.replace(inputs, latency_ms=art.latency_ms)
             results = run_gates(cfg.gates, inputs)
             passed = all_passed(results) and bool(results or not cfg.gates)
             event["failed_gates"] = [r.reason for r in results if not r.passed]
             follow = is_follow_up(cfg, self.champion.tags if self.champion else None, art.selection)
-            measured = self._shift_gain(art, inputs) if passed else None
+            measured = shift_gain(cfg, inputs, crossfit, champion, art.selection) if passed else None
             outcome, gain = promotion_outcome(
                 cfg,
                 passed,
@@ -301,16 +311,6 @@ class _Replay:
             if gain is not None:
                 event["gain"] = gain.explain()
         return outcome
-
-    def _shift_gain(self, art: Artifact, inputs):
-        """As the retrain DAG does (``evaluation.shift_gain``): the cross-fitted gain since a
-        covariate shift over the champion, or ``None``."""
-        if art.crossfit is None or self.champion is None:
-            return None
-        from retrain_lib.learn.candidates import CrossFit, crossfit_gain
-
-        champion = self.models[_uri(self.cfg, self.champion)]
-        return crossfit_gain(self.cfg, CrossFit.from_dict(art.crossfit), inputs.window_rows, champion)
 
     def _change_day(self, day: dt.date) -> Change | None:
         """The change a retrain on ``day`` trains after (see

@@ -80,6 +80,7 @@ RECORDS = {
         champion_version="3",
         holdout_rows=900,
         candidate_se={"roc_auc": 0.004, "brier": None},
+        compared_on="cross_fit",
     ),
     "gates": GateReport(
         passed=False,
@@ -121,7 +122,7 @@ XCOM_KEYS = {
         "validation",
     },
     "trained": {"run_id", "model_uri", "metrics", "reused", "selection", "selection_model_uri"},
-    "evaluation": {"candidate", "champion", "champion_version", "holdout_rows", "candidate_se"},
+    "evaluation": {"candidate", "champion", "champion_version", "holdout_rows", "candidate_se", "compared_on"},
     "gates": {"follow_up", "passed", "gates_passed", "outcome", "gain", "results", "failed", "champion_version"},
     "registered": {"version", "run_id"},
     "deployed": {"mode", "version", "moves", "reevaluated", "champion", "rejected", "failed"},
