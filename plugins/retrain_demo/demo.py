@@ -240,6 +240,7 @@ def _simulate_models(args, settings, models: list[str], start: dt.date, print) -
     for model in models:
         cfg = configs[model] = load_model_config(settings.models_dir / f"{model}.yaml", settings.platform)
         kind, seed = SCENARIOS.get(model, ("covariate", 0))
+        kind = args.drift_kind or kind
         res = simulate(
             cfg,
             settings.data_root,
@@ -437,6 +438,11 @@ def main(argv=None) -> int:
     p.add_argument("--days", type=int, default=50, help="simulated days, the last one --last-day")
     p.add_argument("--last-day", help="last simulated day, YYYY-MM-DD (default: today, UTC)")
     p.add_argument("--drift-day", type=int, default=40)
+    p.add_argument(
+        "--drift-kind",
+        choices=("covariate", "concept", "none"),
+        help="the drift of every model (default: covariate for credit_default, concept for daily_demand)",
+    )
     p.add_argument("--first-day", type=int, default=29)
     p.add_argument("--rows-per-day", type=int, default=1500)
     p.add_argument("--no-reset", dest="reset", action="store_false")

@@ -4,14 +4,13 @@ that needs it (`test_demo.py`: its story, its live part and its fleet page)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from own_group import run_in_own_group
 
 DEMO_DAYS = 46
 
@@ -40,28 +39,3 @@ def demo_run(tmp_path_factory) -> DemoRun:
         "800",
     ]
     return DemoRun(run_in_own_group(cmd, timeout=840, cwd=root), state_dir, started)
-
-
-def run_in_own_group(cmd: list[str], *, timeout: float, cwd: Path) -> subprocess.CompletedProcess:
-    """``cmd`` in a session of its own, its output captured. Whatever it started and left
-    behind (the demo starts a gateway process) is killed with it, also when it times out, so
-    no process outlives the test session."""
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            out, err = proc.communicate()
-            raise subprocess.TimeoutExpired(cmd, timeout, out, err) from None
-        finally:
-            _kill_group(proc.pid)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
