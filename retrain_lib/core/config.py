@@ -42,6 +42,7 @@ from retrain_lib.core.config_sections import (
 from retrain_lib.core.config_triggers import DriftTrigger, PerformanceTrigger
 from retrain_lib.core.config_yaml import read_yaml, validate_file
 from retrain_lib.core.errors import ConfigError
+from retrain_lib.core.estimators import check_estimator
 
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
@@ -336,8 +337,6 @@ def _file_problems(path: Path, data, platform: PlatformConfig) -> list[tuple[tup
     ``training.estimator`` / ``training.params`` looked up in the estimator's source
     (:func:`retrain_lib.core.estimators.check_estimator`: a misspelt class or param gets a "did you
     mean"; nothing is imported, so scikit-learn stays out of DAG parsing)."""
-    from retrain_lib.core.estimators import check_estimator
-
     data = data if isinstance(data, dict) else {}
     found: list[tuple[tuple, str, str]] = []
     name, training = data.get("name"), data.get("training")

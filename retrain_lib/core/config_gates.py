@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain_lib.core.config_problems import did_you_mean
 from retrain_lib.core.config_sections import StrictModel
+from retrain_lib.core.metrics import GREATER_IS_BETTER
 
 
 class Gate(StrictModel):
@@ -139,8 +140,6 @@ class Gate(StrictModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str | None) -> str | None:
-        from retrain_lib.core.metrics import GREATER_IS_BETTER  # light: numpy loads inside its functions
-
         if value is not None and value not in GREATER_IS_BETTER:
             raise ValueError(
                 f"unknown metric {value!r}{did_you_mean(value, GREATER_IS_BETTER)}; "

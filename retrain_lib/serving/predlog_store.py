@@ -23,6 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from retrain_lib.core.settings import load_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -60,8 +62,6 @@ def resolve_url(settings=None, log_url: str | None = None) -> str:
     url = (log_url or os.environ.get(URL_ENV) or "").strip()
     if not url:
         if settings is None:
-            from retrain_lib.core.settings import load_settings
-
             settings = load_settings()
         url = f"sqlite:///{Path(settings.state_dir) / 'predictions.db'}"
     for prefix in ("postgresql://", "postgres://"):

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from retrain_lib.core.errors import DataError
+from retrain_lib.store.data import list_partitions, read_partition, resolve_dir
 
 log = logging.getLogger(__name__)
 
 
 def _records(cfg, data_root: Path, days: tuple[dt.date, dt.date] | None):
     import pandas as pd
-
-    from retrain_lib.store.data import list_partitions, read_partition, resolve_dir
 
     src = cfg.data
     parts = list_partitions(resolve_dir(data_root, src.path or cfg.name), src.format)

@@ -31,6 +31,8 @@ from retrain_lib.serving.predlog_store import new_request_id, resolve_url, utcno
 from retrain_lib.serving.refresher import Refresher, RegistryChangeProbe
 from retrain_lib.serving.schema import FeatureSchema
 from retrain_lib.serving.shadow import ShadowScorer
+from retrain_lib.store.model_context import ModelContext
+from retrain_lib.store.registry import get_client
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,6 @@ class Gateway:
         shadow_queue: int = 10_000,
         predict_threads: int = 2,
     ):
-        from retrain_lib.store.model_context import ModelContext
-
         self.settings = settings
         names = models or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
         self.slots: dict[str, ModelSlot] = {}
@@ -103,8 +103,6 @@ class Gateway:
     def client(self):
         """The registry client (made on first use)."""
         if self._client is None:
-            from retrain_lib.store.registry import get_client
-
             self._client = get_client(self.settings.tracking_uri, self.settings.registry_uri)
         return self._client
 

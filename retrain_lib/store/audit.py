@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain_lib.core.errors import ConfigError, RetrainError
+from retrain_lib.core.settings import redact
 from retrain_lib.store.ledger_records import (
     GENESIS,
     HEAD_TABLE,
@@ -163,8 +164,6 @@ def _create_engine(url: str):
     try:
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
-        from retrain_lib.core.settings import redact
-
         raise ConfigError(
             f"ledger database URL {redact(url)!r} is not a SQLAlchemy URL ({redact(exc)}); use "
             "e.g. postgresql://user@host/db or sqlite:////path/platform.db"

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from retrain_lib.core.errors import RegistryError
+from retrain_lib.store.registry import get_client
 
 _TABLES = (
     "registered_models",
@@ -202,8 +203,6 @@ class SqliteRegistryReader:
                 raise RegistryReadError(f"Run '{run_id}' not found")
             root = _local_dir(row["artifact_uri"])
         if root is None:  # a remote artifact store, or the runs are elsewhere: MLflow's client
-            from retrain_lib.store.registry import get_client
-
             return get_client(*self._uris).download_artifacts(run_id, path, dst_path)
         source = (root / path).resolve()
         if root.resolve() not in source.parents or not source.is_file():

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from retrain_lib.core.config import ModelConfig
+from retrain_lib.stats.calibration import AUTO
+from retrain_lib.stats.drift_methods import get_method
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,6 @@ def column_tests(cfg: ModelConfig, decided: dict[str, float] | None = None) -> d
     ``decided`` holds the thresholds the monitor's drift check used (``feature -> threshold``);
     they win, and they are required for a threshold ``auto``, which is calibrated to the day's
     sample sizes and so cannot be read from the config."""
-    from retrain_lib.stats.calibration import AUTO
-    from retrain_lib.stats.drift_methods import get_method
-
     d = cfg.drift
     skip = set(d.exclude)
     out: dict[str, tuple[str, str, float]] = {}
