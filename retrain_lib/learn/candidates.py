@@ -34,9 +34,13 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import RetrainError
+from retrain_lib.core.metrics import compute_metric, predict_scores
+from retrain_lib.learn import training  # training.fit looked up at call time: tests replace it
+from retrain_lib.learn.training_data import split_frame, xy
 from retrain_lib.learn.window_choice import Candidate, Recipe, Selection, choose, recipes, rows_for, selection_split
 from retrain_lib.stats.champion_gain import Gain, gain_test
 from retrain_lib.stats.change_detection import change_day
+from retrain_lib.stats.performance import daily_metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +89,6 @@ def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_en
     training window (:func:`retrain_lib.stats.change_detection.change_day`), or ``None``."""
     if champion_model is None or labelled is None or not len(labelled):
         return None
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.stats.performance import daily_metrics
 
     ts = cfg.data.timestamp_column
     rows = labelled
@@ -117,9 +118,6 @@ def train_candidates(
 ) -> CandidateSet:
     """Fit every recipe on the pool, choose on the newest matured labels, refit the winner."""
     import pandas as pd
-
-    from retrain_lib.learn.training import fit
-    from retrain_lib.learn.training_data import xy
 
     pool, newest = selection_split(cfg, labelled, change)
     if len(newest) < 10 or len(pool) < 20:
@@ -153,7 +151,7 @@ def train_candidates(
         raise RetrainError(f"{cfg.name}: {exc}") from exc
     eval_model, recipe = fitted[selection.chosen]
     everything = rows_for(cfg, recipe, pd.concat([pool, newest]))
-    model, info = fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
+    model, info = training.fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
     crossfit = None
     if change is not None and cfg.adaptation.crossfit_folds:
@@ -180,10 +178,6 @@ def cross_fit(
     ``None`` when fewer than two days or 40 rows are there, or a fold cannot be trained."""
     import numpy as np
 
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training import fit
-    from retrain_lib.learn.training_data import xy
-
     ts, key = cfg.data.timestamp_column, cfg.data.id_column
     days = rows[ts].dt.date
     after = days >= dt.date.fromisoformat(since)
@@ -195,7 +189,7 @@ def cross_fit(
     for block in np.array_split(np.array(shifted_days, dtype=object), folds):
         held = days.isin(set(block)).to_numpy()
         try:
-            model, _ = fit(recipe.cfg, rows[~held], allowed_prefixes, **fit_options)
+            model, _ = training.fit(recipe.cfg, rows[~held], allowed_prefixes, **fit_options)
         except (RetrainError, ValueError) as exc:
             log.warning("%s: cross-fit of %s failed: %s", cfg.name, recipe.name, exc)
             return None
@@ -210,9 +204,6 @@ def crossfit_gain(cfg: ModelConfig, crossfit: CrossFit, labelled, champion_model
     scores against the champion on the same rows of ``labelled`` (matched by id); ``None``
     when the rows are no longer there."""
     import numpy as np
-
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
 
     key = cfg.data.id_column
     position = {v: i for i, v in enumerate(crossfit.ids)}
@@ -260,14 +251,11 @@ def _fit_and_score(
 ) -> tuple[Candidate, tuple[Any, Any] | None]:
     """One recipe fitted on its rows of the pool and scored on the selection rows: its
     :class:`Candidate` and ``(model, TrainingInfo)`` (``None`` when it could not be trained)."""
-    from retrain_lib.core.metrics import compute_metric, predict_scores
-    from retrain_lib.learn.training import fit
-
     metric = cfg.primary_metric
     rows = rows_for(cfg, recipe, pool)
     recency = recipe.cfg.training.recency.model_dump(exclude_none=True) if recipe.cfg.training.recency else None
     try:
-        model, info = fit(recipe.cfg, rows, allowed_prefixes, **fit_options)
+        model, info = training.fit(recipe.cfg, rows, allowed_prefixes, **fit_options)
     except (RetrainError, ValueError) as exc:
         log.warning("%s: candidate %s could not be trained: %s", cfg.name, recipe.name, exc)
         failed = Candidate(recipe.name, len(rows), None, problem=str(exc), recency=recency, since=recipe.since)
@@ -288,8 +276,6 @@ def selection_rows(cfg: ModelConfig, labelled, selection: dict | None):
     """``(training pool, rows the candidate and champion are compared on)`` of a retrain:
     the newest matured labels of its selection, or the configured holdout without one."""
     if selection is None:
-        from retrain_lib.learn.training_data import split_frame
-
         split = split_frame(cfg, labelled)
         return split.train, split.holdout
     return selection_split(cfg, labelled, selection.get("change_day"))

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from retrain_lib.core.config_sections import Recency
 from retrain_lib.core.metrics import greater_is_better
 
 if TYPE_CHECKING:
@@ -63,8 +64,6 @@ def selection_split(
 
 
 def _with_recency(cfg: ModelConfig, recency: dict | None) -> Any:
-    from retrain_lib.core.config_sections import Recency
-
     training = cfg.training.model_copy(update={"recency": Recency(**recency) if recency else None})
     return cfg.model_copy(update={"training": training})
 

@@ -21,6 +21,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from retrain_lib.core.metrics import greater_is_better
+from retrain_lib.pipeline.adaptation import (
+    ACCEPTED,
+    CHANGE_SOURCE_TAG,
+    CHANGE_TAG,
+    LABELLED_UNTIL_TAG,
+    LEVEL_EVENT,
+    REBASE_EVENT,
+    acceptance,
+    backoff,
+    extends_regime,
+    healthy_level,
+    level_updates,
+    rebased_window,
+    regime_change,
+    regime_learnt,
+    shift_check,
+    shift_day,
+)
+from retrain_lib.store import audit
+
 if TYPE_CHECKING:
     from retrain_lib.core.config import ModelConfig
     from retrain_lib.pipeline.monitor_records import MonitorDecision
@@ -48,7 +69,7 @@ def test_drop(
     estimated ``change_day``."""
     import numpy as np
 
-    from retrain_lib.core.metrics import greater_is_better
+    # lazy: numpy and pandas; tools.status (the status command, the fleet page) imports this module
     from retrain_lib.stats.change_detection import bootstrap_se, change_day, drop_test
     from retrain_lib.stats.performance import daily_metrics, metric_value
 
@@ -113,8 +134,6 @@ def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationS
     cfg = ctx.cfg
     if cfg.adaptation is None or champion is None:
         return AdaptationState()
-    from retrain_lib.pipeline.adaptation import backoff, healthy_level, rebased_window
-    from retrain_lib.store import audit
 
     if records is None:
         records = audit.read_ledger(ctx.settings, ctx.name)
@@ -145,7 +164,6 @@ def shift_facts(cfg: ModelConfig, records, champion, as_of: dt.date):
     spec = cfg.adaptation
     if spec is None or spec.shift_label_days is None or champion is None or not records:
         return None
-    from retrain_lib.pipeline.adaptation import shift_check
 
     return shift_check(
         records,
@@ -173,8 +191,6 @@ def training_change(
     the champion's metric, else the day its inputs shifted (a rebased drift, from
     ``records()``). A regime keeps its own source; ``NO_CHANGE`` when there is none. The
     callables run only when needed."""
-    from retrain_lib.pipeline.adaptation import CHANGE_SOURCE_TAG, regime_change, shift_day
-
     regime = regime_change(champion_tags, window_start, training_days)
     if regime is not None:
         return Change(regime, champion_tags.get(CHANGE_SOURCE_TAG) or "performance")
@@ -188,8 +204,6 @@ def training_change(
 def regime_tags(selection: dict | None) -> dict[str, str]:
     """The registry tags that carry a version's regime (its change day and last labelled day)
     to its successors (:func:`retrain_lib.pipeline.adaptation.regime_change`, ``follow_up``)."""
-    from retrain_lib.pipeline.adaptation import CHANGE_SOURCE_TAG, CHANGE_TAG, LABELLED_UNTIL_TAG
-
     if not selection:
         return {}
     return {
@@ -216,14 +230,6 @@ def record_adaptation(
     since the change; the drift reference rebased."""
     if cfg.adaptation is None:
         return []
-    from retrain_lib.pipeline.adaptation import (
-        ACCEPTED,
-        CHANGE_TAG,
-        LEVEL_EVENT,
-        REBASE_EVENT,
-        level_updates,
-        regime_learnt,
-    )
 
     out = []
     if cfg.performance is not None:
@@ -263,7 +269,6 @@ def record_no_gain_acceptance(
     when :func:`retrain_lib.pipeline.adaptation.acceptance` says the champion's level is the new one."""
     if cfg.performance is None or cfg.adaptation is None:
         return None
-    from retrain_lib.pipeline.adaptation import LEVEL_EVENT, acceptance
 
     accepted = acceptance(
         selection, metric=cfg.performance.metric, min_rows_after_change=cfg.adaptation.min_rows_after_change
@@ -311,6 +316,5 @@ def is_follow_up(cfg: ModelConfig, champion_tags: dict | None, selection: dict |
     """Whether a candidate extends its champion's regime (:func:`retrain_lib.pipeline.adaptation.extends_regime`)."""
     if cfg.adaptation is None or not cfg.adaptation.follow_up or not champion_tags:
         return False
-    from retrain_lib.pipeline.adaptation import extends_regime
 
     return extends_regime(champion_tags, selection)

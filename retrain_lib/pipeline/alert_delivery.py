@@ -20,6 +20,7 @@ from typing import Any
 
 from retrain_lib.core.settings import redact
 from retrain_lib.pipeline.alert_payload import Alert
+from retrain_lib.store.audit import Ledger, normalise_url
 
 # The logger alert delivery has always logged under: log filters and alerting rules select it.
 log = logging.getLogger("retrain_lib.pipeline.alerts")
@@ -41,8 +42,6 @@ class DedupeStore:
     _ready: set[tuple[str, int]] = set()
 
     def __init__(self, url: str):
-        from retrain_lib.store.audit import normalise_url
-
         self.url = normalise_url(url)
 
     @classmethod
@@ -55,8 +54,6 @@ class DedupeStore:
 
     def _engine(self):
         import os
-
-        from retrain_lib.store.audit import Ledger
 
         engine = Ledger(self.url).engine  # the same engine (WAL, busy timeout) as the ledger
         key = (self.url, os.getpid())

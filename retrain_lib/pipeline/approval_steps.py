@@ -10,6 +10,7 @@ from typing import Any
 from retrain_lib.core.settings import Settings
 from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.registration import add_approval_to_card
+from retrain_lib.quality.approval import approval_reasons
 from retrain_lib.store.model_context import ModelContext
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,6 @@ def approval_request(
     actor: str = "cli",
 ) -> dict[str, Any]:
     """Whether this promotion needs a human answer, and the text the approver reads."""
-    from retrain_lib.quality.approval import approval_reasons
-
     ctx = ModelContext(model, settings)
     champion = ctx.champion()
     run = ctx.client.get_run(trained.run_id)

@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.metrics import greater_is_better
 from retrain_lib.core.values import as_day, str_or_none
+from retrain_lib.pipeline.adaptation import follow_up
 from retrain_lib.pipeline.monitor_records import MonitorDecision, Signal
+from retrain_lib.stats.change_detection import DropTest
+from retrain_lib.stats.performance import assess_drop, critical_limit
 
 RETRAIN = "retrain"
 HEALTHY = "healthy"
@@ -256,7 +260,6 @@ def _check_follow_up(cfg: ModelConfig, champion, as_of: dt.date, backoff, found:
     deployment brought no model (that ends its follow-ups)."""
     if cfg.adaptation is None or not cfg.adaptation.follow_up:
         return None
-    from retrain_lib.pipeline.adaptation import follow_up
 
     pending = follow_up(
         champion.tags, as_of, label_delay_days=cfg.data.label_delay_days, training_days=cfg.windows.training_days
@@ -286,9 +289,6 @@ def _levels(perf_cfg) -> dict[str, Any]:
 def _judged_drop(perf_cfg, performance: dict):
     """The live metric's drop from its baseline: ``(assessment, text, limit, critical)``. With a
     drop test (``performance.false_alarm_rate``) the test decides, its text and limit apply."""
-    from retrain_lib.core.metrics import greater_is_better
-    from retrain_lib.stats.performance import assess_drop, critical_limit
-
     metric = performance["metric"]
     a = assess_drop(performance["live"], performance["baseline"], metric, **_levels(perf_cfg))
     source = performance.get("baseline_source", "holdout")
@@ -300,7 +300,6 @@ def _judged_drop(perf_cfg, performance: dict):
     test = performance.get("test")
     if test is None:
         return a, text, limit, a.critical
-    from retrain_lib.stats.change_detection import DropTest
 
     t = DropTest(**test)
     limit = (
@@ -358,8 +357,6 @@ def _check_live_performance(perf_cfg, performance: dict, pending, found: _Findin
 def _check_segments(perf_cfg, performance: dict, critical: bool, found: _Findings) -> None:
     """The ``performance_segments`` signal (recorded only): segments with enough labels past a
     level. They join the reasons when the overall drop retrains, else the notes."""
-    from retrain_lib.stats.performance import assess_drop
-
     metric = performance["metric"]
     flagged = []
     for seg in performance.get("segments", []):
@@ -396,8 +393,6 @@ def _segment_text(segments: list[dict], metric: str) -> str:
 def _check_estimate(perf_cfg, performance: dict, found: _Findings) -> None:
     """The ``performance_estimate`` signal (CBPE before the labels arrive): a critical estimate
     retrains with ``performance.use_estimate``, any other level is a note."""
-    from retrain_lib.stats.performance import assess_drop, critical_limit
-
     metric = performance["metric"]
     est = performance.get("estimate") or {}
     if est.get("value") is None or math.isnan(est["value"]):

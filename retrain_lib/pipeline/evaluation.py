@@ -8,13 +8,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from retrain_lib.core.metrics import evaluate, metrics_from_scores, predict_scores
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, str_or_none
+from retrain_lib.learn.candidates import CrossFit, crossfit_gain, selection_rows, unseen_out_of_fold
+from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.adaptation_steps import is_follow_up, metric_ses, promotion_outcome
 from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.pipeline.training_run import CROSSFIT_ARTIFACT, CROSSFIT_TAG
+from retrain_lib.quality.gate_types import GateInputs, GateResult
+from retrain_lib.quality.gates import all_passed, evaluate_gates, run_gates
+from retrain_lib.stats.gate_measures import measure_latency_ms
 from retrain_lib.store.model_context import ModelContext, load_model
 
 log = logging.getLogger(__name__)
@@ -41,10 +47,6 @@ def compared_rows(cfg, labelled, trained: TrainedRun, scored_by, crossfit=None, 
     """The :class:`Compared` of a retrain: ``labelled`` its window's labelled rows, ``scored_by``
     the model its selection scored, ``crossfit`` its :class:`~retrain_lib.learn.candidates.CrossFit`
     (or ``None``) and ``champion_data_end`` the ``data.end`` of the champion's training run."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.candidates import selection_rows, unseen_out_of_fold
-    from retrain_lib.learn.training_data import xy
-
     unseen = unseen_out_of_fold(cfg, crossfit, labelled, champion_data_end)
     if unseen is not None:
         rows, scores = unseen
@@ -60,7 +62,6 @@ def logged_crossfit(ctx: ModelContext, trained: TrainedRun):
     """The :class:`~retrain_lib.learn.candidates.CrossFit` the training run logged, or ``None``."""
     if not trained.run_id or not ctx.client.get_run(trained.run_id).data.tags.get(CROSSFIT_TAG):
         return None
-    from retrain_lib.learn.candidates import CrossFit
 
     return CrossFit.from_dict(ctx.mlflow().artifacts.load_dict(f"runs:/{trained.run_id}/{CROSSFIT_ARTIFACT}"))
 
@@ -79,9 +80,6 @@ def evaluate_candidate(
     the configured holdout, or with ``adaptation`` the newest matured labels the candidate was
     chosen on (scored by the chosen recipe's model from before its refit, which never saw
     them), or the rows the champion never saw, scored out of fold."""
-    from retrain_lib.core.metrics import evaluate, metrics_from_scores
-    from retrain_lib.learn.training_data import xy
-
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
     champion = ctx.champion()
@@ -126,11 +124,6 @@ def gate_inputs(
     from the retrain's ``crossfit`` and ``champion_data_end``) scored by the candidate and by
     the champion the evaluation used, the other rows of the window (leakage) and a latency
     measurement."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.quality.gate_types import GateInputs
-    from retrain_lib.stats.gate_measures import measure_latency_ms
-
     cfg = ctx.cfg
     champion_version = evaluation.champion_version
     compared = compared_rows(
@@ -176,7 +169,6 @@ def shift_gain(cfg, inputs, crossfit, champion, selection: dict | None):
     shift = (selection or {}).get("change_source") == "shift"
     if not shift or crossfit is None or champion is None or inputs.compared_on != HELD_OUT:
         return None
-    from retrain_lib.learn.candidates import crossfit_gain
 
     return crossfit_gain(cfg, crossfit, inputs.window_rows, champion)
 
@@ -184,9 +176,6 @@ def shift_gain(cfg, inputs, crossfit, champion, selection: dict | None):
 def _gate_results(ctx: ModelContext, evaluation: Evaluation, trained: TrainedRun, snap: Snapshot | None):
     """``(results, inputs, crossfit)`` of the configured gates: on the rows themselves with
     ``snap`` (inputs that cannot be built fail every gate, closed), else metric gates only."""
-    from retrain_lib.quality.gate_types import GateResult
-    from retrain_lib.quality.gates import evaluate_gates, run_gates
-
     if snap is None:
         return evaluate_gates(ctx.cfg.gates, evaluation.candidate, evaluation.champion), None, None
     crossfit = None
@@ -223,8 +212,6 @@ def check_gates(
 
     With ``snap`` the gates see the holdout rows themselves (segments, fairness, calibration,
     latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
-    from retrain_lib.quality.gates import all_passed
-
     ctx = ModelContext(model, settings)
     results, inputs, crossfit = _gate_results(ctx, evaluation, trained, snap)
     passed = all_passed(results) and bool(results or not ctx.cfg.gates)

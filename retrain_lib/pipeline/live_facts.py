@@ -10,7 +10,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from retrain_lib.core.metrics import greater_is_better, predict_scores
 from retrain_lib.core.values import as_day, str_or_none
+from retrain_lib.learn.training_data import feature_frame, xy
+from retrain_lib.serving.predlog_read import read_predictions
+from retrain_lib.serving.predlog_store import resolve_url
+from retrain_lib.stats.performance import metric_value
 from retrain_lib.store import registry
 from retrain_lib.store.data import load_window
 from retrain_lib.store.model_context import ModelContext, load_model
@@ -35,9 +40,6 @@ def rollback_facts(
         previous = registry.get_alias_version(ctx.client, ctx.name, registry.PREVIOUS)
     if previous is None:
         return None
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.stats.performance import metric_value
 
     cfg = ctx.cfg
     start, end = (as_day(d) for d in performance["window"])
@@ -77,8 +79,6 @@ def rollback_facts(
 def _relative_worse(metric: str, champion: float, previous: float) -> float:
     """How much worse ``champion`` is than ``previous`` on ``metric``, relative to ``previous``
     (in the metric's direction; negative when better)."""
-    from retrain_lib.core.metrics import greater_is_better
-
     worse_by = (previous - champion) if greater_is_better(metric) else (champion - previous)
     return worse_by / abs(previous) if previous else math.inf
 
@@ -104,8 +104,6 @@ def serving_facts(
     promoted = champion.tags.get("promoted_as_of")
     if promoted and (as_of - as_day(promoted)).days > spec.within_days:
         return None
-    from retrain_lib.serving.predlog_read import read_predictions
-    from retrain_lib.serving.predlog_store import resolve_url
 
     url = resolve_url(ctx.settings, log_url)
     if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
@@ -147,10 +145,6 @@ def _compare_on_requests(ctx: ModelContext, labelled, previous) -> dict[str, Any
     """The champion's logged outputs and ``previous``'s scores of the same logged features,
     each against the labels that came back: their metric and how much worse the champion is."""
     import pandas as pd
-
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import feature_frame
-    from retrain_lib.stats.performance import metric_value
 
     cfg = ctx.cfg
     X = feature_frame(cfg, pd.DataFrame(labelled["features"].tolist(), index=labelled.index))

@@ -11,8 +11,11 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import predict_scores
 from retrain_lib.core.values import as_day
 from retrain_lib.pipeline.decision import RETRAIN
+from retrain_lib.stats.calibration import apply_persistence
+from retrain_lib.stats.drift import drift_for_config, prediction_drift
 from retrain_lib.store import audit
 from retrain_lib.store.data import Window, available_days, load_window
 from retrain_lib.store.model_context import ModelContext, load_model
@@ -56,8 +59,6 @@ def drift_facts(
     reads): the report, its windows, the top features, and with ``drift.persistence`` the
     persistent alarm over ``history`` (the earlier raw decisions, oldest first, or a callable
     returning them). Pure: no registry, ledger or MLflow."""
-    from retrain_lib.stats.drift import drift_for_config
-
     report = drift_for_config(cfg, reference.frame, current.frame, weights=weights)
     summary = report.to_dict()
     if prediction is not None:
@@ -77,8 +78,6 @@ def drift_facts(
         for f in report.top(3)
     ]
     if cfg.drift.persistence is not None:
-        from retrain_lib.stats.calibration import apply_persistence
-
         past = history() if callable(history) else list(history or [])
         summary = apply_persistence(summary, past, k=cfg.drift.persistence.k, n=cfg.drift.persistence.n)
     return summary
@@ -110,9 +109,6 @@ def importance_weights(champion) -> dict[str, float] | None:
 
 def prediction_drift_facts(ctx: ModelContext, champion, reference: Window, current: Window) -> dict[str, Any]:
     """Drift of the champion's outputs between the reference and current windows (reported)."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.stats.drift import prediction_drift
-
     cfg = ctx.cfg
     model = load_model(ctx, f"models:/{cfg.name}/{champion.version}")
     ref = predict_scores(model, reference.frame[cfg.features.all], cfg.task)

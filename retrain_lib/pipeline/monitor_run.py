@@ -30,7 +30,10 @@ from retrain_lib.pipeline.monitor_facts import (
 )
 from retrain_lib.pipeline.monitor_records import MonitorDecision, MonitorResult, Signal
 from retrain_lib.pipeline.performance_facts import champion_performance
-from retrain_lib.store import registry
+
+# validation and reports as modules: their functions are looked up when called (tests replace them)
+from retrain_lib.quality import validation as data_validation
+from retrain_lib.store import registry, reports
 from retrain_lib.store.data import Window, day_range, load_window
 from retrain_lib.store.model_context import ModelContext
 
@@ -239,10 +242,8 @@ def _monitor_validation(ctx: ModelContext, window: Window):
     cfg = ctx.cfg
     if cfg.validation is None or not cfg.validation.enabled:
         return None, None
-    from retrain_lib.quality.validation import validate_window
-
     try:
-        report = validate_window(cfg, window)
+        report = data_validation.validate_window(cfg, window)
     except Exception as exc:  # noqa: BLE001 - validation must not stop the monitor
         log.exception("data validation of %s for %s could not run", cfg.name, window.as_of)
         return {"success": None, "error": f"{type(exc).__name__}: {exc}"}, None
@@ -262,10 +263,8 @@ def _monitor_validation(ctx: ModelContext, window: Window):
 def _drift_html(ctx: ModelContext, reference: Window, current: Window, path: Path, features=None):
     """The Evidently drift report with the tests the drift check ran (its ``features``): ``(path, None)``,
     or ``(None, error)`` when it failed (the monitor's decision does not depend on it)."""
-    from retrain_lib.store.reports import drift_html_report
-
     try:
-        return drift_html_report(ctx.cfg, reference.frame, current.frame, path, features=features), None
+        return reports.drift_html_report(ctx.cfg, reference.frame, current.frame, path, features=features), None
     except Exception as exc:  # noqa: BLE001 - a report failure must not stop the monitor
         log.exception("the drift report of %s could not be built", ctx.name)
         return None, f"{type(exc).__name__}: {exc}"
@@ -311,10 +310,8 @@ def _log_monitor_run(
         mlflow.log_metrics(finite(metrics))
         mlflow.log_artifact(str(report_path), artifact_path="monitor")
         if html_path is not None:
-            from retrain_lib.store.reports import link_to_artifact
-
             mlflow.log_artifact(str(html_path), artifact_path="monitor")
-            link_to_artifact(html_path, run.info.artifact_uri, "monitor")  # stored once, not twice
+            reports.link_to_artifact(html_path, run.info.artifact_uri, "monitor")  # stored once, not twice
         if validation_path is not None:
             mlflow.log_artifact(str(validation_path), artifact_path="monitor")
         return run.info.run_id

@@ -12,8 +12,17 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import predict_scores
 from retrain_lib.core.values import as_day
+from retrain_lib.learn.training_data import feature_frame, split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import test_drop
+from retrain_lib.stats.performance import (
+    assess_drop,
+    daily_metrics,
+    estimate_performance,
+    metric_value,
+    segment_metrics,
+)
 from retrain_lib.store.data import Window, day_range, load_window
 from retrain_lib.store.model_context import ModelContext, load_model
 
@@ -48,9 +57,6 @@ def champion_performance(
     perf = cfg.performance
     if champion is None or perf is None or not perf.enabled:
         return None
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.stats.performance import metric_value
 
     start, end, trained_end = _matured_range(cfg, champion, as_of)
     result = _blank_result(perf, champion, start, end)
@@ -131,10 +137,6 @@ def _baselines(ctx: ModelContext, champion, model, before, result: dict) -> tupl
     at least ``performance.baseline_min_days`` of them their mean becomes the baseline in
     ``result`` (``rolling``) and the segment baselines come from those rows, else from the
     champion's holdout rows."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.stats.performance import daily_metrics, segment_metrics
-
     cfg = ctx.cfg
     perf = cfg.performance
     seg_baseline: dict[str, dict[str, dict]] = {}
@@ -170,7 +172,6 @@ def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list
     """The live metric of each segment (``features.segments``) with its baseline."""
     if not cfg.features.segments:
         return []
-    from retrain_lib.stats.performance import segment_metrics
 
     out = []
     for column, values in segment_metrics(
@@ -185,8 +186,6 @@ def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list
 def _assess_drops(perf, result: dict, live: float) -> None:
     """The drop levels of the live metric and of each segment (a drop test, when there is
     one, decides ``triggered``)."""
-    from retrain_lib.stats.performance import assess_drop
-
     levels = dict(max_drop=perf.max_drop, warn_drop=perf.warn_drop, critical_drop=perf.critical_drop)
     overall = assess_drop(live, result["baseline"], perf.metric, **levels)
     result.update(
@@ -210,10 +209,6 @@ def _assess_drops(perf, result: dict, live: float) -> None:
 
 def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
     """CBPE on the rows of the current window whose labels have not arrived yet."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import feature_frame
-    from retrain_lib.stats.performance import estimate_performance
-
     cfg = ctx.cfg
     perf = cfg.performance
     frame = current.frame
@@ -236,10 +231,6 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
 def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, dict[str, dict]]:
     """The champion's metric per segment on its own holdout rows (its training window read
     as of its training day, split as training split it); ``{}`` when that data is gone."""
-    from retrain_lib.core.metrics import predict_scores
-    from retrain_lib.learn.training_data import split_frame, xy
-    from retrain_lib.stats.performance import segment_metrics
-
     cfg = ctx.cfg
     tags = champion.tags
     if not (tags.get("data.start") and tags.get("data.end")):

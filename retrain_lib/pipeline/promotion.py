@@ -25,6 +25,7 @@ from retrain_lib.pipeline.records import (
     Snapshot,
     TrainedRun,
 )
+from retrain_lib.stats.champion_gain import Gain
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext
 
@@ -324,8 +325,6 @@ def reject_candidate(
     ctx = ModelContext(model, settings)
     failed = [r.reason for r in gates.failed]
     if gates.outcome == NO_GAIN:
-        from retrain_lib.stats.champion_gain import Gain
-
         gain = Gain(**gates.gain)
         ctx.client.set_tag(trained.run_id, "retrain.decision", NO_GAIN)
         ctx.record(

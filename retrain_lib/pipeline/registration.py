@@ -9,11 +9,15 @@ import logging
 from typing import Any
 
 from retrain_lib.core.errors import RegistryError
+from retrain_lib.core.metrics import evaluate
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, json_safe
+from retrain_lib.learn.training_data import split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import regime_tags
 from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
+from retrain_lib.quality.approval import FEATURES_TAG, feature_signature
+from retrain_lib.quality.model_card import build_model_card
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext, load_model
 
@@ -45,7 +49,6 @@ def register_candidate(
         "gates.passed": "true",
         "gates.summary": "; ".join(r.reason for r in results)[:4000],
     }
-    from retrain_lib.quality.approval import FEATURES_TAG, feature_signature
 
     tags.update(
         {
@@ -92,9 +95,6 @@ def _card_info(
     version: str,
 ) -> dict[str, Any]:
     """What the model card of a version shows (see :mod:`retrain_lib.quality.model_card`)."""
-    from retrain_lib.core.metrics import evaluate
-    from retrain_lib.learn.training_data import split_frame, xy
-
     cfg = ctx.cfg
     split = split_frame(cfg, training_rows(ctx, snap))
     model = load_model(ctx, trained.model_uri)
@@ -164,8 +164,6 @@ def _card_info(
 
 def write_model_card(ctx: ModelContext, version: str, info: dict[str, Any]) -> None:
     """Render the card and log it (markdown, HTML and its input) to the version's MLflow run."""
-    from retrain_lib.quality.model_card import build_model_card
-
     markdown, html = build_model_card(info)
     run_id = info["lineage"]["mlflow_run_id"]
     ctx.mlflow()

@@ -19,6 +19,11 @@ from typing import Any
 from retrain_lib.core.errors import ConfigError, RegistryError, StaleChampionError
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import json_safe, str_or_none
+from retrain_lib.pipeline.rollout import ShadowArm, ShadowLimits, canary_decision, canary_proxy_decision, compare_shadow
+from retrain_lib.serving.predlog_read import read_predictions
+from retrain_lib.serving.predlog_store import resolve_url
+from retrain_lib.serving.routing import set_rollout_state
+from retrain_lib.stats.rollout_stats import loss_per_request
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext
 
@@ -32,8 +37,6 @@ def _now() -> str:
 
 
 def _log_url(ctx: ModelContext, log_url: str | None) -> str:
-    from retrain_lib.serving.predlog_store import resolve_url
-
     return resolve_url(ctx.settings, log_url)
 
 
@@ -52,8 +55,6 @@ def start_rollout(
     ``mode`` (``shadow`` or ``canary``), ``min_predictions`` and ``margin`` override the
     config's ``deploy`` for this rollout (a rollout started by hand, or a retrain run with
     ``deploy_mode``); a config with ``mode: direct`` rolls out as ``canary``."""
-    from retrain_lib.serving.routing import set_rollout_state
-
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
     mode = mode or (d.mode if d.mode != "direct" else "canary")
@@ -100,8 +101,6 @@ def prediction_counts(
     model: str, since: str, *, settings: Settings | None = None, log_url: str | None = None
 ) -> dict[str, int]:
     """Predictions (and labelled ones) per arm since ``since``: what the wait sensors poll."""
-    from retrain_lib.serving.predlog_read import read_predictions
-
     ctx = ModelContext(model, settings)
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, since)
     out: dict[str, int] = {}
@@ -116,8 +115,6 @@ def _min_predictions(deploy, started: dict) -> int:
 
 
 def _arm(frame, arm: str):
-    from retrain_lib.pipeline.rollout import ShadowArm
-
     rows = frame[frame["arm"] == arm]
     failed = rows["error"].notna() if "error" in rows else rows["output"].isna()
     part = rows[~failed]
@@ -144,9 +141,6 @@ def judge_shadow(
     log_url: str | None = None,
 ) -> dict[str, Any]:
     """Challenger (arm ``shadow``) vs champion on the same requests: output distribution, latency."""
-    from retrain_lib.pipeline.rollout import ShadowLimits, compare_shadow
-    from retrain_lib.serving.predlog_read import read_predictions
-
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, started["since"])
@@ -178,8 +172,6 @@ def set_canary_step(
     actor: str = "cli",
 ) -> dict[str, Any]:
     """Send ``percent`` % of the traffic to the challenger; returns the step's start time."""
-    from retrain_lib.serving.routing import set_rollout_state
-
     ctx = ModelContext(model, settings)
     _still_same(ctx, started)
     set_rollout_state(ctx.client, ctx.name, "canary", float(percent), ctx.cfg.deploy.sticky_key or "")
@@ -199,10 +191,6 @@ def canary_status(
     per-request losses of the labelled requests of each arm since the step began, or the
     proxy test on outputs while too few labels have arrived. Safe to call at every poll:
     its false-rollback rate is bounded however often it looks."""
-    from retrain_lib.pipeline.rollout import ShadowLimits, canary_decision, canary_proxy_decision
-    from retrain_lib.serving.predlog_read import read_predictions
-    from retrain_lib.stats.rollout_stats import loss_per_request
-
     ctx = ModelContext(model, settings)
     cfg, d = ctx.cfg, ctx.cfg.deploy
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, step["since"])
@@ -294,8 +282,6 @@ def finish_rollout(
     """``promote``: the challenger becomes champion (compare-and-swap on the champion the rollout
     compared it with, atomic with the ledger entry). ``rollback``: the challenger alias is
     removed and the version tagged. Either way the gateway goes back to champion-only."""
-    from retrain_lib.serving.routing import set_rollout_state
-
     ctx = ModelContext(model, settings)
     version = started["challenger"]
     try:

@@ -15,7 +15,9 @@ from retrain_lib.core.errors import DataError
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import as_day
 from retrain_lib.pipeline.records import Snapshot, SnapshotValidation
+from retrain_lib.quality.validation import quarantine_batch, validate_window
 from retrain_lib.store.data import Window, day_range, load_window
+from retrain_lib.store.lineage import LABEL_KNOWN_COLUMN, load_training_set, snapshot_training_set
 from retrain_lib.store.model_context import ModelContext
 
 
@@ -60,8 +62,6 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
     problems = validate_training_data(ctx.cfg, window)
     report = None
     if ctx.cfg.validation is not None and ctx.cfg.validation.enabled:
-        from retrain_lib.quality.validation import validate_window
-
         report = validate_window(ctx.cfg, window)
         problems += report.explain()
     snap = Snapshot(
@@ -76,8 +76,6 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
         problems=tuple(problems),
     )
     if not problems:
-        from retrain_lib.store.lineage import snapshot_training_set
-
         snap = replace(
             snap,
             dvc=snapshot_training_set(ctx.settings, model, window.frame, as_of=as_of, fingerprint=window.fingerprint),
@@ -86,8 +84,6 @@ def snapshot_data(model: str, as_of, *, settings: Settings | None = None, actor:
         return snap
     quarantine = None
     if problems:
-        from retrain_lib.quality.validation import quarantine_batch
-
         quarantine = quarantine_batch(
             ctx.cfg,
             window,
@@ -191,8 +187,6 @@ def training_rows(ctx: ModelContext, snap: Snapshot):
     """The labelled rows of a snapshot: the exact DVC version when the snapshot has one (what
     ``retrain reproduce`` reads back), else the data source, checked against the fingerprint."""
     if snap.dvc:
-        from retrain_lib.store.lineage import LABEL_KNOWN_COLUMN, load_training_set
-
         dvc = snap.dvc
         key = f"dvc:{dvc['rev']}:{dvc['md5']}"
         if key not in ctx.models:

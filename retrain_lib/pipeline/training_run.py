@@ -12,12 +12,17 @@ from typing import Any, NamedTuple
 from retrain_lib.core import provenance
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import evaluate
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import as_day, finite, str_or_none
+from retrain_lib.learn.candidates import estimate_change, selection_rows, train_candidates
+from retrain_lib.learn.training import fit
+from retrain_lib.learn.training_data import Split, split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, training_change
 from retrain_lib.pipeline.records import Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.store import audit
+from retrain_lib.store.lineage import lineage_tags
 from retrain_lib.store.model_context import ModelContext, load_model, quiet_skops_import
 
 log = logging.getLogger(__name__)
@@ -94,10 +99,6 @@ def _fit_adapted(ctx: ModelContext, snap: Snapshot, labelled, init_model, parent
     """With ``adaptation``: the candidate windows around the change the champion's history
     points to, the best one refit on every row; scored by the chosen recipe's model from
     before its refit on the newest labels it was chosen on."""
-    from retrain_lib.core.metrics import evaluate
-    from retrain_lib.learn.candidates import estimate_change, selection_rows, train_candidates
-    from retrain_lib.learn.training_data import Split, xy
-
     cfg = ctx.cfg
     champion = ctx.champion()
     change = NO_CHANGE
@@ -134,10 +135,6 @@ def _fit_adapted(ctx: ModelContext, snap: Snapshot, labelled, init_model, parent
 
 def _fit_one(ctx: ModelContext, snap: Snapshot, labelled, init_model, parent_uri, timeout) -> _Fitted:
     """The configured recipe on the configured split, scored on its holdout."""
-    from retrain_lib.core.metrics import evaluate
-    from retrain_lib.learn.training import fit
-    from retrain_lib.learn.training_data import split_frame, xy
-
     cfg = ctx.cfg
     split = split_frame(cfg, labelled)
     pipeline, info = fit(
@@ -172,8 +169,6 @@ def _run_tags(ctx: ModelContext, snap: Snapshot, fitted: _Fitted, actor: str) ->
     if snap.validation is not None and snap.validation.mlflow_run_id:
         tags["validation.run_id"] = snap.validation.mlflow_run_id
     if snap.dvc:
-        from retrain_lib.store.lineage import lineage_tags
-
         tags.update(lineage_tags(snap.dvc))
     if fitted.info.warm_started_from:
         tags["training.warm_start_from"] = fitted.info.warm_started_from
