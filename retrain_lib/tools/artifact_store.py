@@ -19,7 +19,16 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import evaluate, predict_scores
+from retrain_lib.learn.candidates import selection_rows, train_candidates
+from retrain_lib.learn.training import fit
+from retrain_lib.learn.training_data import split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, Change, metric_ses
+from retrain_lib.pipeline.snapshot import training_window, validate_training_data
+from retrain_lib.pipeline.training_run import permutation_importances
+from retrain_lib.quality.validation import validate_window
+from retrain_lib.stats.gate_measures import measure_latency_ms
+from retrain_lib.store.data import load_window, window_fingerprint
 from retrain_lib.tools.replay_context import ReplaySettings
 
 
@@ -67,9 +76,6 @@ def artifact_key(
     """Cache key of the model trained for ``as_of``: training settings, the content of the
     training window as of that day (so edited data never reuses a stale model) and, with
     ``warm_start``, the parent."""
-    from retrain_lib.pipeline.snapshot import training_window
-    from retrain_lib.store.data import load_window, window_fingerprint
-
     start, end = training_window(cfg, as_of)
     try:
         if cfg.data.source == "sql":
@@ -103,12 +109,6 @@ def train_artifact(
     """The retrain path's data and training steps for ``as_of``: the training window read as
     of that day, its validation (the same checks as ``snapshot_data``), then the fit on the
     training part and the candidate's holdout metrics. Pure: nothing is logged."""
-    from retrain_lib.core.metrics import evaluate, predict_scores
-    from retrain_lib.learn.training_data import xy
-    from retrain_lib.pipeline.snapshot import training_window, validate_training_data
-    from retrain_lib.pipeline.training_run import permutation_importances
-    from retrain_lib.store.data import load_window
-
     start, end = training_window(cfg, as_of)
     art = Artifact(
         key or artifact_key(cfg, settings, as_of, parent.key if parent else None, change),
@@ -125,8 +125,6 @@ def train_artifact(
     art.rows, art.labelled_rows = int(len(window.frame)), int(len(window.labelled))
     problems = validate_training_data(cfg, window)
     if cfg.validation is not None and cfg.validation.enabled:
-        from retrain_lib.quality.validation import validate_window
-
         problems += validate_window(cfg, window).explain()
     if problems:
         art.problems = problems
@@ -151,8 +149,6 @@ def train_artifact(
     if any(g.type == "latency" for g in cfg.gates):
         # Measured once per model and kept with it: a wall-clock measurement taken again for
         # every policy would make identical decisions differ on a busy machine.
-        from retrain_lib.stats.gate_measures import measure_latency_ms
-
         art.latency_ms = measure_latency_ms(pipeline, X, task=cfg.task, n=100, seed=cfg.training.seed)
     return art
 
@@ -169,14 +165,9 @@ def _fit_window(
     """The fit on the labelled rows of the training window (with adaptation: the candidates
     and the choice, kept in ``art``); sets ``art.fit_s``. Returns ``(pipeline, the model
     scored on the holdout, training rows, holdout rows)``."""
-    from retrain_lib.learn.training import fit
-    from retrain_lib.learn.training_data import split_frame
-
     prefixes = getattr(settings.platform, "allowed_estimator_prefixes", None) or ("sklearn.",)
     init = parent.pipeline if parent is not None else None
     if cfg.adaptation is not None:
-        from retrain_lib.learn.candidates import selection_rows, train_candidates
-
         change = change or NO_CHANGE
         chosen = train_candidates(
             _no_timeout(cfg),

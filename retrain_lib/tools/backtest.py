@@ -55,6 +55,8 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import greater_is_better
+from retrain_lib.store.data import partition_cache
 from retrain_lib.tools.artifact_store import ArtifactStore, training_hash
 from retrain_lib.tools.backtest_policies import Policy, default_policies
 from retrain_lib.tools.backtest_report import attach_after, compact_day, summarize
@@ -93,8 +95,6 @@ def backtest(
     (first data day + ``training_days``), ``end`` to the last data day. ``drift_days``
     are declared drifts; with ``reveal_drifts`` the onsets the features reveal are added.
     """
-    from retrain_lib.store.data import partition_cache
-
     with partition_cache():
         return _backtest(
             cfg,
@@ -149,7 +149,6 @@ def _backtest(
         store = ArtifactStore(cache)
         scorer = Scorer(cfg, settings, store, start, end)
         drifts = _drifts(cfg, settings, days, drift_days, reveal_drifts)
-        from retrain_lib.core.metrics import greater_is_better
 
         return {
             "model": cfg.name,

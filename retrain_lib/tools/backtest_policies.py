@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.config import ModelConfig, load_model_config
 from retrain_lib.core.errors import ConfigError
 
 POLICIES = ("config", "schedule", "drift", "never", "oracle")
@@ -80,8 +80,6 @@ def default_policies(cfg: ModelConfig, names=POLICIES) -> list[Policy]:
 
 def policy_from_file(path, platform=None, name: str | None = None) -> Policy:
     """An alternative config file as a policy (the monitor, its floor schedule, gates)."""
-    from retrain_lib.core.config import load_model_config
-
     cfg = load_model_config(path, platform)
     path = Path(path)
     # The file is named after its model, so an edited copy usually lives in another directory.

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.metrics import greater_is_better
 from retrain_lib.tools.backtest_scoring import Scorer
 from retrain_lib.tools.replay import PolicyRun
 
@@ -30,8 +31,6 @@ def summarize(
 ) -> dict[str, Any]:
     """Per policy: retrains and their days, compute, the prequential metric, the metric lost
     vs the oracle, detection delays and false alarms."""
-    from retrain_lib.core.metrics import greater_is_better
-
     up = greater_is_better(scorer.metric)
     names = [d.isoformat() for d in days]
     metric_by_policy = {name: {d: scorer.value(run.serving.get(d), [d]) for d in names} for name, run in runs.items()}

@@ -10,6 +10,11 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import predict_scores
+from retrain_lib.learn.training_data import feature_frame, xy
+from retrain_lib.stats.drift import drift_for_config
+from retrain_lib.stats.performance import metric_value
+from retrain_lib.store.data import day_range, load_window
 from retrain_lib.tools.artifact_store import ArtifactStore
 from retrain_lib.tools.replay_context import ReplaySettings
 
@@ -19,8 +24,6 @@ class Scorer:
     and each model's scores per day (cached)."""
 
     def __init__(self, cfg: ModelConfig, settings: ReplaySettings, store: ArtifactStore, start: dt.date, end: dt.date):
-        from retrain_lib.store.data import load_window
-
         window = load_window(cfg, settings, start, end, as_of=dt.date.max, require_rows=False)
         frame = window.labelled if not window.frame.empty else window.frame
         self.cfg = cfg
@@ -33,9 +36,6 @@ class Scorer:
         self.metric = cfg.primary_metric
 
     def _scores(self, key: str, day: str):
-        from retrain_lib.core.metrics import predict_scores
-        from retrain_lib.learn.training_data import feature_frame
-
         if (key, day) not in self.scores:
             X = feature_frame(self.cfg, self.by_day[day])
             self.scores[(key, day)] = predict_scores(self.store.get(key).pipeline, X, self.cfg.task)
@@ -43,9 +43,6 @@ class Scorer:
 
     def value(self, key: str | None, days: list[str]) -> float | None:
         import numpy as np
-
-        from retrain_lib.learn.training_data import xy
-        from retrain_lib.stats.performance import metric_value
 
         days = [d for d in days if d in self.by_day]
         if key is None or not days:
@@ -60,9 +57,6 @@ def revealed_drifts(cfg: ModelConfig, settings: ReplaySettings, days: list[dt.da
     """Drift onsets the data reveals: days whose monitor window (``monitor_days``) drifts,
     by the config's drift settings, from the ``reference_days`` just before it, while the
     day before did not. Features only (labels are not read)."""
-    from retrain_lib.stats.drift import drift_for_config
-    from retrain_lib.store.data import day_range, load_window
-
     out, before = [], None
     m, r = cfg.windows.monitor_days, cfg.windows.reference_days
     for day in days:

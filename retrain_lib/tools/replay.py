@@ -17,6 +17,10 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.core.metrics import evaluate, metrics_from_scores
+from retrain_lib.core.values import json_safe
+from retrain_lib.learn.candidates import CrossFit, estimate_change
+from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.adaptation_steps import (
     NO_GAIN,
     REJECTED,
@@ -30,9 +34,23 @@ from retrain_lib.pipeline.adaptation_steps import (
     shift_facts,
     training_change,
 )
+from retrain_lib.pipeline.decision import RETRAIN, ROLLBACK, decide
+from retrain_lib.pipeline.evaluation import HELD_OUT, compared_rows, gate_inputs, shift_gain
+from retrain_lib.pipeline.live_facts import rollback_facts
+from retrain_lib.pipeline.monitor_facts import (
+    drift_facts,
+    importance_weights,
+    new_labels_since_training,
+    reference_window,
+    retrain_requests_within,
+)
 from retrain_lib.pipeline.monitor_records import MonitorDecision
+from retrain_lib.pipeline.performance_facts import champion_performance
 from retrain_lib.pipeline.records import Evaluation, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
+from retrain_lib.pipeline.snapshot import training_rows, training_window
+from retrain_lib.quality.gates import all_passed, run_gates
+from retrain_lib.store.data import day_range, load_window
 from retrain_lib.tools.artifact_store import Artifact, ArtifactStore
 from retrain_lib.tools.backtest_policies import Policy, floor_fires
 from retrain_lib.tools.replay_context import ReplayContext, ReplaySettings, Version
@@ -131,19 +149,6 @@ class _Replay:
 
     # The monitor, as monitor_model() gathers its facts, minus MLflow, reports and ledger.
     def monitor(self, day: dt.date) -> MonitorDecision:
-        from retrain_lib.core.values import json_safe
-        from retrain_lib.pipeline.decision import decide
-        from retrain_lib.pipeline.live_facts import rollback_facts
-        from retrain_lib.pipeline.monitor_facts import (
-            drift_facts,
-            importance_weights,
-            new_labels_since_training,
-            reference_window,
-            retrain_requests_within,
-        )
-        from retrain_lib.pipeline.performance_facts import champion_performance
-        from retrain_lib.store.data import day_range, load_window
-
         cfg, ctx, champion = self.cfg, self.ctx, self.champion
         if champion is None:
             return decide(cfg, as_of=day, champion=None, drift=None, performance=None)
@@ -257,14 +262,6 @@ class _Replay:
         """Evaluate the candidate and the champion on the same rows (as the retrain DAG does:
         :func:`retrain_lib.pipeline.evaluation.compared_rows`) and, with the policy's gates, run
         them: the promotion outcome (``PROMOTE`` without gates)."""
-        from retrain_lib.core.metrics import evaluate, metrics_from_scores
-        from retrain_lib.core.values import json_safe
-        from retrain_lib.learn.candidates import CrossFit
-        from retrain_lib.learn.training_data import xy
-        from retrain_lib.pipeline.evaluation import HELD_OUT, compared_rows, gate_inputs, shift_gain
-        from retrain_lib.pipeline.snapshot import training_rows
-        from retrain_lib.quality.gates import all_passed, run_gates
-
         cfg = self.cfg
         snap = Snapshot(model=cfg.name, as_of=art.as_of, start=art.start, end=art.end, fingerprint=art.fingerprint)
         champion = self.models[_uri(cfg, self.champion)] if self.champion is not None else None
@@ -317,9 +314,6 @@ class _Replay:
         :func:`retrain_lib.pipeline.adaptation_steps.training_change`)."""
         if self.champion is None:
             return None
-        from retrain_lib.learn.candidates import estimate_change
-        from retrain_lib.pipeline.snapshot import training_window
-        from retrain_lib.store.data import load_window
 
         start, end = training_window(self.cfg, day)
 
@@ -365,8 +359,6 @@ class _Replay:
         return version.key if version is not None else None
 
     def day(self, day: dt.date) -> dict:
-        from retrain_lib.pipeline.decision import RETRAIN, ROLLBACK
-
         record: dict[str, Any] = {"day": day.isoformat(), "serving": self._key(self.champion)}
         self.run.serving[day.isoformat()] = self._key(self.champion)
         p = self.policy

@@ -12,6 +12,7 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.store.data import available_days
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ def day_list(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def data_days(cfg: ModelConfig, settings: ReplaySettings) -> list[dt.date]:
     """The days with a data partition of ``cfg``; raises :class:`DataError` when there is none."""
-    from retrain_lib.store.data import available_days
-
     days = available_days(cfg, settings.data_root, settings.platform)
     if not days:
         raise DataError(

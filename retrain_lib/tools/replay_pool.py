@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.config_platform import PlatformConfig
+from retrain_lib.store.data import cache_partitions
 from retrain_lib.tools.artifact_store import ArtifactStore, artifact_key
 from retrain_lib.tools.backtest_policies import Policy
 from retrain_lib.tools.replay import PolicyRun, run_policy
@@ -18,8 +20,6 @@ from retrain_lib.tools.replay_context import ReplaySettings
 
 
 def _worker_init() -> None:
-    from retrain_lib.store.data import cache_partitions
-
     cache_partitions()
     try:
         from threadpoolctl import threadpool_limits
@@ -31,8 +31,6 @@ def _worker_init() -> None:
 
 
 def _train_job(cfg_json: dict, data_root: str, platform_json: dict | None, as_of: str, cache: str) -> str:
-    from retrain_lib.core.config_platform import PlatformConfig
-
     cfg = ModelConfig.model_validate(cfg_json)
     platform = PlatformConfig.model_validate(platform_json) if platform_json is not None else None
     store = ArtifactStore(Path(cache))
@@ -49,8 +47,6 @@ def _policy_job(
     cache: str,
     initial: tuple[dict, str] | None,
 ) -> PolicyRun:
-    from retrain_lib.core.config_platform import PlatformConfig
-
     policy = Policy(
         policy.name,
         ModelConfig.model_validate(cfg_json),

@@ -30,7 +30,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from retrain_lib.core import provenance
+from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import ConfigError, RegistryError
+from retrain_lib.core.metrics import evaluate, predict_scores
+from retrain_lib.core.settings import load_settings
+from retrain_lib.learn.training import train_model
+from retrain_lib.learn.training_data import split_frame, xy
 from retrain_lib.store import lineage, registry
 
 if TYPE_CHECKING:
@@ -66,11 +71,6 @@ def reproduce(
         ConfigError: the logged config is missing or no longer valid.
     """
     import numpy as np
-
-    from retrain_lib.core.metrics import evaluate, predict_scores
-    from retrain_lib.core.settings import load_settings
-    from retrain_lib.learn.training import train_model
-    from retrain_lib.learn.training_data import split_frame, xy
 
     settings = settings or load_settings()
     say = progress or (lambda _message: None)
@@ -159,8 +159,6 @@ def max_abs_diff(recorded, reproduced) -> float:
 
 def _train_kwargs(client, model: str, version: str, parent: str | None, as_of) -> dict[str, Any]:
     """The keyword arguments the version was trained with: its warm-start parent and its day."""
-    from retrain_lib.learn.training import train_model
-
     kwargs: dict[str, Any] = {}
     if parent:
         kwargs["init_model"] = _load_model(client, parent)
@@ -196,8 +194,6 @@ def _logged_config(client, run_id: str, model: str, version: str):
 
     from mlflow.exceptions import MlflowException
     from pydantic import ValidationError
-
-    from retrain_lib.core.config import ModelConfig
 
     with tempfile.TemporaryDirectory(prefix="retrain-reproduce-") as tmp:
         try:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrain_lib.core.config import ModelConfig
+from retrain_lib.core.config import ModelConfig, load_model_config
 from retrain_lib.core.errors import ConfigError
 from retrain_lib.store.data import partition_path, resolve_dir, write_partition
 
@@ -375,8 +375,6 @@ def write_scenario(
     partitions, the label partitions and ``configs/models/<model>.yaml`` (from
     :func:`config_dict` on ``base``)."""
     import yaml
-
-    from retrain_lib.core.config import load_model_config
 
     if rows_per_day < 10:
         raise ConfigError(f"rows_per_day must be at least 10, got {rows_per_day}")

@@ -23,6 +23,9 @@ import pandas as pd
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import ConfigError
+from retrain_lib.pipeline.snapshot import snapshot_data
+from retrain_lib.pipeline.training_run import train_candidate
+from retrain_lib.store import registry
 from retrain_lib.store.data import partition_path, resolve_dir, write_partition
 
 DRIFT_KINDS = ("covariate", "concept", "none")
@@ -256,10 +259,6 @@ def register_weak_version(
     import tempfile
 
     import yaml
-
-    from retrain_lib.pipeline.snapshot import snapshot_data
-    from retrain_lib.pipeline.training_run import train_candidate
-    from retrain_lib.store import registry
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dir = Path(tmp) / "configs"

@@ -34,7 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from retrain_lib.core.config import load_model_configs
 from retrain_lib.core.errors import RetrainError
+from retrain_lib.core.settings import load_settings
+from retrain_lib.store import registry
+from retrain_lib.store.audit import Ledger
+from retrain_lib.store.registry_reader import reader_for
 from retrain_lib.tools.status_decisions import (
     GATES_EVENT,
     MONITOR_EVENT,
@@ -83,9 +88,6 @@ def shown_metrics(versions: dict, gated: list[str], limit: int = METRIC_COLUMNS)
 def model_names(settings, ledger=None) -> tuple[dict[str, Any], list[dict], list[str]]:
     """``(valid configs by name, config problems as dicts, every known model name)``: names
     from the config files (valid or not) and from the ledger."""
-    from retrain_lib.core.config import load_model_configs
-    from retrain_lib.store.audit import Ledger
-
     configs = load_model_configs([settings.models_dir], settings.platform) if settings.models_dir.is_dir() else None
     valid = dict(configs.models) if configs else {}
     problems = [p.to_dict() for p in configs.problems] if configs else []
@@ -130,9 +132,6 @@ def fleet_status(
         ``"throttled"`` for a retrain request held back); each decision has an ``outcome``
         (``"rejected"``, ``"no_gain"`` or ``None``).
     """
-    from retrain_lib.core.settings import load_settings
-    from retrain_lib.store.audit import Ledger
-
     settings = settings or load_settings()
     say = progress or (lambda _msg: None)
     ui_url = settings.platform.mlflow_ui_url
@@ -191,9 +190,6 @@ def model_status(settings=None, model: str = "", **kwargs) -> dict[str, Any]:
 def _registry_client(settings):
     """The registry client of ``settings``: an SQLite registry is read straight from its file
     (milliseconds; MLflow's import takes 6 s), any other through an ``MlflowClient``."""
-    from retrain_lib.store import registry
-    from retrain_lib.store.registry_reader import reader_for
-
     return reader_for(settings.tracking_uri, settings.registry_uri) or registry.get_client(
         settings.tracking_uri, settings.registry_uri
     )

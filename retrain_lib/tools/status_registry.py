@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from retrain_lib.serving.routing import state_from_tags
+from retrain_lib.store.registry import is_not_found
 from retrain_lib.tools.status_links import mlflow_run_url, mlflow_version_url
 from retrain_lib.tools.status_values import finite_float, ms_to_iso
 
@@ -57,9 +59,6 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
 
 def registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
     """Aliases, rollout state and the aliased versions of ``model`` (empty when unregistered)."""
-    from retrain_lib.serving.routing import state_from_tags
-    from retrain_lib.store.registry import is_not_found
-
     errors = _registry_errors(client)
     try:
         rm = client.get_registered_model(model)

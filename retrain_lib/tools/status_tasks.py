@@ -3,6 +3,7 @@ run and the report of the ledger record the task wrote."""
 
 from __future__ import annotations
 
+from retrain_lib.store.audit import Ledger
 from retrain_lib.tools.status_decisions import GATES_EVENT, MONITOR_EVENT
 from retrain_lib.tools.status_links import mlflow_run_url, report_relpath
 
@@ -15,8 +16,6 @@ def task_links(settings, dag_id: str, run_id: str, task_id: str) -> dict[str, st
     path relative to the reports directory}`` (``None`` where there is nothing).
 
     The task is found through the ledger: its record's ``actor`` is ``<dag_id>/<run_id>``."""
-    from retrain_lib.store.audit import Ledger
-
     event = TASK_EVENTS.get(task_id)
     model, _, kind = dag_id.rpartition("__")
     if event is None or not model or kind not in ("monitor", "retrain"):

@@ -13,6 +13,12 @@ from typing import Any
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import ConfigError, DataError
+from retrain_lib.core.metrics import greater_is_better
+from retrain_lib.stats.calibration import calibrate_feature
+from retrain_lib.stats.drift import drift_for_config
+from retrain_lib.stats.drift_methods import get_method
+from retrain_lib.stats.drift_stats import NUMERIC
+from retrain_lib.store.data import day_range, load_window
 from retrain_lib.tools.artifact_store import train_artifact
 from retrain_lib.tools.replay_context import ReplaySettings, day_list
 
@@ -22,8 +28,6 @@ def stable_checks(cfg: ModelConfig, settings: ReplaySettings, start: dt.date, en
     windows inside ``start..end``, the ``reference_days`` before the current window as the
     reference and the ``monitor_days`` ending on ``d`` as the current window. Yields
     ``(day, reference frame, current frame)``."""
-    from retrain_lib.store.data import day_range, load_window
-
     m, r = cfg.windows.monitor_days, cfg.windows.reference_days
     first = start + dt.timedelta(days=m + r - 1)
     for day in day_list(first, end) if first <= end else []:
@@ -132,10 +136,6 @@ def _stable_statistics(
     cfg: ModelConfig, settings: ReplaySettings, stable_from: dt.date, stable_to: dt.date, false_alarm_rate: float
 ) -> _StableStatistics:
     """Run the monitor's drift check on every check of the stable window."""
-    from retrain_lib.stats.calibration import calibrate_feature
-    from retrain_lib.stats.drift import drift_for_config
-    from retrain_lib.stats.drift_methods import get_method
-
     stats = _StableStatistics()
     for _day, ref, cur in stable_checks(cfg, settings, stable_from, stable_to):
         stats.checks += 1
@@ -169,8 +169,6 @@ def _feature_threshold(method: str, kind, p_scale: bool, scores: list, nulls: li
     thresholds, with the evidence."""
     import numpy as np
 
-    from retrain_lib.stats.drift_stats import NUMERIC
-
     values = np.asarray([v for v in scores if v is not None and np.isfinite(v)], dtype=float)
     nulls = [t for t in nulls if t is not None and np.isfinite(t)]
     if p_scale:
@@ -198,8 +196,6 @@ def _performance_levels(
     cfg: ModelConfig, settings: ReplaySettings, stable_to: dt.date, warn_ratio: float, critical_ratio: float
 ) -> tuple[dict[str, Any], dict | None]:
     """The performance patch and, with a baseline, its warning and critical levels."""
-    from retrain_lib.core.metrics import greater_is_better
-
     baseline = _stable_baseline(cfg, settings, stable_to)
     metric = cfg.performance.metric if cfg.performance else cfg.primary_metric
     up = greater_is_better(metric)
