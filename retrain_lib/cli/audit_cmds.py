@@ -11,7 +11,10 @@ import sys
 
 from retrain_lib.cli.output import say, table
 from retrain_lib.cli.parsing import Parser, add_config_dir, add_format
-from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, RegistryError
+from retrain_lib.core.settings import load_settings
+from retrain_lib.store.audit import Ledger
+from retrain_lib.store.ledger_history import champion_at, champion_changes, parse_instant
 
 _HISTORY_HELP = """\
 Champion changes of MODEL over time, from the decision ledger (promotions, rollbacks and any
@@ -28,8 +31,6 @@ Exit codes: 0 ok; 2 unknown model or bad --at."""
 
 def _instant(value: str) -> dt.datetime:
     """--at: a date (its end, UTC) or an ISO datetime (naive = UTC)."""
-    from retrain_lib.store.ledger_history import parse_instant
-
     value = value.strip()
     try:
         if len(value) == 10:
@@ -43,10 +44,6 @@ def _instant(value: str) -> dt.datetime:
 
 
 def cmd_history(args) -> int:
-    from retrain_lib.core.settings import load_settings
-    from retrain_lib.store.audit import Ledger
-    from retrain_lib.store.ledger_history import champion_at, champion_changes
-
     settings = load_settings(args.config_dir)
     ledger = Ledger.from_settings(settings)
     records = ledger.records(args.model)
@@ -106,9 +103,6 @@ def cmd_history(args) -> int:
 
 
 def cmd_ledger_verify(args) -> int:
-    from retrain_lib.core.settings import load_settings
-    from retrain_lib.store.audit import Ledger
-
     ledger = Ledger.from_settings(load_settings(args.config_dir))
     problems = ledger.verify()
     head = ledger.head()
@@ -132,8 +126,7 @@ def cmd_ledger_verify(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from retrain_lib.core.errors import RegistryError
-    from retrain_lib.core.settings import load_settings
+    # lazy: pandas; each command loads only what it runs
     from retrain_lib.tools.reproduce import reproduce
 
     try:

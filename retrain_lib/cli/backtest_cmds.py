@@ -17,7 +17,10 @@ from pathlib import Path
 
 from retrain_lib.cli.parsing import add_config_dir, add_format, parse_date
 from retrain_lib.cli.runner import run_commands
+from retrain_lib.core.config import load_model_config
 from retrain_lib.core.errors import EXIT_OK, ConfigError, DataError
+from retrain_lib.core.settings import load_settings
+from retrain_lib.tools.backtest_policies import POLICIES, default_policies, policy_from_file
 
 
 def _workers(value: str) -> int:
@@ -43,14 +46,10 @@ def _progress(quiet: bool):
 
 
 def _platform(args):
-    from retrain_lib.core.settings import load_settings
-
     return load_settings(getattr(args, "config_dir", None)).platform
 
 
 def _load(path: str, platform, what: str):
-    from retrain_lib.core.config import load_model_config
-
     if not Path(path).is_file():
         raise ConfigError(f"{path}: {what}: no such file; pass the path of a model config YAML")
     return load_model_config(path, platform)
@@ -60,8 +59,6 @@ def _data_dir(args, platform) -> Path:
     if args.data:
         path = Path(args.data)
     else:
-        from retrain_lib.core.settings import load_settings
-
         path = load_settings(getattr(args, "config_dir", None)).data_root
     if not path.is_dir():
         raise DataError(f"--data {path}: no such directory; pass the data root holding the model's partitions")
@@ -69,8 +66,8 @@ def _data_dir(args, platform) -> Path:
 
 
 def cmd_backtest(args) -> int:
+    # lazy: pandas; each command loads only what it runs
     from retrain_lib.tools.backtest import backtest
-    from retrain_lib.tools.backtest_policies import POLICIES, default_policies, policy_from_file
     from retrain_lib.tools.backtest_report import headline, plot_backtest
 
     platform = _platform(args)

@@ -7,13 +7,13 @@ import json
 import sys
 
 from retrain_lib.cli.parsing import Parser, add_format
+from retrain_lib.core.config import json_schema, load_model_configs
+from retrain_lib.core.config_platform import platform_json_schema
 from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from retrain_lib.core.settings import load_settings
 
 
 def cmd_config_validate(args) -> int:
-    from retrain_lib.core.config import load_model_configs
-    from retrain_lib.core.settings import load_settings
-
     settings = load_settings(args.config_dir)
     paths = args.paths or [settings.models_dir]
     result = load_model_configs(paths, settings.platform)
@@ -36,9 +36,6 @@ def cmd_config_validate(args) -> int:
 
 
 def cmd_config_schema(args) -> int:
-    from retrain_lib.core.config import json_schema
-    from retrain_lib.core.config_platform import platform_json_schema
-
     print(json.dumps(platform_json_schema() if args.platform else json_schema(), indent=2))
     return EXIT_OK
 

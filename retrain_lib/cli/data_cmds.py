@@ -10,12 +10,13 @@ from pathlib import Path
 
 from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_format, parse_date
+from retrain_lib.core.config import load_model_config
 from retrain_lib.core.errors import EXIT_FAILED, EXIT_OK, DataError
+from retrain_lib.core.settings import load_settings
 
 
 def cmd_simulate(args) -> int:
-    from retrain_lib.core.config import load_model_config
-    from retrain_lib.core.settings import load_settings
+    # lazy: pandas; each command loads only what it runs
     from retrain_lib.tools.simulate import simulate
 
     settings = load_settings(args.config_dir)
@@ -105,8 +106,6 @@ def cmd_drift(args) -> int:
     cur = _read_table(args.current)
     left_out = {}
     if args.config:
-        from retrain_lib.core.config import load_model_config
-
         cfg = load_model_config(args.config)
         report = drift_for_config(cfg, ref, cur)
     else:

@@ -8,10 +8,11 @@ import json
 from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_format, parse_date
 from retrain_lib.core.errors import EXIT_FAILED, EXIT_OK
+from retrain_lib.core.settings import load_settings
 
 
 def cmd_monitor(args) -> int:
-    from retrain_lib.core.settings import load_settings
+    # lazy: pandas; each command loads only what it runs
     from retrain_lib.pipeline.monitor_run import monitor_model
 
     say(
@@ -30,7 +31,6 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from retrain_lib.core.settings import load_settings
     from retrain_lib.pipeline.retrain_run import retrain_model
 
     say(args, f"retraining {args.model} as of {args.as_of}: snapshot, training, evaluation, gates, registration")

@@ -16,7 +16,9 @@ import sys
 from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_config_dir, add_format
 from retrain_lib.cli.runner import run_commands
-from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from retrain_lib.core.config import load_model_config
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StaleChampionError
+from retrain_lib.core.settings import load_settings
 
 
 def _days(value: str) -> tuple:
@@ -44,7 +46,7 @@ def _positive(value: str) -> float:
 
 
 def cmd_serve(args) -> int:
-    from retrain_lib.core.settings import load_settings
+    # lazy: SQLAlchemy (replay, promote: pandas); each command loads only what it runs
     from retrain_lib.serving.gateway import serve
 
     token = None
@@ -92,7 +94,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from retrain_lib.core.config import load_model_config
     from retrain_lib.serving.replay import replay
 
     cfg = load_model_config(args.config)
@@ -124,8 +125,6 @@ def cmd_replay(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from retrain_lib.core.errors import StaleChampionError
-    from retrain_lib.core.settings import load_settings
     from retrain_lib.pipeline.promotion import promote_version
 
     settings = load_settings(args.config_dir)

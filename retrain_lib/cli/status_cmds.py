@@ -10,6 +10,8 @@ import sys
 from retrain_lib.cli.parsing import add_format
 from retrain_lib.cli.status_view import print_fleet, print_model
 from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from retrain_lib.core.settings import load_settings
+from retrain_lib.tools.status import UnknownModelError, fleet_status
 
 _STATUS_HELP = """\
 The fleet's state from the MLflow registry (aliases, versions, rollout tags), the decision
@@ -23,9 +25,6 @@ Exit codes: 0 ok; 2 unknown model or bad arguments."""
 
 
 def cmd_status(args) -> int:
-    from retrain_lib.core.settings import load_settings
-    from retrain_lib.tools.status import UnknownModelError, fleet_status
-
     if args.history < 0 or args.decisions < 0:
         print(
             f"error: --history and --decisions must be 0 or more; got {args.history} and {args.decisions}",
