@@ -6,7 +6,10 @@
 - every import of a project name resolves to the module that defines it (lazy imports inside
   functions included, which a refactoring would otherwise break only at run time), with no
   re-exports to hide where a name lives, and every ``module.name`` of a project module too;
-- no import cycle inside or between the project's packages.
+- no import cycle inside or between the project's packages;
+- ``retrain_lib`` imports its own modules at the top of a module; inside a function only a module
+  named in ``LAZY_IMPORTS`` (it loads a heavy package at its top), and only from a module that
+  does not load that package itself.
 
 ``make lint`` adds ruff (style, complexity budget, no heavy import at the top of DAG and plugin
 modules) and import-linter (the layers of ``retrain_lib``).
@@ -34,6 +37,48 @@ MAX_FUNCTION_LINES = 80
 LONG_MODULES: dict[str, str] = {}
 # "path:function" -> why it may be longer
 LONG_FUNCTIONS: dict[str, str] = {}
+
+# Third-party packages that make a module slow to import (DAG parsing, `retrain --help`, the status
+# command and the fleet page must not load them), and the ones each of them loads in turn.
+HEAVY_PACKAGES = frozenset(
+    {
+        "pandas",
+        "numpy",
+        "sklearn",
+        "mlflow",
+        "evidently",
+        "great_expectations",
+        "scipy",
+        "pyarrow",
+        "dvc",
+        "boto3",
+        "skops",
+        "matplotlib",
+        "sqlalchemy",
+    }
+)
+HEAVY_IMPLIES = {"pandas": {"numpy"}, "scipy": {"numpy"}, "sklearn": {"numpy", "scipy"}}
+# retrain_lib module -> why a light module of the library imports it inside a function instead
+# of at its top (each loads a heavy package at its top; none is needed to break a cycle, as
+# test_no_import_cycles already counts imports inside functions)
+LAZY_IMPORTS: dict[str, str] = {
+    "retrain_lib.learn.candidates": "numpy, pandas: adaptation_steps is imported by tools.status (status command, fleet page)",
+    "retrain_lib.stats.change_detection": "numpy: adaptation_steps is imported by tools.status (status command, fleet page)",
+    "retrain_lib.stats.performance": "pandas: adaptation_steps is imported by tools.status (status command, fleet page)",
+    "retrain_lib.pipeline.monitor_run": "pandas: only `retrain monitor` loads it",
+    "retrain_lib.pipeline.retrain_run": "pandas: only `retrain retrain` loads it",
+    "retrain_lib.pipeline.promotion": "pandas: only `retrain promote` loads it",
+    "retrain_lib.stats.drift": "pandas: only `retrain drift` loads it",
+    "retrain_lib.stats.feature_selection": "pandas: only `retrain drift --select` loads it",
+    "retrain_lib.tools.simulate": "pandas: only `retrain simulate` loads it",
+    "retrain_lib.tools.reproduce": "pandas: only `retrain reproduce` loads it",
+    "retrain_lib.tools.backtest": "pandas: only `retrain backtest` loads it",
+    "retrain_lib.tools.backtest_report": "pandas: only `retrain backtest` loads it",
+    "retrain_lib.tools.dry_run": "pandas: only `retrain dry-run` loads it",
+    "retrain_lib.tools.threshold_calibration": "pandas: only `retrain calibrate` loads it",
+    "retrain_lib.serving.gateway": "SQLAlchemy: only `retrain serve` loads it",
+    "retrain_lib.serving.replay": "pandas: only `retrain replay` loads it",
+}
 
 
 @dataclass(frozen=True)
@@ -220,3 +265,93 @@ def test_no_import_cycles():
         if a < b and b.split(".")[0] in PACKAGES and graph.chain_exists(importer=b, imported=a)
     )
     assert not cycles, f"import cycles: {cycles}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The project modules an import statement loads: ``from package import module`` the
+    submodule, ``from module import name`` the module."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if node.level or not node.module:
+        return []
+    subs = [f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}") is not None]
+    return subs if len(subs) == len(node.names) else [node.module, *subs]
+
+
+def _top_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is imported (not inside a function, not for TYPE_CHECKING)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                    visit(block)
+
+    visit(tree.body)
+    return found
+
+
+@cache
+def _heavy_at_import(module: str) -> frozenset[str]:
+    """The heavy packages importing ``module`` loads (its top imports, followed through the project)."""
+    heavy: set[str] = set()
+    for node in _top_imports(ast.parse(_module_file(module).read_text())):
+        for name in _imported_modules(node):
+            top = name.split(".")[0]
+            if top in HEAVY_PACKAGES:
+                heavy |= {top, *HEAVY_IMPLIES.get(top, ())}
+            elif top in PACKAGES and name != module and _module_file(name) is not None:
+                heavy |= _heavy_at_import(name)
+    return frozenset(heavy)
+
+
+def _lazy_own_imports() -> list[tuple[Path, int, str, str]]:
+    """``(file, line, importing module, imported module)`` of every ``retrain_lib`` module imported
+    inside a function of ``retrain_lib``."""
+    found = []
+
+    def visit(node: ast.AST, path: Path, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                for name in _imported_modules(child):
+                    if name.split(".")[0] == "retrain_lib":
+                        found.append((path, child.lineno, _module_name(path), name))
+            visit(child, path, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    for path in sorted(PACKAGES["retrain_lib"].rglob("*.py")):
+        visit(ast.parse(path.read_text()), path, False)
+    return found
+
+
+def test_library_imports_its_own_modules_at_the_top():
+    """A module of the library imported inside a function hides a dependency until run time; it
+    is allowed only for a heavy module (``LAZY_IMPORTS``) that would make the importer heavier."""
+    problems = []
+    for path, line, importer, imported in _lazy_own_imports():
+        where = f"{_rel(path)}:{line} imports {imported} inside a function"
+        if imported not in LAZY_IMPORTS:
+            problems.append(f"{where}: import it at the top of the module")
+        elif not _heavy_at_import(imported) - _heavy_at_import(importer):
+            problems.append(
+                f"{where}, but {importer} loads {sorted(_heavy_at_import(imported))} already: import it at the top"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_lazy_imports_are_still_needed():
+    """An entry of ``LAZY_IMPORTS`` names a heavy module that some module still imports lazily."""
+    used = {imported for *_, imported in _lazy_own_imports()}
+    stale = [m for m in LAZY_IMPORTS if _module_file(m) is None or not _heavy_at_import(m) or m not in used]
+    assert not stale, f"no longer needed (or not heavy), remove from LAZY_IMPORTS: {stale}"
