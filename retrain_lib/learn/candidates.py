@@ -36,7 +36,7 @@ from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import RetrainError
 from retrain_lib.core.metrics import compute_metric, predict_scores
 from retrain_lib.learn import training  # training.fit looked up at call time: tests replace it
-from retrain_lib.learn.training_data import split_frame, xy
+from retrain_lib.learn.training_data import last_labelled_day, split_frame, xy
 from retrain_lib.learn.window_choice import Candidate, Recipe, Selection, choose, recipes, rows_for, selection_split
 from retrain_lib.stats.champion_gain import Gain, gain_test
 from retrain_lib.stats.change_detection import change_day
@@ -85,15 +85,16 @@ class CrossFit:
 
 
 def estimate_change(cfg: ModelConfig, labelled, champion_model, champion_data_end: str | None) -> str | None:
-    """The change day of the champion's daily metric on the labelled rows after its own
-    training window (:func:`retrain_lib.stats.change_detection.change_day`), or ``None``."""
+    """The change day of the champion's daily metric on the labelled rows it never saw (after
+    :func:`retrain_lib.learn.training_data.last_labelled_day` of its run's ``data.end``)
+    (:func:`retrain_lib.stats.change_detection.change_day`), or ``None``."""
     if champion_model is None or labelled is None or not len(labelled):
         return None
 
     ts = cfg.data.timestamp_column
     rows = labelled
     if champion_data_end:
-        rows = labelled[(labelled[ts].dt.date > dt.date.fromisoformat(champion_data_end)).to_numpy()]
+        rows = labelled[(labelled[ts].dt.date > last_labelled_day(cfg, champion_data_end)).to_numpy()]
     if len(rows) < 40:
         return None
     X, y = xy(cfg, rows)
@@ -231,7 +232,7 @@ def unseen_out_of_fold(
     comparison is fair (the champion never saw the newest rows)."""
     if crossfit is None or not champion_data_end:
         return None
-    last_seen = dt.date.fromisoformat(champion_data_end[:10]) - dt.timedelta(days=cfg.data.label_delay_days)
+    last_seen = last_labelled_day(cfg, champion_data_end)
     if last_seen < dt.date.fromisoformat(crossfit.since):
         return None
     import numpy as np

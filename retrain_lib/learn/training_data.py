@@ -15,6 +15,15 @@ from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
 
 
+def last_labelled_day(cfg: ModelConfig, data_end: str | dt.date) -> dt.date:
+    """The last event day whose labels a model trained on a window ending ``data_end`` (its
+    run's ``data.end``, the day it was trained) could learn: labels arrive
+    ``data.label_delay_days`` late, so the days after it were in the window without labels.
+    Rows after this day are ones the model never saw."""
+    end = data_end if isinstance(data_end, dt.date) else dt.date.fromisoformat(str(data_end)[:10])
+    return end - dt.timedelta(days=cfg.data.label_delay_days)
+
+
 @dataclass(frozen=True)
 class Split:
     train: pd.DataFrame

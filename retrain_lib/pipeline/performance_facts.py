@@ -14,7 +14,7 @@ from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
 from retrain_lib.core.metrics import predict_scores
 from retrain_lib.core.values import as_day
-from retrain_lib.learn.training_data import feature_frame, split_frame, xy
+from retrain_lib.learn.training_data import feature_frame, last_labelled_day, split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import test_drop
 from retrain_lib.stats.performance import (
     assess_drop,
@@ -91,10 +91,12 @@ def champion_performance(
 
 def _matured_range(cfg: ModelConfig, champion, as_of: dt.date) -> tuple[dt.date, dt.date, dt.date]:
     """``(start, end, trained_end)``: the last ``monitor_days`` days whose labels matured by
-    ``as_of``, starting after the champion's training window (which ends on ``trained_end``)."""
+    ``as_of``, starting after the last day whose labels the champion learnt (``trained_end``:
+    :func:`retrain_lib.learn.training_data.last_labelled_day`; the days after it were in its
+    training window without labels, so a new champion is measured as soon as their labels come)."""
     end = as_of - dt.timedelta(days=cfg.data.label_delay_days)
     start, end = day_range(end, cfg.windows.monitor_days)
-    trained_end = as_day(champion.tags.get("data.end", "1970-01-01"))
+    trained_end = last_labelled_day(cfg, champion.tags.get("data.end", "1970-01-01"))
     return max(start, trained_end + dt.timedelta(days=1)), end, trained_end
 
 
