@@ -260,6 +260,10 @@ def _simulate_models(args, settings, models: list[str], start: dt.date, print) -
     return configs, drift_starts
 
 
+def _worse(value: float, than: float, greater_is_better: bool) -> bool:
+    return value < than if greater_is_better else value > than
+
+
 def _print_summary(settings, ledger, models, loop_end, seen, simulated, print) -> dict:  # noqa: A002
     """Each model's aliases, how it recovered from its drift, the ledger and the audit commands."""
     from retrain_lib.store import registry
@@ -404,6 +408,10 @@ def _print_recovery(ledger, configs: dict, drift_starts: dict, loop_end: int, pr
         promoted = f"v{', v'.join(r.retrained)} promoted" if r.retrained else "no retrain promoted since the drift"
         if r.worst is None:
             verdict = f"no labels of the days since the drift matured yet ({late}); {promoted}"
+        elif (
+            not r.retrained and r.before is not None and not _worse(r.worst.value, r.before.value, r.greater_is_better)
+        ):
+            verdict = "no loss since the drift, so no retrain promoted (the labels decide)"
         elif not r.retrained:
             verdict = promoted
         elif r.after is None:

@@ -76,7 +76,9 @@ def decide(
             signals=(_signal("champion", True, None, None, "no champion yet"),),
         )
     found = _Findings()
-    back = _serving_rollback_decision(serving, found) or _rollback_decision(rollback, found)
+    back = _serving_rollback_decision(serving, found) or _rollback_decision(
+        rollback, found, _previous_bad_too(cfg, performance, rollback)
+    )
     if back is not None:
         return back
     rebase = _check_drift(cfg, drift, champion, found)
@@ -180,9 +182,29 @@ def _minutes(serving: dict) -> str:
     return f"{(b - a).total_seconds() / 60:g} min"
 
 
-def _rollback_decision(rollback: dict | None, found: _Findings) -> MonitorDecision | None:
+def _previous_bad_too(cfg: ModelConfig, performance: dict | None, rollback: dict | None) -> str | None:
+    """Why the rollback target is no way back (``None`` when it is): the champion's live metric
+    dropped significantly from the healthy level and the previous champion's, on the same
+    rows, is past the same limit and at least ``performance.min_effect`` from it. Both bad is
+    a change neither model knows (a concept drift): a retrain, not a rollback."""
+    perf_cfg = cfg.performance
+    if not (rollback and rollback.get("worse")) or perf_cfg is None or not performance or "live" not in performance:
+        return None
+    _, _, limit, critical = _judged_drop(perf_cfg, performance)
+    previous, baseline, metric = rollback.get("previous_live"), performance.get("baseline"), performance["metric"]
+    if not critical or limit is None or previous is None or baseline is None or not math.isfinite(baseline):
+        return None
+    past = previous < limit if greater_is_better(metric) else previous > limit
+    if not past or abs(previous - baseline) < (perf_cfg.min_effect or 0.0):
+        return None
+    return f"previous-champion v{rollback['previous']} {metric} {previous:.4f} is past the limit {limit:.4f} of the healthy level {baseline:.4f} too"
+
+
+def _rollback_decision(rollback: dict | None, found: _Findings, both_bad: str | None = None) -> MonitorDecision | None:
     """The ``rollback`` signal (champion vs previous-champion on matured labels); a rollback
-    decision when the champion is worse by more than the limit."""
+    decision when the champion is worse by more than the limit, unless the previous champion
+    is bad too (``both_bad``, from :func:`_previous_bad_too`): then a note, and the
+    performance signal decides (a retrain)."""
     if not (rollback and "worse" in rollback):
         return None
     m = rollback["metric"]
@@ -194,12 +216,15 @@ def _rollback_decision(rollback: dict | None, found: _Findings) -> MonitorDecisi
     )
     found.signal(
         "rollback",
-        rollback["worse"],
+        bool(rollback["worse"] and not both_bad),
         rollback["relative_worse"],
         rollback["max_drop"],
         {k: rollback[k] for k in _ROLLBACK_DETAIL},
     )
     if not rollback["worse"]:
+        return None
+    if both_bad:
+        found.notes.append(f"no rollback: {text}, but {both_bad}: both are bad, the performance trigger decides")
         return None
     return MonitorDecision(
         ROLLBACK,

@@ -10,7 +10,7 @@ import pytest
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.config_sections import Adaptation
-from retrain_lib.pipeline.decision import HEALTHY, RETRAIN, decide
+from retrain_lib.pipeline.decision import HEALTHY, RETRAIN, ROLLBACK, decide
 from retrain_lib.pipeline.monitor_records import MonitorDecision, Signal
 
 AS_OF = dt.date(2026, 2, 10)
@@ -320,6 +320,33 @@ def test_both_models_bad_is_a_retrain_not_a_rollback():
     )
     assert d.action == RETRAIN
     assert signal(d, "rollback").triggered is False
+
+
+def test_a_champion_worse_than_a_previous_that_is_bad_too_is_a_retrain_not_a_rollback():
+    # after a change: the new champion learnt two weekend days and does worse on a weekday than
+    # the old one, but the old one is far below the healthy level too; going back to it does not
+    # help, a retrain on the days since does
+    d = decide(
+        make_cfg(),
+        as_of=AS_OF,
+        champion=champion(),
+        drift=drift(False),
+        performance=perf(0.60),
+        rollback=rollback_facts(0.60, 0.70),
+    )
+    assert d.action == RETRAIN
+    assert signal(d, "rollback").triggered is False
+    assert any("no rollback" in r and "v2 roc_auc 0.7000 is past the limit" in r for r in d.reasons), d.reasons
+    # the same champion against a previous still at the healthy level is rolled back
+    back = decide(
+        make_cfg(),
+        as_of=AS_OF,
+        champion=champion(),
+        drift=drift(False),
+        performance=perf(0.60),
+        rollback=rollback_facts(0.60, 0.79),
+    )
+    assert back.action == ROLLBACK
 
 
 def test_rollback_facts_without_a_comparison_do_not_decide():
