@@ -126,6 +126,15 @@ class AdaptationState:
     healthy: Any = None
     backoff: Any = None
     rebased: tuple[str, str] | None = None
+    # the champion learnt from a full window since the change ``healthy`` was armed for: its
+    # own level is the new healthy level (the ``accepted`` record is written by this check)
+    regime_learnt: bool = False
+
+    @property
+    def tested_against(self):
+        """The healthy level the champion's live metric is tested against: the armed one, or
+        ``None`` (its own holdout level) once it learnt the regime since the change."""
+        return None if self.regime_learnt else self.healthy
 
 
 def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationState:
@@ -141,8 +150,9 @@ def adaptation_state(ctx, champion, as_of: dt.date, records=None) -> AdaptationS
     if cfg.performance is not None and cfg.performance.false_alarm_rate is not None:
         healthy = healthy_level(records, cfg.performance.metric, before=as_of.isoformat())
     wait = backoff(records, as_of, cfg.schedule.min_retrain_interval_days) if cfg.adaptation.backoff else None
+    learnt = healthy is not None and regime_learnt(champion.tags, cfg.windows.training_days, healthy.change_day)
     return AdaptationState(
-        records, healthy, wait, rebased_window(records, str(champion.version), before=as_of.isoformat())
+        records, healthy, wait, rebased_window(records, str(champion.version), before=as_of.isoformat()), learnt
     )
 
 
@@ -233,15 +243,19 @@ def record_adaptation(
 
     out = []
     if cfg.performance is not None:
-        updates = level_updates(
-            performance, healthy, min_effect=cfg.performance.min_effect, champion_version=champion_version
-        )
-        if (
+        learnt = (
             healthy is not None
-            and not updates
             and champion_tags is not None
             and regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day)
-        ):
+        )
+        updates = (
+            []
+            if learnt
+            else level_updates(
+                performance, healthy, min_effect=cfg.performance.min_effect, champion_version=champion_version
+            )
+        )
+        if learnt:
             change = champion_tags.get(CHANGE_TAG)
             change = change if change and change != "none" else healthy.change_day
             updates = [

@@ -110,7 +110,7 @@ def _decide(ctx: ModelContext, champion, as_of: dt.date, drift_summary, current:
     """``(decision, performance, rollback, serving)``: the remaining facts of the day, the
     decision on them, and the adaptation records that decision leaves in the ledger."""
     cfg = ctx.cfg
-    performance = json_safe(champion_performance(ctx, champion, as_of, current, healthy=state.healthy))
+    performance = json_safe(champion_performance(ctx, champion, as_of, current, healthy=state.tested_against))
     new_labels = new_labels_since_training(ctx, champion, as_of)
     recent = recent_retrain_requests(ctx, as_of)
     # one read of the rollback target, so both checks compare against the same version

@@ -165,7 +165,7 @@ class _Replay:
         # of the report, and costs estimate_draws metric computations a day: skipped then.
         use_estimate = cfg.performance is not None and cfg.performance.use_estimate
         performance = json_safe(
-            champion_performance(ctx, champion, day, current if use_estimate else None, healthy=state.healthy)
+            champion_performance(ctx, champion, day, current if use_estimate else None, healthy=state.tested_against)
         )
         new_labels = new_labels_since_training(ctx, champion, day)
         recent = retrain_requests_within(cfg, day, self.records)
