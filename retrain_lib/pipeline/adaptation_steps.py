@@ -231,31 +231,27 @@ def record_adaptation(
     actor: str,
     decision: MonitorDecision,
     performance: dict | None,
-    healthy,
+    state: AdaptationState,
     champion_version: str | None,
     champion_tags: dict | None = None,
 ) -> list[dict]:
-    """Write what a monitor check changed in the adaptation state through ``record``: the
+    """Write what a monitor check changed in the adaptation ``state`` through ``record``: the
     healthy level armed, restored, or accepted once the champion learnt from a full window
-    since the change; the drift reference rebased."""
+    since the change (``state.regime_learnt``); the drift reference rebased."""
     if cfg.adaptation is None:
         return []
 
     out = []
+    healthy = state.healthy
     if cfg.performance is not None:
-        learnt = (
-            healthy is not None
-            and champion_tags is not None
-            and regime_learnt(champion_tags, cfg.windows.training_days, healthy.change_day)
-        )
         updates = (
             []
-            if learnt
+            if state.regime_learnt
             else level_updates(
                 performance, healthy, min_effect=cfg.performance.min_effect, champion_version=champion_version
             )
         )
-        if learnt:
+        if state.regime_learnt:
             change = champion_tags.get(CHANGE_TAG)
             change = change if change and change != "none" else healthy.change_day
             updates = [

@@ -139,7 +139,7 @@ def _decide(ctx: ModelContext, champion, as_of: dt.date, drift_summary, current:
         actor,
         decision,
         performance,
-        state.healthy,
+        state,
         str_or_none(champion.version) if champion else None,
         champion.tags if champion else None,
     )

@@ -190,7 +190,7 @@ class _Replay:
             "backtest",
             decision,
             performance,
-            state.healthy,
+            state,
             champion.version,
             champion.tags,
         )

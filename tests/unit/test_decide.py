@@ -292,17 +292,22 @@ def rollback_facts(champion_live: float, previous_live: float, max_drop: float =
     }
 
 
-def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_retrain():
-    from retrain_lib.pipeline.decision import ROLLBACK
-
-    d = decide(
+def with_rollback(champion_live: float, previous_live: float, *, drifted: bool = False) -> MonitorDecision:
+    """The decision on a champion promoted recently, with the previous one on the same labels."""
+    return decide(
         make_cfg(),
         as_of=AS_OF,
         champion=champion(),
-        drift=drift(True),
-        performance=perf(0.60),
-        rollback=rollback_facts(0.60, 0.80),
+        drift=drift(drifted),
+        performance=perf(champion_live),
+        rollback=rollback_facts(champion_live, previous_live),
     )
+
+
+def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_retrain():
+    from retrain_lib.pipeline.decision import ROLLBACK
+
+    d = with_rollback(0.60, 0.80, drifted=True)
     assert d.action == ROLLBACK and d.rollback == {"from": "3", "to": "2"}
     assert "25.0% worse" in d.reasons[0] and "v2" in d.reasons[0]
     assert signal(d, "rollback").triggered is True
@@ -310,14 +315,7 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_before_any_ret
 
 def test_both_models_bad_is_a_retrain_not_a_rollback():
     # concept drift: the new champion is as bad as the old one on the same labels
-    d = decide(
-        make_cfg(),
-        as_of=AS_OF,
-        champion=champion(),
-        drift=drift(False),
-        performance=perf(0.60),
-        rollback=rollback_facts(0.60, 0.61),
-    )
+    d = with_rollback(0.60, 0.61)
     assert d.action == RETRAIN
     assert signal(d, "rollback").triggered is False
 
@@ -326,26 +324,12 @@ def test_a_champion_worse_than_a_previous_that_is_bad_too_is_a_retrain_not_a_rol
     # after a change: the new champion learnt two weekend days and does worse on a weekday than
     # the old one, but the old one is far below the healthy level too; going back to it does not
     # help, a retrain on the days since does
-    d = decide(
-        make_cfg(),
-        as_of=AS_OF,
-        champion=champion(),
-        drift=drift(False),
-        performance=perf(0.60),
-        rollback=rollback_facts(0.60, 0.70),
-    )
+    d = with_rollback(0.60, 0.70)
     assert d.action == RETRAIN
     assert signal(d, "rollback").triggered is False
     assert any("no rollback" in r and "v2 roc_auc 0.7000 is past the limit" in r for r in d.reasons), d.reasons
     # the same champion against a previous still at the healthy level is rolled back
-    back = decide(
-        make_cfg(),
-        as_of=AS_OF,
-        champion=champion(),
-        drift=drift(False),
-        performance=perf(0.60),
-        rollback=rollback_facts(0.60, 0.79),
-    )
+    back = with_rollback(0.60, 0.79)
     assert back.action == ROLLBACK
 
 
