@@ -153,14 +153,16 @@ def rebased_window(
     records: Iterable[dict], champion_version: str | None, before: str | None = None
 ) -> tuple[str, str] | None:
     """The drift reference a covariate shift was rebased to for this champion version (the
-    latest ``drift_rebased`` record), or ``None``."""
+    latest ``drift_rebased`` record: its ``reference``, or the drifted ``window`` in records
+    written before references were the window's last day), or ``None``."""
     found = None
     for r in records:
         if r.get("event") != REBASE_EVENT or (before is not None and (r.get("as_of") or "") >= before):
             continue
         d = r.get("details") or {}
-        if str(d.get("champion_version")) == str(champion_version) and d.get("window"):
-            found = (d["window"][0], d["window"][1])
+        days = d.get("reference") or d.get("window")
+        if str(d.get("champion_version")) == str(champion_version) and days:
+            found = (days[0], days[1])
     return found
 
 

@@ -272,11 +272,16 @@ def _check_drift(cfg: ModelConfig, drift: dict | None, champion, found: _Finding
     ready = (
         (dt.date.fromisoformat(window[0]) + dt.timedelta(days=cfg.data.label_delay_days)).isoformat() if window else "?"
     )
+    # The new reference is the window's last day: the earlier days of a window that just
+    # drifted may be from before the shift, and a reference mixing both would see the same
+    # shift again as the later checks' windows fill with shifted days.
+    reference = [window[1], window[1]] if window else None
     found.notes.append(
-        f"{text}; recorded, drift reference rebased to {window}: the labels "
-        f"of the shifted rows (matured from {ready}) decide a retrain, not the drift alone"
+        f"{text}; recorded, drift reference rebased to {reference[0] if reference else '?'} (the last day of the "
+        f"drifted window {window}): the labels of the shifted rows (matured from {ready}) decide a retrain, "
+        "not the drift alone"
     )
-    return {"window": window, "champion_version": str_or_none(champion.version)}
+    return {"window": window, "reference": reference, "champion_version": str_or_none(champion.version)}
 
 
 def _check_follow_up(cfg: ModelConfig, champion, as_of: dt.date, backoff, found: _Findings):

@@ -46,6 +46,18 @@ def reference_window(ctx: ModelContext, champion, rebased: tuple[str, str] | Non
     return load_window(cfg, ctx.settings, start, start + dt.timedelta(days=cfg.windows.reference_days - 1))
 
 
+def drift_current(ctx: ModelContext, current: Window, rebased: tuple[str, str] | None) -> Window:
+    """The current window of the drift check: ``current``, or after a rebase only its days
+    after the rebased reference (the shifted days are compared with shifted days, never a
+    window that still holds days the shift was recorded on). ``current`` when none is left."""
+    if rebased is None:
+        return current
+    first = as_day(rebased[1]) + dt.timedelta(days=1)
+    if first <= current.start or first > current.end:
+        return current
+    return load_window(ctx.cfg, ctx.settings, first, current.end, as_of=current.as_of)
+
+
 def drift_facts(
     cfg: ModelConfig,
     reference: Window,

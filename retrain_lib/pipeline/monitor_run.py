@@ -20,6 +20,7 @@ from retrain_lib.pipeline.adaptation_steps import adaptation_state, record_adapt
 from retrain_lib.pipeline.decision import decide
 from retrain_lib.pipeline.live_facts import rollback_facts, serving_facts
 from retrain_lib.pipeline.monitor_facts import (
+    drift_current,
     drift_facts,
     drift_history,
     importance_weights,
@@ -51,14 +52,14 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     validation, validation_report = _monitor_validation(ctx, current)
     _check_numeric_features(cfg, current)
     state = adaptation_state(ctx, champion, as_of)
-    reference, drift_summary = _drift_check(ctx, champion, as_of, current, state.rebased)
+    reference, compared, drift_summary = _drift_check(ctx, champion, as_of, current, state.rebased)
     decision, performance, rollback, serving = _decide(ctx, champion, as_of, drift_summary, current, state, actor)
     decision = _report_prediction_drift(decision, drift_summary)
     report_dir = claim_report_dir(ctx.settings.reports_dir / cfg.name, as_of)
     html_path, report_error = None, None
     if reference is not None:
         html_path, report_error = _drift_html(
-            ctx, reference, current, report_dir / "drift_report.html", (drift_summary or {}).get("features")
+            ctx, reference, compared, report_dir / "drift_report.html", (drift_summary or {}).get("features")
         )
     validation_path = None
     if validation_report is not None:
@@ -91,11 +92,13 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
 
 
 def _drift_check(ctx: ModelContext, champion, as_of: dt.date, current: Window, rebased):
-    """``(reference, drift summary)`` of the current window, or ``(None, None)`` with drift off."""
+    """``(reference, compared window, drift summary)`` of the current window (after a rebase
+    only its days after the rebased reference), or ``(None, None, None)`` with drift off."""
     cfg = ctx.cfg
     if not cfg.drift.enabled:
-        return None, None
+        return None, None, None
     reference = reference_window(ctx, champion, rebased)
+    current = drift_current(ctx, current, rebased)
     weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
     prediction = None
     if champion is not None and cfg.drift.prediction:
@@ -103,7 +106,7 @@ def _drift_check(ctx: ModelContext, champion, as_of: dt.date, current: Window, r
     summary = drift_facts(
         cfg, reference, current, weights=weights, prediction=prediction, history=(lambda: drift_history(ctx, as_of))
     )
-    return reference, summary
+    return reference, current, summary
 
 
 def _decide(ctx: ModelContext, champion, as_of: dt.date, drift_summary, current: Window, state, actor: str):

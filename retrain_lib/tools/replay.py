@@ -38,6 +38,7 @@ from retrain_lib.pipeline.decision import RETRAIN, ROLLBACK, decide
 from retrain_lib.pipeline.evaluation import HELD_OUT, compared_rows, gate_inputs, shift_gain
 from retrain_lib.pipeline.live_facts import rollback_facts
 from retrain_lib.pipeline.monitor_facts import (
+    drift_current,
     drift_facts,
     importance_weights,
     new_labels_since_training,
@@ -159,7 +160,8 @@ class _Replay:
         if cfg.drift.enabled:
             reference = reference_window(ctx, champion, state.rebased)
             weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
-            drift = drift_facts(cfg, reference, current, weights=weights, history=list(self.drift_raw))
+            compared = drift_current(ctx, current, state.rebased)
+            drift = drift_facts(cfg, reference, compared, weights=weights, history=list(self.drift_raw))
             self.drift_raw.append(bool(drift.get("dataset_drift_raw", drift["dataset_drift"])))
         # The CBPE estimate only decides with performance.use_estimate; otherwise it is a note
         # of the report, and costs estimate_draws metric computations a day: skipped then.

@@ -64,5 +64,8 @@ def test_a_covariate_shift_is_flagged_at_once_and_retrained_at_most_once(tmp_pat
     assert flagged and dt.date.fromisoformat(flagged[0]) - data.change_dates[0] <= dt.timedelta(days=1), since[:3]
     retrains = [d for d in since if "retrain" in d]
     assert len(retrains) <= 1, [(d["day"], d["reasons"]) for d in retrains]
-    # the shift stays in the data every day after it: it is not re-reported as new drift daily
-    assert len(flagged) < len(since) / 2, flagged
+    # the shift stays in the data every day after it: recorded once, then compared with a
+    # reference of shifted days only (not the drifted window, which held pre-shift days that the
+    # next checks' windows lose one by one), so it is not re-reported as new drift
+    assert len(flagged) == 1, flagged
+    assert len(since) >= 14, len(since)

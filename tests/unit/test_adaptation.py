@@ -198,6 +198,18 @@ def test_rebased_window_belongs_to_its_champion_version():
     assert rebased_window(recs, "2") == ("2026-03-03", "2026-03-05")
     assert rebased_window(recs, "3") is None
     assert rebased_window(recs, "2", before="2026-03-05") is None
+    # the reference of a rebase is its drifted window's last day (older records: the window)
+    recs.append(
+        _rec(
+            "drift_rebased",
+            "2026-03-09",
+            window=["2026-03-07", "2026-03-09"],
+            reference=["2026-03-09", "2026-03-09"],
+            champion_version="2",
+        )
+    )
+    assert rebased_window(recs, "2") == ("2026-03-09", "2026-03-09")
+    assert rebased_window(recs, "2", before="2026-03-09") == ("2026-03-03", "2026-03-05")
 
 
 def test_acceptance_needs_plenty_of_rows_since_the_change():

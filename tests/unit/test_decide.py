@@ -494,3 +494,23 @@ def test_a_retrain_without_a_model_since_the_deployment_ends_the_follow_ups():
     )
     assert d.action == HEALTHY
     assert signal(d, "follow_up").detail["stopped_by_no_gain"]
+
+
+def test_drift_alone_with_labels_deciding_rebases_the_reference_to_the_drifted_windows_last_day():
+    # the first days of a window that just drifted may be from before the shift: a reference
+    # holding them would see the same shift again as the next windows fill with shifted days
+    cfg = make_cfg().model_copy(update={"adaptation": Adaptation()})
+    d = decide(
+        cfg,
+        as_of=AS_OF,
+        champion=champion(),
+        drift={**drift(True), "current_window": ["2026-02-08", "2026-02-10"]},
+        performance=perf(0.80),
+    )
+    assert d.action == HEALTHY
+    assert d.rebase == {
+        "window": ["2026-02-08", "2026-02-10"],
+        "reference": ["2026-02-10", "2026-02-10"],
+        "champion_version": "3",
+    }
+    assert "drift reference rebased to 2026-02-10" in d.reasons[0], d.reasons
