@@ -104,7 +104,9 @@ def live_metric(records: list[Mapping[str, Any]]) -> list[MetricPoint]:
             continue
         details = r.get("details") or {}
         signal = next((s for s in details.get("signals") or [] if s.get("signal") == "performance"), None)
-        value = signal.get("value") if signal else None
+        if not signal:
+            continue
+        value = signal.get("value")
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             continue
         detail = signal.get("detail") or {}
