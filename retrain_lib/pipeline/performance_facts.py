@@ -125,6 +125,7 @@ def _matured_rows(ctx: ModelContext, as_of: dt.date, start: dt.date, end: dt.dat
     ``performance.baseline_days`` days before it (after the training window); ``None``
     without data."""
     cfg = ctx.cfg
+    assert cfg.performance is not None  # read for a performance trigger only
     base_start = max(trained_end + dt.timedelta(days=1), start - dt.timedelta(days=cfg.performance.baseline_days))
     window = load_window(cfg, ctx.settings, base_start, end, as_of=as_of, require_rows=False)
     if window.frame.empty:
@@ -141,6 +142,7 @@ def _baselines(ctx: ModelContext, champion, model, before, result: dict) -> tupl
     champion's holdout rows."""
     cfg = ctx.cfg
     perf = cfg.performance
+    assert perf is not None  # read for a performance trigger only
     seg_baseline: dict[str, dict[str, dict]] = {}
     daily: dict[str, float] = {}
     if len(before):
@@ -174,6 +176,7 @@ def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list
     """The live metric of each segment (``features.segments``) with its baseline."""
     if not cfg.features.segments:
         return []
+    assert cfg.performance is not None  # read for a performance trigger only
 
     out = []
     for column, values in segment_metrics(
@@ -213,6 +216,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     """CBPE on the rows of the current window whose labels have not arrived yet."""
     cfg = ctx.cfg
     perf = cfg.performance
+    assert perf is not None  # read for a performance trigger only
     frame = current.frame
     unlabelled = frame[~frame["__label_known"].astype(bool)]
     out: dict[str, Any] = {
@@ -251,4 +255,5 @@ def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, di
         return {}
     X, y = xy(cfg, holdout)
     scores = predict_scores(model(), X, cfg.task)
+    assert cfg.performance is not None  # read for a performance trigger only
     return segment_metrics(holdout[cfg.features.segments], y, scores, metric=cfg.performance.metric, task=cfg.task)
