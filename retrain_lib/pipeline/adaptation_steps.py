@@ -191,7 +191,7 @@ def training_change(
     window_start: dt.date,
     estimate: Callable[[], str | None],
     records: Callable[[], Iterable[dict]],
-    champion_version: str,
+    champion_version: str | None,
     *,
     training_days: int | None = None,
 ) -> Change:
