@@ -18,13 +18,13 @@ from retrain_lib.serving.predlog_store import resolve_url
 from retrain_lib.stats.performance import metric_value
 from retrain_lib.store import registry
 from retrain_lib.store.data import load_window
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
 
 _FROM_REGISTRY = object()
 
 
 def rollback_facts(
-    ctx: ModelContext, champion, as_of: dt.date, performance: dict | None, *, previous=_FROM_REGISTRY
+    ctx: ModelContextLike, champion, as_of: dt.date, performance: dict | None, *, previous=_FROM_REGISTRY
 ) -> dict[str, Any] | None:
     """Champion vs ``previous-champion`` on the same matured live labels (the performance
     window), for a champion promoted within ``rollback.within_days``; ``None`` when the

@@ -24,13 +24,13 @@ from retrain_lib.stats.performance import (
     segment_metrics,
 )
 from retrain_lib.store.data import Window, day_range, load_window
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContextLike, load_model
 
 log = logging.getLogger(__name__)
 
 
 def champion_performance(
-    ctx: ModelContext, champion, as_of: dt.date, current: Window | None = None, healthy=None
+    ctx: ModelContextLike, champion, as_of: dt.date, current: Window | None = None, healthy=None
 ) -> dict[str, Any] | None:
     """Facts about the champion's performance on ``as_of``, for :func:`retrain_lib.pipeline.decision.decide`.
 
@@ -120,7 +120,7 @@ def _blank_result(perf, champion, start: dt.date, end: dt.date) -> dict[str, Any
     }
 
 
-def _matured_rows(ctx: ModelContext, as_of: dt.date, start: dt.date, end: dt.date, trained_end: dt.date):
+def _matured_rows(ctx: ModelContextLike, as_of: dt.date, start: dt.date, end: dt.date, trained_end: dt.date):
     """``(now, before)``: the labelled rows of ``start..end`` and of up to
     ``performance.baseline_days`` days before it (after the training window); ``None``
     without data."""
@@ -135,7 +135,7 @@ def _matured_rows(ctx: ModelContext, as_of: dt.date, start: dt.date, end: dt.dat
     return labelled[(event_day >= start).to_numpy()], labelled[(event_day < start).to_numpy()]
 
 
-def _baselines(ctx: ModelContext, champion, model, before, result: dict) -> tuple[dict[str, float], dict]:
+def _baselines(ctx: ModelContextLike, champion, model, before, result: dict) -> tuple[dict[str, float], dict]:
     """``(daily, segment baselines)``: the champion's daily metric on the ``before`` rows; with
     at least ``performance.baseline_min_days`` of them their mean becomes the baseline in
     ``result`` (``rolling``) and the segment baselines come from those rows, else from the
@@ -212,7 +212,7 @@ def _assess_drops(perf, result: dict, live: float) -> None:
         )
 
 
-def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
+def _estimated_performance(ctx: ModelContextLike, current: Window, model) -> dict[str, Any] | None:
     """CBPE on the rows of the current window whose labels have not arrived yet."""
     cfg = ctx.cfg
     perf = cfg.performance
@@ -234,7 +234,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     return out
 
 
-def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, dict[str, dict]]:
+def _holdout_segment_metrics(ctx: ModelContextLike, champion, model) -> dict[str, dict[str, dict]]:
     """The champion's metric per segment on its own holdout rows (its training window read
     as of its training day, split as training split it); ``{}`` when that data is gone."""
     cfg = ctx.cfg
