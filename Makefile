@@ -60,10 +60,11 @@ test-fast: setup  ## unit and DAG tests only
 test-production: setup  ## docker-compose.yaml's topology, natively: Celery workers, PostgreSQL, Redis, MLflow, S3 (~5 min)
 	RETRAIN_STRICT=1 $(BIN)/python -m pytest -m production tests/production
 
-lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix) and the import contracts (retrain_lib never imports airflow; its layers import only downward; the plugin never imports the demo)
+lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix), the import contracts (retrain_lib never imports airflow; its layers import only downward; the plugin never imports the demo) and mypy on retrain_lib ([tool.mypy])
 	$(BIN)/ruff check retrain_lib plugins dags tests benchmarks
 	$(BIN)/ruff format --check retrain_lib plugins dags tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http://localhost:$(AIRFLOW_PORT)
 	@case "$(AIRFLOW_PORT)" in 8793|8794) echo "AIRFLOW_PORT=$(AIRFLOW_PORT) is the port of Airflow's own log server ($(if $(filter 8793,$(AIRFLOW_PORT)),scheduler,triggerer)): the api-server could not bind it. Pick another port." >&2; exit 2;; esac

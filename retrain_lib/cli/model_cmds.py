@@ -44,6 +44,7 @@ def cmd_retrain(args) -> int:
         for g in res.gates.results if res.gates is not None else ():
             print(f"  {'PASS' if g.passed else 'FAIL'} {g.reason}")
         if res.outcome == "deployed":
+            assert res.registered is not None and res.deployed is not None  # both steps ran
             print(f"  version {res.registered.version} -> champion {res.deployed.champion}")
     return EXIT_OK if res.outcome == "deployed" else EXIT_FAILED
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from retrain_lib.cli.output import table
 
+_GATES_TEXT: dict[bool | None, str] = {True: "passed", False: "FAILED"}  # the last gates' ``passed``
+
 
 def _fmt(value, spec: str = "", none: str = "-") -> str:
     if value is None:
@@ -48,7 +50,7 @@ def print_fleet(fleet: dict, out) -> None:
                 _fmt(mon.get("as_of")),
                 _fmt(mon.get("action")),
                 _fmt(mon.get("drifted_share"), ".0%"),
-                {True: "passed", False: "FAILED"}.get(gates.get("passed"), "-"),
+                _GATES_TEXT.get(gates.get("passed"), "-"),
                 f"{last['as_of'] or last['time'][:10]} {last['event']}"
                 + (f" {_moved(last)}" if last.get("after") else "")
                 if last

@@ -221,6 +221,7 @@ class ModelConfig(StrictModel):
 
         target, ts = self.features.target, self.data.timestamp_column
         late_labels = bool(self.data.labels_path or self.data.label_delay_days)
+        loc: tuple[str | int, ...]
         for i, rule in enumerate(v.not_null):
             loc = ("validation", "not_null", i)
             if not unknown(loc, rule.column) and rule.column == target and late_labels:
@@ -261,8 +262,8 @@ class ModelConfig(StrictModel):
             loc = ("validation", "between", name)
             if unknown(loc, name):
                 continue
-            kind = dtypes.get(name)
-            if name == ts or kind == "datetime":
+            dtype = dtypes.get(name)
+            if name == ts or dtype == "datetime":
                 problems.append(
                     (
                         loc,
@@ -272,11 +273,11 @@ class ModelConfig(StrictModel):
                 )
             elif name in self.features.numeric:
                 continue  # a contradicting dtype is reported above
-            elif kind == "string" or (kind is None and name in (*self.features.categorical, self.data.id_column)):
+            elif dtype == "string" or (dtype is None and name in (*self.features.categorical, self.data.id_column)):
                 problems.append(
                     (
                         loc,
-                        f"between needs a numeric column and {name!r} is {'a string' if kind else 'categorical'}",
+                        f"between needs a numeric column and {name!r} is {'a string' if dtype else 'categorical'}",
                         "use in_set for a categorical column, or declare it under dtypes as numeric",
                     )
                 )

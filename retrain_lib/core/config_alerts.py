@@ -4,16 +4,24 @@ severities and the Slack delivery settings.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field
 
 from retrain_lib.core.config_sections import StrictModel
 
-ALERT_KINDS = ("gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed", "failure")
 AlertKind = Literal[
     "gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed", "failure"
 ]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "gate_failure",
+    "validation_failure",
+    "drift",
+    "promotion",
+    "rollback",
+    "approval_needed",
+    "failure",
+)
 Severity = Literal["green", "yellow", "red"]
 DEFAULT_SEVERITY: dict[str, str] = {
     "gate_failure": "yellow",
@@ -56,7 +64,8 @@ class Alerts(StrictModel):
     retry_seconds: float = Field(default=2.0, ge=0, le=300, description="First backoff; doubles per attempt.")
 
     def severity_of(self, kind: str) -> str:
-        return self.severity.get(kind) or DEFAULT_SEVERITY.get(kind, "red")
+        severity = cast("dict[str, Severity]", self.severity)  # any name: an unknown kind has none
+        return severity.get(kind) or DEFAULT_SEVERITY.get(kind, "red")
 
     def wants(self, kind: str) -> bool:
         return kind in self.on

@@ -48,7 +48,7 @@ class ConfigProblem:
         }
 
 
-def did_you_mean(word: str, options) -> str:
+def did_you_mean(word: object, options) -> str:
     match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
 

@@ -10,6 +10,12 @@ from pydantic import Field, field_validator
 
 from retrain_lib.core.config_sections import StrictModel
 
+ApprovalWhen = Literal["always", "first_deployment", "new_features", "rows_changed", "narrow_margin"]
+
+
+def _first_deployment() -> list[ApprovalWhen]:
+    return ["first_deployment"]
+
 
 class Approval(StrictModel):
     """When a human must approve a promotion (Airflow's human-in-the-loop ``ApprovalOperator``).
@@ -18,8 +24,8 @@ class Approval(StrictModel):
     passed and the candidate was registered. No answer within ``timeout_hours`` counts as a
     rejection. Approver and answer go to the decision ledger and the version's tags."""
 
-    required_when: list[Literal["always", "first_deployment", "new_features", "rows_changed", "narrow_margin"]] = Field(
-        default_factory=lambda: ["first_deployment"],
+    required_when: list[ApprovalWhen] = Field(
+        default_factory=_first_deployment,
         min_length=1,
         description="always | first_deployment (no champion yet) | new_features (the feature list differs from "
         "the champion's) | rows_changed (training rows changed by more than rows_changed_pct) | "

@@ -288,6 +288,13 @@ class Training(StrictModel):
         return 50 if self.warm_start_extra is None else self.warm_start_extra
 
 
+WindowKind = Literal["after_change", "recency_weighted", "configured"]
+
+
+def _every_window() -> list[WindowKind]:
+    return ["after_change", "recency_weighted", "configured"]
+
+
 class Adaptation(StrictModel):
     """Change-aware retraining (``retrain_lib.pipeline.adaptation``).
 
@@ -304,8 +311,8 @@ class Adaptation(StrictModel):
     (``rebase_on_drift``), and a champion below its healthy level stays armed with backoff.
     """
 
-    windows: list[Literal["after_change", "recency_weighted", "configured"]] = Field(
-        default_factory=lambda: ["after_change", "recency_weighted", "configured"],
+    windows: list[WindowKind] = Field(
+        default_factory=_every_window,
         min_length=1,
         description="Training windows whose candidates compete on the newest matured labels.",
     )

@@ -22,7 +22,7 @@ class _SafeLoader(yaml.SafeLoader):
     ``on`` (``alerts.on``) and values such as ``no`` stay strings instead of becoming bools."""
 
 
-_LOADERS = [_SafeLoader]
+_LOADERS: list[type[yaml.SafeLoader | yaml.CSafeLoader]] = [_SafeLoader]
 if getattr(yaml, "CSafeLoader", None) is not None:  # libyaml: the same documents, ~10x faster to parse
 
     class _CSafeLoader(yaml.CSafeLoader):
@@ -82,16 +82,16 @@ def _compose(text: str):
     raise AssertionError("unreachable")
 
 
-def _read_text(path: Path) -> tuple[str | None, ConfigProblem | None]:
+def _read_text(path: Path) -> str | ConfigProblem:
     """The UTF-8 text of a config file, or the problem that stops reading it (unreadable, too
     big, not UTF-8)."""
     name = str(path)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        return None, ConfigProblem(name, None, None, "", f"cannot read the file: {exc.strerror}", "check the path")
+        return ConfigProblem(name, None, None, "", f"cannot read the file: {exc.strerror}", "check the path")
     if size > MAX_CONFIG_BYTES:
-        return None, ConfigProblem(
+        return ConfigProblem(
             name,
             None,
             None,
@@ -100,9 +100,9 @@ def _read_text(path: Path) -> tuple[str | None, ConfigProblem | None]:
             "a model config is a short YAML file; check you pointed at the right file",
         )
     try:
-        return path.read_bytes().decode("utf-8"), None
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, ConfigProblem(
+        return ConfigProblem(
             name, None, None, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8"
         )
 
@@ -110,9 +110,9 @@ def _read_text(path: Path) -> tuple[str | None, ConfigProblem | None]:
 def read_yaml(path: Path) -> tuple[Any, LineIndex | None, list[ConfigProblem]]:
     """Read one YAML file safely; problems instead of exceptions."""
     name = str(path)
-    text, unreadable = _read_text(path)
-    if unreadable is not None:
-        return None, None, [unreadable]
+    text = _read_text(path)
+    if isinstance(text, ConfigProblem):
+        return None, None, [text]
     loader = None
     try:
         loader, root = _compose(text)
@@ -169,7 +169,7 @@ def validate_file(path: Path, model: type[BaseModel]):
     problems)``. Cross-field checks of a model config are left to the caller (context
     ``defer_cross_checks``) so that each is reported with its own line."""
     data, index, problems = read_yaml(path)
-    if problems:
+    if problems or index is None:  # read_yaml has an index whenever it has no problem
         return None, None, problems
     try:
         return model.model_validate(data, context={"defer_cross_checks": True}), index, []

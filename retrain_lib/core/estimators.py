@@ -269,7 +269,7 @@ def _is_abstract(fn: ast.AST) -> bool:
     return False
 
 
-def _arg_names(fn: ast.FunctionDef, *, any_with_kwargs: bool = True) -> tuple[str, ...] | None:
+def _arg_names(fn: ast.FunctionDef | ast.AsyncFunctionDef, *, any_with_kwargs: bool = True) -> tuple[str, ...] | None:
     """Parameter names after ``self``; None with ``**kwargs`` (any name accepted) unless
     ``any_with_kwargs`` is False."""
     a = fn.args
@@ -299,7 +299,7 @@ def _mro(module: _Module, node: ast.ClassDef) -> tuple[list[ast.ClassDef], bool]
             if isinstance(base, ast.Name) and base.id in _IGNORED_BASES:
                 continue
             hit = _resolve_expr(mod, base, depth)
-            if hit.kind == "class" and hit.module is not None:
+            if hit.kind == "class" and hit.module is not None and isinstance(hit.node, ast.ClassDef):
                 visit(hit.module, hit.node, depth + 1)
             else:
                 complete = False
@@ -309,8 +309,9 @@ def _mro(module: _Module, node: ast.ClassDef) -> tuple[list[ast.ClassDef], bool]
 
 
 def _describe(path: str, binding: _Binding) -> EstimatorInfo:
-    cls = binding.node
-    classes, complete = _mro(binding.module, cls)
+    cls, module = binding.node, binding.module
+    assert isinstance(cls, ast.ClassDef) and module is not None  # a "class" binding has both
+    classes, complete = _mro(module, cls)
     methods: dict[str, ast.AST] = {}
     for c in classes:  # the first definition of a name wins, a class attribute (path = staticmethod(f)) too
         for item in c.body:
@@ -334,8 +335,8 @@ def _describe(path: str, binding: _Binding) -> EstimatorInfo:
     return EstimatorInfo(
         path=path,
         name=cls.name,
-        defined_in=binding.module.name,
-        file=binding.module.file or "",
+        defined_in=module.name,
+        file=module.file or "",
         line=cls.lineno,
         params=params,
         methods=frozenset(methods),
@@ -377,6 +378,7 @@ def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorIn
                 f"{path!r} cannot be found: there is no module {name!r}{hint}", f"check the spelling, {EXAMPLE}"
             )
     module = _find_module(module_name)
+    assert module is not None  # found by the loop above (_find_module is cached)
     binding = _lookup(module, attr)
     if binding is None:
         tree = _tree(module)

@@ -155,6 +155,7 @@ def train_candidates(
     model, info = training.fit(recipe.cfg, everything, allowed_prefixes, **fit_options)
     log.info("%s: chose %s (%s); refit on %d rows", cfg.name, selection.chosen, selection.reason, len(everything))
     crossfit = None
+    assert cfg.adaptation is not None  # candidates are trained for an adaptation section only
     if change is not None and cfg.adaptation.crossfit_folds:
         crossfit = cross_fit(cfg, recipe, everything, change, allowed_prefixes, fit_options)
     return CandidateSet(
@@ -179,6 +180,7 @@ def cross_fit(
     ``None`` when fewer than two days or 40 rows are there, or a fold cannot be trained."""
     import numpy as np
 
+    assert cfg.adaptation is not None  # candidates are trained for an adaptation section only
     ts, key = cfg.data.timestamp_column, cfg.data.id_column
     days = rows[ts].dt.date
     after = days >= dt.date.fromisoformat(since)
@@ -186,7 +188,8 @@ def cross_fit(
     folds = min(cfg.adaptation.crossfit_folds, len(shifted_days))
     if folds < 2 or int(after.sum()) < 40:
         return None
-    ids, scores = [], []
+    ids: list = []
+    scores: list[float] = []
     for block in np.array_split(np.array(shifted_days, dtype=object), folds):
         held = days.isin(set(block)).to_numpy()
         try:
@@ -286,8 +289,7 @@ def gain(cfg: ModelConfig, y, candidate_scores, champion_scores, *, required: bo
     """The candidate's gain over the champion on the same rows (``adaptation.require_gain``,
     or ``required``), or ``None`` when it is not required or there is no champion."""
     spec = cfg.adaptation
-    wanted = spec is not None and (spec.require_gain if required is None else required)
-    if not wanted or champion_scores is None:
+    if spec is None or not (spec.require_gain if required is None else required) or champion_scores is None:
         return None
     return gain_test(
         cfg.task,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from retrain_lib.learn.warm_start import warm_start_plan
 
 log = logging.getLogger(__name__)
 
-START_METHOD = "spawn"
+START_METHOD: Final = "spawn"
 """Start method of the child process of a fit with a timeout (``spawn`` or ``forkserver``)."""
 
 
@@ -253,6 +253,7 @@ def fit(
     if model is not None:
         from sklearn.pipeline import Pipeline
 
+        assert pre is not None  # warm_start_plan gives both or neither
         kwargs = {} if weights is None else {"sample_weight": weights}
         fitted = _fit_target(cfg, model, (pre.transform(X), y), kwargs, timeout_s, len(train))
         pipeline = Pipeline([("preprocess", pre), ("model", fitted)])

@@ -127,6 +127,7 @@ def sample_weights(cfg: ModelConfig, frame: pd.DataFrame, as_of=None) -> np.ndar
     ages = _ages_days(cfg, frame, as_of)
     weights = np.ones(len(frame))
     if rec.days is not None:
+        assert rec.weight is not None  # days and weight come together (Recency checks)
         weights = np.where(ages <= rec.days, float(rec.weight), 1.0)
     if rec.half_life_days is not None:
         # relative to the youngest row (the rescaling below removes the common factor), so the

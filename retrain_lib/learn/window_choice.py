@@ -72,6 +72,7 @@ def recipes(cfg: ModelConfig, pool: pd.DataFrame, as_of: dt.date, change: str | 
     """The candidates ``adaptation.windows`` asks for that the rows allow (see the module
     docstring). ``after_change`` needs ``min_rows_after_change`` rows since the change."""
     spec = cfg.adaptation
+    assert spec is not None  # candidates are trained for an adaptation section only
     out: list[Recipe] = []
     days = _days(cfg, pool)
     for name in spec.windows:
@@ -173,6 +174,7 @@ def choose(
         )
     best = scored[0]
     for c in scored[1:]:
+        assert c.value is not None and best.value is not None  # scored: a finite value each
         if (c.value > best.value) if up else (c.value < best.value):
             best = c
     others = ", ".join(

@@ -114,7 +114,8 @@ def level_updates(
     at the first significant drop (the baseline it dropped from is frozen as the healthy
     level), ``restored`` when an armed model's live metric is back within ``min_effect`` (or
     one standard error) of that level."""
-    test = (performance or {}).get("test")
+    performance = performance or {}
+    test = performance.get("test")
     if not test or test.get("live") is None or not math.isfinite(test.get("drop", math.nan)):
         return []
     metric = test["metric"]

@@ -74,6 +74,7 @@ def test_drop(
     from retrain_lib.stats.performance import daily_metrics, metric_value
 
     perf = cfg.performance
+    assert perf is not None and perf.false_alarm_rate is not None  # called with a drop test configured
     live = metric_value(y, scores, perf.metric, cfg.task)
     live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
     baseline = result["baseline"]
@@ -190,7 +191,7 @@ def training_change(
     window_start: dt.date,
     estimate: Callable[[], str | None],
     records: Callable[[], Iterable[dict]],
-    champion_version: str,
+    champion_version: str | None,
     *,
     training_days: int | None = None,
 ) -> Change:
@@ -252,6 +253,7 @@ def record_adaptation(
             )
         )
         if state.regime_learnt:
+            assert champion_tags is not None  # learnt: there is a champion (adaptation_state)
             change = champion_tags.get(CHANGE_TAG)
             change = change if change and change != "none" else healthy.change_day
             updates = [

@@ -16,11 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrain_lib.core.settings import redact
 from retrain_lib.pipeline.alert_payload import Alert
 from retrain_lib.store.audit import Ledger, normalise_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 # The logger alert delivery has always logged under: log filters and alerting rules select it.
 log = logging.getLogger("retrain_lib.pipeline.alerts")
@@ -78,16 +82,24 @@ class DedupeStore:
             "sent_at": now,
             "suppressed": 0,
         }
+        insert: PgInsert | SqliteInsert
         if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            insert = pg_insert(t)
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(t).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={"sent_at": now, "suppressed": 0, "what": values["what"]},
-            where=t.c.sent_at <= now - window_minutes * 60,
-        ).returning(t.c.key)
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert(t)
+        stmt = (
+            insert.values(**values)
+            .on_conflict_do_update(
+                index_elements=[t.c.key],
+                set_={"sent_at": now, "suppressed": 0, "what": values["what"]},
+                where=t.c.sent_at <= now - window_minutes * 60,
+            )
+            .returning(t.c.key)
+        )
         with engine.begin() as conn:
             won = conn.execute(stmt).first() is not None
             if not won:

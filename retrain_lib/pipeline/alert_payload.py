@@ -137,7 +137,7 @@ class Links:
 
     def _items(self) -> list[tuple[str, str | None, str | None]]:
         """``(label, url, path)`` in the order they are shown."""
-        items = [(label, url, None) for label, url in self.extra]
+        items: list[tuple[str, str | None, str | None]] = [(label, url, None) for label, url in self.extra]
         if self.mlflow_run:
             items.append(("MLflow run", self.mlflow_run, None))
         if self.drift_report or self.drift_report_path:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +131,8 @@ def _rows_block(failures: list[Mapping[str, Any]]) -> str:
 def validation_failure(
     model: str,
     *,
-    failures: list[Mapping[str, Any]] = (),
-    problems: list[str] = (),
+    failures: Sequence[Mapping[str, Any]] = (),
+    problems: Sequence[str] = (),
     stage: str = "retrain",
     window: list[str] | tuple[str, str] | None = None,
     rows: int | None = None,

@@ -95,7 +95,7 @@ def decide(
     if pending is not None and pending.due:
         found.reasons.append(pending.explain())
     _check_shift(shift, found)
-    extra = {
+    extra: dict[str, Any] = {
         "rebase": rebase or None,
         "change_day": (performance.get("change_day") or None) if performance else None,
     }
@@ -145,7 +145,7 @@ def _serving_rollback_decision(serving: dict | None, found: _Findings) -> Monito
             serving["max_error_rate"],
             {k: serving.get(k) for k in _SERVING_DETAIL},
         )
-    if not (why and serving.get("previous")):
+    if not (why and serving and serving.get("previous")):  # why: serving is there
         return None
     return MonitorDecision(
         ROLLBACK,

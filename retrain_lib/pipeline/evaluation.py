@@ -21,7 +21,7 @@ from retrain_lib.pipeline.training_run import CROSSFIT_ARTIFACT, CROSSFIT_TAG
 from retrain_lib.quality.gate_types import GateInputs, GateResult
 from retrain_lib.quality.gates import all_passed, evaluate_gates, run_gates
 from retrain_lib.stats.gate_measures import measure_latency_ms
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def evaluate_candidate(
 
 
 def gate_inputs(
-    ctx: ModelContext,
+    ctx: ModelContextLike,
     snap: Snapshot,
     trained: TrainedRun,
     evaluation: Evaluation,

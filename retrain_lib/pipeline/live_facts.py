@@ -18,13 +18,13 @@ from retrain_lib.serving.predlog_store import resolve_url
 from retrain_lib.stats.performance import metric_value
 from retrain_lib.store import registry
 from retrain_lib.store.data import load_window
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
 
 _FROM_REGISTRY = object()
 
 
 def rollback_facts(
-    ctx: ModelContext, champion, as_of: dt.date, performance: dict | None, *, previous=_FROM_REGISTRY
+    ctx: ModelContextLike, champion, as_of: dt.date, performance: dict | None, *, previous=_FROM_REGISTRY
 ) -> dict[str, Any] | None:
     """Champion vs ``previous-champion`` on the same matured live labels (the performance
     window), for a champion promoted within ``rollback.within_days``; ``None`` when the
@@ -42,6 +42,7 @@ def rollback_facts(
         return None
 
     cfg = ctx.cfg
+    assert cfg.performance is not None  # an enabled rollback requires a performance section (config check)
     start, end = (as_day(d) for d in performance["window"])
     facts: dict[str, Any] = {
         "champion": str_or_none(champion.version),
@@ -115,6 +116,7 @@ def serving_facts(
     if rows.empty:
         return None
     cfg = ctx.cfg
+    assert cfg.performance is not None  # an enabled rollback requires a performance section (config check)
     failed = rows["error"].notna()
     ok = rows[~failed]
     facts: dict[str, Any] = {
@@ -151,6 +153,7 @@ def _compare_on_requests(ctx: ModelContext, labelled, previous) -> dict[str, Any
     y = labelled["label"].to_numpy(float)
     if cfg.task == "classification":
         y = y.astype(int)
+    assert cfg.performance is not None and cfg.rollback is not None  # see serving_facts
     metric = cfg.performance.metric
     live = metric_value(y, labelled["output"].to_numpy(float), metric, cfg.task)
     prev = metric_value(

@@ -18,12 +18,12 @@ from retrain_lib.stats.calibration import apply_persistence
 from retrain_lib.stats.drift import drift_for_config, prediction_drift
 from retrain_lib.store import audit
 from retrain_lib.store.data import Window, available_days, load_window
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
 
 log = logging.getLogger(__name__)
 
 
-def reference_window(ctx: ModelContext, champion, rebased: tuple[str, str] | None = None) -> Window:
+def reference_window(ctx: ModelContextLike, champion, rebased: tuple[str, str] | None = None) -> Window:
     """The most recent ``reference_days`` of the champion's training window (the inputs it
     was built for); before any champion, the oldest ``reference_days`` of data. ``rebased``:
     the window a recorded covariate shift moved the reference to
@@ -135,7 +135,7 @@ def prediction_drift_facts(ctx: ModelContext, champion, reference: Window, curre
     }
 
 
-def new_labels_since_training(ctx: ModelContext, champion, as_of: dt.date) -> dict[str, Any] | None:
+def new_labels_since_training(ctx: ModelContextLike, champion, as_of: dt.date) -> dict[str, Any] | None:
     """Labelled rows of events after the champion's training window, known by ``as_of``,
     against its training rows (version tag ``rows.train``, else the run's param)."""
     cfg = ctx.cfg

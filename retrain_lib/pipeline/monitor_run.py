@@ -40,6 +40,8 @@ from retrain_lib.store.model_context import ModelContext
 
 log = logging.getLogger(__name__)
 
+_VALIDATION_TAG: dict[bool | None, str] = {True: "passed", False: "failed"}  # the suite's ``success``
+
 
 def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> MonitorResult:
     """Check drift and performance for ``as_of`` and decide whether to retrain."""
@@ -291,7 +293,7 @@ def _log_monitor_run(
     }
     validation = result.validation
     if validation is not None:
-        tags["retrain.validation"] = {True: "passed", False: "failed"}.get(validation.get("success"), "error")
+        tags["retrain.validation"] = _VALIDATION_TAG.get(validation.get("success"), "error")
     with mlflow.start_run(experiment_id=exp, run_name=f"monitor {result.as_of}", tags=tags) as run:
         metrics: dict[str, float] = {}
         if result.drift:

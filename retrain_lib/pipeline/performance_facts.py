@@ -24,13 +24,13 @@ from retrain_lib.stats.performance import (
     segment_metrics,
 )
 from retrain_lib.store.data import Window, day_range, load_window
-from retrain_lib.store.model_context import ModelContext, load_model
+from retrain_lib.store.model_context import ModelContextLike, load_model
 
 log = logging.getLogger(__name__)
 
 
 def champion_performance(
-    ctx: ModelContext, champion, as_of: dt.date, current: Window | None = None, healthy=None
+    ctx: ModelContextLike, champion, as_of: dt.date, current: Window | None = None, healthy=None
 ) -> dict[str, Any] | None:
     """Facts about the champion's performance on ``as_of``, for :func:`retrain_lib.pipeline.decision.decide`.
 
@@ -120,11 +120,12 @@ def _blank_result(perf, champion, start: dt.date, end: dt.date) -> dict[str, Any
     }
 
 
-def _matured_rows(ctx: ModelContext, as_of: dt.date, start: dt.date, end: dt.date, trained_end: dt.date):
+def _matured_rows(ctx: ModelContextLike, as_of: dt.date, start: dt.date, end: dt.date, trained_end: dt.date):
     """``(now, before)``: the labelled rows of ``start..end`` and of up to
     ``performance.baseline_days`` days before it (after the training window); ``None``
     without data."""
     cfg = ctx.cfg
+    assert cfg.performance is not None  # read for a performance trigger only
     base_start = max(trained_end + dt.timedelta(days=1), start - dt.timedelta(days=cfg.performance.baseline_days))
     window = load_window(cfg, ctx.settings, base_start, end, as_of=as_of, require_rows=False)
     if window.frame.empty:
@@ -134,13 +135,14 @@ def _matured_rows(ctx: ModelContext, as_of: dt.date, start: dt.date, end: dt.dat
     return labelled[(event_day >= start).to_numpy()], labelled[(event_day < start).to_numpy()]
 
 
-def _baselines(ctx: ModelContext, champion, model, before, result: dict) -> tuple[dict[str, float], dict]:
+def _baselines(ctx: ModelContextLike, champion, model, before, result: dict) -> tuple[dict[str, float], dict]:
     """``(daily, segment baselines)``: the champion's daily metric on the ``before`` rows; with
     at least ``performance.baseline_min_days`` of them their mean becomes the baseline in
     ``result`` (``rolling``) and the segment baselines come from those rows, else from the
     champion's holdout rows."""
     cfg = ctx.cfg
     perf = cfg.performance
+    assert perf is not None  # read for a performance trigger only
     seg_baseline: dict[str, dict[str, dict]] = {}
     daily: dict[str, float] = {}
     if len(before):
@@ -174,6 +176,7 @@ def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list
     """The live metric of each segment (``features.segments``) with its baseline."""
     if not cfg.features.segments:
         return []
+    assert cfg.performance is not None  # read for a performance trigger only
 
     out = []
     for column, values in segment_metrics(
@@ -209,10 +212,11 @@ def _assess_drops(perf, result: dict, live: float) -> None:
         )
 
 
-def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[str, Any] | None:
+def _estimated_performance(ctx: ModelContextLike, current: Window, model) -> dict[str, Any] | None:
     """CBPE on the rows of the current window whose labels have not arrived yet."""
     cfg = ctx.cfg
     perf = cfg.performance
+    assert perf is not None  # read for a performance trigger only
     frame = current.frame
     unlabelled = frame[~frame["__label_known"].astype(bool)]
     out: dict[str, Any] = {
@@ -230,7 +234,7 @@ def _estimated_performance(ctx: ModelContext, current: Window, model) -> dict[st
     return out
 
 
-def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, dict[str, dict]]:
+def _holdout_segment_metrics(ctx: ModelContextLike, champion, model) -> dict[str, dict[str, dict]]:
     """The champion's metric per segment on its own holdout rows (its training window read
     as of its training day, split as training split it); ``{}`` when that data is gone."""
     cfg = ctx.cfg
@@ -251,4 +255,5 @@ def _holdout_segment_metrics(ctx: ModelContext, champion, model) -> dict[str, di
         return {}
     X, y = xy(cfg, holdout)
     scores = predict_scores(model(), X, cfg.task)
+    assert cfg.performance is not None  # read for a performance trigger only
     return segment_metrics(holdout[cfg.features.segments], y, scores, metric=cfg.performance.metric, task=cfg.task)

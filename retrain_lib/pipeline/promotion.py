@@ -325,6 +325,7 @@ def reject_candidate(
     ctx = ModelContext(model, settings)
     failed = [r.reason for r in gates.failed]
     if gates.outcome == NO_GAIN:
+        assert gates.gain is not None  # a no_gain outcome carries its gain
         gain = Gain(**gates.gain)
         ctx.client.set_tag(trained.run_id, "retrain.decision", NO_GAIN)
         ctx.record(

@@ -168,7 +168,7 @@ class Evaluation:
     champion: dict[str, float] | None = None
     champion_version: str | None = None
     holdout_rows: int | None = None
-    candidate_se: dict[str, float | None] | None = None
+    candidate_se: Mapping[str, float | None] | None = None
     compared_on: str = "held_out"  # or "cross_fit": see retrain_lib.pipeline.evaluation.Compared
 
     def to_xcom(self) -> dict[str, Any]:

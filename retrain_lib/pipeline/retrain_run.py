@@ -90,7 +90,13 @@ def retrain_model(
     request = approval_request(
         model, snap, trained, evaluation, gates, registered, settings=settings, as_of=as_of, actor=actor
     )
-    steps = {"snapshot": snap, "trained": trained, "evaluation": evaluation, "gates": gates, "registered": registered}
+    steps: dict[str, Any] = {
+        "snapshot": snap,
+        "trained": trained,
+        "evaluation": evaluation,
+        "gates": gates,
+        "registered": registered,
+    }
     if request["required"]:
         # Outside Airflow nobody can be asked: the version stays registered, not deployed.
         return RetrainOutcome("approval_required", reasons=tuple(request["reasons"]), **steps)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -348,7 +349,7 @@ def _decide(
     psi: float | None = None,
 ) -> CanaryDecision:
     lo, hi = t.ci
-    common = dict(
+    common: dict[str, Any] = dict(
         p_value=t.p_value,
         n_champion=n_a,
         n_challenger=n_b,

@@ -18,7 +18,7 @@ from retrain_lib.pipeline.records import Snapshot, SnapshotValidation
 from retrain_lib.quality.validation import quarantine_batch, validate_window
 from retrain_lib.store.data import Window, day_range, load_window
 from retrain_lib.store.lineage import LABEL_KNOWN_COLUMN, load_training_set, snapshot_training_set
-from retrain_lib.store.model_context import ModelContext
+from retrain_lib.store.model_context import ModelContext, ModelContextLike
 
 
 def training_window(cfg: ModelConfig, as_of: dt.date) -> tuple[dt.date, dt.date]:
@@ -183,7 +183,7 @@ def _log_validation_run(ctx: ModelContext, snap: Snapshot, report, quarantine: P
         return run.info.run_id
 
 
-def training_rows(ctx: ModelContext, snap: Snapshot):
+def training_rows(ctx: ModelContextLike, snap: Snapshot):
     """The labelled rows of a snapshot: the exact DVC version when the snapshot has one (what
     ``retrain reproduce`` reads back), else the data source, checked against the fingerprint."""
     if snap.dvc:
@@ -196,7 +196,7 @@ def training_rows(ctx: ModelContext, snap: Snapshot):
     return _load_snapshot(ctx, snap).labelled
 
 
-def _load_snapshot(ctx: ModelContext, snap: Snapshot) -> Window:
+def _load_snapshot(ctx: ModelContextLike, snap: Snapshot) -> Window:
     window = load_window(ctx.cfg, ctx.settings, as_day(snap.start), as_day(snap.end), as_of=as_day(snap.as_of))
     if window.fingerprint != snap.fingerprint:
         raise DataError(

@@ -29,6 +29,8 @@ def gate_margin(result: GateResult) -> float | None:
     if result.skipped:
         return None
     thr, obs = result.threshold, result.observed
+    if thr is None or obs is None:
+        return None
     try:
         value = abs(float(obs) - float(thr))
     except (TypeError, ValueError):

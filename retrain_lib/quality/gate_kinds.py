@@ -42,6 +42,7 @@ _MLFLOW_ZERO_BASELINE_STEP = 1e-10  # mlflow.models.evaluation.validation: relat
 
 def metric_checks(gate: Gate, candidate: dict, champion: dict | None, slice_: str = "all") -> list[GateResult]:
     m = gate.metric
+    assert m is not None  # required of this gate type (Gate._REQUIRED)
     better_up = greater_is_better(m)
     obs = number_or_none(candidate.get(m))
     champ = number_or_none(champion.get(m)) if champion else None
@@ -101,6 +102,7 @@ def _relative_decision(
 
 
 def _run_metric(gate: Gate, inputs: GateInputs) -> list[GateResult]:
+    assert gate.metric is not None  # required of this gate type (Gate._REQUIRED)
     if gate.segment is None:
         cand = dict(inputs.candidate_metrics or {})
         champ = dict(inputs.champion_metrics) if inputs.champion_metrics is not None else None
@@ -134,6 +136,9 @@ def _run_metric(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 
 
 def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
+    assert (
+        gate.metric is not None and gate.by is not None and gate.max_gap is not None
+    )  # required of this gate type (Gate._REQUIRED)
     y, cand, _ = labels_and_scores(inputs, champion=False)
     keys = holdout_column(inputs, gate.by, len(y))
     values: dict[str, float] = {}
@@ -168,8 +173,8 @@ def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
                 details,
             )
         ]
-    hi = max(values, key=values.get)
-    lo = min(values, key=values.get)
+    hi = max(values, key=values.__getitem__)
+    lo = min(values, key=values.__getitem__)
     gap = values[hi] - values[lo]
     ok = gap <= gate.max_gap
     pair = f"{gate.by}={hi} vs {gate.by}={lo}"
@@ -187,6 +192,7 @@ def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if inputs.task != "classification":
         raise ValueError(f"a calibration gate needs a classification model; this one is {inputs.task}")
+    assert gate.metric is not None and gate.max is not None  # required of this gate type (Gate._REQUIRED)
     y, cand, _ = labels_and_scores(inputs, champion=False)
     value = number_or_none(compute_metric(inputs.task, gate.metric, y, cand, bins=gate.bins))
     if value is None:
@@ -226,6 +232,7 @@ def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 
 
 def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
+    assert gate.max_ms is not None  # required of this gate type (Gate._REQUIRED)
     p95 = number_or_none((inputs.latency_ms or {}).get("p95"))
     if p95 is None:
         raise ValueError("no p95 latency in GateInputs.latency_ms; measure it with measure_latency_ms")
@@ -249,6 +256,7 @@ def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 def _run_stability(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if not inputs.has_champion:
         return [skipped_result(gate, "no champion yet: stability gate skipped")]
+    assert gate.max_change is not None  # required of this gate type (Gate._REQUIRED)
     y, cand, champ = labels_and_scores(inputs, champion=True)
     change = prediction_change(inputs.task, y, cand, champ)
     ok = change <= gate.max_change
@@ -280,6 +288,7 @@ def _run_bootstrap(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 
     if not inputs.has_champion:
         return [skipped_result(gate, "no champion yet: bootstrap comparison skipped")]
+    assert gate.metric is not None  # required of this gate type (Gate._REQUIRED)
     y, cand, champ = labels_and_scores(inputs, champion=True)
     diffs = bootstrap_improvement(
         inputs.task, gate.metric, y, cand, champ, n_resamples=gate.n_resamples, seed=inputs.seed
@@ -338,7 +347,7 @@ def _run_leakage(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     what = "ROC AUC" if inputs.task == "classification" else "|Spearman| / category R²"
     leaks = {k: v for k, v in scores.items() if v >= gate.max_score}
     if not leaks:
-        top = max(scores, key=scores.get) if scores else "none"
+        top = max(scores, key=scores.__getitem__) if scores else "none"
         value = scores.get(top)
         return [
             GateResult(

@@ -210,7 +210,9 @@ def _data(info: Mapping) -> _Section:
     d = info.get("data")
     if not isinstance(d, Mapping) or not d:
         return s.text(NOT_RECORDED)
-    dvc = d.get("dvc") if isinstance(d.get("dvc"), Mapping) else {}
+    dvc = d.get("dvc")
+    if not isinstance(dvc, Mapping):
+        dvc = {}
     window = f"{d['start']} .. {d['end']}" if d.get("start") and d.get("end") else None
     return s.fields(
         [
@@ -362,7 +364,9 @@ def automatic_limitations(
     """Limitations the card derives from ``info``: a small holdout, segments with few rows,
     gates that failed without blocking, a warm start, notes of the training."""
     out: list[str] = []
-    data = info.get("data") if isinstance(info.get("data"), Mapping) else {}
+    data = info.get("data")
+    if not isinstance(data, Mapping):
+        data = {}
     hold = data.get("holdout_rows")
     if isinstance(hold, (int, float)) and not isinstance(hold, bool) and hold < min_holdout_rows:
         out.append(f"Small holdout: {format_value(hold)} rows (fewer than {min_holdout_rows}); its metrics are noisy.")
@@ -383,7 +387,9 @@ def automatic_limitations(
                 f"Gate {g.get('gate') or g.get('metric')} ({g.get('slice') or 'all'}) failed but does not "
                 f"block promotion: {g.get('reason') or NOT_RECORDED}."
             )
-    training = info.get("training") if isinstance(info.get("training"), Mapping) else {}
+    training = info.get("training")
+    if not isinstance(training, Mapping):
+        training = {}
     if training.get("warm_started_from"):
         out.append(
             f"Warm-started from {training['warm_started_from']}: the model depends on that parent version "

@@ -33,6 +33,7 @@ class LoadedModel:
         """Scores of valid records (see :meth:`FeatureSchema.check`)."""
         if self.fast is not None:
             return self.fast(records)
+        assert self.schema is not None  # load_version gives every loaded model its schema
         return self.predict(self.schema.frame(records))
 
 
@@ -92,12 +93,14 @@ def load_version(slot: ModelSlot, version: str) -> LoadedModel:
 
 def score_records(dep: Deployment, records: list[dict], arms: list[str]) -> list[float]:
     """The answer of each record from the model of its arm."""
+    assert dep.champion is not None  # the gateway answers 503 without one
     if all(a == routing.CHAMPION_ARM for a in arms):
         return dep.champion.score(records)
     outputs: list = [None] * len(records)
     for arm_name, lm in ((routing.CHAMPION_ARM, dep.champion), (routing.CHALLENGER_ARM, dep.challenger)):
         idx = [i for i, a in enumerate(arms) if a == arm_name]
         if idx:
+            assert lm is not None  # routed to this arm: its model is loaded (_arms)
             for i, v in zip(idx, lm.score([records[i] for i in idx])):
                 outputs[i] = v
     return outputs

@@ -178,7 +178,7 @@ def _probe_records(schema: FeatureSchema, model) -> list[dict]:
                     cats[c] += [v for v in values if isinstance(v, str)]
     rows = [warm_row(schema), {c: None for c in schema.columns}]
     for i in range(24):
-        row = {}
+        row: dict[str, object] = {}
         for c in schema.numeric:
             r = rng.random()
             if r < 0.15:

@@ -120,7 +120,7 @@ def parse_feedback(model: str, body: Any) -> FeedbackRequest:
         if not isinstance(label, int | float) or not math.isfinite(label):
             problems.append(_problem(i, "label", "must be a finite number"))
         else:
-            pairs.append((rid, float(label)))
+            pairs.append((str(rid), float(label)))  # a str: else a problem was noted above
     if problems:
         raise RequestError(422, problems)
     return FeedbackRequest(model, pairs)

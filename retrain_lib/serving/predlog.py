@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -73,6 +73,10 @@ from retrain_lib.serving.predlog_store import (
     sqlite_file,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +101,15 @@ JOURNAL_INGEST_S = 0.25  # how often the writer moves journaled rows into the da
 
 def _upsert(engine: sa.Engine, table: sa.Table, key: str):
     """An upsert on ``key`` for SQLite and PostgreSQL."""
+    stmt: PgInsert | SqliteInsert
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
     )
@@ -127,7 +135,7 @@ class PredictionLog:
         self.batches = 0  # transactions committed
         self.rows = 0  # prediction rows committed
         self.failures = 0
-        self._conn = None  # the writer thread's connection
+        self._conn: sa.Connection | None = None  # the writer thread's connection
         self._upsert_labels = _upsert(self.engine, feedback, "request_id")
         self._count_lock = threading.Lock()
         self._close_lock = threading.Lock()

@@ -153,10 +153,10 @@ def to_utc(value) -> dt.datetime:
 
 def sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
-    url = sa.engine.make_url(url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return url.database
+    return parsed.database
 
 
 def all_or_each(items: list, commit: Callable[[list], None]) -> list[tuple[Any, Exception]]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -55,7 +56,7 @@ class GatewayProcess:
         ]
         self.env = dict(os.environ if env is None else env)
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[str] | None = None
 
     def start(self, timeout_s: float = 180) -> GatewayProcess:
         """Start it and wait until ``/health`` answers 200 (every model has a champion)."""
@@ -95,6 +96,7 @@ class GatewayProcess:
         import httpx
 
         deadline = time.monotonic() + timeout_s
+        assert self.proc is not None, "start() the gateway first"
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the gateway exited with {self.proc.returncode}: {self._output()}")

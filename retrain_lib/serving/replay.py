@@ -38,12 +38,12 @@ def _records(cfg, data_root: Path, days: tuple[dt.date, dt.date] | None):
             "check --data and --days"
         )
     frame = pd.concat([read_partition(p, src.format) for p in parts.values()], ignore_index=True)
-    labels = None
+    labels: dict | None = None
     if src.labels_path:
         label_parts = list_partitions(resolve_dir(data_root, src.labels_path), src.format)
         if label_parts:
-            labels = pd.concat([read_partition(p, src.format) for p in label_parts.values()], ignore_index=True)
-            labels = dict(zip(labels[src.id_column].astype(str), labels[cfg.features.target]))
+            label_frame = pd.concat([read_partition(p, src.format) for p in label_parts.values()], ignore_index=True)
+            labels = dict(zip(label_frame[src.id_column].astype(str), label_frame[cfg.features.target]))
     elif cfg.features.target in frame.columns:
         labels = dict(zip(frame[src.id_column].astype(str), frame[cfg.features.target]))
     feats = frame[cfg.features.all].astype(object).where(frame[cfg.features.all].notna(), None)

@@ -94,7 +94,7 @@ def route(request_key: str | None, request_id: str, percent: float, mode: str) -
     return CHALLENGER_ARM if bucket(key) < percent else CHAMPION_ARM
 
 
-def check_rollout_state(mode: str, percent: float, sticky_key: str | None) -> RolloutState:
+def check_rollout_state(mode: str, percent: float | str, sticky_key: str | None) -> RolloutState:
     """A valid :class:`RolloutState`, or :class:`RolloutStateError` naming what is wrong."""
     if mode not in MODES:
         raise RolloutStateError(f"The 'mode' of a rollout must be one of {', '.join(MODES)}. Got {mode!r} instead.")

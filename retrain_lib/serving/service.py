@@ -160,7 +160,10 @@ class Gateway:
         arms = _arms(dep, request, ids)
         outputs, error = await self._score(name, dep, records, arms)
         ms = (time.perf_counter() - started) * 1000
-        versions = [dep.champion.version if a == routing.CHAMPION_ARM else dep.challenger.version for a in arms]
+        if dep.challenger is None:  # every record is on the champion arm (_arms)
+            versions = [dep.champion.version] * len(arms)
+        else:
+            versions = [dep.champion.version if a == routing.CHAMPION_ARM else dep.challenger.version for a in arms]
         shadow = dep.rollout.mode == "shadow" and dep.challenger is not None
         features = None
         if self.predlog is not None or shadow:
@@ -174,7 +177,7 @@ class Gateway:
         if error is not None:
             self._count(name, arms, 500)
             return Reply({"detail": f"model {name!r} could not score the request ({error})", "request_ids": ids}, 500)
-        if shadow:
+        if shadow and dep.challenger is not None:  # (shadow implies a challenger)
             self.shadow.offer(name, dep.challenger, records, ids, features)
         self._count(name, arms, 200)
         self.metrics.latency(name, time.perf_counter() - started)
@@ -230,7 +233,8 @@ class Gateway:
         try:
             if (
                 len(records) == 1
-                and (dep.champion if arms[0] == routing.CHAMPION_ARM else dep.challenger).fast is not None
+                and (model := dep.champion if arms[0] == routing.CHAMPION_ARM else dep.challenger) is not None
+                and model.fast is not None
             ):
                 return score_records(dep, records, arms), None
             loop = asyncio.get_running_loop()
@@ -244,7 +248,7 @@ class Gateway:
         else committed by the writer thread while this request waits. A 503 reply when the
         log could not take them (not logged = not acknowledged)."""
         try:
-            if not self.predlog.append(rows):
+            if not self.require_log().append(rows):
                 async with asyncio.timeout(30):
                     await self._committed(rows)
         except Exception as exc:  # noqa: BLE001 - not logged = not acknowledged
@@ -269,7 +273,7 @@ class Gateway:
         def done(error):
             loop.call_soon_threadsafe(settle, error)
 
-        self.predlog.submit(rows, done)
+        self.require_log().submit(rows, done)
         return fut
 
     def _count(self, name: str, arms: list[str], status: int) -> None:

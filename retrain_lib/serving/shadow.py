@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 
 from retrain_lib.serving import routing
 from retrain_lib.serving.deployment import LoadedModel
@@ -62,6 +63,7 @@ class ShadowScorer:
     def _score(self, name: str, challenger: LoadedModel, records: list[dict], request_ids: list[str], features):
         error = None
         t0 = time.perf_counter()
+        outputs: Sequence[float | None]
         try:
             outputs = challenger.score(records)
         except Exception as exc:  # noqa: BLE001 - the shadow never affects answers; its errors are logged

@@ -162,8 +162,9 @@ class NullModel:
         if self.kind == "point":
             return 0.0 if score > self.loc else 1.0
         if self.kind == "empirical":
-            above = self.values.size - np.searchsorted(self.values, score, side="left")
-            return float((1 + above) / (self.values.size + 1))
+            values = self._empirical_values()
+            above = values.size - np.searchsorted(values, score, side="left")
+            return float((1 + above) / (values.size + 1))
         return 1.0
 
     def threshold(self, alpha: float) -> float:
@@ -183,11 +184,16 @@ class NullModel:
         if self.kind == "point":
             return float(np.nextafter(self.loc, np.inf))
         if self.kind == "empirical":
-            allowed = math.floor(alpha * (self.values.size + 1) + 1e-9) - 1  # null values >= threshold
+            values = self._empirical_values()
+            allowed = math.floor(alpha * (values.size + 1) + 1e-9) - 1  # null values >= threshold
             if allowed < 0:
                 return math.inf
-            return float(np.nextafter(self.values[self.values.size - 1 - allowed], np.inf))
+            return float(np.nextafter(values[values.size - 1 - allowed], np.inf))
         return math.inf
+
+    def _empirical_values(self) -> np.ndarray:
+        assert self.values is not None, "an empirical null model holds its sorted values"
+        return self.values
 
 
 @dataclass(frozen=True)
@@ -377,7 +383,7 @@ def calibrate_feature(
 # -----------------------------------------------------------------------------------------
 
 
-def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
+def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (same order as the input).
 
     ``p_adj[(i)] = min over j >= i of p[(j)] * k / j`` (sorted ascending, ``k`` tests),
@@ -398,7 +404,7 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def bh_level(p_values: Sequence[float], alpha: float) -> float:
+def bh_level(p_values: Sequence[float] | np.ndarray, alpha: float) -> float:
     """The per-test level BH uses: ``alpha * r / k`` with ``r`` discoveries (``alpha / k`` when none)."""
     p = np.asarray(p_values, dtype=float)
     if p.size == 0:

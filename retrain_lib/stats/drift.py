@@ -25,6 +25,7 @@ import logging
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -241,9 +242,9 @@ def _category_counts(ref: pd.Series, cur: pd.Series) -> CategoryCounts:
     keys = sorted(dict.fromkeys(counted[0][1] + counted[1][1]), key=str)
     pos = {k: i for i, k in enumerate(keys)}
     union = []
-    for _, uniques, counts in counted:
+    for _, seen, seen_counts in counted:
         arr = np.zeros(len(keys), dtype=np.int64)
-        arr[[pos[u] for u in uniques]] = counts
+        arr[[pos[u] for u in seen]] = seen_counts
         union.append(arr)
     return CategoryCounts(union[0], union[1], counted[0][0], counted[1][0])
 
@@ -319,10 +320,11 @@ def _plan(
     method: str,
     categorical_method: str,
     threshold: float | str | None,
-    per_feature: dict[str, tuple[str | None, float | None]],
+    per_feature: dict[str, tuple[str | None, float | str | None]],
 ) -> list[tuple[str, str, str, float | str]]:
     """``(column, kind, method, threshold or AUTO)`` of every checked feature, in order."""
     plan: list[tuple[str, str, str, float | str]] = []
+    t: float | str | None
     for kind, columns, default in ((NUMERIC, numeric, method), (CATEGORICAL, categorical, categorical_method)):
         for col in columns:
             if col not in reference.columns or col not in current.columns:
@@ -349,8 +351,8 @@ def compute_drift(
     categorical: list[str],
     method: str = "psi",
     categorical_method: str = "psi",
-    threshold: float | None = None,
-    per_feature: dict[str, tuple[str | None, float | None]] | None = None,
+    threshold: float | str | None = None,
+    per_feature: dict[str, tuple[str | None, float | str | None]] | None = None,
     bins: int = 10,
     drift_share: float = 0.3,
     weights: dict[str, float] | None = None,
@@ -383,8 +385,8 @@ def compute_drift(
     check_binning(binning, "compute_drift")
     per_feature = per_feature or {}
     _check_threshold(threshold, "threshold")
-    for col, (_, t) in per_feature.items():
-        _check_threshold(t, f"per_feature[{col!r}]")
+    for col, (_, col_threshold) in per_feature.items():
+        _check_threshold(col_threshold, f"per_feature[{col!r}]")
     plan = _plan(reference, current, numeric, categorical, method, categorical_method, threshold, per_feature)
     by_method: dict[str, dict[str, list[str]]] = {NUMERIC: {}, CATEGORICAL: {}}
     for col, kind, chosen, _ in plan:
@@ -407,11 +409,13 @@ def compute_drift(
             seed=seed,
         )
     results = []
-    for col, kind, chosen, t in plan:
+    for col, kind, chosen, planned in plan:
         res, n_ref, n_cur = scores[col]
+        info: dict | None
         if col in calibrated:
             t, drifted, info = calibrated[col]
         else:
+            t = float(planned)  # a number: every "auto" threshold was calibrated above
             drifted, info = bool(METHODS[chosen].is_drift(res, t)), None
         results.append(
             FeatureDrift(
@@ -436,10 +440,15 @@ def compute_drift(
     return DriftReport(results, share, drift_share, share >= drift_share, len(reference), len(current), extra)
 
 
+def _is_real(value: object) -> TypeGuard[float]:
+    """A real number (numpy's too), not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
 def _check_threshold(value, where: str) -> None:
     if value is None or value == AUTO:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    if not _is_real(value) or not value > 0:
         raise ValueError(
             f"The {where!r} threshold of compute_drift must be a positive number, 'auto' or None. "
             f"Got {value!r} instead."
@@ -449,11 +458,7 @@ def _check_threshold(value, where: str) -> None:
 def _calibrate(
     plan, scores, reference, current, *, bins, binning, false_alarm_rate, multiple_testing, seed
 ) -> tuple[dict[str, tuple[float, bool, dict]], dict]:
-    if (
-        isinstance(false_alarm_rate, bool)
-        or not isinstance(false_alarm_rate, numbers.Real)
-        or not 0 < false_alarm_rate < 1
-    ):
+    if not _is_real(false_alarm_rate) or not 0 < false_alarm_rate < 1:
         raise ValueError(
             "The 'false_alarm_rate' parameter of compute_drift must be a number in (0, 1). "
             f"Got {false_alarm_rate!r} instead."

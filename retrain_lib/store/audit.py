@@ -391,7 +391,7 @@ class LedgerTransaction:
         if isinstance(as_of, dt.date | dt.datetime):
             as_of = as_of.isoformat()
         last_seq, last_hash = self.head()
-        row = {
+        row: dict[str, Any] = {
             "seq": last_seq + 1,
             "time": _now(),
             "model": str(model),

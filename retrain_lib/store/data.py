@@ -269,7 +269,8 @@ class _S3Store:
         return digest.hexdigest()[:16]
 
 
-def _store(cfg: ModelConfig, data_root: Path, relative: str, platform=None):
+def _store(cfg: ModelConfig, data_root: Path, relative: str | None, platform=None):
+    assert relative is not None  # a local or s3 source has data.path (DataSource checks)
     if cfg.data.source == "s3":
         bucket = cfg.data.bucket or getattr(getattr(platform, "s3", None), "bucket", None)
         if not bucket:
@@ -449,9 +450,10 @@ def sql_engine(platform=None):
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _table(name: str, *columns: str):
+def _table(name: str | None, *columns: str):
     import sqlalchemy as sa
 
+    assert name is not None  # a sql source names its tables (DataSource checks)
     schema, _, table = name.rpartition(".")
     return sa.table(table, *(sa.column(c) for c in columns), schema=schema or None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ def parse_instant(value: str | dt.date | dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def champion_changes(records: list[Mapping[str, Any]]) -> list[dict]:
+def champion_changes(records: Sequence[Mapping[str, Any]]) -> list[dict]:
     """The records that moved a model's ``champion`` alias, oldest (lowest ``seq``) first.
 
     A record moved the champion when its ``details['moves']`` holds a ``champion`` move, or
@@ -68,7 +68,7 @@ def champion_changes(records: list[Mapping[str, Any]]) -> list[dict]:
     return out
 
 
-def champion_at(changes: list[Mapping[str, Any]], at: dt.datetime) -> dict | None:
+def champion_at(changes: Sequence[Mapping[str, Any]], at: dt.datetime) -> dict | None:
     """The change (from :func:`champion_changes`) that made the champion of instant ``at``:
     the latest by effective time (then ``seq``) at or before ``at``; ``None`` before the first."""
     at = parse_instant(at)
@@ -104,7 +104,9 @@ def live_metric(records: list[Mapping[str, Any]]) -> list[MetricPoint]:
             continue
         details = r.get("details") or {}
         signal = next((s for s in details.get("signals") or [] if s.get("signal") == "performance"), None)
-        value = signal.get("value") if signal else None
+        if not signal:
+            continue
+        value = signal.get("value")
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             continue
         detail = signal.get("detail") or {}

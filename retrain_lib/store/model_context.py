@@ -6,11 +6,28 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 from retrain_lib.core.config import ModelConfig, load_model_config
 from retrain_lib.core.settings import Settings, load_settings
 from retrain_lib.store import audit, registry
+
+
+class ModelContextLike(Protocol):
+    """What the monitor's facts, the snapshot's rows and the gate inputs read of a context:
+    :class:`ModelContext`, or the backtest's ``ReplayContext`` (no registry, no MLflow)."""
+
+    cfg: ModelConfig
+    settings: Any  # Settings, or what load_window reads of one
+    models: dict[str, Any]
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def client(self) -> Any: ...
+
+    def mlflow(self) -> Any: ...
 
 
 class ModelContext:
@@ -119,7 +136,7 @@ def quiet_skops_import():
         yield
 
 
-def load_model(ctx: ModelContext, uri: str):
+def load_model(ctx: ModelContextLike, uri: str):
     """A model by URI, loaded once per context (a monitor run uses the champion several times)."""
     if uri not in ctx.models:
         with quiet_skops_import():

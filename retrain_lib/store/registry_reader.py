@@ -229,7 +229,7 @@ def reader_for(tracking_uri: str | None, registry_uri: str | None = None) -> Sql
     (its tables exist); None otherwise (use ``MlflowClient``)."""
     registry_uri = registry_uri or tracking_uri
     registry_db = sqlite_path(registry_uri)
-    if registry_db is None or not registry_db.is_file():
+    if registry_uri is None or registry_db is None or not registry_db.is_file():
         return None
     tracking_db = sqlite_path(tracking_uri)
     if tracking_db is not None and not tracking_db.is_file():

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def backtest(
     start: dt.date | None = None,
     end: dt.date | None = None,
     policies: list[Policy] | None = None,
-    drift_days: list[dt.date] = (),
+    drift_days: Sequence[dt.date] = (),
     platform=None,
     cache_dir: Path | None = None,
     workers: int = 1,

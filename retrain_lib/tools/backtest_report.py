@@ -44,9 +44,9 @@ def summarize(
         lost = None
         if oracle is not None:
             gaps = [
-                (oracle[d] - daily[d]) * (1 if up else -1)
+                (best - value) * (1 if up else -1)
                 for d in names
-                if oracle[d] is not None and daily[d] is not None
+                if (best := oracle[d]) is not None and (value := daily[d]) is not None
             ]
             lost = _mean(gaps)
         false_alarms = _false_alarms(run, later, deployed, scorer, names, up, improvement_days)
@@ -191,18 +191,24 @@ def plot_backtest(summary: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 5.5))
+    # Dates on the x axis: matplotlib converts them (its date units), which its stubs do not
+    # know (they type coordinates as floats and arrays): hence the ignores below.
     for name, pol in summary["policies"].items():
         days = [dt.date.fromisoformat(d) for d, v in pol["metric_by_day"].items() if v is not None]
         values = [v for v in pol["metric_by_day"].values() if v is not None]
         (line,) = ax.plot(
-            days, values, label=f"{name} ({pol['retrains']} retrains)", lw=1.6, zorder=3 if name == "config" else 2
+            days,  # type: ignore[arg-type]
+            values,
+            label=f"{name} ({pol['retrains']} retrains)",
+            lw=1.6,
+            zorder=3 if name == "config" else 2,
         )
         for marker, key in (("^", "deployed_days"), ("x", "rejected_days")):
             xs = [dt.date.fromisoformat(d) for d in pol[key] if pol["metric_by_day"].get(d) is not None]
             ys = [pol["metric_by_day"][d.isoformat()] for d in xs]
-            ax.scatter(xs, ys, marker=marker, color=line.get_color(), s=45, zorder=4)
+            ax.scatter(xs, ys, marker=marker, color=line.get_color(), s=45, zorder=4)  # type: ignore[arg-type]
     for drift in summary["drifts"]:
-        ax.axvline(dt.date.fromisoformat(drift["day"]), color="grey", ls="--", lw=1)
+        ax.axvline(dt.date.fromisoformat(drift["day"]), color="grey", ls="--", lw=1)  # type: ignore[arg-type]
         ax.annotate(
             f"drift ({drift['source']})",
             (dt.date.fromisoformat(drift["day"]), 1),

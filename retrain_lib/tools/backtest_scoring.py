@@ -38,7 +38,9 @@ class Scorer:
     def _scores(self, key: str, day: str):
         if (key, day) not in self.scores:
             X = feature_frame(self.cfg, self.by_day[day])
-            self.scores[(key, day)] = predict_scores(self.store.get(key).pipeline, X, self.cfg.task)
+            art = self.store.get(key)
+            assert art is not None  # a served key was trained into the store
+            self.scores[(key, day)] = predict_scores(art.pipeline, X, self.cfg.task)
         return self.scores[(key, day)]
 
     def value(self, key: str | None, days: list[str]) -> float | None:

@@ -53,7 +53,7 @@ def dry_run(
         Policy("current", old, floor=old.schedule.retrain_floor, source="current config"),
     ]
     own = cache_dir is None
-    cache = Path(tempfile.mkdtemp(prefix="retrain-dryrun-")) if own else Path(cache_dir)
+    cache = Path(tempfile.mkdtemp(prefix="retrain-dryrun-")) if cache_dir is None else Path(cache_dir)
     try:
         init_day = start - dt.timedelta(days=1)
         runs = run_policies(

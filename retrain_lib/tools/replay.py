@@ -228,7 +228,8 @@ class _Replay:
         trained = self._load_candidate(day, art, event)
         outcome = self._judge(day, art, trained, event)
         for uri in (trained.model_uri, trained.selection_model_uri):
-            self.models.pop(uri, None)
+            if uri is not None:
+                self.models.pop(uri, None)
         self._record("gates", day.isoformat(), "backtest", {"outcome": outcome, "passed": outcome == PROMOTE})
         if outcome != PROMOTE:
             event["outcome"] = "rejected" if outcome == REJECTED else outcome
@@ -265,6 +266,7 @@ class _Replay:
         :func:`retrain_lib.pipeline.evaluation.compared_rows`) and, with the policy's gates, run
         them: the promotion outcome (``PROMOTE`` without gates)."""
         cfg = self.cfg
+        assert art.fingerprint is not None  # a valid artifact read its window
         snap = Snapshot(model=cfg.name, as_of=art.as_of, start=art.start, end=art.end, fingerprint=art.fingerprint)
         champion = self.models[_uri(cfg, self.champion)] if self.champion is not None else None
         crossfit = CrossFit.from_dict(art.crossfit) if art.crossfit is not None and champion is not None else None
@@ -314,7 +316,8 @@ class _Replay:
     def _change_day(self, day: dt.date) -> Change | None:
         """The change a retrain on ``day`` trains after (see
         :func:`retrain_lib.pipeline.adaptation_steps.training_change`)."""
-        if self.champion is None:
+        champion = self.champion
+        if champion is None:
             return None
 
         start, end = training_window(self.cfg, day)
@@ -327,17 +330,17 @@ class _Replay:
             return estimate_change(
                 self.cfg,
                 window.labelled,
-                self.models[_uri(self.cfg, self.champion)],
-                self.champion.tags.get("data.end"),
+                self.models[_uri(self.cfg, champion)],
+                champion.tags.get("data.end"),
             )
 
         # As the retrain DAG does (lifecycle.train_candidate).
         return training_change(
-            self.champion.tags,
+            champion.tags,
             start,
             estimate,
             lambda: self.records,
-            self.champion.version,
+            champion.version,
             training_days=self.cfg.windows.training_days,
         )
 

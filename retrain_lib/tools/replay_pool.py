@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from retrain_lib.core.config import ModelConfig
@@ -83,7 +83,7 @@ def run_policies(
     *,
     cache_dir: Path,
     workers: int = 1,
-    pretrain: list[tuple[ModelConfig, dt.date]] = (),
+    pretrain: Sequence[tuple[ModelConfig, dt.date]] = (),
     initial: tuple[ModelConfig, dt.date] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, PolicyRun]:

@@ -389,6 +389,7 @@ def write_scenario(
     )
     cfg = load_model_config(config_path)
     src = cfg.data
+    assert src.path is not None and src.labels_path is not None  # config_dict sets both
     feat_dir = resolve_dir(out_dir, src.path)
     label_dir = resolve_dir(out_dir, src.labels_path)
     rng = np.random.default_rng(seed_for(task, rows_per_day, seed))

@@ -62,15 +62,15 @@ def timeline(monitors: list[dict], others: list[dict], days: int) -> list[dict]:
         span = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     out = []
     for day in span:
-        rec = by_day.get(day)
-        d = (rec or {}).get("details") or {}
+        monitor = by_day.get(day)
+        d = (monitor or {}).get("details") or {}
         perf = performance_signal(d) or {}
         out.append(
             {
                 "as_of": day,
-                "monitor_seq": rec["seq"] if rec else None,
+                "monitor_seq": monitor["seq"] if monitor else None,
                 "action": d.get("action"),
-                "throttled": is_throttled(d) if rec else None,
+                "throttled": is_throttled(d) if monitor else None,
                 "drifted_share": finite_float(d.get("drifted_share")),
                 "live": perf.get("live"),
                 "baseline": perf.get("baseline"),

@@ -127,7 +127,7 @@ class _StableStatistics:
     (``meta``), the statistic (``scores``) and the null-model threshold (``null_thresholds``)."""
 
     checks: int = 0
-    scores: dict[str, list[float]] = field(default_factory=dict)
+    scores: dict[str, list[float | None]] = field(default_factory=dict)
     meta: dict[str, tuple] = field(default_factory=dict)
     null_thresholds: dict[str, list[float]] = field(default_factory=dict)
 
