@@ -46,7 +46,7 @@ def reference_window(ctx: ModelContextLike, champion, rebased: tuple[str, str] |
     return load_window(cfg, ctx.settings, start, start + dt.timedelta(days=cfg.windows.reference_days - 1))
 
 
-def drift_current(ctx: ModelContext, current: Window, rebased: tuple[str, str] | None) -> Window:
+def drift_current(ctx: ModelContextLike, current: Window, rebased: tuple[str, str] | None) -> Window:
     """The current window of the drift check: ``current``, or after a rebase only its days
     after the rebased reference (the shifted days are compared with shifted days, never a
     window that still holds days the shift was recorded on). ``current`` when none is left."""
