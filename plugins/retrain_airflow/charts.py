@@ -3,7 +3,8 @@ the templates under ``templates/`` draw (``_charts.html``). No drawing and no HT
 every number a chart shows can be checked without a browser.
 
 * :func:`line_chart`: one polyline per series over day labels (drift share, per-feature
-  scores), an optional dashed threshold line, optionally on a p-value (log) axis;
+  scores), dashed threshold lines (fixed, or each series' own threshold per day), optionally
+  on a p-value (log) axis;
 * :func:`timeline_chart`: the champion's live metric per day with its baseline and retrain
   limit, a marker per retrain, promotion, rollback and rejection, and the drifted share per
   day as bars in a panel below, both on one calendar axis;
@@ -31,6 +32,7 @@ MARKERS = {
     "throttled": ("throttled", "#6f42c1", "ring"),  # a retrain request held back (from the check itself)
 }
 BAR_WIDTH = 100  # px of a threshold bar; the threshold sits in the middle
+LABEL_GAP = 11  # px: threshold labels closer than this share one label (font size 10)
 P_FLOOR_DECADES = 2.0  # a p-value axis shows at least this many decades past the threshold
 
 
@@ -74,6 +76,7 @@ def line_chart(
     title: str,
     ymax: float | None = None,
     thresholds: list[float] | tuple = (),
+    threshold_series: dict[str, list[float | None]] | None = None,
     percent: bool = False,
     p_values: bool = False,
     width: int = 560,
@@ -84,7 +87,10 @@ def line_chart(
     ``p_values``: the values are p-values, drawn as ``-log10(p)`` (up = more drift) with the
     axis labelled in p-values and cut at :data:`P_FLOOR_DECADES` decades below the smallest
     threshold (smaller p-values sit on the top edge, flagged ``clipped``). ``thresholds`` are
-    drawn as dashed lines. A ``height`` under 80 is a sparkline: no axes, labels or legend.
+    drawn as dashed lines; ``threshold_series`` (series name -> its threshold per day, e.g. a
+    calibrated drift threshold that changes with the sample size) as a dashed line in that
+    series' colour. Threshold labels that would overlap are merged into one range label. A
+    ``height`` under 80 is a sparkline: no axes, labels or legend.
     """
     compact = height < 80
     legend = [] if compact or len(series) < 2 else list(series)
@@ -102,8 +108,13 @@ def line_chart(
             return -math.log10(min(max(v, 1e-300), 1.0))
         return v
 
+    def usable(t: float | None) -> bool:
+        return t is not None and (not p_values or 0 < t < 1)
+
     values = [tr(v) for vs in series.values() for v in vs if v is not None]
-    lines = [tr(t) for t in thresholds if t is not None and (not p_values or 0 < t < 1)]
+    fixed = [tr(t) for t in thresholds if usable(t)]
+    per_day = {name: [tr(t) if usable(t) else None for t in ts] for name, ts in (threshold_series or {}).items()}
+    lines = fixed + [t for ts in per_day.values() for t in ts if t is not None]
     if ymax is not None:
         top_value = ymax
     elif p_values:
@@ -142,13 +153,58 @@ def line_chart(
         "bottom": top + plot_h,
         "grid": grid,
         "xlabels": xlabels,
-        "thresholds": [
-            {"y": round(y(t), 1), "label": f"threshold {10**-t:.3g}" if p_values else f"threshold {label(t)}"}
-            for t in dict.fromkeys(lines)
-        ],
+        **_threshold_geometry(fixed, per_day, list(series), x, y, p_values=p_values, percent=percent),
         "series": out_series,
         "legend": legend_items,
     }
+
+
+def _threshold_geometry(
+    fixed: list[float], per_day: dict[str, list[float | None]], names: list[str], x, y, *, p_values: bool, percent: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """The threshold labels and the per-day threshold lines of a line chart (chart scale in)."""
+    return {
+        "thresholds": _threshold_labels(
+            fixed + [ts[-1] for ts in per_day.values() if ts and ts[-1] is not None],
+            y,
+            (lambda t: 10**-t) if p_values else (lambda t: t),
+            percent=percent and not p_values,
+            lines=not per_day,
+        ),
+        "threshold_lines": _threshold_lines(per_day, names, x, y),
+    }
+
+
+def _threshold_lines(per_day: dict[str, list[float | None]], names: list[str], x, y) -> list[dict[str, Any]]:
+    """Each series' threshold per day (on the chart's scale) as a dashed line in its colour."""
+    out = []
+    for name, ts in per_day.items():
+        if name not in names:
+            continue
+        segments = _polyline_segments([None if t is None else (x(i), y(t)) for i, t in enumerate(ts)])
+        if segments:
+            out.append({"name": name, "color": PALETTE[names.index(name) % len(PALETTE)], "segments": segments})
+    return out
+
+
+def _threshold_labels(values: list[float], y, real, *, percent: bool, lines: bool) -> list[dict[str, Any]]:
+    """One label per distinct threshold (``values`` on the chart's scale, ``real`` turns one
+    back into the threshold), from the top down; a threshold whose label would overlap the one
+    above joins it as a range ("thresholds 0.0042-0.0086"). With ``lines`` (fixed thresholds)
+    each label's ``line`` is true: draw a full-width dashed line at each y of its ``lines``;
+    per-day thresholds are drawn by :func:`_threshold_lines` instead."""
+    groups: list[list[float]] = []
+    for v in sorted({round(v, 12) for v in values}, reverse=True):
+        if groups and y(v) - y(groups[-1][0]) < LABEL_GAP:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    out = []
+    for g in groups:
+        shown = sorted({_fmt(real(v), percent=percent): real(v) for v in g}.items(), key=lambda kv: kv[1])
+        text = f"threshold {shown[0][0]}" if len(shown) == 1 else f"thresholds {shown[0][0]}-{shown[-1][0]}"
+        out.append({"y": round(y(g[0]), 1), "label": text, "line": lines, "lines": [round(y(v), 1) for v in g]})
+    return out
 
 
 def _series_geometry(idx: int, name: str, vs: list, labels: list[str], x, y, tr, top_value: float) -> dict[str, Any]:

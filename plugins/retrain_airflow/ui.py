@@ -237,16 +237,15 @@ def _trend_charts(m: dict) -> list[dict]:
         names = sorted({n for t in trend for n, a in (t.get("axes") or {}).items() if a == axis})
         if not names:
             continue
-        thresholds = sorted(
-            {th for t in trend for n, th in (t.get("thresholds") or {}).items() if n in names and th is not None}
-        )
         series = {n: [(t.get(key) or {}).get(n) for t in trend] for n in names}
+        # each feature's own threshold at each check (a calibrated one changes with the sample)
+        thresholds = {n: [(t.get("thresholds") or {}).get(n) for t in trend] for n in names}
         charts.append(
             line_chart(
                 labels,
                 series,
                 title=f"{title}, last {len(trend)} checks",
-                thresholds=thresholds,
+                threshold_series=thresholds,
                 p_values=axis == P_VALUE,
             )
         )

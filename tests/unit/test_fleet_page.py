@@ -439,7 +439,7 @@ def test_gate_rows_carry_their_reason_and_show_no_negative_zero(app):
 
 
 def test_chart_geometry():
-    from retrain_airflow.charts import line_chart, threshold_bar, timeline_chart
+    from retrain_airflow.charts import PALETTE, line_chart, threshold_bar, timeline_chart
 
     assert threshold_bar(1.0, drifted=True)["width"] == 50.0
     assert threshold_bar(5.0, drifted=True) == {
@@ -454,6 +454,23 @@ def test_chart_geometry():
     c = line_chart(["d1", "d2"], {"x": [1e-2, 1e-12]}, title="p", thresholds=[1e-3], p_values=True)
     assert [t["label"] for t in c["thresholds"]] == ["threshold 0.001"]
     assert [p["clipped"] for p in c["series"][0]["points"]] == [False, True]  # 5 decades shown: 1e-12 is beyond
+    # per-day thresholds (calibrated ones change with the sample): one dashed line per feature in
+    # its colour, and one label per distinct latest threshold, close ones merged into a range
+    c = line_chart(
+        ["d1", "d2", "d3"],
+        {"a": [0.01, 0.02, 0.2], "b": [0.0, 0.01, 0.01], "c": [0.0, 0.0, 0.0]},
+        title="s",
+        threshold_series={"a": [0.05, 0.04, 0.0086], "b": [0.05, 0.04, 0.0042], "c": [None, 0.1, 0.1]},
+    )
+    assert [(t["name"], t["color"], len(t["segments"])) for t in c["threshold_lines"]] == [
+        ("a", PALETTE[0], 1),
+        ("b", PALETTE[1], 1),
+        ("c", PALETTE[2], 1),
+    ]
+    assert [t["label"] for t in c["thresholds"]] == ["threshold 0.1", "thresholds 0.0042-0.0086"]
+    assert not any(t["line"] for t in c["thresholds"])  # the series lines are drawn, not full-width ones
+    labels_y = [t["y"] for t in c["thresholds"]]
+    assert all(b - a >= 11 for a, b in zip(labels_y, labels_y[1:]))
     t = timeline_chart(
         [
             {"as_of": "2026-02-01", "live": 0.8, "markers": [{"kind": "promote"}]},
