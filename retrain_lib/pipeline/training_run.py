@@ -23,7 +23,7 @@ from retrain_lib.pipeline.records import Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.store import audit
 from retrain_lib.store.lineage import lineage_tags
-from retrain_lib.store.model_context import ModelContext, load_model, quiet_skops_import
+from retrain_lib.store.model_context import ModelContext, load_model, quiet_mlflow_model_notes, quiet_skops_import
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def train_candidate(
         fitted = _fit_adapted(ctx, snap, labelled, init_model, parent_uri, timeout)
     else:
         fitted = _fit_one(ctx, snap, labelled, init_model, parent_uri, timeout)
-    out = _log_training_run(ctx, exp, snap, fitted, key=key, timeout=timeout, actor=actor)
+    with quiet_mlflow_model_notes():
+        out = _log_training_run(ctx, exp, snap, fitted, key=key, timeout=timeout, actor=actor)
     log.info("trained %s on %s..%s: %s", cfg.name, snap.start, snap.end, fitted.metrics)
     return out
 

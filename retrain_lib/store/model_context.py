@@ -4,6 +4,7 @@ MLflow handles (client, experiments, champion), its ledger, and the models it lo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from typing import Any, Protocol
@@ -134,6 +135,28 @@ def quiet_skops_import():
             "ignore", message=r"The `airflow\.", category=FutureWarning, module=r"skops\.io\._utils"
         )
         yield
+
+
+# MLflow's notes on every logged model that say nothing about this platform's models
+MLFLOW_MODEL_NOTE_LOGGERS = ("mlflow.utils.uv_utils", "mlflow.utils.environment")
+
+
+@contextlib.contextmanager
+def quiet_mlflow_model_notes():
+    """Without the two lines MLflow writes for each ``log_model`` (twice per training run: the
+    model and the candidate selection's model): "Detected uv project: found uv.lock and
+    pyproject.toml" (INFO, written to stderr, which an Airflow task log shows as an error)
+    and "Failed to resolve installed pip version" (a uv venv has no pip; the requirements are
+    pinned explicitly). Their loggers' errors still show."""
+    loggers = [logging.getLogger(name) for name in MLFLOW_MODEL_NOTE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def load_model(ctx: ModelContextLike, uri: str):
