@@ -342,8 +342,11 @@ def _run_bootstrap(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 def _run_leakage(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if inputs.train is None or not inputs.target:
         raise ValueError("the leakage gate needs GateInputs.train and GateInputs.target")
-    features = list(inputs.features) or [c for c in inputs.train.columns if c != inputs.target]
-    scores = leakage_scores(inputs.train, inputs.target, features, inputs.task)
+    # Compared out of fold, the candidate learnt every row of the window, and ``train`` (the
+    # rows the champion saw) may be empty when the champion never saw any of them.
+    learnt = inputs.train if inputs.compared_on == "held_out" else inputs.window_rows
+    features = list(inputs.features) or [c for c in learnt.columns if c != inputs.target]
+    scores = leakage_scores(learnt, inputs.target, features, inputs.task)
     what = "ROC AUC" if inputs.task == "classification" else "|Spearman| / category R²"
     leaks = {k: v for k, v in scores.items() if v >= gate.max_score}
     if not leaks:

@@ -677,6 +677,19 @@ def test_leakage_catches_a_feature_equal_to_the_target_plus_noise():
     assert results[0].observed == pytest.approx(abs(spearmanr(reg["leak"], yr).statistic))
 
 
+def test_leakage_compared_out_of_fold_reads_every_row_the_candidate_learnt():
+    # out of fold the candidate learnt the whole window; the rows the champion saw (``train``)
+    # can be none of them, when it never saw any
+    rng = np.random.default_rng(9)
+    y = (rng.random(400) < 0.4).astype(int)
+    rows = pd.DataFrame({"leak": y + rng.normal(0, 0.05, 400), "x": rng.normal(0, 1, 400), "y": y})
+    data = inputs(train=rows.iloc[:0], holdout=rows, target="y", features=["leak", "x"], compared_on="cross_fit")
+    results = run_gates([Gate(type="leakage")], data)
+    assert [(r.slice, r.passed) for r in results] == [("leak", False)]
+    held_out = run_gates([Gate(type="leakage")], inputs(train=rows.iloc[:0], holdout=rows, target="y"))[0]
+    assert not held_out.passed and "could not be evaluated" in held_out.reason
+
+
 def test_leakage_without_training_rows_fails_closed():
     r = run_gates([Gate(type="leakage")], inputs(target="y"))[0]
     assert not r.passed and "could not be evaluated" in r.reason and "train" in r.reason
