@@ -61,12 +61,33 @@ class Change(NamedTuple):
 NO_CHANGE = Change(None, None)
 
 
+@dataclass(frozen=True)
+class EstablishedLevel:
+    """The mean of a champion's daily metric over its first matured days (``first`` to
+    ``last``, ``days`` of them) and the standard error of that mean."""
+
+    level: float
+    se: float
+    first: str
+    last: str
+    days: int
+
+
 def test_drop(
-    cfg: ModelConfig, result: dict, y, scores, now, before, daily: dict[str, float], healthy, champion_tags: dict
+    cfg: ModelConfig,
+    result: dict,
+    y,
+    scores,
+    now,
+    before,
+    daily: dict[str, float],
+    healthy,
+    champion_tags: dict,
+    established: EstablishedLevel | None = None,
 ) -> None:
-    """The drop as a test (``result['test']``), against the better of the champion's baseline
-    (``result['baseline']``) and the armed healthy level; with a significant drop, the
-    estimated ``change_day``."""
+    """The drop as a test (``result['test']``), against the best of the champion's baseline
+    (``result['baseline']``), the level it ``established`` over its first matured days and
+    the armed healthy level; with a significant drop, the estimated ``change_day``."""
     import numpy as np
 
     # lazy: numpy and pandas; tools.status (the status command, the fleet page) imports this module
@@ -85,6 +106,15 @@ def test_drop(
         tagged = champion_tags.get(f"metric_se.{perf.metric}")
         baseline_se = float(tagged) if tagged not in (None, "") else live_se
     up = greater_is_better(perf.metric)
+    if established is not None and (
+        not math.isfinite(baseline) or (established.level > baseline if up else established.level < baseline)
+    ):
+        result.update(
+            rolling_baseline=baseline,
+            baseline=established.level,
+            baseline_source=f"established level ({established.first}..{established.last}, {established.days} days)",
+        )
+        baseline, baseline_se = established.level, established.se
     if (
         healthy is not None
         and math.isfinite(healthy.level)

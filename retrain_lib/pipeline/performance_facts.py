@@ -15,7 +15,7 @@ from retrain_lib.core.errors import DataError
 from retrain_lib.core.metrics import predict_scores
 from retrain_lib.core.values import as_day
 from retrain_lib.learn.training_data import feature_frame, last_labelled_day, split_frame, xy
-from retrain_lib.pipeline.adaptation_steps import test_drop
+from retrain_lib.pipeline.adaptation_steps import EstablishedLevel, test_drop
 from retrain_lib.stats.performance import (
     assess_drop,
     daily_metrics,
@@ -84,7 +84,8 @@ def champion_performance(
     daily, seg_baseline = _baselines(ctx, champion, model, before, result)
     result["segments"].extend(_live_segments(cfg, now, y, scores, seg_baseline))
     if perf.false_alarm_rate is not None:
-        test_drop(cfg, result, y, scores, now, before, daily, healthy, champion.tags)
+        established = _established_level(ctx, model, as_of, start, trained_end, before)
+        test_drop(cfg, result, y, scores, now, before, daily, healthy, champion.tags, established=established)
     _assess_drops(perf, result, live)
     return result
 
@@ -170,6 +171,52 @@ def _baselines(ctx: ModelContextLike, champion, model, before, result: dict) -> 
         seg_baseline = _holdout_segment_metrics(ctx, champion, model)
     result["baseline_rolling_days"] = len(daily)
     return daily, seg_baseline
+
+
+def _established_level(
+    ctx: ModelContextLike, model, as_of: dt.date, start: dt.date, trained_end: dt.date, before
+) -> EstablishedLevel | None:
+    """The level the champion established: the mean of its daily metric over its first
+    ``performance.baseline_days`` matured days (from the day after its last labelled day, up
+    to the day before the current window), with the standard error of that mean; ``None``
+    with fewer than ``baseline_min_days`` (and 2) such days. The rolling baseline follows a
+    slow decline down (at 100 rows a day a gradual concept change was never detected: each
+    day's drop from the last 14 days stayed within noise); this level stays where the
+    champion began."""
+    import numpy as np
+
+    cfg = ctx.cfg
+    perf = cfg.performance
+    assert perf is not None  # read for a performance trigger only
+    first = trained_end + dt.timedelta(days=1)
+    last = min(trained_end + dt.timedelta(days=perf.baseline_days), start - dt.timedelta(days=1))
+    if last < first:
+        return None
+    ts = cfg.data.timestamp_column
+    if len(before) and before[ts].dt.date.min() <= first:
+        rows = before[(before[ts].dt.date <= last).to_numpy()]
+    else:
+        window = load_window(cfg, ctx.settings, first, last, as_of=as_of, require_rows=False)
+        if window.frame.empty:
+            return None
+        rows = window.labelled
+    if not len(rows):
+        return None
+    X, y = xy(cfg, rows)
+    daily = daily_metrics(
+        rows[ts],
+        y,
+        predict_scores(model(), X, cfg.task),
+        metric=perf.metric,
+        task=cfg.task,
+        min_rows=perf.min_segment_labels,
+    )
+    if len(daily) < max(2, perf.baseline_min_days):
+        return None
+    values = np.array(list(daily.values()), dtype=float)
+    return EstablishedLevel(
+        float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))), min(daily), max(daily), len(daily)
+    )
 
 
 def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list[dict]:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(900)
 DAYS, CHANGE, DELAY, TRAINING_DAYS = 40, 22, 3, 14
 
 
-def _replay(tmp_path, scenario: str, rows: int, days: int = DAYS):
+def _replay(tmp_path, scenario: str, rows: int, days: int = DAYS, change: int = CHANGE):
     data = write_scenario(
         scenario,
         "classification",
@@ -29,7 +29,7 @@ def _replay(tmp_path, scenario: str, rows: int, days: int = DAYS):
         rows_per_day=rows,
         base=shipped_config("classification", REPO / "configs"),
         days=days,
-        change=CHANGE,
+        change=change,
         label_delay_days=DELAY,
         training_days=TRAINING_DAYS,
     )
@@ -69,3 +69,17 @@ def test_a_covariate_shift_is_flagged_at_once_and_retrained_at_most_once(tmp_pat
     # next checks' windows lose one by one), so it is not re-reported as new drift
     assert len(flagged) == 1, flagged
     assert len(since) >= 14, len(since)
+
+
+def test_a_gradual_concept_change_at_100_rows_a_day_is_detected_and_a_better_model_deployed(tmp_path):
+    # at 100 rows a day each day's loss against the last 14 days stays within noise while the
+    # concept turns over ten days; against the level the champion established it does not
+    data, policy, decisions = _replay(tmp_path, "gradual_concept", 100, days=70, change=40)
+    first = data.change_dates[0].isoformat()
+    requests = [d for d in decisions if d["day"] >= first and d["action"] == "retrain"]
+    assert requests, [(d["day"], d["action"]) for d in decisions if d["day"] >= first]
+    assert "performance" in requests[0]["reasons"][0], requests[0]["reasons"]
+    deployed = [
+        d["day"] for d in decisions if d["day"] >= first and (d.get("retrain") or {}).get("outcome") == "deployed"
+    ]
+    assert deployed, [(d["day"], d.get("retrain")) for d in requests]
