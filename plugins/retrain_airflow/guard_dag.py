@@ -20,7 +20,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, XComArg, task
 
-from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
+from retrain_airflow.dag_base import as_of_param, model_dag
 from retrain_airflow.task_adapter import ModelTasks, run_as_of
 from retrain_airflow.triggers import GuardSensor
 from retrain_lib.core.config import ModelConfig
@@ -46,16 +46,23 @@ def add_guard_trigger(env: ModelTasks, upstream: XComArg, version_of: Callable[[
         return
 
     @task.short_circuit(task_id="guard_needed")
-    def guard_needed(result: dict | None) -> str | None:
-        """The version that became champion (pushed to XCom), or nothing to guard."""
-        return version_of(result or {})
+    def guard_needed(result: dict | None, **context) -> dict | None:
+        """The version that became champion and the run's day (pushed to XCom), or nothing
+        to guard (the guard is skipped)."""
+        version = version_of(result or {})
+        return {"version": str(version), "as_of": run_as_of(context)} if version else None
 
     needed = guard_needed(upstream)
-    start: TriggerDagRunOperator = TriggerForThisRun(
+    # Not this run's logical date: two promotions of one day (a deploy, then a rollback) each
+    # get a guard run; the day goes in the conf.
+    start = TriggerDagRunOperator(
         task_id="guard_champion",
         trigger_dag_id=env.cfg.dag_id("guard"),
         trigger_run_id="guard__{{ run_id }}",
-        conf={"version": "{{ ti.xcom_pull(task_ids='guard_needed') }}"},
+        conf={
+            "version": "{{ ti.xcom_pull(task_ids='guard_needed')['version'] }}",
+            "as_of": "{{ ti.xcom_pull(task_ids='guard_needed')['as_of'] }}",
+        },
         skip_when_already_exists=True,
     )
     needed >> start

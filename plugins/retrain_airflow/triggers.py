@@ -208,19 +208,25 @@ class CanarySensor(BaseOperator):
         return status
 
 
-def _guard_check(model: str, start: dict, cfg_dir: str, models: dict) -> dict:
+def _guard_cache():
+    from retrain_lib.pipeline.guard_run import GuardCache
+
+    return GuardCache()
+
+
+def _guard_check(model: str, start: dict, cfg_dir: str, cache) -> dict:
     from retrain_lib.core.settings import load_settings
     from retrain_lib.pipeline.guard import GuardStart
     from retrain_lib.pipeline.guard_run import check_guard
 
-    return check_guard(model, GuardStart.from_xcom(start), settings=load_settings(cfg_dir), models=models)
+    return check_guard(model, GuardStart.from_xcom(start), settings=load_settings(cfg_dir), cache=cache)
 
 
 class GuardTrigger(BaseTrigger):
     """Looks at a new champion's live traffic every ``poll_s`` (the config's
     ``guard.interval_s``) on the triggerer until the guard's decision is final (rollback,
-    alarm, clean at the end of ``guard.minutes``, superseded). Models loaded to rescore
-    labelled requests are kept for the trigger's life."""
+    alarm, clean at the end of ``guard.minutes``, superseded). The models it loads and the
+    scores of requests already rescored are kept for the trigger's life."""
 
     def __init__(self, model: str, start: dict, cfg_dir: str, poll_s: float = 30.0):
         super().__init__()
@@ -233,10 +239,10 @@ class GuardTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        models: dict = {}
+        cache = await asyncio.to_thread(_guard_cache)  # imports off the event loop
         looks = 0
         while True:
-            status = await asyncio.to_thread(_guard_check, self.model, self.start, self.cfg_dir, models)
+            status = await asyncio.to_thread(_guard_check, self.model, self.start, self.cfg_dir, cache)
             looks += 1
             if status["decision"]["action"] != "continue":
                 yield TriggerEvent({"status": "ok", "looks": looks, **status})
