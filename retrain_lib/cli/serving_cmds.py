@@ -166,7 +166,22 @@ def cmd_promote(args) -> int:
             else f"{args.model}: {out['reason']}"
         )
     )
+    if out["promoted"]:
+        _guard_hint(args.model, out["version"], settings)
     return EXIT_OK
+
+
+def _guard_hint(model: str, version: str, settings) -> None:
+    """The CLI cannot start an Airflow run: say how to start the guard of the new champion."""
+    from retrain_lib.core.config import load_model_config
+
+    if load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
+        print(
+            f"guard: start it now with `airflow dags trigger {model}__guard --conf "
+            f'\'{{"version": "{version}"}}\'` (or from the Airflow UI); until then nothing watches '
+            "this version live but the monitor",
+            file=sys.stderr,
+        )
 
 
 def register(sub) -> None:

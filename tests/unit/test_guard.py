@@ -187,3 +187,18 @@ def test_the_guard_is_on_by_default_exactly_when_the_model_has_rollback(
     assert problems == [] and cfg is not None
     assert cfg.guard_enabled is enabled
     assert (cfg.guard.minutes, cfg.guard.interval_s) == ((5, 10) if "minutes" in extra else (120, 30))
+
+
+def test_the_guard_alert_says_how_the_guard_ended_and_an_alarm_is_always_red():
+    from retrain_lib.pipeline import alerts
+
+    clean = alerts.guard_end(
+        "credit_default", {"action": "clean", "version": "5", "reason": "clean after 120 minutes"}, severity="green"
+    )
+    assert (clean.kind, clean.severity, clean.key) == ("guard", "green", "guard|credit_default|5:clean")
+    assert clean.payload["blocks"][0]["text"]["text"].endswith("Guard passed: credit_default v5 stays champion")
+    alarm = alerts.guard_end(
+        "credit_default", {"action": "alarm", "version": "4", "reason": "error_rate: 30%"}, severity="green"
+    )
+    assert alarm.severity == "red" and "nothing to roll back to" in alarm.payload["blocks"][0]["text"]["text"]
+    assert "error_rate: 30%" in alarm.payload["text"]
