@@ -83,11 +83,13 @@ class GuardLimits:
 
     def __post_init__(self):
         if not 0 < self.alpha < 1:
-            raise ValueError(f"The 'alpha' parameter of GuardLimits must be a float in (0, 1). Got {self.alpha!r}.")
+            raise ValueError(
+                f"The 'alpha' parameter of GuardLimits must be a float in (0, 1). Got {self.alpha!r} instead."
+            )
         for name in ("min_requests", "min_labels"):
             if getattr(self, name) < 2:
                 raise ValueError(
-                    f"The '{name}' parameter of GuardLimits must be an int >= 2. Got {getattr(self, name)!r}."
+                    f"The '{name}' parameter of GuardLimits must be an int >= 2. Got {getattr(self, name)!r} instead."
                 )
 
     @classmethod
