@@ -152,6 +152,16 @@ def test_a_much_weaker_version_promoted_directly_is_rolled_back_by_the_guard(pla
     ledger = Ledger.from_settings(platform.settings)
     rollback = [r for r in ledger.records(MODEL) if r["event"] == "rollback"][-1]
     assert (rollback["before"], rollback["after"]) == (bad, good)
+    # from the first request the bad version answered to the rollback in the ledger
+    from retrain_lib.serving.predlog_read import read_predictions
+    from retrain_lib.serving.predlog_store import resolve_url
+
+    served = read_predictions(resolve_url(platform.settings, None), MODEL, "2026-01-01", arm="champion")
+    first_bad = served[served["version"] == bad]["created_at"].min().to_pydatetime()
+    decided = dt.datetime.fromisoformat(str(rollback["time"]))
+    to_decision = (decided.replace(tzinfo=decided.tzinfo or dt.UTC) - first_bad).total_seconds()
+    print(f"guard: degradation -> decision {to_decision:.1f} s (interval_s {GUARD['interval_s']})")
+    assert 0 < to_decision < 60 * GUARD["minutes"], to_decision
     assert rollback["reason"].startswith("post-deploy guard: paired_loss")
     start, end = _guard_records(platform)[-2:]
     assert (start["event"], start["details"]["version"], start["details"]["previous"]) == ("guard_start", bad, good)
