@@ -173,8 +173,6 @@ def cmd_promote(args) -> int:
 
 def _guard_hint(model: str, version: str, settings) -> None:
     """The CLI cannot start an Airflow run: say how to start the guard of the new champion."""
-    from retrain_lib.core.config import load_model_config
-
     if load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
         print(
             f"guard: start it now with `airflow dags trigger {model}__guard --conf "
@@ -264,8 +262,9 @@ def _add_promote(sub) -> None:
         description="Point models:/<model>@champion at VERSION (the old champion becomes "
         "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
         "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
-        "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
-        "the champion moved meanwhile.",
+        "back; the monitor's automatic rollback watches the new champion like any other, and so does the "
+        "post-deploy guard once started (the command to start it is printed). Exit 1 when the champion "
+        "moved meanwhile.",
     )
     p.add_argument("model", help="registered model name")
     p.add_argument("version", help="the registered version to make the champion")

@@ -88,6 +88,7 @@ def platform(airflow_db, tmp_path_factory):
                 records=records,
                 gateway=gateway,
                 slack=slack,
+                cfg_dir=cfg_dir,
             )
         finally:
             gateway.stop()
@@ -206,3 +207,17 @@ def test_a_version_as_good_as_the_champion_is_kept_and_the_guard_ends_clean(plat
 
     titles = [p["blocks"][0]["text"]["text"] for p in platform.slack.payloads() if p.get("blocks")]
     assert any(t.endswith(f"Guard passed: {MODEL} v{twin} stays champion") for t in titles), titles
+
+
+def test_a_promotion_by_hand_on_the_command_line_says_how_to_start_its_guard(platform, capsys):
+    from retrain_lib.cli.app import main
+    from retrain_lib.store import registry
+
+    previous = registry.aliases(platform.client, MODEL)["previous-champion"]
+    code = main(
+        ["promote", MODEL, previous, "--reason", "back to the known-good one", "--config-dir", str(platform.cfg_dir)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"version {previous} is the champion" in out
+    assert f"""airflow dags trigger {MODEL}__guard --conf '{{"version": "{previous}"}}'""" in err
