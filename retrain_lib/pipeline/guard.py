@@ -187,6 +187,7 @@ def error_rate_check(requests: int, errors: int, limits: GuardLimits) -> GuardCh
         return GuardCheck(
             "error_rate", rate, limit, False, False, f"{requests} requests < min_requests {limits.min_requests}"
         )
+    rate = errors / requests  # requests >= min_requests >= 2
     smoothed = (errors + 0.5) / (requests + 1)
     test = msprt(rate, smoothed * (1 - smoothed) / requests, limit**2, limit, limits.alpha)
     breached = test.p_value <= limits.alpha and rate > limit
