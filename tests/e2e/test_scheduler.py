@@ -486,6 +486,8 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
         "request_retrain": "success",
         "healthy": "skipped",
         "rollback_champion": "skipped",
+        "guard_needed": "skipped",
+        "guard_champion": "skipped",
     }, f"{mtis}{why}"
     assert retrain is not None, f"the monitor did not trigger {RETRAIN}/{retrain_run_id}{why}"
 
