@@ -29,6 +29,12 @@ def _notes(tmp_path, name: str) -> list[tuple[str, str]]:
     old_level = mlflow_logger.level
     mlflow_logger.addHandler(handler)
     mlflow_logger.setLevel(logging.INFO)
+    # an earlier test in the same process may have configured logging (Airflow's dictConfig
+    # disables the loggers that exist then): the note loggers as a fresh process has them
+    notes = [logging.getLogger(n) for n in MLFLOW_MODEL_NOTE_LOGGERS]
+    saved = [(lg, lg.disabled, lg.propagate) for lg in notes]
+    for lg in notes:
+        lg.disabled, lg.propagate = False, True
     try:
         assert detect_uv_project() is not None  # what MLflow's log_model asks (its "Detected uv project" note)
         model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
@@ -36,6 +42,8 @@ def _notes(tmp_path, name: str) -> list[tuple[str, str]]:
     finally:
         mlflow_logger.removeHandler(handler)
         mlflow_logger.setLevel(old_level)
+        for lg, disabled, propagate in saved:
+            lg.disabled, lg.propagate = disabled, propagate
     return [m for m in handler.messages if m[0] in MLFLOW_MODEL_NOTE_LOGGERS]
 
 
