@@ -307,7 +307,7 @@ def guard_end(
     ``clean`` (the champion stays), ``alarm`` (a limit broke with no previous-champion to go
     back to: always red) or ``superseded`` (the champion moved during the guard). ``outcome`` is
     :func:`retrain_lib.pipeline.guard_run.finish_guard`'s result (``action``, ``version``, ``reason``)."""
-    action, version = str(outcome.get("action") or ""), outcome.get("version")
+    action, version = outcome.get("action"), outcome.get("version")
     sev = "red" if action == "alarm" else resolve_severity(severity, "guard")
     title = {
         "clean": f"Guard passed: {model} v{version} stays champion",
