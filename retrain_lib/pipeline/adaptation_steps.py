@@ -61,6 +61,13 @@ class Change(NamedTuple):
 NO_CHANGE = Change(None, None)
 
 
+def daily_mean_se(daily: dict[str, float]) -> tuple[float, float]:
+    """The mean of a daily metric (at least two days) and the standard error of that mean."""
+    values = list(daily.values())
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+
 @dataclass(frozen=True)
 class EstablishedLevel:
     """The mean of a champion's daily metric over its first matured days (``first`` to
@@ -71,6 +78,11 @@ class EstablishedLevel:
     first: str
     last: str
     days: int
+
+    @classmethod
+    def of(cls, daily: dict[str, float]) -> EstablishedLevel:
+        """The level of ``daily`` (ISO day -> metric, at least two days)."""
+        return cls(*daily_mean_se(daily), min(daily), max(daily), len(daily))
 
 
 def test_drop(
@@ -88,7 +100,6 @@ def test_drop(
     """The drop as a test (``result['test']``), against the best of the champion's baseline
     (``result['baseline']``), the level it ``established`` over its first matured days and
     the armed healthy level; with a significant drop, the estimated ``change_day``."""
-    import numpy as np
 
     # lazy: numpy and pandas; tools.status (the status command, the fleet page) imports this module
     from retrain_lib.stats.change_detection import bootstrap_se, change_day, drop_test
@@ -100,8 +111,7 @@ def test_drop(
     live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
     baseline = result["baseline"]
     if result["baseline_source"] == "rolling" and len(daily) > 1:
-        values = np.array(list(daily.values()), dtype=float)
-        baseline_se = float(values.std(ddof=1) / math.sqrt(len(values)))
+        baseline_se = daily_mean_se(daily)[1]
     else:
         tagged = champion_tags.get(f"metric_se.{perf.metric}")
         baseline_se = float(tagged) if tagged not in (None, "") else live_se

@@ -84,7 +84,7 @@ def champion_performance(
     daily, seg_baseline = _baselines(ctx, champion, model, before, result)
     result["segments"].extend(_live_segments(cfg, now, y, scores, seg_baseline))
     if perf.false_alarm_rate is not None:
-        established = _established_level(ctx, model, as_of, start, trained_end, before)
+        established = _established_level(ctx, model, as_of, start, trained_end, daily)
         test_drop(cfg, result, y, scores, now, before, daily, healthy, champion.tags, established=established)
     _assess_drops(perf, result, live)
     return result
@@ -121,13 +121,19 @@ def _blank_result(perf, champion, start: dt.date, end: dt.date) -> dict[str, Any
     }
 
 
+def _rolling_start(baseline_days: int, start: dt.date, trained_end: dt.date) -> dt.date:
+    """The first day of the rolling baseline before a window beginning ``start``: up to
+    ``baseline_days`` days back, never into the champion's training window."""
+    return max(trained_end + dt.timedelta(days=1), start - dt.timedelta(days=baseline_days))
+
+
 def _matured_rows(ctx: ModelContextLike, as_of: dt.date, start: dt.date, end: dt.date, trained_end: dt.date):
     """``(now, before)``: the labelled rows of ``start..end`` and of up to
     ``performance.baseline_days`` days before it (after the training window); ``None``
     without data."""
     cfg = ctx.cfg
     assert cfg.performance is not None  # read for a performance trigger only
-    base_start = max(trained_end + dt.timedelta(days=1), start - dt.timedelta(days=cfg.performance.baseline_days))
+    base_start = _rolling_start(cfg.performance.baseline_days, start, trained_end)
     window = load_window(cfg, ctx.settings, base_start, end, as_of=as_of, require_rows=False)
     if window.frame.empty:
         return None
@@ -174,7 +180,7 @@ def _baselines(ctx: ModelContextLike, champion, model, before, result: dict) -> 
 
 
 def _established_level(
-    ctx: ModelContextLike, model, as_of: dt.date, start: dt.date, trained_end: dt.date, before
+    ctx: ModelContextLike, model, as_of: dt.date, start: dt.date, trained_end: dt.date, daily: dict[str, float]
 ) -> EstablishedLevel | None:
     """The level the champion established: the mean of its daily metric over its first
     ``performance.baseline_days`` matured days (from the day after its last labelled day, up
@@ -182,9 +188,8 @@ def _established_level(
     with fewer than ``baseline_min_days`` (and 2) such days. The rolling baseline follows a
     slow decline down (at 100 rows a day a gradual concept change was never detected: each
     day's drop from the last 14 days stayed within noise); this level stays where the
-    champion began."""
-    import numpy as np
-
+    champion began. ``daily`` is the rolling baseline's daily metric: when it reaches back to
+    the first day, those days are read from it, else they are loaded and scored."""
     cfg = ctx.cfg
     perf = cfg.performance
     assert perf is not None  # read for a performance trigger only
@@ -192,31 +197,25 @@ def _established_level(
     last = min(trained_end + dt.timedelta(days=perf.baseline_days), start - dt.timedelta(days=1))
     if last < first:
         return None
-    ts = cfg.data.timestamp_column
-    if len(before) and before[ts].dt.date.min() <= first:
-        rows = before[(before[ts].dt.date <= last).to_numpy()]
+    if _rolling_start(perf.baseline_days, start, trained_end) == first:  # the rolling days begin there too
+        days = {d: v for d, v in daily.items() if d <= last.isoformat()}
     else:
         window = load_window(cfg, ctx.settings, first, last, as_of=as_of, require_rows=False)
-        if window.frame.empty:
+        rows = window.labelled if not window.frame.empty else window.frame
+        if not len(rows):
             return None
-        rows = window.labelled
-    if not len(rows):
+        X, y = xy(cfg, rows)
+        days = daily_metrics(
+            rows[cfg.data.timestamp_column],
+            y,
+            predict_scores(model(), X, cfg.task),
+            metric=perf.metric,
+            task=cfg.task,
+            min_rows=perf.min_segment_labels,
+        )
+    if len(days) < max(2, perf.baseline_min_days):
         return None
-    X, y = xy(cfg, rows)
-    daily = daily_metrics(
-        rows[ts],
-        y,
-        predict_scores(model(), X, cfg.task),
-        metric=perf.metric,
-        task=cfg.task,
-        min_rows=perf.min_segment_labels,
-    )
-    if len(daily) < max(2, perf.baseline_min_days):
-        return None
-    values = np.array(list(daily.values()), dtype=float)
-    return EstablishedLevel(
-        float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))), min(daily), max(daily), len(daily)
-    )
+    return EstablishedLevel.of(days)
 
 
 def _live_segments(cfg: ModelConfig, now, y, scores, seg_baseline: dict) -> list[dict]:
