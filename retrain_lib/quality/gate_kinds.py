@@ -342,9 +342,7 @@ def _run_bootstrap(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 def _run_leakage(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     if inputs.train is None or not inputs.target:
         raise ValueError("the leakage gate needs GateInputs.train and GateInputs.target")
-    # Compared out of fold, the candidate learnt every row of the window, and ``train`` (the
-    # rows the champion saw) may be empty when the champion never saw any of them.
-    learnt = inputs.train if inputs.compared_on == "held_out" else inputs.window_rows
+    learnt = inputs.learnt_rows
     features = list(inputs.features) or [c for c in learnt.columns if c != inputs.target]
     scores = leakage_scores(learnt, inputs.target, features, inputs.task)
     what = "ROC AUC" if inputs.task == "classification" else "|Spearman| / category R²"

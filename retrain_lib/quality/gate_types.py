@@ -85,6 +85,13 @@ class GateInputs:
         return pd.concat([self.train, self.holdout])
 
     @property
+    def learnt_rows(self):
+        """The labelled rows the candidate learnt: ``train`` after a held-out comparison;
+        out of fold every row of the window (``train`` then holds only the rows the champion
+        saw, which can be none)."""
+        return self.train if self.compared_on == "held_out" else self.window_rows
+
+    @property
     def has_champion(self) -> bool:
         return self.champion_metrics is not None or self.champion_scores is not None
 
