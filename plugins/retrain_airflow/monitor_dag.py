@@ -2,7 +2,7 @@
 check drift and live performance, then ask for a retrain, roll the champion back, or do nothing.
 
     check_model ─► decide_action ─┬─► request_retrain (starts <model>__retrain)
-                                  ├─► rollback_champion
+                                  ├─► rollback_champion ─► guard_needed ─► guard_champion
                                   └─► healthy
 """
 
@@ -16,6 +16,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
+from retrain_airflow.guard_dag import add_guard_trigger
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
 from retrain_lib.core.config import ModelConfig
 
@@ -166,5 +167,7 @@ def build_monitor_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             skip_when_already_exists=True,
         )
         healthy = EmptyOperator(task_id="healthy")
-        decide_action(checked) >> [request, healthy, rollback_champion(checked)]
+        rolled_back = rollback_champion(checked)
+        decide_action(checked) >> [request, healthy, rolled_back]
+        add_guard_trigger(env, rolled_back, lambda res: res.get("to") if res.get("rolled_back") else None)
     return dag

@@ -3,7 +3,8 @@ candidate, check its gates, then register and deploy it (after a human approval 
 config asks for one) or reject it; a shadow or canary deploy starts the rollout DAG.
 
     snapshot_data ─► train_candidate ─► evaluate_candidate ─► check_gates ─► decide_promotion
-      ─┬─► register_candidate ─► [decide_approval ─► approve_promotion] ─► deploy_candidate ─► rollout_needed ─► start_rollout
+      ─┬─► register_candidate ─► [decide_approval ─► approve_promotion] ─► deploy_candidate ─┬─► rollout_needed ─► start_rollout
+       │                                                                               └─► guard_needed ─► guard_champion
        └─► reject_candidate ─► retrain_rejected | retrain_no_gain
 """
 
@@ -18,6 +19,7 @@ from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
 
 from retrain_airflow.approval_tasks import add_approval_tasks, approval_answer
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
+from retrain_airflow.guard_dag import add_guard_trigger
 from retrain_airflow.task_adapter import ModelTasks, run_as_of
 from retrain_lib.core.config import ModelConfig
 
@@ -343,6 +345,12 @@ def _rollout_trigger(env: ModelTasks, deployed: XComArg) -> TriggerDagRunOperato
     return start
 
 
+def champion_of_deploy(deployed: dict) -> str | None:
+    """The version a deploy made champion (a direct promotion), else ``None``."""
+    moves = deployed.get("moves") or []
+    return next((m["to"] for m in moves if m.get("alias") == "champion"), None)
+
+
 def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
     """The retrain DAG of ``cfg``'s model (see the module docstring for its shape)."""
     with model_dag(cfg, path, "retrain", cfg.schedule.retrain_floor, retrain_params(cfg), cfg_dir) as dag:
@@ -350,6 +358,7 @@ def build_retrain_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
         snap, trained, evaluation, gates = _candidate_tasks(env)
         registered, deployed = _decision_tasks(env, snap, trained, evaluation, gates)
         _rollout_trigger(env, deployed)
+        add_guard_trigger(env, deployed, champion_of_deploy)
         if cfg.approval is None:
             registered >> deployed
         else:

@@ -3,6 +3,7 @@ serving gateway's live traffic; promote the challenger or roll it back.
 
     start_rollout ─► wait_shadow ─► judge_shadow ─┬─► canary_step_1 ─► watch_step_1 ─► judge_step_1 ─► ... ─► promote_challenger
                                                   └─► rollback_after_shadow ──────────────► rollback_challenger ◄── rollback_after_step_i
+    promote_challenger ─► guard_needed ─► guard_champion (starts <model>__guard when it promoted)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
 
 from retrain_airflow.dag_base import as_of_param, model_dag
+from retrain_airflow.guard_dag import add_guard_trigger
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
 from retrain_airflow.triggers import CanarySensor, PredictionsSensor
 from retrain_lib.core.config import ModelConfig
@@ -224,8 +226,10 @@ def _finish_tasks(env: ModelTasks, steps: list[float], passed: list, rollbacks: 
         """Runs when one judge sent the rollout to its rollback; its upstreams are only those."""
         return run_rollback_challenger(env, steps, context)
 
-    passed >> promote_challenger()
+    promoted = promote_challenger()
+    passed >> promoted
     rollbacks >> rollback_challenger()
+    add_guard_trigger(env, promoted, lambda outcome: outcome.get("version") if outcome.get("promoted") else None)
 
 
 def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:

@@ -206,3 +206,70 @@ class CanarySensor(BaseOperator):
                 decision="rollback", reason=f"undecided after {event.get('waited_s', 0):.0f} s: {status.get('reason')}"
             )
         return status
+
+
+def _guard_cache():
+    from retrain_lib.pipeline.guard_run import GuardCache
+
+    return GuardCache()
+
+
+def _guard_check(model: str, start: dict, cfg_dir: str, cache) -> dict:
+    from retrain_lib.core.settings import load_settings
+    from retrain_lib.pipeline.guard import GuardStart
+    from retrain_lib.pipeline.guard_run import check_guard
+
+    return check_guard(model, GuardStart.from_xcom(start), settings=load_settings(cfg_dir), cache=cache)
+
+
+class GuardTrigger(BaseTrigger):
+    """Looks at a new champion's live traffic every ``poll_s`` (the config's
+    ``guard.interval_s``) on the triggerer until the guard's decision is final (rollback,
+    alarm, clean at the end of ``guard.minutes``, superseded). The models it loads and the
+    scores of requests already rescored are kept for the trigger's life."""
+
+    def __init__(self, model: str, start: dict, cfg_dir: str, poll_s: float = 30.0):
+        super().__init__()
+        self.model, self.start, self.cfg_dir, self.poll_s = model, dict(start), cfg_dir, poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "retrain_airflow.triggers.GuardTrigger",
+            {"model": self.model, "start": self.start, "cfg_dir": self.cfg_dir, "poll_s": self.poll_s},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        cache = await asyncio.to_thread(_guard_cache)  # imports off the event loop
+        looks = 0
+        while True:
+            status = await asyncio.to_thread(_guard_check, self.model, self.start, self.cfg_dir, cache)
+            looks += 1
+            if status["decision"]["action"] != "continue":
+                yield TriggerEvent({"status": "ok", "looks": looks, **status})
+                return
+            await asyncio.sleep(self.poll_s)
+
+
+class GuardSensor(BaseOperator):
+    """The guard's check: defers to :class:`GuardTrigger` (no worker slot held while it
+    watches) and returns the final look (``decision``, ``facts``, ``looks``). ``start`` is
+    templated (the XCom of ``start_guard``)."""
+
+    template_fields = ("start",)
+
+    def __init__(self, *, model: str, start, minutes: float, interval_s: float, cfg_dir: str, **kwargs):
+        super().__init__(**kwargs)
+        self.model, self.start, self.minutes, self.interval_s, self.cfg_dir = model, start, minutes, interval_s, cfg_dir
+
+    def execute(self, context):
+        import datetime as dt
+
+        self.defer(
+            trigger=GuardTrigger(self.model, self.start, self.cfg_dir, self.interval_s),
+            method_name="execute_complete",
+            # the trigger ends the guard itself at guard.minutes; this only bounds a stuck one
+            timeout=dt.timedelta(minutes=self.minutes * 2 + 10),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]):
+        return {k: event[k] for k in ("decision", "facts", "looks")}

@@ -166,7 +166,20 @@ def cmd_promote(args) -> int:
             else f"{args.model}: {out['reason']}"
         )
     )
+    if out["promoted"]:
+        _guard_hint(args.model, out["version"], settings)
     return EXIT_OK
+
+
+def _guard_hint(model: str, version: str, settings) -> None:
+    """The CLI cannot start an Airflow run: say how to start the guard of the new champion."""
+    if load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
+        print(
+            f"guard: start it now with `airflow dags trigger {model}__guard --conf "
+            f'\'{{"version": "{version}"}}\'` (or from the Airflow UI); until then nothing watches '
+            "this version live but the monitor",
+            file=sys.stderr,
+        )
 
 
 def register(sub) -> None:
@@ -249,8 +262,9 @@ def _add_promote(sub) -> None:
         description="Point models:/<model>@champion at VERSION (the old champion becomes "
         "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
         "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
-        "back; the monitor's automatic rollback watches the new champion like any other. Exit 1 when "
-        "the champion moved meanwhile.",
+        "back; the monitor's automatic rollback watches the new champion like any other, and so does the "
+        "post-deploy guard once started (the command to start it is printed). Exit 1 when the champion "
+        "moved meanwhile.",
     )
     p.add_argument("model", help="registered model name")
     p.add_argument("version", help="the registered version to make the champion")

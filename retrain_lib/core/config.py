@@ -29,7 +29,7 @@ from retrain_lib.core.config_expectations import Validation
 from retrain_lib.core.config_gates import Gate
 from retrain_lib.core.config_platform import PlatformConfig
 from retrain_lib.core.config_problems import ConfigProblem, did_you_mean, dotted
-from retrain_lib.core.config_release import Approval, Deploy, Rollback
+from retrain_lib.core.config_release import Approval, Deploy, Guard, Rollback
 from retrain_lib.core.config_sections import (
     Adaptation,
     DataSource,
@@ -73,6 +73,10 @@ class ModelConfig(StrictModel):
     rollback: Rollback | None = Field(
         default=None,
         description="Roll a degraded new champion back to previous-champion; needs performance.",
+    )
+    guard: Guard = Field(
+        default_factory=Guard,
+        description="Watch every new champion live after its promotion (on by default with rollback).",
     )
     validation: Validation | None = Field(
         default=None,
@@ -187,6 +191,14 @@ class ModelConfig(StrictModel):
                     )
                 )
         return problems
+
+    @property
+    def guard_enabled(self) -> bool:
+        """Whether new champions are guarded: ``guard.enabled``, or by default whether the
+        model has an enabled ``rollback`` section."""
+        if self.guard.enabled is not None:
+            return self.guard.enabled
+        return self.rollback is not None and self.rollback.enabled
 
     @property
     def columns(self) -> list[str]:

@@ -11,7 +11,7 @@ from pydantic import Field
 from retrain_lib.core.config_sections import StrictModel
 
 AlertKind = Literal[
-    "gate_failure", "validation_failure", "drift", "promotion", "rollback", "approval_needed", "failure"
+    "gate_failure", "validation_failure", "drift", "promotion", "rollback", "guard", "approval_needed", "failure"
 ]
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "gate_failure",
@@ -19,6 +19,7 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "drift",
     "promotion",
     "rollback",
+    "guard",
     "approval_needed",
     "failure",
 )
@@ -29,6 +30,7 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "drift": "yellow",
     "promotion": "green",
     "rollback": "red",
+    "guard": "green",
     "approval_needed": "yellow",
     "failure": "red",
 }
@@ -53,7 +55,8 @@ class Alerts(StrictModel):
     severity: dict[AlertKind, Severity] = Field(
         default_factory=dict,
         description="Severity (colour) per kind; unlisted kinds keep their default "
-        "(promotion green; gate_failure, drift, approval_needed yellow; the others red).",
+        "(promotion and guard green; gate_failure, drift, approval_needed yellow; the others red; "
+        "a guard that could not roll back is always red).",
     )
     dedupe_minutes: float = Field(
         default=60,

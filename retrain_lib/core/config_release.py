@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from retrain_lib.core.config_sections import StrictModel
 
@@ -110,3 +110,58 @@ class Rollback(StrictModel):
         gt=0,
         description="Roll back when the champion's p95 latency exceeds this (off by default).",
     )
+
+
+class Guard(StrictModel):
+    """The post-deploy guard: every new champion (a direct deploy, the end of a rollout, a
+    promotion by hand, a rollback) is watched live for ``minutes`` by the ``<model>__guard``
+    DAG, whose deferrable check reads the prediction log every ``interval_s`` on the
+    triggerer. It rolls back to ``previous-champion`` when the champion's error rate is shown
+    above ``max_error_rate`` (always-valid test), its p95 latency exceeds ``max_p95_ms``, or
+    its per-request loss on labelled requests is shown worse than ``previous-champion``'s on
+    the same requests (paired, always-valid test at ``alpha``); with no ``previous-champion``
+    (after a rollback) it alerts instead. Off by default unless the model has ``rollback``."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Watch every new champion; omitted = on when the model has a rollback section.",
+    )
+    minutes: float = Field(default=120, gt=0, le=7 * 24 * 60, description="How long a new champion is watched.")
+    interval_s: float = Field(default=30, gt=0, le=3600, description="Seconds between two reads of the log.")
+    max_error_rate: float | None = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Roll back when the champion's error rate is shown above this (null: no limit).",
+    )
+    max_p95_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Roll back when the p95 latency of its answered requests exceeds this (null: no limit).",
+    )
+    min_requests: int = Field(default=50, ge=10, description="Requests before error rate and latency are judged.")
+    min_labels: int = Field(
+        default=100,
+        ge=10,
+        description="Labelled requests before the paired loss test may roll back.",
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="False-rollback rate of each always-valid test, however often it looks.",
+    )
+    margin: float = Field(
+        default=0.0,
+        ge=0,
+        description="Per-request loss the champion may exceed previous-champion's by (paired test).",
+    )
+
+    @model_validator(mode="after")
+    def _interval_within_minutes(self) -> Guard:
+        if self.interval_s > self.minutes * 60:
+            raise ValueError(
+                f"interval_s ({self.interval_s:g}) is longer than the guard itself ({self.minutes:g} minutes = "
+                f"{self.minutes * 60:g} s); lower interval_s or raise minutes"
+            )
+        return self

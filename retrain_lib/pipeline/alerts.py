@@ -295,6 +295,32 @@ def rollback(
     return Alert("rollback", model, sev, dedupe_key("rollback", model, [f"{src}->{dst}"]), payload)
 
 
+def guard_end(
+    model: str,
+    outcome: Mapping[str, Any],
+    *,
+    as_of: str | None = None,
+    links: Links = Links(),
+    severity: str | None = None,
+) -> Alert:
+    """A post-deploy guard ended without a rollback (a rollback sends :func:`rollback`):
+    ``clean`` (the champion stays), ``alarm`` (a limit broke with no previous-champion to go
+    back to: always red) or ``superseded`` (the champion moved during the guard). ``outcome`` is
+    :func:`retrain_lib.pipeline.guard_run.finish_guard`'s result (``action``, ``version``, ``reason``)."""
+    action, version = str(outcome.get("action") or ""), outcome.get("version")
+    sev = "red" if action == "alarm" else resolve_severity(severity, "guard")
+    title = {
+        "clean": f"Guard passed: {model} v{version} stays champion",
+        "alarm": f"Guard alarm: {model} v{version} breaks its limits, nothing to roll back to",
+        "superseded": f"Guard stopped: {model} v{version} is no longer champion",
+    }.get(action, f"Guard ended: {model} v{version} ({action})")
+    why = esc(outcome.get("reason") or "")
+    payload = slack_payload(
+        sev, title, [f"*{esc(title)}*\n{why}"], f"{esc(title)}: {why}", links, context_line(model, as_of)
+    )
+    return Alert("guard", model, sev, dedupe_key("guard", model, [f"{version}:{action}"]), payload)
+
+
 def rollout_decision(
     model: str,
     decision: str,

@@ -37,7 +37,8 @@ def config_copy(tmp_path) -> Path:
 def test_every_model_gets_its_dags(monkeypatch):
     bag = _bag(monkeypatch, strict=True)
     assert bag.import_errors == {}
-    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain", "rollout")}
+    # both shipped models have rollback, so their guard is on
+    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain", "rollout", "guard")}
     assert set(bag.dag_ids) == expected
 
 
@@ -66,6 +67,8 @@ def test_dag_shape_follows_the_config(monkeypatch):
             "request_retrain",
             "healthy",
             "rollback_champion",
+            "guard_needed",
+            "guard_champion",
         }
         assert set(retrain.task_ids) == {
             "snapshot_data",
@@ -80,6 +83,8 @@ def test_dag_shape_follows_the_config(monkeypatch):
             "start_rollout",
             "retrain_rejected",
             "retrain_no_gain",
+            "guard_needed",
+            "guard_champion",
         }
         # how a run without a new champion ended shows as a leaf of its own
         for leaf in ("retrain_rejected", "retrain_no_gain"):
@@ -98,6 +103,26 @@ def test_dag_shape_follows_the_config(monkeypatch):
             "register_candidate",
             "reject_candidate",
         }
+        # every promotion path starts the guard: direct deploy, rollout promotion, rollback
+        guard = bag.dags[f"{model}__guard"]
+        assert guard.schedule is None and guard.max_active_runs == 1
+        assert set(guard.task_ids) == {
+            "start_guard",
+            "watch_champion",
+            "finish_guard",
+            "guard_needed",
+            "guard_champion",
+        }
+        assert type(guard.get_task("watch_champion")).__name__ == "GuardSensor"
+        rollout = bag.dags[f"{model}__rollout"]
+        for dag, after in (
+            (retrain, "deploy_candidate"),
+            (rollout, "promote_challenger"),
+            (monitor, "rollback_champion"),
+            (guard, "finish_guard"),
+        ):
+            assert dag.get_task("guard_needed").upstream_task_ids == {after}, dag.dag_id
+            assert dag.get_task("guard_champion").trigger_dag_id == f"{model}__guard"
 
 
 def test_the_outcome_leaves_name_a_rejection_or_a_missing_gain(monkeypatch):
@@ -187,7 +212,12 @@ def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_cop
     (config_copy / "models" / "garbage.yaml").write_text("name: [unclosed\n")
     bag = _bag(monkeypatch, config_copy, strict=False)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"daily_demand__monitor", "daily_demand__retrain", "daily_demand__rollout"}
+    assert set(bag.dag_ids) == {
+        "daily_demand__monitor",
+        "daily_demand__retrain",
+        "daily_demand__rollout",
+        "daily_demand__guard",
+    }
     logged = caplog.text
     assert "credit_default.yaml" in logged and "drift.binz" in logged and "did you mean 'bins'" in logged
     assert "garbage.yaml" in logged
@@ -202,11 +232,20 @@ def test_strict_mode_turns_a_bad_config_into_an_import_error(monkeypatch, config
     assert "daily_demand.yaml" in message and "task" in message and "regression" in message
 
 
+def test_a_model_whose_guard_is_off_has_no_guard_dag_and_no_guard_trigger(monkeypatch, config_copy):
+    path = config_copy / "models" / "daily_demand.yaml"
+    path.write_text(path.read_text() + "\nguard: {enabled: false}\n")
+    bag = _bag(monkeypatch, config_copy, strict=True)
+    assert bag.import_errors == {}
+    assert "daily_demand__guard" not in bag.dag_ids and "credit_default__guard" in bag.dag_ids
+    assert "guard_needed" not in bag.dags["daily_demand__retrain"].task_ids
+
+
 def test_parses_with_no_connections_defined(monkeypatch):
     # The example configs name a Slack connection that does not exist here: parsing must not need it.
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_RETRAIN", raising=False)
     bag = _bag(monkeypatch, strict=True)
-    assert bag.import_errors == {} and len(bag.dag_ids) == 6
+    assert bag.import_errors == {} and len(bag.dag_ids) == 8
 
 
 def test_parsing_imports_no_heavy_library():

@@ -101,6 +101,16 @@ def assert_xcom_records(dag_id: str, run_id: str, task_ids: list[str]) -> None:
         assert kinds[task_id].from_xcom(payload).to_xcom() == payload, task_id
 
 
+def guard_run_conf(model: str, run_id: str) -> dict | None:
+    """The conf of the ``<model>__guard`` run that run ``run_id`` started, or ``None``."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter_by(dag_id=f"{model}__guard", run_id=f"guard__{run_id}").one_or_none()
+        return None if run is None else dict(run.conf or {})
+
+
 def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platform):
     from retrain_lib.store import registry
     from retrain_lib.store.audit import Ledger
@@ -190,6 +200,9 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
     ]
     assert {"alias": "champion", "from": "1", "to": "2"} in promote["details"]["moves"]
     assert (promote["before"], promote["after"]) == ("1", "2")
+    # the direct deploy starts the post-deploy guard of the new champion
+    assert states["guard_needed"] == states["guard_champion"] == "success", states
+    assert guard_run_conf("credit_default", run.run_id) == {"version": "2", "as_of": conf["as_of"]}
     assert promote["details"]["champion_metrics"]["roc_auc"] > 0.5  # the champion was scored on the same holdout
 
 

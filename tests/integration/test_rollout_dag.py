@@ -118,6 +118,7 @@ def test_a_challenger_as_good_as_the_champion_goes_through_shadow_and_canary_and
     assert states["judge_shadow"] == "success" and states["canary_step_1"] == "success", states
     assert states["promote_challenger"] == "success", states
     assert states["rollback_challenger"] == "skipped", states
+    assert states["guard_needed"] == states["guard_champion"] == "success", states  # the guard of v2 starts
     aliases = registry.aliases(client, MODEL)
     assert aliases["champion"] == v2 and aliases["previous-champion"] == "1" and "challenger" not in aliases
     events = [r["event"] for r in _ledger(platform).records(MODEL)]
@@ -157,6 +158,7 @@ def test_a_much_weaker_challenger_is_rolled_back_and_the_champion_keeps_serving(
     run, states = _run_rollout(platform, "2026-02-04")
     assert states["promote_challenger"] == "skipped", states
     assert states["rollback_challenger"] == "success", states
+    assert states["guard_champion"] == "skipped", states  # no new champion, nothing to guard
     aliases = registry.aliases(client, MODEL)
     assert aliases["champion"] == champion and "challenger" not in aliases
     assert client.get_model_version(MODEL, bad).tags.get("retrain.rollout") == "rolled_back"
@@ -188,6 +190,7 @@ def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_
         states = task_states(f"{MODEL}__monitor", run.run_id)
         assert states["rollback_champion"] == "success", states
         assert states["request_retrain"] == "skipped" and states["healthy"] == "skipped", states
+        assert states["guard_champion"] == "success", states  # the version rolled back to is guarded
         _wait_serving(platform, good)
     assert not traffic.failed and traffic.versions.get(bad, 0) >= 2 * min_labels
     aliases = registry.aliases(client, MODEL)

@@ -202,6 +202,12 @@ def all_kinds(links):
             reason="every canary step passed",
             links=links,
         ),
+        alerts.guard_end(
+            MODEL,
+            {"action": "clean", "version": "5", "reason": "clean after 120 minutes: 2400 requests, 2100 labelled"},
+            as_of="2026-02-03",
+            links=links,
+        ),
         alerts.approval_needed(
             MODEL,
             {"reasons": ["first deployment"], "subject": "Promote daily_demand v1?"},
@@ -245,6 +251,7 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
         "promotion",
         "rollback",
         "rollout_promotion",
+        "guard",
         "approval_needed",
         "failure",
     ]

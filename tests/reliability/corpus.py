@@ -70,6 +70,8 @@ MUTATIONS: list[tuple[str, str, Callable[[dict], None]]] = [
     ("target_is_a_feature", "features", lambda r: r["features"]["numeric"].append(r["features"]["target"])),
     ("no_features", "features", lambda r: r["features"].update(numeric=[], categorical=[])),
     ("rollback_drop_over_1", "rollback.max_drop", _set("rollback", {"max_drop": 5})),
+    ("guard_interval_past_its_end", "guard", _set("guard", {"minutes": 1, "interval_s": 120})),
+    ("guard_alpha_over_half", "guard.alpha", _set("guard", {"alpha": 0.9})),
     ("cron_garbage", "schedule.monitor", _set("schedule.monitor", "every tuesday-ish")),
     ("window_zero", "windows.monitor_days", _set("windows.monitor_days", 0)),
     ("params_not_a_mapping", "training.params", _set("training.params", "max_iter=1")),
