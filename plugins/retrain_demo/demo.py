@@ -222,6 +222,15 @@ def _run(args, state_dir: Path, print) -> int:  # noqa: A002 - print goes to the
             if run_live(bag, settings, ledger, args.live_model, last_day, state_dir, print) != 0:
                 return 1
             seen = len(_new_records(ledger, 0))
+    from retrain_demo.runs import drop_unstarted_guard_runs
+
+    dropped = drop_unstarted_guard_runs()
+    if dropped:
+        print(
+            f"\n{len(dropped)} post-deploy guard runs that the demo's promotions started were not run: a guard "
+            "watches a new champion's live traffic for guard.minutes, which simulated days do not have "
+            "(README, 'Post-deploy guard')"
+        )
     print()
     summary = _print_summary(settings, ledger, models, loop_end, seen, (configs, drift_starts), print)
     print(f"\ntook {time.monotonic() - t0:.0f} s. Watch the same state in the UIs:")

@@ -128,3 +128,24 @@ def run_dag(dag, *, logical_date: dt.datetime, conf: dict | None = None):
             row.start_date = began
     run.start_date = began
     return run
+
+
+def drop_unstarted_guard_runs() -> list[str]:
+    """Deletes the ``<model>__guard`` runs the demo's promotions and rollbacks queued, and
+    returns their ids. The demo replays its days in minutes; a guard watches a new champion's
+    live traffic for ``guard.minutes`` (hours), which no simulated day has. Left queued, they
+    would start the moment ``make up`` starts the scheduler and watch whichever champion is
+    current then."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        queued = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id.like("%\\_\\_guard", escape="\\"), DagRun.start_date.is_(None))
+            .all()
+        )
+        dropped = [f"{run.dag_id}/{run.run_id}" for run in queued]
+        for run in queued:
+            session.delete(run)
+    return dropped
