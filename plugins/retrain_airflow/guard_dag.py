@@ -35,6 +35,12 @@ def guard_params() -> dict[str, Param]:
             type=["null", "string"],
             description="The champion version to watch (the one just promoted); default: the champion now",
         ),
+        "minutes": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            description="How long to watch it; default: the config's guard.minutes",
+        ),
     }
 
 
@@ -72,8 +78,14 @@ def run_start_guard(env: ModelTasks, context) -> dict:
     """Task ``start_guard``: what the guard watches (recorded as ``guard_start``)."""
     from retrain_lib.pipeline.guard_run import start_guard
 
-    version = (context.get("params") or {}).get("version") or None
-    return env.run(start_guard, version=version, as_of=run_as_of(context), actor=env.actor(context)).to_xcom()
+    params = context.get("params") or {}
+    return env.run(
+        start_guard,
+        version=params.get("version") or None,
+        minutes=params.get("minutes") or None,
+        as_of=run_as_of(context),
+        actor=env.actor(context),
+    ).to_xcom()
 
 
 def run_finish_guard(env: ModelTasks, started: dict, status: dict, context) -> dict:

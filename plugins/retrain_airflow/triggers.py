@@ -268,7 +268,7 @@ class GuardSensor(BaseOperator):
             trigger=GuardTrigger(self.model, self.start, self.cfg_dir, self.interval_s),
             method_name="execute_complete",
             # the trigger ends the guard itself at guard.minutes; this only bounds a stuck one
-            timeout=dt.timedelta(minutes=self.minutes * 2 + 10),
+            timeout=dt.timedelta(minutes=float(self.start.get("minutes") or self.minutes) * 2 + 10),
         )
 
     def execute_complete(self, context, event: dict[str, Any]):

@@ -1,5 +1,5 @@
 """The live part of ``make demo``: a serving gateway with traffic, a canary that is promoted
-and a bad champion that the monitor rolls back, all in real Airflow runs.
+and a bad champion that its post-deploy guard rolls back, all in real Airflow runs.
 
 1. ``retrain serve`` starts (a subprocess) and serves the model's champion; a thread sends it
    the last days' records and posts each answer's label back (``LiveTraffic``).
@@ -9,10 +9,10 @@ and a bad champion that the monitor rolls back, all in real Airflow runs.
    shadow, then each canary step judged by the sequential test on the live labels, then
    the promotion (compare-and-swap).
 3. A deliberately bad version (trained with ``max_iter: 1, max_depth: 1``) is promoted by
-   hand (``promote_version``, as ``retrain promote`` does). The monitor DAG reads the
-   prediction log, finds the champion worse than previous-champion on the same labelled
-   live requests and its ``rollback_champion`` task moves the alias back; the gateway
-   follows within seconds.
+   hand (``promote_version``, as ``retrain promote`` does). Its guard run (``<model>__guard``)
+   reads the prediction log every ``guard.interval_s``, rescores the same labelled live
+   requests with previous-champion, and its sequential test on the paired losses rolls the
+   champion back; the gateway follows within seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 
 # Durations of the demo's rollout (a real one takes the config's hours): run params.
 FAST_ROLLOUT = {"shadow_minutes": 0.2, "min_predictions": 150, "step_minutes": 0.2, "margin": 0.25}
+# The guard ends at its first final decision; this bounds it when none comes.
+DEMO_GUARD_MINUTES = 5
 
 
 def _since(iso_time: str) -> float:
@@ -79,7 +81,7 @@ def run_live(bag, settings, ledger, model: str, day: dt.date, state_dir: Path, p
 
         if _promoted_canary(bag, ledger, client, gateway, model, day, seen, print) != 0:
             return 1
-        if _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model, day, print) != 0:
+        if _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, model, day, print) != 0:
             return 1
         print(
             f"  traffic: {traffic.sent} predictions answered, "
@@ -170,8 +172,9 @@ def _print_rollout_records(records: list[dict], t0: float, print) -> None:  # no
             print(f"    rolled back v{d['version']}: {d['reason']}")
 
 
-def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, model: str, day: dt.date, print) -> int:  # noqa: A002
-    """A bad version promoted by hand, and the monitor rolling it back once labels show it."""
+def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, model: str, day: dt.date, print) -> int:  # noqa: A002
+    """A bad version promoted by hand, and its post-deploy guard rolling it back once the
+    labelled live requests show it worse than previous-champion on the same requests."""
     from retrain_demo.runs import run_dag
     from retrain_lib.pipeline.promotion import promote_version
 
@@ -189,30 +192,34 @@ def _rolled_back_bad_champion(bag, settings, ledger, cfg, gateway, traffic, mode
         f"  v{bad} (trained with max_iter 1, max_depth 1) promoted by hand, as `retrain promote` does; "
         "the gateway serves it"
     )
-    need = cfg.rollback.min_labels if cfg.rollback else 200
-    served_before = traffic.versions.get(bad, 0)
-    deadline = time.monotonic() + 120
-    while traffic.versions.get(bad, 0) - served_before < need * 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
     seen = len(ledger.records())
-    monitor = bag.get_dag(f"{model}__monitor")
-    run_m = run_dag(monitor, logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
-    if run_m.state != "success":
-        print(f"  monitor run {run_m.run_id} ended {run_m.state}", err=True)
+    guard = bag.get_dag(f"{model}__guard")
+    print(
+        f"  {guard.dag_id} watches v{bad}: its deferred check reads the prediction log every "
+        f"{cfg.guard.interval_s:g} s (for at most {DEMO_GUARD_MINUTES} minutes here, {cfg.guard.minutes:g} in the config)"
+    )
+    run_g = run_dag(
+        guard,
+        logical_date=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC),
+        conf={"as_of": day.isoformat(), "version": bad, "minutes": DEMO_GUARD_MINUTES},
+    )
+    if run_g.state != "success":
+        print(f"  guard run {run_g.run_id} ended {run_g.state}", err=True)
         return 1
     new = ledger.records()[seen:]
-    mon = next((r for r in new if r["event"] == "monitor"), None)
+    end = next((r for r in new if r["event"] == "guard_end"), None)
     back = next((r for r in new if r["event"] == "rollback"), None)
-    print(
-        f"  monitor run {run_m.run_id} -> {mon['details']['action'] if mon else '?'}: "
-        f"{(mon['details']['reasons'] or ['?'])[0].removeprefix('rollback: ') if mon else ''}"
-    )
     if back is None:
-        print("  the bad champion was not rolled back", err=True)
+        print(f"  the guard did not roll the bad champion back: {end['reason'] if end else '?'}", err=True)
         return 1
+    facts = end["details"]["facts"] if end else {}
+    print(
+        f"  guard run {run_g.run_id} -> rollback {_since(_promotion_time(ledger, bad)) - _since(back['time']):.0f} s "
+        f"after the promotion, on {facts.get('labelled', '?')} labelled requests: {back['reason'].removeprefix('post-deploy guard: ')}"
+    )
     gateway.wait_serving(model, back["after"])
     print(
-        f"  its rollback_champion task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
+        f"  its finish_guard task moved champion v{back['before']} -> v{back['after']}; the gateway answers "
         f"with v{back['after']} {_since(back['time']):.1f} s after that decision"
     )
     return 0

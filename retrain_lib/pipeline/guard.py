@@ -51,7 +51,8 @@ class GuardStart:
     """What a guard watches: ``version`` (the new champion) of ``model``, served since
     ``since`` (ISO time: the promotion, or the guard's start when that is later than
     ``minutes`` ago); ``previous`` is the rollback target (``None``: nothing to go back to);
-    ``promotion`` the ledger event that made ``version`` champion (``promote``, ``rollback``)."""
+    ``promotion`` the ledger event that made ``version`` champion (``promote``, ``rollback``);
+    ``minutes`` how long it watches (the config's ``guard.minutes`` unless the run set it)."""
 
     model: str
     version: str
@@ -60,6 +61,7 @@ class GuardStart:
     started: str = ""
     as_of: str | None = None
     promotion: str = "promote"
+    minutes: float | None = None
 
     def to_xcom(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -64,13 +64,16 @@ def start_guard(
     as_of: str | None = None,
     actor: str = "cli",
     now: dt.datetime | None = None,
+    minutes: float | None = None,
 ) -> GuardStart:
     """What the guard of the champion watches; recorded as ``guard_start``.
 
     ``version``: the champion the caller promoted (default: the champion now). When the champion
     is no longer that version, the guard still starts and its first check ends it as
-    ``superseded``. The log is read from the promotion on, at most ``guard.minutes`` back."""
+    ``superseded``. The guard lasts ``minutes`` (default: the config's ``guard.minutes``); the
+    log is read from the promotion on, at most that long back."""
     ctx = ModelContext(model, settings)
+    minutes = float(minutes) if minutes else ctx.cfg.guard.minutes
     now = now or dt.datetime.now(dt.UTC)
     aliases = registry.aliases(ctx.client, ctx.name)
     champion = str_or_none(aliases.get(registry.CHAMPION))
@@ -78,7 +81,7 @@ def start_guard(
         raise RegistryError(f"{model} has no champion to guard")
     version = str(version) if version else champion
     promoted, event = _promoted_at(ctx, version)
-    earliest = now - dt.timedelta(minutes=ctx.cfg.guard.minutes)
+    earliest = now - dt.timedelta(minutes=minutes)
     since = max(promoted, earliest) if promoted is not None else now
     start = GuardStart(
         model=model,
@@ -88,6 +91,7 @@ def start_guard(
         started=now.isoformat(),
         as_of=as_of,
         promotion=event,
+        minutes=minutes,
     )
     ctx.record(
         "guard_start",
@@ -95,8 +99,7 @@ def start_guard(
         actor,
         {
             **start.to_xcom(),
-            "minutes": ctx.cfg.guard.minutes,
-            "reason": f"guarding v{version} for {ctx.cfg.guard.minutes:g} minutes"
+            "reason": f"guarding v{version} for {minutes:g} minutes"
             + (f" against previous-champion v{start.previous}" if start.previous else " (no previous-champion)"),
         },
     )
@@ -196,7 +199,9 @@ def check_guard(
     "facts": ...}`` as JSON-able dicts."""
     ctx = ModelContext(model, settings)
     facts = guard_facts(model, start, settings=ctx.settings, now=now, log_url=log_url, cache=cache)
-    decision = decide_guard(start, facts, GuardLimits.from_config(ctx.cfg.guard), minutes=ctx.cfg.guard.minutes)
+    decision = decide_guard(
+        start, facts, GuardLimits.from_config(ctx.cfg.guard), minutes=start.minutes or ctx.cfg.guard.minutes
+    )
     return {"decision": decision.to_dict(), "facts": facts.to_dict()}
 
 

@@ -216,11 +216,16 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     )
     assert ti["promote_challenger"] == "success" and ti["rollback_challenger"] == "skipped", ti
     assert ti["judge_step_1"] == "success" and ti["canary_passed"] == "success", ti
+    # the hand-promoted bad champion was rolled back by its post-deploy guard, not by a monitor run
     rolled = airflow.execute(
-        "select count(*) from task_instance where dag_id = ? and task_id = 'rollback_champion' and state = 'success'",
-        (f"{model}__monitor",),
+        "select count(*) from task_instance where dag_id = ? and task_id = 'finish_guard' and state = 'success'",
+        (f"{model}__guard",),
     ).fetchone()[0]
     assert rolled == 1
+    # the guard runs the promotions queued (for simulated days, and the one the rollback started) are gone
+    assert [k for k in runs if k.startswith(f"{model}__guard/")] == [
+        k for k, v in runs.items() if k.startswith(f"{model}__guard/") and v == "success"
+    ], runs
 
     records = Ledger(f"sqlite:///{state / 'platform.db'}").records(model)
     canary = [r for r in records if r["event"] == "promote" and r["details"].get("mode") == "canary"]
@@ -229,12 +234,15 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     assert len(canary) == 1 and len(by_hand) == 1 and len(rollbacks) == 1, [r["event"] for r in records]
     good, bad = canary[0]["after"], by_hand[0]["after"]
     assert by_hand[0]["before"] == good and (rollbacks[0]["before"], rollbacks[0]["after"]) == (bad, good)
+    assert rollbacks[0]["reason"].startswith("post-deploy guard: paired_loss"), rollbacks[0]
     steps = [r["details"] for r in records if r["event"] == "rollout_canary"]
     assert steps and all(s["decision"] == "promote" and s["labelled"]["challenger"] > 0 for s in steps)
-    monitor = [r for r in records if r["event"] == "monitor" and r["seq"] > by_hand[0]["seq"]]
-    assert monitor and monitor[0]["details"]["action"] == "rollback"
-    serving = next(s for s in monitor[0]["details"]["signals"] if s["signal"] == "serving")
-    assert serving["triggered"] and serving["detail"]["champion_live"] < serving["detail"]["previous_live"]
+    ends = [r for r in records if r["event"] == "guard_end" and r["seq"] > by_hand[0]["seq"]]
+    assert len(ends) == 1 and ends[0]["details"]["action"] == "rollback" and ends[0]["details"]["version"] == bad
+    facts = ends[0]["details"]["facts"]
+    assert facts["champion_loss"] > facts["previous_loss"], facts
+    # no monitor run decided it: the live part ran none after the promotion by hand
+    assert not [r for r in records if r["event"] == "monitor" and r["seq"] > by_hand[0]["seq"]]
 
     client = registry.get_client(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
     assert registry.aliases(client, model)["champion"] == good
