@@ -160,9 +160,10 @@ def _post_labels(client, base: str, pending: list[dict], errors: dict[str, int])
 
 class LiveTraffic:
     """Steady live traffic for demos and tests: batches of ``batch`` records sent back to back
-    from a background thread, each batch's labels posted ``label_delay_s`` after its answer
-    (0: at once). ``records`` are ``(features, label)`` pairs, reused round robin.
-    Counts: ``sent`` (answered records), ``failed`` (requests not answered 200, by status)."""
+    from a background thread (or ``rate_per_s`` requests a second at most), each batch's labels
+    posted ``label_delay_s`` after its answer (0: at once). ``records`` are ``(features,
+    label)`` pairs, reused round robin. Counts: ``sent`` (answered records), ``failed``
+    (requests not answered 200, by status)."""
 
     def __init__(
         self,
@@ -173,11 +174,13 @@ class LiveTraffic:
         batch: int = 10,
         label_delay_s: float = 0.0,
         token: str | None = None,
+        rate_per_s: float | None = None,
     ):
         if not records:
             raise DataError(f"no labelled records to send to {model}")
         self.base = url.rstrip("/") + f"/v1/models/{model}"
         self.records, self.batch, self.label_delay_s = records, batch, label_delay_s
+        self.gap_s = 1.0 / rate_per_s if rate_per_s else 0.0
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.stop_event = threading.Event()
         self.sent = 0
@@ -191,7 +194,11 @@ class LiveTraffic:
 
         i = 0
         with httpx.Client(timeout=30, headers=self.headers) as http:
+            next_at = time.monotonic()
             while not self.stop_event.is_set():
+                if self.gap_s:
+                    self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+                    next_at = max(next_at + self.gap_s, time.monotonic() - 1.0)
                 chunk = [self.records[(i + k) % len(self.records)] for k in range(self.batch)]
                 i += self.batch
                 try:
