@@ -23,7 +23,15 @@ from retrain_lib.pipeline.rollout import ShadowArm, ShadowLimits, canary_decisio
 from retrain_lib.serving.predlog_read import read_predictions
 from retrain_lib.serving.predlog_store import resolve_url
 from retrain_lib.serving.routing import set_rollout_state
-from retrain_lib.stats.rollout_stats import loss_per_request
+from retrain_lib.stats.rollout_stats import (
+    NOT_WORSE,
+    TOO_FEW,
+    UNDECIDED,
+    WORSE,
+    PairedLossTest,
+    loss_per_request,
+    paired_loss_test,
+)
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext
 
@@ -131,6 +139,36 @@ def _arm(frame, arm: str):
     )
 
 
+def _shadow_pairs(task: str, frame):
+    """Per-request losses of the champion and of the shadow challenger on the same labelled
+    requests (a shadow row carries its parent's label), in the same order."""
+    import numpy as np
+
+    scored = frame["label"].notna() & frame["output"].notna()
+    champ = frame[(frame["arm"] == "champion") & scored].drop_duplicates("request_id").set_index("request_id")
+    shadow = frame[(frame["arm"] == "shadow") & scored].drop_duplicates("parent_id").set_index("parent_id")
+    both = champ.index.intersection(shadow.index)
+    if both.empty:
+        return np.array([]), np.array([])
+    labels = champ.loc[both, "label"].to_numpy(float)
+    return (
+        loss_per_request(task, labels, champ.loc[both, "output"].to_numpy(float)),
+        loss_per_request(task, labels, shadow.loc[both, "output"].to_numpy(float)),
+    )
+
+
+def _labelled_reason(test: PairedLossTest, challenger: str) -> str:
+    if test.verdict == TOO_FEW:
+        return f"labels: {test.n} labelled requests scored by both, too few to judge"
+    lo, hi = test.ci or (float("nan"), float("nan"))
+    return (
+        f"labels: per-request loss of challenger v{challenger} minus champion on the same {test.n} labelled "
+        f"requests {test.mean_diff:+.4g} (mean loss {test.loss_b:.4g} vs {test.loss_a:.4g}), "
+        f"{1 - test.alpha:.0%} always-valid CI [{lo:.4g}, {hi:.4g}] vs margin {test.margin:g}: "
+        + {WORSE: "worse", NOT_WORSE: "not worse", UNDECIDED: "undecided"}[test.verdict]
+    )
+
+
 def judge_shadow(
     model: str,
     started: dict,
@@ -140,14 +178,46 @@ def judge_shadow(
     actor: str = "cli",
     log_url: str | None = None,
 ) -> dict[str, Any]:
-    """Challenger (arm ``shadow``) vs champion on the same requests: output distribution, latency."""
+    """Challenger (arm ``shadow``) vs champion on the same requests: output distribution,
+    latency, errors, and the labels joined to those requests (paired per-request losses).
+
+    Labels decide over outputs: a challenger the labels show worse is rolled back; one they
+    show not worse (``deploy.margin``) passes even when its outputs moved past ``max_psi``
+    (after a real drift a better model answers differently), the PSI then recorded as a
+    warning. Without enough labels the output limits decide alone."""
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, started["since"])
     limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started))
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
-    decision = CONTINUE if verdict.ok else (WAIT if not verdict.ready else ROLLBACK)
-    out = json_safe({"decision": decision, "verdict": verdict.to_dict(), "reasons": list(verdict.reasons)})
+    champ_loss, chall_loss = _shadow_pairs(ctx.cfg.task, frame)
+    labelled = paired_loss_test(
+        champ_loss,
+        chall_loss,
+        alpha=d.alpha,
+        margin=float(started.get("margin", d.margin)),
+        min_n=max(10, _min_predictions(d, started) // 2),
+    )
+    reasons, warnings = list(verdict.reasons), []
+    if not verdict.ready:
+        decision = WAIT
+    elif labelled.verdict == WORSE:
+        decision = ROLLBACK
+        reasons.append(_labelled_reason(labelled, started["challenger"]))
+    elif reasons and all(r.startswith("psi:") for r in reasons) and labelled.verdict == NOT_WORSE:
+        decision, warnings, reasons = CONTINUE, reasons, []
+    else:
+        decision = CONTINUE if verdict.ok else ROLLBACK
+    labels_note = _labelled_reason(labelled, started["challenger"])
+    out = json_safe(
+        {
+            "decision": decision,
+            "verdict": verdict.to_dict(),
+            "labelled": labelled.to_dict(),
+            "reasons": reasons,
+            "warnings": warnings,
+        }
+    )
     ctx.record(
         "rollout_shadow",
         as_of,
@@ -155,8 +225,12 @@ def judge_shadow(
         {
             "version": started["challenger"],
             "decision": decision,
-            "reason": "; ".join(verdict.reasons) or "shadow ok",
+            "reason": "; ".join(reasons)
+            or ("shadow ok (warning: " + "; ".join(warnings) + ")" if warnings else "shadow ok"),
+            "labels": labels_note,
+            "warnings": warnings,
             "verdict": out["verdict"],
+            "labelled": out["labelled"],
         },
     )
     return out

@@ -153,3 +153,66 @@ def loss_per_request(task: str, y_true, scores) -> np.ndarray:
     if p.ndim != 2 or yi.min(initial=0) < 0 or yi.max(initial=0) >= p.shape[1]:
         raise DataError(f"{func}: with a probability matrix of shape {p.shape}, labels must be in 0..{p.shape[1] - 1}.")
     return -np.log(p[np.arange(p.shape[0]), yi])
+
+
+# -----------------------------------------------------------------------------------------
+# Paired losses (shadow, guard)
+# -----------------------------------------------------------------------------------------
+
+WORSE, NOT_WORSE, UNDECIDED, TOO_FEW = "worse", "not_worse", "undecided", "too_few"
+
+
+@dataclass(frozen=True)
+class PairedLossTest:
+    """The mSPRT of ``theta = E[loss_b - loss_a]`` on paired per-request losses (the same
+    requests scored by both models). ``verdict``: ``worse`` (b worse than a by more than
+    ``margin``: p <= alpha and d > margin), ``not_worse`` (the confidence sequence's upper
+    bound is at most ``margin``), ``undecided``, or ``too_few`` (fewer than ``min_n``
+    pairs). Both answers keep their error rate at ``alpha`` however often one looks."""
+
+    verdict: str
+    n: int
+    mean_diff: float | None
+    loss_a: float | None
+    loss_b: float | None
+    p_value: float | None
+    ci: tuple[float, float] | None
+    margin: float
+    alpha: float
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def paired_loss_test(loss_a, loss_b, *, alpha: float, margin: float = 0.0, min_n: int = 30) -> PairedLossTest:
+    """Is ``b`` worse than ``a`` on the same requests? ``loss_a``/``loss_b``: per-request
+    losses of the same requests in the same order (:func:`loss_per_request`).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.exponential(0.5, 500)
+    >>> paired_loss_test(a, a + rng.normal(0.3, 0.2, 500), alpha=0.05).verdict
+    'worse'
+    >>> paired_loss_test(a, a - rng.normal(0.3, 0.2, 500), alpha=0.05).verdict
+    'not_worse'
+    """
+    a, b = np.asarray(loss_a, dtype=float), np.asarray(loss_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise DataError(f"paired_loss_test: losses of shapes {a.shape} and {b.shape}; give one pair per request.")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    n = int(a.size)
+    if n < max(min_n, 2):
+        mean = float(np.mean(b - a)) if n else None
+        return PairedLossTest(TOO_FEW, n, mean, None, None, None, None, margin, alpha)
+    diff = b - a
+    mean, var = float(diff.mean()), float(diff.var(ddof=1))
+    test = msprt(mean, var / n, max(DEFAULT_TAU2_SHARE * var, 1e-12), margin, alpha)
+    lo, hi = test.ci
+    if test.p_value <= alpha and mean > margin:
+        verdict = WORSE
+    elif hi <= margin:
+        verdict = NOT_WORSE
+    else:
+        verdict = UNDECIDED
+    return PairedLossTest(verdict, n, mean, float(a.mean()), float(b.mean()), test.p_value, (lo, hi), margin, alpha)

@@ -204,3 +204,40 @@ def test_a_bad_champion_promoted_by_hand_is_rolled_back_by_the_monitor_from_the_
     back = [r for r in records if r["event"] == "rollback"][-1]
     assert (back["before"], back["after"]) == (bad, good)
     assert _ledger(platform).verify() == []
+
+
+def test_a_shadow_challenger_better_on_labels_is_promoted_although_its_outputs_moved(platform):
+    """After a real change a better model answers differently: output PSI past ``max_psi``
+    alone must not roll back a challenger that the labels joined to the shadowed requests show
+    is not worse; the PSI stays in the record as a warning."""
+    from retrain_lib.pipeline.promotion import promote_version
+    from retrain_lib.store import registry
+
+    client = platform.client
+    good = registry.aliases(client, MODEL)["champion"]
+    weak = _weak_version(platform, "weak-champion")
+    out = promote_version(
+        MODEL, weak, settings=platform.settings, as_of="2026-02-06", actor="test/on-call", reason="weak on purpose"
+    )
+    assert out["promoted"]
+    _wait_serving(platform, weak)
+    registry.set_challenger(client, MODEL, good)
+    dag = platform.bag.dags[DAG_ID]
+    from retrain_lib.serving.replay import LiveTraffic
+
+    with LiveTraffic(platform.url, MODEL, platform.records) as traffic:
+        run = dag.test(
+            logical_date=dt.datetime(2026, 2, 6, tzinfo=dt.UTC),
+            run_conf={"as_of": "2026-02-06", "mode": "shadow"},
+        )
+    assert not traffic.failed
+    states = task_states(DAG_ID, run.run_id)
+    shadow = [r for r in _ledger(platform).records(MODEL) if r["event"] == "rollout_shadow"][-1]
+    details = shadow["details"]
+    print(f"shadow of v{good} over weak v{weak}: psi {details['verdict']['psi']:.3f}, {details['labels']}")
+    assert details["verdict"]["psi"] > details["verdict"]["limits"]["max_psi"], details["verdict"]
+    assert details["labelled"]["verdict"] == "not_worse", details["labelled"]
+    assert details["labelled"]["loss_b"] < details["labelled"]["loss_a"], details["labelled"]
+    assert details["decision"] == "continue" and details["warnings"][0].startswith("psi:"), details
+    assert states["promote_challenger"] == "success" and states["rollback_challenger"] == "skipped", states
+    assert registry.aliases(client, MODEL)["champion"] == good
