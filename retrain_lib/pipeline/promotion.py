@@ -25,6 +25,7 @@ from retrain_lib.pipeline.records import (
     Snapshot,
     TrainedRun,
 )
+from retrain_lib.serving.routing import set_rollout_state
 from retrain_lib.stats.champion_gain import Gain
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext
@@ -168,6 +169,9 @@ def _move_aliases(
             )
             event = "promote"
         else:
+            # shadow first: a newer challenger never inherits the canary share of a rollout still
+            # running for an older one (that rollout sees the alias moved and stops)
+            set_rollout_state(ctx.client, ctx.name, "shadow", 0.0, ctx.cfg.deploy.sticky_key or "")
             moves = [registry.set_challenger(ctx.client, ctx.name, version)]
             event = "challenger"
         if not moves:

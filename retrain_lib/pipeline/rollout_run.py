@@ -122,8 +122,10 @@ def _min_predictions(deploy, started: dict) -> int:
     return int(started.get("min_predictions") or deploy.min_predictions)
 
 
-def _arm(frame, arm: str):
+def _arm(frame, arm: str, version: str | None = None):
     rows = frame[frame["arm"] == arm]
+    if version is not None:  # rows another version answered (a newer challenger) are not this rollout's
+        rows = rows[rows["version"].astype(str) == str(version)]
     failed = rows["error"].notna() if "error" in rows else rows["output"].isna()
     part = rows[~failed]
     return ShadowArm(
@@ -187,7 +189,18 @@ def judge_shadow(
     warning. Without enough labels the output limits decide alone."""
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
+    newer = superseded_by(ctx, started)
+    if newer is not None:
+        reason = _superseded_reason(started, newer)
+        ctx.record(
+            "rollout_shadow",
+            as_of,
+            actor,
+            {"version": started["challenger"], "decision": ROLLBACK, "reason": reason, "superseded_by": newer},
+        )
+        return {"decision": ROLLBACK, "reasons": [reason], "warnings": [], "superseded_by": newer}
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, started["since"])
+    frame = frame[(frame["arm"] != "shadow") | (frame["version"].astype(str) == str(started["challenger"]))]
     limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started))
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
     champ_loss, chall_loss = _shadow_pairs(ctx.cfg.task, frame)
@@ -267,7 +280,18 @@ def canary_status(
     its false-rollback rate is bounded however often it looks."""
     ctx = ModelContext(model, settings)
     cfg, d = ctx.cfg, ctx.cfg.deploy
+    newer = superseded_by(ctx, started)
+    if newer is not None:
+        return {
+            "decision": ROLLBACK,
+            "percent": step["percent"],
+            "test": {},
+            "reason": _superseded_reason(started, newer),
+            "labelled": {"champion": 0, "challenger": 0},
+            "superseded_by": newer,
+        }
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, step["since"])
+    frame = frame[(frame["arm"] != "challenger") | (frame["version"].astype(str) == str(started["challenger"]))]
     scored = frame["label"].notna() & frame["output"].notna()
     champ = frame[(frame["arm"] == "champion") & scored]
     chall = frame[(frame["arm"] == "challenger") & scored]
@@ -334,6 +358,22 @@ def judge_canary(
     return status
 
 
+def superseded_by(ctx: ModelContext, started: dict) -> str | None:
+    """The version the ``challenger`` alias points at now when it is no longer the one this
+    rollout started with (``"none"`` when the alias was removed), else ``None``."""
+    now = str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHALLENGER))
+    return None if now == str(started["challenger"]) else (now or "none")
+
+
+def _superseded_reason(started: dict, newer: str) -> str:
+    if newer == "none":
+        return f"superseded: the challenger alias was removed while v{started['challenger']} was rolled out"
+    return (
+        f"superseded: v{newer} became the challenger while v{started['challenger']} was rolled out; this "
+        f"rollout stops without promoting anything and v{newer} is measured afresh by its own rollout"
+    )
+
+
 def _still_same(ctx: ModelContext, started: dict) -> None:
     now = registry.aliases(ctx.client, ctx.name)
     if now.get(registry.CHALLENGER) != started["challenger"]:
@@ -355,9 +395,27 @@ def finish_rollout(
 ) -> dict[str, Any]:
     """``promote``: the challenger becomes champion (compare-and-swap on the champion the rollout
     compared it with, atomic with the ledger entry). ``rollback``: the challenger alias is
-    removed and the version tagged. Either way the gateway goes back to champion-only."""
+    removed and the version tagged. Either way the gateway goes back to champion-only.
+
+    When the ``challenger`` alias no longer points at the rollout's version (a newer
+    challenger was registered meanwhile) nothing is promoted or rolled back: the rollout ends
+    as ``rollout_superseded`` and leaves the aliases and the gateway's state to the newer
+    challenger's rollout."""
     ctx = ModelContext(model, settings)
     version = started["challenger"]
+    newer = superseded_by(ctx, started)
+    if newer is not None:
+        # the newer challenger's rollout owns the aliases and the gateway's rollout state
+        reason = _superseded_reason(started, newer)
+        ctx.client.set_model_version_tag(ctx.name, version, "retrain.rollout", "superseded")
+        ctx.record("rollout_superseded", as_of, actor, {"version": version, "by": newer, "reason": reason})
+        return {
+            "promoted": False,
+            "version": version,
+            "reason": reason,
+            "superseded_by": newer,
+            "champion": str_or_none(registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION)),
+        }
     try:
         if decision == PROMOTE:
             with ctx.ledger().transaction() as tx:

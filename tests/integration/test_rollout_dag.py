@@ -241,3 +241,56 @@ def test_a_shadow_challenger_better_on_labels_is_promoted_although_its_outputs_m
     assert details["decision"] == "continue" and details["warnings"][0].startswith("psi:"), details
     assert states["promote_challenger"] == "success" and states["rollback_challenger"] == "skipped", states
     assert registry.aliases(client, MODEL)["champion"] == good
+
+
+def test_a_newer_challenger_stops_the_running_rollout_and_is_measured_by_its_own(platform):
+    """A rollout never promotes a version it did not measure: when a newer challenger is
+    registered while it runs, it ends as ``rollout_superseded`` (no promotion, no rollback of the
+    newer one), and the next rollout measures the newer version from its start."""
+    import threading
+
+    from retrain_lib.pipeline.rollout_run import judge_shadow
+    from retrain_lib.store import registry
+
+    client = platform.client
+    champion = registry.aliases(client, MODEL)["champion"]
+    source = client.get_model_version(MODEL, champion)
+    older = str(client.create_model_version(MODEL, source.source, run_id=source.run_id).version)
+    newer = str(client.create_model_version(MODEL, source.source, run_id=source.run_id).version)
+    registry.set_challenger(client, MODEL, older)
+    seen = len(_ledger(platform).records(MODEL))
+
+    def register_newer_once_the_rollout_started():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(r["event"] == "rollout_start" for r in _ledger(platform).records(MODEL)[seen:]):
+                registry.set_challenger(client, MODEL, newer)
+                return
+            time.sleep(0.1)
+
+    flip = threading.Thread(target=register_newer_once_the_rollout_started)
+    flip.start()
+    try:
+        run, states = _run_rollout(platform, "2026-02-07")
+    finally:
+        flip.join()
+    records = _ledger(platform).records(MODEL)[seen:]
+    assert states["promote_challenger"] == "skipped" and states["rollback_challenger"] == "success", states
+    superseded = [r for r in records if r["event"] == "rollout_superseded"]
+    assert len(superseded) == 1 and superseded[0]["details"]["by"] == newer, [r["event"] for r in records]
+    assert not [r for r in records if r["event"] in ("promote", "rollout_rollback")], [r["event"] for r in records]
+    aliases = registry.aliases(client, MODEL)
+    assert aliases["champion"] == champion and aliases["challenger"] == newer, aliases
+    assert client.get_model_version(MODEL, older).tags.get("retrain.rollout") == "superseded"
+    # the judge of a rollout whose challenger moved says so, whatever its traffic showed
+    stale = {"challenger": older, "champion": champion, "since": records[0]["time"], "mode": "canary"}
+    assert judge_shadow(MODEL, stale, settings=platform.settings)["superseded_by"] == newer
+
+    # the restart: a rollout of the newer challenger, measured from its own start
+    seen = len(_ledger(platform).records(MODEL))
+    run, states = _run_rollout(platform, "2026-02-08")
+    records = _ledger(platform).records(MODEL)[seen:]
+    start = next(r for r in records if r["event"] == "rollout_start")
+    assert start["details"]["version"] == newer, start
+    assert states["promote_challenger"] == "success", states
+    assert registry.aliases(client, MODEL)["champion"] == newer
