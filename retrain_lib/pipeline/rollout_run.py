@@ -159,15 +159,28 @@ def _shadow_pairs(task: str, frame):
     )
 
 
+def _not_worse_at_all(test: PairedLossTest) -> bool:
+    """The labels show the challenger no worse than the champion, margin or not: the upper
+    bound of the always-valid interval of its loss difference is at most 0."""
+    return test.ci is not None and test.ci[1] <= 0
+
+
 def _labelled_reason(test: PairedLossTest, challenger: str) -> str:
     if test.verdict == TOO_FEW:
         return f"labels: {test.n} labelled requests scored by both, too few to judge"
     lo, hi = test.ci or (float("nan"), float("nan"))
+    if _not_worse_at_all(test):
+        verdict = "not worse than the champion"
+    else:
+        verdict = {
+            WORSE: "worse by more than the margin",
+            NOT_WORSE: "within the margin",
+            UNDECIDED: "undecided",
+        }[test.verdict]
     return (
         f"labels: per-request loss of challenger v{challenger} minus champion on the same {test.n} labelled "
         f"requests {test.mean_diff:+.4g} (mean loss {test.loss_b:.4g} vs {test.loss_a:.4g}), "
-        f"{1 - test.alpha:.0%} always-valid CI [{lo:.4g}, {hi:.4g}] vs margin {test.margin:g}: "
-        + {WORSE: "worse", NOT_WORSE: "not worse", UNDECIDED: "undecided"}[test.verdict]
+        f"{1 - test.alpha:.0%} always-valid CI [{lo:.4g}, {hi:.4g}] vs margin {test.margin:g}: {verdict}"
     )
 
 
@@ -183,10 +196,11 @@ def judge_shadow(
     """Challenger (arm ``shadow``) vs champion on the same requests: output distribution,
     latency, errors, and the labels joined to those requests (paired per-request losses).
 
-    Labels decide over outputs: a challenger the labels show worse is rolled back; one they
-    show not worse (``deploy.margin``) passes even when its outputs moved past ``max_psi``
-    (after a real drift a better model answers differently), the PSI then recorded as a
-    warning. Without enough labels the output limits decide alone."""
+    Labels decide over outputs: a challenger the labels show worse by more than
+    ``deploy.margin`` is rolled back; one they show no worse than the champion at all (the
+    interval's upper bound at most 0, whatever the margin) passes even when its outputs moved
+    past ``max_psi`` (after a real drift a better model answers differently), the PSI then
+    recorded as a warning. Otherwise the output limits decide."""
     ctx = ModelContext(model, settings)
     d = ctx.cfg.deploy
     newer = superseded_by(ctx, started)
@@ -217,7 +231,7 @@ def judge_shadow(
     elif labelled.verdict == WORSE:
         decision = ROLLBACK
         reasons.append(_labelled_reason(labelled, started["challenger"]))
-    elif reasons and all(r.startswith("psi:") for r in reasons) and labelled.verdict == NOT_WORSE:
+    elif reasons and all(r.startswith("psi:") for r in reasons) and _not_worse_at_all(labelled):
         decision, warnings, reasons = CONTINUE, reasons, []
     else:
         decision = CONTINUE if verdict.ok else ROLLBACK
