@@ -122,10 +122,14 @@ def _min_predictions(deploy, started: dict) -> int:
     return int(started.get("min_predictions") or deploy.min_predictions)
 
 
-def _arm(frame, arm: str, version: str | None = None):
+def _own_rows(frame, arm: str, version: str):
+    """``frame`` without the ``arm`` rows another version answered: after a newer challenger
+    was registered, its rows are not this rollout's."""
+    return frame[(frame["arm"] != arm) | (frame["version"].astype(str) == str(version))]
+
+
+def _arm(frame, arm: str):
     rows = frame[frame["arm"] == arm]
-    if version is not None:  # rows another version answered (a newer challenger) are not this rollout's
-        rows = rows[rows["version"].astype(str) == str(version)]
     failed = rows["error"].notna() if "error" in rows else rows["output"].isna()
     part = rows[~failed]
     return ShadowArm(
@@ -214,7 +218,7 @@ def judge_shadow(
         )
         return {"decision": ROLLBACK, "reasons": [reason], "warnings": [], "superseded_by": newer}
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, started["since"])
-    frame = frame[(frame["arm"] != "shadow") | (frame["version"].astype(str) == str(started["challenger"]))]
+    frame = _own_rows(frame, "shadow", started["challenger"])
     limits = ShadowLimits(max_psi=d.max_psi, max_latency_ratio=d.max_latency_ratio, min_n=_min_predictions(d, started))
     verdict = compare_shadow(_arm(frame, "champion"), _arm(frame, "shadow"), limits)
     champ_loss, chall_loss = _shadow_pairs(ctx.cfg.task, frame)
@@ -225,17 +229,17 @@ def judge_shadow(
         margin=float(started.get("margin", d.margin)),
         min_n=max(10, _min_predictions(d, started) // 2),
     )
+    labels_note = _labelled_reason(labelled, started["challenger"])
     reasons, warnings = list(verdict.reasons), []
     if not verdict.ready:
         decision = WAIT
     elif labelled.verdict == WORSE:
         decision = ROLLBACK
-        reasons.append(_labelled_reason(labelled, started["challenger"]))
+        reasons.append(labels_note)
     elif reasons and all(r.startswith("psi:") for r in reasons) and _not_worse_at_all(labelled):
         decision, warnings, reasons = CONTINUE, reasons, []
     else:
         decision = CONTINUE if verdict.ok else ROLLBACK
-    labels_note = _labelled_reason(labelled, started["challenger"])
     out = json_safe(
         {
             "decision": decision,
@@ -305,7 +309,7 @@ def canary_status(
             "superseded_by": newer,
         }
     frame = read_predictions(_log_url(ctx, log_url), ctx.name, step["since"])
-    frame = frame[(frame["arm"] != "challenger") | (frame["version"].astype(str) == str(started["challenger"]))]
+    frame = _own_rows(frame, "challenger", started["challenger"])
     scored = frame["label"].notna() & frame["output"].notna()
     champ = frame[(frame["arm"] == "champion") & scored]
     chall = frame[(frame["arm"] == "challenger") & scored]
