@@ -45,6 +45,13 @@ def _positive(value: str) -> float:
     return v
 
 
+def _pin(value: str) -> tuple[str, str]:
+    model, sep, source = value.partition("=")
+    if not sep or not model.strip() or not source.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not MODEL=SOURCE (e.g. credit_default=7)")
+    return model.strip(), source.strip()
+
+
 def cmd_serve(args) -> int:
     # lazy: SQLAlchemy (replay, promote: pandas); each command loads only what it runs
     from retrain_lib.serving.gateway import serve
@@ -60,6 +67,7 @@ def cmd_serve(args) -> int:
             )
             return EXIT_BAD_INPUT
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    pins = dict(args.pin or [])
     settings = load_settings(args.config_dir)
     if args.format == "json":
         print(
@@ -89,6 +97,7 @@ def cmd_serve(args) -> int:
         log_url=args.log_url,
         log_predictions=not args.no_log,
         max_body_bytes=args.max_body_bytes,
+        pins=pins,
     )
     return EXIT_OK
 
@@ -137,8 +146,9 @@ def cmd_promote(args) -> int:
     try:
         say(
             args,
-            f"promoting {args.model} version {args.version}: compare-and-swap on the champion alias, "
-            "ledger entry (MLflow loads first)",
+            f"promoting {args.model} version {args.version}: "
+            + ("" if args.skip_serving_check else "a fresh gateway process serves it first, then ")
+            + "compare-and-swap on the champion alias, ledger entry (MLflow loads first)",
         )
         out = promote_version(
             args.model,
@@ -148,6 +158,7 @@ def cmd_promote(args) -> int:
             actor=f"cli/{os.environ.get('USER', 'unknown')}",
             as_of=args.as_of,
             expected_champion=args.expected_champion,
+            check_serving=not args.skip_serving_check,
         )
     except StaleChampionError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -168,7 +179,7 @@ def cmd_promote(args) -> int:
     )
     if out["promoted"]:
         _guard_hint(args.model, out["version"], settings)
-    return EXIT_OK
+    return EXIT_FAILED if out.get("refused") else EXIT_OK
 
 
 def _guard_hint(model: str, version: str, settings) -> None:
@@ -211,6 +222,14 @@ def _add_serve(sub) -> None:
         help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or <state_dir>/predictions.db)",
     )
     s.add_argument("--no-log", action="store_true", help="do not log predictions (benchmarks only)")
+    s.add_argument(
+        "--pin",
+        action="append",
+        type=_pin,
+        metavar="MODEL=SOURCE",
+        help="serve SOURCE (a version number or a model URI) as MODEL's champion and never follow the "
+        "registry for it (the servability gate's probe); repeatable",
+    )
     s.add_argument(
         "--max-body-bytes",
         type=int,
@@ -261,16 +280,22 @@ def _add_promote(sub) -> None:
         help="make a registered version the champion by hand (no gates; in the ledger)",
         description="Point models:/<model>@champion at VERSION (the old champion becomes "
         "previous-champion), compare-and-swap on the champion now (or --expected-champion), with its "
-        "ledger entry. Gates are not run: use it for an emergency fix or to bring a known-good version "
-        "back; the monitor's automatic rollback watches the new champion like any other, and so does the "
+        "ledger entry. Gates are not run, but a fresh gateway process must load the version from the registry "
+        "and answer probe requests first (--skip-serving-check to skip it): use it for an emergency fix or to "
+        "bring a known-good version back; the monitor's automatic rollback watches the new champion like any other, and so does the "
         "post-deploy guard once started (the command to start it is printed). Exit 1 when the champion "
-        "moved meanwhile.",
+        "moved meanwhile or the version could not be served.",
     )
     p.add_argument("model", help="registered model name")
     p.add_argument("version", help="the registered version to make the champion")
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     p.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
     p.add_argument("--expected-champion", default=None, help="promote only if this version still is the champion")
+    p.add_argument(
+        "--skip-serving-check",
+        action="store_true",
+        help="promote without first serving the version in a fresh gateway process (emergencies only)",
+    )
     add_format(p)
     add_config_dir(p)
     p.set_defaults(func=cmd_promote)

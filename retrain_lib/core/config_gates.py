@@ -1,5 +1,5 @@
 """The ``gates:`` of a model config: :class:`Gate`, one evaluation gate of any kind (metric,
-fairness, calibration, latency, stability, bootstrap, leakage) with its per-kind checks.
+fairness, calibration, latency, servable, stability, bootstrap, leakage) with its per-kind checks.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Gate(StrictModel):
         - {type: fairness, metric: recall, by: region, max_gap: 0.10}
         - {type: calibration, metric: ece, max: 0.05, bins: 10}
         - {type: latency, max_ms: 20}
+        - {type: servable, requests: 50}
         - {type: stability, max_change: 0.05}
         - {type: bootstrap, metric: roc_auc, margin: 0.0, confidence: 0.95}
         - {type: leakage, max_score: 0.98}
@@ -41,8 +42,12 @@ class Gate(StrictModel):
     Relative checks are skipped while there is no champion.
 
     ``fairness``: the largest difference of ``metric`` between groups of ``by`` must not
-    exceed ``max_gap``. ``calibration``: Brier score or ECE at most ``max``. ``latency``:
-    p95 single-row predict time at most ``max_ms``. ``stability``: prediction change against
+    exceed ``max_gap``. ``calibration``: Brier score or ECE at most ``max``. ``servable``: a
+    fresh gateway process loads the candidate and answers ``requests`` single-row requests
+    built from the training rows, each the same as the evaluated model's score (see
+    ``retrain_lib.serving.probe``). ``latency``: the p95 of those served requests (wall
+    clock, over HTTP) at most ``max_ms``; backtests, which serve nothing, use the p95
+    single-row predict time instead. ``stability``: prediction change against
     the champion on the holdout at most ``max_change`` (classification: share of flipped
     decisions at 0.5; regression: mean absolute change / std of y). ``bootstrap``: paired
     bootstrap of the improvement over the champion; fails when the challenger is worse than
@@ -50,9 +55,11 @@ class Gate(StrictModel):
     the training rows with a score of ``max_score`` or more. See ``retrain_lib.quality.gates``.
     """
 
-    type: Literal["metric", "fairness", "calibration", "latency", "stability", "bootstrap", "leakage"] = Field(
-        default="metric",
-        description="Kind of gate; each kind takes the fields listed in its description.",
+    type: Literal["metric", "fairness", "calibration", "latency", "servable", "stability", "bootstrap", "leakage"] = (
+        Field(
+            default="metric",
+            description="Kind of gate; each kind takes the fields listed in its description.",
+        )
     )
     metric: str | None = Field(
         default=None,
@@ -98,7 +105,17 @@ class Gate(StrictModel):
             "is 0.05 or more."
         ),
     )
-    max_ms: float | None = Field(default=None, gt=0, description="latency: highest allowed p95 single-row predict ms.")
+    max_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="latency: highest allowed p95 ms of a single-row request to the served candidate.",
+    )
+    requests: int = Field(
+        default=50, ge=5, le=10_000, description="servable, latency: single-row requests sent to the served candidate."
+    )
+    timeout_s: float = Field(
+        default=180.0, gt=0, le=3600, description="servable, latency: seconds the candidate has to load and be served."
+    )
     max_change: float | None = Field(
         default=None,
         ge=0,
@@ -122,7 +139,8 @@ class Gate(StrictModel):
         "metric": ("metric", "min", "max", "max_regression", "min_improvement", "relative", "segment", "min_rows"),
         "fairness": ("metric", "by", "max_gap", "min_rows"),
         "calibration": ("metric", "max", "bins", "debias"),
-        "latency": ("max_ms",),
+        "latency": ("max_ms", "requests", "timeout_s"),
+        "servable": ("requests", "timeout_s"),
         "stability": ("max_change",),
         "bootstrap": ("metric", "n_resamples", "confidence", "margin"),
         "leakage": ("max_score",),
@@ -132,6 +150,7 @@ class Gate(StrictModel):
         "fairness": ("metric", "by", "max_gap"),
         "calibration": ("metric", "max"),
         "latency": ("max_ms",),
+        "servable": (),
         "stability": ("max_change",),
         "bootstrap": ("metric",),
         "leakage": (),

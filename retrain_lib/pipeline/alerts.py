@@ -58,7 +58,7 @@ def gate_line(result: GateResult) -> str:
     """``gate `recall_min[region=north]` failed: 0.84 < 0.9 (champion 0.91, -0.07)``."""
     head = f"gate `{esc(gate_label(result))}` failed"
     obs, thr = result.observed, result.threshold
-    if obs is None or thr is None:
+    if obs is None or thr is None or result.kind == "servable":  # a count of answers says less than why
         return f"{head}: {esc(result.reason or 'no value')}"
     op = "<" if float(obs) < float(thr) else ">" if float(obs) > float(thr) else "="
     text = f"{head}: {num(obs)} {op} {num(thr)}"

@@ -16,6 +16,7 @@ from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.adaptation_steps import is_follow_up, metric_ses, promotion_outcome
 from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
+from retrain_lib.pipeline.servability import served_candidate
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.pipeline.training_run import CROSSFIT_ARTIFACT, CROSSFIT_TAG
 from retrain_lib.quality.gate_types import GateInputs, GateResult
@@ -119,11 +120,13 @@ def gate_inputs(
     *,
     crossfit=None,
     champion_data_end: str | None = None,
+    serve: bool = True,
 ):
     """What the gates look at: the rows the evaluation compared on (:func:`compared_rows`,
     from the retrain's ``crossfit`` and ``champion_data_end``) scored by the candidate and by
-    the champion the evaluation used, the other rows of the window (leakage) and a latency
-    measurement."""
+    the champion the evaluation used, the other rows of the window (leakage) and, for a
+    ``servable`` or ``latency`` gate, the candidate served by a fresh gateway process
+    (:func:`served_candidate`). ``serve=False`` (backtests) measures the latency in process."""
     cfg = ctx.cfg
     champion_version = evaluation.champion_version
     compared = compared_rows(
@@ -136,8 +139,18 @@ def gate_inputs(
     )
     X, y = xy(cfg, compared.holdout)
     champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
-    needs_latency = any(g.type == "latency" for g in cfg.gates)
-    served = load_model(ctx, trained.model_uri) if needs_latency else None
+    probe_gates = [g for g in cfg.gates if g.type in ("servable", "latency")]
+    served, latency = None, None
+    if probe_gates and serve:
+        served = served_candidate(ctx, trained, X, probe_gates)
+        if served.p95_ms is not None:
+            latency = {"p50": served.p50_ms, "p95": served.p95_ms, "n": served.answered, "path": "served"}
+    elif any(g.type == "latency" for g in cfg.gates):
+        candidate = load_model(ctx, trained.model_uri)
+        latency = {
+            **measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed),
+            "path": "in_process",
+        }
     return GateInputs(
         task=cfg.task,
         y_true=y,
@@ -147,9 +160,8 @@ def gate_inputs(
         train=compared.train,
         candidate_metrics=evaluation.candidate,
         champion_metrics=evaluation.champion,
-        latency_ms=measure_latency_ms(served, X, task=cfg.task, n=100, seed=cfg.training.seed)
-        if needs_latency
-        else None,
+        latency_ms=latency,
+        served=served,
         target=cfg.features.target,
         features=list(cfg.features.all),
         seed=cfg.training.seed,

@@ -25,6 +25,7 @@ from retrain_lib.pipeline.records import (
     Snapshot,
     TrainedRun,
 )
+from retrain_lib.pipeline.servability import served_version
 from retrain_lib.serving.routing import set_rollout_state
 from retrain_lib.stats.champion_gain import Gain
 from retrain_lib.store import registry
@@ -273,16 +274,33 @@ def promote_version(
     actor: str = "cli",
     reason: str,
     expected_champion: str | None = None,
+    check_serving: bool = True,
 ) -> dict[str, Any]:
     """Make ``version`` the champion by hand, without gates (an emergency fix, a known-good
     version back). Compare-and-swap on ``expected_champion`` (default: the champion now),
     atomic with its ledger entry; the version is tagged ``promoted_by_hand``. Automatic
-    rollback watches it like any new champion."""
+    rollback watches it like any new champion.
+
+    First (unless ``check_serving`` is off) a fresh gateway process loads the version from
+    the registry and answers probe requests as this process scores them
+    (:func:`~retrain_lib.pipeline.servability.served_version`); when it cannot, nothing moves,
+    the refusal is in the ledger (``promote_refused``) and the result says why."""
     if not reason.strip():
         raise ConfigError("a promotion by hand needs a reason (kept in the ledger); pass --reason")
     ctx = ModelContext(model, settings)
     version = str(version)
     ctx.client.get_model_version(ctx.name, version)  # raises when it does not exist
+    if check_serving and registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION) != version:
+        probe = served_version(ctx, version)
+        if not probe.ok:
+            why = f"not promoted: {probe.explain()}"
+            ctx.record(
+                "promote_refused",
+                as_of,
+                actor,
+                {"version": version, "reason": reason, "refused": why, "servable": probe.to_dict()},
+            )
+            return {"promoted": False, "refused": True, "version": version, "reason": why, "servable": probe.to_dict()}
     with ctx.ledger().transaction() as tx:
         before = registry.aliases(ctx.client, ctx.name)
         expected = expected_champion if expected_champion is not None else before.get(registry.CHAMPION)

@@ -249,12 +249,20 @@ def _log_training_run(
             signature=signature,
             input_example=example,
             pip_requirements=requirements,
-            skops_trusted_types=_trusted_types(pipeline),
+            skops_trusted_types=_trusted_types(pipeline, ctx.settings.platform.allowed_estimator_prefixes),
         )
         run_id = run.info.run_id
         selection, selection_model_uri = None, None
         if fitted.chosen is not None:
-            selection, selection_model_uri = _log_candidates(mlflow, exp, fitted.chosen, snap, requirements, signature)
+            selection, selection_model_uri = _log_candidates(
+                mlflow,
+                exp,
+                fitted.chosen,
+                snap,
+                requirements,
+                signature,
+                ctx.settings.platform.allowed_estimator_prefixes,
+            )
         mlflow.set_tag("retrain.model_uri", logged.model_uri)
         # Last: a run with this tag counts as finished work that a retry may reuse.
         mlflow.set_tag("retrain.run_key", key)
@@ -269,7 +277,7 @@ def _log_training_run(
 
 
 def _log_candidates(
-    mlflow, exp: str, chosen, snap: Snapshot, requirements: list[str], signature
+    mlflow, exp: str, chosen, snap: Snapshot, requirements: list[str], signature, allowed_prefixes
 ) -> tuple[dict[str, Any], str]:
     """Inside the training run: one child run per candidate (window, rows, score on the newest
     labels), the chosen recipe's model before its refit (what the gates compare with the
@@ -304,7 +312,7 @@ def _log_candidates(
         name="selection_model",
         signature=signature,
         pip_requirements=requirements,
-        skops_trusted_types=_trusted_types(chosen.eval_model),
+        skops_trusted_types=_trusted_types(chosen.eval_model, allowed_prefixes),
     )
     mlflow.log_dict(selection, "adaptation/selection.json")
     if chosen.crossfit is not None:
@@ -340,14 +348,20 @@ def permutation_importances(cfg: ModelConfig, pipeline, X, y, *, max_rows: int =
     return {f: (v / total if total > 0 else 1.0 / len(raw)) for f, v in raw.items()}
 
 
-def _trusted_types(model) -> list[str]:
+def _trusted_types(model, allowed_estimator_prefixes=()) -> list[str]:
     """The types skops finds in ``model`` (what loading it must trust); a :class:`DataError`
-    when one is outside :data:`SKOPS_TRUSTED_PREFIXES`."""
+    when one is outside :data:`SKOPS_TRUSTED_PREFIXES` and the platform's
+    ``allowed_estimator_prefixes`` (an estimator the platform lets a config name is one its
+    model may hold)."""
     with quiet_skops_import():
         import skops.io as sio
 
         found = sio.get_untrusted_types(data=sio.dumps(model))
-    bad = [t for t in found if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
+    prefixes = tuple(dict.fromkeys((*SKOPS_TRUSTED_PREFIXES, *allowed_estimator_prefixes)))
+    bad = [t for t in found if not t.startswith(prefixes)]
     if bad:
-        raise DataError(f"model holds types outside {SKOPS_TRUSTED_PREFIXES}: {bad}")
+        raise DataError(
+            f"model holds types outside {prefixes}: {bad}; add their module to allowed_estimator_prefixes "
+            "in platform.yaml if they are yours"
+        )
     return found

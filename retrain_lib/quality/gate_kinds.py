@@ -234,9 +234,16 @@ def _run_calibration(gate: Gate, inputs: GateInputs) -> list[GateResult]:
 def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     assert gate.max_ms is not None  # required of this gate type (Gate._REQUIRED)
     p95 = number_or_none((inputs.latency_ms or {}).get("p95"))
+    if p95 is None and inputs.served is not None:
+        raise ValueError(f"no served latency: {inputs.served.explain()}")
     if p95 is None:
         raise ValueError("no p95 latency in GateInputs.latency_ms; measure it with measure_latency_ms")
     ok = p95 <= gate.max_ms
+    what = (
+        "p95 of single-row requests to the served candidate"
+        if (inputs.latency_ms or {}).get("path") == "served"
+        else "p95 single-row predict time"
+    )
     return [
         GateResult(
             gate_name(gate),
@@ -246,9 +253,32 @@ def _run_latency(gate: Gate, inputs: GateInputs) -> list[GateResult]:
             None,
             None,
             ok,
-            f"p95 single-row predict time {p95:.2f} ms {'<=' if ok else '>'} max {gate.max_ms:g} ms",
+            f"{what} {p95:.2f} ms {'<=' if ok else '>'} max {gate.max_ms:g} ms",
             kind="latency",
             details=dict(inputs.latency_ms or {}),
+        )
+    ]
+
+
+def _run_servable(gate: Gate, inputs: GateInputs) -> list[GateResult]:
+    probe = inputs.served
+    if probe is None:
+        raise ValueError(
+            "the candidate was not served (GateInputs.served is empty); a servable gate cannot pass unseen"
+        )
+    reason = probe.explain()
+    return [
+        GateResult(
+            gate_name(gate),
+            None,
+            float(probe.requests),
+            float(probe.answered),
+            None,
+            None,
+            probe.ok,
+            reason,
+            kind="servable",
+            details=probe.to_dict(),
         )
     ]
 
@@ -391,6 +421,7 @@ RUNNERS = {
     "fairness": _run_fairness,
     "calibration": _run_calibration,
     "latency": _run_latency,
+    "servable": _run_servable,
     "stability": _run_stability,
     "bootstrap": _run_bootstrap,
     "leakage": _run_leakage,

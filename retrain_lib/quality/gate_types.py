@@ -38,6 +38,57 @@ class GateResult:
 
 
 @dataclass(frozen=True)
+class ServedProbe:
+    """What a fresh gateway process did with a candidate (the servability probe,
+    :func:`retrain_lib.serving.probe.probe_served`): whether it loaded ``source``, how many
+    of ``requests`` single-row requests it answered, how many answers differed from the
+    evaluated model's scores on the same rows by more than ``tolerance``, and the wall-clock
+    p50/p95 in ms of the answered requests (the served path: HTTP, validation, scoring)."""
+
+    source: str
+    loaded: bool
+    requests: int = 0
+    answered: int = 0
+    mismatched: int = 0
+    max_abs_diff: float | None = None
+    tolerance: float = 1e-6
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    startup_s: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.loaded
+            and self.error is None
+            and self.requests > 0
+            and self.answered == self.requests
+            and not self.mismatched
+        )
+
+    def explain(self) -> str:
+        """What the probe found, in one sentence."""
+        if not self.loaded:
+            return f"a fresh gateway process could not serve {self.source}: {self.error}"
+        if self.error is not None or self.answered < self.requests:
+            return f"the served model answered {self.answered} of {self.requests} requests: {self.error}"
+        if self.mismatched:
+            return (
+                f"the served model answered {self.mismatched} of {self.requests} requests differently from the "
+                f"evaluated one (largest difference {self.max_abs_diff:.3g}, tolerance {self.tolerance:g}): "
+                "serving skew"
+            )
+        return (
+            f"a fresh gateway process loaded it in {self.startup_s or 0:.1f} s and answered {self.answered} of "
+            f"{self.requests} requests as evaluated (p95 {self.p95_ms or 0:.2f} ms)"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class GateInputs:
     """Everything :func:`~retrain_lib.quality.gates.run_gates` may need; only the configured gates' inputs are required.
 
@@ -51,7 +102,9 @@ class GateInputs:
         train: training frame (features and target), for the leakage gate.
         candidate_metrics: the candidate's holdout metrics (metric gates without segment).
         champion_metrics: the champion's, or None when there is no champion.
-        latency_ms: ``{"p50": ..., "p95": ...}`` from :func:`~retrain_lib.stats.gate_measures.measure_latency_ms`.
+        latency_ms: ``{"p50": ..., "p95": ...}``: from ``served`` when the candidate was served,
+            else :func:`~retrain_lib.stats.gate_measures.measure_latency_ms` (backtests).
+        served: the servability probe of the candidate (:class:`ServedProbe`), or None.
         target: name of the target column of ``train``.
         features: feature columns checked by the leakage gate.
         seed: seed of the bootstrap resampling.
@@ -65,7 +118,8 @@ class GateInputs:
     train: Any = None
     candidate_metrics: dict[str, Any] = field(default_factory=dict)
     champion_metrics: dict[str, Any] | None = None
-    latency_ms: dict[str, float] | None = None
+    latency_ms: dict[str, Any] | None = None
+    served: ServedProbe | None = None
     target: str | None = None
     features: list[str] = field(default_factory=list)
     seed: int = 0
@@ -109,7 +163,9 @@ def gate_name(gate: Gate) -> str:
     kind = getattr(gate, "type", "metric")
     if kind == "metric":
         return str(m)
-    return {"latency": "latency_p95_ms", "stability": "stability", "leakage": "leakage"}.get(kind, f"{kind}_{m}")
+    return {"latency": "latency_p95_ms", "servable": "servable", "stability": "stability", "leakage": "leakage"}.get(
+        kind, f"{kind}_{m}"
+    )
 
 
 def failed_result(gate: Gate, exc: BaseException) -> GateResult:

@@ -65,12 +65,20 @@ class ModelSlot:
     error: str | None = None
 
 
+def version_uri(name: str, source: str) -> str:
+    """The model URI of ``source``: a registered version number (``models:/<name>/<version>``)
+    or a model URI given whole (``models:/m-...``, ``runs:/<run>/model``: a candidate not
+    registered yet, as the servability gate serves it)."""
+    return f"models:/{name}/{source}" if str(source).isdigit() else str(source)
+
+
 def load_version(slot: ModelSlot, version: str) -> LoadedModel:
-    """Version ``version`` of the slot's model, loaded, checked against its config and warmed
-    (from the slot's cache when it is there; added to it)."""
+    """Version ``version`` of the slot's model (a version number or a model URI, see
+    :func:`version_uri`), loaded, checked against its config and warmed (from the slot's cache
+    when it is there; added to it)."""
     if version in slot.cache:
         return slot.cache[version]
-    model = slot.ctx.mlflow().sklearn.load_model(f"models:/{slot.name}/{version}")
+    model = slot.ctx.mlflow().sklearn.load_model(version_uri(slot.name, version))
     wanted = getattr(model, "feature_names_in_", None)
     if wanted is not None:
         missing = [c for c in wanted if c not in slot.schema.columns]

@@ -109,13 +109,15 @@ def create_app(
     refresh_s: float = 2.0,
     log_url: str | None = None,
     log_predictions: bool = True,
+    pins: dict[str, str] | None = None,
 ):
     """The gateway as a FastAPI app (models load at startup; see the module docstring).
 
     ``models``: names of model configs to serve (default: every config in
     ``settings.models_dir``). ``log_url``: the prediction log (default
     ``$RETRAIN_PREDICTIONS_URL`` or ``<state_dir>/predictions.db``). ``log_predictions=False``
-    turns the log off (benchmarks only: nothing is recorded).
+    turns the log off (benchmarks only: nothing is recorded). ``pins``: models that serve one
+    version or model URI as champion and never follow the registry (the servability gate).
 
     Example::
 
@@ -127,7 +129,7 @@ def create_app(
     from fastapi import FastAPI
     from starlette.concurrency import run_in_threadpool
 
-    gw = Gateway(settings, models, refresh_s=refresh_s, log_url=log_url, log_predictions=log_predictions)
+    gw = Gateway(settings, models, refresh_s=refresh_s, log_url=log_url, log_predictions=log_predictions, pins=pins)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -208,6 +210,7 @@ def serve(
     log_predictions: bool = True,
     max_body_bytes: int = 1_000_000,
     model_threads: int | None = 1,
+    pins: dict[str, str] | None = None,
 ) -> None:
     """Run the gateway with uvicorn until SIGINT/SIGTERM.
 
@@ -232,5 +235,6 @@ def serve(
         refresh_s=refresh_s,
         log_url=log_url,
         log_predictions=log_predictions,
+        pins=pins,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -58,8 +58,8 @@ class GatewayProcess:
         self.proc: subprocess.Popen | None = None
         self._log: IO[str] | None = None
 
-    def start(self, timeout_s: float = 180) -> GatewayProcess:
-        """Start it and wait until ``/health`` answers 200 (every model has a champion)."""
+    def launch(self) -> GatewayProcess:
+        """Start the process without waiting for it (see :meth:`start`)."""
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
@@ -69,6 +69,11 @@ class GatewayProcess:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.PIPE,
         )
+        return self
+
+    def start(self, timeout_s: float = 180) -> GatewayProcess:
+        """Start it and wait until ``/health`` answers 200 (every model has a champion)."""
+        self.launch()
         try:
             self.wait_healthy(timeout_s)
         except BaseException:
@@ -76,7 +81,8 @@ class GatewayProcess:
             raise
         return self
 
-    def _output(self) -> str:
+    def output(self) -> str:
+        """The end of its output (its log file, or stderr once it exited)."""
         if self.log_path is not None:
             return self.log_path.read_text()[-3000:] if self.log_path.exists() else ""
         if self.proc is not None and self.proc.stderr is not None and self.proc.poll() is not None:
@@ -99,7 +105,7 @@ class GatewayProcess:
         assert self.proc is not None, "start() the gateway first"
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {self.proc.returncode}: {self._output()}")
+                raise RuntimeError(f"the gateway exited with {self.proc.returncode}: {self.output()}")
             try:
                 r = httpx.get(f"{self.url}/health", timeout=2)
                 if r.status_code == 200:
@@ -107,7 +113,7 @@ class GatewayProcess:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not become healthy within {timeout_s:g} s: {self._output()}")
+                raise RuntimeError(f"the gateway did not become healthy within {timeout_s:g} s: {self.output()}")
             time.sleep(0.3)
 
     def wait_serving(self, model: str, version: str, timeout_s: float = 60) -> float:

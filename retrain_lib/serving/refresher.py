@@ -105,6 +105,20 @@ def refresh_slot(slot: ModelSlot, client) -> bool:
     return True
 
 
+def pin_slot(slot: ModelSlot, source: str) -> None:
+    """Serve ``source`` (a version number or a model URI) as the slot's champion, for good: a
+    pinned slot is not refreshed. A load failure is kept in ``slot.error`` (``/health`` shows
+    it and answers 503), never raised, so the process stays up to say why."""
+    try:
+        slot.deployment = Deployment(load_version(slot, source), None, routing.RolloutState(), time.time())
+        slot.error = None
+        slot.last_refresh = time.time()
+        log.info("%s pinned to %s", slot.name, source)
+    except Exception as exc:  # noqa: BLE001 - reported by /health, which is what a prober reads
+        slot.error = f"{type(exc).__name__}: {exc}"
+        log.error("%s could not load its pinned %s: %s", slot.name, source, slot.error)
+
+
 class Refresher:
     """Keeps ``slots`` in step with the registry: :meth:`refresh_all` once, or every
     ``refresh_s`` seconds on a thread between :meth:`start` and :meth:`stop`. ``client()``

@@ -28,7 +28,7 @@ from retrain_lib.serving.gateway_metrics import Metrics
 from retrain_lib.serving.payloads import FeedbackRequest, PredictRequest, Reply, RequestError, predictions_reply
 from retrain_lib.serving.predlog import PredictionLog
 from retrain_lib.serving.predlog_store import new_request_id, resolve_url, utcnow
-from retrain_lib.serving.refresher import Refresher, RegistryChangeProbe
+from retrain_lib.serving.refresher import Refresher, RegistryChangeProbe, pin_slot
 from retrain_lib.serving.schema import FeatureSchema
 from retrain_lib.serving.shadow import ShadowScorer
 from retrain_lib.store.model_context import ModelContext
@@ -74,9 +74,15 @@ class Gateway:
         log_predictions: bool,
         shadow_queue: int = 10_000,
         predict_threads: int = 2,
+        pins: dict[str, str] | None = None,
     ):
         self.settings = settings
-        names = models or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
+        # Pinned models serve one version (or model URI) as champion and never follow the registry.
+        self.pins = dict(pins or {})
+        names = models or sorted(self.pins) or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
+        for name in self.pins:
+            if name not in names:
+                raise ConfigError(f"pinned model {name!r} is not among the served models {names}; serve it too")
         self.slots: dict[str, ModelSlot] = {}
         for name in names:
             path = settings.models_dir / f"{name}.yaml"
@@ -93,7 +99,8 @@ class Gateway:
         self.shadow = ShadowScorer(self.metrics, shadow_queue)
         self._client = None
         self._probe = RegistryChangeProbe.for_uri(settings.registry_uri)
-        self.refresher = Refresher(self.slots, lambda: self.client, self._probe, refresh_s)
+        followed = {name: slot for name, slot in self.slots.items() if name not in self.pins}
+        self.refresher = Refresher(followed, lambda: self.client, self._probe, refresh_s)
         # Batches and pipeline-path predictions run here, off the event loop (1 OpenMP thread each).
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, predict_threads), thread_name_prefix="gateway-predict", initializer=_one_model_thread
@@ -112,6 +119,8 @@ class Gateway:
         """Open the prediction log, load what the registry says, start the background threads."""
         if self.log_url is not None:
             self.predlog = PredictionLog(self.log_url)
+        for name, source in self.pins.items():
+            pin_slot(self.slots[name], source)
         self.refresh_all()
         self.refresher.start()
         self.shadow.start(self.predlog)

@@ -292,11 +292,15 @@ class _Replay:
             event["compared_on"] = basis
         outcome = PROMOTE
         if self.policy.gates:
-            inputs = gate_inputs(self.ctx, snap, trained, evaluation, crossfit=crossfit, champion_data_end=champion_end)
+            inputs = gate_inputs(
+                self.ctx, snap, trained, evaluation, crossfit=crossfit, champion_data_end=champion_end, serve=False
+            )
             if art.latency_ms is not None:
                 inputs = dataclasses.replace(inputs, latency_ms=art.latency_ms)
-            results = run_gates(cfg.gates, inputs)
-            passed = all_passed(results) and bool(results or not cfg.gates)
+            # A backtest serves nothing: the servable gate is a deployment's check, not the policy's.
+            policy_gates = [g for g in cfg.gates if g.type != "servable"]
+            results = run_gates(policy_gates, inputs)
+            passed = all_passed(results) and bool(results or not policy_gates)
             event["failed_gates"] = [r.reason for r in results if not r.passed]
             follow = is_follow_up(cfg, self.champion.tags if self.champion else None, art.selection)
             measured = shift_gain(cfg, inputs, crossfit, champion, art.selection) if passed else None

@@ -525,3 +525,37 @@ def test_the_refresher_makes_no_registry_call_while_nothing_is_committed_and_fol
     finally:
         client.set_registered_model_alias(MODEL, "champion", before)
         gw.stop()
+
+
+def test_a_pinned_gateway_serves_its_version_and_the_probe_reports_answers_skew_and_load_failures(platform, records):
+    """``retrain serve --pin`` serves the pinned version whatever the aliases say; the
+    servability probe (a fresh process, real HTTP) counts answers, compares them with the
+    expected scores and reports a version that cannot be loaded instead of raising."""
+    from retrain_lib.core.metrics import predict_scores
+    from retrain_lib.serving.probe import probe_env, probe_served
+    from retrain_lib.serving.schema import FeatureSchema
+    from retrain_lib.store import registry
+
+    settings, cfg, client = platform
+    assert registry.aliases(client, MODEL)["champion"] == "1"
+    with GatewayProcess(MODEL, args=["--pin", f"{MODEL}=2", "--no-log"], env=probe_env(settings)) as gw:
+        assert _health(gw.url)["champion"] == "2"
+
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}/2")
+    recs = [_features(r) for r in records[:20]]
+    expected = [float(v) for v in predict_scores(model, FeatureSchema.from_config(cfg).frame(recs), cfg.task)]
+
+    good = probe_served(settings, MODEL, "2", recs, expected, requests=30)
+    assert good.ok and good.loaded and (good.answered, good.mismatched) == (30, 0), good
+    assert good.max_abs_diff is not None and good.max_abs_diff <= 1e-6
+    assert good.p95_ms is not None and good.p95_ms >= good.p50_ms > 0
+
+    skewed = probe_served(settings, MODEL, "2", recs, [v + 0.01 for v in expected], requests=10)
+    assert skewed.loaded and skewed.answered == 10 and skewed.mismatched == 10 and not skewed.ok
+
+    missing = probe_served(settings, MODEL, "999", recs, expected, requests=10, timeout_s=60)
+    assert not missing.loaded and not missing.ok and missing.answered == 0
+    assert "could not load" in missing.error and "999" in missing.error, missing.error

@@ -16,6 +16,14 @@ from platforms import pin_fixed_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+TASK_ONLY_ESTIMATOR = """
+from sklearn.linear_model import LogisticRegression
+
+
+class TaskOnlyClassifier(LogisticRegression):
+    pass
+"""
+
 REPO = Path(__file__).resolve().parents[2]
 START = dt.date(2026, 1, 1)
 
@@ -45,7 +53,20 @@ def platform(airflow_db, tmp_path_factory):
     demand = yaml.safe_load((cfg_dir / "models" / "daily_demand.yaml").read_text())
     demand["gates"] = [{"metric": "r2", "min": 0.999}]  # no model can pass this
     (cfg_dir / "models" / "daily_demand.yaml").write_text(yaml.safe_dump(demand, sort_keys=False))
+    # credit_custom: credit_default's data and gates, trained with an estimator whose code only
+    # the task process can import (as when the training image has code the serving image lacks)
+    (root / "task_code").mkdir()
+    (root / "task_code" / "task_only_estimators.py").write_text(TASK_ONLY_ESTIMATOR)
+    custom = yaml.safe_load((cfg_dir / "models" / "credit_default.yaml").read_text())
+    custom["name"] = "credit_custom"
+    custom["training"]["estimator"] = "task_only_estimators.TaskOnlyClassifier"
+    custom["training"].pop("params", None)
+    (cfg_dir / "models" / "credit_custom.yaml").write_text(yaml.safe_dump(custom, sort_keys=False))
+    platform_yaml = yaml.safe_load((cfg_dir / "platform.yaml").read_text())
+    platform_yaml["allowed_estimator_prefixes"] = ["sklearn.", "task_only_estimators"]
+    (cfg_dir / "platform.yaml").write_text(yaml.safe_dump(platform_yaml, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(root / "task_code"))  # this process only: not in PYTHONPATH
         mp.setenv("RETRAIN_HOME", str(root / "state"))
         mp.setenv("RETRAIN_CONFIG_DIR", str(cfg_dir))
         mp.setenv("RETRAIN_STRICT", "1")
@@ -149,6 +170,15 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
             "deploy_candidate",
         ],
     )
+    # a fresh gateway process served the candidate before it was registered: every probe request
+    # answered as the evaluated model scores it, and the latency gate judged that served path
+    results = {r["kind"]: r for r in xcom_return("credit_default__retrain", run.run_id, "check_gates")["results"]}
+    served = results["servable"]
+    assert served["passed"], served
+    assert served["details"]["loaded"] and served["details"]["answered"] == served["details"]["requests"] == 50
+    assert served["details"]["mismatched"] == 0 and served["details"]["max_abs_diff"] <= 1e-6
+    assert results["latency"]["details"]["path"] == "served"
+    assert results["latency"]["observed"] == served["details"]["p95_ms"] > 0
     v1 = client(platform).get_model_version("credit_default", "1")
     for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "git.commit", "metric.roc_auc"):
         assert v1.tags.get(tag), tag
@@ -251,3 +281,42 @@ def test_retried_steps_create_no_second_run_or_version(platform):
     reg2 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
     assert reg1.version == reg2.version == str(before + 1)
     assert len(versions(platform, "credit_default")) == before + 1
+
+
+def test_a_candidate_a_fresh_gateway_cannot_load_is_rejected_by_the_servability_gate(platform, capsys):
+    """The estimator's module is importable in the task (training, evaluation and every other
+    gate pass) but not in a fresh serving process: the servable gate rejects the candidate and
+    nothing is registered."""
+    from retrain_lib.store.audit import Ledger
+
+    run, states = run_retrain(platform, "credit_custom", {"as_of": "2026-01-29", "reason": "test"})
+    assert run.state == "success", states
+    assert states["train_candidate"] == states["check_gates"] == states["reject_candidate"] == "success"
+    assert states["register_candidate"] == states["deploy_candidate"] == "skipped", states
+    results = xcom_return("credit_custom__retrain", run.run_id, "check_gates")["results"]
+    failed = [r for r in results if not r["passed"]]
+    assert [r["kind"] for r in failed] == ["servable", "latency"], failed
+    assert not failed[0]["details"]["loaded"]
+    assert "could not serve" in failed[0]["reason"] and "task_only_estimators" in failed[0]["reason"]
+    assert all(r["passed"] for r in results if r["kind"] not in ("servable", "latency"))
+    assert versions(platform, "credit_custom") == []
+    reject = [r for r in Ledger.from_settings(platform.settings).records("credit_custom") if r["event"] == "reject"][-1]
+    assert any("could not serve" in f for f in reject["details"]["failed"])
+
+    # registered by hand anyway, it cannot be made the champion by hand either: `retrain promote`
+    # serves it from the registry first, refuses with exit 1 and moves nothing
+    from retrain_lib.cli.app import main
+    from retrain_lib.store import registry
+
+    trained = xcom_return("credit_custom__retrain", run.run_id, "train_candidate")
+    client(platform).create_registered_model("credit_custom")
+    mv = client(platform).create_model_version("credit_custom", trained["model_uri"], run_id=trained["run_id"])
+    cfg_dir = str(platform.settings.config_dir)
+    code = main(["promote", "credit_custom", str(mv.version), "--reason", "by hand", "--config-dir", cfg_dir])
+    out, err = capsys.readouterr()
+    assert code == 1, (out, err)
+    assert "not promoted: a fresh gateway process could not serve" in out and "task_only_estimators" in out, out
+    assert registry.aliases(client(platform), "credit_custom") == {}
+    refused = [r for r in Ledger.from_settings(platform.settings).records("credit_custom")][-1]
+    assert refused["event"] == "promote_refused" and refused["details"]["version"] == str(mv.version)
+    assert refused["details"]["servable"]["loaded"] is False

@@ -457,6 +457,55 @@ def test_latency_gate_uses_the_measured_number():
     assert not r.passed and "measure_latency_ms" in r.reason
 
 
+def test_servable_gate_passes_only_a_probe_that_loaded_answered_everything_and_matched():
+    from retrain_lib.pipeline.alerts import gate_line
+    from retrain_lib.quality.gate_types import ServedProbe
+
+    gate = Gate(type="servable", requests=20)
+    good = ServedProbe("models:/m-1", True, 20, answered=20, max_abs_diff=0.0, p50_ms=1.0, p95_ms=2.0, startup_s=4.2)
+    cases = {
+        "loaded": (good, True, "loaded it in 4.2 s and answered 20 of 20"),
+        "not loaded": (ServedProbe("models:/m-1", False, 20, error="ImportError: no x"), False, "could not serve"),
+        "refused some": (
+            ServedProbe("models:/m-1", True, 20, answered=18, p95_ms=2.0, error="request 3: HTTP 500"),
+            False,
+            "answered 18 of 20 requests: request 3: HTTP 500",
+        ),
+        "skew": (
+            ServedProbe("models:/m-1", True, 20, answered=20, mismatched=5, max_abs_diff=0.2, p95_ms=2.0),
+            False,
+            "5 of 20 requests differently",
+        ),
+    }
+    for name, (probe, ok, text) in cases.items():
+        [r] = run_gates([gate], inputs(served=probe))
+        assert (r.passed, r.kind) == (ok, "servable"), name
+        assert text in r.reason, (name, r.reason)
+        if not ok:
+            assert gate_line(r) == f"gate `servable` failed: {r.reason}"
+    [unseen] = run_gates([gate], inputs())
+    assert not unseen.passed and "was not served" in unseen.reason
+    # the latency gate then judges the served p95, and says why there is none
+    latency = Gate(type="latency", max_ms=10)
+    [r] = run_gates([latency], inputs(served=good, latency_ms={"p50": 1.0, "p95": 2.0, "path": "served"}))
+    assert r.passed and r.reason.startswith("p95 of single-row requests to the served candidate 2.00 ms")
+    [r] = run_gates([latency], inputs(served=cases["not loaded"][0]))
+    assert not r.passed and "no served latency: a fresh gateway process could not serve" in r.reason
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"type": "servable", "max_ms": 5}, "'max_ms' does not apply to a servable gate"),
+        ({"type": "servable", "requests": 2}, "greater than or equal to 5"),
+        ({"type": "metric", "metric": "roc_auc", "min": 0.5, "requests": 10}, "'requests' does not apply"),
+    ],
+)
+def test_servable_gate_config_errors(raw, message):
+    with pytest.raises(ValidationError, match=message):
+        Gate.model_validate(raw)
+
+
 def test_measure_latency_ms_times_single_row_predictions():
 
     calls = []
