@@ -68,6 +68,7 @@ def cmd_serve(args) -> int:
             return EXIT_BAD_INPUT
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     pins = dict(args.pin or [])
+    webhook_secret = (os.environ.get(args.webhook_secret_env) or "").strip() or None
     settings = load_settings(args.config_dir)
     if args.format == "json":
         print(
@@ -77,6 +78,7 @@ def cmd_serve(args) -> int:
                     "models": models or "all",
                     "auth": token is not None,
                     "log": not args.no_log,
+                    "registry_events": webhook_secret is not None,
                 }
             ),
             flush=True,
@@ -84,7 +86,8 @@ def cmd_serve(args) -> int:
     else:
         print(
             f"serving {', '.join(models) if models else 'all models'} on http://{args.host}:{args.port} "
-            f"(auth {'on' if token else 'off'}, prediction log {'off' if args.no_log else 'on'})",
+            f"(auth {'on' if token else 'off'}, prediction log {'off' if args.no_log else 'on'}, registry events "
+            f"{'pushed to /v1/registry/events' if webhook_secret else 'off: polling only'})",
             flush=True,
         )
     serve(
@@ -98,6 +101,7 @@ def cmd_serve(args) -> int:
         log_predictions=not args.no_log,
         max_body_bytes=args.max_body_bytes,
         pins=pins,
+        webhook_secret=webhook_secret,
     )
     return EXIT_OK
 
@@ -193,11 +197,63 @@ def _guard_hint(model: str, version: str, settings) -> None:
         )
 
 
+def cmd_webhook(args) -> int:
+    from retrain_lib.store.registry import ensure_gateway_webhook
+
+    settings = load_settings(args.config_dir)
+    secret = (os.environ.get(args.secret_env) or "").strip()
+    if not secret:
+        print(
+            f"error: environment variable {args.secret_env} is empty or unset; set it to the secret the "
+            "gateway checks deliveries with (the same value in the gateway's environment)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if not settings.registry_uri.startswith(("http://", "https://")):
+        print(
+            f"error: the registry {settings.registry_uri} is not an MLflow server: webhooks are delivered by the "
+            "server (OSS MLflow 3 with a SQL backend). A gateway on a local SQLite registry sees commits through "
+            "its change probe instead",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    hook = ensure_gateway_webhook(settings.registry_uri, args.url, secret, name=args.name)
+    print(
+        json.dumps(hook)
+        if args.format == "json"
+        else f"webhook {hook['name']} ({hook['id']}): {', '.join(hook['events'])} -> {hook['url']} ({hook['status']})"
+    )
+    return EXIT_OK
+
+
 def register(sub) -> None:
-    """Add ``serve``, ``replay`` and ``promote`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    """Add ``serve``, ``replay``, ``promote`` and ``webhook`` to the subparsers ``sub`` of the ``retrain`` parser."""
     _add_serve(sub)
     _add_replay(sub)
     _add_promote(sub)
+    _add_webhook(sub)
+
+
+def _add_webhook(sub) -> None:
+    w = sub.add_parser(
+        "webhook",
+        help="make the MLflow server push alias changes to a gateway (an MLflow webhook)",
+        description="Create (or update, by name) the MLflow webhook that POSTs model_version_alias.created and "
+        ".deleted events, HMAC-signed with the secret in --secret-env, to URL (the gateway's "
+        "/v1/registry/events): promotions and rollbacks are then served within a second, the gateway's poll "
+        "staying as the fallback. The MLflow server must allow the URL: MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https "
+        "and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true for a gateway inside a private network.",
+    )
+    w.add_argument("url", help="the gateway's events URL, e.g. http://gateway:8000/v1/registry/events")
+    w.add_argument("--name", default="retrain-gateway", help="the webhook's name (default retrain-gateway)")
+    w.add_argument(
+        "--secret-env",
+        default="RETRAIN_WEBHOOK_SECRET",
+        help="environment variable holding the signing secret (default RETRAIN_WEBHOOK_SECRET)",
+    )
+    add_format(w)
+    add_config_dir(w)
+    w.set_defaults(func=cmd_webhook)
 
 
 def _add_serve(sub) -> None:
@@ -222,6 +278,12 @@ def _add_serve(sub) -> None:
         help="prediction log database URL (default: $RETRAIN_PREDICTIONS_URL or <state_dir>/predictions.db)",
     )
     s.add_argument("--no-log", action="store_true", help="do not log predictions (benchmarks only)")
+    s.add_argument(
+        "--webhook-secret-env",
+        default="RETRAIN_WEBHOOK_SECRET",
+        help="environment variable holding the secret of the MLflow webhook that pushes alias changes to "
+        "/v1/registry/events (unset or empty: polling only; see `retrain webhook`)",
+    )
     s.add_argument(
         "--pin",
         action="append",

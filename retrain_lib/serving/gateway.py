@@ -110,6 +110,7 @@ def create_app(
     log_url: str | None = None,
     log_predictions: bool = True,
     pins: dict[str, str] | None = None,
+    webhook_secret: str | None = None,
 ):
     """The gateway as a FastAPI app (models load at startup; see the module docstring).
 
@@ -118,6 +119,8 @@ def create_app(
     ``$RETRAIN_PREDICTIONS_URL`` or ``<state_dir>/predictions.db``). ``log_predictions=False``
     turns the log off (benchmarks only: nothing is recorded). ``pins``: models that serve one
     version or model URI as champion and never follow the registry (the servability gate).
+    ``webhook_secret``: the secret of the MLflow webhook that pushes alias changes to
+    ``/v1/registry/events`` (None: that route answers 404).
 
     Example::
 
@@ -129,7 +132,15 @@ def create_app(
     from fastapi import FastAPI
     from starlette.concurrency import run_in_threadpool
 
-    gw = Gateway(settings, models, refresh_s=refresh_s, log_url=log_url, log_predictions=log_predictions, pins=pins)
+    gw = Gateway(
+        settings,
+        models,
+        refresh_s=refresh_s,
+        log_url=log_url,
+        log_predictions=log_predictions,
+        pins=pins,
+        webhook_secret=webhook_secret,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -182,9 +193,20 @@ def _add_model_routes(app, gw: Gateway, requests: _Requests) -> None:
 
 
 def _add_status_routes(app, gw: Gateway, requests: _Requests) -> None:
-    """``GET /health`` and ``GET /metrics``."""
+    """``GET /health``, ``GET /metrics`` and ``POST /v1/registry/events`` (MLflow webhooks)."""
     from fastapi import Request
     from fastapi.responses import Response
+
+    @app.post("/v1/registry/events")
+    async def registry_event(request: Request):
+        # Signed by the MLflow server (HMAC), not by a client's bearer token.
+        body = await request.body()
+        if len(body) > requests.max_body_bytes:
+            return _refusal(RequestError(413, f"body larger than {requests.max_body_bytes} bytes"))
+        try:
+            return _reply(gw.registry_event(request.headers, body))
+        except RequestError as exc:
+            return _refusal(exc)
 
     @app.get("/health")
     async def health():
@@ -211,6 +233,7 @@ def serve(
     max_body_bytes: int = 1_000_000,
     model_threads: int | None = 1,
     pins: dict[str, str] | None = None,
+    webhook_secret: str | None = None,
 ) -> None:
     """Run the gateway with uvicorn until SIGINT/SIGTERM.
 
@@ -236,5 +259,6 @@ def serve(
         log_url=log_url,
         log_predictions=log_predictions,
         pins=pins,
+        webhook_secret=webhook_secret,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -18,6 +18,7 @@ class Metrics:
         self.hist_sum: dict[str, float] = {}
         self.shadow_dropped = 0
         self.shadow_failed = 0
+        self.pushed: dict[str, int] = {}
 
     def request(self, model: str, arm: str, status: int, n: int = 1) -> None:
         with self._lock:
@@ -39,6 +40,11 @@ class Metrics:
         """A shadow scoring was dropped (its queue was full)."""
         with self._lock:
             self.shadow_dropped += 1
+
+    def count_pushed(self, model: str) -> None:
+        """A registry change of ``model`` was pushed (a verified webhook delivery)."""
+        with self._lock:
+            self.pushed[model] = self.pushed.get(model, 0) + 1
 
     def count_shadow_failed(self) -> None:
         """A shadow scoring failed (the challenger raised)."""
@@ -71,6 +77,12 @@ class Metrics:
                 out.append(f'retrain_gateway_request_duration_seconds_sum{{model="{esc(m)}"}} {self.hist_sum[m]:.6f}')
                 out.append(f'retrain_gateway_request_duration_seconds_count{{model="{esc(m)}"}} {cum}')
             dropped, failed = self.shadow_dropped, self.shadow_failed
+            out += [
+                "# HELP retrain_gateway_registry_pushes_total Verified registry change deliveries (MLflow webhooks).",
+                "# TYPE retrain_gateway_registry_pushes_total counter",
+            ]
+            for m, n in sorted(self.pushed.items()):
+                out.append(f'retrain_gateway_registry_pushes_total{{model="{esc(m)}"}} {n}')
         out += [
             "# HELP retrain_gateway_log_queue_depth Prediction-log items waiting for the writer.",
             "# TYPE retrain_gateway_log_queue_depth gauge",

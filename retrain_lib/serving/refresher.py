@@ -10,6 +10,10 @@ skips the registry calls when nothing was: each costs about 3 ms of CPU with the
 MLflow's SQLAlchemy store, which requests arriving meanwhile would wait for
 (``benchmarks/gateway_bench.py`` measures both). A full poll still runs at least every
 ``FULL_REFRESH_S``.
+
+A pushed change (an MLflow webhook delivery, :mod:`retrain_lib.serving.webhooks`) wakes the
+thread for the model named (:meth:`Refresher.wake`): it is polled at once, so the poll
+interval only bounds how late a change whose push was lost is seen.
 """
 
 import logging
@@ -138,6 +142,9 @@ class Refresher:
         self.refresh_s = refresh_s
         self._last_full = -math.inf  # time.monotonic() of the last full poll
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by wake(): refresh the woken models now
+        self._woken: set[str] = set()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def refresh_all(self) -> None:
@@ -164,6 +171,30 @@ class Refresher:
                 slot.error = f"{type(exc).__name__}: {exc}"
                 log.warning("refresh of %s failed (still serving %s): %s", slot.name, slot.deployment.key, exc)
 
+    def wake(self, name: str) -> bool:
+        """Refresh ``name`` now on the refresher's thread (a pushed registry change, see
+        :mod:`retrain_lib.serving.webhooks`), whatever the change probe says; False for a
+        model this gateway does not follow."""
+        if name not in self.slots:
+            return False
+        with self._lock:
+            self._woken.add(name)
+        self._wake.set()
+        return True
+
+    def refresh_woken(self) -> None:
+        """The full poll of every model :meth:`wake` named since the last call."""
+        with self._lock:
+            names, self._woken = self._woken, set()
+            self._wake.clear()
+        for name in sorted(names):
+            slot = self.slots[name]
+            try:
+                refresh_slot(slot, self.client())
+            except Exception as exc:  # noqa: BLE001 - keep serving what is loaded; the poll retries
+                slot.error = f"{type(exc).__name__}: {exc}"
+                log.warning("pushed refresh of %s failed (still serving %s): %s", name, slot.deployment.key, exc)
+
     def start(self) -> None:
         """Poll every ``refresh_s`` seconds on a daemon thread."""
         self._thread = threading.Thread(target=self._loop, name="gateway-refresher", daemon=True)
@@ -172,11 +203,20 @@ class Refresher:
     def stop(self) -> None:
         """Stop the thread (after the poll under way) and close the probe."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         if self.probe is not None:
             self.probe.close()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            self.refresh_all()
+        deadline = time.monotonic() + self.refresh_s
+        while not self._stop.is_set():
+            woken = self._wake.wait(max(0.0, deadline - time.monotonic()))
+            if self._stop.is_set():
+                return
+            if woken:
+                self.refresh_woken()
+            if time.monotonic() >= deadline:
+                self.refresh_all()
+                deadline = time.monotonic() + self.refresh_s

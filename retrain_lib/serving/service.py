@@ -31,6 +31,7 @@ from retrain_lib.serving.predlog_store import new_request_id, resolve_url, utcno
 from retrain_lib.serving.refresher import Refresher, RegistryChangeProbe, pin_slot
 from retrain_lib.serving.schema import FeatureSchema
 from retrain_lib.serving.shadow import ShadowScorer
+from retrain_lib.serving.webhooks import EVENTS, DeliveryCheck
 from retrain_lib.store.model_context import ModelContext
 from retrain_lib.store.registry import get_client
 
@@ -75,8 +76,10 @@ class Gateway:
         shadow_queue: int = 10_000,
         predict_threads: int = 2,
         pins: dict[str, str] | None = None,
+        webhook_secret: str | None = None,
     ):
         self.settings = settings
+        self.deliveries = DeliveryCheck(webhook_secret) if webhook_secret else None
         # Pinned models serve one version (or model URI) as champion and never follow the registry.
         self.pins = dict(pins or {})
         names = models or sorted(self.pins) or sorted(p.stem for p in settings.models_dir.glob("*.yaml"))
@@ -205,6 +208,19 @@ class Gateway:
                 404,
             )
         return Reply({"stored": len(res.stored)})
+
+    def registry_event(self, headers, body: bytes) -> Reply:
+        """A registry change pushed by an MLflow webhook: verified (:class:`RequestError` 401
+        when not), then the model it names is refreshed now (202), or ignored (200)."""
+        if self.deliveries is None:
+            raise RequestError(404, "registry events are off: start the gateway with a webhook secret")
+        event = self.deliveries.verify(headers, body)
+        if event.event not in EVENTS or event.model is None:
+            return Reply({"ignored": event.event, "delivery": event.delivery_id})
+        if event.model in self.pins or not self.refresher.wake(event.model):
+            return Reply({"ignored": event.event, "model": event.model, "reason": "not followed by this gateway"})
+        self.metrics.count_pushed(event.model)
+        return Reply({"refreshing": event.model, "event": event.event, "delivery": event.delivery_id}, 202)
 
     def health(self) -> Reply:
         """Loaded versions and rollout state per model; 503 while a model has no champion."""
