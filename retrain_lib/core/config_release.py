@@ -119,7 +119,9 @@ class Guard(StrictModel):
     triggerer. It rolls back to ``previous-champion`` when the champion's error rate is shown
     above ``max_error_rate`` (always-valid test), its p95 latency exceeds ``max_p95_ms``, or
     its per-request loss on labelled requests is shown worse than ``previous-champion``'s on
-    the same requests (paired, always-valid test at ``alpha``); with no ``previous-champion``
+    the same requests (paired, always-valid test at ``alpha``), or its answers moved far from
+    what ``previous-champion`` answers to the same requests (``max_output_psi``) while the
+    labels do not show it no worse; with no ``previous-champion``
     (after a rollback) it alerts instead. Off by default unless the model has ``rollback``."""
 
     enabled: bool | None = Field(
@@ -155,6 +157,14 @@ class Guard(StrictModel):
         default=0.0,
         ge=0,
         description="Per-request loss the champion may exceed previous-champion's by (paired test).",
+    )
+    max_output_psi: float | None = Field(
+        default=0.25,
+        gt=0,
+        description=(
+            "PSI of the champion's answers against previous-champion's scores of the same requests above which "
+            "the champion is rolled back unless the labels show it no worse (null: no limit)."
+        ),
     )
 
     @model_validator(mode="after")

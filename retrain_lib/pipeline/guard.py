@@ -20,6 +20,11 @@ the pure :func:`decide_guard` against :class:`GuardLimits` (the config's ``guard
   rolls back when ``p <= alpha`` and ``d > margin``: the champion is shown worse on the same
   requests. False rollback of a champion no worse than ``margin``: at most ``alpha`` over
   all looks (asymptotically, plug-in variance; hence ``min_labels``).
+* **output shift**, paired: previous-champion also scores the newest answered requests (up to
+  :data:`~retrain_lib.pipeline.guard_run.SHIFT_SAMPLE`); the PSI of the champion's answers
+  against those scores above ``max_output_psi`` rolls back only once ``min_labels`` labels
+  exist and their paired interval does not lie at or below zero (a better model after a real
+  change answers differently too); until then it is a warning, kept in the clean note.
 
 Any limit broken -> ``rollback`` (``alarm`` when there is no ``previous-champion`` to go back
 to, as after a rollback); the champion no longer the version watched -> ``superseded``;
@@ -82,6 +87,7 @@ class GuardLimits:
     min_labels: int = 100
     alpha: float = 0.01
     margin: float = 0.0
+    max_output_psi: float | None = 0.25
 
     def __post_init__(self):
         if not 0 < self.alpha < 1:
@@ -104,6 +110,7 @@ class GuardLimits:
             min_labels=guard.min_labels,
             alpha=guard.alpha,
             margin=guard.margin,
+            max_output_psi=guard.max_output_psi,
         )
 
 
@@ -117,7 +124,9 @@ class GuardFacts:
     labelled answered requests scored by both versions; ``loss_diff_mean`` /
     ``loss_diff_var``: mean and sample variance (ddof=1) of per-request loss differences
     (champion minus previous-champion, same requests); ``champion_loss`` /
-    ``previous_loss``: the two mean losses (for the explanation)."""
+    ``previous_loss``: the two mean losses (for the explanation). ``output_psi``: PSI of the
+    champion's answers against previous-champion's scores of the same answered requests
+    (``output_pairs`` of them, the newest), once there are ``min_requests``."""
 
     champion_now: str | None
     elapsed_s: float
@@ -129,6 +138,8 @@ class GuardFacts:
     loss_diff_var: float | None = None
     champion_loss: float | None = None
     previous_loss: float | None = None
+    output_psi: float | None = None
+    output_pairs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -244,6 +255,56 @@ def loss_check(facts: GuardFacts, limits: GuardLimits, previous: str | None) -> 
     return GuardCheck("paired_loss", mean, limits.margin, breached, True, reason, test.p_value)
 
 
+def output_shift_check(facts: GuardFacts, limits: GuardLimits, previous: str | None) -> GuardCheck:
+    """Have the champion's answers moved far from previous-champion's on the same requests
+    (PSI above ``max_output_psi``) while the labels do not show the champion no worse? A
+    better model after a real change answers differently too: the shift alone never rolls
+    back; it waits for ``min_labels`` labels and is waived when their paired always-valid
+    interval lies at or below zero (the champion no worse at all)."""
+    psi, limit = facts.output_psi, limits.max_output_psi
+    if limit is None or previous is None:
+        why = "no output-shift limit" if limit is None else "no previous-champion to compare with"
+        return GuardCheck("output_shift", psi, limit, False, False, why)
+    if psi is None:
+        return GuardCheck(
+            "output_shift", None, limit, False, False, f"fewer than {limits.min_requests} answered requests"
+        )
+    shown = f"output PSI {psi:.3f} vs previous-champion v{previous} on the same {facts.output_pairs} requests"
+    if psi <= limit:
+        return GuardCheck("output_shift", psi, limit, False, True, f"{shown} <= {limit:g}")
+    n, mean, var = facts.labelled, facts.loss_diff_mean, facts.loss_diff_var
+    if n < limits.min_labels or mean is None or var is None:
+        return GuardCheck(
+            "output_shift",
+            psi,
+            limit,
+            False,
+            False,
+            f"warning: {shown} > {limit:g}; waiting for labels to judge it ({n} < min_labels {limits.min_labels})",
+        )
+    test = msprt(mean, var / n, max(DEFAULT_TAU2_SHARE * var, 1e-12), 0.0, limits.alpha)
+    lo, hi = test.ci
+    if hi <= 0:
+        return GuardCheck(
+            "output_shift",
+            psi,
+            limit,
+            False,
+            True,
+            f"warning only: {shown} > {limit:g}, but the labels show the champion no worse "
+            f"(loss difference CI [{lo:.4g}, {hi:.4g}] on {n} labelled requests)",
+        )
+    return GuardCheck(
+        "output_shift",
+        psi,
+        limit,
+        True,
+        True,
+        f"{shown} > {limit:g} and the labels do not show the champion no worse "
+        f"(loss difference CI [{lo:.4g}, {hi:.4g}] on {n} labelled requests)",
+    )
+
+
 def decide_guard(start: GuardStart, facts: GuardFacts, limits: GuardLimits, *, minutes: float) -> GuardDecision:
     """Judge one look of the guard of ``start`` (see the module docstring). Pure: no I/O."""
     if facts.champion_now != start.version:
@@ -256,6 +317,7 @@ def decide_guard(start: GuardStart, facts: GuardFacts, limits: GuardLimits, *, m
         error_rate_check(facts.requests, facts.errors, limits),
         latency_check(answered, facts.p95_ms, limits),
         loss_check(facts, limits, start.previous),
+        output_shift_check(facts, limits, start.previous),
     )
     broken = [c for c in checks if c.breached]
     if broken:
@@ -268,5 +330,8 @@ def decide_guard(start: GuardStart, facts: GuardFacts, limits: GuardLimits, *, m
         note = f"clean after {minutes:g} minutes: {facts.requests} requests, {facts.labelled} labelled; " + (
             f"judged {', '.join(judged)}" if judged else "too little traffic to judge any limit"
         )
+        warnings = [c.reason for c in checks if c.reason.startswith("warning")]
+        if warnings:
+            note += "; " + "; ".join(warnings)
         return GuardDecision(CLEAN, (note,), checks)
     return GuardDecision(CONTINUE, (), checks)

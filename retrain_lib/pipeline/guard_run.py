@@ -10,10 +10,11 @@ final decision: a rollback through :func:`retrain_lib.pipeline.promotion.rollbac
 ``guard_end`` ledger entry for every outcome (``clean``, ``rollback``, ``alarm``,
 ``superseded``).
 
-The labelled comparison is paired without any change to the gateway: ``previous-champion``
-scores the logged features of the champion's labelled requests here, in the check, so both
-versions are judged on the same requests and labels (what a shadow of the previous champion
-in the gateway would give, minus its latency).
+The comparisons are paired without any change to the gateway: ``previous-champion`` scores
+the logged features of the champion's labelled requests and of its newest answered ones here,
+in the check, so both versions are judged on the same requests and labels, outputs before any
+label arrives (what a shadow of the previous champion in the gateway would give, minus its
+latency).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from retrain_lib.pipeline.guard import ROLLBACK, GuardFacts, GuardLimits, GuardS
 from retrain_lib.pipeline.promotion import rollback_model
 from retrain_lib.serving.predlog_read import read_predictions
 from retrain_lib.serving.predlog_store import resolve_url
-from retrain_lib.stats.rollout_stats import loss_per_request
+from retrain_lib.stats.rollout_stats import loss_per_request, output_psi
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext, load_model
 
@@ -106,6 +107,9 @@ def start_guard(
     return start
 
 
+SHIFT_SAMPLE = 2000  # newest answered requests previous-champion scores for the output-shift check
+
+
 @dataclass
 class GuardCache:
     """What a guard keeps between its looks (its trigger holds one): the models it loaded and
@@ -116,23 +120,29 @@ class GuardCache:
     scores: dict[str, Any] = field(default_factory=dict)
 
 
-def _paired_losses(ctx: ModelContext, labelled, previous: str, cache: GuardCache) -> tuple[Any, Any]:
-    """Per-request losses of the champion's logged outputs and of ``previous`` scoring the
-    same logged features, against the labels that came back."""
+def _previous_scores(ctx: ModelContext, rows, previous: str, cache: GuardCache):
+    """``previous``'s score of each of ``rows`` (logged requests), from its logged features;
+    each request is scored once per guard (``cache``)."""
     import numpy as np
     import pandas as pd
 
     cfg = ctx.cfg
-    ids = labelled["request_id"].astype(str)
-    new = labelled[~ids.isin(cache.scores.keys())]
+    ids = rows["request_id"].astype(str)
+    new = rows[~ids.isin(cache.scores.keys())]
     if len(new):
         X = feature_frame(cfg, pd.DataFrame(new["features"].tolist(), index=new.index))
         scores = predict_scores(load_model(ctx, f"models:/{cfg.name}/{previous}"), X, cfg.task)
         cache.scores.update(zip(new["request_id"].astype(str), scores))
+    return np.asarray([cache.scores[i] for i in ids], dtype=float)
+
+
+def _paired_losses(ctx: ModelContext, labelled, previous: str, cache: GuardCache) -> tuple[Any, Any]:
+    """Per-request losses of the champion's logged outputs and of ``previous`` scoring the
+    same logged features, against the labels that came back."""
     y = labelled["label"].to_numpy(float)
     return (
-        loss_per_request(cfg.task, y, labelled["output"].to_numpy(float)),
-        loss_per_request(cfg.task, y, np.asarray([cache.scores[i] for i in ids])),
+        loss_per_request(ctx.cfg.task, y, labelled["output"].to_numpy(float)),
+        loss_per_request(ctx.cfg.task, y, _previous_scores(ctx, labelled, previous, cache)),
     )
 
 
@@ -182,6 +192,14 @@ def guard_facts(
             loss_diff_var=float(diff.var(ddof=1)),
             champion_loss=float(champ.mean()),
             previous_loss=float(prev.mean()),
+        )
+    guard = ctx.cfg.guard
+    if start.previous is not None and guard.max_output_psi is not None and len(ok) >= guard.min_requests:
+        newest = ok.tail(SHIFT_SAMPLE)
+        previous_scores = _previous_scores(ctx, newest, start.previous, cache)
+        facts.update(
+            output_psi=float(output_psi(previous_scores, newest["output"].to_numpy(float))),
+            output_pairs=int(len(newest)),
         )
     return GuardFacts(**facts)
 

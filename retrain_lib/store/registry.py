@@ -202,17 +202,16 @@ def rollback_champion(client, name: str, *, expected_champion: str | None) -> li
     return [AliasMove(CHAMPION, current, target), AliasMove(PREVIOUS, target, None)]
 
 
-GATEWAY_WEBHOOK_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
-
-
 def ensure_gateway_webhook(registry_uri: str, url: str, secret: str, *, name: str = "retrain-gateway") -> dict:
     """The MLflow webhook ``name`` posting alias changes to ``url`` signed with ``secret``:
     created, or updated in place when one of that name exists (one per gateway address).
     Returns ``{"id", "name", "url", "events", "status"}``."""
     from mlflow import MlflowClient
+    from mlflow.entities.webhook import WebhookAction, WebhookEntity, WebhookEvent
 
     client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
-    events = list(GATEWAY_WEBHOOK_EVENTS)
+    alias = WebhookEntity.MODEL_VERSION_ALIAS
+    events: list = [WebhookEvent(alias, WebhookAction.CREATED), WebhookEvent(alias, WebhookAction.DELETED)]
     found = next((w for w in client.list_webhooks() if w.name == name), None)
     if found is None:
         hook = client.create_webhook(name=name, url=url, events=events, secret=secret)

@@ -234,7 +234,9 @@ def test_demo_live_part_promotes_a_canary_and_rolls_a_bad_champion_back(demo_run
     assert len(canary) == 1 and len(by_hand) == 1 and len(rollbacks) == 1, [r["event"] for r in records]
     good, bad = canary[0]["after"], by_hand[0]["after"]
     assert by_hand[0]["before"] == good and (rollbacks[0]["before"], rollbacks[0]["after"]) == (bad, good)
-    assert rollbacks[0]["reason"].startswith("post-deploy guard: paired_loss"), rollbacks[0]
+    assert rollbacks[0]["reason"].startswith(("post-deploy guard: paired_loss", "post-deploy guard: output_shift")), (
+        rollbacks[0]
+    )
     steps = [r["details"] for r in records if r["event"] == "rollout_canary"]
     assert steps and all(s["decision"] == "promote" and s["labelled"]["challenger"] > 0 for s in steps)
     ends = [r for r in records if r["event"] == "guard_end" and r["seq"] > by_hand[0]["seq"]]

@@ -371,6 +371,61 @@ def test_canary_routes_the_configured_share_and_a_sticky_entity_keeps_its_arm(ga
         _set_state(gateway, "none", challenger=None)
 
 
+def test_a_sticky_canary_entity_never_goes_back_to_the_old_version_when_the_challenger_is_promoted(gateway, records):
+    """Promotion at the end of a sticky canary (``promote_champion``: champion moves to the
+    challenger's version, then the challenger alias goes): requests keep coming for the same
+    entities throughout, and no entity answered by the new version is ever answered by the old
+    one afterwards; the entities of the champion arm end on the new version too."""
+    from retrain_lib.store import registry
+
+    client = gateway["client"]
+    before = registry.aliases(client, MODEL)
+    _set_state(gateway, "canary", 50, sticky="application_id", challenger="2")
+    batch = records[:60]
+    seen: dict[str, list[str]] = {str(r["application_id"]): [] for r in batch}
+    stop = threading.Event()
+    failed: list[str] = []
+
+    def traffic():
+        while not stop.is_set():
+            r = _predict(gateway["url"], batch)
+            if r.status_code != 200:
+                failed.append(r.text)
+                continue
+            for rec, p in zip(batch, r.json()["predictions"]):
+                seen[str(rec["application_id"])].append(p["version"])
+
+    try:
+        first = {
+            str(r["application_id"]): p["version"]
+            for r, p in zip(batch, _predict(gateway["url"], batch).json()["predictions"])
+        }
+        assert set(first.values()) == {"1", "2"}
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        time.sleep(0.5)
+        registry.promote_champion(client, MODEL, "2", expected_champion="1")
+        _wait_for(
+            lambda: _health(gateway["url"])["champion"] == "2" and _health(gateway["url"])["challenger"] is None,
+            10,
+            "the promotion served",
+        )
+        time.sleep(0.5)
+        stop.set()
+        worker.join(30)
+        assert not failed, failed[:3]
+        for entity, versions in seen.items():
+            assert versions and versions[-1] == "2", (entity, versions[-5:])
+            back = [i for i in range(1, len(versions)) if versions[i - 1] == "2" and versions[i] == "1"]
+            assert not back, f"entity {entity} went back to version 1: {versions}"
+            if first[entity] == "2":
+                assert set(versions) == {"2"}, (entity, versions)
+    finally:
+        stop.set()
+        registry.restore_aliases(client, MODEL, before)
+        _set_state(gateway, "none", challenger=None)
+
+
 def test_an_alias_move_under_load_fails_no_request_and_takes_effect_within_seconds(gateway, records):
     url, client = gateway["url"], gateway["client"]
     stop = threading.Event()

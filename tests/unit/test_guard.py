@@ -96,6 +96,31 @@ def test_a_better_champion_is_never_rolled_back_by_the_paired_test():
     assert next(c for c in d.checks if c.name == "paired_loss").p_value <= 0.01  # clearly different, but better
 
 
+def test_shifted_outputs_roll_back_only_when_the_labels_do_not_show_the_champion_no_worse():
+    rng = np.random.default_rng(3)
+    shift = dict(output_psi=0.6, output_pairs=800)
+    # no labels yet: a warning, never a rollback; the clean note keeps the warning
+    early = decide_guard(START, facts(**shift), LIMITS, minutes=2)
+    assert early.action == CONTINUE
+    [check] = [c for c in early.checks if c.name == "output_shift"]
+    assert not check.breached and check.reason.startswith("warning: output PSI 0.600")
+    end = decide_guard(START, facts(elapsed_s=120.0, **shift), LIMITS, minutes=2)
+    assert end.action == CLEAN and "warning: output PSI 0.600" in end.reasons[0]
+    # labels that cannot tell the two apart: the shift rolls back
+    undecided = decide_guard(START, paired(rng.normal(0.0, 0.3, 150), **shift), LIMITS, minutes=2)
+    assert undecided.action == ROLLBACK and undecided.reasons[0].startswith("output_shift: output PSI 0.600")
+    # labels showing the champion clearly better: the shift is waived (a warning only)
+    better = decide_guard(START, paired(rng.normal(-0.3, 0.3, 400), **shift), LIMITS, minutes=2)
+    assert better.action == CONTINUE
+    [check] = [c for c in better.checks if c.name == "output_shift"]
+    assert check.judged and not check.breached and check.reason.startswith("warning only")
+    # a small shift, or no limit, is fine
+    calm = decide_guard(START, paired(rng.normal(0.0, 0.3, 150), output_psi=0.05, output_pairs=800), LIMITS, minutes=2)
+    assert calm.action == CONTINUE
+    off = GuardLimits(max_error_rate=0.05, min_requests=50, min_labels=100, alpha=0.01, max_output_psi=None)
+    assert decide_guard(START, paired(rng.normal(0.0, 0.3, 150), **shift), off, minutes=2).action == CONTINUE
+
+
 def test_without_a_previous_champion_a_broken_limit_alarms_instead_of_rolling_back():
     start = GuardStart(model="m", version="2", previous=None, since=START.since, promotion="rollback")
     d = decide_guard(start, facts(champion_now="2", requests=200, errors=40), LIMITS, minutes=120)

@@ -16,7 +16,11 @@ from retrain_lib.serving.refresher import Refresher
 from retrain_lib.serving.webhooks import DeliveryCheck, signature
 
 SECRET = "s3cret"
-BODY = {"entity": "model_version_alias", "action": "created", "data": {"name": "m", "alias": "champion", "version": "2"}}
+BODY = {
+    "entity": "model_version_alias",
+    "action": "created",
+    "data": {"name": "m", "alias": "champion", "version": "2"},
+}
 
 
 def mlflow_headers(text: str, secret: str = SECRET, ts: float | None = None, delivery: str | None = None):
