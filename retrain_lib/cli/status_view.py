@@ -33,6 +33,13 @@ def _rollout_text(r: dict) -> str:
     return r["mode"]
 
 
+def _guard_text(g: dict | None) -> str:
+    if not g:
+        return "-"
+    state = "rolled back" if g["state"] == "rollback" else g["state"]
+    return f"{state} v{g['version']}"
+
+
 def print_fleet(fleet: dict, out) -> None:
     """The fleet, one row per model, then the config problems."""
     rows = []
@@ -47,6 +54,7 @@ def print_fleet(fleet: dict, out) -> None:
                 _v(m["aliases"].get("challenger")),
                 _v(m["aliases"].get("previous-champion")),
                 _rollout_text(m["rollout"]),
+                _guard_text(m.get("guard")),
                 _fmt(mon.get("as_of")),
                 _fmt(mon.get("action")),
                 _fmt(mon.get("drifted_share"), ".0%"),
@@ -64,6 +72,7 @@ def print_fleet(fleet: dict, out) -> None:
             "challenger",
             "previous",
             "rollout",
+            "guard",
             "last check",
             "action",
             "drifted",
@@ -92,7 +101,13 @@ def _print_versions(m: dict, out) -> None:
         f"config {_fmt(m['config'])})",
         file=out,
     )
-    print(f"rollout: {_rollout_text(m['rollout'])}; latest registered version {_v(m['latest_version'])}", file=out)
+    print(
+        f"rollout: {_rollout_text(m['rollout'])}; guard: {_guard_text(m.get('guard'))}; "
+        f"latest registered version {_v(m['latest_version'])}",
+        file=out,
+    )
+    if (m.get("guard") or {}).get("reason"):
+        print(f"guard: {m['guard']['reason']}", file=out)
     print(file=out)
     metric_names = sorted({k for v in m["versions"].values() for k in (v.get("metrics") or {})})[:4]
     rows = [

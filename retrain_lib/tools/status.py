@@ -260,6 +260,7 @@ def _model_status(
         "timeline": timeline(monitors, others, timeline_days),
         "last_gates": gates_summary(client, gates[-1] if gates else None, ui_url, cache=gate_results),
         "last_retrain": decision_entry(last_retrain, ui_url) if last_retrain else None,
+        "guard": last_guard(others),
         "last_decision": decision_entry(last_change, ui_url) if last_change else None,
         "decisions": [decision_entry(r, ui_url) for r in reversed(others)][: max(decisions, 0)],
         "ledger_records": len(records),
@@ -274,6 +275,37 @@ def _last_monitor(monitors: list[dict], cfg, reports_dir: Path, ui_url: str) -> 
     if last_monitor is not None and cfg is not None and last_monitor.get("drift_share_threshold") is None:
         last_monitor["drift_share_threshold"] = cfg.drift.drift_share
     return last_monitor
+
+
+def last_guard(records: list[dict]) -> dict[str, Any] | None:
+    """The model's latest post-deploy guard from its ``guard_start``/``guard_end`` records:
+    ``{"state": "watching"|"clean"|"rollback"|"alarm"|"superseded", "version", "previous",
+    "since", "ended", "reason", "minutes"}``; ``None`` before any guard."""
+    start = next((r for r in reversed(records) if r["event"] == "guard_start"), None)
+    if start is None:
+        return None
+    d = start.get("details") or {}
+    version = str(d.get("version")) if d.get("version") is not None else None
+    end = next(
+        (
+            r
+            for r in records
+            if r["event"] == "guard_end"
+            and r["seq"] > start["seq"]
+            and str((r.get("details") or {}).get("version")) == version
+        ),
+        None,
+    )
+    e = (end or {}).get("details") or {}
+    return {
+        "state": e.get("action", "watching") if end else "watching",
+        "version": version,
+        "previous": d.get("previous"),
+        "since": start.get("time"),
+        "ended": end.get("time") if end else None,
+        "minutes": d.get("minutes"),
+        "reason": (end or start).get("reason") or e.get("reason"),
+    }
 
 
 def _last_change(others: list[dict]) -> dict | None:

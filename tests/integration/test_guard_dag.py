@@ -170,6 +170,11 @@ def test_a_much_weaker_version_promoted_directly_is_rolled_back_by_the_guard(pla
     assert (start["event"], start["details"]["version"], start["details"]["previous"]) == ("guard_start", bad, good)
     assert end["event"] == "guard_end" and end["details"]["action"] == "rollback" and end["details"]["rolled_back"]
     assert ledger.verify() == []
+    # the fleet page and `retrain status` show how the guard of the bad version ended
+    from retrain_lib.tools.status import model_status
+
+    shown = model_status(platform.settings, MODEL)["guard"]
+    assert (shown["state"], shown["version"], shown["previous"]) == ("rollback", bad, good), shown
 
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session

@@ -241,6 +241,14 @@ def page_state(tmp_path_factory):
         reason="hand rollback",
         details={"version": "1"},
     )
+    record_decision(
+        settings,
+        model=MODEL,
+        event="guard_start",
+        as_of="2026-02-01",
+        reason="guarding v1 for 120 minutes against previous-champion v2",
+        details={"version": "1", "previous": "2", "minutes": 120},
+    )
     monitor("2026-02-05")  # written last, but not the latest day
     return SimpleNamespace(settings=settings, client=client, run_id=run_id, root=root)
 
@@ -318,6 +326,13 @@ def test_gated_metrics_are_shown_even_with_more_than_six_metrics(model_page):
         if a.get("data-metric") in ("roc_auc", "brier", "ece")
     )
     assert not model_page.find("th", data_metric="precision")  # the rest stops at six
+
+
+def test_a_guard_under_way_is_shown_with_its_version_on_both_pages(fleet_page, model_page):
+    row = _Page(fleet_page.text).row_fields[MODEL]
+    assert row["guard"].startswith("watching v1 since 20"), row["guard"]
+    assert 'title="guarding v1 for 120 minutes against previous-champion v2"' in fleet_page.text
+    assert any(a.get("data-field") == "guard" for _, a in model_page.elements)
 
 
 def test_last_check_is_the_latest_day_and_throttled_is_not_healthy(fleet_page):

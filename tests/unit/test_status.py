@@ -288,7 +288,7 @@ def test_cli_fleet_table(capsys, cli_env):
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["model", "champion", "challenger", "previous", "rollout"]
     row = next(line for line in lines if line.startswith(MODEL)).split()
-    assert " ".join(row[:9]) == f"{MODEL} v2 v3 v1 canary 20% by application_id 2026-02-05"
+    assert " ".join(row[:10]) == f"{MODEL} v2 v3 v1 canary 20% by application_id - 2026-02-05"  # no guard yet
     assert "67%" in row and "passed" in row and row[-2:] == ["2026-02-05", "reject"]
     assert next(line for line in lines if line.startswith("daily_demand")).split()[1:4] == ["-", "-", "-"]
 
@@ -435,3 +435,29 @@ def test_builtin_method_axes_match_the_drift_registry():
     assert {n: m.uses_p_value for n, m in METHODS.items()} == {
         n: axis == P_VALUE for n, axis in BUILTIN_METHOD_AXES.items()
     }
+
+
+def test_last_guard_says_watching_until_the_guard_of_that_version_ends():
+    from retrain_lib.tools.status import last_guard
+
+    def rec(seq, event, version, **details):
+        return {
+            "seq": seq,
+            "event": event,
+            "time": f"2026-02-0{seq}T10:00:00+00:00",
+            "reason": details.pop("reason", ""),
+            "details": {"version": version, **details},
+        }
+
+    assert last_guard([rec(1, "promote", "2")]) is None
+    started = [rec(1, "guard_start", "2", previous="1", minutes=120, reason="guarding v2 for 120 minutes")]
+    g = last_guard(started)
+    assert (g["state"], g["version"], g["previous"], g["ended"]) == ("watching", "2", "1", None)
+    # an end of another version's guard does not end this one
+    assert last_guard([*started, rec(2, "guard_end", "9", action="clean")])["state"] == "watching"
+    ended = [*started, rec(3, "guard_end", "2", action="rollback", reason="paired_loss: worse")]
+    g = last_guard(ended)
+    assert (g["state"], g["reason"], g["ended"]) == ("rollback", "paired_loss: worse", "2026-02-03T10:00:00+00:00")
+    # the rolled-back-to version's guard is the latest now
+    g = last_guard([*ended, rec(4, "guard_start", "1", previous=None)])
+    assert (g["state"], g["version"]) == ("watching", "1")
