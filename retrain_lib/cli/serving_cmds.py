@@ -182,19 +182,38 @@ def cmd_promote(args) -> int:
         )
     )
     if out["promoted"]:
-        _guard_hint(args.model, out["version"], settings)
+        _guard_hint(args.model, out["version"], settings, args.as_of)
     return EXIT_FAILED if out.get("refused") else EXIT_OK
 
 
-def _guard_hint(model: str, version: str, settings) -> None:
-    """The CLI cannot start an Airflow run: say how to start the guard of the new champion."""
-    if load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
-        print(
-            f"guard: start it now with `airflow dags trigger {model}__guard --conf "
-            f'\'{{"version": "{version}"}}\'` (or from the Airflow UI); until then nothing watches '
-            "this version live but the monitor",
-            file=sys.stderr,
-        )
+def _guard_hint(model: str, version: str, settings, as_of: str | None = None) -> None:
+    """Start the guard of the new champion through the Airflow REST API when
+    ``RETRAIN_AIRFLOW_API_URL`` is set (:mod:`retrain_lib.tools.airflow_api`); otherwise, or
+    when that fails, say how to start it."""
+    import datetime as dt
+
+    from retrain_lib.tools.airflow_api import API_URL_ENV, AirflowApi, AirflowApiError
+
+    if not load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
+        return
+    dag_id = f"{model}__guard"
+    conf = {"version": str(version), "as_of": as_of or dt.date.today().isoformat()}
+    api = AirflowApi.from_env()
+    if api is not None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        try:
+            run = api.trigger(dag_id, conf, run_id=f"guard__promote_v{version}_{stamp}")
+            print(f"guard: started {dag_id} run {run['dag_run_id']} on {api.base_url}", file=sys.stderr)
+            return
+        except AirflowApiError as exc:
+            print(f"guard: could not start it: {exc}", file=sys.stderr)
+    print(
+        f"guard: start it now with `airflow dags trigger {dag_id} --conf "
+        f"""'{{"version": "{version}"}}'` (or from the Airflow UI); until then nothing watches """
+        "this version live but the monitor"
+        + ("" if api is not None else f" (set {API_URL_ENV} and credentials to start it automatically)"),
+        file=sys.stderr,
+    )
 
 
 def cmd_webhook(args) -> int:

@@ -578,6 +578,31 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     assert (last["event"], last["as_of"], last["details"]["action"]) == ("monitor", "2026-01-31", "healthy"), last
     assert last["actor"] == f"{MONITOR}/{event_run['run_id']}"
 
+    # A promotion by hand starts its post-deploy guard through the REST API (`retrain promote`
+    # with RETRAIN_AIRFLOW_API_URL and credentials), after a fresh gateway process served it.
+    from retrain_lib.cli.app import main
+
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = str(client.create_model_version(MODEL, v1.source, run_id=v1.run_id).version)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETRAIN_AIRFLOW_API_URL", f"http://127.0.0.1:{stack.port}")
+        mp.setenv("RETRAIN_AIRFLOW_USERNAME", "admin")
+        mp.setenv("RETRAIN_AIRFLOW_PASSWORD", ADMIN_PASSWORD)
+        code = main(["promote", MODEL, v2, "--reason", "known-good twin", "--as-of", "2026-01-31"])
+    assert code == 0
+    assert registry.aliases(client, MODEL)["champion"] == v2
+    promotions = [r for r in read_ledger(ledger, MODEL) if r["event"] == "promote"]
+    assert promotions[-1]["details"]["mode"] == "by_hand"
+    with stack.sql() as con:
+        rows = con.execute(
+            "SELECT run_id, conf FROM dag_run WHERE dag_id = %s AND run_id LIKE %s",
+            (f"{MODEL}__guard", f"guard__promote_v{v2}_%"),
+        ).fetchall()
+    assert len(rows) == 1, rows
+    guard_conf = rows[0][1] if isinstance(rows[0][1], dict) else json.loads(rows[0][1])
+    assert guard_conf == {"version": v2, "as_of": "2026-01-31"}, guard_conf
+    print(f"retrain promote started {rows[0][0]}")
+
 
 def test_a_rest_trigger_with_a_null_logical_date_starts_the_retrain(stack):
     """The README's recipe: ``POST /api/v2/dags/<model>__monitor/dagRuns`` with ``logical_date:
