@@ -37,6 +37,8 @@ COPY --chown=airflow:0 plugins ./plugins
 RUN pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:0 dags ./dags
 COPY --chown=airflow:0 configs ./configs
+# the runbooks every alert links to, served by the fleet app (/retrain/runbooks/)
+COPY --chown=airflow:0 docs ./docs
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/retrain/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/retrain/plugins \

@@ -77,12 +77,19 @@ def links(
     monitor: dict | None = None,
     as_of: str | None = None,
     other_tasks: tuple[tuple[str, str], ...] = (),
+    kind: str | None = None,
 ):
     """Task log of the running task, MLflow run (``mlflow_run_id`` or the run of model
     ``version``) and drift report: the report of ``monitor`` (a monitor result), else of the
     latest monitor check up to ``as_of`` (ledger). ``other_tasks`` are ``(label, task_id)``
-    of tasks of the same run shown first (e.g. where an approval is answered)."""
-    from retrain_lib.pipeline.alert_links import latest_monitor_report, mlflow_run_url, task_log_url
+    of tasks of the same run shown first (e.g. where an approval is answered); ``kind`` the
+    alert's, whose runbook is linked last."""
+    from retrain_lib.pipeline.alert_links import (
+        latest_monitor_report,
+        mlflow_run_url,
+        runbook_url,
+        task_log_url,
+    )
     from retrain_lib.pipeline.alert_payload import Links
 
     p = settings.platform
@@ -115,6 +122,7 @@ def links(
         drift_report=report_url,
         drift_report_path=report_path if not report_url else None,
         extra=extra,
+        runbook=runbook_url(p.airflow_base_url, kind) if kind else None,
     )
 
 
@@ -164,7 +172,7 @@ def alert(
         from retrain_lib.core.settings import load_settings
 
         settings = load_settings(cfg_dir)
-        link = links(settings, model, context, **link_args)
+        link = links(settings, model, context, kind=kind, **link_args)
         return send(alerts_cfg, settings, kind, lambda severity: build(link, severity), context=context)
     except Exception:  # noqa: BLE001 - alerting must never change the task's outcome
         log.exception("the %s alert of %s could not be sent", kind, model)

@@ -97,6 +97,18 @@ def task_ids(context: dict | None) -> tuple[str | None, str | None, str | None]:
     return dag_id, run_id, getattr(ti, "task_id", None)
 
 
+def _failure_runbook() -> str | None:
+    """The runbook of a task failure on the platform's Airflow UI (``None`` when unknown)."""
+    try:
+        from retrain_lib.core.settings import load_settings
+        from retrain_lib.pipeline.alert_links import runbook_url
+
+        return runbook_url(load_settings().platform.airflow_base_url, "failure")
+    except Exception:  # noqa: BLE001 - a link is not worth a failure
+        log.debug("no runbook link for the failure alert", exc_info=True)
+        return None
+
+
 class SlackAlertNotifier(BaseNotifier):
     """Slack alerts of the platform, as an Airflow notifier.
 
@@ -203,7 +215,10 @@ class SlackAlertNotifier(BaseNotifier):
             try_number=getattr(ti, "try_number", None),
             max_tries=max_tries if isinstance(max_tries, int) else None,
             exception=context.get("exception"),
-            links=Links(task_log=log_url if isinstance(log_url, str) else None),
+            links=Links(
+                task_log=log_url if isinstance(log_url, str) else None,
+                runbook=_failure_runbook(),
+            ),
             severity=self.severity,
         )
 

@@ -12,6 +12,7 @@ data ``retrain status --format json`` prints, with the Jinja templates under ``t
                                      method kind), last gates, last retrain, last decisions
 * ``GET /retrain/models/{model}``    one model in detail
 * ``GET /retrain/api/status[/{model}]``  the same as JSON
+* ``GET /retrain/runbooks/[{kind}]``   the on-call runbooks (``docs/runbooks``), linked from every alert
 * ``GET /retrain/reports/{path}``    a file of the monitor's reports directory (drift reports,
                                      ``monitor.json``); nothing outside that directory is served
 
@@ -478,6 +479,27 @@ class FleetPages:
             path, headers={"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
         )
 
+    def runbook(self, kind: str | None, root: str):
+        """The runbook of alert ``kind`` rendered (404 listing the others when there is none),
+        or the list of them (``kind`` None)."""
+        from markupsafe import Markup
+
+        from retrain_airflow import runbooks
+
+        directory = runbooks.runbooks_dir(self.cache._settings_factory().config_dir)
+        path = runbooks.runbook_file(directory, kind) if kind else None
+        body = Markup(runbooks.to_html(path.read_text())) if path else None
+        page = templates().render(
+            "runbook.html",
+            title=f"Runbook: {kind}" if path else "Runbooks",
+            root=root,
+            generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            kind=kind,
+            body=body,
+            runbooks=runbooks.listed(directory),
+        )
+        return self._html(page, 404 if kind and path is None else 200)
+
 
 # -----------------------------------------------------------------------------------------
 # The app
@@ -561,6 +583,14 @@ def create_app(
     @app.get("/reports/{relpath:path}")
     def report_file(relpath: str):
         return pages.report(relpath)
+
+    @app.get("/runbooks/")
+    def runbook_index(request: Request):
+        return pages.runbook(None, root_of(request))
+
+    @app.get("/runbooks/{kind}")
+    def runbook_page(kind: str, request: Request):
+        return pages.runbook(kind, root_of(request))
 
     return app
 

@@ -18,6 +18,17 @@ def task_log_url(airflow_base: str | None, dag_id: str | None, run_id: str | Non
     return f"{airflow_base.rstrip('/')}/dags/{_q(dag_id)}/runs/{_q(run_id)}/tasks/{_q(task_id)}"
 
 
+RUNBOOKS_PATH = "/retrain/runbooks"  # served by the UI plugin on the Airflow api-server
+
+
+def runbook_url(airflow_base: str | None, kind: str) -> str | None:
+    """The runbook of an alert ``kind`` (``docs/runbooks/<kind>.md``) as the UI plugin serves it:
+    ``{base}/retrain/runbooks/{kind}``."""
+    if not airflow_base:
+        return None
+    return f"{airflow_base.rstrip('/')}{RUNBOOKS_PATH}/{_q(kind)}"
+
+
 def _q(value) -> str:
     return quote(str(value), safe="")  # run ids hold ':' and '+'
 

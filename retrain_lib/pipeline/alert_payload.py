@@ -134,6 +134,7 @@ class Links:
     drift_report: str | None = None
     drift_report_path: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
+    runbook: str | None = None  # what to do (docs/runbooks/<kind>.md, served by the UI plugin)
 
     def _items(self) -> list[tuple[str, str | None, str | None]]:
         """``(label, url, path)`` in the order they are shown."""
@@ -144,6 +145,8 @@ class Links:
             items.append(("drift report", self.drift_report, self.drift_report_path))
         if self.task_log:
             items.append(("task log", self.task_log, None))
+        if self.runbook:
+            items.append(("runbook", self.runbook, None))
         return items
 
     def plain(self) -> str:

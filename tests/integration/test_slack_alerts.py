@@ -439,7 +439,7 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
     assert received == [
         {
             "text": f":large_yellow_circle: daily_demand candidate rejected: {line}; MLflow run {mlflow_run}, "
-            f"task log {task_log}",
+            f"task log {task_log}, runbook {AIRFLOW_URL}/retrain/runbooks/gate_failure",
             "blocks": [
                 {
                     "type": "header",
@@ -471,7 +471,11 @@ def test_a_retrain_whose_gates_fail_alerts_through_a_real_airflow_run(platform, 
                                     "type": "mrkdwn",
                                     "text": "severity *yellow* · model `daily_demand` · as of 2026-01-30",
                                 },
-                                {"type": "mrkdwn", "text": f"<{mlflow_run}|MLflow run> · <{task_log}|task log>"},
+                                {
+                                    "type": "mrkdwn",
+                                    "text": f"<{mlflow_run}|MLflow run> · <{task_log}|task log> · "
+                                    f"<{AIRFLOW_URL}/retrain/runbooks/gate_failure|runbook>",
+                                },
                             ],
                         }
                     ],
@@ -503,7 +507,7 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
         {
             "text": f":red_circle: daily_demand: task daily_demand__retrain.snapshot_data failed "
             f"(try 1; not retried: a retry cannot fix this error): {error}; "
-            f"task log {task_log}",
+            f"task log {task_log}, runbook {AIRFLOW_URL}/retrain/runbooks/failure",
             "blocks": [
                 {
                     "type": "header",
@@ -531,7 +535,10 @@ def test_a_task_that_fails_for_good_alerts_through_its_failure_callback(platform
                             "type": "context",
                             "elements": [
                                 {"type": "mrkdwn", "text": "severity *red* · model `daily_demand` · as of 2025-06-01"},
-                                {"type": "mrkdwn", "text": f"<{task_log}|task log>"},
+                                {
+                                    "type": "mrkdwn",
+                                    "text": f"<{task_log}|task log> · <{AIRFLOW_URL}/retrain/runbooks/failure|runbook>",
+                                },
                             ],
                         }
                     ],

@@ -101,6 +101,14 @@ def test_link_urls():
     assert alert_links.mlflow_run_url(MLFLOW, None) is None
 
 
+def test_the_runbook_link_comes_last_in_both_forms():
+    links = alert_payload.Links(task_log="http://af/t", runbook=alert_links.runbook_url(AIRFLOW + "/", "rollback"))
+    assert links.runbook == f"{AIRFLOW}/retrain/runbooks/rollback"
+    assert links.plain() == f"task log http://af/t, runbook {AIRFLOW}/retrain/runbooks/rollback"
+    assert links.mrkdwn() == f"<http://af/t|task log> · <{AIRFLOW}/retrain/runbooks/rollback|runbook>"
+    assert alert_links.runbook_url(None, "rollback") is None
+
+
 def test_latest_monitor_report_is_the_newest_check_up_to_the_day():
     records = [
         {

@@ -496,3 +496,36 @@ def test_chart_geometry():
     )
     assert [m["kind"] for m in t["markers"]] == ["promote", "throttled"]
     assert len(t["live_points"]) == 1 and t["bars"][0]["drift"] is True  # at the threshold is drift
+
+
+def test_every_alert_kind_has_a_runbook_served_by_the_app(app):
+    from retrain_lib.core.config_alerts import ALERT_KINDS
+    from retrain_lib.pipeline.alert_links import runbook_url
+
+    index = app.get("/runbooks/")
+    assert index.status_code == 200
+    listed = {a["data-kind"] for t, a in _Page(index.text).elements if t == "a" and "data-kind" in a}
+    assert set(ALERT_KINDS) <= listed, set(ALERT_KINDS) - listed
+    for kind in ALERT_KINDS:
+        # the alert's link and the app's route are the same path
+        assert runbook_url("http://af", kind) == f"http://af/retrain/runbooks/{kind}"
+        page = app.get(f"/runbooks/{kind}")
+        assert page.status_code == 200, kind
+        assert "<h1>" in page.text and "<h2>What to do</h2>" in page.text and "<script" not in page.text, kind
+
+
+def test_an_unknown_or_crafted_runbook_name_is_a_404_listing_the_others(app):
+    for name in ("nope", "README", "Gate_Failure", "platform"):
+        page = app.get(f"/runbooks/{name}")
+        assert page.status_code == 404, name
+        assert 'data-kind="gate_failure"' in page.text
+    for crafted in ("..%2F..%2Fconfigs%2Fplatform", "..%2Fplatform.yaml", "%2Fetc%2Fpasswd"):
+        page = app.get(f"/runbooks/{crafted}")
+        assert page.status_code == 404 and "mlflow" not in page.text and "root:" not in page.text, crafted
+
+
+def test_runbook_markdown_escapes_raw_html():
+    from retrain_airflow.runbooks import to_html
+
+    html = to_html("# T\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<table>" in html
