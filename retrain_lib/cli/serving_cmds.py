@@ -186,6 +186,41 @@ def cmd_promote(args) -> int:
     return EXIT_FAILED if out.get("refused") else EXIT_OK
 
 
+def cmd_rollback(args) -> int:
+    from retrain_lib.core.errors import RegistryError
+    from retrain_lib.pipeline.promotion import rollback_model
+
+    settings = load_settings(args.config_dir)
+    if not (settings.models_dir / f"{args.model}.yaml").is_file():
+        print(f"error: unknown model {args.model!r}: no config in {settings.models_dir}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.reason.strip():
+        print("error: a rollback by hand needs a reason (kept in the ledger); pass --reason", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = rollback_model(
+            args.model,
+            settings=settings,
+            as_of=args.as_of,
+            actor=f"cli/{os.environ.get('USER', 'unknown')}",
+            reason=f"by hand: {args.reason}",
+            expected_champion=args.expected_champion,
+        )
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    elif out["rolled_back"]:
+        print(f"{args.model}: rolled back from version {out['from']} to {out['to']} ({args.reason})")
+    else:
+        print(f"{args.model}: not rolled back: {out['reason']}")
+    if not out["rolled_back"]:
+        return EXIT_FAILED
+    _guard_hint(args.model, out["to"], settings, args.as_of)
+    return EXIT_OK
+
+
 def _guard_hint(model: str, version: str, settings, as_of: str | None = None) -> None:
     """Start the guard of the new champion through the Airflow REST API when
     ``RETRAIN_AIRFLOW_API_URL`` is set (:mod:`retrain_lib.tools.airflow_api`); otherwise, or
@@ -246,11 +281,32 @@ def cmd_webhook(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``serve``, ``replay``, ``promote`` and ``webhook`` to the subparsers ``sub`` of the ``retrain`` parser."""
+    """Add ``serve``, ``replay``, ``promote``, ``rollback`` and ``webhook`` to the subparsers ``sub`` of the
+    ``retrain`` parser."""
     _add_serve(sub)
     _add_replay(sub)
     _add_promote(sub)
+    _add_rollback(sub)
     _add_webhook(sub)
+
+
+def _add_rollback(sub) -> None:
+    r = sub.add_parser(
+        "rollback",
+        help="move the champion back to previous-champion by hand (in the ledger)",
+        description="Point models:/<model>@champion back at previous-champion in one compare-and-swap on the "
+        "champion now (or --expected-champion), atomic with its rollback ledger entry; the version rolled "
+        "back is tagged retrain.rolled_back and previous-champion is removed. The guard of the version rolled "
+        "back to is started as for `retrain promote`. Exit 1 when the champion moved meanwhile or there is "
+        "no previous-champion.",
+    )
+    r.add_argument("model", help="registered model name")
+    r.add_argument("--reason", required=True, help="why (kept in the ledger)")
+    r.add_argument("--as-of", default=None, help="day recorded in the ledger (default: today)")
+    r.add_argument("--expected-champion", default=None, help="roll back only if this version still is the champion")
+    add_format(r)
+    add_config_dir(r)
+    r.set_defaults(func=cmd_rollback)
 
 
 def _add_webhook(sub) -> None:

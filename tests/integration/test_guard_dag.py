@@ -233,3 +233,22 @@ def test_a_promotion_by_hand_on_the_command_line_says_how_to_start_its_guard(pla
     assert code == 0, err
     assert f"version {previous} is the champion" in out
     assert f"""airflow dags trigger {MODEL}__guard --conf '{{"version": "{previous}"}}'""" in err
+
+    # and a rollback by hand: back to the version just replaced, in the ledger, then its guard
+    from retrain_lib.store.audit import Ledger
+
+    replaced = registry.aliases(platform.client, MODEL)["previous-champion"]
+    cfg = ["--config-dir", str(platform.cfg_dir)]
+    code = main(["rollback", MODEL, "--reason", "the hand promotion was a mistake", *cfg])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"rolled back from version {previous} to {replaced}" in out
+    assert registry.aliases(platform.client, MODEL)["champion"] == replaced
+    back = [r for r in Ledger.from_settings(platform.settings).records(MODEL) if r["event"] == "rollback"][-1]
+    assert (back["before"], back["after"]) == (previous, replaced)
+    assert back["reason"] == "by hand: the hand promotion was a mistake" and back["actor"].startswith("cli/")
+    assert f"""airflow dags trigger {MODEL}__guard --conf '{{"version": "{replaced}"}}'""" in err
+    # nothing to go back to now: exit 1, nothing moves
+    assert main(["rollback", MODEL, "--reason", "again", *cfg]) == 1
+    assert "no previous-champion" in capsys.readouterr().err
+    assert registry.aliases(platform.client, MODEL)["champion"] == replaced
