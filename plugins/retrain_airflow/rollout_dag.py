@@ -4,6 +4,7 @@ serving gateway's live traffic; promote the challenger or roll it back.
     start_rollout ─► wait_shadow ─► judge_shadow ─┬─► canary_step_1 ─► watch_step_1 ─► judge_step_1 ─► ... ─► promote_challenger
                                                   └─► rollback_after_shadow ──────────────► rollback_challenger ◄── rollback_after_step_i
     promote_challenger ─► guard_needed ─► guard_champion (starts <model>__guard when it promoted)
+    any failed task ─► withdraw_challenger (ends the rollout with a rollback; skipped otherwise)
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def rollout_params(cfg: ModelConfig) -> dict[str, Param]:
             type="number",
             minimum=0,
             description="Per-request loss the challenger may exceed the champion's by (deploy.margin)",
+        ),
+        "timeout_hours": Param(
+            d.rollout_timeout_hours,
+            type="number",
+            exclusiveMinimum=0,
+            description="Longest wait for the traffic of the shadow or of a canary step (deploy.rollout_timeout_hours)",
         ),
     }
 
@@ -166,7 +173,7 @@ def _shadow_tasks(env: ModelTasks, steps: list[float]) -> tuple[XComArg, XComArg
         since="{{ ti.xcom_pull(task_ids='start_rollout')['since'] }}",
         need={"champion": need, "shadow": need},
         min_seconds="{{ params.shadow_minutes * 60 }}",
-        timeout_s=env.cfg.deploy.rollout_timeout_hours * 3600,
+        timeout_s="{{ params.timeout_hours * 3600 }}",
         cfg_dir=env.cfg_dir,
     )
 
@@ -200,7 +207,7 @@ def _canary_step_tasks(env: ModelTasks, i: int, pct: float, nxt: str, started: X
         started=started,
         step=step,
         min_seconds="{{ params.step_minutes * 60 }}",
-        timeout_s=env.cfg.deploy.rollout_timeout_hours * 3600,
+        timeout_s="{{ params.timeout_hours * 3600 }}",
         cfg_dir=env.cfg_dir,
     )
     branch = judge_step(started, step, watch.output)
@@ -209,6 +216,23 @@ def _canary_step_tasks(env: ModelTasks, i: int, pct: float, nxt: str, started: X
     rollback = EmptyOperator(task_id=f"rollback_after_step_{i}")
     branch >> rollback
     return branch, rollback
+
+
+def run_withdraw_challenger(env: ModelTasks, context) -> dict:
+    """Task ``withdraw_challenger``: a task of the rollout failed (its shadow never got the
+    traffic it waits for, an error): end the rollout with a rollback so that the challenger
+    alias and the gateway's rollout state do not outlive the run, and alert."""
+    from retrain_lib.pipeline.rollout_run import finish_rollout
+
+    started = context["ti"].xcom_pull(task_ids="start_rollout")
+    if not started:
+        return {"withdrawn": False, "reason": "the rollout never started: nothing to withdraw"}
+    why = "the rollout failed before a decision (a task of this run failed; see its log): challenger withdrawn"
+    outcome = env.run(
+        finish_rollout, started, "rollback", as_of=run_as_of(context), actor=env.actor(context), reason=why
+    )
+    rollout_alert(env.cfg, env.cfg_dir, "rollback", started, outcome, why, context)
+    return {"withdrawn": True, **outcome}
 
 
 def _finish_tasks(env: ModelTasks, steps: list[float], passed: list, rollbacks: list) -> None:
@@ -252,4 +276,19 @@ def build_rollout_dag(cfg: ModelConfig, path: Path, cfg_dir: Path) -> DAG:
             passed.append(EmptyOperator(task_id="canary_passed"))
             upstream >> passed[-1]
         _finish_tasks(env, steps, passed, rollbacks)
+        _withdraw_on_failure(env, dag)
     return dag
+
+
+def _withdraw_on_failure(env: ModelTasks, dag: DAG) -> None:
+    """withdraw_challenger after any failed task of the rollout (skipped otherwise; the run still
+    ends failed): the challenger never outlives a rollout that broke."""
+
+    @task(task_id="withdraw_challenger", trigger_rule=TriggerRule.ONE_FAILED)
+    def withdraw_challenger(**context) -> dict:
+        return run_withdraw_challenger(env, context)
+
+    watched = [t for t in dag.tasks if not t.task_id.startswith("guard_")]
+    withdraw = withdraw_challenger()
+    for t in watched:
+        t >> withdraw

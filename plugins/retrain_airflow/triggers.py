@@ -72,7 +72,7 @@ class PredictionsSensor(BaseOperator):
     """Defers to :class:`PredictionsTrigger`; ``since`` is templated (an XCom of the step that
     started the wait). A timeout fails the task with the counts reached."""
 
-    template_fields = ("since", "need", "min_seconds")
+    template_fields = ("since", "need", "min_seconds", "timeout_s")
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class PredictionsSensor(BaseOperator):
         since: str,
         need: dict[str, int | str],
         min_seconds: float | str,
-        timeout_s: float,
+        timeout_s: float | str,
         cfg_dir: str,
         poll_s: float | None = None,
         **kwargs,
@@ -94,7 +94,7 @@ class PredictionsSensor(BaseOperator):
     def execute(self, context):
         # ``need`` and ``min_seconds`` may be templates of the run's params: rendered as text.
         self.need = {k: int(float(v)) for k, v in self.need.items()}
-        self.min_seconds = float(self.min_seconds)
+        self.min_seconds, self.timeout_s = float(self.min_seconds), float(self.timeout_s)
         self.defer(
             trigger=PredictionsTrigger(
                 self.model, self.since, self.need, self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s
@@ -108,7 +108,7 @@ class PredictionsSensor(BaseOperator):
         if event.get("status") != "ok":
             raise AirflowFailException(
                 f"{self.model}: live traffic did not reach {self.need} within "
-                f"{self.timeout_s:g} s (counts {event.get('counts')}); is the gateway serving?"
+                f"{float(self.timeout_s):g} s (counts {event.get('counts')}); is the gateway serving?"
             )
         return event["counts"]
 
@@ -171,7 +171,7 @@ class CanarySensor(BaseOperator):
     ``started`` and ``step`` are templated XComs. A timeout returns a rollback decision: a step
     that cannot be judged does not promote."""
 
-    template_fields = ("started", "step", "min_seconds")
+    template_fields = ("started", "step", "min_seconds", "timeout_s")
 
     def __init__(
         self,
@@ -180,7 +180,7 @@ class CanarySensor(BaseOperator):
         started,
         step,
         min_seconds: float | str,
-        timeout_s: float,
+        timeout_s: float | str,
         cfg_dir: str,
         poll_s: float | None = None,
         **kwargs,
@@ -191,7 +191,8 @@ class CanarySensor(BaseOperator):
         self.poll_s = poll_s if poll_s is not None else float(os.environ.get("RETRAIN_ROLLOUT_POLL_S", "5"))
 
     def execute(self, context):
-        self.min_seconds = float(self.min_seconds)  # may be a template of the run's params
+        # may be templates of the run's params
+        self.min_seconds, self.timeout_s = float(self.min_seconds), float(self.timeout_s)
         self.defer(
             trigger=CanaryTrigger(
                 self.model, self.started, self.step, self.min_seconds, self.timeout_s, self.cfg_dir, self.poll_s

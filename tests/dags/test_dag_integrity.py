@@ -188,11 +188,22 @@ def test_approval_and_canary_configs_add_their_tasks_and_the_rollout_dag(monkeyp
         rollout.task_ids
     ) and "canary_step_3" not in rollout.task_ids
     assert rollout.get_task("watch_step_1").__class__.__name__ == "CanarySensor"
-    assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {"canary_passed", "rollback_after_step_2"}
+    assert set(rollout.get_task("judge_step_2").downstream_task_ids) == {
+        "canary_passed",
+        "rollback_after_step_2",
+        "withdraw_challenger",
+    }
     assert set(rollout.get_task("judge_shadow").downstream_task_ids) == {
         "canary_step_1",
         "shadow_passed",
         "rollback_after_shadow",
+        "withdraw_challenger",
+    }
+    # any failed task of the rollout withdraws its challenger (the guard's trigger tasks aside)
+    withdraw = rollout.get_task("withdraw_challenger")
+    assert str(withdraw.trigger_rule) in ("one_failed", "TriggerRule.ONE_FAILED")
+    assert set(withdraw.upstream_task_ids) == {
+        t for t in rollout.task_ids if t != "withdraw_challenger" and not t.startswith("guard_")
     }
     assert set(rollout.get_task("promote_challenger").upstream_task_ids) == {"shadow_passed", "canary_passed"}
     assert set(rollout.get_task("rollback_challenger").upstream_task_ids) == {

@@ -299,3 +299,36 @@ def test_a_newer_challenger_stops_the_running_rollout_and_is_measured_by_its_own
     assert start["details"]["version"] == newer, start
     assert states["promote_challenger"] == "success", states
     assert registry.aliases(client, MODEL)["champion"] == newer
+
+
+def test_a_rollout_whose_shadow_never_gets_traffic_withdraws_its_challenger(platform):
+    """No traffic reaches the gateway: the shadow's wait times out (the run param
+    ``timeout_hours``) and fails; ``withdraw_challenger`` then ends the rollout with a rollback,
+    so the challenger alias and the gateway's shadow state do not outlive the failed run."""
+    from retrain_lib.serving.routing import state_from_tags
+    from retrain_lib.store import registry
+
+    client = platform.client
+    champion = registry.aliases(client, MODEL)["champion"]
+    source = client.get_model_version(MODEL, champion)
+    twin = str(client.create_model_version(MODEL, source.source, run_id=source.run_id).version)
+    registry.set_challenger(client, MODEL, twin)
+    dag = platform.bag.dags[DAG_ID]
+    run = dag.test(
+        logical_date=dt.datetime(2026, 2, 8, tzinfo=dt.UTC),
+        run_conf={"as_of": "2026-02-08", "mode": "shadow", "timeout_hours": 0.004},  # 14.4 s
+    )
+    states = task_states(DAG_ID, run.run_id)
+    assert run.state == "failed", states
+    assert states["start_rollout"] == "success" and states["wait_shadow"] == "failed", states
+    assert states["withdraw_challenger"] == "success", states
+    assert states["promote_challenger"] != "success" and states["rollback_challenger"] != "success", states
+    aliases = registry.aliases(client, MODEL)
+    assert aliases["champion"] == champion and "challenger" not in aliases, aliases
+    assert state_from_tags(client.get_registered_model(MODEL).tags).mode == "none"
+    back = [r for r in _ledger(platform).records(MODEL) if r["event"] == "rollout_rollback"][-1]
+    assert back["details"]["version"] == twin and "challenger withdrawn" in back["reason"], back
+    deadline = time.monotonic() + 15
+    while platform.gateway.health()["models"][MODEL]["challenger"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert platform.gateway.health()["models"][MODEL]["challenger"] is None
