@@ -4,6 +4,7 @@ verdict with the promotion outcome (:func:`check_gates`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -13,13 +14,13 @@ from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, str_or_none
 from retrain_lib.learn.candidates import CrossFit, crossfit_gain, selection_rows, unseen_out_of_fold
 from retrain_lib.learn.training_data import xy
-from retrain_lib.pipeline.adaptation_steps import is_follow_up, metric_ses, promotion_outcome
+from retrain_lib.pipeline.adaptation_steps import REJECTED, is_follow_up, metric_ses, promotion_outcome
 from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.pipeline.servability import served_candidate
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.pipeline.training_run import CROSSFIT_ARTIFACT, CROSSFIT_TAG
-from retrain_lib.quality.gate_types import GateInputs, GateResult
+from retrain_lib.quality.gate_types import GateInputs, GateResult, ServedProbe, skipped_result
 from retrain_lib.quality.gates import all_passed, evaluate_gates, run_gates
 from retrain_lib.stats.gate_measures import measure_latency_ms
 from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
@@ -120,13 +121,15 @@ def gate_inputs(
     *,
     crossfit=None,
     champion_data_end: str | None = None,
-    serve: bool = True,
+    serve: bool | None = True,
 ):
     """What the gates look at: the rows the evaluation compared on (:func:`compared_rows`,
     from the retrain's ``crossfit`` and ``champion_data_end``) scored by the candidate and by
     the champion the evaluation used, the other rows of the window (leakage) and, for a
     ``servable`` or ``latency`` gate, the candidate served by a fresh gateway process
-    (:func:`served_candidate`). ``serve=False`` (backtests) measures the latency in process."""
+    (:func:`served_candidate`). ``serve=False`` (backtests) measures the latency in process;
+    ``serve=None`` neither (:func:`check_gates` serves the candidate later, only when it would
+    be promoted)."""
     cfg = ctx.cfg
     champion_version = evaluation.champion_version
     compared = compared_rows(
@@ -145,7 +148,7 @@ def gate_inputs(
         served = served_candidate(ctx, trained, X, probe_gates)
         if served.p95_ms is not None:
             latency = {"p50": served.p50_ms, "p95": served.p95_ms, "n": served.answered, "path": "served"}
-    elif any(g.type == "latency" for g in cfg.gates):
+    elif serve is False and any(g.type == "latency" for g in cfg.gates):
         candidate = load_model(ctx, trained.model_uri)
         latency = {
             **measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed),
@@ -185,9 +188,13 @@ def shift_gain(cfg, inputs, crossfit, champion, selection: dict | None):
     return crossfit_gain(cfg, crossfit, inputs.window_rows, champion)
 
 
+PROBE_GATES = ("servable", "latency")  # judged on the candidate served by a fresh gateway process
+
+
 def _gate_results(ctx: ModelContext, evaluation: Evaluation, trained: TrainedRun, snap: Snapshot | None):
-    """``(results, inputs, crossfit)`` of the configured gates: on the rows themselves with
-    ``snap`` (inputs that cannot be built fail every gate, closed), else metric gates only."""
+    """``(results, inputs, crossfit)`` of the configured gates but the served ones
+    (:data:`PROBE_GATES`, see :func:`_served_results`): on the rows themselves with ``snap``
+    (inputs that cannot be built fail every gate, closed), else metric gates only."""
     if snap is None:
         return evaluate_gates(ctx.cfg.gates, evaluation.candidate, evaluation.champion), None, None
     crossfit = None
@@ -200,12 +207,36 @@ def _gate_results(ctx: ModelContext, evaluation: Evaluation, trained: TrainedRun
             evaluation,
             crossfit=crossfit,
             champion_data_end=champion_data_end(ctx, evaluation.champion_version),
+            serve=None,
         )
-        return run_gates(ctx.cfg.gates, inputs), inputs, crossfit
+        return run_gates([g for g in ctx.cfg.gates if g.type not in PROBE_GATES], inputs), inputs, crossfit
     except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed
         log.exception("gate inputs of %s could not be built", ctx.name)
         failed = GateResult("inputs", "", None, None, None, None, False, f"gate inputs could not be built: {exc}")
         return [failed], None, crossfit
+
+
+def _served_results(ctx: ModelContext, trained: TrainedRun, inputs, promotes: bool) -> list[GateResult]:
+    """The ``servable`` and ``latency`` gates: the candidate served by a fresh gateway process
+    (:func:`~retrain_lib.pipeline.servability.served_candidate`, about 10 s) when it would be
+    promoted; otherwise not served, each such gate recorded as not run (the candidate is not
+    deployed whatever they say)."""
+    gates = [g for g in ctx.cfg.gates if g.type in PROBE_GATES]
+    if not gates:
+        return []
+    if not promotes:
+        why = "not served: the candidate is not promoted (its other gates, or no gain over the champion)"
+        return [skipped_result(g, why) for g in gates]
+    try:
+        X, _ = xy(ctx.cfg, inputs.holdout)
+        served = served_candidate(ctx, trained, X, gates)
+    except Exception as exc:  # noqa: BLE001 - a probe that cannot run fails its gates, closed
+        log.exception("the servability probe of %s could not run", ctx.name)
+        served = ServedProbe(trained.model_uri, False, error=f"the probe could not run: {type(exc).__name__}: {exc}")
+    latency = None
+    if served.p95_ms is not None:
+        latency = {"p50": served.p50_ms, "p95": served.p95_ms, "n": served.answered, "path": "served"}
+    return run_gates(gates, dataclasses.replace(inputs, served=served, latency_ms=latency))
 
 
 def check_gates(
@@ -226,7 +257,7 @@ def check_gates(
     latency, stability, bootstrap, leakage); without it only metric gates can be decided."""
     ctx = ModelContext(model, settings)
     results, inputs, crossfit = _gate_results(ctx, evaluation, trained, snap)
-    passed = all_passed(results) and bool(results or not ctx.cfg.gates)
+    passed = all_passed(results) and bool(results or not [g for g in ctx.cfg.gates if g.type not in PROBE_GATES])
     champion = ctx.champion() if evaluation.champion_version else None
     follow = is_follow_up(
         ctx.cfg,
@@ -246,6 +277,11 @@ def check_gates(
         measured_gain=measured,
         selection=trained.selection,
     )
+    if inputs is not None:
+        served = _served_results(ctx, trained, inputs, outcome == PROMOTE)
+        results = [*results, *served]
+        if not all_passed(served):
+            passed, outcome = False, REJECTED
     report = GateReport(
         passed=outcome == PROMOTE,
         outcome=outcome,
