@@ -328,6 +328,10 @@ def promote_version(
         except Exception:
             registry.restore_aliases(ctx.client, ctx.name, before)
             raise
+    if before.get(registry.CHALLENGER) == version:
+        # the challenger of a rollout promoted by hand: the rollout is over (its run ends as
+        # superseded at its next look); the gateway goes back to champion-only now
+        set_rollout_state(ctx.client, ctx.name, "none", 0.0, ctx.cfg.deploy.sticky_key or "")
     return {"promoted": True, "version": version, "moves": [m.to_dict() for m in moves], "reason": reason}
 
 
