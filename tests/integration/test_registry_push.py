@@ -45,7 +45,8 @@ def served(tmp_path_factory):
                 assert first.outcome == "deployed", first
                 client = registry.get_client(settings.tracking_uri, settings.registry_uri)
                 v1 = client.get_model_version(MODEL, "1")
-                v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id)
+                # through a server, a logged model's source needs its model id
+                v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id, model_id=v1.model_id)
                 env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
                 env.pop("RETRAIN_PREDICTIONS_URL", None)
                 with GatewayProcess(

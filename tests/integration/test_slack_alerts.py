@@ -658,7 +658,7 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
     drift, validation = slack.payloads()
     assert drift["text"] == (
         ":large_yellow_circle: daily_demand: drift, retrain: `price` psi 0.52 >= 0.2; "
-        f"drift report {report_dir / 'drift_report.html'}"
+        f"drift report {report_dir / 'drift_report.html'}, runbook {AIRFLOW_URL}/retrain/runbooks/drift"
     )
     assert validation["blocks"][1:] == [
         {
@@ -703,7 +703,8 @@ def test_monitor_and_rollout_wiring_send_drift_validation_and_rollout_alerts(pla
     )
     (body,) = slack.payloads()
     assert body["text"] == (
-        ":red_circle: daily_demand: shadow rollout of v7 rolled back: shadow: output PSI 0.41 &gt; 0.2"
+        ":red_circle: daily_demand: shadow rollout of v7 rolled back: shadow: output PSI 0.41 &gt; 0.2; "
+        f"runbook {AIRFLOW_URL}/retrain/runbooks/rollback"
     )
     keep("rollout_rollback", body)
 
