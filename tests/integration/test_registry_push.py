@@ -34,7 +34,9 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("push")
     allow = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true"}
     server = MlflowServer(root / "mlflow")
-    server.start(env=allow)
+    # the server caches the webhooks of each event for MLFLOW_WEBHOOK_CACHE_TTL s (default 60):
+    # the training's alias move just before the webhook exists would hide it for a minute
+    server.start(env={**allow, "MLFLOW_WEBHOOK_CACHE_TTL": "1"})
     try:
         with pytest.MonkeyPatch.context() as mp:
             for k, v in {**allow, "MLFLOW_TRACKING_URI": server.uri, "RETRAIN_WEBHOOK_SECRET": SECRET}.items():
@@ -45,8 +47,9 @@ def served(tmp_path_factory):
                 assert first.outcome == "deployed", first
                 client = registry.get_client(settings.tracking_uri, settings.registry_uri)
                 v1 = client.get_model_version(MODEL, "1")
-                # through a server, a logged model's source needs its model id
-                v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id, model_id=v1.model_id)
+                # through a server, a logged model's source (models:/m-<id>) needs its model id
+                model_id = v1.source.removeprefix("models:/").split("/")[0]
+                v2 = client.create_model_version(MODEL, source=v1.source, run_id=v1.run_id, model_id=model_id)
                 env = {**os.environ, "RETRAIN_HOME": str(settings.state_dir), "RETRAIN_CONFIG_DIR": str(cfg_dir)}
                 env.pop("RETRAIN_PREDICTIONS_URL", None)
                 with GatewayProcess(
@@ -96,6 +99,7 @@ def test_the_mlflow_webhook_pushes_a_promotion_to_the_gateway_without_a_poll(ser
     assert [w.name for w in client.list_webhooks()] == ["retrain-gateway"]
 
     before = _pushes(gw)
+    time.sleep(1.5)  # past the server's webhook cache (MLFLOW_WEBHOOK_CACHE_TTL=1)
     t0 = time.monotonic()
     registry.promote_champion(client, MODEL, served["v2"], expected_champion="1")
     deadline = t0 + 60
