@@ -17,8 +17,10 @@ from retrain_lib.cli.output import say
 from retrain_lib.cli.parsing import add_config_dir, add_format
 from retrain_lib.cli.runner import run_commands
 from retrain_lib.core.config import load_model_config
-from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StaleChampionError
+from retrain_lib.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, RegistryError, StaleChampionError
 from retrain_lib.core.settings import load_settings
+from retrain_lib.store.registry import ensure_gateway_webhook
+from retrain_lib.tools.airflow_api import API_URL_ENV, AirflowApi, AirflowApiError
 
 
 def _days(value: str) -> tuple:
@@ -187,7 +189,6 @@ def cmd_promote(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from retrain_lib.core.errors import RegistryError
     from retrain_lib.pipeline.promotion import rollback_model
 
     settings = load_settings(args.config_dir)
@@ -227,8 +228,6 @@ def _guard_hint(model: str, version: str, settings, as_of: str | None = None) ->
     when that fails, say how to start it."""
     import datetime as dt
 
-    from retrain_lib.tools.airflow_api import API_URL_ENV, AirflowApi, AirflowApiError
-
     if not load_model_config(settings.models_dir / f"{model}.yaml", settings.platform).guard_enabled:
         return
     dag_id = f"{model}__guard"
@@ -252,8 +251,6 @@ def _guard_hint(model: str, version: str, settings, as_of: str | None = None) ->
 
 
 def cmd_webhook(args) -> int:
-    from retrain_lib.store.registry import ensure_gateway_webhook
-
     settings = load_settings(args.config_dir)
     secret = (os.environ.get(args.secret_env) or "").strip()
     if not secret:
