@@ -581,14 +581,19 @@ def test_monitor_triggers_a_retrain_that_promotes_the_first_champion_under_the_s
     # A promotion by hand starts its post-deploy guard through the REST API (`retrain promote`
     # with RETRAIN_AIRFLOW_API_URL and credentials), after a fresh gateway process served it.
     from retrain_lib.cli.app import main
+    from retrain_lib.store.model_context import ModelContext
 
     v1 = client.get_model_version(MODEL, "1")
+    # MLflow's SQL registry looks the logged model of a models:/m-... source up through the
+    # global tracking URI: point it at this stack's store as the platform does (environment kept)
+    ModelContext(MODEL, stack.settings).mlflow()
     v2 = str(client.create_model_version(MODEL, v1.source, run_id=v1.run_id).version)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETRAIN_AIRFLOW_API_URL", f"http://127.0.0.1:{stack.port}")
         mp.setenv("RETRAIN_AIRFLOW_USERNAME", "admin")
         mp.setenv("RETRAIN_AIRFLOW_PASSWORD", ADMIN_PASSWORD)
-        code = main(["promote", MODEL, v2, "--reason", "known-good twin", "--as-of", "2026-01-31"])
+        cfg = ["--config-dir", str(stack.settings.config_dir)]
+        code = main(["promote", MODEL, v2, "--reason", "known-good twin", "--as-of", "2026-01-31", *cfg])
     assert code == 0
     assert registry.aliases(client, MODEL)["champion"] == v2
     promotions = [r for r in read_ledger(ledger, MODEL) if r["event"] == "promote"]
