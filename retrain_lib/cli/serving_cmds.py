@@ -139,15 +139,19 @@ def cmd_replay(args) -> int:
     return EXIT_FAILED if summary["errors"] else EXIT_OK
 
 
+def _has_config(settings, model: str) -> bool:
+    """Whether ``model`` has a config; says so on stderr when it has none."""
+    path = settings.models_dir / f"{model}.yaml"
+    if not path.is_file():
+        print(f"error: unknown model {model!r}: no config {path}", file=sys.stderr)
+    return path.is_file()
+
+
 def cmd_promote(args) -> int:
     from retrain_lib.pipeline.promotion import promote_version
 
     settings = load_settings(args.config_dir)
-    if not (settings.models_dir / f"{args.model}.yaml").is_file():
-        print(
-            f"error: unknown model {args.model!r}: no config {settings.models_dir / (args.model + '.yaml')}",
-            file=sys.stderr,
-        )
+    if not _has_config(settings, args.model):
         return EXIT_BAD_INPUT
     try:
         say(
@@ -192,8 +196,7 @@ def cmd_rollback(args) -> int:
     from retrain_lib.pipeline.promotion import rollback_model
 
     settings = load_settings(args.config_dir)
-    if not (settings.models_dir / f"{args.model}.yaml").is_file():
-        print(f"error: unknown model {args.model!r}: no config in {settings.models_dir}", file=sys.stderr)
+    if not _has_config(settings, args.model):
         return EXIT_BAD_INPUT
     if not args.reason.strip():
         print("error: a rollback by hand needs a reason (kept in the ledger); pass --reason", file=sys.stderr)

@@ -121,15 +121,14 @@ def gate_inputs(
     *,
     crossfit=None,
     champion_data_end: str | None = None,
-    serve: bool | None = True,
+    in_process_latency: bool = False,
 ):
     """What the gates look at: the rows the evaluation compared on (:func:`compared_rows`,
     from the retrain's ``crossfit`` and ``champion_data_end``) scored by the candidate and by
-    the champion the evaluation used, the other rows of the window (leakage) and, for a
-    ``servable`` or ``latency`` gate, the candidate served by a fresh gateway process
-    (:func:`served_candidate`). ``serve=False`` (backtests) measures the latency in process;
-    ``serve=None`` neither (:func:`check_gates` serves the candidate later, only when it would
-    be promoted)."""
+    the champion the evaluation used and the other rows of the window (leakage). The served
+    gates' inputs come later (:func:`check_gates` serves the candidate only when it would be
+    promoted); ``in_process_latency`` (backtests, which serve nothing) times the candidate in
+    this process for the ``latency`` gate instead."""
     cfg = ctx.cfg
     champion_version = evaluation.champion_version
     compared = compared_rows(
@@ -142,13 +141,8 @@ def gate_inputs(
     )
     X, y = xy(cfg, compared.holdout)
     champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
-    probe_gates = [g for g in cfg.gates if g.type in ("servable", "latency")]
-    served, latency = None, None
-    if probe_gates and serve:
-        served = served_candidate(ctx, trained, X, probe_gates)
-        if served.p95_ms is not None:
-            latency = {"p50": served.p50_ms, "p95": served.p95_ms, "n": served.answered, "path": "served"}
-    elif serve is False and any(g.type == "latency" for g in cfg.gates):
+    latency = None
+    if in_process_latency and any(g.type == "latency" for g in cfg.gates):
         candidate = load_model(ctx, trained.model_uri)
         latency = {
             **measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed),
@@ -164,7 +158,6 @@ def gate_inputs(
         candidate_metrics=evaluation.candidate,
         champion_metrics=evaluation.champion,
         latency_ms=latency,
-        served=served,
         target=cfg.features.target,
         features=list(cfg.features.all),
         seed=cfg.training.seed,
@@ -207,7 +200,6 @@ def _gate_results(ctx: ModelContext, evaluation: Evaluation, trained: TrainedRun
             evaluation,
             crossfit=crossfit,
             champion_data_end=champion_data_end(ctx, evaluation.champion_version),
-            serve=None,
         )
         return run_gates([g for g in ctx.cfg.gates if g.type not in PROBE_GATES], inputs), inputs, crossfit
     except Exception as exc:  # noqa: BLE001 - inputs that cannot be built fail every gate, closed

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from retrain_lib.stats.rollout_stats import DEFAULT_TAU2_SHARE, msprt
+from retrain_lib.stats.rollout_stats import DEFAULT_TAU2_SHARE, MSPRT, msprt
 
 CONTINUE, CLEAN, ROLLBACK, ALARM, SUPERSEDED = "continue", "clean", "rollback", "alarm", "superseded"
 ACTIONS = (CONTINUE, CLEAN, ROLLBACK, ALARM, SUPERSEDED)
@@ -231,6 +231,14 @@ def latency_check(answered: int, p95_ms: float | None, limits: GuardLimits) -> G
     )
 
 
+def _paired_loss_test(facts: GuardFacts, limits: GuardLimits, margin: float) -> MSPRT:
+    """The always-valid test of the mean paired loss difference (champion minus previous) of
+    ``facts``' labelled requests against ``margin`` (facts with ``loss_diff_mean``/``_var``)."""
+    n, mean, var = facts.labelled, facts.loss_diff_mean, facts.loss_diff_var
+    assert mean is not None and var is not None  # callers check min_labels first
+    return msprt(mean, var / n, max(DEFAULT_TAU2_SHARE * var, 1e-12), margin, limits.alpha)
+
+
 def loss_check(facts: GuardFacts, limits: GuardLimits, previous: str | None) -> GuardCheck:
     """Is the champion shown worse than ``previous`` on the same labelled requests? (paired
     mSPRT, see the module docstring)"""
@@ -241,7 +249,7 @@ def loss_check(facts: GuardFacts, limits: GuardLimits, previous: str | None) -> 
         return GuardCheck(
             "paired_loss", mean, limits.margin, False, False, f"{n} labelled requests < min_labels {limits.min_labels}"
         )
-    test = msprt(mean, var / n, max(DEFAULT_TAU2_SHARE * var, 1e-12), limits.margin, limits.alpha)
+    test = _paired_loss_test(facts, limits, limits.margin)
     lo, hi = test.ci
     breached = test.p_value <= limits.alpha and mean > limits.margin
     losses = ""
@@ -282,8 +290,7 @@ def output_shift_check(facts: GuardFacts, limits: GuardLimits, previous: str | N
             False,
             f"warning: {shown} > {limit:g}; waiting for labels to judge it ({n} < min_labels {limits.min_labels})",
         )
-    test = msprt(mean, var / n, max(DEFAULT_TAU2_SHARE * var, 1e-12), 0.0, limits.alpha)
-    lo, hi = test.ci
+    lo, hi = _paired_loss_test(facts, limits, 0.0).ci
     if hi <= 0:
         return GuardCheck(
             "output_shift",

@@ -32,7 +32,7 @@ def served_candidate(ctx: ModelContextLike, trained: TrainedRun, X, gates) -> Se
         ctx.settings,
         cfg.name,
         trained.model_uri,
-        [json_record(r) for r in rows.to_dict(orient="records")],
+        rows.to_dict(orient="records"),
         [float(v) for v in expected],
         requests=n,
         timeout_s=max(g.timeout_s for g in gates),
@@ -53,7 +53,7 @@ def example_records(ctx: ModelContextLike, uri: str) -> list[dict]:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
         example = Model.load(local).load_input_example(local)
         if example is not None and hasattr(example, "to_dict"):
-            records = [json_record(r) for r in example.to_dict(orient="records")] + records
+            records = [json_record(r) for r in example.to_dict(orient="records")] + records  # for frame() too
     except Exception as exc:  # noqa: BLE001 - the schema's record still probes it
         log.warning("no input example for %s (%s); probing with a schema record only", uri, exc)
     return records

@@ -101,6 +101,7 @@ def probe_served(
     candidate does; the process is stopped before returning."""
     if not records:
         return ServedProbe(source, False, error="no probe records: the training rows are empty")
+    records = [json_record(r) for r in records]  # plain JSON values, once
     with tempfile.TemporaryDirectory(prefix="retrain-probe-") as tmp:
         gw = GatewayProcess(
             [model],
@@ -129,7 +130,7 @@ def _probe(gw: GatewayProcess, model, source, records, expected, requests, timeo
                 k = i % len(records)
                 started = time.perf_counter()
                 try:
-                    r = client.post(f"/v1/models/{model}/predict", json={"record": json_record(records[k])})
+                    r = client.post(f"/v1/models/{model}/predict", json={"record": records[k]})
                 except httpx.HTTPError as exc:
                     failures.append(f"request {i}: {type(exc).__name__}: {exc}")
                     continue

@@ -217,7 +217,7 @@ class Gateway:
         event = self.deliveries.verify(headers, body)
         if event.event not in EVENTS or event.model is None:
             return Reply({"ignored": event.event, "delivery": event.delivery_id})
-        if event.model in self.pins or not self.refresher.wake(event.model):
+        if not self.refresher.wake(event.model):  # pinned models are not the refresher's
             return Reply({"ignored": event.event, "model": event.model, "reason": "not followed by this gateway"})
         self.metrics.count_pushed(event.model)
         return Reply({"refreshing": event.model, "event": event.event, "delivery": event.delivery_id}, 202)

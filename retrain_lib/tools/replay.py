@@ -293,7 +293,13 @@ class _Replay:
         outcome = PROMOTE
         if self.policy.gates:
             inputs = gate_inputs(
-                self.ctx, snap, trained, evaluation, crossfit=crossfit, champion_data_end=champion_end, serve=False
+                self.ctx,
+                snap,
+                trained,
+                evaluation,
+                crossfit=crossfit,
+                champion_data_end=champion_end,
+                in_process_latency=True,
             )
             if art.latency_ms is not None:
                 inputs = dataclasses.replace(inputs, latency_ms=art.latency_ms)
