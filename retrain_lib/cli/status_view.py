@@ -186,7 +186,7 @@ def _print_last_gates(g: dict | None, out) -> None:
                         _fmt(r.get("observed"), ".4f"),
                         _fmt(r.get("threshold"), ".4f"),
                         _fmt(r.get("champion"), ".4f"),
-                        "skipped" if r.get("skipped") else ("PASS" if r.get("passed") else "FAIL"),
+                        "skipped" if r.get("skipped") and r.get("passed") else ("PASS" if r.get("passed") else "FAIL"),
                     ]
                     for r in g["results"]
                 ],

@@ -39,7 +39,10 @@ class Gate(StrictModel):
     MLflow counterpart (MLflow only accepts positive changes) and equals an MLflow
     ``threshold`` of ``champion - max_regression`` (in the metric's direction). With
     ``segment`` every value of that holdout column is a slice checked on its own.
-    Relative checks are skipped while there is no champion.
+    Relative checks are skipped while there is no champion (the first version has nothing to
+    compare with). A slice or fairness group below ``min_rows`` cannot be checked: with
+    ``on_skip: fail`` (the default) that fails the gate, with ``on_skip: pass`` it passes
+    and the skip is recorded.
 
     ``fairness``: the largest difference of ``metric`` between groups of ``by`` must not
     exceed ``max_gap``. ``calibration``: Brier score or ECE at most ``max``. ``servable``: a
@@ -88,7 +91,15 @@ class Gate(StrictModel):
     min_rows: int = Field(
         default=50,
         ge=1,
-        description="metric with segment, fairness: smaller slices/groups are skipped.",
+        description="metric with segment, fairness: smaller slices/groups cannot be checked (see on_skip).",
+    )
+    on_skip: Literal["fail", "pass"] = Field(
+        default="fail",
+        description=(
+            "metric with segment, fairness: what a slice or group below min_rows (or a fairness gate left "
+            "with fewer than two groups to compare) does to the gate: fail (default: nothing passes unchecked) "
+            "or pass (the skip is recorded in the result, the model card and the registry tag gates.skipped)."
+        ),
     )
     by: str | None = Field(default=None, description="fairness: column whose groups are compared.")
     max_gap: float | None = Field(
@@ -136,8 +147,18 @@ class Gate(StrictModel):
     )
 
     _FIELDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "metric": ("metric", "min", "max", "max_regression", "min_improvement", "relative", "segment", "min_rows"),
-        "fairness": ("metric", "by", "max_gap", "min_rows"),
+        "metric": (
+            "metric",
+            "min",
+            "max",
+            "max_regression",
+            "min_improvement",
+            "relative",
+            "segment",
+            "min_rows",
+            "on_skip",
+        ),
+        "fairness": ("metric", "by", "max_gap", "min_rows", "on_skip"),
         "calibration": ("metric", "max", "bins", "debias"),
         "latency": ("max_ms", "requests", "timeout_s"),
         "servable": ("requests", "timeout_s"),
@@ -197,6 +218,7 @@ class Gate(StrictModel):
             raise ValueError("use either max_regression or min_improvement, not both")
         if self.relative and self.max_regression is None and self.min_improvement is None:
             raise ValueError("relative only applies to max_regression or min_improvement")
-        if self.min_rows != type(self).model_fields["min_rows"].default and self.segment is None:
-            raise ValueError("min_rows only applies with segment (or to a fairness gate)")
+        for name in ("min_rows", "on_skip"):
+            if getattr(self, name) != type(self).model_fields[name].default and self.segment is None:
+                raise ValueError(f"{name} only applies with segment (or to a fairness gate)")
         return self

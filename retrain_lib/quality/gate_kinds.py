@@ -14,9 +14,12 @@ falls back to "better by at least 1e-10"). ``max_regression`` has no MLflow coun
 
 from __future__ import annotations
 
+import dataclasses
+
 from retrain_lib.core.config_gates import Gate
 from retrain_lib.core.metrics import compute_metric, greater_is_better
 from retrain_lib.quality.gate_types import (
+    ON_SKIP_HINT,
     GateInputs,
     GateResult,
     gate_name,
@@ -24,6 +27,7 @@ from retrain_lib.quality.gate_types import (
     labels_and_scores,
     number_or_none,
     skipped_result,
+    unchecked_result,
 )
 from retrain_lib.stats.gate_measures import (
     bootstrap_improvement,
@@ -125,7 +129,7 @@ def _run_metric(gate: Gate, inputs: GateInputs) -> list[GateResult]:
         slice_ = f"{gate.segment}={value}"
         n = int(mask.sum())
         if n < gate.min_rows:
-            out.append(skipped_result(gate, f"{slice_}: {n} rows < min_rows {gate.min_rows}; slice skipped", slice_))
+            out.append(unchecked_result(gate, f"{slice_}: {n} rows < min_rows {gate.min_rows}", slice_))
             continue
         c = {gate.metric: compute_metric(inputs.task, gate.metric, y[mask], cand[mask])}
         h = {gate.metric: compute_metric(inputs.task, gate.metric, y[mask], champ[mask])} if need_champion else None
@@ -154,25 +158,16 @@ def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
                 f"{gate.metric} is not a number for group {gate.by}={value} (e.g. a single class in the group)"
             )
         values[value] = v
-    note = f"; skipped groups below min_rows {gate.min_rows}: {small}" if small else ""
+    small_text = ", ".join(f"{gate.by}={k} ({n} rows)" for k, n in small.items())
     details = {"groups": values, "skipped_groups": small}
     if len(values) < 2:
-        return [
-            GateResult(
-                gate_name(gate),
-                gate.metric,
-                gate.max_gap,
-                None,
-                None,
-                None,
-                True,
-                f"fewer than two groups of {gate.by} with at least {gate.min_rows} rows; gate skipped{note}",
-                f"{gate.by}",
-                "fairness",
-                True,
-                details,
-            )
-        ]
+        unchecked = unchecked_result(
+            gate,
+            f"fewer than two groups of {gate.by} with at least {gate.min_rows} rows"
+            + (f" (too small: {small_text})" if small else ""),
+            f"{gate.by}",
+        )
+        return [dataclasses.replace(unchecked, threshold=gate.max_gap, details=details)]
     hi = max(values, key=values.__getitem__)
     lo = min(values, key=values.__getitem__)
     gap = values[hi] - values[lo]
@@ -180,11 +175,20 @@ def _run_fairness(gate: Gate, inputs: GateInputs) -> list[GateResult]:
     pair = f"{gate.by}={hi} vs {gate.by}={lo}"
     reason = (
         f"largest {gate.metric} gap across {gate.by}: {gap:.4f} ({values[hi]:.4f} on {hi} vs {values[lo]:.4f} "
-        f"on {lo}) {'<=' if ok else '>'} max_gap {gate.max_gap:g}{note}"
+        f"on {lo}) {'<=' if ok else '>'} max_gap {gate.max_gap:g}"
     )
+    skipped = False
+    if small:
+        # a group too small to measure is a group nobody checked: it fails the gate unless on_skip: pass
+        skipped = True
+        if gate.on_skip == "fail":
+            ok = False
+            reason += f"; not compared, below min_rows {gate.min_rows}: {small_text} ({ON_SKIP_HINT})"
+        else:
+            reason += f"; not compared, below min_rows {gate.min_rows}: {small_text} (on_skip: pass)"
     return [
         GateResult(
-            gate_name(gate), gate.metric, gate.max_gap, gap, None, None, ok, reason, pair, "fairness", False, details
+            gate_name(gate), gate.metric, gate.max_gap, gap, None, None, ok, reason, pair, "fairness", skipped, details
         )
     ]
 

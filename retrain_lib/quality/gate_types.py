@@ -17,7 +17,8 @@ class GateResult:
     ``observed`` is the candidate's value (metric, gap, ECE, p95 ms, change, mean bootstrap
     improvement or leakage score), ``threshold`` the bound it was compared with, ``champion``
     and ``delta`` the champion's value and ``observed - champion`` where they exist.
-    ``skipped`` results passed because the check did not apply (no champion, small slice).
+    ``skipped`` results were not checked: the check did not apply (no champion: passed) or
+    its slice was too small (passed only under the gate's ``on_skip: pass``).
     """
 
     gate: str
@@ -184,6 +185,29 @@ def failed_result(gate: Gate, exc: BaseException) -> GateResult:
 
 def skipped_result(gate: Gate, reason: str, slice_: str = "all") -> GateResult:
     return GateResult(gate_name(gate), gate.metric, None, None, None, None, True, reason, slice_, gate.type, True)
+
+
+ON_SKIP_HINT = "on_skip: fail; lower min_rows, or set on_skip: pass to let unchecked slices through"
+
+
+def unchecked_result(gate: Gate, why: str, slice_: str = "all") -> GateResult:
+    """A slice or group the gate could not check (``why``): a failure under ``on_skip: fail``
+    (the default: nothing passes unchecked), a recorded skip under ``on_skip: pass``."""
+    if gate.on_skip == "pass":
+        return skipped_result(gate, f"{why}; not checked (on_skip: pass)", slice_)
+    return GateResult(
+        gate_name(gate),
+        gate.metric,
+        None,
+        None,
+        None,
+        None,
+        False,
+        f"{why}; not checked ({ON_SKIP_HINT})",
+        slice_,
+        gate.type,
+        True,
+    )
 
 
 def _array(values, what: str, n: int | None = None, *, finite: bool = True):

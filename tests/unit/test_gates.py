@@ -361,8 +361,31 @@ def test_segment_gate_checks_every_slice_and_skips_small_ones():
         assert by[f"region={name}"].observed == pytest.approx(roc_auc_score(y[m], scores[m]))
     assert by["region=north"].passed and not by["region=south"].passed
     tiny = by["region=tiny"]
-    assert tiny.passed and tiny.skipped and "20 rows < min_rows 50" in tiny.reason
+    # on_skip: fail (the default): a slice nobody could check fails the gate, saying how to proceed
+    assert not tiny.passed and tiny.skipped and "20 rows < min_rows 50" in tiny.reason
+    assert "set on_skip: pass" in tiny.reason
     assert not all_passed(results)
+
+
+def test_segment_gate_on_skip_pass_lets_small_slices_through_recorded():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 320)
+    region = np.array(["north"] * 300 + ["tiny"] * 20)
+    scores = 0.3 * y + 0.7 * rng.random(len(y))  # good everywhere
+    holdout = pd.DataFrame({"region": region})
+    strict = run_gates(
+        [Gate(metric="roc_auc", min=0.7, segment="region", min_rows=50)],
+        inputs(y_true=y, candidate_scores=scores, holdout=holdout),
+    )
+    assert not all_passed(strict)  # only the unchecked tiny slice fails
+    assert [r.slice for r in strict if not r.passed] == ["region=tiny"]
+    lenient = run_gates(
+        [Gate(metric="roc_auc", min=0.7, segment="region", min_rows=50, on_skip="pass")],
+        inputs(y_true=y, candidate_scores=scores, holdout=holdout),
+    )
+    assert all_passed(lenient)
+    tiny = {r.slice: r for r in lenient}["region=tiny"]
+    assert tiny.passed and tiny.skipped and "not checked (on_skip: pass)" in tiny.reason
 
 
 def test_segment_gate_relative_to_the_champion_per_slice():
@@ -414,11 +437,31 @@ def test_fairness_gap_by_hand(max_gap, passed):
     assert r.details["groups"] == {"a": 1.0, "b": 0.75, "c": 0.875}
 
 
-def test_fairness_skips_small_groups_and_needs_two():
+@pytest.mark.parametrize(("on_skip", "passed"), [("fail", False), ("pass", True)])
+def test_fairness_needs_two_groups_large_enough(on_skip, passed):
     y, p, frame = fairness_data()
-    gate = Gate(type="fairness", metric="accuracy", by="group", max_gap=0.01, min_rows=9)
+    gate = Gate(type="fairness", metric="accuracy", by="group", max_gap=0.01, min_rows=9, on_skip=on_skip)
     [r] = run_gates([gate], inputs(y_true=y, candidate_scores=p, holdout=frame))
-    assert r.passed and r.skipped and "fewer than two groups" in r.reason
+    assert r.passed is passed and r.skipped and "fewer than two groups" in r.reason
+    assert "group=a (8 rows)" in r.reason
+
+
+@pytest.mark.parametrize(("on_skip", "passed"), [("fail", False), ("pass", True)])
+def test_fairness_group_too_small_to_compare(on_skip, passed):
+    # groups a and b (8 rows) are compared; c is cut to 3 rows, below min_rows 5: not compared
+    y, p, frame = fairness_data()
+    keep = np.r_[0:16, 16:19]
+    gate = Gate(type="fairness", metric="accuracy", by="group", max_gap=0.3, min_rows=5, on_skip=on_skip)
+    [r] = run_gates([gate], inputs(y_true=y[keep], candidate_scores=p[keep], holdout=frame.iloc[keep]))
+    assert r.observed == 0.25 and r.details["skipped_groups"] == {"c": 3}
+    assert r.passed is passed and r.skipped and "group=c (3 rows)" in r.reason
+
+
+def test_on_skip_only_where_slices_exist():
+    with pytest.raises(ValueError, match="on_skip only applies with segment"):
+        Gate(metric="roc_auc", min=0.7, on_skip="pass")
+    with pytest.raises(ValueError, match="'on_skip' does not apply to a calibration gate"):
+        Gate(type="calibration", metric="ece", max=0.1, on_skip="pass")
 
 
 @pytest.mark.parametrize(
