@@ -1,5 +1,6 @@
 """The ``gates:`` of a model config: :class:`Gate`, one evaluation gate of any kind (metric,
-fairness, calibration, latency, servable, stability, bootstrap, leakage) with its per-kind checks.
+fairness, calibration, latency, servable, stability, bootstrap, leakage, importance_shift,
+golden) with its per-kind checks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Gate(StrictModel):
         - {type: stability, max_change: 0.05}
         - {type: bootstrap, metric: roc_auc, margin: 0.0, confidence: 0.95}
         - {type: leakage, max_score: 0.98}
+        - {type: importance_shift, max_rank_change: 2, top_k: 5}
+        - {type: golden, dataset: golden/credit.csv, metric: roc_auc, min: 0.8, must_pass: must_pass}
 
     ``metric``: absolute ``min``/``max`` (bounds included), and relative to the champion
     ``max_regression`` (the candidate may be at most this much worse) or ``min_improvement``
@@ -55,14 +58,28 @@ class Gate(StrictModel):
     decisions at 0.5; regression: mean absolute change / std of y). ``bootstrap``: paired
     bootstrap of the improvement over the champion; fails when the challenger is worse than
     ``-margin`` with ``confidence``. ``leakage``: no feature alone may predict the target on
-    the training rows with a score of ``max_score`` or more. See ``retrain_lib.quality.gates``.
+    the training rows with a score of ``max_score`` or more. ``importance_shift``: none of the
+    champion's ``top_k`` features (by permutation importance, candidate and champion measured on
+    the same compared rows) moves more than ``max_rank_change`` places in the candidate's ranking
+    (skipped, passing, without a champion). ``golden``: the fixed evaluation set ``dataset``
+    scored by every candidate: ``metric`` within ``min``/``max`` there, and every row whose
+    ``must_pass`` column is true predicted right. See ``retrain_lib.quality.gates``.
     """
 
-    type: Literal["metric", "fairness", "calibration", "latency", "servable", "stability", "bootstrap", "leakage"] = (
-        Field(
-            default="metric",
-            description="Kind of gate; each kind takes the fields listed in its description.",
-        )
+    type: Literal[
+        "metric",
+        "fairness",
+        "calibration",
+        "latency",
+        "servable",
+        "stability",
+        "bootstrap",
+        "leakage",
+        "importance_shift",
+        "golden",
+    ] = Field(
+        default="metric",
+        description="Kind of gate; each kind takes the fields listed in its description.",
     )
     metric: str | None = Field(
         default=None,
@@ -145,6 +162,33 @@ class Gate(StrictModel):
         le=1,
         description="leakage: a feature whose univariate score (AUC, |Spearman| or R2) reaches this fails.",
     )
+    max_rank_change: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "importance_shift: how many places one of the champion's top_k features may move in the candidate's "
+            "permutation-importance ranking (both measured on the same compared rows)."
+        ),
+    )
+    top_k: int = Field(default=5, ge=1, le=1000, description="importance_shift: the champion's features checked.")
+    dataset: str | None = Field(
+        default=None,
+        description=(
+            "golden: the fixed evaluation set, a .parquet or .csv file (features, target and the must_pass "
+            "column) relative to the config directory; versioned in the platform's DVC data registry at every "
+            "evaluation, its revision recorded in the gate result."
+        ),
+    )
+    must_pass: str | None = Field(
+        default=None,
+        description=(
+            "golden: a boolean column of the dataset; every row marked true must be predicted right "
+            "(classification: the class at 0.5; regression: within tolerance)."
+        ),
+    )
+    tolerance: float | None = Field(
+        default=None, gt=0, description="golden, regression with must_pass: largest allowed |prediction - target|."
+    )
 
     _FIELDS: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "metric": (
@@ -165,6 +209,8 @@ class Gate(StrictModel):
         "stability": ("max_change",),
         "bootstrap": ("metric", "n_resamples", "confidence", "margin"),
         "leakage": ("max_score",),
+        "importance_shift": ("max_rank_change", "top_k"),
+        "golden": ("dataset", "metric", "min", "max", "must_pass", "tolerance"),
     }
     _REQUIRED: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "metric": ("metric",),
@@ -175,6 +221,8 @@ class Gate(StrictModel):
         "stability": ("max_change",),
         "bootstrap": ("metric",),
         "leakage": (),
+        "importance_shift": ("max_rank_change",),
+        "golden": ("dataset",),
     }
 
     @field_validator("metric")
@@ -208,6 +256,8 @@ class Gate(StrictModel):
             raise ValueError(f"a {kind} gate needs {' and '.join(repr(m) for m in missing)}")
         if kind == "calibration" and self.metric not in ("brier", "ece"):
             raise ValueError(f"a calibration gate measures brier or ece, not {self.metric!r}")
+        if kind == "golden":
+            self._check_golden()
         if kind != "metric":
             return self
         if all(v is None for v in (self.min, self.max, self.max_regression, self.min_improvement)):
@@ -222,3 +272,16 @@ class Gate(StrictModel):
             if getattr(self, name) != type(self).model_fields[name].default and self.segment is None:
                 raise ValueError(f"{name} only applies with segment (or to a fairness gate)")
         return self
+
+    def _check_golden(self) -> None:
+        if self.min is None and self.max is None and self.must_pass is None:
+            raise ValueError("a golden gate needs min or max (with metric), or must_pass, or both")
+        if (self.min is not None or self.max is not None) and self.metric is None:
+            raise ValueError("a golden gate's min/max need the 'metric' they bound")
+        if self.metric is not None and self.min is None and self.max is None:
+            raise ValueError(f"a golden gate with metric {self.metric!r} needs min or max")
+        if self.tolerance is not None and self.must_pass is None:
+            raise ValueError("tolerance only applies with must_pass")
+        suffix = self.dataset.rsplit(".", 1)[-1].lower() if self.dataset and "." in self.dataset else ""
+        if suffix not in ("parquet", "csv"):
+            raise ValueError(f"a golden dataset is a .parquet or .csv file, not {self.dataset!r}")

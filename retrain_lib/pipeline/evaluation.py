@@ -16,6 +16,7 @@ from retrain_lib.learn.candidates import CrossFit, crossfit_gain, selection_rows
 from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.adaptation_steps import REJECTED, is_follow_up, metric_ses, promotion_outcome
 from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
+from retrain_lib.pipeline.reference_inputs import golden_scores, importance_pair
 from retrain_lib.pipeline.rollout import PROMOTE
 from retrain_lib.pipeline.servability import served_candidate
 from retrain_lib.pipeline.snapshot import training_rows
@@ -142,12 +143,14 @@ def gate_inputs(
     X, y = xy(cfg, compared.holdout)
     champion = load_model(ctx, f"models:/{cfg.name}/{champion_version}") if champion_version else None
     latency = None
-    if in_process_latency and any(g.type == "latency" for g in cfg.gates):
-        candidate = load_model(ctx, trained.model_uri)
+    kinds = {g.type for g in cfg.gates}
+    candidate = load_model(ctx, trained.model_uri) if kinds & {"latency", "importance_shift", "golden"} else None
+    if in_process_latency and "latency" in kinds:
         latency = {
             **measure_latency_ms(candidate, X, task=cfg.task, n=100, seed=cfg.training.seed),
             "path": "in_process",
         }
+    cand_importances, champ_importances = importance_pair(cfg, candidate, champion, X, y)
     return GateInputs(
         task=cfg.task,
         y_true=y,
@@ -163,6 +166,9 @@ def gate_inputs(
         seed=cfg.training.seed,
         champion_relative_floor=cfg.adaptation is not None,
         compared_on=compared.basis,
+        candidate_importances=cand_importances,
+        champion_importances=champ_importances,
+        golden=golden_scores(cfg, ctx.settings, candidate) if "golden" in kinds else {},
     )
 
 

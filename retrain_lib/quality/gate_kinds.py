@@ -1,5 +1,6 @@
 """The gate kinds: how each kind of :class:`retrain_lib.core.config.Gate` (metric and segment,
-fairness, calibration, latency, stability, bootstrap, leakage) turns a
+fairness, calibration, latency, stability, bootstrap, leakage; importance_shift and golden in
+:mod:`retrain_lib.quality.reference_gates`) turns a
 :class:`~retrain_lib.quality.gate_types.GateInputs` into :class:`~retrain_lib.quality.gate_types.GateResult`
 checks; :data:`RUNNERS` maps a gate's ``type`` to its runner.
 
@@ -29,6 +30,7 @@ from retrain_lib.quality.gate_types import (
     skipped_result,
     unchecked_result,
 )
+from retrain_lib.quality.reference_gates import run_golden, run_importance_shift
 from retrain_lib.stats.gate_measures import (
     bootstrap_improvement,
     calibrated_baseline,
@@ -429,4 +431,6 @@ RUNNERS = {
     "stability": _run_stability,
     "bootstrap": _run_bootstrap,
     "leakage": _run_leakage,
+    "importance_shift": run_importance_shift,
+    "golden": run_golden,
 }

@@ -90,6 +90,20 @@ class ServedProbe:
 
 
 @dataclass(frozen=True)
+class GoldenScores:
+    """A golden gate's fixed evaluation set scored by the candidate: labels, scores, the
+    must-pass mask (``None`` without a ``must_pass`` column), where the set is versioned
+    (``source``: file, DVC path, rev, md5), or the ``error`` that kept it from being scored."""
+
+    dataset: str
+    y_true: Any = None
+    scores: Any = None
+    must_pass: Any = None
+    source: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class GateInputs:
     """Everything :func:`~retrain_lib.quality.gates.run_gates` may need; only the configured gates' inputs are required.
 
@@ -109,6 +123,9 @@ class GateInputs:
         target: name of the target column of ``train``.
         features: feature columns checked by the leakage gate.
         seed: seed of the bootstrap resampling.
+        candidate_importances, champion_importances: permutation importances of each feature
+            (summing to 1) on the compared rows, for the importance_shift gate.
+        golden: the golden gates' sets scored by the candidate, by ``dataset``.
     """
 
     task: str
@@ -124,6 +141,9 @@ class GateInputs:
     target: str | None = None
     features: list[str] = field(default_factory=list)
     seed: int = 0
+    candidate_importances: dict[str, float] | None = None
+    champion_importances: dict[str, float] | None = None
+    golden: dict[str, GoldenScores] = field(default_factory=dict)
     # An absolute gate (min/max, segment, fairness, calibration) the champion fails too on the
     # same rows passes when the candidate is not worse there (config ``adaptation``): a gate
     # must not keep a degraded model serving because its successor is not yet perfect.
@@ -164,9 +184,16 @@ def gate_name(gate: Gate) -> str:
     kind = getattr(gate, "type", "metric")
     if kind == "metric":
         return str(m)
-    return {"latency": "latency_p95_ms", "servable": "servable", "stability": "stability", "leakage": "leakage"}.get(
-        kind, f"{kind}_{m}"
-    )
+    fixed = {
+        "latency": "latency_p95_ms",
+        "servable": "servable",
+        "stability": "stability",
+        "leakage": "leakage",
+        "importance_shift": "importance_shift",
+    }
+    if kind == "golden":
+        return f"golden_{m}" if m else "golden"
+    return fixed.get(kind, f"{kind}_{m}")
 
 
 def failed_result(gate: Gate, exc: BaseException) -> GateResult:

@@ -1,8 +1,10 @@
 """The measurements promotion gates judge, as plain functions of labels, scores, frames and a
-model: prediction change, the paired bootstrap of an improvement, leakage scores and latency."""
+model: prediction change, the paired bootstrap of an improvement, leakage scores, latency and
+the rank changes of feature importances."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 
@@ -169,3 +171,21 @@ def calibrated_baseline(metric: str, scores, *, bins: int = 10, draws: int = 200
         for _ in range(draws)
     ]
     return float(np.nanmean(values))
+
+
+def importance_ranks(importances: dict[str, float]) -> dict[str, int]:
+    """Competition rank of each feature by importance, 1 = most important: a feature's rank is
+    1 + the number of features strictly more important (ties share a rank, so the order among
+    features of equal importance, e.g. the many clipped at 0, is never counted as a change)."""
+    desc = sorted(-v for v in importances.values())
+    return {f: 1 + bisect.bisect_left(desc, -v) for f, v in importances.items()}
+
+
+def rank_changes(champion: dict[str, float], candidate: dict[str, float], *, top_k: int) -> dict[str, int]:
+    """For each of the champion's ``top_k`` most important features with an importance above 0,
+    how many places its rank moved in the candidate (a feature the candidate lacks ranks last)."""
+    old = importance_ranks(champion)
+    new = importance_ranks(candidate)
+    last = len(set(champion) | set(candidate))
+    top = sorted((f for f, v in champion.items() if v > 0), key=lambda f: (old[f], f))[:top_k]
+    return {f: abs(new.get(f, last) - old[f]) for f in top}

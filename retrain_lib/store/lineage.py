@@ -294,14 +294,44 @@ def snapshot_training_set(
             f"Got {type(frame).__name__} instead."
         )
     as_of = as_of.isoformat() if isinstance(as_of, dt.date) else str(as_of)
-    reg = data_registry(settings)
+    return _version_file(
+        data_registry(settings),
+        path,
+        lambda target: _write_parquet(frame, target, order_by),
+        f"{model}: training set as of {as_of}",
+        f"model: {model}\nas_of: {as_of}\nfingerprint: {fingerprint}\nrows: {len(frame)}",
+    )
+
+
+def snapshot_golden_set(settings: Settings, model: str, source: Path) -> dict[str, str]:
+    """Version the golden evaluation set ``source`` of ``model`` as it is (its bytes) at
+    ``models/<model>/golden/<file name>``: ``{"path", "md5", "rev", "remote"}`` as
+    :func:`snapshot_training_set`; an unchanged file makes no new commit."""
+    training_set_path(model)  # checks the model name
+    name = Path(source).name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.(parquet|csv)", name):
+        raise ValueError(f"a golden set is a .parquet or .csv file with a plain name; got {name!r}")
+    data = Path(source).read_bytes()
+    return _version_file(
+        data_registry(settings),
+        f"models/{model}/golden/{name}",
+        lambda target: target.write_bytes(data),
+        f"{model}: golden set {name}",
+        f"model: {model}\nsource: {source}\nbytes: {len(data)}",
+    )
+
+
+def _version_file(reg: DataRegistry, path: str, write, title: str, body: str) -> dict[str, str]:
+    """Write ``path`` in the registry with ``write(target)``, ``dvc add`` + ``dvc push`` it and
+    commit its ``.dvc`` file (no commit when unchanged: the commit that recorded it)."""
     from dvc.repo import Repo  # before _quiet_dvc: importing dvc sets its logger's level
 
+    folder = path.rsplit("/", 1)[0]
     with _locked(reg), _quiet_dvc():
         _ensure_registry(reg)
         target = reg.repo / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(frame, target, order_by)
+        write(target)
         repo = Repo(str(reg.repo), config=reg.dvc_config())
         try:
             stage = repo.add(str(target))[0]
@@ -310,25 +340,25 @@ def snapshot_training_set(
         finally:
             repo.close()
         dvc_file = f"{path}.dvc"
-        _git(reg.repo, "add", "--", dvc_file, f"models/{model}/.gitignore")
+        _git(reg.repo, "add", "--", dvc_file, f"{folder}/.gitignore")
         if _git(reg.repo, "status", "--porcelain", "--", dvc_file, check=False):
             _git(
                 reg.repo,
                 "commit",
                 "-q",
                 "-m",
-                f"{model}: training set as of {as_of}",
+                title,
                 "-m",
-                f"model: {model}\nas_of: {as_of}\nfingerprint: {fingerprint}\nmd5: {md5}\nrows: {len(frame)}",
+                f"{body}\nmd5: {md5}",
                 "--",
                 dvc_file,
-                f"models/{model}/.gitignore",
+                f"{folder}/.gitignore",
             )
             rev = _git(reg.repo, "rev-parse", "HEAD")
-            log.info("data registry: %s training set as of %s -> md5 %s, rev %s", model, as_of, md5, rev)
+            log.info("data registry: %s -> md5 %s, rev %s", title, md5, rev)
         else:
             rev = _git(reg.repo, "log", "-1", "--format=%H", "--", dvc_file)
-            log.info("data registry: %s training set unchanged (md5 %s, rev %s)", model, md5, rev)
+            log.info("data registry: %s unchanged (md5 %s, rev %s)", title, md5, rev)
     return {"path": path, "md5": md5, "rev": rev, "remote": reg.remote}
 
 

@@ -161,3 +161,72 @@ def test_the_monitor_rolls_back_a_new_champion_that_does_worse_than_the_one_it_r
     assert Path(again.report_path).parent != Path(res.report_path).parent
     assert json.loads(Path(res.report_path).read_text())["action"] == "rollback"
     assert json.loads(Path(again.report_path).read_text())["action"] == again.action
+
+
+def test_golden_and_importance_gates_judge_a_real_retrain(platform):
+    """Golden sets (versioned in the data registry, scored by the candidate) and the
+    importance-shift gate run inside a real retrain: a must-pass row the model cannot get right
+    rejects the candidate, and every result says which golden-set revision it judged."""
+    import datetime as dt
+    import subprocess
+
+    import numpy as np
+
+    from retrain_lib.core.metrics import predict_scores
+    from retrain_lib.learn.training_data import xy
+    from retrain_lib.pipeline.retrain_run import retrain_model
+    from retrain_lib.store import registry
+    from retrain_lib.store.data import load_window
+    from retrain_lib.store.lineage import data_registry
+    from retrain_lib.store.model_context import ModelContext, load_model
+
+    settings, cfg_dir = platform
+    ctx = ModelContext(MODEL, settings)
+    champion = load_model(ctx, f"models:/{MODEL}@champion")
+    window = load_window(ctx.cfg, settings, dt.date(2026, 1, 2), dt.date(2026, 1, 4), as_of=dt.date(2026, 2, 1))
+    frame = window.frame[window.frame["__label_known"]].drop(columns="__label_known").head(300).reset_index(drop=True)
+    X, _ = xy(ctx.cfg, frame)
+    frame["must"] = False
+    (cfg_dir / "golden").mkdir(exist_ok=True)
+    frame.to_csv(cfg_dir / "golden" / "held.csv", index=False)
+    # the trap: three applications the champion is sure will not default, labelled as defaults
+    trap = frame.copy()
+    sure = np.flatnonzero(predict_scores(champion, X, "classification") < 0.1)[:3]
+    assert len(sure) == 3
+    trap.loc[sure, "defaulted"] = 1
+    trap.loc[sure, "must"] = True
+    trap.to_csv(cfg_dir / "golden" / "trap.csv", index=False)
+
+    original = (cfg_dir / "models" / f"{MODEL}.yaml").read_text()
+    _edit(
+        cfg_dir,
+        lambda raw: raw["gates"].extend(
+            [
+                {"type": "golden", "dataset": "golden/held.csv", "metric": "roc_auc", "min": 0.6},
+                {"type": "golden", "dataset": "golden/trap.csv", "must_pass": "must"},
+                {"type": "importance_shift", "max_rank_change": 7, "top_k": 3},  # 8 features: cannot fail
+            ]
+        ),
+    )
+    try:
+        res = retrain_model(MODEL, "2026-02-06", settings=settings, actor="golden")
+    finally:
+        (cfg_dir / "models" / f"{MODEL}.yaml").write_text(original)
+    assert res.outcome == "rejected", res
+    assert any("3 of 3 must-pass rows of the golden set golden/trap.csv" in r for r in res.failed), res.failed
+    client = registry.get_client(settings.tracking_uri)
+    results = client.download_artifacts(res.rejection.run_id, "gates/results.json")
+    by_gate = {r["gate"]: r for r in json.loads(Path(results).read_text())["results"]}
+    held = by_gate["golden_roc_auc_min"]
+    assert held["passed"] and held["observed"] >= 0.6
+    repo = data_registry(settings).repo
+    for name in ("held.csv", "trap.csv"):
+        dvc_file = f"models/{MODEL}/golden/{name}.dvc"
+        rev = subprocess.run(
+            ["git", "-C", str(repo), "log", "-1", "--format=%H", "--", dvc_file], capture_output=True, text=True
+        ).stdout.strip()
+        assert rev, f"{dvc_file} was not committed to the data registry"
+    assert held["details"]["source"]["path"] == f"models/{MODEL}/golden/held.csv"
+    shift = by_gate["importance_shift"]
+    assert shift["passed"] and len(shift["details"]["rank_changes"]) == 3
+    assert abs(sum(shift["details"]["candidate"].values()) - 1) < 1e-9
