@@ -1,6 +1,11 @@
 # The platform's image: the official Airflow image plus this project, installed from uv.lock.
 # One image for every Airflow component, the MLflow server and the serving gateway
-# (docker-compose.yaml). Build: docker build -t airflow-retrain .
+# (docker-compose.yaml). Build from a clean checkout, naming its commit:
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t airflow-retrain .
+# (docker compose build reads GIT_COMMIT from the environment: GIT_COMMIT=$(git rev-parse HEAD)
+# docker compose build). The commit and the hash of uv.lock are baked into the installed package
+# (retrain_lib/_build_info.json) and recorded on every model trained in the image (tags git.commit,
+# lock.hash); without GIT_COMMIT, git.commit reads "unknown (image built without GIT_COMMIT)".
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -34,7 +39,12 @@ RUN uv export --frozen --no-dev --no-emit-project --no-header --output-file /tmp
 # default configs (docker-compose.yaml mounts the deployment's configs over them).
 COPY --chown=airflow:0 retrain_lib ./retrain_lib
 COPY --chown=airflow:0 plugins ./plugins
-RUN pip install --no-cache-dir --no-deps .
+# Lineage: the image has no .git (.dockerignore), so the build's commit and uv.lock hash are
+# written into the package before it is installed (tests/integration/test_image_lineage.py runs
+# this very step). Declared here, so a new commit does not invalidate the dependency layer.
+ARG GIT_COMMIT=""
+RUN python -m retrain_lib.cli.build_info --git-commit "${GIT_COMMIT}" --lock uv.lock \
+ && pip install --no-cache-dir --no-deps .
 COPY --chown=airflow:0 dags ./dags
 COPY --chown=airflow:0 configs ./configs
 # the runbooks every alert links to, served by the fleet app (/retrain/runbooks/)

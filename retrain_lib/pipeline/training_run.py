@@ -164,8 +164,7 @@ def _run_tags(ctx: ModelContext, snap: Snapshot, fitted: _Fitted, actor: str) ->
         "data.end": snap.end,
         "data.fingerprint": snap.fingerprint,
         "config.hash": cfg.config_hash(),
-        "git.commit": provenance.git_commit(),
-        "lock.hash": provenance.lock_hash(),
+        **provenance.code_tags(),  # git.commit, lock.hash: baked into the image, else the checkout
     }
     if snap.validation is not None and snap.validation.mlflow_run_id:
         tags["validation.run_id"] = snap.validation.mlflow_run_id
