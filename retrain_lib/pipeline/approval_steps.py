@@ -10,6 +10,7 @@ from typing import Any
 from retrain_lib.core.settings import Settings
 from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.registration import add_approval_to_card
+from retrain_lib.quality import registry_record as rr
 from retrain_lib.quality.approval import approval_reasons
 from retrain_lib.store.model_context import ModelContext
 
@@ -23,6 +24,7 @@ def record_approval(ctx: ModelContext, version: str, approval: dict, *, as_of: s
         ("approval.by", approval.get("by")),
         ("approval.at", approval.get("at")),
         ("approval.timed_out", approval.get("timed_out")),
+        (rr.COMPLIANCE_TAG, rr.answer_status(approval.get("answer"), timed_out=bool(approval.get("timed_out")))),
     ):
         if value is not None:
             ctx.client.set_model_version_tag(
@@ -66,6 +68,9 @@ def approval_request(
         train_rows=int(rows) if rows else None,
     )
     version = registered.version
+    ctx.client.set_model_version_tag(
+        ctx.name, str(version), rr.COMPLIANCE_TAG, rr.PENDING if reasons else rr.NOT_REQUIRED
+    )
     subject = f"Promote {model} version {version} to champion?"
     lines = [
         f"**{model}** version {version} passed its gates and waits for an approval.",

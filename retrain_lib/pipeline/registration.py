@@ -16,7 +16,9 @@ from retrain_lib.learn.training_data import split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import regime_tags
 from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
+from retrain_lib.quality import registry_record as rr
 from retrain_lib.quality.approval import FEATURES_TAG, feature_signature
+from retrain_lib.quality.card_review import review_info
 from retrain_lib.quality.model_card import build_model_card
 from retrain_lib.store import registry
 from retrain_lib.store.model_context import ModelContext, load_model
@@ -33,7 +35,15 @@ def register_candidate(
     *,
     settings: Settings | None = None,
 ) -> Registered:
-    """Register the candidate (idempotent per MLflow run) with its lineage tags."""
+    """Register the candidate (idempotent per MLflow run) with its lineage tags, its registry
+    record (:mod:`retrain_lib.quality.registry_record`: semantic version, intended use,
+    ``registered_by``, compliance status) and its model card.
+
+    Raises:
+        RegistryError: the gates failed, or the model card could not be written (fail closed:
+            the version exists without a card and this step fails; a retry finds the same
+            version, registered for this run, and writes its card).
+    """
     if not gates.passed:
         raise RegistryError(f"refusing to register a candidate of {model} that failed its gates")
     ctx = ModelContext(model, settings)
@@ -68,6 +78,7 @@ def register_candidate(
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]
     tags.update({k: repr(v) for k, v in run.data.metrics.items() if k.startswith("importance.")})
+    tags.update(_record_tags(ctx, tags, trained.run_id))
     version = registry.register_version(
         ctx.client,
         ctx.name,
@@ -76,13 +87,42 @@ def register_candidate(
         tags=tags,
         description=f"Trained on {snap.start}..{snap.end}",
     )
+    number = str(version.version)
     try:
-        write_model_card(
-            ctx, str(version.version), _card_info(ctx, snap, trained, evaluation, gates, run, str(version.version))
-        )
-    except Exception:  # noqa: BLE001 - the card documents the version; it never blocks it
+        info = _card_info(ctx, snap, trained, evaluation, gates, run, number)
+        write_model_card(ctx, number, {**info, "record": rr.card_record({**tags, **dict(version.tags or {})})})
+    except Exception as exc:  # noqa: BLE001 - any failure: a version without its card is not deployed
         log.exception("model card of %s version %s could not be written", model, version.version)
-    return Registered(version=str(version.version), run_id=trained.run_id)
+        raise RegistryError(
+            f"the model card of {model} version {version.version} could not be written "
+            f"({type(exc).__name__}: {exc}); the version is registered without a card and is not deployed. "
+            "Fix the cause and clear the register_candidate task: the retry finds the same version "
+            "(registered for this MLflow run) and writes its card"
+        ) from exc
+    return Registered(version=number, run_id=trained.run_id)
+
+
+def _record_tags(ctx: ModelContext, tags: dict[str, str], run_id: str) -> dict[str, str]:
+    """The registry record's lifecycle tags of a new version with lineage ``tags``: its
+    semantic version against the previous registered version, target, intended use, who
+    registers it and its compliance status before any approval step."""
+    cfg = ctx.cfg
+    current = {**tags, rr.TARGET_TAG: cfg.features.target}
+    previous = rr.previous_semantic(ctx.client.search_model_versions(f"name='{ctx.name}'"), run_id=run_id)
+    bump = rr.next_semantic_version(
+        dict(previous.tags) if previous is not None else None,
+        current,
+        previous_version=str(previous.version) if previous is not None else None,
+    )
+    use, _source = rr.intended_use(cfg.intended_use, cfg.description)
+    return {
+        rr.TARGET_TAG: cfg.features.target,
+        rr.SEMVER_TAG: str(bump.version),
+        rr.SEMVER_REASON_TAG: bump.reason[: rr.MAX_TAG_CHARS],
+        rr.INTENDED_USE_TAG: use[: rr.MAX_TAG_CHARS],
+        rr.REGISTERED_BY_TAG: rr.registered_by(),
+        rr.COMPLIANCE_TAG: rr.PENDING if cfg.approval is not None else rr.NOT_REQUIRED,
+    }
 
 
 def _card_info(
@@ -158,6 +198,7 @@ def _card_info(
                 "lock_hash": run.data.tags.get("lock.hash"),
             },
             "limitations": [f"champion at evaluation: version {evaluation.champion_version or 'none'}"],
+            **review_info(cfg, gates.results),
         }
     )
 
@@ -181,6 +222,7 @@ def add_approval_to_card(ctx: ModelContext, version: str, approval: dict) -> Non
         ctx.mlflow()
         info = ctx.mlflow().artifacts.load_dict(f"runs:/{mv.run_id}/model_card/info.json")
         info.setdefault("approvals", []).append(approval)
+        info["record"] = rr.card_record(dict(mv.tags or {}))  # the answer's compliance status
         write_model_card(ctx, version, info)
     except Exception:  # noqa: BLE001 - the approval is in the ledger and the tags already
         log.exception("could not add the approval to the model card of %s version %s", ctx.name, version)

@@ -23,15 +23,20 @@ Example::
 from __future__ import annotations
 
 import html as _html
-import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from retrain_lib.quality.card_layout import NOT_RECORDED, CardSection, format_value
+from retrain_lib.quality.card_review import (
+    DataRequirementsInfo,
+    FairnessInfo,
+    IntendedUseInfo,
+    RetrainingInfo,
+    review_sections,
+)
 from retrain_lib.quality.gate_types import GateResult
 
-NOT_RECORDED = "not recorded"
 MIN_HOLDOUT_ROWS = 500
 """Holdouts smaller than this get an automatic limitation (metrics are noisy)."""
 MIN_SEGMENT_ROWS = 50
@@ -98,6 +103,15 @@ class LineageInfo(TypedDict, total=False):
     lock_hash: str
 
 
+class RecordInfo(TypedDict, total=False):
+    """The registry record's fields (:func:`retrain_lib.quality.registry_record.card_record`)."""
+
+    semantic_version: str
+    semantic_version_reason: str
+    registered_by: str  # <dag_id>/<run_id> or user:<login>
+    compliance_status: str  # approved, rejected, approval timed out, pending approval, not required
+
+
 class ModelCardInfo(TypedDict, total=False):
     """Everything a model card shows; every key is optional.
 
@@ -122,38 +136,16 @@ class ModelCardInfo(TypedDict, total=False):
     approvals: list[ApprovalRow]
     lineage: LineageInfo
     limitations: list[str]
+    record: RecordInfo
+    intended_use: IntendedUseInfo  # the reviewer's sections: retrain_lib.quality.card_review
+    retraining: RetrainingInfo
+    fairness: FairnessInfo
+    data_requirements: DataRequirementsInfo
 
 
 # -----------------------------------------------------------------------------------------
 # Values
 # -----------------------------------------------------------------------------------------
-
-
-def format_value(value: Any) -> str:
-    """A value as card text: numbers with up to 6 significant digits, booleans yes/no,
-    lists joined by commas, missing values "not recorded"."""
-    if value is None or value == "" or (isinstance(value, (list, tuple, dict)) and not value):
-        return NOT_RECORDED
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.6g}"
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return format_value(value.item())
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(v) for v in value)
-    return str(value)
 
 
 def _get(mapping: Any, key: str, *aliases: str) -> Any:
@@ -170,43 +162,28 @@ def _get(mapping: Any, key: str, *aliases: str) -> Any:
 # -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Section:
-    title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)  # ("text"|"fields"|"table"|"list", content)
-
-    def text(self, value: str) -> _Section:
-        self.blocks.append(("text", value))
-        return self
-
-    def fields(self, pairs: list[tuple[str, Any]]) -> _Section:
-        self.blocks.append(("fields", [(k, format_value(v)) for k, v in pairs]))
-        return self
-
-    def table(self, header: list[str], rows: list[list[Any]]) -> _Section:
-        self.blocks.append(("table", (header, [[format_value(c) for c in row] for row in rows])))
-        return self
-
-    def items(self, values: list[str]) -> _Section:
-        self.blocks.append(("list", [str(v) for v in values]))
-        return self
-
-
-def _purpose(info: Mapping) -> _Section:
-    s = _Section("Purpose")
+def _purpose(info: Mapping) -> CardSection:
+    s = CardSection("Purpose")
+    record = info.get("record")
+    if not isinstance(record, Mapping):
+        record = {}
     s.text(str(info.get("description") or NOT_RECORDED))
     return s.fields(
         [
             ("owner", info.get("owner")),
             ("task", info.get("task")),
             ("version", info.get("version")),
+            ("semantic version", record.get("semantic_version")),
+            ("version rule", record.get("semantic_version_reason")),
+            ("registered by", record.get("registered_by")),
+            ("compliance", record.get("compliance_status")),
             ("created", info.get("created_at")),
         ]
     )
 
 
-def _data(info: Mapping) -> _Section:
-    s = _Section("Data")
+def _data(info: Mapping) -> CardSection:
+    s = CardSection("Data")
     d = info.get("data")
     if not isinstance(d, Mapping) or not d:
         return s.text(NOT_RECORDED)
@@ -230,8 +207,8 @@ def _data(info: Mapping) -> _Section:
     )
 
 
-def _features(info: Mapping) -> _Section:
-    s = _Section("Features")
+def _features(info: Mapping) -> CardSection:
+    s = CardSection("Features")
     f = info.get("features")
     if not isinstance(f, Mapping) or not f:
         return s.text(NOT_RECORDED)
@@ -245,8 +222,8 @@ def _features(info: Mapping) -> _Section:
     )
 
 
-def _training(info: Mapping) -> _Section:
-    s = _Section("Training")
+def _training(info: Mapping) -> CardSection:
+    s = CardSection("Training")
     t = info.get("training")
     if not isinstance(t, Mapping) or not t:
         return s.text(NOT_RECORDED)
@@ -275,8 +252,8 @@ def _training(info: Mapping) -> _Section:
     return s
 
 
-def _metrics(info: Mapping) -> _Section:
-    s = _Section("Metrics")
+def _metrics(info: Mapping) -> CardSection:
+    s = CardSection("Metrics")
     overall = info.get("metrics")
     if isinstance(overall, Mapping) and overall:
         s.text("Holdout, all rows:")
@@ -301,8 +278,8 @@ def _metrics(info: Mapping) -> _Section:
     return s
 
 
-def _gates(info: Mapping) -> _Section:
-    s = _Section("Gates")
+def _gates(info: Mapping) -> CardSection:
+    s = CardSection("Gates")
     gates = info.get("gates")
     if not isinstance(gates, Sequence) or not gates:
         return s.text(NOT_RECORDED)
@@ -326,8 +303,8 @@ def _gates(info: Mapping) -> _Section:
     return s.table(["gate", "metric", "slice", "threshold", "observed", "champion", "delta", "passed", "reason"], rows)
 
 
-def _approvals(info: Mapping) -> _Section:
-    s = _Section("Approvals")
+def _approvals(info: Mapping) -> CardSection:
+    s = CardSection("Approvals")
     approvals = info.get("approvals")
     if not isinstance(approvals, Sequence) or not approvals:
         return s.text(NOT_RECORDED)
@@ -340,8 +317,8 @@ def _approvals(info: Mapping) -> _Section:
     return s.table(["who", "when", "answer", "comment"], rows)
 
 
-def _lineage(info: Mapping) -> _Section:
-    s = _Section("Lineage")
+def _lineage(info: Mapping) -> CardSection:
+    s = CardSection("Lineage")
     lin = info.get("lineage")
     if not isinstance(lin, Mapping) or not lin:
         return s.text(NOT_RECORDED)
@@ -399,8 +376,8 @@ def automatic_limitations(
     return out
 
 
-def _limitations(info: Mapping, **limits) -> _Section:
-    s = _Section("Known limitations")
+def _limitations(info: Mapping, **limits) -> CardSection:
+    s = CardSection("Known limitations")
     given = info.get("limitations")
     given = [given] if isinstance(given, str) else list(given or [])
     found = [*map(str, given), *automatic_limitations(info, **limits)]
@@ -423,7 +400,7 @@ def _md_inline(text: str) -> str:
     return _md(" ".join(str(text).split()))
 
 
-def _markdown(title: str, sections: list[_Section]) -> str:
+def _markdown(title: str, sections: list[CardSection]) -> str:
     lines = [f"# {_md_inline(title)}", ""]
     for sec in sections:
         lines += [f"## {sec.title}", ""]
@@ -454,7 +431,7 @@ def _h(text: Any) -> str:
     return _html.escape(str(text), quote=True)
 
 
-def _html_page(title: str, sections: list[_Section]) -> str:
+def _html_page(title: str, sections: list[CardSection]) -> str:
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -500,8 +477,9 @@ def build_model_card(
         min_holdout_rows: a holdout smaller than this adds a limitation.
         min_segment_rows: segments with fewer holdout rows add a limitation.
 
-    Sections: Purpose, Data, Features, Training, Metrics, Gates, Approvals, Lineage, Known
-    limitations.
+    Sections: Purpose, Intended use, Data, Features, Data requirements, Training, Retraining
+    triggers and frequency, Metrics, Gates, Fairness considerations, Approvals, Lineage, Known
+    limitations (the reviewer's four from :mod:`retrain_lib.quality.card_review`).
 
     >>> md, page = build_model_card({"model": "credit_default", "version": "7"})
     >>> md.splitlines()[0]
@@ -511,13 +489,18 @@ def build_model_card(
         raise TypeError(f"The 'info' parameter of build_model_card must be a dict. Got {type(info).__name__} instead.")
     model = info.get("model") or "unnamed model"
     title = f"Model card: {model}" + (f" version {info['version']}" if info.get("version") not in (None, "") else "")
+    review = review_sections(info)
     sections = [
         _purpose(info),
+        review["intended_use"],
         _data(info),
         _features(info),
+        review["data_requirements"],
         _training(info),
+        review["retraining"],
         _metrics(info),
         _gates(info),
+        review["fairness"],
         _approvals(info),
         _lineage(info),
         _limitations(info, min_holdout_rows=min_holdout_rows, min_segment_rows=min_segment_rows),

@@ -191,3 +191,82 @@ def metric_recovery(
         after=after[-1] if after else None,
         retrained=retrained,
     )
+
+
+# -----------------------------------------------------------------------------------------
+# The deployment history of one version
+# -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionEvent:
+    """One ledger record about a model version: what happened to it (``summary``), when
+    (``effective``: see :func:`effective_time`), by whom, why, and the record's ``seq``/``hash``."""
+
+    seq: int
+    effective: str
+    event: str
+    actor: str
+    summary: str
+    reason: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "effective": self.effective,
+            "event": self.event,
+            "actor": self.actor,
+            "summary": self.summary,
+            "reason": self.reason,
+            "hash": self.hash,
+        }
+
+
+def _version_summary(record: Mapping[str, Any], version: str) -> str | None:
+    """What ``record`` did to ``version`` in a few words, or ``None`` when it is not about it."""
+    details = record.get("details") or {}
+    moves = [
+        f"{m.get('alias')}: {m.get('from') or '-'} -> {m.get('to') or '-'}"
+        for m in details.get("moves") or []
+        if isinstance(m, dict) and version in (opt_str(m.get("from")), opt_str(m.get("to")))
+    ]
+    if moves:
+        return "; ".join(moves)
+    if record.get("event") in CHAMPION_EVENTS and version in (
+        opt_str(record.get("before")),
+        opt_str(record.get("after")),
+    ):
+        return f"champion: {record.get('before') or '-'} -> {record.get('after') or '-'}"
+    if opt_str(details.get("version")) != version:
+        return None
+    extra = [
+        f"{k} {details[k]}" for k in ("decision", "percent", "status", "answer", "by") if details.get(k) is not None
+    ]
+    return record["event"] + (f" ({', '.join(map(str, extra))})" if extra else "")
+
+
+def version_history(records: Sequence[Mapping[str, Any]], version: str | int) -> list[VersionEvent]:
+    """The deployment history of ``version`` from a model's ledger ``records``, oldest first:
+    every record that moved an alias to or from it (promotion, challenger, rollback, its
+    replacement), and every record about it (``details.version``: rollout steps, approval,
+    guard, rejection, retirement)."""
+    version = str(version)
+    out = []
+    for r in records:
+        summary = _version_summary(r, version)
+        if summary is None:
+            continue
+        details = r.get("details") or {}
+        out.append(
+            VersionEvent(
+                seq=int(r["seq"]),
+                effective=effective_time(r).isoformat(),
+                event=str(r["event"]),
+                actor=str(r.get("actor") or ""),
+                summary=summary,
+                reason=str(r.get("reason") or details.get("reason") or ""),
+                hash=str(r.get("hash") or ""),
+            )
+        )
+    return out

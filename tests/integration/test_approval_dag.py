@@ -149,6 +149,12 @@ def _ledger(platform):
     return Ledger.from_settings(platform.settings)
 
 
+def _version_tags(platform, version: str) -> dict:
+    from retrain_lib.store import registry
+
+    return dict(registry.get_client(platform.settings.tracking_uri).get_model_version(MODEL, version).tags)
+
+
 def _aliases(platform) -> dict:
     from retrain_lib.store import registry
 
@@ -171,6 +177,7 @@ def test_an_approved_candidate_is_promoted_and_the_approver_is_recorded(platform
 
     tags = registry.get_client(platform.settings.tracking_uri).get_model_version(MODEL, champion).tags
     assert tags["approval.answer"] == "Approve" and tags["approval.by"] == "alice"
+    assert tags["compliance.status"] == "approved"  # pending approval until alice answered
     assert _ledger(platform).verify() == []
 
 
@@ -187,6 +194,7 @@ def test_a_rejected_candidate_leaves_the_champion_and_is_recorded(platform):
     assert rejection["details"]["reason"] == "rejected by bob"
     answer = [r for r in records if r["event"] == "approval"][-1]
     assert answer["details"]["answer"] == "Reject" and answer["details"]["by"] == "bob"
+    assert _version_tags(platform, answer["details"]["version"])["compliance.status"] == "rejected"
 
 
 def test_no_answer_in_time_counts_as_a_rejection(platform):
@@ -198,6 +206,7 @@ def test_no_answer_in_time_counts_as_a_rejection(platform):
     records = _ledger(platform).records(MODEL)
     timeout = [r for r in records if r["event"] == "approval_timeout"][-1]
     assert timeout["details"]["timed_out"] is True and timeout["details"]["answer"] == "Reject"
+    assert _version_tags(platform, timeout["details"]["version"])["compliance.status"] == "approval timed out"
     assert [r for r in records if r["event"] == "reject"][-1]["details"][
         "reason"
     ] == "no answer to the approval request in time"

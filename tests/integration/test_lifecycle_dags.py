@@ -5,7 +5,10 @@ a failed gate and invalid data."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,6 +33,12 @@ START = dt.date(2026, 1, 1)
 
 def day(n: int) -> dt.date:
     return START + dt.timedelta(days=n - 1)
+
+
+def git_head() -> str:
+    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"the tests need the project's git checkout: {proc.stderr}"
+    return proc.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +189,13 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     assert results["latency"]["details"]["path"] == "served"
     assert results["latency"]["observed"] == served["details"]["p95_ms"] > 0
     v1 = client(platform).get_model_version("credit_default", "1")
-    for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "git.commit", "metric.roc_auc"):
+    for tag in ("data.fingerprint", "data.start", "data.end", "config.hash", "metric.roc_auc"):
         assert v1.tags.get(tag), tag
+    # the code it was trained from: this checkout's HEAD (-dirty while the tree has uncommitted
+    # changes) and the hash of its uv.lock (test_image_lineage.py: the same values from the image)
+    head = git_head()
+    assert v1.tags["git.commit"] in {head, f"{head}-dirty"}, v1.tags["git.commit"]
+    assert v1.tags["lock.hash"] == hashlib.sha256((REPO / "uv.lock").read_bytes()).hexdigest()[:16]
     assert v1.tags["data.end"] == "2026-01-29"
     mlflow_run = client(platform).get_run(v1.run_id)
     assert mlflow_run.data.params["estimator"] == "sklearn.ensemble.HistGradientBoostingClassifier"
@@ -193,6 +207,36 @@ def test_first_monitor_requests_a_retrain_that_promotes_the_first_champion(platf
     assert ledger.verify() == []
 
 
+def test_retrain_reproduce_rebuilds_the_version_the_dag_registered(platform, capsys):
+    """Version 1, registered by the retrain DAG above, retrained by `retrain reproduce` from its
+    DVC training set, logged config and seed: every holdout prediction and metric equal."""
+    from retrain_lib.cli.app import main
+
+    v1 = client(platform).get_model_version("credit_default", "1")
+    capsys.readouterr()  # nothing but the command's JSON below
+    code = main(
+        ["--config-dir", str(platform.root / "configs"), "reproduce", "credit_default", "1", "--format", "json"]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    res = json.loads(out.out)
+    assert res["identical"] is True and res["max_abs_prediction_diff"] == 0.0
+    assert res["data"] == {"path": v1.tags["dvc.path"], "rev": v1.tags["dvc.rev"], "md5": v1.tags["dvc.md5"]}
+    assert res["data"]["path"] == "models/credit_default/training.parquet"
+    assert res["metrics"]["recorded"] == res["metrics"]["reproduced"]
+    run = client(platform).get_run(v1.run_id)
+    assert set(res["metrics"]["logged"]) >= {"roc_auc", "brier"}
+    for name, value in res["metrics"]["logged"].items():  # what the DAG's training logged
+        assert value == run.data.metrics[f"holdout.{name}"]
+        assert res["metrics"]["recorded"][name] == pytest.approx(value, rel=1e-12, abs=1e-12)
+    assert res["config_hash"]["recorded"] == res["config_hash"]["logged_config"] == v1.tags["config.hash"]
+    assert res["git_commit"]["recorded"] == v1.tags["git.commit"]
+    assert res["lock_hash"] == {"recorded": v1.tags["lock.hash"], "current": v1.tags["lock.hash"]}
+    assert res["as_of"] == "2026-01-29" and res["warm_start_from"] is None
+    # the same split as the DAG's training
+    assert res["rows"] == {"train": int(run.data.params["rows.train"]), "holdout": int(run.data.params["rows.holdout"])}
+
+
 def test_a_healthy_day_makes_no_new_version(platform):
     run, states = run_monitor(platform, "credit_default", 33)
     assert run.state == "success"
@@ -201,7 +245,7 @@ def test_a_healthy_day_makes_no_new_version(platform):
     assert len(versions(platform, "credit_default")) == 1
 
 
-def test_drift_leads_to_retrain_gates_and_promotion(platform):
+def test_drift_leads_to_retrain_gates_and_promotion(platform, capsys):
     from retrain_lib.pipeline.monitor_records import MonitorSummary
     from retrain_lib.store import registry
     from retrain_lib.store.audit import Ledger
@@ -234,6 +278,100 @@ def test_drift_leads_to_retrain_gates_and_promotion(platform):
     assert states["guard_needed"] == states["guard_champion"] == "success", states
     assert guard_run_conf("credit_default", run.run_id) == {"version": "2", "as_of": conf["as_of"]}
     assert promote["details"]["champion_metrics"]["roc_auc"] > 0.5  # the champion was scored on the same holdout
+    assert_registry_record_and_model_card(platform, run.run_id, capsys)
+
+
+def assert_registry_record_and_model_card(platform, run_id: str, capsys) -> None:
+    """Version 2, registered by the retrain DAG run ``run_id`` after version 1: its registry record
+    (tags), its model card artifact (Markdown, HTML, info.json) and `retrain show` of both."""
+    import tempfile
+
+    from retrain_lib.cli.app import main
+    from retrain_lib.core.config import load_model_config
+
+    cfg = load_model_config(platform.root / "configs" / "models" / "credit_default.yaml")
+    mlflow = client(platform)
+    v1, v2 = (mlflow.get_model_version("credit_default", v) for v in ("1", "2"))
+    # semantic version: v1 is the first; v2 has v1's features and target, trained on another window
+    assert v1.tags["version.semantic"] == "1.0.0"
+    assert v2.tags["features"] == v1.tags["features"] and v2.tags["features.target"] == cfg.features.target
+    assert v2.tags["data.fingerprint"] != v1.tags["data.fingerprint"]
+    assert v2.tags["version.semantic"] == "1.1.0", v2.tags["version.semantic_reason"]
+    assert v2.tags["registered_by"] == f"credit_default__retrain/{run_id}"
+    assert v2.tags["intended_use"] == cfg.intended_use and cfg.intended_use
+    assert cfg.approval is None and v2.tags["compliance.status"] == "not required"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(mlflow.download_artifacts(v2.run_id, "model_card", tmp))
+        markdown = (folder / "model_card.md").read_text()
+        page = (folder / "model_card.html").read_text()
+        info = json.loads((folder / "info.json").read_text())
+    assert v2.tags["model_card"] == f"runs:/{v2.run_id}/model_card/model_card.html"
+    for title in ("Intended use", "Retraining triggers and frequency", "Fairness considerations", "Data requirements"):
+        assert f"\n## {title}\n" in markdown and f"<h2>{title}</h2>" in page, title
+    assert cfg.intended_use in markdown.split("## Intended use", 1)[1].split("\n## ", 1)[0]
+    # fairness: the configured gate and the very result the DAG's check_gates computed
+    [fair_gate] = [g for g in cfg.gates if g.type == "fairness"]
+    assert info["fairness"]["gates"] == [
+        {"metric": fair_gate.metric, "by": fair_gate.by, "max_gap": fair_gate.max_gap, "min_rows": fair_gate.min_rows}
+    ]
+    gate_results = xcom_return("credit_default__retrain", run_id, "check_gates")["results"]
+    assert info["fairness"]["results"] == [r for r in gate_results if r["kind"] == "fairness"] != []
+    fairness = markdown.split("## Fairness considerations", 1)[1].split("\n## ", 1)[0]
+    assert f"| {fair_gate.metric} | {fair_gate.by} | {fair_gate.max_gap:g} | {fair_gate.min_rows} |" in fairness
+    assert "No fairness gate" not in fairness
+    # data requirements: every column of the config with its role and rules
+    columns = {c["column"]: c for c in info["data_requirements"]["columns"]}
+    assert list(columns) == [
+        cfg.data.id_column,
+        cfg.data.timestamp_column,
+        *cfg.features.numeric,
+        *cfg.features.categorical,
+        cfg.features.target,
+    ]
+    assert columns["income"]["rules"][0] == "not null (at least 95% of rows)"
+    assert columns["region"]["role"] == "segment feature" and columns[cfg.features.target]["role"] == "target"
+    # retraining: the monitor's schedule and the drift and performance triggers of the config
+    assert info["retraining"]["frequency"]["monitor checks"] == cfg.schedule.monitor
+    assert info["retraining"]["triggers"][0].startswith(f"Data drift: {cfg.drift.method} on numeric features")
+    assert f"live {cfg.performance.metric} on matured labels" in info["retraining"]["triggers"][1]
+    assert info["record"] == {
+        "semantic_version": "1.1.0",
+        "semantic_version_reason": v2.tags["version.semantic_reason"],
+        "registered_by": f"credit_default__retrain/{run_id}",
+        "compliance_status": "not required",
+    }
+
+    cfg_dir = str(platform.root / "configs")
+    capsys.readouterr()  # what the DAG runs logged
+    code = main(["--config-dir", cfg_dir, "show", "credit_default", "2", "--format", "json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    with capsys.disabled():
+        print("\nretrain show credit_default 2 --format json:\n" + out.out)
+    shown = json.loads(out.out)
+    assert shown["semantic_version"] == "1.1.0" and shown["aliases"] == ["champion"]
+    assert shown["intended_use"] == cfg.intended_use and shown["compliance_status"] == "not required"
+    assert shown["registered_by"] == f"credit_default__retrain/{run_id}"
+    assert shown["model_card_uri"] == v2.tags["model_card"] and shown["deprecation_target"] is None
+    assert shown["lineage"]["run_id"] == v2.run_id
+    assert (
+        shown["lineage"]["git_commit"] == v2.tags["git.commit"]
+        and shown["lineage"]["lock_hash"] == v2.tags["lock.hash"]
+    )
+    assert shown["lineage"]["data"]["dvc"] == {k: v2.tags[f"dvc.{k}"] for k in ("path", "rev", "md5")}
+    assert [(e["event"], e["summary"], e["actor"]) for e in shown["deployment_history"]] == [
+        ("promote", "champion: 1 -> 2", f"credit_default__retrain/{run_id}")
+    ]
+    code = main(["--config-dir", cfg_dir, "show", "credit_default", "1", "--format", "json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    shown = json.loads(out.out)
+    assert shown["aliases"] == ["previous-champion"] and shown["semantic_version"] == "1.0.0"
+    assert [e["summary"] for e in shown["deployment_history"]] == [
+        "champion: - -> 1",
+        "previous-champion: - -> 1; champion: 1 -> 2",  # the moves of v2's promotion, in their order
+    ]
 
 
 def test_a_failed_gate_rejects_the_candidate_and_registers_nothing(platform):
@@ -277,7 +415,27 @@ def test_retried_steps_create_no_second_run_or_version(platform):
     assert again.metrics == pytest.approx(first.metrics)
     evaluation = evaluate_candidate("credit_default", snap, first, settings=s)
     gates = GateReport(passed=True, results=())
+    # a model card that cannot be written fails the registration (fail closed); the version is
+    # there without a card, and the retry registers nothing new and writes the card
+    from retrain_lib.core.errors import RegistryError
+    from retrain_lib.pipeline import registration
+
+    def unwritable(info):
+        raise OSError("artifact store unreachable")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registration, "build_model_card", unwritable)
+        with pytest.raises(
+            RegistryError,
+            match=r"model card of credit_default version \d+ could not be written "
+            r"\(OSError: artifact store unreachable\)",
+        ):
+            register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    [carded] = [v for v in versions(platform, "credit_default") if v.run_id == first.run_id]
+    assert "model_card" not in carded.tags
     reg1 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
+    assert reg1.version == str(carded.version)
+    assert client(platform).get_model_version("credit_default", reg1.version).tags["model_card"]
     reg2 = register_candidate("credit_default", snap, first, evaluation, gates, settings=s)
     assert reg1.version == reg2.version == str(before + 1)
     assert len(versions(platform, "credit_default")) == before + 1

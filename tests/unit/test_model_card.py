@@ -8,10 +8,25 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from retrain_lib.quality.card_layout import NOT_RECORDED, format_value
 from retrain_lib.quality.gate_types import GateResult
-from retrain_lib.quality.model_card import NOT_RECORDED, automatic_limitations, build_model_card, format_value
+from retrain_lib.quality.model_card import automatic_limitations, build_model_card
 
-SECTIONS = ["Purpose", "Data", "Features", "Training", "Metrics", "Gates", "Approvals", "Lineage", "Known limitations"]
+SECTIONS = [
+    "Purpose",
+    "Intended use",
+    "Data",
+    "Features",
+    "Data requirements",
+    "Training",
+    "Retraining triggers and frequency",
+    "Metrics",
+    "Gates",
+    "Fairness considerations",
+    "Approvals",
+    "Lineage",
+    "Known limitations",
+]
 
 
 def full_info() -> dict:
@@ -263,7 +278,19 @@ def test_script_in_the_description_is_escaped():
 def test_missing_sections_render_as_not_recorded():
     markdown, page = build_model_card({})
     assert markdown.startswith("# Model card: unnamed model\n")
-    for title in ["Data", "Features", "Training", "Gates", "Approvals", "Lineage", "Known limitations"]:
+    for title in [
+        "Intended use",
+        "Data",
+        "Features",
+        "Data requirements",
+        "Training",
+        "Retraining triggers and frequency",
+        "Gates",
+        "Fairness considerations",
+        "Approvals",
+        "Lineage",
+        "Known limitations",
+    ]:
         body = markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
         assert body.strip() == NOT_RECORDED, title
     assert "Overall metrics: not recorded" in markdown and "Per-segment metrics: not recorded" in markdown
@@ -326,3 +353,159 @@ def test_format_value(value, text):
 def test_info_must_be_a_mapping():
     with pytest.raises(TypeError, match="The 'info' parameter of build_model_card must be a dict"):
         build_model_card(["not", "a", "dict"])
+
+
+# -----------------------------------------------------------------------------------------
+# The reviewer's sections, from a config (retrain_lib.quality.card_review)
+# -----------------------------------------------------------------------------------------
+
+
+def _section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _html_section(page: str, title: str) -> str:
+    body = page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+    return "".join(_parse(body).text)
+
+
+def _config(model_yaml: str, edit=None):
+    import yaml
+
+    from retrain_lib.core.config import ModelConfig
+
+    raw = yaml.safe_load(model_yaml)
+    if edit is not None:
+        edit(raw)
+    return ModelConfig.model_validate(raw)
+
+
+def _reviewed(raw: dict) -> None:
+    raw["intended_use"] = "Flag customers for the retention team's outreach; not for pricing."
+    raw["schedule"].update(max_days_without_retrain=30, max_retrains={"count": 3, "days": 7})
+    raw["gates"] += [
+        {"type": "fairness", "metric": "recall", "by": "region", "max_gap": 0.1, "min_rows": 30},
+        {"metric": "roc_auc", "min": 0.55, "segment": "plan"},
+    ]
+    raw["validation"] = {
+        "not_null": ["tenure", {"column": "monthly_spend", "mostly": 0.9}],
+        "between": {"monthly_spend": {"min": 0, "max": 5000}},
+        "in_set": {"plan": ["basic", "pro"]},
+        "unique": ["customer_id"],
+        "row_count": {"min": 50, "max": 900},
+        "freshness_hours": 12,
+    }
+
+
+FAIRNESS_RESULT = GateResult(
+    gate="fairness_recall",
+    metric="recall",
+    threshold=0.1,
+    observed=0.07,
+    champion=None,
+    delta=None,
+    passed=True,
+    reason="largest recall gap across region: 0.0700 <= max_gap 0.1",
+    slice="region=north vs region=south",
+    kind="fairness",
+    details={"groups": {"north": 0.71, "south": 0.64}, "skipped_groups": {}},
+)
+
+
+def test_reviewer_sections_show_the_config_and_the_fairness_results(retrain_cfg_model_yaml):
+    from retrain_lib.quality.card_review import review_info
+
+    cfg = _config(retrain_cfg_model_yaml, _reviewed)
+    metric_result = GateResult("roc_auc", "roc_auc", 0.6, 0.8, None, None, True, "0.8 >= 0.6")
+    info = {"model": "churn_risk", "version": "3", **review_info(cfg, [metric_result, FAIRNESS_RESULT])}
+    markdown, page = build_model_card(info)
+
+    use = _section(markdown, "Intended use")
+    assert "Flag customers for the retention team's outreach; not for pricing." in use
+    assert "description" not in use  # the config's own intended_use: no fallback note
+
+    rows = _md_rows(_section(markdown, "Data requirements"))
+    assert ["column", "role", "type", "rules"] in rows
+    assert ["customer_id", "id", "any", "unique"] in rows
+    assert ["event_time", "timestamp", "datetime", "none"] in rows
+    assert ["tenure", "feature", "numeric", "not null"] in rows
+    assert ["monthly_spend", "feature", "numeric", "not null (at least 90% of rows); >= 0 and \\<= 5000"] in rows
+    assert ["support_calls", "feature", "numeric", "none"] in rows
+    assert ["plan", "segment feature", "categorical", "one of basic, pro"] in rows
+    assert ["region", "feature", "categorical", "none"] in rows
+    assert ["churned", "target", "label (0/1)", "none"] in rows
+    window = _html_section(page, "Data requirements")
+    for text in (
+        "training window: the last 60 days (local, parquet)",
+        "labels arrive 3 days after the event",
+        "rows per day: 50 to 900",
+        "the latest event at most 12 h before the end of the day",
+        "checked before every retrain",
+    ):
+        assert text in window, text
+
+    retraining = _html_section(page, "Retraining triggers and frequency")
+    for text in (
+        "Data drift: psi on numeric features, psi on categorical ones (tenure: ks), threshold 0.2",
+        "at least 30% of the features drift",
+        "the champion's live roc_auc on matured labels (at least 200, labels arrive 3 days late)",
+        "an absolute drop above 0.05 requests a retrain",
+        "Calendar: the retrain DAG runs on '@weekly'",
+        "older than 30 days",
+        "monitor checks0 6 * * *",  # <dt>/<dd> text runs together
+        "retrain requests cap3 in 7 days",
+        "Adaptation after a change: off",
+    ):
+        assert text in retraining, text
+
+    fairness = _section(markdown, "Fairness considerations")
+    frows = _md_rows(fairness)
+    assert ["metric", "groups of", "max gap", "min rows per group"] in frows
+    assert ["recall", "region", "0.1", "30"] in frows
+    [result] = [r for r in frows if r[0] == "fairness_recall"]
+    assert result[1:6] == ["region=north vs region=south", "0.07", "0.1", "yes", "north=0.71, south=0.64"]
+    assert ["roc_auc", "plan", "0.55", "none", "50"] in frows  # the per-segment floor
+    assert "roc_auc >= 0.6" not in fairness and "0.8 >= 0.6" not in fairness  # not a fairness result
+    assert "No fairness gate" not in fairness
+
+
+def test_no_fairness_gate_is_said_plainly_and_intended_use_falls_back(retrain_cfg_model_yaml):
+    from retrain_lib.quality.card_review import NO_FAIRNESS_GATE, review_info
+
+    cfg = _config(retrain_cfg_model_yaml)
+    assert not [g for g in cfg.gates if g.type == "fairness"]
+    markdown, page = build_model_card({"model": "churn_risk", **review_info(cfg, [])})
+    assert NO_FAIRNESS_GATE in _section(markdown, "Fairness considerations")
+    assert NO_FAIRNESS_GATE in _html_section(page, "Fairness considerations")
+    use = _html_section(page, "Intended use")
+    assert "Probability that a customer cancels within 30 days." in use
+    assert "no intended_use; this is its description" in use
+    assert "built-in sanity checks only" in _section(markdown, "Data requirements")
+
+
+def test_reviewer_sections_render_the_same_from_info_json(retrain_cfg_model_yaml):
+    """An approval re-renders the card from its info.json: the sections survive the round trip."""
+    import json
+
+    from retrain_lib.quality.card_review import review_info
+
+    cfg = _config(retrain_cfg_model_yaml, _reviewed)
+    info = {"model": "churn_risk", "version": "3", **review_info(cfg, [FAIRNESS_RESULT])}
+    assert build_model_card(json.loads(json.dumps(info))) == build_model_card(info)
+
+
+def test_registry_record_fields_in_the_purpose_section():
+    info = {
+        "model": "m",
+        "record": {
+            "semantic_version": "2.1.0",
+            "semantic_version_reason": "minor: retrained on new data vs version 4 (2.0.0)",
+            "registered_by": "m__retrain/manual__1",
+            "compliance_status": "pending approval",
+        },
+    }
+    purpose = _section(build_model_card(info)[0], "Purpose")
+    assert "- **semantic version**: 2.1.0" in purpose
+    assert "- **version rule**: minor: retrained on new data vs version 4 (2.0.0)" in purpose
+    assert "- **registered by**: m__retrain/manual__1" in purpose
+    assert "- **compliance**: pending approval" in purpose
