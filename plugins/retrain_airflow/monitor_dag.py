@@ -17,6 +17,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, P
 
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.guard_dag import add_guard_trigger
+from retrain_airflow.lifecycle_tasks import check_lifecycle
 from retrain_airflow.task_adapter import ModelTasks, model_alert, run_as_of
 from retrain_lib.core.config import ModelConfig
 
@@ -90,10 +91,13 @@ def monitor_alerts(cfg: ModelConfig, cfg_dir: str, result: MonitorResult, contex
 
 
 def run_check_model(env: ModelTasks, context) -> MonitorSummary:
-    """Task ``check_model``: monitor the model for the run's day, alert on drift and on a failed
-    validation, and return the summary the branch and the retrain trigger read."""
+    """Task ``check_model``: the model's lifecycle first (a retired model skips the run:
+    :func:`~retrain_airflow.lifecycle_tasks.check_lifecycle`), then monitor it for the run's day,
+    alert on drift and on a failed validation, and return the summary the branch and the retrain
+    trigger read."""
     from retrain_lib.pipeline.monitor_run import monitor_model
 
+    check_lifecycle(env, context)
     as_of = run_as_of(context)
     res = env.run(monitor_model, as_of, actor=env.actor(context))
     for line in res.reasons:

@@ -20,6 +20,7 @@ from airflow.sdk import DAG, Param, TriggerRule, XComArg, task
 from retrain_airflow.approval_tasks import add_approval_tasks, approval_answer
 from retrain_airflow.dag_base import TriggerForThisRun, as_of_param, model_dag
 from retrain_airflow.guard_dag import add_guard_trigger
+from retrain_airflow.lifecycle_tasks import skip_if_retired
 from retrain_airflow.task_adapter import ModelTasks, run_as_of
 from retrain_lib.core.config import ModelConfig
 
@@ -88,11 +89,13 @@ def _retrain_validation_alert(name: str, snap: Snapshot, *, links, severity):
 
 
 def run_snapshot_data(env: ModelTasks, context) -> Snapshot:
-    """Task ``snapshot_data``: fix the window; unfit data alerts and fails the task for good."""
+    """Task ``snapshot_data``: fix the window; unfit data alerts and fails the task for good. A
+    retired model skips the run."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from retrain_lib.pipeline.snapshot import snapshot_data as snap_fn
 
+    skip_if_retired(env, context)
     snap = env.run(snap_fn, run_as_of(context), actor=env.actor(context))
     if not snap.valid:
         run_id = snap.validation.mlflow_run_id if snap.validation else None

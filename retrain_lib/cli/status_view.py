@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from retrain_lib.cli.output import table
+from retrain_lib.tools.status_lifecycle import lifecycle_text
 
 _GATES_TEXT: dict[bool | None, str] = {True: "passed", False: "FAILED"}  # the last gates' ``passed``
 
@@ -59,6 +60,7 @@ def print_fleet(fleet: dict, out) -> None:
                 _fmt(mon.get("action")),
                 _fmt(mon.get("drifted_share"), ".0%"),
                 _GATES_TEXT.get(gates.get("passed"), "-"),
+                lifecycle_text(m.get("lifecycle")),
                 f"{last['as_of'] or last['time'][:10]} {last['event']}"
                 + (f" {_moved(last)}" if last.get("after") else "")
                 if last
@@ -77,6 +79,7 @@ def print_fleet(fleet: dict, out) -> None:
             "action",
             "drifted",
             "gates",
+            "lifecycle",
             "last decision",
         ],
         rows,
@@ -108,6 +111,8 @@ def _print_versions(m: dict, out) -> None:
     )
     if (m.get("guard") or {}).get("reason"):
         print(f"guard: {m['guard']['reason']}", file=out)
+    if (m.get("lifecycle") or {}).get("status", "active") != "active":
+        print(f"lifecycle: {m['lifecycle']['explain']}", file=out)
     print(file=out)
     metric_names = sorted({k for v in m["versions"].values() for k in (v.get("metrics") or {})})[:4]
     rows = [

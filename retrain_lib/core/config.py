@@ -27,6 +27,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from retrain_lib.core.config_alerts import Alerts
 from retrain_lib.core.config_expectations import Validation
 from retrain_lib.core.config_gates import Gate
+from retrain_lib.core.config_lifecycle import Lifecycle, lifecycle_problems
 from retrain_lib.core.config_platform import PlatformConfig
 from retrain_lib.core.config_problems import ConfigProblem, did_you_mean, dotted
 from retrain_lib.core.config_release import Approval, Deploy, Guard, Rollback
@@ -55,6 +56,11 @@ class ModelConfig(StrictModel):
     name: Annotated[str, Field(pattern=_NAME_RE, description="Lower-case identifier; DAG ids derive from it.")]
     owner: str
     description: str = ""
+    intended_use: str = Field(
+        default="",
+        description="What the model is for and who may use its output (model card, registry tag intended_use); "
+        "empty = the description.",
+    )
     task: Literal["classification", "regression"]
     data: DataSource
     features: Features
@@ -86,6 +92,10 @@ class ModelConfig(StrictModel):
         default=None,
         description="Change-aware retraining; omitted = the configured window and holdout only.",
     )
+    lifecycle: Lifecycle | None = Field(
+        default=None,
+        description="Planned retirement: {deprecate_on, notice_days, replacement}; omitted = none planned.",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -99,7 +109,7 @@ class ModelConfig(StrictModel):
 
     def cross_field_problems(self) -> list[tuple[tuple, str, str]]:
         """Problems that involve several fields: ``(location, reason, fix)`` each."""
-        problems = [*self._metric_problems(), *self._drift_problems()]
+        problems = [*self._metric_problems(), *self._drift_problems(), *lifecycle_problems(self.name, self.lifecycle)]
         for i, name in enumerate(self.features.segments):
             if name not in self.features.categorical:
                 problems.append(
@@ -313,8 +323,9 @@ class ModelConfig(StrictModel):
         return f"{self.name}__{kind}"
 
     def config_hash(self) -> str:
-        """A stable hash of the validated config (key order and comments do not matter)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable hash of the validated config (key order and comments do not matter). The
+        ``lifecycle`` section is left out: planning a retirement changes no model."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"lifecycle"}), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -11,7 +11,17 @@ from pydantic import Field
 from retrain_lib.core.config_sections import StrictModel
 
 AlertKind = Literal[
-    "gate_failure", "validation_failure", "drift", "promotion", "rollback", "guard", "approval_needed", "failure"
+    "gate_failure",
+    "validation_failure",
+    "drift",
+    "promotion",
+    "rollback",
+    "guard",
+    "approval_needed",
+    "failure",
+    "deprecation",
+    "retirement",
+    "health_report",
 ]
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "gate_failure",
@@ -22,6 +32,9 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "guard",
     "approval_needed",
     "failure",
+    "deprecation",
+    "retirement",
+    "health_report",
 )
 Severity = Literal["green", "yellow", "red"]
 DEFAULT_SEVERITY: dict[str, str] = {
@@ -33,6 +46,9 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "guard": "green",
     "approval_needed": "yellow",
     "failure": "red",
+    "deprecation": "yellow",
+    "retirement": "red",
+    "health_report": "green",
 }
 
 
@@ -55,7 +71,7 @@ class Alerts(StrictModel):
     severity: dict[AlertKind, Severity] = Field(
         default_factory=dict,
         description="Severity (colour) per kind; unlisted kinds keep their default "
-        "(promotion and guard green; gate_failure, drift, approval_needed yellow; the others red; "
+        "(promotion, guard and health_report green; gate_failure, drift, approval_needed, deprecation yellow; the others red; "
         "a guard that could not roll back is always red).",
     )
     dedupe_minutes: float = Field(

@@ -40,6 +40,19 @@ for _loader in _LOADERS:
     )
 
 
+def _timestamp(loader, node):
+    """A YAML date or time; an impossible one (``2027-02-30``) stays text, so the schema reports
+    it as a problem of its field instead of the loader raising ``ValueError``."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+for _loader in _LOADERS:
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def _expanded_size(root) -> int | None:
     """Nodes of a composed YAML document, an aliased node counted at every use (linear time);
     None when an alias refers to a node that contains it."""

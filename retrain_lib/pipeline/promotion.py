@@ -29,6 +29,7 @@ from retrain_lib.pipeline.servability import served_version
 from retrain_lib.serving.routing import set_rollout_state
 from retrain_lib.stats.champion_gain import Gain
 from retrain_lib.store import registry
+from retrain_lib.store.lifecycle_tags import check_not_retired
 from retrain_lib.store.model_context import ModelContext
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ def promote_version(
     ctx = ModelContext(model, settings)
     version = str(version)
     ctx.client.get_model_version(ctx.name, version)  # raises when it does not exist
+    check_not_retired(ctx.client, ctx.name, version)
     if check_serving and registry.aliases(ctx.client, ctx.name).get(registry.CHAMPION) != version:
         probe = served_version(ctx, version)
         if not probe.ok:

@@ -12,6 +12,7 @@ from retrain_lib.core.metrics import predict_scores
 from retrain_lib.serving import routing
 from retrain_lib.serving.fast_path import FAST_PATH_ENV, FastScorer, compile_fast
 from retrain_lib.serving.schema import FeatureSchema, warm_row
+from retrain_lib.store.lifecycle_tags import LifecycleTags
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,23 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class Deployment:
-    """What answers requests of one model right now (swapped whole, never mutated)."""
+    """What answers requests of one model right now (swapped whole, never mutated); ``retired``:
+    the model's lifecycle tags when it is retired (nothing is loaded, requests get 410 Gone)."""
 
     champion: LoadedModel | None = None
     challenger: LoadedModel | None = None
     rollout: routing.RolloutState = routing.RolloutState()
     since: float = 0.0
+    retired: LifecycleTags | None = None
 
     @property
     def key(self) -> tuple:
-        return (self.champion and self.champion.version, self.challenger and self.challenger.version, self.rollout)
+        return (
+            self.champion and self.champion.version,
+            self.challenger and self.challenger.version,
+            self.rollout,
+            self.retired,
+        )
 
 
 @dataclass

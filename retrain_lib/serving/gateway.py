@@ -13,12 +13,14 @@ app has a token):
   each prediction is committed to the prediction log before the answer is sent.
   Errors: 404 unknown model, 413 body larger than ``max_body_bytes``, 422 invalid body
   (``{"detail": [{"index", "field", "reason"}, ...]}``, nothing logged), 503 no champion
-  loaded or the log could not commit.
+  loaded or the log could not commit; 410 Gone for a retired model (``lifecycle.status`` tag), body
+  ``{"detail", "model", "status": "retired", "retired_on", "reason", "replacement",
+  "replacement_url"}``.
 * ``POST /v1/models/{name}/feedback`` body ``{"labels": [{"request_id", "label"}]}``: stores
   the labels of known requests; 200 ``{"stored": n}``, or 404 ``{"stored": n, "unknown": [...]}``
   when some ids are unknown (the known ones are stored).
 * ``GET /health``: loaded versions and rollout state per model; 503 while a model has no
-  champion loaded.
+  champion loaded (a retired model has none, on purpose: it counts as ready).
 * ``GET /metrics``: Prometheus text format.
 
 The work is done by :class:`~retrain_lib.serving.service.Gateway` (scoring, logging,
@@ -172,6 +174,9 @@ def _add_model_routes(app, gw: Gateway, requests: _Requests) -> None:
             return denied
         try:
             slot = gw.slot(name)
+            if (gone := gw.gone(name)) is not None:
+                gw.count_refused(name, gone.status)
+                return _reply(gone)
             parsed = parse_predict(name, slot.schema, await requests.read_json(request))
         except RequestError as exc:
             gw.count_refused(name, exc.status)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from retrain_lib.serving import routing
 from retrain_lib.serving.deployment import Deployment, ModelSlot, load_version
 from retrain_lib.serving.predlog_store import sqlite_file
+from retrain_lib.store.lifecycle_tags import LifecycleTags
 from retrain_lib.store.registry import CHALLENGER, CHAMPION, is_not_found
 
 log = logging.getLogger(__name__)
@@ -80,32 +81,41 @@ class RegistryChangeProbe:
 
 
 def refresh_slot(slot: ModelSlot, client) -> bool:
-    """Poll the registry once for ``slot``; load and swap when something changed. True on a swap."""
+    """Poll the registry once for ``slot``; load and swap when something changed. True on a swap.
+    A retired model (``lifecycle.status`` tag of the registered model) loads nothing: its
+    requests get 410 Gone."""
     from mlflow.exceptions import MlflowException
 
     try:
         rm = client.get_registered_model(slot.name)
         found_aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}
         state = routing.state_from_tags(rm.tags)
+        lifecycle = LifecycleTags.from_tags(rm.tags)
     except MlflowException as exc:
         if not is_not_found(exc):
             raise
+        found_aliases, state, lifecycle = {}, routing.RolloutState(), LifecycleTags()
+    retired = lifecycle if lifecycle.retired else None
+    if retired is not None:
         found_aliases, state = {}, routing.RolloutState()
     champ_v, chall_v = found_aliases.get(CHAMPION), found_aliases.get(CHALLENGER)
     current = slot.deployment
     slot.last_refresh = time.time()
-    if (champ_v, chall_v, state) == current.key:
+    if (champ_v, chall_v, state, retired) == current.key:
         slot.error = None
         return False
     champion = load_version(slot, champ_v) if champ_v else None
     challenger = load_version(slot, chall_v) if chall_v else None
-    slot.deployment = Deployment(champion, challenger, state, time.time())  # the atomic swap
+    slot.deployment = Deployment(champion, challenger, state, time.time(), retired)  # the atomic swap
     keep = {v for v in (champ_v, chall_v, current.key[0], current.key[1]) if v}
     for v in list(slot.cache):
         if v not in keep:
             slot.cache.pop(v, None)
     slot.error = None
-    log.info("%s now serves champion %s, challenger %s, rollout %s", slot.name, champ_v, chall_v, state.to_dict())
+    if retired is not None:
+        log.warning("%s: answering 410 Gone", retired.explain(slot.name))
+    else:
+        log.info("%s now serves champion %s, challenger %s, rollout %s", slot.name, champ_v, chall_v, state.to_dict())
     return True
 
 

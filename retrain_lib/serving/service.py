@@ -32,6 +32,7 @@ from retrain_lib.serving.refresher import Refresher, RegistryChangeProbe, pin_sl
 from retrain_lib.serving.schema import FeatureSchema
 from retrain_lib.serving.shadow import ShadowScorer
 from retrain_lib.serving.webhooks import EVENTS, DeliveryCheck
+from retrain_lib.store.lifecycle_tags import LifecycleTags
 from retrain_lib.store.model_context import ModelContext
 from retrain_lib.store.registry import get_client
 
@@ -149,6 +150,11 @@ class Gateway:
             raise RequestError(404, f"unknown model {model!r}; served: {', '.join(sorted(self.slots))}")
         return slot
 
+    def gone(self, model: str) -> Reply | None:
+        """410 Gone for a retired model (naming its replacement), else None."""
+        retired = self.slots[model].deployment.retired
+        return None if retired is None else gone_reply(model, retired)
+
     def count_refused(self, model: str, status: int) -> None:
         """Count a predict request refused before scoring (unknown names count as ``_unknown``)."""
         self.metrics.request(model if model in self.slots else "_unknown", "none", status)
@@ -164,6 +170,9 @@ class Gateway:
         name, records = request.model, request.records
         slot = self.slots[name]
         dep = slot.deployment  # one read: the whole request sees one deployment
+        if dep.retired is not None:  # retired since the route's check
+            self.metrics.request(name, "none", 410)
+            return gone_reply(name, dep.retired)
         if dep.champion is None:
             self.metrics.request(name, "none", 503)
             detail = f"model {name!r} has no champion loaded ({slot.error or 'no champion alias in the registry'})"
@@ -227,7 +236,7 @@ class Gateway:
         out, ready = {}, True
         for name, slot in self.slots.items():
             d = slot.deployment
-            ready = ready and d.champion is not None
+            ready = ready and (d.champion is not None or d.retired is not None)  # retired: 410, on purpose
             out[name] = {
                 "champion": d.champion and d.champion.version,
                 "challenger": d.challenger and d.challenger.version,
@@ -235,6 +244,7 @@ class Gateway:
                 "since": d.since,
                 "last_refresh": slot.last_refresh,
                 "error": slot.error,
+                "retired": d.retired.to_dict() if d.retired is not None else None,
             }
         return Reply(
             {"status": "ok" if ready else "degraded", "models": out, "prediction_log": self.log_url is not None},
@@ -307,6 +317,21 @@ class Gateway:
         else:
             for a in set(arms):
                 self.metrics.request(name, a, status, arms.count(a))
+
+
+def gone_reply(model: str, retired: LifecycleTags) -> Reply:
+    """The 410 answer of a retired model: why, since when, and the replacement's predict path."""
+    body = {
+        "detail": f"model {retired.explain(model)}",
+        "model": model,
+        "status": retired.status,
+        "retired_on": retired.retired_on,
+        "reason": retired.reason,
+        "replacement": retired.replacement,
+    }
+    if retired.replacement:
+        body["replacement_url"] = f"/v1/models/{retired.replacement}/predict"
+    return Reply(body, 410)
 
 
 def _prediction_rows(name: str, ids, versions, arms, features, outputs, ms: float, error: str | None) -> list[dict]:

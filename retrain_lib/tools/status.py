@@ -47,6 +47,7 @@ from retrain_lib.tools.status_decisions import (
     gates_summary,
     retrain_outcome,
 )
+from retrain_lib.tools.status_lifecycle import lifecycle_summary
 from retrain_lib.tools.status_monitor import drift_trend, latest_record, monitor_summary
 from retrain_lib.tools.status_registry import registry_state
 from retrain_lib.tools.status_timeline import timeline
@@ -126,7 +127,7 @@ def fleet_status(
     Returns:
         ``{"generated_at", "state_dir", "tracking_uri", "mlflow_ui_url", "ledger",
         "config_problems", "models": [{"model", "config", "aliases", "versions", "champion",
-        "challenger", "previous_champion", "rollout", "gated_metrics", "metric_columns",
+        "challenger", "previous_champion", "rollout", "lifecycle", "gated_metrics", "metric_columns",
         "last_monitor", "drift_trend", "timeline", "last_gates", "last_retrain", "decisions",
         ...}]}``. ``last_monitor`` is the check of the latest day (``state`` is its action, or
         ``"throttled"`` for a retrain request held back); each decision has an ``outcome``
@@ -254,6 +255,7 @@ def _model_status(
         ),
         "versions": versions,
         "rollout": reg["rollout"],
+        "lifecycle": lifecycle_summary(name, records, cfg, reg.get("lifecycle"), dt.datetime.now(dt.UTC).date()),
         "last_monitor": last_monitor,
         "monitor_checks": len(monitors),
         "drift_trend": drift_trend(monitors, settings.reports_dir, ui_url, history),
@@ -309,12 +311,12 @@ def last_guard(records: list[dict]) -> dict[str, Any] | None:
 
 
 def _last_change(others: list[dict]) -> dict | None:
-    """The last record that changed (or refused to change) what is deployed."""
+    """The last record that changed (or refused to change) what is deployed (a retirement too)."""
     return next(
         (
             r
             for r in reversed(others)
-            if r["event"] in ("promote", "rollback", "challenger", "reject") or retrain_outcome(r)
+            if r["event"] in ("promote", "rollback", "challenger", "reject", "retire", "unretire") or retrain_outcome(r)
         ),
         None,
     )

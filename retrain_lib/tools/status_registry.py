@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from retrain_lib.serving.routing import state_from_tags
+from retrain_lib.store.lifecycle_tags import LifecycleTags
 from retrain_lib.store.registry import is_not_found
 from retrain_lib.tools.status_links import mlflow_run_url, mlflow_version_url
 from retrain_lib.tools.status_values import finite_float, ms_to_iso
@@ -64,7 +65,13 @@ def registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
         rm = client.get_registered_model(model)
     except errors as exc:
         if is_not_found(exc):
-            return {"registered": False, "aliases": {}, "rollout": state_from_tags({}).to_dict(), "versions": {}}
+            return {
+                "registered": False,
+                "aliases": {},
+                "rollout": state_from_tags({}).to_dict(),
+                "versions": {},
+                "lifecycle": LifecycleTags().to_dict(),
+            }
         raise
     aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}
     by_version: dict[str, list[str]] = {}
@@ -82,6 +89,7 @@ def registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
         "registered": True,
         "aliases": {a: aliases[a] for a in ALIASES if a in aliases},
         "rollout": state_from_tags(rm.tags).to_dict(),
+        "lifecycle": LifecycleTags.from_tags(rm.tags).to_dict(),
         "versions": versions,
         "latest_version": None if latest is None else str(latest),
     }
