@@ -4,7 +4,8 @@
 all its problems and skipped, so every other model's DAGs still load; with
 ``RETRAIN_STRICT=1`` (CI) it is an import error instead. The DAGs themselves are built by
 :mod:`retrain_airflow.monitor_dag`, :mod:`retrain_airflow.retrain_dag`,
-:mod:`retrain_airflow.rollout_dag` and :mod:`retrain_airflow.guard_dag`.
+:mod:`retrain_airflow.rollout_dag`, :mod:`retrain_airflow.guard_dag` and
+:mod:`retrain_airflow.report_dag` (the monthly health report).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from airflow.sdk import DAG
 
 from retrain_airflow.guard_dag import build_guard_dag
 from retrain_airflow.monitor_dag import build_monitor_dag
+from retrain_airflow.report_dag import build_report_dag
 from retrain_airflow.retrain_dag import build_retrain_dag
 from retrain_airflow.rollout_dag import build_rollout_dag
 from retrain_lib.core.config import ConfigSet, ModelConfig, load_model_configs
@@ -38,7 +40,8 @@ def strict() -> bool:
 
 
 def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, DAG]:
-    """Monitor, retrain and rollout DAGs of one model, and its guard DAG when its guard is on.
+    """Monitor, retrain, rollout and monthly health report DAGs of one model, and its guard DAG
+    when its guard is on.
     The rollout DAG exists for every model: with ``deploy.mode: direct`` it serves rollouts
     asked for by hand (a retrain run with ``deploy_mode`` shadow or canary, or a trigger of the
     rollout DAG itself)."""
@@ -46,6 +49,7 @@ def build_model_dags(cfg: ModelConfig, path: Path, cfg_dir: Path) -> dict[str, D
         build_monitor_dag(cfg, path, cfg_dir),
         build_retrain_dag(cfg, path, cfg_dir),
         build_rollout_dag(cfg, path, cfg_dir),
+        build_report_dag(cfg, path, cfg_dir),
     ]
     if cfg.guard_enabled:
         dags.append(build_guard_dag(cfg, path, cfg_dir))

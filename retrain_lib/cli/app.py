@@ -16,8 +16,11 @@ from retrain_lib.cli import (
     backtest_cmds,
     config_cmds,
     data_cmds,
+    lifecycle_cmds,
     model_cmds,
+    report_cmds,
     serving_cmds,
+    show_cmds,
     status_cmds,
 )
 from retrain_lib.cli.parsing import Parser
@@ -44,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_cmds.register(sub)  # monitor, retrain
     audit_cmds.register(sub)  # history, ledger verify, reproduce
     status_cmds.register(sub)  # status
+    show_cmds.register(sub)  # show MODEL VERSION
     serving_cmds.register(sub)  # serve, replay, promote
     backtest_cmds.register(sub)  # backtest, dry-run, calibrate
+    lifecycle_cmds.register(sub)  # retire, unretire
+    report_cmds.register(sub)  # report
     return p
 
 

@@ -38,7 +38,8 @@ def test_every_model_gets_its_dags(monkeypatch):
     bag = _bag(monkeypatch, strict=True)
     assert bag.import_errors == {}
     # both shipped models have rollback, so their guard is on
-    expected = {f"{m}__{kind}" for m in MODELS for kind in ("monitor", "retrain", "rollout", "guard")}
+    kinds = ("monitor", "retrain", "rollout", "guard", "health_report")
+    expected = {f"{m}__{kind}" for m in MODELS for kind in kinds}
     assert set(bag.dag_ids) == expected
 
 
@@ -123,6 +124,29 @@ def test_dag_shape_follows_the_config(monkeypatch):
         ):
             assert dag.get_task("guard_needed").upstream_task_ids == {after}, dag.dag_id
             assert dag.get_task("guard_champion").trigger_dag_id == f"{model}__guard"
+
+
+def test_the_health_report_dag_runs_monthly_for_the_month_before(monkeypatch):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from retrain_airflow.report_dag import report_month
+
+    bag = _bag(monkeypatch, strict=True)
+    for model in MODELS:
+        dag = bag.dags[f"{model}__health_report"]
+        assert {"retrain", model, "health_report"} <= set(dag.tags)
+        assert dag.catchup is False and dag.max_active_runs == 1 and dag.start_date.tzinfo is not None
+        assert dag.timetable.expression == "0 7 1 * *"  # the 1st of every month, 07:00 UTC
+        assert set(dag.task_ids) == {"publish_report"}
+        assert dag.params["month"] is None
+    first = dt.datetime(2026, 3, 1, 7, tzinfo=dt.UTC)
+    assert report_month({"logical_date": first, "params": {}}) == "2026-02"
+    assert report_month({"logical_date": dt.datetime(2026, 1, 1, 7, tzinfo=dt.UTC)}) == "2025-12"
+    # a run without a logical date (triggered by hand) reports the month before its run_after
+    manual = {"logical_date": None, "dag_run": SimpleNamespace(run_after=dt.datetime(2026, 5, 17, tzinfo=dt.UTC))}
+    assert report_month(manual) == "2026-04"
+    assert report_month({**manual, "params": {"month": "2025-11"}}) == "2025-11"
 
 
 def test_the_outcome_leaves_name_a_rejection_or_a_missing_gain(monkeypatch):
@@ -228,6 +252,7 @@ def test_bad_config_is_skipped_and_the_others_still_load(monkeypatch, config_cop
         "daily_demand__retrain",
         "daily_demand__rollout",
         "daily_demand__guard",
+        "daily_demand__health_report",
     }
     logged = caplog.text
     assert "credit_default.yaml" in logged and "drift.binz" in logged and "did you mean 'bins'" in logged
@@ -256,7 +281,7 @@ def test_parses_with_no_connections_defined(monkeypatch):
     # The example configs name a Slack connection that does not exist here: parsing must not need it.
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_RETRAIN", raising=False)
     bag = _bag(monkeypatch, strict=True)
-    assert bag.import_errors == {} and len(bag.dag_ids) == 8
+    assert bag.import_errors == {} and len(bag.dag_ids) == 10
 
 
 def test_parsing_imports_no_heavy_library():

@@ -121,6 +121,8 @@ def all_kinds(links):
     """One alert of each kind, from inputs shaped like the platform's."""
     from retrain_lib.pipeline import alerts
     from retrain_lib.pipeline.records import DeployOutcome, Evaluation, GateReport
+    from retrain_lib.tools.health_publish import health_alert
+    from retrain_lib.tools.health_report import ChampionState, DayHealth, HealthCounts, HealthReport
 
     gates = {
         "passed": False,
@@ -225,6 +227,25 @@ def all_kinds(links):
             exception=TimeoutError("fit took too long"),
             links=links,
         ),
+        health_alert(
+            HealthReport(
+                model=MODEL,
+                month="2026-01",
+                first_day="2026-01-01",
+                last_day="2026-01-31",
+                metric="rmse",
+                greater_is_better=False,
+                drift_share_threshold=0.3,
+                counts=HealthCounts(monitor_checks=31, days_checked=31, drift_alarms=2, retrains=1, promotions=1),
+                failed_gates=(),
+                open_approvals=(),
+                champion=ChampionState(at_start="3", at_end="4", now="4"),
+                days=(DayHealth("2026-01-10", live=4.6), DayHealth("2026-01-31", live=4.1)),
+                events=(),
+                generated_at="2026-02-01T07:00:00+00:00",
+            ),
+            links=links,
+        ),
     ]
 
 
@@ -254,6 +275,7 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
         "guard",
         "approval_needed",
         "failure",
+        "health_report",
     ]
     for name, body in zip(names, received, strict=True):
         keep(name, body)

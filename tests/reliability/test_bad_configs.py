@@ -61,7 +61,9 @@ def test_the_valid_models_still_load_beside_the_whole_corpus(tmp_path, monkeypat
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
-        f"{m}__{k}" for m in ("credit_default", "daily_demand") for k in ("monitor", "retrain", "rollout", "guard")
+        f"{m}__{k}"
+        for m in ("credit_default", "daily_demand")
+        for k in ("monitor", "retrain", "rollout", "guard", "health_report")
     }
     for path, _ in written:  # each bad file is named in the log with what is wrong
         assert path.name in caplog.text, path.name
