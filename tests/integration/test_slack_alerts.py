@@ -119,11 +119,38 @@ def fresh_settings(platform, tmp_path):
 
 def all_kinds(links):
     """One alert of each kind, from inputs shaped like the platform's."""
-    from retrain_lib.pipeline import alerts
+    import datetime as dt
+
+    from retrain_lib.pipeline import alerts, lifecycle_alerts
     from retrain_lib.pipeline.records import DeployOutcome, Evaluation, GateReport
+    from retrain_lib.pipeline.retirement import LifecycleChange
+    from retrain_lib.pipeline.retirement_plan import LifecyclePlan
+    from retrain_lib.pipeline.retirement_step import LifecycleCheck
     from retrain_lib.tools.health_publish import health_alert
     from retrain_lib.tools.health_report import ChampionState, DayHealth, HealthCounts, HealthReport
 
+    plan = LifecyclePlan(
+        "daily_demand",
+        dt.date(2026, 1, 2),
+        status="deprecated",
+        retire_on=dt.date(2026, 2, 1),
+        reason="replaced by the store-level model",
+        replacement="store_demand",
+        recorded=True,
+    )
+    deprecated = LifecycleCheck("daily_demand", "2026-01-02", plan, notice=True)
+    change = LifecycleChange(
+        "daily_demand",
+        "retired",
+        "retired",
+        "daily_demand is retired",
+        reason="replaced by the store-level model",
+        replacement="store_demand",
+        aliases_removed={"champion": "4"},
+        versions_tagged=("1", "2", "3", "4"),
+        dags={"daily_demand__monitor": "paused"},
+    )
+    retired = LifecycleCheck("daily_demand", "2026-02-01", plan, retired=change)
     gates = {
         "passed": False,
         "champion_version": "3",
@@ -246,6 +273,8 @@ def all_kinds(links):
             ),
             links=links,
         ),
+        lifecycle_alerts.deprecation_notice("daily_demand", deprecated, links=links),
+        lifecycle_alerts.retirement("daily_demand", retired, links=links),
     ]
 
 
@@ -276,6 +305,8 @@ def test_each_alert_kind_posts_its_exact_payload_to_the_webhook(platform, slack,
         "approval_needed",
         "failure",
         "health_report",
+        "deprecation",
+        "retirement",
     ]
     for name, body in zip(names, received, strict=True):
         keep(name, body)
