@@ -212,6 +212,8 @@ def write_model_card(ctx: ModelContext, version: str, info: dict[str, Any]) -> N
     ctx.client.log_text(run_id, html, "model_card/model_card.html")
     ctx.client.log_dict(run_id, info, "model_card/info.json")
     ctx.client.set_model_version_tag(ctx.name, version, "model_card", f"runs:/{run_id}/model_card/model_card.html")
+    experiment = ctx.client.get_run(run_id).info.experiment_id
+    ctx.client.set_model_version_tag(ctx.name, version, rr.MODEL_CARD_PAGE_TAG, rr.model_card_page(experiment, run_id))
 
 
 def add_approval_to_card(ctx: ModelContext, version: str, approval: dict) -> None:

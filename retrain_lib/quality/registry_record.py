@@ -43,6 +43,16 @@ INTENDED_USE_TAG = "intended_use"
 REGISTERED_BY_TAG = "registered_by"
 COMPLIANCE_TAG = "compliance.status"
 DEPRECATION_TAG = "deprecation.target"
+#: The MLflow UI route (after the UI's base URL) of a version's model card.
+MODEL_CARD_PAGE_TAG = "model_card.page"
+
+
+def model_card_page(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI route of the model card logged to ``run_id`` (the artifact viewer renders
+    its HTML): append it to the UI's base URL."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/model_card/model_card.html"
+
+
 """Set by the retirement of a version (``lifecycle:``); read here, never written."""
 
 APPROVED, REJECTED, TIMED_OUT = "approved", "rejected", "approval timed out"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from retrain_lib.quality.registry_record import MODEL_CARD_PAGE_TAG
 from retrain_lib.serving.routing import state_from_tags
 from retrain_lib.store.lifecycle_tags import LifecycleTags
 from retrain_lib.store.registry import is_not_found
@@ -55,6 +56,7 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
         "description": mv.description or "",
         "mlflow_url": mlflow_version_url(ui_url, model, mv.version),
         "run_url": mlflow_run_url(ui_url, mv.run_id),
+        "card_url": f"{ui_url.rstrip('/')}/{tags[MODEL_CARD_PAGE_TAG]}" if tags.get(MODEL_CARD_PAGE_TAG) else None,
     }
 
 

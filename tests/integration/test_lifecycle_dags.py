@@ -307,6 +307,11 @@ def assert_registry_record_and_model_card(platform, run_id: str, capsys) -> None
         page = (folder / "model_card.html").read_text()
         info = json.loads((folder / "info.json").read_text())
     assert v2.tags["model_card"] == f"runs:/{v2.run_id}/model_card/model_card.html"
+    experiment = mlflow.get_run(v2.run_id).info.experiment_id
+    assert (
+        v2.tags["model_card.page"]
+        == f"#/experiments/{experiment}/runs/{v2.run_id}/artifactPath/model_card/model_card.html"
+    )
     for title in ("Intended use", "Retraining triggers and frequency", "Fairness considerations", "Data requirements"):
         assert f"\n## {title}\n" in markdown and f"<h2>{title}</h2>" in page, title
     assert cfg.intended_use in markdown.split("## Intended use", 1)[1].split("\n## ", 1)[0]

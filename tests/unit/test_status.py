@@ -201,6 +201,10 @@ def test_fleet_status_reads_registry_ledger_and_reports(fleet):
     assert m["champion"]["promoted_as_of"] is None and m["champion"]["gates_passed"] is True
     assert m["champion"]["run_url"] == f"http://localhost:5000/#/runs/{fleet.runs[1]}"
     assert m["champion"]["mlflow_url"] == "http://localhost:5000/#/models/credit_default/versions/2"
+    assert m["champion"]["card_url"] is None  # registered by hand, without a card
+    fleet.client.set_model_version_tag(MODEL, "2", "model_card.page", "#/experiments/7/runs/r2/artifactPath/c.html")
+    again = {x["model"]: x for x in fleet_status(fleet.settings, client=fleet.client)["models"]}[MODEL]
+    assert again["champion"]["card_url"] == "http://localhost:5000/#/experiments/7/runs/r2/artifactPath/c.html"
     assert m["challenger"]["version"] == "3" and m["previous_champion"]["version"] == "1"
     assert m["latest_version"] == "3"
     assert m["rollout"] == {"mode": "canary", "canary_percent": 20.0, "sticky_key": "application_id"}
