@@ -70,6 +70,7 @@ def test_pause_patches_each_dag_with_is_paused_and_the_bearer_token(api_server):
         "credit_default__retrain": "paused",
         "credit_default__rollout": "paused",
         "credit_default__guard": "not found",  # a model without a guard has no guard DAG
+        "credit_default__health_report": "not found",  # not known to this server either
     }
     assert [(r["method"], r["path"], r["body"], r["auth"]) for r in seen] == [
         ("PATCH", f"/api/v2/dags/{d}?update_mask=is_paused", {"is_paused": True}, "Bearer t0k")
