@@ -228,7 +228,8 @@ def data_requirements(cfg: ModelConfig) -> DataRequirementsInfo:
     dataset = [f"training window: the last {cfg.windows.training_days} days ({where})"]
     if cfg.data.labels_path or cfg.data.label_delay_days:
         dataset.append(
-            f"labels arrive {cfg.data.label_delay_days} days after the event; rows without one are not trained on"
+            f"labels arrive {cfg.data.label_delay_days} day{'' if cfg.data.label_delay_days == 1 else 's'} after "
+            "the event; rows without one are not trained on"
         )
     if v is None or not v.enabled:
         checked = "built-in sanity checks only (no validation section)" if v is None else "disabled"
