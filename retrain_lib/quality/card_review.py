@@ -118,9 +118,10 @@ def _performance_trigger(cfg: ModelConfig) -> str:
     if p is None or not p.enabled:
         return "Performance: not monitored (no performance section): only drift and the schedule request a retrain."
     delay = cfg.data.label_delay_days
+    late = f", labels arrive {delay} day{'' if delay == 1 else 's'} late" if delay else ""
     text = (
-        f"Performance: the champion's live {p.metric} on matured labels (at least {p.min_labels}"
-        f"{f', labels arrive {delay} days late' if delay else ''}) against its baseline; "
+        f"Performance: the champion's live {p.metric} on matured labels (at least {p.min_labels}{late}) "
+        "against its baseline; "
     )
     if p.false_alarm_rate is not None:
         text += f"a drop significant at a false-alarm rate of {p.false_alarm_rate:g} per check and at least {p.min_effect:g}"
