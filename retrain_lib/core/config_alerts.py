@@ -4,7 +4,7 @@ severities and the Slack delivery settings.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 from pydantic import Field
 
@@ -23,19 +23,7 @@ AlertKind = Literal[
     "retirement",
     "health_report",
 ]
-ALERT_KINDS: tuple[AlertKind, ...] = (
-    "gate_failure",
-    "validation_failure",
-    "drift",
-    "promotion",
-    "rollback",
-    "guard",
-    "approval_needed",
-    "failure",
-    "deprecation",
-    "retirement",
-    "health_report",
-)
+ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)  # in the order above
 Severity = Literal["green", "yellow", "red"]
 DEFAULT_SEVERITY: dict[str, str] = {
     "gate_failure": "yellow",

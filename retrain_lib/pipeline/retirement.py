@@ -94,6 +94,15 @@ def dag_ids(model: str) -> list[str]:
     return [f"{model}__{kind}" for kind in DAG_KINDS]
 
 
+def _drop_aliases(ctx: ModelContext, aliases: Mapping[str, str]) -> None:
+    """Remove ``aliases`` of the model; a removed challenger ends its rollout (traffic back to
+    the champion, which the status tag written before says is gone)."""
+    for alias in sorted(aliases):
+        ctx.client.delete_registered_model_alias(ctx.name, alias)
+    if aliases.get(registry.CHALLENGER):
+        set_rollout_state(ctx.client, ctx.name, "none", 0.0, ctx.cfg.deploy.sticky_key or "")
+
+
 def _who(model: str, version: str | None) -> str:
     return f"{model} version {version}" if version else model
 
@@ -266,10 +275,7 @@ def _retire_whole(
         before = registry.aliases(client, name)
         # the status tag before the aliases go: a gateway that sees no champion sees why (410, not 503)
         write_tags(client, name, tags, current=before_tags)
-        for alias in sorted(before):
-            client.delete_registered_model_alias(name, alias)
-        if before.get(registry.CHALLENGER):
-            set_rollout_state(client, name, "none", 0.0, ctx.cfg.deploy.sticky_key or "")
+        _drop_aliases(ctx, before)
         try:
             tagged = _tag_versions(client, name, tags)
             tx.append(
@@ -359,10 +365,7 @@ def _retire_version(
                 version,
             )
         write_tags(client, name, tags, version=version, current=current)
-        for alias in sorted(pointing):
-            client.delete_registered_model_alias(name, alias)
-        if registry.CHALLENGER in pointing:
-            set_rollout_state(client, name, "none", 0.0, ctx.cfg.deploy.sticky_key or "")
+        _drop_aliases(ctx, pointing)
         try:
             tx.append(
                 name,
