@@ -57,11 +57,13 @@ def cmd_simulate(args) -> int:
 def _read_table(path: str):
     import pandas as pd
 
+    from retrain_lib.store.parquet_io import read_parquet
+
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: no such file; pass a parquet or CSV file")
     if p.suffix == ".parquet":
-        return pd.read_parquet(p)
+        return read_parquet(p)
     if p.suffix == ".csv":
         return pd.read_csv(p)
     raise DataError(f"{path}: unknown file type {p.suffix!r}; use .parquet or .csv")

@@ -16,6 +16,7 @@ from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.training_run import permutation_importances
 from retrain_lib.quality.gate_types import GoldenScores
 from retrain_lib.store.lineage import snapshot_golden_set
+from retrain_lib.store.parquet_io import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _score_golden(cfg: ModelConfig, settings: Settings, candidate, dataset: str,
             f"{settings.config_dir}); create it with the features, {cfg.features.target}"
             + (f" and {must_pass}" if must_pass else "")
         )
-    frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    frame = read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
     need = [*cfg.features.all, cfg.features.target, *([must_pass] if must_pass else [])]
     missing = [c for c in need if c not in frame.columns]
     if missing:

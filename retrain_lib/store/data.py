@@ -28,6 +28,7 @@ import pandas as pd
 
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.errors import DataError
+from retrain_lib.store.parquet_io import read_parquet
 
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")
@@ -131,7 +132,7 @@ def read_partition(path: Path, fmt: str) -> pd.DataFrame:
 def _read_file(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            return read_parquet(path)
         return pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - any reader error means an unreadable partition
         raise DataError(f"cannot read partition {path}: {exc}; fix or remove the file") from exc
@@ -256,7 +257,7 @@ class _S3Store:
         body = self._call("read", self.client.get_object, Bucket=self.bucket, Key=key)["Body"].read()
         self._digests[ref] = (key.rsplit("/", 1)[-1], body)
         try:
-            return pd.read_parquet(io.BytesIO(body)) if fmt == "parquet" else pd.read_csv(io.BytesIO(body))
+            return read_parquet(body) if fmt == "parquet" else pd.read_csv(io.BytesIO(body))
         except Exception as exc:  # noqa: BLE001 - any reader error means an unreadable partition
             raise DataError(f"cannot read partition {ref}: {exc}; fix or remove the object") from exc
 

@@ -42,7 +42,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import importlib.util
-import io
 import logging
 import os
 import re
@@ -373,7 +372,7 @@ def load_training_set(settings: Settings, path: str, rev: str, md5: str) -> pd.D
         DataError: unknown path or rev, data missing from the remote, or an md5 mismatch
             (the registry was tampered with or corrupted). The message names path and rev.
     """
-    import pandas as pd
+    from retrain_lib.store.parquet_io import read_parquet
 
     match = _PATH_RE.fullmatch(path or "")
     if match is None:
@@ -396,7 +395,7 @@ def load_training_set(settings: Settings, path: str, rev: str, md5: str) -> pd.D
             f"data of {model} at DVC rev {rev} ({path}, remote {reg.remote}) has md5 {actual}, expected "
             f"{md5}: the data registry was tampered with or corrupted"
         )
-    return pd.read_parquet(io.BytesIO(data))
+    return read_parquet(data)
 
 
 def _read_bytes(reg: DataRegistry, path: str, rev: str) -> bytes:
