@@ -24,7 +24,7 @@ AIRFLOW_PORT ?= 8080
 AIRFLOW_PARALLELISM ?= 4
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup browser demo test test-fast test-production lint up airflow mlflow-ui clean
+.PHONY: help setup browser demo test test-fast test-production lint dags up airflow mlflow-ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,7 +66,10 @@ lint: setup  ## ruff check, ruff format --check (run `ruff format` to fix), the 
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-up: setup  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http://localhost:$(AIRFLOW_PORT)
+dags: setup  ## one generated DAG file per model config (dags/models/<model>.py; stale ones removed)
+	$(BIN)/retrain dags sync
+
+up: setup dags  ## Airflow (api-server, scheduler, dag-processor, triggerer) on http://localhost:$(AIRFLOW_PORT)
 	@case "$(AIRFLOW_PORT)" in 8793|8794) echo "AIRFLOW_PORT=$(AIRFLOW_PORT) is the port of Airflow's own log server ($(if $(filter 8793,$(AIRFLOW_PORT)),scheduler,triggerer)): the api-server could not bind it. Pick another port." >&2; exit 2;; esac
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"

@@ -11,7 +11,10 @@ data ``retrain status --format json`` prints, with the Jinja templates under ``t
                                      check (each feature against its threshold, one axis per
                                      method kind), last gates, last retrain, last decisions
 * ``GET /retrain/models/{model}``    one model in detail
-* ``GET /retrain/api/status[/{model}]``  the same as JSON
+* ``GET /retrain/?page=&per_page=``  one page of the fleet (50 models by default, in name
+                                     order; previous/next links): a page reads the registry in
+                                     two queries whatever the fleet's size
+* ``GET /retrain/api/status[/{model}]``  the same as JSON (paged the same way; ``page`` says where)
 * ``GET /retrain/runbooks/[{kind}]``   the on-call runbooks (``docs/runbooks``), linked from every alert
 * ``GET /retrain/reports/{path}``    a file of the monitor's reports directory (drift reports,
                                      ``monitor.json``); nothing outside that directory is served
@@ -34,16 +37,16 @@ import datetime as dt
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from retrain_airflow.fleet_cache import CACHE_SECONDS, DEFAULT_PER_PAGE, MAX_PER_PAGE, FleetCache
 
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/retrain"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-CACHE_SECONDS = 15.0  # a kept fleet state is read again after this long even if the ledger did not move
 
 
 class LazyApp:
@@ -83,7 +86,7 @@ class LazyApp:
             log.exception("building the fleet app")
             return
         if cache is not None:
-            cache.warm()
+            cache.warm(lambda fleet: render_fleet(fleet, URL_PREFIX))
 
     async def __call__(self, scope, receive, send):
         await self.app(scope, receive, send)
@@ -291,8 +294,23 @@ def model_view(m: dict) -> dict[str, Any]:
     }
 
 
+def page_size(per_page: int) -> int:
+    """``?per_page=`` clamped into 1..MAX_PER_PAGE."""
+    return min(max(int(per_page), 1), MAX_PER_PAGE)
+
+
+def page_links(page: dict | None, root: str) -> dict[str, str | None]:
+    """The URLs of the previous and next fleet pages (``None`` at either end)."""
+    page = page or {}
+
+    def url(number: int | None) -> str | None:
+        return None if number is None else f"{root}/?page={number}&per_page={page.get('per_page')}"
+
+    return {"prev": url(page.get("prev")), "next": url(page.get("next"))}
+
+
 def render_fleet(fleet: dict, root: str) -> str:
-    """The fleet page."""
+    """The fleet page (one page of models, with links to the previous and next pages)."""
     models = [{"m": m, "view": model_view(m)} for m in fleet["models"]]
     return templates().render(
         "fleet.html",
@@ -301,6 +319,8 @@ def render_fleet(fleet: dict, root: str) -> str:
         generated=fleet.get("generated_at", ""),
         fleet=fleet,
         models=models,
+        page=fleet.get("page") or {},
+        links=page_links(fleet.get("page"), root),
     )
 
 
@@ -329,98 +349,8 @@ def render_error(message: str, root: str) -> str:
 
 
 # -----------------------------------------------------------------------------------------
-# The fleet's state, kept between requests
+# The routes' responses (the fleet's state is kept by :class:`retrain_airflow.fleet_cache.FleetCache`)
 # -----------------------------------------------------------------------------------------
-
-
-class FleetCache:
-    """:func:`retrain_lib.tools.status.fleet_status` kept between requests.
-
-    A kept state is served while it is younger than ``max_age`` seconds and the decision
-    ledger's head and the model config files are unchanged (every alias move and rollout step
-    is written to the ledger in the same transaction); an ``MlflowClient`` (registries that
-    are not an SQLite file) and the gate results of a run (which never change) are kept for
-    the life of the process. :meth:`warm` reads everything and renders the page once in the
-    background when the API server starts, so the first page finds the templates compiled
-    and, with a registry server, MLflow imported (6-10 s on two cores).
-    """
-
-    def __init__(self, settings_factory: Callable[[], Any], *, max_age: float = CACHE_SECONDS):
-        self._settings_factory = settings_factory
-        self.max_age = max_age
-        self._lock = threading.Lock()
-        self._clients: dict[tuple, Any] = {}
-        self._gate_results: dict[str, Any] = {}
-        self._kept: dict[tuple, tuple[float, tuple, dict]] = {}
-
-    def _read(self, settings, model: str | None = None) -> dict:
-        """The state from the sources: an SQLite registry straight from its file (a reader
-        opened for this read only: ``make demo`` may replace the file), any other through one
-        ``MlflowClient`` kept for the process."""
-        from retrain_lib.store import registry
-        from retrain_lib.store.registry_reader import reader_for
-        from retrain_lib.tools.status import fleet_status
-
-        reader = reader_for(settings.tracking_uri, settings.registry_uri)
-        try:
-            if reader is not None:
-                client = reader
-            else:
-                key = (settings.tracking_uri, settings.registry_uri)
-                if key not in self._clients:
-                    self._clients[key] = registry.get_client(*key)
-                client = self._clients[key]
-            return fleet_status(settings, model=model, client=client, gate_results=self._gate_results)
-        finally:
-            if reader is not None:
-                reader.close()
-
-    @staticmethod
-    def _signature(settings) -> tuple:
-        """What a kept state depends on besides the registry: the ledger head and the configs."""
-        from retrain_lib.store.audit import Ledger
-
-        head = Ledger.from_settings(settings).head() or {}
-        models_dir = Path(settings.models_dir)
-        files = (
-            tuple(sorted((p.name, p.stat().st_mtime_ns) for p in models_dir.glob("*.yaml")))
-            if models_dir.is_dir()
-            else ()
-        )
-        return head.get("seq"), head.get("hash"), files
-
-    def status(self, model: str | None = None) -> dict:
-        """The fleet (or one model: :class:`~retrain_lib.tools.status.UnknownModelError` if unknown)."""
-        settings = self._settings_factory()
-        key = (str(settings.state_dir), settings.tracking_uri, str(settings.models_dir))
-        with self._lock:
-            signature = self._signature(settings)
-            kept = self._kept.get(key)
-            if kept is None or kept[1] != signature or time.monotonic() - kept[0] > self.max_age:
-                kept = self._kept[key] = (time.monotonic(), signature, self._read(settings))
-            fleet = kept[2]
-            if model is None:
-                return fleet
-            one = [m for m in fleet["models"] if m["model"] == model]
-            if one:
-                return {
-                    **fleet,
-                    "models": one,
-                    "config_problems": [p for p in fleet["config_problems"] if Path(p.get("file", "")).stem == model],
-                }
-            # not in the fleet: registered only, or unknown (fleet_status names what it looked for)
-            return self._read(settings, model)
-
-    def warm(self) -> None:
-        """Read the fleet and render its page once (imports MLflow, opens the store, compiles
-        the templates); errors are logged, the page shows them when asked."""
-        started = time.perf_counter()
-        try:
-            render_fleet(self.status(), URL_PREFIX)
-        except Exception:  # noqa: BLE001 - a warm-up must never take the API server down
-            log.exception("warming up the fleet page")
-        else:
-            log.info("fleet page warmed up in %.1f s", time.perf_counter() - started)
 
 
 class FleetPages:
@@ -438,9 +368,9 @@ class FleetPages:
             headers={"Content-Security-Policy": templates().csp, "X-Content-Type-Options": "nosniff"},
         )
 
-    def fleet(self, root: str):
+    def fleet(self, root: str, page: int = 1, per_page: int = DEFAULT_PER_PAGE):
         try:
-            fleet = self.cache.status()
+            fleet = self.cache.status(page=page, per_page=page_size(per_page))
         except Exception as exc:  # noqa: BLE001 - show what is wrong instead of a bare 500
             return self._html(render_error(f"{type(exc).__name__}: {exc}", root), 503)
         return self._html(render_fleet(fleet, root))
@@ -454,14 +384,14 @@ class FleetPages:
             return self._html(render_error(str(exc), root), 404)
         return self._html(render_model(fleet, root))
 
-    def json(self, model: str | None = None):
+    def json(self, model: str | None = None, page: int = 1, per_page: int = DEFAULT_PER_PAGE):
         from fastapi import HTTPException
         from fastapi.responses import JSONResponse
 
         from retrain_lib.tools.status import UnknownModelError
 
         try:
-            return JSONResponse(self.cache.status(model))
+            return JSONResponse(self.cache.status(model, page=page, per_page=page_size(per_page)))
         except UnknownModelError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
 
@@ -565,16 +495,16 @@ def create_app(
         return str(request.scope.get("root_path") or "").rstrip("/")
 
     @app.get("/")
-    def fleet_page(request: Request):
-        return pages.fleet(root_of(request))
+    def fleet_page(request: Request, page: int = 1, per_page: int = DEFAULT_PER_PAGE):
+        return pages.fleet(root_of(request), page, per_page)
 
     @app.get("/models/{model}")
     def model_page(model: str, request: Request):
         return pages.model(model, root_of(request))
 
     @app.get("/api/status")
-    def status_json():
-        return pages.json()
+    def status_json(page: int = 1, per_page: int = DEFAULT_PER_PAGE):
+        return pages.json(None, page, per_page)
 
     @app.get("/api/status/{model}")
     def model_json(model: str):

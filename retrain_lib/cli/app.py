@@ -15,6 +15,7 @@ from retrain_lib.cli import (
     audit_cmds,
     backtest_cmds,
     config_cmds,
+    dags_cmds,
     data_cmds,
     lifecycle_cmds,
     model_cmds,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest_cmds.register(sub)  # backtest, dry-run, calibrate
     lifecycle_cmds.register(sub)  # retire, unretire
     report_cmds.register(sub)  # report
+    dags_cmds.register(sub)  # dags sync
     return p
 
 

@@ -18,7 +18,8 @@ The fleet's state from the MLflow registry (aliases, versions, rollout tags), th
 ledger (last monitor check, gate results, decisions) and the monitor's reports: the same
 information as the Airflow fleet page (/retrain/ on the API server).
 
-Without MODEL: one row per model. With MODEL: its versions, rollout, last drift check per
+Without MODEL: one row per model (--per-page N --page P: the P-th page of N models, in
+name order, and a line naming the next page). With MODEL: its versions, rollout, last drift check per
 feature, drift trend, last gates and last decisions. Progress goes to stderr on a terminal.
 
 Exit codes: 0 ok; 2 unknown model or bad arguments."""
@@ -30,6 +31,9 @@ def cmd_status(args) -> int:
             f"error: --history and --decisions must be 0 or more; got {args.history} and {args.decisions}",
             file=sys.stderr,
         )
+        return EXIT_BAD_INPUT
+    if args.page < 1 or (args.per_page is not None and args.per_page < 1):
+        print(f"error: --page and --per-page must be 1 or more; got {args.page} and {args.per_page}", file=sys.stderr)
         return EXIT_BAD_INPUT
     show = sys.stderr.isatty() and args.format == "text"
 
@@ -44,6 +48,9 @@ def cmd_status(args) -> int:
             history=args.history,
             decisions=args.decisions,
             progress=progress,
+            page=args.page,
+            per_page=args.per_page,
+            gate_details=args.model is not None or args.format == "json",
         )
     except UnknownModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,5 +78,12 @@ def register(sub) -> None:
     st.add_argument("model", nargs="?", default=None, help="one model in detail (default: every model, one row each)")
     st.add_argument("--history", type=int, default=14, help="monitor checks in the drift trend (default 14)")
     st.add_argument("--decisions", type=int, default=10, help="ledger decisions per model (default 10)")
+    st.add_argument("--page", type=int, default=1, help="page of the fleet to show, from 1 (with --per-page)")
+    st.add_argument(
+        "--per-page",
+        type=int,
+        default=None,
+        help="models per page, in name order (default: every model); a page reads the registry in two queries",
+    )
     add_format(st)
     st.set_defaults(func=cmd_status)

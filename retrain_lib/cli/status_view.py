@@ -87,6 +87,13 @@ def print_fleet(fleet: dict, out) -> None:
     )
     for p in fleet["config_problems"]:
         print(f"config problem: {p['file']}:{p['line']}: {p['field']}: {p['reason']}", file=out)
+    page = fleet.get("page") or {}
+    if page.get("pages", 1) > 1:
+        more = f"; next: --page {page['next']} --per-page {page['per_page']}" if page.get("next") else ""
+        print(
+            f"page {page['page']} of {page['pages']}: models {page['first']}-{page['last']} of {page['total']}{more}",
+            file=out,
+        )
 
 
 def print_model(m: dict, out) -> None:

@@ -309,13 +309,16 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------
 
-    def records(self, model: str | None = None) -> list[dict]:
-        """Every record (of ``model``), in ``seq`` order, as dicts with the keys ``seq, time,
-        model, event, as_of, actor, before, after, reason, details, prev, hash``."""
+    def records(self, model: str | None = None, *, models: list[str] | None = None) -> list[dict]:
+        """Every record (of ``model``, or of the ``models`` listed), in ``seq`` order, as dicts
+        with the keys ``seq, time, model, event, as_of, actor, before, after, reason, details,
+        prev, hash``."""
         t = self._table
         query = t.select().order_by(t.c.seq)
         if model is not None:
             query = query.where(t.c.model == model)
+        if models is not None:
+            query = query.where(t.c.model.in_(list(models)))
         with self.engine.connect() as conn:
             return [as_record(r) for r in conn.execute(query).mappings()]
 

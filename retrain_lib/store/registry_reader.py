@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
@@ -86,6 +87,27 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _has_tables(con: sqlite3.Connection, tables) -> bool:
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return set(tables) <= names
+
+
+_QUOTED = re.compile(r"'((?:[^']|'')*)'")
+_FILTER = re.compile(r"^\s*name\s*(=\s*'(?:[^']|'')*'|IN\s*\((?:\s*'(?:[^']|'')*'\s*,?)+\))\s*$", re.IGNORECASE)
+
+
+def filter_names(filter_string: str) -> list[str]:
+    """The model names of an MLflow filter ``name='<a>'`` or ``name IN ('<a>', '<b>')`` (the
+    only filters the reader answers); ``ValueError`` for any other."""
+    if not _FILTER.match(filter_string or ""):
+        raise ValueError(
+            "The 'filter_string' parameter of SqliteRegistryReader searches must be \"name='<model>'\" or "
+            f"\"name IN ('<a>', '<b>')\". Got {filter_string!r} instead."
+        )
+    return [m.replace("''", "'") for m in _QUOTED.findall(filter_string)]
+
+
+def name_filter(names) -> str:
+    """The MLflow filter string selecting the models ``names``: ``name IN ('<a>', '<b>')``."""
+    quoted = ", ".join("'" + str(n).replace("'", "''") + "'" for n in names)
+    return f"name IN ({quoted})"
 
 
 class SqliteRegistryReader:
@@ -166,20 +188,48 @@ class SqliteRegistryReader:
             tags,
         )
 
-    def search_model_versions(self, filter_string: str, max_results: int = 1000) -> list[ModelVersionRow]:
-        """Only the filter status uses, ``name='<model>'``; the versions without their tags."""
-        prefix, suffix = "name='", "'"
-        if not (filter_string.startswith(prefix) and filter_string.endswith(suffix)):
-            raise ValueError(
-                f"The 'filter_string' parameter of search_model_versions must be \"name='<model>'\". "
-                f"Got {filter_string!r} instead."
+    def search_registered_models(self, filter_string: str, max_results: int = 1000) -> list[RegisteredModelRow]:
+        """The registered models named by ``name='<model>'`` or ``name IN ('<a>', '<b>', ...)``
+        (the filters the fleet status uses), with their aliases and tags, in name order."""
+        names = filter_names(filter_string)[: int(max_results)]
+        if not names:
+            return []
+        marks = ", ".join("?" * len(names))
+        found = {
+            r["name"]: RegisteredModelRow(r["name"], r["description"], {}, {})
+            for r in self._registry.execute(
+                f"SELECT name, description FROM registered_models WHERE name IN ({marks}){self._where()}", names
             )
-        name = filter_string[len(prefix) : -len(suffix)].replace("''", "'")
+        }
+        for r in self._registry.execute(
+            f"SELECT name, alias, version FROM registered_model_aliases WHERE name IN ({marks}){self._where()}", names
+        ):
+            if r["name"] in found:
+                found[r["name"]].aliases[r["alias"]] = str(r["version"])
+        for r in self._registry.execute(
+            f"SELECT name, key, value FROM registered_model_tags WHERE name IN ({marks}){self._where()}", names
+        ):
+            if r["name"] in found:
+                found[r["name"]].tags[r["key"]] = r["value"]
+        return [found[n] for n in sorted(found)]
+
+    def search_model_versions(self, filter_string: str, max_results: int = 1000) -> list[ModelVersionRow]:
+        """The versions of the models named by ``name='<model>'`` or ``name IN (...)``, with
+        their tags, newest first per model."""
+        names = filter_names(filter_string)
+        if not names:
+            return []
+        marks = ", ".join("?" * len(names))
         rows = self._registry.execute(
             "SELECT name, version, run_id, creation_time, description, source, status FROM model_versions "
-            f"WHERE name = ? AND current_stage != ?{self._where()} ORDER BY version DESC LIMIT ?",
-            (name, _DELETED, int(max_results)),
+            f"WHERE name IN ({marks}) AND current_stage != ?{self._where()} ORDER BY name, version DESC LIMIT ?",
+            (*names, _DELETED, int(max_results)),
         ).fetchall()
+        tags: dict[tuple[str, str], dict[str, str]] = {}
+        for r in self._registry.execute(
+            f"SELECT name, version, key, value FROM model_version_tags WHERE name IN ({marks}){self._where()}", names
+        ):
+            tags.setdefault((r["name"], str(r["version"])), {})[r["key"]] = r["value"]
         return [
             ModelVersionRow(
                 r["name"],
@@ -189,6 +239,7 @@ class SqliteRegistryReader:
                 r["description"],
                 r["source"],
                 r["status"],
+                tags.get((r["name"], str(r["version"])), {}),
             )
             for r in rows
         ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from retrain_lib.tools.status_decisions import (
 )
 from retrain_lib.tools.status_lifecycle import lifecycle_summary
 from retrain_lib.tools.status_monitor import drift_trend, latest_record, monitor_summary
-from retrain_lib.tools.status_registry import registry_state
+from retrain_lib.tools.status_registry import registry_state, registry_states
 from retrain_lib.tools.status_timeline import timeline
 
 DEFAULT_HISTORY = 14  # monitor checks in the drift trend
@@ -88,13 +89,67 @@ def shown_metrics(versions: dict, gated: list[str], limit: int = METRIC_COLUMNS)
 
 def model_names(settings, ledger=None) -> tuple[dict[str, Any], list[dict], list[str]]:
     """``(valid configs by name, config problems as dicts, every known model name)``: names
-    from the config files (valid or not) and from the ledger."""
+    from the config files (valid or not) and from the ledger. Validates every config: the
+    fleet status validates only those of the page it shows (:func:`fleet_names`)."""
     configs = load_model_configs([settings.models_dir], settings.platform) if settings.models_dir.is_dir() else None
     valid = dict(configs.models) if configs else {}
     problems = [p.to_dict() for p in configs.problems] if configs else []
     files = {p.stem for p in settings.models_dir.glob("*.yaml")} if settings.models_dir.is_dir() else set()
     ledger = ledger or Ledger.from_settings(settings)
     return valid, problems, sorted(set(valid) | files | set(ledger.models()))
+
+
+def config_paths(settings) -> dict[str, list[Path]]:
+    """Model name -> its config files (``.yaml``/``.yml``), without reading them."""
+    found: dict[str, list[Path]] = {}
+    if settings.models_dir.is_dir():
+        for p in sorted(settings.models_dir.iterdir()):
+            if p.suffix in (".yaml", ".yml") and p.is_file():
+                found.setdefault(p.stem, []).append(p)
+    return found
+
+
+def fleet_names(settings, ledger) -> list[str]:
+    """Every known model name, sorted: config file names and ledger models (no file is read)."""
+    return sorted(set(config_paths(settings)) | set(ledger.models()))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the fleet: ``number`` (from 1) of ``pages``, ``per_page`` models each, of
+    ``total`` models; ``first``/``last`` are the 1-based positions of the models shown."""
+
+    number: int
+    per_page: int
+    pages: int
+    total: int
+
+    @classmethod
+    def of(cls, total: int, page: int = 1, per_page: int | None = None) -> Page:
+        """Page ``page`` (clamped into range) of ``total`` models; ``per_page=None``: all on one."""
+        size = max(total, 1) if per_page is None else max(int(per_page), 1)
+        pages = max((total + size - 1) // size, 1)
+        return cls(min(max(int(page), 1), pages), size, pages, total)
+
+    @property
+    def start(self) -> int:
+        return (self.number - 1) * self.per_page
+
+    @property
+    def stop(self) -> int:
+        return min(self.start + self.per_page, self.total)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "page": self.number,
+            "per_page": self.per_page,
+            "pages": self.pages,
+            "total": self.total,
+            "first": self.start + 1 if self.total else 0,
+            "last": self.stop,
+            "prev": self.number - 1 if self.number > 1 else None,
+            "next": self.number + 1 if self.number < self.pages else None,
+        }
 
 
 def fleet_status(
@@ -107,8 +162,17 @@ def fleet_status(
     client=None,
     gate_results: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    page: int = 1,
+    per_page: int | None = None,
+    gate_details: bool = True,
 ) -> dict[str, Any]:
-    """The state of every model (or of ``model`` only), as JSON-serialisable dicts.
+    """The state of every model (or of ``model`` only, or of one page of models), as
+    JSON-serialisable dicts.
+
+    Reads the sources once per call, for the models shown only: their configs (no other file
+    is validated), their ledger records (one query), and the registry in two queries per 100
+    models (:func:`~retrain_lib.tools.status_registry.registry_states`), so a page of a
+    1,000-model fleet costs what a page of a small one does.
 
     Args:
         settings: :class:`~retrain_lib.core.settings.Settings` (default: :func:`load_settings`).
@@ -123,47 +187,62 @@ def fleet_status(
         gate_results: a dict kept between calls (the fleet page's) in which the gate results
             of an MLflow run are kept once read (a run's ``gates/results.json`` never changes).
         progress: called with a short message before each slow step (the CLI shows them).
+        page: the page to show (from 1; clamped into range) when ``per_page`` is set.
+        per_page: models per page, in name order (default: every model).
+        gate_details: read each last gate's per-gate results (a small artifact per run, kept
+            in ``gate_results``); ``False`` keeps the ledger's verdict only (the CLI's table).
 
     Returns:
-        ``{"generated_at", "state_dir", "tracking_uri", "mlflow_ui_url", "ledger",
+        ``{"generated_at", "state_dir", "tracking_uri", "mlflow_ui_url", "ledger", "page",
         "config_problems", "models": [{"model", "config", "aliases", "versions", "champion",
         "challenger", "previous_champion", "rollout", "lifecycle", "gated_metrics", "metric_columns",
         "last_monitor", "drift_trend", "timeline", "last_gates", "last_retrain", "decisions",
-        ...}]}``. ``last_monitor`` is the check of the latest day (``state`` is its action, or
+        ...}]}``. ``page`` is :meth:`Page.to_dict`; ``config_problems`` are those of the models
+        shown. ``last_monitor`` is the check of the latest day (``state`` is its action, or
         ``"throttled"`` for a retrain request held back); each decision has an ``outcome``
         (``"rejected"``, ``"no_gain"`` or ``None``).
     """
     settings = settings or load_settings()
     say = progress or (lambda _msg: None)
     ui_url = settings.platform.mlflow_ui_url
-    say("reading configs and the decision ledger")
+    say("reading the decision ledger")
     ledger = Ledger.from_settings(settings)
-    valid, problems, names = model_names(settings, ledger)
+    names = fleet_names(settings, ledger)
     say("opening the MLflow registry")
     client = client or _registry_client(settings)
     if model is not None:
         _check_known(settings, client, model, names, ui_url)
         names = [model]
-    records = ledger.records(model) if model is not None else ledger.records()
+    shown = Page.of(len(names), page, None if model is not None else per_page)
+    names = names[shown.start : shown.stop]
+    paths = config_paths(settings)
+    say("reading configs")
+    configs = load_model_configs([p for n in names for p in paths.get(n, [])], settings.platform)
+    valid = dict(configs.models)
+    problems = [p.to_dict() for p in configs.problems]
+    records = ledger.records(model) if model is not None else ledger.records(models=names)
     by_model: dict[str, list[dict]] = {}
     for rec in records:
         by_model.setdefault(rec["model"], []).append(rec)
+    say(f"reading the registry ({len(names)} models)")
+    states = registry_states(client, names, ui_url)
     out_models = []
     for i, name in enumerate(names, 1):
-        say(f"[{i}/{len(names)}] {name}: registry, ledger, reports")
+        say(f"[{i}/{len(names)}] {name}: ledger, reports")
         out_models.append(
             _model_status(
                 settings,
-                client,
                 name,
                 valid.get(name),
                 by_model.get(name, []),
                 [p for p in problems if Path(p.get("file", "")).stem == name],
+                reg=states[name],
                 ui_url=ui_url,
                 history=history,
                 decisions=decisions,
                 timeline_days=timeline_days,
                 gate_results=gate_results,
+                gate_client=client if gate_details else None,
             )
         )
     return {
@@ -174,9 +253,8 @@ def fleet_status(
         "mlflow_ui_url": ui_url,
         "ledger": ledger.display_url(),
         "ledger_records": len(records),
-        "config_problems": problems
-        if model is None
-        else [p for p in problems if Path(p.get("file", "")).stem == model],
+        "page": shown.to_dict(),
+        "config_problems": problems,
         "models": out_models,
     }
 
@@ -210,7 +288,6 @@ def _check_known(settings, client, model: str, names: list[str], ui_url: str) ->
 
 def _model_status(
     settings,
-    client,
     name: str,
     loaded,
     records: list[dict],
@@ -220,10 +297,11 @@ def _model_status(
     history: int,
     decisions: int,
     timeline_days: int = DEFAULT_TIMELINE_DAYS,
+    reg: dict[str, Any],
     gate_results: dict | None = None,
+    gate_client=None,
 ) -> dict[str, Any]:
     cfg = loaded.config if loaded is not None else None
-    reg = registry_state(client, name, ui_url)
     versions = reg["versions"]
     aliases = reg["aliases"]
     monitors = [r for r in records if r["event"] == MONITOR_EVENT]
@@ -260,7 +338,7 @@ def _model_status(
         "monitor_checks": len(monitors),
         "drift_trend": drift_trend(monitors, settings.reports_dir, ui_url, history),
         "timeline": timeline(monitors, others, timeline_days),
-        "last_gates": gates_summary(client, gates[-1] if gates else None, ui_url, cache=gate_results),
+        "last_gates": gates_summary(gate_client, gates[-1] if gates else None, ui_url, cache=gate_results),
         "last_retrain": decision_entry(last_retrain, ui_url) if last_retrain else None,
         "guard": last_guard(others),
         "last_decision": decision_entry(last_change, ui_url) if last_change else None,

@@ -10,6 +10,7 @@ from retrain_lib.quality.registry_record import MODEL_CARD_PAGE_TAG
 from retrain_lib.serving.routing import state_from_tags
 from retrain_lib.store.lifecycle_tags import LifecycleTags
 from retrain_lib.store.registry import is_not_found
+from retrain_lib.store.registry_reader import name_filter
 from retrain_lib.tools.status_links import mlflow_run_url, mlflow_version_url
 from retrain_lib.tools.status_values import finite_float, ms_to_iso
 
@@ -37,6 +38,11 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
     except _registry_errors(client) as exc:
         log.warning("%s version %s: %s", model, version, exc)
         return {"version": str(version), "aliases": aliases, "missing": True}
+    return version_record(mv, model, aliases, ui_url)
+
+
+def version_record(mv, model: str, aliases: list[str], ui_url: str) -> dict[str, Any]:
+    """One registered version (an MLflow ``ModelVersion`` or the reader's row) as plain values."""
     tags = dict(mv.tags or {})
     metrics = {k[len("metric.") :]: finite_float(v) for k, v in tags.items() if k.startswith("metric.")}
     gates = tags.get("gates.passed")
@@ -60,6 +66,71 @@ def _version_info(client, model: str, version: str, aliases: list[str], ui_url: 
     }
 
 
+def unregistered() -> dict[str, Any]:
+    """The registry state of a model that is not registered."""
+    return {
+        "registered": False,
+        "aliases": {},
+        "rollout": state_from_tags({}).to_dict(),
+        "versions": {},
+        "lifecycle": LifecycleTags().to_dict(),
+    }
+
+
+def registry_states(client, names: list[str], ui_url: str, *, chunk: int = 100) -> dict[str, dict[str, Any]]:
+    """:func:`registry_state` of every model in ``names``, in two registry queries per ``chunk``
+    names (a fleet page): ``search_registered_models`` (aliases, rollout and lifecycle tags) and
+    ``search_model_versions`` (every version with its tags; page tokens followed when MLflow
+    pages them), both filtered by ``name IN (...)`` - not one call or more per model."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(names), chunk):
+        part = list(names[i : i + chunk])
+        flt = name_filter(part)
+        models = {rm.name: rm for rm in _all_pages(client.search_registered_models, flt, len(part))}
+        versions: dict[str, dict[str, Any]] = {}
+        for mv in _all_pages(client.search_model_versions, flt, 10000):
+            versions.setdefault(mv.name, {})[str(mv.version)] = mv
+        for name in part:
+            rm = models.get(name)
+            if rm is None:
+                out[name] = unregistered()
+                continue
+            aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}
+            by_version: dict[str, list[str]] = {}
+            for alias in ALIASES:
+                if alias in aliases:
+                    by_version.setdefault(aliases[alias], []).append(alias)
+            mine = versions.get(name, {})
+            infos = {
+                v: version_record(mine[v], name, names_, ui_url)
+                if v in mine
+                else {"version": v, "aliases": names_, "missing": True}
+                for v, names_ in by_version.items()
+            }
+            latest = max((int(v) for v in mine), default=None)
+            out[name] = {
+                "registered": True,
+                "aliases": {a: aliases[a] for a in ALIASES if a in aliases},
+                "rollout": state_from_tags(rm.tags).to_dict(),
+                "lifecycle": LifecycleTags.from_tags(rm.tags).to_dict(),
+                "versions": infos,
+                "latest_version": None if latest is None else str(latest),
+            }
+    return out
+
+
+def _all_pages(search, filter_string: str, max_results: int) -> list:
+    """Every result of an MLflow search, following ``token`` (one call when it fits one page)."""
+    found = search(filter_string=filter_string, max_results=max_results)
+    out = list(found)
+    token = getattr(found, "token", None)
+    while token:
+        found = search(filter_string=filter_string, max_results=max_results, page_token=token)
+        out += list(found)
+        token = getattr(found, "token", None)
+    return out
+
+
 def registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
     """Aliases, rollout state and the aliased versions of ``model`` (empty when unregistered)."""
     errors = _registry_errors(client)
@@ -67,13 +138,7 @@ def registry_state(client, model: str, ui_url: str) -> dict[str, Any]:
         rm = client.get_registered_model(model)
     except errors as exc:
         if is_not_found(exc):
-            return {
-                "registered": False,
-                "aliases": {},
-                "rollout": state_from_tags({}).to_dict(),
-                "versions": {},
-                "lifecycle": LifecycleTags().to_dict(),
-            }
+            return unregistered()
         raise
     aliases = {k: str(v) for k, v in (rm.aliases or {}).items()}
     by_version: dict[str, list[str]] = {}
