@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrain_airflow import alerting
+from retrain_airflow.data_watchers import event_day
 from retrain_lib.core.config import ModelConfig
 
 
@@ -30,18 +31,24 @@ def fail_fast(fn, *args, **kwargs):
 
 
 def run_as_of(context: Mapping[str, Any]) -> str:
-    """The day a run acts for: ``params.as_of``; else the latest ``as_of`` that the data
-    pipeline put in the extra of the Asset events that triggered the run; else the run's
-    logical date; else its run_after."""
+    """The day a run acts for: ``params.as_of``; else the latest day named by the Asset events
+    that triggered the run (``as_of`` in the extra a data pipeline emits, or the day a watcher's
+    trigger fired for: :func:`retrain_airflow.data_watchers.event_day`); else the run's logical
+    date; else its run_after. A watcher's event without a readable day fails the task."""
     as_of = (context.get("params") or {}).get("as_of")
     if as_of:
         return str(as_of)[:10]
-    days = [
-        str(event.extra["as_of"])[:10]
-        for events in (context.get("triggering_asset_events") or {}).values()
-        for event in events
-        if (event.extra or {}).get("as_of")
-    ]
+    try:
+        named = [
+            event_day(event.extra)
+            for events in (context.get("triggering_asset_events") or {}).values()
+            for event in events
+        ]
+    except ValueError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
+    days = [day for day in named if day]
     if days:
         return max(days)
     when = context.get("logical_date") or context["dag_run"].run_after

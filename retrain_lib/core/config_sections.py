@@ -135,6 +135,75 @@ class MaxRetrains(StrictModel):
     days: int = Field(ge=1, le=3660)
 
 
+class PartitionWatch(StrictModel):
+    """Start the monitor for a new daily partition of ``data:`` (a file ``YYYY-MM-DD.<format>``
+    in the directory or S3 prefix, or a later ``max(timestamp_column)`` day of the SQL table),
+    noticed by a trigger on Airflow's triggerer that looks every ``poll_seconds``."""
+
+    poll_seconds: float = Field(
+        default=60, ge=1, le=86_400, description="How often the triggerer looks for a new partition."
+    )
+
+
+_CHANNEL = r"^[A-Za-z0-9_.:/-]{1,200}$"
+
+
+class QueueWatch(StrictModel):
+    """Start the monitor when the data pipeline publishes ``{"day": "YYYY-MM-DD"}`` on a message
+    queue (Redis pub/sub here: scheme ``redis+pubsub`` of Airflow's common-messaging provider)."""
+
+    scheme: Literal["redis+pubsub"] = Field(default="redis+pubsub", description="The queue's kind.")
+    conn_id: str = Field(
+        default="redis_default",
+        pattern=r"^[A-Za-z0-9_.-]{1,250}$",
+        description="Airflow connection of the broker (e.g. env AIRFLOW_CONN_REDIS_DEFAULT=redis://host:6379/0).",
+    )
+    channel: str | None = Field(default=None, description="Channel to listen on; default retrain.<model>.new_data.")
+    poll_seconds: float = Field(default=1, gt=0, le=3600, description="Pause between reads of the channel.")
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(_CHANNEL, value):
+            raise ValueError(
+                f"channel {value!r} must be 1-200 letters, digits or _ . : / - (no spaces, no wildcards), "
+                "e.g. retrain.<model>.new_data"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_url(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ("url" in value or "uri" in value):
+            raise ValueError(
+                "the broker's address is not written in YAML: put it in an Airflow connection "
+                "(e.g. env AIRFLOW_CONN_REDIS_DEFAULT=redis://host:6379/0) and name it in conn_id"
+            )
+        return value
+
+
+class NewDataWatch(StrictModel):
+    """What starts a monitor run besides its cron (``schedule.new_data``); both off by default."""
+
+    partitions: PartitionWatch | None = Field(
+        default=None,
+        description="Watch the data source for a new daily partition: true or {poll_seconds}; null = off.",
+    )
+    queue: QueueWatch | None = Field(
+        default=None,
+        description='Listen for {"day": ...} messages: {conn_id, channel, poll_seconds}; null = off.',
+    )
+
+    @field_validator("partitions", "queue", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+
 class Schedule(StrictModel):
     monitor: str = Field(default="@daily", description="Cron of the monitor DAG.")
     retrain_floor: str | None = Field(
@@ -160,6 +229,14 @@ class Schedule(StrictModel):
     max_retrains: MaxRetrains | None = Field(
         default=None,
         description="At most this many retrain requests by the monitor within a rolling period; more are throttled.",
+    )
+
+    new_data: NewDataWatch = Field(
+        default_factory=NewDataWatch,
+        description=(
+            "Run the monitor for the day that landed: partitions (a trigger watches data:) and/or queue "
+            '(messages {"day": ...}); both off by default.'
+        ),
     )
 
     @field_validator("monitor", "retrain_floor")
