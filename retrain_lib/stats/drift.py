@@ -119,6 +119,8 @@ class DriftReport:
             out["weights"] = dict(self.extra["weights"])
         if "calibration" in self.extra:
             out["calibration"] = dict(self.extra["calibration"])
+        if "sketch" in self.extra:  # error bounds of KS / Wasserstein from profiles (stats.profile_drift)
+            out["sketch"] = dict(self.extra["sketch"])
         return out
 
 
@@ -310,6 +312,12 @@ def _weighted_share(results: list[FeatureDrift], weights: dict[str, float]) -> t
         log.info("drift weights: %d checked feature(s) without a weight count 0: %s", len(unweighted), unweighted)
     norm = {name: w / total for name, w in raw.items()}
     return sum(norm[f.name] for f in results if f.drifted), norm
+
+
+def weighted_drift_share(results: list[FeatureDrift], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """The weighted share of drifted features and the normalised weights, as :func:`compute_drift`
+    computes them for its ``weights`` (for other engines that build the same report)."""
+    return _weighted_share(results, weights)
 
 
 def _plan(

@@ -210,6 +210,21 @@ def _ks_from_statistic(d: float, n1: int, n2: int) -> tuple[float, float] | None
     return float(d), float(np.clip(prob, 0, 1))
 
 
+def ks_p_value(d: float, n1: int, n2: int) -> tuple[float, float]:
+    """``(statistic, p-value)`` for a two-sided KS statistic ``d`` of samples of sizes ``n1``
+    and ``n2``, as ``scipy.stats.ks_2samp(method="auto")`` computes them (see
+    :func:`_ks_from_statistic`); Smirnov's asymptotic p-value if SciPy's exact helper is gone."""
+    if n1 <= 0 or n2 <= 0:
+        return 0.0, 1.0
+    res = _ks_from_statistic(float(d), int(n1), int(n2))
+    if res is not None:
+        return res
+    from scipy.stats import distributions  # pragma: no cover - depends on the SciPy version
+
+    en = n1 * n2 / (n1 + n2)  # pragma: no cover
+    return float(d), float(np.clip(distributions.kstwo.sf(d, np.round(en)), 0, 1))  # pragma: no cover
+
+
 def _merged_cdf_diff(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both sorted, non-empty, NaN-free samples merged: the merged values and
     ``F_a - F_b`` at each position (exact ECDF values at the last position of each run of

@@ -298,6 +298,14 @@ def available_days(cfg: ModelConfig, data_root, platform=None) -> list[dt.date]:
     return list(_store(cfg, data_root, cfg.data.path, platform).list(cfg.data.format))
 
 
+def partition_refs(cfg: ModelConfig, data_root, days, platform=None) -> list[str]:
+    """Where the feature partitions of ``days`` of a file source are (local paths or
+    ``s3://`` URIs), for the days that have one, in day order."""
+    data_root, platform = _root_and_platform(data_root, platform)
+    listed = _store(cfg, data_root, cfg.data.path, platform).list(cfg.data.format)
+    return [str(listed[d]) for d in sorted(days) if d in listed]
+
+
 def load_window(
     cfg: ModelConfig,
     data_root,
@@ -451,7 +459,8 @@ def sql_engine(platform=None):
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _table(name: str | None, *columns: str):
+def sql_table(name: str | None, *columns: str):
+    """A SQLAlchemy table clause for ``name`` (``table`` or ``schema.table``) with ``columns``."""
     import sqlalchemy as sa
 
     assert name is not None  # a sql source names its tables (DataSource checks)
@@ -463,7 +472,7 @@ def _sql_days(cfg: ModelConfig, platform=None) -> list[dt.date]:
     import sqlalchemy as sa
 
     ts = cfg.data.timestamp_column
-    t = _table(cfg.data.table, ts)
+    t = sql_table(cfg.data.table, ts)
     with sql_engine(platform).connect() as conn:
         first, last = conn.execute(sa.select(sa.func.min(t.c[ts]), sa.func.max(t.c[ts]))).one()
     if first is None:
@@ -481,7 +490,7 @@ def _load_sql_window(
     ts = src.timestamp_column
     lo = dt.datetime.combine(start, dt.time())
     hi = dt.datetime.combine(min(end, as_of) + dt.timedelta(days=1), dt.time())
-    t = _table(src.table, ts)
+    t = sql_table(src.table, ts)
     query = sa.select(sa.text("*")).select_from(t).where(t.c[ts] >= lo, t.c[ts] < hi)
     engine = sql_engine(platform)
     try:
@@ -489,7 +498,7 @@ def _load_sql_window(
             frame = pd.read_sql(query, conn)
             labels = None
             if src.labels_table:
-                lt = _table(src.labels_table, src.id_column, target, src.labels_arrival_column)
+                lt = sql_table(src.labels_table, src.id_column, target, src.labels_arrival_column)
                 arrival_hi = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
                 labels = pd.read_sql(
                     sa.select(lt.c[src.id_column], lt.c[target])
