@@ -13,6 +13,7 @@ from retrain_lib.cli.parsing import add_format, parse_date
 from retrain_lib.core.config import load_model_config
 from retrain_lib.core.errors import EXIT_FAILED, EXIT_OK, DataError
 from retrain_lib.core.settings import load_settings
+from retrain_lib.store.parquet_io import read_parquet
 
 
 def cmd_simulate(args) -> int:
@@ -56,8 +57,6 @@ def cmd_simulate(args) -> int:
 
 def _read_table(path: str):
     import pandas as pd
-
-    from retrain_lib.store.parquet_io import read_parquet
 
     p = Path(path)
     if not p.is_file():

@@ -87,6 +87,17 @@ class DriftTrigger(StrictModel):
         description="Alarm only when at least k of the last n checks drifted: {k: 2, n: 3}.",
     )
     bins: int = Field(default=10, ge=2, le=1000)
+    engine: Literal["exact", "profile"] = Field(
+        default="exact",
+        description=(
+            "exact: both windows in memory, every method exact. profile: the reference profile stored "
+            "with the champion at training (bucket counts on its quantile edges, KLL sketches) against "
+            "the current window's profile, merged from per-partition profiles computed once each "
+            "(mapped tasks in the monitor DAG); binned methods equal the exact path, KS and "
+            "Wasserstein stay within the sketch's stated rank error. Needs quantile buckets and "
+            "numeric thresholds (no 'auto')."
+        ),
+    )
     features: dict[str, FeatureDrift] = Field(default_factory=dict)
     exclude: list[str] = Field(
         default_factory=list,
@@ -115,6 +126,15 @@ class DriftTrigger(StrictModel):
     def uses_auto(self) -> bool:
         """Whether any feature's threshold is calibrated (``threshold: auto``)."""
         return self.threshold == "auto" or any(f.threshold == "auto" for f in self.features.values())
+
+    @model_validator(mode="after")
+    def _profile_engine(self) -> DriftTrigger:
+        if self.engine == "profile" and self.uses_auto:
+            raise ValueError(
+                "engine: profile compares stored profiles and cannot calibrate 'auto' thresholds "
+                "(calibration resamples the raw windows); give numeric thresholds or use engine: exact"
+            )
+        return self
 
     @model_validator(mode="after")
     def _auto_options(self) -> DriftTrigger:

@@ -15,7 +15,7 @@ from retrain_lib.core.metrics import predict_scores
 from retrain_lib.core.values import as_day
 from retrain_lib.pipeline.decision import RETRAIN
 from retrain_lib.stats.calibration import apply_persistence
-from retrain_lib.stats.drift import drift_for_config, prediction_drift
+from retrain_lib.stats.drift import DriftReport, drift_for_config, prediction_drift
 from retrain_lib.store import audit
 from retrain_lib.store.data import Window, available_days, load_window
 from retrain_lib.store.model_context import ModelContext, ModelContextLike, load_model
@@ -72,11 +72,32 @@ def drift_facts(
     persistent alarm over ``history`` (the earlier raw decisions, oldest first, or a callable
     returning them). Pure: no registry, ledger or MLflow."""
     report = drift_for_config(cfg, reference.frame, current.frame, weights=weights)
+    return summarise_drift(
+        cfg,
+        report,
+        (reference.start, reference.end),
+        (current.start, current.end),
+        prediction=prediction,
+        history=history,
+    )
+
+
+def summarise_drift(
+    cfg: ModelConfig,
+    report: DriftReport,
+    reference_span: tuple[dt.date, dt.date],
+    current_span: tuple[dt.date, dt.date],
+    *,
+    prediction: dict | None = None,
+    history=None,
+) -> dict[str, Any]:
+    """The monitor's drift summary of a drift report (exact or from profiles): the report,
+    its windows, the top features and, with ``drift.persistence``, the persistent alarm."""
     summary = report.to_dict()
     if prediction is not None:
         summary["prediction"] = prediction
-    summary["reference_window"] = [reference.start.isoformat(), reference.end.isoformat()]
-    summary["current_window"] = [current.start.isoformat(), current.end.isoformat()]
+    summary["reference_window"] = [reference_span[0].isoformat(), reference_span[1].isoformat()]
+    summary["current_window"] = [current_span[0].isoformat(), current_span[1].isoformat()]
     summary["top"] = [
         {
             "name": f.name,

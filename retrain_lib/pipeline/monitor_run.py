@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,13 @@ from retrain_lib.pipeline.monitor_facts import (
     recent_retrain_requests,
     reference_window,
 )
+from retrain_lib.pipeline.monitor_profile import profile_drift_check
 from retrain_lib.pipeline.monitor_records import MonitorDecision, MonitorResult, Signal
 from retrain_lib.pipeline.performance_facts import champion_performance
 
 # validation and reports as modules: their functions are looked up when called (tests replace them)
 from retrain_lib.quality import validation as data_validation
+from retrain_lib.stats.profile import Profile
 from retrain_lib.store import registry, reports
 from retrain_lib.store.data import Window, day_range, load_window
 from retrain_lib.store.model_context import ModelContext
@@ -43,8 +46,19 @@ log = logging.getLogger(__name__)
 _VALIDATION_TAG: dict[bool | None, str] = {True: "passed", False: "failed"}  # the suite's ``success``
 
 
-def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor: str = "cli") -> MonitorResult:
-    """Check drift and performance for ``as_of`` and decide whether to retrain."""
+def monitor_model(
+    model: str,
+    as_of,
+    *,
+    settings: Settings | None = None,
+    actor: str = "cli",
+    current_profiles: Sequence[Profile] | None = None,
+) -> MonitorResult:
+    """Check drift and performance for ``as_of`` and decide whether to retrain.
+
+    ``current_profiles``: with ``drift.engine: profile``, the profiles of the current window's
+    partitions computed beforehand (the monitor DAG's mapped tasks); without them the window
+    is profiled here."""
     ctx = ModelContext(model, settings)
     cfg = ctx.cfg
     as_of = as_day(as_of)
@@ -54,12 +68,16 @@ def monitor_model(model: str, as_of, *, settings: Settings | None = None, actor:
     validation, validation_report = _monitor_validation(ctx, current)
     _check_numeric_features(cfg, current)
     state = adaptation_state(ctx, champion, as_of)
-    reference, compared, drift_summary = _drift_check(ctx, champion, as_of, current, state.rebased)
+    if cfg.drift.enabled and cfg.drift.engine == "profile":
+        reference, compared = None, None
+        drift_summary = profile_drift_check(ctx, champion, as_of, current, state.rebased, current_profiles)
+    else:
+        reference, compared, drift_summary = _drift_check(ctx, champion, as_of, current, state.rebased)
     decision, performance, rollback, serving = _decide(ctx, champion, as_of, drift_summary, current, state, actor)
     decision = _report_prediction_drift(decision, drift_summary)
     report_dir = claim_report_dir(ctx.settings.reports_dir / cfg.name, as_of)
     html_path, report_error = None, None
-    if reference is not None:
+    if reference is not None and compared is not None:
         html_path, report_error = _drift_html(
             ctx, reference, compared, report_dir / "drift_report.html", (drift_summary or {}).get("features")
         )

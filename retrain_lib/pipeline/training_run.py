@@ -19,6 +19,7 @@ from retrain_lib.learn.candidates import estimate_change, selection_rows, train_
 from retrain_lib.learn.training import fit
 from retrain_lib.learn.training_data import Split, split_frame, xy
 from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, training_change
+from retrain_lib.pipeline.profiles import log_reference_profile
 from retrain_lib.pipeline.records import Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.store import audit
@@ -234,6 +235,8 @@ def _log_training_run(
             {f"importance.{k}": v for k, v in finite(permutation_importances(cfg, pipeline, X_hold, y_hold)).items()}
         )
         mlflow.log_dict(cfg.model_dump(mode="json"), "config/model.json")
+        if cfg.drift.enabled:  # the monitor's reference, profiled once (drift.engine: profile reads it)
+            log_reference_profile(mlflow, cfg, ctx.settings, snap.start, snap.end)
         example = X_hold.head(5)
         signature = infer_signature(
             example,

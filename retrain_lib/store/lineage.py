@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrain_lib.core.errors import ConfigError, DataError
+from retrain_lib.store.parquet_io import read_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -372,8 +373,6 @@ def load_training_set(settings: Settings, path: str, rev: str, md5: str) -> pd.D
         DataError: unknown path or rev, data missing from the remote, or an md5 mismatch
             (the registry was tampered with or corrupted). The message names path and rev.
     """
-    from retrain_lib.store.parquet_io import read_parquet
-
     match = _PATH_RE.fullmatch(path or "")
     if match is None:
         raise DataError(

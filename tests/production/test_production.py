@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from retrain_native.compose import REPO
 from retrain_native.topology import NativeTopology, s3_model_configs, upload_tree
 
@@ -29,6 +30,9 @@ MODELS = ("credit_default", "daily_demand")
 LOGICAL_DATE = "2026-01-29T06:00:00+00:00"
 STARTUP_TIMEOUT = 180
 RUN_TIMEOUT = 480
+# The second monitor run of credit_default (drift.engine: profile), its window of 3 days
+PROFILE_DATE = "2026-02-01T06:00:00+00:00"
+PROFILE_DAYS = 3
 ROWS_PER_DAY = {"credit_default": 600, "daily_demand": 300}
 # The lifecycle's decisive tasks and the state each must end in (other tasks may exist too).
 MONITOR_TASKS = {
@@ -56,6 +60,11 @@ def topology(tmp_path):
     from retrain_lib.tools.simulate import simulate
 
     config_dir = s3_model_configs(REPO / "configs", tmp_path / "configs")
+    # credit_default checks drift from profiles: its monitor maps one task per partition
+    credit = config_dir / "models" / "credit_default.yaml"
+    raw = yaml.safe_load(credit.read_text())
+    raw["drift"].update(engine="profile", threshold=0.2, features={})
+    credit.write_text(yaml.safe_dump(raw, sort_keys=False))
     topo = NativeTopology(
         tmp_path,
         config_dir,
@@ -204,6 +213,31 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
         logged = [t for t in tables if "prediction" in t]
         assert logged, tables
         assert sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in logged) >= 1
+
+    # drift.engine: profile with a champion: the current window's partitions are profiled by
+    # mapped tasks, which Celery spreads over both workers
+    status, body = topo.request(
+        "POST", "/api/v2/dags/credit_default__monitor/dagRuns", {"logical_date": PROFILE_DATE}, token
+    )
+    assert status == 200, (status, body)
+    profile_run = body["dag_run_id"]
+
+    def profiled():
+        run = _run(topo, token, "credit_default__monitor", profile_run)
+        return run if run is not None and run["state"] in finished else None
+
+    run = topo.wait("the monitor run with mapped profile tasks", RUN_TIMEOUT, profiled, poll=3)
+    assert run["state"] == "success", f"{ {t: ti['state'] for t, ti in run['tis'].items()} }{why}"
+    status, body = topo.request(
+        "GET",
+        f"/api/v2/dags/credit_default__monitor/dagRuns/{profile_run}/taskInstances/profile_partitions/listMapped",
+        token=token,
+    )
+    assert status == 200, (status, body)
+    mapped = {ti["map_index"]: (ti["state"], ti["hostname"]) for ti in body["task_instances"]}
+    assert sorted(mapped) == list(range(PROFILE_DAYS)), mapped
+    assert {state for state, _ in mapped.values()} == {"success"}, mapped
+    assert {host for _, host in mapped.values()} == {"w1", "w2"}, mapped
 
     print(
         f"production topology: servers up after {topo.startup_s:.0f} s, DAGs parsed and runs triggered "
