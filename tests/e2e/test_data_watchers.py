@@ -13,6 +13,7 @@ day; (b) ``{"day": ...}`` published on Redis starts a monitor run for that day.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -98,13 +99,24 @@ class Airflow:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(10)
-        left = [pid for pid in self.seen if Path(f"/proc/{pid}").exists() and _alive(pid)]
-        for pid in left:  # a task process of ours, in a session of its own
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
+
+        # task processes of ours run in sessions of their own: a task still running when the
+        # services stopped gets SIGTERM and a grace period, then SIGKILL
+        def alive() -> list[int]:
+            return [pid for pid in self.seen if Path(f"/proc/{pid}").exists() and _alive(pid)]
+
+        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+            pending = alive()
+            if not pending:
+                break
+            print(f"task processes still running after the services stopped, sending {sig.name}: {pending}")
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        return alive()
 
     def diagnostics(self, dsn: str) -> str:
         parts = [f"exited: { {n: p.returncode for n, p in self.procs.items() if p.poll() is not None} }"]
@@ -258,7 +270,7 @@ def watched(tmp_path_factory, s3_endpoint, pg_database):
         yield {"airflow": airflow, "dsn": dsn, "s3": s3, "held_back": held_back, "channel": channel}
     finally:
         left = airflow.stop()
-        assert not left, f"processes left after SIGTERM (killed now): {left}"
+        assert not left, f"processes that outlived SIGKILL: {left}"
 
 
 def _wait(what: str, watched: dict, timeout: float, check):
