@@ -237,7 +237,8 @@ def test_example_models_go_through_the_whole_lifecycle_on_the_compose_topology(t
     mapped = {ti["map_index"]: (ti["state"], ti["hostname"]) for ti in body["task_instances"]}
     assert sorted(mapped) == list(range(PROFILE_DAYS)), mapped
     assert {state for state, _ in mapped.values()} == {"success"}, mapped
-    assert {host for _, host in mapped.values()} == {"w1", "w2"}, mapped
+    # Celery gives a free worker the next task: 3 short tasks may all land on one worker (cc27)
+    assert {host for _, host in mapped.values()} <= {"w1", "w2"}, mapped
 
     print(
         f"production topology: servers up after {topo.startup_s:.0f} s, DAGs parsed and runs triggered "
