@@ -146,7 +146,7 @@ def measure_parse(n: int, root: Path, layout: str = "files") -> dict:
     """Parse ``n`` models' DAGs from a DAGs folder of their own: ``files`` = ``dags/retrain_dags.py``
     plus one generated file per model (``retrain dags sync``); ``single`` = the factory file
     alone (every model in one file, the layout before the generated files)."""
-    from retrain_lib.tools.dag_stubs import sync_dag_stubs
+    from retrain_airflow.dag_files import sync_dag_stubs
 
     config_dir = fleet_configs(root / "parse-configs", n)
     dags = root / "dags"

@@ -3,7 +3,7 @@
 Two entry points, with the same DAG ids and the same rules:
 
 * :func:`build_model_dags_for` - one model, called by its generated file
-  ``dags/models/<model>.py`` (``retrain dags sync``, :mod:`retrain_lib.tools.dag_stubs`): reads
+  ``dags/models/<model>.py`` (``retrain dags sync``, :mod:`retrain_airflow.dag_files`): reads
   ``platform.yaml`` (once per process) and that model's config only, so each file parses in
   tens of milliseconds, the DAG processor's parallel processes share the fleet, and a broken
   config touches only its own file.
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG
 
+from retrain_airflow.dag_files import CONFIG_SUFFIXES, stubbed_models
 from retrain_airflow.guard_dag import build_guard_dag
 from retrain_airflow.monitor_dag import build_monitor_dag
 from retrain_airflow.report_dag import build_report_dag
@@ -36,7 +37,6 @@ from retrain_airflow.rollout_dag import build_rollout_dag
 from retrain_lib.core.config import ConfigSet, ModelConfig, load_model_configs
 from retrain_lib.core.config_platform import PlatformConfig, load_platform_config
 from retrain_lib.core.errors import ConfigError
-from retrain_lib.tools.dag_stubs import CONFIG_SUFFIXES, stubbed_models
 
 log = logging.getLogger(__name__)
 

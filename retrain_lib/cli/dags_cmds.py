@@ -1,17 +1,15 @@
-"""``retrain dags sync``: one generated DAG file per model config
-(:mod:`retrain_lib.tools.dag_stubs`)."""
+"""``retrain dags sync``: one generated DAG file per model config. The files are the Airflow
+side's (``retrain_airflow.dag_files``, which knows the DAG factory); the library never imports
+the plugin, so this command runs it as ``python -m retrain_airflow.dag_files sync``."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import subprocess
 import sys
 from pathlib import Path
 
 from retrain_lib.cli.parsing import Parser, add_format
-from retrain_lib.core.errors import EXIT_OK
-from retrain_lib.core.settings import default_config_dir
-from retrain_lib.tools.dag_stubs import default_dags_dir, sync_dag_stubs
 
 _SYNC_HELP = """\
 Write dags/models/<model>.py for every configs/models/<model>.yaml: a 3-line file that builds
@@ -25,19 +23,15 @@ Exit codes: 0 ok."""
 
 
 def cmd_dags_sync(args) -> int:
-    config_dir = Path(args.config_dir).resolve() if args.config_dir else default_config_dir()
-    dags_dir = Path(args.dags_dir).resolve() if args.dags_dir else default_dags_dir(config_dir)
-    result = sync_dag_stubs(config_dir / "models", dags_dir)
-    if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(
-            f"{result.stub_dir}: {len(result.written)} written, {len(result.unchanged)} unchanged, "
-            f"{len(result.removed)} removed"
-        )
-        for name in result.skipped:
-            print(f"skipped {name}: not a model name (lower-case letters, digits, _)", file=sys.stderr)
-    return EXIT_OK
+    cmd = [sys.executable, "-m", "retrain_airflow.dag_files", "sync", "--format", args.format]
+    if args.config_dir:
+        cmd += ["--config-dir", str(Path(args.config_dir).resolve())]
+    if args.dags_dir:
+        cmd += ["--dags-dir", str(Path(args.dags_dir).resolve())]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def register(sub) -> None:

@@ -23,7 +23,7 @@ HEAVY = ["mlflow", "evidently", "great_expectations", "sklearn", "pandas", "nump
 def layout(tmp_path, monkeypatch) -> tuple[Path, Path]:
     """``(config dir, DAGs folder)``: a copy of configs/ and a DAGs folder holding
     ``retrain_dags.py`` and the generated files of the shipped models."""
-    from retrain_lib.tools.dag_stubs import sync_dag_stubs
+    from retrain_airflow.dag_files import sync_dag_stubs
 
     cfg = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfg)
@@ -102,7 +102,7 @@ def test_a_model_file_reads_only_its_own_config(monkeypatch, layout):
 
 
 def test_sync_rewrites_only_the_file_of_a_changed_config(layout):
-    from retrain_lib.tools.dag_stubs import sync_dag_stubs
+    from retrain_airflow.dag_files import sync_dag_stubs
 
     cfg, dags = layout
     stubs = {m: dags / "models" / f"{m}.py" for m in MODELS}
@@ -118,7 +118,7 @@ def test_sync_rewrites_only_the_file_of_a_changed_config(layout):
 
 
 def test_sync_removes_stale_files_and_never_touches_others(monkeypatch, layout):
-    from retrain_lib.tools.dag_stubs import sync_dag_stubs
+    from retrain_airflow.dag_files import sync_dag_stubs
 
     cfg, dags = layout
     own = dags / "models" / "hand_written.py"

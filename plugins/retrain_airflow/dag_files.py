@@ -27,14 +27,19 @@ never touched. The stub names only the model: which config directory it reads is
 parse time (``RETRAIN_CONFIG_DIR``), as for ``dags/retrain_dags.py``, which builds the DAGs
 of the models that have no stub yet.
 
-Nothing here imports Airflow: this module only writes text files.
+Nothing here imports Airflow: this module only writes text files. It is the Airflow side's
+(it knows the factory and the Airflow modules the builders use); ``retrain dags sync`` runs it
+as ``python -m retrain_airflow.dag_files sync`` (the library never imports the plugin).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +152,32 @@ def sync_dag_stubs(models_dir: Path, dags_dir: Path) -> StubSync:
             path.unlink()
             removed.append(path.stem)
     return StubSync(stub_dir, tuple(written), tuple(unchanged), tuple(removed), tuple(skipped))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m retrain_airflow.dag_files sync [--config-dir DIR] [--dags-dir DIR] [--format json]``."""
+    from retrain_lib.core.settings import default_config_dir
+
+    parser = argparse.ArgumentParser(prog="python -m retrain_airflow.dag_files")
+    parser.add_argument("command", choices=["sync"])
+    parser.add_argument("--config-dir")
+    parser.add_argument("--dags-dir")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    config_dir = Path(args.config_dir).resolve() if args.config_dir else default_config_dir()
+    dags_dir = Path(args.dags_dir).resolve() if args.dags_dir else default_dags_dir(config_dir)
+    result = sync_dag_stubs(config_dir / "models", dags_dir)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(
+            f"{result.stub_dir}: {len(result.written)} written, {len(result.unchanged)} unchanged, "
+            f"{len(result.removed)} removed"
+        )
+        for name in result.skipped:
+            print(f"skipped {name}: not a model name (lower-case letters, digits, _)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
