@@ -20,28 +20,46 @@ from retrain_lib.pipeline.monitor_facts import (
 )
 from retrain_lib.pipeline.profiles import (
     PartitionChunk,
+    drift_columns,
     merge_profiles,
     partition_chunks,
     profile_days,
     profile_of_window,
-    profile_report,
     profile_summary_extra,
     reference_span,
     stored_reference_profile,
 )
 from retrain_lib.stats.profile import Profile, ProfileSpec
+from retrain_lib.stats.profile_drift import profile_drift_for_config
 from retrain_lib.store.data import Window
 from retrain_lib.store.model_context import ModelContext
 
 log = logging.getLogger(__name__)
 
 
+def _stored(ctx: ModelContext, champion) -> Profile | None:
+    """The champion's stored reference profile, when the drift config still profiles the same
+    features on the same number of buckets (else ``None``: the config changed since training)."""
+    if champion is None:
+        return None
+    stored = stored_reference_profile(ctx.client, getattr(champion, "run_id", None))
+    numeric, categorical = drift_columns(ctx.cfg)
+    if stored is None or (stored.spec.bins, list(stored.spec.numeric), list(stored.spec.categorical)) != (
+        ctx.cfg.drift.bins,
+        numeric,
+        categorical,
+    ):
+        return None
+    return stored
+
+
 def _reference(ctx: ModelContext, champion, rebased) -> tuple[Profile, tuple[dt.date, dt.date]]:
     """The reference profile and its span: the champion's stored profile, else (no champion,
-    a rebased reference, a version trained before profiles) the reference window profiled now."""
+    a rebased reference, a version trained before profiles or before a drift config change)
+    the reference window profiled now."""
     cfg = ctx.cfg
     if champion is not None and rebased is None and champion.tags.get("data.start") and champion.tags.get("data.end"):
-        stored = stored_reference_profile(ctx.client, getattr(champion, "run_id", None))
+        stored = _stored(ctx, champion)
         if stored is not None:
             span = reference_span(cfg, as_day(champion.tags["data.start"]), as_day(champion.tags["data.end"]))
             return stored, span
@@ -71,7 +89,7 @@ def profile_drift_check(
             log.info("partition profiles of %s were computed on other buckets; profiling the window again", cfg.name)
         cur = profile_of_window(cfg, compared, reference.spec)
     weights = importance_weights(champion) if cfg.drift.weight_by_importance else None
-    report = profile_report(cfg, reference, cur, weights)
+    report = profile_drift_for_config(cfg, reference, cur, weights=weights)
     summary = summarise_drift(
         cfg, report, ref_span, (compared.start, compared.end), history=(lambda: drift_history(ctx, as_of))
     )
@@ -83,10 +101,7 @@ def monitor_spec(model: str, *, settings: Settings | None = None) -> ProfileSpec
     """The buckets the current window's partitions are profiled on: those of the champion's
     stored reference profile (``None`` without one: the check profiles the window itself)."""
     ctx = ModelContext(model, settings)
-    champion = ctx.champion()
-    if champion is None:
-        return None
-    stored = stored_reference_profile(ctx.client, getattr(champion, "run_id", None))
+    stored = _stored(ctx, ctx.champion())
     return stored.spec if stored is not None else None
 
 

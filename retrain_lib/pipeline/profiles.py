@@ -2,7 +2,7 @@
 once at training and stored with the version (MLflow artifact ``profile/reference.json``);
 a monitor run profiles only the current window, partition by partition (each partition's
 profile computed once; in the monitor DAG as mapped tasks spread over the workers), and
-compares the two (:func:`retrain_lib.stats.profile_drift.compare_profiles`).
+compares the two (:func:`retrain_lib.stats.profile_drift.profile_drift_for_config`).
 
 The reference profile's buckets are the reference window's quantile edges, so the binned
 methods (PSI, JS, chi2, L-infinity, missing share, unseen categories) give the exact path's
@@ -21,9 +21,7 @@ from typing import Any
 from retrain_lib.core.config import ModelConfig
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import as_day
-from retrain_lib.stats.drift import DriftReport
 from retrain_lib.stats.profile import Profile, ProfileSpec, profile_frame, spec_from_frame
-from retrain_lib.stats.profile_drift import compare_profiles
 from retrain_lib.store.data import Window, available_days, load_window, partition_refs
 from retrain_lib.store.profile_scan import S3Options, empty_profile, profile_cache_dir, profile_window
 from retrain_lib.store.sql_profile import profile_sql
@@ -143,23 +141,6 @@ def merge_profiles(profiles: Sequence[Profile]) -> Profile | None:
     for p in profiles:
         out = p if out is None else out.merge(p)
     return out
-
-
-def profile_report(
-    cfg: ModelConfig, reference: Profile, current: Profile, weights: dict[str, float] | None
-) -> DriftReport:
-    """The drift report of ``current`` against ``reference`` with the config's methods and thresholds."""
-    d = cfg.drift
-    return compare_profiles(
-        reference,
-        current,
-        method=d.method,
-        categorical_method=d.categorical_method,
-        threshold=d.threshold,
-        per_feature={name: (f.method, f.threshold) for name, f in d.features.items()},
-        drift_share=d.drift_share,
-        weights=weights,
-    )
 
 
 def profile_summary_extra(reference: Profile, current: Profile) -> dict[str, Any]:

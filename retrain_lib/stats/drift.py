@@ -314,10 +314,15 @@ def _weighted_share(results: list[FeatureDrift], weights: dict[str, float]) -> t
     return sum(norm[f.name] for f in results if f.drifted), norm
 
 
-def weighted_drift_share(results: list[FeatureDrift], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
-    """The weighted share of drifted features and the normalised weights, as :func:`compute_drift`
-    computes them for its ``weights`` (for other engines that build the same report)."""
-    return _weighted_share(results, weights)
+def drifted_share(
+    results: list[FeatureDrift], weights: dict[str, float] | None
+) -> tuple[float, dict[str, float] | None]:
+    """The dataset's share of drifted features: weighted by ``weights`` (then with the
+    normalised weights) or plain (``None``). Every engine that builds a :class:`DriftReport`
+    decides with it."""
+    if weights is not None and results:
+        return _weighted_share(results, weights)
+    return (sum(r.drifted for r in results) / len(results) if results else 0.0), None
 
 
 def _plan(
@@ -439,10 +444,9 @@ def compute_drift(
                 calibration=info,
             )
         )
-    if weights is not None and results:
-        share, extra["weights"] = _weighted_share(results, weights)
-    else:
-        share = sum(r.drifted for r in results) / len(results) if results else 0.0
+    share, normalised = drifted_share(results, weights)
+    if normalised is not None:
+        extra["weights"] = normalised
     if binning != "quantile":
         extra["binning"] = binning
     return DriftReport(results, share, drift_share, share >= drift_share, len(reference), len(current), extra)

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from retrain_lib.stats.calibration import AUTO
-from retrain_lib.stats.drift import DriftReport, FeatureDrift, weighted_drift_share
+from retrain_lib.stats.drift import DriftReport, FeatureDrift, drifted_share
 from retrain_lib.stats.drift_methods import METHODS, check_kind, get_method
 from retrain_lib.stats.drift_stats import (
     CATEGORICAL,
@@ -357,10 +357,9 @@ def compare_profiles(
             "ks_rank_error_bound": max(ks_bounds, default=0.0),
             "features": bounds,
         }
-    if weights is not None and results:
-        share, extra["weights"] = weighted_drift_share(results, weights)
-    else:
-        share = sum(r.drifted for r in results) / len(results) if results else 0.0
+    share, normalised = drifted_share(results, weights)
+    if normalised is not None:
+        extra["weights"] = normalised
     return DriftReport(results, share, drift_share, share >= drift_share, reference.rows, current.rows, extra)
 
 
