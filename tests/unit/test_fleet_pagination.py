@@ -4,6 +4,7 @@ client (nothing faked)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -12,27 +13,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("fleet_bench", REPO / "benchmarks" / "fleet_bench.py")
+fleet_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fleet_bench)
+CountingClient = fleet_bench.CountingClient  # the real MlflowClient, every call counted by name
 NAMES = [f"fleet_{c}" for c in "abcdefg"]  # 7 models: pages of 3 are 3 + 3 + 1
 REGISTERED = NAMES[:5]  # the last two have a config only
-
-
-class CountingClient:
-    """The real ``MlflowClient``; every call counted by method name."""
-
-    def __init__(self, client):
-        self.client = client
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name):
-        attr = getattr(self.client, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attr(*args, **kwargs)
-
-        return counted
 
 
 @pytest.fixture(scope="module")
