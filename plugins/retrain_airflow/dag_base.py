@@ -5,10 +5,10 @@ at a time, no catch-up, tags, owner, retries, the failure alert), their document
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param
@@ -30,44 +30,21 @@ def model_doc(cfg: ModelConfig, path: Path, kind: str) -> str:
     )
 
 
-_IMMUTABLE = (type(None), bool, int, float, str)
+@contextmanager
+def model_dag(
+    cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[str, Param], cfg_dir: Path
+) -> Iterator[DAG]:
+    """``with model_dag(...) as dag:`` - a model's ``kind`` DAG with the settings every model DAG
+    shares: one run at a time, no catch-up, tagged by model, a Slack alert when a task fails
+    after its retries.
 
-
-def _copy_value(value: Any, memo: dict[int, Any] | None) -> Any:
-    """A list of scalars (``type``, ``enum``) by slicing; anything else by ``copy.deepcopy``."""
-    if isinstance(value, list) and all(isinstance(v, _IMMUTABLE) for v in value):
-        return value[:]
-    return copy.deepcopy(value, memo)
-
-
-class CheapCopyParams(ParamsDict):
-    """A DAG's ``params`` whose deep copy copies each :class:`Param` field by field.
-
-    Airflow deep-copies the DAG's params into every operator it builds
-    (``BaseOperator.__init__`` -> ``get_merged_defaults``); the generic ``copy.deepcopy`` of a
-    ``Param`` (through ``__reduce_ex__``) was 40% of the time to build a model's DAGs (about 50
-    operators). This copy makes the same independent objects (a new ``Param``, a new schema
-    dict, a deep copy of a mutable default) without the generic machinery. The result is a
-    plain :class:`ParamsDict`, so tasks and the serialized DAG are unchanged."""
-
-    __slots__ = ()
-
-    def __deepcopy__(self, memo: dict[int, Any] | None) -> ParamsDict:
-        out = {}
-        for key in self:
-            p = self.get_param(key)
-            value = p.value if isinstance(p.value, _IMMUTABLE) else copy.deepcopy(p.value, memo)
-            schema = {k: v if isinstance(v, _IMMUTABLE) else _copy_value(v, memo) for k, v in p.schema.items()}
-            q = Param.__new__(Param)  # not Param(): its JSON check of the value ran when the DAG was built
-            q.__dict__.update(p.__dict__, value=value, schema=schema)
-            out[key] = q
-        return ParamsDict(out, self.suppress_exception)
-
-
-def model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[str, Param], cfg_dir: Path) -> DAG:
-    """The settings every model DAG shares: one run at a time, no catch-up, tagged by model, a
-    Slack alert when a task fails after its retries. Its params copy cheaply into each task
-    (:class:`CheapCopyParams`)."""
+    The tasks built inside the block carry no copy of the DAG's ``params``: Airflow deep-copies
+    a DAG's params into every operator it builds (``BaseOperator`` -> ``get_merged_defaults``)
+    and serializes each copy with the task, yet a task's run reads the DAG's params and then
+    its own (``process_params``). With ~50 tasks per model those copies were half of a model's
+    serialized DAGs (the rollout DAG: 41 of 65 kB) and of the time to build and serialize
+    them, i.e. of each model file's parse. The params are set (and validated, by the DAG) when
+    the DAG is made and are back on it when the block ends."""
     dag = DAG(
         dag_id=cfg.dag_id(kind),
         schedule=schedule,
@@ -85,9 +62,14 @@ def model_dag(cfg: ModelConfig, path: Path, kind: str, schedule, params: dict[st
         },
         params=params,
     )
-    # DAG's attrs converter makes every ``params`` a plain ParamsDict: set ours after it ran
-    object.__setattr__(dag, "params", CheapCopyParams({k: dag.params.get_param(k) for k in dag.params}))
-    return dag
+    full = dag.params
+    # DAG is an attrs class whose params converter makes any mapping a ParamsDict: bypass it
+    object.__setattr__(dag, "params", ParamsDict())
+    try:
+        with dag:
+            yield dag
+    finally:
+        object.__setattr__(dag, "params", full)
 
 
 def as_of_param(description: str) -> Param:

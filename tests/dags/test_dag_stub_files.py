@@ -171,22 +171,33 @@ def test_the_dags_sync_command(tmp_path, capsys):
     assert "0 written, 2 unchanged, 0 removed" in capsys.readouterr().out
 
 
-def test_each_task_gets_its_own_copy_of_the_dag_params_and_the_dag_serializes(layout):
-    """The cheap copy of the DAG's params into every task (dag_base.CheapCopyParams) makes
-    equal, independent params, and the DAG serializes as with Airflow's own copy."""
+def test_tasks_read_the_dag_params_without_a_copy_each_and_the_dag_serializes(layout):
+    """The tasks of a model's DAGs carry no copy of the DAG's params (dag_base.model_dag), yet
+    the params a task's run resolves (Airflow's own process_params: the DAG's, then the
+    task's, then the run's conf) are the DAG's, with the run's conf applied and validated;
+    after a serialization round trip too (what the scheduler and the UI read)."""
+    from airflow.sdk.definitions.param import process_params
     from airflow.serialization.serialized_objects import DagSerialization
     from retrain_airflow.factory import build_model_dags_for
 
+    for dag in build_model_dags_for("credit_default").values():
+        assert dag.params, dag.dag_id
+        expected = {k: dag.params[k] for k in dag.params}
+        for t in dag.tasks:
+            assert not set(t.params) & set(dag.params), (dag.dag_id, t.task_id)
+            assert process_params(dag, t, None, suppress_exception=False) == expected, (dag.dag_id, t.task_id)
+        again = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        assert {k: again.params[k] for k in again.params} == expected, dag.dag_id
+        assert all(not again.get_task(t.task_id).params for t in dag.tasks), dag.dag_id
+
     dag = build_model_dags_for("credit_default")["credit_default__retrain"]
-    tasks = dag.tasks
-    assert len(tasks) > 5
-    for t in tasks:
-        assert {k: t.params[k] for k in dag.params} == {k: dag.params[k] for k in dag.params}
-    first, second = tasks[0].params, tasks[1].params
-    assert first.get_param("deploy_mode") is not second.get_param("deploy_mode")
-    assert first.get_param("deploy_mode").schema is not dag.params.get_param("deploy_mode").schema
-    first.get_param("deploy_mode").schema["enum"].append("other")
-    assert dag.params.get_param("deploy_mode").schema["enum"] == ["direct", "shadow", "canary"]
+    task = dag.get_task("train_candidate") if "train_candidate" in dag.task_ids else dag.tasks[-1]
+    assert process_params(dag, task, {"deploy_mode": "canary"}, suppress_exception=False)["deploy_mode"] == "canary"
+    with pytest.raises(Exception, match="deploy_mode|canary|enum|not one of"):
+        process_params(dag, task, {"deploy_mode": "sideways"}, suppress_exception=False)
+    # Airflow resolves a run's conf into the Param objects it merged (here the DAG's), as
+    # before into the tasks' copies; a run in a worker is a process of its own
+    dag = build_model_dags_for("credit_default")["credit_default__retrain"]
     again = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     assert again.params.get_param("deploy_mode").schema == {"enum": ["direct", "shadow", "canary"]}
     assert again.params.get_param("deploy_mode").value == "direct"
