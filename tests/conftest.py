@@ -29,6 +29,7 @@ def pytest_configure(config):
     Path(env["AIRFLOW_HOME"]).mkdir()
     os.environ.update(env)
     os.environ.update({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "GIT_PYTHON_REFRESH": "quiet"})
+    os.environ["RETRAIN_CACHE_DIR"] = str(_SESSION_DIR / "cache")  # not the user's ~/.cache/retrain
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("RETRAIN_DATA_ROOT", None)
 
