@@ -45,6 +45,9 @@ COPY --chown=airflow:0 plugins ./plugins
 ARG GIT_COMMIT=""
 RUN python -m retrain_lib.cli.build_info --git-commit "${GIT_COMMIT}" --lock uv.lock \
  && pip install --no-cache-dir --no-deps .
+# Airflow's local settings: every Airflow process imports the DAG factory once, so the DAG
+# processor's per-file processes inherit it instead of importing it again for every model
+COPY --chown=airflow:0 deploy/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py
 COPY --chown=airflow:0 dags ./dags
 COPY --chown=airflow:0 configs ./configs
 # the runbooks every alert links to, served by the fleet app (/retrain/runbooks/)

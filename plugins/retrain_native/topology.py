@@ -35,6 +35,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,6 +118,8 @@ def http_status(url: str, timeout: float = 5) -> int | None:
 # --------------------------------------------------------------------------- topology
 
 
+# The image copies it into $AIRFLOW_HOME/config/ (Dockerfile); natively into the same place.
+LOCAL_SETTINGS = REPO / "deploy" / "airflow_local_settings.py"
 # Provided by the image or the container runtime, not by docker-compose.yaml's environment.
 NATIVE_EXTRAS = {
     "AIRFLOW_HOME": "{root}/airflow",  # the image's ENV AIRFLOW_HOME=/opt/airflow
@@ -284,8 +287,10 @@ class NativeTopology:
         import redis
 
         t0 = time.monotonic()
-        for d in (self.state_dir, self.home / "logs", self.root / "logs"):
+        for d in (self.state_dir, self.home / "logs", self.home / "config", self.root / "logs"):
             d.mkdir(parents=True, exist_ok=True)
+        # the image's $AIRFLOW_HOME/config/airflow_local_settings.py (Dockerfile)
+        shutil.copy(LOCAL_SETTINGS, self.home / "config" / LOCAL_SETTINGS.name)
         tag = uuid.uuid4().hex[:8]
         with psycopg.connect(self._admin_dsn(), autocommit=True) as con:
             for db in sorted(self.compose_databases()):
