@@ -68,6 +68,52 @@ def daily_mean_se(daily: dict[str, float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+MIN_SPREAD_DAYS = 3  # daily values needed to estimate how much a daily metric moves
+DAY_SD_TAG = "metric_day_sd."  # + metric: sd of the daily metric over the holdout's days
+HOLDOUT_DAYS_TAG = "holdout.days"  # the days those daily values come from
+
+
+def day_spread(daily: dict[str, float], tagged: tuple[float, int] | None) -> tuple[float | None, int]:
+    """``(sd, days)``: the standard deviation of a champion's daily metric, from its rolling
+    baseline's days (``daily``) when there are at least :data:`MIN_SPREAD_DAYS`, else the one
+    measured on its holdout (``tagged``: :func:`tagged_day_spread`); ``(None, 0)`` without
+    either."""
+    finite = [v for v in daily.values() if math.isfinite(v)]
+    if len(finite) >= MIN_SPREAD_DAYS:
+        mean = sum(finite) / len(finite)
+        return math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)), len(finite)
+    return tagged if tagged is not None else (None, 0)
+
+
+def tagged_day_spread(tags: dict, metric: str) -> tuple[float, int] | None:
+    """``(sd, days)`` of the ``metric_day_sd.<metric>`` and ``holdout.days`` tags of a version;
+    None when it has none (a version registered before, or a holdout of too few days)."""
+    try:
+        sd, days = float(tags[DAY_SD_TAG + metric]), int(tags[HOLDOUT_DAYS_TAG])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (sd, days) if math.isfinite(sd) and days >= MIN_SPREAD_DAYS else None
+
+
+def metric_day_spreads(cfg: ModelConfig, days, y, scores) -> tuple[dict[str, float], int]:
+    """``({metric: sd}, days)``: the day-to-day standard deviation of the primary and the
+    performance metric of ``scores`` over the days of ``days`` (one date per row) with at
+    least ``performance.min_segment_labels`` rows (the ``metric_day_sd.*`` and ``holdout.days``
+    tags); ``({}, n)`` with fewer than :data:`MIN_SPREAD_DAYS` such days."""
+    from retrain_lib.stats.performance import daily_metrics
+
+    min_rows = cfg.performance.min_segment_labels if cfg.performance else 1
+    out: dict[str, float] = {}
+    n_days = 0
+    for m in {cfg.primary_metric, *([cfg.performance.metric] if cfg.performance else [])}:
+        values = daily_metrics(days, y, scores, metric=m, task=cfg.task, min_rows=min_rows)
+        sd, n = day_spread(values, None)
+        n_days = max(n_days, len(values))
+        if sd is not None and math.isfinite(sd):
+            out[m] = float(sd)
+    return out, n_days
+
+
 @dataclass(frozen=True)
 class EstablishedLevel:
     """The mean of a champion's daily metric over its first matured days (``first`` to
@@ -99,7 +145,15 @@ def test_drop(
 ) -> None:
     """The drop as a test (``result['test']``), against the best of the champion's baseline
     (``result['baseline']``), the level it ``established`` over its first matured days and
-    the armed healthy level; with a significant drop, the estimated ``change_day``."""
+    the armed healthy level; with a significant drop, the estimated ``change_day``.
+
+    The noise of a metric over a few days is more than the noise of its rows: days differ
+    (weekday and weekend, weather), so the live window's standard error is at least the
+    day-to-day spread of the champion's daily metric over the square root of the days it
+    covers (the spread of the rolling baseline's days, else the spread over its holdout's days
+    measured out of sample at evaluation, tag ``metric_day_sd.<metric>``: :func:`day_spread`);
+    the same holds for a holdout baseline. A window of one Saturday after a holdout of a week
+    is no longer a drop by itself."""
 
     # lazy: numpy and pandas; tools.status (the status command, the fleet page) imports this module
     from retrain_lib.stats.change_detection import bootstrap_se, change_day, drop_test
@@ -108,13 +162,22 @@ def test_drop(
     perf = cfg.performance
     assert perf is not None and perf.false_alarm_rate is not None  # called with a drop test configured
     live = metric_value(y, scores, perf.metric, cfg.task)
-    live_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
+    row_se = bootstrap_se(cfg.task, perf.metric, y, scores, seed=cfg.training.seed)
+    live_se = row_se
+    tagged_spread = tagged_day_spread(champion_tags, perf.metric)
+    spread, spread_days = day_spread(daily, tagged_spread)
+    live_days = int(now[cfg.data.timestamp_column].dt.date.nunique()) if len(now) else 0
+    if spread is not None and live_days:
+        result["day_spread"] = {"sd": spread, "from_days": spread_days, "live_days": live_days, "row_se": row_se}
+        live_se = max(row_se, spread / math.sqrt(live_days))
     baseline = result["baseline"]
     if result["baseline_source"] == "rolling" and len(daily) > 1:
         baseline_se = daily_mean_se(daily)[1]
     else:
         tagged = champion_tags.get(f"metric_se.{perf.metric}")
-        baseline_se = float(tagged) if tagged not in (None, "") else live_se
+        baseline_se = float(tagged) if tagged not in (None, "") else row_se
+        if tagged_spread is not None:
+            baseline_se = max(baseline_se, tagged_spread[0] / math.sqrt(tagged_spread[1]))
     up = greater_is_better(perf.metric)
     if established is not None and (
         not math.isfinite(baseline) or (established.level > baseline if up else established.level < baseline)

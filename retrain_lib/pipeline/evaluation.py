@@ -14,7 +14,13 @@ from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, str_or_none
 from retrain_lib.learn.candidates import CrossFit, crossfit_gain, selection_rows, unseen_out_of_fold
 from retrain_lib.learn.training_data import xy
-from retrain_lib.pipeline.adaptation_steps import REJECTED, is_follow_up, metric_ses, promotion_outcome
+from retrain_lib.pipeline.adaptation_steps import (
+    REJECTED,
+    is_follow_up,
+    metric_day_spreads,
+    metric_ses,
+    promotion_outcome,
+)
 from retrain_lib.pipeline.records import Evaluation, GateReport, Snapshot, TrainedRun
 from retrain_lib.pipeline.reference_inputs import golden_scores, importance_pair
 from retrain_lib.pipeline.rollout import PROMOTE
@@ -97,6 +103,11 @@ def evaluate_candidate(
     X, y = xy(cfg, compared.holdout)
     candidate = metrics_from_scores(y, compared.candidate_scores, cfg.task)
     candidate_se = metric_ses(cfg, y, compared.candidate_scores) if cfg.adaptation is not None else None
+    day_sd, compared_days = (
+        metric_day_spreads(cfg, compared.holdout[cfg.data.timestamp_column], y, compared.candidate_scores)
+        if cfg.adaptation is not None
+        else (None, None)
+    )
     champion_metrics = None
     if champion is not None:
         champion_metrics = evaluate(load_model(ctx, f"models:/{cfg.name}/{champion.version}"), X, y, cfg.task)
@@ -110,6 +121,8 @@ def evaluate_candidate(
         champion_version=str_or_none(champion.version) if champion else None,
         holdout_rows=int(len(compared.holdout)),
         candidate_se=candidate_se,
+        candidate_day_sd=day_sd,
+        compared_days=compared_days,
         compared_on=compared.basis,
     )
 

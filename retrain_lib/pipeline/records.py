@@ -170,6 +170,9 @@ class Evaluation:
     holdout_rows: int | None = None
     candidate_se: Mapping[str, float | None] | None = None
     compared_on: str = "held_out"  # or "cross_fit": see retrain_lib.pipeline.evaluation.Compared
+    # with ``adaptation``: how much the candidate's daily metric moves over those rows' days
+    candidate_day_sd: Mapping[str, float] | None = None
+    compared_days: int | None = None
 
     def to_xcom(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -181,6 +184,9 @@ class Evaluation:
         }
         if self.candidate_se is not None:
             out["candidate_se"] = dict(self.candidate_se)
+        if self.candidate_day_sd is not None:
+            out["candidate_day_sd"] = dict(self.candidate_day_sd)
+            out["compared_days"] = self.compared_days
         return out
 
     @classmethod
@@ -193,6 +199,8 @@ class Evaluation:
             holdout_rows=d.get("holdout_rows"),
             candidate_se=dict(se) if se is not None else None,
             compared_on=d.get("compared_on") or "held_out",
+            candidate_day_sd=dict(d["candidate_day_sd"]) if d.get("candidate_day_sd") is not None else None,
+            compared_days=d.get("compared_days"),
         )
 
 

@@ -23,7 +23,7 @@ from retrain_lib.core.metrics import evaluate, predict_scores
 from retrain_lib.learn.candidates import selection_rows, train_candidates
 from retrain_lib.learn.training import fit
 from retrain_lib.learn.training_data import split_frame, xy
-from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, Change, metric_ses
+from retrain_lib.pipeline.adaptation_steps import NO_CHANGE, Change, metric_day_spreads, metric_ses
 from retrain_lib.pipeline.snapshot import training_window, validate_training_data
 from retrain_lib.pipeline.training_run import permutation_importances
 from retrain_lib.quality.validation import validate_window
@@ -63,6 +63,8 @@ class Artifact:
     selection: dict | None = None  # adaptation: the candidates and the choice
     eval_pipeline: Any = None  # adaptation: the chosen recipe before its refit (scored on the newest labels)
     metric_se: dict[str, float] = field(default_factory=dict)
+    metric_day_sd: dict[str, float] = field(default_factory=dict)  # adaptation: DAY_SD_TAG
+    holdout_days: int = 0
     crossfit: dict | None = None  # adaptation, after a covariate shift: CrossFit.to_dict()
 
     @property
@@ -143,7 +145,11 @@ def train_artifact(
         if v is not None and not math.isnan(float(v))
     }
     if cfg.adaptation is not None:
-        art.metric_se = metric_ses(cfg, y, predict_scores(scored_by, X, cfg.task))
+        holdout_scores = predict_scores(scored_by, X, cfg.task)
+        art.metric_se = metric_ses(cfg, y, holdout_scores)
+        art.metric_day_sd, art.holdout_days = metric_day_spreads(
+            cfg, holdout[cfg.data.timestamp_column], y, holdout_scores
+        )
     if cfg.drift.weight_by_importance:
         art.importances = permutation_importances(cfg, pipeline, X, y)
     if any(g.type == "latency" for g in cfg.gates):
