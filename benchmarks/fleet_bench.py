@@ -80,20 +80,26 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def preimport_airflow_modules(files) -> None:
+    """Import the ``airflow.*`` modules ``files`` name, as the DAG processor does before it
+    starts the process that parses a file (``[dag_processor] parsing_pre_import_modules``)."""
+    import importlib
+
+    from airflow.utils.file import iter_airflow_imports
+
+    for module in sorted({m for f in files for m in iter_airflow_imports(str(f))}):
+        importlib.import_module(module)
+
+
 def parse_child(config_dir: str, dags_dir: str) -> None:
     """Run in a fresh process: import Airflow (and the ``airflow.*`` modules the files name, as
     the DAG processor pre-imports them), then parse the DAGs folder once, file by file, as the
     DAG processor does (DagBag over the folder; one ``dagbag_stats`` entry per file). The first
     file also pays the import of the plugin package, once for the process."""
-    import importlib
-
     import airflow  # noqa: F401 - Airflow itself is imported before the measurement
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.file import iter_airflow_imports
 
-    # as the DAG processor does before it parses a file: import the airflow.* modules it names
-    for module in sorted({m for f in Path(dags_dir).rglob("*.py") for m in iter_airflow_imports(str(f))}):
-        importlib.import_module(module)
+    preimport_airflow_modules(Path(dags_dir).rglob("*.py"))
     os.environ["RETRAIN_CONFIG_DIR"] = config_dir
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_before = _rss_mb()
@@ -136,11 +142,9 @@ def processor_child(config_dir: str, dags_dir: str, preimport: str, processes: s
     import airflow  # noqa: F401
     import structlog
     from airflow.dag_processing.processor import DagFileParseRequest, _parse_file
-    from airflow.utils.file import iter_airflow_imports
 
     files = sorted(str(f) for f in Path(dags_dir).rglob("*.py"))
-    for module in sorted({m for f in files for m in iter_airflow_imports(f)}):
-        importlib.import_module(module)
+    preimport_airflow_modules(files)
     os.environ["RETRAIN_CONFIG_DIR"] = config_dir
     if preimport == "factory":
         importlib.import_module("retrain_airflow.factory")
@@ -194,14 +198,10 @@ def cold_child(config_dir: str, stub: str) -> None:
     process parsing a file (Airflow, and the ``airflow.*`` modules the file names:
     ``parsing_pre_import_modules``), then parses one generated file: what each file costs in
     the DAG processor, where no earlier file warmed the other imports."""
-    import importlib
-
     import airflow.sdk  # noqa: F401
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.file import iter_airflow_imports
 
-    for module in iter_airflow_imports(stub):
-        importlib.import_module(module)
+    preimport_airflow_modules([stub])
     os.environ["RETRAIN_CONFIG_DIR"] = config_dir
     t0 = time.perf_counter()
     bag = DagBag(dag_folder=stub)

@@ -21,6 +21,7 @@ and reports it then.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.machinery
 import importlib.util
@@ -393,32 +394,20 @@ def describe_estimator(path: str, allowed_prefixes=("sklearn.",)) -> EstimatorIn
 
 
 def _info_to_json(info: EstimatorInfo) -> dict:
-    return {
-        "path": info.path,
-        "name": info.name,
-        "defined_in": info.defined_in,
-        "file": info.file,
-        "line": info.line,
-        "params": None if info.params is None else list(info.params),
-        "methods": sorted(info.methods),
-        "fit_params": None if info.fit_params is None else list(info.fit_params),
-        "abstract": info.abstract,
-        "complete": info.complete,
-    }
+    return {**dataclasses.asdict(info), "methods": sorted(info.methods)}  # tuples are written as lists
 
 
 def _info_from_json(data: dict) -> EstimatorInfo:
+    def as_tuple(value):
+        return None if value is None else tuple(value)
+
     return EstimatorInfo(
-        path=str(data["path"]),
-        name=str(data["name"]),
-        defined_in=str(data["defined_in"]),
-        file=str(data["file"]),
-        line=int(data["line"]),
-        params=None if data["params"] is None else tuple(data["params"]),
-        methods=frozenset(data["methods"]),
-        fit_params=None if data["fit_params"] is None else tuple(data["fit_params"]),
-        abstract=bool(data["abstract"]),
-        complete=bool(data["complete"]),
+        **{
+            **data,
+            "params": as_tuple(data["params"]),
+            "fit_params": as_tuple(data["fit_params"]),
+            "methods": frozenset(data["methods"]),
+        }
     )
 
 

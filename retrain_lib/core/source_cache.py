@@ -29,6 +29,8 @@ __all__ = ["MAX_ENTRIES", "SourceCache", "cache_dir", "file_stamp"]
 
 _VERSION = 1
 MAX_ENTRIES = 512
+# entries are valid for this interpreter only (see SourceCache)
+_SCOPE = hashlib.sha256(json.dumps([_VERSION, sys.prefix, sys.version]).encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path | None:
@@ -80,8 +82,7 @@ class SourceCache:
 
     @staticmethod
     def _key(key: str) -> str:
-        scope = hashlib.sha256(json.dumps([_VERSION, sys.prefix, sys.version]).encode()).hexdigest()[:16]
-        return f"{scope}:{key}"
+        return f"{_SCOPE}:{key}"
 
     def get(self, key: str) -> Any | None:
         """The value stored for ``key`` if every file it was read from is unchanged, else None."""

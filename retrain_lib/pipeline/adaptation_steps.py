@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -61,11 +61,16 @@ class Change(NamedTuple):
 NO_CHANGE = Change(None, None)
 
 
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation of ``values`` (at least two)."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def daily_mean_se(daily: dict[str, float]) -> tuple[float, float]:
     """The mean of a daily metric (at least two days) and the standard error of that mean."""
-    values = list(daily.values())
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    mean, sd = _mean_sd(list(daily.values()))
+    return mean, sd / math.sqrt(len(daily))
 
 
 MIN_SPREAD_DAYS = 3  # daily values needed to estimate how much a daily metric moves
@@ -80,8 +85,7 @@ def day_spread(daily: dict[str, float], tagged: tuple[float, int] | None) -> tup
     either."""
     finite = [v for v in daily.values() if math.isfinite(v)]
     if len(finite) >= MIN_SPREAD_DAYS:
-        mean = sum(finite) / len(finite)
-        return math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)), len(finite)
+        return _mean_sd(finite)[1], len(finite)
     return tagged if tagged is not None else (None, 0)
 
 
@@ -93,6 +97,13 @@ def tagged_day_spread(tags: dict, metric: str) -> tuple[float, int] | None:
     except (KeyError, TypeError, ValueError):
         return None
     return (sd, days) if math.isfinite(sd) and days >= MIN_SPREAD_DAYS else None
+
+
+def day_spread_tags(day_sd: Mapping[str, float] | None, days: int | None) -> dict[str, str]:
+    """The version tags of :func:`metric_day_spreads`' result (none without a spread)."""
+    if not day_sd:
+        return {}
+    return {**{f"{DAY_SD_TAG}{k}": repr(v) for k, v in day_sd.items()}, HOLDOUT_DAYS_TAG: str(days)}
 
 
 def metric_day_spreads(cfg: ModelConfig, days, y, scores) -> tuple[dict[str, float], int]:

@@ -13,7 +13,7 @@ from retrain_lib.core.metrics import evaluate
 from retrain_lib.core.settings import Settings
 from retrain_lib.core.values import finite, json_safe
 from retrain_lib.learn.training_data import split_frame, xy
-from retrain_lib.pipeline.adaptation_steps import DAY_SD_TAG, HOLDOUT_DAYS_TAG, regime_tags
+from retrain_lib.pipeline.adaptation_steps import day_spread_tags, regime_tags
 from retrain_lib.pipeline.records import Evaluation, GateReport, Registered, Snapshot, TrainedRun
 from retrain_lib.pipeline.snapshot import training_rows
 from retrain_lib.quality import registry_record as rr
@@ -74,9 +74,7 @@ def register_candidate(
             tags[key] = run.data.tags[key]
     tags.update({f"metric.{k}": repr(v) for k, v in evaluation.candidate.items()})
     tags.update({f"metric_se.{k}": repr(v) for k, v in (evaluation.candidate_se or {}).items() if v is not None})
-    if evaluation.candidate_day_sd:
-        tags.update({f"{DAY_SD_TAG}{k}": repr(v) for k, v in evaluation.candidate_day_sd.items()})
-        tags[HOLDOUT_DAYS_TAG] = str(evaluation.compared_days)
+    tags.update(day_spread_tags(evaluation.candidate_day_sd, evaluation.compared_days))
     tags.update(regime_tags(trained.selection))
     if "rows.train" in run.data.params:
         tags["rows.train"] = run.data.params["rows.train"]

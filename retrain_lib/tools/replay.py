@@ -22,12 +22,11 @@ from retrain_lib.core.values import json_safe
 from retrain_lib.learn.candidates import CrossFit, estimate_change
 from retrain_lib.learn.training_data import xy
 from retrain_lib.pipeline.adaptation_steps import (
-    DAY_SD_TAG,
-    HOLDOUT_DAYS_TAG,
     NO_GAIN,
     REJECTED,
     Change,
     adaptation_state,
+    day_spread_tags,
     is_follow_up,
     promotion_outcome,
     record_adaptation,
@@ -144,9 +143,7 @@ class _Replay:
         }
         tags.update({f"metric.{k}": repr(v) for k, v in art.metrics.items()})
         tags.update({f"metric_se.{k}": repr(v) for k, v in art.metric_se.items()})
-        if art.metric_day_sd:
-            tags.update({f"{DAY_SD_TAG}{k}": repr(v) for k, v in art.metric_day_sd.items()})
-            tags[HOLDOUT_DAYS_TAG] = str(art.holdout_days)
+        tags.update(day_spread_tags(art.metric_day_sd, art.holdout_days))
         tags.update({f"importance.{k}": repr(v) for k, v in art.importances.items()})
         tags.update(regime_tags(art.selection))
         version = Version(str(self.counter), art.key, tags)
